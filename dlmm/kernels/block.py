@@ -1,0 +1,142 @@
+"""Blocks of whole groups: partial cross-products added by key, then stacked.
+
+A chunk of rows may hold only part of a group. Its cross-products are keyed by
+group label (and, for variance components, by global column slot), so the
+parts of a group from different chunks are added by key. Once every part of
+every group of a block is in, the block is laid out as stacked batches
+(:func:`dlmm.kernels.layout.stack_groups`) and kept for the whole fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .crossprod import GroupCrossProducts, _group_sum, _sum_by_key
+from .layout import GroupBatch, stack_groups
+from .likelihood import batch_pieces
+from .pieces import LikelihoodPieces
+
+
+@dataclass(eq=False)
+class KeyedCrossProducts:
+    """Cross-products of the groups of a chunk, with their labels.
+
+    ``labels[c]`` is the label of group code ``c`` in ``cp``.
+    """
+
+    labels: np.ndarray
+    cp: GroupCrossProducts
+
+    def select(self, keep: np.ndarray) -> KeyedCrossProducts:
+        """The groups with ``keep[code]`` true, re-coded ``0 .. keep.sum() - 1``."""
+        keep = np.asarray(keep, dtype=bool)
+        new_code = np.cumsum(keep) - 1
+        cp = self.cp
+        wz_in = keep[cp.wz_group]
+        ww_in = keep[cp.ww_group]
+        return KeyedCrossProducts(
+            self.labels[keep],
+            GroupCrossProducts(
+                cp.n[keep], cp.zz[keep], cp.zr[keep],
+                new_code[cp.wz_group[wz_in]], cp.wz_slot[wz_in], cp.wz[wz_in], cp.wr[wz_in],
+                new_code[cp.ww_group[ww_in]], cp.ww_slot_a[ww_in], cp.ww_slot_b[ww_in],
+                cp.ww[ww_in],
+            ),
+        )
+
+
+def combine_keyed(parts: list[KeyedCrossProducts], n_slots: int) -> KeyedCrossProducts:
+    """Add the cross-products of equal group labels; labels come out sorted."""
+    parts = [p for p in parts if p.labels.shape[0]]
+    if not parts:
+        raise ValueError("no groups to combine")
+    if len(parts) == 1:
+        labels = parts[0].labels
+        if labels.shape[0] < 2 or bool(np.all(labels[1:] > labels[:-1])):
+            return parts[0]
+    labels = np.concatenate([p.labels for p in parts])
+    uniq, inverse = np.unique(labels, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    offsets = np.cumsum([0] + [p.labels.shape[0] for p in parts])
+    cps = [p.cp for p in parts]
+    ng = uniq.shape[0]
+    k_re, r = cps[0].zr.shape[1], cps[0].zr.shape[2]
+
+    n = np.bincount(inverse, weights=np.concatenate([c.n for c in cps]), minlength=ng)
+    flat = np.concatenate(
+        [np.concatenate([c.zz.reshape(c.n.shape[0], -1), c.zr.reshape(c.n.shape[0], -1)], axis=1)
+         for c in cps]
+    )
+    summed = _group_sum(inverse, ng, flat)
+    zz = summed[:, : k_re * k_re].reshape(ng, k_re, k_re)
+    zr = summed[:, k_re * k_re:].reshape(ng, k_re, r)
+
+    wz_group = np.concatenate([inverse[o + c.wz_group] for o, c in zip(offsets, cps)])
+    wz_slot = np.concatenate([c.wz_slot for c in cps])
+    wz_vals = np.concatenate([np.concatenate([c.wz, c.wr], axis=1) for c in cps])
+    key, wz_sum = _sum_by_key(wz_group * n_slots + wz_slot, wz_vals)
+    wz_group, wz_slot = np.divmod(key, n_slots)
+
+    ww_group = np.concatenate([inverse[o + c.ww_group] for o, c in zip(offsets, cps)])
+    ww_key = (ww_group * n_slots + np.concatenate([c.ww_slot_a for c in cps])) * n_slots
+    ww_key = ww_key + np.concatenate([c.ww_slot_b for c in cps])
+    key2, ww_sum = _sum_by_key(ww_key, np.concatenate([c.ww for c in cps])[:, None])
+    group_slot, slot_b = np.divmod(key2, n_slots)
+    ww_group, slot_a = np.divmod(group_slot, n_slots)
+
+    return KeyedCrossProducts(
+        uniq,
+        GroupCrossProducts(
+            n, zz, zr, wz_group, wz_slot, wz_sum[:, :k_re], wz_sum[:, k_re:],
+            ww_group, slot_a, slot_b, ww_sum[:, 0],
+        ),
+    )
+
+
+@dataclass(eq=False)
+class StatsBlock:
+    """Whole groups, laid out for the per-step kernel: what a worker keeps.
+
+    Attributes
+    ----------
+    labels : ndarray (g,)
+        Group labels, sorted.
+    n : ndarray (g,)
+        Rows per group.
+    batches : list of GroupBatch
+    """
+
+    labels: np.ndarray
+    n: np.ndarray
+    batches: list[GroupBatch]
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def build_block(
+    parts: list[KeyedCrossProducts], slot_component: np.ndarray
+) -> StatsBlock:
+    """Combine the chunks of a set of groups and stack them into batches."""
+    if not any(p.labels.shape[0] for p in parts):
+        return StatsBlock(np.zeros(0), np.zeros(0), [])
+    keyed = combine_keyed(parts, max(slot_component.shape[0], 1))
+    batches = stack_groups(keyed.cp, keyed.labels.shape[0], slot_component)
+    return StatsBlock(keyed.labels, keyed.cp.n, batches)
+
+
+def block_pieces(
+    block: StatsBlock, chol_re: np.ndarray, sd_vc: np.ndarray
+) -> LikelihoodPieces | int:
+    """Sum of :func:`batch_pieces` over the batches of a block, in a fixed order.
+
+    A block without groups gives ``0``, the identity of ``+``.
+    """
+    total = 0
+    for batch in block.batches:  # a handful of layouts, not groups
+        piece = batch_pieces(batch, chol_re, sd_vc)
+        total = total + piece
+    return total
