@@ -1,0 +1,24 @@
+"""dlmm: linear mixed-effects models (statsmodels' MixedLM) on data too large for one machine.
+
+    import dlmm
+    model = dlmm.mixedlm("y ~ x", data, groups="g", re_formula="~x")
+    result = model.fit(reml=True)
+    print(result.summary())
+"""
+
+from .exceptions import ConvergenceWarning, InputError
+from .model import MissingDataWarning, MixedLM, mixedlm
+from .objective.params import MixedLMParams
+from .results import MixedLMResults
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "InputError",
+    "MissingDataWarning",
+    "MixedLM",
+    "MixedLMParams",
+    "MixedLMResults",
+    "mixedlm",
+]

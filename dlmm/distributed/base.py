@@ -1,0 +1,87 @@
+"""What a backend does: map functions over chunks and blocks, and add results.
+
+A backend never looks inside what it maps: chunk functions, split functions
+and block builders come from the caller, and results are combined only with
+``+`` (in a fixed order, so that the sum does not depend on timing).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+
+
+def ordered_sum(values: Sequence[Any]) -> Any:
+    """``values[0] + values[1] + ...`` left to right; ``0`` for no values."""
+    total = 0
+    for v in values:
+        total = total + v
+    return total
+
+
+class Backend(ABC):
+    """Runs the fit's map and reduce steps, in process or on a cluster."""
+
+    name: str = "backend"
+
+    # -- the source data ------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def columns(self) -> list[str]:
+        """Column names of the source data."""
+
+    @abstractmethod
+    def select(self, columns: list[str]) -> Backend:
+        """The same data restricted to ``columns`` (only those are read)."""
+
+    @abstractmethod
+    def sample(self, n_rows: int) -> pd.DataFrame:
+        """The first rows of the data (at most ``n_rows``), as pandas."""
+
+    @abstractmethod
+    def distinct(self, columns: list[str]) -> dict[str, list]:
+        """Sorted distinct non-missing values of each column over all the data."""
+
+    @property
+    @abstractmethod
+    def n_chunks(self) -> int:
+        """Number of chunks (partitions) of the source data."""
+
+    # -- the one pass and the blocks -------------------------------------------
+
+    @abstractmethod
+    def map_chunks(self, func: Callable[[pd.DataFrame], Any]) -> list[Any]:
+        """Apply ``func`` to every chunk; return handles (kept where computed)."""
+
+    @abstractmethod
+    def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
+        """``func(h, *args)`` for every handle; new handles, kept where computed."""
+
+    @abstractmethod
+    def regroup(
+        self,
+        handles: list[Any],
+        n_out: int,
+        split: Callable[[Any, int], list[Any]],
+        build: Callable[[list[Any]], Any],
+    ) -> list[Any]:
+        """Shuffle: ``split(h, n_out)`` each handle; block j = ``build`` of every piece j."""
+
+    @abstractmethod
+    def gather(self, handles: list[Any]) -> list[Any]:
+        """Bring results to the driver, in the order of ``handles``."""
+
+    def map_sum(self, func: Callable, handles: list[Any], *args) -> Any:
+        """``func(h, *args)`` for every handle, added in handle order: one round trip."""
+        return ordered_sum(self.gather(self.map(func, handles, *args)))
+
+    def release(self, handles: list[Any]) -> None:  # noqa: B027 - optional hook
+        """Forget handles that are no longer needed."""
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return None

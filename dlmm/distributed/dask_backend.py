@@ -1,0 +1,165 @@
+"""Dask backend: chunks are the partitions of a Dask DataFrame on a cluster.
+
+Every result stays on the worker that computed it, as a ``distributed``
+future; what the driver receives per optimizer step is one small object per
+block. Futures keep their lineage, so a lost worker's results are recomputed
+from the source data by the scheduler.
+
+Which cluster: the ``client`` given, else the current ``distributed`` client
+(``distributed.get_client()``), else an embedded local cluster started once per
+process (see :func:`embedded_client`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import operator
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import pandas as pd
+from distributed import Client, LocalCluster
+
+from .base import Backend
+
+_EMBEDDED: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def embedded_client(
+    n_workers: int | None = None,
+    threads_per_worker: int | None = None,
+    memory_limit: str | float | None = "auto",
+) -> Client:
+    """The process-wide embedded local cluster, started on first use.
+
+    Worker processes (not threads): the one pass runs pandas and formulaic
+    code that holds the GIL, so processes use every core. By default one
+    single-threaded worker per core (at most 8), listening on 127.0.0.1 only.
+    It is closed when the Python process exits.
+    """
+    with _LOCK:
+        client = _EMBEDDED.get("client")
+        if client is not None and client.status == "running":
+            return client
+        cores = os.cpu_count() or 1
+        if n_workers is None:
+            n_workers = max(1, min(cores, 8))
+        if threads_per_worker is None:
+            threads_per_worker = 1
+        try:
+            import bokeh  # noqa: F401
+
+            dashboard = "127.0.0.1:0"
+        except ImportError:
+            dashboard = None
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=dashboard,
+            memory_limit=memory_limit,
+        )
+        client = Client(cluster, set_as_default=False)
+        _EMBEDDED.update(client=client, cluster=cluster)
+        return client
+
+
+def close_embedded() -> None:
+    """Stop the embedded cluster if one was started."""
+    with _LOCK:
+        client = _EMBEDDED.pop("client", None)
+        cluster = _EMBEDDED.pop("cluster", None)
+    if client is not None:
+        client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+atexit.register(close_embedded)
+
+
+def resolve_client(client: Client | None) -> Client:
+    """The client given, else the current one, else the embedded cluster's."""
+    if client is not None:
+        return client
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except ValueError:
+        return embedded_client()
+
+
+class DaskBackend(Backend):
+    """Runs the fit on a ``distributed`` cluster over a Dask DataFrame."""
+
+    name = "dask"
+
+    def __init__(self, frame: dd.DataFrame, client: Client | None = None):
+        self.frame = frame
+        self.client = resolve_client(client)
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def select(self, columns: list[str]) -> DaskBackend:
+        return DaskBackend(self.frame[columns], self.client)
+
+    def sample(self, n_rows: int) -> pd.DataFrame:
+        parts = self.frame.npartitions
+        for k in (1, min(parts, 8), parts):
+            lazy = self.frame.partitions[:k].map_partitions(lambda d: d.head(n_rows))
+            frame = self.client.compute(lazy).result().head(n_rows)
+            if len(frame) or k == parts:
+                return frame
+        return frame
+
+    def distinct(self, columns: list[str]) -> dict[str, list]:
+        if not columns:
+            return {}
+        lazy = [self.frame[c].dropna().unique() for c in columns]
+        values = self.client.gather(self.client.compute(lazy))
+        return {c: sorted(pd.Series(v).tolist()) for c, v in zip(columns, values)}
+
+    @property
+    def n_chunks(self) -> int:
+        return self.frame.npartitions
+
+    def map_chunks(self, func: Callable[[pd.DataFrame], Any]) -> list[Any]:
+        parts = self.frame.to_delayed()
+        tasks = [dask.delayed(func, pure=False)(p) for p in parts]
+        return self.client.compute(tasks)
+
+    def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
+        return [self.client.submit(func, h, *args, pure=False) for h in handles]
+
+    def regroup(self, handles, n_out, split, build):
+        splits = [self.client.submit(split, h, n_out, pure=False) for h in handles]
+        out = []
+        for j in range(n_out):
+            pieces = [self.client.submit(operator.getitem, s, j, pure=False) for s in splits]
+            out.append(self.client.submit(build, pieces, pure=False))
+        return out
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        return self.client.gather(handles)
+
+    def release(self, handles: list[Any]) -> None:
+        for h in handles:
+            release = getattr(h, "release", None)
+            if release is not None:
+                release()
+
+    @property
+    def dashboard_link(self) -> str | None:
+        try:
+            return self.client.dashboard_link
+        except Exception:  # no dashboard (bokeh missing)
+            return None

@@ -1,0 +1,56 @@
+"""In-process backend: a pandas DataFrame, no cluster.
+
+The fastest choice for data that fits in memory: no serialization, no task
+overhead. The frame is cut into row chunks of ``chunk_rows`` so that the
+temporary arrays of the one pass stay bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from .base import Backend
+
+
+class LocalBackend(Backend):
+    """Runs every step in this process, over row chunks of a pandas frame."""
+
+    name = "local"
+
+    def __init__(self, frame: pd.DataFrame, chunk_rows: int = 1 << 20):
+        self.frame = frame
+        self.chunk_rows = max(int(chunk_rows), 1)
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def select(self, columns: list[str]) -> LocalBackend:
+        return LocalBackend(self.frame[columns], self.chunk_rows)
+
+    def sample(self, n_rows: int) -> pd.DataFrame:
+        return self.frame.head(n_rows)
+
+    def distinct(self, columns: list[str]) -> dict[str, list]:
+        return {c: sorted(self.frame[c].dropna().unique().tolist()) for c in columns}
+
+    @property
+    def n_chunks(self) -> int:
+        return max(1, -(-len(self.frame) // self.chunk_rows))
+
+    def map_chunks(self, func: Callable[[pd.DataFrame], Any]) -> list[Any]:
+        step = self.chunk_rows
+        return [func(self.frame.iloc[i * step:(i + 1) * step]) for i in range(self.n_chunks)]
+
+    def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
+        return [func(h, *args) for h in handles]
+
+    def regroup(self, handles, n_out, split, build):
+        pieces = [split(h, n_out) for h in handles]
+        return [build([p[j] for p in pieces]) for j in range(n_out)]
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        return list(handles)

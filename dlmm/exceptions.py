@@ -1,0 +1,9 @@
+"""Errors and warnings that dlmm raises."""
+
+
+class InputError(ValueError):
+    """Bad input: the message names the column, value, file or option at fault."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The optimizer stopped before the convergence test on the gradient passed."""

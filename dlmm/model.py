@@ -1,0 +1,417 @@
+"""The statsmodels-shaped model: ``MixedLM``, ``MixedLM.from_formula``, ``mixedlm``.
+
+A model holds its data and specification. The first call that needs numbers
+(``fit``, ``loglike``, ``score``, ``nobs``...) learns the specification over
+the whole data set and makes the one pass; every later call reuses the
+persisted cross-products.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .distributed.sources import is_path_like, open_backend
+from .exceptions import ConvergenceWarning, InputError
+from .objective.params import MixedLMParams, packed_names
+from .objective.profiled import grad_profile, grad_sqrt, profiled_value
+from .optimize.driver import maximize
+from .spec.arrays import ArraySpec
+from .spec.formula import FormulaSpec
+from .statistics import SufficientStatistics, one_pass
+
+logger = logging.getLogger("dlmm")
+
+_MISSING = ("none", "drop", "raise")
+_SAMPLE_ROWS = 2000
+
+
+class MissingDataWarning(UserWarning):
+    """Rows with missing values were dropped (``missing="drop"``)."""
+
+
+def _rank_check(xtx: np.ndarray, names: list[str]) -> None:
+    """Raise if the fixed-effects design is rank deficient, naming the columns."""
+    p = xtx.shape[0]
+    if p == 0:
+        return
+    norms = np.sqrt(np.clip(np.diag(xtx), 0, None))
+    zero = [names[j] for j in range(p) if norms[j] == 0]
+    if zero:
+        raise InputError(
+            f"fixed-effects column {zero[0]!r} is all zero in the rows used; drop it from "
+            "the formula"
+        )
+    corr = xtx / np.outer(norms, norms)
+    w, v = np.linalg.eigh(corr)
+    tol = max(p, 1) * np.finfo(float).eps * 1e3 * max(w.max(), 1.0)
+    null = v[:, w <= tol]
+    if null.shape[1]:
+        involved = [names[j] for j in range(p) if np.any(np.abs(null[j]) > 1e-6)]
+        rank = p - null.shape[1]
+        raise InputError(
+            f"fixed effects are collinear (rank {rank} of {p}): columns "
+            f"{', '.join(repr(c) for c in involved)} are linearly dependent; drop one"
+        )
+
+
+class MixedLM:
+    """Linear mixed-effects model, as statsmodels' ``MixedLM``.
+
+    Parameters
+    ----------
+    endog : array_like
+        Response.
+    exog : array_like
+        Fixed-effects design (include a constant column for an intercept).
+    groups : array_like or None
+        Group labels, one per row; None puts all rows in one group.
+    exog_re : array_like, optional
+        Random-effects design; default a random intercept (when ``exog_vc`` is
+        also None).
+    exog_vc : dict, optional
+        Variance components: ``{name: {group: matrix}}`` as statsmodels, or
+        ``{name: (n, L) array}`` aligned with the rows (a group's effects are
+        its nonzero columns).
+    use_sqrt : bool
+        Whether packed parameters of ``loglike``/``score``/``start_params`` are
+        in the square-root parameterization (statsmodels' default).
+    missing : {"none", "drop", "raise"}
+        Rows with a missing value in a model column: an error naming the
+        column (``"none"``, ``"raise"``), or dropped and counted (``"drop"``).
+    """
+
+    def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True,
+                 missing="none", **kwargs):
+        spec = ArraySpec(endog, exog, groups, exog_re=exog_re, exog_vc=exog_vc)
+        self._setup(spec, spec.frame, use_sqrt, missing, kwargs.pop("client", None))
+        if kwargs:
+            raise InputError(f"unknown option {next(iter(kwargs))!r} for MixedLM")
+
+    def _setup(self, spec, data, use_sqrt, missing, client):
+        if missing not in _MISSING:
+            raise InputError(f"missing must be one of {', '.join(_MISSING)}, got {missing!r}")
+        self.spec = spec
+        self.data = data
+        self.use_sqrt = use_sqrt
+        self.missing = missing
+        self.reml = True
+        self._client = client
+        self._stats: SufficientStatistics | None = None
+        self._stats_client: Any = None
+        self._backend = None
+        self._learned = isinstance(spec, ArraySpec)
+
+    @classmethod
+    def from_formula(cls, formula: str, data, re_formula: str | None = None,
+                     vc_formula: dict | None = None, subset=None, use_sparse=False,
+                     missing: str = "none", *args, groups: str | None = None,
+                     client=None, **kwargs) -> MixedLM:
+        """Model from formulas (statsmodels' ``MixedLM.from_formula``).
+
+        Parameters
+        ----------
+        formula : str
+            ``"y ~ x1 + x2"``.
+        data : pandas.DataFrame, dask DataFrame, or Parquet path(s) / URL
+        re_formula : str, optional
+            Standard random effects, e.g. ``"~x1"``; ``"0"`` for none.
+        vc_formula : dict, optional
+            Variance components, ``{name: formula}``.
+        subset : array_like of bool, optional
+            Rows to use (pandas or Dask input). statsmodels ignores it; dlmm
+            applies it.
+        groups : str or None
+            Name of the group column; None means a single group.
+        missing : {"none", "drop", "raise"}
+        client : distributed.Client, optional
+            Cluster for Dask or Parquet input (else the current client, else an
+            embedded local cluster).
+        """
+        if kwargs:
+            raise InputError(f"unknown option {next(iter(kwargs))!r} for from_formula")
+        if groups is not None and not isinstance(groups, str):
+            raise InputError("groups must be the name of a column (or None for one group)")
+        if subset is not None:
+            if is_path_like(data):
+                raise InputError("subset needs a DataFrame; filter the Parquet data instead")
+            data = data[subset]
+        spec = FormulaSpec(formula, groups, re_formula=re_formula, vc_formula=vc_formula)
+        model = cls.__new__(cls)
+        model._setup(spec, data, True, missing, client)
+        return model
+
+    # -- preparing ------------------------------------------------------------
+
+    def _backend_for(self, client):
+        if self._backend is None or (client is not None and client is not self._stats_client):
+            self._backend = open_backend(self.data, client)
+            self._stats_client = client
+        return self._backend
+
+    def _learn(self, client=None) -> None:
+        if self._learned:
+            return
+        backend = self._backend_for(client)
+        spec: FormulaSpec = self.spec
+        columns = spec.required_columns(backend.columns)
+        backend = self._backend = backend.select(columns)
+        sample = backend.sample(_SAMPLE_ROWS)
+        if len(sample) == 0:
+            raise InputError("the data have no rows")
+        cats = spec.categorical_columns(sample)
+        levels = backend.distinct(cats)
+        proto = sample.dropna(subset=columns)
+        if len(proto) == 0:
+            proto = sample.head(1).copy()
+            for c in columns:  # keep dtypes, fill so formulaic can learn names
+                if proto[c].isna().any() and pd.api.types.is_numeric_dtype(proto[c]):
+                    proto[c] = 0.0
+        proto = proto.copy()
+        for c in cats:
+            proto[c] = pd.Categorical(proto[c], categories=levels[c])
+        spec.learn(proto)
+        if spec.stateful:
+            if backend.name != "local":
+                raise InputError(
+                    "formula uses a stateful transform (such as center or scale) that must "
+                    "see all the data; compute that column before fitting Dask or Parquet data"
+                )
+            spec.learn(backend.frame.dropna(subset=columns))
+        self._learned = True
+
+    def _ensure_stats(self, client=None) -> SufficientStatistics:
+        client = client if client is not None else self._client
+        if self._stats is not None and (client is None or client is self._stats_client):
+            return self._stats
+        self._learn(client)
+        backend = self._backend_for(client)
+        if isinstance(self.spec, FormulaSpec):
+            backend = backend.select(self.spec.columns) if backend.columns != self.spec.columns \
+                else backend
+        stats = one_pass(self.spec, backend)
+        self._check_stats(stats)
+        self._stats = stats
+        return stats
+
+    def _check_stats(self, stats: SufficientStatistics) -> None:
+        totals = stats.totals
+        labels = self.spec.column_labels
+        missing = np.asarray(totals.missing_by_column)
+        if totals.n_dropped and self.missing in ("none", "raise"):
+            worst = int(np.argmax(missing))
+            detail = ", ".join(
+                f"{labels[j]!r}: {int(missing[j])}" for j in np.flatnonzero(missing)
+            )
+            raise InputError(
+                f"column {labels[worst]!r} has {int(missing[worst])} missing values "
+                f"(rows with missing values by column: {detail}); "
+                "pass missing='drop' to drop those rows"
+            )
+        if totals.n_dropped:
+            msg = f"dropped {int(totals.n_dropped)} rows with missing values"
+            logger.info(msg)
+            warnings.warn(msg, MissingDataWarning, stacklevel=4)
+        if totals.n_rows == 0:
+            if totals.n_dropped:
+                raise InputError(
+                    f"no rows left after dropping {int(totals.n_dropped)} rows with missing values"
+                )
+            raise InputError("the data have no rows")
+        p = self.spec.k_fe
+        if totals.n_rows <= p:
+            raise InputError(f"{int(totals.n_rows)} rows cannot fit {p} fixed effects")
+        _rank_check(totals.xy_cross[:p, :p], self.exog_names)
+
+    # -- statsmodels attributes -------------------------------------------------
+
+    @property
+    def exog_names(self) -> list[str]:
+        self._learn(self._client)
+        return list(self.spec.exog_names)
+
+    @property
+    def exog_re_names(self) -> list[str]:
+        self._learn(self._client)
+        return list(self.spec.exog_re_names)
+
+    @property
+    def endog_names(self) -> str:
+        return self.spec.response
+
+    @property
+    def k_fe(self) -> int:
+        self._learn(self._client)
+        return self.spec.k_fe
+
+    @property
+    def k_re(self) -> int:
+        self._learn(self._client)
+        return self.spec.k_re
+
+    @property
+    def k_re2(self) -> int:
+        return self.k_re * (self.k_re + 1) // 2
+
+    @property
+    def k_vc(self) -> int:
+        return self.spec.k_vc
+
+    @property
+    def nobs(self) -> int:
+        return int(self._ensure_stats().totals.n_rows)
+
+    @property
+    def n_groups(self) -> int:
+        return self._ensure_stats().n_groups
+
+    @property
+    def param_names(self) -> list[str]:
+        return self.exog_names + packed_names(self.exog_re_names, self.spec.vc_names)
+
+    # -- likelihood -------------------------------------------------------------
+
+    def _params_object(self, params) -> MixedLMParams:
+        if isinstance(params, MixedLMParams):
+            return params
+        params = np.asarray(params, dtype=float)
+        has_fe = params.shape[0] == self.k_fe + self.k_re2 + self.k_vc
+        if not has_fe and params.shape[0] != self.k_re2 + self.k_vc:
+            raise InputError(
+                f"params has length {params.shape[0]}; expected {self.k_re2 + self.k_vc} "
+                f"covariance parameters (or {self.k_fe + self.k_re2 + self.k_vc} with the "
+                "fixed effects first)"
+            )
+        return MixedLMParams.from_packed(params, self.k_fe, self.k_re, self.use_sqrt, has_fe)
+
+    def _value(self, chol_re: np.ndarray, sd_vc: np.ndarray, reml: bool):
+        stats = self._ensure_stats()
+        pieces = stats.pieces(chol_re, sd_vc)
+        return profiled_value(pieces, stats.totals.xy_cross, stats.totals.n_rows, reml)
+
+    def loglike(self, params, profile_fe: bool = True) -> float:
+        """Profiled log-likelihood (REML or ML per ``self.reml``) at ``params``.
+
+        ``params`` is a :class:`MixedLMParams` (profile scale) or a packed vector
+        in the sqrt (``use_sqrt``) or profile parameterization; the fixed
+        effects and scale are profiled out.
+        """
+        if not profile_fe:
+            raise InputError("only profile_fe=True is supported: fixed effects are profiled")
+        po = self._params_object(params)
+        return self._value(po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0)), self.reml).llf
+
+    def score(self, params, profile_fe: bool = True) -> np.ndarray:
+        """Gradient of :meth:`loglike` in the parameterization of ``params``.
+
+        With ``use_sqrt`` it is taken with respect to the packed Cholesky factor
+        and ``sqrt(vcomp / scale)``, else with respect to the packed profile
+        parameters ``Psi`` (lower triangle) and ``vcomp / scale``.
+        """
+        if not profile_fe:
+            raise InputError("only profile_fe=True is supported: fixed effects are profiled")
+        if isinstance(params, MixedLMParams) or not self.use_sqrt:
+            po = self._params_object(params)
+            value = self._value(po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0)), self.reml)
+            return grad_sqrt(value, po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))) \
+                if self.use_sqrt else grad_profile(value)
+        chol, sd = self._unpack_sqrt(np.asarray(params, dtype=float)[-(self.k_re2 + self.k_vc):])
+        value = self._value(chol, sd, self.reml)
+        return grad_sqrt(value, chol, sd)
+
+    def _unpack_sqrt(self, theta: np.ndarray):
+        chol = np.zeros((self.k_re, self.k_re))
+        chol[np.tril_indices(self.k_re)] = theta[: self.k_re2]
+        return chol, theta[self.k_re2:]
+
+    # -- fitting ----------------------------------------------------------------
+
+    def _start(self, start_params) -> np.ndarray:
+        if start_params is None:
+            # statsmodels' start: Psi = I, vcomp / scale = 1.
+            po = MixedLMParams.from_components(
+                cov_re=np.eye(self.k_re), vcomp=np.ones(self.k_vc)
+            )
+        else:
+            po = self._params_object(start_params)
+        return po.get_packed(use_sqrt=True, has_fe=False)
+
+    def fit(self, start_params=None, reml: bool = True, method=None, client=None,
+            maxiter: int = 2000, callback=None, progress: bool = False, **kwargs):
+        """Fit by maximizing the profiled REML (default) or ML log-likelihood.
+
+        Parameters
+        ----------
+        start_params : array_like or MixedLMParams, optional
+            Covariance parameters (packed as ``use_sqrt`` says, optionally with
+            the fixed effects first, which are ignored) to start from.
+        reml : bool
+            REML (True) or ML.
+        method : str or list of str, optional
+            scipy methods to try in order; default ``["bfgs", "lbfgs",
+            "nelder-mead"]``, then Newton polishing.
+        client : distributed.Client, optional
+            Cluster to use (see :func:`dlmm.distributed.dask_backend.resolve_client`).
+        maxiter : int
+            Iterations per method.
+        callback : callable, optional
+            Called with each :class:`~dlmm.optimize.driver.LogEntry`.
+        progress : bool
+            Print one line per evaluation to stderr.
+
+        Returns
+        -------
+        MixedLMResults
+        """
+        from .results import MixedLMResults
+
+        for key in kwargs:
+            if key not in ("full_output", "gtol", "disp", "niter_sa", "do_cg"):
+                raise InputError(f"unknown option {key!r} for fit")
+        stats = self._ensure_stats(client)
+        self.reml = bool(reml)
+        methods = [method] if isinstance(method, str) else list(method or
+                                                                 ["bfgs", "lbfgs", "nelder-mead"])
+        if progress:
+            import sys
+
+            def _print(entry, _user=callback):
+                print(f"step {entry.evaluation:4d}  llf {entry.llf:.8g}  "
+                      f"|grad| {entry.grad_norm:.3g}  [{entry.stage}]", file=sys.stderr)
+                if _user is not None:
+                    _user(entry)
+
+            callback = _print
+
+        n = stats.totals.n_rows
+
+        def fun(theta):
+            chol, sd = self._unpack_sqrt(theta)
+            value = self._value(chol, sd, self.reml)
+            return value.llf, grad_sqrt(value, chol, sd)
+
+        outcome = maximize(fun, self._start(start_params), n, methods=methods,
+                           maxiter=maxiter, callback=callback)
+        if not outcome.converged:
+            gnorm = float(np.sqrt(np.sum(outcome.grad**2)))
+            warnings.warn(
+                f"MixedLM optimization did not converge: |grad| = {gnorm:.3g}, "
+                f"llf still to gain about {outcome.decrement:.3g} ({outcome.message})",
+                ConvergenceWarning, stacklevel=2,
+            )
+        chol, sd = self._unpack_sqrt(outcome.x)
+        value = self._value(chol, sd, self.reml)
+        return MixedLMResults(self, value, chol, sd, outcome, stats)
+
+
+def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict | None = None,
+            subset=None, use_sparse=False, missing: str = "none", *args,
+            groups: str | None = None, client=None, **kwargs) -> MixedLM:
+    """``MixedLM.from_formula``, like ``statsmodels.formula.api.mixedlm``."""
+    return MixedLM.from_formula(formula, data, re_formula=re_formula, vc_formula=vc_formula,
+                                subset=subset, use_sparse=use_sparse, missing=missing,
+                                groups=groups, client=client, **kwargs)

@@ -1,0 +1,173 @@
+"""Model specification from arrays (statsmodels' ``MixedLM(endog, exog, groups)``).
+
+The arrays are put side by side in one pandas frame with reserved column
+names, so that the one pass is the same code as for formulas.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..exceptions import InputError
+from .design import ChunkDesign
+
+_Y, _G = "__y", "__group"
+
+
+def _names(obj, default_prefix: str, k: int) -> list[str]:
+    if isinstance(obj, pd.DataFrame):
+        return [str(c) for c in obj.columns]
+    if isinstance(obj, pd.Series) and obj.name is not None:
+        return [str(obj.name)]
+    return [f"{default_prefix}{i + 1}" for i in range(k)]
+
+
+def _as_2d(obj, what: str) -> np.ndarray:
+    arr = np.asarray(obj)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise InputError(f"{what} must be 1- or 2-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{what} is not numeric (dtype {arr.dtype})")
+    return arr.astype(float)
+
+
+def _vc_row_aligned(exog_vc, groups: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Variance-component designs as one (n, L) array per component.
+
+    Accepts statsmodels' ``{name: {group: matrix}}`` (rows of each group in
+    data order) or ``{name: (n, L) array}`` with rows aligned to the data. A
+    group's component effects are its nonzero columns; equal column numbers in
+    different groups are different random effects.
+    """
+    out = {}
+    for name in sorted(exog_vc):
+        value = exog_vc[name]
+        if isinstance(value, dict):
+            width = max((np.atleast_2d(np.asarray(m)).shape[1] for m in value.values()),
+                        default=0)
+            mat = np.zeros((n, width))
+            order = np.argsort(groups, kind="stable")
+            sorted_groups = groups[order]
+            for label, m in value.items():  # one entry per group of the user's dict
+                m = np.asarray(m, dtype=float)
+                m = m[:, None] if m.ndim == 1 else m
+                lo = np.searchsorted(sorted_groups, label, side="left")
+                hi = np.searchsorted(sorted_groups, label, side="right")
+                if hi - lo != m.shape[0]:
+                    raise InputError(
+                        f"exog_vc[{name!r}][{label!r}] has {m.shape[0]} rows, "
+                        f"group {label!r} has {hi - lo}"
+                    )
+                mat[np.sort(order[lo:hi]), : m.shape[1]] = m
+            out[name] = mat
+        else:
+            mat = _as_2d(value, f"exog_vc[{name!r}]")
+            if mat.shape[0] != n:
+                raise InputError(f"exog_vc[{name!r}] has {mat.shape[0]} rows, endog has {n}")
+            out[name] = mat
+    return out
+
+
+class ArraySpec:
+    """A mixed-model specification from arrays; ``frame`` holds the data."""
+
+    def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None):
+        y = np.asarray(endog)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise InputError(f"endog must be one column, got shape {y.shape}")
+        if y.dtype.kind not in "biuf":
+            raise InputError(f"endog is not numeric (dtype {y.dtype})")
+        n = y.shape[0]
+        x = _as_2d(exog, "exog")
+        if x.shape[0] != n:
+            raise InputError(f"exog has {x.shape[0]} rows, endog has {n}")
+        self.exog_names = _names(exog, "x", x.shape[1])
+        if not isinstance(exog, pd.DataFrame):
+            const = np.all(x == 1.0, axis=0)
+            self.exog_names = ["const" if c else nm for c, nm in zip(const, self.exog_names)]
+        self.response = str(endog.name) if isinstance(endog, pd.Series) and endog.name else "y"
+
+        if groups is None:
+            g = np.zeros(n, dtype=np.int64)
+        else:
+            g = np.asarray(groups)
+            if g.ndim != 1 or g.shape[0] != n:
+                raise InputError(f"groups must have one label per row ({n}), got shape {g.shape}")
+        self.group_name = "Group"
+        if isinstance(groups, pd.Series) and groups.name is not None:
+            self.group_name = str(groups.name)
+
+        vc = _vc_row_aligned(exog_vc or {}, g, n)
+        if exog_re is None:
+            z = np.ones((n, 1)) if not vc else np.zeros((n, 0))
+            self.exog_re_names = [self.group_name] if not vc else []
+        else:
+            z = _as_2d(exog_re, "exog_re")
+            if z.shape[0] != n:
+                raise InputError(f"exog_re has {z.shape[0]} rows, endog has {n}")
+            self.exog_re_names = _names(exog_re, "x_re", z.shape[1])
+        self.vc_names = list(vc)
+        self.vc_column_names = [
+            [f"{name}[{j}]" for j in range(mat.shape[1])] for name, mat in vc.items()
+        ]
+
+        cols = {_Y: y.astype(float)}
+        self._x_cols = [f"__x{j}" for j in range(x.shape[1])]
+        self._z_cols = [f"__z{j}" for j in range(z.shape[1])]
+        self._vc_cols = [
+            [f"__vc{k}_{j}" for j in range(mat.shape[1])] for k, mat in enumerate(vc.values())
+        ]
+        cols.update(zip(self._x_cols, x.T))
+        cols.update(zip(self._z_cols, z.T))
+        for names, mat in zip(self._vc_cols, vc.values()):
+            cols.update(zip(names, mat.T))
+        cols[_G] = g
+        self.frame = pd.DataFrame(cols)
+        self.columns = [c for c in self.frame.columns]
+        self._value_columns = [c for c in self.columns if c != _G]
+        self.groups = _G
+        self.slot_component = np.concatenate(
+            [np.full(len(c), k, dtype=np.int64) for k, c in enumerate(self._vc_cols)]
+            or [np.zeros(0, dtype=np.int64)]
+        )
+        self.stateful = False
+        self.column_labels = (
+            [self.response] + self.exog_names + self.exog_re_names
+            + [n for names in self.vc_column_names for n in names] + [self.group_name]
+        )
+
+    @property
+    def k_fe(self) -> int:
+        return len(self.exog_names)
+
+    @property
+    def k_re(self) -> int:
+        return len(self.exog_re_names)
+
+    @property
+    def k_vc(self) -> int:
+        return len(self.vc_names)
+
+    def design(self, df: pd.DataFrame) -> ChunkDesign:
+        na = df[self.columns].isna().to_numpy()
+        missing = na.sum(axis=0).astype(float)
+        row_na = na.any(axis=1)
+        n_dropped = int(row_na.sum())
+        if n_dropped:
+            df = df.loc[~row_na]
+        xy = df[self._x_cols + [_Y]].to_numpy(dtype=float)
+        z = df[self._z_cols].to_numpy(dtype=float)
+        w = None
+        flat_vc = [c for names in self._vc_cols for c in names]
+        if flat_vc:
+            w = sp.csr_array(df[flat_vc].to_numpy(dtype=float))
+        return ChunkDesign(
+            xy=xy, z=z, w=w, groups=df[_G].to_numpy(), missing_by_column=missing,
+            n_dropped=n_dropped,
+        )

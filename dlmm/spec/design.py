@@ -1,0 +1,36 @@
+"""The numeric design of one chunk of rows, as the kernels take it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(eq=False)
+class ChunkDesign:
+    """Model arrays of the complete rows of one chunk.
+
+    Attributes
+    ----------
+    xy : ndarray (n, p + 1)
+        Fixed-effects design with the response as the last column.
+    z : ndarray (n, k_re)
+        Standard random-effects design.
+    w : sparse array (n, L) or None
+        Variance-component columns, in global slots (component after component).
+    groups : ndarray (n,)
+        Group label of each row.
+    missing_by_column : ndarray (n_columns,)
+        Rows with a missing value, per model column (before dropping).
+    n_dropped : int
+        Rows dropped because a model column was missing.
+    """
+
+    xy: np.ndarray
+    z: np.ndarray
+    w: sp.csr_array | None
+    groups: np.ndarray
+    missing_by_column: np.ndarray
+    n_dropped: int

@@ -1,0 +1,263 @@
+"""Formulas to a model specification, learned once, applied to every chunk.
+
+The fixed-effects formula, the random-effects formula and each variance
+component formula are parsed by formulaic. Categorical levels are learned once
+over the whole data set (the caller passes a prototype frame that carries
+every level as a ``pandas.Categorical``), and the learned formulaic
+``ModelSpec`` objects are then applied unchanged to every chunk, so that each
+partition produces the same columns in the same order.
+
+Names follow statsmodels: ``Intercept``, ``C(c)[T.b]``; random-effect names
+with ``Intercept`` replaced by the group column's name (``Subject``,
+``Days``); variance components sorted by name.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from formulaic import Formula, model_matrix
+from formulaic.errors import FormulaicError
+
+from ..exceptions import InputError
+from .design import ChunkDesign
+
+_NO_RE = {"0", "-1", "0 +", "~0", "~ 0", "~-1", "~ -1", "0+", "~0+"}
+
+
+def _rhs_text(formula: str) -> str:
+    text = formula.strip()
+    return text[1:].strip() if text.startswith("~") else text
+
+
+def _mentioned(text: str, columns) -> set[str]:
+    """Data columns that appear as whole identifiers in a formula text."""
+    found = set()
+    for col in columns:
+        name = str(col)
+        if re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w])", text):
+            found.add(name)
+    return found
+
+
+class FormulaSpec:
+    """A mixed-model specification from formulas (statsmodels' ``from_formula``).
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ x1 + x2"``: response and fixed effects.
+    groups : str or None
+        Column of the group labels; None puts all rows in one group.
+    re_formula : str, optional
+        Standard random effects (``"~x1"``, ``"1"``, ``"0"``). Default: a random
+        intercept when ``vc_formula`` is also None, else none.
+    vc_formula : dict, optional
+        Variance components, name -> formula (``{"c": "0 + C(c)"}``).
+    """
+
+    def __init__(self, formula: str, groups: str | None, re_formula=None, vc_formula=None):
+        if not isinstance(formula, str) or "~" not in formula:
+            raise InputError(f"formula must look like 'y ~ x1 + x2', got {formula!r}")
+        lhs, rhs = formula.split("~", 1)
+        if not lhs.strip():
+            raise InputError(f"formula {formula!r} has no response on the left of '~'")
+        self.formula = formula
+        self.groups = groups
+        self.group_name = groups if isinstance(groups, str) else "Group"
+        self.re_formula = re_formula
+        self.vc_formula = dict(sorted((vc_formula or {}).items()))
+        for name, text in self.vc_formula.items():
+            if not isinstance(text, str):
+                raise InputError(f"vc_formula[{name!r}] must be a formula string, got {text!r}")
+        self.vc_names = list(self.vc_formula)
+        self._learned = False
+
+    # -- which columns --------------------------------------------------------
+
+    def _texts(self) -> list[tuple[str, str]]:
+        out = [("formula", self.formula)]
+        if self.re_formula is not None:
+            out.append(("re_formula", self.re_formula))
+        out += [(f"vc_formula[{k!r}]", v) for k, v in self.vc_formula.items()]
+        return out
+
+    def required_columns(self, available) -> list[str]:
+        """The data columns the model reads, in a fixed order.
+
+        Raises
+        ------
+        InputError
+            A formula or ``groups`` names a column the data does not have.
+        """
+        available = [str(c) for c in available]
+        avail = set(available)
+        used: set[str] = set()
+        for where, text in self._texts():
+            try:
+                needed = set(Formula(text).required_variables)
+            except FormulaicError as exc:
+                raise InputError(f"{where} {text!r} cannot be parsed: {exc}") from None
+            needed = {v for v in needed if v not in {"np", "C"}}
+            missing = sorted(v for v in needed if v not in avail)
+            if missing:
+                raise InputError(
+                    f"column {missing[0]!r} used in {where} {text!r} is not in the data "
+                    f"(columns: {', '.join(available[:20])}"
+                    f"{', ...' if len(available) > 20 else ''})"
+                )
+            used |= needed | _mentioned(text, available)
+        if self.groups is not None:
+            if self.groups not in avail:
+                raise InputError(
+                    f"groups column {self.groups!r} is not in the data "
+                    f"(columns: {', '.join(available[:20])})"
+                )
+            used.add(self.groups)
+        return [c for c in available if c in used]
+
+    @property
+    def response(self) -> str:
+        return self.formula.split("~", 1)[0].strip()
+
+    # -- learning -------------------------------------------------------------
+
+    def categorical_columns(self, sample: pd.DataFrame) -> list[str]:
+        """Columns whose levels must be learned over the whole data set."""
+        cols = [c for c in self.required_columns(sample.columns) if c != self.groups]
+        cats = {
+            c for c in cols
+            if not (pd.api.types.is_numeric_dtype(sample[c]) and
+                    not pd.api.types.is_bool_dtype(sample[c]))
+        }
+        for _, text in self._texts():
+            for match in re.finditer(r"C\(\s*([A-Za-z_][\w.]*)", text):
+                if match.group(1) in cols:
+                    cats.add(match.group(1))
+        return sorted(cats)
+
+    def learn(self, prototype: pd.DataFrame) -> FormulaSpec:
+        """Learn the formulaic specs (levels, column names) from a prototype frame.
+
+        ``prototype`` holds complete rows; columns whose levels matter should
+        be ``pandas.Categorical`` with every level of the whole data set.
+        """
+        self.columns = self.required_columns(prototype.columns)
+        self.column_labels = list(self.columns)
+        y = prototype[self.response] if self.response in prototype else None
+        if y is not None and not (
+            pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+        ):
+            raise InputError(
+                f"response column {self.response!r} is not numeric (dtype {y.dtype})"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                mm = model_matrix(self.formula, prototype, na_action="ignore", output="numpy")
+            except FormulaicError as exc:
+                raise InputError(f"formula {self.formula!r} failed: {exc}") from None
+            self._fe_spec = mm.model_spec
+            lhs_names = list(self._fe_spec.lhs.column_names)
+            if len(lhs_names) != 1:
+                raise InputError(
+                    f"the response of {self.formula!r} must be one numeric column, "
+                    f"it gives {len(lhs_names)} columns"
+                )
+            self.exog_names = list(self._fe_spec.rhs.column_names)
+
+            self._re_spec = None
+            if self.re_formula is None:
+                self.exog_re_names = [] if self.vc_formula else [self.group_name]
+                self._re_intercept_only = not self.vc_formula
+            elif _rhs_text(self.re_formula) in _NO_RE:
+                self.exog_re_names = []
+                self._re_intercept_only = False
+            elif _rhs_text(self.re_formula) == "1":
+                self.exog_re_names = [self.group_name]
+                self._re_intercept_only = True
+            else:
+                self._re_intercept_only = False
+                try:
+                    re_mm = model_matrix(
+                        "~ " + _rhs_text(self.re_formula), prototype,
+                        na_action="ignore", output="numpy",
+                    )
+                except FormulaicError as exc:
+                    raise InputError(f"re_formula {self.re_formula!r} failed: {exc}") from None
+                self._re_spec = re_mm.model_spec
+                self.exog_re_names = [
+                    n.replace("Intercept", self.group_name) for n in self._re_spec.column_names
+                ]
+
+            self._vc_specs = []
+            self.vc_column_names = []
+            for name, text in self.vc_formula.items():
+                try:
+                    vc_mm = model_matrix(
+                        "~ " + _rhs_text(text), prototype, na_action="ignore", output="sparse"
+                    )
+                except FormulaicError as exc:
+                    raise InputError(f"vc_formula[{name!r}] {text!r} failed: {exc}") from None
+                self._vc_specs.append(vc_mm.model_spec)
+                self.vc_column_names.append(list(vc_mm.model_spec.column_names))
+        self.slot_component = np.concatenate(
+            [np.full(len(c), k, dtype=np.int64) for k, c in enumerate(self.vc_column_names)]
+            or [np.zeros(0, dtype=np.int64)]
+        )
+        self.stateful = any(
+            bool(getattr(s, "transform_state", None))
+            for s in [self._fe_spec.rhs, self._fe_spec.lhs, self._re_spec, *self._vc_specs]
+            if s is not None
+        )
+        self._learned = True
+        return self
+
+    # -- applying -------------------------------------------------------------
+
+    @property
+    def k_fe(self) -> int:
+        return len(self.exog_names)
+
+    @property
+    def k_re(self) -> int:
+        return len(self.exog_re_names)
+
+    @property
+    def k_vc(self) -> int:
+        return len(self.vc_names)
+
+    def design(self, df: pd.DataFrame) -> ChunkDesign:
+        """The model arrays of a chunk's complete rows (NaN rows counted, dropped)."""
+        na = df[self.columns].isna().to_numpy()
+        missing = na.sum(axis=0).astype(float)
+        row_na = na.any(axis=1)
+        n_dropped = int(row_na.sum())
+        if n_dropped:
+            df = df.loc[~row_na]
+        n = len(df)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y = np.asarray(self._fe_spec.lhs.get_model_matrix(df), dtype=float).reshape(n, -1)
+            x = np.asarray(self._fe_spec.rhs.get_model_matrix(df), dtype=float).reshape(n, -1)
+            if self._re_spec is not None:
+                z = np.asarray(self._re_spec.get_model_matrix(df), dtype=float).reshape(n, -1)
+            elif self._re_intercept_only:
+                z = np.ones((n, 1))
+            else:
+                z = np.zeros((n, 0))
+            w = None
+            if self._vc_specs:
+                mats = [sp.csr_array(s.get_model_matrix(df), dtype=float) for s in self._vc_specs]
+                w = sp.csr_array(sp.hstack(mats, format="csr"))
+        groups = (
+            df[self.groups].to_numpy() if self.groups is not None else np.zeros(n, dtype=np.int64)
+        )
+        return ChunkDesign(
+            xy=np.concatenate([x, y], axis=1), z=z, w=w, groups=groups,
+            missing_by_column=missing, n_dropped=n_dropped,
+        )
