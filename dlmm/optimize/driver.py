@@ -8,9 +8,10 @@ evaluations for ``k`` parameters and take the fit to the true maximum where
 quasi-Newton methods stop short (statsmodels' REML fits often do).
 
 The Newton steps go on while they do not lower the llf (beyond rounding)
-and still move the parameters by more than 1e-11 relative, so that the estimates are determined to near machine
-precision, not just to the optimizer's tolerance: the same data partitioned
-differently give the same estimates.
+and still move the parameters by more than 1e-11 relative, so that the
+estimates are determined to near machine precision, not just to the
+optimizer's tolerance: the same data partitioned differently give the same
+estimates.
 
 Convergence test: the Newton decrement ``g' (-H)^{-1} g / 2`` (the llf still
 to gain by the quadratic model) is at most ``tol_llf``; where the Hessian is

@@ -34,6 +34,39 @@ def _rhs_text(formula: str) -> str:
     return text[1:].strip() if text.startswith("~") else text
 
 
+def _patsy_ordered(text: str, prototype: pd.DataFrame):
+    """The formula with its terms in patsy's (and so statsmodels') order.
+
+    formulaic orders terms by degree; patsy, and statsmodels' column names
+    after it, put the intercept first, then the terms made only of
+    categorical factors (by degree), then the other terms grouped by their
+    numeric factors in order of appearance (each group by degree).
+    """
+    parsed = Formula(text, _ordering="none")
+    structured = hasattr(parsed, "rhs")
+    rhs_terms = list(parsed.rhs if structured else parsed)
+    rhs_text = " + ".join(str(t) for t in rhs_terms) or "0"
+    probe = model_matrix("~ " + rhs_text, prototype, na_action="ignore")
+    categorical = set(probe.model_spec.factor_contrasts)
+    first = [t for t in rhs_terms if t.degree == 0]
+    rest = [t for t in rhs_terms if t.degree > 0]
+    cats = sorted((t for t in rest if all(f in categorical for f in t.factors)),
+                  key=lambda t: t.degree)
+    by_numeric: dict[tuple, list] = {}
+    for term in rest:
+        if term in cats:
+            continue
+        key = tuple(sorted(str(f) for f in term.factors if f not in categorical))
+        by_numeric.setdefault(key, []).append(term)
+    ordered = first + cats + [t for group in by_numeric.values()
+                              for t in sorted(group, key=lambda t: t.degree)]
+    rhs = Formula(ordered, _ordering="none")
+    if structured:
+        return Formula(lhs=Formula(list(parsed.lhs), _ordering="none"), rhs=rhs,
+                       _ordering="none")
+    return rhs
+
+
 def _mentioned(text: str, columns) -> set[str]:
     """Data columns that appear as whole identifiers in a formula text."""
     found = set()
@@ -158,7 +191,8 @@ class FormulaSpec:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                mm = model_matrix(self.formula, prototype, na_action="ignore", output="numpy")
+                mm = model_matrix(_patsy_ordered(self.formula, prototype), prototype,
+                                  na_action="ignore", output="numpy")
             except FormulaicError as exc:
                 raise InputError(f"formula {self.formula!r} failed: {exc}") from None
             self._fe_spec = mm.model_spec
@@ -184,7 +218,7 @@ class FormulaSpec:
                 self._re_intercept_only = False
                 try:
                     re_mm = model_matrix(
-                        "~ " + _rhs_text(self.re_formula), prototype,
+                        _patsy_ordered("~ " + _rhs_text(self.re_formula), prototype), prototype,
                         na_action="ignore", output="numpy",
                     )
                 except FormulaicError as exc:
