@@ -163,6 +163,7 @@ class MixedLM:
         sample = backend.sample(_SAMPLE_ROWS)
         if len(sample) == 0:
             raise InputError("the data have no rows")
+        spec.check_response(sample)
         cats = spec.categorical_columns(sample)
         levels = backend.distinct(cats)
         proto = sample.dropna(subset=columns)
@@ -341,7 +342,8 @@ class MixedLM:
         return po.get_packed(use_sqrt=True, has_fe=False)
 
     def fit(self, start_params=None, reml: bool = True, method=None, client=None,
-            maxiter: int = 2000, callback=None, progress: bool = False, **kwargs):
+            maxiter: int = 2000, callback=None, progress: bool = False,
+            newton_steps: int = 8, **kwargs):
         """Fit by maximizing the profiled REML (default) or ML log-likelihood.
 
         Parameters
@@ -358,6 +360,8 @@ class MixedLM:
             Cluster to use (see :func:`dlmm.distributed.dask_backend.resolve_client`).
         maxiter : int
             Iterations per method.
+        newton_steps : int
+            Newton polishing steps after the scipy methods (0 to skip them).
         callback : callable, optional
             Called with each :class:`~dlmm.optimize.driver.LogEntry`.
         progress : bool
@@ -395,7 +399,7 @@ class MixedLM:
             return value.llf, grad_sqrt(value, chol, sd)
 
         outcome = maximize(fun, self._start(start_params), n, methods=methods,
-                           maxiter=maxiter, callback=callback)
+                           maxiter=maxiter, callback=callback, newton_steps=newton_steps)
         if not outcome.converged:
             gnorm = float(np.sqrt(np.sum(outcome.grad**2)))
             warnings.warn(

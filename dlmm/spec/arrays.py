@@ -87,10 +87,16 @@ class ArraySpec:
         x = _as_2d(exog, "exog")
         if x.shape[0] != n:
             raise InputError(f"exog has {x.shape[0]} rows, endog has {n}")
-        self.exog_names = _names(exog, "x", x.shape[1])
-        if not isinstance(exog, pd.DataFrame):
-            const = np.all(x == 1.0, axis=0)
-            self.exog_names = ["const" if c else nm for c, nm in zip(const, self.exog_names)]
+        if isinstance(exog, (pd.DataFrame, pd.Series)):
+            self.exog_names = _names(exog, "x", x.shape[1])
+        else:
+            # statsmodels: one zero-variance column is "const", the others x1, x2, ...
+            names = [f"x{i + 1}" for i in range(x.shape[1])]
+            variance = x.var(axis=0) if n else np.ones(x.shape[1])
+            if x.shape[1] and np.any(variance == 0):
+                names = names[:-1]
+                names.insert(int(np.argmin(variance)), "const")
+            self.exog_names = names
         self.response = str(endog.name) if isinstance(endog, pd.Series) and endog.name else "y"
 
         if groups is None:

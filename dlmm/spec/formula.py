@@ -173,6 +173,16 @@ class FormulaSpec:
                     cats.add(match.group(1))
         return sorted(cats)
 
+    def check_response(self, sample: pd.DataFrame) -> None:
+        """Raise unless the response is a numeric (not boolean) column."""
+        y = sample[self.response] if self.response in sample.columns else None
+        if y is not None and not (
+            pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+        ):
+            raise InputError(
+                f"response column {self.response!r} is not numeric (dtype {y.dtype})"
+            )
+
     def learn(self, prototype: pd.DataFrame) -> FormulaSpec:
         """Learn the formulaic specs (levels, column names) from a prototype frame.
 
@@ -181,13 +191,7 @@ class FormulaSpec:
         """
         self.columns = self.required_columns(prototype.columns)
         self.column_labels = list(self.columns)
-        y = prototype[self.response] if self.response in prototype else None
-        if y is not None and not (
-            pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
-        ):
-            raise InputError(
-                f"response column {self.response!r} is not numeric (dtype {y.dtype})"
-            )
+        self.check_response(prototype)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -276,10 +280,12 @@ class FormulaSpec:
         n = len(df)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            y = np.asarray(self._fe_spec.lhs.get_model_matrix(df), dtype=float).reshape(n, -1)
-            x = np.asarray(self._fe_spec.rhs.get_model_matrix(df), dtype=float).reshape(n, -1)
+            y = np.asarray(self._fe_spec.lhs.get_model_matrix(df), dtype=float).reshape(n, 1)
+            x = np.asarray(self._fe_spec.rhs.get_model_matrix(df), dtype=float).reshape(
+                n, self.k_fe)
             if self._re_spec is not None:
-                z = np.asarray(self._re_spec.get_model_matrix(df), dtype=float).reshape(n, -1)
+                z = np.asarray(self._re_spec.get_model_matrix(df), dtype=float).reshape(
+                    n, self.k_re)
             elif self._re_intercept_only:
                 z = np.ones((n, 1))
             else:

@@ -1,0 +1,171 @@
+"""The model API: bad input gets an error naming the fault; honest convergence."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+
+import dlmm
+from dlmm import ConvergenceWarning, InputError, MissingDataWarning
+from tests.simulate import grouped_data
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    return grouped_data(n_groups=30, per_group=8, re_cov=np.diag([0.5, 0.2]), seed=11)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"formula": "y ~ x1 + nope"}, "column 'nope' used in formula 'y ~ x1 + nope'"),
+        ({"groups": "gg"}, "groups column 'gg' is not in the data"),
+        ({"re_formula": "~zz"}, "column 'zz' used in re_formula '~zz'"),
+        ({"vc_formula": {"a": "0 + C(q)"}}, "column 'q' used in vc_formula['a']"),
+        ({"missing": "omit"}, "missing must be one of none, drop, raise, got 'omit'"),
+        ({"formula": "y x1"}, "formula must look like 'y ~ x1 + x2'"),
+    ],
+)
+def test_bad_specification_names_the_fault(data, kwargs, message):
+    args = {"formula": "y ~ x1", "groups": "g", **kwargs}
+    formula = args.pop("formula")
+    with pytest.raises(InputError) as err:
+        dlmm.mixedlm(formula, data, **args).fit()
+    assert message in str(err.value)
+
+
+def test_non_numeric_response(data):
+    frame = data.assign(y=data["y"].astype(str))
+    with pytest.raises(InputError, match="response column 'y' is not numeric"):
+        dlmm.mixedlm("y ~ x1", frame, groups="g").fit()
+
+
+@pytest.mark.parametrize("missing", ["none", "raise"])
+def test_missing_values_stop_with_column_and_count(data, missing):
+    frame = data.copy()
+    frame.loc[[3, 7, 9], "x1"] = np.nan
+    frame.loc[[1], "y"] = np.nan
+    with pytest.raises(InputError) as err:
+        dlmm.mixedlm("y ~ x1", frame, groups="g", missing=missing).fit()
+    text = str(err.value)
+    assert "column 'x1' has 3 missing values" in text
+    assert "'y': 1" in text
+    assert "missing='drop'" in text
+
+
+def test_missing_drop_drops_and_says_how_many(data):
+    frame = data.copy()
+    frame.loc[[3, 7, 9], "x1"] = np.nan
+    frame.loc[[1, 3], "y"] = np.nan  # row 3 counted once
+    with pytest.warns(MissingDataWarning, match="dropped 4 rows with missing values"):
+        result = dlmm.mixedlm("y ~ x1", frame, groups="g", missing="drop").fit()
+    assert result.n_dropped == 4
+    assert result.nobs == len(frame) - 4
+    complete = frame.dropna()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = smf.mixedlm("y ~ x1", complete, groups="g").fit()
+    np.testing.assert_allclose(result.llf, expected.llf, rtol=1e-6)
+
+
+def test_nan_group_label_is_missing(data):
+    frame = data.astype({"g": float})
+    frame.loc[[5], "g"] = np.nan
+    with pytest.raises(InputError, match="column 'g' has 1 missing values"):
+        dlmm.mixedlm("y ~ x1", frame, groups="g").fit()
+
+
+def test_empty_data(data):
+    with pytest.raises(InputError, match="the data have no rows"):
+        dlmm.mixedlm("y ~ x1", data.iloc[:0], groups="g").fit()
+
+
+def test_no_rows_left_after_dropping(data):
+    with pytest.raises(InputError, match=f"no rows left after dropping {len(data)} rows"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MissingDataWarning)
+            dlmm.mixedlm("y ~ x1", data.assign(y=np.nan), groups="g", missing="drop").fit()
+
+
+def test_collinear_fixed_effects_named(data):
+    frame = data.assign(x3=2 * data["x1"] - data["x2"])
+    with pytest.raises(InputError) as err:
+        dlmm.mixedlm("y ~ x1 + x2 + x3", frame, groups="g").fit()
+    text = str(err.value)
+    assert "collinear (rank 3 of 4)" in text
+    assert "'x1', 'x2', 'x3'" in text
+    assert "Intercept" not in text
+
+
+def test_missing_parquet_path():
+    with pytest.raises(InputError, match="Parquet path '/nonexistent/x.parquet' does not exist"):
+        dlmm.mixedlm("y ~ x1", "/nonexistent/x.parquet", groups="g").fit()
+
+
+def test_unreadable_parquet(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"this is not parquet")
+    with pytest.raises(InputError, match="cannot read Parquet data"):
+        dlmm.mixedlm("y ~ x1", str(bad), groups="g").fit()
+    assert bad.read_bytes() == b"this is not parquet"  # input never modified
+
+
+def test_input_frame_is_not_modified(data):
+    before = data.copy()
+    dlmm.mixedlm("y ~ x1", data, groups="g", re_formula="~x1").fit()
+    pd.testing.assert_frame_equal(data, before)
+
+
+def test_subset_is_applied(data):
+    keep = data["g"] < 20
+    got = dlmm.mixedlm("y ~ x1", data, groups="g", subset=keep).fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = smf.mixedlm("y ~ x1", data[keep], groups="g").fit()
+    assert got.nobs == int(keep.sum())
+    np.testing.assert_allclose(got.llf, expected.llf, rtol=1e-6)
+
+
+def test_not_converged_is_reported_honestly(data):
+    model = dlmm.mixedlm("y ~ x1", data, groups="g", re_formula="~x1")
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        result = model.fit(method="cg", maxiter=1, newton_steps=0)
+    assert result.converged is False
+    assert result.mle_retvals["converged"] is False
+    full = model.fit()
+    assert full.converged is True
+    assert full.llf > result.llf
+
+
+def test_results_core_attributes(data):
+    result = dlmm.mixedlm("y ~ x1 + x2", data, groups="g", re_formula="~x1").fit(reml=False)
+    assert (result.k_fe, result.k_re, result.k_vc) == (3, 2, 0)
+    assert result.method == "ML" and result.reml is False
+    assert result.nobs == len(data) and result.n_groups == data["g"].nunique()
+    np.testing.assert_allclose(result.cov_re.to_numpy(),
+                               result.cov_re_unscaled * result.scale, rtol=1e-12)
+    log = result.optimization_log
+    assert log.evaluations == result.mle_retvals["evaluations"] > 0
+    assert log.entries[-1].seconds <= result.timings["optimizer"] + 1e-9
+    assert result.timings["data_pass"] > 0
+    assert result.mle_retvals["grad_norm"] < 1e-3
+    text = str(result.summary())
+    assert f"{result.llf:.4f}" in text and "x1 Var" in text and "g x x1 Cov" in text
+
+
+def test_arrays_api_names_like_statsmodels(data):
+    import statsmodels.api as sm
+
+    exog = np.column_stack([np.ones(len(data)), data["x1"], data["x2"]])
+    exog_re = np.column_stack([np.ones(len(data)), data["x1"]])
+    got = dlmm.MixedLM(data["y"].to_numpy(), exog, data["g"].to_numpy(), exog_re=exog_re).fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = sm.MixedLM(data["y"].to_numpy(), exog, data["g"].to_numpy(),
+                              exog_re=exog_re).fit()
+    assert got.params.index.tolist() == list(expected.model.data.param_names)
+    assert got.llf >= expected.llf - 1e-6 * abs(expected.llf)
