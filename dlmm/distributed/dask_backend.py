@@ -13,8 +13,11 @@ process (see :func:`embedded_client`).
 from __future__ import annotations
 
 import atexit
+import logging
 import operator
 import os
+import re
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,8 +29,30 @@ from distributed import Client, LocalCluster
 
 from .base import Backend
 
+logger = logging.getLogger("dlmm")
+
 _EMBEDDED: dict[str, Any] = {}
 _LOCK = threading.Lock()
+
+
+def _main_is_guarded() -> bool:
+    """Whether worker processes can start from this program.
+
+    Worker processes are spawned, and a spawned process imports the parent's
+    main script again: a script without an ``if __name__ == "__main__":`` guard
+    would run its fit again in every worker and fail. Interactive sessions,
+    notebooks and ``python -c`` have no main file and are safe.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return True
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            source = handle.read()
+    except OSError:
+        return True
+    return re.search(r"__name__\s*==\s*['\"]__main__['\"]", source) is not None
 
 
 def embedded_client(
@@ -40,6 +65,9 @@ def embedded_client(
     Worker processes (not threads): the one pass runs pandas and formulaic
     code that holds the GIL, so processes use every core. By default one
     single-threaded worker per core (at most 8), listening on 127.0.0.1 only.
+    A script without an ``if __name__ == "__main__":`` guard cannot start
+    worker processes (each would run the script again), so there the cluster
+    runs one worker with a thread per core instead, and says so in the log.
     It is closed when the Python process exits.
     """
     with _LOCK:
@@ -47,6 +75,14 @@ def embedded_client(
         if client is not None and client.status == "running":
             return client
         cores = os.cpu_count() or 1
+        processes = _main_is_guarded()
+        if not processes:
+            logger.warning(
+                "dlmm: the embedded Dask cluster runs threads, not worker processes, because "
+                "%s has no `if __name__ == \"__main__\":` guard; add one to use processes",
+                getattr(sys.modules.get("__main__"), "__file__", "the main script"),
+            )
+            n_workers, threads_per_worker = 1, threads_per_worker or max(1, min(cores, 8))
         if n_workers is None:
             n_workers = max(1, min(cores, 8))
         if threads_per_worker is None:
@@ -57,13 +93,14 @@ def embedded_client(
             dashboard = "127.0.0.1:0"
         except ImportError:
             dashboard = None
+        network = {"host": "127.0.0.1"} if processes else {}  # threads talk in process
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
-            processes=True,
-            host="127.0.0.1",
+            processes=processes,
             dashboard_address=dashboard,
             memory_limit=memory_limit,
+            **network,
         )
         client = Client(cluster, set_as_default=False)
         _EMBEDDED.update(client=client, cluster=cluster)
