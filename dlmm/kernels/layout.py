@@ -72,7 +72,9 @@ def stack_groups(
     n_groups : int
         Number of groups.
     slot_component : ndarray of int (L,)
-        Variance component of each global component column.
+        Variance component of each global component column; non-decreasing
+        (the columns of component 0, then of component 1, ...), as the
+        specifications lay them out.
 
     Returns
     -------

@@ -105,9 +105,7 @@ class ArraySpec:
             g = np.asarray(groups)
             if g.ndim != 1 or g.shape[0] != n:
                 raise InputError(f"groups must have one label per row ({n}), got shape {g.shape}")
-        self.group_name = "Group"
-        if isinstance(groups, pd.Series) and groups.name is not None:
-            self.group_name = str(groups.name)
+        self.group_name = "Group"  # statsmodels' name in the arrays form, whatever groups is
 
         vc = _vc_row_aligned(exog_vc or {}, g, n)
         if exog_re is None:
