@@ -1,13 +1,35 @@
-"""Fit results with statsmodels' names and conventions (``MixedLMResults``)."""
+"""Fit results with statsmodels' names and conventions (``MixedLMResults``).
+
+Standard errors come from the analytic Hessian of the log-likelihood in
+(fixed effects, profile covariance parameters), as statsmodels computes it:
+``cov_params = inv(-H)``; the variance parameters in ``params`` are on the
+profile scale (divided by ``scale``) and tests are z tests. The Hessian is one
+more map-reduce over the persisted cross-products at the optimum.
+"""
 
 from __future__ import annotations
 
+import warnings
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
+from .exceptions import InputError
+from .kernels.block import block_effects
+from .kernels.hessian import block_hessian_pieces
+from .objective.hessian import profiled_hessian
 from .objective.params import packed_names
 from .objective.profiled import ProfiledValue
 from .optimize.driver import OptimizeResult
+from .random_effects import (
+    EffectsLookup,
+    effect_names,
+    re_frame,
+    table_index_name,
+    vc_frame,
+)
 from .statistics import SufficientStatistics
 
 
@@ -39,39 +61,35 @@ class MixedLMResults:
     optimization_log : OptimizationLog
         Every evaluation (llf, gradient norm, time).
     timings : dict
-        Seconds in the data pass and in the optimizer.
+        Seconds in the data pass, the optimizer and the Hessian.
+    freepat : ndarray or None
+        0/1 mask over ``params`` of the free parameters (``fit(free=...)``).
     """
 
     def __init__(self, model, value: ProfiledValue, chol_re: np.ndarray, sd_vc: np.ndarray,
-                 outcome: OptimizeResult, stats: SufficientStatistics):
-        self.model = model
+                 outcome: OptimizeResult, stats: SufficientStatistics,
+                 freepat: np.ndarray | None = None):
+        import time
+
         spec = model.spec
-        self.k_fe = spec.k_fe
-        self.k_re = spec.k_re
-        self.k_re2 = self.k_re * (self.k_re + 1) // 2
-        self.k_vc = spec.k_vc
-        self.reml = model.reml
-        self.method = "REML" if self.reml else "ML"
+        self.model = model
+        self._stats = stats
+        self._chol = np.asarray(chol_re, dtype=float)
+        self._sd = np.asarray(sd_vc, dtype=float)
+        self._set_estimates(
+            exog_names=spec.exog_names, exog_re_names=spec.exog_re_names,
+            vc_names=spec.vc_names, fe=value.fe_params, psi=chol_re @ chol_re.T,
+            v=np.asarray(sd_vc, dtype=float) ** 2, scale=value.scale, llf=value.llf,
+            reml=model.reml,
+        )
+        self.group_name = spec.group_name
+        self.endog_name = spec.response
         self.nobs = int(stats.totals.n_rows)
         self.n_groups = stats.n_groups
         self.n_dropped = int(stats.totals.n_dropped)
         self.group_size_min = stats.group_size_min
         self.group_size_max = stats.group_size_max
-        self.llf = value.llf
-        self.scale = value.scale
-        self.exog_names = list(spec.exog_names)
-        self.exog_re_names = list(spec.exog_re_names)
-        self.vc_names = list(spec.vc_names)
-        self.fe_params = pd.Series(value.fe_params, index=self.exog_names, name="fe_params")
-        psi = chol_re @ chol_re.T
-        self.cov_re_unscaled = psi
-        self.cov_re = pd.DataFrame(psi * self.scale, index=self.exog_re_names,
-                                   columns=self.exog_re_names)
-        self.vcomp = np.asarray(sd_vc, dtype=float) ** 2 * self.scale
-        self.cov_re_sqrt = chol_re
-        packed = np.concatenate([value.fe_params, psi[np.tril_indices(self.k_re)], sd_vc**2])
-        self.param_names = self.exog_names + packed_names(self.exog_re_names, self.vc_names)
-        self.params = pd.Series(packed, index=self.param_names)
+        self.freepat = None if freepat is None else np.asarray(freepat, dtype=float)
         self.converged = bool(outcome.converged)
         self.optimization_log = outcome.log
         self.mle_retvals = {
@@ -85,27 +103,351 @@ class MixedLMResults:
             "grad_norm": float(np.sqrt(np.sum(outcome.grad**2))),
             "decrement": outcome.decrement,
         }
+        start = time.perf_counter()
+        hessian = self._compute_hessian()
         self.timings = {
             "data_pass": stats.seconds,
             "optimizer": outcome.log.seconds,
+            "hessian": time.perf_counter() - start,
             "evaluations": outcome.log.evaluations,
         }
+        self._set_covariance(hessian)
         self.backend = stats.backend.name
         self.groups_shuffled = stats.shuffled
 
+    # -- construction helpers ------------------------------------------------------
+
+    def _set_estimates(self, exog_names, exog_re_names, vc_names, fe, psi, v, scale, llf, reml):
+        self.exog_names = list(exog_names)
+        self.exog_re_names = list(exog_re_names)
+        self.vc_names = list(vc_names)
+        self.k_fe = len(self.exog_names)
+        self.k_re = len(self.exog_re_names)
+        self.k_re2 = self.k_re * (self.k_re + 1) // 2
+        self.k_vc = len(self.vc_names)
+        self.reml = bool(reml)
+        self.method = "REML" if self.reml else "ML"
+        self.llf = float(llf)
+        self.scale = float(scale)
+        psi = np.asarray(psi, dtype=float).reshape(self.k_re, self.k_re)
+        v = np.asarray(v, dtype=float)
+        self.fe_params = pd.Series(np.asarray(fe, dtype=float), index=self.exog_names,
+                                   name="fe_params")
+        self.cov_re_unscaled = psi
+        self.cov_re = pd.DataFrame(psi * self.scale, index=self.exog_re_names,
+                                   columns=self.exog_re_names)
+        self.vcomp = v * self.scale
+        packed = np.concatenate([self.fe_params.to_numpy(), psi[np.tril_indices(self.k_re)], v])
+        self.param_names = self.exog_names + packed_names(self.exog_re_names, self.vc_names)
+        self.params = pd.Series(packed, index=self.param_names)
+
+    def _compute_hessian(self) -> np.ndarray:
+        stats = self._stats
+        pieces = stats.backend.map_sum(block_hessian_pieces, stats.blocks, self._chol, self._sd)
+        return profiled_hessian(pieces, stats.totals.xy_cross, stats.totals.n_rows, self.reml,
+                                self.fe_params.to_numpy())
+
+    def _set_covariance(self, hessian: np.ndarray) -> None:
+        self.hessian = hessian
+        k = hessian.shape[0]
+        free = np.arange(k) if self.freepat is None else np.flatnonzero(self.freepat)
+        cov = np.zeros((k, k))
+        sub = -hessian[np.ix_(free, free)]
+        self.hessian_singular = False
+        try:
+            inv = np.linalg.inv(sub)
+            if not np.all(np.isfinite(inv)):
+                raise np.linalg.LinAlgError("non-finite inverse")
+        except np.linalg.LinAlgError:
+            inv = np.linalg.pinv(sub)
+            self.hessian_singular = True
+            warnings.warn("the Hessian is singular: standard errors use a pseudo-inverse",
+                          RuntimeWarning, stacklevel=3)
+        cov[np.ix_(free, free)] = inv
+        if np.any(np.diag(sub) <= 0):
+            warnings.warn("the Hessian at the estimate is not negative definite",
+                          RuntimeWarning, stacklevel=3)
+        self._cov = cov
+
+    # -- inference ----------------------------------------------------------------
+
+    def cov_params(self) -> pd.DataFrame:
+        """Covariance of ``params``: ``inv(-H)`` (zero rows for fixed parameters)."""
+        return pd.DataFrame(self._cov.copy(), index=self.param_names, columns=self.param_names)
+
+    @property
+    def bse(self) -> pd.Series:
+        """Standard errors of ``params``."""
+        return pd.Series(np.sqrt(np.clip(np.diag(self._cov), 0, None)), index=self.param_names)
+
+    @property
+    def bse_fe(self) -> pd.Series:
+        """Standard errors of the fixed effects."""
+        return self.bse.iloc[: self.k_fe]
+
+    @property
+    def bse_re(self) -> pd.Series:
+        """Standard errors of ``cov_re`` (lower triangle) and ``vcomp``, on the data scale
+        (``sqrt(scale)`` times those of the profile parameters, as statsmodels)."""
+        return pd.Series(np.sqrt(self.scale * np.clip(np.diag(self._cov)[self.k_fe:], 0, None)),
+                         index=self.param_names[self.k_fe:])
+
+    @property
+    def tvalues(self) -> pd.Series:
+        """``params / bse``."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.params / self.bse
+
+    @property
+    def pvalues(self) -> pd.Series:
+        """Two-sided normal p-values of ``tvalues``."""
+        return pd.Series(2 * sps.norm.sf(np.abs(self.tvalues.to_numpy())), index=self.param_names)
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Wald confidence intervals ``params -/+ z_{1-alpha/2} bse``."""
+        z = sps.norm.ppf(1 - alpha / 2)
+        bse = self.bse
+        return pd.DataFrame({0: self.params - z * bse, 1: self.params + z * bse})
+
     @property
     def df_modelwc(self) -> int:
+        """Number of estimated parameters (free ones under ``free``)."""
+        if self.freepat is not None:
+            return int(self.freepat.sum())
         return self.k_fe + self.k_re2 + self.k_vc
+
+    @property
+    def aic(self) -> float:
+        """AIC of an ML fit; NaN under REML (the REML likelihood does not compare
+        models with different fixed effects), as statsmodels."""
+        if self.reml:
+            return np.nan
+        return -2 * (self.llf - (self.df_modelwc + 1))
+
+    @property
+    def bic(self) -> float:
+        """BIC of an ML fit; NaN under REML, as statsmodels."""
+        if self.reml:
+            return np.nan
+        return -2 * self.llf + np.log(self.nobs) * (self.df_modelwc + 1)
+
+    def _fe_contrast(self, r_matrix, q=None):
+        from formulaic.utils.constraints import LinearConstraints
+
+        if isinstance(r_matrix, str):
+            lc = LinearConstraints.from_spec(r_matrix, variable_names=self.exog_names)
+            r = np.asarray(lc.constraint_matrix, dtype=float)
+            q = np.asarray(lc.constraint_values, dtype=float)
+        else:
+            r = np.atleast_2d(np.asarray(r_matrix, dtype=float))
+            if r.shape[1] == len(self.param_names):
+                if np.any(r[:, self.k_fe:] != 0):
+                    raise InputError("t_test and wald_test apply to fixed effects only")
+                r = r[:, : self.k_fe]
+            if r.shape[1] != self.k_fe:
+                raise InputError(
+                    f"r_matrix has {r.shape[1]} columns; expected {self.k_fe} (fixed effects)")
+            q = np.zeros(r.shape[0]) if q is None else np.atleast_1d(np.asarray(q, dtype=float))
+        cov = self._cov[: self.k_fe, : self.k_fe]
+        effect = r @ self.fe_params.to_numpy() - q
+        return r, q, effect, r @ cov @ r.T
+
+    def t_test(self, r_matrix, q=None) -> pd.DataFrame:
+        """z tests of linear hypotheses on the fixed effects ``R beta = q``.
+
+        ``r_matrix`` is an array (rows over fixed effects, or over all of
+        ``params`` with zeros beyond them) or a string such as ``"x1 = x2, x3 = 0"``.
+        Returns a frame with effect, standard error, z, p-value and a 95% interval.
+        """
+        r, q, effect, cov = self._fe_contrast(r_matrix, q)
+        se = np.sqrt(np.diag(cov))
+        z = effect / se
+        crit = sps.norm.ppf(0.975)
+        return pd.DataFrame({
+            "coef": effect + q, "std err": se, "z": z, "P>|z|": 2 * sps.norm.sf(np.abs(z)),
+            "Conf. Int. Low": effect + q - crit * se, "Conf. Int. Upp.": effect + q + crit * se,
+        })
+
+    def wald_test(self, r_matrix, q=None) -> dict:
+        """Joint chi-square test of ``R beta = q``: statistic, df and p-value."""
+        r, q, effect, cov = self._fe_contrast(r_matrix, q)
+        stat = float(effect @ np.linalg.solve(cov, effect))
+        df = r.shape[0]
+        return {"statistic": stat, "df": df, "pvalue": float(sps.chi2.sf(stat, df))}
+
+    # -- random effects -----------------------------------------------------------
+
+    def _require_stats(self, what: str) -> SufficientStatistics:
+        if self._stats is None:
+            raise InputError(f"{what} needs the fitted data; a loaded result has only the "
+                             "random-effects tables it was saved with")
+        return self._stats
+
+    @cached_property
+    def _effect_handles(self) -> list:
+        stats = self._require_stats("random effects")
+        coef = np.concatenate([-self.fe_params.to_numpy(), [1.0]])
+        return stats.backend.map(block_effects, stats.blocks, self._chol, self._sd, coef,
+                                 self.scale)
+
+    @cached_property
+    def _effects(self) -> list:
+        stats = self._require_stats("random effects")
+        return stats.backend.gather(self._effect_handles)
+
+    def _slot_info(self):
+        spec = self.model.spec
+        slot_names = [n for names in spec.vc_column_names for n in names]
+        return slot_names, spec.slot_component
+
+    @cached_property
+    def random_effects(self) -> dict:
+        """group -> Series of the predicted random effects (statsmodels' names:
+        the random-effect names, then ``component[column]`` for each variance
+        component column the group uses)."""
+        slot_names, slot_component = self._slot_info()
+        out = {}
+        for part in self._effects:  # gathers every group, as statsmodels' dict does
+            vc_by_group = pd.Series(part.vc_modes).groupby(part.vc_group)
+            vc_lists = {g: s.to_numpy() for g, s in vc_by_group}
+            slot_lists = {g: s.to_numpy()
+                          for g, s in pd.Series(part.vc_slot).groupby(part.vc_group)}
+            for i, label in enumerate(part.labels):
+                slots = slot_lists.get(i, np.zeros(0, dtype=np.int64))
+                names = effect_names(self.exog_re_names, self.vc_names, slot_names,
+                                     slot_component, slots)
+                values = np.concatenate([part.re_modes[i], vc_lists.get(i, np.zeros(0))])
+                out[label] = pd.Series(values, index=names)
+        return dict(sorted(out.items(), key=lambda kv: kv[0]))
+
+    @cached_property
+    def random_effects_cov(self) -> dict:
+        """group -> DataFrame: conditional covariance of the group's random effects."""
+        slot_names, slot_component = self._slot_info()
+        out = {}
+        for part in self._effects:
+            for index, slots, cov in part.batches:
+                for row, pos in enumerate(index):
+                    keep = np.concatenate([np.ones(self.k_re, dtype=bool), slots[row] >= 0])
+                    names = effect_names(self.exog_re_names, self.vc_names, slot_names,
+                                         slot_component, slots[row])
+                    out[part.labels[pos]] = pd.DataFrame(cov[row][np.ix_(keep, keep)],
+                                                         index=names, columns=names)
+        return dict(sorted(out.items(), key=lambda kv: kv[0]))
+
+    def random_effects_table(self):
+        """One row per group (index: group label), one column per random effect.
+
+        pandas for in-process fits; a lazy Dask DataFrame for Dask fits, whose
+        partitions are computed on the workers from the persisted blocks.
+        """
+        stats = self._require_stats("random_effects_table")
+        meta = pd.DataFrame({n: pd.Series(dtype=float) for n in self.exog_re_names})
+        meta.index.name = table_index_name(self.group_name, self.exog_re_names)
+        handles = stats.backend.map(re_frame, self._effect_handles, self.group_name,
+                                    self.exog_re_names)
+        return stats.backend.to_frame(handles, meta)
+
+    def vc_effects_table(self):
+        """One row per variance-component effect: group, component, column, effect,
+        conditional variance (pandas, or lazy Dask for Dask fits)."""
+        stats = self._require_stats("vc_effects_table")
+        slot_names, slot_component = self._slot_info()
+        meta = pd.DataFrame({
+            self.group_name: pd.Series(dtype=object), "component": pd.Series(dtype=object),
+            "column": pd.Series(dtype=object), "effect": pd.Series(dtype=float),
+            "variance": pd.Series(dtype=float),
+        })
+        handles = stats.backend.map(vc_frame, self._effect_handles, self.group_name,
+                                    self.vc_names, slot_names, slot_component)
+        return stats.backend.to_frame(handles, meta)
+
+    def write_random_effects(self, path) -> None:
+        """Write :meth:`random_effects_table` to Parquet (a folder for Dask fits)."""
+        self.random_effects_table().to_parquet(str(path))
+
+    # -- predictions --------------------------------------------------------------
+
+    @cached_property
+    def _lookup(self) -> EffectsLookup:
+        slot_names, _ = self._slot_info()
+        return EffectsLookup.from_blocks(self._effects, len(slot_names))
+
+    def _predict_frame(self, backend, random_effects: bool, response: bool):
+        from .prediction import predict_chunk
+
+        spec = self.model.spec
+        lookup = self._lookup if random_effects else None
+        fe = self.fe_params.to_numpy()
+
+        def run(frame):
+            return predict_chunk(frame, spec, fe, lookup, response)
+
+        name = "fitted" if response else "predicted"
+        meta = pd.Series(dtype=float, name=name)
+        return backend.map_frame(run, meta)
+
+    @cached_property
+    def fittedvalues(self):
+        """Fixed part plus the group's predicted random effects, for the rows used in
+        the fit (pandas Series indexed like the data; lazy Dask for Dask input)."""
+        stats = self._require_stats("fittedvalues")
+        return self._predict_frame(stats.backend, True, True)
+
+    @cached_property
+    def resid(self):
+        """Response minus :attr:`fittedvalues`."""
+        from .prediction import response_of
+
+        stats = self._require_stats("resid")
+        spec = self.model.spec
+        y = stats.backend.map_frame(lambda f: response_of(f, spec),
+                                    pd.Series(dtype=float, name="fitted"))
+        out = y - self.fittedvalues
+        return out.rename("resid")
+
+    def predict(self, exog=None, random_effects: bool = True, client=None):
+        """Predictions for new data (or the fitted data when ``exog`` is None).
+
+        Rows of groups seen in the fit get their predicted random effects (with
+        ``random_effects=True``); rows of unseen groups get the fixed part only.
+        statsmodels' ``predict`` ignores random effects altogether (its issue
+        #7065); ``random_effects=False`` does that too.
+
+        ``exog`` is a pandas DataFrame (result: pandas Series), a Dask DataFrame
+        or Parquet path (result: a lazy Dask Series that can be written with
+        ``.to_frame().to_parquet(...)``). Rows with a missing model value predict NaN.
+        """
+        from .distributed.sources import open_backend
+
+        if exog is None:
+            stats = self._require_stats("predict()")
+            return self._predict_frame(stats.backend, random_effects, False)
+        backend = open_backend(exog, client)
+        spec = self.model.spec
+        needed = [c for c in spec.columns if c != spec.response
+                  and (random_effects or c != getattr(spec, "groups", None))]
+        missing = [c for c in needed if c not in backend.columns]
+        if missing and not (missing == [spec.groups] and not random_effects):
+            raise InputError(f"column {missing[0]!r} needed for prediction is not in the data")
+        return self._predict_frame(backend.select([c for c in spec.columns
+                                                   if c in backend.columns]),
+                                   random_effects, False)
+
+    # -- presentation -------------------------------------------------------------
 
     @property
     def group_size_mean(self) -> float:
         return self.nobs / self.n_groups if self.n_groups else float("nan")
 
-    def summary(self):
-        """A text summary in statsmodels' layout (see :mod:`dlmm.summary`)."""
+    def summary(self, alpha: float = 0.05):
+        """A summary in statsmodels' layout (see :mod:`dlmm.summary`)."""
         from .summary import Summary
 
-        return Summary(self)
+        return Summary(self, alpha=alpha)
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
 
     def __repr__(self) -> str:
         return (f"<dlmm.MixedLMResults {self.method} llf={self.llf:.6g} nobs={self.nobs} "

@@ -1,79 +1,120 @@
-"""Text summary of a fit, in statsmodels' ``MixedLM`` layout."""
+"""Summary of a fit in statsmodels' ``MixedLM`` layout (text and HTML).
+
+Model facts in two columns; then one table: fixed effects with standard
+error, z, p-value and Wald interval; then the variance parameters on the data
+scale with statsmodels' standard errors (``sqrt(scale)`` times those of the
+profile parameters).
+"""
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
+import pandas as pd
+from scipy import stats as sps
 
 
-def _fmt(x: float) -> str:
-    if not np.isfinite(x):
+def _num(x: float) -> str:
+    if x is None or not np.isfinite(x):
         return ""
-    return f"{x:.3f}" if abs(x) < 1e6 else f"{x:.4g}"
+    return f"{x:.3f}"
 
 
 class Summary:
-    """Model facts, fixed effects and variance parameters of a result."""
+    """Text and HTML summary of a :class:`~dlmm.results.MixedLMResults`."""
 
-    def __init__(self, result):
+    def __init__(self, result, alpha: float = 0.05):
         self.result = result
+        self.alpha = alpha
 
-    def _facts(self) -> list[tuple[str, str]]:
+    def facts(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The two columns of model facts (label, value)."""
         r = self.result
-        return [
+        left = [
             ("Model:", "MixedLM"),
-            ("Dependent Variable:", str(r.model.endog_names)),
             ("No. Observations:", str(r.nobs)),
             ("No. Groups:", str(r.n_groups)),
             ("Min. group size:", f"{r.group_size_min:.0f}"),
             ("Max. group size:", f"{r.group_size_max:.0f}"),
             ("Mean group size:", f"{r.group_size_mean:.1f}"),
+        ]
+        right = [
+            ("Dependent Variable:", str(r.endog_name)),
             ("Method:", r.method),
             ("Scale:", f"{r.scale:.4f}"),
             ("Log-Likelihood:", f"{r.llf:.4f}"),
             ("Converged:", "Yes" if r.converged else "No"),
         ]
+        if getattr(r, "n_dropped", 0):
+            right.append(("Rows dropped (NaN):", str(r.n_dropped)))
+        return left, right
 
-    def _rows(self) -> list[tuple[str, list[str]]]:
+    def table(self) -> pd.DataFrame:
+        """Coefficient table as formatted strings (statsmodels' columns)."""
         r = self.result
-        bse = getattr(r, "bse", None)
-        rows = []
-        for name, value in r.fe_params.items():
-            se = bse[name] if bse is not None and name in bse.index else np.nan
-            rows.append((name, [_fmt(value), _fmt(se)]))
-        k = r.k_re
-        for i in range(k):
-            for j in range(i + 1):
-                label = (f"{r.exog_re_names[i]} Var" if i == j
-                         else f"{r.exog_re_names[j]} x {r.exog_re_names[i]} Cov")
-                rows.append((label, [_fmt(r.cov_re.iloc[i, j]), ""]))
-        for name, v in zip(r.vc_names, r.vcomp):
-            rows.append((f"{name} Var", [_fmt(v), ""]))
-        return rows
+        a = self.alpha
+        lo_name, hi_name = f"[{a / 2:g}", f"{1 - a / 2:g}]"
+        bse = r.bse.to_numpy()
+        k = r.k_fe
+        coef = np.concatenate([
+            r.fe_params.to_numpy(),
+            r.cov_re.to_numpy()[np.tril_indices(r.k_re)],
+            np.asarray(r.vcomp, dtype=float),
+        ])
+        se = np.concatenate([bse[:k], np.sqrt(r.scale) * bse[k:]])
+        z = np.full(coef.shape, np.nan)
+        p = np.full(coef.shape, np.nan)
+        lo = np.full(coef.shape, np.nan)
+        hi = np.full(coef.shape, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z[:k] = coef[:k] / se[:k]
+        p[:k] = 2 * sps.norm.sf(np.abs(z[:k]))
+        crit = sps.norm.ppf(1 - a / 2)
+        lo[:k] = coef[:k] - crit * se[:k]
+        hi[:k] = coef[:k] + crit * se[:k]
+        frame = pd.DataFrame(
+            {"Coef.": coef, "Std.Err.": se, "z": z, "P>|z|": p, lo_name: lo, hi_name: hi},
+            index=r.param_names,
+        )
+        return frame.apply(lambda col: [_num(v) for v in col])
 
     def as_text(self) -> str:
-        facts = self._facts()
-        half = (len(facts) + 1) // 2
-        left, right = facts[:half], facts[half:]
+        left, right = self.facts()
+        lw = max(len(a) + len(b) for a, b in left) + 2
+        rw = max(len(a) + len(b) for a, b in right) + 2
         lines = []
-        for i in range(half):
-            a = f"{left[i][0]:<20}{left[i][1]:>16}"
-            b = f"{right[i][0]:<20}{right[i][1]:>16}" if i < len(right) else ""
-            lines.append(f"{a}    {b}".rstrip())
-        rows = self._rows()
-        width = max([len(n) for n, _ in rows] + [10])
-        head = f"{'':<{width}} {'Coef.':>12} {'Std.Err.':>10}"
-        rule = "=" * max(len(head), max(len(s) for s in lines))
-        title = "Mixed Linear Model Regression Results".center(len(rule)).rstrip()
-        out = [title, rule, *lines, "-" * len(rule), head, "-" * len(rule)]
-        for name, cells in rows:
-            out.append(f"{name:<{width}} {cells[0]:>12} {cells[1]:>10}")
-        out.append(rule)
-        return "\n".join(out)
+        for i in range(max(len(left), len(right))):
+            a = f"{left[i][0]} {left[i][1]:>{lw - len(left[i][0]) - 1}}" if i < len(left) else ""
+            b = f"{right[i][0]} {right[i][1]:>{rw - len(right[i][0]) - 1}}" if i < len(right) \
+                else ""
+            lines.append(f"{a:<{lw}}   {b}".rstrip())
+        table = self.table()
+        name_w = max(len(n) for n in table.index)
+        widths = [max(len(c), *(len(v) for v in table[c])) for c in table.columns]
+        head = " " * name_w + "".join(f" {c:>{w}}" for c, w in zip(table.columns, widths))
+        body = [f"{name:<{name_w}}" + "".join(f" {v:>{w}}" for v, w in zip(row, widths))
+                for name, row in zip(table.index, table.to_numpy())]
+        width = max(len(head), *(len(s) for s in lines))
+        title = "Mixed Linear Model Regression Results".center(width).rstrip()
+        return "\n".join([title, "=" * width, *lines, "-" * width, head, "-" * width, *body,
+                          "=" * width])
 
     def __str__(self) -> str:
         return self.as_text()
 
-    def _repr_html_(self) -> str:
-        import html
+    def __repr__(self) -> str:
+        return self.as_text()
 
-        return f"<pre>{html.escape(self.as_text())}</pre>"
+    def _repr_html_(self) -> str:
+        left, right = self.facts()
+        rows = []
+        for i in range(max(len(left), len(right))):
+            cells = []
+            for col in (left, right):
+                label, value = col[i] if i < len(col) else ("", "")
+                cells.append(f"<th>{html.escape(label)}</th><td>{html.escape(value)}</td>")
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        facts = "<table class='dlmm-facts'>" + "".join(rows) + "</table>"
+        return (f"<div class='dlmm-summary'><h4>Mixed Linear Model Regression Results</h4>"
+                f"{facts}{self.table().to_html()}</div>")

@@ -75,6 +75,14 @@ class Backend(ABC):
     def gather(self, handles: list[Any]) -> list[Any]:
         """Bring results to the driver, in the order of ``handles``."""
 
+    @abstractmethod
+    def to_frame(self, handles: list[Any], meta: pd.DataFrame) -> Any:
+        """Handles of pandas frames as one frame: pandas here, lazy Dask on a cluster."""
+
+    @abstractmethod
+    def map_frame(self, func: Callable[[pd.DataFrame], Any], meta: Any) -> Any:
+        """``func`` on every chunk of the source, as one pandas or lazy Dask object."""
+
     def map_sum(self, func: Callable, handles: list[Any], *args) -> Any:
         """``func(h, *args)`` for every handle, added in handle order: one round trip."""
         return ordered_sum(self.gather(self.map(func, handles, *args)))

@@ -161,7 +161,7 @@ class DaskBackend(Backend):
     def distinct(self, columns: list[str]) -> dict[str, list]:
         if not columns:
             return {}
-        lazy = [self.frame[c].dropna().unique() for c in columns]
+        lazy = [self.frame[c].dropna().drop_duplicates(split_out=1) for c in columns]
         values = self.client.gather(self.client.compute(lazy))
         return {c: sorted(pd.Series(v).tolist()) for c, v in zip(columns, values)}
 
@@ -184,6 +184,12 @@ class DaskBackend(Backend):
             pieces = [self.client.submit(operator.getitem, s, j, pure=False) for s in splits]
             out.append(self.client.submit(build, pieces, pure=False))
         return out
+
+    def to_frame(self, handles: list[Any], meta: pd.DataFrame):
+        return dd.from_delayed(handles, meta=meta, verify_meta=False)
+
+    def map_frame(self, func: Callable[[pd.DataFrame], Any], meta: Any):
+        return self.frame.map_partitions(func, meta=meta)
 
     def gather(self, handles: list[Any]) -> list[Any]:
         return self.client.gather(handles)

@@ -52,5 +52,12 @@ class LocalBackend(Backend):
         pieces = [split(h, n_out) for h in handles]
         return [build([p[j] for p in pieces]) for j in range(n_out)]
 
+    def to_frame(self, handles: list[Any], meta: pd.DataFrame) -> pd.DataFrame:
+        frames = [h for h in handles if len(h)]
+        return pd.concat(frames) if frames else meta
+
+    def map_frame(self, func: Callable[[pd.DataFrame], Any], meta: Any) -> Any:
+        return func(self.frame)
+
     def gather(self, handles: list[Any]) -> list[Any]:
         return list(handles)

@@ -140,3 +140,68 @@ def block_pieces(
         piece = batch_pieces(batch, chol_re, sd_vc)
         total = total + piece
     return total
+
+
+@dataclass(eq=False)
+class BlockEffects:
+    """Predicted random effects of the groups of a block (data scale).
+
+    Attributes
+    ----------
+    labels : ndarray (g,)
+    re_modes : ndarray (g, k_re)
+        ``E[b | y]`` of the standard random effects.
+    re_cov : ndarray (g, k_re, k_re)
+        Their conditional covariance.
+    vc_group, vc_slot : ndarray (m,)
+        Group position and global column of each variance-component effect.
+    vc_modes, vc_var : ndarray (m,)
+        Its prediction and conditional variance.
+    batches : list of (index, slots, cov)
+        Each batch's group positions, component slots and full conditional
+        covariance (b, q, q), for per-group covariance matrices.
+    """
+
+    labels: np.ndarray
+    re_modes: np.ndarray
+    re_cov: np.ndarray
+    vc_group: np.ndarray
+    vc_slot: np.ndarray
+    vc_modes: np.ndarray
+    vc_var: np.ndarray
+    batches: list
+
+
+def block_effects(
+    block: StatsBlock, chol_re: np.ndarray, sd_vc: np.ndarray, coef: np.ndarray,
+    scale: float,
+) -> BlockEffects:
+    """Conditional modes and covariances of every group of a block.
+
+    ``coef = [-beta; 1]``; see :func:`dlmm.kernels.likelihood.conditional_modes`.
+    """
+    from .likelihood import conditional_modes
+
+    k_re = chol_re.shape[0]
+    g = block.n_groups
+    re_modes = np.zeros((g, k_re))
+    re_cov = np.zeros((g, k_re, k_re))
+    vc_parts: list[tuple] = []
+    batches = []
+    for batch in block.batches:  # a handful of layouts, not groups
+        modes, cov = conditional_modes(batch, chol_re, sd_vc, coef)
+        cov = cov * scale
+        re_modes[batch.index] = modes[:, :k_re]
+        re_cov[batch.index] = cov[:, :k_re, :k_re]
+        valid = batch.slots >= 0
+        rows, cols = np.nonzero(valid)
+        diag = np.diagonal(cov, axis1=1, axis2=2)[:, k_re:]
+        vc_parts.append((batch.index[rows], batch.slots[rows, cols],
+                         modes[:, k_re:][rows, cols], diag[rows, cols]))
+        batches.append((batch.index, batch.slots, cov))
+    if vc_parts:
+        vg, vs, vm, vv = (np.concatenate(x) for x in zip(*vc_parts))
+    else:
+        vg = vs = np.zeros(0, dtype=np.int64)
+        vm = vv = np.zeros(0)
+    return BlockEffects(block.labels, re_modes, re_cov, vg, vs, vm, vv, batches)

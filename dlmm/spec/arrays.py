@@ -173,5 +173,5 @@ class ArraySpec:
             w = sp.csr_array(df[flat_vc].to_numpy(dtype=float))
         return ChunkDesign(
             xy=xy, z=z, w=w, groups=df[_G].to_numpy(), missing_by_column=missing,
-            n_dropped=n_dropped,
+            n_dropped=n_dropped, kept=~row_na,
         )

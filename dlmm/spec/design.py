@@ -26,6 +26,8 @@ class ChunkDesign:
         Rows with a missing value, per model column (before dropping).
     n_dropped : int
         Rows dropped because a model column was missing.
+    kept : ndarray of bool (rows of the chunk,)
+        Which rows of the chunk these arrays hold.
     """
 
     xy: np.ndarray
@@ -34,3 +36,4 @@ class ChunkDesign:
     groups: np.ndarray
     missing_by_column: np.ndarray
     n_dropped: int
+    kept: np.ndarray

@@ -269,9 +269,15 @@ class FormulaSpec:
     def k_vc(self) -> int:
         return len(self.vc_names)
 
-    def design(self, df: pd.DataFrame) -> ChunkDesign:
-        """The model arrays of a chunk's complete rows (NaN rows counted, dropped)."""
-        na = df[self.columns].isna().to_numpy()
+    def design(self, df: pd.DataFrame, response: bool = True) -> ChunkDesign:
+        """The model arrays of a chunk's complete rows (NaN rows counted, dropped).
+
+        With ``response=False`` (prediction on new data) the response column is
+        neither needed nor read, and the last column of ``xy`` is zero.
+        """
+        columns = self.columns if response else [
+            c for c in self.columns if c != self.response and c in df.columns]
+        na = df[columns].isna().to_numpy()
         missing = na.sum(axis=0).astype(float)
         row_na = na.any(axis=1)
         n_dropped = int(row_na.sum())
@@ -280,7 +286,10 @@ class FormulaSpec:
         n = len(df)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            y = np.asarray(self._fe_spec.lhs.get_model_matrix(df), dtype=float).reshape(n, 1)
+            if response:
+                y = np.asarray(self._fe_spec.lhs.get_model_matrix(df), dtype=float).reshape(n, 1)
+            else:
+                y = np.zeros((n, 1))
             x = np.asarray(self._fe_spec.rhs.get_model_matrix(df), dtype=float).reshape(
                 n, self.k_fe)
             if self._re_spec is not None:
@@ -294,10 +303,13 @@ class FormulaSpec:
             if self._vc_specs:
                 mats = [sp.csr_array(s.get_model_matrix(df), dtype=float) for s in self._vc_specs]
                 w = sp.csr_array(sp.hstack(mats, format="csr"))
-        groups = (
-            df[self.groups].to_numpy() if self.groups is not None else np.zeros(n, dtype=np.int64)
-        )
+        if self.groups is None:
+            groups = np.zeros(n, dtype=np.int64)
+        elif self.groups in df.columns:
+            groups = df[self.groups].to_numpy()
+        else:
+            groups = np.full(n, None, dtype=object)  # new data without groups: unseen
         return ChunkDesign(
             xy=np.concatenate([x, y], axis=1), z=z, w=w, groups=groups,
-            missing_by_column=missing, n_dropped=n_dropped,
+            missing_by_column=missing, n_dropped=n_dropped, kept=~row_na,
         )

@@ -1,0 +1,429 @@
+"""The output folder of ``dlmm fit``: ``result.json`` (schema ``dlmm.result/1``) and friends.
+
+A fit's outputs are written into a temporary sibling of the output folder
+(``.NAME.tmp-XXXX``) and renamed into place only when every file is complete,
+so a failed or interrupted run leaves no folder, and readers never see a
+half-written one. An existing folder is replaced only with ``overwrite``.
+
+Files
+-----
+``result.json``
+    Estimates and facts of the fit (schema below).
+``summary.txt``
+    ``str(result.summary())``: statsmodels' text layout.
+
+Each file is made by one *artifact writer* ``writer(context, folder) -> name
+or None`` listed in :data:`ARTIFACTS` (``None``: nothing to write for this
+fit). Adding a file (``random_effects.parquet`` from
+``result.random_effects_table()``, ``fitted.parquet`` from fitted values) is
+one function appended to that list; ``result.json`` lists what was written
+under ``files``.
+
+Schema ``dlmm.result/1``
+------------------------
+A JSON object. Non-finite numbers (NaN, infinity) are written as ``null``.
+New keys may be added within version 1; a key is never removed or changes
+meaning without a new version.
+
+=====================  =========================================================
+key                    value
+=====================  =========================================================
+``schema``             ``"dlmm.result/1"``
+``status``             ``"converged"`` or ``"not_converged"`` (exit code 0 / 3)
+``converged``          bool: the optimizer's convergence test passed
+``created``            UTC time the file was written, ISO 8601
+``model``              ``data``, ``formula``, ``groups``, ``re_formula``,
+                       ``vc_formula`` (name -> formula), ``method``
+                       (``"REML"``/``"ML"``), ``reml``, ``missing``, ``response``
+``nobs``               rows used
+``n_groups``           groups
+``n_dropped``          rows dropped for missing values (``missing="drop"``)
+``group_size``         ``min``, ``max``, ``mean`` rows per group
+``estimates``          ``fe_params`` (name -> value), ``cov_re`` (``names``,
+                       ``matrix``: the random-effects covariance on the data's
+                       scale), ``vcomp`` (name -> variance, sorted by name),
+                       ``scale``, ``llf``, ``params`` (name -> value, statsmodels'
+                       packed vector: fixed effects, lower triangle of
+                       ``cov_re / scale`` row by row, ``vcomp / scale``),
+                       ``bse`` (name -> standard error of ``params``, or ``null``
+                       when this dlmm does not compute them), ``aic``, ``bic``
+                       (or ``null``)
+``optimizer``          the optimizer's report (``result.mle_retvals``): ``method``,
+                       ``message``, ``methods`` (each method tried), ``evaluations``,
+                       ``newton_steps``, ``grad``, ``grad_norm``, ``decrement``
+``timings``            seconds: ``data_pass``, ``optimizer``, ``cluster`` (start or
+                       connect), ``total``; ``evaluations``
+``options``            every option of the run after merging ``--config`` and the
+                       command line
+``cluster``            ``kind`` (``"scheduler"``, ``"embedded"`` or ``"none"``),
+                       ``address``, ``workers``, ``threads``, ``dashboard``
+``versions``           ``dlmm``, ``dask``, ``distributed``, ``numpy``, ``scipy``,
+                       ``pandas``, ``pyarrow``, ``python``, ``platform``
+``files``              names of the other files written in the folder
+=====================  =========================================================
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .exceptions import InputError
+
+SCHEMA = "dlmm.result/1"
+RESULT_FILE = "result.json"
+SUMMARY_FILE = "summary.txt"
+
+
+# -- JSON -------------------------------------------------------------------------
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON values: numpy and pandas to lists/numbers, NaN to None.
+
+    Parameters
+    ----------
+    obj : Any
+        Nested dicts, lists, tuples, numpy arrays and scalars, pandas Series or
+        DataFrames, dataclasses; anything else becomes its ``str``.
+
+    Returns
+    -------
+    Any
+        Something ``json.dumps(..., allow_nan=False)`` accepts.
+    """
+    import pandas as pd
+
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (int, np.integer)) and not isinstance(obj, np.bool_):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, pd.Series):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, pd.DataFrame):
+        return {"names": [str(c) for c in obj.columns], "index": [str(i) for i in obj.index],
+                "matrix": jsonable(obj.to_numpy())}
+    if isinstance(obj, np.ndarray):
+        return [jsonable(v) for v in obj.tolist()] if obj.ndim else jsonable(obj.item())
+    if isinstance(obj, (list, tuple, set)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
+    return str(obj)
+
+
+def versions() -> dict[str, str]:
+    """Versions of dlmm, its main dependencies, Python and the platform."""
+    from importlib import metadata
+
+    from . import __version__
+
+    out = {"dlmm": __version__}
+    for dist in ("dask", "distributed", "numpy", "scipy", "pandas", "pyarrow", "formulaic"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    out["python"] = platform.python_version()
+    out["platform"] = platform.platform()
+    return out
+
+
+# -- result.json --------------------------------------------------------------------
+
+
+def _optional(result: Any, name: str) -> Any:
+    """``result.name`` if the result has it (inference may be absent), else None."""
+    try:
+        value = getattr(result, name, None)
+    except Exception:  # an attribute that cannot be computed for this fit
+        return None
+    return value() if callable(value) else value
+
+
+def result_document(result: Any, *, options: Mapping[str, Any] | None = None,
+                    cluster: Mapping[str, Any] | None = None,
+                    timings: Mapping[str, float] | None = None,
+                    files: list[str] | None = None) -> dict[str, Any]:
+    """The ``result.json`` object of a fit (schema ``dlmm.result/1``).
+
+    Parameters
+    ----------
+    result : MixedLMResults
+        The fit.
+    options : mapping, optional
+        The run's options (``data``, ``formula``, ...), recorded as given.
+    cluster : mapping, optional
+        Where the fit ran (``kind``, ``address``, ``workers``, ...).
+    timings : mapping, optional
+        Seconds spent outside the fit (``cluster``, ``total``), merged with
+        ``result.timings``.
+    files : list of str, optional
+        The other files written beside ``result.json``.
+
+    Returns
+    -------
+    dict
+        JSON-safe.
+    """
+    options = dict(options or {})
+    model = result.model
+    spec = model.spec
+    cov_re = result.cov_re
+    estimates = {
+        "fe_params": jsonable(result.fe_params),
+        "cov_re": {"names": [str(n) for n in cov_re.columns],
+                   "matrix": jsonable(np.asarray(cov_re, dtype=float))},
+        "vcomp": {str(n): jsonable(v) for n, v in zip(result.vc_names, result.vcomp)},
+        "scale": jsonable(result.scale),
+        "llf": jsonable(result.llf),
+        "params": jsonable(result.params),
+        "bse": jsonable(_optional(result, "bse")),
+        "aic": jsonable(_optional(result, "aic")),
+        "bic": jsonable(_optional(result, "bic")),
+    }
+    all_timings = dict(result.timings)
+    all_timings.update(timings or {})
+    n_groups = int(result.n_groups)
+    doc = {
+        "schema": SCHEMA,
+        "status": "converged" if result.converged else "not_converged",
+        "converged": bool(result.converged),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": {
+            "data": options.get("data"),
+            "formula": getattr(spec, "formula", None),
+            "groups": getattr(spec, "groups", None),
+            "re_formula": getattr(spec, "re_formula", None),
+            "vc_formula": dict(getattr(spec, "vc_formula", {}) or {}),
+            "method": result.method,
+            "reml": bool(result.reml),
+            "missing": getattr(model, "missing", None),
+            "response": getattr(model, "endog_names", None),
+        },
+        "nobs": int(result.nobs),
+        "n_groups": n_groups,
+        "n_dropped": int(getattr(result, "n_dropped", 0)),
+        "group_size": {
+            "min": jsonable(result.group_size_min),
+            "max": jsonable(result.group_size_max),
+            "mean": jsonable(result.nobs / n_groups if n_groups else None),
+        },
+        "estimates": estimates,
+        "optimizer": jsonable(result.mle_retvals),
+        "timings": jsonable(all_timings),
+        "options": jsonable(options),
+        "cluster": jsonable(dict(cluster or {"kind": "none"})),
+        "versions": versions(),
+        "files": list(files or []),
+    }
+    return doc
+
+
+# -- the other files ---------------------------------------------------------------
+
+
+@dataclass
+class OutputContext:
+    """What an artifact writer may use: the fit and how it was run.
+
+    Attributes
+    ----------
+    result : MixedLMResults
+    options : dict
+        The run's options (``data`` is the input path).
+    client : distributed.Client or None
+        The cluster of the fit, for writers that must read the data again
+        (fitted values).
+    extra : dict
+        Anything else a writer needs.
+    """
+
+    result: Any
+    options: dict[str, Any] = field(default_factory=dict)
+    client: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+ArtifactWriter = Callable[[OutputContext, Path], "str | None"]
+
+
+def write_summary(context: OutputContext, folder: Path) -> str:
+    """``summary.txt``: the text summary of the fit."""
+    (folder / SUMMARY_FILE).write_text(str(context.result.summary()) + "\n", encoding="utf-8")
+    return SUMMARY_FILE
+
+
+#: The files written beside ``result.json``, in order. Append a writer to add one
+#: (e.g. ``random_effects.parquet`` once results have ``random_effects_table()``).
+ARTIFACTS: list[ArtifactWriter] = [write_summary]
+
+
+# -- the folder ---------------------------------------------------------------------
+
+
+def check_output_folder(path: str | os.PathLike, overwrite: bool = False,
+                        option: str = "--output") -> Path:
+    """Refuse an output folder before any work is done.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The folder to write.
+    overwrite : bool
+        Whether an existing folder may be replaced.
+    option : str
+        Name of the option, for the error message.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        ``path`` exists (and not ``overwrite``), is a file, or its nearest
+        existing parent is not a writable folder.
+    """
+    out = Path(path)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise InputError(f"{option} {str(out)!r} exists and is not a folder")
+        if not overwrite:
+            raise InputError(
+                f"{option} folder {str(out)!r} exists; pass --overwrite to replace it"
+            )
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {str(out)!r}: cannot write in {str(parent)!r}")
+    return out
+
+
+@contextmanager
+def staged_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to fill; renamed to ``path`` on success.
+
+    On an exception the temporary folder is removed and ``path`` is left as
+    it was. With ``overwrite`` an existing ``path`` is replaced (moved aside,
+    then deleted once the new folder is in place).
+
+    Parameters
+    ----------
+    path : str or PathLike
+    overwrite : bool
+
+    Yields
+    ------
+    Path
+        The temporary folder.
+    """
+    out = check_output_folder(path, overwrite)
+    parent = out.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        yield tmp
+        _move_into_place(tmp, out, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    old = None
+    if out.exists():
+        if not overwrite:  # appeared while we worked
+            raise InputError(f"folder {str(out)!r} exists; pass --overwrite to replace it")
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.absolute().parent))
+        os.replace(out, old / out.name)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old / out.name, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = False,
+                  options: Mapping[str, Any] | None = None,
+                  cluster: Mapping[str, Any] | None = None,
+                  timings: Mapping[str, float] | None = None, client: Any = None,
+                  artifacts: list[ArtifactWriter] | None = None) -> dict[str, Any]:
+    """Write the output folder of a fit, atomically.
+
+    Parameters
+    ----------
+    result : MixedLMResults
+    path : str or PathLike
+        The folder (refused if it exists, unless ``overwrite``).
+    overwrite : bool
+    options, cluster, timings
+        Recorded in ``result.json`` (see :func:`result_document`).
+    client : distributed.Client, optional
+        Passed to the artifact writers.
+    artifacts : list of callables, optional
+        Writers of the files beside ``result.json``; default :data:`ARTIFACTS`.
+
+    Returns
+    -------
+    dict
+        The ``result.json`` document written.
+    """
+    context = OutputContext(result=result, options=dict(options or {}), client=client)
+    with staged_folder(path, overwrite) as tmp:
+        files = []
+        for writer in ARTIFACTS if artifacts is None else artifacts:
+            name = writer(context, tmp)
+            if name is not None:
+                files.append(name)
+        doc = result_document(result, options=options, cluster=cluster, timings=timings,
+                              files=files)
+        text = json.dumps(doc, indent=2, allow_nan=False)
+        (tmp / RESULT_FILE).write_text(text + "\n", encoding="utf-8")
+    return doc
+
+
+def read_result(path: str | os.PathLike) -> dict[str, Any]:
+    """``result.json`` of an output folder, checked to be schema ``dlmm.result/1``.
+
+    Raises
+    ------
+    InputError
+        No such folder or file, not JSON, or another schema.
+    """
+    file = Path(path) / RESULT_FILE
+    if not file.is_file():
+        raise InputError(f"{str(file)!r} does not exist: not an output folder of dlmm fit")
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {str(file)!r}: {exc}") from None
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    if not isinstance(schema, str) or not schema.startswith("dlmm.result/"):
+        raise InputError(f"{str(file)!r} is not a dlmm result (schema {schema!r})")
+    if schema != SCHEMA:
+        raise InputError(f"{str(file)!r} has schema {schema!r}; this dlmm reads {SCHEMA!r}")
+    return doc
