@@ -6,9 +6,11 @@
     print(result.summary())
 """
 
+from .compare import LRTestResult, lrtest
 from .exceptions import ConvergenceWarning, InputError
 from .model import MissingDataWarning, MixedLM, mixedlm
 from .objective.params import MixedLMParams
+from .persistence import load_result
 from .results import MixedLMResults
 
 __version__ = "0.1.0"
@@ -16,9 +18,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ConvergenceWarning",
     "InputError",
+    "LRTestResult",
     "MissingDataWarning",
     "MixedLM",
     "MixedLMParams",
     "MixedLMResults",
+    "load_result",
+    "lrtest",
     "mixedlm",
 ]

@@ -164,18 +164,8 @@ class MixedLM:
         if len(sample) == 0:
             raise InputError("the data have no rows")
         spec.check_response(sample)
-        cats = spec.categorical_columns(sample)
-        levels = backend.distinct(cats)
-        proto = sample.dropna(subset=columns)
-        if len(proto) == 0:
-            proto = sample.head(1).copy()
-            for c in columns:  # keep dtypes, fill so formulaic can learn names
-                if proto[c].isna().any() and pd.api.types.is_numeric_dtype(proto[c]):
-                    proto[c] = 0.0
-        proto = proto.copy()
-        for c in cats:
-            proto[c] = pd.Categorical(proto[c], categories=levels[c])
-        spec.learn(proto)
+        levels = backend.distinct(spec.categorical_columns(sample))
+        spec.learn_levels(sample, levels)
         if spec.stateful:
             if backend.name != "local":
                 raise InputError(
@@ -343,7 +333,7 @@ class MixedLM:
 
     def fit(self, start_params=None, reml: bool = True, method=None, client=None,
             maxiter: int = 2000, callback=None, progress: bool = False,
-            newton_steps: int = 8, **kwargs):
+            newton_steps: int = 8, free=None, **kwargs):
         """Fit by maximizing the profiled REML (default) or ML log-likelihood.
 
         Parameters
@@ -362,6 +352,13 @@ class MixedLM:
             Iterations per method.
         newton_steps : int
             Newton polishing steps after the scipy methods (0 to skip them).
+        free : MixedLMParams or array_like, optional
+            0/1 pattern of the covariance parameters to estimate (statsmodels'
+            ``free``): a MixedLMParams whose ``cov_re`` and ``vcomp`` hold the
+            pattern, or a packed vector (optionally with the fixed effects
+            first). Entries marked 0 stay at their start values, in the square
+            root parameterization; a diagonal ``cov_re`` pattern with the
+            default start fits independent random effects.
         callback : callable, optional
             Called with each :class:`~dlmm.optimize.driver.LogEntry`.
         progress : bool
@@ -398,8 +395,21 @@ class MixedLM:
             value = self._value(chol, sd, self.reml)
             return value.llf, grad_sqrt(value, chol, sd)
 
-        outcome = maximize(fun, self._start(start_params), n, methods=methods,
+        x0 = self._start(start_params)
+        mask = self._free_mask(free)
+        free_idx = np.flatnonzero(mask)
+
+        def fun_free(x):
+            theta = x0.copy()
+            theta[free_idx] = x
+            llf, grad = fun(theta)
+            return llf, grad[free_idx]
+
+        outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                            maxiter=maxiter, callback=callback, newton_steps=newton_steps)
+        theta = x0.copy()
+        theta[free_idx] = outcome.x
+        outcome.x = theta
         if not outcome.converged:
             gnorm = float(np.sqrt(np.sum(outcome.grad**2)))
             warnings.warn(
@@ -409,7 +419,27 @@ class MixedLM:
             )
         chol, sd = self._unpack_sqrt(outcome.x)
         value = self._value(chol, sd, self.reml)
-        return MixedLMResults(self, value, chol, sd, outcome, stats)
+        freepat = None if free is None else np.concatenate([np.ones(self.k_fe), mask])
+        return MixedLMResults(self, value, chol, sd, outcome, stats, freepat=freepat)
+
+    def _free_mask(self, free) -> np.ndarray:
+        """0/1 over the packed covariance parameters from statsmodels' ``free``."""
+        m = self.k_re2 + self.k_vc
+        if free is None:
+            return np.ones(m)
+        if isinstance(free, MixedLMParams):
+            mask = np.concatenate([np.asarray(free.cov_re, dtype=float)[np.tril_indices(self.k_re)],
+                                   np.asarray(free.vcomp, dtype=float)])
+        else:
+            mask = np.asarray(free, dtype=float).ravel()
+            if mask.shape[0] == self.k_fe + m:
+                mask = mask[self.k_fe:]
+        if mask.shape[0] != m or not np.all(np.isin(mask, (0.0, 1.0))):
+            raise InputError(
+                f"free must be a 0/1 pattern over the {m} covariance parameters "
+                f"({', '.join(self.param_names[self.k_fe:])})"
+            )
+        return mask
 
 
 def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict | None = None,

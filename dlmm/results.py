@@ -341,6 +341,9 @@ class MixedLMResults:
         pandas for in-process fits; a lazy Dask DataFrame for Dask fits, whose
         partitions are computed on the workers from the persisted blocks.
         """
+        loaded = getattr(self, "_loaded_tables", None)
+        if loaded is not None:
+            return loaded[0].copy()
         stats = self._require_stats("random_effects_table")
         meta = pd.DataFrame({n: pd.Series(dtype=float) for n in self.exog_re_names})
         meta.index.name = table_index_name(self.group_name, self.exog_re_names)
@@ -351,6 +354,9 @@ class MixedLMResults:
     def vc_effects_table(self):
         """One row per variance-component effect: group, component, column, effect,
         conditional variance (pandas, or lazy Dask for Dask fits)."""
+        loaded = getattr(self, "_loaded_tables", None)
+        if loaded is not None:
+            return None if loaded[1] is None else loaded[1].copy()
         stats = self._require_stats("vc_effects_table")
         slot_names, slot_component = self._slot_info()
         meta = pd.DataFrame({
@@ -420,6 +426,12 @@ class MixedLMResults:
         """
         from .distributed.sources import open_backend
 
+        if self.model.spec is None:
+            raise InputError("this loaded result was fitted from arrays and cannot predict "
+                             "from a data frame")
+        if getattr(self.model.spec, "stateful", False) and self._stats is None:
+            raise InputError("the formula uses a stateful transform (center, scale...) whose "
+                             "state is not saved; refit to predict")
         if exog is None:
             stats = self._require_stats("predict()")
             return self._predict_frame(stats.backend, random_effects, False)
@@ -433,6 +445,16 @@ class MixedLMResults:
         return self._predict_frame(backend.select([c for c in spec.columns
                                                    if c in backend.columns]),
                                    random_effects, False)
+
+    # -- persistence --------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the result to a folder: JSON estimates and metadata, Parquet random
+        effects, never pickle (see :mod:`dlmm.persistence`); read it with
+        :func:`dlmm.load_result`."""
+        from .persistence import save_result
+
+        save_result(self, path)
 
     # -- presentation -------------------------------------------------------------
 

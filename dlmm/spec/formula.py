@@ -183,6 +183,59 @@ class FormulaSpec:
                 f"response column {self.response!r} is not numeric (dtype {y.dtype})"
             )
 
+    def learn_levels(self, sample: pd.DataFrame, levels: dict[str, list]) -> FormulaSpec:
+        """Learn from a sample of rows plus every level of the categorical columns.
+
+        The prototype frame is the sample's complete rows with each categorical
+        column made a ``pandas.Categorical`` over all its levels, so the learned
+        columns do not depend on which levels the sample happened to contain.
+        """
+        columns = self.required_columns(sample.columns)
+        proto = sample.dropna(subset=columns)
+        if len(proto) == 0:
+            proto = sample.head(1).copy()
+            for c in columns:  # keep dtypes, fill so formulaic can learn names
+                if proto[c].isna().any() and pd.api.types.is_numeric_dtype(proto[c]):
+                    proto[c] = 0.0
+        proto = proto.copy()
+        for c, values in levels.items():
+            proto[c] = pd.Categorical(proto[c], categories=values)
+        self.levels = {c: list(v) for c, v in levels.items()}
+        return self.learn(proto)
+
+    def to_dict(self) -> dict:
+        """JSON-safe description from which :meth:`from_dict` rebuilds the same spec."""
+        def plain(v):
+            return v.item() if hasattr(v, "item") else v
+
+        return {
+            "kind": "formula",
+            "formula": self.formula,
+            "groups": self.groups,
+            "re_formula": self.re_formula,
+            "vc_formula": self.vc_formula,
+            "columns": list(self.columns),
+            "levels": {c: [plain(v) for v in vals] for c, vals in self.levels.items()},
+            "stateful": bool(self.stateful),
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict) -> FormulaSpec:
+        """Rebuild a learned spec from :meth:`to_dict` (no data needed)."""
+        spec = cls(state["formula"], state["groups"], re_formula=state["re_formula"],
+                   vc_formula=state["vc_formula"])
+        row = {}
+        for c in state["columns"]:
+            values = state["levels"].get(c)
+            if values is not None:
+                row[c] = pd.Categorical(values[:1], categories=values)
+            else:
+                row[c] = [1.0]
+        spec.learn_levels(pd.DataFrame(row), {})
+        spec.levels = dict(state["levels"])
+        spec.stateful = bool(state["stateful"])
+        return spec
+
     def learn(self, prototype: pd.DataFrame) -> FormulaSpec:
         """Learn the formulaic specs (levels, column names) from a prototype frame.
 

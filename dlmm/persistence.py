@@ -1,0 +1,214 @@
+"""Save and load fit results: JSON for estimates and metadata, Parquet for effects.
+
+Never pickle: a saved result is a folder with
+
+* ``result.json``: format name and version, the model specification (formulas
+  and learned levels), estimates, ``cov_params``, the Hessian, fit facts and
+  the optimizer's report;
+* ``random_effects.parquet``: one row per group (the standard random effects);
+* ``vc_effects.parquet``: one row per variance-component effect (if any).
+
+Floats are written with Python's shortest round-trip representation, so a
+loaded result has every estimate bit for bit; non-finite values are ``null``.
+A loaded result prints its summary, gives its random effects and predicts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import InputError
+
+FORMAT = "dlmm.result"
+VERSION = 1
+
+
+def _jsonable(obj):
+    """Numbers, arrays and containers as JSON values (non-finite floats -> None)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (pd.Series, pd.Index)):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _floats(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in np.ravel(values)], dtype=float)
+
+
+def _matrix(values, k: int) -> np.ndarray:
+    return _floats(values).reshape(k, k) if k else np.zeros((0, 0))
+
+
+class _LoadedModel:
+    """What a loaded result keeps of its model: the specification."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+
+def save_result(result, path) -> None:
+    """Write ``result`` to the folder ``path`` (created; must not exist or be empty)."""
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        raise InputError(f"output folder {str(path)!r} exists and is not empty")
+    spec = result.model.spec
+    spec_state = spec.to_dict() if hasattr(spec, "to_dict") else {
+        "kind": "arrays", "columns": [], "levels": {}, "stateful": False}
+    state = {
+        "format": FORMAT,
+        "version": VERSION,
+        "dlmm_version": _version(),
+        "spec": spec_state,
+        "names": {
+            "exog_names": result.exog_names, "exog_re_names": result.exog_re_names,
+            "vc_names": result.vc_names, "group_name": result.group_name,
+            "endog_name": result.endog_name,
+            "vc_column_names": [list(c) for c in getattr(spec, "vc_column_names", [])],
+        },
+        "estimates": {
+            "fe_params": result.fe_params.to_numpy(),
+            "cov_re_unscaled": result.cov_re_unscaled,
+            "vcomp_unscaled": np.asarray(result.params.to_numpy()[result.k_fe + result.k_re2:]),
+            "scale": result.scale, "llf": result.llf, "reml": result.reml,
+        },
+        "cov_params": result._cov,
+        "hessian": result.hessian,
+        "freepat": result.freepat,
+        "fit": {
+            "nobs": result.nobs, "n_groups": result.n_groups, "n_dropped": result.n_dropped,
+            "group_size_min": result.group_size_min, "group_size_max": result.group_size_max,
+            "converged": result.converged, "mle_retvals": result.mle_retvals,
+            "timings": result.timings, "backend": result.backend,
+        },
+        "files": {"random_effects": "random_effects.parquet"},
+    }
+    parent = path.parent if str(path.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
+    try:
+        _to_pandas(result.random_effects_table()).to_parquet(tmp / "random_effects.parquet")
+        if result.k_vc:
+            _to_pandas(result.vc_effects_table()).to_parquet(tmp / "vc_effects.parquet",
+                                                             index=False)
+            state["files"]["vc_effects"] = "vc_effects.parquet"
+        with open(tmp / "result.json", "w", encoding="utf-8") as handle:
+            json.dump(_jsonable(state), handle, indent=1, allow_nan=False)
+        if path.exists():
+            path.rmdir()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _to_pandas(frame):
+    return frame.compute() if hasattr(frame, "compute") else frame
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def load_result(path):
+    """Read a result written by :meth:`MixedLMResults.save`."""
+    from .random_effects import EffectsLookup
+    from .results import MixedLMResults
+    from .spec.formula import FormulaSpec
+
+    path = Path(path)
+    file = path / "result.json"
+    if not file.exists():
+        raise InputError(f"{str(path)!r} holds no dlmm result (no result.json)")
+    with open(file, encoding="utf-8") as handle:
+        state = json.load(handle)
+    if state.get("format") != FORMAT:
+        raise InputError(f"{str(file)!r} is not a dlmm result file")
+    if state.get("version") != VERSION:
+        raise InputError(f"{str(file)!r} has format version {state.get('version')}; "
+                         f"this dlmm reads version {VERSION}")
+    names = state["names"]
+    est = state["estimates"]
+    spec_state = state["spec"]
+    spec = FormulaSpec.from_dict(spec_state) if spec_state["kind"] == "formula" else None
+
+    result = MixedLMResults.__new__(MixedLMResults)
+    result.model = _LoadedModel(spec)
+    result._stats = None
+    k_re = len(names["exog_re_names"])
+    result._set_estimates(
+        exog_names=names["exog_names"], exog_re_names=names["exog_re_names"],
+        vc_names=names["vc_names"], fe=_floats(est["fe_params"]),
+        psi=_matrix(est["cov_re_unscaled"], k_re), v=_floats(est["vcomp_unscaled"]),
+        scale=est["scale"], llf=est["llf"], reml=est["reml"],
+    )
+    k = len(result.param_names)
+    result._cov = _matrix(state["cov_params"], k)
+    result.hessian = _matrix(state["hessian"], k)
+    result.hessian_singular = False
+    result.freepat = None if state["freepat"] is None else _floats(state["freepat"])
+    fit = state["fit"]
+    result.group_name, result.endog_name = names["group_name"], names["endog_name"]
+    for key in ("nobs", "n_groups", "n_dropped", "converged", "mle_retvals", "timings",
+                "backend"):
+        setattr(result, key, fit[key])
+    result.group_size_min = float(fit["group_size_min"])
+    result.group_size_max = float(fit["group_size_max"])
+    result.groups_shuffled = None
+    result.optimization_log = None
+
+    re_table = pd.read_parquet(path / state["files"]["random_effects"])
+    vc_table = None
+    if "vc_effects" in state["files"]:
+        vc_table = pd.read_parquet(path / state["files"]["vc_effects"])
+    result._loaded_tables = (re_table, vc_table)
+    slot_names = [n for cols in names["vc_column_names"] for n in cols]
+    slot_of = {(comp, col): i for i, (comp, col) in enumerate(
+        (names["vc_names"][c], n) for c, cols in enumerate(names["vc_column_names"])
+        for n in cols)}
+    labels = pd.Index(re_table.index)
+    keys = np.zeros(0, dtype=np.int64)
+    values = np.zeros(0)
+    if vc_table is not None and len(vc_table):
+        group_pos = labels.get_indexer(vc_table.iloc[:, 0])
+        slots = np.array([slot_of[(c, n)] for c, n in zip(vc_table["component"],
+                                                           vc_table["column"])])
+        keys = group_pos * max(len(slot_names), 1) + slots
+        order = np.argsort(keys)
+        keys, values = keys[order], vc_table["effect"].to_numpy()[order]
+    result.__dict__["_lookup"] = EffectsLookup(
+        labels, re_table.to_numpy(dtype=float), keys.astype(np.int64), values,
+        max(len(slot_names), 1))
+    result.__dict__["random_effects"] = _effects_dict(re_table, vc_table)
+    return result
+
+
+def _effects_dict(re_table: pd.DataFrame, vc_table: pd.DataFrame | None) -> dict:
+    """statsmodels' ``random_effects`` dict from the saved tables."""
+    out = {label: row.astype(float) for label, row in re_table.iterrows()}
+    if vc_table is not None and len(vc_table):
+        for label, part in vc_table.groupby(vc_table.columns[0], sort=False):
+            extra = pd.Series(part["effect"].to_numpy(),
+                              index=[f"{c}[{n}]" for c, n in zip(part["component"],
+                                                                  part["column"])])
+            base = out.get(label, pd.Series(dtype=float))
+            out[label] = pd.concat([base, extra])
+    return dict(sorted(out.items(), key=lambda kv: kv[0]))
