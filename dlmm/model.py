@@ -13,7 +13,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .distributed.sources import is_path_like, open_backend
 from .exceptions import ConvergenceWarning, InputError
