@@ -275,6 +275,22 @@ class MixedLMResults:
         df = r.shape[0]
         return {"statistic": stat, "df": df, "pvalue": float(sps.chi2.sf(stat, df))}
 
+    def profile_conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Profile-likelihood intervals, as lme4's ``confint(method="profile")``:
+        random-effect SDs and correlations, component SDs, the residual SD and the
+        fixed effects (ML likelihood, also for REML fits, as lme4). See
+        :mod:`dlmm.profile`."""
+        from .profile import profile_conf_int
+
+        return profile_conf_int(self, alpha)
+
+    def profile_re(self, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.0,
+                   num_high: int = 5, dist_high: float = 1.0) -> np.ndarray:
+        """statsmodels' ``profile_re`` (see :func:`dlmm.profile.profile_re`)."""
+        from .profile import profile_re
+
+        return profile_re(self, re_ix, vtype, num_low, dist_low, num_high, dist_high)
+
     # -- random effects -----------------------------------------------------------
 
     def _require_stats(self, what: str) -> SufficientStatistics:
