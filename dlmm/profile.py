@@ -212,7 +212,7 @@ class ProfileLikelihood:
         out = []
         for direction in (-1.0, 1.0):
             start = self.theta_hat.copy()
-            prev_v, prev_f = est, -crit
+            prev_v = est
             v = est
             limit = bounds[0] if direction < 0 else bounds[1]
             found = None
@@ -228,7 +228,7 @@ class ProfileLikelihood:
                     break
                 if np.isfinite(limit) and abs(v_next - limit) <= 1e-8 * max(1.0, abs(limit)):
                     break
-                prev_v, prev_f, start, v = v_next, f, theta, v_next
+                prev_v, start, v = v_next, theta, v_next
                 step *= 1.5
             if found is None:
                 out.append(limit if np.isfinite(limit) else direction * np.inf)
@@ -294,7 +294,7 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
     if result._stats is None:
         raise InputError("profiling needs the fitted data; a loaded result cannot profile")
     stats = result._stats
-    k_re, k_vc = result.k_re, result.k_vc
+    k_re = result.k_re
     if vtype == "re":
         if not 0 <= int(re_ix) < k_re:
             raise InputError(f"re_ix must be in 0..{k_re - 1}, got {re_ix!r}")
