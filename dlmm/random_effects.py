@@ -24,10 +24,17 @@ def table_index_name(group_name: str, re_names: list[str]) -> str:
     return "group" if group_name in re_names else group_name
 
 
-def re_frame(effects: BlockEffects, group_name: str, re_names: list[str]) -> pd.DataFrame:
-    """One row per group: the standard random effects, indexed by group label."""
+def re_frame(effects: BlockEffects, group_name: str, re_names: list[str],
+             with_se: bool = False) -> pd.DataFrame:
+    """One row per group: the standard random effects, indexed by group label;
+    with ``with_se`` also their conditional standard deviations (``<name> SE``)."""
     index = pd.Index(effects.labels, name=table_index_name(group_name, re_names))
-    return pd.DataFrame(effects.re_modes, index=index, columns=list(re_names))
+    frame = pd.DataFrame(effects.re_modes, index=index, columns=list(re_names))
+    if with_se:
+        se = np.sqrt(np.clip(np.diagonal(effects.re_cov, axis1=1, axis2=2), 0, None))
+        for j, name in enumerate(re_names):
+            frame[f"{name} SE"] = se[:, j]
+    return frame
 
 
 def vc_frame(effects: BlockEffects, group_name: str, vc_names: list[str],

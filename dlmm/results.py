@@ -351,20 +351,26 @@ class MixedLMResults:
                                                          index=names, columns=names)
         return dict(sorted(out.items(), key=lambda kv: kv[0]))
 
-    def random_effects_table(self):
-        """One row per group (index: group label), one column per random effect.
+    def random_effects_table(self, with_se: bool = False):
+        """One row per group (index: group label), one column per random effect,
+        and with ``with_se`` their conditional standard deviations (``<name> SE``).
 
         pandas for in-process fits; a lazy Dask DataFrame for Dask fits, whose
         partitions are computed on the workers from the persisted blocks.
         """
         loaded = getattr(self, "_loaded_tables", None)
         if loaded is not None:
+            if with_se:
+                raise InputError("a loaded result keeps the random effects without their SEs")
             return loaded[0].copy()
         stats = self._require_stats("random_effects_table")
-        meta = pd.DataFrame({n: pd.Series(dtype=float) for n in self.exog_re_names})
+        columns = list(self.exog_re_names)
+        if with_se:
+            columns += [f"{n} SE" for n in self.exog_re_names]
+        meta = pd.DataFrame({n: pd.Series(dtype=float) for n in columns})
         meta.index.name = table_index_name(self.group_name, self.exog_re_names)
         handles = stats.backend.map(re_frame, self._effect_handles, self.group_name,
-                                    self.exog_re_names)
+                                    self.exog_re_names, with_se)
         return stats.backend.to_frame(handles, meta)
 
     def vc_effects_table(self):
@@ -461,6 +467,20 @@ class MixedLMResults:
         return self._predict_frame(backend.select([c for c in spec.columns
                                                    if c in backend.columns]),
                                    random_effects, False)
+
+    # -- plots -------------------------------------------------------------------
+
+    def plot_random_effects(self, effect: str | None = None, **kwargs):
+        """Caterpillar plot of one random effect (see :func:`dlmm.plotting.caterpillar`)."""
+        from .plotting import caterpillar
+
+        return caterpillar(self, effect=effect, **kwargs)
+
+    def plot_optimization(self, **kwargs):
+        """llf and gradient norm per evaluation (see :func:`dlmm.plotting.optimization_trace`)."""
+        from .plotting import optimization_trace
+
+        return optimization_trace(self, **kwargs)
 
     # -- persistence --------------------------------------------------------------
 
