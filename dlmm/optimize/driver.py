@@ -188,11 +188,11 @@ def maximize(
         obj.stage = scipy_name
         options: dict = {"maxiter": maxiter}
         if scipy_name == "BFGS":
-            options["gtol"] = 1e-9
+            options["gtol"] = 1e-7
         elif scipy_name == "L-BFGS-B":
             options.update(gtol=1e-10, ftol=1e-15, maxcor=20)
         elif scipy_name == "CG":
-            options["gtol"] = 1e-9
+            options["gtol"] = 1e-7
         elif scipy_name in ("Nelder-Mead", "Powell"):
             options.update(xatol=1e-10, fatol=1e-14, maxfev=20 * maxiter)
         jac = scipy_name not in ("Nelder-Mead", "Powell")
