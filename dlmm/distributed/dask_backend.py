@@ -133,6 +133,10 @@ def resolve_client(client: Client | None) -> Client:
         return embedded_client()
 
 
+def _empty_like(frame):
+    return frame.iloc[:0]
+
+
 class DaskBackend(Backend):
     """Runs the fit on a ``distributed`` cluster over a Dask DataFrame."""
 
@@ -186,6 +190,8 @@ class DaskBackend(Backend):
         return out
 
     def to_frame(self, handles: list[Any], meta: pd.DataFrame):
+        if handles:  # the real dtypes (e.g. of an index of labels) from an empty slice
+            meta = self.client.submit(_empty_like, handles[0], pure=False).result()
         return dd.from_delayed(handles, meta=meta, verify_meta=False)
 
     def map_frame(self, func: Callable[[pd.DataFrame], Any], meta: Any):

@@ -67,6 +67,39 @@ def _patsy_ordered(text: str, prototype: pd.DataFrame):
     return rhs
 
 
+def _plain_columns(model_spec) -> list[str | None] | None:
+    """The data columns of a learned spec made only of an intercept and plain
+    numeric columns (None stands for the intercept); None for any other spec."""
+    from formulaic.parser.types.factor import Factor
+
+    state = model_spec.encoder_state
+    out: list[str | None] = []
+    for part in model_spec.structure:
+        factors = part.term.factors
+        if len(part.columns) != 1 or len(factors) != 1:
+            return None
+        factor = factors[0]
+        if factor.eval_method == Factor.EvalMethod.LITERAL and str(factor) == "1":
+            out.append(None)
+        elif (factor.eval_method == Factor.EvalMethod.LOOKUP
+              and state.get(str(factor), (None,))[0] == Factor.Kind.NUMERICAL):
+            out.append(str(factor))
+        else:
+            return None
+    return out
+
+
+def _fill(out: np.ndarray, model_spec, plain: list[str | None] | None,
+          df: pd.DataFrame) -> None:
+    """Write the model matrix of ``df`` into ``out`` (n, k): straight from the
+    columns for a plain spec, else through formulaic."""
+    if plain is not None:
+        for j, col in enumerate(plain):
+            out[:, j] = 1.0 if col is None else df[col].to_numpy(dtype=float)
+    else:
+        out[:] = np.asarray(model_spec.get_model_matrix(df), dtype=float).reshape(out.shape)
+
+
 def _mentioned(text: str, columns) -> set[str]:
     """Data columns that appear as whole identifiers in a formula text."""
     found = set()
@@ -296,6 +329,10 @@ class FormulaSpec:
                     raise InputError(f"vc_formula[{name!r}] {text!r} failed: {exc}") from None
                 self._vc_specs.append(vc_mm.model_spec)
                 self.vc_column_names.append(list(vc_mm.model_spec.column_names))
+        self._plain = (
+            _plain_columns(self._fe_spec.lhs), _plain_columns(self._fe_spec.rhs),
+            _plain_columns(self._re_spec) if self._re_spec is not None else None,
+        )
         self.slot_component = np.concatenate(
             [np.full(len(c), k, dtype=np.int64) for k, c in enumerate(self.vc_column_names)]
             or [np.zeros(0, dtype=np.int64)]
@@ -322,6 +359,20 @@ class FormulaSpec:
     def k_vc(self) -> int:
         return len(self.vc_names)
 
+    def _check_levels(self, df: pd.DataFrame) -> None:
+        """Refuse levels of categorical columns that the fit never saw (new data)."""
+        for col, levels in getattr(self, "levels", {}).items():
+            if col not in df.columns:
+                continue
+            values = df[col].dropna()
+            unseen = values[~values.isin(levels)]
+            if len(unseen):
+                raise InputError(
+                    f"column {col!r} has level {unseen.iloc[0]!r} that the fitted data did not "
+                    f"have (levels: {', '.join(map(repr, levels[:10]))}"
+                    f"{', ...' if len(levels) > 10 else ''})"
+                )
+
     def design(self, df: pd.DataFrame, response: bool = True) -> ChunkDesign:
         """The model arrays of a chunk's complete rows (NaN rows counted, dropped).
 
@@ -330,6 +381,8 @@ class FormulaSpec:
         """
         columns = self.columns if response else [
             c for c in self.columns if c != self.response and c in df.columns]
+        if not response:
+            self._check_levels(df)
         na = df[columns].isna().to_numpy()
         missing = na.sum(axis=0).astype(float)
         row_na = na.any(axis=1)
@@ -339,15 +392,15 @@ class FormulaSpec:
         n = len(df)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            xy = np.empty((n, self.k_fe + 1))  # one allocation: X, then y
+            _fill(xy[:, : self.k_fe], self._fe_spec.rhs, self._plain[1], df)
             if response:
-                y = np.asarray(self._fe_spec.lhs.get_model_matrix(df), dtype=float).reshape(n, 1)
+                _fill(xy[:, self.k_fe:], self._fe_spec.lhs, self._plain[0], df)
             else:
-                y = np.zeros((n, 1))
-            x = np.asarray(self._fe_spec.rhs.get_model_matrix(df), dtype=float).reshape(
-                n, self.k_fe)
+                xy[:, self.k_fe] = 0.0
             if self._re_spec is not None:
-                z = np.asarray(self._re_spec.get_model_matrix(df), dtype=float).reshape(
-                    n, self.k_re)
+                z = np.empty((n, self.k_re))
+                _fill(z, self._re_spec, self._plain[2], df)
             elif self._re_intercept_only:
                 z = np.ones((n, 1))
             else:
@@ -363,6 +416,6 @@ class FormulaSpec:
         else:
             groups = np.full(n, None, dtype=object)  # new data without groups: unseen
         return ChunkDesign(
-            xy=np.concatenate([x, y], axis=1), z=z, w=w, groups=groups,
+            xy=xy, z=z, w=w, groups=groups,
             missing_by_column=missing, n_dropped=n_dropped, kept=~row_na,
         )
