@@ -52,11 +52,37 @@ def _totals(result: ChunkResult) -> RowTotals:
     return result.totals
 
 
-def _label_range(result: ChunkResult):
+def _chunk_info(result: ChunkResult):
+    """(groups in the chunk, first label, last label); labels are sorted."""
     labels = result.keyed.labels
     if labels.shape[0] == 0:
-        return None
-    return labels[0], labels[-1]
+        return (0, None, None)
+    return (labels.shape[0], labels[0], labels[-1])
+
+
+GROUPS_PER_BLOCK = 250_000
+
+
+def plan_blocks(n_groups: int, parallelism: int) -> int:
+    """How many blocks: a multiple of the parallelism (each worker thread gets the
+    same number), with at most about ``GROUPS_PER_BLOCK`` groups in each."""
+    per_round = max(1, parallelism)
+    rounds = max(1, -(-n_groups // (GROUPS_PER_BLOCK * per_round)))
+    return per_round * rounds
+
+
+def balanced_runs(sizes: list[int], n_runs: int) -> list[list[int]]:
+    """Split positions ``0 .. len(sizes)-1`` into at most ``n_runs`` contiguous runs
+    of about equal total size (no run empty)."""
+    total = sum(sizes)
+    n_runs = max(1, min(n_runs, len(sizes)))
+    runs: list[list[int]] = [[] for _ in range(n_runs)]
+    acc = 0
+    for i, size in enumerate(sizes):
+        slot = min(n_runs - 1, int(n_runs * (acc + size / 2) / max(total, 1)))
+        runs[slot].append(i)
+        acc += size
+    return [r for r in runs if r]
 
 
 def _split_by_hash(result: ChunkResult, n_out: int) -> list[KeyedCrossProducts]:
@@ -66,7 +92,7 @@ def _split_by_hash(result: ChunkResult, n_out: int) -> list[KeyedCrossProducts]:
 
 
 def _disjoint(ranges: list) -> bool:
-    spans = sorted((r for r in ranges if r is not None), key=lambda r: r[0])
+    spans = sorted((r for r in ranges if r[0] is not None), key=lambda r: r[0])
     try:
         return all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
     except TypeError:  # labels that do not order: shuffle to be safe
@@ -122,18 +148,23 @@ def one_pass(spec, backend: Backend) -> SufficientStatistics:
     start = time.perf_counter()
     chunks = backend.map_chunks(lambda frame: chunk_crossproducts(frame, spec))
     totals = ordered_sum(backend.gather(backend.map(_totals, chunks)))
-    ranges = backend.gather(backend.map(_label_range, chunks))
+    infos = backend.gather(backend.map(_chunk_info, chunks))
     slot_component = spec.slot_component
-    shuffled = not _disjoint(ranges)
+    n_blocks = plan_blocks(sum(i[0] for i in infos), backend.parallelism)
+
+    def build(results):
+        return build_block([r.keyed if isinstance(r, ChunkResult) else r for r in results],
+                           slot_component)
+
+    shuffled = not _disjoint([(i[1], i[2]) for i in infos])
     if not shuffled:
-        blocks = backend.map(lambda r: build_block([r.keyed], slot_component), chunks)
+        # Whole groups per chunk: chunks in label order, cut into runs of about
+        # equal group counts, one block per run.
+        order = sorted((j for j, i in enumerate(infos) if i[0]), key=lambda j: infos[j][1])
+        runs = balanced_runs([infos[j][0] for j in order], n_blocks)
+        blocks = backend.combine([[chunks[order[k]] for k in run] for run in runs], build)
     else:
-        blocks = backend.regroup(
-            chunks,
-            len(chunks),
-            _split_by_hash,
-            lambda parts: build_block(parts, slot_component),
-        )
+        blocks = backend.regroup(chunks, n_blocks, _split_by_hash, build)
     summaries = backend.gather(backend.map(_block_summary, blocks))
     backend.release(chunks)
     n_groups = int(sum(s[0] for s in summaries))

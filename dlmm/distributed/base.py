@@ -61,6 +61,16 @@ class Backend(ABC):
     def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
         """``func(h, *args)`` for every handle; new handles, kept where computed."""
 
+    @property
+    def parallelism(self) -> int:
+        """How many tasks run at once (threads over all workers)."""
+        return 1
+
+    @abstractmethod
+    def combine(self, groups: list[list[Any]], func: Callable[[list[Any]], Any]) -> list[Any]:
+        """``func(results of group j)`` for each group of handles; the outputs are
+        spread evenly over the workers."""
+
     @abstractmethod
     def regroup(
         self,
@@ -69,7 +79,8 @@ class Backend(ABC):
         split: Callable[[Any, int], list[Any]],
         build: Callable[[list[Any]], Any],
     ) -> list[Any]:
-        """Shuffle: ``split(h, n_out)`` each handle; block j = ``build`` of every piece j."""
+        """Shuffle: ``split(h, n_out)`` each handle; block j = ``build`` of every piece j,
+        the blocks spread evenly over the workers."""
 
     @abstractmethod
     def gather(self, handles: list[Any]) -> list[Any]:

@@ -179,14 +179,38 @@ class DaskBackend(Backend):
         return self.client.compute(tasks)
 
     def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
-        return [self.client.submit(func, h, *args, pure=False) for h in handles]
+        if not handles:
+            return []
+        # One message for all tasks; each runs where its input is.
+        return self.client.map(func, handles, *[[a] * len(handles) for a in args], pure=False)
+
+    def _workers(self) -> list[str]:
+        return sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+
+    @property
+    def parallelism(self) -> int:
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+
+    def _spread(self, j: int, workers: list[str]) -> dict:
+        # A placement hint, not a pin: a lost worker's blocks may be rebuilt elsewhere.
+        if not workers:
+            return {}
+        return {"workers": [workers[j % len(workers)]], "allow_other_workers": True}
+
+    def combine(self, groups, func):
+        workers = self._workers()
+        return [self.client.submit(func, list(g), pure=False, **self._spread(j, workers))
+                for j, g in enumerate(groups)]
 
     def regroup(self, handles, n_out, split, build):
-        splits = [self.client.submit(split, h, n_out, pure=False) for h in handles]
+        splits = self.client.map(split, handles, [n_out] * len(handles), pure=False)
+        workers = self._workers()
         out = []
         for j in range(n_out):
             pieces = [self.client.submit(operator.getitem, s, j, pure=False) for s in splits]
-            out.append(self.client.submit(build, pieces, pure=False))
+            out.append(self.client.submit(build, pieces, pure=False,
+                                          **self._spread(j, workers)))
         return out
 
     def to_frame(self, handles: list[Any], meta: pd.DataFrame):

@@ -48,6 +48,9 @@ class LocalBackend(Backend):
     def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
         return [func(h, *args) for h in handles]
 
+    def combine(self, groups, func):
+        return [func(list(g)) for g in groups]
+
     def regroup(self, handles, n_out, split, build):
         pieces = [split(h, n_out) for h in handles]
         return [build([p[j] for p in pieces]) for j in range(n_out)]

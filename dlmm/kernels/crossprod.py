@@ -61,9 +61,7 @@ class GroupCrossProducts:
 def _group_sum(codes: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
     """``out[g] = sum of values[rows with codes == g]`` for a 2-d ``values``."""
     n = codes.shape[0]
-    indicator = sp.csr_array(
-        (np.ones(n), (codes, np.arange(n))), shape=(n_groups, n)
-    )
+    indicator = sp.csc_array((np.ones(n), codes, np.arange(n + 1)), shape=(n_groups, n))
     return np.asarray(indicator @ values)
 
 
@@ -95,6 +93,7 @@ def group_crossproducts(
         Standard random-effects design.
     xy : ndarray (n, r)
         Fixed-effects design followed by the response as the last column.
+        (C-ordered arrays avoid a copy.)
     w : sparse array (n, L), optional
         Variance-component design with global column slots.
 
@@ -107,13 +106,18 @@ def group_crossproducts(
     r = xy.shape[1]
     counts = np.bincount(codes, minlength=n_groups).astype(float)
 
-    # Z'Z and Z'[X y]: one sparse indicator product per Z column.
+    # Z'Z and Z'[X y]: per Z column a, a sparse (groups x rows) matrix holding
+    # z_a at (group, row), times [Z X y]; no (rows x k^2) product is formed.
     if k_re:
-        zu = np.concatenate([z, xy], axis=1)
-        prods = np.concatenate([z[:, [a]] * zu for a in range(k_re)], axis=1)
-        summed = _group_sum(codes, n_groups, prods).reshape(n_groups, k_re, k_re + r)
-        zz = np.ascontiguousarray(summed[:, :, :k_re])
-        zr = np.ascontiguousarray(summed[:, :, k_re:])
+        zz = np.empty((n_groups, k_re, k_re))
+        zr = np.empty((n_groups, k_re, r))
+        indptr = np.arange(n_rows + 1)  # one entry per row: no sorting to build it
+        z_c = np.ascontiguousarray(z)
+        xy_c = np.ascontiguousarray(xy)
+        for a in range(k_re):  # loop over random-effect columns
+            weighted = sp.csc_array((z_c[:, a], codes, indptr), shape=(n_groups, n_rows))
+            zz[:, a, :] = weighted @ z_c
+            zr[:, a, :] = weighted @ xy_c
     else:
         zz = np.zeros((n_groups, 0, 0))
         zr = np.zeros((n_groups, 0, r))

@@ -11,6 +11,7 @@ zero column of ``A_i`` changes neither the likelihood nor its derivatives.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -58,6 +59,21 @@ class GroupBatch:
     @property
     def q(self) -> int:
         return self.g.shape[1]
+
+    @cached_property
+    def g_by_entry(self) -> np.ndarray:
+        """``g`` laid out (q, q, b): each matrix entry contiguous over the groups."""
+        return np.ascontiguousarray(np.moveaxis(self.g, 0, -1))
+
+    @cached_property
+    def h_by_entry(self) -> np.ndarray:
+        """``h`` laid out (q, r, b)."""
+        return np.ascontiguousarray(np.moveaxis(self.h, 0, -1))
+
+    @cached_property
+    def g_sum(self) -> np.ndarray:
+        """``sum_i G_i`` over the batch (q, q)."""
+        return self.g.sum(axis=0)
 
 
 def stack_groups(

@@ -51,10 +51,84 @@ def _solve_pieces(batch: GroupBatch, chol_re: np.ndarray, sd_vc: np.ndarray):
     return t, t_inv, u, qm
 
 
+SMALL_Q = 6
+
+
+def _entrywise_pieces(batch: GroupBatch, lam: np.ndarray) -> LikelihoodPieces:
+    """:func:`batch_pieces` for small q, with each matrix entry a vector over groups.
+
+    Stacked LAPACK calls on 2 x 2 matrices are dominated by per-matrix overhead;
+    here the Cholesky factorization, the triangular solves and the products are
+    written out entry by entry, each a vector operation over all the groups of
+    the batch, and the sums over groups are matrix products (BLAS).
+    """
+    k_re = batch.k_re
+    g = batch.g_by_entry  # (q, q, b)
+    h = batch.h_by_entry  # (q, r, b)
+    q, r, nb = g.shape[0], h.shape[1], g.shape[2]
+    nonzero = [(k, j, lam[k, j]) for k in range(q) for j in range(q) if lam[k, j] != 0.0]
+    g_lam = np.zeros((q, q, nb))  # (G Lambda)[i, j]
+    lam_h = np.zeros((q, r, nb))  # (Lambda' H)[j]
+    for k, j, v in nonzero:
+        g_lam[:, j] += v * g[:, k]
+        lam_h[j] += v * h[k]
+    c = np.zeros((q, q, nb))  # Lambda' G Lambda + I
+    for k, i, v in nonzero:
+        c[i] += v * g_lam[k]
+    c[np.arange(q), np.arange(q)] += 1.0
+
+    t = np.zeros((q, q, nb))  # Cholesky factor, entry by entry
+    for j in range(q):
+        d = c[j, j] - np.einsum("kb,kb->b", t[j, :j], t[j, :j]) if j else c[j, j].copy()
+        t[j, j] = np.sqrt(d)
+        for i in range(j + 1, q):
+            off = c[i, j] - np.einsum("kb,kb->b", t[i, :j], t[j, :j]) if j else c[i, j]
+            t[i, j] = off / t[j, j]
+    u = np.zeros((q, r, nb))  # T^{-1} Lambda' H
+    qm = np.zeros((q, q, nb))  # T^{-1} Lambda' G  (row i over columns)
+    for i in range(q):
+        acc_u = lam_h[i].copy()
+        acc_q = g_lam[:, i].copy()  # row i of Lambda' G is column i of G Lambda
+        for k in range(i):
+            acc_u -= t[i, k] * u[k]
+            acc_q -= t[i, k] * qm[k]
+        u[i] = acc_u / t[i, i]
+        qm[i] = acc_q / t[i, i]
+
+    logdet = 2.0 * float(np.log(t[np.arange(q), np.arange(q)]).sum())
+    u_flat = u.transpose(0, 1, 2).reshape(q, r, nb)
+    hmh = sum(u_flat[i] @ u_flat[i].T for i in range(q))
+    p_sum = batch.g_sum - sum(qm[i] @ qm[i].T for i in range(q))
+    rr = h.copy()  # R = H - Q'U, row a of R over (r, b)
+    for a in range(q):
+        for k in range(q):
+            rr[a] -= qm[k, a] * u[k]
+    r_re = rr[:k_re].transpose(0, 1, 2).reshape(k_re * r, nb)
+    t_re = (r_re @ r_re.T).reshape(k_re, r, k_re, r).transpose(0, 2, 1, 3)
+    k_vc = batch.widths.shape[0]
+    p_vc = np.zeros(k_vc)
+    t_vc = np.zeros((k_vc, r, r))
+    start = k_re
+    for k, width in enumerate(batch.widths):  # loop over components
+        stop = start + int(width)
+        if width:
+            p_vc[k] = np.trace(p_sum[start:stop, start:stop])
+            block = np.moveaxis(rr[start:stop], 1, 0).reshape(r, -1)
+            t_vc[k] = block @ block.T
+        start = stop
+    return LikelihoodPieces(
+        logdet=logdet, hmh=hmh, p_re=p_sum[:k_re, :k_re].copy(), p_vc=p_vc,
+        t_re=np.ascontiguousarray(t_re), t_vc=t_vc, n_groups=float(nb),
+    )
+
+
 def batch_pieces(
     batch: GroupBatch, chol_re: np.ndarray, sd_vc: np.ndarray
 ) -> LikelihoodPieces:
     """Likelihood pieces of one batch of groups (see the module docstring).
+
+    Batches with at most ``SMALL_Q`` random-effect columns take the
+    entry-by-entry path (:func:`_entrywise_pieces`), larger ones stacked LAPACK.
 
     Parameters
     ----------
@@ -64,6 +138,15 @@ def batch_pieces(
     sd_vc : ndarray (k_vc,)
         ``sqrt(vcomp / scale)`` of each component (may be 0).
     """
+    if batch.q <= SMALL_Q:
+        return _entrywise_pieces(batch, relative_factor(chol_re, sd_vc, batch.widths))
+    return _stacked_pieces(batch, chol_re, sd_vc)
+
+
+def _stacked_pieces(
+    batch: GroupBatch, chol_re: np.ndarray, sd_vc: np.ndarray
+) -> LikelihoodPieces:
+    """:func:`batch_pieces` with stacked LAPACK calls (any q)."""
     k_re = batch.k_re
     k_vc = batch.widths.shape[0]
     t, _, u, qm = _solve_pieces(batch, chol_re, sd_vc)
