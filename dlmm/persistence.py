@@ -167,6 +167,7 @@ def load_result(path):
     result.freepat = None if state["freepat"] is None else _floats(state["freepat"])
     fit = state["fit"]
     result.group_name, result.endog_name = names["group_name"], names["endog_name"]
+    result.diagnostics = fit["mle_retvals"].get("diagnostics", {})
     for key in ("nobs", "n_groups", "n_dropped", "converged", "mle_retvals", "timings",
                 "backend"):
         setattr(result, key, fit[key])

@@ -33,6 +33,35 @@ from .random_effects import (
 from .statistics import SufficientStatistics
 
 
+def _diagnostics(outcome: OptimizeResult, singular: bool) -> dict:
+    """lme4-style convergence checks in the optimizer's (sqrt) parameterization.
+
+    ``grad_max``: largest gradient component; ``scaled_grad_max``: largest
+    component of the Newton step ``H^{-1} g`` (lme4 warns above 2e-3);
+    ``hessian_negative_definite``: the llf is locally strictly concave (false
+    at singular fits, where some directions are flat or the boundary binds).
+    """
+    grad = np.asarray(outcome.grad, dtype=float)
+    hess = outcome.hessian
+    out = {
+        "grad_max": float(np.max(np.abs(grad))) if grad.size else 0.0,
+        "scaled_grad_max": float("nan"),
+        "hessian_negative_definite": True,
+        "singular": bool(singular),
+        "newton_decrement": float(outcome.decrement),
+    }
+    if hess is not None and hess.size:
+        try:
+            np.linalg.cholesky(-hess)
+        except np.linalg.LinAlgError:
+            out["hessian_negative_definite"] = False
+        try:
+            out["scaled_grad_max"] = float(np.max(np.abs(np.linalg.solve(hess, grad))))
+        except np.linalg.LinAlgError:
+            pass
+    return out
+
+
 class MixedLMResults:
     """Estimates of a :class:`~dlmm.model.MixedLM` fit.
 
@@ -64,6 +93,10 @@ class MixedLMResults:
         Seconds in the data pass, the optimizer and the Hessian.
     freepat : ndarray or None
         0/1 mask over ``params`` of the free parameters (``fit(free=...)``).
+    singular : bool
+        A variance on the boundary (lme4's ``isSingular``).
+    diagnostics : dict
+        lme4-style convergence checks (gradient, scaled gradient, Hessian).
     """
 
     def __init__(self, model, value: ProfiledValue, chol_re: np.ndarray, sd_vc: np.ndarray,
@@ -114,6 +147,8 @@ class MixedLMResults:
         self._set_covariance(hessian)
         self.backend = stats.backend.name
         self.groups_shuffled = stats.shuffled
+        self.diagnostics = _diagnostics(outcome, self.singular)
+        self.mle_retvals["diagnostics"] = self.diagnostics
 
     # -- construction helpers ------------------------------------------------------
 
@@ -168,6 +203,23 @@ class MixedLMResults:
             warnings.warn("the Hessian at the estimate is not negative definite",
                           RuntimeWarning, stacklevel=3)
         self._cov = cov
+
+    @property
+    def singular(self) -> bool:
+        """Whether the fit is on the boundary (lme4's ``isSingular``): a diagonal
+        entry of the relative covariance factor (the Cholesky factor of
+        ``cov_re / scale``, and ``sqrt(vcomp / scale)``) below 1e-4, i.e. a zero
+        variance or perfectly correlated random effects."""
+        tol = 1e-4
+        psi = self.cov_re_unscaled
+        if psi.size:
+            w = np.linalg.eigvalsh(psi)
+            if w.min() <= tol**2 * max(1.0, w.max()):
+                return True
+            if np.min(np.diag(np.linalg.cholesky(psi))) < tol:
+                return True
+        v = self.vcomp / self.scale
+        return bool(v.size and np.min(np.sqrt(np.clip(v, 0, None))) < tol)
 
     # -- inference ----------------------------------------------------------------
 
