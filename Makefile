@@ -24,7 +24,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q tests
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check dlmm tests examples
+	$(BIN)/ruff check dlmm tests examples deploy
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -8,8 +8,10 @@ dlmm.cli`` is the same command.
     (``--scheduler ADDRESS``) or an embedded local cluster on 127.0.0.1
     (``--workers``, ``--threads-per-worker``, ``--memory-limit``; by default
     one single-threaded worker process per core, at most 8). With
-    ``--output DIR`` it writes ``DIR/result.json`` (schema ``dlmm.result/1``,
-    see :mod:`dlmm.outputs`) and ``DIR/summary.txt`` into a temporary sibling
+    ``--output DIR`` it writes ``DIR/result.json`` (schema ``dlmm.result/1``),
+    ``summary.txt``, ``random_effects.parquet``, ``vc_effects.parquet``,
+    ``model/`` (for ``dlmm.load_result``) and with ``--fitted``
+    ``fitted.parquet/`` (see :mod:`dlmm.outputs`) into a temporary sibling
     folder renamed into place when complete (a failed run leaves no folder);
     without it, the summary goes to stdout. Every option can be given in a
     TOML file (``--config``; keys are the long option names, with ``-`` or
@@ -35,6 +37,8 @@ Exit codes
 3
     ``fit`` only: the fit ran but did not converge; the outputs are written
     and ``result.json`` says ``"status": "not_converged"``.
+130, 143
+    Interrupted (Ctrl-C) or terminated (SIGTERM); nothing half-written is left.
 
 Logging
 -------
@@ -47,8 +51,8 @@ and the outcome. ``--quiet`` silences it (errors are still printed);
 ``logger``, ``message``, ``event`` and the event's fields; an error is an
 object with ``"event": "error"`` and ``exit_code``).
 
-Not yet: ``dlmm predict`` (needs prediction from a saved result),
-``random_effects.parquet`` and ``--fitted``/``fitted.parquet``.
+Not yet: ``dlmm predict`` (``dlmm.load_result(DIR / "model").predict(data)``
+does it from Python).
 """
 
 from __future__ import annotations
@@ -59,11 +63,14 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +101,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "memory_limit": None,
     "output": None,
     "overwrite": False,
+    "fitted": False,
     "method": None,
     "max_iter": None,
     "newton_steps": None,
@@ -118,6 +126,7 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "memory_limit": (str, int, float),
     "output": (str,),
     "overwrite": (bool,),
+    "fitted": (bool,),
     "method": (str, list),
     "max_iter": (int,),
     "newton_steps": (int,),
@@ -129,6 +138,14 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
 
 class UsageError(InputError):
     """A bad option or option value (exit code 2)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM (a batch system or Kubernetes stopping the job): unwind and clean up."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 # -- logging ------------------------------------------------------------------------
@@ -157,7 +174,7 @@ _TEXT_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
 def configure_logging(quiet: bool = False, verbose: bool = False,
-                      log_format: str = "text", stream=None) -> logging.Handler:
+                      log_format: str = "text", stream=None):
     """Send the ``dlmm`` logger (and Dask's warnings) to stderr.
 
     Parameters
@@ -172,8 +189,8 @@ def configure_logging(quiet: bool = False, verbose: bool = False,
 
     Returns
     -------
-    logging.Handler
-        The handler installed (remove it to undo).
+    callable
+        Undoes the configuration (for callers of :func:`main` in process).
     """
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     if log_format == "json":
@@ -181,28 +198,72 @@ def configure_logging(quiet: bool = False, verbose: bool = False,
     else:
         handler.setFormatter(logging.Formatter(_TEXT_FORMAT, "%Y-%m-%dT%H:%M:%S"))
     level = logging.CRITICAL + 10 if quiet else logging.DEBUG if verbose else logging.INFO
-    for old in [h for h in logger.handlers if getattr(h, "_dlmm_cli", False)]:
-        logger.removeHandler(old)
-    handler._dlmm_cli = True  # type: ignore[attr-defined]
+    dask_level = logging.CRITICAL + 10 if quiet else logging.INFO if verbose else logging.WARNING
+    handler.addFilter(_RECENT)
+    loggers = [logger, logging.getLogger("distributed"), logging.getLogger("dask")]
+    saved = [(lg, lg.level, lg.propagate) for lg in loggers]
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
-    dask_level = logging.CRITICAL + 10 if quiet else logging.INFO if verbose else logging.WARNING
-    for name in ("distributed", "dask"):
-        logging.getLogger(name).setLevel(dask_level)
-    # Worker processes of an embedded cluster read Dask's logging config from the environment.
-    os.environ["DASK_LOGGING__DISTRIBUTED"] = logging.getLevelName(
-        min(dask_level, logging.CRITICAL)).lower()
-    return handler
+    for lg in loggers[1:]:
+        lg.setLevel(dask_level)
+    # Worker processes of an embedded cluster take Dask's logging config from the
+    # environment when they start (see _dask_worker_logging).
+    global _WORKER_LOG_LEVEL
+    _WORKER_LOG_LEVEL = logging.getLevelName(min(dask_level, logging.CRITICAL)).lower()
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        for lg, lvl, propagate in saved:
+            lg.setLevel(lvl)
+            lg.propagate = propagate
+
+    return restore
+
+
+_WORKER_LOG_LEVEL = "warning"
+
+
+@contextmanager
+def _dask_worker_logging() -> Iterator[None]:
+    """Worker processes started inside log at the CLI's level for Dask."""
+    key = "DASK_LOGGING__DISTRIBUTED"
+    old = os.environ.get(key)
+    os.environ[key] = _WORKER_LOG_LEVEL
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
 
 
 def _event(event: str, message: str, *args, level: int = logging.INFO, **fields) -> None:
     logger.log(level, message, *args, extra={"fields": {"event": event, **fields}})
 
 
+class _Recent(logging.Filter):
+    """Remembers the last messages logged, so that a warning that repeats one is dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.messages = [*self.messages[-9:], record.getMessage()]
+        return True
+
+
+_RECENT = _Recent()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    _event("warning", "%s: %s", category.__name__, _one_line(str(message)),
-           level=logging.WARNING, category=category.__name__)
+    text = _one_line(str(message))
+    if text in _RECENT.messages:  # dlmm logged it already (e.g. rows dropped)
+        return
+    _event("warning", "%s: %s", category.__name__, text, level=logging.WARNING,
+           category=category.__name__)
 
 
 def _one_line(text: str) -> str:
@@ -320,9 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embedded cluster: memory per worker, e.g. 4GiB (default auto)")
     out = fit.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="DIR",
-                     help="write result.json and summary.txt here (default: summary to stdout)")
+                     help="write result.json, summary.txt, random_effects.parquet, ... here "
+                          "(default: the summary to stdout)")
     out.add_argument("--overwrite", action=argparse.BooleanOptionalAction,
                      help="replace an existing output folder")
+    out.add_argument("--fitted", action=argparse.BooleanOptionalAction,
+                     help="also write fitted.parquet, the fitted values of every row (on a "
+                          "cluster the workers write it: the output folder must be shared)")
     fit.add_argument("--config", metavar="FILE.toml",
                      help="options from a TOML file; command-line flags override it")
     _add_logging_options(fit)
@@ -522,6 +587,8 @@ def fit_options(args: argparse.Namespace) -> dict[str, Any]:
         )
     if opts["quiet"] and opts["verbose"]:
         raise UsageError("--quiet and --verbose exclude each other")
+    if opts["fitted"] and opts["output"] is None:
+        raise UsageError("--fitted writes fitted.parquet into --output DIR: give --output")
     return opts
 
 
@@ -581,9 +648,10 @@ def connect(opts: dict[str, Any]):
 
     _event("cluster", "starting an embedded Dask cluster on 127.0.0.1")
     memory = opts["memory_limit"] if opts["memory_limit"] is not None else "auto"
-    client = embedded_client(n_workers=opts["workers"],
-                             threads_per_worker=opts["threads_per_worker"],
-                             memory_limit=memory)
+    with _dask_worker_logging():
+        client = embedded_client(n_workers=opts["workers"],
+                                 threads_per_worker=opts["threads_per_worker"],
+                                 memory_limit=memory)
     return client, _cluster_info(client, "embedded")
 
 
@@ -753,11 +821,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code (0, 1, 2 or 3; see the module docstring).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)  # usage errors exit 2 here
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors (2), --help and --version (0)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     log_format = getattr(args, "log_format", None) or "text"
     verbose = bool(getattr(args, "verbose", False))
-    handler = None
+    restore = None
     old_showwarning = warnings.showwarning
+    old_sigterm = None
+    if threading.current_thread() is threading.main_thread():
+        old_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.command == "fit":
             args.options = fit_options(args)
@@ -767,7 +841,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             quiet = bool(getattr(args, "quiet", False))
             if quiet and verbose:
                 raise UsageError("--quiet and --verbose exclude each other")
-        handler = configure_logging(quiet, verbose, log_format)
+        restore = configure_logging(quiet, verbose, log_format)
         warnings.showwarning = _show_warning
         return args.handler(args)
     except InputError as exc:
@@ -778,6 +852,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _report_error("interrupted", 130, log_format)
         return 130
+    except Terminated:
+        _report_error("terminated (SIGTERM)", 143, log_format)
+        return 143
     except Exception as exc:
         if verbose:
             traceback.print_exc(file=sys.stderr)
@@ -786,8 +863,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         warnings.showwarning = old_showwarning
-        if handler is not None:
-            logger.removeHandler(handler)
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
+        if restore is not None:
+            restore()
 
 
 if __name__ == "__main__":

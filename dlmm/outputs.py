@@ -11,13 +11,27 @@ Files
     Estimates and facts of the fit (schema below).
 ``summary.txt``
     ``str(result.summary())``: statsmodels' text layout.
+``random_effects.parquet``
+    One row per group, indexed by the group label: the predicted random
+    effects and their conditional standard deviations (``<name> SE``); absent
+    when the model has no standard random effects.
+``vc_effects.parquet``
+    One row per variance-component effect: group, ``component``, ``column``,
+    ``effect``, ``variance``; only for models with variance components.
+``fitted.parquet/``
+    Only with ``--fitted``: a Parquet data set with one column ``fitted``, the
+    rows in the order of the input data (its files in name order). On a
+    cluster the workers write it, so the output folder must be on storage
+    they share with the driver.
+``model/``
+    The result as saved by ``result.save`` (its own format, see
+    :mod:`dlmm.persistence`): ``dlmm.load_result(DIR / "model")`` gives back a
+    result that summarizes and predicts.
 
 Each file is made by one *artifact writer* ``writer(context, folder) -> name
 or None`` listed in :data:`ARTIFACTS` (``None``: nothing to write for this
-fit). Adding a file (``random_effects.parquet`` from
-``result.random_effects_table()``, ``fitted.parquet`` from fitted values) is
-one function appended to that list; ``result.json`` lists what was written
-under ``files``.
+fit). Adding a file is one function appended to that list; ``result.json``
+lists what was written under ``files``.
 
 Schema ``dlmm.result/1``
 ------------------------
@@ -85,6 +99,10 @@ from .exceptions import InputError
 SCHEMA = "dlmm.result/1"
 RESULT_FILE = "result.json"
 SUMMARY_FILE = "summary.txt"
+RANDOM_EFFECTS_FILE = "random_effects.parquet"
+VC_EFFECTS_FILE = "vc_effects.parquet"
+FITTED_FILE = "fitted.parquet"
+MODEL_DIR = "model"
 
 
 # -- JSON -------------------------------------------------------------------------
@@ -267,15 +285,80 @@ class OutputContext:
 ArtifactWriter = Callable[[OutputContext, Path], "str | None"]
 
 
+def _compute(obj: Any, client: Any) -> Any:
+    """A pandas object from a pandas or lazy Dask one (computed on ``client``)."""
+    if not hasattr(obj, "compute"):
+        return obj
+    return client.compute(obj).result() if client is not None else obj.compute()
+
+
 def write_summary(context: OutputContext, folder: Path) -> str:
     """``summary.txt``: the text summary of the fit."""
     (folder / SUMMARY_FILE).write_text(str(context.result.summary()) + "\n", encoding="utf-8")
     return SUMMARY_FILE
 
 
-#: The files written beside ``result.json``, in order. Append a writer to add one
-#: (e.g. ``random_effects.parquet`` once results have ``random_effects_table()``).
-ARTIFACTS: list[ArtifactWriter] = [write_summary]
+def write_random_effects(context: OutputContext, folder: Path) -> str | None:
+    """``random_effects.parquet``: one row per group (index: the group label), the
+    predicted random effects and their conditional standard deviations (``<name> SE``)."""
+    result = context.result
+    if not hasattr(result, "random_effects_table") or not len(result.exog_re_names):
+        return None
+    table = _compute(result.random_effects_table(with_se=True), context.client)
+    table.to_parquet(folder / RANDOM_EFFECTS_FILE)
+    return RANDOM_EFFECTS_FILE
+
+
+def write_vc_effects(context: OutputContext, folder: Path) -> str | None:
+    """``vc_effects.parquet``: one row per variance-component effect (group,
+    component, column, effect, conditional variance)."""
+    result = context.result
+    if not hasattr(result, "vc_effects_table") or not result.k_vc:
+        return None
+    table = _compute(result.vc_effects_table(), context.client)
+    table.to_parquet(folder / VC_EFFECTS_FILE, index=False)
+    return VC_EFFECTS_FILE
+
+
+def write_fitted(context: OutputContext, folder: Path) -> str | None:
+    """``fitted.parquet`` (only with the ``fitted`` option): a Parquet data set with
+    one column ``fitted``, the rows in the order of the input data (files in name
+    order; NaN where a model column is missing).
+
+    For Dask fits the workers write the files, so the output folder must be on
+    storage the workers can write (a shared file system).
+    """
+    if not context.options.get("fitted"):
+        return None
+    fitted = context.result.fittedvalues
+    target = folder / FITTED_FILE
+    if hasattr(fitted, "npartitions"):
+        job = fitted.rename("fitted").to_frame().to_parquet(str(target), compute=False,
+                                                            write_index=False)
+        _compute(job, context.client)
+    else:
+        target.mkdir()
+        fitted.rename("fitted").to_frame().to_parquet(target / "part.0.parquet", index=False)
+    return FITTED_FILE
+
+
+def write_model(context: OutputContext, folder: Path) -> str | None:
+    """``model/``: the result saved by ``result.save`` (its own format), to reload
+    with ``dlmm.load_result(DIR / "model")`` for predictions."""
+    if not hasattr(context.result, "save"):
+        return None
+    if context.client is not None:
+        with context.client.as_current():
+            context.result.save(folder / MODEL_DIR)
+    else:
+        context.result.save(folder / MODEL_DIR)
+    return MODEL_DIR
+
+
+#: The files written beside ``result.json``, in order; each writer returns the name
+#: it wrote or None. Append a writer to add a file.
+ARTIFACTS: list[ArtifactWriter] = [write_summary, write_random_effects, write_vc_effects,
+                                   write_fitted, write_model]
 
 
 # -- the folder ---------------------------------------------------------------------
@@ -340,6 +423,7 @@ def staged_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     """
     out = check_output_folder(path, overwrite)
     parent = out.absolute().parent
+    created = [p for p in [parent, *parent.parents] if not p.exists()]
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     try:
@@ -347,6 +431,11 @@ def staged_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         _move_into_place(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # innermost first; only the empty ones we made
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
 
 

@@ -91,8 +91,8 @@ def embedded_client(
             import bokeh  # noqa: F401
 
             dashboard = "127.0.0.1:0"
-        except ImportError:
-            dashboard = None
+        except ImportError:  # no dashboard; its HTTP server (health, metrics) on a free port
+            dashboard = "127.0.0.1:0"
         network = {"host": "127.0.0.1"} if processes else {}  # threads talk in process
         cluster = LocalCluster(
             n_workers=n_workers,
