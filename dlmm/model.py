@@ -16,6 +16,7 @@ import numpy as np
 
 from .distributed.sources import is_path_like, open_backend
 from .exceptions import ConvergenceWarning, InputError
+from .objective.hessian import profiled_hessian, sqrt_hessian
 from .objective.params import MixedLMParams, packed_names
 from .objective.profiled import grad_profile, grad_sqrt, profiled_value
 from .optimize.driver import maximize
@@ -343,8 +344,10 @@ class MixedLM:
         reml : bool
             REML (True) or ML.
         method : str or list of str, optional
-            scipy methods to try in order; default ``["bfgs", "lbfgs",
-            "nelder-mead"]``, then Newton polishing.
+            methods to try in order until one succeeds: ``"newton"`` (trust-region
+            Newton on the analytic Hessian, one map-reduce per iteration), scipy's
+            ``"bfgs"``, ``"lbfgs"``, ``"cg"``, ``"nelder-mead"``...; default
+            ``["newton", "bfgs", "lbfgs", "nelder-mead"]``, then Newton polishing.
         client : distributed.Client, optional
             Cluster to use (see :func:`dlmm.distributed.dask_backend.resolve_client`).
         maxiter : int
@@ -374,8 +377,8 @@ class MixedLM:
                 raise InputError(f"unknown option {key!r} for fit")
         stats = self._ensure_stats(client)
         self.reml = bool(reml)
-        methods = [method] if isinstance(method, str) else list(method or
-                                                                 ["bfgs", "lbfgs", "nelder-mead"])
+        methods = [method] if isinstance(method, str) else list(
+            method or ["newton", "bfgs", "lbfgs", "nelder-mead"])
         if progress:
             import sys
 
@@ -394,6 +397,15 @@ class MixedLM:
             value = self._value(chol, sd, self.reml)
             return value.llf, grad_sqrt(value, chol, sd)
 
+        def fun_hess(theta):
+            chol, sd = self._unpack_sqrt(theta)
+            pieces = stats.newton_pieces(chol, sd)
+            value = profiled_value(pieces.value, stats.totals.xy_cross, n, self.reml)
+            full = profiled_hessian(pieces.hess, stats.totals.xy_cross, n, self.reml,
+                                    value.fe_params)
+            hess = sqrt_hessian(full, self.k_fe, grad_profile(value), chol, sd)
+            return value.llf, grad_sqrt(value, chol, sd), hess
+
         x0 = self._start(start_params)
         mask = self._free_mask(free)
         free_idx = np.flatnonzero(mask)
@@ -404,8 +416,15 @@ class MixedLM:
             llf, grad = fun(theta)
             return llf, grad[free_idx]
 
+        def hess_free(x):
+            theta = x0.copy()
+            theta[free_idx] = x
+            llf, grad, hess = fun_hess(theta)
+            return llf, grad[free_idx], hess[np.ix_(free_idx, free_idx)]
+
         outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
-                           maxiter=maxiter, callback=callback, newton_steps=newton_steps)
+                           maxiter=maxiter, callback=callback, newton_steps=newton_steps,
+                           hess_fun=hess_free)
         theta = x0.copy()
         theta[free_idx] = outcome.x
         outcome.x = theta

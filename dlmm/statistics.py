@@ -20,6 +20,7 @@ import pandas as pd
 from .distributed.base import Backend, ordered_sum
 from .kernels.block import KeyedCrossProducts, StatsBlock, block_pieces, build_block
 from .kernels.crossprod import group_crossproducts, row_crossproduct
+from .kernels.hessian import block_newton_pieces
 from .kernels.pieces import LikelihoodPieces, RowTotals
 
 
@@ -137,6 +138,11 @@ class SufficientStatistics:
         """One map-reduce: the likelihood pieces summed over every block."""
         self.evaluations += 1
         return self.backend.map_sum(block_pieces, self.blocks, chol_re, sd_vc)
+
+    def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray):
+        """One map-reduce: value, gradient and Hessian pieces over every block."""
+        self.evaluations += 1
+        return self.backend.map_sum(block_newton_pieces, self.blocks, chol_re, sd_vc)
 
     def map_blocks(self, func, *args) -> list[Any]:
         """``func(block, *args)`` on every block, gathered in block order."""

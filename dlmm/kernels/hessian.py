@@ -22,8 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .layout import GroupBatch
-from .likelihood import _solve_pieces
-from .pieces import _Additive
+from .likelihood import (
+    SMALL_Q,
+    _entrywise_pieces,
+    _solve_pieces,
+    batch_pieces,
+    entrywise_solve,
+    relative_factor,
+)
+from .pieces import LikelihoodPieces, _Additive
 
 
 @dataclass(eq=False)
@@ -65,10 +72,60 @@ def directions(k_re: int, widths: np.ndarray) -> np.ndarray:
     return out
 
 
+def direction_pairs(k_re: int, widths: np.ndarray) -> list[list[tuple[int, int]]]:
+    """Each ``E_j`` as its unit entries ``(u, v)``: ``E_j = sum e_u e_v'``."""
+    rows, cols = np.tril_indices(k_re)
+    out = [[(int(a), int(b)), (int(b), int(a))] if a != b else [(int(a), int(a))]
+           for a, b in zip(rows, cols)]
+    start = k_re
+    for width in widths:
+        out.append([(c, c) for c in range(start, start + int(width))])
+        start += int(width)
+    return out
+
+
+def entrywise_hessian_pieces(batch: GroupBatch, solved) -> HessianPieces:
+    """:func:`batch_hessian_pieces` from the entry-by-entry intermediates of
+    :func:`dlmm.kernels.likelihood.entrywise_solve` (small q).
+
+    With ``E_j = sum_(u,v) e_u e_v'``: ``tr(E_j P E_k P) = sum P_vs P_tu``,
+    ``R'E_jR = sum outer(R_u, R_v)``, ``R'E_j P E_k R = sum P_vs outer(R_u, R_t)``
+    over the entries (u, v) of j and (s, t) of k; each sum over groups is a dot
+    or matrix product.
+    """
+    g = batch.g_by_entry
+    qm, rr, u = solved.qm, solved.rr, solved.u
+    q, r, nb = rr.shape
+    p = g.copy()  # P = G - Q'Q entry by entry
+    for a in range(q):
+        for c in range(a, q):
+            p[a, c] -= np.einsum("kb,kb->b", qm[:, a], qm[:, c])
+            if c != a:
+                p[c, a] = p[a, c]
+    pairs = direction_pairs(batch.k_re, batch.widths)
+    m = len(pairs)
+    trace2 = np.zeros((m, m))
+    d1 = np.zeros((m, r, r))
+    d2 = np.zeros((m, m, r, r))
+    for j, pj in enumerate(pairs):  # loop over parameters
+        for a, b in pj:
+            d1[j] += rr[a] @ rr[b].T
+        for k, pk in enumerate(pairs):
+            for a, b in pj:
+                for c, d in pk:
+                    trace2[j, k] += float(p[b, c] @ p[d, a])
+                    d2[j, k] += (rr[a] * p[b, c]) @ rr[d].T
+    hmh = sum(u[i] @ u[i].T for i in range(q))
+    return HessianPieces(hmh=hmh, trace2=trace2, d1=d1, d2=d2)
+
+
 def batch_hessian_pieces(
     batch: GroupBatch, chol_re: np.ndarray, sd_vc: np.ndarray
 ) -> HessianPieces:
     """Hessian pieces of one batch (see the module docstring)."""
+    if batch.q <= SMALL_Q:
+        lam = relative_factor(chol_re, sd_vc, batch.widths)
+        return entrywise_hessian_pieces(batch, entrywise_solve(batch, lam))
     _, _, u, qm = _solve_pieces(batch, chol_re, sd_vc)
     qt = np.swapaxes(qm, 1, 2)
     p = batch.g - qt @ qm  # (b, q, q)
@@ -88,4 +145,33 @@ def block_hessian_pieces(block, chol_re: np.ndarray, sd_vc: np.ndarray):
     total = 0
     for batch in block.batches:  # a handful of layouts, not groups
         total = total + batch_hessian_pieces(batch, chol_re, sd_vc)
+    return total
+
+
+@dataclass(eq=False)
+class NewtonPieces(_Additive):
+    """Value, gradient and Hessian pieces from one pass over a block."""
+
+    value: LikelihoodPieces
+    hess: HessianPieces
+
+
+def batch_newton_pieces(batch: GroupBatch, chol_re: np.ndarray,
+                        sd_vc: np.ndarray) -> NewtonPieces:
+    """:func:`~dlmm.kernels.likelihood.batch_pieces` and :func:`batch_hessian_pieces`
+    sharing one factorization."""
+    if batch.q <= SMALL_Q:
+        lam = relative_factor(chol_re, sd_vc, batch.widths)
+        solved = entrywise_solve(batch, lam)
+        return NewtonPieces(_entrywise_pieces(batch, lam, solved),
+                            entrywise_hessian_pieces(batch, solved))
+    return NewtonPieces(batch_pieces(batch, chol_re, sd_vc),
+                        batch_hessian_pieces(batch, chol_re, sd_vc))
+
+
+def block_newton_pieces(block, chol_re: np.ndarray, sd_vc: np.ndarray):
+    """Sum of :func:`batch_newton_pieces` over a block's batches (0 if empty)."""
+    total = 0
+    for batch in block.batches:  # a handful of layouts, not groups
+        total = total + batch_newton_pieces(batch, chol_re, sd_vc)
     return total

@@ -17,6 +17,8 @@ no loop over groups.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .layout import GroupBatch
@@ -54,15 +56,26 @@ def _solve_pieces(batch: GroupBatch, chol_re: np.ndarray, sd_vc: np.ndarray):
 SMALL_Q = 6
 
 
-def _entrywise_pieces(batch: GroupBatch, lam: np.ndarray) -> LikelihoodPieces:
-    """:func:`batch_pieces` for small q, with each matrix entry a vector over groups.
+@dataclass(eq=False)
+class EntrywiseSolve:
+    """Per-group intermediates laid out (row, column, group), for small q.
+
+    ``t``: Cholesky factor of C (q, q, b); ``u = T^{-1} Lambda' H`` (q, r, b);
+    ``qm = T^{-1} Lambda' G`` (q, q, b); ``rr = R = H - Q'U`` (q, r, b).
+    """
+
+    t: np.ndarray
+    u: np.ndarray
+    qm: np.ndarray
+    rr: np.ndarray
+
+
+def entrywise_solve(batch: GroupBatch, lam: np.ndarray) -> EntrywiseSolve:
+    """Cholesky factor, triangular solves and ``R`` entry by entry.
 
     Stacked LAPACK calls on 2 x 2 matrices are dominated by per-matrix overhead;
-    here the Cholesky factorization, the triangular solves and the products are
-    written out entry by entry, each a vector operation over all the groups of
-    the batch, and the sums over groups are matrix products (BLAS).
+    here each matrix entry is a vector over all the groups of the batch.
     """
-    k_re = batch.k_re
     g = batch.g_by_entry  # (q, q, b)
     h = batch.h_by_entry  # (q, r, b)
     q, r, nb = g.shape[0], h.shape[1], g.shape[2]
@@ -94,16 +107,25 @@ def _entrywise_pieces(batch: GroupBatch, lam: np.ndarray) -> LikelihoodPieces:
             acc_q -= t[i, k] * qm[k]
         u[i] = acc_u / t[i, i]
         qm[i] = acc_q / t[i, i]
-
-    logdet = 2.0 * float(np.log(t[np.arange(q), np.arange(q)]).sum())
-    u_flat = u.transpose(0, 1, 2).reshape(q, r, nb)
-    hmh = sum(u_flat[i] @ u_flat[i].T for i in range(q))
-    p_sum = batch.g_sum - sum(qm[i] @ qm[i].T for i in range(q))
     rr = h.copy()  # R = H - Q'U, row a of R over (r, b)
     for a in range(q):
         for k in range(q):
             rr[a] -= qm[k, a] * u[k]
-    r_re = rr[:k_re].transpose(0, 1, 2).reshape(k_re * r, nb)
+    return EntrywiseSolve(t, u, qm, rr)
+
+
+def _entrywise_pieces(batch: GroupBatch, lam: np.ndarray,
+                      solved: EntrywiseSolve | None = None) -> LikelihoodPieces:
+    """:func:`batch_pieces` for small q from :func:`entrywise_solve`; the sums over
+    groups are matrix products (BLAS)."""
+    k_re = batch.k_re
+    solved = entrywise_solve(batch, lam) if solved is None else solved
+    t, u, qm, rr = solved.t, solved.u, solved.qm, solved.rr
+    q, r, nb = u.shape
+    logdet = 2.0 * float(np.log(t[np.arange(q), np.arange(q)]).sum())
+    hmh = sum(u[i] @ u[i].T for i in range(q))
+    p_sum = batch.g_sum - sum(qm[i] @ qm[i].T for i in range(q))
+    r_re = rr[:k_re].reshape(k_re * r, nb)
     t_re = (r_re @ r_re.T).reshape(k_re, r, k_re, r).transpose(0, 2, 1, 3)
     k_vc = batch.widths.shape[0]
     p_vc = np.zeros(k_vc)

@@ -66,3 +66,50 @@ def profiled_hessian(
     hess[p:, :p] = l_bj.T
     hess[p:, p:] = 0.5 * (l_jk + l_jk.T)
     return hess
+
+
+def sqrt_jacobian(chol_re: np.ndarray, sd_vc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and second derivatives of the packed profile parameters with respect
+    to the packed sqrt parameters.
+
+    ``Psi_ab = sum_c L_ac L_bc`` gives ``dPsi_ab/dL_ij = d_ai L_bj + d_bi L_aj`` and
+    ``d2Psi_ab/dL_ij dL_kl = d_jl (d_ai d_bk + d_bi d_ak)``; ``v = s^2`` gives 2s and 2.
+
+    Returns
+    -------
+    jac : ndarray (m, m)
+        ``d psi_i / d theta_j``.
+    second : ndarray (m, m, m)
+        ``d2 psi_i / d theta_j d theta_k``.
+    """
+    k_re = chol_re.shape[0]
+    rows, cols = np.tril_indices(k_re)
+    k2 = rows.shape[0]
+    k_vc = len(sd_vc)
+    m = k2 + k_vc
+    jac = np.zeros((m, m))
+    second = np.zeros((m, m, m))
+    for i, (a, b) in enumerate(zip(rows, cols)):  # loops over parameters
+        for j, (r, c) in enumerate(zip(rows, cols)):
+            jac[i, j] = int(a == r) * chol_re[b, c] + int(b == r) * chol_re[a, c]
+            for k, (r2, c2) in enumerate(zip(rows, cols)):
+                if c == c2:
+                    second[i, j, k] = int(a == r and b == r2) + int(b == r and a == r2)
+    for k in range(k_vc):
+        jac[k2 + k, k2 + k] = 2.0 * sd_vc[k]
+        second[k2 + k, k2 + k, k2 + k] = 2.0
+    return jac, second
+
+
+def sqrt_hessian(hessian: np.ndarray, k_fe: int, grad_profile: np.ndarray,
+                 chol_re: np.ndarray, sd_vc: np.ndarray) -> np.ndarray:
+    """Hessian of the profiled llf (fixed effects and scale profiled out) in the sqrt
+    parameterization, from the Hessian in (fixed effects, profile parameters) at the
+    GLS fixed effects: the Schur complement removes the fixed effects (their
+    gradient is zero there), then the chain rule through ``psi(theta)``."""
+    h_bb = hessian[:k_fe, :k_fe]
+    h_bt = hessian[:k_fe, k_fe:]
+    h_tt = hessian[k_fe:, k_fe:]
+    h_prof = h_tt - h_bt.T @ np.linalg.solve(h_bb, h_bt) if k_fe else h_tt
+    jac, second = sqrt_jacobian(chol_re, sd_vc)
+    return jac.T @ h_prof @ jac + np.einsum("i,ijk->jk", grad_profile, second)

@@ -29,6 +29,7 @@ import numpy as np
 from scipy import optimize
 
 ValueAndGradient = Callable[[np.ndarray], tuple[float, np.ndarray]]
+ValueGradientHessian = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -80,8 +81,11 @@ class _Objective:
     """Caches the last value/gradient and logs every evaluation."""
 
     def __init__(self, fun: ValueAndGradient, n_obs: float, log: OptimizationLog,
-                 callback: Callable[[LogEntry], None] | None):
+                 callback: Callable[[LogEntry], None] | None, hess_fun=None):
         self.fun = fun
+        self.hess_fun = hess_fun
+        self.use_hessian = False  # whether each evaluation also computes the Hessian
+        self._cache: tuple | None = None
         self.n_obs = max(float(n_obs), 1.0)
         self.log = log
         self.stage = "start"
@@ -90,9 +94,25 @@ class _Objective:
         self.best_llf = -np.inf
         self._start = time.perf_counter()
 
-    def llf_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+    def full(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """Value, gradient and analytic Hessian in one evaluation (cached by x)."""
         x = np.asarray(x, dtype=float)
-        llf, grad = self.fun(x)
+        if self._cache is not None and np.array_equal(self._cache[0], x):
+            return self._cache[1], self._cache[2], self._cache[3]
+        hess_box: list = []
+        llf, grad = self.llf_grad(x, hess_box)
+        return llf, grad, hess_box[0]
+
+    def llf_grad(self, x: np.ndarray, hess_box: list | None = None) -> tuple[float, np.ndarray]:
+        x = np.asarray(x, dtype=float)
+        if hess_box is not None or (self.use_hessian and self.hess_fun is not None):
+            llf, grad, hess = self.hess_fun(x)
+            self._cache = (x.copy(), float(llf), np.asarray(grad, dtype=float),
+                           np.asarray(hess, dtype=float))
+            if hess_box is not None:
+                hess_box.append(self._cache[3])
+        else:
+            llf, grad = self.fun(x)
         llf = float(llf)
         grad = np.asarray(grad, dtype=float)
         if not np.isfinite(llf):
@@ -110,6 +130,12 @@ class _Objective:
         if llf > self.best_llf:
             self.best_llf, self.best_x = llf, x.copy()
         return llf, grad
+
+    def scipy_hess(self, x: np.ndarray) -> np.ndarray:
+        _, _, hess = self.full(x)
+        if not np.all(np.isfinite(hess)):
+            return np.zeros_like(hess)
+        return -hess / self.n_obs
 
     def scipy_fun(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         llf, grad = self.llf_grad(x)
@@ -152,6 +178,7 @@ def maximize(
     tol_grad: float = 1e-4,
     newton_steps: int = 8,
     callback: Callable[[LogEntry], None] | None = None,
+    hess_fun: ValueGradientHessian | None = None,
 ) -> OptimizeResult:
     """Maximize ``llf`` given ``fun(x) -> (llf, grad)``.
 
@@ -166,11 +193,16 @@ def maximize(
     methods : sequence of str
         scipy methods to try in order: ``"bfgs"``, ``"lbfgs"``, ``"cg"``,
         ``"nelder-mead"``, ``"powell"`` (any ``scipy.optimize.minimize`` name).
+        ``"newton"`` is a trust-region Newton method (scipy's ``trust-exact``)
+        on the analytic Hessian of ``hess_fun``: one evaluation per iteration.
     tol_llf, tol_grad : float
         Convergence test (see the module docstring).
+    hess_fun : callable, optional
+        ``hess_fun(x) -> (llf, grad, hess)`` in one evaluation; used by
+        ``"newton"`` and, in place of finite differences, by the polish.
     """
     log = OptimizationLog()
-    obj = _Objective(fun, n_obs, log, callback)
+    obj = _Objective(fun, n_obs, log, callback, hess_fun)
     t0 = time.perf_counter()
     x = np.asarray(x0, dtype=float).copy()
     names = {"bfgs": "BFGS", "lbfgs": "L-BFGS-B", "cg": "CG", "nm": "Nelder-Mead"}
@@ -184,6 +216,29 @@ def maximize(
         )
 
     for method in methods:
+        if method.lower() == "newton":
+            if hess_fun is None:
+                continue
+            obj.stage = "trust-newton"
+            obj.use_hessian = True
+            try:
+                res = optimize.minimize(obj.scipy_fun, x, jac=True, hess=obj.scipy_hess,
+                                        method="trust-exact",
+                                        options={"maxiter": min(maxiter, 200), "gtol": 1e-9})
+            except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
+                log.methods.append({"method": "trust-exact", "success": False,
+                                    "message": str(exc)})
+                obj.use_hessian = False
+                continue
+            obj.use_hessian = False
+            x = obj.best_x if obj.best_x is not None else res.x
+            used, message = "trust-exact", str(res.message)
+            log.methods.append({"method": "trust-exact", "success": bool(res.success),
+                                "message": message, "nit": int(getattr(res, "nit", 0)),
+                                "nfev": int(getattr(res, "nfev", 0))})
+            if res.success:
+                break
+            continue
         scipy_name = names.get(method.lower(), method)
         obj.stage = scipy_name
         options: dict = {"maxiter": maxiter}
@@ -213,10 +268,17 @@ def maximize(
         if res.success or "precision" in message.lower():
             break
 
-    # Newton polish with a finite-difference Hessian of the analytic gradient.
+    # Newton polish: the analytic Hessian when there is one, else central
+    # differences of the analytic gradient.
     obj.stage = "newton"
-    llf, grad = obj.llf_grad(x)
-    hess = fd_hessian(obj, x)
+
+    def at(z):
+        if hess_fun is not None:
+            return obj.full(z)
+        value, gradient = obj.llf_grad(z)
+        return value, gradient, fd_hessian(obj, z)
+
+    llf, grad, hess = at(x)
     decrement, step = _newton_decrement(grad, hess)
     for _ in range(newton_steps):
         if step is None or np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < 1e-11:
@@ -224,22 +286,24 @@ def maximize(
         t = 1.0
         improved = False
         for _ in range(30):
-            cand_llf, cand_grad = obj.llf_grad(x + t * step)
+            if hess_fun is not None:  # the Hessian comes along for the next step
+                cand_llf, cand_grad, _ = obj.full(x + t * step)
+            else:
+                cand_llf, cand_grad = obj.llf_grad(x + t * step)
             if cand_llf >= llf - 1e-12 * max(1.0, abs(llf)):
                 improved = cand_llf > llf or t == 1.0
                 break
             t *= 0.5
         if not improved:
             break
-        x, llf, grad = x + t * step, cand_llf, cand_grad
+        x = x + t * step
         log.newton_steps += 1
-        hess = fd_hessian(obj, x)
+        llf, grad, hess = at(x)
         decrement, step = _newton_decrement(grad, hess)
 
     if obj.best_llf > llf + 1e-12 * max(1.0, abs(llf)):  # never return worse than seen
         x = obj.best_x
-        llf, grad = obj.llf_grad(x)
-        hess = fd_hessian(obj, x)
+        llf, grad, hess = at(x)
         decrement, step = _newton_decrement(grad, hess)
 
     grad_max = float(np.max(np.abs(grad))) if grad.size else 0.0
