@@ -83,7 +83,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_CONVERGED = 3
 
-METHODS = ("bfgs", "lbfgs", "cg", "nelder-mead", "powell")
+METHODS = ("newton", "bfgs", "lbfgs", "cg", "nelder-mead", "powell")
 
 #: Options of ``dlmm fit`` and their defaults (the keys a ``--config`` file may use).
 FIT_DEFAULTS: dict[str, Any] = {
@@ -437,7 +437,83 @@ def build_parser() -> argparse.ArgumentParser:
                      help=argparse.SUPPRESS)
     _add_logging_options(sim)
     sim.set_defaults(handler=cmd_simulate)
+
+    pred = sub.add_parser(
+        "predict", help="predict new Parquet data from a fit's output folder",
+        description="Predict the response of new Parquet data with a saved fit: the fixed "
+                    "part plus, for groups seen in the fit, their predicted random effects "
+                    "(unseen groups get the fixed part only). Writes a Parquet folder with "
+                    "the model's columns and 'predicted'.",
+    )
+    pred.add_argument("result_dir", metavar="RESULT_DIR",
+                      help="output folder of dlmm fit (or a folder written by result.save)")
+    pred.add_argument("data", metavar="DATA", help="Parquet file, folder, glob or URL")
+    pred.add_argument("-o", "--output", required=True, metavar="PATH",
+                      help="Parquet folder to write (must not exist unless --overwrite)")
+    pred.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    pred.add_argument("--no-random-effects", dest="random_effects", action="store_false",
+                      help="the fixed part only, for every row")
+    _add_cluster_options(pred)
+    _add_logging_options(pred)
+    pred.set_defaults(handler=cmd_predict)
+
+    bench = sub.add_parser(
+        "bench", help="benchmark dlmm beside statsmodels (and lme4) on simulated data",
+        description="Simulate (or reuse) Parquet data at each size, fit it with dlmm on a "
+                    "local cluster and with statsmodels (and lme4 via Rscript when "
+                    "installed) within a time budget; print a table and write bench.json, "
+                    "bench.txt and bench.png (see dlmm.bench).",
+    )
+    bench.add_argument("--sizes", type=_int_list, default=[10_000], metavar="G[,G...]",
+                       help="numbers of groups (default 10000)")
+    bench.add_argument("--per-group", type=_positive_int, default=20, metavar="M",
+                       help="rows per group (default 20)")
+    bench.add_argument("--fe", type=_positive_int, default=5, metavar="K",
+                       help="fixed effects including the intercept (default 5)")
+    bench.add_argument("--re-formula", default="~x1",
+                       help="random effects (default '~x1': intercept and slope)")
+    bench.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="local cluster worker processes (default: one per core, at most 8)")
+    bench.add_argument("--threads-per-worker", type=_positive_int, default=1, metavar="T")
+    bench.add_argument("--partitions", type=_positive_int, metavar="P",
+                       help="Parquet files per data set (default: by size)")
+    bench.add_argument("--peer-budget", type=float, default=120.0, metavar="SECONDS",
+                       help="skip a peer whose predicted time exceeds this (default 120)")
+    bench.add_argument("--no-peers", action="store_true", help="dlmm only")
+    bench.add_argument("--data-dir", metavar="DIR",
+                       help="where simulated data sets are kept and reused "
+                            "(default: the temp folder)")
+    bench.add_argument("--seed", type=_nonnegative_int, default=0)
+    bench.add_argument("-o", "--output", metavar="DIR",
+                       help="write bench.json, bench.txt and bench.png here")
+    _add_logging_options(bench)
+    bench.set_defaults(handler=cmd_bench)
     return parser
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    c = p.add_argument_group("cluster")
+    c.add_argument("--scheduler", metavar="ADDRESS",
+                   help="address of a running Dask scheduler, e.g. tcp://scheduler:8786")
+    c.add_argument("--scheduler-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long to try to connect to --scheduler (default 30)")
+    c.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="embedded cluster: worker processes (default: one per core, at most 8)")
+    c.add_argument("--threads-per-worker", type=_positive_int, metavar="T",
+                   help="embedded cluster: threads per worker (default 1)")
+    c.add_argument("--memory-limit", metavar="M",
+                   help="embedded cluster: memory per worker, e.g. 4GiB (default auto)")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers like 10000,100000, "
+                                         f"got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive whole numbers, got {text!r}")
+    return values
 
 
 # -- options: config file + command line ---------------------------------------------
@@ -781,6 +857,69 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     _event("done", "wrote %d rows in %.2f s; model: %s", rows_done[0],
            time.perf_counter() - start, json.dumps(truth["model"]), rows=rows_done[0])
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``dlmm predict``: predictions for new data, written as a Parquet folder."""
+    from .distributed.sources import read_parquet
+    from .outputs import staged_folder
+    from .persistence import load_result
+
+    folder = Path(args.result_dir)
+    model_dir = folder / "model" if (folder / "model" / "result.json").exists() else folder
+    result = load_result(model_dir)
+    spec = result.model.spec
+    if spec is None:
+        raise InputError(f"{str(model_dir)!r} was fitted from arrays and cannot predict data")
+    # Fail on a missing or unreadable input before any cluster starts.
+    frame = read_parquet(args.data)
+    needed = [c for c in spec.columns if c != spec.response
+              and (args.random_effects or c != spec.groups)]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise InputError(f"column {missing[0]!r} needed for prediction is not in {args.data!r}")
+    opts = {"scheduler": args.scheduler, "scheduler_timeout": args.scheduler_timeout,
+            "workers": args.workers, "threads_per_worker": args.threads_per_worker,
+            "memory_limit": args.memory_limit}
+    if args.scheduler and any(opts[k] is not None for k in
+                              ("workers", "threads_per_worker", "memory_limit")):
+        raise UsageError("--scheduler connects to a running cluster; --workers and friends "
+                         "size an embedded one: give one or the other")
+    client, info = connect(opts)
+    try:
+        keep = [c for c in spec.columns if c in frame.columns and c != spec.response]
+        frame = frame[keep]
+        predicted = result.predict(frame, random_effects=args.random_effects, client=client)
+        out = frame.assign(predicted=predicted)
+        start = time.perf_counter()
+        with staged_folder(args.output, overwrite=args.overwrite) as tmp:
+            client.compute(out.to_parquet(str(tmp), write_index=False, compute=False)).result()
+        _event("done", "wrote predictions to %s in %.2f s", args.output,
+               time.perf_counter() - start, output=args.output)
+    finally:
+        _disconnect(client, info["kind"])
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``dlmm bench``: run the benchmark, print the table, write the report."""
+    from .bench import format_table, run_bench, write_report
+
+    if args.peer_budget <= 0:
+        raise UsageError(f"--peer-budget must be > 0, got {args.peer_budget}")
+    doc = run_bench(
+        args.sizes, per_group=args.per_group, k_fe=args.fe, re_formula=args.re_formula,
+        partitions=args.partitions, workers=args.workers,
+        threads_per_worker=args.threads_per_worker, data_dir=args.data_dir,
+        peers=() if args.no_peers else ("statsmodels", "lme4"),
+        peer_budget=args.peer_budget, seed=args.seed,
+        log=lambda line: _event("bench", "%s", line),
+    )
+    sys.stdout.write(format_table(doc) + "\n")
+    if args.output:
+        files = write_report(doc, args.output)
+        _event("done", "wrote %s", ", ".join(files.values()), **files)
     return EXIT_OK
 
 

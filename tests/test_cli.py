@@ -358,3 +358,60 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert "required: --groups" in one_line(cli.main(["simulate", "--per-group", "2"]))
     proc = run_dlmm("--version", timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == f"dlmm {dlmm.__version__}"
+
+
+# -- predict and bench ----------------------------------------------------------------
+
+
+def test_predict_writes_what_the_python_api_predicts(scheduler, simulated, tmp_path):
+    out = tmp_path / "out"
+    fit = run_dlmm(*_fit_args(simulated, "--scheduler", scheduler, "--output", out, "--quiet"))
+    assert fit.returncode == 0, fit.stderr
+    # New data: the fitted groups plus rows of a group the fit never saw.
+    data = pd.read_parquet(simulated).drop(columns="y")
+    unseen = data.head(5).assign(g=10_000)
+    new = tmp_path / "new.parquet"
+    pd.concat([data, unseen], ignore_index=True).to_parquet(new)
+    pred = tmp_path / "pred"
+    proc = run_dlmm("predict", out, new, "--output", pred, "--scheduler", scheduler, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    written = pd.read_parquet(pred)
+    assert sorted(written.columns) == ["c", "g", "predicted", "x1", "x2"]
+    result = dlmm.load_result(out / "model")
+    expected = result.predict(pd.concat([data, unseen], ignore_index=True))
+    np.testing.assert_allclose(written["predicted"].to_numpy(), expected.to_numpy(),
+                               rtol=1e-12, atol=1e-12)
+    # Unseen group: exactly the fixed part.
+    fe = result.fe_params
+    tail = written[written["g"] == 10_000]
+    fixed = fe["Intercept"] + fe["x1"] * tail["x1"] + fe["x2"] * tail["x2"]
+    np.testing.assert_allclose(tail["predicted"].to_numpy(), fixed.to_numpy(), rtol=1e-13)
+
+    again = run_dlmm("predict", out, new, "--output", pred, "--scheduler", scheduler)
+    assert again.returncode == 2 and "exists" in _error_line(again)
+    gone = run_dlmm("predict", out, tmp_path / "missing.parquet", "--output",
+                    tmp_path / "p2", "--scheduler", scheduler)
+    assert gone.returncode == 2 and "does not exist" in _error_line(gone)
+    _no_output(tmp_path, "p2")
+
+
+def test_bench_runs_at_a_tiny_size_and_writes_valid_json(tmp_path):
+    proc = run_dlmm("bench", "--sizes", "200,400", "--per-group", "6", "--fe", "3",
+                    "--workers", "1", "--peer-budget", "30", "--data-dir", tmp_path / "data",
+                    "--output", tmp_path / "bench", "--quiet", timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert doc["schema"] == "dlmm.bench/1"
+    rows = doc["results"]
+    assert [r["n_groups"] for r in rows] == [200, 400]
+    assert [r["rows"] for r in rows] == [1200, 2400]
+    for r in rows:
+        assert r["converged"] is True and r["evaluations"] > 0
+        parts = (r["data_pass_seconds"] + r["optimizer_seconds"] + r["hessian_seconds"])
+        assert 0 < parts <= r["fit_seconds"]
+        # statsmodels ran in the same run on the same data: same llf.
+        assert abs(r["statsmodels"]["llf_rel_diff"]) < 1e-6
+        assert r["statsmodels"]["ratio"] > 0
+    assert "groups" in (tmp_path / "bench" / "bench.txt").read_text()
+    assert (tmp_path / "bench" / "bench.png").stat().st_size > 1000
+    assert "200" in proc.stdout  # the table is printed
