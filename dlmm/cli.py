@@ -863,9 +863,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """``dlmm predict``: predictions for new data, written as a Parquet folder."""
     from .distributed.sources import read_parquet
-    from .outputs import staged_folder
+    from .outputs import check_output_folder, staged_folder
     from .persistence import load_result
 
+    check_output_folder(args.output, args.overwrite)
     folder = Path(args.result_dir)
     model_dir = folder / "model" if (folder / "model" / "result.json").exists() else folder
     result = load_result(model_dir)
