@@ -316,7 +316,7 @@ def test_config_file_then_flags(tmp_path):
         ("ml = 1", [], "ml must be bool"),
         ('formula = "y ~ x1"\nscheduler = "tcp://s:8786"', ["--workers", "2"],
          "give one or the other"),
-        ('formula = "y ~ x1"\nmethod = "newton"', [], "--method 'newton' is not one of"),
+        ('formula = "y ~ x1"\nmethod = "simplex"', [], "--method 'simplex' is not one of"),
         ('formula = "y ~ x1"', ["--quiet", "--verbose"], "exclude each other"),
         ("formula = ", [], "is not valid TOML"),
         ('groups = "g"', [], "--formula is required"),
@@ -352,7 +352,8 @@ def test_usage_errors_exit_2(tmp_path, capsys):
         return err[0]
 
     assert "--workers" in one_line(cli.main(["fit", "--workers", "zero"]))
-    assert "invalid choice: 'predict'" in one_line(cli.main(["predict", str(tmp_path)]))
+    assert "invalid choice: 'train'" in one_line(cli.main(["train", str(tmp_path)]))
+    assert "required: DATA, -o/--output" in one_line(cli.main(["predict", str(tmp_path)]))
     assert "is not a folder" in one_line(cli.main(["summary", str(tmp_path / "none")]))
     assert "no DATA" in one_line(cli.main(["fit", "--formula", "y ~ x"]))
     assert "required: --groups" in one_line(cli.main(["simulate", "--per-group", "2"]))
