@@ -18,7 +18,6 @@ from scipy import stats as sps
 
 from .exceptions import InputError
 from .kernels.block import block_effects
-from .kernels.hessian import block_hessian_pieces
 from .objective.hessian import profiled_hessian
 from .objective.params import packed_names
 from .objective.profiled import ProfiledValue
@@ -178,7 +177,7 @@ class MixedLMResults:
 
     def _compute_hessian(self) -> np.ndarray:
         stats = self._stats
-        pieces = stats.backend.map_sum(block_hessian_pieces, stats.blocks, self._chol, self._sd)
+        pieces = stats.newton_pieces(self._chol, self._sd).hess
         return profiled_hessian(pieces, stats.totals.xy_cross, stats.totals.n_rows, self.reml,
                                 self.fe_params.to_numpy())
 

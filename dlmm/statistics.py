@@ -136,13 +136,32 @@ class SufficientStatistics:
 
     def pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> LikelihoodPieces:
         """One map-reduce: the likelihood pieces summed over every block."""
+        cached = self._cached(chol_re, sd_vc)
+        if cached is not None:
+            return cached.value
         self.evaluations += 1
         return self.backend.map_sum(block_pieces, self.blocks, chol_re, sd_vc)
 
+    def _key(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> bytes:
+        return np.ascontiguousarray(chol_re, dtype=float).tobytes() + b"|" + \
+            np.ascontiguousarray(sd_vc, dtype=float).tobytes()
+
+    def _cached(self, chol_re: np.ndarray, sd_vc: np.ndarray):
+        last = self.__dict__.get("_last_newton")
+        if last is not None and last[0] == self._key(chol_re, sd_vc):
+            return last[1]
+        return None
+
     def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray):
-        """One map-reduce: value, gradient and Hessian pieces over every block."""
+        """One map-reduce: value, gradient and Hessian pieces over every block (the
+        last one is kept, so the optimum's pieces serve the results too)."""
+        cached = self._cached(chol_re, sd_vc)
+        if cached is not None:
+            return cached
         self.evaluations += 1
-        return self.backend.map_sum(block_newton_pieces, self.blocks, chol_re, sd_vc)
+        out = self.backend.map_sum(block_newton_pieces, self.blocks, chol_re, sd_vc)
+        self.__dict__["_last_newton"] = (self._key(chol_re, sd_vc), out)
+        return out
 
     def map_blocks(self, func, *args) -> list[Any]:
         """``func(block, *args)`` on every block, gathered in block order."""

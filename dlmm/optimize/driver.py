@@ -105,6 +105,11 @@ class _Objective:
 
     def llf_grad(self, x: np.ndarray, hess_box: list | None = None) -> tuple[float, np.ndarray]:
         x = np.asarray(x, dtype=float)
+        if self._cache is not None and np.array_equal(self._cache[0], x):
+            # Already evaluated here (with the Hessian): no second map-reduce.
+            if hess_box is not None:
+                hess_box.append(self._cache[3])
+            return self._cache[1], self._cache[2]
         if hess_box is not None or (self.use_hessian and self.hess_fun is not None):
             llf, grad, hess = self.hess_fun(x)
             self._cache = (x.copy(), float(llf), np.asarray(grad, dtype=float),
