@@ -169,3 +169,27 @@ def test_arrays_api_names_like_statsmodels(data):
                               exog_re=exog_re).fit()
     assert got.params.index.tolist() == list(expected.model.data.param_names)
     assert got.llf >= expected.llf - 1e-6 * abs(expected.llf)
+
+
+def test_free_diagonal_pattern_matches_statsmodels_independent_fit(data):
+    from statsmodels.regression.mixed_linear_model import MixedLMParams as SMParams
+
+    for reml in (True, False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            free = SMParams.from_components(fe_params=np.ones(2), cov_re=np.eye(2))
+            expected = smf.mixedlm("y ~ x1", data, groups="g", re_formula="~x1").fit(
+                free=free, reml=reml)
+        got = dlmm.mixedlm("y ~ x1", data, groups="g", re_formula="~x1").fit(
+            free=dlmm.MixedLMParams.from_components(cov_re=np.eye(2)), reml=reml)
+        assert got.llf == pytest.approx(expected.llf, rel=1e-6)
+        assert got.llf >= expected.llf - 1e-8 * abs(expected.llf)
+        assert got.cov_re.iloc[0, 1] == 0.0  # held at its start value
+        assert got.bse["g x x1 Cov"] == 0.0  # not estimated, so no standard error
+        assert got.df_modelwc == 4
+        np.testing.assert_allclose(np.diag(got.cov_re), np.diag(expected.cov_re), rtol=1e-3)
+
+
+def test_free_pattern_with_wrong_length_is_refused(data):
+    with pytest.raises(InputError, match="free must be a 0/1 pattern over the 3"):
+        dlmm.mixedlm("y ~ x1", data, groups="g", re_formula="~x1").fit(free=[1, 0])
