@@ -58,6 +58,7 @@ does it from Python).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -69,7 +70,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -777,6 +778,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         _event("data_pass", "data pass: reading %s", opts["data"], stage="start",
                data=opts["data"])
         t_pass = time.perf_counter()
+        with _pass_progress(opts) as progress:
+            model.prepare(client=client, progress=progress)
         nobs, n_groups = model.nobs, model.n_groups
         _event("data_pass", "data pass: done in %.2f s: %d rows, %d groups",
                time.perf_counter() - t_pass, nobs, n_groups, stage="end", nobs=nobs,
@@ -808,6 +811,37 @@ def cmd_fit(args: argparse.Namespace) -> int:
     finally:
         _disconnect(client, cluster["kind"])
     return EXIT_OK if result.converged else EXIT_NOT_CONVERGED
+
+
+@contextlib.contextmanager
+def _pass_progress(opts: dict[str, Any]) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar over the data pass on an interactive stderr (rich), else a log
+    line at every tenth of the partitions; nothing with --quiet."""
+    if opts.get("quiet"):
+        yield None
+        return
+    if sys.stderr.isatty() and opts.get("log_format", "text") == "text":
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        with Progress("data pass", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      transient=True) as bar:
+            task = bar.add_task("partitions", total=None)
+
+            def update(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            yield update
+        return
+    last = [-1]
+
+    def log(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth != last[0]:
+            last[0] = tenth
+            _event("data_pass", "data pass: %d/%d partitions", done, total,
+                   stage="progress", done=done, total=total)
+
+    yield log
 
 
 def cmd_summary(args: argparse.Namespace) -> int:

@@ -175,7 +175,13 @@ class MixedLM:
             spec.learn(backend.frame.dropna(subset=columns))
         self._learned = True
 
-    def _ensure_stats(self, client=None) -> SufficientStatistics:
+    def prepare(self, client=None, progress=None) -> MixedLM:
+        """Learn the specification and make the one pass now (``fit`` does it
+        otherwise); ``progress(done, total)`` is called as partitions are done."""
+        self._ensure_stats(client, progress)
+        return self
+
+    def _ensure_stats(self, client=None, progress=None) -> SufficientStatistics:
         client = client if client is not None else self._client
         if self._stats is not None and (client is None or client is self._stats_client):
             return self._stats
@@ -184,7 +190,7 @@ class MixedLM:
         if isinstance(self.spec, FormulaSpec):
             backend = backend.select(self.spec.columns) if backend.columns != self.spec.columns \
                 else backend
-        stats = one_pass(self.spec, backend)
+        stats = one_pass(self.spec, backend, progress)
         self._check_stats(stats)
         self._stats = stats
         return stats
@@ -321,15 +327,54 @@ class MixedLM:
 
     # -- fitting ----------------------------------------------------------------
 
-    def _start(self, start_params) -> np.ndarray:
-        if start_params is None:
-            # statsmodels' start: Psi = I, vcomp / scale = 1.
-            po = MixedLMParams.from_components(
-                cov_re=np.eye(self.k_re), vcomp=np.ones(self.k_vc)
-            )
-        else:
+    def _start(self, start_params, moments: bool = True) -> np.ndarray:
+        """Start values (sqrt parameterization): ``start_params``, else moment
+        estimates when there are enough groups (at least 500) for them to be
+        informative, else statsmodels' ``Psi = I``, ``vcomp / scale = 1``."""
+        if start_params is not None:
             po = self._params_object(start_params)
+        else:
+            many = self._ensure_stats().n_groups >= 500
+            po = self._moment_start() if moments and many else None
+            if po is None:
+                po = MixedLMParams.from_components(
+                    cov_re=np.eye(self.k_re), vcomp=np.ones(self.k_vc))
         return po.get_packed(use_sqrt=True, has_fe=False)
+
+    def _moment_start(self) -> MixedLMParams | None:
+        """Method-of-moments start from one map-reduce over the persisted blocks.
+
+        With OLS residuals ``r_i`` and ``w_i = A_i' r_i``,
+        ``E[w_i w_i'] ~ scale (G_i B G_i + G_i)``; summed over groups, the
+        equations for the standard random-effect block (and the trace of each
+        component's block) are linear in the profile parameters and solved by
+        least squares, then moved inside the parameter space (eigenvalues and
+        variances at least 0.01). None when the moments do not identify them.
+        """
+        from .kernels.hessian import block_moment_pieces
+
+        stats = self._ensure_stats()
+        k_mat = stats.totals.xy_cross
+        p = self.k_fe
+        n = stats.totals.n_rows
+        try:
+            beta = np.linalg.solve(k_mat[:p, :p], k_mat[:p, p]) if p else np.zeros(0)
+            coef = np.concatenate([-beta, [1.0]])
+            sigma2 = float(coef @ k_mat @ coef) / max(n - p, 1.0)
+            pieces = stats.backend.map_sum(block_moment_pieces, stats.blocks, coef)
+            theta = np.linalg.lstsq(pieces.design, pieces.lhs / sigma2 - pieces.g, rcond=None)[0]
+        except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):
+            return None
+        if not np.all(np.isfinite(theta)) or sigma2 <= 0:
+            return None
+        tri = np.zeros((self.k_re, self.k_re))
+        tri[np.tril_indices(self.k_re)] = theta[: self.k_re2]
+        psi = tri + tri.T - np.diag(np.diag(tri))
+        if self.k_re:
+            w, v = np.linalg.eigh(psi)
+            psi = (v * np.maximum(w, 0.01)) @ v.T
+        vc = np.maximum(theta[self.k_re2:], 0.01)
+        return MixedLMParams.from_components(cov_re=psi, vcomp=vc)
 
     def fit(self, start_params=None, reml: bool = True, method=None, client=None,
             maxiter: int = 2000, callback=None, progress: bool = False,

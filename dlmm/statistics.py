@@ -168,10 +168,13 @@ class SufficientStatistics:
         return self.backend.gather(self.backend.map(func, self.blocks, *args))
 
 
-def one_pass(spec, backend: Backend) -> SufficientStatistics:
-    """Read the rows once; build and keep the blocks; add the row totals."""
+def one_pass(spec, backend: Backend, progress=None) -> SufficientStatistics:
+    """Read the rows once; build and keep the blocks; add the row totals.
+
+    ``progress(done, total)`` is called as chunks of rows are done.
+    """
     start = time.perf_counter()
-    chunks = backend.map_chunks(lambda frame: chunk_crossproducts(frame, spec))
+    chunks = backend.map_chunks(lambda frame: chunk_crossproducts(frame, spec), progress)
     totals = ordered_sum(backend.gather(backend.map(_totals, chunks)))
     infos = backend.gather(backend.map(_chunk_info, chunks))
     slot_component = spec.slot_component

@@ -171,7 +171,10 @@ def test_fit_on_scheduler_equals_python_api(scheduler, simulated, tmp_path):
     records = [json.loads(line) for line in proc.stderr.strip().splitlines()]
     events = [r.get("event") for r in records]
     passes = [r["stage"] for r in records if r.get("event") == "data_pass"]
-    assert passes == ["start", "end"]
+    assert passes[0] == "start" and passes[-1] == "end"
+    progress = [r for r in records if r.get("event") == "data_pass"
+                and r["stage"] == "progress"]
+    assert progress and progress[-1]["done"] == progress[-1]["total"] == 4  # 4 files
     steps = [r for r in records if r.get("event") == "evaluation"]
     assert len(steps) == doc["optimizer"]["evaluations"] > 0
     assert {"step", "llf", "grad_norm", "stage"} <= set(steps[0])

@@ -54,8 +54,12 @@ class Backend(ABC):
     # -- the one pass and the blocks -------------------------------------------
 
     @abstractmethod
-    def map_chunks(self, func: Callable[[pd.DataFrame], Any]) -> list[Any]:
-        """Apply ``func`` to every chunk; return handles (kept where computed)."""
+    def map_chunks(self, func: Callable[[pd.DataFrame], Any],
+                   progress: Callable[[int, int], None] | None = None) -> list[Any]:
+        """Apply ``func`` to every chunk; return handles (kept where computed).
+
+        ``progress(done, total)`` is called as chunks finish (then the call
+        returns once all are done)."""
 
     @abstractmethod
     def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:

@@ -173,10 +173,17 @@ class DaskBackend(Backend):
     def n_chunks(self) -> int:
         return self.frame.npartitions
 
-    def map_chunks(self, func: Callable[[pd.DataFrame], Any]) -> list[Any]:
+    def map_chunks(self, func: Callable[[pd.DataFrame], Any],
+                   progress: Callable[[int, int], None] | None = None) -> list[Any]:
         parts = self.frame.to_delayed()
         tasks = [dask.delayed(func, pure=False)(p) for p in parts]
-        return self.client.compute(tasks)
+        futures = self.client.compute(tasks)
+        if progress is not None:
+            from distributed import as_completed
+
+            for done, _ in enumerate(as_completed(futures, loop=self.client.loop), start=1):
+                progress(done, len(futures))
+        return futures
 
     def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
         if not handles:

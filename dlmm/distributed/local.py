@@ -41,9 +41,15 @@ class LocalBackend(Backend):
     def n_chunks(self) -> int:
         return max(1, -(-len(self.frame) // self.chunk_rows))
 
-    def map_chunks(self, func: Callable[[pd.DataFrame], Any]) -> list[Any]:
+    def map_chunks(self, func: Callable[[pd.DataFrame], Any],
+                   progress: Callable[[int, int], None] | None = None) -> list[Any]:
         step = self.chunk_rows
-        return [func(self.frame.iloc[i * step:(i + 1) * step]) for i in range(self.n_chunks)]
+        out = []
+        for i in range(self.n_chunks):
+            out.append(func(self.frame.iloc[i * step:(i + 1) * step]))
+            if progress is not None:
+                progress(i + 1, self.n_chunks)
+        return out
 
     def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
         return [func(h, *args) for h in handles]
