@@ -104,17 +104,31 @@ def entrywise_hessian_pieces(batch: GroupBatch, solved) -> HessianPieces:
                 p[c, a] = p[a, c]
     pairs = direction_pairs(batch.k_re, batch.widths)
     m = len(pairs)
+    gram = (rr.reshape(q * r, nb) @ rr.reshape(q * r, nb).T).reshape(q, r, q, r)
+    if q <= 3:
+        # Every sum over groups of p[b, c] * outer(R_a, R_d), for all a, b, c, d at
+        # once: one matrix product of the weighted rows (a, b, c) with the rows of R.
+        weighted = (rr[:, None, None, :, :] * p[None, :, :, None, :]).reshape(q**3 * r, nb)
+        quad = (weighted @ rr.reshape(q * r, nb).T).reshape(q, q, q, r, q, r)
+
+        def term(a, b, c, d):
+            return quad[a, b, c, :, d, :]
+    else:  # q^3 weighted copies of R would be large: one product per term
+
+        def term(a, b, c, d):
+            return (rr[a] * p[b, c]) @ rr[d].T
+
     trace2 = np.zeros((m, m))
     d1 = np.zeros((m, r, r))
     d2 = np.zeros((m, m, r, r))
     for j, pj in enumerate(pairs):  # loop over parameters
         for a, b in pj:
-            d1[j] += rr[a] @ rr[b].T
+            d1[j] += gram[a, :, b, :]
         for k, pk in enumerate(pairs):
             for a, b in pj:
                 for c, d in pk:
                     trace2[j, k] += float(p[b, c] @ p[d, a])
-                    d2[j, k] += (rr[a] * p[b, c]) @ rr[d].T
+                    d2[j, k] += term(a, b, c, d)
     hmh = sum(u[i] @ u[i].T for i in range(q))
     return HessianPieces(hmh=hmh, trace2=trace2, d1=d1, d2=d2)
 
