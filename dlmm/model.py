@@ -198,6 +198,13 @@ class MixedLM:
     def _check_stats(self, stats: SufficientStatistics) -> None:
         totals = stats.totals
         labels = self.spec.column_labels
+        infinite = np.asarray(totals.infinite_by_column)
+        if infinite.sum():
+            worst = int(np.argmax(infinite))
+            raise InputError(
+                f"column {labels[worst]!r} has {int(infinite[worst])} infinite values; "
+                "infinity is not a missing value: fix or remove those rows"
+            )
         missing = np.asarray(totals.missing_by_column)
         if totals.n_dropped and self.missing in ("none", "raise"):
             worst = int(np.argmax(missing))

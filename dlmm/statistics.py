@@ -45,6 +45,7 @@ def chunk_crossproducts(frame: pd.DataFrame, spec) -> ChunkResult:
         n_rows=float(design.xy.shape[0]),
         n_dropped=float(design.n_dropped),
         missing_by_column=design.missing_by_column,
+        infinite_by_column=design.infinite_by_column,
     )
     return ChunkResult(KeyedCrossProducts(labels, cp), totals)
 

@@ -193,3 +193,14 @@ def test_free_diagonal_pattern_matches_statsmodels_independent_fit(data):
 def test_free_pattern_with_wrong_length_is_refused(data):
     with pytest.raises(InputError, match="free must be a 0/1 pattern over the 3"):
         dlmm.mixedlm("y ~ x1", data, groups="g", re_formula="~x1").fit(free=[1, 0])
+
+
+@pytest.mark.parametrize("missing", ["none", "drop", "raise"])
+def test_infinite_values_are_an_error_in_every_missing_mode(data, missing):
+    frame = data.copy()
+    frame.loc[[2, 5], "x1"] = np.inf
+    frame.loc[[7], "y"] = -np.inf
+    with pytest.raises(InputError) as err:
+        dlmm.mixedlm("y ~ x1", frame, groups="g", missing=missing).fit()
+    assert "column 'x1' has 2 infinite values" in str(err.value)
+    assert "not a missing value" in str(err.value)

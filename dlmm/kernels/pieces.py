@@ -91,9 +91,12 @@ class RowTotals(_Additive):
     missing_by_column : ndarray (n_columns,)
         Rows with a missing value, counted per model column (in the order of
         the model specification's ``columns``).
+    infinite_by_column : ndarray (n_columns,)
+        Rows with an infinite value, per model column.
     """
 
     xy_cross: np.ndarray
     n_rows: float
     n_dropped: float
     missing_by_column: np.ndarray
+    infinite_by_column: np.ndarray

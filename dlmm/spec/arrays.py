@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..exceptions import InputError
-from .design import ChunkDesign
+from .design import ChunkDesign, scan_rows
 
 _Y, _G = "__y", "__group"
 
@@ -159,12 +159,10 @@ class ArraySpec:
         return len(self.vc_names)
 
     def design(self, df: pd.DataFrame) -> ChunkDesign:
-        na = df[self.columns].isna().to_numpy()
-        missing = na.sum(axis=0).astype(float)
-        row_na = na.any(axis=1)
-        n_dropped = int(row_na.sum())
-        if n_dropped:
-            df = df.loc[~row_na]
+        missing, infinite, usable = scan_rows(df, self.columns)
+        n_dropped = int((~usable).sum())
+        if not usable.all():
+            df = df.loc[usable]
         xy = df[self._x_cols + [_Y]].to_numpy(dtype=float)
         z = df[self._z_cols].to_numpy(dtype=float)
         w = None
@@ -173,5 +171,5 @@ class ArraySpec:
             w = sp.csr_array(df[flat_vc].to_numpy(dtype=float))
         return ChunkDesign(
             xy=xy, z=z, w=w, groups=df[_G].to_numpy(), missing_by_column=missing,
-            n_dropped=n_dropped, kept=~row_na,
+            n_dropped=n_dropped, kept=usable, infinite_by_column=infinite,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 
@@ -26,6 +27,9 @@ class ChunkDesign:
         Rows with a missing value, per model column (before dropping).
     n_dropped : int
         Rows dropped because a model column was missing.
+    infinite_by_column : ndarray (n_columns,)
+        Rows with an infinite value, per model column (those rows are left out
+        too; the model refuses them).
     kept : ndarray of bool (rows of the chunk,)
         Which rows of the chunk these arrays hold.
     """
@@ -37,3 +41,25 @@ class ChunkDesign:
     missing_by_column: np.ndarray
     n_dropped: int
     kept: np.ndarray
+    infinite_by_column: np.ndarray
+
+
+def scan_rows(df: pd.DataFrame, columns: list[str]):
+    """Missing and infinite values of the model's columns.
+
+    Returns
+    -------
+    missing : ndarray (n_columns,)
+        Rows with a missing value, per column.
+    infinite : ndarray (n_columns,)
+        Rows with +-inf, per numeric column.
+    usable : ndarray of bool (n_rows,)
+        Rows with neither.
+    """
+    na = df[columns].isna().to_numpy()
+    inf = np.zeros_like(na)
+    for j, col in enumerate(columns):
+        values = df[col]
+        if pd.api.types.is_float_dtype(values):
+            inf[:, j] = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+    return na.sum(axis=0).astype(float), inf.sum(axis=0).astype(float), ~(na | inf).any(axis=1)

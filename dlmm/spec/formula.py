@@ -24,7 +24,7 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from ..exceptions import InputError
-from .design import ChunkDesign
+from .design import ChunkDesign, scan_rows
 
 _NO_RE = {"0", "-1", "0 +", "~0", "~ 0", "~-1", "~ -1", "0+", "~0+"}
 
@@ -383,12 +383,10 @@ class FormulaSpec:
             c for c in self.columns if c != self.response and c in df.columns]
         if not response:
             self._check_levels(df)
-        na = df[columns].isna().to_numpy()
-        missing = na.sum(axis=0).astype(float)
-        row_na = na.any(axis=1)
-        n_dropped = int(row_na.sum())
-        if n_dropped:
-            df = df.loc[~row_na]
+        missing, infinite, usable = scan_rows(df, columns)
+        n_dropped = int((~usable).sum())
+        if not usable.all():
+            df = df.loc[usable]
         n = len(df)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -417,5 +415,6 @@ class FormulaSpec:
             groups = np.full(n, None, dtype=object)  # new data without groups: unseen
         return ChunkDesign(
             xy=xy, z=z, w=w, groups=groups,
-            missing_by_column=missing, n_dropped=n_dropped, kept=~row_na,
+            missing_by_column=missing, n_dropped=n_dropped, kept=usable,
+            infinite_by_column=infinite,
         )
