@@ -173,6 +173,17 @@ def _newton_decrement(grad: np.ndarray, hess: np.ndarray) -> tuple[float, np.nda
     return float(0.5 * grad @ step), step
 
 
+def _ascent_direction(hess: np.ndarray | None) -> np.ndarray | None:
+    """Unit eigenvector of the largest clearly positive eigenvalue of the llf's
+    Hessian (a direction in which the llf curves up), or None."""
+    if hess is None or hess.size == 0 or not np.all(np.isfinite(hess)):
+        return None
+    w, v = np.linalg.eigh(0.5 * (hess + hess.T))
+    if w[-1] <= 1e-8 * max(1.0, float(np.max(np.abs(w)))):
+        return None
+    return v[:, -1]
+
+
 def maximize(
     fun: ValueAndGradient,
     x0: np.ndarray,
@@ -220,102 +231,130 @@ def maximize(
             x, llf, grad, np.zeros((0, 0)), True, 0.0, "none", "no parameters", log
         )
 
-    for method in methods:
-        if method.lower() == "newton":
-            if hess_fun is None:
-                continue
-            obj.stage = "trust-newton"
-            obj.use_hessian = True
-            try:
-                res = optimize.minimize(obj.scipy_fun, x, jac=True, hess=obj.scipy_hess,
-                                        method="trust-exact",
-                                        options={"maxiter": min(maxiter, 200), "gtol": 1e-9})
-            except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
-                log.methods.append({"method": "trust-exact", "success": False,
-                                    "message": str(exc)})
+    def climb(x):
+        """The methods in order, then the Newton polish, from ``x``."""
+        used, message = "none", ""
+        for method in methods:
+            if method.lower() == "newton":
+                if hess_fun is None:
+                    continue
+                obj.stage = "trust-newton"
+                obj.use_hessian = True
+                try:
+                    res = optimize.minimize(obj.scipy_fun, x, jac=True, hess=obj.scipy_hess,
+                                            method="trust-exact",
+                                            options={"maxiter": min(maxiter, 200), "gtol": 1e-9})
+                except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
+                    log.methods.append({"method": "trust-exact", "success": False,
+                                        "message": str(exc)})
+                    obj.use_hessian = False
+                    continue
                 obj.use_hessian = False
+                x = obj.best_x if obj.best_x is not None else res.x
+                used, message = "trust-exact", str(res.message)
+                log.methods.append({"method": "trust-exact", "success": bool(res.success),
+                                    "message": message, "nit": int(getattr(res, "nit", 0)),
+                                    "nfev": int(getattr(res, "nfev", 0))})
+                if res.success:
+                    break
                 continue
-            obj.use_hessian = False
+            scipy_name = names.get(method.lower(), method)
+            obj.stage = scipy_name
+            options: dict = {"maxiter": maxiter}
+            if scipy_name == "BFGS":
+                options["gtol"] = 1e-7
+            elif scipy_name == "L-BFGS-B":
+                options.update(gtol=1e-10, ftol=1e-15, maxcor=20)
+            elif scipy_name == "CG":
+                options["gtol"] = 1e-7
+            elif scipy_name in ("Nelder-Mead", "Powell"):
+                options.update(xatol=1e-10, fatol=1e-14, maxfev=20 * maxiter)
+            jac = scipy_name not in ("Nelder-Mead", "Powell")
+            fn = obj.scipy_fun if jac else (lambda z: obj.scipy_fun(z)[0])
+            try:
+                res = optimize.minimize(fn, x, jac=jac or None, method=scipy_name, options=options)
+            except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
+                log.methods.append({"method": scipy_name, "success": False, "message": str(exc)})
+                continue
             x = obj.best_x if obj.best_x is not None else res.x
-            used, message = "trust-exact", str(res.message)
-            log.methods.append({"method": "trust-exact", "success": bool(res.success),
-                                "message": message, "nit": int(getattr(res, "nit", 0)),
-                                "nfev": int(getattr(res, "nfev", 0))})
-            if res.success:
+            used = scipy_name
+            message = str(res.message)
+            log.methods.append({
+                "method": scipy_name, "success": bool(res.success), "message": message,
+                "nit": int(getattr(res, "nit", 0)), "nfev": int(getattr(res, "nfev", 0)),
+            })
+            # Precision loss at the optimum counts as success: the Newton test decides.
+            if res.success or "precision" in message.lower():
                 break
-            continue
-        scipy_name = names.get(method.lower(), method)
-        obj.stage = scipy_name
-        options: dict = {"maxiter": maxiter}
-        if scipy_name == "BFGS":
-            options["gtol"] = 1e-7
-        elif scipy_name == "L-BFGS-B":
-            options.update(gtol=1e-10, ftol=1e-15, maxcor=20)
-        elif scipy_name == "CG":
-            options["gtol"] = 1e-7
-        elif scipy_name in ("Nelder-Mead", "Powell"):
-            options.update(xatol=1e-10, fatol=1e-14, maxfev=20 * maxiter)
-        jac = scipy_name not in ("Nelder-Mead", "Powell")
-        fn = obj.scipy_fun if jac else (lambda z: obj.scipy_fun(z)[0])
-        try:
-            res = optimize.minimize(fn, x, jac=jac or None, method=scipy_name, options=options)
-        except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
-            log.methods.append({"method": scipy_name, "success": False, "message": str(exc)})
-            continue
-        x = obj.best_x if obj.best_x is not None else res.x
-        used = scipy_name
-        message = str(res.message)
-        log.methods.append({
-            "method": scipy_name, "success": bool(res.success), "message": message,
-            "nit": int(getattr(res, "nit", 0)), "nfev": int(getattr(res, "nfev", 0)),
-        })
-        # Precision loss at the optimum counts as success: the Newton test decides.
-        if res.success or "precision" in message.lower():
-            break
 
-    # Newton polish: the analytic Hessian when there is one, else central
-    # differences of the analytic gradient.
-    obj.stage = "newton"
+        # Newton polish: the analytic Hessian when there is one, else central
+        # differences of the analytic gradient.
+        obj.stage = "newton"
 
-    def at(z):
-        if hess_fun is not None:
-            return obj.full(z)
-        value, gradient = obj.llf_grad(z)
-        return value, gradient, fd_hessian(obj, z)
+        def at(z):
+            if hess_fun is not None:
+                return obj.full(z)
+            value, gradient = obj.llf_grad(z)
+            return value, gradient, fd_hessian(obj, z)
 
-    llf, grad, hess = at(x)
-    decrement, step = _newton_decrement(grad, hess)
-    for _ in range(newton_steps):
-        if step is None or np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < 1e-11:
-            break
-        t = 1.0
-        improved = False
-        for _ in range(30):
-            if hess_fun is not None:  # the Hessian comes along for the next step
-                cand_llf, cand_grad, _ = obj.full(x + t * step)
-            else:
-                cand_llf, cand_grad = obj.llf_grad(x + t * step)
-            if cand_llf >= llf - 1e-12 * max(1.0, abs(llf)):
-                improved = cand_llf > llf or t == 1.0
-                break
-            t *= 0.5
-        if not improved:
-            break
-        x = x + t * step
-        log.newton_steps += 1
         llf, grad, hess = at(x)
         decrement, step = _newton_decrement(grad, hess)
+        for _ in range(newton_steps):
+            if step is None or np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < 1e-11:
+                break
+            t = 1.0
+            improved = False
+            for _ in range(30):
+                if hess_fun is not None:  # the Hessian comes along for the next step
+                    cand_llf, cand_grad, _ = obj.full(x + t * step)
+                else:
+                    cand_llf, cand_grad = obj.llf_grad(x + t * step)
+                if cand_llf >= llf - 1e-12 * max(1.0, abs(llf)):
+                    improved = cand_llf > llf or t == 1.0
+                    break
+                t *= 0.5
+            if not improved:
+                break
+            x = x + t * step
+            log.newton_steps += 1
+            llf, grad, hess = at(x)
+            decrement, step = _newton_decrement(grad, hess)
 
-    if obj.best_llf > llf + 1e-12 * max(1.0, abs(llf)):  # never return worse than seen
-        x = obj.best_x
-        llf, grad, hess = at(x)
-        decrement, step = _newton_decrement(grad, hess)
+        if obj.best_llf > llf + 1e-12 * max(1.0, abs(llf)):  # never return worse than seen
+            x = obj.best_x
+            llf, grad, hess = at(x)
+            decrement, step = _newton_decrement(grad, hess)
+        return x, llf, grad, hess, decrement, used, message
+
+    x, llf, grad, hess, decrement, used, message = climb(x)
+    # A stationary point with a direction of positive curvature is a saddle (in
+    # the sqrt parameterization a zero variance is always stationary): step off
+    # it along that direction and climb again.
+    for _ in range(3):
+        direction = _ascent_direction(hess)
+        if direction is None:
+            break
+        obj.stage = "escape"
+        radius = max(1.0, float(np.linalg.norm(x)))
+        better = None
+        for size in (0.05, 0.2, 1.0):
+            for sign in (1.0, -1.0):
+                cand = x + sign * size * radius * direction
+                cand_llf, _ = obj.llf_grad(cand)
+                if cand_llf > llf + 1e-10 * max(1.0, abs(llf)) and (
+                        better is None or cand_llf > better[1]):
+                    better = (cand, cand_llf)
+            if better is not None:
+                break
+        if better is None:
+            break
+        x, llf, grad, hess, decrement, used, message = climb(better[0])
 
     grad_max = float(np.max(np.abs(grad))) if grad.size else 0.0
     if np.isfinite(decrement):
         converged = decrement <= tol_llf
     else:
-        converged = grad_max <= tol_grad
+        converged = grad_max <= tol_grad and _ascent_direction(hess) is None
     log.seconds = time.perf_counter() - t0
     return OptimizeResult(
         x=x, llf=llf, grad=grad, hessian=hess, converged=bool(converged),
