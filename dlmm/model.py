@@ -8,13 +8,14 @@ persisted cross-products.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from typing import Any
 
 import numpy as np
 
-from .distributed.sources import is_path_like, open_backend
+from .distributed.sources import check_parquet_columns, is_path_like, open_backend
 from .exceptions import ConvergenceWarning, InputError
 from .objective.hessian import profiled_hessian, sqrt_hessian
 from .objective.params import MixedLMParams, packed_names
@@ -27,6 +28,7 @@ from .statistics import SufficientStatistics, one_pass
 logger = logging.getLogger("dlmm")
 
 _MISSING = ("none", "drop", "raise")
+_METHODS = {"newton", "bfgs", "lbfgs", "l-bfgs-b", "cg", "nelder-mead", "nm", "powell"}
 _SAMPLE_ROWS = 2000
 
 
@@ -34,8 +36,11 @@ class MissingDataWarning(UserWarning):
     """Rows with missing values were dropped (``missing="drop"``)."""
 
 
-def _rank_check(xtx: np.ndarray, names: list[str]) -> None:
-    """Raise if the fixed-effects design is rank deficient, naming the columns."""
+def _rank_check(xtx: np.ndarray, names: list[str], random: bool = False) -> None:
+    """Raise if the fixed-effects (or with ``random``, the random-effects) design is
+    rank deficient, naming the columns."""
+    what = "random effects" if random else "fixed effects"
+    adjective = "random-effects" if random else "fixed-effects"
     p = xtx.shape[0]
     if p == 0:
         return
@@ -43,7 +48,7 @@ def _rank_check(xtx: np.ndarray, names: list[str]) -> None:
     zero = [names[j] for j in range(p) if norms[j] == 0]
     if zero:
         raise InputError(
-            f"fixed-effects column {zero[0]!r} is all zero in the rows used; drop it from "
+            f"{adjective} column {zero[0]!r} is all zero in the rows used; drop it from "
             "the formula"
         )
     corr = xtx / np.outer(norms, norms)
@@ -53,8 +58,9 @@ def _rank_check(xtx: np.ndarray, names: list[str]) -> None:
     if null.shape[1]:
         involved = [names[j] for j in range(p) if np.any(np.abs(null[j]) > 1e-6)]
         rank = p - null.shape[1]
+        columns = "random-effects columns" if random else "columns"
         raise InputError(
-            f"fixed effects are collinear (rank {rank} of {p}): columns "
+            f"{what} are collinear (rank {rank} of {p}): {columns} "
             f"{', '.join(repr(c) for c in involved)} are linearly dependent; drop one"
         )
 
@@ -159,6 +165,8 @@ class MixedLM:
         backend = self._backend_for(client)
         spec: FormulaSpec = self.spec
         columns = spec.required_columns(backend.columns)
+        if is_path_like(self.data):
+            check_parquet_columns(self.data, columns)
         backend = self._backend = backend.select(columns)
         sample = backend.sample(_SAMPLE_ROWS)
         if len(sample) == 0:
@@ -185,15 +193,31 @@ class MixedLM:
         client = client if client is not None else self._client
         if self._stats is not None and (client is None or client is self._stats_client):
             return self._stats
-        self._learn(client)
+        with self._reading_errors():
+            self._learn(client)
         backend = self._backend_for(client)
         if isinstance(self.spec, FormulaSpec):
             backend = backend.select(self.spec.columns) if backend.columns != self.spec.columns \
                 else backend
-        stats = one_pass(self.spec, backend, progress)
+        with self._reading_errors():
+            stats = one_pass(self.spec, backend, progress)
         self._check_stats(stats)
         self._stats = stats
         return stats
+
+    @contextlib.contextmanager
+    def _reading_errors(self):
+        """Errors of the Parquet reader (raised where the rows are read, perhaps on a
+        worker) as an InputError that names the data."""
+        try:
+            yield
+        except Exception as exc:
+            from_reader = isinstance(exc, OSError) or type(exc).__module__.startswith("pyarrow")
+            if isinstance(exc, InputError) or not is_path_like(self.data) or not from_reader:
+                raise
+            text = " ".join(str(exc).split())
+            raise InputError(f"cannot read Parquet data {str(self.data)!r}: "
+                             f"{type(exc).__name__}: {text}") from None
 
     def _check_stats(self, stats: SufficientStatistics) -> None:
         totals = stats.totals
@@ -230,6 +254,7 @@ class MixedLM:
         if totals.n_rows <= p:
             raise InputError(f"{int(totals.n_rows)} rows cannot fit {p} fixed effects")
         _rank_check(totals.xy_cross[:p, :p], self.exog_names)
+        _rank_check(totals.z_cross, self.exog_re_names, random=True)
 
     # -- statsmodels attributes -------------------------------------------------
 
@@ -427,6 +452,10 @@ class MixedLM:
         for key in kwargs:
             if key not in ("full_output", "gtol", "disp", "niter_sa", "do_cg"):
                 raise InputError(f"unknown option {key!r} for fit")
+        for name in [method] if isinstance(method, str) else list(method or []):
+            if str(name).lower() not in _METHODS:
+                raise InputError(f"unknown method {name!r}; choose from "
+                                 f"{', '.join(sorted(_METHODS))}")
         stats = self._ensure_stats(client)
         self.reml = bool(reml)
         methods = [method] if isinstance(method, str) else list(

@@ -46,6 +46,7 @@ def chunk_crossproducts(frame: pd.DataFrame, spec) -> ChunkResult:
         n_dropped=float(design.n_dropped),
         missing_by_column=design.missing_by_column,
         infinite_by_column=design.infinite_by_column,
+        z_cross=design.z.T @ design.z,
     )
     return ChunkResult(KeyedCrossProducts(labels, cp), totals)
 

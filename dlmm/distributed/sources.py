@@ -41,6 +41,54 @@ def _check_local_paths(paths: list[str]) -> None:
             raise InputError(f"Parquet path {p!r} does not exist")
 
 
+def _local_parquet_files(paths: list[str], limit: int) -> list[str] | None:
+    """The Parquet files behind local paths, or None (remote, or more than ``limit``)."""
+    files: list[str] = []
+    for p in paths:
+        if "://" in p and not p.startswith("file://"):
+            return None
+        local = p[len("file://"):] if p.startswith("file://") else p
+        if os.path.isdir(local):
+            for root, dirs, names in os.walk(local):
+                dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+                files += [os.path.join(root, n) for n in sorted(names)
+                          if not n.startswith((".", "_")) and not n.endswith(".crc")]
+        elif any(ch in local for ch in "*?["):
+            files += sorted(glob.glob(local))
+        else:
+            files.append(local)
+        if len(files) > limit:
+            return None
+    return files
+
+
+def check_parquet_columns(path, columns: list[str], limit: int = 5000) -> None:
+    """Every local Parquet file has every model column (footers only).
+
+    Raises
+    ------
+    InputError
+        Naming the first file that lacks a column, and the column.
+    """
+    import pyarrow.parquet as pq
+
+    paths = [str(p) for p in path] if isinstance(path, (list, tuple)) else [str(path)]
+    files = _local_parquet_files(paths, limit)
+    if not files or len(files) < 2:
+        return  # a single file was checked when the frame was opened
+    for file in files:
+        try:
+            names = set(pq.read_schema(file).names)
+        except Exception as exc:  # pyarrow raises several types
+            raise InputError(f"cannot read Parquet file {file!r}: {exc}") from None
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise InputError(
+                f"Parquet file {file!r} lacks column {missing[0]!r} used by the model "
+                "(the other files have it)"
+            )
+
+
 def read_parquet(path, columns: list[str] | None = None):
     """A lazy Dask DataFrame over Parquet data, with clear errors."""
     import dask.dataframe as dd

@@ -93,6 +93,8 @@ class RowTotals(_Additive):
         the model specification's ``columns``).
     infinite_by_column : ndarray (n_columns,)
         Rows with an infinite value, per model column.
+    z_cross : ndarray (k_re, k_re)
+        ``sum_rows Z' Z`` (identifiability of the random-effects design).
     """
 
     xy_cross: np.ndarray
@@ -100,3 +102,4 @@ class RowTotals(_Additive):
     n_dropped: float
     missing_by_column: np.ndarray
     infinite_by_column: np.ndarray
+    z_cross: np.ndarray

@@ -92,10 +92,12 @@ class ArraySpec:
         else:
             # statsmodels: one zero-variance column is "const", the others x1, x2, ...
             names = [f"x{i + 1}" for i in range(x.shape[1])]
-            variance = x.var(axis=0) if n else np.ones(x.shape[1])
-            if x.shape[1] and np.any(variance == 0):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                variance = np.nanvar(x, axis=0) if n else np.ones(x.shape[1])
+            constant = np.flatnonzero(variance == 0)  # NaN-safe: a missing value is not 0
+            if x.shape[1] and constant.size:
                 names = names[:-1]
-                names.insert(int(np.argmin(variance)), "const")
+                names.insert(int(constant[0]), "const")
             self.exog_names = names
         self.response = str(endog.name) if isinstance(endog, pd.Series) and endog.name else "y"
 

@@ -407,6 +407,30 @@ class FormulaSpec:
             if self._vc_specs:
                 mats = [sp.csr_array(s.get_model_matrix(df), dtype=float) for s in self._vc_specs]
                 w = sp.csr_array(sp.hstack(mats, format="csr"))
+        finite = np.isfinite(xy).all(axis=1) & np.isfinite(z).all(axis=1)
+        if w is not None and w.nnz:
+            bad_rows = np.repeat(np.arange(n), np.diff(w.indptr))[~np.isfinite(w.data)]
+            finite[bad_rows] = False
+        if not finite.all():
+            if response:
+                names = self.exog_names + [self.response] + self.exog_re_names
+                values = np.concatenate([xy, z], axis=1)
+                counts = (~np.isfinite(values)).sum(axis=0)
+                j = int(np.argmax(counts)) if counts.any() else None
+                where = f"design column {names[j]!r}" if j is not None else "a component column"
+                raise InputError(
+                    f"{where} has {int(counts[j]) if j is not None else int((~finite).sum())} "
+                    "non-finite values computed from the data (check its transform, e.g. the "
+                    "log of zero)"
+                )
+            # New data: such rows predict NaN.
+            rows = np.flatnonzero(usable)
+            usable = usable.copy()
+            usable[rows[~finite]] = False
+            xy, z = xy[finite], z[finite]
+            w = None if w is None else sp.csr_array(w[finite])
+            df = df.loc[finite]
+            n = len(df)
         if self.groups is None:
             groups = np.zeros(n, dtype=np.int64)
         elif self.groups in df.columns:
