@@ -7,6 +7,7 @@ import re
 import warnings
 from pathlib import Path
 
+import dask.dataframe as dd  # noqa: E402
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,8 +16,6 @@ import dlmm
 from dlmm import InputError, MissingDataWarning
 from tests.reliability.helpers import assert_same_fit, statsmodels_fit, tree_state
 from tests.simulate import grouped_data
-
-dd = pytest.importorskip("dask.dataframe")
 
 
 @pytest.fixture

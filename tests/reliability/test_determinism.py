@@ -10,6 +10,7 @@ test quick (each scale-up starts only the new worker processes).
 
 from __future__ import annotations
 
+import dask.dataframe as dd  # noqa: E402
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,8 +18,6 @@ import pytest
 import dlmm
 from tests.reliability.helpers import assert_same_fit, local_cluster
 from tests.simulate import grouped_data
-
-dd = pytest.importorskip("dask.dataframe")
 
 FORMULA = "y ~ x1 + x2"
 MODEL = {"groups": "g", "re_formula": "~x1", "vc_formula": {"c": "0 + C(c)"}}

@@ -1,15 +1,13 @@
 """Security (issue 5, item 6): outputs are JSON and Parquet (and the text summary) only,
 never pickle; inputs are never unpickled; the Dask connection runs over TLS through
 Dask's security configuration (a self-signed certificate for 127.0.0.1, made with the
-``openssl`` command line: the ``cryptography`` package is not installed here).
+``cryptography`` package, a test dependency).
 """
 
 from __future__ import annotations
 
 import json
 import pickle
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -143,15 +141,34 @@ def test_load_result_never_unpickles(local_fit, tmp_path):
 
 
 def _self_signed(folder: Path, name: str) -> tuple[str, str]:
-    """A self-signed certificate (its own CA) for 127.0.0.1 and its key, by openssl."""
-    cert, key = folder / f"{name}.pem", folder / f"{name}-key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
+    """A self-signed certificate (its own CA) for 127.0.0.1 and its key (cryptography)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+            ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
     )
-    return str(cert), str(key)
+    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
 
 
 def _security(cert: str, key: str):
@@ -162,7 +179,6 @@ def _security(cert: str, key: str):
                     tls_worker_key=key, require_encryption=True)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_fit_over_tls(data, local_fit, tmp_path):
     cert, key = _self_signed(tmp_path, "cluster")
     security = _security(cert, key)

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
+import dask.dataframe as dd  # noqa: E402
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,8 +29,6 @@ import pytest
 import dlmm
 from tests.reliability.helpers import assert_same_fit, local_cluster, worker_pids
 from tests.simulate import grouped_data
-
-dd = pytest.importorskip("dask.dataframe")
 
 N_PARTITIONS = 12
 FORMULA = "y ~ x1 + x2"
