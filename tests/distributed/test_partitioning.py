@@ -7,14 +7,13 @@ to 1e-8 relative.
 
 from __future__ import annotations
 
+import dask.dataframe as dd  # noqa: E402
 import numpy as np
 import pandas as pd
 import pytest
 
 import dlmm
 from tests.simulate import grouped_data
-
-dd = pytest.importorskip("dask.dataframe")
 
 FORMULA = "y ~ x1 + x2"
 KW = {"groups": "g", "re_formula": "~x1", "vc_formula": {"c": "0 + C(c)"}}
