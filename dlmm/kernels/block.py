@@ -128,18 +128,20 @@ def build_block(
     return StatsBlock(keyed.labels, keyed.cp.n, batches)
 
 
+def sum_over_batches(block: StatsBlock, batch_func, *args):
+    """``batch_func(batch, *args)`` added over the batches of a block in a fixed
+    order; ``0`` (the identity of ``+``) for a block without groups."""
+    total = 0
+    for batch in block.batches:  # a handful of layouts, not groups
+        total = total + batch_func(batch, *args)
+    return total
+
+
 def block_pieces(
     block: StatsBlock, chol_re: np.ndarray, sd_vc: np.ndarray
 ) -> LikelihoodPieces | int:
-    """Sum of :func:`batch_pieces` over the batches of a block, in a fixed order.
-
-    A block without groups gives ``0``, the identity of ``+``.
-    """
-    total = 0
-    for batch in block.batches:  # a handful of layouts, not groups
-        piece = batch_pieces(batch, chol_re, sd_vc)
-        total = total + piece
-    return total
+    """Sum of :func:`batch_pieces` over the batches of a block."""
+    return sum_over_batches(block, batch_pieces, chol_re, sd_vc)
 
 
 @dataclass(eq=False)

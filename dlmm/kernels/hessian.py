@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .block import sum_over_batches
 from .layout import GroupBatch
 from .likelihood import (
     SMALL_Q,
@@ -156,10 +157,7 @@ def batch_hessian_pieces(
 
 def block_hessian_pieces(block, chol_re: np.ndarray, sd_vc: np.ndarray):
     """Sum of :func:`batch_hessian_pieces` over a block's batches (0 if empty)."""
-    total = 0
-    for batch in block.batches:  # a handful of layouts, not groups
-        total = total + batch_hessian_pieces(batch, chol_re, sd_vc)
-    return total
+    return sum_over_batches(block, batch_hessian_pieces, chol_re, sd_vc)
 
 
 @dataclass(eq=False)
@@ -185,10 +183,7 @@ def batch_newton_pieces(batch: GroupBatch, chol_re: np.ndarray,
 
 def block_newton_pieces(block, chol_re: np.ndarray, sd_vc: np.ndarray):
     """Sum of :func:`batch_newton_pieces` over a block's batches (0 if empty)."""
-    total = 0
-    for batch in block.batches:  # a handful of layouts, not groups
-        total = total + batch_newton_pieces(batch, chol_re, sd_vc)
-    return total
+    return sum_over_batches(block, batch_newton_pieces, chol_re, sd_vc)
 
 
 @dataclass(eq=False)
@@ -250,7 +245,4 @@ def batch_moment_pieces(batch: GroupBatch, coef: np.ndarray) -> MomentPieces:
 
 def block_moment_pieces(block, coef: np.ndarray):
     """Sum of :func:`batch_moment_pieces` over a block's batches (0 if empty)."""
-    total = 0
-    for batch in block.batches:  # a handful of layouts, not groups
-        total = total + batch_moment_pieces(batch, coef)
-    return total
+    return sum_over_batches(block, batch_moment_pieces, coef)

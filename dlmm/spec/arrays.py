@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..exceptions import InputError
-from .design import ChunkDesign, scan_rows
+from .design import ChunkDesign, ModelNames, scan_rows
 
 _Y, _G = "__y", "__group"
 
@@ -72,7 +72,7 @@ def _vc_row_aligned(exog_vc, groups: np.ndarray, n: int) -> dict[str, np.ndarray
     return out
 
 
-class ArraySpec:
+class ArraySpec(ModelNames):
     """A mixed-model specification from arrays; ``frame`` holds the data."""
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None):
@@ -147,18 +147,6 @@ class ArraySpec:
             [self.response] + self.exog_names + self.exog_re_names
             + [n for names in self.vc_column_names for n in names] + [self.group_name]
         )
-
-    @property
-    def k_fe(self) -> int:
-        return len(self.exog_names)
-
-    @property
-    def k_re(self) -> int:
-        return len(self.exog_re_names)
-
-    @property
-    def k_vc(self) -> int:
-        return len(self.vc_names)
 
     def design(self, df: pd.DataFrame) -> ChunkDesign:
         missing, infinite, usable = scan_rows(df, self.columns)

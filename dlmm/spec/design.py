@@ -9,6 +9,27 @@ import pandas as pd
 import scipy.sparse as sp
 
 
+class ModelNames:
+    """Counts derived from a specification's names (``exog_names``,
+    ``exog_re_names``, ``vc_names``)."""
+
+    exog_names: list[str]
+    exog_re_names: list[str]
+    vc_names: list[str]
+
+    @property
+    def k_fe(self) -> int:
+        return len(self.exog_names)
+
+    @property
+    def k_re(self) -> int:
+        return len(self.exog_re_names)
+
+    @property
+    def k_vc(self) -> int:
+        return len(self.vc_names)
+
+
 @dataclass(eq=False)
 class ChunkDesign:
     """Model arrays of the complete rows of one chunk.

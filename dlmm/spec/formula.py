@@ -24,7 +24,7 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from ..exceptions import InputError
-from .design import ChunkDesign, scan_rows
+from .design import ChunkDesign, ModelNames, scan_rows
 
 _NO_RE = {"0", "-1", "0 +", "~0", "~ 0", "~-1", "~ -1", "0+", "~0+"}
 
@@ -110,7 +110,7 @@ def _mentioned(text: str, columns) -> set[str]:
     return found
 
 
-class FormulaSpec:
+class FormulaSpec(ModelNames):
     """A mixed-model specification from formulas (statsmodels' ``from_formula``).
 
     Parameters
@@ -346,18 +346,6 @@ class FormulaSpec:
         return self
 
     # -- applying -------------------------------------------------------------
-
-    @property
-    def k_fe(self) -> int:
-        return len(self.exog_names)
-
-    @property
-    def k_re(self) -> int:
-        return len(self.exog_re_names)
-
-    @property
-    def k_vc(self) -> int:
-        return len(self.vc_names)
 
     def _check_levels(self, df: pd.DataFrame) -> None:
         """Refuse levels of categorical columns that the fit never saw (new data)."""
