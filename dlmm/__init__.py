@@ -7,7 +7,7 @@
 """
 
 from .compare import LRTestResult, lrtest
-from .exceptions import ConvergenceWarning, InputError
+from .exceptions import CollinearityWarning, ConvergenceWarning, InputError
 from .model import MissingDataWarning, MixedLM, mixedlm
 from .objective.params import MixedLMParams
 from .persistence import load_result
@@ -16,6 +16,7 @@ from .results import MixedLMResults
 __version__ = "0.1.0"
 
 __all__ = [
+    "CollinearityWarning",
     "ConvergenceWarning",
     "InputError",
     "LRTestResult",

@@ -95,6 +95,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "vc": {},
     "ml": False,
     "missing": "none",
+    "drop_collinear": False,
     "scheduler": None,
     "scheduler_timeout": 30.0,
     "workers": None,
@@ -120,6 +121,7 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "ml": (bool,),
     "reml": (bool,),
     "missing": (str,),
+    "drop_collinear": (bool,),
     "scheduler": (str,),
     "scheduler_timeout": (int, float),
     "workers": (int,),
@@ -358,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--reml", dest="ml", action="store_false", help="REML (the default)")
     m.add_argument("--missing", choices=("none", "drop", "raise"),
                    help="rows with missing values: error (none, raise; default) or drop")
+    m.add_argument("--drop-collinear", action=argparse.BooleanOptionalAction,
+                   help="drop fixed-effect columns that are linear combinations of earlier "
+                        "ones (lme4's way) instead of stopping with an error")
     o = fit.add_argument_group("optimizer")
     o.add_argument("--method", metavar="M[,M...]",
                    help=f"scipy methods to try in order ({', '.join(METHODS)}); "
@@ -773,7 +778,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
                    dashboard=cluster["dashboard"])
         model = dlmm.mixedlm(opts["formula"], opts["data"], groups=opts["groups"],
                              re_formula=opts["re_formula"], vc_formula=opts["vc"] or None,
-                             missing=opts["missing"], client=client)
+                             missing=opts["missing"], client=client,
+                             drop_collinear=opts["drop_collinear"])
         _event("data_pass", "data pass: reading %s", opts["data"], stage="start",
                data=opts["data"])
         t_pass = time.perf_counter()

@@ -7,3 +7,7 @@ class InputError(ValueError):
 
 class ConvergenceWarning(UserWarning):
     """The optimizer stopped before the convergence test on the gradient passed."""
+
+
+class CollinearityWarning(UserWarning):
+    """Collinear fixed-effect columns were dropped (``drop_collinear=True``)."""

@@ -65,6 +65,33 @@ def _rank_check(xtx: np.ndarray, names: list[str], random: bool = False) -> None
         )
 
 
+def independent_columns(xtx: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """Columns kept, in order, by an incremental Cholesky factorization of the
+    scaled cross-product: a column is dropped when it is (numerically) a linear
+    combination of the columns kept before it, as lme4 drops them."""
+    p = xtx.shape[0]
+    norms = np.sqrt(np.clip(np.diag(xtx), 0, None))
+    keep = np.zeros(p, dtype=bool)
+    chol = np.zeros((0, 0))
+    for j in range(p):  # loop over columns
+        if norms[j] == 0:
+            continue
+        idx = np.flatnonzero(keep)
+        cross = xtx[idx, j] / (norms[idx] * norms[j])
+        low = np.linalg.solve(chol, cross) if idx.size else np.zeros(0)
+        rest = 1.0 - low @ low
+        if rest <= tol:
+            continue
+        k = idx.size
+        grown = np.zeros((k + 1, k + 1))
+        grown[:k, :k] = chol
+        grown[k, :k] = low
+        grown[k, k] = np.sqrt(rest)
+        chol = grown
+        keep[j] = True
+    return keep
+
+
 class MixedLM:
     """Linear mixed-effects model, as statsmodels' ``MixedLM``.
 
@@ -89,22 +116,28 @@ class MixedLM:
     missing : {"none", "drop", "raise"}
         Rows with a missing value in a model column: an error naming the
         column (``"none"``, ``"raise"``), or dropped and counted (``"drop"``).
+    drop_collinear : bool
+        Collinear fixed effects: an error naming the columns (default), or,
+        with True, drop each column that is a linear combination of earlier
+        ones (as lme4 does), with a ``CollinearityWarning``.
     """
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True,
-                 missing="none", **kwargs):
+                 missing="none", drop_collinear=False, **kwargs):
         spec = ArraySpec(endog, exog, groups, exog_re=exog_re, exog_vc=exog_vc)
-        self._setup(spec, spec.frame, use_sqrt, missing, kwargs.pop("client", None))
+        self._setup(spec, spec.frame, use_sqrt, missing, kwargs.pop("client", None),
+                    drop_collinear)
         if kwargs:
             raise InputError(f"unknown option {next(iter(kwargs))!r} for MixedLM")
 
-    def _setup(self, spec, data, use_sqrt, missing, client):
+    def _setup(self, spec, data, use_sqrt, missing, client, drop_collinear=False):
         if missing not in _MISSING:
             raise InputError(f"missing must be one of {', '.join(_MISSING)}, got {missing!r}")
         self.spec = spec
         self.data = data
         self.use_sqrt = use_sqrt
         self.missing = missing
+        self.drop_collinear = bool(drop_collinear)
         self.reml = True
         self._client = client
         self._stats: SufficientStatistics | None = None
@@ -116,7 +149,7 @@ class MixedLM:
     def from_formula(cls, formula: str, data, re_formula: str | None = None,
                      vc_formula: dict | None = None, subset=None, use_sparse=False,
                      missing: str = "none", *args, groups: str | None = None,
-                     client=None, **kwargs) -> MixedLM:
+                     client=None, drop_collinear: bool = False, **kwargs) -> MixedLM:
         """Model from formulas (statsmodels' ``MixedLM.from_formula``).
 
         Parameters
@@ -137,6 +170,9 @@ class MixedLM:
         client : distributed.Client, optional
             Cluster for Dask or Parquet input (else the current client, else an
             embedded local cluster).
+        drop_collinear : bool
+            Drop fixed-effect columns that are linear combinations of earlier
+            ones, lme4-style, instead of refusing them.
         """
         if kwargs:
             raise InputError(f"unknown option {next(iter(kwargs))!r} for from_formula")
@@ -148,7 +184,7 @@ class MixedLM:
             data = data[subset]
         spec = FormulaSpec(formula, groups, re_formula=re_formula, vc_formula=vc_formula)
         model = cls.__new__(cls)
-        model._setup(spec, data, True, missing, client)
+        model._setup(spec, data, True, missing, client, drop_collinear)
         return model
 
     # -- preparing ------------------------------------------------------------
@@ -205,6 +241,26 @@ class MixedLM:
         self._stats = stats
         return stats
 
+    def _drop_collinear(self, stats: SufficientStatistics) -> None:
+        """Drop fixed-effect columns that depend on earlier ones (lme4's way), from
+        the persisted statistics and from the specification (for predictions)."""
+        from .exceptions import CollinearityWarning
+        from .kernels.block import select_xy_columns
+
+        p = self.spec.k_fe
+        keep = independent_columns(stats.totals.xy_cross[:p, :p])
+        if keep.all():
+            return
+        dropped = [n for n, k in zip(self.exog_names, keep) if not k]
+        keep_xy = np.concatenate([keep, [True]])
+        stats.totals.xy_cross = stats.totals.xy_cross[np.ix_(keep_xy, keep_xy)]
+        stats.blocks = stats.backend.map(select_xy_columns, stats.blocks, keep_xy)
+        self.spec.drop_fixed_columns(keep)
+        msg = (f"fixed effects are rank deficient: dropped {len(dropped)} column(s) "
+               f"{', '.join(map(repr, dropped))} (drop_collinear=True)")
+        logger.warning(msg)
+        warnings.warn(msg, CollinearityWarning, stacklevel=5)
+
     @contextlib.contextmanager
     def _reading_errors(self):
         """Errors of the Parquet reader (raised where the rows are read, perhaps on a
@@ -253,7 +309,9 @@ class MixedLM:
         p = self.spec.k_fe
         if totals.n_rows <= p:
             raise InputError(f"{int(totals.n_rows)} rows cannot fit {p} fixed effects")
-        _rank_check(totals.xy_cross[:p, :p], self.exog_names)
+        if self.drop_collinear:
+            self._drop_collinear(stats)
+        _rank_check(stats.totals.xy_cross[: self.spec.k_fe, : self.spec.k_fe], self.exog_names)
         _rank_check(totals.z_cross, self.exog_re_names, random=True)
 
     # -- statsmodels attributes -------------------------------------------------
@@ -543,8 +601,10 @@ class MixedLM:
 
 def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict | None = None,
             subset=None, use_sparse=False, missing: str = "none", *args,
-            groups: str | None = None, client=None, **kwargs) -> MixedLM:
+            groups: str | None = None, client=None, drop_collinear: bool = False,
+            **kwargs) -> MixedLM:
     """``MixedLM.from_formula``, like ``statsmodels.formula.api.mixedlm``."""
     return MixedLM.from_formula(formula, data, re_formula=re_formula, vc_formula=vc_formula,
                                 subset=subset, use_sparse=use_sparse, missing=missing,
-                                groups=groups, client=client, **kwargs)
+                                groups=groups, client=client, drop_collinear=drop_collinear,
+                                **kwargs)

@@ -284,9 +284,10 @@ def test_parser_has_every_fit_option():
     for flag in ("--formula", "--groups", "--re-formula", "--vc", "--ml", "--reml", "--missing",
                  "--scheduler", "--workers", "--threads-per-worker", "--memory-limit",
                  "--output", "--overwrite", "--config", "--quiet", "--verbose", "--log-format",
-                 "--max-iter", "--method", "--no-newton", "--newton-steps"):
+                 "--max-iter", "--method", "--no-newton", "--newton-steps",
+                 "--drop-collinear", "--no-drop-collinear"):
         assert flag in flags
-    assert {"fit", "summary", "simulate"} <= set(sub.choices)
+    assert {"fit", "summary", "simulate", "predict", "bench"} <= set(sub.choices)
 
 
 def test_config_file_then_flags(tmp_path):
@@ -331,6 +332,23 @@ def test_bad_config(tmp_path, text, args, message):
     parser = cli.build_parser()
     with pytest.raises(cli.UsageError, match=message):
         cli.fit_options(parser.parse_args(["fit", "d/", "--config", str(config), *args]))
+
+
+def test_drop_collinear_flag_reaches_the_model(simulated, tmp_path):
+    data = pd.read_parquet(simulated)
+    data["x3"] = 2.0 * data["x1"]
+    path = tmp_path / "collinear.parquet"
+    data.to_parquet(path)
+    refused = run_dlmm("fit", path, "--formula", "y ~ x1 + x2 + x3", "--groups", "g",
+                       "--workers", "1", "--output", tmp_path / "no", "--quiet")
+    assert refused.returncode == 2 and "collinear" in _error_line(refused)
+    _no_output(tmp_path, "no")
+    done = run_dlmm("fit", path, "--formula", "y ~ x1 + x2 + x3", "--groups", "g",
+                    "--workers", "1", "--drop-collinear", "--output", tmp_path / "yes")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / "yes" / "result.json").read_text())
+    assert list(doc["estimates"]["fe_params"]) == ["Intercept", "x1", "x2"]
+    assert "dropped 1 column(s) 'x3'" in done.stderr
 
 
 def test_unexpected_error_exits_1(simulated, tmp_path, monkeypatch, capsys):

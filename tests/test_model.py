@@ -204,3 +204,33 @@ def test_infinite_values_are_an_error_in_every_missing_mode(data, missing):
         dlmm.mixedlm("y ~ x1", frame, groups="g", missing=missing).fit()
     assert "column 'x1' has 2 infinite values" in str(err.value)
     assert "not a missing value" in str(err.value)
+
+
+def test_drop_collinear_drops_later_dependent_columns_like_lme4(data, tmp_path):
+    frame = data.assign(x3=2 * data["x1"] - data["x2"], x4=data["x1"])
+    with pytest.warns(dlmm.CollinearityWarning, match="dropped 2 column\\(s\\) 'x3', 'x4'"):
+        got = dlmm.mixedlm("y ~ x1 + x2 + x3 + x4", frame, groups="g", re_formula="~x1",
+                           drop_collinear=True).fit()
+    expected = dlmm.mixedlm("y ~ x1 + x2", data, groups="g", re_formula="~x1").fit()
+    assert got.fe_params.index.tolist() == ["Intercept", "x1", "x2"]
+    np.testing.assert_allclose(got.fe_params.to_numpy(), expected.fe_params.to_numpy(),
+                               rtol=1e-9)
+    assert got.llf == pytest.approx(expected.llf, rel=1e-12)
+    # Predictions use the kept columns, also after a save/load round trip.
+    new = frame.drop(columns="y").head(10)
+    np.testing.assert_allclose(got.predict(new).to_numpy(),
+                               expected.predict(new.drop(columns=["x3", "x4"])).to_numpy(),
+                               rtol=1e-9)
+    got.save(tmp_path / "fit")
+    loaded = dlmm.load_result(tmp_path / "fit")
+    np.testing.assert_array_equal(loaded.predict(new).to_numpy(), got.predict(new).to_numpy())
+
+
+def test_drop_collinear_in_the_arrays_form(data):
+    exog = np.column_stack([np.ones(len(data)), data["x1"], data["x1"] * 3.0, data["x2"]])
+    with pytest.warns(dlmm.CollinearityWarning, match="'x2'"):
+        got = dlmm.MixedLM(data["y"].to_numpy(), exog, data["g"].to_numpy(),
+                           drop_collinear=True).fit()
+    assert got.fe_params.index.tolist() == ["const", "x1", "x3"]
+    with pytest.raises(InputError, match="collinear"):
+        dlmm.MixedLM(data["y"].to_numpy(), exog, data["g"].to_numpy()).fit()

@@ -207,3 +207,11 @@ def block_effects(
         vg = vs = np.zeros(0, dtype=np.int64)
         vm = vv = np.zeros(0)
     return BlockEffects(block.labels, re_modes, re_cov, vg, vs, vm, vv, batches)
+
+
+def select_xy_columns(block: StatsBlock, keep: np.ndarray) -> StatsBlock:
+    """The block with only the ``keep`` columns of ``[X y]`` in its ``H_i``."""
+    keep = np.asarray(keep, dtype=bool)
+    batches = [GroupBatch(b.index, b.g, np.ascontiguousarray(b.h[:, :, keep]), b.k_re,
+                          b.widths, b.slots) for b in block.batches]
+    return StatsBlock(block.labels, block.n, batches)

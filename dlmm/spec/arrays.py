@@ -148,6 +148,12 @@ class ArraySpec(ModelNames):
             + [n for names in self.vc_column_names for n in names] + [self.group_name]
         )
 
+    def drop_fixed_columns(self, keep: np.ndarray) -> None:
+        """Leave out fixed-effect columns (``keep`` over the current ones)."""
+        keep = np.asarray(keep, dtype=bool)
+        self._x_cols = [c for c, k in zip(self._x_cols, keep) if k]
+        self.exog_names = [n for n, k in zip(self.exog_names, keep) if k]
+
     def design(self, df: pd.DataFrame) -> ChunkDesign:
         missing, infinite, usable = scan_rows(df, self.columns)
         n_dropped = int((~usable).sum())

@@ -250,6 +250,7 @@ class FormulaSpec(ModelNames):
             "columns": list(self.columns),
             "levels": {c: [plain(v) for v in vals] for c, vals in self.levels.items()},
             "stateful": bool(self.stateful),
+            "fe_keep": None if self._fe_keep is None else [bool(k) for k in self._fe_keep],
         }
 
     @classmethod
@@ -267,6 +268,8 @@ class FormulaSpec(ModelNames):
         spec.learn_levels(pd.DataFrame(row), {})
         spec.levels = dict(state["levels"])
         spec.stateful = bool(state["stateful"])
+        if state.get("fe_keep") is not None:
+            spec.drop_fixed_columns(np.asarray(state["fe_keep"], dtype=bool))
         return spec
 
     def learn(self, prototype: pd.DataFrame) -> FormulaSpec:
@@ -293,6 +296,7 @@ class FormulaSpec(ModelNames):
                     f"it gives {len(lhs_names)} columns"
                 )
             self.exog_names = list(self._fe_spec.rhs.column_names)
+            self._fe_keep = None
 
             self._re_spec = None
             if self.re_formula is None:
@@ -347,6 +351,16 @@ class FormulaSpec(ModelNames):
 
     # -- applying -------------------------------------------------------------
 
+    def drop_fixed_columns(self, keep: np.ndarray) -> None:
+        """Leave out fixed-effect columns (``keep`` over the current ones)."""
+        keep = np.asarray(keep, dtype=bool)
+        full = np.flatnonzero(self._fe_keep) if self._fe_keep is not None else \
+            np.arange(len(self.exog_names))
+        mask = np.zeros(len(self._fe_spec.rhs.column_names), dtype=bool)
+        mask[full[keep]] = True
+        self._fe_keep = mask
+        self.exog_names = [n for n, k in zip(self.exog_names, keep) if k]
+
     def _check_levels(self, df: pd.DataFrame) -> None:
         """Refuse levels of categorical columns that the fit never saw (new data)."""
         for col, levels in getattr(self, "levels", {}).items():
@@ -378,12 +392,15 @@ class FormulaSpec(ModelNames):
         n = len(df)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            xy = np.empty((n, self.k_fe + 1))  # one allocation: X, then y
-            _fill(xy[:, : self.k_fe], self._fe_spec.rhs, self._plain[1], df)
+            k_all = len(self._fe_spec.rhs.column_names)
+            xy = np.empty((n, k_all + 1))  # one allocation: X, then y
+            _fill(xy[:, :k_all], self._fe_spec.rhs, self._plain[1], df)
             if response:
-                _fill(xy[:, self.k_fe:], self._fe_spec.lhs, self._plain[0], df)
+                _fill(xy[:, k_all:], self._fe_spec.lhs, self._plain[0], df)
             else:
-                xy[:, self.k_fe] = 0.0
+                xy[:, k_all] = 0.0
+            if self._fe_keep is not None:  # collinear columns dropped after the fit's pass
+                xy = np.ascontiguousarray(xy[:, np.append(self._fe_keep, True)])
             if self._re_spec is not None:
                 z = np.empty((n, self.k_re))
                 _fill(z, self._re_spec, self._plain[2], df)
