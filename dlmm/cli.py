@@ -373,17 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Newton polishing steps after the scipy methods (default 8)")
     o.add_argument("--no-newton", dest="newton_steps", action="store_const", const=0,
                    help="no Newton polishing (--newton-steps 0)")
-    c = fit.add_argument_group("cluster")
-    c.add_argument("--scheduler", metavar="ADDRESS",
-                   help="address of a running Dask scheduler, e.g. tcp://scheduler:8786")
-    c.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",
-                   help="how long to try to connect to --scheduler (default 30)")
-    c.add_argument("--workers", type=_positive_int, metavar="N",
-                   help="embedded cluster: worker processes (default: one per core, at most 8)")
-    c.add_argument("--threads-per-worker", type=_positive_int, metavar="T",
-                   help="embedded cluster: threads per worker (default 1)")
-    c.add_argument("--memory-limit", metavar="M",
-                   help="embedded cluster: memory per worker, e.g. 4GiB (default auto)")
+    # No default timeout here: a --config value must win unless the flag is given.
+    _add_cluster_options(fit, timeout_default=argparse.SUPPRESS)
     out = fit.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="DIR",
                      help="write result.json, summary.txt, random_effects.parquet, ... here "
@@ -496,11 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+def _add_cluster_options(p: argparse.ArgumentParser, timeout_default: Any = 30.0) -> None:
+    """The options choosing the cluster: an existing scheduler or an embedded one."""
     c = p.add_argument_group("cluster")
     c.add_argument("--scheduler", metavar="ADDRESS",
                    help="address of a running Dask scheduler, e.g. tcp://scheduler:8786")
-    c.add_argument("--scheduler-timeout", type=float, default=30.0, metavar="SECONDS",
+    c.add_argument("--scheduler-timeout", type=float, default=timeout_default,
+                   metavar="SECONDS",
                    help="how long to try to connect to --scheduler (default 30)")
     c.add_argument("--workers", type=_positive_int, metavar="N",
                    help="embedded cluster: worker processes (default: one per core, at most 8)")

@@ -132,7 +132,7 @@ def sum_over_batches(block: StatsBlock, batch_func, *args):
     """``batch_func(batch, *args)`` added over the batches of a block in a fixed
     order; ``0`` (the identity of ``+``) for a block without groups."""
     total = 0
-    for batch in block.batches:  # a handful of layouts, not groups
+    for batch in block.batches:  # a handful of layouts
         total = total + batch_func(batch, *args)
     return total
 
@@ -190,7 +190,7 @@ def block_effects(
     re_cov = np.zeros((g, k_re, k_re))
     vc_parts: list[tuple] = []
     batches = []
-    for batch in block.batches:  # a handful of layouts, not groups
+    for batch in block.batches:  # a handful of layouts
         modes, cov = conditional_modes(batch, chol_re, sd_vc, coef)
         cov = cov * scale
         re_modes[batch.index] = modes[:, :k_re]

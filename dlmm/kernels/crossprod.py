@@ -69,7 +69,7 @@ def _sum_by_key(keys: np.ndarray, values: np.ndarray):
     """Unique keys and the column sums of ``values`` (2-d) over equal keys."""
     uniq, inverse = np.unique(keys, return_inverse=True)
     out = np.zeros((uniq.shape[0], values.shape[1]))
-    for j in range(values.shape[1]):  # loop over columns, not groups
+    for j in range(values.shape[1]):  # loop over value columns
         out[:, j] = np.bincount(inverse, weights=values[:, j], minlength=uniq.shape[0])
     return uniq, out
 
