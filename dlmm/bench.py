@@ -176,6 +176,12 @@ def run_bench(
     have_lme4 = "lme4" in peers and lme4_available()
     if "lme4" in peers and not have_lme4:
         log("lme4: Rscript with lme4 and arrow not found; skipped")
+    if "statsmodels" in peers:
+        import importlib.util
+
+        if importlib.util.find_spec("statsmodels") is None:  # a peer, not a dependency
+            log("statsmodels: not installed (pip install statsmodels); skipped")
+            peers = tuple(p for p in peers if p != "statsmodels")
     rows_out = []
     predicted: dict[str, float] = {}
     try:
