@@ -92,6 +92,25 @@ def independent_columns(xtx: np.ndarray, tol: float = 1e-9) -> np.ndarray:
     return keep
 
 
+_GROUP_COLUMN = "__dlmm_groups__"
+
+
+def _attach_groups(data, groups):
+    """Group labels given as values: a column of the data (pandas or Dask)."""
+    if is_path_like(data):
+        raise InputError("with Parquet input, groups must name a column of the data")
+    if hasattr(groups, "npartitions"):  # a Dask Series aligned with a Dask frame
+        return data.assign(**{_GROUP_COLUMN: groups}), _GROUP_COLUMN
+    values = np.asarray(groups)
+    if values.ndim != 1 or values.shape[0] != len(data):
+        raise InputError(f"groups must be a column name or one label per row ({len(data)} "
+                         f"rows), got an array of shape {values.shape}")
+    if hasattr(data, "npartitions"):
+        raise InputError("with a Dask DataFrame, groups must be a column name or a Dask "
+                         "Series")
+    return data.assign(**{_GROUP_COLUMN: values}), _GROUP_COLUMN
+
+
 class MixedLM:
     """Linear mixed-effects model, as statsmodels' ``MixedLM``.
 
@@ -176,13 +195,19 @@ class MixedLM:
         """
         if kwargs:
             raise InputError(f"unknown option {next(iter(kwargs))!r} for from_formula")
+        group_label = None
         if groups is not None and not isinstance(groups, str):
-            raise InputError("groups must be the name of a column (or None for one group)")
+            # statsmodels also takes the labels themselves (an array or Series with
+            # one label per row); they become a column, and the name is "Group".
+            data, groups = _attach_groups(data, groups)
+            group_label = "Group"
         if subset is not None:
             if is_path_like(data):
                 raise InputError("subset needs a DataFrame; filter the Parquet data instead")
             data = data[subset]
         spec = FormulaSpec(formula, groups, re_formula=re_formula, vc_formula=vc_formula)
+        if group_label is not None:
+            spec.group_name = group_label
         model = cls.__new__(cls)
         model._setup(spec, data, True, missing, client, drop_collinear)
         return model

@@ -234,3 +234,20 @@ def test_drop_collinear_in_the_arrays_form(data):
     assert got.fe_params.index.tolist() == ["const", "x1", "x3"]
     with pytest.raises(InputError, match="collinear"):
         dlmm.MixedLM(data["y"].to_numpy(), exog, data["g"].to_numpy()).fit()
+
+
+def test_groups_given_as_labels_like_statsmodels(data):
+    by_name = dlmm.mixedlm("y ~ x1", data, groups="g", re_formula="~x1").fit()
+    by_values = dlmm.mixedlm("y ~ x1", data, groups=data["g"].to_numpy(),
+                             re_formula="~x1").fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = smf.mixedlm("y ~ x1", data, groups=data["g"].to_numpy(),
+                               re_formula="~x1").fit()
+    assert by_values.params.index.tolist() == expected.params.index.tolist()  # "Group Var"
+    assert by_values.llf == pytest.approx(by_name.llf, rel=1e-12)
+    np.testing.assert_allclose(by_values.params.to_numpy(), by_name.params.to_numpy(),
+                               rtol=1e-10)
+    assert "__dlmm_groups__" not in data.columns  # the caller's frame is untouched
+    with pytest.raises(InputError, match="one label per row"):
+        dlmm.mixedlm("y ~ x1", data, groups=np.arange(3)).fit()

@@ -369,7 +369,9 @@ def test_bad_options_are_named(df):
             missing="omit")
     _raises(df, "unknown option 'foo' for fit", groups="g", fit_kw={"foo": 1})
     _raises(df, "unknown option 'foo' for from_formula", groups="g", foo=3)
-    _raises(df, "groups must be the name of a column (or None for one group)", groups=["g"])
+    # groups takes a column name or, as in statsmodels, one label per row.
+    _raises(df, "groups must be a column name or one label per row (200 rows), got an "
+            "array of shape (1,)", groups=["g"])
     _raises([1, 2, 3], "data must be a pandas DataFrame, a Dask DataFrame or a Parquet path, "
             "got list", groups="g")
 
