@@ -65,6 +65,22 @@ def _rank_check(xtx: np.ndarray, names: list[str], random: bool = False) -> None
         )
 
 
+def _log_diagnostics(diag: dict) -> None:
+    """lme4-style convergence checks in the log: a line always, a warning when one
+    fails (scaled gradient above lme4's 2e-3, or a Hessian that is not negative
+    definite away from the boundary)."""
+    logger.info(
+        "diagnostics: max|grad| %.3g, max|H^-1 grad| %.3g, Hessian negative definite: %s, "
+        "singular: %s", diag["grad_max"], diag["scaled_grad_max"],
+        diag["hessian_negative_definite"], diag["singular"])
+    if diag["scaled_grad_max"] > 2e-3:
+        logger.warning("lme4-style check: scaled gradient %.3g above 2e-3; the optimum may "
+                       "not be reached", diag["scaled_grad_max"])
+    if not diag["hessian_negative_definite"] and not diag["singular"]:
+        logger.warning("lme4-style check: the Hessian is not negative definite at the "
+                       "estimate; the model may be nearly unidentifiable")
+
+
 def independent_columns(xtx: np.ndarray, tol: float = 1e-9) -> np.ndarray:
     """Columns kept, in order, by an incremental Cholesky factorization of the
     scaled cross-product: a column is dropped when it is (numerically) a linear
@@ -602,7 +618,9 @@ class MixedLM:
         chol, sd = self._unpack_sqrt(outcome.x)
         value = self._value(chol, sd, self.reml)
         freepat = None if free is None else np.concatenate([np.ones(self.k_fe), mask])
-        return MixedLMResults(self, value, chol, sd, outcome, stats, freepat=freepat)
+        result = MixedLMResults(self, value, chol, sd, outcome, stats, freepat=freepat)
+        _log_diagnostics(result.diagnostics)
+        return result
 
     def _free_mask(self, free) -> np.ndarray:
         """0/1 over the packed covariance parameters from statsmodels' ``free``."""

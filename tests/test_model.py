@@ -251,3 +251,15 @@ def test_groups_given_as_labels_like_statsmodels(data):
     assert "__dlmm_groups__" not in data.columns  # the caller's frame is untouched
     with pytest.raises(InputError, match="one label per row"):
         dlmm.mixedlm("y ~ x1", data, groups=np.arange(3)).fit()
+
+
+def test_diagnostics_are_logged(data, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="dlmm"):
+        result = dlmm.mixedlm("y ~ x1", data, groups="g", re_formula="~x1").fit()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("diagnostics")]
+    assert len(lines) == 1
+    assert f"max|grad| {result.diagnostics['grad_max']:.3g}" in lines[0]
+    assert "Hessian negative definite: True" in lines[0]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
