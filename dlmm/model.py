@@ -335,7 +335,7 @@ class MixedLM:
             raise InputError(
                 f"column {labels[worst]!r} has {int(missing[worst])} missing values "
                 f"(rows with missing values by column: {detail}); "
-                "pass missing='drop' to drop those rows"
+                "pass missing='drop' (dlmm fit --missing drop) to drop those rows"
             )
         if totals.n_dropped:
             msg = f"dropped {int(totals.n_dropped)} rows with missing values"

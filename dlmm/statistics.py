@@ -51,16 +51,12 @@ def chunk_crossproducts(frame: pd.DataFrame, spec) -> ChunkResult:
     return ChunkResult(KeyedCrossProducts(labels, cp), totals)
 
 
-def _totals(result: ChunkResult) -> RowTotals:
-    return result.totals
-
-
-def _chunk_info(result: ChunkResult):
-    """(groups in the chunk, first label, last label); labels are sorted."""
+def _chunk_summary(result: ChunkResult):
+    """The chunk's row totals and (groups in it, first label, last label)."""
     labels = result.keyed.labels
     if labels.shape[0] == 0:
-        return (0, None, None)
-    return (labels.shape[0], labels[0], labels[-1])
+        return result.totals, (0, None, None)
+    return result.totals, (labels.shape[0], labels[0], labels[-1])
 
 
 GROUPS_PER_BLOCK = 250_000
@@ -177,8 +173,9 @@ def one_pass(spec, backend: Backend, progress=None) -> SufficientStatistics:
     """
     start = time.perf_counter()
     chunks = backend.map_chunks(lambda frame: chunk_crossproducts(frame, spec), progress)
-    totals = ordered_sum(backend.gather(backend.map(_totals, chunks)))
-    infos = backend.gather(backend.map(_chunk_info, chunks))
+    summary = backend.gather(backend.map(_chunk_summary, chunks))  # one round trip
+    totals = ordered_sum([t for t, _ in summary])
+    infos = [i for _, i in summary]
     slot_component = spec.slot_component
     n_blocks = plan_blocks(sum(i[0] for i in infos), backend.parallelism)
 

@@ -101,7 +101,8 @@ def with_nan(df) -> pd.DataFrame:
 def test_nan_stops_with_column_and_count(with_nan, missing):
     _raises(with_nan,
             "column 'x1' has 3 missing values (rows with missing values by column: "
-            "'y': 1, 'x1': 3); pass missing='drop' to drop those rows",
+            "'y': 1, 'x1': 3); pass missing='drop' (dlmm fit --missing drop) to drop those "
+            "rows",
             groups="g", missing=missing)
 
 
