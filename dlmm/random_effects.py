@@ -18,6 +18,14 @@ from .kernels.block import BlockEffects
 from .kernels.predict import random_part
 
 
+def modes_only(effects: BlockEffects) -> BlockEffects:
+    """The block's predicted effects without their conditional covariances (what
+    predictions need, a fraction of the size)."""
+    return BlockEffects(effects.labels, effects.re_modes, np.zeros((0, 0, 0)),
+                        effects.vc_group, effects.vc_slot, effects.vc_modes,
+                        np.zeros(0), [])
+
+
 def table_index_name(group_name: str, re_names: list[str]) -> str:
     """The group column's name, or ``group`` where a random effect has that name
     (statsmodels names the random intercept after the group column)."""

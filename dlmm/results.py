@@ -25,6 +25,7 @@ from .optimize.driver import OptimizeResult
 from .random_effects import (
     EffectsLookup,
     effect_names,
+    modes_only,
     re_frame,
     table_index_name,
     vc_frame,
@@ -450,7 +451,12 @@ class MixedLMResults:
     @cached_property
     def _lookup(self) -> EffectsLookup:
         slot_names, _ = self._slot_info()
-        return EffectsLookup.from_blocks(self._effects, len(slot_names))
+        if "_effects" in self.__dict__:  # already on the driver
+            parts = self._effects
+        else:  # only the modes travel, not the conditional covariances
+            stats = self._require_stats("predictions")
+            parts = stats.backend.gather(stats.backend.map(modes_only, self._effect_handles))
+        return EffectsLookup.from_blocks(parts, len(slot_names))
 
     def _predict_frame(self, backend, random_effects: bool, response: bool):
         from .prediction import predict_chunk
@@ -459,12 +465,13 @@ class MixedLMResults:
         lookup = self._lookup if random_effects else None
         fe = self.fe_params.to_numpy()
 
-        def run(frame):
+        def run(frame, lookup):
             return predict_chunk(frame, spec, fe, lookup, response)
 
         name = "fitted" if response else "predicted"
         meta = pd.Series(dtype=float, name=name)
-        return backend.map_frame(run, meta)
+        # The predicted effects of every group go to each worker once.
+        return backend.map_frame(run, meta, lookup)
 
     @cached_property
     def fittedvalues(self):

@@ -95,8 +95,9 @@ class Backend(ABC):
         """Handles of pandas frames as one frame: pandas here, lazy Dask on a cluster."""
 
     @abstractmethod
-    def map_frame(self, func: Callable[[pd.DataFrame], Any], meta: Any) -> Any:
-        """``func`` on every chunk of the source, as one pandas or lazy Dask object."""
+    def map_frame(self, func: Callable[..., Any], meta: Any, *shared: Any) -> Any:
+        """``func(chunk, *shared)`` on every chunk of the source, as one pandas or lazy
+        Dask object; ``shared`` objects are sent to each worker once, not per chunk."""
 
     def map_sum(self, func: Callable, handles: list[Any], *args) -> Any:
         """``func(h, *args)`` for every handle, added in handle order: one round trip."""

@@ -225,8 +225,9 @@ class DaskBackend(Backend):
             meta = self.client.submit(_empty_like, handles[0], pure=False).result()
         return dd.from_delayed(handles, meta=meta, verify_meta=False)
 
-    def map_frame(self, func: Callable[[pd.DataFrame], Any], meta: Any):
-        return self.frame.map_partitions(func, meta=meta)
+    def map_frame(self, func: Callable[..., Any], meta: Any, *shared: Any):
+        futures = [self.client.scatter(obj, broadcast=True) for obj in shared]
+        return self.frame.map_partitions(func, *futures, meta=meta)
 
     def gather(self, handles: list[Any]) -> list[Any]:
         return self.client.gather(handles)

@@ -65,8 +65,8 @@ class LocalBackend(Backend):
         frames = [h for h in handles if len(h)]
         return pd.concat(frames) if frames else meta
 
-    def map_frame(self, func: Callable[[pd.DataFrame], Any], meta: Any) -> Any:
-        return func(self.frame)
+    def map_frame(self, func: Callable[..., Any], meta: Any, *shared: Any) -> Any:
+        return func(self.frame, *shared)
 
     def gather(self, handles: list[Any]) -> list[Any]:
         return list(handles)
