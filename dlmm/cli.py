@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import InputError
+from .progress import data_pass_progress
 
 logger = logging.getLogger("dlmm")
 
@@ -813,22 +814,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _pass_progress(opts: dict[str, Any]) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar over the data pass on an interactive stderr (rich), else a log
-    line at every tenth of the partitions; nothing with --quiet."""
+    """A progress bar over the data pass on an interactive stderr (text logs), else a
+    log line at every tenth of the partitions; nothing with --quiet."""
     if opts.get("quiet"):
         yield None
-        return
-    if sys.stderr.isatty() and opts.get("log_format", "text") == "text":
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        with Progress("data pass", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      transient=True) as bar:
-            task = bar.add_task("partitions", total=None)
-
-            def update(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            yield update
         return
     last = [-1]
 
@@ -839,7 +828,11 @@ def _pass_progress(opts: dict[str, Any]) -> Iterator[Callable[[int, int], None] 
             _event("data_pass", "data pass: %d/%d partitions", done, total,
                    stage="progress", done=done, total=total)
 
-    yield log
+    if opts.get("log_format", "text") != "text":
+        yield log
+        return
+    with data_pass_progress(log) as callback:
+        yield callback
 
 
 def cmd_summary(args: argparse.Namespace) -> int:

@@ -540,7 +540,8 @@ class MixedLM:
         callback : callable, optional
             Called with each :class:`~dlmm.optimize.driver.LogEntry`.
         progress : bool
-            Print one line per evaluation to stderr.
+            A progress bar over the data pass (on a terminal or in a notebook) and
+            one line per optimizer evaluation on stderr.
 
         Returns
         -------
@@ -555,6 +556,11 @@ class MixedLM:
             if str(name).lower() not in _METHODS:
                 raise InputError(f"unknown method {name!r}; choose from "
                                  f"{', '.join(sorted(_METHODS))}")
+        if progress and self._stats is None:
+            from .progress import data_pass_progress
+
+            with data_pass_progress() as bar:
+                self._ensure_stats(client, bar)
         stats = self._ensure_stats(client)
         self.reml = bool(reml)
         methods = [method] if isinstance(method, str) else list(
