@@ -16,36 +16,16 @@ A loaded result prints its summary, gives its random effects and predicts.
 from __future__ import annotations
 
 import json
-import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .exceptions import InputError
+from .outputs import jsonable, staged_folder
 
 FORMAT = "dlmm.result"
 VERSION = 1
-
-
-def _jsonable(obj):
-    """Numbers, arrays and containers as JSON values (non-finite floats -> None)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (pd.Series, pd.Index)):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _floats(values) -> np.ndarray:
@@ -99,23 +79,16 @@ def save_result(result, path) -> None:
         },
         "files": {"random_effects": "random_effects.parquet"},
     }
-    parent = path.parent if str(path.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
-    try:
+    if path.exists():
+        path.rmdir()  # empty (checked above): staged_folder refuses existing folders
+    with staged_folder(path) as tmp:
         _to_pandas(result.random_effects_table()).to_parquet(tmp / "random_effects.parquet")
         if result.k_vc:
             _to_pandas(result.vc_effects_table()).to_parquet(tmp / "vc_effects.parquet",
                                                              index=False)
             state["files"]["vc_effects"] = "vc_effects.parquet"
         with open(tmp / "result.json", "w", encoding="utf-8") as handle:
-            json.dump(_jsonable(state), handle, indent=1, allow_nan=False)
-        if path.exists():
-            path.rmdir()
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            json.dump(jsonable(state), handle, indent=1, allow_nan=False)
 
 
 def _to_pandas(frame):
