@@ -900,11 +900,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InputError(f"{str(model_dir)!r} was fitted from arrays and cannot predict data")
     # Fail on a missing or unreadable input before any cluster starts.
     frame = read_parquet(args.data)
-    needed = [c for c in spec.columns if c != spec.response
-              and (args.random_effects or c != spec.groups)]
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise InputError(f"column {missing[0]!r} needed for prediction is not in {args.data!r}")
+    spec.check_prediction_columns(frame.columns, args.random_effects, repr(args.data))
     opts = {"scheduler": args.scheduler, "scheduler_timeout": args.scheduler_timeout,
             "workers": args.workers, "threads_per_worker": args.threads_per_worker,
             "memory_limit": args.memory_limit}

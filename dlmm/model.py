@@ -22,7 +22,7 @@ from .objective.params import MixedLMParams, packed_names
 from .objective.profiled import grad_profile, grad_sqrt, profiled_value
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
-from .spec.formula import FormulaSpec
+from .spec.formula import GROUP_VALUES_COLUMN, FormulaSpec
 from .statistics import SufficientStatistics, one_pass
 
 logger = logging.getLogger("dlmm")
@@ -108,15 +108,13 @@ def independent_columns(xtx: np.ndarray, tol: float = 1e-9) -> np.ndarray:
     return keep
 
 
-_GROUP_COLUMN = "__dlmm_groups__"
-
 
 def _attach_groups(data, groups):
     """Group labels given as values: a column of the data (pandas or Dask)."""
     if is_path_like(data):
         raise InputError("with Parquet input, groups must name a column of the data")
     if hasattr(groups, "npartitions"):  # a Dask Series aligned with a Dask frame
-        return data.assign(**{_GROUP_COLUMN: groups}), _GROUP_COLUMN
+        return data.assign(**{GROUP_VALUES_COLUMN: groups}), GROUP_VALUES_COLUMN
     values = np.asarray(groups)
     if values.ndim != 1 or values.shape[0] != len(data):
         raise InputError(f"groups must be a column name or one label per row ({len(data)} "
@@ -124,7 +122,7 @@ def _attach_groups(data, groups):
     if hasattr(data, "npartitions"):
         raise InputError("with a Dask DataFrame, groups must be a column name or a Dask "
                          "Series")
-    return data.assign(**{_GROUP_COLUMN: values}), _GROUP_COLUMN
+    return data.assign(**{GROUP_VALUES_COLUMN: values}), GROUP_VALUES_COLUMN
 
 
 class MixedLM:
@@ -442,14 +440,15 @@ class MixedLM:
         """
         if not profile_fe:
             raise InputError("only profile_fe=True is supported: fixed effects are profiled")
-        if isinstance(params, MixedLMParams) or not self.use_sqrt:
+        if self.use_sqrt and not isinstance(params, MixedLMParams):
+            # The packed factor as given (signs included), not a re-factorization.
+            packed = np.asarray(params, dtype=float)[-(self.k_re2 + self.k_vc):]
+            chol, sd = self._unpack_sqrt(packed)
+        else:
             po = self._params_object(params)
-            value = self._value(po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0)), self.reml)
-            return grad_sqrt(value, po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))) \
-                if self.use_sqrt else grad_profile(value)
-        chol, sd = self._unpack_sqrt(np.asarray(params, dtype=float)[-(self.k_re2 + self.k_vc):])
+            chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
         value = self._value(chol, sd, self.reml)
-        return grad_sqrt(value, chol, sd)
+        return grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
 
     def _unpack_sqrt(self, theta: np.ndarray):
         chol = np.zeros((self.k_re, self.k_re))

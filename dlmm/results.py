@@ -517,15 +517,7 @@ class MixedLMResults:
             return self._predict_frame(stats.backend, random_effects, False)
         backend = open_backend(exog, client)
         spec = self.model.spec
-        needed = [c for c in spec.columns if c != spec.response
-                  and (random_effects or c != getattr(spec, "groups", None))]
-        missing = [c for c in needed if c not in backend.columns]
-        if missing and not (missing == [spec.groups] and not random_effects):
-            if missing[0] == spec.groups and spec.groups == "__dlmm_groups__":
-                raise InputError(
-                    "the fit took its group labels as values, not a column: add them to the "
-                    "new data as column '__dlmm_groups__', or pass random_effects=False")
-            raise InputError(f"column {missing[0]!r} needed for prediction is not in the data")
+        spec.check_prediction_columns(backend.columns, random_effects)
         return self._predict_frame(backend.select([c for c in spec.columns
                                                    if c in backend.columns]),
                                    random_effects, False)

@@ -26,6 +26,9 @@ from formulaic.errors import FormulaicError
 from ..exceptions import InputError
 from .design import ChunkDesign, ModelNames, scan_rows
 
+#: The column that holds group labels given as values (``groups=array``).
+GROUP_VALUES_COLUMN = "__dlmm_groups__"
+
 _NO_RE = {"0", "-1", "0 +", "~0", "~ 0", "~-1", "~ -1", "0+", "~0+"}
 
 
@@ -350,6 +353,21 @@ class FormulaSpec(ModelNames):
         return self
 
     # -- applying -------------------------------------------------------------
+
+    def check_prediction_columns(self, available, random_effects: bool = True,
+                                 where: str = "the data") -> None:
+        """Raise unless new data have every column a prediction reads (the response
+        is not needed; the group column only with ``random_effects``)."""
+        names = {str(c) for c in available}
+        missing = [c for c in self.columns if c != self.response and c not in names
+                   and (random_effects or c != self.groups)]
+        if not missing:
+            return
+        if missing[0] == self.groups and self.groups == GROUP_VALUES_COLUMN:
+            raise InputError(
+                "the fit took its group labels as values, not a column: add them to the "
+                f"new data as column {GROUP_VALUES_COLUMN!r}, or pass random_effects=False")
+        raise InputError(f"column {missing[0]!r} needed for prediction is not in {where}")
 
     def drop_fixed_columns(self, keep: np.ndarray) -> None:
         """Leave out fixed-effect columns (``keep`` over the current ones)."""
