@@ -8,9 +8,9 @@
 
 from .compare import LRTestResult, lrtest
 from .exceptions import CollinearityWarning, ConvergenceWarning, InputError
+from .io.saved_result import load_result
 from .model import MissingDataWarning, MixedLM, mixedlm
 from .objective.params import MixedLMParams
-from .persistence import load_result
 from .results import MixedLMResults
 
 __version__ = "0.1.0"

@@ -338,7 +338,7 @@ def write_report(doc: dict, output: str | os.PathLike) -> dict[str, str]:
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": str(out / "bench.json"), "table": str(out / "bench.txt")}
-    from .outputs import jsonable
+    from .io.jsonable import jsonable
 
     (out / "bench.json").write_text(json.dumps(jsonable(doc), indent=1, allow_nan=False))
     (out / "bench.txt").write_text(format_table(doc) + "\n")

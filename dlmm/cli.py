@@ -11,7 +11,7 @@ dlmm.cli`` is the same command.
     ``--output DIR`` it writes ``DIR/result.json`` (schema ``dlmm.result/1``),
     ``summary.txt``, ``random_effects.parquet``, ``vc_effects.parquet``,
     ``model/`` (for ``dlmm.load_result``) and with ``--fitted``
-    ``fitted.parquet/`` (see :mod:`dlmm.outputs`) into a temporary sibling
+    ``fitted.parquet/`` (see :mod:`dlmm.io.result_folder`) into a temporary sibling
     folder renamed into place when complete (a failed run leaves no folder);
     without it, the summary goes to stdout. Every option can be given in a
     TOML file (``--config``; keys are the long option names, with ``-`` or
@@ -159,7 +159,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message and the event's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from .outputs import jsonable
+        from .io.jsonable import jsonable
 
         obj: dict[str, Any] = {
             "time": _dt.datetime.fromtimestamp(record.created, _dt.timezone.utc)
@@ -753,7 +753,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     import dlmm
 
     from .distributed.sources import read_parquet
-    from .outputs import check_output_folder, write_outputs
+    from .io.folders import check_output_folder
+    from .io.result_folder import write_outputs
 
     t0 = time.perf_counter()
     opts = args.options
@@ -837,7 +838,7 @@ def _pass_progress(opts: dict[str, Any]) -> Iterator[Callable[[int, int], None] 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """``dlmm summary``: print ``summary.txt`` of an output folder."""
-    from .outputs import SUMMARY_FILE, read_result
+    from .io.result_folder import SUMMARY_FILE, read_result
 
     folder = Path(args.result_dir)
     if not folder.is_dir():
@@ -888,8 +889,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """``dlmm predict``: predictions for new data, written as a Parquet folder."""
     from .distributed.sources import read_parquet
-    from .outputs import check_output_folder, staged_folder
-    from .persistence import load_result
+    from .io.folders import check_output_folder, staged_folder
+    from .io.saved_result import load_result
 
     check_output_folder(args.output, args.overwrite)
     folder = Path(args.result_dir)

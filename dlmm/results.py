@@ -540,9 +540,9 @@ class MixedLMResults:
 
     def save(self, path) -> None:
         """Write the result to a folder: JSON estimates and metadata, Parquet random
-        effects, never pickle (see :mod:`dlmm.persistence`); read it with
+        effects, never pickle (see :mod:`dlmm.io.saved_result`); read it with
         :func:`dlmm.load_result`."""
-        from .persistence import save_result
+        from .io.saved_result import save_result
 
         save_result(self, path)
 

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from .exceptions import InputError
-from .outputs import staged_folder
+from .io.folders import staged_folder
 
 logger = logging.getLogger("dlmm")
 

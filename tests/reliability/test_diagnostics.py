@@ -17,7 +17,8 @@ import pytest
 
 import dlmm
 from dlmm import ConvergenceWarning
-from dlmm.outputs import jsonable, result_document
+from dlmm.io.jsonable import jsonable
+from dlmm.io.result_folder import result_document
 from tests.reliability.helpers import sm_profile_loglike, sqrt_params, statsmodels_fit
 from tests.simulate import grouped_data
 

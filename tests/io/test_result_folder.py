@@ -1,4 +1,4 @@
-"""``dlmm.outputs``: the result.json schema and the all-or-nothing output folder."""
+"""``dlmm.io``: the result.json schema and the all-or-nothing output folder."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 import dlmm
-from dlmm.outputs import (
+from dlmm.io.folders import check_output_folder
+from dlmm.io.jsonable import jsonable
+from dlmm.io.result_folder import (
     ARTIFACTS,
     RESULT_FILE,
     SCHEMA,
     SUMMARY_FILE,
-    check_output_folder,
-    jsonable,
     read_result,
     result_document,
     write_outputs,

@@ -1,4 +1,4 @@
-"""The output folder of ``dlmm fit``: ``result.json`` (schema ``dlmm.result/1``) and friends.
+"""The output folder of a fit: ``result.json`` (schema ``dlmm.result/1``) and friends.
 
 A fit's outputs are written into a temporary sibling of the output folder
 (``.NAME.tmp-XXXX``) and renamed into place only when every file is complete,
@@ -25,7 +25,7 @@ Files
     they share with the driver.
 ``model/``
     The result as saved by ``result.save`` (its own format, see
-    :mod:`dlmm.persistence`): ``dlmm.load_result(DIR / "model")`` gives back a
+    :mod:`dlmm.io.saved_result`): ``dlmm.load_result(DIR / "model")`` gives back a
     result that summarizes and predicts.
 
 Each file is made by one *artifact writer* ``writer(context, folder) -> name
@@ -81,20 +81,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
-import platform
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .exceptions import InputError
+from ..exceptions import InputError
+from .folders import staged_folder
+from .jsonable import jsonable, versions
 
 SCHEMA = "dlmm.result/1"
 RESULT_FILE = "result.json"
@@ -103,67 +100,6 @@ RANDOM_EFFECTS_FILE = "random_effects.parquet"
 VC_EFFECTS_FILE = "vc_effects.parquet"
 FITTED_FILE = "fitted.parquet"
 MODEL_DIR = "model"
-
-
-# -- JSON -------------------------------------------------------------------------
-
-
-def jsonable(obj: Any) -> Any:
-    """``obj`` as plain JSON values: numpy and pandas to lists/numbers, NaN to None.
-
-    Parameters
-    ----------
-    obj : Any
-        Nested dicts, lists, tuples, numpy arrays and scalars, pandas Series or
-        DataFrames, dataclasses; anything else becomes its ``str``.
-
-    Returns
-    -------
-    Any
-        Something ``json.dumps(..., allow_nan=False)`` accepts.
-    """
-    import pandas as pd
-
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, (int, np.integer)) and not isinstance(obj, np.bool_):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, pd.Series):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, pd.DataFrame):
-        return {"names": [str(c) for c in obj.columns], "index": [str(i) for i in obj.index],
-                "matrix": jsonable(obj.to_numpy())}
-    if isinstance(obj, np.ndarray):
-        return [jsonable(v) for v in obj.tolist()] if obj.ndim else jsonable(obj.item())
-    if isinstance(obj, (list, tuple, set)):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "__dataclass_fields__"):
-        return {k: jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
-    return str(obj)
-
-
-def versions() -> dict[str, str]:
-    """Versions of dlmm, its main dependencies, Python and the platform."""
-    from importlib import metadata
-
-    from . import __version__
-
-    out = {"dlmm": __version__}
-    for dist in ("dask", "distributed", "numpy", "scipy", "pandas", "pyarrow", "formulaic"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    out["python"] = platform.python_version()
-    out["platform"] = platform.platform()
-    return out
 
 
 # -- result.json --------------------------------------------------------------------
@@ -359,101 +295,6 @@ def write_model(context: OutputContext, folder: Path) -> str | None:
 #: it wrote or None. Append a writer to add a file.
 ARTIFACTS: list[ArtifactWriter] = [write_summary, write_random_effects, write_vc_effects,
                                    write_fitted, write_model]
-
-
-# -- the folder ---------------------------------------------------------------------
-
-
-def check_output_folder(path: str | os.PathLike, overwrite: bool = False,
-                        option: str = "--output") -> Path:
-    """Refuse an output folder before any work is done.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        The folder to write.
-    overwrite : bool
-        Whether an existing folder may be replaced.
-    option : str
-        Name of the option, for the error message.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    InputError
-        ``path`` exists (and not ``overwrite``), is a file, or its nearest
-        existing parent is not a writable folder.
-    """
-    out = Path(path)
-    if out.exists() or out.is_symlink():
-        if not out.is_dir():
-            raise InputError(f"{option} {str(out)!r} exists and is not a folder")
-        if not overwrite:
-            raise InputError(
-                f"{option} folder {str(out)!r} exists; pass --overwrite to replace it"
-            )
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{option} {str(out)!r}: cannot write in {str(parent)!r}")
-    return out
-
-
-@contextmanager
-def staged_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """A temporary sibling of ``path`` to fill; renamed to ``path`` on success.
-
-    On an exception the temporary folder is removed and ``path`` is left as
-    it was. With ``overwrite`` an existing ``path`` is replaced (moved aside,
-    then deleted once the new folder is in place).
-
-    Parameters
-    ----------
-    path : str or PathLike
-    overwrite : bool
-
-    Yields
-    ------
-    Path
-        The temporary folder.
-    """
-    out = check_output_folder(path, overwrite)
-    parent = out.absolute().parent
-    created = [p for p in [parent, *parent.parents] if not p.exists()]
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
-        yield tmp
-        _move_into_place(tmp, out, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in created:  # innermost first; only the empty ones we made
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
-
-
-def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
-    old = None
-    if out.exists():
-        if not overwrite:  # appeared while we worked
-            raise InputError(f"folder {str(out)!r} exists; pass --overwrite to replace it")
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.absolute().parent))
-        os.replace(out, old / out.name)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old / out.name, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = False,

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .exceptions import InputError
-from .outputs import jsonable, staged_folder
+from ..exceptions import InputError
+from .folders import staged_folder
+from .jsonable import jsonable
 
 FORMAT = "dlmm.result"
 VERSION = 1
@@ -96,16 +97,16 @@ def _to_pandas(frame):
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
 
 def load_result(path):
     """Read a result written by :meth:`MixedLMResults.save`."""
-    from .random_effects import EffectsLookup
-    from .results import MixedLMResults
-    from .spec.formula import FormulaSpec
+    from ..random_effects import EffectsLookup
+    from ..results import MixedLMResults
+    from ..spec.formula import FormulaSpec
 
     path = Path(path)
     file = path / "result.json"

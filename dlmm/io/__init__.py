@@ -1,0 +1,1 @@
+"""Reading and writing results: atomic folders, JSON encoding, the saved-result format."""
