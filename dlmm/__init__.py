@@ -6,12 +6,11 @@
     print(result.summary())
 """
 
-from .compare import LRTestResult, lrtest
 from .exceptions import CollinearityWarning, ConvergenceWarning, InputError
 from .io.saved_result import load_result
 from .model import MissingDataWarning, MixedLM, mixedlm
 from .objective.params import MixedLMParams
-from .results import MixedLMResults
+from .results import LRTestResult, MixedLMResults, lrtest
 
 __version__ = "0.1.0"
 

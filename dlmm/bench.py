@@ -70,7 +70,7 @@ def _floor_seconds(path: Path, formula: str, re_formula: str) -> float:
     import pyarrow.parquet as pq
 
     from .spec.formula import FormulaSpec
-    from .statistics import chunk_crossproducts
+    from .structure.grouped import chunk_crossproducts
 
     spec = FormulaSpec(formula, "g", re_formula=re_formula)
     start = time.perf_counter()

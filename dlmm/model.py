@@ -16,14 +16,22 @@ from typing import Any
 import numpy as np
 
 from .distributed.sources import check_parquet_columns, is_path_like, open_backend
-from .exceptions import ConvergenceWarning, InputError
+from .exceptions import CollinearityWarning, ConvergenceWarning, InputError
+from .objective.free import free_mask, restricted
 from .objective.hessian import profiled_hessian, sqrt_hessian
 from .objective.params import MixedLMParams, packed_names
 from .objective.profiled import grad_profile, grad_sqrt, profiled_value
+from .objective.rank import check_full_rank, independent_columns
+from .objective.start import (
+    MOMENT_MIN_GROUPS,
+    default_start,
+    moment_estimate,
+    ols_coefficients,
+)
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
 from .spec.formula import GROUP_VALUES_COLUMN, FormulaSpec
-from .statistics import SufficientStatistics, one_pass
+from .structure import RandomEffectsStatistics, collect_statistics
 
 logger = logging.getLogger("dlmm")
 
@@ -34,35 +42,6 @@ _SAMPLE_ROWS = 2000
 
 class MissingDataWarning(UserWarning):
     """Rows with missing values were dropped (``missing="drop"``)."""
-
-
-def _rank_check(xtx: np.ndarray, names: list[str], random: bool = False) -> None:
-    """Raise if the fixed-effects (or with ``random``, the random-effects) design is
-    rank deficient, naming the columns."""
-    what = "random effects" if random else "fixed effects"
-    adjective = "random-effects" if random else "fixed-effects"
-    p = xtx.shape[0]
-    if p == 0:
-        return
-    norms = np.sqrt(np.clip(np.diag(xtx), 0, None))
-    zero = [names[j] for j in range(p) if norms[j] == 0]
-    if zero:
-        raise InputError(
-            f"{adjective} column {zero[0]!r} is all zero in the rows used; drop it from "
-            "the formula"
-        )
-    corr = xtx / np.outer(norms, norms)
-    w, v = np.linalg.eigh(corr)
-    tol = max(p, 1) * np.finfo(float).eps * 1e3 * max(w.max(), 1.0)
-    null = v[:, w <= tol]
-    if null.shape[1]:
-        involved = [names[j] for j in range(p) if np.any(np.abs(null[j]) > 1e-6)]
-        rank = p - null.shape[1]
-        columns = "random-effects columns" if random else "columns"
-        raise InputError(
-            f"{what} are collinear (rank {rank} of {p}): {columns} "
-            f"{', '.join(repr(c) for c in involved)} are linearly dependent; drop one"
-        )
 
 
 def _log_diagnostics(diag: dict) -> None:
@@ -79,34 +58,6 @@ def _log_diagnostics(diag: dict) -> None:
     if not diag["hessian_negative_definite"] and not diag["singular"]:
         logger.warning("lme4-style check: the Hessian is not negative definite at the "
                        "estimate; the model may be nearly unidentifiable")
-
-
-def independent_columns(xtx: np.ndarray, tol: float = 1e-9) -> np.ndarray:
-    """Columns kept, in order, by an incremental Cholesky factorization of the
-    scaled cross-product: a column is dropped when it is (numerically) a linear
-    combination of the columns kept before it, as lme4 drops them."""
-    p = xtx.shape[0]
-    norms = np.sqrt(np.clip(np.diag(xtx), 0, None))
-    keep = np.zeros(p, dtype=bool)
-    chol = np.zeros((0, 0))
-    for j in range(p):  # loop over columns
-        if norms[j] == 0:
-            continue
-        idx = np.flatnonzero(keep)
-        cross = xtx[idx, j] / (norms[idx] * norms[j])
-        low = np.linalg.solve(chol, cross) if idx.size else np.zeros(0)
-        rest = 1.0 - low @ low
-        if rest <= tol:
-            continue
-        k = idx.size
-        grown = np.zeros((k + 1, k + 1))
-        grown[:k, :k] = chol
-        grown[k, :k] = low
-        grown[k, k] = np.sqrt(rest)
-        chol = grown
-        keep[j] = True
-    return keep
-
 
 
 def _attach_groups(data, groups):
@@ -173,7 +124,7 @@ class MixedLM:
         self.drop_collinear = bool(drop_collinear)
         self.reml = True
         self._client = client
-        self._stats: SufficientStatistics | None = None
+        self._stats: RandomEffectsStatistics | None = None
         self._stats_client: Any = None
         self._backend = None
         self._learned = isinstance(spec, ArraySpec)
@@ -264,7 +215,7 @@ class MixedLM:
         self._ensure_stats(client, progress)
         return self
 
-    def _ensure_stats(self, client=None, progress=None) -> SufficientStatistics:
+    def _ensure_stats(self, client=None, progress=None) -> RandomEffectsStatistics:
         client = client if client is not None else self._client
         if self._stats is not None and (client is None or client is self._stats_client):
             return self._stats
@@ -275,25 +226,20 @@ class MixedLM:
             backend = backend.select(self.spec.columns) if backend.columns != self.spec.columns \
                 else backend
         with self._reading_errors():
-            stats = one_pass(self.spec, backend, progress)
+            stats = collect_statistics(self.spec, backend, progress)
         self._check_stats(stats)
         self._stats = stats
         return stats
 
-    def _drop_collinear(self, stats: SufficientStatistics) -> None:
+    def _drop_collinear(self, stats: RandomEffectsStatistics) -> None:
         """Drop fixed-effect columns that depend on earlier ones (lme4's way), from
-        the persisted statistics and from the specification (for predictions)."""
-        from .exceptions import CollinearityWarning
-        from .kernels.block import select_xy_columns
-
+        the statistics and from the specification (for predictions)."""
         p = self.spec.k_fe
         keep = independent_columns(stats.totals.xy_cross[:p, :p])
         if keep.all():
             return
         dropped = [n for n, k in zip(self.exog_names, keep) if not k]
-        keep_xy = np.concatenate([keep, [True]])
-        stats.totals.xy_cross = stats.totals.xy_cross[np.ix_(keep_xy, keep_xy)]
-        stats.blocks = stats.backend.map(select_xy_columns, stats.blocks, keep_xy)
+        stats.drop_fixed_columns(np.concatenate([keep, [True]]))
         self.spec.drop_fixed_columns(keep)
         msg = (f"fixed effects are rank deficient: dropped {len(dropped)} column(s) "
                f"{', '.join(map(repr, dropped))} (drop_collinear=True)")
@@ -314,7 +260,7 @@ class MixedLM:
             raise InputError(f"cannot read Parquet data {str(self.data)!r}: "
                              f"{type(exc).__name__}: {text}") from None
 
-    def _check_stats(self, stats: SufficientStatistics) -> None:
+    def _check_stats(self, stats: RandomEffectsStatistics) -> None:
         totals = stats.totals
         labels = self.spec.column_labels
         infinite = np.asarray(totals.infinite_by_column)
@@ -350,8 +296,9 @@ class MixedLM:
             raise InputError(f"{int(totals.n_rows)} rows cannot fit {p} fixed effects")
         if self.drop_collinear:
             self._drop_collinear(stats)
-        _rank_check(stats.totals.xy_cross[: self.spec.k_fe, : self.spec.k_fe], self.exog_names)
-        _rank_check(totals.z_cross, self.exog_re_names, random=True)
+        check_full_rank(stats.totals.xy_cross[: self.spec.k_fe, : self.spec.k_fe],
+                        self.exog_names)
+        check_full_rank(totals.z_cross, self.exog_re_names, random=True)
 
     # -- statsmodels attributes -------------------------------------------------
 
@@ -459,52 +406,22 @@ class MixedLM:
 
     def _start(self, start_params, moments: bool = True) -> np.ndarray:
         """Start values (sqrt parameterization): ``start_params``, else moment
-        estimates when there are enough groups (at least 500) for them to be
-        informative, else statsmodels' ``Psi = I``, ``vcomp / scale = 1``."""
+        estimates when there are enough groups for them to be informative (see
+        :mod:`dlmm.objective.start`), else statsmodels' ``Psi = I``, ``vcomp / scale = 1``."""
         if start_params is not None:
             po = self._params_object(start_params)
         else:
-            many = self._ensure_stats().n_groups >= 500
-            po = self._moment_start() if moments and many else None
+            stats = self._ensure_stats()
+            po = None
+            if moments and stats.n_groups >= MOMENT_MIN_GROUPS:
+                try:
+                    coef, sigma2 = ols_coefficients(stats.totals.xy_cross, stats.totals.n_rows)
+                    po = moment_estimate(stats.moment_pieces(coef), sigma2, self.k_re)
+                except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):
+                    po = None
             if po is None:
-                po = MixedLMParams.from_components(
-                    cov_re=np.eye(self.k_re), vcomp=np.ones(self.k_vc))
+                po = default_start(self.k_re, self.k_vc)
         return po.get_packed(use_sqrt=True, has_fe=False)
-
-    def _moment_start(self) -> MixedLMParams | None:
-        """Method-of-moments start from one map-reduce over the persisted blocks.
-
-        With OLS residuals ``r_i`` and ``w_i = A_i' r_i``,
-        ``E[w_i w_i'] ~ scale (G_i B G_i + G_i)``; summed over groups, the
-        equations for the standard random-effect block (and the trace of each
-        component's block) are linear in the profile parameters and solved by
-        least squares, then moved inside the parameter space (eigenvalues and
-        variances at least 0.01). None when the moments do not identify them.
-        """
-        from .kernels.hessian import block_moment_pieces
-
-        stats = self._ensure_stats()
-        k_mat = stats.totals.xy_cross
-        p = self.k_fe
-        n = stats.totals.n_rows
-        try:
-            beta = np.linalg.solve(k_mat[:p, :p], k_mat[:p, p]) if p else np.zeros(0)
-            coef = np.concatenate([-beta, [1.0]])
-            sigma2 = float(coef @ k_mat @ coef) / max(n - p, 1.0)
-            pieces = stats.backend.map_sum(block_moment_pieces, stats.blocks, coef)
-            theta = np.linalg.lstsq(pieces.design, pieces.lhs / sigma2 - pieces.g, rcond=None)[0]
-        except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):
-            return None
-        if not np.all(np.isfinite(theta)) or sigma2 <= 0:
-            return None
-        tri = np.zeros((self.k_re, self.k_re))
-        tri[np.tril_indices(self.k_re)] = theta[: self.k_re2]
-        psi = tri + tri.T - np.diag(np.diag(tri))
-        if self.k_re:
-            w, v = np.linalg.eigh(psi)
-            psi = (v * np.maximum(w, 0.01)) @ v.T
-        vc = np.maximum(theta[self.k_re2:], 0.01)
-        return MixedLMParams.from_components(cov_re=psi, vcomp=vc)
 
     def fit(self, start_params=None, reml: bool = True, method=None, client=None,
             maxiter: int = 2000, callback=None, progress: bool = False,
@@ -592,20 +509,10 @@ class MixedLM:
             return value.llf, grad_sqrt(value, chol, sd), hess
 
         x0 = self._start(start_params)
-        mask = self._free_mask(free)
+        mask = free_mask(free, self.k_fe, self.k_re, self.k_vc, self.param_names[self.k_fe:])
         free_idx = np.flatnonzero(mask)
-
-        def fun_free(x):
-            theta = x0.copy()
-            theta[free_idx] = x
-            llf, grad = fun(theta)
-            return llf, grad[free_idx]
-
-        def hess_free(x):
-            theta = x0.copy()
-            theta[free_idx] = x
-            llf, grad, hess = fun_hess(theta)
-            return llf, grad[free_idx], hess[np.ix_(free_idx, free_idx)]
+        fun_free = restricted(fun, x0, mask)
+        hess_free = restricted(fun_hess, x0, mask)
 
         outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                            maxiter=maxiter, callback=callback, newton_steps=newton_steps,
@@ -623,28 +530,9 @@ class MixedLM:
         chol, sd = self._unpack_sqrt(outcome.x)
         value = self._value(chol, sd, self.reml)
         freepat = None if free is None else np.concatenate([np.ones(self.k_fe), mask])
-        result = MixedLMResults(self, value, chol, sd, outcome, stats, freepat=freepat)
+        result = MixedLMResults.from_fit(self, value, chol, sd, outcome, stats, freepat=freepat)
         _log_diagnostics(result.diagnostics)
         return result
-
-    def _free_mask(self, free) -> np.ndarray:
-        """0/1 over the packed covariance parameters from statsmodels' ``free``."""
-        m = self.k_re2 + self.k_vc
-        if free is None:
-            return np.ones(m)
-        if isinstance(free, MixedLMParams):
-            mask = np.concatenate([np.asarray(free.cov_re, dtype=float)[np.tril_indices(self.k_re)],
-                                   np.asarray(free.vcomp, dtype=float)])
-        else:
-            mask = np.asarray(free, dtype=float).ravel()
-            if mask.shape[0] == self.k_fe + m:
-                mask = mask[self.k_fe:]
-        if mask.shape[0] != m or not np.all(np.isin(mask, (0.0, 1.0))):
-            raise InputError(
-                f"free must be a 0/1 pattern over the {m} covariance parameters "
-                f"({', '.join(self.param_names[self.k_fe:])})"
-            )
-        return mask
 
 
 def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict | None = None,

@@ -104,8 +104,9 @@ def _version() -> str:
 
 def load_result(path):
     """Read a result written by :meth:`MixedLMResults.save`."""
-    from ..random_effects import EffectsLookup
-    from ..results import MixedLMResults
+    from ..results.effects import EffectNames, LoadedEffects
+    from ..results.estimates import Estimates, FitFacts, Inference
+    from ..results.results import MixedLMResults
     from ..spec.formula import FormulaSpec
 
     path = Path(path)
@@ -124,66 +125,37 @@ def load_result(path):
     spec_state = state["spec"]
     spec = FormulaSpec.from_dict(spec_state) if spec_state["kind"] == "formula" else None
 
-    result = MixedLMResults.__new__(MixedLMResults)
-    result.model = _LoadedModel(spec)
-    result._stats = None
     k_re = len(names["exog_re_names"])
-    result._set_estimates(
+    estimates = Estimates(
         exog_names=names["exog_names"], exog_re_names=names["exog_re_names"],
-        vc_names=names["vc_names"], fe=_floats(est["fe_params"]),
-        psi=_matrix(est["cov_re_unscaled"], k_re), v=_floats(est["vcomp_unscaled"]),
-        scale=est["scale"], llf=est["llf"], reml=est["reml"],
+        vc_names=names["vc_names"], fe_params=_floats(est["fe_params"]),
+        cov_re_unscaled=_matrix(est["cov_re_unscaled"], k_re),
+        vcomp_unscaled=_floats(est["vcomp_unscaled"]), scale=est["scale"], llf=est["llf"],
+        reml=est["reml"],
     )
-    k = len(result.param_names)
-    result._cov = _matrix(state["cov_params"], k)
-    result.hessian = _matrix(state["hessian"], k)
-    result.hessian_singular = False
-    result.freepat = None if state["freepat"] is None else _floats(state["freepat"])
+    k = len(estimates.param_names)
+    inference = Inference(
+        hessian=_matrix(state["hessian"], k), cov_params=_matrix(state["cov_params"], k),
+        freepat=None if state["freepat"] is None else _floats(state["freepat"]),
+    )
     fit = state["fit"]
-    result.group_name, result.endog_name = names["group_name"], names["endog_name"]
-    result.diagnostics = fit["mle_retvals"].get("diagnostics", {})
-    for key in ("nobs", "n_groups", "n_dropped", "converged", "mle_retvals", "timings",
-                "backend"):
-        setattr(result, key, fit[key])
-    result.group_size_min = float(fit["group_size_min"])
-    result.group_size_max = float(fit["group_size_max"])
-    result.groups_shuffled = None
-    result.optimization_log = None
-
+    facts = FitFacts(
+        group_name=names["group_name"], endog_name=names["endog_name"], nobs=fit["nobs"],
+        n_groups=fit["n_groups"], n_dropped=fit["n_dropped"],
+        group_size_min=float(fit["group_size_min"]),
+        group_size_max=float(fit["group_size_max"]), converged=fit["converged"],
+        mle_retvals=fit["mle_retvals"], timings=fit["timings"], backend=fit["backend"],
+    )
     re_table = pd.read_parquet(path / state["files"]["random_effects"])
     vc_table = None
     if "vc_effects" in state["files"]:
         vc_table = pd.read_parquet(path / state["files"]["vc_effects"])
-    result._loaded_tables = (re_table, vc_table)
-    slot_names = [n for cols in names["vc_column_names"] for n in cols]
-    slot_of = {(comp, col): i for i, (comp, col) in enumerate(
-        (names["vc_names"][c], n) for c, cols in enumerate(names["vc_column_names"])
-        for n in cols)}
-    labels = pd.Index(re_table.index)
-    keys = np.zeros(0, dtype=np.int64)
-    values = np.zeros(0)
-    if vc_table is not None and len(vc_table):
-        group_pos = labels.get_indexer(vc_table.iloc[:, 0])
-        slots = np.array([slot_of[(c, n)] for c, n in zip(vc_table["component"],
-                                                           vc_table["column"])])
-        keys = group_pos * max(len(slot_names), 1) + slots
-        order = np.argsort(keys)
-        keys, values = keys[order], vc_table["effect"].to_numpy()[order]
-    result.__dict__["_lookup"] = EffectsLookup(
-        labels, re_table.to_numpy(dtype=float), keys.astype(np.int64), values,
-        max(len(slot_names), 1))
-    result.__dict__["random_effects"] = _effects_dict(re_table, vc_table)
-    return result
-
-
-def _effects_dict(re_table: pd.DataFrame, vc_table: pd.DataFrame | None) -> dict:
-    """statsmodels' ``random_effects`` dict from the saved tables."""
-    out = {label: row.astype(float) for label, row in re_table.iterrows()}
-    if vc_table is not None and len(vc_table):
-        for label, part in vc_table.groupby(vc_table.columns[0], sort=False):
-            extra = pd.Series(part["effect"].to_numpy(),
-                              index=[f"{c}[{n}]" for c, n in zip(part["component"],
-                                                                  part["column"])])
-            base = out.get(label, pd.Series(dtype=float))
-            out[label] = pd.concat([base, extra])
-    return dict(sorted(out.items(), key=lambda kv: kv[0]))
+    columns = [list(c) for c in names["vc_column_names"]]
+    effect_names = EffectNames(
+        group_name=names["group_name"], exog_re_names=list(names["exog_re_names"]),
+        vc_names=list(names["vc_names"]), slot_names=[n for cols in columns for n in cols],
+        slot_component=np.repeat(np.arange(len(columns)), [len(c) for c in columns]
+                                 ).astype(np.int64),
+    )
+    effects = LoadedEffects(re_table, vc_table, effect_names)
+    return MixedLMResults(_LoadedModel(spec), estimates, inference, facts, effects)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import linalg
 
 from ..kernels.pieces import LikelihoodPieces
 
@@ -76,16 +77,47 @@ def profiled_value(
         llf -= 0.5 * logdet_xx
 
     c = np.concatenate([-beta, [1.0]])
+    s_xx_inv = linalg.cho_solve((chol, True), np.eye(p)) if reml and p else None
+    grad_psi, grad_vc = covariance_gradient(pieces, c, 0.5 * fac / qf, s_xx_inv)
+    return ProfiledValue(float(llf), grad_psi, grad_vc, beta, qf / fac, s_xx)
+
+
+def covariance_gradient(pieces: LikelihoodPieces, c: np.ndarray, weight: float,
+                        s_xx_inv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The covariance gradient's terms for a given ``c`` and quadratic weight.
+
+    ``grad_psi = -1/2 p_re + weight c'T_re c [+ 1/2 tr(S_XX^{-1} T_re[XX])]`` and
+    the same for each component with ``p_vc``, ``t_vc``; symmetrized. With
+    ``c = [-beta; 1]`` and ``weight = fac / (2 qf)`` it is the profiled
+    gradient; profile likelihoods use other ``c`` (fixed coefficients held) and
+    weights (a fixed scale, ``1 / (2 sigma^2)``). ``s_xx_inv`` adds the REML term.
+    """
     quad_re = np.einsum("abij,i,j->ab", pieces.t_re, c, c)
     quad_vc = np.einsum("kij,i,j->k", pieces.t_vc, c, c)
-    grad_psi = -0.5 * pieces.p_re + 0.5 * fac / qf * quad_re
-    grad_vc = -0.5 * pieces.p_vc + 0.5 * fac / qf * quad_vc
-    if reml and p:
-        s_xx_inv = np.linalg.inv(s_xx)
+    grad_psi = -0.5 * pieces.p_re + weight * quad_re
+    grad_vc = -0.5 * pieces.p_vc + weight * quad_vc
+    if s_xx_inv is not None:
+        p = s_xx_inv.shape[0]
         grad_psi = grad_psi + 0.5 * np.einsum("abij,ij->ab", pieces.t_re[:, :, :p, :p], s_xx_inv)
         grad_vc = grad_vc + 0.5 * np.einsum("kij,ij->k", pieces.t_vc[:, :p, :p], s_xx_inv)
-    grad_psi = 0.5 * (grad_psi + grad_psi.T)
-    return ProfiledValue(float(llf), grad_psi, grad_vc, beta, qf / fac, s_xx)
+    return 0.5 * (grad_psi + grad_psi.T), grad_vc
+
+
+def constrained_gls(s: np.ndarray, fixed: dict[int, float] | None = None
+                    ) -> tuple[np.ndarray, float]:
+    """``c = [-beta; 1]`` minimizing ``c'Sc`` with the coefficients in ``fixed``
+    held at their values; also ``qf = c'Sc``. Without ``fixed``: GLS."""
+    p = s.shape[0] - 1
+    fixed = fixed or {}
+    beta = np.zeros(p)
+    held = list(fixed)
+    free = [j for j in range(p) if j not in fixed]
+    beta[held] = list(fixed.values())
+    if free:
+        rhs = s[free, p] - s[np.ix_(free, held)] @ beta[held]
+        beta[free] = linalg.solve(s[np.ix_(free, free)], rhs, assume_a="pos")
+    c = np.concatenate([-beta, [1.0]])
+    return c, float(c @ s @ c)
 
 
 def grad_sqrt(value: ProfiledValue, chol_re: np.ndarray, sd_vc: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from scipy import stats as sps
 
-from .exceptions import InputError
+from ..exceptions import InputError
 
 
 @dataclass(frozen=True)

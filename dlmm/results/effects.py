@@ -1,21 +1,29 @@
-"""Predicted random effects: tables, statsmodels' dicts, and per-row contributions.
+"""The effects store: predicted random effects as tables, dicts and per-row lookups.
 
-The conditional modes are computed on the workers from the persisted blocks
-(:func:`dlmm.kernels.block.block_effects`); the rows are never read again.
-The table form has one row per group and stays distributed for Dask input;
-the dict forms (``random_effects``, ``random_effects_cov``) are statsmodels'
-API and gather every group on the driver.
+Two implementations of one interface (:class:`EffectsStore`):
+
+* :class:`DistributedEffects`: computed by the engine where its statistics
+  live (for the grouped engine, on the workers from the persisted blocks; the
+  rows are never read again). Tables stay distributed for Dask fits.
+* :class:`LoadedEffects`: the tables of a saved result.
+
+The table form has one row per group; the dict forms (``random_effects``,
+``random_effects_cov``) are statsmodels' API and hold every group on the driver.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from .kernels.block import BlockEffects
-from .kernels.predict import random_part
+from ..exceptions import InputError
+from ..kernels.block import BlockEffects
+from ..kernels.predict import random_part
+from ..structure.base import RandomEffectsStatistics
 
 
 def modes_only(effects: BlockEffects) -> BlockEffects:
@@ -98,3 +106,232 @@ class EffectsLookup:
         index = self.labels.get_indexer(design.groups)
         return random_part(design.z, index, self.re_values, design.w, self.vc_keys,
                            self.vc_values, self.n_slots)
+
+
+@dataclass(frozen=True)
+class EffectNames:
+    """Names of a model's random effects: what every effects table is labelled by.
+
+    Attributes
+    ----------
+    group_name : str
+    exog_re_names : list of str
+        The standard random effects.
+    vc_names : list of str
+        The variance components, sorted by name.
+    slot_names : list of str
+        Column name of every global variance-component slot.
+    slot_component : ndarray (n_slots,)
+        Component of every slot.
+    """
+
+    group_name: str
+    exog_re_names: list
+    vc_names: list
+    slot_names: list
+    slot_component: np.ndarray
+
+    @property
+    def index_name(self) -> str:
+        return table_index_name(self.group_name, self.exog_re_names)
+
+    def re_meta(self, with_se: bool) -> pd.DataFrame:
+        columns = list(self.exog_re_names)
+        if with_se:
+            columns += [f"{n} SE" for n in self.exog_re_names]
+        meta = pd.DataFrame({n: pd.Series(dtype=float) for n in columns})
+        meta.index.name = self.index_name
+        return meta
+
+    def vc_meta(self) -> pd.DataFrame:
+        return pd.DataFrame({
+            self.group_name: pd.Series(dtype=object), "component": pd.Series(dtype=object),
+            "column": pd.Series(dtype=object), "effect": pd.Series(dtype=float),
+            "variance": pd.Series(dtype=float),
+        })
+
+
+class EffectsStore(ABC):
+    """Predicted random effects of a fit, however they are held."""
+
+    names: EffectNames
+
+    @abstractmethod
+    def table(self, with_se: bool = False):
+        """One row per group: the standard random effects (and ``<name> SE``)."""
+
+    @abstractmethod
+    def vc_table(self):
+        """One row per variance-component effect (None without components)."""
+
+    @abstractmethod
+    def lookup(self) -> EffectsLookup:
+        """Every group's effects on the driver, arranged for per-row lookups."""
+
+    @abstractmethod
+    def as_dict(self) -> dict:
+        """statsmodels' ``random_effects``: group -> Series."""
+
+    @abstractmethod
+    def cov_dict(self) -> dict:
+        """statsmodels' ``random_effects_cov``: group -> DataFrame."""
+
+
+class DistributedEffects(EffectsStore):
+    """Effects computed by the engine where its statistics are kept.
+
+    Parameters
+    ----------
+    statistics : RandomEffectsStatistics
+    chol_re, sd_vc : ndarray
+        The estimate in the square-root parameterization.
+    coef : ndarray
+        ``[-beta; 1]`` at the estimate.
+    scale : float
+    names : EffectNames
+
+    The engine computes the effects on first use and keeps them where its
+    statistics are (:meth:`RandomEffectsStatistics.effects`).
+    """
+
+    def __init__(self, statistics: RandomEffectsStatistics, chol_re: np.ndarray,
+                 sd_vc: np.ndarray, coef: np.ndarray, scale: float, names: EffectNames):
+        self.statistics = statistics
+        self._estimate = (chol_re, sd_vc, coef, scale)
+        self.names = names
+
+    @cached_property
+    def handles(self) -> list:
+        return self.statistics.effects(*self._estimate)
+
+    @cached_property
+    def _parts(self) -> list[BlockEffects]:
+        return self.statistics.gather(self.handles)
+
+    def table(self, with_se: bool = False):
+        n = self.names
+        frames = self.statistics.map_effects(re_frame, self.handles, n.group_name,
+                                             n.exog_re_names, with_se)
+        return self.statistics.to_frame(frames, n.re_meta(with_se))
+
+    def vc_table(self):
+        n = self.names
+        frames = self.statistics.map_effects(vc_frame, self.handles, n.group_name, n.vc_names,
+                                             n.slot_names, n.slot_component)
+        return self.statistics.to_frame(frames, n.vc_meta())
+
+    @cached_property
+    def _lookup(self) -> EffectsLookup:
+        if "_parts" in self.__dict__:  # already on the driver
+            parts = self._parts
+        else:  # only the modes travel, not the conditional covariances
+            parts = self.statistics.gather(self.statistics.map_effects(modes_only,
+                                                                       self.handles))
+        return EffectsLookup.from_blocks(parts, len(self.names.slot_names))
+
+    def lookup(self) -> EffectsLookup:
+        return self._lookup
+
+    def as_dict(self) -> dict:
+        n = self.names
+        out = {}
+        for part in self._parts:  # gathers every group, as statsmodels' dict does
+            vc_by_group = pd.Series(part.vc_modes).groupby(part.vc_group)
+            vc_lists = {g: s.to_numpy() for g, s in vc_by_group}
+            slot_lists = {g: s.to_numpy()
+                          for g, s in pd.Series(part.vc_slot).groupby(part.vc_group)}
+            for i, label in enumerate(part.labels):
+                slots = slot_lists.get(i, np.zeros(0, dtype=np.int64))
+                names = effect_names(n.exog_re_names, n.vc_names, n.slot_names,
+                                     n.slot_component, slots)
+                values = np.concatenate([part.re_modes[i], vc_lists.get(i, np.zeros(0))])
+                out[label] = pd.Series(values, index=names)
+        return dict(sorted(out.items(), key=lambda kv: kv[0]))
+
+    def cov_dict(self) -> dict:
+        n = self.names
+        k_re = len(n.exog_re_names)
+        out = {}
+        for part in self._parts:
+            for index, slots, cov in part.batches:
+                for row, pos in enumerate(index):
+                    keep = np.concatenate([np.ones(k_re, dtype=bool), slots[row] >= 0])
+                    names = effect_names(n.exog_re_names, n.vc_names, n.slot_names,
+                                         n.slot_component, slots[row])
+                    out[part.labels[pos]] = pd.DataFrame(cov[row][np.ix_(keep, keep)],
+                                                         index=names, columns=names)
+        return dict(sorted(out.items(), key=lambda kv: kv[0]))
+
+
+class LoadedEffects(EffectsStore):
+    """Effects read back from a saved result's tables.
+
+    Parameters
+    ----------
+    re_table : DataFrame
+        One row per group (index: group label), the standard random effects
+        (and possibly their ``<name> SE`` columns).
+    vc_table : DataFrame or None
+        One row per variance-component effect.
+    names : EffectNames
+    """
+
+    def __init__(self, re_table: pd.DataFrame, vc_table: pd.DataFrame | None,
+                 names: EffectNames):
+        self.names = names
+        self._re_table = re_table
+        self._vc_table = vc_table
+
+    def table(self, with_se: bool = False):
+        columns = list(self.names.exog_re_names)
+        if with_se:
+            missing = [f"{c} SE" for c in columns if f"{c} SE" not in self._re_table]
+            if missing:
+                raise InputError("a loaded result keeps the random effects without their SEs")
+            columns += [f"{c} SE" for c in self.names.exog_re_names]
+        return self._re_table[columns].copy()
+
+    def vc_table(self):
+        return None if self._vc_table is None else self._vc_table.copy()
+
+    @cached_property
+    def _lookup(self) -> EffectsLookup:
+        n = self.names
+        n_slots = max(len(n.slot_names), 1)
+        slot_of = pd.Series(np.arange(len(n.slot_names)), index=pd.MultiIndex.from_arrays(
+            [np.asarray(n.vc_names, dtype=object)[n.slot_component]
+             if len(n.slot_names) else np.zeros(0, dtype=object),
+             np.asarray(n.slot_names, dtype=object)]))
+        labels = pd.Index(self._re_table.index)
+        keys = np.zeros(0, dtype=np.int64)
+        values = np.zeros(0)
+        vc = self._vc_table
+        if vc is not None and len(vc):
+            group_pos = labels.get_indexer(vc.iloc[:, 0])
+            slots = slot_of.reindex(pd.MultiIndex.from_arrays(
+                [vc["component"].to_numpy(), vc["column"].to_numpy()])).to_numpy()
+            keys = group_pos * n_slots + slots.astype(np.int64)
+            order = np.argsort(keys, kind="stable")
+            keys, values = keys[order], vc["effect"].to_numpy()[order]
+        re_values = self._re_table[list(n.exog_re_names)].to_numpy(dtype=float)
+        return EffectsLookup(labels, re_values, keys.astype(np.int64), values, n_slots)
+
+    def lookup(self) -> EffectsLookup:
+        return self._lookup
+
+    def as_dict(self) -> dict:
+        re_table = self._re_table[list(self.names.exog_re_names)]
+        out = {label: row.astype(float) for label, row in re_table.iterrows()}
+        vc = self._vc_table
+        if vc is not None and len(vc):
+            for label, part in vc.groupby(vc.columns[0], sort=False):
+                extra = pd.Series(part["effect"].to_numpy(),
+                                  index=[f"{c}[{n}]" for c, n in zip(part["component"],
+                                                                      part["column"])])
+                base = out.get(label, pd.Series(dtype=float))
+                out[label] = pd.concat([base, extra])
+        return dict(sorted(out.items(), key=lambda kv: kv[0]))
+
+    def cov_dict(self) -> dict:
+        raise InputError("random_effects_cov needs the fitted data; a loaded result has only "
+                         "the random-effects tables it was saved with")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as sps
 
-from .exceptions import InputError
+from ..exceptions import InputError
 
 
 def _pyplot():

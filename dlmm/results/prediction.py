@@ -1,9 +1,9 @@
 """Fitted values and predictions, chunk by chunk.
 
 ``X beta`` plus, for rows of groups seen in the fit, the predicted random
-effects ``Z b_g + W v_g`` (:class:`dlmm.random_effects.EffectsLookup`).
+effects ``Z b_g + W v_g`` (:class:`dlmm.results.effects.EffectsLookup`).
 The same function runs in process on a pandas frame and on every partition
-of a Dask frame.
+of a Dask frame; the predicted effects of every group go to each worker once.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .random_effects import EffectsLookup
+from .effects import EffectsLookup
 
 
 def predict_chunk(frame: pd.DataFrame, spec, fe_params: np.ndarray,
@@ -38,3 +38,43 @@ def response_of(frame: pd.DataFrame, spec) -> pd.Series:
     """The response of the rows used in the fit."""
     design = spec.design(frame)
     return pd.Series(design.xy[:, -1], index=frame.index[design.kept], name="fitted")
+
+
+def _predictions(result, map_rows, random_effects: bool, fitted: bool):
+    """``predict_chunk`` over every chunk that ``map_rows(func, meta, *shared)`` maps."""
+    spec = result.model.spec
+    lookup = result.effects.lookup() if random_effects else None
+    fe = result.fe_params.to_numpy()
+
+    def run(frame, lookup):
+        return predict_chunk(frame, spec, fe, lookup, fitted)
+
+    meta = pd.Series(dtype=float, name="fitted" if fitted else "predicted")
+    return map_rows(run, meta, lookup)
+
+
+def fitted_values(result, statistics):
+    """Fitted values of the rows used in the fit (``statistics`` maps them again)."""
+    return _predictions(result, statistics.map_rows, True, True)
+
+
+def responses(spec, statistics):
+    """The response of the rows used in the fit."""
+    return statistics.map_rows(lambda f: response_of(f, spec),
+                               pd.Series(dtype=float, name="fitted"))
+
+
+def predict_fitted_rows(result, statistics, random_effects: bool):
+    """Predictions for every row of the fitted data (NaN where a value is missing)."""
+    return _predictions(result, statistics.map_rows, random_effects, False)
+
+
+def predict_new_data(result, exog, random_effects: bool, client=None):
+    """Predictions for new data: a pandas frame, a Dask frame or Parquet path(s)."""
+    from ..distributed.sources import open_backend
+
+    spec = result.model.spec
+    backend = open_backend(exog, client)
+    spec.check_prediction_columns(backend.columns, random_effects)
+    backend = backend.select([c for c in spec.columns if c in backend.columns])
+    return _predictions(result, backend.map_frame, random_effects, False)

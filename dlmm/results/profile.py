@@ -22,8 +22,14 @@ import pandas as pd
 from scipy import optimize
 from scipy import stats as sps
 
-from .exceptions import InputError
-from .objective.profiled import ProfiledValue, grad_sqrt
+from ..exceptions import InputError
+from ..objective.profiled import (
+    ProfiledValue,
+    constrained_gls,
+    covariance_gradient,
+    grad_sqrt,
+    profiled_value,
+)
 
 
 class ProfileLikelihood:
@@ -58,37 +64,22 @@ class ProfileLikelihood:
         s = self.stats.totals.xy_cross - pieces.hmh
         return chol, sd, pieces, s
 
-    def _gradient(self, pieces, c, inv_2s2, chol, sd, extra_psi=None, extra_vc=None):
-        quad_re = np.einsum("abij,i,j->ab", pieces.t_re, c, c)
-        quad_vc = np.einsum("kij,i,j->k", pieces.t_vc, c, c)
-        g_psi = -0.5 * pieces.p_re + inv_2s2 * quad_re
-        g_vc = -0.5 * pieces.p_vc + inv_2s2 * quad_vc
+    def _gradient(self, pieces, c, weight, chol, sd, extra_psi=None, extra_vc=None):
+        """Gradient in ``theta`` for a given ``c`` and quadratic weight (see
+        :func:`dlmm.objective.profiled.covariance_gradient`), plus the derivative of
+        a fixed scale's terms through ``Psi`` and ``v`` when given."""
+        g_psi, g_vc = covariance_gradient(pieces, c, weight)
         if extra_psi is not None:
-            g_psi = g_psi + extra_psi
+            g_psi = g_psi + 0.5 * (extra_psi + extra_psi.T)
         if extra_vc is not None:
             g_vc = g_vc + extra_vc
-        value = ProfiledValue(0.0, 0.5 * (g_psi + g_psi.T), g_vc, np.zeros(0), 0.0, np.zeros(0))
+        value = ProfiledValue(0.0, g_psi, g_vc, np.zeros(0), 0.0, np.zeros(0))
         return grad_sqrt(value, chol, sd)
-
-    def _gls(self, s, fixed: dict[int, float] | None = None):
-        """``c = [-beta; 1]`` minimizing ``c'Sc`` with some coefficients held fixed."""
-        p = self.k_fe
-        beta = np.zeros(p)
-        fixed = fixed or {}
-        free = [j for j in range(p) if j not in fixed]
-        for j, b in fixed.items():
-            beta[j] = b
-        if free:
-            rhs = s[free, p] - s[np.ix_(free, list(fixed))] @ np.array(list(fixed.values())) \
-                if fixed else s[free, p]
-            beta[free] = np.linalg.solve(s[np.ix_(free, free)], rhs)
-        c = np.concatenate([-beta, [1.0]])
-        return c, float(c @ s @ c)
 
     def llf_profiled_scale(self, theta, fixed_beta=None):
         """ML llf with the scale (and the free fixed effects) at their optimum."""
         chol, sd, pieces, s = self._terms(theta)
-        c, q = self._gls(s, fixed_beta)
+        c, q = constrained_gls(s, fixed_beta)
         n = self.n
         llf = -0.5 * pieces.logdet - 0.5 * n * np.log(2 * np.pi * q / n) - 0.5 * n
         return llf, self._gradient(pieces, c, 0.5 * n / q, chol, sd)
@@ -99,7 +90,7 @@ class ProfileLikelihood:
         ``scale_of(psi, v)`` returns ``(sigma^2, d sigma^2 / d Psi, d sigma^2 / d v)``.
         """
         chol, sd, pieces, s = self._terms(theta)
-        c, q = self._gls(s)
+        c, q = constrained_gls(s)
         s2, ds_psi, ds_vc = scale_of(chol @ chol.T, sd**2)
         n = self.n
         llf = -0.5 * pieces.logdet - 0.5 * n * np.log(2 * np.pi * s2) - 0.5 * q / s2
@@ -287,8 +278,6 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
         The fixed variance on the data scale (times the constrained fit's
         scale, as statsmodels) and the maximized log-likelihood.
     """
-    from .objective.profiled import profiled_value
-
     if vtype not in ("re", "vc"):
         raise InputError(f"vtype must be 're' or 'vc', got {vtype!r}")
     if result._stats is None:

@@ -1,69 +1,63 @@
 """Fit results with statsmodels' names and conventions (``MixedLMResults``).
 
-Standard errors come from the analytic Hessian of the log-likelihood in
-(fixed effects, profile covariance parameters), as statsmodels computes it:
-``cov_params = inv(-H)``; the variance parameters in ``params`` are on the
-profile scale (divided by ``scale``) and tests are z tests. The Hessian is one
-more map-reduce over the persisted cross-products at the optimum.
+A result is made of plain data (:mod:`dlmm.results.estimates`), an effects
+store (:mod:`dlmm.results.effects`) and, for a fit made in this process, the
+engine's statistics (:mod:`dlmm.structure`), which later questions (fitted
+values, profiles) reuse. Standard errors come from the analytic Hessian of
+the log-likelihood in (fixed effects, profile covariance parameters), as
+statsmodels computes it (see :mod:`dlmm.results.inference`); the variance
+parameters in ``params`` are on the profile scale (divided by ``scale``) and
+tests are z tests. The Hessian is one more map-reduce at the optimum.
 """
 
 from __future__ import annotations
 
-import warnings
+import time
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .exceptions import InputError
-from .kernels.block import block_effects
-from .objective.hessian import profiled_hessian
-from .objective.params import packed_names
-from .objective.profiled import ProfiledValue
-from .optimize.driver import OptimizeResult
-from .random_effects import (
-    EffectsLookup,
-    effect_names,
-    modes_only,
-    re_frame,
-    table_index_name,
-    vc_frame,
-)
-from .statistics import SufficientStatistics
+from ..exceptions import InputError
+from ..objective.hessian import profiled_hessian
+from ..objective.profiled import ProfiledValue
+from ..optimize.driver import OptimizeResult
+from ..structure.base import RandomEffectsStatistics
+from .effects import DistributedEffects, EffectNames, EffectsStore
+from .estimates import Estimates, FitFacts, Inference
+from .inference import convergence_diagnostics, covariance_from_hessian, is_singular
 
 
-def _diagnostics(outcome: OptimizeResult, singular: bool) -> dict:
-    """lme4-style convergence checks in the optimizer's (sqrt) parameterization.
-
-    ``grad_max``: largest gradient component; ``scaled_grad_max``: largest
-    component of the Newton step ``H^{-1} g`` (lme4 warns above 2e-3);
-    ``hessian_negative_definite``: the llf is locally strictly concave (false
-    at singular fits, where some directions are flat or the boundary binds).
-    """
-    grad = np.asarray(outcome.grad, dtype=float)
-    hess = outcome.hessian
-    out = {
-        "grad_max": float(np.max(np.abs(grad))) if grad.size else 0.0,
-        "scaled_grad_max": float("nan"),
-        "hessian_negative_definite": True,
-        "singular": bool(singular),
-        "newton_decrement": float(outcome.decrement),
-    }
-    if hess is not None and hess.size:
-        try:
-            np.linalg.cholesky(-hess)
-        except np.linalg.LinAlgError:
-            out["hessian_negative_definite"] = False
-        try:
-            out["scaled_grad_max"] = float(np.max(np.abs(np.linalg.solve(hess, grad))))
-        except np.linalg.LinAlgError:
-            pass
-    return out
+def effect_names_of(spec, vc_names: list[str]) -> EffectNames:
+    """The labels of a model's effects tables, from its specification."""
+    return EffectNames(
+        group_name=spec.group_name, exog_re_names=list(spec.exog_re_names),
+        vc_names=list(vc_names),
+        slot_names=[n for names in spec.vc_column_names for n in names],
+        slot_component=np.asarray(spec.slot_component, dtype=np.int64),
+    )
 
 
 class MixedLMResults:
     """Estimates of a :class:`~dlmm.model.MixedLM` fit.
+
+    Build one with :meth:`from_fit` (after a fit) or from saved data
+    (:func:`dlmm.load_result`); both go through the one constructor.
+
+    Parameters
+    ----------
+    model : MixedLM or a loaded model
+        Anything with a ``spec`` (the model specification).
+    estimates : Estimates
+    inference : Inference
+    facts : FitFacts
+    effects : EffectsStore
+    statistics : RandomEffectsStatistics, optional
+        The engine's statistics of the fitted data (None for a loaded result).
+    theta : tuple of ndarray, optional
+        ``(chol_re, sd_vc)``: the estimate in the square-root parameterization.
+    optimization_log : OptimizationLog, optional
 
     Attributes
     ----------
@@ -83,10 +77,10 @@ class MixedLMResults:
         statsmodels' vector: fixed effects, the lower triangle of ``Psi`` row by
         row, then ``vcomp / scale``.
     converged : bool
-        The convergence test on the gradient passed (see
-        :mod:`dlmm.optimize.driver`).
+        The optimizer's convergence test passed (see :mod:`dlmm.optimize.driver`).
     mle_retvals : dict
-        The optimizer's own report (method, messages, evaluations, gradient).
+        The optimizer's own report (method, messages, evaluations, gradient,
+        ``diagnostics``).
     optimization_log : OptimizationLog
         Every evaluation (llf, gradient norm, time).
     timings : dict
@@ -99,34 +93,81 @@ class MixedLMResults:
         lme4-style convergence checks (gradient, scaled gradient, Hessian).
     """
 
-    def __init__(self, model, value: ProfiledValue, chol_re: np.ndarray, sd_vc: np.ndarray,
-                 outcome: OptimizeResult, stats: SufficientStatistics,
-                 freepat: np.ndarray | None = None):
-        import time
-
-        spec = model.spec
+    def __init__(self, model, estimates: Estimates, inference: Inference, facts: FitFacts,
+                 effects: EffectsStore, statistics: RandomEffectsStatistics | None = None,
+                 theta: tuple[np.ndarray, np.ndarray] | None = None,
+                 optimization_log=None):
         self.model = model
-        self._stats = stats
-        self._chol = np.asarray(chol_re, dtype=float)
-        self._sd = np.asarray(sd_vc, dtype=float)
-        self._set_estimates(
-            exog_names=spec.exog_names, exog_re_names=spec.exog_re_names,
-            vc_names=spec.vc_names, fe=value.fe_params, psi=chol_re @ chol_re.T,
-            v=np.asarray(sd_vc, dtype=float) ** 2, scale=value.scale, llf=value.llf,
-            reml=model.reml,
+        self.estimates = estimates
+        self.inference = inference
+        self.facts = facts
+        self.effects = effects
+        self._stats = statistics
+        self._chol, self._sd = theta if theta is not None else (None, None)
+        self.optimization_log = optimization_log
+
+        e = estimates
+        self.exog_names = list(e.exog_names)
+        self.exog_re_names = list(e.exog_re_names)
+        self.vc_names = list(e.vc_names)
+        self.k_fe = len(self.exog_names)
+        self.k_re = len(self.exog_re_names)
+        self.k_re2 = self.k_re * (self.k_re + 1) // 2
+        self.k_vc = len(self.vc_names)
+        self.reml = e.reml
+        self.method = "REML" if self.reml else "ML"
+        self.llf = e.llf
+        self.scale = e.scale
+        self.fe_params = pd.Series(e.fe_params, index=self.exog_names, name="fe_params")
+        self.cov_re_unscaled = e.cov_re_unscaled
+        self.cov_re = pd.DataFrame(e.cov_re_unscaled * self.scale, index=self.exog_re_names,
+                                   columns=self.exog_re_names)
+        self.vcomp = e.vcomp_unscaled * self.scale
+        self.param_names = e.param_names
+        self.params = e.params_series()
+
+        self.hessian = inference.hessian
+        self.hessian_singular = inference.hessian_singular
+        self.freepat = inference.freepat
+        self._cov = inference.cov_params
+
+        f = facts
+        self.group_name, self.endog_name = f.group_name, f.endog_name
+        self.nobs, self.n_groups, self.n_dropped = f.nobs, f.n_groups, f.n_dropped
+        self.group_size_min, self.group_size_max = f.group_size_min, f.group_size_max
+        self.converged = f.converged
+        self.mle_retvals = f.mle_retvals
+        self.diagnostics = f.mle_retvals.get("diagnostics", {})
+        self.timings = f.timings
+        self.backend = f.backend
+        self.groups_shuffled = f.groups_shuffled
+
+    @classmethod
+    def from_fit(cls, model, value: ProfiledValue, chol_re: np.ndarray, sd_vc: np.ndarray,
+                 outcome: OptimizeResult, stats: RandomEffectsStatistics,
+                 freepat: np.ndarray | None = None) -> MixedLMResults:
+        """The result of a fit: estimates at the optimum, the Hessian there (one
+        more map-reduce, or none when the optimizer's last step computed it) and
+        the lme4-style checks."""
+        spec = model.spec
+        chol_re = np.asarray(chol_re, dtype=float)
+        sd_vc = np.asarray(sd_vc, dtype=float)
+        estimates = Estimates(
+            exog_names=list(spec.exog_names), exog_re_names=list(spec.exog_re_names),
+            vc_names=list(spec.vc_names), fe_params=value.fe_params,
+            cov_re_unscaled=chol_re @ chol_re.T, vcomp_unscaled=sd_vc**2, scale=value.scale,
+            llf=value.llf, reml=model.reml,
         )
-        self.group_name = spec.group_name
-        self.endog_name = spec.response
-        self.nobs = int(stats.totals.n_rows)
-        self.n_groups = stats.n_groups
-        self.n_dropped = int(stats.totals.n_dropped)
-        self.group_size_min = stats.group_size_min
-        self.group_size_max = stats.group_size_max
-        self.freepat = None if freepat is None else np.asarray(freepat, dtype=float)
-        self.converged = bool(outcome.converged)
-        self.optimization_log = outcome.log
-        self.mle_retvals = {
-            "converged": self.converged,
+        start = time.perf_counter()
+        pieces = stats.newton_pieces(chol_re, sd_vc).hess
+        hessian = profiled_hessian(pieces, stats.totals.xy_cross, stats.totals.n_rows,
+                                   estimates.reml, estimates.fe_params)
+        hessian_seconds = time.perf_counter() - start
+        freepat = None if freepat is None else np.asarray(freepat, dtype=float)
+        inference = covariance_from_hessian(hessian, freepat)
+        singular = is_singular(estimates.cov_re_unscaled, estimates.vcomp_unscaled)
+        mle_retvals = {
+            "converged": bool(outcome.converged),
             "method": outcome.method,
             "message": outcome.message,
             "methods": outcome.log.methods,
@@ -135,91 +176,29 @@ class MixedLMResults:
             "grad": outcome.grad,
             "grad_norm": float(np.sqrt(np.sum(outcome.grad**2))),
             "decrement": outcome.decrement,
+            "diagnostics": convergence_diagnostics(outcome, singular),
         }
-        start = time.perf_counter()
-        hessian = self._compute_hessian()
-        self.timings = {
-            "data_pass": stats.seconds,
-            "optimizer": outcome.log.seconds,
-            "hessian": time.perf_counter() - start,
-            "evaluations": outcome.log.evaluations,
-        }
-        self._set_covariance(hessian)
-        self.backend = stats.backend.name
-        self.groups_shuffled = stats.shuffled
-        self.diagnostics = _diagnostics(outcome, self.singular)
-        self.mle_retvals["diagnostics"] = self.diagnostics
-
-    # -- construction helpers ------------------------------------------------------
-
-    def _set_estimates(self, exog_names, exog_re_names, vc_names, fe, psi, v, scale, llf, reml):
-        self.exog_names = list(exog_names)
-        self.exog_re_names = list(exog_re_names)
-        self.vc_names = list(vc_names)
-        self.k_fe = len(self.exog_names)
-        self.k_re = len(self.exog_re_names)
-        self.k_re2 = self.k_re * (self.k_re + 1) // 2
-        self.k_vc = len(self.vc_names)
-        self.reml = bool(reml)
-        self.method = "REML" if self.reml else "ML"
-        self.llf = float(llf)
-        self.scale = float(scale)
-        psi = np.asarray(psi, dtype=float).reshape(self.k_re, self.k_re)
-        v = np.asarray(v, dtype=float)
-        self.fe_params = pd.Series(np.asarray(fe, dtype=float), index=self.exog_names,
-                                   name="fe_params")
-        self.cov_re_unscaled = psi
-        self.cov_re = pd.DataFrame(psi * self.scale, index=self.exog_re_names,
-                                   columns=self.exog_re_names)
-        self.vcomp = v * self.scale
-        packed = np.concatenate([self.fe_params.to_numpy(), psi[np.tril_indices(self.k_re)], v])
-        self.param_names = self.exog_names + packed_names(self.exog_re_names, self.vc_names)
-        self.params = pd.Series(packed, index=self.param_names)
-
-    def _compute_hessian(self) -> np.ndarray:
-        stats = self._stats
-        pieces = stats.newton_pieces(self._chol, self._sd).hess
-        return profiled_hessian(pieces, stats.totals.xy_cross, stats.totals.n_rows, self.reml,
-                                self.fe_params.to_numpy())
-
-    def _set_covariance(self, hessian: np.ndarray) -> None:
-        self.hessian = hessian
-        k = hessian.shape[0]
-        free = np.arange(k) if self.freepat is None else np.flatnonzero(self.freepat)
-        cov = np.zeros((k, k))
-        sub = -hessian[np.ix_(free, free)]
-        self.hessian_singular = False
-        try:
-            inv = np.linalg.inv(sub)
-            if not np.all(np.isfinite(inv)):
-                raise np.linalg.LinAlgError("non-finite inverse")
-        except np.linalg.LinAlgError:
-            inv = np.linalg.pinv(sub)
-            self.hessian_singular = True
-            warnings.warn("the Hessian is singular: standard errors use a pseudo-inverse",
-                          RuntimeWarning, stacklevel=3)
-        cov[np.ix_(free, free)] = inv
-        if np.any(np.diag(sub) <= 0):
-            warnings.warn("the Hessian at the estimate is not negative definite",
-                          RuntimeWarning, stacklevel=3)
-        self._cov = cov
+        facts = FitFacts(
+            group_name=spec.group_name, endog_name=spec.response,
+            nobs=int(stats.totals.n_rows), n_groups=stats.n_groups,
+            n_dropped=int(stats.totals.n_dropped), group_size_min=stats.group_size_min,
+            group_size_max=stats.group_size_max, converged=bool(outcome.converged),
+            mle_retvals=mle_retvals,
+            timings={"data_pass": stats.seconds, "optimizer": outcome.log.seconds,
+                     "hessian": hessian_seconds, "evaluations": outcome.log.evaluations},
+            backend=stats.backend_name, groups_shuffled=stats.shuffled,
+        )
+        coef = np.concatenate([-estimates.fe_params, [1.0]])
+        effects = DistributedEffects(stats, chol_re, sd_vc, coef, estimates.scale,
+                                     effect_names_of(spec, estimates.vc_names))
+        return cls(model, estimates, inference, facts, effects, statistics=stats,
+                   theta=(chol_re, sd_vc), optimization_log=outcome.log)
 
     @property
     def singular(self) -> bool:
-        """Whether the fit is on the boundary (lme4's ``isSingular``): a diagonal
-        entry of the relative covariance factor (the Cholesky factor of
-        ``cov_re / scale``, and ``sqrt(vcomp / scale)``) below 1e-4, i.e. a zero
-        variance or perfectly correlated random effects."""
-        tol = 1e-4
-        psi = self.cov_re_unscaled
-        if psi.size:
-            w = np.linalg.eigvalsh(psi)
-            if w.min() <= tol**2 * max(1.0, w.max()):
-                return True
-            if np.min(np.diag(np.linalg.cholesky(psi))) < tol:
-                return True
-        v = self.vcomp / self.scale
-        return bool(v.size and np.min(np.sqrt(np.clip(v, 0, None))) < tol)
+        """Whether the fit is on the boundary (lme4's ``isSingular``; see
+        :func:`dlmm.results.inference.is_singular`)."""
+        return is_singular(self.cov_re_unscaled, self.vcomp / self.scale)
 
     # -- inference ----------------------------------------------------------------
 
@@ -345,102 +324,37 @@ class MixedLMResults:
 
     # -- random effects -----------------------------------------------------------
 
-    def _require_stats(self, what: str) -> SufficientStatistics:
+    def _require_stats(self, what: str) -> RandomEffectsStatistics:
         if self._stats is None:
             raise InputError(f"{what} needs the fitted data; a loaded result has only the "
                              "random-effects tables it was saved with")
         return self._stats
 
     @cached_property
-    def _effect_handles(self) -> list:
-        stats = self._require_stats("random effects")
-        coef = np.concatenate([-self.fe_params.to_numpy(), [1.0]])
-        return stats.backend.map(block_effects, stats.blocks, self._chol, self._sd, coef,
-                                 self.scale)
-
-    @cached_property
-    def _effects(self) -> list:
-        stats = self._require_stats("random effects")
-        return stats.backend.gather(self._effect_handles)
-
-    def _slot_info(self):
-        spec = self.model.spec
-        slot_names = [n for names in spec.vc_column_names for n in names]
-        return slot_names, spec.slot_component
-
-    @cached_property
     def random_effects(self) -> dict:
         """group -> Series of the predicted random effects (statsmodels' names:
         the random-effect names, then ``component[column]`` for each variance
         component column the group uses)."""
-        slot_names, slot_component = self._slot_info()
-        out = {}
-        for part in self._effects:  # gathers every group, as statsmodels' dict does
-            vc_by_group = pd.Series(part.vc_modes).groupby(part.vc_group)
-            vc_lists = {g: s.to_numpy() for g, s in vc_by_group}
-            slot_lists = {g: s.to_numpy()
-                          for g, s in pd.Series(part.vc_slot).groupby(part.vc_group)}
-            for i, label in enumerate(part.labels):
-                slots = slot_lists.get(i, np.zeros(0, dtype=np.int64))
-                names = effect_names(self.exog_re_names, self.vc_names, slot_names,
-                                     slot_component, slots)
-                values = np.concatenate([part.re_modes[i], vc_lists.get(i, np.zeros(0))])
-                out[label] = pd.Series(values, index=names)
-        return dict(sorted(out.items(), key=lambda kv: kv[0]))
+        return self.effects.as_dict()
 
     @cached_property
     def random_effects_cov(self) -> dict:
         """group -> DataFrame: conditional covariance of the group's random effects."""
-        slot_names, slot_component = self._slot_info()
-        out = {}
-        for part in self._effects:
-            for index, slots, cov in part.batches:
-                for row, pos in enumerate(index):
-                    keep = np.concatenate([np.ones(self.k_re, dtype=bool), slots[row] >= 0])
-                    names = effect_names(self.exog_re_names, self.vc_names, slot_names,
-                                         slot_component, slots[row])
-                    out[part.labels[pos]] = pd.DataFrame(cov[row][np.ix_(keep, keep)],
-                                                         index=names, columns=names)
-        return dict(sorted(out.items(), key=lambda kv: kv[0]))
+        return self.effects.cov_dict()
 
     def random_effects_table(self, with_se: bool = False):
         """One row per group (index: group label), one column per random effect,
         and with ``with_se`` their conditional standard deviations (``<name> SE``).
 
         pandas for in-process fits; a lazy Dask DataFrame for Dask fits, whose
-        partitions are computed on the workers from the persisted blocks.
+        partitions are computed on the workers from the persisted statistics.
         """
-        loaded = getattr(self, "_loaded_tables", None)
-        if loaded is not None:
-            if with_se:
-                raise InputError("a loaded result keeps the random effects without their SEs")
-            return loaded[0].copy()
-        stats = self._require_stats("random_effects_table")
-        columns = list(self.exog_re_names)
-        if with_se:
-            columns += [f"{n} SE" for n in self.exog_re_names]
-        meta = pd.DataFrame({n: pd.Series(dtype=float) for n in columns})
-        meta.index.name = table_index_name(self.group_name, self.exog_re_names)
-        handles = stats.backend.map(re_frame, self._effect_handles, self.group_name,
-                                    self.exog_re_names, with_se)
-        return stats.backend.to_frame(handles, meta)
+        return self.effects.table(with_se)
 
     def vc_effects_table(self):
         """One row per variance-component effect: group, component, column, effect,
         conditional variance (pandas, or lazy Dask for Dask fits)."""
-        loaded = getattr(self, "_loaded_tables", None)
-        if loaded is not None:
-            return None if loaded[1] is None else loaded[1].copy()
-        stats = self._require_stats("vc_effects_table")
-        slot_names, slot_component = self._slot_info()
-        meta = pd.DataFrame({
-            self.group_name: pd.Series(dtype=object), "component": pd.Series(dtype=object),
-            "column": pd.Series(dtype=object), "effect": pd.Series(dtype=float),
-            "variance": pd.Series(dtype=float),
-        })
-        handles = stats.backend.map(vc_frame, self._effect_handles, self.group_name,
-                                    self.vc_names, slot_names, slot_component)
-        return stats.backend.to_frame(handles, meta)
+        return self.effects.vc_table()
 
     def write_random_effects(self, path) -> None:
         """Write :meth:`random_effects_table` to Parquet (a folder for Dask fits)."""
@@ -449,48 +363,20 @@ class MixedLMResults:
     # -- predictions --------------------------------------------------------------
 
     @cached_property
-    def _lookup(self) -> EffectsLookup:
-        slot_names, _ = self._slot_info()
-        if "_effects" in self.__dict__:  # already on the driver
-            parts = self._effects
-        else:  # only the modes travel, not the conditional covariances
-            stats = self._require_stats("predictions")
-            parts = stats.backend.gather(stats.backend.map(modes_only, self._effect_handles))
-        return EffectsLookup.from_blocks(parts, len(slot_names))
-
-    def _predict_frame(self, backend, random_effects: bool, response: bool):
-        from .prediction import predict_chunk
-
-        spec = self.model.spec
-        lookup = self._lookup if random_effects else None
-        fe = self.fe_params.to_numpy()
-
-        def run(frame, lookup):
-            return predict_chunk(frame, spec, fe, lookup, response)
-
-        name = "fitted" if response else "predicted"
-        meta = pd.Series(dtype=float, name=name)
-        # The predicted effects of every group go to each worker once.
-        return backend.map_frame(run, meta, lookup)
-
-    @cached_property
     def fittedvalues(self):
         """Fixed part plus the group's predicted random effects, for the rows used in
         the fit (pandas Series indexed like the data; lazy Dask for Dask input)."""
-        stats = self._require_stats("fittedvalues")
-        return self._predict_frame(stats.backend, True, True)
+        from .prediction import fitted_values
+
+        return fitted_values(self, self._require_stats("fittedvalues"))
 
     @cached_property
     def resid(self):
         """Response minus :attr:`fittedvalues`."""
-        from .prediction import response_of
+        from .prediction import responses
 
-        stats = self._require_stats("resid")
-        spec = self.model.spec
-        y = stats.backend.map_frame(lambda f: response_of(f, spec),
-                                    pd.Series(dtype=float, name="fitted"))
-        out = y - self.fittedvalues
-        return out.rename("resid")
+        y = responses(self.model.spec, self._require_stats("resid"))
+        return (y - self.fittedvalues).rename("resid")
 
     def predict(self, exog=None, random_effects: bool = True, client=None):
         """Predictions for new data (or the fitted data when ``exog`` is None).
@@ -504,7 +390,7 @@ class MixedLMResults:
         or Parquet path (result: a lazy Dask Series that can be written with
         ``.to_frame().to_parquet(...)``). Rows with a missing model value predict NaN.
         """
-        from .distributed.sources import open_backend
+        from .prediction import predict_fitted_rows, predict_new_data
 
         if self.model.spec is None:
             raise InputError("this loaded result was fitted from arrays and cannot predict "
@@ -513,14 +399,8 @@ class MixedLMResults:
             raise InputError("the formula uses a stateful transform (center, scale...) whose "
                              "state is not saved; refit to predict")
         if exog is None:
-            stats = self._require_stats("predict()")
-            return self._predict_frame(stats.backend, random_effects, False)
-        backend = open_backend(exog, client)
-        spec = self.model.spec
-        spec.check_prediction_columns(backend.columns, random_effects)
-        return self._predict_frame(backend.select([c for c in spec.columns
-                                                   if c in backend.columns]),
-                                   random_effects, False)
+            return predict_fitted_rows(self, self._require_stats("predict()"), random_effects)
+        return predict_new_data(self, exog, random_effects, client)
 
     # -- plots -------------------------------------------------------------------
 
@@ -542,7 +422,7 @@ class MixedLMResults:
         """Write the result to a folder: JSON estimates and metadata, Parquet random
         effects, never pickle (see :mod:`dlmm.io.saved_result`); read it with
         :func:`dlmm.load_result`."""
-        from .io.saved_result import save_result
+        from ..io.saved_result import save_result
 
         save_result(self, path)
 

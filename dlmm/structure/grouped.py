@@ -1,4 +1,4 @@
-"""The one pass: rows to persisted blocks of per-group cross-products.
+"""The grouped engine: rows to persisted blocks of per-group cross-products.
 
 Each chunk of rows becomes its groups' cross-products, keyed by group label
 (:func:`chunk_crossproducts`). When no group spans two chunks (the usual case
@@ -17,11 +17,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .distributed.base import Backend, ordered_sum
-from .kernels.block import KeyedCrossProducts, StatsBlock, block_pieces, build_block
-from .kernels.crossprod import group_crossproducts, row_crossproduct
-from .kernels.hessian import block_newton_pieces
-from .kernels.pieces import LikelihoodPieces, RowTotals
+from ..distributed.base import Backend, ordered_sum
+from ..kernels.block import (
+    KeyedCrossProducts,
+    StatsBlock,
+    block_effects,
+    block_pieces,
+    build_block,
+    select_xy_columns,
+)
+from ..kernels.crossprod import group_crossproducts, row_crossproduct
+from ..kernels.hessian import NewtonPieces, block_newton_pieces
+from ..kernels.moments import MomentPieces, block_moment_pieces
+from ..kernels.pieces import LikelihoodPieces, RowTotals
+from .base import RandomEffectsStatistics
 
 
 @dataclass(eq=False)
@@ -105,7 +114,7 @@ def _block_summary(block: StatsBlock):
 
 
 @dataclass(eq=False)
-class SufficientStatistics:
+class GroupedStatistics(RandomEffectsStatistics):
     """Persisted blocks of whole groups, plus the row totals, for one model.
 
     Attributes
@@ -131,6 +140,11 @@ class SufficientStatistics:
     seconds: float
     shuffled: bool
     evaluations: int = field(default=0)
+    _last_newton: tuple | None = field(default=None, repr=False)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
 
     def pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> LikelihoodPieces:
         """One map-reduce: the likelihood pieces summed over every block."""
@@ -140,17 +154,18 @@ class SufficientStatistics:
         self.evaluations += 1
         return self.backend.map_sum(block_pieces, self.blocks, chol_re, sd_vc)
 
-    def _key(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> bytes:
+    @staticmethod
+    def _key(chol_re: np.ndarray, sd_vc: np.ndarray) -> bytes:
         return np.ascontiguousarray(chol_re, dtype=float).tobytes() + b"|" + \
             np.ascontiguousarray(sd_vc, dtype=float).tobytes()
 
-    def _cached(self, chol_re: np.ndarray, sd_vc: np.ndarray):
-        last = self.__dict__.get("_last_newton")
+    def _cached(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces | None:
+        last = self._last_newton
         if last is not None and last[0] == self._key(chol_re, sd_vc):
             return last[1]
         return None
 
-    def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray):
+    def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
         """One map-reduce: value, gradient and Hessian pieces over every block (the
         last one is kept, so the optimum's pieces serve the results too)."""
         cached = self._cached(chol_re, sd_vc)
@@ -158,15 +173,39 @@ class SufficientStatistics:
             return cached
         self.evaluations += 1
         out = self.backend.map_sum(block_newton_pieces, self.blocks, chol_re, sd_vc)
-        self.__dict__["_last_newton"] = (self._key(chol_re, sd_vc), out)
+        self._last_newton = (self._key(chol_re, sd_vc), out)
         return out
 
-    def map_blocks(self, func, *args) -> list[Any]:
-        """``func(block, *args)`` on every block, gathered in block order."""
-        return self.backend.gather(self.backend.map(func, self.blocks, *args))
+    def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
+        """One map-reduce: the moment sums of every block."""
+        return self.backend.map_sum(block_moment_pieces, self.blocks, coef)
+
+    def drop_fixed_columns(self, keep_xy: np.ndarray) -> None:
+        """Keep only the ``keep_xy`` columns of ``[X y]`` in ``K`` and every ``H_i``."""
+        keep_xy = np.asarray(keep_xy, dtype=bool)
+        self.totals.xy_cross = self.totals.xy_cross[np.ix_(keep_xy, keep_xy)]
+        self.blocks = self.backend.map(select_xy_columns, self.blocks, keep_xy)
+        self._last_newton = None
+
+    def effects(self, chol_re: np.ndarray, sd_vc: np.ndarray, coef: np.ndarray,
+                scale: float) -> list[Any]:
+        """Each block's :class:`~dlmm.kernels.block.BlockEffects`, kept on its worker."""
+        return self.backend.map(block_effects, self.blocks, chol_re, sd_vc, coef, scale)
+
+    def map_effects(self, func, handles: list[Any], *args) -> list[Any]:
+        return self.backend.map(func, handles, *args)
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        return self.backend.gather(handles)
+
+    def to_frame(self, handles: list[Any], meta: pd.DataFrame) -> Any:
+        return self.backend.to_frame(handles, meta)
+
+    def map_rows(self, func, meta: Any, *shared: Any) -> Any:
+        return self.backend.map_frame(func, meta, *shared)
 
 
-def one_pass(spec, backend: Backend, progress=None) -> SufficientStatistics:
+def one_pass(spec, backend: Backend, progress=None) -> GroupedStatistics:
     """Read the rows once; build and keep the blocks; add the row totals.
 
     ``progress(done, total)`` is called as chunks of rows are done.
@@ -195,7 +234,7 @@ def one_pass(spec, backend: Backend, progress=None) -> SufficientStatistics:
     summaries = backend.gather(backend.map(_block_summary, blocks))
     backend.release(chunks)
     n_groups = int(sum(s[0] for s in summaries))
-    return SufficientStatistics(
+    return GroupedStatistics(
         backend=backend,
         blocks=blocks,
         totals=totals,

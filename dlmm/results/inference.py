@@ -1,0 +1,84 @@
+"""Inference at the optimum: covariance of the estimates, boundary and convergence checks.
+
+Standard errors come from the analytic Hessian of the log-likelihood in
+(fixed effects, profile covariance parameters), as statsmodels computes them:
+``cov_params = inv(-H)`` over the free parameters.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..optimize.driver import OptimizeResult
+from .estimates import Inference
+
+SINGULAR_TOL = 1e-4
+
+
+def covariance_from_hessian(hessian: np.ndarray, freepat: np.ndarray | None) -> Inference:
+    """``inv(-H)`` over the free parameters (a pseudo-inverse, with a warning, when
+    ``-H`` is singular); warns when ``-H`` has a non-positive diagonal."""
+    k = hessian.shape[0]
+    free = np.arange(k) if freepat is None else np.flatnonzero(freepat)
+    cov = np.zeros((k, k))
+    sub = -hessian[np.ix_(free, free)]
+    singular = False
+    try:
+        inv = np.linalg.inv(sub)
+        if not np.all(np.isfinite(inv)):
+            raise np.linalg.LinAlgError("non-finite inverse")
+    except np.linalg.LinAlgError:
+        inv = np.linalg.pinv(sub)
+        singular = True
+        warnings.warn("the Hessian is singular: standard errors use a pseudo-inverse",
+                      RuntimeWarning, stacklevel=4)
+    cov[np.ix_(free, free)] = inv
+    if np.any(np.diag(sub) <= 0):
+        warnings.warn("the Hessian at the estimate is not negative definite",
+                      RuntimeWarning, stacklevel=4)
+    return Inference(hessian=hessian, cov_params=cov, freepat=freepat,
+                     hessian_singular=singular)
+
+
+def is_singular(psi: np.ndarray, v: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
+    """lme4's ``isSingular``: a diagonal entry of the relative covariance factor
+    (the Cholesky factor of ``Psi = cov_re / scale``, and ``sqrt(vcomp / scale)``)
+    below ``tol``, i.e. a zero variance or perfectly correlated random effects."""
+    if psi.size:
+        w = np.linalg.eigvalsh(psi)
+        if w.min() <= tol**2 * max(1.0, w.max()):
+            return True
+        if np.min(np.diag(np.linalg.cholesky(psi))) < tol:
+            return True
+    return bool(v.size and np.min(np.sqrt(np.clip(v, 0, None))) < tol)
+
+
+def convergence_diagnostics(outcome: OptimizeResult, singular: bool) -> dict:
+    """lme4-style convergence checks in the optimizer's (sqrt) parameterization.
+
+    ``grad_max``: largest gradient component; ``scaled_grad_max``: largest
+    component of the Newton step ``H^{-1} g`` (lme4 warns above 2e-3);
+    ``hessian_negative_definite``: the llf is locally strictly concave (false
+    at singular fits, where some directions are flat or the boundary binds).
+    """
+    grad = np.asarray(outcome.grad, dtype=float)
+    hess = outcome.hessian
+    out = {
+        "grad_max": float(np.max(np.abs(grad))) if grad.size else 0.0,
+        "scaled_grad_max": float("nan"),
+        "hessian_negative_definite": True,
+        "singular": bool(singular),
+        "newton_decrement": float(outcome.decrement),
+    }
+    if hess is not None and hess.size:
+        try:
+            np.linalg.cholesky(-hess)
+        except np.linalg.LinAlgError:
+            out["hessian_negative_definite"] = False
+        try:
+            out["scaled_grad_max"] = float(np.max(np.abs(np.linalg.solve(hess, grad))))
+        except np.linalg.LinAlgError:
+            pass
+    return out
