@@ -1,4 +1,8 @@
-"""The output folder of a fit: ``result.json`` (schema ``dlmm.result/1``) and friends.
+"""The saved-result folder: ``result.json`` (schema ``dlmm.result/2``) and friends.
+
+One format for every writer and reader: ``result.save(DIR)`` and ``dlmm fit
+-o DIR`` write it; ``dlmm.load_result(DIR)``, ``dlmm summary DIR`` and
+``dlmm predict DIR`` read it.
 
 A fit's outputs are written into a temporary sibling of the output folder
 (``.NAME.tmp-XXXX``) and renamed into place only when every file is complete,
@@ -13,8 +17,9 @@ Files
     ``str(result.summary())``: statsmodels' text layout.
 ``random_effects.parquet``
     One row per group, indexed by the group label: the predicted random
-    effects and their conditional standard deviations (``<name> SE``); absent
-    when the model has no standard random effects.
+    effects and their conditional standard deviations (``<name> SE``); no
+    columns (only the group labels) when the model has no standard random
+    effects.
 ``vc_effects.parquet``
     One row per variance-component effect: group, ``component``, ``column``,
     ``effect``, ``variance``; only for models with variance components.
@@ -23,26 +28,25 @@ Files
     rows in the order of the input data (its files in name order). On a
     cluster the workers write it, so the output folder must be on storage
     they share with the driver.
-``model/``
-    The result as saved by ``result.save`` (its own format, see
-    :mod:`dlmm.io.saved_result`): ``dlmm.load_result(DIR / "model")`` gives back a
-    result that summarizes and predicts.
 
 Each file is made by one *artifact writer* ``writer(context, folder) -> name
 or None`` listed in :data:`ARTIFACTS` (``None``: nothing to write for this
 fit). Adding a file is one function appended to that list; ``result.json``
 lists what was written under ``files``.
 
-Schema ``dlmm.result/1``
+Schema ``dlmm.result/2``
 ------------------------
-A JSON object. Non-finite numbers (NaN, infinity) are written as ``null``.
-New keys may be added within version 1; a key is never removed or changes
-meaning without a new version.
+A JSON object. Non-finite numbers (NaN, infinity) are written as ``null``;
+floats are written with Python's shortest round-trip representation, so a
+loaded result has every estimate bit for bit. New keys may be added within
+version 2; a key is never removed or changes meaning without a new version.
+(Version 1 had the same keys but ``state``, and a ``model/`` folder of its own
+format beside them.)
 
 =====================  =========================================================
 key                    value
 =====================  =========================================================
-``schema``             ``"dlmm.result/1"``
+``schema``             ``"dlmm.result/2"``
 ``status``             ``"converged"`` or ``"not_converged"`` (exit code 0 / 3)
 ``converged``          bool: the optimizer's convergence test passed
 ``created``            UTC time the file was written, ISO 8601
@@ -74,6 +78,10 @@ key                    value
 ``versions``           ``dlmm``, ``dask``, ``distributed``, ``numpy``, ``scipy``,
                        ``pandas``, ``pyarrow``, ``python``, ``platform``
 ``files``              names of the other files written in the folder
+``state``              what :func:`dlmm.load_result` rebuilds the result from:
+                       ``spec`` (formulas and learned levels), ``names``,
+                       ``estimates`` (profile scale), ``cov_params``,
+                       ``hessian``, ``freepat`` and ``fit`` (facts of the fit)
 =====================  =========================================================
 """
 
@@ -93,13 +101,12 @@ from ..exceptions import InputError
 from .folders import staged_folder
 from .jsonable import jsonable, versions
 
-SCHEMA = "dlmm.result/1"
+SCHEMA = "dlmm.result/2"
 RESULT_FILE = "result.json"
 SUMMARY_FILE = "summary.txt"
 RANDOM_EFFECTS_FILE = "random_effects.parquet"
 VC_EFFECTS_FILE = "vc_effects.parquet"
 FITTED_FILE = "fitted.parquet"
-MODEL_DIR = "model"
 
 
 # -- result.json --------------------------------------------------------------------
@@ -118,7 +125,7 @@ def result_document(result: Any, *, options: Mapping[str, Any] | None = None,
                     cluster: Mapping[str, Any] | None = None,
                     timings: Mapping[str, float] | None = None,
                     files: list[str] | None = None) -> dict[str, Any]:
-    """The ``result.json`` object of a fit (schema ``dlmm.result/1``).
+    """The ``result.json`` object of a fit (schema ``dlmm.result/2``).
 
     Parameters
     ----------
@@ -189,8 +196,39 @@ def result_document(result: Any, *, options: Mapping[str, Any] | None = None,
         "cluster": jsonable(dict(cluster or {"kind": "none"})),
         "versions": versions(),
         "files": list(files or []),
+        "state": result_state(result),
     }
     return doc
+
+
+def result_state(result: Any) -> dict[str, Any]:
+    """The ``state`` section: everything a loaded result is rebuilt from (JSON-safe)."""
+    spec = result.model.spec
+    spec_state = spec.to_dict() if hasattr(spec, "to_dict") else {
+        "kind": "arrays", "columns": [], "levels": {}, "stateful": False}
+    e, inference, f = result.estimates, result.inference, result.facts
+    return jsonable({
+        "spec": spec_state,
+        "names": {
+            "exog_names": e.exog_names, "exog_re_names": e.exog_re_names,
+            "vc_names": e.vc_names, "group_name": f.group_name, "endog_name": f.endog_name,
+            "vc_column_names": [list(c) for c in getattr(spec, "vc_column_names", [])],
+        },
+        "estimates": {
+            "fe_params": e.fe_params, "cov_re_unscaled": e.cov_re_unscaled,
+            "vcomp_unscaled": e.vcomp_unscaled, "scale": e.scale, "llf": e.llf,
+            "reml": e.reml,
+        },
+        "cov_params": inference.cov_params,
+        "hessian": inference.hessian,
+        "freepat": inference.freepat,
+        "fit": {
+            "nobs": f.nobs, "n_groups": f.n_groups, "n_dropped": f.n_dropped,
+            "group_size_min": f.group_size_min, "group_size_max": f.group_size_max,
+            "converged": f.converged, "mle_retvals": f.mle_retvals, "timings": f.timings,
+            "backend": f.backend,
+        },
+    })
 
 
 # -- the other files ---------------------------------------------------------------
@@ -236,11 +274,9 @@ def write_summary(context: OutputContext, folder: Path) -> str:
 
 def write_random_effects(context: OutputContext, folder: Path) -> str | None:
     """``random_effects.parquet``: one row per group (index: the group label), the
-    predicted random effects and their conditional standard deviations (``<name> SE``)."""
-    result = context.result
-    if not hasattr(result, "random_effects_table") or not len(result.exog_re_names):
-        return None
-    table = _compute(result.random_effects_table(with_se=True), context.client)
+    predicted random effects and their conditional standard deviations (``<name> SE``);
+    only the labels when the model has no standard random effects."""
+    table = _compute(context.result.random_effects_table(with_se=True), context.client)
     table.to_parquet(folder / RANDOM_EFFECTS_FILE)
     return RANDOM_EFFECTS_FILE
 
@@ -249,7 +285,7 @@ def write_vc_effects(context: OutputContext, folder: Path) -> str | None:
     """``vc_effects.parquet``: one row per variance-component effect (group,
     component, column, effect, conditional variance)."""
     result = context.result
-    if not hasattr(result, "vc_effects_table") or not result.k_vc:
+    if not result.k_vc:
         return None
     table = _compute(result.vc_effects_table(), context.client)
     table.to_parquet(folder / VC_EFFECTS_FILE, index=False)
@@ -278,23 +314,10 @@ def write_fitted(context: OutputContext, folder: Path) -> str | None:
     return FITTED_FILE
 
 
-def write_model(context: OutputContext, folder: Path) -> str | None:
-    """``model/``: the result saved by ``result.save`` (its own format), to reload
-    with ``dlmm.load_result(DIR / "model")`` for predictions."""
-    if not hasattr(context.result, "save"):
-        return None
-    if context.client is not None:
-        with context.client.as_current():
-            context.result.save(folder / MODEL_DIR)
-    else:
-        context.result.save(folder / MODEL_DIR)
-    return MODEL_DIR
-
-
 #: The files written beside ``result.json``, in order; each writer returns the name
 #: it wrote or None. Append a writer to add a file.
 ARTIFACTS: list[ArtifactWriter] = [write_summary, write_random_effects, write_vc_effects,
-                                   write_fitted, write_model]
+                                   write_fitted]
 
 
 def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = False,
@@ -337,7 +360,7 @@ def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = Fal
 
 
 def read_result(path: str | os.PathLike) -> dict[str, Any]:
-    """``result.json`` of an output folder, checked to be schema ``dlmm.result/1``.
+    """``result.json`` of a result folder, checked to be schema ``dlmm.result/2``.
 
     Raises
     ------
@@ -346,7 +369,8 @@ def read_result(path: str | os.PathLike) -> dict[str, Any]:
     """
     file = Path(path) / RESULT_FILE
     if not file.is_file():
-        raise InputError(f"{str(file)!r} does not exist: not an output folder of dlmm fit")
+        raise InputError(f"{str(file)!r} does not exist: not an output folder of dlmm fit "
+                         "nor a saved result")
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -57,7 +57,7 @@ def test_document_schema(result):
                           cluster={"kind": "embedded", "workers": 2},
                           timings={"total": 1.5}, files=[SUMMARY_FILE])
     json.dumps(doc, allow_nan=False)
-    assert doc["schema"] == SCHEMA == "dlmm.result/1"
+    assert doc["schema"] == SCHEMA == "dlmm.result/2"
     assert doc["status"] == "converged" and doc["converged"] is True
     assert doc["model"]["formula"] == "y ~ x1 + x2" and doc["model"]["groups"] == "g"
     assert doc["model"]["vc_formula"] == {"c": "0 + C(c)"} and doc["model"]["method"] == "REML"
@@ -86,13 +86,13 @@ def test_without_inference_bse_is_null(result):
     assert doc["estimates"]["llf"] == pytest.approx(result.llf)
 
 
-FILES = [SUMMARY_FILE, "random_effects.parquet", "vc_effects.parquet", "model"]
+FILES = [SUMMARY_FILE, "random_effects.parquet", "vc_effects.parquet"]
 
 
 def test_folder_written_whole(tmp_path, result):
     out = tmp_path / "fit"
     doc = write_outputs(result, out, options={"data": "x", "fitted": True})
-    assert doc["files"] == [*FILES[:3], "fitted.parquet", "model"]
+    assert doc["files"] == [*FILES, "fitted.parquet"]
     assert sorted(p.name for p in out.iterdir()) == sorted([RESULT_FILE, *doc["files"]])
     assert read_result(out) == json.loads(json.dumps(doc))
     assert (out / SUMMARY_FILE).read_text() == str(result.summary()) + "\n"
@@ -107,7 +107,7 @@ def test_folder_written_whole(tmp_path, result):
     fitted = pd.read_parquet(out / "fitted.parquet")
     assert list(fitted.columns) == ["fitted"] and len(fitted) == result.nobs
     np.testing.assert_allclose(fitted["fitted"], np.asarray(result.fittedvalues))
-    loaded = dlmm.load_result(out / "model")
+    loaded = dlmm.load_result(out)
     assert loaded.llf == result.llf
     pd.testing.assert_series_equal(loaded.fe_params, result.fe_params)
 
@@ -159,7 +159,7 @@ def test_read_result_checks_schema(tmp_path):
     with pytest.raises(dlmm.InputError, match="not an output folder of dlmm fit"):
         read_result(tmp_path)
     (tmp_path / RESULT_FILE).write_text(json.dumps({"schema": "dlmm.result/9"}))
-    with pytest.raises(dlmm.InputError, match="this dlmm reads 'dlmm.result/1'"):
+    with pytest.raises(dlmm.InputError, match="this dlmm reads 'dlmm.result/2'"):
         read_result(tmp_path)
     (tmp_path / RESULT_FILE).write_text("{not json")
     with pytest.raises(dlmm.InputError, match="cannot read"):

@@ -57,15 +57,15 @@ def test_files_are_json_and_parquet_without_pickle(fitted, tmp_path):
     _, result = fitted
     result.save(tmp_path / "fit")
     files = sorted(p.name for p in (tmp_path / "fit").iterdir())
-    assert files == ["random_effects.parquet", "result.json", "vc_effects.parquet"]
+    assert files == ["random_effects.parquet", "result.json", "summary.txt", "vc_effects.parquet"]
     for path in (tmp_path / "fit").iterdir():
         raw = path.read_bytes()
         assert not raw.startswith((b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"))
         assert b"cnumpy" not in raw and b"c__builtin__" not in raw
-        if path.suffix == ".parquet":
+        if path.suffix == ".parquet":  # (summary.txt and result.json are text)
             assert raw[:4] == b"PAR1" and raw[-4:] == b"PAR1"
     doc = json.loads((tmp_path / "fit" / "result.json").read_text())
-    assert doc["format"] == "dlmm.result" and doc["version"] == 1
+    assert doc["schema"] == "dlmm.result/2" and doc["state"]["spec"]["kind"] == "formula"
 
 
 def test_refuses_a_non_empty_folder_and_a_foreign_file(fitted, tmp_path):
