@@ -7,10 +7,10 @@
 """
 
 from .exceptions import CollinearityWarning, ConvergenceWarning, InputError
-from .io.saved_result import load_result
 from .model import MissingDataWarning, MixedLM, mixedlm
 from .objective.params import MixedLMParams
 from .results import LRTestResult, MixedLMResults, lrtest
+from .results.loaded import load_result
 
 __version__ = "0.1.0"
 
