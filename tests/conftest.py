@@ -9,27 +9,22 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-REFERENCE = SHARED / "reference"
+#: lme4's reference fits and their data sets, carried by the repository (see its README).
+REFERENCE = Path(__file__).resolve().parent / "reference"
 
 
 def _load_cases() -> dict:
-    path = REFERENCE / "cases.json"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"lme4 reference cases not found at {path}: the tests expect ../shared beside the repo"
-        )
-    return json.loads(path.read_text())
+    return json.loads((REFERENCE / "cases.json").read_text())
 
 
 @pytest.fixture(scope="session")
 def reference_cases() -> dict:
-    """``../shared/reference/cases.json``: lme4 fits in statsmodels' conventions."""
+    """``tests/reference/cases.json``: lme4 fits in statsmodels' conventions."""
     return _load_cases()
 
 
 def reference_data(name: str) -> pd.DataFrame:
-    """A data set of ``../shared/reference/data`` as pandas."""
+    """A data set of ``tests/reference/data`` as pandas."""
     return pd.read_csv(REFERENCE / "data" / name)
 
 

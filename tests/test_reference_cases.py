@@ -1,7 +1,7 @@
-"""dlmm against lme4: every case of ``../shared/reference/cases.json``.
+"""dlmm against lme4: every case of ``tests/reference/cases.json``.
 
 The expected numbers were computed by lme4 (R, optimizer bobyqa) and written in
-statsmodels' conventions (see ``../shared/reference/README.md``); nothing here
+statsmodels' conventions (see ``tests/reference/README.md``); nothing here
 comes from dlmm's own output. Each case is fitted once (the fits are cached per
 case) and checked against lme4's log-likelihood, fixed effects, random-effects
 covariance, variance components, residual variance and number of rows.

@@ -2,7 +2,7 @@
 
 Expected numbers come from elsewhere, never from dlmm's own output:
 
-- lme4 (``../shared/reference/cases.json``): ``bse_fe`` and the conditional
+- lme4 (``tests/reference/cases.json``): ``bse_fe`` and the conditional
   modes of the random effects, for every reference case;
 - statsmodels' ``MixedLM``, fitted in the test on generated data (a random
   slope case and a variance-component case, REML and ML) with a tight gradient
