@@ -1,0 +1,74 @@
+"""Crossed random effects: NumPy/SciPy kernels of a blocked sparse engine (no Dask).
+
+Model: ``y = X beta + sum_k Z_k b_k + e``, ``b_k ~ N(0, sigma^2 I_{l_k} (x) T_k T_k')``,
+``V = I + Z Lambda Lambda' Z'``, ``C = Lambda'Z'Z Lambda + I = L L'``. MixedModels.jl's
+method: the factor with most random effects first (its block of ``C`` is block
+diagonal), the others' Schur complement dense.
+
+``sums``      one pass over rows -> additive keyed sums (per level, per level pair).
+``system``    reduced sums -> theta-independent layout of the blocked system (once).
+``factor``    theta -> blocked Cholesky factor, ``log|C|``, ``c'c``.
+``inverse``   selected entries of ``C^{-1}`` (Takahashi-style), for variances and gradient.
+``modes``     conditional modes ``b_hat`` and their conditional covariance blocks.
+``gradient``  ``d log|C| / d theta`` and ``d c'c / d theta``.
+``evaluate``  the driver's one call: theta -> :class:`CrossedPieces`.
+``theta``     packing of theta (lower triangles of the ``T_k``).
+
+Limits: the Schur complement of the factors after the first is dense, order
+``Q2 = sum_{k>=2} l_k t_k`` (memory ``~16 Q2^2`` bytes, ``Q2^3/3`` flops per value), so
+the engine suits designs whose second and later factors have up to ~10^4 random
+effects; the first factor may be arbitrarily large. Precomputed pair structures grow
+with ``sum_l nnz_l^2`` (``nnz_l``: levels of the other factors seen with level ``l`` of
+the first).
+
+Typical use::
+
+    parts = [crossed_sums(codes, terms, x, y, n_levels) for each chunk]
+    system = build_system(combine_sums(parts))
+    pieces = crossed_pieces(system, theta, gradient=True)
+    S = system.xy_cross - pieces.hmh       # then the profiled llf as for nested models
+"""
+
+from .evaluate import CrossedPieces, crossed_pieces
+from .factor import CrossedFactor, explicit_l21, factorize
+from .gradient import CrossedGradient, gradient_pieces
+from .inverse import SelectedInverse, selected_inverse
+from .modes import conditional_modes, conditional_variances
+from .sums import CrossedSums, PairSums, combine_sums, crossed_sums
+from .system import CrossedCost, CrossedSystem, build_system, factor_order
+from .theta import (
+    pack_theta,
+    theta_from_covariances,
+    theta_index,
+    theta_lower_bounds,
+    theta_sizes,
+    unpack_theta,
+)
+
+__all__ = [
+    "CrossedCost",
+    "CrossedFactor",
+    "CrossedGradient",
+    "CrossedPieces",
+    "CrossedSums",
+    "CrossedSystem",
+    "PairSums",
+    "SelectedInverse",
+    "build_system",
+    "combine_sums",
+    "conditional_modes",
+    "conditional_variances",
+    "crossed_pieces",
+    "crossed_sums",
+    "explicit_l21",
+    "factor_order",
+    "factorize",
+    "gradient_pieces",
+    "pack_theta",
+    "selected_inverse",
+    "theta_from_covariances",
+    "theta_index",
+    "theta_lower_bounds",
+    "theta_sizes",
+    "unpack_theta",
+]

@@ -1,0 +1,80 @@
+"""Batched small dense linear algebra on stacks of ``t x t`` blocks (one per level).
+
+``t`` is the number of random-effect terms per level (1 or 2 in practice). The
+``t == 1`` case is plain vector arithmetic; otherwise NumPy's stacked LAPACK
+calls. Also: applying ``Lambda = blockdiag_k(I (x) T_k)`` to the rows or
+columns of a dense matrix whose index runs over several factors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def batched_cholesky(a: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors ``L_l`` with ``L_l L_l' = a_l`` for a stack ``(m, t, t)``."""
+    if a.shape[1] == 1:
+        return np.sqrt(a)
+    return np.linalg.cholesky(a)
+
+
+def batched_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a_l^{-1} b_l`` for stacks ``a (m, t, t)`` and ``b (m, t, s)``."""
+    if a.shape[1] == 1:
+        return b / a
+    return np.linalg.solve(a, b)
+
+
+def batched_inverse(a: np.ndarray) -> np.ndarray:
+    """``a_l^{-1}`` for a stack ``(m, t, t)``."""
+    if a.shape[1] == 1:
+        return 1.0 / a
+    return np.linalg.inv(a)
+
+
+def sym_block_product(tri: np.ndarray, mid: np.ndarray) -> np.ndarray:
+    """``T' mid_l T`` for one ``t x t`` matrix ``T`` and a stack ``mid (m, t, t)``."""
+    return np.einsum("ai,lab,bj->lij", tri, mid, tri, optimize=True)
+
+
+def apply_lambda_rows(
+    dense: np.ndarray,
+    factors: Sequence[np.ndarray],
+    offsets: Sequence[int],
+    levels: Sequence[int],
+    transpose: bool,
+) -> None:
+    """In place, ``dense <- Lambda' dense`` (``transpose``) or ``Lambda dense``.
+
+    The rows of ``dense`` run over the columns of several factors: factor ``k``
+    owns rows ``offsets[k] : offsets[k] + levels[k] t_k``, level-major, and
+    ``Lambda`` there is ``I_{levels[k]} (x) T_k`` with ``T_k = factors[k]``.
+    """
+    for tri, off, n_lev in zip(factors, offsets, levels):
+        t = tri.shape[0]
+        block = dense[off : off + n_lev * t]
+        if t == 1:
+            block *= tri[0, 0]
+            continue
+        op = tri.T if transpose else tri
+        new = np.einsum("ab,lbm->lam", op, block.reshape(n_lev, t, -1))
+        dense[off : off + n_lev * t] = new.reshape(block.shape)
+
+
+def apply_lambda_cols(
+    dense: np.ndarray,
+    factors: Sequence[np.ndarray],
+    offsets: Sequence[int],
+    levels: Sequence[int],
+) -> None:
+    """In place, ``dense <- dense Lambda`` with the layout of :func:`apply_lambda_rows`."""
+    for tri, off, n_lev in zip(factors, offsets, levels):
+        t = tri.shape[0]
+        block = dense[:, off : off + n_lev * t]
+        if t == 1:
+            block *= tri[0, 0]
+            continue
+        new = np.einsum("mlb,ba->mla", block.reshape(dense.shape[0], n_lev, t), tri)
+        dense[:, off : off + n_lev * t] = new.reshape(block.shape)

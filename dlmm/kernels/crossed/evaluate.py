@@ -1,0 +1,49 @@
+"""One evaluation for the driver: theta -> ``log|V|``, ``c'c`` and, optionally, their gradient.
+
+A small result (``O(n_theta r^2)`` numbers), the crossed counterpart of the
+grouped engine's likelihood pieces; the driver forms ``S = xy_cross - hmh`` and
+the profiled llf exactly as for the nested engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .factor import factorize
+from .gradient import gradient_pieces
+from .system import CrossedSystem
+
+
+@dataclass(eq=False)
+class CrossedPieces:
+    """What the profiled objective needs at one theta.
+
+    Attributes
+    ----------
+    logdet : float
+        ``log|V| = log|C|``.
+    hmh : ndarray (r, r)
+        ``c'c = [X y]'Z Lambda C^{-1} Lambda'Z'[X y]``; ``S = xy_cross - hmh``.
+    dlogdet : ndarray (n_theta,) or None
+        ``d logdet / d theta``.
+    dhmh : ndarray (n_theta, r, r) or None
+        ``d hmh / d theta``.
+    """
+
+    logdet: float
+    hmh: np.ndarray
+    dlogdet: np.ndarray | None = None
+    dhmh: np.ndarray | None = None
+
+
+def crossed_pieces(
+    system: CrossedSystem, theta: np.ndarray, gradient: bool = False
+) -> CrossedPieces:
+    """``log|C|`` and ``c'c`` at ``theta`` (and their derivatives if ``gradient``)."""
+    fac = factorize(system, theta)
+    if not gradient:
+        return CrossedPieces(fac.logdet, fac.ctc)
+    grad = gradient_pieces(system, fac)
+    return CrossedPieces(fac.logdet, fac.ctc, grad.dlogdet, grad.dctc)

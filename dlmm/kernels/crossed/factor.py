@@ -1,0 +1,188 @@
+"""The blocked Cholesky factorization of ``C = Lambda' Z'Z Lambda + I`` for one theta.
+
+With the layout of :mod:`.system` (factor 1 first, the rest dense):
+
+    L = [[L11, 0  ],     L11 = blockdiag_l chol(I + T_1' D_l T_1)       (batched t_1 x t_1)
+         [L21, L22]]     L21 = Lambda_2' G21 Lambda_1 L11^{-T}          (pattern of G21)
+                         L22 = chol(I + Lambda_2'(G22 - G21 M1 G21')Lambda_2)   (dense LAPACK)
+
+with ``M1 = blockdiag_l(T_1 C11_l^{-1} T_1')``, since ``L21 L21' = C21 C11^{-1} C12``.
+``L21`` has no fill-in; it is never needed explicitly on the hot path (it is applied
+as the sparse product above; :func:`explicit_l21` builds it for checks). Then
+
+    log|V| = log|C| = 2 sum log diag L11 + 2 sum log diag L22
+    c = L^{-1} Lambda' Z'[X y]:   c1 = L11^{-1} T_1' H1,
+                                  c2 = L22^{-1} Lambda_2' (H2 - G21 M1 H1)
+    c'c = c1'c1 + c2'c2 = [X y]'[X y] - [X y]'V^{-1}[X y]
+
+so the driver forms ``S = xy_cross - c'c``. The cost of one evaluation is
+``O(l_1 t_1^3 + schur_pairs + Q2^3 / 3)`` (see :meth:`.CrossedSystem.cost`),
+independent of the number of rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg.lapack as lapack
+import scipy.sparse as sp
+
+from ._blocks import (
+    apply_lambda_rows,
+    batched_cholesky,
+    batched_solve,
+    sym_block_product,
+)
+from .system import CrossedSystem
+from .theta import unpack_theta
+
+
+@dataclass(eq=False)
+class CrossedFactor:
+    """The blocked factor of ``C`` at one theta and the solved ``c = L^{-1} Lambda'Z'[X y]``.
+
+    Attributes
+    ----------
+    theta : ndarray
+    factors : list of ndarray
+        ``T_k`` per factor, in the caller's order.
+    l11 : ndarray (l_1, t_1, t_1)
+        Cholesky factors of the diagonal blocks ``C11_l = I + T_1' D_l T_1``.
+    k1 : ndarray (l_1, t_1, t_1)
+        ``C11_l^{-1} T_1'``.
+    m1 : ndarray (l_1, t_1, t_1)
+        ``T_1 C11_l^{-1} T_1'`` (the blocks of ``Lambda_1 C11^{-1} Lambda_1'``).
+    l22 : ndarray (Q2, Q2), Fortran order
+        Lower triangle: Cholesky factor of the Schur complement (upper triangle unused).
+    c1 : ndarray (l_1, t_1, r)
+    c2 : ndarray (Q2, r)
+    logdet : float
+        ``log|C| = log|V|``.
+    ctc : ndarray (r, r)
+        ``c'c = [X y]'Z Lambda C^{-1} Lambda'Z'[X y]`` (the grouped engine's ``hmh``).
+    """
+
+    theta: np.ndarray
+    factors: list
+    l11: np.ndarray
+    k1: np.ndarray
+    m1: np.ndarray
+    l22: np.ndarray
+    c1: np.ndarray
+    c2: np.ndarray
+    logdet: float
+    ctc: np.ndarray
+
+
+def rest_factors(system: CrossedSystem, factors: list) -> list:
+    """``T_k`` of the factors of the dense part, in the system's order."""
+    return [factors[k] for k in system.rest]
+
+
+def lambda2(system: CrossedSystem, factors: list, dense: np.ndarray, transpose: bool) -> None:
+    """In place ``dense <- Lambda_2' dense`` (``transpose``) or ``Lambda_2 dense`` (rows)."""
+    apply_lambda_rows(
+        dense, rest_factors(system, factors), system.rest_offsets, system.rest_levels(), transpose
+    )
+
+
+def tri_solve(l22: np.ndarray, b: np.ndarray, trans: bool) -> np.ndarray:
+    """``L22^{-1} b`` or (``trans``) ``L22^{-T} b`` with LAPACK ``dtrtrs``."""
+    if l22.shape[0] == 0:
+        return np.array(b, dtype=float)
+    x, info = lapack.dtrtrs(l22, b, lower=1, trans=1 if trans else 0)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dtrtrs failed (info={info})")
+    return x
+
+
+def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray) -> np.ndarray:
+    """``I + Lambda_2' (G22 - G21 M1 G21') Lambda_2`` (dense, symmetric, Fortran order).
+
+    ``G21 M1 G21'`` is one sparse mat-vec ``B @ vec(M1)`` scattered into both triangles.
+    """
+    q2 = system.dense_size
+    x = np.array(system.g22, order="F", copy=True)
+    flat = x.reshape(-1, order="F")
+    core = system.schur @ m1.reshape(-1)
+    flat[system.schur_target] -= core
+    flat[system.schur_mirror] -= core[system.schur_offdiag]
+    rest = rest_factors(system, factors)
+    if all(t.shape[0] == 1 for t in rest):
+        s = np.repeat([t[0, 0] for t in rest], system.rest_levels())
+        x *= s[:, None]
+        x *= s[None, :]
+    else:
+        lambda2(system, factors, x, transpose=True)
+        lambda2(system, factors, x.T, transpose=True)  # x <- x Lambda_2
+    x[np.arange(q2), np.arange(q2)] += 1.0
+    return x
+
+
+def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
+    """Blocked Cholesky factor of ``C``, ``log|C|`` and ``c'c`` at ``theta``.
+
+    Parameters
+    ----------
+    system : CrossedSystem
+    theta : ndarray
+        Packed lower triangles of the ``T_k`` in the caller's factor order
+        (:func:`~.theta.unpack_theta`).
+
+    Returns
+    -------
+    CrossedFactor
+        ``logdet = log|C|``, ``ctc = c'c`` with ``c = L^{-1} Lambda'Z'[X y]``; the
+        driver's ``S = [X y]'V^{-1}[X y]`` is ``system.xy_cross - ctc``.
+    """
+    theta = np.asarray(theta, dtype=float).ravel()
+    factors = unpack_theta(theta, system.n_terms)
+    t_1 = factors[system.first]
+    t1 = t_1.shape[0]
+    r = system.n_columns
+
+    c11 = sym_block_product(t_1, system.d)
+    c11[:, np.arange(t1), np.arange(t1)] += 1.0
+    l11 = batched_cholesky(c11)
+    k1 = batched_solve(c11, np.broadcast_to(t_1.T, c11.shape))
+    m1 = np.einsum("ab,lbc->lac", t_1, k1)
+    m1 = 0.5 * (m1 + np.swapaxes(m1, 1, 2))
+    u1 = np.einsum("ba,lbr->lar", t_1, system.h1)
+    c1 = batched_solve(l11, u1)
+    logdet = 2.0 * float(np.log(np.diagonal(l11, axis1=1, axis2=2)).sum())
+    ctc = np.einsum("lar,las->rs", c1, c1)
+
+    q2 = system.dense_size
+    if q2:
+        x = schur_complement(system, factors, m1)
+        l22, info = lapack.dpotrf(x, lower=1, clean=0, overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"Schur complement is not positive definite (info={info})")
+        logdet += 2.0 * float(np.log(np.diagonal(l22)).sum())
+        m1h1 = np.einsum("lab,lbr->lar", m1, system.h1).reshape(-1, r)
+        u2 = system.h2 - system.g21 @ m1h1
+        lambda2(system, factors, u2, transpose=True)
+        c2 = tri_solve(l22, u2, trans=False)
+        ctc = ctc + c2.T @ c2
+    else:
+        l22 = np.zeros((0, 0), order="F")
+        c2 = np.zeros((0, r))
+    ctc = 0.5 * (ctc + ctc.T)
+    return CrossedFactor(theta, factors, l11, k1, m1, l22, c1, c2, logdet, ctc)
+
+
+def explicit_l21(system: CrossedSystem, factor: CrossedFactor) -> sp.csr_matrix:
+    """``L21 = Lambda_2' G21 Lambda_1 L11^{-T}`` as a sparse matrix (for checks, not the fit).
+
+    Its pattern is that of ``G21 = Z_2'Z_1``: the product introduces no fill-in.
+    Built densely (``Q2 x l_1 t_1``), so only for small systems.
+    """
+    t_1 = factor.factors[system.first]
+    l1, t1 = factor.l11.shape[:2]
+    # right_l = T_1 L11_l^{-T} = (L11_l^{-1} T_1')'
+    right = np.swapaxes(batched_solve(factor.l11, np.broadcast_to(t_1.T, factor.l11.shape)), 1, 2)
+    out = system.g21.toarray().reshape(-1, l1, t1)
+    out = np.einsum("mlc,lcd->mld", out, right).reshape(-1, l1 * t1)
+    lambda2(system, factor.factors, out, transpose=True)
+    return sp.csr_matrix(out)

@@ -1,0 +1,99 @@
+"""Selected entries of ``P = C^{-1}`` from the blocked factor (never a dense inverse of C).
+
+With ``A = L22 L22'`` (the Schur complement) and ``N = L21 L11^{-1} = C21 C11^{-1}``
+(pattern of ``G21``; at the row entries ``N_b = T_k' W_b K1_l'``):
+
+    P22 = A^{-1}                                    dense inverse of the Schur part (dpotri)
+    P21 = -A^{-1} N                                 needed only on the pattern of G21
+    P11 = L11^{-T} L11^{-1} + L11^{-T} L21' L22^{-T} L22^{-1} L21 L11^{-1}
+        = C11^{-1} + N' A^{-1} N                    needed only on its diagonal blocks
+
+(the Takahashi-style identity). ``Y = A^{-1} N`` on the pattern of ``N`` is one
+sparse product whose entries are gathered from ``A^{-1}`` at the pairs of
+nonzeros of ``G21`` sharing a level of factor 1 (the pairs of the Schur update);
+``diag_l(N' A^{-1} N) = sum_{e at level l} outer(N_e, Y_e)``. Cost: one ``dpotri``
+(``2 Q2^3 / 3``) plus ``O(sum_l nnz_l^2)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg.lapack as lapack
+import scipy.sparse as sp
+
+from ._blocks import batched_inverse
+from .factor import CrossedFactor
+from .system import CrossedSystem
+
+
+@dataclass(eq=False)
+class SelectedInverse:
+    """The entries of ``C^{-1}`` that modes' variances and the gradient need.
+
+    Attributes
+    ----------
+    ainv : ndarray (Q2, Q2)
+        ``P22 = A^{-1}``, full symmetric.
+    n_e : ndarray (n_e, t_1)
+        ``N = C21 C11^{-1}`` at the row entries of the system.
+    y_e : ndarray (n_e, t_1)
+        ``Y = A^{-1} N`` at the row entries (``P21 = -Y`` there).
+    p11 : ndarray (l_1, t_1, t_1)
+        Diagonal blocks of ``P11``.
+    """
+
+    ainv: np.ndarray
+    n_e: np.ndarray
+    y_e: np.ndarray
+    p11: np.ndarray
+
+
+def schur_inverse(l22: np.ndarray) -> np.ndarray:
+    """``A^{-1} = (L22 L22')^{-1}`` from the Cholesky factor (LAPACK ``dpotri``), symmetric."""
+    if l22.shape[0] == 0:
+        return np.zeros((0, 0))
+    inv, info = lapack.dpotri(l22, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
+    full = np.tril(inv)
+    full += full.T
+    full[np.diag_indices_from(full)] *= 0.5
+    return full
+
+
+def entries_n(system: CrossedSystem, factor: CrossedFactor) -> np.ndarray:
+    """``N = Lambda_2' G21 Lambda_1 C11^{-1}`` at the row entries: ``N_b = T_k' W_b K1_l'``."""
+    n_e = np.zeros_like(system.entry_w)
+    for k, (idx, lev, w) in zip(system.rest, system.blocks):
+        tk = factor.factors[k]
+        n_e[idx] = np.einsum("ai,bac,bdc->bid", tk, w, factor.k1[lev], optimize=True)
+    return n_e
+
+
+def selected_inverse(system: CrossedSystem, factor: CrossedFactor) -> SelectedInverse:
+    """``A^{-1}``, ``N`` and ``Y = A^{-1} N`` on the pattern of ``G21``, diagonal blocks of P11.
+
+    ``P11_l = C11_l^{-1} + sum_{e at level l} outer(N_e, Y_e)``.
+    """
+    ainv = schur_inverse(factor.l22)
+    n_e = entries_n(system, factor)
+    l_inv = batched_inverse(factor.l11)
+    p11 = np.einsum("lba,lbc->lac", l_inv, l_inv)
+    t1 = p11.shape[1]
+    if system.dense_size:
+        pattern, gather, diagonal = system.lower_pairs()
+        data = ainv.reshape(-1)[gather]
+        low = sp.csr_matrix((data, pattern.indices, pattern.indptr), shape=pattern.shape)
+        y_e = low @ n_e + low.T @ n_e - data[diagonal][:, None] * n_e
+        l1 = p11.shape[0]
+        for c in range(t1):
+            for d in range(t1):
+                p11[:, c, d] += np.bincount(
+                    system.entry_level, weights=n_e[:, c] * y_e[:, d], minlength=l1
+                )
+    else:
+        y_e = np.zeros_like(n_e)
+    p11 = 0.5 * (p11 + np.swapaxes(p11, 1, 2))
+    return SelectedInverse(ainv, n_e, y_e, p11)

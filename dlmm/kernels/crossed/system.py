@@ -1,0 +1,332 @@
+"""The theta-independent layout of the blocked system, built once from the sums.
+
+Factors are reordered by their number of random effects ``l_k t_k``, largest
+first (MixedModels.jl sorts its terms by ``nranef``; for intercepts that is the
+level count). Write ``1`` for the first factor and ``2`` for all the others
+together (``Q2 = sum_{k >= 2} l_k t_k`` columns, factor by factor, level-major):
+
+    G = Z'Z = [[D,   G21'],      D    block diagonal: l_1 blocks t_1 x t_1
+               [G21, G22 ]]      G21  sparse (Q2 x l_1 t_1): the level pairs seen
+                                 G22  dense  (Q2 x Q2): diagonal blocks + pairs among 2
+    H = Z'[X y] = [H1; H2]
+
+For the Schur complement the key identity is
+
+    L21 L21' = C21 C11^{-1} C12 = Lambda_2' (G21 M1 G21') Lambda_2,
+    M1 = blockdiag_l(T_1 C11_l^{-1} T_1'),
+
+so ``G21 M1 G21'`` is linear in the ``l_1 t_1^2`` numbers ``M1``:
+``vec(G21 M1 G21')[lower] = B vec(M1)`` with a sparse matrix ``B`` (one entry per
+pair of nonzeros of ``G21`` in the same level of factor 1, the same work as
+MixedModels.jl's rank update of ``L22`` by a sparse ``L21``) built here once;
+each step is then one sparse mat-vec, a scatter and a dense Cholesky.
+
+"Row entries" are the scalar rows of the nonzero blocks of ``G21``: entry ``e`` has
+a row ``row[e]`` of the dense part, a level ``level[e]`` of factor 1 and a row vector
+``w[e]`` (``t_1`` values); they are sorted by ``(level, row)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .sums import CrossedSums
+
+
+@dataclass(frozen=True)
+class CrossedCost:
+    """Size of one evaluation; none of it depends on the number of rows.
+
+    Attributes
+    ----------
+    first_size : int
+        ``l_1 t_1``: columns of the block-diagonal first factor (batched ``t_1 x t_1``).
+    dense_size : int
+        ``Q2``: order of the dense Schur complement (Cholesky ``Q2^3 / 3`` flops).
+    g21_nonzeros : int
+        Scalar nonzeros of ``Z_2'Z_1`` (the level pairs seen, times terms).
+    schur_pairs : int
+        Nonzeros of ``B``: pairs of nonzeros of ``G21`` sharing a level of factor 1
+        (lower triangle), times ``t_1^2``.
+    flops : float
+        Rough multiply-adds of one value: ``Q2^3/3 + 2 schur_pairs + Q2^2 (r + 2)``.
+    memory_bytes : float
+        Rough bytes held: the dense ``G22`` and working copy, ``B``, ``G21``.
+    """
+
+    first_size: int
+    dense_size: int
+    g21_nonzeros: int
+    schur_pairs: int
+    flops: float
+    memory_bytes: float
+
+
+@dataclass(eq=False)
+class CrossedSystem:
+    """Sums rearranged for the blocked factorization (see the module docstring).
+
+    Attributes
+    ----------
+    n_levels, n_terms : list of int
+        Per factor in the caller's order.
+    order : list of int
+        Factor indices, first factor first (largest ``l_k t_k``; ties keep the order).
+    rest_offsets : list of int
+        Offset in the dense part of each factor ``order[1:]``.
+    d : ndarray (l_1, t_1, t_1)
+        Diagonal blocks of ``Z_1'Z_1``.
+    h1 : ndarray (l_1, t_1, r)
+        ``Z_1'[X y]`` per level.
+    h2 : ndarray (Q2, r)
+        ``Z_2'[X y]``.
+    g22 : ndarray (Q2, Q2), Fortran order
+        ``Z_2'Z_2`` (dense, symmetric).
+    g21 : scipy.sparse.csr_matrix (Q2, l_1 t_1)
+        ``Z_2'Z_1``; ``g21_t`` is its transpose, also CSR.
+    entry_row, entry_level : ndarray (n_e,) int64
+        Row entries of ``G21`` (see the module docstring), sorted by ``(level, row)``.
+    entry_w : ndarray (n_e, t_1)
+    blocks : list of (index (m_k, t_k), level (m_k,), w (m_k, t_k, t_1))
+        Per factor ``order[1:]``: its nonzero blocks of ``G21``, with the row entries
+        of each block, their level of factor 1 and values.
+    schur : scipy.sparse.csr_matrix (U, l_1 t_1^2)
+        ``B``: ``(G21 M1 G21')[targets] = B @ M1.ravel()``.
+    schur_target : ndarray (U,) int64
+        Flat index (Fortran order) of each lower-triangle target of ``B``'s rows.
+    schur_offdiag, schur_mirror : ndarray int64
+        Rows of ``B`` off the diagonal and the flat index of their mirrored target.
+    xy_cross : ndarray (r, r)
+    n_rows : float
+    """
+
+    n_levels: list
+    n_terms: list
+    order: list
+    rest_offsets: list
+    d: np.ndarray
+    h1: np.ndarray
+    h2: np.ndarray
+    g22: np.ndarray
+    g21: sp.csr_matrix
+    g21_t: sp.csr_matrix
+    entry_row: np.ndarray
+    entry_level: np.ndarray
+    entry_w: np.ndarray
+    blocks: list
+    schur: sp.csr_matrix
+    schur_target: np.ndarray
+    schur_offdiag: np.ndarray
+    schur_mirror: np.ndarray
+    xy_cross: np.ndarray
+    n_rows: float
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def first(self) -> int:
+        return self.order[0]
+
+    @property
+    def rest(self) -> list:
+        return self.order[1:]
+
+    @property
+    def dense_size(self) -> int:
+        return self.g22.shape[0]
+
+    @property
+    def n_columns(self) -> int:
+        return self.xy_cross.shape[0]
+
+    def rest_levels(self) -> list:
+        return [self.n_levels[k] for k in self.rest]
+
+    def cost(self) -> CrossedCost:
+        """The size of one evaluation (see :class:`CrossedCost`)."""
+        q2 = self.dense_size
+        r = self.n_columns
+        pairs = int(self.schur.nnz)
+        flops = q2**3 / 3.0 + 2.0 * pairs + q2 * q2 * (r + 2)
+        mem = 16.0 * q2 * q2 + 12.0 * pairs + 12.0 * self.g21.nnz * 2
+        return CrossedCost(
+            first_size=self.n_levels[self.first] * self.n_terms[self.first],
+            dense_size=q2,
+            g21_nonzeros=int(self.g21.nnz),
+            schur_pairs=pairs,
+            flops=flops,
+            memory_bytes=mem,
+        )
+
+    def lower_pairs(self) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+        """Pairs ``(e, e')`` of row entries at one level of factor 1 with ``e' <= e`` (cached).
+
+        Returns a CSR pattern ``(n_e, n_e)`` (its data to be filled), the flat index
+        ``row[e] * Q2 + row[e']`` of each stored pair into a dense ``Q2 x Q2`` matrix,
+        and the positions of the diagonal pairs ``e = e'``. With data ``A[row[e], row[e']]``
+        for a symmetric ``A``, ``(S + S' - diag S) v`` is ``A``'s product with ``v`` restricted
+        to the pattern of ``G21``: the work of the Schur update, not of ``A @ G21``.
+        """
+        if "lower_pairs" not in self._cache:
+            a_idx, b_idx, reps = _lower_pairs(self.entry_level, self.n_levels[self.first])
+            q2 = self.dense_size
+            n_e = self.entry_level.size
+            idx_t = np.int32 if max(n_e, q2 * q2, a_idx.size) < 2**31 else np.int64
+            indptr = np.concatenate([[0], np.cumsum(reps)]).astype(idx_t)
+            pattern = sp.csr_matrix(
+                (np.zeros(a_idx.size), b_idx.astype(idx_t), indptr), shape=(n_e, n_e)
+            )
+            gather = (self.entry_row[a_idx] * q2 + self.entry_row[b_idx]).astype(idx_t)
+            diagonal = np.flatnonzero(a_idx == b_idx)
+            self._cache["lower_pairs"] = (pattern, gather, diagonal)
+        return self._cache["lower_pairs"]
+
+
+def _lower_pairs(level: np.ndarray, n_first: int):
+    """All ``(a, b)`` with ``b <= a`` in the same run of the sorted ``level``; ``reps`` per ``a``.
+
+    ``a`` is ascending (CSR row order) and, within a row, ``b`` is ascending.
+    """
+    counts = np.bincount(level, minlength=n_first)
+    pos = np.arange(level.size) - (np.cumsum(counts) - counts)[level]
+    reps = pos + 1
+    a_idx = np.repeat(np.arange(level.size), reps)
+    offs = np.arange(a_idx.size) - np.repeat(np.cumsum(reps) - reps, reps)
+    b_idx = a_idx - pos[a_idx] + offs
+    return a_idx, b_idx, reps
+
+
+def factor_order(n_levels, n_terms) -> list[int]:
+    """Factor indices by ``l_k t_k`` descending (ties: the caller's order)."""
+    return sorted(range(len(n_levels)), key=lambda k: (-n_levels[k] * n_terms[k], k))
+
+
+def _pair_blocks(sums: CrossedSums, j: int, k: int):
+    """``(levels of j, levels of k, blocks t_j x t_k)`` of ``Z_j'Z_k`` for any ``j != k``."""
+    ids = list(combinations(range(sums.n_factors), 2))
+    if j < k:
+        p = sums.pairs[ids.index((j, k))]
+        return p.rows, p.cols, p.values
+    p = sums.pairs[ids.index((k, j))]
+    return p.cols, p.rows, np.swapaxes(p.values, 1, 2)
+
+
+def _schur_operator(level, row, w, n_first, t1, q2):
+    """``B``, its targets, its off-diagonal rows and their mirrored targets."""
+    a_idx, b_idx, _ = _lower_pairs(level, n_first)  # rows sorted: row[b] <= row[a]
+    ra, rb = row[a_idx], row[b_idx]
+    flat = rb * q2 + ra  # Fortran order: (ra, rb) with ra >= rb
+    # distinct targets without a sort: mark them on the dense Q2 x Q2 grid
+    seen = np.zeros(q2 * q2, dtype=bool)
+    seen[flat] = True
+    targets = np.flatnonzero(seen)
+    slot = np.zeros(q2 * q2, dtype=np.int64)
+    slot[targets] = np.arange(targets.size)
+    tinv = slot[flat]
+    del seen, slot
+    cc, dd = np.meshgrid(np.arange(t1), np.arange(t1), indexing="ij")
+    cc, dd = cc.ravel(), dd.ravel()
+    vals = (w[a_idx][:, cc] * w[b_idx][:, dd]).ravel()
+    rows_b = np.repeat(tinv, t1 * t1)
+    cols_b = (level[a_idx][:, None] * (t1 * t1) + cc * t1 + dd).ravel()
+    schur = sp.csr_matrix((vals, (rows_b, cols_b)), shape=(targets.size, n_first * t1 * t1))
+    t_rows, t_cols = targets % q2, targets // q2
+    offdiag = np.flatnonzero(t_rows != t_cols)
+    return schur, targets, offdiag, (t_cols + t_rows * q2)[offdiag]
+
+
+def build_system(sums: CrossedSums) -> CrossedSystem:
+    """Rearrange reduced :class:`CrossedSums` for :func:`~.factor.factorize` (once per fit).
+
+    Cost ``O(sum_l nnz_l^2)`` for the Schur operator (``nnz_l``: nonzero blocks of
+    ``G21`` at level ``l`` of factor 1) plus ``O(Q2^2)`` memory for ``G22``.
+    """
+    n_levels, n_terms = sums.n_levels, sums.n_terms
+    order = factor_order(n_levels, n_terms)
+    first, rest = order[0], order[1:]
+    t1, l1 = n_terms[first], n_levels[first]
+    r = sums.n_columns
+
+    offsets, q2 = [], 0
+    for k in rest:
+        offsets.append(q2)
+        q2 += n_levels[k] * n_terms[k]
+    off_of = dict(zip(rest, offsets))
+
+    g22 = np.zeros((q2, q2), order="F")
+    for k in rest:
+        t = n_terms[k]
+        base = off_of[k] + np.arange(n_levels[k]) * t
+        for a in range(t):
+            for b in range(t):
+                g22[base + a, base + b] = sums.zz[k][:, a, b]
+    for j, k in combinations(rest, 2):
+        lj, lk, vals = _pair_blocks(sums, j, k)
+        for a in range(n_terms[j]):
+            for b in range(n_terms[k]):
+                ri = off_of[j] + lj * n_terms[j] + a
+                ci = off_of[k] + lk * n_terms[k] + b
+                g22[ri, ci] = vals[:, a, b]
+                g22[ci, ri] = vals[:, a, b]
+    h2 = np.concatenate([sums.zxy[k].reshape(-1, r) for k in rest]) if rest else np.zeros((0, r))
+
+    # Row entries of G21: per rest factor k and term a, one per level pair seen.
+    e_row, e_level, e_w, e_owner = [], [], [], []
+    raw_blocks = []
+    start = 0
+    for k in rest:
+        lk, l_first, vals = _pair_blocks(sums, k, first)  # blocks t_k x t_1
+        m, t = lk.size, n_terms[k]
+        idx = start + np.arange(m)[:, None] * t + np.arange(t)[None, :]
+        e_row.append((off_of[k] + lk[:, None] * t + np.arange(t)[None, :]).ravel())
+        e_level.append(np.repeat(l_first, t))
+        e_w.append(vals.reshape(m * t, t1))
+        e_owner.append(idx.ravel())
+        raw_blocks.append((idx, l_first.astype(np.int64), vals))
+        start += m * t
+    if rest:
+        entry_row = np.concatenate(e_row).astype(np.int64)
+        entry_level = np.concatenate(e_level).astype(np.int64)
+        entry_w = np.concatenate(e_w)
+    else:
+        entry_row = np.zeros(0, np.int64)
+        entry_level = np.zeros(0, np.int64)
+        entry_w = np.zeros((0, t1))
+    perm = np.lexsort((entry_row, entry_level))  # sort by (level, row)
+    where = np.empty_like(perm)
+    where[perm] = np.arange(perm.size)
+    entry_row, entry_level, entry_w = entry_row[perm], entry_level[perm], entry_w[perm]
+    blocks = [(where[idx], lev, vals) for idx, lev, vals in raw_blocks]
+
+    cols = entry_level[:, None] * t1 + np.arange(t1)[None, :]
+    g21 = sp.csr_matrix(
+        (entry_w.ravel(), (np.repeat(entry_row, t1), cols.ravel())), shape=(q2, l1 * t1)
+    )
+    g21_t = g21.T.tocsr()
+    schur, target, offdiag, mirror = _schur_operator(entry_level, entry_row, entry_w, l1, t1, q2)
+
+    return CrossedSystem(
+        n_levels=list(n_levels),
+        n_terms=list(n_terms),
+        order=order,
+        rest_offsets=offsets,
+        d=np.array(sums.zz[first]),
+        h1=np.array(sums.zxy[first]),
+        h2=h2,
+        g22=g22,
+        g21=g21,
+        g21_t=g21_t,
+        entry_row=entry_row,
+        entry_level=entry_level,
+        entry_w=entry_w,
+        blocks=blocks,
+        schur=schur,
+        schur_target=target,
+        schur_offdiag=offdiag,
+        schur_mirror=mirror,
+        xy_cross=np.array(sums.xy_cross),
+        n_rows=float(sums.n_rows),
+    )
