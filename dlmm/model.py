@@ -22,6 +22,12 @@ from .objective.hessian import profiled_hessian, sqrt_hessian
 from .objective.params import MixedLMParams, packed_names
 from .objective.profiled import grad_profile, grad_sqrt, profiled_value
 from .objective.rank import check_full_rank, independent_columns
+from .objective.shift import (
+    centred_fixed_effects,
+    fixed_effects_map,
+    parameter_jacobian,
+    raw_hessian,
+)
 from .objective.start import (
     MOMENT_MIN_GROUPS,
     default_start,
@@ -361,8 +367,8 @@ class MixedLM:
             )
         return MixedLMParams.from_packed(params, self.k_fe, self.k_re, self.use_sqrt, has_fe)
 
-    def _value(self, chol_re: np.ndarray, sd_vc: np.ndarray, reml: bool):
-        stats = self._ensure_stats()
+    def _value(self, chol_re: np.ndarray, sd_vc: np.ndarray, reml: bool, stats=None):
+        stats = self._ensure_stats() if stats is None else stats
         pieces = stats.pieces(chol_re, sd_vc)
         return profiled_value(pieces, stats.totals.xy_cross, stats.totals.n_rows, reml)
 
@@ -397,6 +403,25 @@ class MixedLM:
         value = self._value(chol, sd, self.reml)
         return grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
 
+    def hessian(self, params) -> np.ndarray:
+        """Hessian of the log-likelihood (REML or ML per ``self.reml``) in statsmodels'
+        full parameter vector: fixed effects, the lower triangle of ``Psi``, then
+        ``vcomp / scale`` (profile parameterization), at ``params`` (that vector or
+        a :class:`MixedLMParams` with its fixed effects)."""
+        if isinstance(params, MixedLMParams):
+            po = params
+        else:
+            po = MixedLMParams.from_packed(np.asarray(params, dtype=float), self.k_fe,
+                                           self.k_re, False, True)
+        stats = self._ensure_stats()
+        centering = self.spec.centering
+        a_mat, offset = fixed_effects_map(centering.xy_shift, centering.x_intercept)
+        pieces = stats.newton_pieces(po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))).hess
+        beta_c = centred_fixed_effects(np.asarray(po.fe_params, dtype=float), a_mat, offset)
+        hess = profiled_hessian(pieces, stats.totals.xy_cross, stats.totals.n_rows, self.reml,
+                                beta_c)
+        return raw_hessian(hess, parameter_jacobian(a_mat, None, self.k_re, self.k_vc))
+
     def _unpack_sqrt(self, theta: np.ndarray):
         chol = np.zeros((self.k_re, self.k_re))
         chol[np.tril_indices(self.k_re)] = theta[: self.k_re2]
@@ -404,19 +429,23 @@ class MixedLM:
 
     # -- fitting ----------------------------------------------------------------
 
-    def _start(self, start_params, moments: bool = True) -> np.ndarray:
-        """Start values (sqrt parameterization): ``start_params``, else moment
+    def _start(self, start_params, engine: RandomEffectsStatistics,
+               u: np.ndarray | None, moments: bool = True) -> np.ndarray:
+        """Start values in the engine's sqrt parameterization: ``start_params``
+        (moved to the engine's coordinates, ``Psi_c = U Psi U'``), else moment
         estimates when there are enough groups for them to be informative (see
         :mod:`dlmm.objective.start`), else statsmodels' ``Psi = I``, ``vcomp / scale = 1``."""
         if start_params is not None:
             po = self._params_object(start_params)
+            if u is not None:
+                po = MixedLMParams.from_components(cov_re=u @ po.cov_re @ u.T, vcomp=po.vcomp)
         else:
-            stats = self._ensure_stats()
             po = None
-            if moments and stats.n_groups >= MOMENT_MIN_GROUPS:
+            if moments and engine.n_groups >= MOMENT_MIN_GROUPS:
                 try:
-                    coef, sigma2 = ols_coefficients(stats.totals.xy_cross, stats.totals.n_rows)
-                    po = moment_estimate(stats.moment_pieces(coef), sigma2, self.k_re)
+                    coef, sigma2 = ols_coefficients(engine.totals.xy_cross,
+                                                    engine.totals.n_rows)
+                    po = moment_estimate(engine.moment_pieces(coef), sigma2, self.k_re)
                 except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):
                     po = None
             if po is None:
@@ -493,22 +522,27 @@ class MixedLM:
             callback = _print
 
         n = stats.totals.n_rows
+        # The optimizer works in the coordinates the one pass summed (shifted
+        # random-effect columns, dlmm.spec.centering), where a covariate far from zero
+        # does not make the parameters ill-conditioned; a free pattern is stated in
+        # the model's own coordinates, so it keeps them.
+        engine, u = stats.centred() if free is None else (stats, None)
 
         def fun(theta):
             chol, sd = self._unpack_sqrt(theta)
-            value = self._value(chol, sd, self.reml)
+            value = self._value(chol, sd, self.reml, engine)
             return value.llf, grad_sqrt(value, chol, sd)
 
         def fun_hess(theta):
             chol, sd = self._unpack_sqrt(theta)
-            pieces = stats.newton_pieces(chol, sd)
-            value = profiled_value(pieces.value, stats.totals.xy_cross, n, self.reml)
-            full = profiled_hessian(pieces.hess, stats.totals.xy_cross, n, self.reml,
+            pieces = engine.newton_pieces(chol, sd)
+            value = profiled_value(pieces.value, engine.totals.xy_cross, n, self.reml)
+            full = profiled_hessian(pieces.hess, engine.totals.xy_cross, n, self.reml,
                                     value.fe_params)
             hess = sqrt_hessian(full, self.k_fe, grad_profile(value), chol, sd)
             return value.llf, grad_sqrt(value, chol, sd), hess
 
-        x0 = self._start(start_params)
+        x0 = self._start(start_params, engine, u)
         mask = free_mask(free, self.k_fe, self.k_re, self.k_vc, self.param_names[self.k_fe:])
         free_idx = np.flatnonzero(mask)
         fun_free = restricted(fun, x0, mask)
@@ -528,9 +562,10 @@ class MixedLM:
                 ConvergenceWarning, stacklevel=2,
             )
         chol, sd = self._unpack_sqrt(outcome.x)
-        value = self._value(chol, sd, self.reml)
+        value = self._value(chol, sd, self.reml, engine)
         freepat = None if free is None else np.concatenate([np.ones(self.k_fe), mask])
-        result = MixedLMResults.from_fit(self, value, chol, sd, outcome, stats, freepat=freepat)
+        result = MixedLMResults.from_fit(self, value, chol, sd, outcome, stats, engine, u,
+                                         freepat=freepat)
         _log_diagnostics(result.diagnostics)
         return result
 

@@ -215,3 +215,23 @@ def select_xy_columns(block: StatsBlock, keep: np.ndarray) -> StatsBlock:
     batches = [GroupBatch(b.index, b.g, np.ascontiguousarray(b.h[:, :, keep]), b.k_re,
                           b.widths, b.slots) for b in block.batches]
     return StatsBlock(block.labels, block.n, batches)
+
+
+def transform_effects(effects: BlockEffects, u_inv: np.ndarray) -> BlockEffects:
+    """The effects ``b = blockdiag(U^{-1}, I) b_c`` of effects ``b_c`` predicted in
+    changed random-effect coordinates (``Z = Z_c U``), with their covariances
+    ``U^{-1} C U^{-T}`` (the variance-component block is unchanged)."""
+    k = u_inv.shape[0]
+
+    def full(cov):
+        out = cov.copy()
+        out[:, :k, :] = np.einsum("ab,gbc->gac", u_inv, cov[:, :k, :])
+        out[:, :, :k] = np.einsum("gac,bc->gab", out[:, :, :k], u_inv)
+        return out
+
+    return BlockEffects(
+        effects.labels, effects.re_modes @ u_inv.T,
+        np.einsum("ab,gbc,dc->gad", u_inv, effects.re_cov, u_inv), effects.vc_group,
+        effects.vc_slot, effects.vc_modes, effects.vc_var,
+        [(index, slots, full(cov)) for index, slots, cov in effects.batches],
+    )

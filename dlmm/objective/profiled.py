@@ -103,19 +103,23 @@ def covariance_gradient(pieces: LikelihoodPieces, c: np.ndarray, weight: float,
     return 0.5 * (grad_psi + grad_psi.T), grad_vc
 
 
-def constrained_gls(s: np.ndarray, fixed: dict[int, float] | None = None
+def constrained_gls(s: np.ndarray, constraint: tuple[np.ndarray, float] | None = None
                     ) -> tuple[np.ndarray, float]:
-    """``c = [-beta; 1]`` minimizing ``c'Sc`` with the coefficients in ``fixed``
-    held at their values; also ``qf = c'Sc``. Without ``fixed``: GLS."""
+    """``c = [-beta; 1]`` minimizing ``c'Sc`` (GLS), or, with ``constraint = (r, v)``,
+    subject to ``r'beta = v``; also ``qf = c'Sc``.
+
+    With ``beta_0 = S_XX^{-1} S_Xy`` the constrained minimizer is
+    ``beta_0 - S_XX^{-1} r (r'beta_0 - v) / (r'S_XX^{-1} r)``.
+    """
     p = s.shape[0] - 1
-    fixed = fixed or {}
     beta = np.zeros(p)
-    held = list(fixed)
-    free = [j for j in range(p) if j not in fixed]
-    beta[held] = list(fixed.values())
-    if free:
-        rhs = s[free, p] - s[np.ix_(free, held)] @ beta[held]
-        beta[free] = linalg.solve(s[np.ix_(free, free)], rhs, assume_a="pos")
+    if p:
+        factor = linalg.cho_factor(s[:p, :p], lower=True)
+        beta = linalg.cho_solve(factor, s[:p, p])
+        if constraint is not None:
+            r, v = np.asarray(constraint[0], dtype=float), float(constraint[1])
+            s_inv_r = linalg.cho_solve(factor, r)
+            beta = beta - s_inv_r * (r @ beta - v) / (r @ s_inv_r)
     c = np.concatenate([-beta, [1.0]])
     return c, float(c @ s @ c)
 

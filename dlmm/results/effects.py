@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import InputError
-from ..kernels.block import BlockEffects
+from ..kernels.block import BlockEffects, transform_effects
 from ..kernels.predict import random_part
 from ..structure.base import RandomEffectsStatistics
 
@@ -189,20 +189,28 @@ class DistributedEffects(EffectsStore):
         ``[-beta; 1]`` at the estimate.
     scale : float
     names : EffectNames
+    u_inv : ndarray, optional
+        ``U^{-1}`` when the statistics' random-effect columns are shifted
+        (``Z = Z_c U``): the effects are mapped back on the workers.
 
     The engine computes the effects on first use and keeps them where its
     statistics are (:meth:`RandomEffectsStatistics.effects`).
     """
 
     def __init__(self, statistics: RandomEffectsStatistics, chol_re: np.ndarray,
-                 sd_vc: np.ndarray, coef: np.ndarray, scale: float, names: EffectNames):
+                 sd_vc: np.ndarray, coef: np.ndarray, scale: float, names: EffectNames,
+                 u_inv: np.ndarray | None = None):
         self.statistics = statistics
         self._estimate = (chol_re, sd_vc, coef, scale)
+        self._u_inv = u_inv
         self.names = names
 
     @cached_property
     def handles(self) -> list:
-        return self.statistics.effects(*self._estimate)
+        handles = self.statistics.effects(*self._estimate)
+        if self._u_inv is not None:  # shifted random-effect columns: b = U^{-1} b_c
+            handles = self.statistics.map_effects(transform_effects, handles, self._u_inv)
+        return handles
 
     @cached_property
     def _parts(self) -> list[BlockEffects]:

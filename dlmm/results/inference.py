@@ -43,14 +43,21 @@ def covariance_from_hessian(hessian: np.ndarray, freepat: np.ndarray | None) -> 
 
 
 def is_singular(psi: np.ndarray, v: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
-    """lme4's ``isSingular``: a diagonal entry of the relative covariance factor
-    (the Cholesky factor of ``Psi = cov_re / scale``, and ``sqrt(vcomp / scale)``)
-    below ``tol``, i.e. a zero variance or perfectly correlated random effects."""
+    """lme4's ``isSingular``, made scale-free: a random effect whose standard deviation
+    relative to the residual's (``sqrt(Psi_aa)``, ``sqrt(vcomp / scale)``) is below
+    ``tol``, or random effects whose correlation matrix ``R`` is singular (an
+    eigenvalue below ``tol^2``, or a diagonal entry of its Cholesky factor below
+    ``tol``): a zero variance or perfectly correlated effects. Judging the
+    correlations rather than ``Psi`` itself keeps a covariate's units (a slope
+    on seconds or on years) from deciding the answer."""
     if psi.size:
-        w = np.linalg.eigvalsh(psi)
-        if w.min() <= tol**2 * max(1.0, w.max()):
+        sd = np.sqrt(np.clip(np.diag(psi), 0, None))
+        if sd.min() < tol:
             return True
-        if np.min(np.diag(np.linalg.cholesky(psi))) < tol:
+        corr = psi / np.outer(sd, sd)
+        if np.linalg.eigvalsh(corr).min() <= tol**2:
+            return True
+        if np.min(np.diag(np.linalg.cholesky(corr))) < tol:
             return True
     return bool(v.size and np.min(np.sqrt(np.clip(v, 0, None))) < tol)
 

@@ -30,6 +30,7 @@ from ..objective.profiled import (
     grad_sqrt,
     profiled_value,
 )
+from ..objective.shift import fixed_effects_map
 
 
 class ProfileLikelihood:
@@ -49,6 +50,9 @@ class ProfileLikelihood:
         ml = result if not result.reml else self.model.fit(reml=False, progress=False)
         self.ml = ml
         self.theta_hat = np.concatenate([ml._chol[np.tril_indices(self.k_re)], ml._sd])
+        centering = self.model.spec.centering
+        self._a_mat, self._offset = fixed_effects_map(centering.xy_shift,
+                                                      centering.x_intercept)
         self.llf_hat = ml.llf
 
     # -- evaluation ---------------------------------------------------------------
@@ -76,10 +80,11 @@ class ProfileLikelihood:
         value = ProfiledValue(0.0, g_psi, g_vc, np.zeros(0), 0.0, np.zeros(0))
         return grad_sqrt(value, chol, sd)
 
-    def llf_profiled_scale(self, theta, fixed_beta=None):
-        """ML llf with the scale (and the free fixed effects) at their optimum."""
+    def llf_profiled_scale(self, theta, constraint=None):
+        """ML llf with the scale (and the fixed effects, under ``constraint`` on the
+        centred coefficients if given) at their optimum."""
         chol, sd, pieces, s = self._terms(theta)
-        c, q = constrained_gls(s, fixed_beta)
+        c, q = constrained_gls(s, constraint)
         n = self.n
         llf = -0.5 * pieces.logdet - 0.5 * n * np.log(2 * np.pi * q / n) - 0.5 * n
         return llf, self._gradient(pieces, c, 0.5 * n / q, chol, sd)
@@ -154,7 +159,11 @@ class ProfileLikelihood:
     def profile_llf(self, kind: str, index: tuple, value: float, start):
         """Maximized ML llf with the parameter held at ``value``; also the argmax."""
         if kind == "fe":
-            fun = lambda th: self.llf_profiled_scale(th, {index[0]: value})  # noqa: E731
+            # beta = A beta_c + a (dlmm.objective.shift): beta_j = value is a linear
+            # constraint on the centred coefficients the statistics give.
+            j = index[0]
+            constraint = (self._a_mat[j], value - self._offset[j])
+            fun = lambda th: self.llf_profiled_scale(th, constraint)  # noqa: E731
             return self._maximize(fun, start)
         if kind == "sigma":
             s2 = value**2

@@ -21,7 +21,14 @@ from scipy import stats as sps
 
 from ..exceptions import InputError
 from ..objective.hessian import profiled_hessian
+from ..objective.params import MixedLMParams
 from ..objective.profiled import ProfiledValue
+from ..objective.shift import (
+    fixed_effects_map,
+    parameter_jacobian,
+    raw_covariance,
+    raw_hessian,
+)
 from ..optimize.driver import OptimizeResult
 from ..structure.base import RandomEffectsStatistics
 from .effects import DistributedEffects, EffectNames, EffectsStore
@@ -145,27 +152,46 @@ class MixedLMResults:
     @classmethod
     def from_fit(cls, model, value: ProfiledValue, chol_re: np.ndarray, sd_vc: np.ndarray,
                  outcome: OptimizeResult, stats: RandomEffectsStatistics,
+                 engine: RandomEffectsStatistics | None = None, u: np.ndarray | None = None,
                  freepat: np.ndarray | None = None) -> MixedLMResults:
-        """The result of a fit: estimates at the optimum, the Hessian there (one
-        more map-reduce, or none when the optimizer's last step computed it) and
-        the lme4-style checks."""
+        """The result of a fit: estimates at the optimum mapped to the model's own
+        parameters, the Hessian there (the optimizer's last map-reduce, or one more)
+        and the lme4-style checks.
+
+        ``value``, ``chol_re``, ``sd_vc`` and ``outcome`` are in the coordinates of
+        ``engine`` (default ``stats``): centred ``[X y]`` always, and shifted
+        random-effect columns ``Z = Z_c U`` when ``u`` is given
+        (:mod:`dlmm.objective.shift`).
+        """
         spec = model.spec
+        engine = stats if engine is None else engine
         chol_re = np.asarray(chol_re, dtype=float)
         sd_vc = np.asarray(sd_vc, dtype=float)
+        a_mat, offset = fixed_effects_map(spec.centering.xy_shift, spec.centering.x_intercept)
+        jac = parameter_jacobian(a_mat, u, len(spec.exog_re_names),
+                                 len(spec.vc_names))
+        psi_c = chol_re @ chol_re.T
+        u_inv = None if u is None else np.linalg.inv(u)
+        psi = psi_c if u is None else u_inv @ psi_c @ u_inv.T
         estimates = Estimates(
             exog_names=list(spec.exog_names), exog_re_names=list(spec.exog_re_names),
-            vc_names=list(spec.vc_names), fe_params=value.fe_params,
-            cov_re_unscaled=chol_re @ chol_re.T, vcomp_unscaled=sd_vc**2, scale=value.scale,
+            vc_names=list(spec.vc_names), fe_params=a_mat @ value.fe_params + offset,
+            cov_re_unscaled=psi, vcomp_unscaled=sd_vc**2, scale=value.scale,
             llf=value.llf, reml=model.reml,
         )
         start = time.perf_counter()
-        pieces = stats.newton_pieces(chol_re, sd_vc).hess
-        hessian = profiled_hessian(pieces, stats.totals.xy_cross, stats.totals.n_rows,
-                                   estimates.reml, estimates.fe_params)
+        pieces = engine.newton_pieces(chol_re, sd_vc).hess
+        hessian_c = profiled_hessian(pieces, engine.totals.xy_cross, engine.totals.n_rows,
+                                     estimates.reml, value.fe_params)
         hessian_seconds = time.perf_counter() - start
         freepat = None if freepat is None else np.asarray(freepat, dtype=float)
-        inference = covariance_from_hessian(hessian, freepat)
-        singular = is_singular(estimates.cov_re_unscaled, estimates.vcomp_unscaled)
+        # Inverted where it is well conditioned (the engine's coordinates; a free
+        # pattern keeps the model's own covariance coordinates), then mapped.
+        centred = covariance_from_hessian(hessian_c, freepat)
+        inference = Inference(hessian=raw_hessian(hessian_c, jac),
+                              cov_params=raw_covariance(centred.cov_params, jac),
+                              freepat=freepat, hessian_singular=centred.hessian_singular)
+        singular = is_singular(psi_c, estimates.vcomp_unscaled)  # on the engine's factor
         mle_retvals = {
             "converged": bool(outcome.converged),
             "method": outcome.method,
@@ -188,16 +214,21 @@ class MixedLMResults:
                      "hessian": hessian_seconds, "evaluations": outcome.log.evaluations},
             backend=stats.backend_name, groups_shuffled=stats.shuffled,
         )
-        coef = np.concatenate([-estimates.fe_params, [1.0]])
-        effects = DistributedEffects(stats, chol_re, sd_vc, coef, estimates.scale,
-                                     effect_names_of(spec, estimates.vc_names))
+        coef = np.concatenate([-value.fe_params, [1.0]])  # centred, as the statistics
+        effects = DistributedEffects(engine, chol_re, sd_vc, coef, estimates.scale,
+                                     effect_names_of(spec, estimates.vc_names), u_inv)
+        chol_model = chol_re if u is None else \
+            MixedLMParams.from_components(cov_re=psi, vcomp=sd_vc**2).cov_re_sqrt
         return cls(model, estimates, inference, facts, effects, statistics=stats,
-                   theta=(chol_re, sd_vc), optimization_log=outcome.log)
+                   theta=(chol_model, sd_vc), optimization_log=outcome.log)
 
     @property
     def singular(self) -> bool:
         """Whether the fit is on the boundary (lme4's ``isSingular``; see
-        :func:`dlmm.results.inference.is_singular`)."""
+        :func:`dlmm.results.inference.is_singular`), judged where the optimizer
+        worked (centred random-effect columns) when the fit says so."""
+        if "singular" in self.diagnostics:
+            return bool(self.diagnostics["singular"])
         return is_singular(self.cov_re_unscaled, self.vcomp / self.scale)
 
     # -- inference ----------------------------------------------------------------

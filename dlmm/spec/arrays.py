@@ -11,9 +11,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..exceptions import InputError
+from .centering import Centering
 from .design import ChunkDesign, ModelNames, scan_rows
 
 _Y, _G = "__y", "__group"
+CENTERING_SAMPLE_ROWS = 2000  # rows the shifts are learned from (see dlmm.spec.centering)
 
 
 def _names(obj, default_prefix: str, k: int) -> list[str]:
@@ -148,11 +150,15 @@ class ArraySpec(ModelNames):
             + [n for names in self.vc_column_names for n in names] + [self.group_name]
         )
 
+        sample = self.design(self.frame.head(CENTERING_SAMPLE_ROWS))
+        self.centering = Centering.learn(sample.xy, sample.z)
+
     def drop_fixed_columns(self, keep: np.ndarray) -> None:
         """Leave out fixed-effect columns (``keep`` over the current ones)."""
         keep = np.asarray(keep, dtype=bool)
         self._x_cols = [c for c, k in zip(self._x_cols, keep) if k]
         self.exog_names = [n for n, k in zip(self.exog_names, keep) if k]
+        self.centering.drop_fixed_columns(keep)
 
     def design(self, df: pd.DataFrame) -> ChunkDesign:
         missing, infinite, usable = scan_rows(df, self.columns)

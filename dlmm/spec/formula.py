@@ -24,6 +24,7 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from ..exceptions import InputError
+from .centering import Centering
 from .design import ChunkDesign, ModelNames, scan_rows
 
 #: The column that holds group labels given as values (``groups=array``).
@@ -237,7 +238,10 @@ class FormulaSpec(ModelNames):
         for c, values in levels.items():
             proto[c] = pd.Categorical(proto[c], categories=values)
         self.levels = {c: list(v) for c, v in levels.items()}
-        return self.learn(proto)
+        self.learn(proto)
+        design = self.design(proto)
+        self.centering = Centering.learn(design.xy, design.z)
+        return self
 
     def to_dict(self) -> dict:
         """JSON-safe description from which :meth:`from_dict` rebuilds the same spec."""
@@ -349,6 +353,7 @@ class FormulaSpec(ModelNames):
             for s in [self._fe_spec.rhs, self._fe_spec.lhs, self._re_spec, *self._vc_specs]
             if s is not None
         )
+        self.centering = Centering.none(len(self.exog_names) + 1, len(self.exog_re_names))
         self._learned = True
         return self
 
@@ -378,6 +383,7 @@ class FormulaSpec(ModelNames):
         mask[full[keep]] = True
         self._fe_keep = mask
         self.exog_names = [n for n, k in zip(self.exog_names, keep) if k]
+        self.centering.drop_fixed_columns(keep)
 
     def _check_levels(self, df: pd.DataFrame) -> None:
         """Refuse levels of categorical columns that the fit never saw (new data)."""

@@ -56,6 +56,11 @@ class RandomEffectsStatistics(ABC):
     def backend_name(self) -> str:
         """Name of the backend that holds the statistics."""
 
+    def centred(self) -> tuple[RandomEffectsStatistics, np.ndarray | None]:
+        """The statistics in the coordinates the one pass summed, and ``U`` with
+        ``Z = Z_c U`` (None when they are the model's own: no shifted columns)."""
+        return self, None
+
     # -- likelihood -------------------------------------------------------------
 
     @abstractmethod

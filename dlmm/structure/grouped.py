@@ -42,20 +42,22 @@ class ChunkResult:
 
 
 def chunk_crossproducts(frame: pd.DataFrame, spec) -> ChunkResult:
-    """Model design of a chunk, then its per-group cross-products."""
+    """Model design of a chunk, centred by the spec's shifts, then its per-group
+    cross-products."""
     design = spec.design(frame)
+    xy, z = spec.centering.apply(design.xy, design.z)  # see dlmm.spec.centering
     codes, labels = pd.factorize(pd.Series(design.groups), sort=True)
     labels = np.asarray(labels)
     if labels.dtype.kind == "U":
         labels = labels.astype(object)
-    cp = group_crossproducts(codes, labels.shape[0], design.z, design.xy, design.w)
+    cp = group_crossproducts(codes, labels.shape[0], z, xy, design.w)
     totals = RowTotals(
-        xy_cross=row_crossproduct(design.xy),
+        xy_cross=row_crossproduct(xy),
         n_rows=float(design.xy.shape[0]),
         n_dropped=float(design.n_dropped),
         missing_by_column=design.missing_by_column,
         infinite_by_column=design.infinite_by_column,
-        z_cross=design.z.T @ design.z,
+        z_cross=z.T @ z,
     )
     return ChunkResult(KeyedCrossProducts(labels, cp), totals)
 

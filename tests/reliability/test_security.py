@@ -67,10 +67,11 @@ def test_result_save_writes_json_and_parquet_only(local_fit, tmp_path):
     out = tmp_path / "saved"
     local_fit.save(out)
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == ["random_effects.parquet", "result.json", "vc_effects.parquet"]
+    assert files == ["random_effects.parquet", "result.json", "summary.txt",
+                     "vc_effects.parquet"]
     kinds = {name: _check_json_or_parquet(out / name) for name in files}
     assert kinds == {"random_effects.parquet": "parquet", "result.json": "json",
-                     "vc_effects.parquet": "parquet"}
+                     "summary.txt": "text", "vc_effects.parquet": "parquet"}
     # Nothing else was written beside the folder (the temporary sibling is gone).
     assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
     loaded = dlmm.load_result(out)
@@ -91,7 +92,7 @@ def test_cli_output_folder_has_no_pickle(data, tmp_path, dask_client):
     assert code == 0
     files = sorted(p for p in out.rglob("*") if p.is_file())
     kinds = {p.relative_to(out).as_posix(): _check_json_or_parquet(p) for p in files}
-    assert kinds["result.json"] == "json" and kinds["model/result.json"] == "json"
+    assert kinds["result.json"] == "json"
     assert kinds["random_effects.parquet"] == "parquet"
     assert set(kinds.values()) <= {"json", "parquet", "text"}
     assert [k for k, v in kinds.items() if v == "text"] == ["summary.txt"]

@@ -1,0 +1,118 @@
+"""Exact maps between the centred one pass and the model's own parameters.
+
+With the shifts of :class:`dlmm.spec.centering.Centering` (``m_x`` for the
+columns of ``X``, 0 at the intercept ``i0``; ``m_y``; ``m_z`` for ``Z``, 0 at its
+intercept ``k0``):
+
+Fixed effects: ``X_c = X - 1 m_x'`` and ``y_c = y - m_y`` give
+``beta = A beta_c + a`` with ``A = I - e_i0 m_x'`` and ``a = m_y e_i0``: only the
+intercept moves. Covariances and Hessians in ``(beta, theta)`` follow from the
+constant Jacobian ``J = blockdiag(A, I)``.
+
+Random effects: ``Z = Z_c U`` with ``U = I + e_k0 m_z'``, so ``V`` at ``Psi``
+equals the centred ``V`` at ``Psi_c = U Psi U'``; the pieces summed on the
+centred statistics map back with ``U`` (``P = U'P_c U``, ``R = U'R_c``) and, for
+the Hessian and moment sums indexed by packed parameters, with the matrix
+``M`` of ``E_j -> U E_j U'`` in the packed basis. Effects: ``b = U^{-1} b_c``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.hessian import HessianPieces, NewtonPieces
+from ..kernels.moments import MomentPieces
+from ..kernels.pieces import LikelihoodPieces
+
+
+def fixed_effects_map(xy_shift: np.ndarray, x_intercept: int | None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, a)`` with ``beta = A beta_c + a`` (identity and zero without an intercept)."""
+    p = xy_shift.shape[0] - 1
+    a_mat = np.eye(p)
+    offset = np.zeros(p)
+    if x_intercept is not None:
+        a_mat[x_intercept, :] -= xy_shift[:p]
+        a_mat[x_intercept, x_intercept] = 1.0
+        offset[x_intercept] = xy_shift[p]
+    return a_mat, offset
+
+
+def random_effects_map(z_shift: np.ndarray, z_intercept: int | None) -> np.ndarray:
+    """``U`` with ``Z = Z_c U`` (the identity without a shift)."""
+    k = z_shift.shape[0]
+    u = np.eye(k)
+    if z_intercept is not None:
+        u[z_intercept, :] += z_shift
+        u[z_intercept, z_intercept] = 1.0
+    return u
+
+
+def packed_map(u: np.ndarray, k_vc: int) -> np.ndarray:
+    """``M`` with ``U E_j U' = sum_k M[j, k] E_k`` over the packed directions
+    (lower triangle of ``Psi`` row by row, then the components, unchanged)."""
+    k = u.shape[0]
+    rows, cols = np.tril_indices(k)
+    m = rows.shape[0]
+    out = np.zeros((m + k_vc, m + k_vc))
+    for j, (a, b) in enumerate(zip(rows, cols)):  # loop over parameters
+        e = np.zeros((k, k))
+        e[a, b] = e[b, a] = 1.0
+        mapped = u @ e @ u.T
+        out[j, :m] = mapped[rows, cols]
+    out[m:, m:] = np.eye(k_vc)
+    return out
+
+
+def raw_pieces(pieces: LikelihoodPieces, u: np.ndarray) -> LikelihoodPieces:
+    """Value and gradient pieces of the centred statistics in the model's ``Psi``."""
+    return LikelihoodPieces(
+        logdet=pieces.logdet, hmh=pieces.hmh, p_re=u.T @ pieces.p_re @ u,
+        p_vc=pieces.p_vc, t_re=np.einsum("ca,db,cdij->abij", u, u, pieces.t_re),
+        t_vc=pieces.t_vc, n_groups=pieces.n_groups,
+    )
+
+
+def raw_newton_pieces(pieces: NewtonPieces, u: np.ndarray, m: np.ndarray) -> NewtonPieces:
+    """Value, gradient and Hessian pieces of the centred statistics in the model's ``Psi``."""
+    h = pieces.hess
+    hess = HessianPieces(
+        hmh=h.hmh, trace2=m @ h.trace2 @ m.T, d1=np.einsum("jk,kab->jab", m, h.d1),
+        d2=np.einsum("jk,lm,kmab->jlab", m, m, h.d2),
+    )
+    return NewtonPieces(raw_pieces(pieces.value, u), hess)
+
+
+def raw_moment_pieces(pieces: MomentPieces, m: np.ndarray) -> MomentPieces:
+    """Moment equations in the model's packed parameters (``theta_c = M' theta``)."""
+    return MomentPieces(pieces.lhs, pieces.g, pieces.design @ m.T)
+
+
+def parameter_jacobian(a_mat: np.ndarray, u: np.ndarray | None, k_re: int,
+                       k_vc: int) -> np.ndarray:
+    """``J`` with ``params = J params_c + const``: ``blockdiag(A, N')`` where
+    ``N = packed_map(U^{-1})`` maps the centred packed covariance parameters to the
+    model's (``Psi = U^{-1} Psi_c U^{-T}``); the components are unchanged."""
+    p = a_mat.shape[0]
+    m = k_re * (k_re + 1) // 2 + k_vc
+    j = np.eye(p + m)
+    j[:p, :p] = a_mat
+    if u is not None:
+        j[p:, p:] = packed_map(np.linalg.inv(u), k_vc).T
+    return j
+
+
+def raw_covariance(cov: np.ndarray, jac: np.ndarray) -> np.ndarray:
+    """``J cov J'``: the covariance of the model's parameters from the centred one."""
+    return jac @ cov @ jac.T
+
+
+def raw_hessian(hess: np.ndarray, jac: np.ndarray) -> np.ndarray:
+    """``J^{-T} H J^{-1}``: the Hessian in the model's parameters from the centred one."""
+    j_inv = np.linalg.inv(jac)
+    return j_inv.T @ hess @ j_inv
+
+
+def centred_fixed_effects(beta: np.ndarray, a_mat: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """``beta_c = A^{-1} (beta - a)``."""
+    return np.linalg.solve(a_mat, beta - offset)
