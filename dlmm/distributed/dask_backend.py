@@ -87,12 +87,9 @@ def embedded_client(
             n_workers = max(1, min(cores, 8))
         if threads_per_worker is None:
             threads_per_worker = 1
-        try:
-            import bokeh  # noqa: F401
-
-            dashboard = "127.0.0.1:0"
-        except ImportError:  # no dashboard; its HTTP server (health, metrics) on a free port
-            dashboard = "127.0.0.1:0"
+        # The dashboard (with bokeh) or, without it, the HTTP server for health and
+        # metrics: on loopback, on a free port.
+        dashboard = "127.0.0.1:0"
         network = {"host": "127.0.0.1"} if processes else {}  # threads talk in process
         cluster = LocalCluster(
             n_workers=n_workers,

@@ -1,0 +1,111 @@
+"""``dlmm fit``: fit a model on a Dask cluster and write its output folder (or print it)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..progress import data_pass_progress
+from . import cluster
+from .errors import EXIT_NOT_CONVERGED, EXIT_OK
+from .log import event
+
+
+def run(opts: dict[str, Any]) -> int:
+    """Fit with the options of :func:`dlmm.cli.config.fit_options`, write the outputs.
+
+    Returns
+    -------
+    int
+        0 converged, 3 not converged (the outputs are written either way).
+    """
+    import dlmm
+
+    from ..distributed.sources import read_parquet
+    from ..io.folders import check_output_folder
+    from ..io.result_folder import write_outputs
+
+    t0 = time.perf_counter()
+    if opts["output"] is not None:
+        check_output_folder(opts["output"], opts["overwrite"])
+    read_parquet(opts["data"])  # a missing or unreadable file fails before any cluster starts
+
+    t_cluster = time.perf_counter()
+    with cluster.connected(opts) as (client, info):
+        cluster_seconds = time.perf_counter() - t_cluster
+        event("cluster", "Dask cluster %s: %s workers, %s threads", info.get("address"),
+              info.get("workers"), info.get("threads"), **info)
+        if info.get("dashboard"):
+            event("dashboard", "Dask dashboard: %s", info["dashboard"],
+                  dashboard=info["dashboard"])
+        model = dlmm.mixedlm(opts["formula"], opts["data"], groups=opts["groups"],
+                             re_formula=opts["re_formula"], vc_formula=opts["vc"] or None,
+                             missing=opts["missing"], client=client,
+                             drop_collinear=opts["drop_collinear"])
+        event("data_pass", "data pass: reading %s", opts["data"], stage="start",
+              data=opts["data"])
+        t_pass = time.perf_counter()
+        with _pass_progress(opts) as progress:
+            model.prepare(client=client, progress=progress)
+        nobs, n_groups = model.nobs, model.n_groups
+        event("data_pass", "data pass: done in %.2f s: %d rows, %d groups",
+              time.perf_counter() - t_pass, nobs, n_groups, stage="end", nobs=nobs,
+              n_groups=n_groups, seconds=round(time.perf_counter() - t_pass, 6))
+        event("fit", "fitting by %s", "ML" if opts["ml"] else "REML",
+              method="ML" if opts["ml"] else "REML")
+        result = model.fit(**_fit_kwargs(opts), client=client, callback=_log_step)
+        status = "converged" if result.converged else "not converged"
+        level = logging.INFO if result.converged else logging.WARNING
+        event("result", "%s: llf %.10g after %d evaluations", status, result.llf,
+              result.mle_retvals.get("evaluations", 0), level=level,
+              converged=bool(result.converged), llf=result.llf)
+        timings = {"cluster": cluster_seconds, "total": time.perf_counter() - t0}
+        if opts["output"] is not None:
+            write_outputs(result, opts["output"], overwrite=opts["overwrite"],
+                          options=dict(opts), cluster=info, timings=timings, client=client)
+            event("output", "wrote %s", opts["output"], output=str(opts["output"]))
+        else:
+            print(result.summary())
+    return EXIT_OK if result.converged else EXIT_NOT_CONVERGED
+
+
+def _fit_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
+    """``MixedLM.fit`` arguments from the options (the optimizer's defaults where unset)."""
+    kwargs: dict[str, Any] = {"reml": not opts["ml"]}
+    for option, name in (("method", "method"), ("max_iter", "maxiter"),
+                         ("newton_steps", "newton_steps")):
+        if opts[option] is not None:
+            kwargs[name] = opts[option]
+    return kwargs
+
+
+def _log_step(entry) -> None:
+    event("evaluation", "step %d  llf %.10g  |grad| %.3g  [%s]", entry.evaluation, entry.llf,
+          entry.grad_norm, entry.stage, step=entry.evaluation, llf=entry.llf,
+          grad_norm=entry.grad_norm, seconds=round(entry.seconds, 6), stage=entry.stage)
+
+
+@contextlib.contextmanager
+def _pass_progress(opts: dict[str, Any]) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar over the data pass on an interactive stderr (text logs), else a
+    log line at every tenth of the partitions; nothing with --quiet."""
+    if opts.get("quiet"):
+        yield None
+        return
+    last = [-1]
+
+    def log(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth != last[0]:
+            last[0] = tenth
+            event("data_pass", "data pass: %d/%d partitions", done, total,
+                  stage="progress", done=done, total=total)
+
+    if opts.get("log_format", "text") != "text":
+        yield log
+        return
+    with data_pass_progress(log) as callback:
+        yield callback

@@ -1,0 +1,51 @@
+"""``dlmm predict``: predictions of a saved fit for new Parquet data, written as Parquet."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..exceptions import InputError
+from . import cluster
+from .errors import EXIT_OK
+from .log import event
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict ``args.data`` with the fit in ``args.result_dir``; write ``args.output``.
+
+    ``RESULT_DIR`` is a result folder (``dlmm fit -o`` or ``result.save``: one
+    format, :mod:`dlmm.io.result_folder`). The Parquet folder written holds the
+    model's columns found in the data (not the response) and ``predicted``.
+
+    Returns
+    -------
+    int
+        0.
+    """
+    from ..distributed.sources import read_parquet
+    from ..io.folders import check_output_folder, staged_folder
+    from ..results.loaded import load_result
+
+    check_output_folder(args.output, args.overwrite)
+    opts = cluster.cluster_options(vars(args))
+    folder = Path(args.result_dir)
+    result = load_result(folder)
+    spec = result.model.spec
+    if spec is None:
+        raise InputError(f"{str(folder)!r} was fitted from arrays and cannot predict data")
+    # Fail on a missing or unreadable input before any cluster starts.
+    frame = read_parquet(args.data)
+    spec.check_prediction_columns(frame.columns, args.random_effects, repr(args.data))
+    with cluster.connected(opts) as (client, _):
+        keep = [c for c in spec.columns if c in frame.columns and c != spec.response]
+        frame = frame[keep]
+        predicted = result.predict(frame, random_effects=args.random_effects, client=client)
+        out = frame.assign(predicted=predicted)
+        start = time.perf_counter()
+        with staged_folder(args.output, overwrite=args.overwrite) as tmp:
+            client.compute(out.to_parquet(str(tmp), write_index=False, compute=False)).result()
+        event("done", "wrote predictions to %s in %.2f s", args.output,
+              time.perf_counter() - start, output=args.output)
+    return EXIT_OK

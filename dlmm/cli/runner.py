@@ -1,0 +1,94 @@
+"""One run of the ``dlmm`` command: parse, set up logging and signals, run the
+command, turn its outcome into the exit code."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import traceback
+import warnings
+from collections.abc import Sequence
+
+from ..exceptions import InputError
+from . import bench, fit, predict, simulate, summary
+from .config import fit_options
+from .errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    Terminated,
+    UsageError,
+)
+from .log import configure_logging, report_error, show_warning
+from .parser import build_parser
+
+#: The commands other than ``fit`` (which takes its options from fit_options).
+COMMANDS = {"summary": summary.run, "simulate": simulate.run, "predict": predict.run,
+            "bench": bench.run}
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dlmm`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code (0, 1, 2, 3, 130 or 143; see :mod:`dlmm.cli`).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors (2), --help and --version (0)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    log_format = getattr(args, "log_format", None) or "text"
+    verbose = bool(getattr(args, "verbose", False))
+    restore = None
+    old_showwarning = warnings.showwarning
+    old_sigterm = None
+    if threading.current_thread() is threading.main_thread():
+        old_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        if args.command == "fit":
+            opts = fit_options(args)
+            log_format, verbose, quiet = opts["log_format"], opts["verbose"], opts["quiet"]
+        else:
+            quiet = bool(getattr(args, "quiet", False))
+            if quiet and verbose:
+                raise UsageError("--quiet and --verbose exclude each other")
+        restore = configure_logging(quiet, verbose, log_format)
+        warnings.showwarning = show_warning
+        return fit.run(opts) if args.command == "fit" else COMMANDS[args.command](args)
+    except InputError as exc:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        report_error(str(exc), EXIT_USAGE, log_format)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        report_error("interrupted", EXIT_INTERRUPTED, log_format)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        report_error("terminated (SIGTERM)", EXIT_TERMINATED, log_format)
+        return EXIT_TERMINATED
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        hint = "" if verbose else " (run with --verbose for the traceback)"
+        report_error(f"unexpected {type(exc).__name__}: {exc}{hint}", EXIT_ERROR, log_format)
+        return EXIT_ERROR
+    finally:
+        warnings.showwarning = old_showwarning
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
+        if restore is not None:
+            restore()

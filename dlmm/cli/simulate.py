@@ -1,0 +1,57 @@
+"""``dlmm simulate``: write Parquet data from a known mixed model (see :mod:`dlmm.simulate`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from .errors import EXIT_OK, UsageError
+from .log import event
+from .parser import parse_pairs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the data set and its ``_truth.json``, logging each partition.
+
+    Returns
+    -------
+    int
+        0.
+    """
+    from ..simulate import simulate_parquet
+
+    vc = parse_pairs(args.vc, "NAME=SD, e.g. 'class=0.5'", "--vc")
+    try:
+        vc_sd = {k: float(v) for k, v in vc.items()}
+    except ValueError:
+        bad = next(k for k, v in vc.items() if not _is_float(v))
+        raise UsageError(f"--vc {bad}={vc[bad]!r}: the standard deviation must be a number") \
+            from None
+    start = time.perf_counter()
+    rows_done = [0]
+
+    def progress(p: int, n: int, rows: int) -> None:
+        rows_done[0] += rows
+        event("partition", "wrote partition %d/%d: %d rows", p + 1, n, rows,
+              partition=p, partitions=n, rows=rows)
+
+    event("simulate", "writing %d x %d rows in %d files to %s", args.groups, args.per_group,
+          args.partitions, args.output, output=args.output)
+    truth = simulate_parquet(
+        args.output, args.groups, args.per_group, k_fe=args.fe, re_formula=args.re_formula,
+        re_sd=args.re_sd, re_corr=args.re_corr, vc=vc_sd, vc_levels=args.vc_levels,
+        beta=args.beta, scale=args.scale, partitions=args.partitions, seed=args.seed,
+        overwrite=args.overwrite, batch_rows=args.batch_rows, progress=progress,
+    )
+    event("done", "wrote %d rows in %.2f s; model: %s", rows_done[0],
+          time.perf_counter() - start, json.dumps(truth["model"]), rows=rows_done[0])
+    return EXIT_OK
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
