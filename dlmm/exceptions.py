@@ -6,7 +6,9 @@ class InputError(ValueError):
 
 
 class ConvergenceWarning(UserWarning):
-    """The optimizer stopped before the convergence test on the gradient passed."""
+    """The optimizer stopped before its convergence test passed (the Newton decrement,
+    or the gradient where the Hessian is not negative definite; see
+    :mod:`dlmm.optimize.driver`)."""
 
 
 class CollinearityWarning(UserWarning):

@@ -1,11 +1,15 @@
-"""Maximize the profiled log-likelihood: scipy methods, fall-back, Newton polish.
+"""Maximize the profiled log-likelihood: trust-region Newton or scipy methods, fall-back, polish.
 
 The objective handed to scipy is ``-llf / n_obs`` with its analytic gradient
 (one map-reduce for both). The methods are tried in order until one reports
-success. Then a few Newton steps, with the Hessian taken by central
-differences of the analytic gradient, polish the optimum: they cost ``2 k``
-evaluations for ``k`` parameters and take the fit to the true maximum where
-quasi-Newton methods stop short (statsmodels' REML fits often do).
+success; the model's default is ``"newton"`` first (a trust-region Newton
+method on the analytic Hessian, one map-reduce per iteration), then scipy's
+quasi-Newton and simplex methods. Then a few Newton steps polish the
+optimum, with the analytic Hessian (``hess_fun``) where the engine gives one
+and otherwise with the Hessian by central differences of the analytic
+gradient (``2 k`` evaluations for ``k`` parameters); they take the fit to the
+true maximum where quasi-Newton methods stop short (statsmodels' REML fits
+often do).
 
 The Newton steps go on while they do not lower the llf (beyond rounding)
 and still move the parameters by more than 1e-11 relative, so that the
