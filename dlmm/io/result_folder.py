@@ -92,7 +92,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -359,18 +359,54 @@ def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = Fal
     return doc
 
 
-def read_result(path: str | os.PathLike) -> dict[str, Any]:
-    """``result.json`` of a result folder, checked to be schema ``dlmm.result/2``.
+def confined(folder: str | os.PathLike, name: object, source: str | None = None) -> Path:
+    """``folder / name``, refused unless it stays inside ``folder``.
+
+    A saved folder is data: a name from ``result.json`` (``files``) or a file of
+    the format is refused when it is absolute, holds ``..``, or resolves (through
+    symbolic links) to a place outside the folder.
 
     Raises
     ------
     InputError
-        No such folder or file, not JSON, or another schema.
+        Naming ``source`` (the file the name came from) and the entry.
+    """
+    where = f"{source}: " if source else ""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise InputError(f"{where}file entry {name!r} is not a file name")
+    pure, win = PurePosixPath(name), PureWindowsPath(name)
+    if pure.is_absolute() or win.drive or win.root or name.startswith("~"):
+        raise InputError(f"{where}file entry {name!r} is an absolute path: a result "
+                         "folder's files must lie inside it")
+    if ".." in pure.parts or ".." in win.parts:
+        raise InputError(f"{where}file entry {name!r} leaves the result folder ('..')")
+    root = Path(folder).resolve()
+    target = Path(folder) / name
+    resolved = target.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise InputError(f"{where}file entry {name!r} leads outside the result folder "
+                         f"(to {str(resolved)!r})")
+    return target
+
+
+def read_result(path: str | os.PathLike) -> dict[str, Any]:
+    """``result.json`` of a result folder, checked to be schema ``dlmm.result/2``.
+
+    Every file of the folder a reader may open (``result.json`` itself, the
+    files of the format and each entry of ``files``) must lie inside the
+    folder (:func:`confined`).
+
+    Raises
+    ------
+    InputError
+        No such folder or file, not JSON, another schema, or a file outside
+        the folder.
     """
     file = Path(path) / RESULT_FILE
     if not file.is_file():
         raise InputError(f"{str(file)!r} does not exist: not an output folder of dlmm fit "
                          "nor a saved result")
+    confined(path, RESULT_FILE, repr(str(path)))
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -380,4 +416,9 @@ def read_result(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"{str(file)!r} is not a dlmm result (schema {schema!r})")
     if schema != SCHEMA:
         raise InputError(f"{str(file)!r} has schema {schema!r}; this dlmm reads {SCHEMA!r}")
+    files = doc.get("files", [])
+    if not isinstance(files, list):
+        raise InputError(f"{str(file)!r}: 'files' must be a list of file names")
+    for name in [*files, SUMMARY_FILE, RANDOM_EFFECTS_FILE, VC_EFFECTS_FILE, FITTED_FILE]:
+        confined(path, name, repr(str(file)))
     return doc
