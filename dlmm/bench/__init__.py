@@ -1,0 +1,13 @@
+"""``dlmm bench``: dlmm beside statsmodels and lme4 on the same data, in one run.
+
+``grouped``  nested designs of growing size (groups x rows per group).
+``crossed``  crossed designs: InstEval and simulated users x items.
+``peers``    statsmodels and lme4 (through ``Rscript``), peers and never dependencies.
+``report``   the table, the JSON document and the plot.
+"""
+
+from .grouped import run_bench
+from .peers import lme4_available
+from .report import format_table, plot, write_report
+
+__all__ = ["format_table", "lme4_available", "plot", "run_bench", "write_report"]

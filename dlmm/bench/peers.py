@@ -1,0 +1,85 @@
+"""The benchmark's peers: statsmodels in this process, lme4 through ``Rscript``.
+
+Both are peers, never dependencies: statsmodels is imported only when it is
+installed, and lme4 runs only when ``Rscript`` finds it (Debian:
+``apt-get install r-cran-lme4``, with ``r-cran-data.table`` for a fast CSV
+reader). lme4 reads a CSV copy of the data (written once beside the Parquet
+files), and only its ``lmer`` call is timed, inside R.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+
+def statsmodels_fit(path: Path, formula: str, groups: str | None, re_formula: str | None = None,
+                    vc_formula: dict | None = None) -> dict:
+    """statsmodels' REML fit of the Parquet data at ``path``: seconds, llf, converged."""
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    frame = pd.read_parquet(path)
+    if groups is None:
+        frame = frame.assign(__one=1)
+        groups = "__one"
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = smf.mixedlm(formula, frame, groups=groups, re_formula=re_formula,
+                          vc_formula=vc_formula).fit(reml=True)
+    return {"seconds": time.perf_counter() - start, "llf": float(res.llf),
+            "converged": bool(res.converged)}
+
+
+def lme4_available() -> bool:
+    """Whether ``Rscript`` runs and has lme4."""
+    if shutil.which("Rscript") is None:
+        return False
+    try:
+        done = subprocess.run(["Rscript", "-e", "suppressMessages(library(lme4))"],
+                              capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def csv_copy(path: Path) -> Path:
+    """A CSV copy beside the Parquet data (``NAME.csv`` for a file or folder ``NAME``),
+    written once; never inside a Parquet folder, whose readers would trip on it."""
+    import pandas as pd
+
+    target = path.with_name(path.name + ".csv") if path.is_dir() else path.with_suffix(".csv")
+    if not target.exists():
+        tmp = target.with_name(target.name + ".tmp")
+        pd.read_parquet(path).to_csv(tmp, index=False)
+        tmp.replace(target)
+    return target
+
+
+def lme4_fit(path: Path, formula: str, timeout: float, reml: bool = True) -> dict:
+    """lme4's ``lmer(formula)`` on the data at ``path`` (Parquet, read through a CSV
+    copy): seconds of the ``lmer`` call alone, llf, and whether lme4 warned about
+    convergence."""
+    csv = csv_copy(Path(path))
+    script = (
+        "suppressMessages(library(lme4));"
+        "read <- if (requireNamespace('data.table', quietly = TRUE)) "
+        "function(f) as.data.frame(data.table::fread(f)) else read.csv;"
+        f"d <- read({json.dumps(str(csv))});"
+        "t0 <- Sys.time();"
+        f"m <- lmer({formula}, data = d, REML = {'TRUE' if reml else 'FALSE'});"
+        "secs <- as.numeric(difftime(Sys.time(), t0, units = 'secs'));"
+        "warned <- length(m@optinfo$conv$lme4$messages) > 0;"
+        "cat(sprintf('%.6f %.12g %s', secs, as.numeric(logLik(m)), warned), '\\n')"
+    )
+    done = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(" ".join(done.stderr.split())[-300:])
+    secs, llf, warned = done.stdout.split()[:3]
+    return {"seconds": float(secs), "llf": float(llf), "converged": warned == "FALSE"}

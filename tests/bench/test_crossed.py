@@ -1,0 +1,35 @@
+"""The crossed benchmark: its simulated data have the promised shape, and a tiny run
+gives statsmodels' llf in the same run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlmm.bench.crossed import movielens_like, run_crossed_bench
+
+
+def test_movielens_like_is_skewed_as_ratings_are():
+    frame = movielens_like(200_000, 5_000, 1_000, seed=3)
+    assert list(frame.columns) == ["user", "item", "x", "y"] and len(frame) == 200_000
+    items = frame["item"].value_counts()
+    users = frame["user"].value_counts()
+    # Zipf-like items: the top 1% of items hold far more than 1% of the rows.
+    assert items.iloc[:10].sum() / len(frame) > 0.25
+    # Gamma(0.6) activity: the busiest tenth of users hold about half the rows.
+    assert 0.35 < users.iloc[: len(users) // 10].sum() / len(frame) < 0.7
+    assert (items == 1).any() or (users == 1).any()  # levels seen once
+    # The simulated variance components, roughly: Var(y | x) = 0.25 + 0.16 + 1.
+    resid = frame["y"] - 3.5 - 0.3 * frame["x"]
+    np.testing.assert_allclose(resid.var(), 1.41, rtol=0.1)
+
+
+def test_a_tiny_crossed_run_matches_statsmodels(tmp_path):
+    doc = run_crossed_bench(["1500x60x30"], workers=1, data_dir=tmp_path,
+                            peers=("statsmodels",), log=lambda line: None)
+    row = doc["results"][0]
+    assert row["rows"] == 1500 and set(row["levels"]) == {"user", "item"}
+    for mode in ("dlmm_pandas", "dlmm_parquet"):
+        assert row[mode]["converged"] and row[mode]["driver_peak_mb"] > 0
+    assert abs(row["statsmodels"]["llf_rel_diff"]) < 1e-8
+    np.testing.assert_allclose(row["dlmm_parquet"]["llf"], row["statsmodels"]["llf"],
+                               rtol=1e-8)
