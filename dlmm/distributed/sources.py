@@ -6,6 +6,12 @@
 * a Parquet file, directory, glob, list of those, or any fsspec URL: read
   lazily with ``dask.dataframe.read_parquet``, only the model's columns.
 
+In a local folder, as Dask and Spark read it, the data are the files ending in
+``.parquet``, ``.parq`` or ``.pq`` (in subfolders too); files and folders whose
+names start with ``_`` or ``.`` (``_SUCCESS``, ``_metadata``, ``.crc`` files) and
+files of other kinds (``README.txt``) are not data and are ignored. A file named
+explicitly, or matched by a glob, is always read.
+
 Dask is imported only here and only when needed, so that ``import dlmm`` and
 the kernels stay light.
 """
@@ -23,6 +29,9 @@ from ..exceptions import InputError
 from .base import Backend
 from .local import LocalBackend
 
+#: File name endings of Parquet data in a folder (Dask's default).
+PARQUET_EXTENSIONS = (".parquet", ".parq", ".pq")
+
 
 def _is_dask_frame(data: Any) -> bool:
     mod = type(data).__module__ or ""
@@ -39,6 +48,31 @@ def _check_local_paths(paths: list[str]) -> None:
                 raise InputError(f"Parquet path {p!r} matches no file")
         elif not os.path.exists(local):
             raise InputError(f"Parquet path {p!r} does not exist")
+        elif os.path.isdir(local) and not _folder_files(local):
+            raise InputError(
+                f"Parquet folder {p!r} holds no Parquet files (names ending in "
+                f"{', '.join(PARQUET_EXTENSIONS)}; names starting with _ or . are ignored)"
+            )
+
+
+def _folder_files(folder: str) -> list[str]:
+    """The data files of a local folder, sorted (see the module docstring)."""
+    files: list[str] = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        files += [os.path.join(root, n) for n in sorted(names)
+                  if not n.startswith((".", "_")) and n.lower().endswith(PARQUET_EXTENSIONS)]
+    return files
+
+
+def _ignored_files(folder: str) -> bool:
+    """Whether a local folder holds files that are not data (see the module docstring)."""
+    for _root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        if any(not n.startswith((".", "_")) and not n.lower().endswith(PARQUET_EXTENSIONS)
+               for n in names):
+            return True
+    return False
 
 
 def _local_parquet_files(paths: list[str], limit: int) -> list[str] | None:
@@ -49,10 +83,7 @@ def _local_parquet_files(paths: list[str], limit: int) -> list[str] | None:
             return None
         local = p[len("file://"):] if p.startswith("file://") else p
         if os.path.isdir(local):
-            for root, dirs, names in os.walk(local):
-                dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
-                files += [os.path.join(root, n) for n in sorted(names)
-                          if not n.startswith((".", "_")) and not n.endswith(".crc")]
+            files += _folder_files(local)
         elif any(ch in local for ch in "*?["):
             files += sorted(glob.glob(local))
         else:
@@ -62,13 +93,37 @@ def _local_parquet_files(paths: list[str], limit: int) -> list[str] | None:
     return files
 
 
+def _type_kind(arrow_type) -> str | None:
+    """The kind of a Parquet column's type, as far as a fit cares: integer and
+    floating point (and decimal) numbers mix freely; None for an all-null column."""
+    import pyarrow as pa
+
+    t = arrow_type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_null(t):
+        return None
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or (
+            hasattr(pa.types, "is_string_view") and pa.types.is_string_view(t)):
+        return "text"
+    if pa.types.is_temporal(t):
+        return "time"
+    return str(t)
+
+
 def check_parquet_columns(path, columns: list[str], limit: int = 5000) -> None:
-    """Every local Parquet file has every model column (footers only).
+    """Every local Parquet file has every model column, of one kind of type
+    (footers only: no rows are read).
 
     Raises
     ------
     InputError
-        Naming the first file that lacks a column, and the column.
+        Naming the first file that lacks a column, and the column; or a column
+        whose type differs between two files, the types and the files.
     """
     import pyarrow.parquet as pq
 
@@ -76,9 +131,11 @@ def check_parquet_columns(path, columns: list[str], limit: int = 5000) -> None:
     files = _local_parquet_files(paths, limit)
     if not files or len(files) < 2:
         return  # a single file was checked when the frame was opened
+    first: dict[str, tuple] = {}
     for file in files:
         try:
-            names = set(pq.read_schema(file).names)
+            schema = pq.read_schema(file)
+            names = set(schema.names)
         except Exception as exc:  # pyarrow raises several types
             raise InputError(f"cannot read Parquet file {file!r}: {exc}") from None
         missing = [c for c in columns if c not in names]
@@ -87,6 +144,18 @@ def check_parquet_columns(path, columns: list[str], limit: int = 5000) -> None:
                 f"Parquet file {file!r} lacks column {missing[0]!r} used by the model "
                 "(the other files have it)"
             )
+        for c in columns:
+            arrow_type = schema.field(c).type
+            kind = _type_kind(arrow_type)
+            if kind is None:
+                continue
+            if c not in first:
+                first[c] = (kind, arrow_type, file)
+            elif first[c][0] != kind:
+                raise InputError(
+                    f"column {c!r} is {first[c][1]} in Parquet file {first[c][2]!r} but "
+                    f"{arrow_type} in {file!r}; write it with one type in every file"
+                )
 
 
 def read_parquet(path, columns: list[str] | None = None):
@@ -95,8 +164,16 @@ def read_parquet(path, columns: list[str] | None = None):
 
     paths = [str(p) for p in path] if isinstance(path, (list, tuple)) else [str(path)]
     _check_local_paths(paths)
+    sources: list[str] = []
+    for p in paths:  # a local folder with files that are not data: its data files
+        local = p[len("file://"):] if p.startswith("file://") else p
+        is_local = "://" not in p or p.startswith("file://")
+        if is_local and os.path.isdir(local) and _ignored_files(local):
+            sources += _folder_files(local)
+        else:
+            sources.append(p)
     try:
-        frame = dd.read_parquet(paths if len(paths) > 1 else paths[0], columns=columns)
+        frame = dd.read_parquet(sources if len(sources) > 1 else sources[0], columns=columns)
     except Exception as exc:  # pyarrow / fsspec errors vary by version
         raise InputError(f"cannot read Parquet data {paths[0]!r}: {exc}") from None
     return frame

@@ -25,13 +25,20 @@ from formulaic.errors import FormulaicError
 
 from ..exceptions import InputError
 from .centering import Centering
+from .checks import (
+    check_design_size,
+    check_magnitude,
+    check_text_column,
+    formula_error,
+    mentioned,
+    repeated_names,
+)
 from .design import ChunkDesign, ModelNames, scan_rows
 
 #: The column that holds group labels given as values (``groups=array``).
 GROUP_VALUES_COLUMN = "__dlmm_groups__"
 
 _NO_RE = {"0", "-1", "0 +", "~0", "~ 0", "~-1", "~ -1", "0+", "~0+"}
-
 
 def _rhs_text(formula: str) -> str:
     text = formula.strip()
@@ -49,8 +56,10 @@ def _patsy_ordered(text: str, prototype: pd.DataFrame):
     parsed = Formula(text, _ordering="none")
     structured = hasattr(parsed, "rhs")
     rhs_terms = list(parsed.rhs if structured else parsed)
-    rhs_text = " + ".join(str(t) for t in rhs_terms) or "0"
-    probe = model_matrix("~ " + rhs_text, prototype, na_action="ignore")
+    # The terms themselves, not their text: a column named with a space (`x 1`)
+    # prints without its backticks and would not parse again.
+    probe = model_matrix(Formula(rhs_terms or ["0"], _ordering="none"), prototype,
+                         na_action="ignore")
     categorical = set(probe.model_spec.factor_contrasts)
     first = [t for t in rhs_terms if t.degree == 0]
     rest = [t for t in rhs_terms if t.degree > 0]
@@ -102,16 +111,6 @@ def _fill(out: np.ndarray, model_spec, plain: list[str | None] | None,
             out[:, j] = 1.0 if col is None else df[col].to_numpy(dtype=float)
     else:
         out[:] = np.asarray(model_spec.get_model_matrix(df), dtype=float).reshape(out.shape)
-
-
-def _mentioned(text: str, columns) -> set[str]:
-    """Data columns that appear as whole identifiers in a formula text."""
-    found = set()
-    for col in columns:
-        name = str(col)
-        if re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w])", text):
-            found.add(name)
-    return found
 
 
 class FormulaSpec(ModelNames):
@@ -166,12 +165,14 @@ class FormulaSpec(ModelNames):
         """
         available = [str(c) for c in available]
         avail = set(available)
+        repeated = repeated_names(available)
         used: set[str] = set()
         for where, text in self._texts():
             try:
                 needed = set(Formula(text).required_variables)
             except FormulaicError as exc:
-                raise InputError(f"{where} {text!r} cannot be parsed: {exc}") from None
+                raise InputError(f"{where} {text!r} cannot be parsed: "
+                                 f"{formula_error(exc, text, available)}") from None
             needed = {v for v in needed if v not in {"np", "C"}}
             missing = sorted(v for v in needed if v not in avail)
             if missing:
@@ -180,12 +181,23 @@ class FormulaSpec(ModelNames):
                     f"(columns: {', '.join(available[:20])}"
                     f"{', ...' if len(available) > 20 else ''})"
                 )
-            used |= needed | _mentioned(text, available)
+            used |= needed | mentioned(text, available)
+        twice = [c for c in available if c in used and c in repeated]
+        if twice:
+            raise InputError(
+                f"column {twice[0]!r} appears {repeated[twice[0]]} times in the data; give "
+                "the columns unique names"
+            )
         if self.groups is not None:
             if self.groups not in avail:
                 raise InputError(
                     f"groups column {self.groups!r} is not in the data "
                     f"(columns: {', '.join(available[:20])})"
+                )
+            if self.groups in repeated:
+                raise InputError(
+                    f"groups column {self.groups!r} appears {repeated[self.groups]} times in "
+                    "the data; give the columns unique names"
                 )
             used.add(self.groups)
         return [c for c in available if c in used]
@@ -204,11 +216,18 @@ class FormulaSpec(ModelNames):
             if not (pd.api.types.is_numeric_dtype(sample[c]) and
                     not pd.api.types.is_bool_dtype(sample[c]))
         }
+        factors = set()
         for _, text in self._texts():
-            for match in re.finditer(r"C\(\s*([A-Za-z_][\w.]*)", text):
-                if match.group(1) in cols:
-                    cats.add(match.group(1))
-        return sorted(cats)
+            for match in re.finditer(r"C\(\s*(?:`([^`]+)`|([A-Za-z_][\w.]*))", text):
+                name = match.group(1) or match.group(2)
+                if name in cols:
+                    factors.add(name)
+        for c in sorted(cats):
+            if c != self.response:
+                check_text_column(c, sample[c], c in factors)
+        if self.groups is not None and self.groups in sample.columns:
+            check_text_column(self.groups, sample[self.groups], True)
+        return sorted(cats | factors)
 
     def check_response(self, sample: pd.DataFrame) -> None:
         """Raise unless the response is a numeric (not boolean) column."""
@@ -237,6 +256,7 @@ class FormulaSpec(ModelNames):
         proto = proto.copy()
         for c, values in levels.items():
             proto[c] = pd.Categorical(proto[c], categories=values)
+        check_design_size(self.formula, levels)
         self.levels = {c: list(v) for c, v in levels.items()}
         self.learn(proto)
         design = self.design(proto)
@@ -294,7 +314,8 @@ class FormulaSpec(ModelNames):
                 mm = model_matrix(_patsy_ordered(self.formula, prototype), prototype,
                                   na_action="ignore", output="numpy")
             except FormulaicError as exc:
-                raise InputError(f"formula {self.formula!r} failed: {exc}") from None
+                raise InputError(f"formula {self.formula!r} failed: "
+                                 f"{formula_error(exc, self.formula, self.columns)}") from None
             self._fe_spec = mm.model_spec
             lhs_names = list(self._fe_spec.lhs.column_names)
             if len(lhs_names) != 1:
@@ -323,7 +344,9 @@ class FormulaSpec(ModelNames):
                         na_action="ignore", output="numpy",
                     )
                 except FormulaicError as exc:
-                    raise InputError(f"re_formula {self.re_formula!r} failed: {exc}") from None
+                    raise InputError(
+                        f"re_formula {self.re_formula!r} failed: "
+                        f"{formula_error(exc, self.re_formula, self.columns)}") from None
                 self._re_spec = re_mm.model_spec
                 self.exog_re_names = [
                     n.replace("Intercept", self.group_name) for n in self._re_spec.column_names
@@ -337,7 +360,8 @@ class FormulaSpec(ModelNames):
                         "~ " + _rhs_text(text), prototype, na_action="ignore", output="sparse"
                     )
                 except FormulaicError as exc:
-                    raise InputError(f"vc_formula[{name!r}] {text!r} failed: {exc}") from None
+                    raise InputError(f"vc_formula[{name!r}] {text!r} failed: "
+                                     f"{formula_error(exc, text, self.columns)}") from None
                 self._vc_specs.append(vc_mm.model_spec)
                 self.vc_column_names.append(list(vc_mm.model_spec.column_names))
         self._plain = (
@@ -348,8 +372,10 @@ class FormulaSpec(ModelNames):
             [np.full(len(c), k, dtype=np.int64) for k, c in enumerate(self.vc_column_names)]
             or [np.zeros(0, dtype=np.int64)]
         )
+        # A transform with state learned from the data (center, scale...); Q() and
+        # the like record an empty state.
         self.stateful = any(
-            bool(getattr(s, "transform_state", None))
+            any(bool(state) for state in (getattr(s, "transform_state", None) or {}).values())
             for s in [self._fe_spec.rhs, self._fe_spec.lhs, self._re_spec, *self._vc_specs]
             if s is not None
         )
@@ -460,6 +486,8 @@ class FormulaSpec(ModelNames):
             w = None if w is None else sp.csr_array(w[finite])
             df = df.loc[finite]
             n = len(df)
+        if response and n:
+            check_magnitude(xy, z, w, self.exog_names + [self.response] + self.exog_re_names)
         if self.groups is None:
             groups = np.zeros(n, dtype=np.int64)
         elif self.groups in df.columns:

@@ -1,0 +1,159 @@
+"""Checks of bad input that the specification makes before and during the pass.
+
+Each raises an :class:`~dlmm.InputError` whose one line names the column,
+value or size at fault: text mixed with numbers, repeated column names, values
+too large for the sums of products, a dense fixed-effects design too large to
+hold, and formulaic's errors made plain. No math, no Dask.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula
+
+from ..exceptions import InputError
+
+#: Largest magnitude of a design value: the kernels form fourth powers of the
+#: values (the Hessian pieces), which must not overflow a float64.
+MAX_ABS_VALUE = 1e64
+
+#: Largest dense fixed-effects design, in bytes of its cross-product ``[X y]'[X y]``
+#: (kept per partition, on the driver, and in the Hessian): about 16,000 columns.
+MAX_CROSS_BYTES = 2 * 1024**3
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def formula_error(exc: Exception, text: str = "", columns=()) -> str:
+    """formulaic's error as one plain line: no ANSI colour codes, the marked
+    place of the fault in quotes, and a hint for a column name that needs
+    backticks (such as `x 1`)."""
+    message = _ANSI.sub("", str(exc))
+    first, _, rest = message.partition("\n")
+    out = " ".join(first.split()).rstrip(".")
+    marked = re.search("\u29db(.*?)\u29da", rest)
+    if marked:
+        out += f" (at {marked.group(1)!r})"
+    odd = [str(c) for c in columns if not str(c).isidentifier() and str(c) in text
+           and f"`{c}`" not in text]
+    if odd:
+        out += (f"; a column name that is not a Python identifier needs backticks, "
+                f"e.g. `{odd[0]}`")
+    return out
+
+
+def repeated_names(columns: list[str]) -> dict[str, int]:
+    """Column names that occur more than once, with their counts."""
+    counts = pd.Series(columns, dtype=object).value_counts()
+    return {str(k): int(v) for k, v in counts[counts > 1].items()}
+
+
+def check_text_column(name: str, values: pd.Series, as_factor: bool) -> None:
+    """Refuse a text column that is really a damaged numeric column.
+
+    An object column that mixes text and numbers cannot be sorted into levels
+    (and means something went wrong upstream); a text column whose values are
+    mostly numbers with a few words (``'n/a'``) used as a covariate (not in
+    ``C()``) would silently become a factor with a level per value.
+    """
+    values = values.dropna()
+    if not len(values):
+        return
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("mixed", "mixed-integer"):
+        is_text = values.map(lambda v: isinstance(v, (str, bytes)))
+        text, number = values[is_text], values[~is_text]
+        raise InputError(
+            f"column {name!r} mixes text and numbers (e.g. {text.iloc[0]!r} and "
+            f"{number.iloc[0]!r}); make it numeric (text such as 'n/a' as missing) or "
+            "text throughout"
+        )
+    if kind == "string" and not as_factor:
+        parsed = pd.to_numeric(values, errors="coerce")
+        numeric = parsed.notna()
+        if numeric.mean() >= 0.5 and not numeric.all():
+            raise InputError(
+                f"column {name!r} is text, but its values are numbers (e.g. "
+                f"{values[numeric].iloc[0]!r}) except {values[~numeric].iloc[0]!r}; make it "
+                "numeric (text such as 'n/a' as missing), or write C("
+                f"{name}) to use it as a factor"
+            )
+
+
+def size_text(n_bytes: float) -> str:
+    for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.1f} {unit}"
+    return f"{n_bytes:.0f} bytes"
+
+
+def mentioned(text: str, columns) -> set[str]:
+    """Data columns that appear as whole identifiers in a formula text."""
+    found = set()
+    for col in columns:
+        name = str(col)
+        if re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w])", text):
+            found.add(name)
+    return found
+
+
+def check_design_size(formula: str, levels: dict[str, list]) -> None:
+    """Refuse, from the learned levels and before any design is built, a dense
+    fixed-effects design too large to hold: a factor of many levels belongs in
+    a random effect (the groups, or a variance component).
+
+    The columns are counted term by term: a term has the product of the level
+    counts of the factors it names (an upper bound that ignores the one level
+    a contrast drops).
+    """
+    counts = {c: max(1, len(v)) for c, v in levels.items()}
+    if not counts or max(counts.values()) < 1000:
+        return
+    parsed = Formula(formula, _ordering="none")
+    terms = list(parsed.rhs) if hasattr(parsed, "rhs") else list(parsed)
+    n_columns, worst, worst_levels = 0, None, 0
+    for term in terms:
+        size = 1
+        for factor in term.factors:
+            for col in mentioned(str(factor), counts) | (
+                    {str(factor)} & set(counts)):
+                size *= counts[col]
+                if counts[col] > worst_levels:
+                    worst, worst_levels = col, counts[col]
+        n_columns += size
+    need = 8.0 * (n_columns + 1) ** 2  # [X y]'[X y]
+    if need > MAX_CROSS_BYTES:
+        raise InputError(
+            f"the fixed effects of {formula!r} would have about {n_columns:,} columns "
+            f"(column {worst!r} has {worst_levels:,} levels): their cross-product alone "
+            f"needs {size_text(need)} (at most {size_text(MAX_CROSS_BYTES)}); model a factor with "
+            f"that many levels as a random effect (groups={worst!r}, or a variance "
+            f"component vc_formula={{{worst!r}: '0 + C({worst})'}})"
+        )
+
+
+def check_magnitude(xy: np.ndarray, z: np.ndarray, w, names: list[str]) -> None:
+    """Refuse values beyond :data:`MAX_ABS_VALUE` (their cross-products and the
+    Hessian's products of them overflow), naming the design column (``names``:
+    those of ``xy``, then of ``z``)."""
+    peaks = [np.maximum(np.max(xy, axis=0), -np.min(xy, axis=0)) if xy.size
+             else np.zeros(xy.shape[1])]
+    peaks.append(np.maximum(np.max(z, axis=0), -np.min(z, axis=0)) if z.size
+                 else np.zeros(z.shape[1]))
+    peak = np.concatenate(peaks)
+    if peak.size and peak.max() > MAX_ABS_VALUE:
+        j = int(np.argmax(peak))
+        raise InputError(
+            f"design column {names[j]!r} has values as large as {peak[j]:.3g} in magnitude "
+            f"(at most {MAX_ABS_VALUE:.0e}: the likelihood's sums of their products "
+            "would overflow); rescale the column (e.g. change its units)"
+        )
+    if w is not None and w.nnz and np.max(np.abs(w.data)) > MAX_ABS_VALUE:
+        raise InputError(
+            f"a variance-component column has values as large as "
+            f"{np.max(np.abs(w.data)):.3g} in magnitude (at most {MAX_ABS_VALUE:.0e}); "
+            "rescale it"
+        )
