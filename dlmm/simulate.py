@@ -45,7 +45,9 @@ gives the same rows for any number of partitions or batch size, only cut
 differently into files.
 
 The output folder is written as a temporary sibling and renamed into place
-when complete, so an interrupted run leaves no half-written data set.
+when complete, so an interrupted run leaves no half-written data set. Its
+``_truth.json`` (schema ``dlmm.truth/1``) marks it as a data set of dlmm
+simulate: ``overwrite`` replaces only such a folder (or an empty one).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from .exceptions import InputError
-from .io.folders import staged_folder
+from .io.folders import SIMULATED_DATA, staged_folder
 
 logger = logging.getLogger("dlmm")
 
@@ -366,7 +368,8 @@ def simulate_parquet(
     seed : int
         Seed (>= 0) of the random streams.
     overwrite : bool
-        Replace an existing ``path``.
+        Replace an existing ``path``: only an empty folder or a data set of
+        ``dlmm simulate`` (one with its ``_truth.json``).
     batch_rows : int
         Rows generated and written at a time (one Parquet row group); bounds
         the memory used. Does not change the data.
@@ -401,7 +404,7 @@ def simulate_parquet(
     model = SimulationModel(k_fe=k_fe, re_formula=re_formula, re_sd=re_sd, re_corr=re_corr,
                             vc=dict(vc or {}), vc_levels=vc_levels, beta=beta, scale=scale)
     start = time.perf_counter()
-    with staged_folder(path, overwrite) as tmp:
+    with staged_folder(path, overwrite, kind=SIMULATED_DATA) as tmp:
         files = []
         for p in range(partitions):
             g0, g1 = p * n_groups // partitions, (p + 1) * n_groups // partitions

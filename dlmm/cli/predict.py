@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -11,13 +12,20 @@ from . import cluster
 from .errors import EXIT_OK
 from .log import event
 
+PREDICTIONS_MARKER = "_predictions.json"
+PREDICTIONS_SCHEMA = "dlmm.predictions/1"
+
 
 def run(args: argparse.Namespace) -> int:
     """Predict ``args.data`` with the fit in ``args.result_dir``; write ``args.output``.
 
     ``RESULT_DIR`` is a result folder (``dlmm fit -o`` or ``result.save``: one
     format, :mod:`dlmm.io.result_folder`). The Parquet folder written holds the
-    model's columns found in the data (not the response) and ``predicted``.
+    model's columns found in the data (not the response) and ``predicted``, and
+    the marker ``_predictions.json`` (schema ``dlmm.predictions/1``: the result
+    folder, the data, the columns; Parquet readers skip it), by which
+    ``--overwrite`` knows the folder as predictions. The output may not be, hold
+    or lie inside DATA or RESULT_DIR.
 
     Returns
     -------
@@ -25,10 +33,11 @@ def run(args: argparse.Namespace) -> int:
         0.
     """
     from ..distributed.sources import read_parquet
-    from ..io.folders import check_output_folder, staged_folder
+    from ..io.folders import PREDICTIONS, check_output_folder, staged_folder
     from ..results.loaded import load_result
 
-    check_output_folder(args.output, args.overwrite)
+    inputs = {"DATA": args.data, "RESULT_DIR": args.result_dir}
+    check_output_folder(args.output, args.overwrite, kind=PREDICTIONS, inputs=inputs)
     opts = cluster.cluster_options(vars(args))
     folder = Path(args.result_dir)
     result = load_result(folder)
@@ -44,8 +53,25 @@ def run(args: argparse.Namespace) -> int:
         predicted = result.predict(frame, random_effects=args.random_effects, client=client)
         out = frame.assign(predicted=predicted)
         start = time.perf_counter()
-        with staged_folder(args.output, overwrite=args.overwrite) as tmp:
+        with staged_folder(args.output, overwrite=args.overwrite, kind=PREDICTIONS,
+                           inputs=inputs) as tmp:
             client.compute(out.to_parquet(str(tmp), write_index=False, compute=False)).result()
+            _write_marker(tmp, folder, args.data, list(out.columns))
         event("done", "wrote predictions to %s in %.2f s", args.output,
               time.perf_counter() - start, output=args.output)
     return EXIT_OK
+
+
+def _write_marker(folder: Path, result_dir: Path, data: str, columns: list[str]) -> None:
+    """``_predictions.json``: what the folder is and where it came from."""
+    import datetime as dt
+
+    doc = {
+        "schema": PREDICTIONS_SCHEMA,
+        "result": str(result_dir.resolve()),
+        "data": str(data),
+        "columns": [str(c) for c in columns],
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    (folder / PREDICTIONS_MARKER).write_text(json.dumps(doc, indent=2) + "\n",
+                                             encoding="utf-8")

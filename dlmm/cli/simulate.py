@@ -19,8 +19,12 @@ def run(args: argparse.Namespace) -> int:
     int
         0.
     """
+    from ..io.folders import SIMULATED_DATA, check_output_folder
     from ..simulate import simulate_parquet
 
+    # --overwrite replaces only a data set of dlmm simulate (its _truth.json): checked
+    # before anything is logged or written.
+    check_output_folder(args.output, args.overwrite, kind=SIMULATED_DATA)
     vc = parse_pairs(args.vc, "NAME=SD, e.g. 'class=0.5'", "--vc")
     try:
         vc_sd = {k: float(v) for k, v in vc.items()}

@@ -7,7 +7,10 @@ One format for every writer and reader: ``result.save(DIR)`` and ``dlmm fit
 A fit's outputs are written into a temporary sibling of the output folder
 (``.NAME.tmp-XXXX``) and renamed into place only when every file is complete,
 so a failed or interrupted run leaves no folder, and readers never see a
-half-written one. An existing folder is replaced only with ``overwrite``.
+half-written one. An existing folder is replaced only with ``overwrite``, and
+only when it is empty or a result folder itself (its ``result.json`` has a
+``dlmm.result/`` schema); an output that is, contains or lies inside the input
+data is refused (:mod:`dlmm.io.folders`).
 
 Files
 -----
@@ -98,7 +101,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InputError
-from .folders import staged_folder
+from .folders import RESULT_FOLDER, staged_folder
 from .jsonable import jsonable, versions
 
 SCHEMA = "dlmm.result/2"
@@ -331,7 +334,9 @@ def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = Fal
     ----------
     result : MixedLMResults
     path : str or PathLike
-        The folder (refused if it exists, unless ``overwrite``).
+        The folder (refused if it is, contains or lies inside the input
+        ``options["data"]``; refused if it exists, unless ``overwrite`` and it
+        is empty or a dlmm result folder).
     overwrite : bool
     options, cluster, timings
         Recorded in ``result.json`` (see :func:`result_document`).
@@ -346,7 +351,9 @@ def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = Fal
         The ``result.json`` document written.
     """
     context = OutputContext(result=result, options=dict(options or {}), client=client)
-    with staged_folder(path, overwrite) as tmp:
+    data = context.options.get("data")
+    inputs = {"DATA": data} if isinstance(data, (str, os.PathLike, list, tuple)) else None
+    with staged_folder(path, overwrite, kind=RESULT_FOLDER, inputs=inputs) as tmp:
         files = []
         for writer in ARTIFACTS if artifacts is None else artifacts:
             name = writer(context, tmp)

@@ -90,9 +90,17 @@ def test_existing_output_refused_without_overwrite(scheduler, simulated, tmp_pat
     assert proc.returncode == 2
     assert "exists; pass --overwrite" in _error_line(proc)
     assert [p.name for p in out.iterdir()] == ["old.txt"]
+    # Not a result folder: --overwrite does not delete it either.
     proc = run_dlmm(*_fit_args(simulated, "--scheduler", scheduler, "--output", out,
-                               "--overwrite", "--quiet"))
-    assert proc.returncode == 0 and proc.stderr == ""
+                               "--overwrite"))
+    assert proc.returncode == 2
+    assert "--overwrite refused" in _error_line(proc)
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    (out / "old.txt").unlink()  # empty: replaced; then a result folder: replaced
+    for _ in range(2):
+        proc = run_dlmm(*_fit_args(simulated, "--scheduler", scheduler, "--output", out,
+                                   "--overwrite", "--quiet"))
+        assert proc.returncode == 0 and proc.stderr == ""
     assert sorted(p.name for p in out.iterdir()) == [
         "random_effects.parquet", "result.json", "summary.txt", "vc_effects.parquet"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]

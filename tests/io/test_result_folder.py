@@ -119,9 +119,22 @@ def test_existing_folder_refused_then_replaced(tmp_path, result):
     with pytest.raises(dlmm.InputError, match="exists; pass --overwrite"):
         write_outputs(result, out)
     assert (out / "old.txt").read_text() == "keep me"
-    write_outputs(result, out, overwrite=True)
+    # Not a result folder: even --overwrite does not delete it.
+    with pytest.raises(dlmm.InputError, match="--overwrite refused: .* is not a dlmm result "
+                                              "folder"):
+        write_outputs(result, out, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    (out / "old.txt").unlink()
+    with pytest.raises(dlmm.InputError, match="exists; pass --overwrite"):
+        write_outputs(result, out)  # empty, but it exists
+    write_outputs(result, out, overwrite=True)  # empty: nothing to lose
+    assert sorted(p.name for p in out.iterdir()) == sorted([RESULT_FILE, *FILES])
+    write_outputs(result, out, overwrite=True)  # a result folder: replaced
     assert sorted(p.name for p in out.iterdir()) == sorted([RESULT_FILE, *FILES])
     assert [p.name for p in tmp_path.iterdir()] == ["fit"]
+    # The input data is never the output, nor around it.
+    with pytest.raises(dlmm.InputError, match="lies inside the input DATA"):
+        write_outputs(result, tmp_path / "fit" / "inner", options={"data": str(tmp_path)})
     (tmp_path / "file").write_text("")
     with pytest.raises(dlmm.InputError, match="is not a folder"):
         check_output_folder(tmp_path / "file", overwrite=True)
