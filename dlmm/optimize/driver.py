@@ -17,6 +17,12 @@ estimates are determined to near machine precision, not just to the
 optimizer's tolerance: the same data partitioned differently give the same
 estimates.
 
+The trust-region Newton method ends at the first accepted step that passes
+the convergence test below (and a method that stops with a warning after the
+test already holds is not followed by the fall-back methods): scipy's own test
+of the next, rounding-sized, step depends on the summation order, so without
+this the same data took different paths on different partitionings.
+
 Convergence test: the Newton decrement ``g' (-H)^{-1} g / 2`` (the llf still
 to gain by the quadratic model) is at most ``tol_llf``; where the Hessian is
 not negative definite (a flat direction), the largest gradient component in
@@ -89,7 +95,9 @@ class _Objective:
         self.fun = fun
         self.hess_fun = hess_fun
         self.use_hessian = False  # whether each evaluation also computes the Hessian
-        self._cache: tuple | None = None
+        # The last few evaluations with their Hessians, newest last: a trust-region
+        # step that is rejected leaves the accepted point one evaluation back.
+        self._cache: list[tuple] = []
         self.n_obs = max(float(n_obs), 1.0)
         self.log = log
         self.stage = "start"
@@ -101,25 +109,28 @@ class _Objective:
     def full(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """Value, gradient and analytic Hessian in one evaluation (cached by x)."""
         x = np.asarray(x, dtype=float)
-        if self._cache is not None and np.array_equal(self._cache[0], x):
-            return self._cache[1], self._cache[2], self._cache[3]
+        hit = self._cached(x)
+        if hit is not None:
+            return hit[1], hit[2], hit[3]
         hess_box: list = []
         llf, grad = self.llf_grad(x, hess_box)
         return llf, grad, hess_box[0]
 
     def llf_grad(self, x: np.ndarray, hess_box: list | None = None) -> tuple[float, np.ndarray]:
         x = np.asarray(x, dtype=float)
-        if self._cache is not None and np.array_equal(self._cache[0], x):
+        hit = self._cached(x)
+        if hit is not None:
             # Already evaluated here (with the Hessian): no second map-reduce.
             if hess_box is not None:
-                hess_box.append(self._cache[3])
-            return self._cache[1], self._cache[2]
+                hess_box.append(hit[3])
+            return hit[1], hit[2]
         if hess_box is not None or (self.use_hessian and self.hess_fun is not None):
             llf, grad, hess = self.hess_fun(x)
-            self._cache = (x.copy(), float(llf), np.asarray(grad, dtype=float),
-                           np.asarray(hess, dtype=float))
+            entry = (x.copy(), float(llf), np.asarray(grad, dtype=float),
+                     np.asarray(hess, dtype=float))
+            self._cache = [*self._cache[-3:], entry]
             if hess_box is not None:
-                hess_box.append(self._cache[3])
+                hess_box.append(entry[3])
         else:
             llf, grad = self.fun(x)
         llf = float(llf)
@@ -139,6 +150,12 @@ class _Objective:
         if llf > self.best_llf:
             self.best_llf, self.best_x = llf, x.copy()
         return llf, grad
+
+    def _cached(self, x: np.ndarray) -> tuple | None:
+        for entry in reversed(self._cache):
+            if np.array_equal(entry[0], x):
+                return entry
+        return None
 
     def scipy_hess(self, x: np.ndarray) -> np.ndarray:
         _, _, hess = self.full(x)
@@ -175,6 +192,18 @@ def _newton_decrement(grad: np.ndarray, hess: np.ndarray) -> tuple[float, np.nda
         return np.inf, None
     step = np.linalg.solve(chol.T, np.linalg.solve(chol, grad))
     return float(0.5 * grad @ step), step
+
+
+def _converged(grad: np.ndarray, hess: np.ndarray | None, tol_llf: float,
+               tol_grad: float) -> bool:
+    """The convergence test of the module docstring at one point."""
+    if hess is None or not np.all(np.isfinite(grad)) or not np.all(np.isfinite(hess)):
+        return False
+    decrement, _ = _newton_decrement(grad, hess)
+    if np.isfinite(decrement):
+        return decrement <= tol_llf
+    grad_max = float(np.max(np.abs(grad))) if grad.size else 0.0
+    return grad_max <= tol_grad and _ascent_direction(hess) is None
 
 
 def _ascent_direction(hess: np.ndarray | None) -> np.ndarray | None:
@@ -235,6 +264,17 @@ def maximize(
             x, llf, grad, np.zeros((0, 0)), True, 0.0, "none", "no parameters", log
         )
 
+    def converged_at(z) -> bool:
+        """The convergence test at ``z`` (a point just evaluated with its Hessian,
+        so no new evaluation)."""
+        _, gradient, hessian = obj.full(z)
+        return _converged(gradient, hessian, tol_llf, tol_grad)
+
+    def stop_when_converged(intermediate_result):
+        """scipy's callback after each accepted trust-region step."""
+        if converged_at(intermediate_result.x):
+            raise StopIteration
+
     def climb(x):
         """The methods in order, then the Newton polish, from ``x``."""
         used, message = "none", ""
@@ -246,7 +286,7 @@ def maximize(
                 obj.use_hessian = True
                 try:
                     res = optimize.minimize(obj.scipy_fun, x, jac=True, hess=obj.scipy_hess,
-                                            method="trust-exact",
+                                            method="trust-exact", callback=stop_when_converged,
                                             options={"maxiter": min(maxiter, 200), "gtol": 1e-9})
                 except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
                     log.methods.append({"method": "trust-exact", "success": False,
@@ -256,10 +296,17 @@ def maximize(
                 obj.use_hessian = False
                 x = obj.best_x if obj.best_x is not None else res.x
                 used, message = "trust-exact", str(res.message)
-                log.methods.append({"method": "trust-exact", "success": bool(res.success),
+                # A Newton step that passed the convergence test ends the method, whatever
+                # scipy says of its next, rounding-sized, step: the same data then take the
+                # same path on any backend.
+                done = converged_at(x)
+                if done and not res.success:
+                    message = "converged (Newton decrement within tolerance)"
+                log.methods.append({"method": "trust-exact",
+                                    "success": bool(res.success or done),
                                     "message": message, "nit": int(getattr(res, "nit", 0)),
                                     "nfev": int(getattr(res, "nfev", 0))})
-                if res.success:
+                if res.success or done:
                     break
                 continue
             scipy_name = names.get(method.lower(), method)
