@@ -292,6 +292,8 @@ def _process_start(pid: int) -> str | None:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
+            if fields[0] in (b"Z", b"X"):  # a zombie: killed, not yet reaped
+                return None
             return fields[19].decode()  # field 22 of stat: start time in clock ticks
         except (OSError, IndexError):
             return None
@@ -322,6 +324,8 @@ def _writer_gone(owner: re.Match) -> bool:
     start = _process_start(pid)
     if start is not None and owner["start"] != "0":
         return start != owner["start"]  # a different process now has that id
+    if start is None and os.path.exists(f"/proc/{pid}/stat"):
+        return True  # a zombie
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,16 @@ def test_writer_killed_mid_overwrite_gets_the_old_folder_back(tmp_path):
     assert len(_siblings(tmp_path)) == 2  # .out.tmp-… and .out.old-…
     assert [p.name for p in clean_stale_siblings(out)] and _siblings(tmp_path) == []
     assert json.loads((out / "result.json").read_text()) == {"schema": "dlmm.result/2"}
+
+
+def test_killed_writer_not_yet_reaped_counts_as_gone(tmp_path):
+    proc = _writer(tmp_path, "tmp")
+    os.kill(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+    (stale,) = _siblings(tmp_path)
+    assert [p.name for p in clean_stale_siblings(tmp_path / "out")] == [stale]
+    assert _siblings(tmp_path) == []
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    proc.stdout.close()
