@@ -6,7 +6,8 @@ method: the factor with most random effects first (its block of ``C`` is block
 diagonal), the others' Schur complement dense.
 
 ``sums``      one pass over rows -> additive keyed sums (per level, per level pair).
-``system``    reduced sums -> theta-independent layout of the blocked system (once).
+``system``    reduced sums -> theta-independent layout of the blocked system (once);
+              ``select_columns`` drops columns of ``[X y]``.
 ``factor``    theta -> blocked Cholesky factor, ``log|C|``, ``c'c``.
 ``inverse``   selected entries of ``C^{-1}`` (Takahashi-style), for variances and gradient.
 ``modes``     conditional modes ``b_hat`` and their conditional covariance blocks.
@@ -35,7 +36,7 @@ from .gradient import CrossedGradient, gradient_pieces
 from .inverse import SelectedInverse, selected_inverse
 from .modes import conditional_modes, conditional_variances
 from .sums import CrossedSums, PairSums, combine_sums, crossed_sums
-from .system import CrossedCost, CrossedSystem, build_system, factor_order
+from .system import CrossedCost, CrossedSystem, build_system, factor_order, select_columns
 from .theta import (
     pack_theta,
     theta_from_covariances,
@@ -65,6 +66,7 @@ __all__ = [
     "factorize",
     "gradient_pieces",
     "pack_theta",
+    "select_columns",
     "selected_inverse",
     "theta_from_covariances",
     "theta_index",

@@ -8,6 +8,7 @@ the profiled llf exactly as for the nested engine.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -30,7 +31,12 @@ class CrossedPieces:
         ``d logdet / d theta``.
     dhmh : ndarray (n_theta, r, r) or None
         ``d hmh / d theta``.
+    directions : str
+        ``"sqrt"``: the derivatives are along the entries of packed theta (the
+        square-root parameterization), for :mod:`dlmm.objective.profiled`.
     """
+
+    directions: ClassVar[str] = "sqrt"
 
     logdet: float
     hmh: np.ndarray

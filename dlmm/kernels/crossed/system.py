@@ -28,7 +28,7 @@ a row ``row[e]`` of the dense part, a level ``level[e]`` of factor 1 and a row v
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 
 import numpy as np
@@ -329,4 +329,20 @@ def build_system(sums: CrossedSums) -> CrossedSystem:
         schur_mirror=mirror,
         xy_cross=np.array(sums.xy_cross),
         n_rows=float(sums.n_rows),
+    )
+
+
+def select_columns(system: CrossedSystem, keep: np.ndarray) -> CrossedSystem:
+    """The same system with only the ``keep`` columns of ``[X y]`` (collinear fixed
+    effects dropped before the fit): ``H1``, ``H2`` and ``[X y]'[X y]`` lose columns,
+    the random-effects layout (and its cached pair structure) is shared."""
+    keep = np.asarray(keep, dtype=bool)
+    if keep.shape != (system.n_columns,):
+        raise ValueError(f"keep has shape {keep.shape}, the system has {system.n_columns} columns")
+    return replace(
+        system,
+        h1=np.ascontiguousarray(system.h1[:, :, keep]),
+        h2=np.ascontiguousarray(system.h2[:, keep]),
+        xy_cross=np.ascontiguousarray(system.xy_cross[np.ix_(keep, keep)]),
+        _cache=system._cache,
     )
