@@ -113,3 +113,89 @@ def sqrt_hessian(hessian: np.ndarray, k_fe: int, grad_profile: np.ndarray,
     h_prof = h_tt - h_bt.T @ np.linalg.solve(h_bb, h_bt) if k_fe else h_tt
     jac, second = sqrt_jacobian(chol_re, sd_vc)
     return jac.T @ h_prof @ jac + np.einsum("i,ijk->jk", grad_profile, second)
+
+
+def _fixed_effect_gradient(s: np.ndarray, c: np.ndarray, fac: float) -> tuple[np.ndarray, float]:
+    """``d L / d beta = fac (S c)_X / Q`` and ``Q = c'Sc`` at fixed ``c = [-beta; 1]``."""
+    p = s.shape[0] - 1
+    sc = s @ c
+    q = float(c @ sc)
+    return fac * sc[:p] / q, q
+
+
+def hessian_from_gradients(pieces_at, xy_cross: np.ndarray, n_obs: float, reml: bool,
+                           sd_vc: np.ndarray, fe_params: np.ndarray | None = None,
+                           rel_step: float = 1e-4) -> np.ndarray:
+    """The Hessian of ``L`` in (fixed effects, ``vcomp / scale``) from analytic gradients,
+    for engines whose pieces have no second derivatives (the crossed engine).
+
+    The fixed-effects block is exact, ``L_bb = -fac/2 (Q_bb/Q - Q_b Q_b'/Q^2)`` with
+    ``Q_bb = 2 S_XX``, ``Q_b = -2 (S c)_X``; the other blocks are central differences
+    in each ``v_k = vcomp_k / scale`` of the analytic gradient at fixed ``beta``,
+
+        d L / d beta = fac (S c)_X / Q,
+        d L / d v_k  = -1/2 dlogdet_k + fac/(2Q) c' dhmh_k c [+ 1/2 tr(S_XX^{-1} dhmh_k[XX])],
+
+    (second-order one-sided differences where ``v_k`` is within a step of 0; every
+    point has ``v >= 0``). Steps are ``rel_step * max(v_k, 1e-2)``: the error is
+    about ``rel_step^2`` relative, plus rounding of the gradient over the step.
+
+    Parameters
+    ----------
+    pieces_at : callable
+        ``pieces_at(chol_re, sd_vc)``: the engine's pieces at a parameter value
+        (without standard random effects: ``chol_re`` is 0 x 0).
+    sd_vc : ndarray (k_vc,)
+        ``sqrt(vcomp / scale)`` at the point.
+    fe_params : ndarray, optional
+        The fixed effects; the GLS ones at ``sd_vc`` if None.
+
+    Returns
+    -------
+    ndarray (p + k_vc, p + k_vc)
+        Fixed effects first, then the components, as :func:`profiled_hessian`.
+    """
+    from .profiled import covariance_gradient
+
+    sd_vc = np.asarray(sd_vc, dtype=float)
+    chol = np.zeros((0, 0))
+    v0 = sd_vc**2
+    centre = pieces_at(chol, sd_vc)
+    s0 = xy_cross - centre.hmh
+    p = s0.shape[0] - 1
+    if fe_params is None:
+        fe_params = np.linalg.solve(s0[:p, :p], s0[:p, p]) if p else np.zeros(0)
+    c = np.concatenate([-np.asarray(fe_params, dtype=float), [1.0]])
+    fac = n_obs - p if reml else n_obs
+
+    def gradient(v):
+        sd = np.sqrt(v)
+        pieces = pieces_at(chol, sd)
+        s = xy_cross - pieces.hmh
+        g_beta, q = _fixed_effect_gradient(s, c, fac)
+        s_inv = np.linalg.inv(s[:p, :p]) if reml and p else None
+        g_v = covariance_gradient(pieces, c, 0.5 * fac / q, s_inv, (chol, sd)).grad_vc
+        return np.concatenate([g_beta, g_v])
+
+    m = v0.shape[0]
+    cross = np.zeros((p + m, m))  # d [L_b; L_v] / d v_j
+    for j in range(m):  # loop over parameters
+        h = rel_step * max(v0[j], 1e-2)
+        e = np.zeros(m)
+        e[j] = h
+        if v0[j] > h:
+            cross[:, j] = (gradient(v0 + e) - gradient(v0 - e)) / (2 * h)
+        elif v0[j] > 0:
+            cross[:, j] = (-3 * gradient(v0) + 4 * gradient(v0 + e)
+                           - gradient(v0 + 2 * e)) / (2 * h)
+        else:  # at 0: a quadratic through v = h, 2h, 3h, differentiated at 0
+            cross[:, j] = (-5 * gradient(v0 + e) + 8 * gradient(v0 + 2 * e)
+                           - 3 * gradient(v0 + 3 * e)) / (2 * h)
+    q_b = -2.0 * (s0 @ c)[:p]
+    q = float(c @ s0 @ c)
+    hess = np.zeros((p + m, p + m))
+    hess[:p, :p] = -0.5 * fac * (2.0 * s0[:p, :p] / q - np.outer(q_b, q_b) / q**2)
+    hess[:p, p:] = cross[:p]
+    hess[p:, :p] = cross[:p].T
+    hess[p:, p:] = 0.5 * (cross[p:] + cross[p:].T)
+    return hess

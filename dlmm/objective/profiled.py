@@ -1,19 +1,29 @@
 """Driver math on the reduced sums: GLS fixed effects, scale, llf and gradient.
 
-With ``S = K - sum_i H_i' M_i H_i = sum_i [X_i y_i]' V_i^{-1} [X_i y_i]``:
+With ``S = K - hmh = sum_i [X_i y_i]' V_i^{-1} [X_i y_i]``:
 
     beta = S_XX^{-1} S_Xy,   qf = S_yy - S_yX beta,   scale = qf / fac
-    llf  = -1/2 sum log|V_i| - fac/2 log(qf) - fac/2 (1 + log(2 pi) - log(fac))
+    llf  = -1/2 log|V| - fac/2 log(qf) - fac/2 (1 + log(2 pi) - log(fac))
            [REML: - 1/2 log|S_XX|],       fac = n - p (REML) or n (ML).
 
-For a direction ``E`` of ``B`` (``dV_i = A_i E A_i'``), with ``c = [-beta; 1]``:
+Every engine's pieces give ``logdet = log|V|``, ``hmh`` and, for each of some
+parameter directions ``j``, the derivatives ``dlogdet_j`` and ``dhmh_j``
+(:func:`direction_derivatives`). Since ``dS_j = -dhmh_j``, with ``c = [-beta; 1]``
+one formula gives the gradient along every direction (:func:`direction_gradient`):
 
-    d llf = -1/2 <E, sum P_i> + fac/(2 qf) c' D_E c [+ 1/2 tr(S_XX^{-1} D_E[XX])]
-    D_E   = sum_i R_i' E R_i
+    d llf_j = -1/2 dlogdet_j + fac/(2 qf) c' dhmh_j c [+ 1/2 tr(S_XX^{-1} dhmh_j[XX])]
 
-so the gradient with respect to ``Psi`` (as a full matrix) is
-``-1/2 p_re + fac/(2 qf) c'T c [+ 1/2 tr(S_XX^{-1} T[XX])]`` entry by entry,
-and for component k the same with ``p_vc[k]`` and ``t_vc[k]``.
+Two kinds of directions:
+
+* ``"profile"`` (the grouped engine's :class:`~dlmm.kernels.pieces.LikelihoodPieces`):
+  every entry of ``Psi`` taken as free (``dlogdet = p_re``, ``dhmh = t_re``), then
+  each ``vcomp_k / scale`` (``p_vc``, ``t_vc``): the gradient comes out in the
+  profile parameterization.
+* ``"sqrt"`` (the crossed engine's :class:`~dlmm.kernels.crossed.CrossedPieces`):
+  the entries of the packed square-root parameter ``(tril L, sd_vc)``: the
+  gradient comes out in the optimizer's parameterization, valid also where a
+  standard deviation is 0. Its profile form ``d llf / dv_k = d llf / dsd_k / (2 sd_k)``
+  is NaN at ``sd_k = 0`` (the limit is not available from sqrt derivatives).
 """
 
 from __future__ import annotations
@@ -41,6 +51,9 @@ class ProfiledValue:
     scale : float
     xvx : ndarray (p, p)
         ``S_XX = sum_i X_i' V_i^{-1} X_i``.
+    grad_theta : ndarray or None
+        d llf / d theta in the packed square-root parameterization, when the
+        pieces' directions are those (``"sqrt"``); :func:`grad_sqrt` returns it.
     """
 
     llf: float
@@ -49,12 +62,19 @@ class ProfiledValue:
     fe_params: np.ndarray
     scale: float
     xvx: np.ndarray
+    grad_theta: np.ndarray | None = None
 
 
 def profiled_value(
-    pieces: LikelihoodPieces, xy_cross: np.ndarray, n_obs: float, reml: bool
+    pieces, xy_cross: np.ndarray, n_obs: float, reml: bool,
+    theta: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ProfiledValue:
-    """Profiled llf, GLS fixed effects, scale and gradient from reduced sums."""
+    """Profiled llf, GLS fixed effects, scale and gradient from reduced sums.
+
+    ``theta = (chol_re, sd_vc)``, the point the pieces were computed at, turns
+    a gradient along sqrt directions into the profile one (``grad_vc``); without
+    it that is NaN. Pieces along profile directions do not need it.
+    """
     s = xy_cross - pieces.hmh
     p = s.shape[0] - 1
     s_xx = s[:p, :p]
@@ -78,29 +98,86 @@ def profiled_value(
 
     c = np.concatenate([-beta, [1.0]])
     s_xx_inv = linalg.cho_solve((chol, True), np.eye(p)) if reml and p else None
-    grad_psi, grad_vc = covariance_gradient(pieces, c, 0.5 * fac / qf, s_xx_inv)
-    return ProfiledValue(float(llf), grad_psi, grad_vc, beta, qf / fac, s_xx)
+    grad = covariance_gradient(pieces, c, 0.5 * fac / qf, s_xx_inv, theta)
+    return ProfiledValue(float(llf), grad.grad_psi, grad.grad_vc, beta, qf / fac, s_xx,
+                         grad.grad_theta)
 
 
-def covariance_gradient(pieces: LikelihoodPieces, c: np.ndarray, weight: float,
-                        s_xx_inv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The covariance gradient's terms for a given ``c`` and quadratic weight.
+def direction_derivatives(pieces) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(kind, dlogdet, dhmh)``: the derivatives of ``log|V|`` (m,) and of ``hmh``
+    (m, r, r) along the pieces' parameter directions (see the module docstring)."""
+    kind = getattr(pieces, "directions", "profile")
+    if kind == "profile":
+        if not isinstance(pieces, LikelihoodPieces):
+            raise TypeError(f"pieces of type {type(pieces).__name__} name no directions")
+        k_re = pieces.p_re.shape[0]
+        r = pieces.t_re.shape[2]
+        dlogdet = np.concatenate([pieces.p_re.reshape(-1), pieces.p_vc])
+        dhmh = np.concatenate([pieces.t_re.reshape(k_re * k_re, r, r), pieces.t_vc])
+        return kind, dlogdet, dhmh
+    if kind != "sqrt":
+        raise ValueError(f"unknown kind of directions {kind!r}")
+    return kind, np.asarray(pieces.dlogdet, dtype=float), np.asarray(pieces.dhmh, dtype=float)
 
-    ``grad_psi = -1/2 p_re + weight c'T_re c [+ 1/2 tr(S_XX^{-1} T_re[XX])]`` and
-    the same for each component with ``p_vc``, ``t_vc``; symmetrized. With
-    ``c = [-beta; 1]`` and ``weight = fac / (2 qf)`` it is the profiled
-    gradient; profile likelihoods use other ``c`` (fixed coefficients held) and
-    weights (a fixed scale, ``1 / (2 sigma^2)``). ``s_xx_inv`` adds the REML term.
-    """
-    quad_re = np.einsum("abij,i,j->ab", pieces.t_re, c, c)
-    quad_vc = np.einsum("kij,i,j->k", pieces.t_vc, c, c)
-    grad_psi = -0.5 * pieces.p_re + weight * quad_re
-    grad_vc = -0.5 * pieces.p_vc + weight * quad_vc
+
+def direction_gradient(dlogdet: np.ndarray, dhmh: np.ndarray, c: np.ndarray, weight: float,
+                       s_xx_inv: np.ndarray | None = None) -> np.ndarray:
+    """``-1/2 dlogdet_j + weight c' dhmh_j c [+ 1/2 tr(S_XX^{-1} dhmh_j[XX])]`` for every
+    direction ``j``: the one gradient formula of every engine."""
+    grad = -0.5 * dlogdet + weight * np.einsum("jab,a,b->j", dhmh, c, c)
     if s_xx_inv is not None:
         p = s_xx_inv.shape[0]
-        grad_psi = grad_psi + 0.5 * np.einsum("abij,ij->ab", pieces.t_re[:, :, :p, :p], s_xx_inv)
-        grad_vc = grad_vc + 0.5 * np.einsum("kij,ij->k", pieces.t_vc[:, :p, :p], s_xx_inv)
-    return 0.5 * (grad_psi + grad_psi.T), grad_vc
+        grad = grad + 0.5 * np.einsum("jab,ab->j", dhmh[:, :p, :p], s_xx_inv)
+    return grad
+
+
+@dataclass
+class CovarianceGradient:
+    """A covariance gradient in the profile (and, if known, the sqrt) parameterization."""
+
+    grad_psi: np.ndarray
+    grad_vc: np.ndarray
+    grad_theta: np.ndarray | None = None
+
+
+def covariance_gradient(pieces, c: np.ndarray, weight: float,
+                        s_xx_inv: np.ndarray | None = None,
+                        theta: tuple[np.ndarray, np.ndarray] | None = None
+                        ) -> CovarianceGradient:
+    """The covariance gradient's terms for a given ``c`` and quadratic weight.
+
+    :func:`direction_gradient` along the pieces' directions; with ``c = [-beta; 1]``
+    and ``weight = fac / (2 qf)`` it is the profiled gradient; profile likelihoods
+    use other ``c`` (fixed coefficients held) and weights (a fixed scale,
+    ``1 / (2 sigma^2)``). ``s_xx_inv`` adds the REML term. Along profile
+    directions ``grad_psi`` is symmetrized; along sqrt directions ``grad_theta``
+    is the gradient and the profile form needs ``theta = (chol_re, sd_vc)``.
+    """
+    kind, dlogdet, dhmh = direction_derivatives(pieces)
+    grad = direction_gradient(dlogdet, dhmh, c, weight, s_xx_inv)
+    if kind == "profile":
+        k_re = pieces.p_re.shape[0]
+        grad_psi = grad[: k_re * k_re].reshape(k_re, k_re)
+        return CovarianceGradient(0.5 * (grad_psi + grad_psi.T), grad[k_re * k_re:])
+    return CovarianceGradient(*profile_from_sqrt(grad, theta), grad_theta=grad)
+
+
+def profile_from_sqrt(grad_theta: np.ndarray, theta: tuple[np.ndarray, np.ndarray] | None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``(grad_psi, grad_vc)`` from a gradient in packed ``(tril L, sd_vc)``.
+
+    ``d llf / dv_k = d llf / dsd_k / (2 sd_k)`` (NaN at ``sd_k = 0``, or without
+    ``theta``). Only for designs without standard random effects.
+    """
+    if theta is None:
+        return np.zeros((0, 0)), np.full(grad_theta.shape[0], np.nan)
+    chol_re, sd_vc = theta
+    if np.asarray(chol_re).size:
+        raise NotImplementedError("sqrt-direction pieces with standard random effects")
+    sd = np.asarray(sd_vc, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad_vc = np.where(sd != 0, grad_theta / (2.0 * np.where(sd != 0, sd, 1.0)), np.nan)
+    return np.zeros((0, 0)), grad_vc
 
 
 def constrained_gls(s: np.ndarray, constraint: tuple[np.ndarray, float] | None = None
@@ -128,8 +205,12 @@ def grad_sqrt(value: ProfiledValue, chol_re: np.ndarray, sd_vc: np.ndarray) -> n
     """Gradient in the sqrt parameterization (packed: tril of L, then sd_vc).
 
     ``Psi = L L'`` gives ``d llf / dL = 2 G L`` for the symmetric matrix
-    gradient ``G``; ``v = s^2`` gives ``d llf / ds = 2 s d llf / dv``.
+    gradient ``G``; ``v = s^2`` gives ``d llf / ds = 2 s d llf / dv``. When the
+    pieces gave the gradient along sqrt directions (``value.grad_theta``) it is
+    that, as it is.
     """
+    if getattr(value, "grad_theta", None) is not None:
+        return np.asarray(value.grad_theta, dtype=float)
     k_re = chol_re.shape[0]
     d_l = 2.0 * value.grad_psi @ chol_re
     return np.concatenate([d_l[np.tril_indices(k_re)], 2.0 * sd_vc * value.grad_vc])

@@ -72,7 +72,15 @@ class ProfileLikelihood:
         """Gradient in ``theta`` for a given ``c`` and quadratic weight (see
         :func:`dlmm.objective.profiled.covariance_gradient`), plus the derivative of
         a fixed scale's terms through ``Psi`` and ``v`` when given."""
-        g_psi, g_vc = covariance_gradient(pieces, c, weight)
+        grad = covariance_gradient(pieces, c, weight, theta=(chol, sd))
+        if grad.grad_theta is not None:  # pieces along sqrt directions: add the extras'
+            out = grad.grad_theta.copy()
+            extra = ProfiledValue(0.0, np.zeros_like(chol) if extra_psi is None
+                                  else 0.5 * (extra_psi + extra_psi.T),
+                                  np.zeros_like(sd) if extra_vc is None else extra_vc,
+                                  np.zeros(0), 0.0, np.zeros(0))
+            return out + grad_sqrt(extra, chol, sd)
+        g_psi, g_vc = grad.grad_psi, grad.grad_vc
         if extra_psi is not None:
             g_psi = g_psi + 0.5 * (extra_psi + extra_psi.T)
         if extra_vc is not None:
@@ -333,10 +341,14 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
             l_perm[tri] = theta[:k_re2]
             chol = perm.T @ l_perm  # Psi = perm' L L' perm: not triangular, and need not be
             sd = theta[k_re2:]
-            value = profiled_value(stats.pieces(chol, sd), stats.totals.xy_cross, n, result.reml)
-            g_perm = perm @ value.grad_psi @ perm.T
-            d_l = 2.0 * g_perm @ l_perm
-            grad = np.concatenate([d_l[tri], 2.0 * sd * value.grad_vc])
+            value = profiled_value(stats.pieces(chol, sd), stats.totals.xy_cross, n, result.reml,
+                                   theta=(chol, sd))
+            if value.grad_theta is not None:  # sqrt directions (no standard effects)
+                grad = value.grad_theta
+            else:
+                g_perm = perm @ value.grad_psi @ perm.T
+                d_l = 2.0 * g_perm @ l_perm
+                grad = np.concatenate([d_l[tri], 2.0 * sd * value.grad_vc])
             return value.llf, grad[free_pos], value.scale
 
         def neg(z):
