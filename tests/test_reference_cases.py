@@ -158,3 +158,13 @@ def test_nobs_and_convergence(case):
     groups = ref["model"]["groups"]
     assert result.n_groups == (1 if groups is None else data[groups].nunique())
     assert result.converged is True
+
+
+def test_engine(case):
+    """Crossed factors of one group (Penicillin: plate x sample) take the crossed
+    engine; every nested or grouped case the grouped engine."""
+    name, ref = case
+    crossed = ref["model"]["groups"] is None and ref["model"]["re_formula"] == "0"
+    assert _fit(name).engine == ("crossed" if crossed else "grouped")
+    if name == "penicillin_crossed_reml":
+        assert _fit(name).engine == "crossed"

@@ -257,6 +257,11 @@ class DistributedEffects(EffectsStore):
         return dict(sorted(out.items(), key=lambda kv: kv[0]))
 
     def cov_dict(self) -> dict:
+        if not self.statistics.full_effect_covariances:
+            raise InputError(
+                f"random_effects_cov: the {self.statistics.engine_name} engine keeps the "
+                "conditional variance of each effect (vc_effects_table(), column "
+                "'variance'), not the full covariance of the group's effects")
         n = self.names
         k_re = len(n.exog_re_names)
         out = {}

@@ -104,6 +104,8 @@ class FitFacts:
     timings : dict
     backend : str
     groups_shuffled : bool or None
+    engine : str
+        ``"grouped"`` or ``"crossed"`` (see :mod:`dlmm.structure`).
     """
 
     group_name: str
@@ -119,3 +121,4 @@ class FitFacts:
     backend: str
     groups_shuffled: Any = None
     extra: dict = field(default_factory=dict)
+    engine: str = "grouped"

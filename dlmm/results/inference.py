@@ -7,6 +7,7 @@ Standard errors come from the analytic Hessian of the log-likelihood in
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -15,6 +16,7 @@ from ..optimize.driver import OptimizeResult
 from .estimates import Inference
 
 SINGULAR_TOL = 1e-4
+logger = logging.getLogger("dlmm")
 
 
 def covariance_from_hessian(hessian: np.ndarray, freepat: np.ndarray | None) -> Inference:
@@ -89,3 +91,19 @@ def convergence_diagnostics(outcome: OptimizeResult, singular: bool) -> dict:
         except np.linalg.LinAlgError:
             pass
     return out
+
+
+def log_diagnostics(diag: dict) -> None:
+    """lme4-style convergence checks in the log: a line always, a warning when one
+    fails (scaled gradient above lme4's 2e-3, or a Hessian that is not negative
+    definite away from the boundary)."""
+    logger.info(
+        "diagnostics: max|grad| %.3g, max|H^-1 grad| %.3g, Hessian negative definite: %s, "
+        "singular: %s", diag["grad_max"], diag["scaled_grad_max"],
+        diag["hessian_negative_definite"], diag["singular"])
+    if diag["scaled_grad_max"] > 2e-3:
+        logger.warning("lme4-style check: scaled gradient %.3g above 2e-3; the optimum may "
+                       "not be reached", diag["scaled_grad_max"])
+    if not diag["hessian_negative_definite"] and not diag["singular"]:
+        logger.warning("lme4-style check: the Hessian is not negative definite at the "
+                       "estimate; the model may be nearly unidentifiable")

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from ..io.saved_result import read_saved
+from ..spec.crossed import crossed_layout
 from ..spec.formula import FormulaSpec
 from .effects import EffectNames, LoadedEffects
 from .estimates import Estimates, FitFacts, Inference
@@ -31,6 +32,14 @@ class LoadedModel:
 
     def __init__(self, spec):
         self.spec = spec
+
+
+def _engine_of(spec, n_groups: int) -> str:
+    """The engine a saved fit took, from its specification (for folders that do not
+    record it): crossed for one group of crossed factors."""
+    if spec is None or n_groups != 1:
+        return "grouped"
+    return "crossed" if crossed_layout(spec, group_levels=[None]) is not None else "grouped"
 
 
 def load_result(path: str | os.PathLike):
@@ -61,6 +70,7 @@ def load_result(path: str | os.PathLike):
         group_size_min=float(fit["group_size_min"]),
         group_size_max=float(fit["group_size_max"]), converged=fit["converged"],
         mle_retvals=fit["mle_retvals"], timings=fit["timings"], backend=fit["backend"],
+        engine=fit.get("engine") or _engine_of(spec, fit["n_groups"]),
     )
     columns = [list(c) for c in names["vc_column_names"]]
     effect_names = EffectNames(

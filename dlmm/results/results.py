@@ -7,7 +7,10 @@ values, profiles) reuse. Standard errors come from the analytic Hessian of
 the log-likelihood in (fixed effects, profile covariance parameters), as
 statsmodels computes it (see :mod:`dlmm.results.inference`); the variance
 parameters in ``params`` are on the profile scale (divided by ``scale``) and
-tests are z tests. The Hessian is one more map-reduce at the optimum.
+tests are z tests. The Hessian is one more map-reduce at the optimum; for an
+engine without Hessian pieces (crossed designs) its fixed-effects block is exact
+and the rest comes from central differences of the analytic gradient
+(:func:`dlmm.objective.hessian.hessian_from_gradients`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..exceptions import InputError
-from ..objective.hessian import profiled_hessian
+from ..objective.hessian import hessian_from_gradients, profiled_hessian
 from ..objective.params import MixedLMParams
 from ..objective.profiled import ProfiledValue
 from ..objective.shift import (
@@ -98,6 +101,12 @@ class MixedLMResults:
         A variance on the boundary (lme4's ``isSingular``).
     diagnostics : dict
         lme4-style convergence checks (gradient, scaled gradient, Hessian).
+    backend : str
+        Where the one pass ran: ``"local"`` or ``"dask"``.
+    engine : str
+        Which engine held the statistics: ``"grouped"`` (groups of rows, nested
+        effects) or ``"crossed"`` (one group with crossed factors, see
+        :mod:`dlmm.structure.crossed`).
     """
 
     def __init__(self, model, estimates: Estimates, inference: Inference, facts: FitFacts,
@@ -147,6 +156,7 @@ class MixedLMResults:
         self.diagnostics = f.mle_retvals.get("diagnostics", {})
         self.timings = f.timings
         self.backend = f.backend
+        self.engine = f.engine
         self.groups_shuffled = f.groups_shuffled
 
     @classmethod
@@ -180,9 +190,14 @@ class MixedLMResults:
             llf=value.llf, reml=model.reml,
         )
         start = time.perf_counter()
-        pieces = engine.newton_pieces(chol_re, sd_vc).hess
-        hessian_c = profiled_hessian(pieces, engine.totals.xy_cross, engine.totals.n_rows,
-                                     estimates.reml, value.fe_params)
+        if engine.has_newton_pieces:
+            pieces = engine.newton_pieces(chol_re, sd_vc).hess
+            hessian_c = profiled_hessian(pieces, engine.totals.xy_cross, engine.totals.n_rows,
+                                         estimates.reml, value.fe_params)
+        else:  # exact fixed-effects block, differences of analytic gradients elsewhere
+            hessian_c = hessian_from_gradients(engine.pieces, engine.totals.xy_cross,
+                                               engine.totals.n_rows, estimates.reml, sd_vc,
+                                               value.fe_params)
         hessian_seconds = time.perf_counter() - start
         freepat = None if freepat is None else np.asarray(freepat, dtype=float)
         # Inverted where it is well conditioned (the engine's coordinates; a free
@@ -213,6 +228,7 @@ class MixedLMResults:
             timings={"data_pass": stats.seconds, "optimizer": outcome.log.seconds,
                      "hessian": hessian_seconds, "evaluations": outcome.log.evaluations},
             backend=stats.backend_name, groups_shuffled=stats.shuffled,
+            engine=stats.engine_name,
         )
         coef = np.concatenate([-value.fe_params, [1.0]])  # centred, as the statistics
         effects = DistributedEffects(engine, chol_re, sd_vc, coef, estimates.scale,

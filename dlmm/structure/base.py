@@ -38,9 +38,12 @@ class RandomEffectsStatistics(ABC):
     shuffled : bool
         Whether partial statistics had to move between workers.
     evaluations : int
-        Map-reduces made so far (value and Newton pieces).
+        Map-reduces made so far (value and Newton pieces); for an engine that
+        keeps its statistics on the driver, evaluations of the pieces.
     backend_name : str
-        Where the statistics live (``"local"``, ``"dask"``).
+        Where the one pass ran (``"local"``, ``"dask"``).
+    engine_name : str
+        ``"grouped"`` or ``"crossed"``.
     """
 
     totals: RowTotals
@@ -56,6 +59,23 @@ class RandomEffectsStatistics(ABC):
     def backend_name(self) -> str:
         """Name of the backend that holds the statistics."""
 
+    #: The engine's name, as a fit reports it (``MixedLMResults.engine``).
+    engine_name: str = "grouped"
+
+    @property
+    def has_newton_pieces(self) -> bool:
+        """Whether :meth:`newton_pieces` (second derivatives) is available. Without
+        them the model optimizes with gradients only and the results take the
+        Hessian from differences of analytic gradients
+        (:func:`dlmm.objective.hessian.hessian_from_gradients`)."""
+        return True
+
+    @property
+    def full_effect_covariances(self) -> bool:
+        """Whether :meth:`effects` carries each group's full conditional covariance
+        (``random_effects_cov``), or only the variances of the effects."""
+        return True
+
     def centred(self) -> tuple[RandomEffectsStatistics, np.ndarray | None]:
         """The statistics in the coordinates the one pass summed, and ``U`` with
         ``Z = Z_c U`` (None when they are the model's own: no shifted columns)."""
@@ -65,11 +85,16 @@ class RandomEffectsStatistics(ABC):
 
     @abstractmethod
     def pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> LikelihoodPieces:
-        """Value and gradient pieces summed over the whole data set."""
+        """Value and gradient pieces summed over the whole data set: ``logdet``,
+        ``hmh`` and derivative pieces along the engine's parameter directions (see
+        :func:`dlmm.objective.profiled.direction_derivatives`; the grouped engine's
+        :class:`LikelihoodPieces` along profile directions, the crossed engine's
+        :class:`~dlmm.kernels.crossed.CrossedPieces` along sqrt directions)."""
 
     @abstractmethod
     def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
-        """Value, gradient and Hessian pieces summed over the whole data set."""
+        """Value, gradient and Hessian pieces summed over the whole data set
+        (only where :attr:`has_newton_pieces`)."""
 
     @abstractmethod
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:

@@ -2,22 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..distributed.base import Backend
 from ..objective.shift import random_effects_map
+from ..spec.crossed import CrossedLayout, crossed_layout
 from .base import RandomEffectsStatistics
+from .crossed import crossed_pass
 from .grouped import one_pass
 from .shifted import ShiftedStatistics
+
+
+def crossed_design(spec, backend: Backend) -> tuple[CrossedLayout | None, Any]:
+    """The crossed layout of ``spec`` and its one group's label, or ``(None, None)``.
+
+    With a group column the model is crossed only if the column is constant: that
+    is asked of the data (one distinct-values query) only when everything else
+    about the specification is crossed.
+    """
+    if getattr(spec, "groups", None) is None:
+        return crossed_layout(spec), 0
+    if crossed_layout(spec, group_levels=[None]) is None:
+        return None, None
+    levels = backend.distinct([spec.groups])[spec.groups]
+    layout = crossed_layout(spec, group_levels=levels)
+    return layout, (levels[0] if layout is not None else None)
 
 
 def collect_statistics(spec, backend: Backend, progress=None) -> RandomEffectsStatistics:
     """Make the one pass over ``backend``'s rows with the engine that fits ``spec``.
 
-    Today every model goes to the grouped engine (:mod:`dlmm.structure.grouped`);
-    a crossed design is one group whose variance components are the factors.
-    When the specification shifts random-effect columns (``spec.centering``),
-    the statistics are seen through :class:`ShiftedStatistics`.
-    ``progress(done, total)`` is called as chunks of rows are done.
+    A crossed design (:func:`dlmm.spec.crossed.crossed_layout`: one group, each
+    variance component one factor's indicators, no standard random effects) goes
+    to the crossed engine (:mod:`dlmm.structure.crossed`); every other model to
+    the grouped engine (:mod:`dlmm.structure.grouped`). When the specification
+    shifts random-effect columns (``spec.centering``), the grouped statistics are
+    seen through :class:`ShiftedStatistics`. ``progress(done, total)`` is called
+    as chunks of rows are done.
     """
+    layout, label = crossed_design(spec, backend)
+    if layout is not None:
+        return crossed_pass(spec, layout, backend, label, progress)
     stats = one_pass(spec, backend, progress)
     centering = spec.centering
     if centering.shifts_z:

@@ -1,0 +1,175 @@
+"""Is a model crossed? Its factors and global level codes, from the learned specification.
+
+statsmodels states crossed random effects as one group that holds every row,
+with one variance component per factor, each the indicator columns of the
+factor's levels::
+
+    mixedlm("y ~ service", data, groups=None, re_formula="0",
+            vc_formula={"s": "0 + C(s)", "d": "0 + C(d)"})
+
+Such a model goes to the crossed engine (:mod:`dlmm.structure.crossed`)
+instead of one dense group. :func:`crossed_layout` says whether a learned
+:class:`~dlmm.spec.formula.FormulaSpec` is of that form; a pure function of the
+specification (its formulas and learned levels), except that whether a group
+*column* is constant is a fact of the data, passed in as ``group_levels``.
+
+A model is crossed when
+
+* every row is in one group: ``groups=None``, or a group column with one value;
+* it has no standard random effects (``re_formula="0"``, or none with
+  variance components);
+* every variance component is one categorical factor's indicator columns,
+  ``0 + C(f)`` (or ``C(f) - 1``, ``-1 + C(f)``, or ``0 + f`` for a column
+  learned as categorical): one random intercept per level.
+
+Anything else (a random slope on the one group, components that are not
+plain indicators, several groups) stays with the grouped engine.
+
+The level codes of a chunk are read from its variance-component design ``W``
+(the columns of component k are the factor's learned levels, in order, the
+same on every partition): :meth:`CrossedLayout.codes`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..exceptions import InputError
+
+_NAME = r"([A-Za-z_][\w.]*)"
+_INDICATOR = [
+    re.compile(r"^(?:0|-\s*1)\s*\+\s*C\(\s*" + _NAME + r"\s*\)$"),
+    re.compile(r"^C\(\s*" + _NAME + r"\s*\)\s*(?:\+\s*0|-\s*1)$"),
+    re.compile(r"^(?:0|-\s*1)\s*\+\s*" + _NAME + r"$"),
+    re.compile(r"^" + _NAME + r"\s*(?:\+\s*0|-\s*1)$"),
+]
+
+
+def indicator_factor(text: str) -> str | None:
+    """The column ``f`` of a variance-component formula ``0 + C(f)`` (and its
+    spellings), or None for any other formula."""
+    body = " ".join(str(text).split())
+    if body.startswith("~"):
+        body = body[1:].strip()
+    for pattern in _INDICATOR:
+        match = pattern.match(body)
+        if match:
+            return match.group(1)
+    return None
+
+
+@dataclass(frozen=True)
+class CrossedLayout:
+    """The crossed factors of a model.
+
+    Attributes
+    ----------
+    factors : tuple of str
+        The data column of each variance component, in the specification's
+        component order (``vc_names``, sorted by name).
+    n_levels : tuple of int
+        Learned levels of each factor (the component's number of columns).
+    slot_offsets : tuple of int
+        First global variance-component column (slot) of each component.
+    """
+
+    factors: tuple
+    n_levels: tuple
+    slot_offsets: tuple
+
+    @property
+    def n_factors(self) -> int:
+        return len(self.factors)
+
+    def codes(self, w) -> list[np.ndarray]:
+        """Global level codes of each row, per factor, from the rows' component design.
+
+        Parameters
+        ----------
+        w : sparse array (n, sum of n_levels), CSR
+            The chunk's variance-component columns (``ChunkDesign.w``).
+
+        Raises
+        ------
+        InputError
+            If a row does not have exactly one indicator (value 1) per factor.
+        """
+        n = w.shape[0]
+        k = self.n_factors
+        w = w.tocsr()
+        if not w.has_sorted_indices:
+            w = w.copy()
+            w.sort_indices()
+        per_row = np.diff(w.indptr)
+        cols = w.indices.reshape(-1, k) if per_row.size and np.all(per_row == k) else None
+        if n and (cols is None or not np.all(w.data == 1.0)):
+            raise InputError("a crossed variance component is not one indicator per row; "
+                             "this model cannot take the crossed engine")
+        if not n:
+            return [np.zeros(0, dtype=np.int64) for _ in range(k)]
+        offsets = np.asarray(self.slot_offsets, dtype=np.int64)
+        codes = cols.astype(np.int64) - offsets[None, :]
+        bad = (codes < 0) | (codes >= np.asarray(self.n_levels, dtype=np.int64)[None, :])
+        if bad.any():
+            raise InputError("a crossed variance component is not one indicator per row; "
+                             "this model cannot take the crossed engine")
+        return [np.ascontiguousarray(codes[:, j]) for j in range(k)]
+
+
+def crossed_layout(spec, group_levels: list | None = None) -> CrossedLayout | None:
+    """The crossed factors of a learned specification, or None if it is not crossed.
+
+    Parameters
+    ----------
+    spec : FormulaSpec (learned)
+        Anything else (arrays) is not crossed.
+    group_levels : list, optional
+        Distinct values of the group column, when the specification has one
+        (``spec.groups`` not None): the model is crossed only if there is one.
+    """
+    if not getattr(spec, "_learned", False) or not hasattr(spec, "vc_formula"):
+        return None
+    if not hasattr(spec, "levels"):
+        return None
+    if spec.groups is not None and (group_levels is None or len(group_levels) != 1):
+        return None
+    if spec.k_re != 0 or spec.k_vc == 0:
+        return None
+    factors = []
+    for name, columns in zip(spec.vc_names, spec.vc_column_names):
+        factor = indicator_factor(spec.vc_formula[name])
+        levels = spec.levels.get(factor) if factor is not None else None
+        if levels is None or len(levels) != len(columns) or not len(columns):
+            return None
+        factors.append(factor)
+    counts = [len(c) for c in spec.vc_column_names]
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
+    return CrossedLayout(tuple(factors), tuple(counts), tuple(int(o) for o in offsets))
+
+
+def component_only_columns(spec) -> dict[str, list[int]]:
+    """Categorical columns read only by variance-component formulas, and the components
+    that read each (neither the fixed effects, nor ``re_formula``, nor ``groups``).
+
+    A level of such a column that the fit never saw has no random effect: its
+    effect is zero in a prediction, as for a group the fit never saw.
+    """
+    from formulaic import Formula
+
+    levels = getattr(spec, "levels", None)
+    if not levels or not getattr(spec, "vc_formula", None):
+        return {}
+    other = set(Formula(spec.formula).required_variables)
+    if spec.re_formula is not None:
+        other |= set(Formula(str(spec.re_formula)).required_variables)
+    if spec.groups is not None:
+        other.add(spec.groups)
+    out: dict[str, list[int]] = {}
+    for k, name in enumerate(spec.vc_names):
+        for column in Formula(spec.vc_formula[name]).required_variables:
+            if column in levels and column not in other:
+                out.setdefault(column, []).append(k)
+    return out

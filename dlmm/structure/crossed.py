@@ -1,0 +1,246 @@
+"""The crossed engine: keyed sparse sums on the workers, one blocked system on the driver.
+
+For a crossed design (:func:`dlmm.spec.crossed.crossed_layout`: one group, one
+variance component per factor, a random intercept per level) the one pass
+reduces each chunk of rows, where it is, to the keyed sums of
+:func:`dlmm.kernels.crossed.crossed_sums` (per level, per level pair, per level
+and column of ``[X y]``; their size is that of the levels and level pairs the
+chunk holds, never of its rows). The driver gathers them, adds them by key in
+chunk order (:func:`~dlmm.kernels.crossed.combine_sums`, so the sum does not
+depend on timing) and builds the blocked system once
+(:func:`~dlmm.kernels.crossed.build_system`). From then on every question
+(likelihood pieces, random effects) is driver-only: no map-reduce, no rows.
+
+The parameter is the engine interface's ``(chol_re, sd_vc)`` with ``chol_re``
+empty: the crossed kernels' theta (``T_k = sqrt(vcomp_k / scale)``, one entry per
+factor in the specification's component order) is exactly ``sd_vc``. The
+pieces' derivatives are along theta (sqrt directions); there are no Hessian
+pieces (:attr:`has_newton_pieces` is False).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..distributed.base import Backend, ordered_sum
+from ..exceptions import InputError
+from ..kernels.block import BlockEffects
+from ..kernels.crossed import (
+    CrossedPieces,
+    CrossedSums,
+    CrossedSystem,
+    build_system,
+    combine_sums,
+    conditional_modes,
+    conditional_variances,
+    crossed_pieces,
+    crossed_sums,
+    factorize,
+    select_columns,
+)
+from ..kernels.hessian import NewtonPieces
+from ..kernels.moments import MomentPieces
+from ..kernels.pieces import RowTotals
+from ..spec.crossed import CrossedLayout
+from .base import RandomEffectsStatistics
+
+#: Largest dense part the driver will hold: the random effects of every factor but
+#: the largest (``Q2``). One evaluation keeps about six ``Q2 x Q2`` float64 arrays
+#: (``6 * 8 * Q2^2`` bytes: 7 GB at this limit) and costs ``~Q2^3`` flops.
+MAX_DENSE_EFFECTS = 12_000
+
+
+def dense_size(layout: CrossedLayout) -> int:
+    """``Q2``: random effects of the factors after the largest one."""
+    return int(sum(layout.n_levels) - max(layout.n_levels))
+
+
+def check_size(layout: CrossedLayout) -> None:
+    """Refuse, before any work, a design whose dense part the driver cannot hold."""
+    q2 = dense_size(layout)
+    if q2 > MAX_DENSE_EFFECTS:
+        order = sorted(zip(layout.n_levels, layout.factors), reverse=True)
+        rest = ", ".join(f"{f!r} ({n} levels)" for n, f in order[1:])
+        raise InputError(
+            f"the crossed engine keeps the factors after the largest one ({rest}) as a "
+            f"dense {q2} x {q2} matrix (about {6 * 8 * q2**2 / 1e9:.0f} GB); at most "
+            f"{MAX_DENSE_EFFECTS} random effects there are supported")
+
+
+@dataclass(eq=False)
+class CrossedChunk:
+    """What the one pass keeps of a chunk: its keyed sums and row totals."""
+
+    sums: CrossedSums
+    totals: RowTotals
+
+
+def chunk_sums(frame: pd.DataFrame, spec, layout: CrossedLayout) -> CrossedChunk:
+    """Model design of a chunk, centred by the spec's shifts, then its keyed crossed sums."""
+    design = spec.design(frame)
+    xy, z = spec.centering.apply(design.xy, design.z)  # see dlmm.spec.centering
+    codes = layout.codes(design.w)
+    sums = crossed_sums(codes, [None] * layout.n_factors, xy[:, :-1], xy[:, -1],
+                        layout.n_levels)
+    totals = RowTotals(
+        xy_cross=sums.xy_cross,
+        n_rows=float(xy.shape[0]),
+        n_dropped=float(design.n_dropped),
+        missing_by_column=design.missing_by_column,
+        infinite_by_column=design.infinite_by_column,
+        z_cross=z.T @ z,
+    )
+    return CrossedChunk(sums, totals)
+
+
+def group_labels(label: Any) -> np.ndarray:
+    """The one group's label as the grouped engine labels groups (0 for ``groups=None``)."""
+    labels = np.asarray([label])
+    if labels.dtype.kind == "U":
+        labels = labels.astype(object)
+    return labels
+
+
+@dataclass(eq=False)
+class CrossedStatistics(RandomEffectsStatistics):
+    """The blocked system of a crossed design and the row totals, on the driver.
+
+    Attributes
+    ----------
+    backend : Backend
+        Where the rows are (for fitted values; the statistics are here).
+    system : CrossedSystem
+    totals : RowTotals
+    layout : CrossedLayout
+    labels : ndarray (1,)
+        The one group's label.
+    seconds : float
+        Wall time of the pass (the system built included).
+    """
+
+    backend: Backend
+    system: CrossedSystem
+    totals: RowTotals
+    layout: CrossedLayout
+    labels: np.ndarray
+    seconds: float
+    evaluations: int = 0
+    shuffled: bool = False
+    _last: tuple | None = field(default=None, repr=False)
+
+    engine_name = "crossed"
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def n_groups(self) -> int:
+        return 1
+
+    @property
+    def group_size_min(self) -> float:
+        return float(self.totals.n_rows)
+
+    @property
+    def group_size_max(self) -> float:
+        return float(self.totals.n_rows)
+
+    @property
+    def has_newton_pieces(self) -> bool:
+        return False
+
+    @property
+    def full_effect_covariances(self) -> bool:
+        return False
+
+    @staticmethod
+    def _theta(chol_re: np.ndarray, sd_vc: np.ndarray) -> np.ndarray:
+        if np.asarray(chol_re).size:
+            raise InputError("the crossed engine has no standard random effects")
+        return np.asarray(sd_vc, dtype=float).ravel()
+
+    def pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> CrossedPieces:
+        """``log|V|``, ``hmh`` and their derivatives along theta (one blocked
+        factorization on the driver; the last one is kept)."""
+        theta = self._theta(chol_re, sd_vc)
+        key = theta.tobytes()
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        self.evaluations += 1
+        out = crossed_pieces(self.system, theta, gradient=True)
+        self._last = (key, out)
+        return out
+
+    def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
+        raise NotImplementedError("the crossed engine has no Hessian pieces "
+                                  "(has_newton_pieces is False)")
+
+    def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
+        raise NotImplementedError("the crossed engine has no moment start values")
+
+    def drop_fixed_columns(self, keep_xy: np.ndarray) -> None:
+        """Keep only the ``keep_xy`` columns of ``[X y]`` in ``K`` and the system."""
+        keep_xy = np.asarray(keep_xy, dtype=bool)
+        self.totals.xy_cross = self.totals.xy_cross[np.ix_(keep_xy, keep_xy)]
+        self.system = select_columns(self.system, keep_xy)
+        self._last = None
+
+    def effects(self, chol_re: np.ndarray, sd_vc: np.ndarray, coef: np.ndarray,
+                scale: float) -> list[Any]:
+        """The one group's :class:`~dlmm.kernels.block.BlockEffects`: conditional mode
+        and variance of every level of every factor, in global slot order (component,
+        then level), without full covariances."""
+        theta = self._theta(chol_re, sd_vc)
+        factor = factorize(self.system, theta)
+        beta = -np.asarray(coef, dtype=float)[:-1]
+        modes = conditional_modes(self.system, factor, beta)
+        variances = conditional_variances(self.system, factor, scale)
+        vc_modes = np.concatenate([m[:, 0] for m in modes])
+        vc_var = np.concatenate([v[:, 0, 0] for v in variances])
+        n_slots = vc_modes.shape[0]
+        return [BlockEffects(
+            labels=self.labels, re_modes=np.zeros((1, 0)), re_cov=np.zeros((1, 0, 0)),
+            vc_group=np.zeros(n_slots, dtype=np.int64),
+            vc_slot=np.arange(n_slots, dtype=np.int64), vc_modes=vc_modes, vc_var=vc_var,
+            batches=[],
+        )]
+
+    def map_effects(self, func, handles: list[Any], *args) -> list[Any]:
+        return [func(h, *args) for h in handles]
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        return list(handles)
+
+    def to_frame(self, handles: list[Any], meta: pd.DataFrame) -> Any:
+        frames = [h for h in handles if len(h)]
+        return pd.concat(frames) if frames else meta
+
+    def map_rows(self, func, meta: Any, *shared: Any) -> Any:
+        return self.backend.map_frame(func, meta, *shared)
+
+
+def crossed_pass(spec, layout: CrossedLayout, backend: Backend, label: Any = 0,
+                 progress=None) -> CrossedStatistics:
+    """Read the rows once: keyed sums per chunk on the workers, added on the driver
+    in chunk order, then the blocked system.
+
+    ``progress(done, total)`` is called as chunks of rows are done.
+    """
+    check_size(layout)
+    start = time.perf_counter()
+    chunks = backend.map_chunks(lambda frame: chunk_sums(frame, spec, layout), progress)
+    parts = backend.gather(chunks)  # per level and level pair: small next to the rows
+    backend.release(chunks)
+    totals = ordered_sum([p.totals for p in parts])
+    sums = combine_sums([p.sums for p in parts])
+    system = build_system(sums)
+    return CrossedStatistics(
+        backend=backend, system=system, totals=totals, layout=layout,
+        labels=group_labels(label), seconds=time.perf_counter() - start,
+    )
