@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import UsageError, one_line
+from .errors import Terminated, UsageError, one_line
 from .log import dask_worker_logging, event, logger
 
 #: The options sizing an embedded cluster (``--workers`` and friends).
 SIZING = ("workers", "threads_per_worker", "memory_limit")
+#: The TLS options of a ``tls://`` scheduler: the CA, the client's certificate and key.
+TLS = ("tls_ca_file", "tls_cert", "tls_key")
 #: The cluster options of ``fit`` and ``predict``.
-OPTIONS = ("scheduler", "scheduler_timeout", *SIZING)
+OPTIONS = ("scheduler", "scheduler_timeout", *SIZING, *TLS)
 
 
 def cluster_options(opts: Mapping[str, Any]) -> dict[str, Any]:
@@ -31,16 +36,68 @@ def cluster_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     Raises
     ------
     UsageError
-        ``scheduler`` (a running cluster) together with an option sizing an embedded one.
+        ``scheduler`` (a running cluster) together with an option sizing an embedded one;
+        a TLS option without a ``tls://`` scheduler, or naming a file that cannot be read.
     """
-    out = {k: opts[k] for k in OPTIONS}
+    out = {k: opts.get(k) for k in OPTIONS}
     sizing = [k for k in SIZING if out[k] is not None]
     if out["scheduler"] and sizing:
         raise UsageError(
             f"--scheduler connects to a running cluster; --{sizing[0].replace('_', '-')} "
             "sizes an embedded one: give one or the other"
         )
+    tls = [k for k in TLS if out[k] is not None]
+    if tls:
+        flag = f"--{tls[0].replace('_', '-')}"
+        address = out["scheduler"]
+        if not address:
+            raise UsageError(f"{flag} is for --scheduler tls://...; the embedded cluster "
+                             "makes its own certificate")
+        if "://" not in address:
+            out["scheduler"] = address = f"tls://{address}"
+        if not address.startswith("tls://"):
+            raise UsageError(f"{flag} is for a tls:// scheduler, not {address!r}")
+        for k in tls:
+            path = os.path.expanduser(str(out[k]))
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                raise UsageError(f"--{k.replace('_', '-')} {str(out[k])!r}: no such "
+                                 "readable file")
+            out[k] = path
     return out
+
+
+def security(opts: Mapping[str, Any]):
+    """The ``distributed.security.Security`` of a connection to ``opts["scheduler"]``:
+    Dask's own configuration (``distributed.comm.tls``: its config file or
+    ``DASK_DISTRIBUTED__COMM__TLS__...`` variables) with the ``--tls-*`` options
+    given on top; TLS required when any is given.
+
+    Raises
+    ------
+    UsageError
+        A ``tls://`` scheduler and no CA or certificate from either.
+    """
+    import dask
+    from distributed.security import Security
+
+    given = {"tls_ca_file": opts.get("tls_ca_file"),
+             "tls_client_cert": opts.get("tls_cert"),
+             "tls_client_key": opts.get("tls_key")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given:
+        given["require_encryption"] = True
+    sec = Security(**given)
+    if str(opts.get("scheduler") or "").startswith("tls://"):
+        missing = [flag for flag, field, key in (
+            ("--tls-ca-file", "tls_ca_file", "distributed.comm.tls.ca-file"),
+            ("--tls-cert", "tls_client_cert", "distributed.comm.tls.client.cert"))
+            if not getattr(sec, field, None) and not dask.config.get(key, None)]
+        if missing:
+            raise UsageError(
+                f"--scheduler {opts['scheduler']!r} speaks TLS: give {' and '.join(missing)}"
+                " (and --tls-key unless the certificate file holds the key), or set Dask's "
+                "distributed.comm.tls configuration")
+    return sec
 
 
 def cluster_info(client, kind: str) -> dict[str, Any]:
@@ -83,14 +140,17 @@ def connect(opts: Mapping[str, Any]):
     UsageError
         The scheduler cannot be reached.
     """
+    opts = {**opts, **cluster_options(opts)}  # checked, TLS files resolved
     if opts["scheduler"]:
         from distributed import Client
 
         address = opts["scheduler"]
+        sec = security(opts)
         event("cluster", "connecting to Dask scheduler %s", address, address=address)
         try:
-            client = Client(address, timeout=opts["scheduler_timeout"], set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
+            client = Client(address, timeout=opts["scheduler_timeout"], set_as_default=False,
+                            security=sec)
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
             raise UsageError(
                 f"--scheduler {address!r}: cannot connect within "
                 f"{opts['scheduler_timeout']:g} s ({one_line(str(exc)) or type(exc).__name__})"
@@ -98,34 +158,90 @@ def connect(opts: Mapping[str, Any]):
         return client, cluster_info(client, "scheduler")
     from ..distributed.dask_backend import embedded_client
 
-    event("cluster", "starting an embedded Dask cluster on 127.0.0.1")
+    event("cluster", "starting an embedded Dask cluster on 127.0.0.1 (TLS)")
     memory = opts["memory_limit"] if opts["memory_limit"] is not None else "auto"
-    with dask_worker_logging():
+    with dask_worker_logging(), _sigterm_deferred():
         client = embedded_client(n_workers=opts["workers"],
                                  threads_per_worker=opts["threads_per_worker"],
                                  memory_limit=memory)
     return client, cluster_info(client, "embedded")
 
 
-def disconnect(client, kind: str) -> None:
-    """Close a client from :func:`connect` (and the embedded cluster); never raises."""
+@contextmanager
+def _sigterm_deferred() -> Iterator[None]:
+    """SIGTERM waits until the block is done (a cluster half started cannot be closed
+    cleanly), then raises :class:`Terminated` as the runner's handler would."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    if received:
+        raise Terminated()
+
+
+def disconnect(client, kind: str, failed: bool = False) -> None:
+    """Close a client from :func:`connect` (and the embedded cluster); never raises.
+    ``failed``: the run is abandoned; Dask's logs about the closing are silenced."""
+    import logging
+
+    quiet = failed and logger.getEffectiveLevel() > logging.DEBUG  # --verbose: Dask's logs
     try:
         if kind == "embedded":
             from ..distributed.dask_backend import close_embedded
 
-            close_embedded()
+            close_embedded(quiet=quiet)
         else:
-            client.close()
-    except Exception as exc:  # closing must not hide the run's outcome
+            if quiet:
+                from ..distributed.dask_backend import _quiet_logging
+
+                _quiet_logging()
+            client.close(timeout=10)
+    except BaseException as exc:  # noqa: BLE001 - closing must not hide the outcome
         logger.debug("closing the Dask client failed: %s", exc)
 
 
 @contextmanager
 def connected(opts: Mapping[str, Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
     """``with connected(opts) as (client, info):`` :func:`connect`, then
-    :func:`disconnect` however the block ends."""
-    client, info = connect(opts)
-    try:
-        yield client, info
-    finally:
-        disconnect(client, info["kind"])
+    :func:`disconnect` however the block ends.
+
+    Failures of the cluster in the block are said in dlmm's words: a lost scheduler
+    is :class:`~dlmm.distributed.faults.SchedulerLost` (not Dask's cancelled
+    futures), memory is :class:`~dlmm.distributed.faults.WorkerMemoryError` naming
+    ``--memory-limit``."""
+    from ..distributed.faults import ClusterError, SchedulerLost, WorkerMemoryError
+
+    with dask_worker_logging():  # also for workers a nanny restarts
+        try:
+            client, info = connect(opts)
+        except BaseException:
+            if not opts.get("scheduler"):
+                disconnect(None, "embedded", failed=True)
+            raise
+        try:
+            yield client, info
+        except WorkerMemoryError as exc:
+            disconnect(client, info["kind"], failed=True)
+            advice = ("use more partitions or --memory-limit" if info["kind"] == "embedded"
+                      else "use more partitions or workers with more memory")
+            raise WorkerMemoryError(exc.fact, advice) from None
+        except ClusterError:
+            disconnect(client, info["kind"], failed=True)
+            raise
+        except BaseException as exc:
+            lost = getattr(client, "status", "running") not in ("running", "newly-created")
+            disconnect(client, info["kind"], failed=True)
+            if lost and isinstance(exc, Exception):
+                address = info.get("address")
+                raise SchedulerLost(
+                    f"the connection to the Dask scheduler{f' at {address}' if address else ''}"
+                    " was lost (it stopped, or the network failed); its work is gone: run "
+                    "again when it is back") from exc
+            raise
+        else:
+            disconnect(client, info["kind"])

@@ -87,7 +87,17 @@ def configure_logging(quiet: bool = False, verbose: bool = False,
     level = _SILENT if quiet else logging.DEBUG if verbose else logging.INFO
     dask_level = _SILENT if quiet else logging.INFO if verbose else logging.WARNING
     handler.addFilter(_RECENT)
-    loggers = [logger, logging.getLogger("distributed"), logging.getLogger("dask")]
+    try:  # distributed sets its loggers' levels when first imported: before ours
+        import distributed  # noqa: F401
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+    # Dask's config gives some loggers below "distributed" levels of their own
+    # (distributed.client): those are set too.
+    own = sorted(n for n, lg in logging.root.manager.loggerDict.items()
+                 if n.startswith("distributed.") and isinstance(lg, logging.Logger)
+                 and lg.level != logging.NOTSET)
+    loggers = [logger, logging.getLogger("distributed"), logging.getLogger("dask"),
+               *map(logging.getLogger, own)]
     saved = [(lg, lg.level, lg.propagate) for lg in loggers]
     logger.addHandler(handler)
     logger.setLevel(level)

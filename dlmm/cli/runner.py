@@ -10,6 +10,7 @@ import traceback
 import warnings
 from collections.abc import Sequence
 
+from ..distributed.faults import ClusterError
 from ..exceptions import InputError
 from . import bench, fit, predict, simulate, summary
 from .config import fit_options
@@ -74,6 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
         report_error(str(exc), EXIT_USAGE, log_format)
         return EXIT_USAGE
+    except ClusterError as exc:  # the cluster failed the run: said in one line
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        report_error(str(exc), EXIT_ERROR, log_format)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         report_error("interrupted", EXIT_INTERRUPTED, log_format)
         return EXIT_INTERRUPTED

@@ -8,17 +8,27 @@ from the source data by the scheduler.
 Which cluster: the ``client`` given, else the current ``distributed`` client
 (``distributed.get_client()``), else an embedded local cluster started once per
 process (see :func:`embedded_client`).
+
+Waiting is watched (:meth:`DaskBackend.gather`): a worker killed for memory,
+workers paused at their memory limit with no progress for
+``dask.config.get("dlmm.paused-timeout")`` seconds (default 60), or a lost
+scheduler end the wait with an exception of :mod:`dlmm.distributed.faults`
+instead of Dask's ``KilledWorker``, a hang, or ``FutureCancelledError``.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import operator
 import os
 import re
+import signal
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -28,10 +38,13 @@ import pandas as pd
 from distributed import Client, LocalCluster
 
 from .base import Backend
+from .faults import SchedulerLost, WorkerMemoryError, WorkersLost, format_size
 
 logger = logging.getLogger("dlmm")
 
 _EMBEDDED: dict[str, Any] = {}
+#: Preloaded by the embedded workers, as a file (importing the dlmm package is slow).
+_WORKER_SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_setup.py")
 _LOCK = threading.Lock()
 
 
@@ -90,29 +103,83 @@ def embedded_client(
         # The dashboard (with bokeh) or, without it, the HTTP server for health and
         # metrics: on loopback, on a free port.
         dashboard = "127.0.0.1:0"
-        network = {"host": "127.0.0.1"} if processes else {}  # threads talk in process
-        cluster = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=threads_per_worker,
-            processes=processes,
-            dashboard_address=dashboard,
-            memory_limit=memory_limit,
-            **network,
-        )
-        client = Client(cluster, set_as_default=False)
-        _EMBEDDED.update(client=client, cluster=cluster)
+        # Worker processes talk over TLS with a certificate made for this cluster
+        # alone (in memory): another local user cannot send it code. Threads talk
+        # in process (inproc://) and listen on no port but the dashboard's.
+        network = ({"host": "127.0.0.1", "security": embedded_security(),
+                    "preload": [_WORKER_SETUP]} if processes else {})
+        # Ctrl-C is ignored while the cluster starts: a half-started cluster cannot be
+        # closed cleanly, and the worker processes started meanwhile inherit the
+        # ignoring (workers a nanny restarts later ignore it from worker_setup on). A
+        # Ctrl-C in a terminal reaches every process of the group: the driver alone
+        # acts on it, and closes the cluster.
+        main = threading.current_thread() is threading.main_thread()
+        old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                processes=processes,
+                dashboard_address=dashboard,
+                memory_limit=memory_limit,
+                # LocalCluster sets Dask's log level to WARNING unless told; keep a
+                # quieter level that the caller (dlmm --quiet) has set.
+                silence_logs=max(logging.WARNING,
+                                 logging.getLogger("distributed").getEffectiveLevel()),
+                **network,
+            )
+            client = Client(cluster, set_as_default=False)
+            _EMBEDDED.update(client=client, cluster=cluster)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, old_sigint)
         return client
 
 
-def close_embedded() -> None:
-    """Stop the embedded cluster if one was started."""
+def embedded_security():
+    """``distributed.security.Security.temporary()``: a self-signed certificate and key,
+    in memory, for every role of the embedded cluster; TLS required on every
+    connection. Needs the ``cryptography`` package (a dependency of dlmm)."""
+    from distributed.security import Security
+
+    try:
+        return Security.temporary()
+    except ImportError:
+        raise ImportError(
+            "dlmm's embedded Dask cluster talks over TLS and needs the 'cryptography' "
+            "package: pip install cryptography"
+        ) from None
+
+
+def _quiet_logging(dask_worker=None) -> None:
+    """Silence Dask's logging in this process (run on the workers before an abort):
+    ``distributed`` and the loggers below it that Dask's config gives a level of their
+    own (``distributed.client``)."""
+    names = ["distributed", *(n for n in list(logging.root.manager.loggerDict)
+                              if n.startswith("distributed."))]
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 10)
+
+
+def close_embedded(quiet: bool = False) -> None:
+    """Stop the embedded cluster if one was started.
+
+    ``quiet``: the run is being abandoned (an error, Ctrl-C): first silence Dask's
+    logging on the workers and here, so that workers still busy with a task do not
+    print tracebacks about the scheduler going away."""
     with _LOCK:
         client = _EMBEDDED.pop("client", None)
         cluster = _EMBEDDED.pop("cluster", None)
+    if quiet and client is not None:
+        try:
+            client.sync(client._run, _quiet_logging, on_error="ignore", callback_timeout=3)
+        except BaseException:  # noqa: BLE001 - best effort; closing goes on
+            pass
+        _quiet_logging()
     if client is not None:
-        client.close()
+        client.close(timeout=10)
     if cluster is not None:
-        cluster.close()
+        cluster.close(timeout=20)
 
 
 atexit.register(close_embedded)
@@ -132,6 +199,123 @@ def resolve_client(client: Client | None) -> Client:
 
 def _empty_like(frame):
     return frame.iloc[:0]
+
+
+#: How often a wait looks at the cluster (seconds).
+_POLL_SECONDS = 0.5
+
+
+def _run_chunk(func: Callable, token: str, index: int, chunk: Any) -> Any:
+    """``func(chunk)``, first telling the scheduler the chunk's rows and bytes (a
+    ``dlmm-chunk`` event, sent and acknowledged before ``func`` runs): if the
+    chunk's worker then dies, the driver knows how large the chunk was."""
+    try:
+        from dask.sizeof import sizeof
+        from distributed import get_worker
+        from distributed.utils import sync
+
+        worker = get_worker()
+        msg = {"token": token, "index": index, "rows": len(chunk), "bytes": sizeof(chunk),
+               "memory_limit": getattr(worker.memory_manager, "memory_limit", None)}
+        sync(worker.loop, worker.scheduler.log_event, topic="dlmm-chunk", msg=msg,
+             callback_timeout=10)
+    except Exception:  # noqa: BLE001 - not on a worker, or no length: informational
+        pass
+    return func(chunk)
+
+
+def _held_sizes(keys: list | None, dask_worker=None) -> dict:
+    """Rows and bytes of the results of ``keys`` (default: of the largest object with a
+    length) held in this worker's memory."""
+    from dask.sizeof import sizeof
+
+    data = getattr(dask_worker, "data", {})
+    fast = getattr(data, "fast", data)  # in memory, not spilled
+    out = {}
+    for key in list(fast) if keys is None else keys:
+        if key in fast:
+            value = fast[key]
+            try:
+                out[key] = (len(value), float(sizeof(value)))
+            except TypeError:
+                continue
+    if keys is None and out:
+        key = max(out, key=lambda k: out[k][1])
+        return {key: out[key]}
+    return out
+
+
+def _task_nbytes(key, dask_scheduler=None) -> float | None:
+    """The bytes of a task's result as its worker reported them (run on the scheduler)."""
+    ts = dask_scheduler.tasks.get(key)
+    nbytes = getattr(ts, "nbytes", -1) if ts is not None else -1
+    return float(nbytes) if nbytes and nbytes > 0 else None
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+class _Watch:
+    """What a wait checks while it waits: the scheduler connection and paused workers."""
+
+    def __init__(self, backend: DaskBackend):
+        self.backend = backend
+        self.client = backend.client
+        self.started = time.time()
+        self.timeout = float(dask.config.get("dlmm.paused-timeout", 60))
+        self.last_look = time.monotonic()
+        self.last_done = -1
+        self.stuck_since: float | None = None
+
+    def scheduler_gone(self) -> bool:
+        return self.client.status not in ("running", "newly-created")
+
+    def lost(self) -> SchedulerLost:
+        try:
+            address = self.client.scheduler.address
+        except Exception:  # noqa: BLE001 - informational
+            address = None
+        where = f" at {address}" if address else ""
+        return SchedulerLost(
+            f"the connection to the Dask scheduler{where} was lost (it stopped, or the "
+            "network failed); its work is gone: run again when it is back")
+
+    def memory_restarts(self) -> int:
+        """Workers restarted by their nanny for memory since this wait began."""
+        try:
+            events = self.client.get_events("worker-restart-memory")
+        except Exception:  # noqa: BLE001 - informational
+            return 0
+        return sum(1 for when, _ in events if when >= self.started - 5)
+
+    def check(self, done: int, pending: list) -> None:
+        """Raise if the scheduler is gone, or the workers stayed paused too long."""
+        if self.scheduler_gone():
+            raise self.lost()
+        now = time.monotonic()
+        if done != self.last_done:
+            self.last_done, self.stuck_since = done, None
+        if now - self.last_look < 2 * _POLL_SECONDS:
+            return
+        self.last_look = now
+        try:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        except Exception:  # noqa: BLE001 - the connection went: the next look says so
+            if self.scheduler_gone():
+                raise self.lost() from None
+            return
+        statuses = [w.get("status") for w in workers.values()]
+        if not statuses or any(s != "paused" for s in statuses):
+            self.stuck_since = None
+            return
+        if self.stuck_since is None:
+            self.stuck_since = now
+            return
+        if now - self.stuck_since >= self.timeout:
+            raise WorkerMemoryError(self.backend._memory_message(
+                pending, f"every worker has been paused at its memory limit for "
+                f"{now - self.stuck_since:.0f} s"))
 
 
 class DaskBackend(Backend):
@@ -154,7 +338,9 @@ class DaskBackend(Backend):
         parts = self.frame.npartitions
         for k in (1, min(parts, 8), parts):
             lazy = self.frame.partitions[:k].map_partitions(lambda d: d.head(n_rows))
-            frame = self.client.compute(lazy).result().head(n_rows)
+            future = self.client.compute(lazy)
+            self._await([future])
+            frame = future.result().head(n_rows)
             if len(frame) or k == parts:
                 return frame
         return frame
@@ -163,7 +349,7 @@ class DaskBackend(Backend):
         if not columns:
             return {}
         lazy = [self.frame[c].dropna().drop_duplicates(split_out=1) for c in columns]
-        values = self.client.gather(self.client.compute(lazy))
+        values = self.gather(self.client.compute(lazy))
         return {c: sorted(pd.Series(v).tolist()) for c, v in zip(columns, values)}
 
     @property
@@ -173,13 +359,15 @@ class DaskBackend(Backend):
     def map_chunks(self, func: Callable[[pd.DataFrame], Any],
                    progress: Callable[[int, int], None] | None = None) -> list[Any]:
         parts = self.frame.to_delayed()
-        tasks = [dask.delayed(func, pure=False)(p) for p in parts]
+        token = uuid.uuid4().hex[:12]
+        tasks = [dask.delayed(functools.partial(_run_chunk, func, token, j), pure=False)(
+                     p, dask_key_name=f"dlmm-chunk-{token}-{j}")
+                 for j, p in enumerate(parts)]
         futures = self.client.compute(tasks)
+        self._chunks = {"token": token, "futures": {f.key: j for j, f in enumerate(futures)},
+                        "parts": [p.key for p in parts]}
         if progress is not None:
-            from distributed import as_completed
-
-            for done, _ in enumerate(as_completed(futures, loop=self.client.loop), start=1):
-                progress(done, len(futures))
+            self._await(futures, progress)
         return futures
 
     def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
@@ -227,7 +415,161 @@ class DaskBackend(Backend):
         return self.frame.map_partitions(func, *futures, meta=meta)
 
     def gather(self, handles: list[Any]) -> list[Any]:
+        self._await(handles)
         return self.client.gather(handles)
+
+    # -- watching the cluster while waiting -------------------------------------------
+
+    def _await(self, futures: list[Any],
+               progress: Callable[[int, int], None] | None = None) -> None:
+        """Wait until every future is done; ``progress(done, total)`` as they finish.
+
+        Raises the first failed task's exception (translated by :meth:`_failure`),
+        :class:`SchedulerLost` when the connection to the scheduler is lost, and
+        :class:`WorkerMemoryError` when every worker has been paused at its memory
+        limit for ``dlmm.paused-timeout`` seconds without progress."""
+        from distributed.client import _wait
+
+        futures = [f for f in futures if hasattr(f, "status")]
+        total, reported = len(futures), 0
+        watch = _Watch(self)
+        while True:
+            try:
+                self.client.sync(_wait, futures, timeout=_POLL_SECONDS)
+            except Exception:  # noqa: BLE001 - a timeout, cancelled futures or a lost
+                pass           # connection: the states below say which
+            states = [f.status for f in futures]
+            done = states.count("finished")
+            if progress is not None:
+                for k in range(reported + 1, done + 1):
+                    progress(k, total)
+                reported = max(reported, done)
+            for f, state in zip(futures, states):
+                if state not in ("pending", "finished"):
+                    raise self._failure(f, state, watch)
+            if done == total:
+                return
+            watch.check(done, [f.key for f, state in zip(futures, states)
+                               if state == "pending"])
+
+    def _failure(self, future, state: str, watch: _Watch) -> BaseException:
+        """The exception to raise for a failed future: Dask's words replaced by ours."""
+        if watch.scheduler_gone():
+            return watch.lost()
+        if state == "error":
+            from distributed import KilledWorker
+
+            exc = future.exception()
+            if isinstance(exc, KilledWorker):
+                restarts = watch.memory_restarts()
+                if restarts:
+                    return WorkerMemoryError(self._memory_message(
+                        [getattr(exc, "task", future.key), future.key], "workers were restarted "
+                        f"{restarts} time{'s' if restarts != 1 else ''} for exceeding it"))
+                return WorkersLost(
+                    f"Dask workers died while running the task {future.key!r} "
+                    f"({one_line(exc)}); see the workers' logs")
+        try:
+            future.result(timeout=5)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+            if watch.scheduler_gone():
+                return watch.lost()
+            return exc
+        return RuntimeError(f"task {future.key!r} ended in state {state!r}")
+
+    def _memory_message(self, keys: list[Any], how: str) -> str:
+        """``a partition of N rows / X MB did not fit the workers' memory limit Y
+        (how)``."""
+        what, limit = self._partition_size(keys)
+        limit = limit or self._memory_limit()
+        return f"{what} did not fit the workers' memory limit {format_size(limit)} ({how})"
+
+    def _memory_limit(self) -> float | None:
+        """The smallest memory limit of a worker (waiting up to 10 s for one to be
+        back after a restart)."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                info = self.client.scheduler_info(n_workers=-1)["workers"].values()
+                limits = [w.get("memory_limit") for w in info if w.get("memory_limit")]
+            except Exception:  # noqa: BLE001 - informational
+                return None
+            if limits or time.monotonic() > deadline:
+                return min(limits) if limits else None
+            time.sleep(0.2)
+
+    def _partition_size(self, keys: list[Any]) -> tuple[str, float | None]:
+        """``a partition of N rows / X MB`` (as far as it is known: from what the chunk
+        tasks reported when they started, or the largest partition the workers hold
+        in memory) and the workers' memory limit if that is known too."""
+        chunks = getattr(self, "_chunks", None) or {"token": None, "futures": {},
+                                                     "parts": []}
+        sizes: dict[int, tuple[int, float]] = {}
+        limit = None
+        try:
+            for _, msg in self.client.get_events("dlmm-chunk"):
+                if isinstance(msg, dict) and msg.get("token") == chunks["token"]:
+                    sizes[int(msg["index"])] = (int(msg["rows"]), float(msg["bytes"]))
+                    limit = msg.get("memory_limit") or limit
+        except Exception:  # noqa: BLE001 - informational
+            pass
+        n = len(chunks["parts"]) or self.n_chunks
+        wanted = [chunks["futures"][k] for k in keys if k in chunks["futures"]]
+        wanted += [k[1] for k in keys if isinstance(k, tuple) and len(k) == 2
+                   and isinstance(k[1], int) and 0 <= k[1] < n]  # (name, partition)
+        known = [j for j in wanted if j in sizes]
+        if known:
+            j = max(known, key=lambda k: sizes[k][1])
+            rows, size = sizes[j]
+            return (f"a partition of {rows} rows / {format_size(size)} "
+                    f"(partition {j + 1} of {n})"), limit
+        try:  # a partition read but not yet processed (a paused worker holds it)
+            held = self.client.sync(self.client._run, _held_sizes, None,
+                                    on_error="ignore", callback_timeout=10)
+            found = [size for per_worker in (held or {}).values()
+                     for size in (per_worker or {}).values()]
+        except Exception:  # noqa: BLE001 - informational
+            found = []
+        if found:
+            rows, size = max(found, key=lambda s: s[1])
+            return f"a partition of {rows} rows / {format_size(size)}", limit
+        if sizes:
+            j = max(sizes, key=lambda k: sizes[k][1])
+            rows, size = sizes[j]
+            return (f"a partition (the largest read: {rows} rows / {format_size(size)}, "
+                    f"partition {j + 1} of {n})"), limit
+        if wanted:  # died while reading it: what the source's metadata say
+            j = wanted[0]
+            rows, size = self._partition_facts(j, chunks["parts"])
+            if rows is not None:
+                return (f"a partition of {rows} rows / {format_size(size)} "
+                        f"(partition {j + 1} of {n})"), limit
+            return f"partition {j + 1} of {n} (of unknown size)", limit
+        return "a partition (of unknown size)", limit
+
+    def _partition_facts(self, j: int, part_keys: list) -> tuple[int | None, float | None]:
+        """Rows of partition ``j`` when the source knows them without reading it
+        (Parquet metadata, a pandas frame), and its bytes in memory as the scheduler
+        saw them (else estimated from the dtypes)."""
+        try:
+            part = self.frame.partitions[j]
+            kind = type(part.expr.simplify()).__name__
+            if not (kind.startswith("ReadParquet") or kind == "FromPandas"):
+                return None, None  # counting would read the partition again
+            rows = int(len(part))
+        except Exception:  # noqa: BLE001 - informational
+            return None, None
+        size = None
+        if j < len(part_keys):
+            try:
+                size = self.client.run_on_scheduler(_task_nbytes, part_keys[j])
+            except Exception:  # noqa: BLE001 - informational
+                size = None
+        if not size:
+            dtypes = self.frame._meta.dtypes
+            size = float(sum(rows * (t.itemsize if t.kind in "biufcmM" else 8)
+                             for t in dtypes) + rows * 8)
+        return rows, size
 
     def release(self, handles: list[Any]) -> None:
         for h in handles:

@@ -1,0 +1,45 @@
+"""Faults of a cluster, in words: what the Dask backend raises when the cluster fails.
+
+A backend turns Dask's own failures (``KilledWorker``, paused workers that never
+resume, ``FutureCancelledError`` after the scheduler went away) into these
+exceptions, each with a one-line message that says what happened and what to
+do. Nothing here knows about mixed models.
+"""
+
+from __future__ import annotations
+
+from ..exceptions import InputError
+
+
+class ClusterError(RuntimeError):
+    """The cluster failed the run (its message is one line, without Dask's traceback)."""
+
+
+class SchedulerLost(ClusterError):
+    """The connection to the Dask scheduler was lost while work was outstanding."""
+
+
+class WorkersLost(ClusterError):
+    """Workers died while running a task, for a reason other than their memory limit."""
+
+
+class WorkerMemoryError(InputError, ClusterError):
+    """A partition (or a task on it) does not fit the workers' memory limit.
+
+    An :class:`~dlmm.InputError`: the remedy is in the input (more, smaller
+    partitions) or the options (more memory per worker). ``fact`` says what did not
+    fit; ``advice`` what to do (a command line names its own option)."""
+
+    def __init__(self, fact: str, advice: str = "use more partitions or more memory "
+                                                "per worker"):
+        super().__init__(f"{fact}; {advice}")
+        self.fact, self.advice = fact, advice
+
+
+def format_size(n_bytes: float | None) -> str:
+    """``n_bytes`` as text such as ``32.0 MB`` or ``381.47 MiB`` (Dask's style)."""
+    if n_bytes is None:
+        return "unknown"
+    from dask.utils import format_bytes
+
+    return format_bytes(int(n_bytes))

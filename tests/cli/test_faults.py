@@ -1,0 +1,191 @@
+"""Faults of the cluster end a run in bounded time with one line in dlmm's words (issue 10,
+item 6): a partition too large for the workers' memory (killed workers, or paused ones that
+never resume), a lost scheduler, and Ctrl-C.
+
+Each test runs ``dlmm`` as a subprocess (time-bounded); servers it starts listen on
+127.0.0.1 and are always stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import _dask_command, _stop
+from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm
+
+ROWS = 3_000_000
+MEMORY = "400MB"  # 381.47 MiB: a worker process alone takes about 200 MiB
+
+
+@pytest.fixture(scope="module")
+def one_big_partition(tmp_path_factory) -> Path:
+    """One Parquet file of 3,000,000 rows (about 90 MiB in memory)."""
+    out = tmp_path_factory.mktemp("big") / "data"
+    proc = run_dlmm("simulate", "--groups", "12000", "--per-group", "250", "--re-formula", "~x1",
+                    "--vc", "c=0.6", "--partitions", "1", "--seed", "3", "--output", out, "-q")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def _env(**dask_config: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(dask_config)
+    return env
+
+
+MEMORY_LINE = re.compile(
+    rf"dlmm: error: a partition of {ROWS} rows / [\d.]+ MiB \(partition 1 of 1\) did not fit "
+    r"the workers' memory limit 381\.47 MiB \((?P<how>[^)]*)\); "
+    r"use more partitions or --memory-limit")
+
+
+@pytest.mark.parametrize("path, config, how", [
+    # The nanny kills the worker at 95% of its limit, four times: Dask's KilledWorker.
+    ("killed", {"DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "False"},
+     r"workers were restarted 4 times for exceeding it"),
+    # The worker pauses at 80% and never resumes: before, dlmm waited forever.
+    ("paused", {"DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE": "False",
+                "DASK_DLMM__PAUSED_TIMEOUT": "5"},
+     r"every worker has been paused at its memory limit for \d+ s"),
+])
+def test_partition_larger_than_memory_limit(one_big_partition, tmp_path, path, config, how):
+    out = tmp_path / "out"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlmm.cli", *_fit_args(one_big_partition, "--workers", "1",
+                                                     "--memory-limit", MEMORY, "-o", out,
+                                                     "-q")],
+        capture_output=True, text=True, timeout=240, env=_env(**config))
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr
+    line = _error_line(proc)
+    match = MEMORY_LINE.fullmatch(line)
+    assert match, line
+    assert re.fullmatch(how, match["how"]), line
+    assert elapsed < 180, elapsed
+    _no_output(tmp_path)
+    print(f"{path}: {elapsed:.1f} s")  # the timing, for the report (pytest -s)
+
+
+class _Stderr:
+    """A subprocess's stderr read line by line in a thread, with a wait for a line."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc):
+        for line in proc.stderr:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any(text in ln for ln in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+@pytest.fixture(scope="module")
+def many_partitions(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("many") / "data"
+    proc = run_dlmm("simulate", "--groups", "600", "--per-group", "20", "--re-formula", "~x1",
+                    "--vc", "c=0.6", "--partitions", "30", "--seed", "4", "--output", out, "-q")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def _popen_fit(data, *extra, env=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dlmm.cli", *_fit_args(data, *extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=env)
+
+
+def test_lost_scheduler_is_said_in_one_line(many_partitions, tmp_path):
+    folder = tmp_path / "dask"
+    folder.mkdir()
+    info = folder / "scheduler.json"
+    procs: list[subprocess.Popen] = []
+    fit = None
+    try:
+        procs.append(subprocess.Popen(
+            _dask_command("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                          "--scheduler-file", str(info)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + 60
+        while not info.exists() or not info.read_text().strip():
+            assert procs[0].poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        procs.append(subprocess.Popen(
+            _dask_command("worker", address, "--host", "127.0.0.1", "--no-dashboard",
+                          "--nthreads", "1", "--death-timeout", "20"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        out = tmp_path / "out"
+        fit = _popen_fit(many_partitions, "--scheduler", address, "-o", out)
+        stderr = _Stderr(fit)
+        assert stderr.wait_for("data pass: reading", 90), stderr.lines
+        _stop(procs[0])  # the scheduler goes away during the data pass
+        killed = time.monotonic()
+        code = fit.wait(timeout=60)
+        elapsed = time.monotonic() - killed
+        stderr.join(5)
+    finally:
+        if fit is not None:
+            _stop(fit)
+        for proc in reversed(procs):
+            _stop(proc)
+    text = "\n".join(stderr.lines)
+    assert code == 1, text
+    assert stderr.lines[-1] == (
+        f"dlmm: error: the connection to the Dask scheduler at {address} was lost (it "
+        "stopped, or the network failed); its work is gone: run again when it is back"), text
+    assert "Traceback" not in text and "unexpected" not in text, text
+    assert "30/30 partitions" not in text, text  # no progress claimed for cancelled work
+    assert elapsed < 30, elapsed
+    _no_output(tmp_path)
+    print(f"lost scheduler: exit {elapsed:.1f} s after the kill")
+
+
+def test_ctrl_c_is_one_line(many_partitions, tmp_path):
+    out = tmp_path / "out"
+    fit = _popen_fit(many_partitions, "--workers", "2", "-o", out)
+    try:
+        stderr = _Stderr(fit)
+        assert stderr.wait_for("data pass: reading", 120), stderr.lines
+        time.sleep(0.5)
+        before = len(stderr.lines)
+        os.killpg(fit.pid, signal.SIGINT)  # as a terminal does: the whole process group
+        sent = time.monotonic()
+        code = fit.wait(timeout=60)
+        elapsed = time.monotonic() - sent
+        stderr.join(5)
+    finally:
+        _stop(fit)
+    after = [ln for ln in stderr.lines[before:] if "data pass:" not in ln]
+    assert code == 130, "\n".join(stderr.lines)
+    assert after == ["dlmm: error: interrupted"], "\n".join(stderr.lines)
+    assert elapsed < 30, elapsed
+    _no_output(tmp_path)
+    print(f"ctrl-c: exit {elapsed:.1f} s after SIGINT")
