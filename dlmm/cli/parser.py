@@ -138,6 +138,15 @@ def _add_cluster_options(p: argparse.ArgumentParser, timeout_default: Any = 30.0
                    help="embedded cluster: threads per worker (default 1)")
     c.add_argument("--memory-limit", type=_memory_limit, metavar="M",
                    help="embedded cluster: memory per worker, e.g. 4GiB (default auto)")
+    c.add_argument("--tls-ca-file", metavar="FILE",
+                   help="tls:// scheduler: the CA certificate(s) to trust, PEM (default: "
+                        "Dask's distributed.comm.tls.ca-file configuration)")
+    c.add_argument("--tls-cert", metavar="FILE",
+                   help="tls:// scheduler: this client's certificate, PEM (default: Dask's "
+                        "distributed.comm.tls.client.cert)")
+    c.add_argument("--tls-key", metavar="FILE",
+                   help="tls:// scheduler: the private key of --tls-cert, PEM, unless that "
+                        "file holds it (default: Dask's distributed.comm.tls.client.key)")
 
 
 def add_fit_options(fit: argparse.ArgumentParser) -> None:

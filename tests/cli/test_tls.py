@@ -1,0 +1,226 @@
+"""TLS (issue 10, item 10): the embedded cluster talks TLS with a certificate of its own,
+and ``dlmm fit`` / ``dlmm predict`` reach a ``tls://`` scheduler with ``--tls-ca-file``,
+``--tls-cert``, ``--tls-key`` or Dask's configuration file.
+
+A real ``dask scheduler`` and ``dask worker`` are started with TLS certificates made here
+(``cryptography``), on 127.0.0.1, and always stopped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import _dask_command, _stop
+from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm
+
+
+def _certificate(folder: Path, name: str) -> tuple[str, str]:
+    """A self-signed certificate (its own CA) for 127.0.0.1 and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+            ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory):
+    """``(address, cert, key)`` of a TLS-only scheduler with one worker on 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = _certificate(folder, "cluster")
+    tls = ["--tls-ca-file", cert, "--tls-cert", cert, "--tls-key", key]
+    info = folder / "scheduler.json"
+    procs: list[subprocess.Popen] = []
+    logs = []
+
+    def start(args, name):
+        log = open(folder / f"{name}.log", "w")  # noqa: SIM115 - closed in finally
+        logs.append(log)
+        procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+
+    try:
+        start(_dask_command("scheduler", "--protocol", "tls", "--host", "127.0.0.1",
+                            "--port", "0", "--no-dashboard", "--scheduler-file", str(info),
+                            *tls), "scheduler")
+        deadline = time.monotonic() + 60
+        while not info.exists() or not info.read_text().strip():
+            if procs[0].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((folder / "scheduler.log").read_text())
+            time.sleep(0.1)
+        time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        assert address.startswith("tls://127.0.0.1:"), address
+        start(_dask_command("worker", address, "--host", "127.0.0.1", "--no-dashboard",
+                            "--nthreads", "1", "--memory-limit", "2GiB",
+                            "--death-timeout", "60", *tls), "worker")
+        from distributed import Client
+        from distributed.security import Security
+
+        security = Security(tls_ca_file=cert, tls_client_cert=cert, tls_client_key=key,
+                            require_encryption=True)
+        with Client(address, timeout=30, security=security) as client:
+            client.wait_for_workers(1, timeout=60)
+        yield address, cert, key
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        for log in logs:
+            log.close()
+
+
+def _tls(cert, key):
+    return ["--tls-ca-file", cert, "--tls-cert", cert, "--tls-key", key]
+
+
+def test_fit_and_predict_over_tls_with_options(tls_cluster, simulated, tmp_path):
+    address, cert, key = tls_cluster
+    out = tmp_path / "out"
+    proc = run_dlmm(*_fit_args(simulated, "--scheduler", address, *_tls(cert, key),
+                               "-o", out, "--log-format", "json"))
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(ln) for ln in proc.stderr.splitlines()]
+    cluster = next(e for e in events if e.get("event") == "cluster" and "workers" in e)
+    assert cluster["address"] == address and cluster["workers"] == 1
+    assert (out / "result.json").exists()
+
+    pred = tmp_path / "pred"
+    proc = run_dlmm("predict", out, simulated, "-o", pred, "--scheduler", address,
+                    *_tls(cert, key), "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert list(pred.glob("*.parquet"))
+
+
+def test_fit_over_tls_with_dask_config_file(tls_cluster, simulated, tmp_path):
+    """No options: Dask's own configuration file (DASK_CONFIG) gives the certificates."""
+    address, cert, key = tls_cluster
+    config = tmp_path / "dask-config"
+    config.mkdir()
+    (config / "tls.yaml").write_text(textwrap.dedent(f"""\
+        distributed:
+          comm:
+            require-encryption: true
+            tls:
+              ca-file: {cert}
+              client:
+                cert: {cert}
+                key: {key}
+        """))
+    env = dict(os.environ, DASK_CONFIG=str(config))
+    proc = subprocess.run([sys.executable, "-m", "dlmm.cli",
+                           *_fit_args(simulated, "--scheduler", address, "-q")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Intercept" in proc.stdout
+
+
+def test_tls_scheduler_without_certificates_is_a_usage_error(tls_cluster, simulated, tmp_path):
+    address, _, _ = tls_cluster
+    proc = run_dlmm(*_fit_args(simulated, "--scheduler", address, "-o", tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr
+    line = _error_line(proc)
+    assert line == (f"dlmm: error: --scheduler {address!r} speaks TLS: give --tls-ca-file and "
+                    "--tls-cert (and --tls-key unless the certificate file holds the key), or "
+                    "set Dask's distributed.comm.tls configuration"), line
+    _no_output(tmp_path)
+
+
+def test_untrusted_certificate_cannot_connect(tls_cluster, simulated, tmp_path):
+    address, _, _ = tls_cluster
+    rogue, rogue_key = _certificate(tmp_path, "rogue")
+    proc = run_dlmm(*_fit_args(simulated, "--scheduler", address, *_tls(rogue, rogue_key),
+                               "--scheduler-timeout", "3", "-o", tmp_path / "out", "-q"))
+    assert proc.returncode == 2, proc.stderr
+    line = _error_line(proc)
+    assert line.startswith(f"dlmm: error: --scheduler {address!r}: cannot connect within 3 s"), line
+    _no_output(tmp_path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tls-cert", "{cert}"],
+     "--tls-cert is for --scheduler tls://...; the embedded cluster makes its own certificate"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--tls-ca-file", "{cert}"],
+     "--tls-ca-file is for a tls:// scheduler, not 'tcp://127.0.0.1:1'"),
+    (["--scheduler", "tls://127.0.0.1:1", "--tls-ca-file", "{missing}"],
+     "--tls-ca-file '{missing}': no such readable file"),
+])
+def test_tls_option_mistakes(simulated, tmp_path, args, message):
+    cert, _ = _certificate(tmp_path, "c")
+    missing = str(tmp_path / "missing.pem")
+    args = [a.format(cert=cert, missing=missing) for a in args]
+    proc = run_dlmm(*_fit_args(simulated, *args))
+    assert proc.returncode == 2, proc.stderr
+    assert _error_line(proc) == "dlmm: error: " + message.format(missing=missing)
+
+
+def test_embedded_cluster_requires_its_own_certificate(tmp_path):
+    """The embedded cluster listens on tls:// only; plain TCP and TLS without its
+    certificate are refused, its own client gets in."""
+    script = tmp_path / "probe.py"
+    script.write_text(textwrap.dedent("""\
+        import json
+
+        if __name__ == "__main__":
+            from distributed.comm import connect
+
+            from dlmm.distributed.dask_backend import close_embedded, embedded_client
+
+            client = embedded_client(n_workers=1)
+            address = client.scheduler.address
+            workers = list(client.scheduler_info(n_workers=-1)["workers"])
+            out = {"address": address, "workers": workers}
+
+            async def attempt(addr, **kwargs):
+                comm = await connect(addr, timeout=3, **kwargs)
+                await comm.close()
+
+            for name, addr, kwargs in [
+                ("tcp", address.replace("tls://", "tcp://"), {}),
+                ("no-certificate", address, {}),
+            ]:
+                try:
+                    client.sync(attempt, addr, **kwargs)
+                    out[name] = "connected"
+                except Exception as exc:
+                    out[name] = type(exc).__name__
+            out["sum"] = client.submit(sum, [1, 2]).result()
+            close_embedded()
+            print(json.dumps(out))
+        """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["address"].startswith("tls://127.0.0.1:"), out
+    assert out["workers"] and all(w.startswith("tls://127.0.0.1:") for w in out["workers"])
+    assert out["tcp"] != "connected" and out["no-certificate"] != "connected", out
+    assert out["sum"] == 3
