@@ -13,7 +13,7 @@ diagonal), the others' Schur complement dense.
 ``modes``     conditional modes ``b_hat`` and their conditional covariance blocks.
 ``gradient``  ``d log|C| / d theta`` and ``d c'c / d theta``.
 ``evaluate``  the driver's one call: theta -> :class:`CrossedPieces`.
-``theta``     packing of theta (lower triangles of the ``T_k``).
+``theta``     packing of theta (lower triangles of the ``T_k``); moment start values.
 
 Limits: the Schur complement of the factors after the first is dense, order
 ``Q2 = sum_{k>=2} l_k t_k`` (memory ``~16 Q2^2`` bytes, ``Q2^3/3`` flops per value), so
@@ -38,6 +38,7 @@ from .modes import conditional_modes, conditional_variances
 from .sums import CrossedSums, PairSums, combine_sums, crossed_sums
 from .system import CrossedCost, CrossedSystem, build_system, factor_order, select_columns
 from .theta import (
+    moment_theta,
     pack_theta,
     theta_from_covariances,
     theta_index,
@@ -65,6 +66,7 @@ __all__ = [
     "factor_order",
     "factorize",
     "gradient_pieces",
+    "moment_theta",
     "pack_theta",
     "select_columns",
     "selected_inverse",

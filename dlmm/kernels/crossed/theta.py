@@ -72,3 +72,52 @@ def theta_from_covariances(covariances: Sequence[np.ndarray], scale: float) -> n
         np.linalg.cholesky(np.atleast_2d(np.asarray(c, dtype=float)) / scale) for c in covariances
     ]
     return pack_theta(factors)
+
+
+def moment_theta(system, floor: float = 0.1) -> np.ndarray:
+    """Start values of theta from one-way moments of each factor (no optimization).
+
+    With ``c = [-beta_ols; 1]`` (OLS of ``y`` on ``X``), ``sigma^2`` the OLS residual
+    variance and, per level ``l`` of factor ``k``, ``n_l`` rows and residual sum
+    ``s_l = (Z_k'[X y])_l c``: ``E[sum_l s_l^2 / n_l] ~ n tau_k^2 + L_k sigma^2`` when
+    the other factors are ignored, so ``tau_k^2 = max(sum_l s_l^2/n_l - L_k sigma^2, 0) / n``;
+    the residual variance is what is left, ``sigma^2 - sum_k tau_k^2`` (at least
+    ``sigma^2 / 10``), and ``theta_k = sqrt(tau_k^2 / sigma_e^2)``, at least ``floor``
+    (away from the boundary, where the gradient in theta vanishes). Factors with
+    several terms, or a design OLS cannot fit, get the identity.
+
+    Parameters
+    ----------
+    system : CrossedSystem
+        Its per-level counts and ``Z_k'[X y]`` (factor 1: ``d``, ``h1``; the others:
+        the diagonal of ``g22`` and ``h2``) and ``[X y]'[X y]``.
+    """
+    n_terms = list(system.n_terms)
+    factors = [np.eye(t) for t in n_terms]
+    n = float(system.n_rows)
+    xy = system.xy_cross
+    p = xy.shape[0] - 1
+    if n <= p + 1 or any(t != 1 for t in n_terms):
+        return pack_theta(factors)
+    try:
+        beta = np.linalg.solve(xy[:p, :p], xy[:p, p]) if p else np.zeros(0)
+    except np.linalg.LinAlgError:
+        return pack_theta(factors)
+    c = np.concatenate([-beta, [1.0]])
+    sigma2 = float(c @ xy @ c) / (n - p)
+    if not np.isfinite(sigma2) or sigma2 <= 0:
+        return pack_theta(factors)
+    per_level = {system.first: (system.d[:, 0, 0], system.h1[:, 0, :] @ c)}
+    counts2 = np.diagonal(system.g22)
+    resid2 = system.h2 @ c
+    for k, off in zip(system.rest, system.rest_offsets):
+        sl = slice(off, off + system.n_levels[k])
+        per_level[k] = (counts2[sl], resid2[sl])
+    tau2 = np.zeros(len(n_terms))
+    for k, (counts, resid) in per_level.items():  # loop over factors
+        seen = counts > 0
+        between = float(np.sum(resid[seen] ** 2 / counts[seen]))
+        tau2[k] = max(between - seen.sum() * sigma2, 0.0) / n
+    residual = max(sigma2 - tau2.sum(), 0.1 * sigma2)
+    theta = np.maximum(np.sqrt(tau2 / residual), floor)
+    return theta if np.all(np.isfinite(theta)) else pack_theta(factors)
