@@ -18,7 +18,12 @@ import numpy as np
 from .distributed.sources import check_parquet_columns, is_path_like, open_backend
 from .exceptions import CollinearityWarning, ConvergenceWarning, InputError
 from .objective.free import free_mask, restricted
-from .objective.hessian import hessian_from_gradients, profiled_hessian, sqrt_hessian
+from .objective.hessian import (
+    GradientHessian,
+    hessian_from_gradients,
+    profiled_hessian,
+    sqrt_hessian,
+)
 from .objective.params import MixedLMParams, packed_names
 from .objective.profiled import grad_profile, grad_sqrt, profiled_value
 from .objective.rank import check_full_rank, independent_columns
@@ -424,7 +429,8 @@ class MixedLM:
         """Start values in the engine's sqrt parameterization: ``start_params``
         (moved to the engine's coordinates, ``Psi_c = U Psi U'``), else moment
         estimates when there are enough groups for them to be informative (see
-        :mod:`dlmm.objective.start`), else statsmodels' ``Psi = I``, ``vcomp / scale = 1``."""
+        :mod:`dlmm.objective.start`), else the engine's own proposal (the crossed
+        engine: one-way moments per factor), else ``Psi = I``, ``vcomp / scale = 1``."""
         if start_params is not None:
             po = self._params_object(start_params)
             if u is not None:
@@ -438,6 +444,8 @@ class MixedLM:
                     po = moment_estimate(engine.moment_pieces(coef), sigma2, self.k_re)
                 except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):
                     po = None
+            if po is None and moments:
+                po = engine.start_params()
             if po is None:
                 po = default_start(self.k_re, self.k_vc)
         return po.get_packed(use_sqrt=True, has_fe=False)
@@ -503,11 +511,6 @@ class MixedLM:
         self.reml = bool(reml)
         methods = [method] if isinstance(method, str) else list(
             method or default_methods(stats))
-        if not stats.has_newton_pieces:
-            methods = [m for m in methods if str(m).lower() != "newton"]
-            if not methods:
-                raise InputError("method 'newton' needs the Hessian pieces that this model's "
-                                 f"engine ({stats.engine_name}) does not have; use 'lbfgs'")
         if progress:
             import sys
 
@@ -544,8 +547,10 @@ class MixedLM:
         mask = free_mask(free, self.k_fe, self.k_re, self.k_vc, self.param_names[self.k_fe:])
         free_idx = np.flatnonzero(mask)
         fun_free = restricted(fun, x0, mask)
-        # Without Hessian pieces the driver's polish differentiates the analytic gradient.
-        hess_free = restricted(fun_hess, x0, mask) if engine.has_newton_pieces else None
+        if engine.has_newton_pieces:
+            hess_free = restricted(fun_hess, x0, mask)
+        else:  # differences of the analytic gradient, reused over the polish's tiny steps
+            hess_free = GradientHessian(fun_free)
 
         outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                            maxiter=maxiter, callback=callback, newton_steps=newton_steps,
@@ -577,7 +582,8 @@ def default_methods(stats: RandomEffectsStatistics) -> list[str]:
     evaluations (25 with a third factor), where Powell needs 111 (341) values and
     Nelder-Mead 103 (214); a value with its gradient costs about 3.5 values, and
     finite-difference gradients stop 5e-7 to 5e-6 short in llf. The driver's polish
-    then takes Newton steps on differences of the analytic gradient."""
+    then takes Newton steps on differences of the analytic gradient
+    (:class:`~dlmm.objective.hessian.GradientHessian`)."""
     if stats.has_newton_pieces:
         return ["newton", "bfgs", "lbfgs", "nelder-mead"]
     return ["lbfgs", "bfgs", "nelder-mead"]

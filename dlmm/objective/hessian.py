@@ -199,3 +199,88 @@ def hessian_from_gradients(pieces_at, xy_cross: np.ndarray, n_obs: float, reml: 
     hess[p:, :p] = cross[:p].T
     hess[p:, p:] = 0.5 * (cross[p:] + cross[p:].T)
     return hess
+
+
+class GradientHessian:
+    """``theta -> (llf, grad, hess)`` from ``fun(theta) -> (llf, grad)``: the Hessian by
+    central differences of the analytic gradient (``2 m`` more evaluations), kept
+    and reused while the point stays within ``reuse`` (relative) of where it was
+    taken.
+
+    For engines without Hessian pieces (the crossed engine): the optimizer's Newton
+    polish and its convergence test use it. Its last steps move the parameters by
+    ~1e-9 relative, where the Hessian does not change to the digits a Newton step
+    or the test needs (a chord method), so those steps cost one evaluation each.
+    Steps are ``rel_step * max(1, |theta_j|)`` (error ~ ``rel_step^2``).
+    """
+
+    def __init__(self, fun, rel_step: float = 1e-5, reuse: float = 1e-6):
+        self.fun = fun
+        self.rel_step = rel_step
+        self.reuse = reuse
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _close(self, x: np.ndarray) -> bool:
+        if self.last is None or self.last[0].shape != x.shape:
+            return False
+        return bool(np.all(np.abs(x - self.last[0]) <= self.reuse * np.maximum(1.0, np.abs(x))))
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        x = np.asarray(x, dtype=float)
+        llf, grad = self.fun(x)
+        grad = np.asarray(grad, dtype=float)
+        if not self._close(x):
+            m = x.shape[0]
+            hess = np.zeros((m, m))
+            for j in range(m):  # loop over parameters
+                e = np.zeros(m)
+                e[j] = self.rel_step * max(1.0, abs(x[j]))
+                hess[:, j] = (np.asarray(self.fun(x + e)[1]) - np.asarray(self.fun(x - e)[1])) \
+                    / (2 * e[j])
+            self.last = (x.copy(), 0.5 * (hess + hess.T))
+        return llf, grad, self.last[1]
+
+
+def hessian_from_profiled(hess_theta: np.ndarray, pieces, xy_cross: np.ndarray,
+                          n_obs: float, reml: bool, sd_vc: np.ndarray,
+                          min_sd: float = 1e-3) -> np.ndarray | None:
+    """The Hessian of ``L`` in (fixed effects, ``vcomp / scale``) at the GLS fixed
+    effects, from the Hessian of the profiled llf in ``sd_vc`` (``hess_theta``, e.g.
+    the optimizer's at its optimum) and the sqrt-direction pieces there; None where
+    some ``sd_vc`` is below ``min_sd`` (use :func:`hessian_from_gradients`).
+
+    With ``v = sd^2`` (``J = diag(2 sd)``): ``d/dv = d/dsd / (2 sd)`` for the gradient
+    and the pieces (``D_k = dhmh_k / (2 sd_k)``), the profiled Hessian
+    ``H_v = J^{-1} (H_sd - diag(2 g_v)) J^{-1}``; at the GLS fixed effects
+    (``Q_b = 0``) ``L_bb = -fac S_XX / Q``, ``L_bk = -fac (D_k c)_X / Q`` and, the
+    profiled Hessian being the Schur complement of the fixed effects,
+    ``L_vv = H_v + L_vb L_bb^{-1} L_bv``.
+    """
+    from .profiled import covariance_gradient
+
+    sd = np.asarray(sd_vc, dtype=float)
+    if getattr(pieces, "directions", "profile") != "sqrt" or sd.size == 0 \
+            or np.min(np.abs(sd)) < min_sd:
+        return None
+    s = xy_cross - pieces.hmh
+    p = s.shape[0] - 1
+    s_xx = s[:p, :p]
+    beta = np.linalg.solve(s_xx, s[:p, p]) if p else np.zeros(0)
+    c = np.concatenate([-beta, [1.0]])
+    q = float(c @ s @ c)
+    fac = n_obs - p if reml else n_obs
+    s_inv = np.linalg.inv(s_xx) if reml and p else None
+    g_v = covariance_gradient(pieces, c, 0.5 * fac / q, s_inv, (np.zeros((0, 0)), sd)).grad_vc
+    jac = 2.0 * sd
+    h_v = (np.asarray(hess_theta, dtype=float) - np.diag(2.0 * g_v)) / np.outer(jac, jac)
+    d1 = np.asarray(pieces.dhmh, dtype=float) / jac[:, None, None]
+    l_bb = -fac * s_xx / q
+    l_bv = -fac * np.einsum("krs,s->rk", d1, c)[:p] / q
+    l_vv = h_v + (l_bv.T @ np.linalg.solve(l_bb, l_bv) if p else 0.0)
+    m = sd.shape[0]
+    hess = np.zeros((p + m, p + m))
+    hess[:p, :p] = l_bb
+    hess[:p, p:] = l_bv
+    hess[p:, :p] = l_bv.T
+    hess[p:, p:] = 0.5 * (l_vv + l_vv.T)
+    return hess

@@ -8,9 +8,10 @@ the log-likelihood in (fixed effects, profile covariance parameters), as
 statsmodels computes it (see :mod:`dlmm.results.inference`); the variance
 parameters in ``params`` are on the profile scale (divided by ``scale``) and
 tests are z tests. The Hessian is one more map-reduce at the optimum; for an
-engine without Hessian pieces (crossed designs) its fixed-effects block is exact
-and the rest comes from central differences of the analytic gradient
-(:func:`dlmm.objective.hessian.hessian_from_gradients`).
+engine without Hessian pieces (crossed designs) its fixed-effects blocks are
+exact and the rest comes from central differences of the analytic gradient: the
+optimizer's at the optimum (:func:`dlmm.objective.hessian.hessian_from_profiled`),
+or new ones near a zero variance (:func:`~dlmm.objective.hessian.hessian_from_gradients`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..exceptions import InputError
-from ..objective.hessian import hessian_from_gradients, profiled_hessian
+from ..objective.hessian import (
+    hessian_from_gradients,
+    hessian_from_profiled,
+    profiled_hessian,
+)
 from ..objective.params import MixedLMParams
 from ..objective.profiled import ProfiledValue
 from ..objective.shift import (
@@ -94,7 +99,10 @@ class MixedLMResults:
     optimization_log : OptimizationLog
         Every evaluation (llf, gradient norm, time).
     timings : dict
-        Seconds in the data pass, the optimizer and the Hessian.
+        Seconds in the data pass, the optimizer and the Hessian; ``evaluations``
+        logged by the optimizer and ``engine_evaluations`` made by the engine (the
+        same for the grouped engine; for the crossed engine also the gradients a
+        Hessian by differences took).
     freepat : ndarray or None
         0/1 mask over ``params`` of the free parameters (``fit(free=...)``).
     singular : bool
@@ -194,10 +202,19 @@ class MixedLMResults:
             pieces = engine.newton_pieces(chol_re, sd_vc).hess
             hessian_c = profiled_hessian(pieces, engine.totals.xy_cross, engine.totals.n_rows,
                                          estimates.reml, value.fe_params)
-        else:  # exact fixed-effects block, differences of analytic gradients elsewhere
-            hessian_c = hessian_from_gradients(engine.pieces, engine.totals.xy_cross,
-                                               engine.totals.n_rows, estimates.reml, sd_vc,
-                                               value.fe_params)
+        else:
+            hessian_c = None
+            if freepat is None and outcome.hessian is not None \
+                    and outcome.hessian.shape == (sd_vc.size, sd_vc.size):
+                # The optimizer's Hessian (differences of the analytic gradient at the
+                # optimum) with the exact fixed-effects blocks: no more evaluations.
+                hessian_c = hessian_from_profiled(
+                    outcome.hessian, engine.pieces(chol_re, sd_vc), engine.totals.xy_cross,
+                    engine.totals.n_rows, estimates.reml, sd_vc)
+            if hessian_c is None:  # a variance near 0, or a free pattern
+                hessian_c = hessian_from_gradients(engine.pieces, engine.totals.xy_cross,
+                                                   engine.totals.n_rows, estimates.reml,
+                                                   sd_vc, value.fe_params)
         hessian_seconds = time.perf_counter() - start
         freepat = None if freepat is None else np.asarray(freepat, dtype=float)
         # Inverted where it is well conditioned (the engine's coordinates; a free
@@ -226,7 +243,10 @@ class MixedLMResults:
             group_size_max=stats.group_size_max, converged=bool(outcome.converged),
             mle_retvals=mle_retvals,
             timings={"data_pass": stats.seconds, "optimizer": outcome.log.seconds,
-                     "hessian": hessian_seconds, "evaluations": outcome.log.evaluations},
+                     "hessian": hessian_seconds, "evaluations": outcome.log.evaluations,
+                     # every evaluation the engine made (with the optimizer's, those of
+                     # Hessians taken by differences of gradients)
+                     "engine_evaluations": int(engine.evaluations)},
             backend=stats.backend_name, groups_shuffled=stats.shuffled,
             engine=stats.engine_name,
         )

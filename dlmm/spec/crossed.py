@@ -25,19 +25,23 @@ A model is crossed when
 Anything else (a random slope on the one group, components that are not
 plain indicators, several groups) stays with the grouped engine.
 
-The level codes of a chunk are read from its variance-component design ``W``
-(the columns of component k are the factor's learned levels, in order, the
-same on every partition): :meth:`CrossedLayout.codes`.
+The level codes of a chunk are global (the learned levels, in order, the same
+on every partition): :func:`crossed_design` reads them from the factor columns
+and builds the rest of the design; :meth:`CrossedLayout.codes` reads them from
+a variance-component design ``W``.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ..exceptions import InputError
+from .design import ChunkDesign
 
 _NAME = r"([A-Za-z_][\w.]*)"
 _INDICATOR = [
@@ -74,11 +78,14 @@ class CrossedLayout:
         Learned levels of each factor (the component's number of columns).
     slot_offsets : tuple of int
         First global variance-component column (slot) of each component.
+    levels : tuple of lists
+        The learned levels of each factor, in column order.
     """
 
     factors: tuple
     n_levels: tuple
     slot_offsets: tuple
+    levels: tuple = ()
 
     @property
     def n_factors(self) -> int:
@@ -147,7 +154,35 @@ def crossed_layout(spec, group_levels: list | None = None) -> CrossedLayout | No
         factors.append(factor)
     counts = [len(c) for c in spec.vc_column_names]
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
-    return CrossedLayout(tuple(factors), tuple(counts), tuple(int(o) for o in offsets))
+    return CrossedLayout(tuple(factors), tuple(counts), tuple(int(o) for o in offsets),
+                         tuple(list(spec.levels[f]) for f in factors))
+
+
+def crossed_design(spec, layout: CrossedLayout, frame: pd.DataFrame
+                   ) -> tuple[ChunkDesign, list[np.ndarray]]:
+    """A chunk's design without the variance-component columns, and the global level
+    codes of its rows (those the design kept), per factor.
+
+    The component columns are indicators whose only information is each row's
+    level; building them through formulaic costs time per level (thousands of
+    levels, every chunk), so the codes come from the factor columns directly
+    (``pandas.Categorical`` over the learned levels) and ``ChunkDesign.w`` is None.
+    Missing values in factor columns are counted and dropped (or refused) by the
+    design as for any model column.
+    """
+    light = copy.copy(spec)
+    if hasattr(light, "_vc_specs"):
+        light._vc_specs = []  # the same design, without W
+    design = light.design(frame)
+    codes = []
+    for factor, levels in zip(layout.factors, layout.levels):
+        values = frame[factor].to_numpy()[design.kept]
+        code = pd.Categorical(values, categories=levels).codes.astype(np.int64)
+        if code.size and code.min() < 0:
+            bad = values[np.flatnonzero(code < 0)[0]]
+            raise InputError(f"column {factor!r} has level {bad!r} that was not learned")
+        codes.append(code)
+    return design, codes
 
 
 def component_only_columns(spec) -> dict[str, list[int]]:

@@ -96,6 +96,12 @@ class RandomEffectsStatistics(ABC):
         """Value, gradient and Hessian pieces summed over the whole data set
         (only where :attr:`has_newton_pieces`)."""
 
+    def start_params(self):
+        """Start values the engine proposes (a profile-scale
+        :class:`~dlmm.objective.params.MixedLMParams`), or None: the model then uses
+        moment estimates or statsmodels' default."""
+        return None
+
     @abstractmethod
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
         """Moment sums for start values, with ``coef = [-beta_ols; 1]``."""

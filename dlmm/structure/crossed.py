@@ -41,12 +41,14 @@ from ..kernels.crossed import (
     crossed_pieces,
     crossed_sums,
     factorize,
+    moment_theta,
     select_columns,
 )
 from ..kernels.hessian import NewtonPieces
 from ..kernels.moments import MomentPieces
 from ..kernels.pieces import RowTotals
-from ..spec.crossed import CrossedLayout
+from ..objective.params import MixedLMParams
+from ..spec.crossed import CrossedLayout, crossed_design
 from .base import RandomEffectsStatistics
 
 #: Largest dense part the driver will hold: the random effects of every factor but
@@ -82,9 +84,8 @@ class CrossedChunk:
 
 def chunk_sums(frame: pd.DataFrame, spec, layout: CrossedLayout) -> CrossedChunk:
     """Model design of a chunk, centred by the spec's shifts, then its keyed crossed sums."""
-    design = spec.design(frame)
+    design, codes = crossed_design(spec, layout, frame)
     xy, z = spec.centering.apply(design.xy, design.z)  # see dlmm.spec.centering
-    codes = layout.codes(design.w)
     sums = crossed_sums(codes, [None] * layout.n_factors, xy[:, :-1], xy[:, -1],
                         layout.n_levels)
     totals = RowTotals(
@@ -180,6 +181,11 @@ class CrossedStatistics(RandomEffectsStatistics):
     def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
         raise NotImplementedError("the crossed engine has no Hessian pieces "
                                   "(has_newton_pieces is False)")
+
+    def start_params(self) -> MixedLMParams:
+        """One-way moment estimates per factor (:func:`~dlmm.kernels.crossed.moment_theta`)."""
+        theta = moment_theta(self.system)
+        return MixedLMParams.from_components(cov_re=np.zeros((0, 0)), vcomp=theta**2)
 
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
         raise NotImplementedError("the crossed engine has no moment start values")

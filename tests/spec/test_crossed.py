@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from dlmm.exceptions import InputError
-from dlmm.spec.crossed import crossed_layout, indicator_factor
+from dlmm.spec.crossed import crossed_design, crossed_layout, indicator_factor
 from dlmm.spec.formula import FormulaSpec
 
 
@@ -89,3 +89,19 @@ def test_codes_refuse_a_row_without_exactly_one_indicator(frame):
     with pytest.raises(InputError, match="one indicator per row"):
         layout.codes(w)
     assert [c.size for c in layout.codes(sp.csr_array((0, 8)))] == [0, 0]
+
+
+def test_crossed_design_matches_the_full_design(frame):
+    spec = _spec(frame)
+    layout = crossed_layout(spec)
+    part = frame.iloc[5:40].copy()
+    part.loc[part.index[3], "a"] = None  # a missing factor value: the row is left out
+    design, codes = crossed_design(spec, layout, part)
+    full = spec.design(part)
+    assert design.w is None
+    np.testing.assert_array_equal(design.kept, full.kept)
+    np.testing.assert_array_equal(design.xy, full.xy)
+    np.testing.assert_array_equal(design.missing_by_column, full.missing_by_column)
+    for got, want in zip(codes, layout.codes(full.w)):
+        np.testing.assert_array_equal(got, want)
+    assert design.n_dropped == 1 and codes[0].size == len(part) - 1
