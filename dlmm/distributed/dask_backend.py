@@ -538,13 +538,19 @@ class DaskBackend(Backend):
             rows, size = sizes[j]
             return (f"a partition (the largest read: {rows} rows / {format_size(size)}, "
                     f"partition {j + 1} of {n})"), limit
-        if wanted:  # died while reading it: what the source's metadata say
-            j = wanted[0]
-            rows, size = self._partition_facts(j, chunks["parts"])
-            if rows is not None:
-                return (f"a partition of {rows} rows / {format_size(size)} "
-                        f"(partition {j + 1} of {n})"), limit
-            return f"partition {j + 1} of {n} (of unknown size)", limit
+        # Died while reading it, or none read yet: what the source's metadata say of
+        # the partition at fault, else of the largest of (at most 64) partitions.
+        candidates = wanted[:1] or (list(range(n)) if n <= 64 else [])
+        facts = {j: self._partition_facts(j, chunks["parts"]) for j in candidates}
+        facts = {j: f for j, f in facts.items() if f[0] is not None}
+        if facts:
+            j = max(facts, key=lambda k: facts[k][0])
+            rows, size = facts[j]
+            which = (f"partition {j + 1} of {n}" if wanted or n == 1
+                     else f"the largest: partition {j + 1} of {n}")
+            return f"a partition of {rows} rows / {format_size(size)} ({which})", limit
+        if wanted:
+            return f"partition {wanted[0] + 1} of {n} (of unknown size)", limit
         return "a partition (of unknown size)", limit
 
     def _partition_facts(self, j: int, part_keys: list) -> tuple[int | None, float | None]:
