@@ -13,6 +13,21 @@ from typing import Any
 
 import pandas as pd
 
+from ..exceptions import InputError
+
+
+def sorted_levels(column: str, values: list) -> list:
+    """The distinct values of a column, sorted; an :class:`InputError` naming the column
+    when they do not sort (text mixed with numbers, for example)."""
+    try:
+        return sorted(values)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in values})
+        examples = {type(v).__name__: v for v in values}
+        shown = ", ".join(f"{examples[k]!r} ({k})" for k in kinds[:3])
+        raise InputError(f"column {column!r} mixes values of types {', '.join(kinds)} "
+                         f"(e.g. {shown}); make it one type") from None
+
 
 def ordered_sum(values: Sequence[Any]) -> Any:
     """``values[0] + values[1] + ...`` left to right; ``0`` for no values."""

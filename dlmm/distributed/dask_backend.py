@@ -37,7 +37,7 @@ import dask.dataframe as dd
 import pandas as pd
 from distributed import Client, LocalCluster
 
-from .base import Backend
+from .base import Backend, sorted_levels
 from .faults import SchedulerLost, WorkerMemoryError, WorkersLost, format_size
 
 logger = logging.getLogger("dlmm")
@@ -335,22 +335,26 @@ class DaskBackend(Backend):
         return DaskBackend(self.frame[columns], self.client)
 
     def sample(self, n_rows: int) -> pd.DataFrame:
+        # The first n_rows rows, however few each partition holds: the sample sets
+        # what is learned from it (centring shifts, start values), so it must not
+        # depend on how the rows are partitioned.
         parts = self.frame.npartitions
-        for k in (1, min(parts, 8), parts):
+        k = 1
+        while True:
             lazy = self.frame.partitions[:k].map_partitions(lambda d: d.head(n_rows))
             future = self.client.compute(lazy)
             self._await([future])
             frame = future.result().head(n_rows)
-            if len(frame) or k == parts:
+            if len(frame) >= n_rows or k == parts:
                 return frame
-        return frame
+            k = min(parts, 2 * k)
 
     def distinct(self, columns: list[str]) -> dict[str, list]:
         if not columns:
             return {}
         lazy = [self.frame[c].dropna().drop_duplicates(split_out=1) for c in columns]
         values = self.gather(self.client.compute(lazy))
-        return {c: sorted(pd.Series(v).tolist()) for c, v in zip(columns, values)}
+        return {c: sorted_levels(c, pd.Series(v).tolist()) for c, v in zip(columns, values)}
 
     @property
     def n_chunks(self) -> int:

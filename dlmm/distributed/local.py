@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .base import Backend
+from .base import Backend, sorted_levels
 
 
 class LocalBackend(Backend):
@@ -35,7 +35,7 @@ class LocalBackend(Backend):
         return self.frame.head(n_rows)
 
     def distinct(self, columns: list[str]) -> dict[str, list]:
-        return {c: sorted(self.frame[c].dropna().unique().tolist()) for c in columns}
+        return {c: sorted_levels(c, self.frame[c].dropna().unique().tolist()) for c in columns}
 
     @property
     def n_chunks(self) -> int:

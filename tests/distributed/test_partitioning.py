@@ -159,3 +159,21 @@ def test_parquet_sorted_takes_no_shuffle_path(data, reference, dask_client, tmp_
     _assert_same(sorted_fit, reference[True])
     _assert_same(shuffled_fit, reference[True])
     _assert_same(sorted_fit, shuffled_fit)
+
+
+def test_text_mixed_with_numbers_is_named():
+    """Levels that do not sort (text among numbers beyond any sample) are an error that
+    names the column, not a bare TypeError from ``sorted``."""
+    import pandas as pd
+
+    import dlmm
+    from dlmm.distributed.base import sorted_levels
+
+    with pytest.raises(dlmm.InputError, match="column 'c' mixes values of types int, str"):
+        sorted_levels("c", [1, "a", 2])
+    assert sorted_levels("c", [3, 1, 2]) == [1, 2, 3]
+    frame = pd.DataFrame({"c": [1] * 2500 + ["n/a"], "y": np.arange(2501.0),
+                          "g": np.arange(2501) % 7})
+    # (Dask turns such an object column into strings, which sort: a factor there.)
+    with pytest.raises(dlmm.InputError, match="column 'c' mixes values of types int, str"):
+        dlmm.mixedlm("y ~ C(c)", frame, groups="g").fit()

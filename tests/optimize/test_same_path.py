@@ -68,14 +68,7 @@ def test_in_process_fit_is_statsmodels_and_newton_only(in_process, statsmodels_l
     assert methods == ["trust-exact"], in_process.optimization_log.methods
 
 
-@pytest.mark.parametrize("n_parts", [
-    1, 3,
-    pytest.param(17, marks=pytest.mark.xfail(
-        strict=True, reason="DaskBackend.sample returns the first partition's 51 rows, not "
-        "the first 2000 rows, so the centring shifts (learned from the sample) and with them "
-        "the start differ: the change to dask_backend.py is in the report of issue 10 "
-        "item 8")),
-])
+@pytest.mark.parametrize("n_parts", [1, 3, 17])
 def test_same_evaluations_on_every_partitioning(dietox, in_process, statsmodels_llf,
                                                 dask_client, n_parts):
     result = _fit_dask(dietox, n_parts, dask_client)
