@@ -65,19 +65,33 @@ def _logdet_blocks(system: CrossedSystem, factor: CrossedFactor, inv: SelectedIn
     out = {system.first: np.einsum("lab,bc,lcd->ad", system.d, t_1, inv.p11)}
     if not system.dense_size:
         return out
-    glam = np.array(system.g22, order="F", copy=True)
-    lambda2(system, factor.factors, glam.T, transpose=True)  # glam <- G22 Lambda_2
-    for k, off, (idx, _lev, w) in zip(system.rest, system.rest_offsets, system.blocks):
+    intercepts = all(system.n_terms[k] == 1 for k in system.rest)
+    if intercepts:
+        # sum_{i in k} (G22 Lambda_2 A^{-1})_ii = sum over G22's nonzeros (i, m) of
+        # G22_im theta_m A^{-1}_mi: A^{-1} only where G22 is not zero, from its lower half.
+        rows, cols, values, flat = system.g22_entries()
+        owner = np.repeat(np.arange(len(system.rest)), system.rest_levels())
+        theta = np.array([factor.factors[k][0, 0] for k in system.rest])[owner]
+        terms = values * theta[cols] * inv.ainv_lower.reshape(-1, order="F")[flat]
+        per_factor = np.bincount(owner[rows], weights=terms, minlength=len(system.rest))
+    else:
+        glam = np.array(system.g22, order="F", copy=True)
+        lambda2(system, factor.factors, glam.T, transpose=True)  # glam <- G22 Lambda_2
+    for j, (k, off, (idx, _lev, w)) in enumerate(zip(system.rest, system.rest_offsets,
+                                                     system.blocks)):
         tk = factor.factors[k]
         yk = inv.y_e[idx]  # (m, t_k, t_1)
         out[system.first] = out[system.first] - np.einsum("bac,ae,bed->cd", w, tk, yk)
         t, lv = system.n_terms[k], system.n_levels[k]
         sl = slice(off, off + lv * t)
-        gk = np.einsum(
-            "lam,lbm->ab",
-            glam[sl].reshape(lv, t, -1),
-            inv.ainv[sl].reshape(lv, t, -1),
-        )
+        if intercepts:
+            gk = np.array([[per_factor[j]]])
+        else:
+            gk = np.einsum(
+                "lam,lbm->ab",
+                glam[sl].reshape(lv, t, -1),
+                inv.ainv[sl].reshape(lv, t, -1),
+            )
         out[k] = gk - np.einsum("bac,cd,bed->ae", w, t_1, yk)
     return out
 

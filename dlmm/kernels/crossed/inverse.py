@@ -8,7 +8,8 @@ With ``A = L22 L22'`` (the Schur complement) and ``N = L21 L11^{-1} = C21 C11^{-
     P11 = L11^{-T} L11^{-1} + L11^{-T} L21' L22^{-T} L22^{-1} L21 L11^{-1}
         = C11^{-1} + N' A^{-1} N                    needed only on its diagonal blocks
 
-(the Takahashi-style identity). ``Y = A^{-1} N`` on the pattern of ``N`` is one
+(the Takahashi-style identity); ``A^{-1}`` is kept by its lower triangle, as
+``dpotri`` leaves it. ``Y = A^{-1} N`` on the pattern of ``N`` is one
 sparse product whose entries are gathered from ``A^{-1}`` at the pairs of
 nonzeros of ``G21`` sharing a level of factor 1 (the pairs of the Schur update);
 ``diag_l(N' A^{-1} N) = sum_{e at level l} outer(N_e, Y_e)``. Cost: one ``dpotri``
@@ -18,6 +19,7 @@ nonzeros of ``G21`` sharing a level of factor 1 (the pairs of the Schur update);
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.linalg.lapack as lapack
@@ -34,8 +36,9 @@ class SelectedInverse:
 
     Attributes
     ----------
-    ainv : ndarray (Q2, Q2)
-        ``P22 = A^{-1}``, full symmetric.
+    ainv_lower : ndarray (Q2, Q2), Fortran order
+        ``P22 = A^{-1}`` by its lower triangle (the upper triangle is not defined):
+        what ``dpotri`` gives; entry ``(i, j)`` is at ``max(i, j), min(i, j)``.
     n_e : ndarray (n_e, t_1)
         ``N = C21 C11^{-1}`` at the row entries of the system.
     y_e : ndarray (n_e, t_1)
@@ -44,23 +47,44 @@ class SelectedInverse:
         Diagonal blocks of ``P11``.
     """
 
-    ainv: np.ndarray
+    ainv_lower: np.ndarray
     n_e: np.ndarray
     y_e: np.ndarray
     p11: np.ndarray
 
+    @cached_property
+    def ainv(self) -> np.ndarray:
+        """``A^{-1}``, full symmetric (made on first use: three passes over ``Q2^2``)."""
+        return symmetric_from_lower(self.ainv_lower)
 
-def schur_inverse(l22: np.ndarray) -> np.ndarray:
-    """``A^{-1} = (L22 L22')^{-1}`` from the Cholesky factor (LAPACK ``dpotri``), symmetric."""
-    if l22.shape[0] == 0:
-        return np.zeros((0, 0))
-    inv, info = lapack.dpotri(l22, lower=1)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
-    full = np.tril(inv)
+    def ainv_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Entries ``A^{-1}[rows, cols]`` read from the lower triangle."""
+        hi, lo = np.maximum(rows, cols), np.minimum(rows, cols)
+        return self.ainv_lower[hi, lo]
+
+
+def symmetric_from_lower(lower: np.ndarray) -> np.ndarray:
+    """The symmetric matrix whose lower triangle ``lower`` holds."""
+    full = np.tril(lower)
     full += full.T
     full[np.diag_indices_from(full)] *= 0.5
     return full
+
+
+def schur_inverse_lower(l22: np.ndarray) -> np.ndarray:
+    """``A^{-1} = (L22 L22')^{-1}`` from the Cholesky factor (LAPACK ``dpotri``), by its
+    lower triangle (Fortran order; the upper triangle is not defined)."""
+    if l22.shape[0] == 0:
+        return np.zeros((0, 0), order="F")
+    inv, info = lapack.dpotri(l22, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
+    return np.asfortranarray(inv)
+
+
+def schur_inverse(l22: np.ndarray) -> np.ndarray:
+    """``A^{-1} = (L22 L22')^{-1}`` from the Cholesky factor (LAPACK ``dpotri``), symmetric."""
+    return symmetric_from_lower(schur_inverse_lower(l22))
 
 
 def entries_n(system: CrossedSystem, factor: CrossedFactor) -> np.ndarray:
@@ -77,14 +101,14 @@ def selected_inverse(system: CrossedSystem, factor: CrossedFactor) -> SelectedIn
 
     ``P11_l = C11_l^{-1} + sum_{e at level l} outer(N_e, Y_e)``.
     """
-    ainv = schur_inverse(factor.l22)
+    ainv = schur_inverse_lower(factor.l22)
     n_e = entries_n(system, factor)
     l_inv = batched_inverse(factor.l11)
     p11 = np.einsum("lba,lbc->lac", l_inv, l_inv)
     t1 = p11.shape[1]
     if system.dense_size:
         pattern, gather, diagonal = system.lower_pairs()
-        data = ainv.reshape(-1)[gather]
+        data = ainv.reshape(-1, order="F")[gather]  # a view: ainv is Fortran order
         low = sp.csr_matrix((data, pattern.indices, pattern.indptr), shape=pattern.shape)
         y_e = low @ n_e + low.T @ n_e - data[diagonal][:, None] * n_e
         l1 = p11.shape[0]

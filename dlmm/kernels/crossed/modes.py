@@ -114,7 +114,7 @@ def conditional_variances(
         blocks = np.empty((lv, t, t))
         for a in range(t):
             for b in range(t):
-                blocks[:, a, b] = inv.ainv[base + a, base + b]
+                blocks[:, a, b] = inv.ainv_at(base + a, base + b)
         tk = factor.factors[k]
         out[k] = scale * np.einsum("ab,lbc,dc->lad", tk, blocks, tk)
     return [out[k] for k in range(len(system.n_levels))]

@@ -165,8 +165,10 @@ class CrossedSystem:
         """Pairs ``(e, e')`` of row entries at one level of factor 1 with ``e' <= e`` (cached).
 
         Returns a CSR pattern ``(n_e, n_e)`` (its data to be filled), the flat index
-        ``row[e] * Q2 + row[e']`` of each stored pair into a dense ``Q2 x Q2`` matrix,
-        and the positions of the diagonal pairs ``e = e'``. With data ``A[row[e], row[e']]``
+        of each stored pair ``(row[e], row[e'])`` into the lower triangle of a dense
+        ``Q2 x Q2`` matrix in Fortran order (``max + min * Q2``: the entry, or its
+        mirror, that a symmetric matrix stored by its lower triangle holds), and the
+        positions of the diagonal pairs ``e = e'``. With data ``A[row[e], row[e']]``
         for a symmetric ``A``, ``(S + S' - diag S) v`` is ``A``'s product with ``v`` restricted
         to the pattern of ``G21``: the work of the Schur update, not of ``A @ G21``.
         """
@@ -179,10 +181,22 @@ class CrossedSystem:
             pattern = sp.csr_matrix(
                 (np.zeros(a_idx.size), b_idx.astype(idx_t), indptr), shape=(n_e, n_e)
             )
-            gather = (self.entry_row[a_idx] * q2 + self.entry_row[b_idx]).astype(idx_t)
+            ra, rb = self.entry_row[a_idx], self.entry_row[b_idx]
+            gather = (np.maximum(ra, rb) + np.minimum(ra, rb) * q2).astype(idx_t)
             diagonal = np.flatnonzero(a_idx == b_idx)
             self._cache["lower_pairs"] = (pattern, gather, diagonal)
         return self._cache["lower_pairs"]
+
+
+    def g22_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The nonzeros of ``G22`` (cached): rows, columns, values and the flat index of
+        each into the lower triangle of a ``Q2 x Q2`` Fortran-order matrix."""
+        if "g22_entries" not in self._cache:
+            rows, cols = np.nonzero(self.g22)
+            values = self.g22[rows, cols]
+            flat = np.maximum(rows, cols) + np.minimum(rows, cols) * self.dense_size
+            self._cache["g22_entries"] = (rows, cols, values, flat)
+        return self._cache["g22_entries"]
 
 
 def _lower_pairs(level: np.ndarray, n_first: int):
