@@ -203,18 +203,26 @@ def hessian_from_gradients(pieces_at, xy_cross: np.ndarray, n_obs: float, reml: 
 
 class GradientHessian:
     """``theta -> (llf, grad, hess)`` from ``fun(theta) -> (llf, grad)``: the Hessian by
-    central differences of the analytic gradient (``2 m`` more evaluations), kept
-    and reused while the point stays within ``reuse`` (relative) of where it was
-    taken.
+    differences of the analytic gradient, kept and reused while the point stays
+    within ``reuse`` (relative) of where it was taken.
 
     For engines without Hessian pieces (the crossed engine): the optimizer's Newton
-    polish and its convergence test use it. Its last steps move the parameters by
+    polish and its convergence test use it, and the results' standard errors
+    (:func:`hessian_from_profiled`). The polish's last steps move the parameters by
     ~1e-9 relative, where the Hessian does not change to the digits a Newton step
     or the test needs (a chord method), so those steps cost one evaluation each.
-    Steps are ``rel_step * max(1, |theta_j|)`` (error ~ ``rel_step^2``).
+
+    Steps are ``rel_step * max(1, |theta_j|)``. ``central=True`` (the default): ``2 m``
+    more evaluations, error ~ ``rel_step^2`` relative (1e-10; standard errors then
+    match statsmodels' analytic Hessian to ~1e-8). ``central=False``: forward
+    differences from the gradient at the point, ``m`` evaluations, error ~1e-5
+    relative with ``rel_step = 1e-6`` (where a variance is small, ``H_v = H_sd / 4 sd^2``
+    magnifies it).
     """
 
-    def __init__(self, fun, rel_step: float = 1e-5, reuse: float = 1e-6):
+    def __init__(self, fun, rel_step: float = 1e-5, reuse: float = 1e-6,
+                 central: bool = True):
+        self.central = central
         self.fun = fun
         self.rel_step = rel_step
         self.reuse = reuse
@@ -235,8 +243,9 @@ class GradientHessian:
             for j in range(m):  # loop over parameters
                 e = np.zeros(m)
                 e[j] = self.rel_step * max(1.0, abs(x[j]))
-                hess[:, j] = (np.asarray(self.fun(x + e)[1]) - np.asarray(self.fun(x - e)[1])) \
-                    / (2 * e[j])
+                low = np.asarray(self.fun(x - e)[1]) if self.central else grad
+                hess[:, j] = (np.asarray(self.fun(x + e)[1]) - low) \
+                    / ((2 if self.central else 1) * e[j])
             self.last = (x.copy(), 0.5 * (hess + hess.T))
         return llf, grad, self.last[1]
 
