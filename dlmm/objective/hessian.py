@@ -136,9 +136,11 @@ def hessian_from_gradients(pieces_at, xy_cross: np.ndarray, n_obs: float, reml: 
         d L / d beta = fac (S c)_X / Q,
         d L / d v_k  = -1/2 dlogdet_k + fac/(2Q) c' dhmh_k c [+ 1/2 tr(S_XX^{-1} dhmh_k[XX])],
 
-    (second-order one-sided differences where ``v_k`` is within a step of 0; every
-    point has ``v >= 0``). Steps are ``rel_step * max(v_k, 1e-2)``: the error is
-    about ``rel_step^2`` relative, plus rounding of the gradient over the step.
+    Steps are ``rel_step * max(v_k, 1e-2)``: the error is about ``rel_step^2``
+    relative, plus rounding of the gradient over the step. The gradient along ``v``
+    comes from sqrt directions, ``d/dv = d/dsd / (2 sd)``, which loses its digits as
+    ``sd -> 0``: near 0 (a boundary fit) the Hessian is taken at four and eight steps
+    of that variance and extrapolated linearly to it (twice the evaluations).
 
     Parameters
     ----------
@@ -178,19 +180,25 @@ def hessian_from_gradients(pieces_at, xy_cross: np.ndarray, n_obs: float, reml: 
         return np.concatenate([g_beta, g_v])
 
     m = v0.shape[0]
-    cross = np.zeros((p + m, m))  # d [L_b; L_v] / d v_j
-    for j in range(m):  # loop over parameters
-        h = rel_step * max(v0[j], 1e-2)
-        e = np.zeros(m)
-        e[j] = h
-        if v0[j] > h:
-            cross[:, j] = (gradient(v0 + e) - gradient(v0 - e)) / (2 * h)
-        elif v0[j] > 0:
-            cross[:, j] = (-3 * gradient(v0) + 4 * gradient(v0 + e)
-                           - gradient(v0 + 2 * e)) / (2 * h)
-        else:  # at 0: a quadratic through v = h, 2h, 3h, differentiated at 0
-            cross[:, j] = (-5 * gradient(v0 + e) + 8 * gradient(v0 + 2 * e)
-                           - 3 * gradient(v0 + 3 * e)) / (2 * h)
+    steps = rel_step * np.maximum(v0, 1e-2)
+
+    def differences(at):
+        out = np.zeros((p + m, m))  # d [L_b; L_v] / d v_j
+        for j in range(m):  # loop over parameters
+            e = np.zeros(m)
+            e[j] = steps[j]
+            out[:, j] = (gradient(at + e) - gradient(at - e)) / (2 * steps[j])
+        return out
+
+    # d/dv = d/dsd / (2 sd) loses every digit as sd -> 0: a variance within four steps
+    # of 0 is differentiated at four and at eight steps and extrapolated linearly to
+    # where it is (the Hessian changes fast near a boundary).
+    near = v0 < 4 * steps
+    cross = differences(np.where(near, 4 * steps, v0))
+    if near.any():
+        far = differences(np.where(near, 8 * steps, v0))
+        weight = np.where(near, (4 * steps - v0) / (4 * steps), 0.0)
+        cross = cross + (cross - far) * weight.max()
     q_b = -2.0 * (s0 @ c)[:p]
     q = float(c @ s0 @ c)
     hess = np.zeros((p + m, p + m))

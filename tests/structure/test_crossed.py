@@ -306,3 +306,31 @@ def test_collinear_fixed_effect_dropped():
     np.testing.assert_allclose(result.fe_params.to_numpy(), ref.fe_params.to_numpy(),
                                rtol=1e-8)
     np.testing.assert_allclose(result.vcomp, ref.vcomp, rtol=1e-7)
+
+
+def test_boundary_fit_hessian_matches_statsmodels_gradient():
+    """A factor without effect (its variance estimated as 0): a singular fit, with the
+    Hessian near the boundary extrapolated from differences of the gradient; against
+    central differences of statsmodels' analytic gradient (statsmodels' ``hessian``
+    itself drops the zero variance's rows there)."""
+    data = crossed_data(n=400, seed=0)
+    data["noise"] = np.random.default_rng(0).choice(list("abcde"), size=len(data))
+    vc = dict(VC, noise="0 + C(noise)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # not negative definite: a boundary
+        result = dlmm.mixedlm(FORMULA, data, vc_formula=vc).fit()
+    assert result.converged and result.singular
+    assert result.vcomp[result.vc_names.index("noise")] < 1e-12
+    sm_model = _sm_model(data, True, vc=vc)
+
+    def grad(z):
+        return np.concatenate(sm_model.score_full(MixedLMParams.from_components(
+            fe_params=z[:3], cov_re=np.zeros((0, 0)), vcomp=z[3:]), calc_fe=True))
+
+    x = result.params.to_numpy()
+    fd = np.zeros((x.size, x.size))
+    for j in range(x.size):  # V stays positive definite a step below a zero variance
+        e = np.zeros(x.size)
+        e[j] = 1e-6 * max(1.0, abs(x[j]))
+        fd[:, j] = (grad(x + e) - grad(x - e)) / (2 * e[j])
+    np.testing.assert_allclose(result.hessian, fd, rtol=0, atol=1e-5 * np.max(np.abs(fd)))
