@@ -406,7 +406,9 @@ class MixedLMResults:
 
     @cached_property
     def random_effects_cov(self) -> dict:
-        """group -> DataFrame: conditional covariance of the group's random effects."""
+        """group -> DataFrame: conditional covariance of the group's random effects
+        (not for crossed fits, which keep each effect's conditional variance only:
+        :meth:`vc_effects_table`)."""
         return self.effects.cov_dict()
 
     def random_effects_table(self, with_se: bool = False):
@@ -414,13 +416,15 @@ class MixedLMResults:
         and with ``with_se`` their conditional standard deviations (``<name> SE``).
 
         pandas for in-process fits; a lazy Dask DataFrame for Dask fits, whose
-        partitions are computed on the workers from the persisted statistics.
+        partitions are computed on the workers from the persisted statistics
+        (pandas for crossed fits, whose statistics are on the driver).
         """
         return self.effects.table(with_se)
 
     def vc_effects_table(self):
         """One row per variance-component effect: group, component, column, effect,
-        conditional variance (pandas, or lazy Dask for Dask fits)."""
+        conditional variance (pandas, or lazy Dask for grouped Dask fits). For a
+        crossed fit: one row per level of every factor."""
         return self.effects.vc_table()
 
     def write_random_effects(self, path) -> None:

@@ -70,8 +70,9 @@ def check_size(layout: CrossedLayout) -> None:
         rest = ", ".join(f"{f!r} ({n} levels)" for n, f in order[1:])
         raise InputError(
             f"the crossed engine keeps the factors after the largest one ({rest}) as a "
-            f"dense {q2} x {q2} matrix (about {6 * 8 * q2**2 / 1e9:.0f} GB); at most "
-            f"{MAX_DENSE_EFFECTS} random effects there are supported")
+            f"dense {q2} x {q2} matrix (the driver would need about "
+            f"{6 * 8 * q2**2 / 1e9:.2g} GB); at most {MAX_DENSE_EFFECTS} random effects "
+            "there are supported")
 
 
 @dataclass(eq=False)

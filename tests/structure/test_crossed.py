@@ -334,3 +334,17 @@ def test_boundary_fit_hessian_matches_statsmodels_gradient():
         e[j] = 1e-6 * max(1.0, abs(x[j]))
         fd[:, j] = (grad(x + e) - grad(x - e)) / (2 * e[j])
     np.testing.assert_allclose(result.hessian, fd, rtol=0, atol=1e-5 * np.max(np.abs(fd)))
+
+
+def test_too_large_dense_part_is_refused_before_the_pass(monkeypatch):
+    """The factors after the largest form a dense block the driver must hold: beyond
+    the limit the fit is refused with the sizes, before any data is read."""
+    import dlmm.structure.crossed as crossed
+
+    monkeypatch.setattr(crossed, "MAX_DENSE_EFFECTS", 18)  # item 15 + site 4 = 19 > 18
+    calls = []
+    monkeypatch.setattr(crossed, "chunk_sums", lambda *a: calls.append(a))
+    sizes = r"'item' \(15 levels\), 'site' \(4 levels\)\) as a dense 19 x 19"
+    with pytest.raises(InputError, match=sizes):
+        dlmm.mixedlm(FORMULA, _data(), vc_formula=VC).fit()
+    assert calls == []
