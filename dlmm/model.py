@@ -547,10 +547,9 @@ class MixedLM:
         mask = free_mask(free, self.k_fe, self.k_re, self.k_vc, self.param_names[self.k_fe:])
         free_idx = np.flatnonzero(mask)
         fun_free = restricted(fun, x0, mask)
-        if engine.has_newton_pieces:
-            hess_free = restricted(fun_hess, x0, mask)
-        else:  # differences of the analytic gradient, reused over the polish's tiny steps
-            hess_free = GradientHessian(fun_free)
+        hess_free = restricted(fun_hess, x0, mask) if engine.has_newton_pieces else \
+            GradientHessian(fun_free)  # differences of the analytic gradient, reused
+        before = engine.evaluations
 
         outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                            maxiter=maxiter, callback=callback, newton_steps=newton_steps,
@@ -569,7 +568,7 @@ class MixedLM:
         value = self._value(chol, sd, self.reml, engine)
         freepat = None if free is None else np.concatenate([np.ones(self.k_fe), mask])
         result = MixedLMResults.from_fit(self, value, chol, sd, outcome, stats, engine, u,
-                                         freepat=freepat)
+                                         freepat=freepat, evaluations_before=before)
         log_diagnostics(result.diagnostics)
         return result
 
@@ -577,13 +576,12 @@ class MixedLM:
 def default_methods(stats: RandomEffectsStatistics) -> list[str]:
     """The methods ``fit`` tries in order when none is given: trust-region Newton
     first where the engine has Hessian pieces (the grouped engine), else L-BFGS-B
-    with the analytic gradient. That choice was measured on InstEval (crossed, from
-    ``sd_vc = 1``): L-BFGS-B reaches lme4's optimum in 12 value-and-gradient
-    evaluations (25 with a third factor), where Powell needs 111 (341) values and
-    Nelder-Mead 103 (214); a value with its gradient costs about 3.5 values, and
-    finite-difference gradients stop 5e-7 to 5e-6 short in llf. The driver's polish
-    then takes Newton steps on differences of the analytic gradient
-    (:class:`~dlmm.objective.hessian.GradientHessian`)."""
+    on the analytic gradient, by measurement (crossed REML fits from the engine's
+    start, evaluations of value and gradient, the polish's included): InstEval
+    14 (two factors) and 19 (three), Penicillin 20, four simulated designs 18-23;
+    BFGS 14, 22, 22, 23-33; Newton on gradient differences 16 and 43; Nelder-Mead
+    48 and 96, Powell 38 and 56 (the data of ``tests/structure``; a value alone
+    costs about a quarter of one with its gradient)."""
     if stats.has_newton_pieces:
         return ["newton", "bfgs", "lbfgs", "nelder-mead"]
     return ["lbfgs", "bfgs", "nelder-mead"]

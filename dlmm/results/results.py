@@ -171,7 +171,8 @@ class MixedLMResults:
     def from_fit(cls, model, value: ProfiledValue, chol_re: np.ndarray, sd_vc: np.ndarray,
                  outcome: OptimizeResult, stats: RandomEffectsStatistics,
                  engine: RandomEffectsStatistics | None = None, u: np.ndarray | None = None,
-                 freepat: np.ndarray | None = None) -> MixedLMResults:
+                 freepat: np.ndarray | None = None,
+                 evaluations_before: int = 0) -> MixedLMResults:
         """The result of a fit: estimates at the optimum mapped to the model's own
         parameters, the Hessian there (the optimizer's last map-reduce, or one more)
         and the lme4-style checks.
@@ -179,7 +180,8 @@ class MixedLMResults:
         ``value``, ``chol_re``, ``sd_vc`` and ``outcome`` are in the coordinates of
         ``engine`` (default ``stats``): centred ``[X y]`` always, and shifted
         random-effect columns ``Z = Z_c U`` when ``u`` is given
-        (:mod:`dlmm.objective.shift`).
+        (:mod:`dlmm.objective.shift`). ``evaluations_before``: the engine's count of
+        evaluations when the fit started (the timings count this fit's).
         """
         spec = model.spec
         engine = stats if engine is None else engine
@@ -246,7 +248,7 @@ class MixedLMResults:
                      "hessian": hessian_seconds, "evaluations": outcome.log.evaluations,
                      # every evaluation the engine made (with the optimizer's, those of
                      # Hessians taken by differences of gradients)
-                     "engine_evaluations": int(engine.evaluations)},
+                     "engine_evaluations": int(engine.evaluations - evaluations_before)},
             backend=stats.backend_name, groups_shuffled=stats.shuffled,
             engine=stats.engine_name,
         )

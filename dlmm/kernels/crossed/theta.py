@@ -77,14 +77,16 @@ def theta_from_covariances(covariances: Sequence[np.ndarray], scale: float) -> n
 def moment_theta(system, floor: float = 0.1) -> np.ndarray:
     """Start values of theta from one-way moments of each factor (no optimization).
 
-    With ``c = [-beta_ols; 1]`` (OLS of ``y`` on ``X``), ``sigma^2`` the OLS residual
-    variance and, per level ``l`` of factor ``k``, ``n_l`` rows and residual sum
-    ``s_l = (Z_k'[X y])_l c``: ``E[sum_l s_l^2 / n_l] ~ n tau_k^2 + L_k sigma^2`` when
-    the other factors are ignored, so ``tau_k^2 = max(sum_l s_l^2/n_l - L_k sigma^2, 0) / n``;
-    the residual variance is what is left, ``sigma^2 - sum_k tau_k^2`` (at least
-    ``sigma^2 / 10``), and ``theta_k = sqrt(tau_k^2 / sigma_e^2)``, at least ``floor``
-    (away from the boundary, where the gradient in theta vanishes). Factors with
-    several terms, or a design OLS cannot fit, get the identity.
+    One-way analysis of variance of the OLS residuals per factor, the other factors
+    taken as noise: with ``c = [-beta_ols; 1]``, ``RSS = c'Kc``, ``sigma^2 = RSS / (n - p)``
+    and, per level ``l`` of factor ``k``, ``n_l`` rows and residual sum
+    ``s_l = (Z_k'[X y])_l c``: between levels ``B_k = sum_l s_l^2 / n_l``, within levels
+    ``W_k = (RSS - B_k) / (n - L_k)``, ``E[B_k] ~ n tau_k^2 + L_k W_k``, so
+    ``tau_k^2 = max(B_k - L_k W_k, 0) / n``; the residual variance is what is left,
+    ``sigma^2 - sum_k tau_k^2`` (at least ``sigma^2 / 10``), and
+    ``theta_k = sqrt(tau_k^2 / sigma_e^2)``, at least ``floor`` (away from the boundary,
+    where the gradient in theta vanishes). Factors with several terms, or a design
+    OLS cannot fit, get the identity.
 
     Parameters
     ----------
@@ -113,11 +115,14 @@ def moment_theta(system, floor: float = 0.1) -> np.ndarray:
     for k, off in zip(system.rest, system.rest_offsets):
         sl = slice(off, off + system.n_levels[k])
         per_level[k] = (counts2[sl], resid2[sl])
+    rss = sigma2 * (n - p)
     tau2 = np.zeros(len(n_terms))
     for k, (counts, resid) in per_level.items():  # loop over factors
         seen = counts > 0
         between = float(np.sum(resid[seen] ** 2 / counts[seen]))
-        tau2[k] = max(between - seen.sum() * sigma2, 0.0) / n
+        n_seen = int(seen.sum())
+        within = (rss - between) / (n - n_seen) if n > n_seen else sigma2
+        tau2[k] = max(between - n_seen * within, 0.0) / n
     residual = max(sigma2 - tau2.sum(), 0.1 * sigma2)
     theta = np.maximum(np.sqrt(tau2 / residual), floor)
     return theta if np.all(np.isfinite(theta)) else pack_theta(factors)
