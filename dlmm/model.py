@@ -39,6 +39,7 @@ from .objective.start import (
     moment_estimate,
     ols_coefficients,
 )
+from .objective.totals import check_response_varies, check_rows, check_values
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
 from .spec.formula import GROUP_VALUES_COLUMN, FormulaSpec
@@ -257,43 +258,19 @@ class MixedLM:
 
     def _check_stats(self, stats: RandomEffectsStatistics) -> None:
         totals = stats.totals
-        labels = self.spec.column_labels
-        infinite = np.asarray(totals.infinite_by_column)
-        if infinite.sum():
-            worst = int(np.argmax(infinite))
-            raise InputError(
-                f"column {labels[worst]!r} has {int(infinite[worst])} infinite values; "
-                "infinity is not a missing value: fix or remove those rows"
-            )
-        missing = np.asarray(totals.missing_by_column)
-        if totals.n_dropped and self.missing in ("none", "raise"):
-            worst = int(np.argmax(missing))
-            detail = ", ".join(
-                f"{labels[j]!r}: {int(missing[j])}" for j in np.flatnonzero(missing)
-            )
-            raise InputError(
-                f"column {labels[worst]!r} has {int(missing[worst])} missing values "
-                f"(rows with missing values by column: {detail}); "
-                "pass missing='drop' (dlmm fit --missing drop) to drop those rows"
-            )
+        check_values(totals, self.spec.column_labels, self.missing)
         if totals.n_dropped:
             msg = f"dropped {int(totals.n_dropped)} rows with missing values"
             logger.info(msg)
             warnings.warn(msg, MissingDataWarning, stacklevel=4)
-        if totals.n_rows == 0:
-            if totals.n_dropped:
-                raise InputError(
-                    f"no rows left after dropping {int(totals.n_dropped)} rows with missing values"
-                )
-            raise InputError("the data have no rows")
-        p = self.spec.k_fe
-        if totals.n_rows <= p:
-            raise InputError(f"{int(totals.n_rows)} rows cannot fit {p} fixed effects")
+        check_rows(totals, self.spec.k_fe)
         if self.drop_collinear:
             self._drop_collinear(stats)
         check_full_rank(stats.totals.xy_cross[: self.spec.k_fe, : self.spec.k_fe],
                         self.exog_names)
         check_full_rank(totals.z_cross, self.exog_re_names, random=True)
+        check_response_varies(stats.totals, self.spec.response,
+                              self.spec.centering.xy_shift[-1])
 
     # -- statsmodels attributes -------------------------------------------------
 

@@ -24,9 +24,11 @@ def _python_blocks() -> list[str]:
 
 
 def _command_line_block() -> list[str]:
+    """The first indented block of the command-line section (the walk-through; later
+    blocks show options that need a cluster of one's own, such as TLS)."""
     section = README.split("## Command line", 1)[1].split("\n## ", 1)[0]
-    return [line.strip() for line in section.splitlines()
-            if line.startswith("    dlmm ")]
+    block = section.strip("\n").split("\n\n", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.startswith("    dlmm ")]
 
 
 def test_the_python_example_runs(tmp_path):

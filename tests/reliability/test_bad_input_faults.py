@@ -207,8 +207,6 @@ def test_factor_with_too_many_levels_is_refused_up_front():
     assert "55.1 GiB" in message and "random effect" in message
 
 
-@pytest.mark.xfail(strict=True, reason="needs the response check in MixedLM._check_stats "
-                   "(model.py, another engineer's file): see the report of issue 10 item 5")
 def test_constant_response_is_named(df):
     """A constant response has no residual variance: today a ZeroDivisionError."""
     _raises(df.assign(y=5.0), "response 'y'", groups="g")
