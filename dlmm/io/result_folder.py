@@ -229,7 +229,7 @@ def result_state(result: Any) -> dict[str, Any]:
             "nobs": f.nobs, "n_groups": f.n_groups, "n_dropped": f.n_dropped,
             "group_size_min": f.group_size_min, "group_size_max": f.group_size_max,
             "converged": f.converged, "mle_retvals": f.mle_retvals, "timings": f.timings,
-            "backend": f.backend,
+            "backend": f.backend, "engine": f.engine,
         },
     })
 
