@@ -8,55 +8,25 @@ A real ``dask scheduler`` and ``dask worker`` are started with TLS certificates 
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.cli.conftest import _dask_command, _stop
 from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm
-
-
-def _certificate(folder: Path, name: str) -> tuple[str, str]:
-    """A self-signed certificate (its own CA) for 127.0.0.1 and its key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
-            ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}-key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))
-    return str(cert_file), str(key_file)
+from tests.reliability.helpers import self_signed_certificate
 
 
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory):
     """``(address, cert, key)`` of a TLS-only scheduler with one worker on 127.0.0.1."""
     folder = tmp_path_factory.mktemp("tls")
-    cert, key = _certificate(folder, "cluster")
+    cert, key = self_signed_certificate(folder, "cluster")
     tls = ["--tls-ca-file", cert, "--tls-cert", cert, "--tls-key", key]
     info = folder / "scheduler.json"
     procs: list[subprocess.Popen] = []
@@ -156,7 +126,7 @@ def test_tls_scheduler_without_certificates_is_a_usage_error(tls_cluster, simula
 
 def test_untrusted_certificate_cannot_connect(tls_cluster, simulated, tmp_path):
     address, _, _ = tls_cluster
-    rogue, rogue_key = _certificate(tmp_path, "rogue")
+    rogue, rogue_key = self_signed_certificate(tmp_path, "rogue")
     proc = run_dlmm(*_fit_args(simulated, "--scheduler", address, *_tls(rogue, rogue_key),
                                "--scheduler-timeout", "3", "-o", tmp_path / "out", "-q"))
     assert proc.returncode == 2, proc.stderr
@@ -174,7 +144,7 @@ def test_untrusted_certificate_cannot_connect(tls_cluster, simulated, tmp_path):
      "--tls-ca-file '{missing}': no such readable file"),
 ])
 def test_tls_option_mistakes(simulated, tmp_path, args, message):
-    cert, _ = _certificate(tmp_path, "c")
+    cert, _ = self_signed_certificate(tmp_path, "c")
     missing = str(tmp_path / "missing.pem")
     args = [a.format(cert=cert, missing=missing) for a in args]
     proc = run_dlmm(*_fit_args(simulated, *args))
@@ -182,7 +152,7 @@ def test_tls_option_mistakes(simulated, tmp_path, args, message):
     assert _error_line(proc) == "dlmm: error: " + message.format(missing=missing)
 
 
-def test_embedded_cluster_requires_its_own_certificate(tmp_path):
+def test_embedded_cluster_requires_its_ownself_signed_certificate(tmp_path):
     """The embedded cluster listens on tls:// only; plain TCP and TLS without its
     certificate are refused, its own client gets in."""
     script = tmp_path / "probe.py"

@@ -16,7 +16,12 @@ import pytest
 
 import dlmm
 from dlmm import InputError
-from tests.reliability.helpers import assert_same_fit, local_cluster, tree_state
+from tests.reliability.helpers import (
+    assert_same_fit,
+    local_cluster,
+    self_signed_certificate,
+    tree_state,
+)
 from tests.simulate import grouped_data
 
 PICKLE_STARTS = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
@@ -141,37 +146,6 @@ def test_load_result_never_unpickles(local_fit, tmp_path):
 # -- TLS ---------------------------------------------------------------------------------
 
 
-def _self_signed(folder: Path, name: str) -> tuple[str, str]:
-    """A self-signed certificate (its own CA) for 127.0.0.1 and its key (cryptography)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
-            ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}-key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))
-    return str(cert_file), str(key_file)
-
-
 def _security(cert: str, key: str):
     from distributed.security import Security
 
@@ -181,7 +155,7 @@ def _security(cert: str, key: str):
 
 
 def test_fit_over_tls(data, local_fit, tmp_path):
-    cert, key = _self_signed(tmp_path, "cluster")
+    cert, key = self_signed_certificate(tmp_path, "cluster")
     security = _security(cert, key)
     with local_cluster(2, protocol="tls", security=security) as (cluster, client):
         address = cluster.scheduler_address
@@ -206,7 +180,7 @@ def test_fit_over_tls(data, local_fit, tmp_path):
             client.sync(attempt, address)
         with pytest.raises(OSError):
             client.sync(attempt, address.replace("tls://", "tcp://"))
-        rogue = _security(*_self_signed(tmp_path, "rogue"))
+        rogue = _security(*self_signed_certificate(tmp_path, "rogue"))
         with pytest.raises(OSError):
             client.sync(attempt, address, **rogue.get_connection_args("client"))
         own = security.get_connection_args("client")
