@@ -47,13 +47,21 @@ class ProfileLikelihood:
         self.n = float(self.stats.totals.n_rows)
         self.k_fe, self.k_re, self.k_vc = result.k_fe, result.k_re, result.k_vc
         self.k_re2 = self.k_re * (self.k_re + 1) // 2
-        ml = result if not result.reml else self.model.fit(reml=False, progress=False)
+        ml = result if not result.reml else self._ml_fit()
         self.ml = ml
         self.theta_hat = np.concatenate([ml._chol[np.tril_indices(self.k_re)], ml._sd])
         centering = self.model.spec.centering
         self._a_mat, self._offset = fixed_effects_map(centering.xy_shift,
                                                       centering.x_intercept)
         self.llf_hat = ml.llf
+
+    def _ml_fit(self):
+        """The ML fit of the same model, leaving the model as it was (REML)."""
+        reml = self.model.reml
+        try:
+            return self.model.fit(reml=False, progress=False)
+        finally:
+            self.model.reml = reml
 
     # -- evaluation ---------------------------------------------------------------
 

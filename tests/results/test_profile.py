@@ -62,3 +62,20 @@ def test_profile_re_rejects_bad_arguments():
         result.profile_re(0, "x")
     with pytest.raises(dlmm.InputError, match="dist_low is too large"):
         result.profile_re(0, "re", dist_low=1e6)
+
+
+def test_profiling_a_reml_fit_leaves_the_model_reml(reference_cases):
+    """lme4 profiles the ML deviance, so a REML fit's profile refits by ML; the model must
+    stay REML afterwards (it used to be left in ML mode, so ``loglike`` changed meaning)."""
+    exp = reference_cases["dyestuff_reml"]["expected"]
+    model = dlmm.mixedlm("Yield ~ 1", reference_data("dyestuff.csv"), groups="Batch")
+    result = model.fit(reml=True)
+    result.profile_conf_int()
+    assert model.reml is True
+    np.testing.assert_allclose(model.loglike(_profile_params(result)), exp["llf"], rtol=1e-8)
+
+
+def _profile_params(result):
+    """The fit's covariance parameters as a MixedLMParams (profile scale)."""
+    return dlmm.MixedLMParams.from_components(cov_re=result.cov_re_unscaled,
+                                              vcomp=result.vcomp / result.scale)
