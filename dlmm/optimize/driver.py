@@ -38,6 +38,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
+#: Method names as users write them (any case; statsmodels' and scipy's spellings)
+#: to scipy's names, which decide the tolerances and whether a gradient is passed.
+SCIPY_NAMES = {"bfgs": "BFGS", "lbfgs": "L-BFGS-B", "l-bfgs-b": "L-BFGS-B", "cg": "CG",
+               "nm": "Nelder-Mead", "nelder-mead": "Nelder-Mead", "powell": "Powell"}
+
 ValueAndGradient = Callable[[np.ndarray], tuple[float, np.ndarray]]
 ValueGradientHessian = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 
@@ -254,7 +259,7 @@ def maximize(
     obj = _Objective(fun, n_obs, log, callback, hess_fun)
     t0 = time.perf_counter()
     x = np.asarray(x0, dtype=float).copy()
-    names = {"bfgs": "BFGS", "lbfgs": "L-BFGS-B", "cg": "CG", "nm": "Nelder-Mead"}
+    names = SCIPY_NAMES
     used = "none"
     message = ""
     if x.size == 0:
@@ -309,7 +314,7 @@ def maximize(
                 if res.success or done:
                     break
                 continue
-            scipy_name = names.get(method.lower(), method)
+            scipy_name = names.get(method.lower().replace("_", "-"), method)
             obj.stage = scipy_name
             options: dict = {"maxiter": maxiter}
             if scipy_name == "BFGS":
@@ -318,8 +323,10 @@ def maximize(
                 options.update(gtol=1e-10, ftol=1e-15, maxcor=20)
             elif scipy_name == "CG":
                 options["gtol"] = 1e-7
-            elif scipy_name in ("Nelder-Mead", "Powell"):
+            elif scipy_name == "Nelder-Mead":
                 options.update(xatol=1e-10, fatol=1e-14, maxfev=20 * maxiter)
+            elif scipy_name == "Powell":
+                options.update(xtol=1e-10, ftol=1e-14, maxfev=20 * maxiter)
             jac = scipy_name not in ("Nelder-Mead", "Powell")
             fn = obj.scipy_fun if jac else (lambda z: obj.scipy_fun(z)[0])
             try:
