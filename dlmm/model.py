@@ -146,6 +146,9 @@ class MixedLM:
             applies it.
         groups : str or None
             Name of the group column; None means a single group.
+        use_sparse : bool
+            statsmodels' switch to sparse random-effects matrices; accepted either
+            way: dlmm's engines always work on per-group or keyed sparse sums.
         missing : {"none", "drop", "raise"}
         client : distributed.Client, optional
             Cluster for Dask or Parquet input (else the current client, else an
@@ -154,6 +157,9 @@ class MixedLM:
             Drop fixed-effect columns that are linear combinations of earlier
             ones, lme4-style, instead of refusing them.
         """
+        if args:
+            raise InputError(f"from_formula takes no positional arguments after missing (got "
+                             f"{len(args)}); pass groups=, client=... by name")
         if kwargs:
             raise InputError(f"unknown option {next(iter(kwargs))!r} for from_formula")
         group_label = None
@@ -464,6 +470,13 @@ class MixedLM:
         progress : bool
             A progress bar over the data pass (on a terminal or in a notebook) and
             one line per optimizer evaluation on stderr.
+        **kwargs
+            statsmodels' options: ``disp`` (one line per evaluation on stderr),
+            ``gtol`` (the largest gradient component the convergence test accepts
+            where the Hessian is not negative definite; see
+            :mod:`dlmm.optimize.driver`), ``full_output`` (accepted: ``mle_retvals``
+            always holds the full report). ``niter_sa`` and ``do_cg`` tune stages
+            dlmm's optimizer does not have and are refused.
 
         Returns
         -------
@@ -472,9 +485,15 @@ class MixedLM:
         from .results import MixedLMResults
         from .results.inference import log_diagnostics
 
-        for key in kwargs:
-            if key not in ("full_output", "gtol", "disp", "niter_sa", "do_cg"):
-                raise InputError(f"unknown option {key!r} for fit")
+        disp = bool(kwargs.pop("disp", False))
+        gtol = kwargs.pop("gtol", None)
+        kwargs.pop("full_output", None)  # mle_retvals always has the full report
+        for key in ("niter_sa", "do_cg"):
+            if key in kwargs:
+                raise InputError(f"fit option {key!r} tunes statsmodels' own optimizer stages; "
+                                 "dlmm's (trust-region Newton) has none: leave it out")
+        if kwargs:
+            raise InputError(f"unknown option {next(iter(kwargs))!r} for fit")
         for name in [method] if isinstance(method, str) else list(method or []):
             if str(name).lower() not in _METHODS:
                 raise InputError(f"unknown method {name!r}; choose from "
@@ -488,7 +507,7 @@ class MixedLM:
         self.reml = bool(reml)
         methods = [method] if isinstance(method, str) else list(
             method or default_methods(stats))
-        if progress:
+        if progress or disp:
             import sys
 
             def _print(entry, _user=callback):
@@ -528,9 +547,10 @@ class MixedLM:
             GradientHessian(fun_free)  # differences of the analytic gradient, reused
         before = engine.evaluations
 
+        tolerances = {} if gtol is None else {"tol_grad": float(gtol)}
         outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                            maxiter=maxiter, callback=callback, newton_steps=newton_steps,
-                           hess_fun=hess_free)
+                           hess_fun=hess_free, **tolerances)
         theta = x0.copy()
         theta[free_idx] = outcome.x
         outcome.x = theta
@@ -569,7 +589,6 @@ def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict 
             groups: str | None = None, client=None, drop_collinear: bool = False,
             **kwargs) -> MixedLM:
     """``MixedLM.from_formula``, like ``statsmodels.formula.api.mixedlm``."""
-    return MixedLM.from_formula(formula, data, re_formula=re_formula, vc_formula=vc_formula,
-                                subset=subset, use_sparse=use_sparse, missing=missing,
-                                groups=groups, client=client, drop_collinear=drop_collinear,
-                                **kwargs)
+    return MixedLM.from_formula(formula, data, re_formula, vc_formula, subset, use_sparse,
+                                missing, *args, groups=groups, client=client,
+                                drop_collinear=drop_collinear, **kwargs)

@@ -263,3 +263,28 @@ def test_diagnostics_are_logged(data, caplog):
     assert f"max|grad| {result.diagnostics['grad_max']:.3g}" in lines[0]
     assert "Hessian negative definite: True" in lines[0]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_statsmodels_fit_options_are_honoured_or_refused(data, monkeypatch, capsys):
+    """``disp`` prints the evaluations, ``gtol`` reaches the convergence test,
+    ``full_output`` is accepted, statsmodels-only stages are refused by name, and stray
+    positional arguments are refused (they used to be ignored silently)."""
+    import dlmm.model as model_module
+
+    seen = {}
+    real = model_module.maximize
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model_module, "maximize", spy)
+    model = dlmm.mixedlm("y ~ x1", data, groups="g")
+    result = model.fit(disp=True, gtol=1e-6, full_output=True)
+    assert seen["tol_grad"] == 1e-6 and result.converged
+    assert "llf" in capsys.readouterr().err
+    for key in ("niter_sa", "do_cg"):
+        with pytest.raises(InputError, match=f"fit option '{key}' tunes statsmodels'"):
+            model.fit(**{key: 1})
+    with pytest.raises(InputError, match="no positional arguments after missing"):
+        dlmm.mixedlm("y ~ x1", data, None, None, None, False, "none", "g")
