@@ -6,6 +6,7 @@ on 127.0.0.1 (random ports, no dashboard) and always stops them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -40,12 +41,15 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory):
-    """Address of a real scheduler with two worker processes, all on 127.0.0.1."""
+@contextlib.contextmanager
+def dask_processes(folder: Path, n_workers: int = 2, extra: tuple[str, ...] = (),
+                   security=None):
+    """A real ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on 127.0.0.1
+    (random ports, no dashboard, logs in ``folder``); yields the scheduler's address and
+    always stops them. ``extra`` goes to the scheduler and every worker (e.g. TLS
+    options), ``security`` to the client that waits for the workers."""
     from distributed import Client
 
-    folder = tmp_path_factory.mktemp("dask")
     info = folder / "scheduler.json"
     procs: list[subprocess.Popen] = []
     logs = []
@@ -59,7 +63,7 @@ def scheduler(tmp_path_factory):
     try:
         start(_dask_command("scheduler", "--host", "127.0.0.1", "--port", "0",
                             "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
-                            "--scheduler-file", str(info)), "scheduler")
+                            "--scheduler-file", str(info), *extra), "scheduler")
         deadline = time.monotonic() + 60
         while not info.exists() or not info.read_text().strip():
             if procs[0].poll() is not None or time.monotonic() > deadline:
@@ -68,19 +72,26 @@ def scheduler(tmp_path_factory):
             time.sleep(0.1)
         time.sleep(0.1)
         address = json.loads(info.read_text())["address"]
-        for k in range(2):
+        for k in range(n_workers):
             start(_dask_command("worker", address, "--host", "127.0.0.1", "--no-dashboard",
                                 "--dashboard-address", "127.0.0.1:0", "--nthreads", "1",
                                 "--memory-limit", "2GiB",
-                                "--death-timeout", "60"), f"worker{k}")
-        with Client(address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
+                                "--death-timeout", "60", *extra), f"worker{k}")
+        with Client(address, timeout=30, security=security) as client:
+            client.wait_for_workers(n_workers, timeout=60)
         yield address
     finally:
         for proc in reversed(procs):
             _stop(proc)
         for log in logs:
             log.close()
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory):
+    """Address of a real scheduler with two worker processes, all on 127.0.0.1."""
+    with dask_processes(tmp_path_factory.mktemp("dask")) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
-from tests.cli.conftest import _dask_command, _stop
+from tests.cli.conftest import dask_processes
 from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm
 from tests.reliability.helpers import self_signed_certificate
 
@@ -25,47 +24,16 @@ from tests.reliability.helpers import self_signed_certificate
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory):
     """``(address, cert, key)`` of a TLS-only scheduler with one worker on 127.0.0.1."""
+    from distributed.security import Security
+
     folder = tmp_path_factory.mktemp("tls")
     cert, key = self_signed_certificate(folder, "cluster")
-    tls = ["--tls-ca-file", cert, "--tls-cert", cert, "--tls-key", key]
-    info = folder / "scheduler.json"
-    procs: list[subprocess.Popen] = []
-    logs = []
-
-    def start(args, name):
-        log = open(folder / f"{name}.log", "w")  # noqa: SIM115 - closed in finally
-        logs.append(log)
-        procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
-
-    try:
-        start(_dask_command("scheduler", "--protocol", "tls", "--host", "127.0.0.1",
-                            "--port", "0", "--no-dashboard", "--scheduler-file", str(info),
-                            *tls), "scheduler")
-        deadline = time.monotonic() + 60
-        while not info.exists() or not info.read_text().strip():
-            if procs[0].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((folder / "scheduler.log").read_text())
-            time.sleep(0.1)
-        time.sleep(0.1)
-        address = json.loads(info.read_text())["address"]
+    security = Security(tls_ca_file=cert, tls_client_cert=cert, tls_client_key=key,
+                        require_encryption=True)
+    with dask_processes(folder, n_workers=1, extra=("--protocol", "tls", *_tls(cert, key)),
+                        security=security) as address:
         assert address.startswith("tls://127.0.0.1:"), address
-        start(_dask_command("worker", address, "--host", "127.0.0.1", "--no-dashboard",
-                            "--nthreads", "1", "--memory-limit", "2GiB",
-                            "--death-timeout", "60", *tls), "worker")
-        from distributed import Client
-        from distributed.security import Security
-
-        security = Security(tls_ca_file=cert, tls_client_cert=cert, tls_client_key=key,
-                            require_encryption=True)
-        with Client(address, timeout=30, security=security) as client:
-            client.wait_for_workers(1, timeout=60)
         yield address, cert, key
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
-        for log in logs:
-            log.close()
 
 
 def _tls(cert, key):
