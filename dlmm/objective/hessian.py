@@ -59,13 +59,7 @@ def profiled_hessian(
         l_jk -= 0.5 * np.einsum("ab,jkba->jk", s_inv, w_sym[:, :, :p, :p])
         sd = np.einsum("ab,jbc->jac", s_inv, pieces.d1[:, :p, :p])  # S^-1 D_j
         l_jk += 0.5 * np.einsum("jab,kba->jk", sd, sd)
-    m = l_jk.shape[0]
-    hess = np.zeros((p + m, p + m))
-    hess[:p, :p] = l_bb
-    hess[:p, p:] = l_bj
-    hess[p:, :p] = l_bj.T
-    hess[p:, p:] = 0.5 * (l_jk + l_jk.T)
-    return hess
+    return _assemble(l_bb, l_bj, l_jk)
 
 
 def sqrt_jacobian(chol_re: np.ndarray, sd_vc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -294,10 +288,16 @@ def hessian_from_profiled(hess_theta: np.ndarray, pieces, xy_cross: np.ndarray,
     l_bb = -fac * s_xx / q
     l_bv = -fac * np.einsum("krs,s->rk", d1, c)[:p] / q
     l_vv = h_v + (l_bv.T @ np.linalg.solve(l_bb, l_bv) if p else 0.0)
-    m = sd.shape[0]
+    return _assemble(l_bb, l_bv, l_vv)
+
+
+def _assemble(l_bb: np.ndarray, l_bt: np.ndarray, l_tt: np.ndarray) -> np.ndarray:
+    """``[[H_bb, H_bt], [H_bt', (H_tt + H_tt')/2]]``: fixed effects first, then the
+    covariance parameters."""
+    p, m = l_bt.shape
     hess = np.zeros((p + m, p + m))
     hess[:p, :p] = l_bb
-    hess[:p, p:] = l_bv
-    hess[p:, :p] = l_bv.T
-    hess[p:, p:] = 0.5 * (l_vv + l_vv.T)
+    hess[:p, p:] = l_bt
+    hess[p:, :p] = l_bt.T
+    hess[p:, p:] = 0.5 * (l_tt + l_tt.T)
     return hess
