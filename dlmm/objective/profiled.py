@@ -6,6 +6,11 @@ With ``S = K - hmh = sum_i [X_i y_i]' V_i^{-1} [X_i y_i]``:
     llf  = -1/2 log|V| - fac/2 log(qf) - fac/2 (1 + log(2 pi) - log(fac))
            [REML: - 1/2 log|S_XX|],       fac = n - p (REML) or n (ML).
 
+Where ``S_XX`` is not positive definite or ``qf`` is not positive (rounding at
+a point where the fit is exact) the profiled likelihood is undefined:
+:class:`~dlmm.InfeasiblePoint` is raised, and the optimizer treats the point as
+``llf = -inf``.
+
 Every engine's pieces give ``logdet = log|V|``, ``hmh`` and, for each of some
 parameter directions ``j``, the derivatives ``dlogdet_j`` and ``dhmh_j``
 (:func:`direction_derivatives`). Since ``dS_j = -dhmh_j``, with ``c = [-beta; 1]``
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
+from ..exceptions import InfeasiblePoint
 from ..kernels.pieces import LikelihoodPieces
 
 
@@ -80,13 +86,19 @@ def profiled_value(
     s_xx = s[:p, :p]
     s_xy = s[:p, p]
     if p:
-        chol = np.linalg.cholesky(s_xx)
+        try:
+            chol = np.linalg.cholesky(s_xx)
+        except np.linalg.LinAlgError:
+            raise InfeasiblePoint("X'V^-1 X is not positive definite here") from None
         beta = np.linalg.solve(s_xx, s_xy)
         logdet_xx = 2.0 * np.log(np.diag(chol)).sum()
     else:
         beta = np.zeros(0)
         logdet_xx = 0.0
     qf = float(s[p, p] - s_xy @ beta)
+    if not (qf > 0.0 and np.isfinite(qf) and np.isfinite(logdet_xx)
+            and np.isfinite(pieces.logdet)):
+        raise InfeasiblePoint(f"the residual quadratic form is {qf:.3g} here (not positive)")
     fac = n_obs - p if reml else n_obs
     llf = (
         -0.5 * pieces.logdet

@@ -129,15 +129,24 @@ class _Objective:
             if hess_box is not None:
                 hess_box.append(hit[3])
             return hit[1], hit[2]
-        if hess_box is not None or (self.use_hessian and self.hess_fun is not None):
-            llf, grad, hess = self.hess_fun(x)
+        with_hessian = hess_box is not None or (self.use_hessian and self.hess_fun is not None)
+        try:
+            if with_hessian:
+                llf, grad, hess = self.hess_fun(x)
+            else:
+                llf, grad = self.fun(x)
+        except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
+            # The likelihood is undefined here (X'V^-1 X singular, qf <= 0, a
+            # covariance factor out of range): an infeasible point, never a crash,
+            # wherever it is met (a scipy method, the polish, the escape step).
+            llf, grad = -np.inf, np.full(x.shape, np.nan)
+            hess = np.full((x.size, x.size), np.nan)
+        if with_hessian:
             entry = (x.copy(), float(llf), np.asarray(grad, dtype=float),
                      np.asarray(hess, dtype=float))
             self._cache = [*self._cache[-3:], entry]
             if hess_box is not None:
                 hess_box.append(entry[3])
-        else:
-            llf, grad = self.fun(x)
         llf = float(llf)
         grad = np.asarray(grad, dtype=float)
         if not np.isfinite(llf):
@@ -190,7 +199,10 @@ def fd_hessian(obj: _Objective, x: np.ndarray) -> np.ndarray:
 
 
 def _newton_decrement(grad: np.ndarray, hess: np.ndarray) -> tuple[float, np.ndarray | None]:
-    """``g'(-H)^{-1}g / 2`` and the Newton step, or ``(inf, None)`` if -H is not PD."""
+    """``g'(-H)^{-1}g / 2`` and the Newton step, or ``(inf, None)`` if -H is not PD
+    (or either is not finite: a point where the likelihood is undefined)."""
+    if not (np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))):
+        return np.inf, None
     try:
         chol = np.linalg.cholesky(-hess)
     except np.linalg.LinAlgError:

@@ -188,3 +188,30 @@ def test_loglike_matches_statsmodels(data, model, reml, point):
         packed = SmParams.from_components(cov_re=psi, vcomp=vcomp).get_packed(use_sqrt)
         np.testing.assert_allclose(model.loglike(packed), sm_model.loglike(packed),
                                    rtol=1e-10)
+
+
+# -- points where the profiled likelihood is undefined (issue 10, item 7) ---------
+
+
+def _pieces_of(hmh: np.ndarray):
+    from types import SimpleNamespace
+    return SimpleNamespace(hmh=hmh, logdet=0.0)
+
+
+def test_non_positive_quadratic_form_is_an_infeasible_point():
+    """``qf = S_yy - S_yX S_XX^-1 S_Xy <= 0`` (an exact fit, or rounding) has no log: the
+    value is refused, not returned as NaN."""
+    from dlmm.exceptions import InfeasiblePoint
+    xy_cross = np.array([[4.0, 2.0], [2.0, 1.0]])  # y = x / 2 exactly: qf = 0
+    with pytest.raises(InfeasiblePoint, match="quadratic form"):
+        profiled_value(_pieces_of(np.zeros((2, 2))), xy_cross, 10.0, reml=False)
+    with pytest.raises(InfeasiblePoint, match="quadratic form"):
+        profiled_value(_pieces_of(np.array([[0.0, 0.0], [0.0, 0.5]])),
+                       np.array([[4.0, 1.0], [1.0, 0.6]]), 10.0, reml=True)
+
+
+def test_singular_gls_matrix_is_an_infeasible_point():
+    from dlmm.exceptions import InfeasiblePoint
+    xy_cross = np.array([[1.0, 1.0, 0.5], [1.0, 1.0, 0.5], [0.5, 0.5, 2.0]])
+    with pytest.raises(InfeasiblePoint, match="not positive definite"):
+        profiled_value(_pieces_of(np.zeros((3, 3))), xy_cross, 10.0, reml=True)
