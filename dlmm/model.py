@@ -24,6 +24,7 @@ from .objective.hessian import (
     profiled_hessian,
     sqrt_hessian,
 )
+from .objective.identifiable import check_identifiable
 from .objective.params import MixedLMParams, packed_names
 from .objective.profiled import grad_profile, grad_sqrt, profiled_value
 from .objective.rank import check_full_rank, independent_columns
@@ -277,6 +278,9 @@ class MixedLM:
         check_full_rank(totals.z_cross, self.exog_re_names, random=True)
         check_response_varies(stats.totals, self.spec.response,
                               self.spec.centering.xy_shift[-1])
+        check_identifiable(int(totals.n_rows), getattr(self.spec, "groups", "Group"),
+                           stats.n_groups, self.spec.exog_re_names, self.spec.vc_names,
+                           stats.vc_effect_counts())
 
     # -- statsmodels attributes -------------------------------------------------
 

@@ -58,11 +58,13 @@ def run(opts: dict[str, Any]) -> int:
         event("fit", "fitting by %s", "ML" if opts["ml"] else "REML",
               method="ML" if opts["ml"] else "REML")
         result = model.fit(**_fit_kwargs(opts), client=client, callback=_log_step)
-        status = "converged" if result.converged else "not converged"
+        failures = result.mle_retvals.get("convergence_failures", [])
+        status = "converged" if result.converged else \
+            "not converged (" + "; ".join(failures) + ")"
         level = logging.INFO if result.converged else logging.WARNING
         event("result", "%s: llf %.10g after %d evaluations", status, result.llf,
               result.mle_retvals.get("evaluations", 0), level=level,
-              converged=bool(result.converged), llf=result.llf)
+              converged=bool(result.converged), llf=result.llf, reasons=failures)
         timings = {"cluster": cluster_seconds, "total": time.perf_counter() - t0}
         if opts["output"] is not None:
             write_outputs(result, opts["output"], overwrite=opts["overwrite"],

@@ -51,7 +51,8 @@ key                    value
 =====================  =========================================================
 ``schema``             ``"dlmm.result/2"``
 ``status``             ``"converged"`` or ``"not_converged"`` (exit code 0 / 3)
-``converged``          bool: the optimizer's convergence test passed
+``converged``          bool: the optimizer's convergence test and the lme4-style
+                       checks passed; ``convergence_failures``: why not (a list)
 ``created``            UTC time the file was written, ISO 8601
 ``model``              ``data``, ``formula``, ``groups``, ``re_formula``,
                        ``vc_formula`` (name -> formula), ``method``
@@ -172,6 +173,7 @@ def result_document(result: Any, *, options: Mapping[str, Any] | None = None,
         "schema": SCHEMA,
         "status": "converged" if result.converged else "not_converged",
         "converged": bool(result.converged),
+        "convergence_failures": list(result.mle_retvals.get("convergence_failures", [])),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": {
             "data": options.get("data"),

@@ -116,6 +116,12 @@ class StatsBlock:
     def n_groups(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the block's arrays (labels, sizes, each batch's ``g``, ``h`` and slots)."""
+        return int(self.labels.nbytes + self.n.nbytes + sum(
+            b.g.nbytes + b.h.nbytes + b.slots.nbytes + b.index.nbytes for b in self.batches))
+
 
 def build_block(
     parts: list[KeyedCrossProducts], slot_component: np.ndarray
@@ -126,6 +132,18 @@ def build_block(
     keyed = combine_keyed(parts, max(slot_component.shape[0], 1))
     batches = stack_groups(keyed.cp, keyed.labels.shape[0], slot_component)
     return StatsBlock(keyed.labels, keyed.cp.n, batches)
+
+
+def component_effect_counts(block: StatsBlock, slot_component: np.ndarray) -> np.ndarray:
+    """Random effects of each variance component in a block: the (group, column)
+    pairs with rows, ``counts[k] = #{(i, c): column c of component k occurs in group i}``
+    (a batch's used slots; padding is -1)."""
+    k_vc = int(slot_component.max()) + 1 if slot_component.size else 0
+    counts = np.zeros(k_vc, dtype=np.int64)
+    for batch in block.batches:  # a handful of layouts
+        used = batch.slots[batch.slots >= 0]
+        counts += np.bincount(slot_component[used], minlength=k_vc)
+    return counts
 
 
 def sum_over_batches(block: StatsBlock, batch_func, *args):

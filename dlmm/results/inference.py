@@ -93,6 +93,26 @@ def convergence_diagnostics(outcome: OptimizeResult, singular: bool) -> dict:
     return out
 
 
+#: lme4's bound on the scaled gradient ``max |H^{-1} g|`` (``check.conv.grad``).
+SCALED_GRADIENT_TOL = 2e-3
+
+
+def convergence_failures(diag: dict) -> list[str]:
+    """The lme4-style checks of :func:`convergence_diagnostics` that fail, each as a
+    reason a fit is not converged: a scaled gradient above lme4's 2e-3, or a
+    Hessian that is not negative definite away from the boundary (a flat or
+    upward direction: variance parameters the data do not identify, or a saddle).
+    """
+    out = []
+    if diag.get("scaled_grad_max", 0.0) > SCALED_GRADIENT_TOL:
+        out.append(f"scaled gradient {diag['scaled_grad_max']:.3g} above lme4's "
+                   f"{SCALED_GRADIENT_TOL:g}")
+    if not diag.get("hessian_negative_definite", True) and not diag.get("singular", False):
+        out.append("the Hessian is not negative definite at the estimate: the variance "
+                   "parameters are not identified by the data")
+    return out
+
+
 def log_diagnostics(diag: dict) -> None:
     """lme4-style convergence checks in the log: a line always, a warning when one
     fails (scaled gradient above lme4's 2e-3, or a Hessian that is not negative
@@ -101,7 +121,7 @@ def log_diagnostics(diag: dict) -> None:
         "diagnostics: max|grad| %.3g, max|H^-1 grad| %.3g, Hessian negative definite: %s, "
         "singular: %s", diag["grad_max"], diag["scaled_grad_max"],
         diag["hessian_negative_definite"], diag["singular"])
-    if diag["scaled_grad_max"] > 2e-3:
+    if diag["scaled_grad_max"] > SCALED_GRADIENT_TOL:
         logger.warning("lme4-style check: scaled gradient %.3g above 2e-3; the optimum may "
                        "not be reached", diag["scaled_grad_max"])
     if not diag["hessian_negative_definite"] and not diag["singular"]:

@@ -17,13 +17,14 @@ or new ones near a zero variance (:func:`~dlmm.objective.hessian.hessian_from_gr
 from __future__ import annotations
 
 import time
+import warnings
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ..exceptions import InputError
+from ..exceptions import ConvergenceWarning, InputError
 from ..objective.hessian import (
     hessian_from_gradients,
     hessian_from_profiled,
@@ -41,7 +42,12 @@ from ..optimize.driver import OptimizeResult
 from ..structure.base import RandomEffectsStatistics
 from .effects import DistributedEffects, EffectNames, EffectsStore
 from .estimates import Estimates, FitFacts, Inference
-from .inference import convergence_diagnostics, covariance_from_hessian, is_singular
+from .inference import (
+    convergence_diagnostics,
+    convergence_failures,
+    covariance_from_hessian,
+    is_singular,
+)
 
 
 def effect_names_of(spec, vc_names: list[str]) -> EffectNames:
@@ -226,8 +232,18 @@ class MixedLMResults:
                               cov_params=raw_covariance(centred.cov_params, jac),
                               freepat=freepat, hessian_singular=centred.hessian_singular)
         singular = is_singular(psi_c, estimates.vcomp_unscaled)  # on the engine's factor
+        diagnostics = convergence_diagnostics(outcome, singular)
+        failures = convergence_failures(diagnostics)
+        if outcome.converged and failures:
+            warnings.warn(f"the fit is not converged: {'; '.join(failures)}",
+                          ConvergenceWarning, stacklevel=3)
+        converged = bool(outcome.converged) and not failures
+        if not outcome.converged:
+            failures.insert(0, "the optimizer's convergence test did not pass (Newton "
+                            f"decrement {outcome.decrement:.3g}; {outcome.message})")
         mle_retvals = {
-            "converged": bool(outcome.converged),
+            "converged": converged,
+            "convergence_failures": failures,
             "method": outcome.method,
             "message": outcome.message,
             "methods": outcome.log.methods,
@@ -236,13 +252,13 @@ class MixedLMResults:
             "grad": outcome.grad,
             "grad_norm": float(np.sqrt(np.sum(outcome.grad**2))),
             "decrement": outcome.decrement,
-            "diagnostics": convergence_diagnostics(outcome, singular),
+            "diagnostics": diagnostics,
         }
         facts = FitFacts(
             group_name=spec.group_name, endog_name=spec.response,
             nobs=int(stats.totals.n_rows), n_groups=stats.n_groups,
             n_dropped=int(stats.totals.n_dropped), group_size_min=stats.group_size_min,
-            group_size_max=stats.group_size_max, converged=bool(outcome.converged),
+            group_size_max=stats.group_size_max, converged=converged,
             mle_retvals=mle_retvals,
             timings={"data_pass": stats.seconds, "optimizer": outcome.log.seconds,
                      "hessian": hessian_seconds, "evaluations": outcome.log.evaluations,

@@ -22,6 +22,9 @@ from ..kernels.hessian import NewtonPieces
 from ..kernels.moments import MomentPieces
 from ..kernels.pieces import LikelihoodPieces, RowTotals
 
+#: Largest statistics :meth:`RandomEffectsStatistics.on_driver` copies to the driver.
+ON_DRIVER_MAX_BYTES = 512 * 1024**2
+
 
 class RandomEffectsStatistics(ABC):
     """What a fit needs of the data, once the one pass is made.
@@ -75,6 +78,20 @@ class RandomEffectsStatistics(ABC):
         """Whether :meth:`effects` carries each group's full conditional covariance
         (``random_effects_cov``), or only the variances of the effects."""
         return True
+
+    @abstractmethod
+    def vc_effect_counts(self) -> np.ndarray:
+        """Random effects of each variance component present in the data (k_vc,):
+        (group, column) pairs with rows; for a crossed factor, its levels. With
+        ``n_groups`` they decide whether the variances are identified
+        (:func:`dlmm.objective.identifiable.check_identifiable`)."""
+
+    def on_driver(self, max_bytes: int = ON_DRIVER_MAX_BYTES) -> RandomEffectsStatistics:
+        """A copy of the statistics held on the driver, for many evaluations in a row
+        (profile likelihoods): each then costs no round trip to the workers. The
+        statistics themselves when they are there already, or larger than
+        ``max_bytes``. The copy evaluates only (no rows: no fitted values)."""
+        return self
 
     def centred(self) -> tuple[RandomEffectsStatistics, np.ndarray | None]:
         """The statistics in the coordinates the one pass summed, and ``U`` with

@@ -161,6 +161,9 @@ class CrossedStatistics(RandomEffectsStatistics):
     def full_effect_covariances(self) -> bool:
         return False
 
+    def vc_effect_counts(self) -> np.ndarray:
+        return np.asarray(self.layout.n_levels, dtype=np.int64)
+
     @staticmethod
     def _theta(chol_re: np.ndarray, sd_vc: np.ndarray) -> np.ndarray:
         if np.asarray(chol_re).size:

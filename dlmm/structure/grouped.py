@@ -11,26 +11,28 @@ on the workers; every later step maps over them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..distributed.base import Backend, ordered_sum
+from ..distributed.local import DriverBackend
 from ..kernels.block import (
     KeyedCrossProducts,
     StatsBlock,
     block_effects,
     block_pieces,
     build_block,
+    component_effect_counts,
     select_xy_columns,
 )
 from ..kernels.crossprod import group_crossproducts, row_crossproduct
 from ..kernels.hessian import NewtonPieces, block_newton_pieces
 from ..kernels.moments import MomentPieces, block_moment_pieces
 from ..kernels.pieces import LikelihoodPieces, RowTotals
-from .base import RandomEffectsStatistics
+from .base import ON_DRIVER_MAX_BYTES, RandomEffectsStatistics
 
 
 @dataclass(eq=False)
@@ -109,10 +111,11 @@ def _disjoint(ranges: list) -> bool:
         return False
 
 
-def _block_summary(block: StatsBlock):
+def _block_summary(block: StatsBlock, slot_component: np.ndarray):
+    counts = component_effect_counts(block, slot_component)
     if block.n_groups == 0:
-        return (0, np.inf, -np.inf)
-    return (block.n_groups, float(block.n.min()), float(block.n.max()))
+        return (0, np.inf, -np.inf, counts, block.nbytes)
+    return (block.n_groups, float(block.n.min()), float(block.n.max()), counts, block.nbytes)
 
 
 @dataclass(eq=False)
@@ -131,6 +134,11 @@ class GroupedStatistics(RandomEffectsStatistics):
         Wall time of the pass.
     shuffled : bool
         Whether groups spanned chunks, so that keyed cross-products moved.
+    vc_effects : ndarray (k_vc,)
+        Random effects of each variance component in the data ((group, column)
+        pairs with rows).
+    block_bytes : int
+        Bytes of the blocks where they are kept.
     """
 
     backend: Backend
@@ -141,12 +149,24 @@ class GroupedStatistics(RandomEffectsStatistics):
     group_size_max: float
     seconds: float
     shuffled: bool
+    vc_effects: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    block_bytes: int = 0
     evaluations: int = field(default=0)
     _last_newton: tuple | None = field(default=None, repr=False)
 
     @property
     def backend_name(self) -> str:
         return self.backend.name
+
+    def vc_effect_counts(self) -> np.ndarray:
+        return self.vc_effects
+
+    def on_driver(self, max_bytes: int = ON_DRIVER_MAX_BYTES) -> GroupedStatistics:
+        if self.backend.name in ("local", "driver") or self.block_bytes > max_bytes:
+            return self
+        return replace(self, backend=DriverBackend(self.backend),
+                       blocks=self.backend.gather(self.blocks), evaluations=0,
+                       _last_newton=None)
 
     def pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> LikelihoodPieces:
         """One map-reduce: the likelihood pieces summed over every block."""
@@ -233,7 +253,7 @@ def one_pass(spec, backend: Backend, progress=None) -> GroupedStatistics:
         blocks = backend.combine([[chunks[order[k]] for k in run] for run in runs], build)
     else:
         blocks = backend.regroup(chunks, n_blocks, _split_by_hash, build)
-    summaries = backend.gather(backend.map(_block_summary, blocks))
+    summaries = backend.gather(backend.map(_block_summary, blocks, slot_component))
     backend.release(chunks)
     n_groups = int(sum(s[0] for s in summaries))
     return GroupedStatistics(
@@ -245,4 +265,7 @@ def one_pass(spec, backend: Backend, progress=None) -> GroupedStatistics:
         group_size_max=float(max(s[2] for s in summaries)) if n_groups else 0.0,
         seconds=time.perf_counter() - start,
         shuffled=shuffled,
+        vc_effects=np.sum([s[3] for s in summaries], axis=0, dtype=np.int64)
+        if summaries else np.zeros(len(spec.vc_names), dtype=np.int64),
+        block_bytes=int(sum(s[4] for s in summaries)),
     )

@@ -9,6 +9,7 @@ engine interface in their own parameters and never know about the shift.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from ..kernels.hessian import NewtonPieces
 from ..kernels.moments import MomentPieces
 from ..kernels.pieces import LikelihoodPieces
 from ..objective.shift import packed_map, raw_moment_pieces, raw_newton_pieces, raw_pieces
-from .base import RandomEffectsStatistics
+from .base import ON_DRIVER_MAX_BYTES, RandomEffectsStatistics
 
 
 class ShiftedStatistics(RandomEffectsStatistics):
@@ -43,6 +44,17 @@ class ShiftedStatistics(RandomEffectsStatistics):
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+    def vc_effect_counts(self) -> np.ndarray:
+        return self.inner.vc_effect_counts()
+
+    def on_driver(self, max_bytes: int = ON_DRIVER_MAX_BYTES) -> RandomEffectsStatistics:
+        inner = self.inner.on_driver(max_bytes)
+        if inner is self.inner:
+            return self
+        out = copy.copy(self)
+        out.inner = inner
+        return out
 
     def centred(self) -> tuple[RandomEffectsStatistics, np.ndarray]:
         return self.inner, self.u

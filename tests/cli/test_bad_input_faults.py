@@ -55,6 +55,10 @@ def _bad_data(case: str, frame: pd.DataFrame, folder: Path) -> tuple[list[str], 
                              "id": np.tile(np.arange(20_000), 2).astype(str)})
         _write(folder, data.iloc[: n // 2], data.iloc[n // 2:])
         return ["--formula", "y ~ x1 + id"], "column 'id' has 20,000 levels"
+    if case == "one row per group":
+        data = frame.assign(g=np.arange(len(frame)))
+        _write(folder, data.iloc[:100], data.iloc[100:])
+        return [], "group column 'g' has 200 levels for 200 rows"
     if case == "no parquet files":
         folder.mkdir()
         (folder / "README.txt").write_text("the data are elsewhere\n")
@@ -63,7 +67,8 @@ def _bad_data(case: str, frame: pd.DataFrame, folder: Path) -> tuple[list[str], 
 
 
 @pytest.mark.parametrize("case", ["type differs", "n/a in numbers", "huge values",
-                                  "vc missing column", "too many levels", "no parquet files"])
+                                  "vc missing column", "too many levels", "no parquet files",
+                                  "one row per group"])
 def test_bad_parquet_input_exits_2_with_one_line(scheduler, frame, tmp_path, case):
     data = tmp_path / "data"
     extra, fault = _bad_data(case, frame, data)
@@ -98,3 +103,22 @@ def test_folder_with_files_that_are_not_data(scheduler, frame, tmp_path):
     _, sm_result, _, error = statsmodels_fit("y ~ x1", frame, groups="g")
     assert error is None and doc["nobs"] == len(frame)
     assert doc["estimates"]["llf"] == pytest.approx(sm_result.llf, rel=1e-6)
+
+
+def test_unidentified_variances_exit_3_with_the_reason(scheduler, tmp_path):
+    """Two variance components with the same columns: only their sum is identified. The
+    outputs are written, marked not converged, and the exit code is 3 (issue 10, item 2)."""
+    from tests.objective.test_identifiable import _duplicated_components
+    rows = _duplicated_components()
+    data = _write(tmp_path / "data", rows.iloc[:360], rows.iloc[360:])
+    out = tmp_path / "out"
+    proc = run_dlmm("fit", data, "--formula", "y ~ x1", "--groups", "g", "--re-formula", "0",
+                    "--vc", "a=0 + C(site)", "--vc", "b=0 + C(site_copy)",
+                    "--scheduler", scheduler, "--output", out)
+    assert proc.returncode == 3, proc.stderr
+    reason = "the variance parameters are not identified by the data"
+    result_line = [line for line in proc.stderr.splitlines() if "not converged (" in line]
+    assert len(result_line) == 1 and reason in result_line[0], proc.stderr
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["status"] == "not_converged" and doc["converged"] is False
+    assert any(reason in line for line in doc["convergence_failures"])

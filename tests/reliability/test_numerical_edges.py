@@ -245,18 +245,6 @@ def test_one_group_crossed_variance_components():
                                rtol=1e-5)
 
 
-def test_one_group_random_intercept_ml_is_ols():
-    """One group with a random intercept: under ML the group effect cannot be told from the
-    fixed intercept, the variance goes to 0 and the fit is OLS."""
-    df = grouped_data(n_groups=1, per_group=50, k_fe=2, seed=4)
-    result = _fit("y ~ x1", df, reml=False, groups="g")
-    ols = sm.OLS(df["y"].to_numpy(), sm.add_constant(df["x1"].to_numpy())).fit()
-    assert result.converged and result.singular is True
-    assert result.n_groups == 1
-    np.testing.assert_allclose(result.fe_params.to_numpy(), ols.params, rtol=1e-10)
-    np.testing.assert_allclose(result.llf, ols.llf, rtol=1e-12)
-
-
 def test_very_unbalanced_groups():
     """Group sizes from 1 to 10^4 rows in one fit."""
     rng = np.random.default_rng(3)

@@ -20,7 +20,7 @@ from statsmodels.regression.mixed_linear_model import MixedLMParams
 
 import dlmm
 from dlmm.exceptions import CollinearityWarning, ConvergenceWarning, InputError
-from dlmm.structure import CrossedStatistics, GroupedStatistics
+from dlmm.structure import CrossedStatistics
 
 from .crossed_data import FORMULA, VC, crossed_data
 
@@ -72,11 +72,12 @@ def test_constant_group_column_is_crossed_and_labels_the_group():
     np.testing.assert_allclose(result.vcomp, ref.vcomp, rtol=1e-10)
 
 
-def test_a_slope_on_the_one_group_stays_grouped():
+def test_a_random_intercept_on_the_one_group_is_refused_not_crossed():
+    """Not a crossed design, and not identified: one group's intercept is one draw."""
     model = dlmm.mixedlm(FORMULA, _data(300), groups=None, re_formula="1",
                          vc_formula={"site": "0 + C(site)"})
-    model.prepare()
-    assert isinstance(model._stats, GroupedStatistics)
+    with pytest.raises(InputError, match=r"groups=None\) has 1 level: .*re_formula='0'"):
+        model.prepare()
 
 
 # -- the likelihood against statsmodels --------------------------------------------
