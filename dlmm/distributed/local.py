@@ -2,7 +2,8 @@
 
 The fastest choice for data that fits in memory: no serialization, no task
 overhead. The frame is cut into row chunks of ``chunk_rows`` so that the
-temporary arrays of the one pass stay bounded.
+temporary arrays of the one pass stay bounded. :class:`DriverBackend` maps and
+adds handles already gathered to the driver (a copy of small statistics).
 """
 
 from __future__ import annotations
@@ -67,6 +68,40 @@ class LocalBackend(Backend):
 
     def map_frame(self, func: Callable[..., Any], meta: Any, *shared: Any) -> Any:
         return func(self.frame, *shared)
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        return list(handles)
+
+
+class DriverBackend(Backend):
+    """Handles already brought to the driver (statistics gathered from the workers, see
+    :meth:`dlmm.structure.base.RandomEffectsStatistics.on_driver`): maps and adds them
+    in this process, in handle order, as :class:`LocalBackend` does. It has no rows:
+    what needs the source data (a new pass, fitted values) stays with the backend
+    the statistics came from."""
+
+    name = "driver"
+
+    def __init__(self, source: Backend):
+        self.source_name = source.name
+
+    def _no_rows(self, *_args, **_kwargs):
+        raise RuntimeError(f"statistics copied from the {self.source_name!r} backend to the "
+                           "driver have no rows; use the fit's own statistics")
+
+    columns = property(_no_rows)
+    select = sample = distinct = map_chunks = to_frame = map_frame = _no_rows
+    n_chunks = property(_no_rows)
+
+    def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
+        return [func(h, *args) for h in handles]
+
+    def combine(self, groups, func):
+        return [func(list(g)) for g in groups]
+
+    def regroup(self, handles, n_out, split, build):
+        pieces = [split(h, n_out) for h in handles]
+        return [build([p[j] for p in pieces]) for j in range(n_out)]
 
     def gather(self, handles: list[Any]) -> list[Any]:
         return list(handles)

@@ -43,7 +43,8 @@ class ProfileLikelihood:
             raise InputError("profile intervals are not available for fits with free=")
         self.result = result
         self.model = result.model
-        self.stats = result._stats
+        # Hundreds of evaluations in a row: on the driver when the statistics fit.
+        self.stats = result._stats.on_driver()
         self.n = float(self.stats.totals.n_rows)
         self.k_fe, self.k_re, self.k_vc = result.k_fe, result.k_re, result.k_vc
         self.k_re2 = self.k_re * (self.k_re + 1) // 2
@@ -307,7 +308,7 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
         raise InputError(f"vtype must be 're' or 'vc', got {vtype!r}")
     if result._stats is None:
         raise InputError("profiling needs the fitted data; a loaded result cannot profile")
-    stats = result._stats
+    stats = result._stats.on_driver()
     k_re = result.k_re
     if vtype == "re":
         if not 0 <= int(re_ix) < k_re:
