@@ -17,7 +17,7 @@ import pandas as pd
 from .distributed.sources import is_path_like, read_parquet
 from .exceptions import InputError
 from .model import MixedLM
-from .spec.lme4_terms import LmerTranslation, check_scalar_components, translate
+from .spec.lme4_terms import LmerTranslation, multi_column_terms, translate
 
 #: Options of the model (``MixedLM.from_formula``); every other option goes to ``fit``.
 _MODEL_OPTIONS = ("missing", "client", "drop_collinear", "subset", "use_sparse")
@@ -33,10 +33,10 @@ def _interaction(frame, factors: tuple):
     """``"a:b"`` per row (lme4's labels of an interaction factor); missing where any
     factor is missing."""
     parts = [frame[f] for f in factors]
-    value, present = parts[0].astype(str), parts[0].notna()
+    value, present = parts[0].astype(str), ~parts[0].isna()
     for part in parts[1:]:
         value = value + ":" + part.astype(str)
-        present = present & part.notna()
+        present = present & ~part.isna()
     return value.where(present)
 
 
@@ -51,6 +51,16 @@ def with_interactions(data, translation: LmerTranslation):
         raise InputError("data must be a pandas DataFrame, a Dask DataFrame or a Parquet path")
     added = {c: _interaction(data, f) for c, f in translation.interactions.items()}
     return data.assign(**added)
+
+
+def _model(translation: LmerTranslation, data, options: dict) -> MixedLM:
+    model = MixedLM.from_formula(
+        translation.formula, with_interactions(data, translation),
+        re_formula=translation.re_formula, vc_formula=translation.vc_formula or None,
+        groups=translation.groups, **options)
+    if translation.group_name is not None:
+        model.spec.group_name = translation.group_name
+    return model
 
 
 def lmer(formula: str, data, REML: bool = True, fit: bool = True, **kwargs):  # noqa: N803
@@ -91,16 +101,17 @@ def lmer(formula: str, data, REML: bool = True, fit: bool = True, **kwargs):  # 
     if not isinstance(REML, (bool, np.bool_)):
         raise InputError(f"REML must be True or False, got {REML!r}")
     model_options = {k: kwargs.pop(k) for k in _MODEL_OPTIONS if k in kwargs}
-    translation = translate(formula, _columns(data))
-    model = MixedLM.from_formula(
-        translation.formula, with_interactions(data, translation),
-        re_formula=translation.re_formula, vc_formula=translation.vc_formula or None,
-        groups=translation.groups, **model_options)
-    if translation.group_name is not None:
-        model.spec.group_name = translation.group_name
+    columns = _columns(data)
+    translation = translate(formula, columns)
+    model = _model(translation, data, model_options)
     if translation.scalar_components:
-        model.exog_re_names  # noqa: B018 -- learns the levels, which the check needs
-        check_scalar_components(translation, model.spec.vc_names, model.spec.vc_column_names)
+        # A lone categorical term ((f || g)) is a block of several columns, which
+        # only the learned levels tell: restate it as such.
+        model.exog_re_names  # noqa: B018 -- learns the levels
+        multi = multi_column_terms(translation, model.spec.vc_names, model.spec.vc_column_names)
+        if multi:
+            translation = translate(formula, columns, multi_column=multi)
+            model = _model(translation, data, model_options)
     if not fit:
         return model
     return model.fit(reml=bool(REML), **kwargs)

@@ -63,10 +63,11 @@ class RandomBlock:
     terms: tuple
     name: str
 
-    @property
-    def scalar(self) -> bool:
-        """One effect per level (an intercept, or one term that is not a ``C()`` factor)."""
-        return (self.intercept + len(self.terms)) == 1 and not any("C(" in t for t in self.terms)
+    def scalar(self, multi_column=()) -> bool:
+        """One effect per level: an intercept, or one term that is neither a ``C()``
+        factor nor in ``multi_column`` (terms known to make several columns)."""
+        return (self.intercept + len(self.terms)) == 1 and not any(
+            "C(" in t or t in multi_column for t in self.terms)
 
     @property
     def re_formula(self) -> str:
@@ -96,7 +97,7 @@ class LmerTranslation:
         an added interaction column).
     scalar_components : tuple of str
         Components that must have one column per group (slopes ``"x|g"``);
-        :func:`check_scalar_components` checks it once the levels are learned.
+        :func:`multi_column_terms` finds those that do not once the levels are learned.
     blocks : tuple of RandomBlock
     """
 
@@ -253,24 +254,28 @@ def _refuse(block: RandomBlock, why: str) -> InputError:
     return InputError(f"random-effect term {block.source}: {why}")
 
 
-def _grouped(fixed: str, blocks: list[RandomBlock], primary: tuple, columns: set
-             ) -> LmerTranslation:
+def _grouped(fixed: str, blocks: list[RandomBlock], primary: tuple, columns: set,
+             multi_column) -> LmerTranslation:
     own = [b for b in blocks if b.factors == primary]
     nested = [b for b in blocks if b.factors != primary]
-    multi = [b for b in own if not b.scalar]
+    seen: set = set()
+    for b in own:
+        effects = {"(Intercept)"} if b.intercept else set()
+        effects |= set(b.terms)
+        if effects & seen:
+            raise _refuse(b, f"the effect {sorted(effects & seen)[0]!r} on {b.name} appears twice")
+        seen |= effects
+    multi = [b for b in own if not b.scalar(multi_column)]
     if len(multi) > 1:
         raise _refuse(multi[1], f"dlmm fits one correlated block per grouping factor and "
                                 f"{multi[0].source} already has one on {multi[0].name}; "
                                 "write the effects in one term, or separate them with ||")
-    re_block = multi[0] if multi else next((b for b in own if b.intercept), own[0] if own
-                                           else None)
+    re_block = multi[0] if multi else next((b for b in own if b.intercept), own[0])
     vc, scalar = {}, []
     for b in own:
         if b is re_block:
             continue
         key = b.name if b.intercept else f"{b.terms[0]}|{b.name}"
-        if key in vc:
-            raise _refuse(b, f"the effect {key!r} appears twice")
         vc[key] = "1" if b.intercept else f"0 + {b.terms[0]}"
         if not b.intercept:
             scalar.append(key)
@@ -287,9 +292,8 @@ def _grouped(fixed: str, blocks: list[RandomBlock], primary: tuple, columns: set
     if len(primary) > 1:
         groups = _column_name(primary, columns)
         interactions[groups] = primary
-    name = re_block.name if re_block is not None else ":".join(primary)
-    return LmerTranslation(fixed, groups, re_block.re_formula if re_block else "0", vc,
-                           interactions, name, tuple(scalar), tuple(blocks))
+    return LmerTranslation(fixed, groups, re_block.re_formula, vc, interactions,
+                           re_block.name, tuple(scalar), tuple(blocks))
 
 
 def _crossed(fixed: str, blocks: list[RandomBlock], columns: set) -> LmerTranslation:
@@ -312,7 +316,7 @@ def _crossed(fixed: str, blocks: list[RandomBlock], columns: set) -> LmerTransla
     return LmerTranslation(fixed, None, "0", vc, interactions, None, (), tuple(blocks))
 
 
-def translate(formula: str, columns=()) -> LmerTranslation:
+def translate(formula: str, columns=(), multi_column=()) -> LmerTranslation:
     """Restate an lme4 formula in statsmodels' spelling (see the module docstring).
 
     Parameters
@@ -321,6 +325,9 @@ def translate(formula: str, columns=()) -> LmerTranslation:
         ``"y ~ x + (x | g)"``; at least one bar term.
     columns : iterable of str
         The data's columns: an added interaction column gets a name none of them has.
+    multi_column : iterable of str
+        Effect terms known to make several columns (categorical columns): such a
+        term alone, as in ``(f || g)``, is a correlated block, not a component.
     """
     fixed, bars = split_formula(formula)
     if not bars:
@@ -335,17 +342,14 @@ def translate(formula: str, columns=()) -> LmerTranslation:
     sets = {b.factors for b in blocks}
     primary = [p for p in sets if all(set(p) <= set(q) for q in sets)]
     if primary:
-        return _grouped(fixed, blocks, min(primary, key=len), columns)
+        return _grouped(fixed, blocks, min(primary, key=len), columns,
+                        set(multi_column))
     return _crossed(fixed, blocks, columns)
 
 
-def check_scalar_components(translation: LmerTranslation, vc_names, vc_column_names) -> None:
-    """Each slope component ``x|g`` must be one column per group (a numeric ``x``);
-    a categorical ``x`` there would be a different model than lme4's."""
+def multi_column_terms(translation: LmerTranslation, vc_names, vc_column_names) -> set:
+    """The slope terms of components ``x|g`` that learned more than one column per
+    group (a categorical ``x``): :func:`translate` them again as ``multi_column``."""
     counts = dict(zip(vc_names, (len(c) for c in vc_column_names)))
-    for name in translation.scalar_components:
-        if counts.get(name, 1) != 1:
-            term, group = name.split("|", 1)
-            raise InputError(f"random-effect term (0 + {term} | {group}): {term!r} is "
-                             f"categorical ({counts[name]} columns); dlmm fits one correlated "
-                             f"block per grouping factor: put it in {group}'s main term")
+    return {name.split("|", 1)[0] for name in translation.scalar_components
+            if counts.get(name, 1) != 1}

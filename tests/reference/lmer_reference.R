@@ -2,7 +2,10 @@
 #
 # Run from the repository root:  Rscript tests/reference/lmer_reference.R
 # Writes tests/reference/lmer_cases.json and tests/reference/data/insteval_small.csv.
-# lme4 1.1-31, R 4.2.2, optimizer bobyqa (lmer's default).
+# lme4 1.1-31, R 4.2.2, optimizer nloptwrap (NLopt's BOBYQA, lmer's default) with
+# tolerances far tighter than its defaults, so the estimates are lme4's optimum
+# rather than its stopping point (a small variance component otherwise stops
+# ~1e-4 relative short of it).
 suppressPackageStartupMessages({library(lme4); library(jsonlite)})
 
 # A small crossed InstEval: the ratings of the first 150 students (students x
@@ -30,7 +33,7 @@ describe <- function(fit, data_file, formula) {
   names(modes) <- names(re)
   list(
     data = data_file, lmer = formula, reml = isREML(fit),
-    source = sprintf("lme4 %s (%s), lmer(%s, REML=%s), optimizer bobyqa",
+    source = sprintf("lme4 %s (%s), lmer(%s, REML=%s), nloptwrap (BOBYQA), xtol/ftol 1e-12/1e-14",
                      packageVersion("lme4"), R.version.string, formula, isREML(fit)),
     fe_params = as.list(fixef(fit)),
     varcorr = lapply(seq_len(nrow(vc)), function(i)
@@ -42,9 +45,12 @@ describe <- function(fit, data_file, formula) {
   )
 }
 
+tight <- lmerControl(optimizer = "nloptwrap",
+                     optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-14, xtol_rel = 1e-12,
+                                    ftol_rel = 1e-14, maxeval = 100000))
 cases <- list()
 add <- function(name, formula, data, data_file, reml) {
-  fit <- lmer(as.formula(formula), data = data, REML = reml)
+  fit <- lmer(as.formula(formula), data = data, REML = reml, control = tight)
   cases[[name]] <<- describe(fit, data_file, formula)
 }
 add("sleepstudy_uncorrelated_reml", "Reaction ~ Days + (Days || Subject)",
