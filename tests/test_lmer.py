@@ -68,19 +68,23 @@ def test_varcorr_is_lme4s_table(fits, name):
     assert resid["sdcor"] == pytest.approx(np.sqrt(resid["vcov"]), rel=1e-12)
 
 
-def test_crossed_fit_takes_the_crossed_engine_with_lme4s_modes(fits):
-    result = fits["insteval_small_reml"]
+@pytest.mark.parametrize("name, vc_names", [
+    ("insteval_small_reml", ["d", "dept:service", "s"]),
+    ("insteval_small_nested_crossed_reml", ["d", "s", "service:s"]),  # (1 | s/service)
+])
+def test_crossed_fit_takes_the_crossed_engine_with_lme4s_modes(fits, name, vc_names):
+    result = fits[name]
     assert result.engine == "crossed"
-    assert result.vc_names == ["d", "dept:service", "s"]
+    assert result.vc_names == vc_names
     (modes,) = result.random_effects.values()
-    name = re.compile(r"^(.+)\[C\((\w+)\)\[(.+)\]\]$")
+    pattern = re.compile(r"^(.+)\[C\((\w+)\)\[(.+)\]\]$")
     got = {}
     for label, value in modes.items():
-        factor, _, level = name.match(label).groups()
+        factor, _, level = pattern.match(label).groups()
         got[(factor, level)] = value
-    lme4 = LMER_CASES["insteval_small_reml"]["random_effects"]
+    lme4 = LMER_CASES[name]["random_effects"]
     expected = {(f, level): v for f in lme4 for level, v in lme4[f]["(Intercept)"].items()}
-    assert set(got) == set(expected)  # every level, with lme4's "dept:service" labels
+    assert set(got) == set(expected)  # every level, with lme4's labels ("15:0", "0:1002")
     diff = max(abs(got[k] - expected[k]) for k in expected)
     assert diff < 1e-3
 
@@ -167,14 +171,15 @@ def test_interaction_columns_are_added_to_a_copy():
                      fit=False).data["dept_service"].isna().tolist()[:2] == [True, False]
 
 
-def test_parquet_input_with_an_interaction_factor(tmp_path, dask_client, fits):
+def test_parquet_input_with_an_interaction_factor(tmp_path, dask_client):
+    # the interaction column is added to the lazy frame, on the workers
     data = _data("insteval_small.csv")
     path = tmp_path / "insteval.parquet"
     data.to_parquet(path)
-    result = dlmm.lmer("y ~ service + (1 | s) + (1 | d) + (1 | dept:service)", str(path),
-                       client=dask_client)
-    local = fits["insteval_small_reml"]
-    assert result.engine == "crossed"
+    formula = "y ~ service + (1 | s) + (1 | dept:service)"
+    result = dlmm.lmer(formula, str(path), client=dask_client)
+    local = dlmm.lmer(formula, data)
+    assert result.engine == local.engine == "crossed"
     assert result.llf == pytest.approx(local.llf, rel=1e-10)
     np.testing.assert_allclose(result.vcomp, local.vcomp, rtol=1e-6)
 

@@ -308,10 +308,11 @@ def _crossed(fixed: str, blocks: list[RandomBlock], columns: set) -> LmerTransla
         if b.name in vc:
             raise _refuse(b, f"the factor {b.name!r} appears twice")
         column = b.factors[0]
-        if len(b.factors) > 1:
-            column = _column_name(b.factors, taken)
+        if len(b.factors) > 1:  # levels labelled in lme4's order: "a:b" of (1 | b/a)
+            parts = tuple(b.name.split(":"))
+            column = _column_name(parts, taken)
             taken.add(column)
-            interactions[column] = b.factors
+            interactions[column] = parts
         vc[b.name] = f"0 + C({column})"
     return LmerTranslation(fixed, None, "0", vc, interactions, None, (), tuple(blocks))
 

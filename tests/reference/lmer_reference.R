@@ -66,6 +66,8 @@ add("insteval_small_reml", "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)
     small, "insteval_small.csv", TRUE)
 add("insteval_small_ml", "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)",
     small, "insteval_small.csv", FALSE)
+add("insteval_small_nested_crossed_reml", "y ~ service + (1 | d) + (1 | s/service)",
+    small, "insteval_small.csv", TRUE)
 
 writeLines(toJSON(cases, auto_unbox = TRUE, digits = NA, pretty = TRUE),
            "tests/reference/lmer_cases.json")

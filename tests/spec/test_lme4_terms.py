@@ -89,8 +89,8 @@ COLUMNS = ["y", "x", "z", "g", "h", "s", "d", "dept", "service", "batch", "cask"
       {"dept_service": ("dept", "service")})),
     # nested and crossed together: the crossed form
     ("y ~ 1 + (1 | g/h) + (1 | s)",
-     ("y ~ 1", None, "0", {"g": "0 + C(g)", "h:g": "0 + C(g_h)", "s": "0 + C(s)"},
-      {"g_h": ("g", "h")})),
+     ("y ~ 1", None, "0", {"g": "0 + C(g)", "h:g": "0 + C(h_g)", "s": "0 + C(s)"},
+      {"h_g": ("h", "g")})),
     # an interaction as the one grouping factor: an added group column
     ("y ~ x + (x | dept:service)",
      ("y ~ x", "dept_service", "1 + x", {}, {"dept_service": ("dept", "service")})),
