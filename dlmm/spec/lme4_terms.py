@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from ..exceptions import InputError
 
-_NAME = re.compile(r"^[A-Za-z_][\w.]*$")
+_NAME = re.compile(r"^[A-Za-z_]\w*$")  # formulaic reads a dot as an attribute
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,10 @@ def _grouping(text: str, source: str) -> list[tuple[tuple, str]]:
     for k, part in enumerate(parts):
         names = [n.strip() for n in part.split(":")]
         bad = [n for n in names if not _NAME.match(n)]
+        if bad and all(re.match(r"^[A-Za-z_.][\w.]*$", n) for n in bad):
+            raise InputError(f"random-effect term {source!r}: grouping column {bad[0]!r} is not "
+                             "a Python identifier (formulaic reads a dot as an attribute); "
+                             "rename the column, e.g. with '_' for '.'")
         if bad or not names:
             raise InputError(f"random-effect term {source!r}: the grouping factor must be column "
                              f"names joined by ':' or '/', got {text.strip()!r}")

@@ -134,6 +134,7 @@ def test_a_categorical_term_alone_is_a_block_not_a_component():
     ("y ~ x + ( | g)", ["nothing before"]),
     ("y ~ x + (1 | g + h)", ["(1 | g + h)", "column names joined by ':' or '/'"]),
     ("y ~ x + (1 | g | h)", ["more than one bar"]),
+    ("y ~ x + (1 | my.group)", ["'my.group' is not a Python identifier", "rename"]),
     ("y ~ x + (1 | g:g)", ["repeats a grouping column"]),
     ("y ~ x + (1 | nope)", ["(1 | nope)", "'nope' is not in the data"]),
     ("y ~ x + (x | g) + (0 + z + h | g)",
