@@ -11,6 +11,8 @@ lme4's ``lmer``. ``fit=False`` returns the unfitted :class:`~dlmm.model.MixedLM`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
@@ -18,6 +20,9 @@ from .distributed.sources import is_path_like, read_parquet
 from .exceptions import InputError
 from .model import MixedLM
 from .spec.lme4_terms import LmerTranslation, multi_column_terms, translate
+
+if TYPE_CHECKING:
+    from .results import MixedLMResults
 
 #: Options of the model (``MixedLM.from_formula``); every other option goes to ``fit``.
 _MODEL_OPTIONS = ("missing", "client", "drop_collinear", "subset", "use_sparse")
@@ -63,7 +68,8 @@ def _model(translation: LmerTranslation, data, options: dict) -> MixedLM:
     return model
 
 
-def lmer(formula: str, data, REML: bool = True, fit: bool = True, **kwargs):  # noqa: N803
+def lmer(formula: str, data, REML: bool = True, fit: bool = True,  # noqa: N803
+         **kwargs) -> MixedLMResults | MixedLM:
     """Fit a linear mixed model written in lme4's formula language.
 
     Parameters
@@ -117,7 +123,7 @@ def lmer(formula: str, data, REML: bool = True, fit: bool = True, **kwargs):  # 
     return model.fit(reml=bool(REML), **kwargs)
 
 
-def varcorr(result) -> pd.DataFrame:
+def varcorr(result: MixedLMResults) -> pd.DataFrame:
     """A fit's variances as lme4's ``as.data.frame(VarCorr(fit))``.
 
     Columns ``grp``, ``var1``, ``var2`` (empty but for a covariance), ``vcov``
