@@ -7,6 +7,7 @@
 """
 
 from .exceptions import CollinearityWarning, ConvergenceWarning, InputError
+from .lmer import lmer, varcorr
 from .model import MissingDataWarning, MixedLM, mixedlm
 from .objective.params import MixedLMParams
 from .results import LRTestResult, MixedLMResults, lrtest
@@ -24,6 +25,8 @@ __all__ = [
     "MixedLMParams",
     "MixedLMResults",
     "load_result",
+    "lmer",
     "lrtest",
     "mixedlm",
+    "varcorr",
 ]

@@ -24,7 +24,7 @@ LAYERS = [
     {"kernels", "distributed", "spec", "progress"},
     {"objective", "optimize", "structure", "io"},
     {"results"},
-    {"model", "simulate"},
+    {"model", "lmer", "simulate"},
     {"bench", "__init__"},
     {"cli"},
 ]
