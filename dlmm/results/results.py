@@ -42,6 +42,7 @@ from ..structure.base import RandomEffectsStatistics
 from .effects import DistributedEffects, EffectNames, EffectsStore
 from .estimates import Estimates, FitFacts, Inference
 from .inference import convergence_diagnostics, covariance_from_hessian, is_singular
+from .lme4_methods import Lme4Methods, check_ddf
 
 
 def effect_names_of(spec, vc_names: list[str]) -> EffectNames:
@@ -54,7 +55,7 @@ def effect_names_of(spec, vc_names: list[str]) -> EffectNames:
     )
 
 
-class MixedLMResults:
+class MixedLMResults(Lme4Methods):
     """Estimates of a :class:`~dlmm.model.MixedLM` fit.
 
     Build one with :meth:`from_fit` (after a fit) or from saved data
@@ -505,11 +506,14 @@ class MixedLMResults:
     def group_size_mean(self) -> float:
         return self.nobs / self.n_groups if self.n_groups else float("nan")
 
-    def summary(self, alpha: float = 0.05):
-        """A summary in statsmodels' layout (see :mod:`dlmm.summary`)."""
+    def summary(self, alpha: float = 0.05, ddf: str | None = None):
+        """A summary in statsmodels' layout (see :mod:`dlmm.summary`), with lme4's
+        VarCorr and, for ``ddf="Satterthwaite"``, lmerTest's table."""
         from .summary import Summary
 
-        return Summary(self, alpha=alpha)
+        summary = Summary(self, alpha=alpha)
+        summary.ddf = check_ddf(ddf)
+        return summary
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
