@@ -30,6 +30,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from pandas.util import hash_array
 from scipy import special
 
@@ -67,27 +68,27 @@ def simulate_chunk(frame: pd.DataFrame, spec, fe: np.ndarray, chol_re: np.ndarra
                    partition: int) -> pd.DataFrame:
     """``n_sim`` simulated responses for the rows of a chunk used in the fit (see
     the module docstring); ``sd_vc_slot`` is ``sqrt(vcomp)`` of each global
-    variance-component column."""
+    variance-component column. Holds (rows, ``n_sim``) arrays: one chunk at a time."""
     design = spec.design(frame)
     n, p = design.xy.shape[0], fe.shape[0]
     fixed = design.xy[:, :p] @ fe
     labels = _label_hash(design.groups)
     k_re = design.z.shape[1]
     rng = np.random.default_rng([seed, partition])
-    out = np.empty((n, n_sim))
+    sims = np.arange(n_sim)
+    out = fixed[:, None] + sigma * rng.standard_normal((n, n_sim))  # (rows, simulations)
+    if k_re:
+        z = hashed_normals(labels[:, None, None], seed, sims[None, :, None],
+                           np.arange(k_re)[None, None, :])
+        out += np.einsum("rk,rsk->rs", design.z, z @ chol_re.T)
     if design.w is not None and design.w.nnz:
         w = design.w.tocsr()
         entry_row = np.repeat(np.arange(n), np.diff(w.indptr))
-    for s in range(n_sim):  # simulations, not groups
-        y = fixed + sigma * rng.standard_normal(n)
-        if k_re:
-            z = hashed_normals(labels[:, None], seed, s, np.arange(k_re)[None, :])
-            y += np.sum(design.z * (z @ chol_re.T), axis=1)
-        if design.w is not None and design.w.nnz:
-            v = hashed_normals(labels[entry_row], seed, s, k_re + w.indices) \
-                * sd_vc_slot[w.indices]
-            y += np.bincount(entry_row, weights=w.data * v, minlength=n)
-        out[:, s] = y
+        v = hashed_normals(labels[entry_row][:, None], seed, sims[None, :],
+                           (k_re + w.indices)[:, None]) * sd_vc_slot[w.indices][:, None]
+        by_row = sp.csr_array((np.ones(w.nnz), (entry_row, np.arange(w.nnz))),
+                              shape=(n, w.nnz))
+        out += by_row @ (w.data[:, None] * v)
     columns = [f"sim_{s + 1}" for s in range(n_sim)]
     return pd.DataFrame(out, index=frame.index[design.kept], columns=columns)
 
@@ -114,7 +115,7 @@ def simulate(result, n: int = 1, seed: int = 0):
         number = 0 if partition_info is None else int(partition_info["number"])
         return simulate_chunk(frame, spec, fe, chol, sd_slot, sigma, n, seed, number)
 
-    meta = pd.DataFrame({f"sim_{s + 1}": pd.Series(dtype=float) for s in range(n)})
+    meta = pd.DataFrame(np.zeros((0, n)), columns=[f"sim_{s + 1}" for s in range(n)])
     return stats.map_rows(run, meta)
 
 
