@@ -479,7 +479,7 @@ class MixedLMResults(Lme4Methods):
     # -- plots -------------------------------------------------------------------
 
     def plot_random_effects(self, effect: str | None = None, **kwargs):
-        """Caterpillar plot of one random effect (see :func:`dlmm.plotting.caterpillar`)."""
+        """Caterpillar plot of the random effects (:func:`dlmm.results.plotting.caterpillar`)."""
         from .plotting import caterpillar
 
         return caterpillar(self, effect=effect, **kwargs)
