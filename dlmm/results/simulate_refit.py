@@ -123,7 +123,11 @@ def simulate(result, n: int = 1, seed: int = 0):
 
 
 def _formula_spec(result):
-    spec = result.model.spec
+    model = result.model
+    if not hasattr(type(model), "from_formula") or not hasattr(model, "data"):
+        raise InputError("refit and update need the fitted model and its data; a loaded "
+                         "result has neither: fit the model again")
+    spec = model.spec
     if not hasattr(spec, "formula"):
         raise InputError("refit and update need a model made from a formula "
                          "(dlmm.mixedlm); refit array models with MixedLM(...)")
@@ -131,10 +135,8 @@ def _formula_spec(result):
 
 
 def _refit(result, formula: str, data, re_formula, vc_formula, groups):
-    from ..model import MixedLM
-
     model = result.model
-    new = MixedLM.from_formula(formula, data, re_formula=re_formula, vc_formula=vc_formula,
+    new = type(model).from_formula(formula, data, re_formula=re_formula, vc_formula=vc_formula,
                                missing=model.missing, groups=groups, client=model._client,
                                drop_collinear=model.drop_collinear)
     return new.fit(reml=result.reml)

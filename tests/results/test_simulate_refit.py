@@ -96,3 +96,14 @@ def test_variance_components_are_simulated_per_level():
     data = pd.read_csv("tests/reference/data/penicillin.csv")
     assert data["plate"][0] == data["plate"][1] and data["sample"][0] != data["sample"][1]
     assert np.cov(sims[0], sims[1])[0, 1] == pytest.approx(fit.vcomp[0], abs=0.15)
+
+
+def test_refit_refused_for_loaded_and_array_models(result, tmp_path):
+    result.save(tmp_path / "fit")
+    with pytest.raises(dlmm.InputError, match="a loaded result has neither"):
+        dlmm.load_result(tmp_path / "fit").refit("Reaction")
+    data = sleepstudy()
+    arrays = dlmm.MixedLM(data["Reaction"].to_numpy(), np.ones((180, 1)),
+                          data["Subject"].to_numpy()).fit()
+    with pytest.raises(dlmm.InputError, match="need a model made from a formula"):
+        arrays.update(". ~ .")
