@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..exceptions import InputError
-from .plotting import effects_sample, pyplot
+from .plotting import component_sample, effects_sample, pyplot
 from .prediction import predict_chunk, response_of
 from .varcorr import lme4_re_names
 
@@ -120,15 +120,9 @@ def _effect_panels(result, max_groups: int, seed: int):
                 for title, name in zip(lme4_re_names(result), result.exog_re_names)]
     if not result.vc_names:
         raise InputError("the model has no random effects to plot")
-    vc = result.vc_effects_table()
-    if hasattr(vc, "compute"):
-        vc = vc.compute()
     panels = []
     for name in result.vc_names:
-        part = vc[vc["component"] == name]
-        n_total = len(part)
-        if n_total > max_groups:
-            part = part.sample(n=max_groups, random_state=seed)
+        part, n_total = component_sample(result, name, max_groups, seed)
         panels.append((name, part["effect"].to_numpy(),
                        np.sqrt(part["variance"].to_numpy()), n_total))
     return panels

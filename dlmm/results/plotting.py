@@ -51,6 +51,22 @@ def effects_sample(result, max_groups: int, seed: int):
     return table, n_total
 
 
+def component_sample(result, name: str, max_effects: int, seed: int):
+    """The effects of variance component ``name`` (rows of :meth:`vc_effects_table`),
+    at most ``max_effects`` of them (a random sample taken where the table is), as
+    pandas; and their number."""
+    vc = result.vc_effects_table()
+    part = vc[vc["component"] == name]
+    n_total = len(part)
+    if n_total > max_effects:
+        part = part.sample(frac=min(1.0, 1.5 * max_effects / n_total), random_state=seed)
+    if hasattr(part, "compute"):
+        part = part.compute()
+    if len(part) > max_effects:
+        part = part.sample(n=max_effects, random_state=seed)
+    return part, n_total
+
+
 def _panels(result, effect, max_groups, seed):
     """(title, values, SDs, labels, order) per panel, and the number of groups."""
     from .varcorr import lme4_re_names
@@ -72,19 +88,14 @@ def _panels(result, effect, max_groups, seed):
                 for n in chosen], n_total
     if not result.vc_names:
         raise InputError("the model has no random effects to plot")
-    vc = result.vc_effects_table()
-    if hasattr(vc, "compute"):
-        vc = vc.compute()
     chosen = result.vc_names if effect is None else [effect]
     if effect is not None and effect not in result.vc_names:
         raise InputError(f"no variance component named {effect!r} (have "
                          f"{', '.join(result.vc_names)})")
     panels, n_total = [], 0
     for name in chosen:
-        part = vc[vc["component"] == name]
-        n_total = max(n_total, len(part))
-        if len(part) > max_groups:
-            part = part.sample(n=max_groups, random_state=seed)
+        part, n_part = component_sample(result, name, max_groups, seed)
+        n_total = max(n_total, n_part)
         values = part["effect"].to_numpy()
         panels.append((name, values, np.sqrt(part["variance"].to_numpy()),
                        [_level(c) for c in part["column"]], np.argsort(values, kind="stable")))

@@ -83,3 +83,14 @@ def test_profile_plot(tmp_path):
     assert slope * fe_ml.bse_fe["Days"] == pytest.approx(1.0, rel=0.05)
     with pytest.raises(dlmm.InputError, match="no parameter named 'nope'"):
         result.plot_profile(parameters=["nope"])
+
+
+def test_random_effects_qq_of_crossed_factors(tmp_path):
+    from tests.results.lme4_reference import fit_penicillin
+
+    fig = fit_penicillin().plot_random_effects_qq(max_groups=10)
+    fig.savefig(tmp_path / "crossed_qq.png")
+    plate, sample = fig.axes
+    assert plate.get_title() == "plate (10 of 24 groups)"
+    assert sample.get_title() == "sample (6 groups)"
+    assert len(sample.lines[0].get_xdata()) == 6

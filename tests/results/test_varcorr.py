@@ -102,3 +102,11 @@ def test_coef_matches_lme4(fit, case):
 def test_coef_needs_standard_random_effects():
     with pytest.raises(dlmm.InputError, match="coef\\(\\) needs standard random effects"):
         fit_penicillin().coef()
+
+
+def test_varcorr_of_a_loaded_result(tmp_path):
+    result = fit_pastes()
+    result.save(tmp_path / "fit")
+    loaded = dlmm.load_result(tmp_path / "fit")
+    pd.testing.assert_frame_equal(loaded.varcorr(), result.varcorr())
+    assert "cask:batch" in str(loaded.summary())
