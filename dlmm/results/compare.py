@@ -61,6 +61,29 @@ class RefitWarning(UserWarning):
 ANOVA_COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
 
 
+class AnovaTable(pd.DataFrame):
+    """:func:`anova`'s DataFrame, printed whole as lme4 prints it (the models, then
+    the table), whatever the display width."""
+
+    @property
+    def _constructor(self):
+        return AnovaTable
+
+    def __repr__(self) -> str:
+        models = self.attrs.get("models", {})
+        head = ["Models:", *(f"{name}: {text}" for name, text in models.items())]
+        shown = pd.DataFrame(index=self.index)
+        shown["npar"] = self["npar"].astype(str)
+        for col in ("AIC", "BIC", "logLik", "deviance"):
+            shown[col] = [f"{v:.2f}" for v in self[col]]
+        shown["Chisq"] = ["" if np.isnan(v) else f"{v:.4f}" for v in self["Chisq"]]
+        shown["Df"] = ["" if np.isnan(v) else f"{v:.0f}" for v in self["Df"]]
+        shown["Pr(>Chisq)"] = ["" if np.isnan(v) else f"{v:.4g}" for v in self["Pr(>Chisq)"]]
+        return "\n".join(head) + "\n" + shown.to_string()
+
+    __str__ = __repr__
+
+
 def _ml_fit(result):
     """The ML fit of a REML result's model, leaving the model as it was."""
     model = result.model
@@ -87,7 +110,7 @@ def anova(*results, refit: bool = True, names: list[str] | None = None) -> pd.Da
     degrees of freedom (no p-value when ``Df`` is 0). ``AIC = -2 llf + 2 npar``,
     ``BIC = -2 llf + log(nobs) npar``, ``deviance = -2 llf``.
 
-    Returns a DataFrame with lme4's columns, one row per fit (index ``names``,
+    Returns a DataFrame (:class:`AnovaTable`) with lme4's columns, one row per fit (index ``names``,
     default ``model 1``, ... in the order given); ``.attrs["models"]`` holds each
     fit's formulas.
     """
@@ -120,7 +143,7 @@ def anova(*results, refit: bool = True, names: list[str] | None = None) -> pd.Da
     df = np.concatenate([[np.nan], np.diff(npar)])
     with np.errstate(invalid="ignore"):
         pvalue = np.where(df > 0, sps.chi2.sf(chisq, np.where(df > 0, df, 1)), np.nan)
-    table = pd.DataFrame({
+    table = AnovaTable({
         "npar": npar.astype(int), "AIC": -2 * llf + 2 * npar, "BIC": -2 * llf + np.log(n) * npar,
         "logLik": llf, "deviance": -2 * llf, "Chisq": chisq, "Df": df, "Pr(>Chisq)": pvalue,
     }, index=[names[i] for i in order], columns=ANOVA_COLUMNS)

@@ -182,6 +182,8 @@ def refit(result, new_response):
 
 def _expand(new: str, old: str) -> str:
     """``.`` in ``new`` stands for ``old`` (lme4's ``update``)."""
+    if new.strip() == ".":
+        return old.strip()
     return re.sub(r"(?<![\w.])\.(?![\w.])", f"({old.strip()})", new)
 
 

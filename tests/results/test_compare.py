@@ -111,3 +111,16 @@ def test_anova_refuses_other_rows_and_one_fit(data):
         fit.anova(other)
     with pytest.raises(InputError, match="two or more fits"):
         dlmm.results.compare.anova(fit)
+
+
+def test_anova_prints_whole_as_lme4():
+    small, big = fit_sleepstudy(False, "1"), fit_sleepstudy(False)
+    text = repr(dlmm.results.compare.anova(small, big, names=["m0", "m1"]))
+    lines = text.splitlines()
+    assert lines[0] == "Models:" and lines[1].startswith("m0: Reaction ~ Days")
+    assert lines[3].split() == ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df",
+                                "Pr(>Chisq)"]
+    row = lines[5].split()
+    ref = FEATURES["sleepstudy"]["anova"][2]
+    assert row[0] == "m1" and float(row[2]) == pytest.approx(ref["AIC"], abs=0.01)
+    assert float(row[6]) == pytest.approx(ref["Chisq"], abs=1e-4) and row[7] == "2"
