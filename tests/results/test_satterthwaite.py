@@ -78,3 +78,12 @@ def test_refused_without_the_fitted_data_or_with_free(tmp_path):
     free = dlmm.MixedLMParams.from_components(np.ones(2), cov_re=np.eye(2), vcomp=np.zeros(0))
     with pytest.raises(dlmm.InputError, match="free="):
         model.fit(free=free).satterthwaite()
+
+
+def test_costs_two_evaluations_per_covariance_parameter():
+    result = fit_sleepstudy()
+    stats = result._stats
+    before = stats.evaluations
+    result.satterthwaite()
+    result.satterthwaite([[0.0, 1.0]])  # the pieces are kept: no more evaluations
+    assert stats.evaluations - before == 2 * 3 + 1  # theta has 3 entries
