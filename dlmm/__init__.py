@@ -7,7 +7,7 @@
 """
 
 from .exceptions import CollinearityWarning, ConvergenceWarning, InputError
-from .lmer import lmer, varcorr
+from .lmer import lmer
 from .model import MissingDataWarning, MixedLM, mixedlm
 from .objective.params import MixedLMParams
 from .results import LRTestResult, MixedLMResults, lrtest
@@ -28,5 +28,4 @@ __all__ = [
     "lmer",
     "lrtest",
     "mixedlm",
-    "varcorr",
 ]

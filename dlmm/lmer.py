@@ -5,7 +5,7 @@ restates them with ``groups``, ``re_formula`` and ``vc_formula``, adds the
 columns an interaction grouping factor needs, and fits, REML by default as
 lme4's ``lmer``. ``fit=False`` returns the unfitted :class:`~dlmm.model.MixedLM`
 (for ``prepare``, ``loglike``, or a fit with other options later).
-:func:`varcorr` gives a fit's variances in the layout of lme4's
+``result.varcorr(long=True)`` gives a fit's variances in the layout of lme4's
 ``as.data.frame(VarCorr(fit))``.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .distributed.sources import is_path_like, read_parquet
 from .exceptions import InputError
@@ -94,7 +93,7 @@ def lmer(formula: str, data, REML: bool = True, fit: bool = True,  # noqa: N803
     MixedLMResults, or MixedLM with ``fit=False``
         Variance components are named as lme4's ``VarCorr`` groups
         (``"plate"``, ``"cask:batch"``, ``"dept:service"``; ``"x|g"`` for an
-        uncorrelated slope); see :func:`varcorr`.
+        uncorrelated slope); see ``result.varcorr()``.
 
     Raises
     ------
@@ -121,31 +120,3 @@ def lmer(formula: str, data, REML: bool = True, fit: bool = True,  # noqa: N803
     if not fit:
         return model
     return model.fit(reml=bool(REML), **kwargs)
-
-
-def varcorr(result: MixedLMResults) -> pd.DataFrame:
-    """A fit's variances as lme4's ``as.data.frame(VarCorr(fit))``.
-
-    Columns ``grp``, ``var1``, ``var2`` (empty but for a covariance), ``vcov``
-    (variance or covariance) and ``sdcor`` (standard deviation or correlation):
-    the covariance of the standard random effects under the group's name, each
-    variance component under its lme4 name (``"x|g"`` is slope ``x`` on ``g``),
-    then the residual.
-    """
-    rows = []
-    cov = np.asarray(result.cov_re, dtype=float)
-    names = ["(Intercept)" if n in (result.group_name, "Intercept") else n
-             for n in result.exog_re_names]
-    sd = np.sqrt(np.diag(cov)) if cov.size else np.zeros(0)
-    for i, name in enumerate(names):
-        rows.append((result.group_name, name, "", cov[i, i], sd[i]))
-    for i in range(len(names)):
-        for j in range(i + 1, len(names)):
-            denom = sd[i] * sd[j]
-            rows.append((result.group_name, names[i], names[j], cov[i, j],
-                         cov[i, j] / denom if denom > 0 else np.nan))
-    for name, value in zip(result.vc_names, np.asarray(result.vcomp, dtype=float)):
-        term, _, group = name.rpartition("|")
-        rows.append((group, term or "(Intercept)", "", value, np.sqrt(value)))
-    rows.append(("Residual", "", "", float(result.scale), np.sqrt(float(result.scale))))
-    return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])

@@ -58,7 +58,7 @@ def test_varcorr_is_lme4s_table(fits, name):
     # lme4 numbers a factor's second block "Subject.1"; dlmm keeps the factor's name
     expected = {(re.sub(r"\.\d+$", "", row["grp"]), row["var1"] or "", row["var2"] or ""):
                 row["vcov"] for row in LMER_CASES[name]["varcorr"]}
-    table = dlmm.varcorr(fits[name])
+    table = fits[name].varcorr(long=True)
     got = {(g, v1, v2): v for g, v1, v2, v in
            table[["grp", "var1", "var2", "vcov"]].itertuples(index=False)}
     assert set(got) == set(expected)

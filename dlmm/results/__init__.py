@@ -6,9 +6,15 @@
 ``results``     ``MixedLMResults``: statsmodels' names over the pieces above.
 ``prediction``  fitted values and predictions, chunk by chunk.
 ``profile``     profile likelihoods (statsmodels' ``profile_re``, lme4's intervals).
-``compare``     likelihood-ratio tests between fits.
+``compare``     likelihood-ratio tests between fits, lme4's ``anova`` of several.
 ``summary``     statsmodels' summary layout, text and HTML.
 ``plotting``    caterpillar and optimization-trace plots (matplotlib, optional).
+``diagnostics`` residual, QQ and profile plots (lme4's ``plot``, ``qqmath``, ``xyplot``).
+``varcorr``     lme4's ``VarCorr`` and ``coef``.
+``satterthwaite`` lmerTest's Satterthwaite degrees of freedom.
+``simulate_refit`` lme4's ``simulate``, ``refit`` and ``update``.
+``lme4_methods`` the mixin of those methods on ``MixedLMResults``.
+``lme4_summary`` the VarCorr and Satterthwaite blocks of a summary.
 """
 
 from .compare import LRTestResult, lrtest

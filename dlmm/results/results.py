@@ -48,6 +48,7 @@ from .inference import (
     covariance_from_hessian,
     is_singular,
 )
+from .lme4_methods import Lme4Methods, check_ddf
 
 
 def effect_names_of(spec, vc_names: list[str]) -> EffectNames:
@@ -60,7 +61,7 @@ def effect_names_of(spec, vc_names: list[str]) -> EffectNames:
     )
 
 
-class MixedLMResults:
+class MixedLMResults(Lme4Methods):
     """Estimates of a :class:`~dlmm.model.MixedLM` fit.
 
     Build one with :meth:`from_fit` (after a fit) or from saved data
@@ -494,7 +495,7 @@ class MixedLMResults:
     # -- plots -------------------------------------------------------------------
 
     def plot_random_effects(self, effect: str | None = None, **kwargs):
-        """Caterpillar plot of one random effect (see :func:`dlmm.plotting.caterpillar`)."""
+        """Caterpillar plot of the random effects (:func:`dlmm.results.plotting.caterpillar`)."""
         from .plotting import caterpillar
 
         return caterpillar(self, effect=effect, **kwargs)
@@ -521,11 +522,14 @@ class MixedLMResults:
     def group_size_mean(self) -> float:
         return self.nobs / self.n_groups if self.n_groups else float("nan")
 
-    def summary(self, alpha: float = 0.05):
-        """A summary in statsmodels' layout (see :mod:`dlmm.summary`)."""
+    def summary(self, alpha: float = 0.05, ddf: str | None = None):
+        """A summary in statsmodels' layout (see :mod:`dlmm.summary`), with lme4's
+        VarCorr and, for ``ddf="Satterthwaite"``, lmerTest's table."""
         from .summary import Summary
 
-        return Summary(self, alpha=alpha)
+        summary = Summary(self, alpha=alpha)
+        summary.ddf = check_ddf(ddf)
+        return summary
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()

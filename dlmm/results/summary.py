@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .lme4_summary import lme4_html, lme4_text
+
 
 def _num(x: float) -> str:
     if x is None or not np.isfinite(x):
@@ -98,7 +100,7 @@ class Summary:
         width = max(len(head), *(len(s) for s in lines))
         title = "Mixed Linear Model Regression Results".center(width).rstrip()
         return "\n".join([title, "=" * width, *lines, "-" * width, head, "-" * width, *body,
-                          "=" * width])
+                          "=" * width]) + lme4_text(self)
 
     def __str__(self) -> str:
         return self.as_text()
@@ -117,4 +119,4 @@ class Summary:
             rows.append("<tr>" + "".join(cells) + "</tr>")
         facts = "<table class='dlmm-facts'>" + "".join(rows) + "</table>"
         return (f"<div class='dlmm-summary'><h4>Mixed Linear Model Regression Results</h4>"
-                f"{facts}{self.table().to_html()}</div>")
+                f"{facts}{self.table().to_html()}{lme4_html(self)}</div>")

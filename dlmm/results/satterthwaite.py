@@ -1,0 +1,197 @@
+"""Satterthwaite degrees of freedom for the fixed effects (lmerTest's ``summary``).
+
+For a contrast ``c`` of the fixed effects, the variance of ``c' beta`` is
+``v(phi) = c' Sigma(phi) c`` with ``Sigma = sigma^2 S_XX(theta)^{-1}``
+(``S_XX = X' V^{-1} X`` at the relative covariance factor, lme4's ``vcov``)
+and ``phi = (theta, sigma^2)`` the variance parameters: ``theta`` the packed
+square-root parameterization the optimizer uses (the Cholesky factor of
+``Psi``, ``sqrt(vcomp / scale)``; lme4's ``theta``). Satterthwaite's
+approximation matches ``v`` to a scaled chi-square:
+
+    df = 2 v^2 / (g' A g),   g = d v / d phi,   A = cov(phi_hat) = inv(-L''(phi_hat))
+
+with ``L`` the fit's (REML or ML) log-likelihood, not profiled. The answer
+does not depend on how ``phi`` is parameterized (``g`` and ``A`` transform
+together); lmerTest uses ``(theta, sigma)``.
+
+Every piece comes from exact evaluations at the optimum, one map-reduce over
+the persisted statistics each (never a pass over rows): at ``theta +- h e_j``
+the engine's pieces give the analytic gradient of the profiled
+log-likelihood ``l_p(theta)`` (``sigma^2`` profiled out), ``S_XX`` and the
+weighted residual sum ``qf``. Central differences of those give
+
+* ``H_p = d^2 l_p / d theta^2`` (differences of the analytic gradient),
+* ``dqf / d theta`` and ``d S_XX^{-1} / d theta``,
+
+and the full Hessian follows from the profiled one: with ``s2 = qf / fac``
+(``fac = n - p`` for REML, ``n`` for ML), ``L_ss = -fac / (2 s2^2)``,
+``L_ts = (dqf / d theta) / (2 s2^2)`` and ``L_tt = H_p + L_ts L_ts' / L_ss``
+(the profile identity ``H_p = L_tt - L_ts L_ss^{-1} L_st`` read backwards).
+The gradient is ``g_theta = s2 c' dS_XX^{-1} c``, ``g_sigma2 = c' S_XX^{-1} c``.
+As lmerTest, ``A`` is inverted over the positive eigenvalues of ``-L''``.
+2k evaluations for k covariance parameters, whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from ..exceptions import InputError
+from ..objective.profiled import grad_sqrt, profiled_value
+from ..objective.shift import fixed_effects_map
+
+#: relative step of the central differences (``h_j = STEP max(|theta_j|, 0.1)``)
+STEP = 1e-4
+
+
+@dataclass(frozen=True)
+class VarianceDerivatives:
+    """The pieces of Satterthwaite's formula at the optimum (model coordinates of
+    the fixed effects).
+
+    Attributes
+    ----------
+    sxx_inv : ndarray (p, p)
+        ``A_fe S_XX^{-1} A_fe'`` (``Sigma / sigma^2``).
+    d_sxx_inv : ndarray (k, p, p)
+        Its derivative along each ``theta_j``.
+    scale : float
+        ``sigma^2``.
+    cov_varpar : ndarray (k + 1, k + 1)
+        Asymptotic covariance of ``(theta, sigma^2)``.
+    """
+
+    sxx_inv: np.ndarray
+    d_sxx_inv: np.ndarray
+    scale: float
+    cov_varpar: np.ndarray
+
+    @property
+    def vcov(self) -> np.ndarray:
+        """``Sigma = sigma^2 S_XX^{-1}``: lme4's ``vcov`` of the fixed effects."""
+        return self.scale * self.sxx_inv
+
+    def contrast(self, c: np.ndarray) -> tuple[float, float]:
+        """``(c' Sigma c, df)`` for one contrast."""
+        var = float(c @ self.vcov @ c)
+        grad = np.concatenate([self.scale * np.einsum("jab,a,b->j", self.d_sxx_inv, c, c),
+                               [c @ self.sxx_inv @ c]])
+        denom = float(grad @ self.cov_varpar @ grad)
+        return var, (2.0 * var**2 / denom if denom > 0 else np.inf)
+
+
+def _positive_inverse(info: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric matrix over its positive eigenvalues (lmerTest's)."""
+    vals, vecs = np.linalg.eigh(0.5 * (info + info.T))
+    tol = 1e-8 * max(1.0, float(np.abs(vals).max()))
+    keep = vals > tol
+    return (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T
+
+
+def variance_derivatives(result) -> VarianceDerivatives:
+    """Evaluate the pieces (2k map-reduces; cached on the result)."""
+    cached = result.__dict__.get("_variance_derivatives")
+    if cached is not None:
+        return cached
+    stats = result._stats
+    if stats is None:
+        raise InputError("Satterthwaite degrees of freedom need the fitted data; a loaded "
+                         "result has only its estimates")
+    if result.freepat is not None:
+        raise InputError("Satterthwaite degrees of freedom are not available for fits with "
+                         "free=")
+    k_re, k_re2 = result.k_re, result.k_re2
+    tri = np.tril_indices(k_re)
+    theta0 = np.concatenate([np.asarray(result._chol)[tri], np.asarray(result._sd)])
+    n = stats.totals.n_rows
+    p = result.k_fe
+    fac = n - p if result.reml else n
+
+    def evaluate(theta):
+        chol = np.zeros((k_re, k_re))
+        chol[tri] = theta[:k_re2]
+        sd = theta[k_re2:]
+        value = profiled_value(stats.pieces(chol, sd), stats.totals.xy_cross, n, result.reml,
+                               theta=(chol, sd))
+        return grad_sqrt(value, chol, sd), np.linalg.inv(value.xvx), value.scale * fac
+
+    _, sxx_inv_c, qf = evaluate(theta0)
+    k = theta0.size
+    hess = np.zeros((k, k))
+    d_qf = np.zeros(k)
+    d_inv = np.zeros((k, p, p))
+    for j in range(k):  # k covariance parameters: a handful of map-reduces, not groups
+        h = STEP * max(abs(theta0[j]), 0.1)
+        up, down = theta0.copy(), theta0.copy()
+        up[j] += h
+        down[j] -= h
+        g_up, inv_up, qf_up = evaluate(up)
+        g_dn, inv_dn, qf_dn = evaluate(down)
+        hess[:, j] = (g_up - g_dn) / (2 * h)
+        d_qf[j] = (qf_up - qf_dn) / (2 * h)
+        d_inv[j] = (inv_up - inv_dn) / (2 * h)
+    hess = 0.5 * (hess + hess.T)
+    s2 = qf / fac
+    l_ss = -fac / (2 * s2**2)
+    l_ts = d_qf / (2 * s2**2)
+    full = np.zeros((k + 1, k + 1))
+    full[:k, :k] = hess + np.outer(l_ts, l_ts) / l_ss
+    full[:k, k] = full[k, :k] = l_ts
+    full[k, k] = l_ss
+    centering = result.model.spec.centering
+    a_mat, _ = fixed_effects_map(centering.xy_shift, centering.x_intercept)
+    out = VarianceDerivatives(
+        sxx_inv=a_mat @ sxx_inv_c @ a_mat.T,
+        d_sxx_inv=np.einsum("ia,jab,kb->jik", a_mat, d_inv, a_mat),
+        scale=float(s2), cov_varpar=_positive_inverse(-full))
+    result.__dict__["_variance_derivatives"] = out
+    return out
+
+
+def _contrast_matrix(result, contrasts) -> tuple[np.ndarray, list[str]]:
+    if contrasts is None:
+        return np.eye(result.k_fe), list(result.exog_names)
+    if isinstance(contrasts, dict):
+        names = list(contrasts)
+        rows = [contrasts[n] for n in names]
+    else:
+        rows = np.atleast_2d(np.asarray(contrasts, dtype=float))
+        names = [f"c{i}" for i in range(len(rows))]
+    out = []
+    for name, row in zip(names, rows):
+        if isinstance(row, dict):  # {"Diet2": 1, "Diet3": -1}
+            unknown = [k for k in row if k not in result.exog_names]
+            if unknown:
+                raise InputError(f"contrast {name!r} names {unknown[0]!r}, which is not a fixed "
+                                 f"effect ({', '.join(result.exog_names)})")
+            row = [float(row.get(n, 0.0)) for n in result.exog_names]
+        row = np.asarray(row, dtype=float)
+        if row.shape != (result.k_fe,):
+            raise InputError(f"contrast {name!r} has {row.size} entries; expected {result.k_fe} "
+                             "(one per fixed effect)")
+        out.append(row)
+    return np.asarray(out), names
+
+
+def satterthwaite_table(result, contrasts=None) -> pd.DataFrame:
+    """lmerTest's coefficient table: ``Estimate``, ``Std. Error`` (lme4's ``vcov``),
+    ``df`` (Satterthwaite), ``t value`` and ``Pr(>|t|)`` for each fixed effect, or
+    for each contrast in ``contrasts`` (an array with one row per contrast, or
+    ``{name: row}`` with rows as arrays or ``{fixed effect: weight}``; lmerTest's
+    ``contest1D``)."""
+    derivs = variance_derivatives(result)
+    c_mat, names = _contrast_matrix(result, contrasts)
+    beta = result.fe_params.to_numpy()
+    rows = []
+    for c in c_mat:
+        var, df = derivs.contrast(c)
+        est = float(c @ beta)
+        se = float(np.sqrt(var))
+        t = est / se
+        rows.append((est, se, df, t, 2 * sps.t.sf(abs(t), df)))
+    return pd.DataFrame(rows, index=names,
+                        columns=["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"])

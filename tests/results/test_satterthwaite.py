@@ -1,0 +1,89 @@
+"""Satterthwaite's degrees of freedom against lmerTest's (tests/reference/lme4_features.R)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dlmm
+from tests.results.lme4_reference import (
+    FEATURES,
+    FIXED_NAMES,
+    fit_chickweight,
+    fit_pastes,
+    fit_penicillin,
+    fit_sleepstudy,
+    sleepstudy,
+)
+
+
+def check_table(table: pd.DataFrame, rows: list[dict]) -> None:
+    for row in rows:
+        got = table.loc[FIXED_NAMES.get(row["name"], row["name"])]
+        assert got["Estimate"] == pytest.approx(row["estimate"], rel=1e-6)
+        assert got["Std. Error"] == pytest.approx(row["se"], rel=1e-5)
+        assert got["df"] == pytest.approx(row["df"], rel=1e-5)
+        assert got["t value"] == pytest.approx(row["t"], rel=1e-5)
+        assert got["Pr(>|t|)"] == pytest.approx(row["p"], rel=1e-3)
+
+
+@pytest.mark.parametrize("fit, case, key", [
+    (lambda: fit_sleepstudy(True), "sleepstudy", "satterthwaite"),
+    (lambda: fit_sleepstudy(False), "sleepstudy", "satterthwaite_ml"),
+    (fit_chickweight, "chickweight", "satterthwaite"),
+    (fit_pastes, "pastes", "satterthwaite"),
+    (fit_penicillin, "penicillin", "satterthwaite"),
+], ids=["sleepstudy", "sleepstudy-ml", "chickweight", "pastes", "penicillin-crossed"])
+def test_table_matches_lmertest(fit, case, key):
+    table = fit().satterthwaite()
+    assert list(table.columns) == ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
+    check_table(table, FEATURES[case][key])
+
+
+def test_contrasts_match_contest1d():
+    result = fit_chickweight()
+    ref = FEATURES["chickweight"]["contrast"]  # Diet2 - Diet3
+    table = result.satterthwaite({"2 vs 3": {"Diet[T.2]": 1, "Diet[T.3]": -1}})
+    row = table.loc["2 vs 3"]
+    assert row["Estimate"] == pytest.approx(ref["estimate"], rel=1e-5)
+    assert row["df"] == pytest.approx(ref["df"], rel=1e-5)
+    assert row["Pr(>|t|)"] == pytest.approx(ref["p"], rel=1e-4)
+    ref = FEATURES["sleepstudy"]["contrast"]  # intercept + 7 days
+    row = fit_sleepstudy().satterthwaite(np.array([[1.0, 7.0]])).iloc[0]
+    assert row["Std. Error"] == pytest.approx(ref["se"], rel=1e-5)
+    assert row["df"] == pytest.approx(ref["df"], rel=1e-5)
+    with pytest.raises(dlmm.InputError, match="not a fixed effect"):
+        result.satterthwaite({"x": {"Diet5": 1}})
+    with pytest.raises(dlmm.InputError, match="expected 5"):
+        result.satterthwaite([[1.0, 2.0]])
+
+
+def test_summary_ddf_adds_the_table():
+    result = fit_sleepstudy()
+    text = str(result.summary(ddf="Satterthwaite"))
+    assert "Fixed effects (Satterthwaite's degrees of freedom, lmerTest):" in text
+    days = next(ln for ln in text.splitlines()[-3:] if ln.startswith("Days"))
+    assert float(days.split()[3]) == pytest.approx(17.0, rel=1e-5)
+    with pytest.raises(dlmm.InputError, match="ddf must be one of Satterthwaite"):
+        result.summary(ddf="Kenward-Roger")
+
+
+def test_refused_without_the_fitted_data_or_with_free(tmp_path):
+    result = fit_sleepstudy()
+    result.save(tmp_path / "fit")
+    with pytest.raises(dlmm.InputError, match="need the fitted data"):
+        dlmm.load_result(tmp_path / "fit").satterthwaite()
+    model = dlmm.mixedlm("Reaction ~ Days", sleepstudy(), groups="Subject", re_formula="~Days")
+    free = dlmm.MixedLMParams.from_components(np.ones(2), cov_re=np.eye(2), vcomp=np.zeros(0))
+    with pytest.raises(dlmm.InputError, match="free="):
+        model.fit(free=free).satterthwaite()
+
+
+def test_costs_two_evaluations_per_covariance_parameter():
+    result = fit_sleepstudy()
+    stats = result._stats
+    before = stats.evaluations
+    result.satterthwaite()
+    result.satterthwaite([[0.0, 1.0]])  # the pieces are kept: no more evaluations
+    assert stats.evaluations - before == 2 * 3 + 1  # theta has 3 entries
