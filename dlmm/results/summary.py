@@ -3,7 +3,8 @@
 Model facts in two columns; then one table: fixed effects with standard
 error, z, p-value and Wald interval; then the variance parameters on the data
 scale with statsmodels' standard errors (``sqrt(scale)`` times those of the
-profile parameters).
+profile parameters). As statsmodels' ``Summary``: ``tables`` (both as
+frames), ``as_text``, ``as_html``, ``as_latex``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import html
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#",
+                  "$": r"\$", "{": r"\{", "}": r"\}", "|": r"$|$", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}"}
 
 
 def _num(x: float) -> str:
@@ -99,6 +104,39 @@ class Summary:
         title = "Mixed Linear Model Regression Results".center(width).rstrip()
         return "\n".join([title, "=" * width, *lines, "-" * width, head, "-" * width, *body,
                           "=" * width])
+
+    @property
+    def tables(self) -> list[pd.DataFrame]:
+        """statsmodels' ``Summary.tables``: the model facts (four columns: label,
+        value, label, value) and the coefficient table (formatted strings)."""
+        left, right = self.facts()
+        n = max(len(left), len(right))
+        pad = [("", "")] * n
+        rows = [(*(left + pad)[i], *(right + pad)[i]) for i in range(n)]
+        return [pd.DataFrame(rows), self.table()]
+
+    def as_html(self) -> str:
+        """The summary as an HTML fragment (the notebook's rendering)."""
+        return self._repr_html_()
+
+    def as_latex(self) -> str:
+        """The summary as LaTeX: the facts and the coefficient table, one ``tabular``
+        each, in a ``table`` environment."""
+        facts, coef = self.tables
+
+        def tex(text) -> str:
+            return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+        lines = [r"\begin{table}", r"\caption{Mixed Linear Model Regression Results}",
+                 r"\begin{center}", r"\begin{tabular}{llll}", r"\hline"]
+        lines += [" & ".join(tex(v) for v in row) + r" \\" for row in facts.to_numpy()]
+        lines += [r"\hline", r"\end{tabular}", r"\begin{tabular}{l" + "r" * coef.shape[1]
+                  + "}", r"\hline", " & " + " & ".join(tex(c) for c in coef.columns)
+                  + r" \\", r"\hline"]
+        lines += [tex(name) + " & " + " & ".join(tex(v) for v in row) + r" \\"
+                  for name, row in zip(coef.index, coef.to_numpy())]
+        lines += [r"\hline", r"\end{tabular}", r"\end{center}", r"\end{table}"]
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.as_text()
