@@ -42,6 +42,7 @@ from ..structure.base import RandomEffectsStatistics
 from .effects import DistributedEffects, EffectNames, EffectsStore
 from .estimates import Estimates, FitFacts, Inference
 from .inference import convergence_diagnostics, covariance_from_hessian, is_singular
+from .statsmodels_compat import StatsmodelsResults
 
 
 def effect_names_of(spec, vc_names: list[str]) -> EffectNames:
@@ -54,7 +55,7 @@ def effect_names_of(spec, vc_names: list[str]) -> EffectNames:
     )
 
 
-class MixedLMResults:
+class MixedLMResults(StatsmodelsResults):
     """Estimates of a :class:`~dlmm.model.MixedLM` fit.
 
     Build one with :meth:`from_fit` (after a fit) or from saved data
@@ -80,7 +81,7 @@ class MixedLMResults:
         GLS fixed effects at the optimum.
     cov_re : pandas.DataFrame
         Random-effects covariance on the data's scale.
-    cov_re_unscaled : ndarray
+    cov_re_unscaled : pandas.DataFrame
         ``cov_re / scale`` (``Psi``).
     vcomp : ndarray
         Variance components on the data's scale, sorted by name.
@@ -143,7 +144,8 @@ class MixedLMResults:
         self.llf = e.llf
         self.scale = e.scale
         self.fe_params = pd.Series(e.fe_params, index=self.exog_names, name="fe_params")
-        self.cov_re_unscaled = e.cov_re_unscaled
+        self.cov_re_unscaled = pd.DataFrame(e.cov_re_unscaled, index=self.exog_re_names,
+                                            columns=self.exog_re_names)
         self.cov_re = pd.DataFrame(e.cov_re_unscaled * self.scale, index=self.exog_re_names,
                                    columns=self.exog_re_names)
         self.vcomp = e.vcomp_unscaled * self.scale
@@ -267,7 +269,7 @@ class MixedLMResults:
         worked (centred random-effect columns) when the fit says so."""
         if "singular" in self.diagnostics:
             return bool(self.diagnostics["singular"])
-        return is_singular(self.cov_re_unscaled, self.vcomp / self.scale)
+        return is_singular(self.estimates.cov_re_unscaled, self.vcomp / self.scale)
 
     # -- inference ----------------------------------------------------------------
 
@@ -330,50 +332,6 @@ class MixedLMResults:
         if self.reml:
             return np.nan
         return -2 * self.llf + np.log(self.nobs) * (self.df_modelwc + 1)
-
-    def _fe_contrast(self, r_matrix, q=None):
-        from formulaic.utils.constraints import LinearConstraints
-
-        if isinstance(r_matrix, str):
-            lc = LinearConstraints.from_spec(r_matrix, variable_names=self.exog_names)
-            r = np.asarray(lc.constraint_matrix, dtype=float)
-            q = np.asarray(lc.constraint_values, dtype=float)
-        else:
-            r = np.atleast_2d(np.asarray(r_matrix, dtype=float))
-            if r.shape[1] == len(self.param_names):
-                if np.any(r[:, self.k_fe:] != 0):
-                    raise InputError("t_test and wald_test apply to fixed effects only")
-                r = r[:, : self.k_fe]
-            if r.shape[1] != self.k_fe:
-                raise InputError(
-                    f"r_matrix has {r.shape[1]} columns; expected {self.k_fe} (fixed effects)")
-            q = np.zeros(r.shape[0]) if q is None else np.atleast_1d(np.asarray(q, dtype=float))
-        cov = self._cov[: self.k_fe, : self.k_fe]
-        effect = r @ self.fe_params.to_numpy() - q
-        return r, q, effect, r @ cov @ r.T
-
-    def t_test(self, r_matrix, q=None) -> pd.DataFrame:
-        """z tests of linear hypotheses on the fixed effects ``R beta = q``.
-
-        ``r_matrix`` is an array (rows over fixed effects, or over all of
-        ``params`` with zeros beyond them) or a string such as ``"x1 = x2, x3 = 0"``.
-        Returns a frame with effect, standard error, z, p-value and a 95% interval.
-        """
-        r, q, effect, cov = self._fe_contrast(r_matrix, q)
-        se = np.sqrt(np.diag(cov))
-        z = effect / se
-        crit = sps.norm.ppf(0.975)
-        return pd.DataFrame({
-            "coef": effect + q, "std err": se, "z": z, "P>|z|": 2 * sps.norm.sf(np.abs(z)),
-            "Conf. Int. Low": effect + q - crit * se, "Conf. Int. Upp.": effect + q + crit * se,
-        })
-
-    def wald_test(self, r_matrix, q=None) -> dict:
-        """Joint chi-square test of ``R beta = q``: statistic, df and p-value."""
-        r, q, effect, cov = self._fe_contrast(r_matrix, q)
-        stat = float(effect @ np.linalg.solve(cov, effect))
-        df = r.shape[0]
-        return {"statistic": stat, "df": df, "pvalue": float(sps.chi2.sf(stat, df))}
 
     def profile_conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Profile-likelihood intervals, as lme4's ``confint(method="profile")``:
@@ -451,29 +409,23 @@ class MixedLMResults:
         y = responses(self.model.spec, self._require_stats("resid"))
         return (y - self.fittedvalues).rename("resid")
 
-    def predict(self, exog=None, random_effects: bool = True, client=None):
-        """Predictions for new data (or the fitted data when ``exog`` is None).
+    def predict(self, exog=None, random_effects: bool = False, client=None):
+        """Predictions: statsmodels' meaning by default, the fixed part ``X beta``.
 
-        Rows of groups seen in the fit get their predicted random effects (with
-        ``random_effects=True``); rows of unseen groups get the fixed part only.
-        statsmodels' ``predict`` ignores random effects altogether (its issue
-        #7065); ``random_effects=False`` does that too.
+        ``exog=None``: the rows used in the fit, as an ndarray (statsmodels'
+        ``predict()``; a lazy Dask Series for Dask or Parquet fits, whose rows are
+        not on the driver). ``exog`` a pandas DataFrame: a Series indexed like it;
+        a Dask DataFrame or Parquet path: a lazy Dask Series (write it with
+        ``.to_frame().to_parquet(...)``); a 2-D array of fixed-effects columns:
+        ``exog @ fe_params``. Rows with a missing model value predict NaN.
 
-        ``exog`` is a pandas DataFrame (result: pandas Series), a Dask DataFrame
-        or Parquet path (result: a lazy Dask Series that can be written with
-        ``.to_frame().to_parquet(...)``). Rows with a missing model value predict NaN.
+        ``random_effects=True`` asks for conditional predictions: rows of groups seen
+        in the fit also get their predicted random effects (unseen groups the fixed
+        part only). See :mod:`dlmm.results.prediction`.
         """
-        from .prediction import predict_fitted_rows, predict_new_data
+        from .prediction import predict
 
-        if self.model.spec is None:
-            raise InputError("this loaded result was fitted from arrays and cannot predict "
-                             "from a data frame")
-        if getattr(self.model.spec, "stateful", False) and self._stats is None:
-            raise InputError("the formula uses a stateful transform (center, scale...) whose "
-                             "state is not saved; refit to predict")
-        if exog is None:
-            return predict_fitted_rows(self, self._require_stats("predict()"), random_effects)
-        return predict_new_data(self, exog, random_effects, client)
+        return predict(self, exog, random_effects, client)
 
     # -- plots -------------------------------------------------------------------
 
