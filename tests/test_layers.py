@@ -24,7 +24,7 @@ LAYERS = [
     {"kernels", "distributed", "spec", "progress"},
     {"objective", "optimize", "structure", "io"},
     {"results"},
-    {"model", "simulate"},
+    {"model", "model_compat", "simulate"},
     {"bench", "__init__"},
     {"cli"},
 ]
