@@ -54,7 +54,7 @@ def test_missing_values_stop_with_column_and_count(data, missing):
     text = str(err.value)
     assert "column 'x1' has 3 missing values" in text
     assert "'y': 1" in text
-    assert "missing='drop'" in text
+    assert 'missing="drop"' in text
 
 
 def test_missing_drop_drops_and_says_how_many(data):
