@@ -421,8 +421,8 @@ class MixedLM(StatsmodelsModel):
             Newton polishing steps after the scipy methods (0 to skip them).
         free : MixedLMParams or array_like, optional
             0/1 pattern of the covariance parameters to estimate (statsmodels'
-            ``free``): a MixedLMParams whose ``cov_re`` and ``vcomp`` hold the
-            pattern, or a packed vector (optionally with the fixed effects
+            ``free``): a MixedLMParams (dlmm's or statsmodels') whose ``cov_re``
+            and ``vcomp`` hold the pattern, or a packed vector (optionally with the fixed effects
             first). Entries marked 0 stay at their start values, in the square
             root parameterization; a diagonal ``cov_re`` pattern with the
             default start fits independent random effects.

@@ -115,11 +115,6 @@ def responses(spec, statistics):
                                pd.Series(dtype=float, name="fitted"))
 
 
-def predict_fitted_rows(result, statistics, random_effects: bool):
-    """Predictions for every row of the fitted data (NaN where a value is missing)."""
-    return _predictions(result, statistics.map_rows, random_effects, False)
-
-
 def predict(result, exog, random_effects: bool, client=None):
     """``result.predict(exog, random_effects)`` (see ``MixedLMResults.predict``)."""
     spec = result.model.spec

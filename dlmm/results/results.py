@@ -457,11 +457,13 @@ class MixedLMResults(StatsmodelsResults):
     def group_size_mean(self) -> float:
         return self.nobs / self.n_groups if self.n_groups else float("nan")
 
-    def summary(self, alpha: float = 0.05):
-        """A summary in statsmodels' layout (see :mod:`dlmm.summary`)."""
+    def summary(self, yname=None, xname_fe=None, xname_re=None, title=None,
+                alpha: float = 0.05):
+        """A summary in statsmodels' layout and signature (see :mod:`dlmm.results.summary`)."""
         from .summary import Summary
 
-        return Summary(self, alpha=alpha)
+        return Summary(self, alpha=alpha, yname=yname, xname_fe=xname_fe, xname_re=xname_re,
+                       title=title)
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()

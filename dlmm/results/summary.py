@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..exceptions import InputError
+
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#",
                   "$": r"\$", "{": r"\{", "}": r"\}", "|": r"$|$", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}"}
@@ -29,9 +31,22 @@ def _num(x: float) -> str:
 class Summary:
     """Text and HTML summary of a :class:`~dlmm.results.MixedLMResults`."""
 
-    def __init__(self, result, alpha: float = 0.05):
+    def __init__(self, result, alpha: float = 0.05, yname: str | None = None,
+                 xname_fe: list[str] | None = None, xname_re: list[str] | None = None,
+                 title: str | None = None):
         self.result = result
         self.alpha = alpha
+        self.yname = yname
+        names = list(result.param_names)
+        k = result.k_fe
+        for given, lo, hi, what in ((xname_fe, 0, k, "xname_fe"),
+                                    (xname_re, k, len(names), "xname_re")):
+            if given is not None:
+                if len(given) != hi - lo:
+                    raise InputError(f"{what} has {len(given)} names; expected {hi - lo}")
+                names[lo:hi] = [str(n) for n in given]
+        self.names = names
+        self.title = title or "Mixed Linear Model Regression Results"
 
     def facts(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The two columns of model facts (label, value)."""
@@ -45,7 +60,7 @@ class Summary:
             ("Mean group size:", f"{r.group_size_mean:.1f}"),
         ]
         right = [
-            ("Dependent Variable:", str(r.endog_name)),
+            ("Dependent Variable:", str(self.yname or r.endog_name)),
             ("Method:", r.method),
             ("Scale:", f"{r.scale:.4f}"),
             ("Log-Likelihood:", f"{r.llf:.4f}"),
@@ -80,7 +95,7 @@ class Summary:
         hi[:k] = coef[:k] + crit * se[:k]
         frame = pd.DataFrame(
             {"Coef.": coef, "Std.Err.": se, "z": z, "P>|z|": p, lo_name: lo, hi_name: hi},
-            index=r.param_names,
+            index=self.names,
         )
         return frame.apply(lambda col: [_num(v) for v in col])
 
@@ -101,7 +116,7 @@ class Summary:
         body = [f"{name:<{name_w}}" + "".join(f" {v:>{w}}" for v, w in zip(row, widths))
                 for name, row in zip(table.index, table.to_numpy())]
         width = max(len(head), *(len(s) for s in lines))
-        title = "Mixed Linear Model Regression Results".center(width).rstrip()
+        title = self.title.center(width).rstrip()
         return "\n".join([title, "=" * width, *lines, "-" * width, head, "-" * width, *body,
                           "=" * width])
 
@@ -127,7 +142,7 @@ class Summary:
         def tex(text) -> str:
             return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
 
-        lines = [r"\begin{table}", r"\caption{Mixed Linear Model Regression Results}",
+        lines = [r"\begin{table}", r"\caption{" + tex(self.title) + "}",
                  r"\begin{center}", r"\begin{tabular}{llll}", r"\hline"]
         lines += [" & ".join(tex(v) for v in row) + r" \\" for row in facts.to_numpy()]
         lines += [r"\hline", r"\end{tabular}", r"\begin{tabular}{l" + "r" * coef.shape[1]
@@ -154,5 +169,5 @@ class Summary:
                 cells.append(f"<th>{html.escape(label)}</th><td>{html.escape(value)}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
         facts = "<table class='dlmm-facts'>" + "".join(rows) + "</table>"
-        return (f"<div class='dlmm-summary'><h4>Mixed Linear Model Regression Results</h4>"
+        return (f"<div class='dlmm-summary'><h4>{html.escape(self.title)}</h4>"
                 f"{facts}{self.table().to_html()}</div>")
