@@ -35,7 +35,12 @@ from .objective.totals import check_response_varies, check_rows, check_values
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
 from .spec.formula import FormulaSpec
-from .spec.statsmodels_inputs import attach_groups, is_vcspec, vcspec_to_dict
+from .spec.statsmodels_inputs import (
+    attach_groups,
+    is_vcspec,
+    vcspec_column_names,
+    vcspec_to_dict,
+)
 from .structure import RandomEffectsStatistics, collect_statistics
 
 logger = logging.getLogger("dlmm")
@@ -81,9 +86,11 @@ class MixedLM(StatsmodelsModel):
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True,
                  missing="none", drop_collinear=False, **kwargs):
-        if is_vcspec(exog_vc):  # statsmodels' VCSpec
+        vc_names = vcspec_column_names(exog_vc) if is_vcspec(exog_vc) else None
+        if vc_names is not None:  # statsmodels' VCSpec
             exog_vc = vcspec_to_dict(exog_vc, np.zeros(len(endog)) if groups is None else groups)
         spec = ArraySpec(endog, exog, groups, exog_re=exog_re, exog_vc=exog_vc)
+        spec.vc_column_names = vc_names or spec.vc_column_names
         self._setup(spec, spec.frame, use_sqrt, missing, kwargs.pop("client", None),
                     drop_collinear)
         if kwargs:

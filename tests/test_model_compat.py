@@ -64,6 +64,8 @@ def test_likelihood_pieces_are_statsmodels(pair):
     assert sing is bool(sm_sing) is False
     # statsmodels' own parameter object in dlmm's loglike, and in fit(start_params=).
     assert model.loglike(params) == pytest.approx(sm_model.loglike(params), rel=1e-10)
+    start = model.fit(start_params=params)  # statsmodels' object as start values
+    assert start.llf == pytest.approx(model.fit().llf, rel=1e-10)
     off = MixedLMParams.from_components(sm_fe + 1.0, cov_re=cov_re, vcomp=vcomp)
     with pytest.raises(dlmm.InputError, match="GLS fixed effects"):
         model.score_full(off, True)

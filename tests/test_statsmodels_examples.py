@@ -198,6 +198,18 @@ def test_predict_is_the_fixed_part_as_statsmodels(name):
                                rtol=PARAM_RTOL)
 
 
+@pytest.mark.parametrize("name", ["dietox_slope", "pastes_vc_formula", "pastes_vcspec"])
+def test_random_effects_as_statsmodels(name):
+    _, sm_res = _reference(name)
+    _, (_, res) = both(name)
+    assert sorted(res.random_effects) == sorted(sm_res.random_effects)
+    for label, expected in sm_res.random_effects.items():
+        got = res.random_effects[label]
+        assert list(got.index) == list(expected.index)
+        np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-4,
+                                   atol=1e-6 * np.abs(expected.to_numpy()).max())
+
+
 @pytest.mark.parametrize("name", ["dietox_intercept", "dietox_slope", "pastes_vc_formula"])
 def test_predict_new_frame(name):
     _, sm_res = _reference(name)

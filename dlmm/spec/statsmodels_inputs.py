@@ -80,6 +80,22 @@ def vcspec_to_dict(exog_vc, groups) -> dict:
     return out
 
 
+def vcspec_column_names(exog_vc) -> list[list[str]]:
+    """Column names per component from a ``VCSpec``'s ``colnames`` (sorted by component
+    name, as the components are): column ``j`` takes the name every group gives it, or
+    ``name[j]`` where the groups disagree."""
+    out = {}
+    for name, per_group in zip(exog_vc.names, exog_vc.colnames):
+        per_group = [list(map(str, c)) for c in per_group]
+        width = max((len(c) for c in per_group), default=0)
+        names = []
+        for j in range(width):
+            given = {c[j] for c in per_group if len(c) > j}
+            names.append(given.pop() if len(given) == 1 else f"{name}[{j}]")
+        out[str(name)] = names
+    return [out[k] for k in sorted(out)]
+
+
 def is_params_object(obj) -> bool:
     """A ``MixedLMParams``, dlmm's or statsmodels' (``cov_re`` and ``vcomp``)."""
     return hasattr(obj, "cov_re") and hasattr(obj, "vcomp") and not isinstance(

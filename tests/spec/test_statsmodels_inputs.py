@@ -13,6 +13,7 @@ from dlmm.spec.statsmodels_inputs import (
     attach_groups,
     is_params_object,
     is_vcspec,
+    vcspec_column_names,
     vcspec_to_dict,
 )
 
@@ -43,6 +44,13 @@ def test_vcspec_becomes_the_group_dict():
     out = vcspec_to_dict(spec, groups)
     np.testing.assert_array_equal(out["c"]["a"], mats_a)
     np.testing.assert_array_equal(out["c"]["b"], mats_b)
+    # Names every group agrees on are kept; otherwise the component's name and index.
+    assert vcspec_column_names(spec) == [["c0", "c1"]]
+    two = np.ones((2, 2))
+    differ = VCSpec(["c"], [[["c0", "x"], ["c0", "y"]]], [[mats_a[:, :2], two]])
+    assert vcspec_column_names(differ) == [["c0", "c[1]"]]
+    named = VCSpec(["z", "c"], [[["u"], ["u"]], [["c0"], ["c0"]]], [[mats_b] * 2] * 2)
+    assert vcspec_column_names(named) == [["c0"], ["u"]]  # sorted by component name
     with pytest.raises(InputError, match="2 groups"):
         vcspec_to_dict(VCSpec(["c"], [[["c0"]]], [[mats_b]]), groups)
 
