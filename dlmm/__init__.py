@@ -6,7 +6,7 @@
     print(result.summary())
 """
 
-from .exceptions import CollinearityWarning, ConvergenceWarning, InputError
+from .exceptions import CollinearityWarning, InputError, convergence_warning
 from .lmer import lmer
 from .model import MissingDataWarning, MixedLM, mixedlm
 from .objective.params import MixedLMParams
@@ -29,3 +29,11 @@ __all__ = [
     "lrtest",
     "mixedlm",
 ]
+
+
+def __getattr__(name: str):
+    # ConvergenceWarning subclasses statsmodels' when statsmodels is installed; it is
+    # made on first use so that importing dlmm does not import statsmodels.
+    if name == "ConvergenceWarning":
+        return convergence_warning()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

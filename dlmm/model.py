@@ -11,29 +11,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .distributed.sources import check_parquet_columns, is_path_like, open_backend
-from .exceptions import CollinearityWarning, ConvergenceWarning, InputError
+from .exceptions import CollinearityWarning, InputError, convergence_warning
+from .model_compat import StatsmodelsModel, as_params_object
 from .objective.free import free_mask, restricted
-from .objective.hessian import (
-    GradientHessian,
-    hessian_from_gradients,
-    profiled_hessian,
-    sqrt_hessian,
-)
+from .objective.hessian import GradientHessian, profiled_hessian, sqrt_hessian
 from .objective.identifiable import check_identifiable
 from .objective.params import MixedLMParams, packed_names
+from .objective.penalty import covariance_penalty, penalize, pop_penalties
 from .objective.profiled import grad_profile, grad_sqrt, profiled_value
 from .objective.rank import check_full_rank, independent_columns
-from .objective.shift import (
-    centred_fixed_effects,
-    fixed_effects_map,
-    parameter_jacobian,
-    raw_hessian,
-)
 from .objective.start import (
     MOMENT_MIN_GROUPS,
     default_start,
@@ -43,7 +35,13 @@ from .objective.start import (
 from .objective.totals import check_response_varies, check_rows, check_values
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
-from .spec.formula import GROUP_VALUES_COLUMN, FormulaSpec
+from .spec.formula import FormulaSpec
+from .spec.statsmodels_inputs import (
+    attach_groups,
+    is_vcspec,
+    vcspec_column_names,
+    vcspec_to_dict,
+)
 from .structure import RandomEffectsStatistics, collect_statistics
 
 logger = logging.getLogger("dlmm")
@@ -57,23 +55,7 @@ class MissingDataWarning(UserWarning):
     """Rows with missing values were dropped (``missing="drop"``)."""
 
 
-def _attach_groups(data, groups):
-    """Group labels given as values: a column of the data (pandas or Dask)."""
-    if is_path_like(data):
-        raise InputError("with Parquet input, groups must name a column of the data")
-    if hasattr(groups, "npartitions"):  # a Dask Series aligned with a Dask frame
-        return data.assign(**{GROUP_VALUES_COLUMN: groups}), GROUP_VALUES_COLUMN
-    values = np.asarray(groups)
-    if values.ndim != 1 or values.shape[0] != len(data):
-        raise InputError(f"groups must be a column name or one label per row ({len(data)} "
-                         f"rows), got an array of shape {values.shape}")
-    if hasattr(data, "npartitions"):
-        raise InputError("with a Dask DataFrame, groups must be a column name or a Dask "
-                         "Series")
-    return data.assign(**{GROUP_VALUES_COLUMN: values}), GROUP_VALUES_COLUMN
-
-
-class MixedLM:
+class MixedLM(StatsmodelsModel):
     """Linear mixed-effects model, as statsmodels' ``MixedLM``.
 
     Parameters
@@ -87,8 +69,8 @@ class MixedLM:
     exog_re : array_like, optional
         Random-effects design; default a random intercept (when ``exog_vc`` is
         also None).
-    exog_vc : dict, optional
-        Variance components: ``{name: {group: matrix}}`` as statsmodels, or
+    exog_vc : dict or VCSpec, optional
+        Variance components: statsmodels' ``VCSpec`` or ``{name: {group: matrix}}``, or
         ``{name: (n, L) array}`` aligned with the rows (a group's effects are
         its nonzero columns).
     use_sqrt : bool
@@ -105,7 +87,11 @@ class MixedLM:
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True,
                  missing="none", drop_collinear=False, **kwargs):
+        vc_names = vcspec_column_names(exog_vc) if is_vcspec(exog_vc) else None
+        if vc_names is not None:  # statsmodels' VCSpec
+            exog_vc = vcspec_to_dict(exog_vc, np.zeros(len(endog)) if groups is None else groups)
         spec = ArraySpec(endog, exog, groups, exog_re=exog_re, exog_vc=exog_vc)
+        spec.vc_column_names = vc_names or spec.vc_column_names
         self._setup(spec, spec.frame, use_sqrt, missing, kwargs.pop("client", None),
                     drop_collinear)
         if kwargs:
@@ -125,12 +111,14 @@ class MixedLM:
         self._stats_client: Any = None
         self._backend = None
         self._learned = isinstance(spec, ArraySpec)
+        self.group_values_name: str | None = None  # groups=Series: the Series' name
 
     @classmethod
     def from_formula(cls, formula: str, data, re_formula: str | None = None,
                      vc_formula: dict | None = None, subset=None, use_sparse=False,
                      missing: str = "none", *args, groups: str | None = None,
-                     client=None, drop_collinear: bool = False, **kwargs) -> MixedLM:
+                     client=None, drop_collinear: bool = False, use_sqrt: bool = True,
+                     **kwargs) -> MixedLM:
         """Model from formulas (statsmodels' ``MixedLM.from_formula``).
 
         Parameters
@@ -157,17 +145,20 @@ class MixedLM:
         drop_collinear : bool
             Drop fixed-effect columns that are linear combinations of earlier
             ones, lme4-style, instead of refusing them.
+        use_sqrt : bool
+            As for :class:`MixedLM` (packed parameters of ``loglike``/``score``).
         """
         if args:
             raise InputError(f"from_formula takes no positional arguments after missing (got "
                              f"{len(args)}); pass groups=, client=... by name")
         if kwargs:
             raise InputError(f"unknown option {next(iter(kwargs))!r} for from_formula")
-        group_label = None
+        group_label = values_name = None
         if groups is not None and not isinstance(groups, str):
             # statsmodels also takes the labels themselves (an array or Series with
-            # one label per row); they become a column, and the name is "Group".
-            data, groups = _attach_groups(data, groups)
+            # one label per row): the data's column when it is one, else a new column;
+            # the name is "Group".
+            data, groups, values_name = attach_groups(data, groups, is_path_like(data))
             group_label = "Group"
         if subset is not None:
             if is_path_like(data):
@@ -177,7 +168,8 @@ class MixedLM:
         if group_label is not None:
             spec.group_name = group_label
         model = cls.__new__(cls)
-        model._setup(spec, data, True, missing, client, drop_collinear)
+        model._setup(spec, data, use_sqrt, missing, client, drop_collinear)
+        model.group_values_name = values_name
         return model
 
     # -- preparing ------------------------------------------------------------
@@ -331,8 +323,8 @@ class MixedLM:
     # -- likelihood -------------------------------------------------------------
 
     def _params_object(self, params) -> MixedLMParams:
-        if isinstance(params, MixedLMParams):
-            return params
+        if not isinstance(params, (np.ndarray, list, tuple)) and hasattr(params, "cov_re"):
+            return as_params_object(params, self.k_fe, self.k_re, self.use_sqrt, False)
         params = np.asarray(params, dtype=float)
         has_fe = params.shape[0] == self.k_fe + self.k_re2 + self.k_vc
         if not has_fe and params.shape[0] != self.k_re2 + self.k_vc:
@@ -370,7 +362,7 @@ class MixedLM:
         """
         if not profile_fe:
             raise InputError("only profile_fe=True is supported: fixed effects are profiled")
-        if self.use_sqrt and not isinstance(params, MixedLMParams):
+        if self.use_sqrt and not hasattr(params, "cov_re"):
             # The packed factor as given (signs included), not a re-factorization.
             packed = np.asarray(params, dtype=float)[-(self.k_re2 + self.k_vc):]
             chol, sd = self._unpack_sqrt(packed)
@@ -379,30 +371,6 @@ class MixedLM:
             chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
         value = self._value(chol, sd, self.reml)
         return grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
-
-    def hessian(self, params) -> np.ndarray:
-        """Hessian of the log-likelihood (REML or ML per ``self.reml``) in statsmodels'
-        full parameter vector: fixed effects, the lower triangle of ``Psi``, then
-        ``vcomp / scale`` (profile parameterization), at ``params`` (that vector or
-        a :class:`MixedLMParams` with its fixed effects)."""
-        if isinstance(params, MixedLMParams):
-            po = params
-        else:
-            po = MixedLMParams.from_packed(np.asarray(params, dtype=float), self.k_fe,
-                                           self.k_re, False, True)
-        stats = self._ensure_stats()
-        centering = self.spec.centering
-        a_mat, offset = fixed_effects_map(centering.xy_shift, centering.x_intercept)
-        sd = np.sqrt(np.maximum(po.vcomp, 0))
-        beta_c = centred_fixed_effects(np.asarray(po.fe_params, dtype=float), a_mat, offset)
-        if stats.has_newton_pieces:
-            pieces = stats.newton_pieces(po.cov_re_sqrt, sd).hess
-            hess = profiled_hessian(pieces, stats.totals.xy_cross, stats.totals.n_rows,
-                                    self.reml, beta_c)
-        else:  # differences of analytic gradients (see hessian_from_gradients)
-            hess = hessian_from_gradients(stats.pieces, stats.totals.xy_cross,
-                                          stats.totals.n_rows, self.reml, sd, beta_c)
-        return raw_hessian(hess, parameter_jacobian(a_mat, None, self.k_re, self.k_vc))
 
     def _unpack_sqrt(self, theta: np.ndarray):
         chol = np.zeros((self.k_re, self.k_re))
@@ -464,8 +432,8 @@ class MixedLM:
             Newton polishing steps after the scipy methods (0 to skip them).
         free : MixedLMParams or array_like, optional
             0/1 pattern of the covariance parameters to estimate (statsmodels'
-            ``free``): a MixedLMParams whose ``cov_re`` and ``vcomp`` hold the
-            pattern, or a packed vector (optionally with the fixed effects
+            ``free``): a MixedLMParams (dlmm's or statsmodels') whose ``cov_re``
+            and ``vcomp`` hold the pattern, or a packed vector (optionally with the fixed effects
             first). Entries marked 0 stay at their start values, in the square
             root parameterization; a diagonal ``cov_re`` pattern with the
             default start fits independent random effects.
@@ -479,8 +447,12 @@ class MixedLM:
             ``gtol`` (the largest gradient component the convergence test accepts
             where the Hessian is not negative definite; see
             :mod:`dlmm.optimize.driver`), ``full_output`` (accepted: ``mle_retvals``
-            always holds the full report). ``niter_sa`` and ``do_cg`` tune stages
-            dlmm's optimizer does not have and are refused.
+            always holds the full report), ``cov_pen`` (a statsmodels
+            ``CovariancePenalty`` such as ``PSD(w)``, subtracted from the llf, which
+            is then reported penalized, as statsmodels; see
+            :mod:`dlmm.objective.penalty`). ``fe_pen`` is refused (use
+            :meth:`fit_regularized`); ``niter_sa`` and ``do_cg`` tune stages dlmm's
+            optimizer does not have and are refused.
 
         Returns
         -------
@@ -492,6 +464,7 @@ class MixedLM:
         disp = bool(kwargs.pop("disp", False))
         gtol = kwargs.pop("gtol", None)
         kwargs.pop("full_output", None)  # mle_retvals always has the full report
+        cov_pen = pop_penalties(kwargs, self.k_re)
         for key in ("niter_sa", "do_cg"):
             if key in kwargs:
                 raise InputError(f"fit option {key!r} tunes statsmodels' own optimizer stages; "
@@ -527,11 +500,13 @@ class MixedLM:
         # random-effect columns, dlmm.spec.centering), where a covariate far from zero
         # does not make the parameters ill-conditioned; a free pattern is stated in
         # the model's own coordinates, so it keeps them.
-        engine, u = stats.centred() if free is None else (stats, None)
+        engine, u = stats.centred() if free is None and cov_pen is None else (stats, None)
 
         def fun(theta):
             chol, sd = self._unpack_sqrt(theta)
             value = self._value(chol, sd, self.reml, engine)
+            if cov_pen is not None:  # statsmodels' cov_pen: llf - pen(Psi)
+                return penalize(cov_pen, chol, value.llf, grad_sqrt(value, chol, sd))
             return value.llf, grad_sqrt(value, chol, sd)
 
         def fun_hess(theta):
@@ -547,7 +522,8 @@ class MixedLM:
         mask = free_mask(free, self.k_fe, self.k_re, self.k_vc, self.param_names[self.k_fe:])
         free_idx = np.flatnonzero(mask)
         fun_free = restricted(fun, x0, mask)
-        hess_free = restricted(fun_hess, x0, mask) if engine.has_newton_pieces else \
+        hess_free = restricted(fun_hess, x0, mask) if engine.has_newton_pieces and \
+            cov_pen is None else \
             GradientHessian(fun_free)  # differences of the analytic gradient, reused
         before = engine.evaluations
 
@@ -563,10 +539,12 @@ class MixedLM:
             warnings.warn(
                 f"MixedLM optimization did not converge: |grad| = {gnorm:.3g}, "
                 f"llf still to gain about {outcome.decrement:.3g} ({outcome.message})",
-                ConvergenceWarning, stacklevel=2,
+                convergence_warning(), stacklevel=2,
             )
         chol, sd = self._unpack_sqrt(outcome.x)
         value = self._value(chol, sd, self.reml, engine)
+        if cov_pen is not None:  # the penalized llf, as statsmodels reports it
+            value = replace(value, llf=value.llf - covariance_penalty(cov_pen, chol)[0])
         freepat = None if free is None else np.concatenate([np.ones(self.k_fe), mask])
         result = MixedLMResults.from_fit(self, value, chol, sd, outcome, stats, engine, u,
                                          freepat=freepat, evaluations_before=before)

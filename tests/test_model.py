@@ -54,7 +54,7 @@ def test_missing_values_stop_with_column_and_count(data, missing):
     text = str(err.value)
     assert "column 'x1' has 3 missing values" in text
     assert "'y': 1" in text
-    assert "missing='drop'" in text
+    assert 'missing="drop"' in text
 
 
 def test_missing_drop_drops_and_says_how_many(data):
@@ -218,12 +218,14 @@ def test_drop_collinear_drops_later_dependent_columns_like_lme4(data, tmp_path):
     assert got.llf == pytest.approx(expected.llf, rel=1e-12)
     # Predictions use the kept columns, also after a save/load round trip.
     new = frame.drop(columns="y").head(10)
-    np.testing.assert_allclose(got.predict(new).to_numpy(),
-                               expected.predict(new.drop(columns=["x3", "x4"])).to_numpy(),
+    np.testing.assert_allclose(got.predict(new, random_effects=True).to_numpy(),
+                               expected.predict(new.drop(columns=["x3", "x4"]),
+                                                random_effects=True).to_numpy(),
                                rtol=1e-9)
     got.save(tmp_path / "fit")
     loaded = dlmm.load_result(tmp_path / "fit")
-    np.testing.assert_array_equal(loaded.predict(new).to_numpy(), got.predict(new).to_numpy())
+    np.testing.assert_array_equal(loaded.predict(new, random_effects=True).to_numpy(),
+                                  got.predict(new, random_effects=True).to_numpy())
 
 
 def test_drop_collinear_in_the_arrays_form(data):

@@ -49,7 +49,7 @@ def run(opts: dict[str, Any]) -> int:
         event("data_pass", "data pass: reading %s", opts["data"], stage="start",
               data=opts["data"])
         t_pass = time.perf_counter()
-        with _pass_progress(opts) as progress:
+        with _pass_progress(opts) as progress, _cli_option_names():
             model.prepare(client=client, progress=progress)
         nobs, n_groups = model.nobs, model.n_groups
         event("data_pass", "data pass: done in %.2f s: %d rows, %d groups",
@@ -89,6 +89,20 @@ def _log_step(entry) -> None:
     event("evaluation", "step %d  llf %.10g  |grad| %.3g  [%s]", entry.evaluation, entry.llf,
           entry.grad_norm, entry.stage, step=entry.evaluation, llf=entry.llf,
           grad_norm=entry.grad_norm, seconds=round(entry.seconds, 6), stage=entry.stage)
+
+
+@contextlib.contextmanager
+def _cli_option_names() -> Iterator[None]:
+    """Errors of the data pass that name a Python option, with the CLI's flag instead."""
+    from ..exceptions import InputError
+    from ..objective.totals import MISSING_DROP_HINT
+
+    try:
+        yield
+    except InputError as exc:
+        if MISSING_DROP_HINT not in str(exc):
+            raise
+        raise InputError(str(exc).replace(MISSING_DROP_HINT, "--missing drop")) from None
 
 
 @contextlib.contextmanager

@@ -320,10 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     ))
     _add_predict_options(sub.add_parser(
         "predict", help="predict new Parquet data from a fit's output folder",
-        description="Predict the response of new Parquet data with a saved fit: the fixed "
-                    "part plus, for groups seen in the fit, their predicted random effects "
-                    "(unseen groups get the fixed part only). Writes a Parquet folder with "
-                    "the model's columns and 'predicted'.",
+        description="Predict the response of new Parquet data with a saved fit: by default "
+                    "conditionally, the fixed part plus, for groups seen in the fit, their "
+                    "predicted random effects (unseen groups get the fixed part only; "
+                    "--no-random-effects: the fixed part, the Python API's default). Writes "
+                    "a Parquet folder with the model's columns and 'predicted'.",
     ))
     _add_bench_options(sub.add_parser(
         "bench", help="benchmark dlmm beside statsmodels (and lme4) on simulated data",

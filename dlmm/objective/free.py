@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..exceptions import InputError
-from .params import MixedLMParams
+from ..spec.statsmodels_inputs import is_params_object
 
 
 def free_mask(free, k_fe: int, k_re: int, k_vc: int, names: list[str]) -> np.ndarray:
@@ -14,7 +14,8 @@ def free_mask(free, k_fe: int, k_re: int, k_vc: int, names: list[str]) -> np.nda
     Parameters
     ----------
     free : MixedLMParams, array_like or None
-        A MixedLMParams whose ``cov_re`` and ``vcomp`` hold the pattern, or a
+        A MixedLMParams (dlmm's or statsmodels') whose ``cov_re`` and ``vcomp``
+        hold the pattern, or a
         packed vector over the covariance parameters (optionally with the
         fixed effects first); None frees every parameter.
     k_fe, k_re, k_vc : int
@@ -24,7 +25,7 @@ def free_mask(free, k_fe: int, k_re: int, k_vc: int, names: list[str]) -> np.nda
     m = k_re * (k_re + 1) // 2 + k_vc
     if free is None:
         return np.ones(m)
-    if isinstance(free, MixedLMParams):
+    if is_params_object(free):
         mask = np.concatenate([np.asarray(free.cov_re, dtype=float)[np.tril_indices(k_re)],
                                np.asarray(free.vcomp, dtype=float)])
     else:

@@ -11,6 +11,9 @@ import numpy as np
 from ..exceptions import InputError
 from ..kernels.pieces import RowTotals
 
+#: How the missing-value error names the option (the CLI replaces it with its flag).
+MISSING_DROP_HINT = 'missing="drop"'
+
 
 def check_values(totals: RowTotals, labels: list[str], missing: str) -> None:
     """Infinite values are refused; missing values too unless ``missing="drop"``."""
@@ -28,7 +31,7 @@ def check_values(totals: RowTotals, labels: list[str], missing: str) -> None:
         raise InputError(
             f"column {labels[worst]!r} has {int(counts[worst])} missing values "
             f"(rows with missing values by column: {detail}); "
-            "pass missing='drop' (dlmm fit --missing drop) to drop those rows"
+            f"pass {MISSING_DROP_HINT} to drop those rows"
         )
 
 

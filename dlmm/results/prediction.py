@@ -4,6 +4,10 @@
 effects ``Z b_g + W v_g`` (:class:`dlmm.results.effects.EffectsLookup`).
 The same function runs in process on a pandas frame and on every partition
 of a Dask frame; the predicted effects of every group go to each worker once.
+
+:func:`predict` is ``MixedLMResults.predict``: by default the fixed part
+(statsmodels' meaning; ``predict()`` of in-memory data is an ndarray, as
+statsmodels'), conditional predictions with ``random_effects=True``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..exceptions import InputError
 from ..spec.crossed import component_only_columns
+from ..spec.formula import GROUP_VALUES_COLUMN
 from .effects import EffectsLookup
 
 
@@ -65,7 +71,7 @@ def predict_chunk(frame: pd.DataFrame, spec, fe_params: np.ndarray,
     unseen: dict[int, np.ndarray] = {}
     if not fitted:
         frame, unseen = admit_unseen_levels(frame, spec)
-    design = spec.design(frame, response=fitted)
+    design = spec.design(frame) if fitted else spec.design(frame, response=False)
     k = fe_params.shape[0]
     values = design.xy[:, :k] @ fe_params
     if lookup is not None:
@@ -109,9 +115,59 @@ def responses(spec, statistics):
                                pd.Series(dtype=float, name="fitted"))
 
 
-def predict_fitted_rows(result, statistics, random_effects: bool):
-    """Predictions for every row of the fitted data (NaN where a value is missing)."""
-    return _predictions(result, statistics.map_rows, random_effects, False)
+def predict(result, exog, random_effects: bool, client=None):
+    """``result.predict(exog, random_effects)`` (see ``MixedLMResults.predict``)."""
+    spec = result.model.spec
+    if exog is not None and _is_design_array(exog):
+        return _predict_array(result, exog, random_effects)
+    if spec is None:
+        raise InputError("this loaded result was fitted from arrays and cannot predict "
+                         "from a data frame")
+    if getattr(spec, "stateful", False) and result._stats is None:
+        raise InputError("the formula uses a stateful transform (center, scale...) whose "
+                         "state is not saved; refit to predict")
+    if exog is None:
+        stats = result._require_stats("predict()")
+        out = _predictions(result, stats.map_rows, random_effects, True)
+        return out if hasattr(out, "npartitions") else out.to_numpy()
+    return predict_new_data(result, exog, random_effects, client)
+
+
+def _is_design_array(exog) -> bool:
+    """A NumPy array (or list) of fixed-effects columns, not a frame or a path."""
+    return isinstance(exog, (np.ndarray, list)) and not isinstance(exog, str)
+
+
+def _predict_array(result, exog, random_effects: bool) -> np.ndarray:
+    """``exog @ fe_params`` for a design array (statsmodels' ``predict(exog)``)."""
+    if random_effects:
+        raise InputError("random_effects=True needs group labels: pass a DataFrame with the "
+                         "model's columns, not an array")
+    x = np.asarray(exog, dtype=float)
+    x = x[:, None] if x.ndim == 1 and result.k_fe == 1 else np.atleast_2d(x)
+    if x.shape[1] != result.k_fe:
+        raise InputError(f"exog has {x.shape[1]} columns; the model has {result.k_fe} fixed "
+                         f"effects ({', '.join(result.exog_names)})")
+    return x @ result.fe_params.to_numpy()
+
+
+def _with_group_values(exog, model, random_effects: bool):
+    """New data for a fit that took its group labels as values (``groups=data["g"]``):
+    the labels are the new data's column named like the Series, if it has one."""
+    spec = model.spec
+    if not random_effects or getattr(spec, "groups", None) != GROUP_VALUES_COLUMN:
+        return exog
+    columns = getattr(exog, "columns", None)
+    if columns is None or GROUP_VALUES_COLUMN in columns:
+        return exog
+    name = getattr(model, "group_values_name", None)
+    if name is not None and name in columns:
+        return exog.rename(columns={name: GROUP_VALUES_COLUMN})
+    named = f"a Series named {name!r}" if name is not None else "an unnamed array"
+    fix = f"add a column {name!r} with them" if name is not None else \
+        f"add them as column {GROUP_VALUES_COLUMN!r}"
+    raise InputError(f"the fit took its group labels as values ({named}), and the new "
+                     f"data have no such column: {fix}, or pass random_effects=False")
 
 
 def predict_new_data(result, exog, random_effects: bool, client=None):
@@ -119,6 +175,7 @@ def predict_new_data(result, exog, random_effects: bool, client=None):
     from ..distributed.sources import open_backend
 
     spec = result.model.spec
+    exog = _with_group_values(exog, result.model, random_effects)
     backend = open_backend(exog, client)
     spec.check_prediction_columns(backend.columns, random_effects)
     backend = backend.select([c for c in spec.columns if c in backend.columns])

@@ -315,7 +315,7 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
             raise InputError(f"re_ix must be in 0..{k_re - 1}, got {re_ix!r}")
         a = int(re_ix)
         order = np.array([a] + [i for i in range(k_re) if i != a])
-        current = result.cov_re_unscaled[a, a]
+        current = result.estimates.cov_re_unscaled[a, a]
     else:
         if re_ix not in result.vc_names:
             raise InputError(f"no variance component named {re_ix!r} ({result.vc_names})")
@@ -333,7 +333,7 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
     n = stats.totals.n_rows
     tri = np.tril_indices(k_re)
     k_re2 = tri[0].shape[0]
-    psi_perm = perm @ result.cov_re_unscaled @ perm.T
+    psi_perm = perm @ result.estimates.cov_re_unscaled @ perm.T
     start_l = np.linalg.cholesky(psi_perm + 1e-12 * np.eye(k_re)) if k_re else np.zeros((0, 0))
     start = np.concatenate([start_l[tri], result._sd])
     fixed_pos = 0 if vtype == "re" else k_re2 + k

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ..exceptions import ConvergenceWarning, InputError
+from ..exceptions import InputError, convergence_warning
 from ..objective.hessian import (
     hessian_from_gradients,
     hessian_from_profiled,
@@ -49,6 +49,7 @@ from .inference import (
     is_singular,
 )
 from .lme4_methods import Lme4Methods, check_ddf
+from .statsmodels_compat import StatsmodelsResults
 
 
 def effect_names_of(spec, vc_names: list[str]) -> EffectNames:
@@ -61,7 +62,7 @@ def effect_names_of(spec, vc_names: list[str]) -> EffectNames:
     )
 
 
-class MixedLMResults(Lme4Methods):
+class MixedLMResults(Lme4Methods, StatsmodelsResults):
     """Estimates of a :class:`~dlmm.model.MixedLM` fit.
 
     Build one with :meth:`from_fit` (after a fit) or from saved data
@@ -87,7 +88,7 @@ class MixedLMResults(Lme4Methods):
         GLS fixed effects at the optimum.
     cov_re : pandas.DataFrame
         Random-effects covariance on the data's scale.
-    cov_re_unscaled : ndarray
+    cov_re_unscaled : pandas.DataFrame
         ``cov_re / scale`` (``Psi``).
     vcomp : ndarray
         Variance components on the data's scale, sorted by name.
@@ -150,7 +151,8 @@ class MixedLMResults(Lme4Methods):
         self.llf = e.llf
         self.scale = e.scale
         self.fe_params = pd.Series(e.fe_params, index=self.exog_names, name="fe_params")
-        self.cov_re_unscaled = e.cov_re_unscaled
+        self.cov_re_unscaled = pd.DataFrame(e.cov_re_unscaled, index=self.exog_re_names,
+                                            columns=self.exog_re_names)
         self.cov_re = pd.DataFrame(e.cov_re_unscaled * self.scale, index=self.exog_re_names,
                                    columns=self.exog_re_names)
         self.vcomp = e.vcomp_unscaled * self.scale
@@ -237,7 +239,7 @@ class MixedLMResults(Lme4Methods):
         failures = convergence_failures(diagnostics)
         if outcome.converged and failures:
             warnings.warn(f"the fit is not converged: {'; '.join(failures)}",
-                          ConvergenceWarning, stacklevel=3)
+                          convergence_warning(), stacklevel=3)
         converged = bool(outcome.converged) and not failures
         if not outcome.converged:
             failures.insert(0, "the optimizer's convergence test did not pass (Newton "
@@ -284,7 +286,7 @@ class MixedLMResults(Lme4Methods):
         worked (centred random-effect columns) when the fit says so."""
         if "singular" in self.diagnostics:
             return bool(self.diagnostics["singular"])
-        return is_singular(self.cov_re_unscaled, self.vcomp / self.scale)
+        return is_singular(self.estimates.cov_re_unscaled, self.vcomp / self.scale)
 
     # -- inference ----------------------------------------------------------------
 
@@ -347,50 +349,6 @@ class MixedLMResults(Lme4Methods):
         if self.reml:
             return np.nan
         return -2 * self.llf + np.log(self.nobs) * (self.df_modelwc + 1)
-
-    def _fe_contrast(self, r_matrix, q=None):
-        from formulaic.utils.constraints import LinearConstraints
-
-        if isinstance(r_matrix, str):
-            lc = LinearConstraints.from_spec(r_matrix, variable_names=self.exog_names)
-            r = np.asarray(lc.constraint_matrix, dtype=float)
-            q = np.asarray(lc.constraint_values, dtype=float)
-        else:
-            r = np.atleast_2d(np.asarray(r_matrix, dtype=float))
-            if r.shape[1] == len(self.param_names):
-                if np.any(r[:, self.k_fe:] != 0):
-                    raise InputError("t_test and wald_test apply to fixed effects only")
-                r = r[:, : self.k_fe]
-            if r.shape[1] != self.k_fe:
-                raise InputError(
-                    f"r_matrix has {r.shape[1]} columns; expected {self.k_fe} (fixed effects)")
-            q = np.zeros(r.shape[0]) if q is None else np.atleast_1d(np.asarray(q, dtype=float))
-        cov = self._cov[: self.k_fe, : self.k_fe]
-        effect = r @ self.fe_params.to_numpy() - q
-        return r, q, effect, r @ cov @ r.T
-
-    def t_test(self, r_matrix, q=None) -> pd.DataFrame:
-        """z tests of linear hypotheses on the fixed effects ``R beta = q``.
-
-        ``r_matrix`` is an array (rows over fixed effects, or over all of
-        ``params`` with zeros beyond them) or a string such as ``"x1 = x2, x3 = 0"``.
-        Returns a frame with effect, standard error, z, p-value and a 95% interval.
-        """
-        r, q, effect, cov = self._fe_contrast(r_matrix, q)
-        se = np.sqrt(np.diag(cov))
-        z = effect / se
-        crit = sps.norm.ppf(0.975)
-        return pd.DataFrame({
-            "coef": effect + q, "std err": se, "z": z, "P>|z|": 2 * sps.norm.sf(np.abs(z)),
-            "Conf. Int. Low": effect + q - crit * se, "Conf. Int. Upp.": effect + q + crit * se,
-        })
-
-    def wald_test(self, r_matrix, q=None) -> dict:
-        """Joint chi-square test of ``R beta = q``: statistic, df and p-value."""
-        r, q, effect, cov = self._fe_contrast(r_matrix, q)
-        stat = float(effect @ np.linalg.solve(cov, effect))
-        df = r.shape[0]
-        return {"statistic": stat, "df": df, "pvalue": float(sps.chi2.sf(stat, df))}
 
     def profile_conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Profile-likelihood intervals, as lme4's ``confint(method="profile")``:
@@ -468,29 +426,23 @@ class MixedLMResults(Lme4Methods):
         y = responses(self.model.spec, self._require_stats("resid"))
         return (y - self.fittedvalues).rename("resid")
 
-    def predict(self, exog=None, random_effects: bool = True, client=None):
-        """Predictions for new data (or the fitted data when ``exog`` is None).
+    def predict(self, exog=None, random_effects: bool = False, client=None):
+        """Predictions: statsmodels' meaning by default, the fixed part ``X beta``.
 
-        Rows of groups seen in the fit get their predicted random effects (with
-        ``random_effects=True``); rows of unseen groups get the fixed part only.
-        statsmodels' ``predict`` ignores random effects altogether (its issue
-        #7065); ``random_effects=False`` does that too.
+        ``exog=None``: the rows used in the fit, as an ndarray (statsmodels'
+        ``predict()``; a lazy Dask Series for Dask or Parquet fits, whose rows are
+        not on the driver). ``exog`` a pandas DataFrame: a Series indexed like it;
+        a Dask DataFrame or Parquet path: a lazy Dask Series (write it with
+        ``.to_frame().to_parquet(...)``); a 2-D array of fixed-effects columns:
+        ``exog @ fe_params``. Rows with a missing model value predict NaN.
 
-        ``exog`` is a pandas DataFrame (result: pandas Series), a Dask DataFrame
-        or Parquet path (result: a lazy Dask Series that can be written with
-        ``.to_frame().to_parquet(...)``). Rows with a missing model value predict NaN.
+        ``random_effects=True`` asks for conditional predictions: rows of groups seen
+        in the fit also get their predicted random effects (unseen groups the fixed
+        part only). See :mod:`dlmm.results.prediction`.
         """
-        from .prediction import predict_fitted_rows, predict_new_data
+        from .prediction import predict
 
-        if self.model.spec is None:
-            raise InputError("this loaded result was fitted from arrays and cannot predict "
-                             "from a data frame")
-        if getattr(self.model.spec, "stateful", False) and self._stats is None:
-            raise InputError("the formula uses a stateful transform (center, scale...) whose "
-                             "state is not saved; refit to predict")
-        if exog is None:
-            return predict_fitted_rows(self, self._require_stats("predict()"), random_effects)
-        return predict_new_data(self, exog, random_effects, client)
+        return predict(self, exog, random_effects, client)
 
     # -- plots -------------------------------------------------------------------
 
@@ -522,12 +474,14 @@ class MixedLMResults(Lme4Methods):
     def group_size_mean(self) -> float:
         return self.nobs / self.n_groups if self.n_groups else float("nan")
 
-    def summary(self, alpha: float = 0.05, ddf: str | None = None):
-        """A summary in statsmodels' layout (see :mod:`dlmm.summary`), with lme4's
-        VarCorr and, for ``ddf="Satterthwaite"``, lmerTest's table."""
+    def summary(self, yname=None, xname_fe=None, xname_re=None, title=None,
+                alpha: float = 0.05, ddf: str | None = None):
+        """A summary in statsmodels' layout and signature (see :mod:`dlmm.results.summary`),
+        with lme4's VarCorr and, for ``ddf="Satterthwaite"``, lmerTest's table."""
         from .summary import Summary
 
-        summary = Summary(self, alpha=alpha)
+        summary = Summary(self, alpha=alpha, yname=yname, xname_fe=xname_fe,
+                          xname_re=xname_re, title=title)
         summary.ddf = check_ddf(ddf)
         return summary
 

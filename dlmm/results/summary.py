@@ -3,7 +3,8 @@
 Model facts in two columns; then one table: fixed effects with standard
 error, z, p-value and Wald interval; then the variance parameters on the data
 scale with statsmodels' standard errors (``sqrt(scale)`` times those of the
-profile parameters).
+profile parameters). As statsmodels' ``Summary``: ``tables`` (both as
+frames), ``as_text``, ``as_html``, ``as_latex``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..exceptions import InputError
 from .lme4_summary import lme4_html, lme4_text
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#",
+                  "$": r"\$", "{": r"\{", "}": r"\}", "|": r"$|$", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}"}
 
 
 def _num(x: float) -> str:
@@ -26,9 +32,22 @@ def _num(x: float) -> str:
 class Summary:
     """Text and HTML summary of a :class:`~dlmm.results.MixedLMResults`."""
 
-    def __init__(self, result, alpha: float = 0.05):
+    def __init__(self, result, alpha: float = 0.05, yname: str | None = None,
+                 xname_fe: list[str] | None = None, xname_re: list[str] | None = None,
+                 title: str | None = None):
         self.result = result
         self.alpha = alpha
+        self.yname = yname
+        names = list(result.param_names)
+        k = result.k_fe
+        for given, lo, hi, what in ((xname_fe, 0, k, "xname_fe"),
+                                    (xname_re, k, len(names), "xname_re")):
+            if given is not None:
+                if len(given) != hi - lo:
+                    raise InputError(f"{what} has {len(given)} names; expected {hi - lo}")
+                names[lo:hi] = [str(n) for n in given]
+        self.names = names
+        self.title = title or "Mixed Linear Model Regression Results"
 
     def facts(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The two columns of model facts (label, value)."""
@@ -42,7 +61,7 @@ class Summary:
             ("Mean group size:", f"{r.group_size_mean:.1f}"),
         ]
         right = [
-            ("Dependent Variable:", str(r.endog_name)),
+            ("Dependent Variable:", str(self.yname or r.endog_name)),
             ("Method:", r.method),
             ("Scale:", f"{r.scale:.4f}"),
             ("Log-Likelihood:", f"{r.llf:.4f}"),
@@ -77,7 +96,7 @@ class Summary:
         hi[:k] = coef[:k] + crit * se[:k]
         frame = pd.DataFrame(
             {"Coef.": coef, "Std.Err.": se, "z": z, "P>|z|": p, lo_name: lo, hi_name: hi},
-            index=r.param_names,
+            index=self.names,
         )
         return frame.apply(lambda col: [_num(v) for v in col])
 
@@ -98,9 +117,42 @@ class Summary:
         body = [f"{name:<{name_w}}" + "".join(f" {v:>{w}}" for v, w in zip(row, widths))
                 for name, row in zip(table.index, table.to_numpy())]
         width = max(len(head), *(len(s) for s in lines))
-        title = "Mixed Linear Model Regression Results".center(width).rstrip()
+        title = self.title.center(width).rstrip()
         return "\n".join([title, "=" * width, *lines, "-" * width, head, "-" * width, *body,
                           "=" * width]) + lme4_text(self)
+
+    @property
+    def tables(self) -> list[pd.DataFrame]:
+        """statsmodels' ``Summary.tables``: the model facts (four columns: label,
+        value, label, value) and the coefficient table (formatted strings)."""
+        left, right = self.facts()
+        n = max(len(left), len(right))
+        pad = [("", "")] * n
+        rows = [(*(left + pad)[i], *(right + pad)[i]) for i in range(n)]
+        return [pd.DataFrame(rows), self.table()]
+
+    def as_html(self) -> str:
+        """The summary as an HTML fragment (the notebook's rendering)."""
+        return self._repr_html_()
+
+    def as_latex(self) -> str:
+        """The summary as LaTeX: the facts and the coefficient table, one ``tabular``
+        each, in a ``table`` environment."""
+        facts, coef = self.tables
+
+        def tex(text) -> str:
+            return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+        lines = [r"\begin{table}", r"\caption{" + tex(self.title) + "}",
+                 r"\begin{center}", r"\begin{tabular}{llll}", r"\hline"]
+        lines += [" & ".join(tex(v) for v in row) + r" \\" for row in facts.to_numpy()]
+        lines += [r"\hline", r"\end{tabular}", r"\begin{tabular}{l" + "r" * coef.shape[1]
+                  + "}", r"\hline", " & " + " & ".join(tex(c) for c in coef.columns)
+                  + r" \\", r"\hline"]
+        lines += [tex(name) + " & " + " & ".join(tex(v) for v in row) + r" \\"
+                  for name, row in zip(coef.index, coef.to_numpy())]
+        lines += [r"\hline", r"\end{tabular}", r"\end{center}", r"\end{table}"]
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.as_text()
@@ -118,5 +170,5 @@ class Summary:
                 cells.append(f"<th>{html.escape(label)}</th><td>{html.escape(value)}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
         facts = "<table class='dlmm-facts'>" + "".join(rows) + "</table>"
-        return (f"<div class='dlmm-summary'><h4>Mixed Linear Model Regression Results</h4>"
+        return (f"<div class='dlmm-summary'><h4>{html.escape(self.title)}</h4>"
                 f"{facts}{self.table().to_html()}{lme4_html(self)}</div>")

@@ -184,3 +184,18 @@ def test_drop_collinear_flag_reaches_the_model(simulated, tmp_path):
     doc = json.loads((tmp_path / "yes" / "result.json").read_text())
     assert list(doc["estimates"]["fe_params"]) == ["Intercept", "x1", "x2"]
     assert "dropped 1 column(s) 'x3'" in done.stderr
+
+
+def test_missing_value_error_names_the_cli_flag():
+    """The Python API's missing-value error names ``missing="drop"``; ``dlmm fit`` shows
+    the same error with its own flag."""
+    from dlmm.cli.fit import _cli_option_names
+
+    data = pd.DataFrame({"y": [1.0, np.nan, 3.0, 4.0, 5.0, 6.0], "x": [1.0, 2, 3, 4, 5, 7],
+                         "g": [1, 1, 2, 2, 3, 3]})
+    model = dlmm.mixedlm("y ~ x", data, groups="g")
+    with pytest.raises(dlmm.InputError, match='pass missing="drop" to drop those rows'):
+        model.prepare()
+    with pytest.raises(dlmm.InputError, match="pass --missing drop to drop those rows"), \
+            _cli_option_names():
+        dlmm.mixedlm("y ~ x", data, groups="g").prepare()

@@ -51,5 +51,7 @@ def test_every_reader_reads_every_writer(folders, scheduler, tmp_path, writer):
                     "--quiet")
     assert proc.returncode == 0, proc.stderr
     written = pd.read_parquet(pred)["predicted"].to_numpy()
-    np.testing.assert_allclose(written, api.predict(data).to_numpy(), rtol=1e-6)
-    np.testing.assert_allclose(written, loaded.predict(data).to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(written, api.predict(data, random_effects=True).to_numpy(),
+                               rtol=1e-6)
+    np.testing.assert_allclose(written, loaded.predict(data, random_effects=True).to_numpy(),
+                               rtol=1e-12)

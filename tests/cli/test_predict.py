@@ -24,7 +24,7 @@ def test_predict_writes_what_the_python_api_predicts(scheduler, simulated, tmp_p
     written = pd.read_parquet(pred)
     assert sorted(written.columns) == ["c", "g", "predicted", "x1", "x2"]
     result = dlmm.load_result(out)
-    expected = result.predict(pd.concat([data, unseen], ignore_index=True))
+    expected = result.predict(pd.concat([data, unseen], ignore_index=True), random_effects=True)
     np.testing.assert_allclose(written["predicted"].to_numpy(), expected.to_numpy(),
                                rtol=1e-12, atol=1e-12)
     # Unseen group: exactly the fixed part.

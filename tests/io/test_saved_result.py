@@ -49,8 +49,8 @@ def test_loaded_result_predicts_like_the_fit(fitted, tmp_path):
     loaded = dlmm.load_result(tmp_path / "fit")
     new = data.drop(columns="y").sample(30, random_state=1)
     new.loc[new.index[:3], "g"] = 999  # unseen group
-    np.testing.assert_array_equal(loaded.predict(new).to_numpy(),
-                                  result.predict(new).to_numpy())
+    np.testing.assert_array_equal(loaded.predict(new, random_effects=True).to_numpy(),
+                                  result.predict(new, random_effects=True).to_numpy())
 
 
 def test_files_are_json_and_parquet_without_pickle(fitted, tmp_path):

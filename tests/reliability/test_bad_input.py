@@ -101,8 +101,7 @@ def with_nan(df) -> pd.DataFrame:
 def test_nan_stops_with_column_and_count(with_nan, missing):
     _raises(with_nan,
             "column 'x1' has 3 missing values (rows with missing values by column: "
-            "'y': 1, 'x1': 3); pass missing='drop' (dlmm fit --missing drop) to drop those "
-            "rows",
+            "'y': 1, 'x1': 3); pass missing=\"drop\" to drop those rows",
             groups="g", missing=missing)
 
 
@@ -200,7 +199,7 @@ def test_nan_group_label_stops(df, missing):
     data = df.assign(g=df["g"].astype(float))
     data.loc[[0, 13], "g"] = np.nan
     _raises(data, "column 'g' has 2 missing values (rows with missing values by column: "
-            "'g': 2); pass missing='drop'", groups="g", missing=missing)
+            "'g': 2); pass missing=\"drop\"", groups="g", missing=missing)
 
 
 def test_nan_group_label_dropped(df):

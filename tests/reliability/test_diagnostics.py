@@ -134,7 +134,7 @@ def test_singular_fit_diagnostics(singular_data):
     assert ret["grad_norm"] < 1e-6
     assert 0 <= ret["decrement"] <= 1e-7
     assert np.linalg.eigvalsh(result.cov_re_unscaled).min() <= 1e-8 * max(
-        1.0, np.abs(result.cov_re_unscaled).max())
+        1.0, np.abs(result.cov_re_unscaled.to_numpy()).max())
 
 
 def test_stopped_early_fit_says_so():

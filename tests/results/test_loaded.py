@@ -37,7 +37,8 @@ def test_load_and_predict_without_per_group_loops(saved, monkeypatch):
     monkeypatch.setattr(pd.core.groupby.DataFrameGroupBy, "__iter__", refuse)
     loaded = dlmm.load_result(folder)
     new = data.drop(columns="y")
-    np.testing.assert_allclose(loaded.predict(new).to_numpy(), result.predict(new).to_numpy(),
+    np.testing.assert_allclose(loaded.predict(new, random_effects=True).to_numpy(),
+                               result.predict(new, random_effects=True).to_numpy(),
                                rtol=1e-12, atol=1e-12)
 
 

@@ -114,7 +114,7 @@ def test_predict_new_data():
     result = _fit()
     new = _new_data()
     assert "y" not in new.columns
-    pred = result.predict(new)
+    pred = result.predict(new, random_effects=True)
     assert isinstance(pred, pd.Series)
     assert pred.index.equals(new.index)
     fixed = _fixed_part(new, result.fe_params)
@@ -141,7 +141,8 @@ def test_known_groups_agree_with_statsmodels_effects():
     new = _new_data()
     known = new["g"].isin(list(sm.random_effects)).to_numpy() & new["x2"].notna().to_numpy()
     expected = _fixed_part(new, sm.fe_params) + _random_part(new, sm.random_effects)
-    np.testing.assert_allclose(result.predict(new).to_numpy()[known], expected[known],
+    np.testing.assert_allclose(result.predict(new, random_effects=True).to_numpy()[known],
+                               expected[known],
                                rtol=1e-5)
 
 
@@ -152,7 +153,8 @@ def test_level_of_a_group_not_seen_in_training_adds_nothing():
     new = pd.DataFrame({"g": [g_gap], "x1": [0.4], "x2": [-0.2], "k": ["p"], "c": [level_gap]})
     e = result.random_effects[g_gap]
     expected = _fixed_part(new, result.fe_params) + e["g"] + 0.4 * e["x1"]
-    np.testing.assert_allclose(result.predict(new).to_numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(result.predict(new, random_effects=True).to_numpy(), expected,
+                               rtol=1e-12)
 
 
 def test_random_effects_false_gives_fixed_part():
@@ -171,8 +173,8 @@ def test_response_column_is_ignored():
     result = _fit()
     new = _new_data()
     with_y = new.assign(y=np.arange(len(new), dtype=float) * 100.0)
-    np.testing.assert_array_equal(result.predict(with_y).to_numpy(),
-                                  result.predict(new).to_numpy())
+    np.testing.assert_array_equal(result.predict(with_y, random_effects=True).to_numpy(),
+                                  result.predict(new, random_effects=True).to_numpy())
 
 
 def test_categorical_level_coded_as_in_training():
@@ -184,14 +186,15 @@ def test_categorical_level_coded_as_in_training():
         fe = result.fe_params
         shift = {"p": 0.0, "q": fe["C(k)[T.q]"], "r": fe["C(k)[T.r]"]}[level]
         expected = fe["Intercept"] + shift + fe["x1"] * new["x1"] + fe["x2"] * new["x2"]
-        np.testing.assert_allclose(result.predict(new).to_numpy(), expected.to_numpy(),
+        np.testing.assert_allclose(result.predict(new, random_effects=True).to_numpy(),
+                                   expected.to_numpy(),
                                    rtol=1e-13)
     # And as a pandas Categorical column with training's categories.
     new = pd.DataFrame({"g": [1000], "x1": [0.5], "x2": [1.0],
                         "k": pd.Categorical(["q"], categories=["p", "q", "r"]), "c": ["c0"]})
     fe = result.fe_params
     expected = fe["Intercept"] + fe["C(k)[T.q]"] + 0.5 * fe["x1"] + fe["x2"]
-    assert result.predict(new).iloc[0] == pytest.approx(expected, rel=1e-13)
+    assert result.predict(new, random_effects=True).iloc[0] == pytest.approx(expected, rel=1e-13)
 
 
 def test_unseen_fixed_effect_level_is_not_predicted_as_the_base_level():
@@ -202,7 +205,7 @@ def test_unseen_fixed_effect_level_is_not_predicted_as_the_base_level():
     new = pd.DataFrame({"g": [1000, 1000], "x1": [0.5, 0.5], "x2": [1.0, 1.0],
                         "k": ["p", "zz"], "c": ["c0", "c0"]})
     try:
-        pred = result.predict(new)
+        pred = result.predict(new, random_effects=True)
     except (InputError, ValueError, FormulaicError):
         return
     fe = result.fe_params
@@ -213,12 +216,16 @@ def test_unseen_fixed_effect_level_is_not_predicted_as_the_base_level():
         f"(the base level 'p' gives {base!r})")
 
 
-def test_predict_without_data_is_fitted_values():
+def test_predict_without_data_is_the_fixed_part_or_fitted_values():
     result = _fit()
     data = _train()
-    fitted = result.predict()
+    fixed = result.predict()  # statsmodels' meaning: X beta, an ndarray
+    assert isinstance(fixed, np.ndarray)
+    np.testing.assert_allclose(fixed, _fixed_part(data, result.fe_params), rtol=1e-12,
+                               atol=1e-12)
+    fitted = result.predict(random_effects=True)
     expected = _fixed_part(data, result.fe_params) + _random_part(data, result.random_effects)
-    np.testing.assert_allclose(fitted.to_numpy(), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fitted, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(result.fittedvalues.to_numpy(), expected, rtol=1e-12,
                                atol=1e-12)
 
@@ -246,8 +253,9 @@ def test_fitted_and_resid_with_dropped_rows():
 def test_predict_dask_is_lazy_and_equal(dask_client, tmp_path):
     result = _fit()
     new = _new_data()
-    expected = result.predict(new)
-    lazy = result.predict(dd.from_pandas(new, npartitions=2, sort=False), client=dask_client)
+    expected = result.predict(new, random_effects=True)
+    lazy = result.predict(dd.from_pandas(new, npartitions=2, sort=False), client=dask_client,
+                          random_effects=True)
     assert isinstance(lazy, dd.Series)
     assert lazy.npartitions == 2
     got = dask_client.compute(lazy).result()
@@ -267,10 +275,11 @@ def test_predict_parquet_path(dask_client, tmp_path):
     new = _new_data()
     path = tmp_path / "new.parquet"
     new.to_parquet(path)
-    lazy = result.predict(str(path), client=dask_client)
+    lazy = result.predict(str(path), client=dask_client, random_effects=True)
     assert isinstance(lazy, dd.Series)
     got = dask_client.compute(lazy).result()
-    np.testing.assert_allclose(got.to_numpy(), result.predict(new).to_numpy(), rtol=1e-15)
+    np.testing.assert_allclose(got.to_numpy(), result.predict(new,
+                               random_effects=True).to_numpy(), rtol=1e-15)
 
 
 @functools.cache
@@ -301,14 +310,15 @@ def test_dask_fit_predicts_new_data(dask_client):
     local = _fit()
     result = _dask_fit(dask_client)
     new = _new_data()
-    lazy = result.predict(dd.from_pandas(new, npartitions=2, sort=False), client=dask_client)
+    lazy = result.predict(dd.from_pandas(new, npartitions=2, sort=False), client=dask_client,
+                          random_effects=True)
     assert isinstance(lazy, dd.Series)
     got = dask_client.compute(lazy).result()
-    expected = local.predict(new)
+    expected = local.predict(new, random_effects=True)
     np.testing.assert_array_equal(got.isna().to_numpy(), expected.isna().to_numpy())
     np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-8, atol=1e-10)
     # And pandas new data with a Dask fit: pandas out.
-    pandas_out = result.predict(new)
+    pandas_out = result.predict(new, random_effects=True)
     assert isinstance(pandas_out, pd.Series)
     np.testing.assert_allclose(pandas_out.to_numpy(), expected.to_numpy(), rtol=1e-8,
                                atol=1e-10)

@@ -190,3 +190,17 @@ def test_summary_shows_dropped_rows():
     page_text = re.sub(r"<[^>]+>", " ", result._repr_html_())
     match = re.search(r"Rows dropped[^:]*:\s+(\S+)", page_text)
     assert match and match.group(1) == "3"
+
+
+def test_statsmodels_summary_arguments_and_tables():
+    """``summary(yname, xname_fe, xname_re, title)`` as statsmodels': the same tables."""
+    result, sm = _pair("slope", True)
+    kwargs = dict(yname="response", xname_fe=["a", "b", "c"], xname_re=["v1", "c12", "v2"],
+                  title="My model")
+    got, expected = result.summary(**kwargs), sm.summary(**kwargs)
+    assert list(got.tables[1].index) == list(expected.tables[1].index)
+    assert "My model" in str(got) and "My model" in str(expected)
+    assert _fact(str(got), "Dependent Variable:") == "response"
+    assert got.tables[0].iloc[0, 3] == expected.tables[0].iloc[0, 3] == "response"
+    with pytest.raises(dlmm.InputError, match="xname_fe has 2 names; expected 3"):
+        result.summary(xname_fe=["a", "b"])

@@ -1,0 +1,187 @@
+"""statsmodels' names on the model that the fit itself does not need (a mixin of ``MixedLM``).
+
+Row-level arrays (``endog``, ``exog``, ``groups``, ``exog_re``) exist for
+in-memory data, built from the rows the fit uses; for Dask or Parquet data
+they would bring every row to the driver and are refused in words. The
+likelihood pieces (``get_fe_params``, ``hessian``, ``score_full``) come from
+the persisted cross-products like everything else, and ``fit_regularized``
+is statsmodels' L1 ("shooting") fit of the fixed effects with the covariance
+held at its unpenalized estimate, done on the driver from ``X'V^{-1}X`` and
+the GLS estimate (no pass over the rows).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .exceptions import InputError
+from .objective.hessian import hessian_from_gradients, profiled_hessian
+from .objective.params import MixedLMParams
+from .objective.profiled import grad_profile
+from .objective.shift import (
+    centred_fixed_effects,
+    fixed_effects_map,
+    parameter_jacobian,
+    raw_hessian,
+)
+from .spec.formula import FormulaSpec
+from .spec.statsmodels_inputs import is_params_object
+
+#: Below this eigenvalue of cov_re (or a variance component), statsmodels calls the
+#: covariance singular (its ``get_fe_params`` tolerance).
+SINGULAR_TOL = 1e-10
+
+
+def as_params_object(params, k_fe: int, k_re: int, use_sqrt: bool, has_fe: bool
+                     ) -> MixedLMParams:
+    """dlmm's ``MixedLMParams`` from dlmm's or statsmodels' (duck-typed) or a packed vector."""
+    if isinstance(params, MixedLMParams):
+        return params
+    if is_params_object(params):
+        fe = getattr(params, "fe_params", None)
+        return MixedLMParams.from_components(
+            fe_params=None if fe is None else np.asarray(fe, dtype=float),
+            cov_re=np.asarray(params.cov_re, dtype=float),
+            vcomp=np.asarray(params.vcomp, dtype=float))
+    return MixedLMParams.from_packed(np.asarray(params, dtype=float), k_fe, k_re, use_sqrt,
+                                     has_fe)
+
+
+class StatsmodelsModel:
+    """statsmodels' model attributes for :class:`~dlmm.MixedLM` (reads ``spec``,
+    ``_ensure_stats``, ``_value``, ``k_fe``, ``k_re``, ``reml``, ``fit``...)."""
+
+    # -- the rows (in-memory data only) ----------------------------------------------
+
+    def _design(self, what: str):
+        """The model arrays of every row the fit uses (in-memory data only)."""
+        stats = self._ensure_stats()
+        if stats.backend_name != "local":
+            raise InputError(
+                f"model.{what} would bring all {int(stats.totals.n_rows)} rows to the driver: "
+                "the data are distributed (Dask or Parquet); compute what you need from "
+                "model.data on the cluster")
+        cached = getattr(self, "_design_cache", None)
+        if cached is None:
+            frame = self.data if not isinstance(self.spec, FormulaSpec) else \
+                self._backend_for(None).frame
+            cached = self._design_cache = self.spec.design(frame)
+        return cached
+
+    @property
+    def endog(self) -> np.ndarray:
+        """The response of the rows used in the fit."""
+        return self._design("endog").xy[:, -1].copy()
+
+    @property
+    def exog(self) -> np.ndarray:
+        """The fixed-effects design of the rows used in the fit."""
+        return self._design("exog").xy[:, :-1].copy()
+
+    @property
+    def exog_re(self) -> np.ndarray:
+        """The random-effects design (``exog_re``) of the rows used in the fit."""
+        return self._design("exog_re").z.copy()
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The group label of each row used in the fit."""
+        return np.asarray(self._design("groups").groups).copy()
+
+    @property
+    def group_labels(self) -> list:
+        """The distinct group labels, sorted (statsmodels' order)."""
+        return list(np.unique(self.groups))
+
+    @property
+    def formula(self) -> str | None:
+        """The fixed-effects formula (None for a model from arrays)."""
+        return getattr(self.spec, "formula", None)
+
+    def predict(self, params, exog=None) -> np.ndarray:
+        """``exog @ fe_params`` (statsmodels' ``MixedLM.predict``: the fixed part only);
+        ``params`` a MixedLMParams, the packed vector with the fixed effects first, or
+        the fixed effects alone; ``exog`` defaults to the model's."""
+        fe = params.fe_params if is_params_object(params) else \
+            np.asarray(params, dtype=float)[: self.k_fe]
+        x = self.exog if exog is None else np.asarray(exog, dtype=float)
+        return x @ np.asarray(fe, dtype=float)
+
+    # -- the likelihood ----------------------------------------------------------------
+
+    def _fe_map(self):
+        centering = self.spec.centering
+        return fixed_effects_map(centering.xy_shift, centering.x_intercept)
+
+    def get_fe_params(self, cov_re, vcomp, tol: float = SINGULAR_TOL):
+        """GLS fixed effects at profile-scale ``cov_re`` (``Psi``) and ``vcomp``, and
+        whether that covariance is singular (statsmodels' return pair)."""
+        cov_re = np.atleast_2d(np.asarray(cov_re, dtype=float)).reshape(self.k_re, self.k_re)
+        vcomp = np.asarray(vcomp, dtype=float).ravel()
+        po = MixedLMParams.from_components(cov_re=cov_re, vcomp=vcomp)
+        value = self._value(po.cov_re_sqrt, np.sqrt(np.maximum(vcomp, 0)), self.reml)
+        a_mat, offset = self._fe_map()
+        singular = bool((cov_re.size and np.linalg.eigvalsh(cov_re).min() < tol)
+                        or (vcomp.size and vcomp.min() < tol))
+        return a_mat @ value.fe_params + offset, singular
+
+    def hessian(self, params):
+        """Hessian of the log-likelihood (REML or ML per ``self.reml``) in statsmodels'
+        full parameter vector: fixed effects, the lower triangle of ``Psi``, then
+        ``vcomp / scale`` (profile parameterization), at ``params`` (that vector or a
+        MixedLMParams with its fixed effects). Returns ``(hessian, singular)`` as
+        statsmodels: whether ``Psi`` or a component is (numerically) singular."""
+        po = as_params_object(params, self.k_fe, self.k_re, False, True)
+        stats = self._ensure_stats()
+        a_mat, offset = self._fe_map()
+        sd = np.sqrt(np.maximum(po.vcomp, 0))
+        beta_c = centred_fixed_effects(np.asarray(po.fe_params, dtype=float), a_mat, offset)
+        if stats.has_newton_pieces:
+            pieces = stats.newton_pieces(po.cov_re_sqrt, sd).hess
+            hess = profiled_hessian(pieces, stats.totals.xy_cross, stats.totals.n_rows,
+                                    self.reml, beta_c)
+        else:  # differences of analytic gradients (see hessian_from_gradients)
+            hess = hessian_from_gradients(stats.pieces, stats.totals.xy_cross,
+                                          stats.totals.n_rows, self.reml, sd, beta_c)
+        cov = np.asarray(po.cov_re, dtype=float)
+        singular = bool((cov.size and np.linalg.eigvalsh(cov).min() < SINGULAR_TOL)
+                        or (po.vcomp.size and np.min(po.vcomp) < SINGULAR_TOL))
+        return raw_hessian(hess, parameter_jacobian(a_mat, None, self.k_re, self.k_vc)), \
+            singular
+
+    def score_full(self, params, calc_fe: bool):
+        """statsmodels' ``score_full``: ``(score_fe, score_re, score_vc)`` in the profile
+        parameterization (``Psi``'s lower triangle, ``vcomp / scale``), at the GLS fixed
+        effects, where ``score_fe`` is zero (returned as zeros either way). Fixed
+        effects other than the GLS estimate are refused: dlmm profiles them out."""
+        po = as_params_object(params, self.k_fe, self.k_re, self.use_sqrt, False)
+        value = self._value(po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0)), self.reml)
+        given = np.asarray(po.fe_params, dtype=float)
+        if calc_fe and given.size:
+            a_mat, offset = self._fe_map()
+            gls = a_mat @ value.fe_params + offset
+            if not np.allclose(given, gls, rtol=1e-6, atol=1e-8 * (1 + np.abs(gls).max())):
+                raise InputError("score_full with calc_fe=True is available at the GLS fixed "
+                                 "effects only (dlmm profiles them out): set fe_params to "
+                                 "model.get_fe_params(cov_re, vcomp)[0]")
+        grad = grad_profile(value)
+        k_re2 = self.k_re * (self.k_re + 1) // 2
+        return np.zeros(self.k_fe), grad[:k_re2], grad[k_re2:]
+
+    # -- penalized fits ----------------------------------------------------------------
+
+    def fit_regularized(self, start_params=None, method="l1", alpha=0, ceps: float = 1e-4,
+                        ptol: float = 1e-6, maxit: int = 200, **fit_kwargs):
+        """statsmodels' ``MixedLM.fit_regularized``: L1-penalized fixed effects with the
+        covariance held at its unpenalized (``fit``) estimate, by cyclic coordinate
+        descent ("shooting"). See :func:`dlmm.objective.penalty.l1_shooting`."""
+        from .results.regularized import regularized_result
+
+        if not isinstance(method, str):
+            raise InputError("fit_regularized: a Penalty object for method (a smooth penalty "
+                             "on the fixed effects, statsmodels' fit(fe_pen=...)) is not "
+                             "supported; use method='l1'")
+        if method.lower() != "l1":
+            raise InputError(f"fit_regularized: method must be 'l1', got {method!r}")
+        result = self.fit(start_params=start_params, **fit_kwargs)
+        return regularized_result(self, result, alpha, ceps, ptol, maxit)
