@@ -27,9 +27,10 @@ def run(opts: dict[str, Any]) -> int:
     from ..distributed.sources import read_parquet
     from ..io.folders import RESULT_FOLDER
     from ..io.result_folder import write_outputs
-    from ..io.store import check_output
+    from ..io.store import check_input_urls, check_output
 
     t0 = time.perf_counter()
+    check_input_urls(opts["data"])  # an unknown scheme or a missing backend, in one line
     if opts["output"] is not None:  # not an input, not a folder that is not a result
         check_output(opts["output"], opts["overwrite"], kind=RESULT_FOLDER,
                             inputs={"DATA": opts["data"]})

@@ -36,10 +36,12 @@ def run(args: argparse.Namespace) -> int:
     """
     from ..distributed.sources import read_parquet
     from ..io.folders import PREDICTIONS
-    from ..io.store import check_output, is_url, local_path, staged_output
+    from ..io.store import check_input_urls, check_output, is_url, local_path, staged_output
     from ..results.loaded import load_result
 
     inputs = {"DATA": args.data, "RESULT_DIR": args.result_dir}
+    for name, value in inputs.items():
+        check_input_urls(value, name)
     check_output(args.output, args.overwrite, kind=PREDICTIONS, inputs=inputs)
     opts = cluster.cluster_options(vars(args))
     folder = args.result_dir if is_url(args.result_dir) else Path(local_path(args.result_dir))

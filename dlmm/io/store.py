@@ -98,7 +98,22 @@ def open_store(url: str, option: str = "--output"):
     import fsspec
     from fsspec.core import split_protocol
 
-    protocol = split_protocol(url)[0] or "file"
+    _check_protocol(url, split_protocol(url)[0] or "file", option)
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except Exception as exc:  # backends raise their own types for bad URLs
+        raise InputError(f"{option} {url!r}: {_one_line(exc)}") from None
+    path = path.rstrip("/")
+    if not path:
+        raise InputError(f"{option} {url!r}: name a prefix inside the bucket, "
+                         "e.g. s3://bucket/out")
+    return fs, path
+
+
+def _check_protocol(url: str, protocol: str, option: str) -> None:
+    """Refuse an unknown scheme or one whose fsspec backend is not installed."""
+    import fsspec
+
     for name in protocol.split("::"):
         try:
             fsspec.get_filesystem_class(name)
@@ -109,15 +124,17 @@ def open_store(url: str, option: str = "--output"):
             hint = " (pip install 'dlmm[s3]')" if name in ("s3", "s3a") else ""
             raise InputError(f"{option} {url!r}: the backend of {name + '://'!r} is not "
                              f"installed: {_one_line(exc)}{hint}") from None
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-    except Exception as exc:  # backends raise their own types for bad URLs
-        raise InputError(f"{option} {url!r}: {_one_line(exc)}") from None
-    path = path.rstrip("/")
-    if not path:
-        raise InputError(f"{option} {url!r}: name a prefix inside the bucket, "
-                         "e.g. s3://bucket/out")
-    return fs, path
+
+
+def check_input_urls(value: object, option: str = "DATA") -> None:
+    """Refuse input URLs (a path, URL or list of them) whose scheme is unknown or whose
+    backend is not installed, in one line, before anything is read."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if is_url(item):
+            from fsspec.core import split_protocol
+
+            _check_protocol(os.fspath(item), split_protocol(os.fspath(item))[0], option)
 
 
 # -- the staged run ------------------------------------------------------------------
