@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     """
     from ..distributed.sources import read_parquet
     from ..io.folders import PREDICTIONS
-    from ..io.store import check_input_urls, check_output, is_url, local_path, staged_output
+    from ..io.publish import staged_output
+    from ..io.store import check_input_urls, check_output, is_url, local_path
     from ..results.loaded import load_result
 
     inputs = {"DATA": args.data, "RESULT_DIR": args.result_dir}

@@ -108,7 +108,8 @@ import numpy as np
 from ..exceptions import InputError
 from .folders import RESULT_FOLDER
 from .jsonable import jsonable, versions
-from .store import PublishedOutput, is_url, read_published, staged_output
+from .publish import staged_output
+from .store import PublishedOutput, is_url, read_published
 
 SCHEMA = "dlmm.result/2"
 RESULT_FILE = "result.json"
@@ -266,7 +267,7 @@ class OutputContext:
 
 
 #: ``writer(context, folder)``: ``folder`` is a local folder or a run prefix at a URL
-#: (:class:`dlmm.io.store.StoreFile`); both have ``folder / name`` with ``write_text``,
+#: (:class:`dlmm.io.publish.StoreFile`); both have ``folder / name`` with ``write_text``,
 #: and ``str(folder / name)`` is a path or URL that pandas and Dask write to.
 ArtifactWriter = Callable[[OutputContext, Path], "str | None"]
 

@@ -1,5 +1,4 @@
-"""Outputs at fsspec URLs (``s3://bucket/prefix``): staged under a run prefix, published
-by a manifest.
+"""Outputs at fsspec URLs (``s3://bucket/prefix``): the layout, the refusals, the readers.
 
 Object stores have no rename, so the all-or-nothing promise of local folders
 (:mod:`dlmm.io.folders`) is kept another way. An output ``URL`` is laid out as
@@ -29,35 +28,28 @@ scheme, a scheme whose fsspec backend is not installed (``s3://`` needs s3fs:
 Runs left by writers that are gone (same host, no such process) are deleted by
 the next writer of the prefix; the published run never is.
 
-Credentials and endpoints come from the backend's usual configuration (for
-s3fs: ``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ``~/.aws``; or fsspec's
-``FSSPEC_S3_…`` variables); Dask workers that write ``fitted.parquet`` or
-predictions need the same.
+:mod:`dlmm.io.publish` writes such outputs. Credentials and endpoints come
+from the backend's usual configuration (for s3fs: ``AWS_ACCESS_KEY_ID``,
+``AWS_ENDPOINT_URL``, ``~/.aws``; or fsspec's ``FSSPEC_S3_…`` variables); Dask
+workers that write ``fitted.parquet`` or predictions need the same.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import os
 import re
-import secrets
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..exceptions import InputError
 from .folders import (
-    _OWNER,
     OUTPUT_KINDS,
     OutputKind,
-    _owner,
-    _writer_gone,
     check_output_folder,
-    staged_folder,
 )
 
 MANIFEST = "_manifest.json"
@@ -137,145 +129,8 @@ def check_input_urls(value: object, option: str = "DATA") -> None:
             _check_protocol(os.fspath(item), split_protocol(os.fspath(item))[0], option)
 
 
-# -- the staged run ------------------------------------------------------------------
-
-
-class StoreFile:
-    """One file of a staged run: ``str()`` is its URL; ``write_text`` and ``write_bytes``
-    put it in one request; ``mkdir`` does nothing (stores have no folders)."""
-
-    def __init__(self, fs, path: str):
-        self.fs, self.path = fs, path
-
-    def __str__(self) -> str:
-        return self.fs.unstrip_protocol(self.path)
-
-    def __truediv__(self, name: str) -> StoreFile:
-        return StoreFile(self.fs, f"{self.path}/{name}")
-
-    def write_bytes(self, data: bytes) -> int:
-        self.fs.pipe_file(self.path, data)
-        return len(data)
-
-    def write_text(self, text: str, encoding: str = "utf-8") -> int:
-        return self.write_bytes(text.encode(encoding))
-
-    def mkdir(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    @property
-    def name(self) -> str:
-        return self.path.rsplit("/", 1)[-1]
-
-
-#: The folder of a staged run is a file name prefix like any other.
-StoreFolder = StoreFile
-
-
-def _sha256(fs, path: str) -> str:
-    digest = hashlib.sha256()
-    with fs.open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _run_files(fs, run: str) -> list[dict[str, Any]]:
-    """Every file under ``run`` with its size and SHA-256 (read back from the store)."""
-    fs.invalidate_cache(run)
-    found = fs.find(run, detail=True)
-    files = []
-    for path in sorted(found):
-        info = found[path]
-        if info.get("type", "file") != "file":
-            continue
-        name = path[len(run) + 1:]
-        files.append({"name": name, "size": int(info["size"]), "sha256": _sha256(fs, path)})
-    return files
-
-
-@contextmanager
-def staged_prefix(url: str, overwrite: bool = False, *, kind: OutputKind,
-                  inputs: Mapping[str, object] | None = None) -> Iterator[StoreFile]:
-    """A run prefix under ``url`` to fill; published by the manifest on success.
-
-    On an exception the run's files are deleted and ``url`` keeps what it had
-    published. See the module docstring for the layout and the refusals.
-
-    Yields
-    ------
-    StoreFile
-        The run's prefix: ``prefix / name`` is a file, ``str(prefix / name)`` its URL.
-    """
-    fs, root = check_output_prefix(url, overwrite, kind=kind, inputs=inputs)
-    clean_stale_runs(fs, root)
-    run = f"{RUNS}/{_owner()}-{secrets.token_hex(4)}"
-    staged = StoreFile(fs, f"{root}/{run}")
-    try:
-        yield staged
-        files = _run_files(fs, staged.path)
-        if kind.marker not in {f["name"] for f in files}:
-            raise InputError(f"{url!r}: the run wrote no {kind.marker}; nothing published")
-        old = _published_run(fs, root, url, overwrite, kind)
-        doc = {"schema": MANIFEST_SCHEMA, "kind": kind.schema, "marker": kind.marker,
-               "run": run, "writer": _owner(),
-               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "files": files}
-        fs.pipe_file(f"{root}/{MANIFEST}", (json.dumps(doc, indent=2) + "\n").encode())
-    except BaseException:
-        _remove(fs, staged.path)
-        raise
-    if old is not None and old != run:
-        _remove(fs, f"{root}/{old}")
-
-
-def _published_run(fs, root: str, url: str, overwrite: bool, kind: OutputKind) -> str | None:
-    """Just before publishing: the run the current manifest names (to delete after), or
-    None; refused when a manifest appeared and not ``overwrite`` or is of another kind."""
-    doc = _manifest_document(fs, root)
-    if doc is None:
-        return None
-    if not overwrite:  # appeared while we worked
-        raise InputError(f"{url!r} exists; pass --overwrite to replace it")
-    if not _recognises(doc, (kind,)):
-        raise InputError(f"--overwrite refused: {url!r} changed while the run worked and "
-                         f"is not {kind.description}")
-    run = doc.get("run")
-    return run if isinstance(run, str) and _RUN.fullmatch(run) else None
-
-
-def _remove(fs, path: str) -> None:
-    try:
-        fs.rm(path, recursive=True)
-    except FileNotFoundError:
-        pass
-    except Exception:  # noqa: BLE001 - a leftover run is cleaned by the next writer
-        pass
-    fs.invalidate_cache(path)
-
-
 _RUN = re.compile(rf"{RUNS}/[A-Za-z0-9._@-]+")
 
-
-def clean_stale_runs(fs, root: str) -> list[str]:
-    """Delete the runs under ``root/_runs`` that the manifest does not publish and whose
-    writer is gone (same host, no such process); returns their paths."""
-    doc = _manifest_document(fs, root)
-    published = doc.get("run") if isinstance(doc, dict) else None
-    try:
-        fs.invalidate_cache(f"{root}/{RUNS}")
-        entries = fs.ls(f"{root}/{RUNS}", detail=False)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    done = []
-    for entry in entries:
-        name = entry.rstrip("/").rsplit("/", 1)[-1]
-        owner = _OWNER.match(name)
-        if owner is None or f"{RUNS}/{name}" == published or not _writer_gone(owner):
-            continue
-        _remove(fs, f"{root}/{RUNS}/{name}")
-        done.append(f"{root}/{RUNS}/{name}")
-    return done
 
 
 # -- refusals ------------------------------------------------------------------------
@@ -397,7 +252,7 @@ def _protocols(fs) -> tuple[str, ...]:
     return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
 
 
-# -- one entry point for local folders and URLs --------------------------------------
+# -- one check for local folders and URLs --------------------------------------------
 
 
 def check_output(path: str | os.PathLike, overwrite: bool = False, option: str = "--output",
@@ -409,20 +264,6 @@ def check_output(path: str | os.PathLike, overwrite: bool = False, option: str =
         check_output_prefix(os.fspath(path), overwrite, option, kind=kind, inputs=inputs)
         return os.fspath(path)
     return check_output_folder(local_path(path), overwrite, option, kind=kind, inputs=inputs)
-
-
-@contextmanager
-def staged_output(path: str | os.PathLike, overwrite: bool = False, *, kind: OutputKind,
-                  inputs: Mapping[str, object] | None = None) -> Iterator[Path | StoreFile]:
-    """:func:`dlmm.io.folders.staged_folder` for a local path, :func:`staged_prefix` for
-    a URL: yields the folder (or run prefix) to fill; ``str(folder / name)`` is a path
-    or URL that pandas and Dask write to."""
-    if is_url(path):
-        with staged_prefix(os.fspath(path), overwrite, kind=kind, inputs=inputs) as run:
-            yield run
-    else:
-        with staged_folder(local_path(path), overwrite, kind=kind, inputs=inputs) as tmp:
-            yield tmp
 
 
 # -- readers -------------------------------------------------------------------------

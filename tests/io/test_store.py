@@ -21,6 +21,7 @@ import s3fs
 import dlmm
 from dlmm.exceptions import InputError
 from dlmm.io.folders import PREDICTIONS, RESULT_FOLDER, check_output_folder
+from dlmm.io.publish import staged_output
 from dlmm.io.result_folder import (
     RANDOM_EFFECTS_FILE,
     RESULT_FILE,
@@ -32,7 +33,7 @@ from dlmm.io.result_folder import (
     write_summary,
     write_vc_effects,
 )
-from dlmm.io.store import MANIFEST, RUNS, check_output, staged_output
+from dlmm.io.store import MANIFEST, RUNS, check_output
 from tests.conftest import REPO
 from tests.simulate import grouped_data
 
