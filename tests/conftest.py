@@ -47,3 +47,25 @@ def dask_client():
     finally:
         client.close()
         cluster.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 for the session (``tests/io/s3server.py``): its URL,
+    with ``AWS_ENDPOINT_URL`` and dummy credentials in the environment; always stopped."""
+    from tests.io.s3server import s3_server
+
+    with s3_server(tmp_path_factory.mktemp("s3") / "moto.log") as url:
+        yield url
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint) -> str:
+    """A new empty bucket on the session's S3 server; its name."""
+    import uuid
+
+    import s3fs
+
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(name)
+    return name

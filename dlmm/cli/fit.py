@@ -25,12 +25,14 @@ def run(opts: dict[str, Any]) -> int:
     import dlmm
 
     from ..distributed.sources import read_parquet
-    from ..io.folders import RESULT_FOLDER, check_output_folder
+    from ..io.folders import RESULT_FOLDER
     from ..io.result_folder import write_outputs
+    from ..io.store import check_input_urls, check_output
 
     t0 = time.perf_counter()
+    check_input_urls(opts["data"])  # an unknown scheme or a missing backend, in one line
     if opts["output"] is not None:  # not an input, not a folder that is not a result
-        check_output_folder(opts["output"], opts["overwrite"], kind=RESULT_FOLDER,
+        check_output(opts["output"], opts["overwrite"], kind=RESULT_FOLDER,
                             inputs={"DATA": opts["data"]})
     read_parquet(opts["data"])  # a missing or unreadable file fails before any cluster starts
 

@@ -1,4 +1,5 @@
-"""``dlmm predict``: predictions of a saved fit for new Parquet data, written as Parquet."""
+"""``dlmm predict``: predictions of a saved fit for new Parquet data, written as Parquet
+(to a local folder, or published at a URL: :mod:`dlmm.io.store`)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     """Predict ``args.data`` with the fit in ``args.result_dir``; write ``args.output``.
 
     ``RESULT_DIR`` is a result folder (``dlmm fit -o`` or ``result.save``: one
-    format, :mod:`dlmm.io.result_folder`). The Parquet folder written holds the
+    format, :mod:`dlmm.io.result_folder`) or a URL where one was published. The
+    Parquet folder written (at a URL: the run prefix its manifest names) holds the
     model's columns found in the data (not the response) and ``predicted``, and
     the marker ``_predictions.json`` (schema ``dlmm.predictions/1``: the result
     folder, the data, the columns; Parquet readers skip it), by which
@@ -33,13 +35,17 @@ def run(args: argparse.Namespace) -> int:
         0.
     """
     from ..distributed.sources import read_parquet
-    from ..io.folders import PREDICTIONS, check_output_folder, staged_folder
+    from ..io.folders import PREDICTIONS
+    from ..io.publish import staged_output
+    from ..io.store import check_input_urls, check_output, is_url, local_path
     from ..results.loaded import load_result
 
     inputs = {"DATA": args.data, "RESULT_DIR": args.result_dir}
-    check_output_folder(args.output, args.overwrite, kind=PREDICTIONS, inputs=inputs)
+    for name, value in inputs.items():
+        check_input_urls(value, name)
+    check_output(args.output, args.overwrite, kind=PREDICTIONS, inputs=inputs)
     opts = cluster.cluster_options(vars(args))
-    folder = Path(args.result_dir)
+    folder = args.result_dir if is_url(args.result_dir) else Path(local_path(args.result_dir))
     result = load_result(folder)
     spec = result.model.spec
     if spec is None:
@@ -53,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         predicted = result.predict(frame, random_effects=args.random_effects, client=client)
         out = frame.assign(predicted=predicted)
         start = time.perf_counter()
-        with staged_folder(args.output, overwrite=args.overwrite, kind=PREDICTIONS,
+        with staged_output(args.output, overwrite=args.overwrite, kind=PREDICTIONS,
                            inputs=inputs) as tmp:
             client.compute(out.to_parquet(str(tmp), write_index=False, compute=False)).result()
             _write_marker(tmp, folder, args.data, list(out.columns))
@@ -62,13 +68,13 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_marker(folder: Path, result_dir: Path, data: str, columns: list[str]) -> None:
+def _write_marker(folder, result_dir: Path | str, data: str, columns: list[str]) -> None:
     """``_predictions.json``: what the folder is and where it came from."""
     import datetime as dt
 
     doc = {
         "schema": PREDICTIONS_SCHEMA,
-        "result": str(result_dir.resolve()),
+        "result": str(result_dir.resolve() if isinstance(result_dir, Path) else result_dir),
         "data": str(data),
         "columns": [str(c) for c in columns],
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

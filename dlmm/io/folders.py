@@ -5,6 +5,8 @@ half-written one.
 
 Refusals (before any work: :func:`check_output_folder`)
 -------------------------------------------------------
+* a URL (``s3://…``): :mod:`dlmm.io.store` stages and publishes those; here it
+  would become a local folder named after the scheme;
 * an output that is, contains or lies inside one of the run's inputs (paths
   resolved, symbolic links followed): writing there would replace the input,
   or make the next run read the outputs as data;
@@ -176,10 +178,14 @@ def check_output_folder(path: str | os.PathLike, overwrite: bool = False,
     Raises
     ------
     InputError
-        ``path`` is, contains or lies inside an input; exists (and not
+        ``path`` is a URL (:mod:`dlmm.io.store` writes those); is, contains or lies
+        inside an input; exists (and not
         ``overwrite``, or is not a dlmm output of ``kind``); is a file; or its
         nearest existing parent is not a writable folder.
     """
+    if "://" in os.fspath(path):  # else Path() makes a local folder named after the scheme
+        raise InputError(f"{option} {os.fspath(path)!r} is a URL: give a local folder here "
+                         "(dlmm fit -o and dlmm predict -o also take URLs)")
     out = Path(path)
     if inputs:
         check_not_input(out, inputs, option)

@@ -12,6 +12,11 @@ only when it is empty or a result folder itself (its ``result.json`` has a
 ``dlmm.result/`` schema); an output that is, contains or lies inside the input
 data is refused (:mod:`dlmm.io.folders`).
 
+At a URL (``-o s3://bucket/prefix``, any fsspec URL) the same files are
+written under a run prefix and published by a manifest that lists them with
+their sizes and SHA-256 (:mod:`dlmm.io.store`); readers of a URL open only
+what the manifest lists, checked against it.
+
 Files
 -----
 ``result.json``
@@ -30,7 +35,7 @@ Files
     Only with ``--fitted``: a Parquet data set with one column ``fitted``, the
     rows in the order of the input data (its files in name order). On a
     cluster the workers write it, so the output folder must be on storage
-    they share with the driver.
+    they share with the driver (or a URL they can write to).
 
 Each file is made by one *artifact writer* ``writer(context, folder) -> name
 or None`` listed in :data:`ARTIFACTS` (``None``: nothing to write for this
@@ -102,8 +107,10 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InputError
-from .folders import RESULT_FOLDER, staged_folder
+from .folders import RESULT_FOLDER
 from .jsonable import jsonable, versions
+from .publish import staged_output
+from .store import PublishedOutput, is_url, read_published
 
 SCHEMA = "dlmm.result/2"
 RESULT_FILE = "result.json"
@@ -261,6 +268,9 @@ class OutputContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: ``writer(context, folder)``: ``folder`` is a local folder or a run prefix at a URL
+#: (:class:`dlmm.io.publish.StoreFile`); both have ``folder / name`` with ``write_text``,
+#: and ``str(folder / name)`` is a path or URL that pandas and Dask write to.
 ArtifactWriter = Callable[[OutputContext, Path], "str | None"]
 
 
@@ -282,7 +292,7 @@ def write_random_effects(context: OutputContext, folder: Path) -> str | None:
     predicted random effects and their conditional standard deviations (``<name> SE``);
     only the labels when the model has no standard random effects."""
     table = _compute(context.result.random_effects_table(with_se=True), context.client)
-    table.to_parquet(folder / RANDOM_EFFECTS_FILE)
+    table.to_parquet(str(folder / RANDOM_EFFECTS_FILE))
     return RANDOM_EFFECTS_FILE
 
 
@@ -293,7 +303,7 @@ def write_vc_effects(context: OutputContext, folder: Path) -> str | None:
     if not result.k_vc:
         return None
     table = _compute(result.vc_effects_table(), context.client)
-    table.to_parquet(folder / VC_EFFECTS_FILE, index=False)
+    table.to_parquet(str(folder / VC_EFFECTS_FILE), index=False)
     return VC_EFFECTS_FILE
 
 
@@ -315,7 +325,8 @@ def write_fitted(context: OutputContext, folder: Path) -> str | None:
         _compute(job, context.client)
     else:
         target.mkdir()
-        fitted.rename("fitted").to_frame().to_parquet(target / "part.0.parquet", index=False)
+        fitted.rename("fitted").to_frame().to_parquet(str(target / "part.0.parquet"),
+                                                      index=False)
     return FITTED_FILE
 
 
@@ -336,9 +347,9 @@ def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = Fal
     ----------
     result : MixedLMResults
     path : str or PathLike
-        The folder (refused if it is, contains or lies inside the input
-        ``options["data"]``; refused if it exists, unless ``overwrite`` and it
-        is empty or a dlmm result folder).
+        The folder, or a URL (:mod:`dlmm.io.store`); refused if it is, contains
+        or lies inside the input ``options["data"]``; refused if it exists,
+        unless ``overwrite`` and it is empty or a dlmm result.
     overwrite : bool
     options, cluster, timings
         Recorded in ``result.json`` (see :func:`result_document`).
@@ -355,7 +366,7 @@ def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = Fal
     context = OutputContext(result=result, options=dict(options or {}), client=client)
     data = context.options.get("data")
     inputs = {"DATA": data} if isinstance(data, (str, os.PathLike, list, tuple)) else None
-    with staged_folder(path, overwrite, kind=RESULT_FOLDER, inputs=inputs) as tmp:
+    with staged_output(path, overwrite, kind=RESULT_FOLDER, inputs=inputs) as tmp:
         files = []
         for writer in ARTIFACTS if artifacts is None else artifacts:
             name = writer(context, tmp)
@@ -398,12 +409,80 @@ def confined(folder: str | os.PathLike, name: object, source: str | None = None)
     return target
 
 
+@dataclass
+class SavedFiles:
+    """The files of a saved result for a reader: a local folder (each file confined to
+    it) or a published output at a URL (each file checked against its manifest)."""
+
+    path: str | os.PathLike
+    published: PublishedOutput | None = None
+
+    @property
+    def label(self) -> str:
+        """The result file, for messages."""
+        if self.published is not None:
+            return repr(f"{os.fspath(self.path).rstrip('/')}/{RESULT_FILE}")
+        return repr(str(Path(self.path) / RESULT_FILE))
+
+    def has(self, name: str) -> bool:
+        if self.published is not None:
+            return self.published.has(name)
+        return confined(self.path, name, self.label).exists()
+
+    def read_bytes(self, name: str) -> bytes:
+        """The bytes of ``name`` (refused outside the folder or not as published)."""
+        if self.published is not None:
+            return self.published.read_bytes(name)
+        file = confined(self.path, name, self.label)
+        try:
+            return file.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {str(file)!r}: {exc}") from None
+
+
+def open_result(path: str | os.PathLike) -> tuple[dict[str, Any], SavedFiles]:
+    """``result.json`` of a result folder or URL, checked (:func:`read_result`), and
+    its files."""
+    if is_url(path):
+        files = SavedFiles(path, read_published(os.fspath(path), RESULT_FOLDER))
+        data = files.read_bytes(RESULT_FILE)
+    else:
+        file = Path(path) / RESULT_FILE
+        if not file.is_file():
+            raise InputError(f"{str(file)!r} does not exist: not an output folder of dlmm "
+                             "fit nor a saved result")
+        files = SavedFiles(path)
+        data = files.read_bytes(RESULT_FILE)
+    label = files.label
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except ValueError as exc:
+        raise InputError(f"cannot read {label}: {exc}") from None
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    if not isinstance(schema, str) or not schema.startswith("dlmm.result/"):
+        raise InputError(f"{label} is not a dlmm result (schema {schema!r})")
+    if schema != SCHEMA:
+        raise InputError(f"{label} has schema {schema!r}; this dlmm reads {SCHEMA!r}")
+    names = doc.get("files", [])
+    if not isinstance(names, list):
+        raise InputError(f"{label}: 'files' must be a list of file names")
+    if files.published is None:
+        for name in [*names, SUMMARY_FILE, RANDOM_EFFECTS_FILE, VC_EFFECTS_FILE, FITTED_FILE]:
+            confined(path, name, label)
+    else:
+        for name in names:
+            if not isinstance(name, str) or not files.published.has(name):
+                raise InputError(f"{label}: file entry {name!r} is not in the manifest")
+    return doc, files
+
+
 def read_result(path: str | os.PathLike) -> dict[str, Any]:
-    """``result.json`` of a result folder, checked to be schema ``dlmm.result/2``.
+    """``result.json`` of a result folder (or a result published at a URL), checked to
+    be schema ``dlmm.result/2``.
 
     Every file of the folder a reader may open (``result.json`` itself, the
     files of the format and each entry of ``files``) must lie inside the
-    folder (:func:`confined`).
+    folder (:func:`confined`); at a URL, be listed by the manifest.
 
     Raises
     ------
@@ -411,23 +490,4 @@ def read_result(path: str | os.PathLike) -> dict[str, Any]:
         No such folder or file, not JSON, another schema, or a file outside
         the folder.
     """
-    file = Path(path) / RESULT_FILE
-    if not file.is_file():
-        raise InputError(f"{str(file)!r} does not exist: not an output folder of dlmm fit "
-                         "nor a saved result")
-    confined(path, RESULT_FILE, repr(str(path)))
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {str(file)!r}: {exc}") from None
-    schema = doc.get("schema") if isinstance(doc, dict) else None
-    if not isinstance(schema, str) or not schema.startswith("dlmm.result/"):
-        raise InputError(f"{str(file)!r} is not a dlmm result (schema {schema!r})")
-    if schema != SCHEMA:
-        raise InputError(f"{str(file)!r} has schema {schema!r}; this dlmm reads {SCHEMA!r}")
-    files = doc.get("files", [])
-    if not isinstance(files, list):
-        raise InputError(f"{str(file)!r}: 'files' must be a list of file names")
-    for name in [*files, SUMMARY_FILE, RANDOM_EFFECTS_FILE, VC_EFFECTS_FILE, FITTED_FILE]:
-        confined(path, name, repr(str(file)))
-    return doc
+    return open_result(path)[0]

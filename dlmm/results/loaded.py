@@ -43,7 +43,8 @@ def _engine_of(spec, n_groups: int) -> str:
 
 
 def load_result(path: str | os.PathLike):
-    """Read a result folder written by :meth:`MixedLMResults.save` or ``dlmm fit -o``."""
+    """Read a result folder written by :meth:`MixedLMResults.save` or ``dlmm fit -o``,
+    or a URL (``s3://bucket/prefix``) where one was published (:mod:`dlmm.io.store`)."""
     state, re_table, vc_table = read_saved(path)
     names = state["names"]
     est = state["estimates"]
