@@ -114,7 +114,20 @@ def main(argv: list[str] | None = None) -> int:
                 return EXIT_NO_WORKERS
         return dlmm_main([*fit_args, "--scheduler", cluster.scheduler_address])
     finally:
-        cluster.close()
+        stop(cluster)
+
+
+def stop(cluster) -> None:
+    """Retire the workers (they leave the scheduler cleanly, with no "comm closed"
+    tracebacks in the log), then close the scheduler and cancel the worker jobs."""
+    from distributed import Client
+
+    try:
+        with Client(cluster, timeout=30) as client:
+            client.retire_workers(close_workers=True)
+    except (OSError, TimeoutError) as exc:  # the scheduler is already gone: close anyway
+        logger.warning("could not retire the workers: %s", exc)
+    cluster.close()
 
 
 if __name__ == "__main__":
