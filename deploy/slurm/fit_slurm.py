@@ -5,12 +5,13 @@
 The Dask scheduler runs in this process; ``--jobs`` Slurm jobs are submitted
 (``sbatch``), each running ``--cores`` single-threaded worker processes. Once
 ``--min-workers`` workers have joined, ``dlmm fit ... --scheduler ADDRESS`` runs
-here, the worker jobs are cancelled, and the script exits with dlmm's exit
-code (0 converged, 3 not converged, 2 bad input, 1 unexpected; 4 when the
-workers did not start in time). Run it from ``dlmm-fit.sbatch`` or a login node.
+here; then the workers are retired (their jobs end; any left are cancelled) and
+the script exits with dlmm's exit code (0 converged, 3 not converged, 2 bad
+input, 1 unexpected; 4 when the workers did not start in time). Run it from
+``dlmm-fit.sbatch`` or a login node.
 
-Needs ``pip install dlmm dask-jobqueue`` in an environment every node can run
-(a shared file system), and the data and output folder on shared storage.
+Needs ``pip install "dlmm[slurm]"`` (dask-jobqueue) in an environment every node
+can run (a shared file system), and the data and output folder on shared storage.
 """
 
 from __future__ import annotations
