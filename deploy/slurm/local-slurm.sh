@@ -1,25 +1,36 @@
 #!/bin/bash
 # A one-node Slurm on this machine, to run the recipe for real (make test-slurm).
 #
-#     sudo deploy/slurm/local-slurm.sh install   # apt-get install slurm-wlm munge (Debian/Ubuntu)
-#     sudo deploy/slurm/local-slurm.sh start     # write the config, start munged, slurmctld, slurmd
+#     sudo deploy/slurm/local-slurm.sh install   # apt-get install slurm-wlm munge slurmdbd mariadb-server
+#     sudo deploy/slurm/local-slurm.sh start     # write the config, start the daemons
 #     deploy/slurm/local-slurm.sh status         # sinfo, and a one-task srun
 #     sudo deploy/slurm/local-slurm.sh stop      # stop the three daemons
 #
 # The node is this host (`hostname -s`) with the CPUs it has (LOCAL_SLURM_CPUS, default
 # all of them) and LOCAL_SLURM_MEMORY MB (default 20000, at most what the host has), in one
 # partition `local`. No cgroups (proctrack/linuxproc, task/none), so it also runs in a
-# container; no slurmdbd, so `sacct` is not available: finished jobs are listed by
-# `scontrol show job` for LOCAL_SLURM_MINJOBAGE s (default 3600) and in the job completion
-# log $STATE/jobcomp.log. Configuration and state live under LOCAL_SLURM_DIR (default
-# /var/lib/dlmm-slurm); /etc/slurm/slurm.conf is a link to its slurm.conf, written only
-# if there is no slurm.conf there or it is one this script wrote.
+# container. Accounting (`sacct`): slurmdbd on a MariaDB of its own (socket only, no
+# network) when both are installed, unless LOCAL_SLURM_ACCOUNTING=0; without it,
+# finished jobs are listed by `scontrol show job` for LOCAL_SLURM_MINJOBAGE s (default
+# 3600) and, always, in the job completion log $STATE/jobcomp.log. Configuration and
+# state live under LOCAL_SLURM_DIR (default /var/lib/dlmm-slurm); /etc/slurm/slurm.conf
+# (and slurmdbd.conf) link to its files, written only if there is none there or it is
+# one this script wrote. munged, slurmctld, slurmd and slurmdbd listen on their usual
+# ports (Slurm has no option to bind to one address); munge authenticates every call.
 set -euo pipefail
 
 STATE=${LOCAL_SLURM_DIR:-/var/lib/dlmm-slurm}
 CONF=/etc/slurm/slurm.conf
 MARK="# written by dlmm deploy/slurm/local-slurm.sh"
 NODE=$(hostname -s)
+DBD_CONF=/etc/slurm/slurmdbd.conf
+MYSQL_SOCKET=/run/mysqld/mysqld.sock  # the client library's default, which slurmdbd uses
+MYSQL_PID=/run/mysqld/dlmm-slurm-mariadbd.pid  # a folder mariadbd (user mysql) can write
+
+accounting() {  # 0 (true) when slurmdbd and MariaDB are installed and not turned off
+    [ "${LOCAL_SLURM_ACCOUNTING:-1}" != 0 ] && command -v slurmdbd >/dev/null &&
+        [ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null
+}
 
 die() { echo "local-slurm.sh: error: $*" >&2; exit 2; }
 need_root() { [ "$(id -u)" = 0 ] || die "'$1' needs root (sudo)"; }
@@ -30,10 +41,33 @@ write_config() {
     host_mem=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
     mem=${LOCAL_SLURM_MEMORY:-20000}
     [ "$mem" -le "$host_mem" ] || die "LOCAL_SLURM_MEMORY=$mem MB but the host has $host_mem MB"
-    if [ -e "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then
-        die "$CONF exists and was not written by this script; not touching it"
-    fi
+    for f in "$CONF" "$DBD_CONF"; do
+        if [ -e "$f" ] && ! grep -qF "$MARK" "$f"; then
+            die "$f exists and was not written by this script; not touching it"
+        fi
+    done
     mkdir -p "$STATE"/{ctld,slurmd,log,run} /etc/slurm
+    local storage="AccountingStorageType=accounting_storage/none"
+    local gather="JobAcctGatherType=jobacct_gather/none"
+    if accounting; then
+        storage="AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=$NODE"
+        gather="JobAcctGatherType=jobacct_gather/linux"
+        cat > "$STATE/slurmdbd.conf" <<DBD
+$MARK
+AuthType=auth/munge
+DbdHost=$NODE
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=root
+StorageLoc=slurm_acct_db
+PidFile=$STATE/run/slurmdbd.pid
+LogFile=$STATE/log/slurmdbd.log
+DBD
+        chmod 600 "$STATE/slurmdbd.conf"
+        ln -sfn "$STATE/slurmdbd.conf" "$DBD_CONF"
+    fi
     cat > "$STATE/slurm.conf" <<CONFIG
 $MARK
 ClusterName=dlmm-local
@@ -53,8 +87,8 @@ SlurmctldPidFile=$STATE/run/slurmctld.pid
 SlurmdPidFile=$STATE/run/slurmd.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
+$storage
+$gather
 JobCompType=jobcomp/filetxt
 JobCompLoc=$STATE/jobcomp.log
 NodeName=$NODE CPUs=$cpus RealMemory=$mem State=UNKNOWN
@@ -78,11 +112,43 @@ start_munge() {
 
 pid_running() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+start_accounting() {  # MariaDB (root by its unix socket, no network), then slurmdbd
+    if [ ! -d "$STATE/mysql/mysql" ]; then
+        mariadb-install-db --user=mysql --datadir="$STATE/mysql" \
+            --auth-root-authentication-method=socket >"$STATE/log/mariadb-install.log" 2>&1 ||
+            die "mariadb-install-db failed (see $STATE/log/mariadb-install.log)"
+    fi
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+    if ! pid_running "$MYSQL_PID"; then
+        if [ -e "$MYSQL_SOCKET" ]; then
+            mariadb --socket="$MYSQL_SOCKET" -e "select 1" >/dev/null 2>&1 &&
+                die "a MariaDB/MySQL server not started by this script uses $MYSQL_SOCKET"
+            rm -f "$MYSQL_SOCKET"  # left by a server that is gone
+        fi
+        /usr/sbin/mariadbd --user=mysql --datadir="$STATE/mysql" --socket="$MYSQL_SOCKET" \
+            --skip-networking --pid-file="$MYSQL_PID" \
+            --log-error="$STATE/mysql/mariadb.err" >/dev/null 2>&1 &
+    fi
+    for _ in $(seq 100); do
+        mariadb --socket="$MYSQL_SOCKET" -e "select 1" >/dev/null 2>&1 && break; sleep 0.2
+    done
+    mariadb --socket="$MYSQL_SOCKET" -e "create database if not exists slurm_acct_db" ||
+        die "MariaDB did not start (see $STATE/mysql/mariadb.err)"
+    pid_running "$STATE/run/slurmdbd.pid" || /usr/sbin/slurmdbd
+    for _ in $(seq 100); do sacctmgr -n list cluster >/dev/null 2>&1 && return 0; sleep 0.2; done
+    die "slurmdbd did not start (see $STATE/log/slurmdbd.log)"
+}
+
 start() {
     need_root start
     command -v slurmctld >/dev/null || die "Slurm is not installed: run '$0 install'"
     write_config
     start_munge
+    if accounting; then
+        start_accounting
+        sacctmgr -n list cluster format=cluster | grep -qw dlmm-local ||
+            sacctmgr -i add cluster dlmm-local >/dev/null
+    fi
     pid_running "$STATE/run/slurmctld.pid" || /usr/sbin/slurmctld -f "$CONF"
     pid_running "$STATE/run/slurmd.pid" || /usr/sbin/slurmd -f "$CONF"
     for _ in $(seq 100); do
@@ -109,13 +175,15 @@ stop() {
     need_root stop
     stop_daemon "$STATE/run/slurmd.pid" slurmd
     stop_daemon "$STATE/run/slurmctld.pid" slurmctld
+    stop_daemon "$STATE/run/slurmdbd.pid" slurmdbd
+    stop_daemon "$MYSQL_PID" mariadbd
     stop_daemon /run/munge/munged.pid munged
 }
 
 case ${1:-} in
     install)
         need_root install
-        apt-get install -y slurm-wlm munge ;;
+        apt-get install -y slurm-wlm munge slurmdbd mariadb-server ;;
     start) start ;;
     stop) stop ;;
     status)
