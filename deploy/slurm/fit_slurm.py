@@ -5,19 +5,22 @@
 The Dask scheduler runs in this process; ``--jobs`` Slurm jobs are submitted
 (``sbatch``), each running ``--cores`` single-threaded worker processes. Once
 ``--min-workers`` workers have joined, ``dlmm fit ... --scheduler ADDRESS`` runs
-here, the worker jobs are cancelled, and the script exits with dlmm's exit
-code (0 converged, 3 not converged, 2 bad input, 1 unexpected; 4 when the
-workers did not start in time). Run it from ``dlmm-fit.sbatch`` or a login node.
+here; then the workers are retired (their jobs end; any left are cancelled) and
+the script exits with dlmm's exit code (0 converged, 3 not converged, 2 bad
+input, 1 unexpected; 4 when the workers did not start in time). Run it from
+``dlmm-fit.sbatch`` or a login node.
 
-Needs ``pip install dlmm dask-jobqueue`` in an environment every node can run
-(a shared file system), and the data and output folder on shared storage.
+Needs ``pip install "dlmm[slurm]"`` (dask-jobqueue) in an environment every node
+can run (a shared file system), and the data and output folder on shared storage.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
+import time
 
 EXIT_NO_WORKERS = 4
 
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     fit_args = dlmm_command(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    import dask
     from dask_jobqueue import SLURMCluster
     from distributed import Client
 
@@ -97,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         local_directory=args.local_directory,
         log_directory=args.log_directory,
         python=sys.executable,
-        scheduler_options={"dashboard_address": ":8787"},
+        # The dashboard on port 8787 of every interface, unless Dask's configuration
+        # (jobqueue.slurm.scheduler-options) says otherwise.
+        scheduler_options={"dashboard_address": ":8787",
+                           **(dask.config.get("jobqueue.slurm.scheduler-options") or {})},
     )
     try:
         cluster.scale(jobs=args.jobs)
@@ -114,7 +121,30 @@ def main(argv: list[str] | None = None) -> int:
                 return EXIT_NO_WORKERS
         return dlmm_main([*fit_args, "--scheduler", cluster.scheduler_address])
     finally:
-        cluster.close()
+        stop(cluster)
+
+
+def stop(cluster, timeout: float = 30.0) -> None:
+    """Retire the workers, wait (at most ``timeout`` s) for their Slurm jobs to end,
+    then close the scheduler and cancel what is left: workers leave cleanly, with no
+    "comm closed" tracebacks in the log."""
+    from distributed import Client
+
+    jobs = [job.job_id for job in cluster.workers.values() if getattr(job, "job_id", None)]
+    try:
+        with Client(cluster, timeout=timeout) as client:
+            client.retire_workers(close_workers=True)
+    except (OSError, TimeoutError) as exc:  # the scheduler is already gone: close anyway
+        logger.warning("could not retire the workers: %s", exc)
+    deadline = time.monotonic() + timeout
+    while jobs and time.monotonic() < deadline:
+        queued = subprocess.run(["squeue", "-h", "-o", "%i", "-t", "PD,CF,R,CG,S",
+                                 "-j", ",".join(jobs)],
+                                capture_output=True, text=True, timeout=timeout)
+        if queued.returncode != 0 or not queued.stdout.split():  # gone (or no squeue)
+            break
+        time.sleep(0.5)
+    cluster.close()
 
 
 if __name__ == "__main__":

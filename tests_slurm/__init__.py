@@ -1,0 +1,1 @@
+"""Tests that need a running Slurm (``make test-slurm``); not part of ``make test``."""
