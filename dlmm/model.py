@@ -42,7 +42,8 @@ from .objective.start import (
 from .objective.totals import check_response_varies, check_rows, check_values
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
-from .spec.formula import GROUP_VALUES_COLUMN, FormulaSpec
+from .spec.formula import FormulaSpec
+from .spec.group_values import attach_groups
 from .structure import RandomEffectsStatistics, collect_statistics
 
 logger = logging.getLogger("dlmm")
@@ -54,22 +55,6 @@ _SAMPLE_ROWS = 2000
 
 class MissingDataWarning(UserWarning):
     """Rows with missing values were dropped (``missing="drop"``)."""
-
-
-def _attach_groups(data, groups):
-    """Group labels given as values: a column of the data (pandas or Dask)."""
-    if is_path_like(data):
-        raise InputError("with Parquet input, groups must name a column of the data")
-    if hasattr(groups, "npartitions"):  # a Dask Series aligned with a Dask frame
-        return data.assign(**{GROUP_VALUES_COLUMN: groups}), GROUP_VALUES_COLUMN
-    values = np.asarray(groups)
-    if values.ndim != 1 or values.shape[0] != len(data):
-        raise InputError(f"groups must be a column name or one label per row ({len(data)} "
-                         f"rows), got an array of shape {values.shape}")
-    if hasattr(data, "npartitions"):
-        raise InputError("with a Dask DataFrame, groups must be a column name or a Dask "
-                         "Series")
-    return data.assign(**{GROUP_VALUES_COLUMN: values}), GROUP_VALUES_COLUMN
 
 
 class MixedLM:
@@ -124,12 +109,14 @@ class MixedLM:
         self._stats_client: Any = None
         self._backend = None
         self._learned = isinstance(spec, ArraySpec)
+        self.cache, self.cache_report = None, None
 
     @classmethod
     def from_formula(cls, formula: str, data, re_formula: str | None = None,
                      vc_formula: dict | None = None, subset=None, use_sparse=False,
                      missing: str = "none", *args, groups: str | None = None,
-                     client=None, drop_collinear: bool = False, **kwargs) -> MixedLM:
+                     client=None, drop_collinear: bool = False, cache=None,
+                     **kwargs) -> MixedLM:
         """Model from formulas (statsmodels' ``MixedLM.from_formula``).
 
         Parameters
@@ -156,6 +143,9 @@ class MixedLM:
         drop_collinear : bool
             Drop fixed-effect columns that are linear combinations of earlier
             ones, lme4-style, instead of refusing them.
+        cache : str or PathLike, optional
+            Statistics cache folder for Parquet input: only new or changed files are
+            read (:mod:`dlmm.structure.cached`); ``model.cache_report`` says what was.
         """
         if args:
             raise InputError(f"from_formula takes no positional arguments after missing (got "
@@ -166,7 +156,7 @@ class MixedLM:
         if groups is not None and not isinstance(groups, str):
             # statsmodels also takes the labels themselves (an array or Series with
             # one label per row); they become a column, and the name is "Group".
-            data, groups = _attach_groups(data, groups)
+            data, groups = attach_groups(data, groups)
             group_label = "Group"
         if subset is not None:
             if is_path_like(data):
@@ -177,6 +167,7 @@ class MixedLM:
             spec.group_name = group_label
         model = cls.__new__(cls)
         model._setup(spec, data, True, missing, client, drop_collinear)
+        model.cache = cache
         return model
 
     # -- preparing ------------------------------------------------------------
@@ -221,6 +212,20 @@ class MixedLM:
         client = client if client is not None else self._client
         if self._stats is not None and (client is None or client is self._stats_client):
             return self._stats
+        if self.cache is not None:  # only new or changed files are read
+            from .structure.cached import cached_statistics
+
+            with self._reading_errors():
+                self.spec, stats, self.cache_report = cached_statistics(
+                    self.spec, self.data, self.cache, client, progress)
+            self._learned, self._stats_client = True, client
+        else:
+            stats = self._collect(client, progress)
+        self._check_stats(stats)
+        self._stats = stats
+        return stats
+
+    def _collect(self, client, progress) -> RandomEffectsStatistics:
         with self._reading_errors():
             self._learn(client)
         backend = self._backend_for(client)
@@ -228,10 +233,7 @@ class MixedLM:
             backend = backend.select(self.spec.columns) if backend.columns != self.spec.columns \
                 else backend
         with self._reading_errors():
-            stats = collect_statistics(self.spec, backend, progress)
-        self._check_stats(stats)
-        self._stats = stats
-        return stats
+            return collect_statistics(self.spec, backend, progress)
 
     def _drop_collinear(self, stats: RandomEffectsStatistics) -> None:
         """Drop fixed-effect columns that depend on earlier ones (lme4's way), from
@@ -587,8 +589,8 @@ def default_methods(stats: RandomEffectsStatistics) -> list[str]:
 def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict | None = None,
             subset=None, use_sparse=False, missing: str = "none", *args,
             groups: str | None = None, client=None, drop_collinear: bool = False,
-            **kwargs) -> MixedLM:
+            cache=None, **kwargs) -> MixedLM:
     """``MixedLM.from_formula``, like ``statsmodels.formula.api.mixedlm``."""
     return MixedLM.from_formula(formula, data, re_formula, vc_formula, subset, use_sparse,
                                 missing, *args, groups=groups, client=client,
-                                drop_collinear=drop_collinear, **kwargs)
+                                drop_collinear=drop_collinear, cache=cache, **kwargs)
