@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..distributed.sources import PARQUET_EXTENSIONS
+from ..distributed.sources import PARQUET_EXTENSIONS, _check_local_paths
 from ..exceptions import InputError
 
 #: fsspec ``info`` keys that identify a file's content, in order of preference.
@@ -140,6 +140,7 @@ def input_files(data: Any) -> list[FileIdentity]:
             identities = _remote_identities(item)
         else:
             local = item[len("file://"):] if item.startswith("file://") else item
+            _check_local_paths([item])  # the messages of dlmm.distributed.sources
             identities = [_local_identity(p) for p in _local_files(local)]
         for ident in identities:
             found[ident.path] = ident
