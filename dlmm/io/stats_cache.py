@@ -97,6 +97,10 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def _label_array(labels: np.ndarray) -> tuple[np.ndarray, str]:
     labels = np.asarray(labels)
+    if labels.dtype.kind == "O" and labels.shape[0]:  # one Python type: its array
+        kinds = {type(v) for v in labels.tolist()}
+        if len(kinds) == 1 and next(iter(kinds)) in (int, float, bool):
+            labels = np.array(labels.tolist())
     if labels.dtype.kind in "iu":
         return labels.astype(np.int64), "int"
     if labels.dtype.kind == "f":

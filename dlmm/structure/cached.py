@@ -169,20 +169,37 @@ class _Pass:
         return digest([self.model_hash, ident.to_dict()])[:32] + ".npz"
 
 
+def _levels_and_head(frame: pd.DataFrame, columns: list[str], cats: list[str],
+                     n_rows: int) -> tuple[dict[str, list], pd.DataFrame]:
+    rows = read_file(frame_item(frame), columns)
+    levels = {c: sorted_levels(c, pd.Series(rows[c]).dropna().unique().tolist())
+              for c in cats}
+    return levels, rows.head(n_rows)
+
+
 def _learn(run: _Pass, spec: FormulaSpec) -> tuple[list[dict], pd.DataFrame]:
-    """Learn ``spec`` over every file (as ``MixedLM`` does, levels per file); the
-    per-file levels and the frame meta."""
+    """Learn ``spec`` over every file as ``MixedLM`` does (the sample: the first
+    rows, in file order), with the levels of each file; the per-file levels and
+    the frame meta."""
     paths = [f.path for f in run.files]
     meta = file_schema(paths[0], None)
     columns = spec.required_columns(meta.columns)
     check_parquet_columns(paths, columns)
     meta = meta[columns]
-    sample = run.over_files(columns, meta).sample(_SAMPLE_ROWS)
+    guess = spec.categorical_columns(meta)  # from the schema's types; checked below
+    backend = run.items(paths)
+    out = backend.gather(backend.map_chunks(
+        lambda f: _levels_and_head(f, columns, guess, _SAMPLE_ROWS)))
+    per_file = [levels for levels, _ in out]
+    sample = pd.concat([head for _, head in out]).head(_SAMPLE_ROWS)
     if len(sample) == 0:
         raise InputError("the data have no rows")
     spec.check_response(sample)
     cats = spec.categorical_columns(sample)
-    per_file = run.levels(paths, cats)
+    extra = [c for c in cats if c not in guess]
+    for levels, more in zip(per_file, run.levels(paths, extra) if extra else []):
+        levels.update(more)
+    per_file = [{c: levels[c] for c in cats} for levels in per_file]
     spec.learn_levels(sample, _union(per_file, cats))
     if spec.stateful:
         raise InputError("formula uses a stateful transform (such as center or scale) that "
@@ -227,7 +244,9 @@ def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
     dropped = sorted(p for p in entries if p not in now)
     reuse = {p: e for p, e in entries.items() if p in now
              and FileIdentity.from_dict(e["identity"]) == now[p]}
-    rebuilt = None if manifest else "no cached statistics for this model yet"
+    rebuilt = None if manifest else (
+        "its manifest could not be trusted" if cache.manifest_path(model_hash).exists()
+        else "no cached statistics for this model yet")
 
     new_levels: dict[str, dict] = {}
     if manifest is not None:
