@@ -149,6 +149,7 @@ class _Pass:
         from ..distributed.dask_backend import DaskBackend, resolve_client
 
         self.cache, self.files, self.model_hash = cache, files, model_hash
+        self.now = {f.path: f for f in files}
         self.client = resolve_client(client)
         self._backend = DaskBackend
 
@@ -212,6 +213,17 @@ def _learn(run: _Pass, spec: FormulaSpec) -> tuple[list[dict], pd.DataFrame]:
     return per_file, meta
 
 
+def _read(run: _Pass, spec: FormulaSpec, paths: list[str], progress) -> tuple[dict, dict]:
+    """Read ``paths`` on the workers, keep their sums in the cache: handles and what
+    was written, by path."""
+    if not paths:
+        return {}, {}
+    reader = run.items([(p, run.cache.stats_path(run.stats_name(run.now[p]))) for p in paths])
+    read = reader.map_chunks(lambda frame: _file_sums(frame, spec), progress)
+    infos = reader.gather(reader.map(_saved_of, read))
+    return dict(zip(paths, read)), dict(zip(paths, infos))
+
+
 def _restore(manifest: dict[str, Any]) -> FormulaSpec:
     spec = FormulaSpec.from_dict(manifest["spec"])
     c = manifest["centering"]
@@ -270,30 +282,27 @@ def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
         new_levels = {f.path: lv for f, lv in zip(files, per_file)}
         reuse = {}
 
-    # Cached sums first (where they are read, on the workers); any that cannot be
-    # trusted are read from the data again, with the new and changed files.
+    # Cached sums are loaded where they are read (the workers) while the new and
+    # changed files are read; cached sums that cannot be trusted are read again.
     cached = [p for p in now if p in reuse]
+    loader = run.items([(cache.stats_path(reuse[p]["stats"]), reuse[p]["sha256"])
+                        for p in cached]) if cached else None
+    loaded = loader.map_chunks(_cached_sums) if loader is not None else []
+    handles, saved = _read(run, spec, [p for p in now if p not in reuse], progress)
     recomputed: list[str] = []
-    handles: dict[str, Any] = {}
-    if cached:
-        loader = run.items([(cache.stats_path(reuse[p]["stats"]), reuse[p]["sha256"])
-                            for p in cached])
-        loaded = loader.map_chunks(_cached_sums)
-        for p, h, err in zip(cached, loaded, loader.gather(loader.map(_error_of, loaded))):
-            if err is None:
-                handles[p] = h
-            else:
-                logger.warning("statistics cache: %s; reading %s again", err, p)
-                recomputed.append(p)
-        if recomputed:
-            new_levels.update(zip(recomputed, run.levels(recomputed, list(spec.levels))))
-    to_read = [p for p in now if p not in handles]
-    saved: dict[str, dict] = {}
-    if to_read:
-        reader = run.items([(p, cache.stats_path(run.stats_name(now[p]))) for p in to_read])
-        read = reader.map_chunks(lambda frame: _file_sums(frame, spec), progress)
-        for p, h, info in zip(to_read, read, reader.gather(reader.map(_saved_of, read))):
-            handles[p], saved[p] = h, info
+    errors = loader.gather(loader.map(_error_of, loaded)) if loader is not None else []
+    for p, h, err in zip(cached, loaded, errors):
+        if err is None:
+            handles[p] = h
+        else:
+            logger.warning("statistics cache: %s; reading %s again", err, p)
+            recomputed.append(p)
+            new_levels[p] = reuse[p]["levels"]  # the data file is unchanged
+    if recomputed:
+        more, more_saved = _read(run, spec, recomputed, None)
+        handles.update(more)
+        saved.update(more_saved)
+    to_read = [p for p in now if p in saved]
 
     backend = run.over_files(list(spec.columns), meta)
     stats = statistics_from_chunks(spec, backend, [handles[p] for p in now], start)
