@@ -29,8 +29,9 @@ def run(opts: dict[str, Any]) -> int:
     from ..io.result_folder import write_outputs
 
     t0 = time.perf_counter()
-    files = nightly.list_inputs(opts["data"])  # listings and stat calls: no file opened
+    files = None
     if opts["skip_unchanged"]:
+        files = nightly.list_inputs(opts["data"])  # listings and stat calls: no file opened
         previous, why = nightly.unchanged(opts, files)
         if previous is not None:
             event("result", "unchanged: the %d input files and the specification are those "
@@ -47,6 +48,8 @@ def run(opts: dict[str, Any]) -> int:
                             inputs={"DATA": opts["data"]})
     if opts["cache"] is None:  # (with a cache, only new or changed files are opened)
         read_parquet(opts["data"])  # a missing or unreadable file fails before any cluster
+    if files is None:
+        files = nightly.list_inputs(opts["data"])
 
     t_cluster = time.perf_counter()
     with cluster.connected(opts) as (client, info):

@@ -137,7 +137,14 @@ def input_files(data: Any) -> list[FileIdentity]:
     found: dict[str, FileIdentity] = {}
     for item in map(str, items):
         if "://" in item and not item.startswith("file://"):
-            identities = _remote_identities(item)
+            try:
+                identities = _remote_identities(item)
+            except InputError:
+                raise
+            except Exception as exc:  # fsspec and its stores raise many types
+                text = " ".join(str(exc).split())
+                raise InputError(f"cannot list Parquet data {item!r}: {type(exc).__name__}: "
+                                 f"{text}") from None
         else:
             local = item[len("file://"):] if item.startswith("file://") else item
             _check_local_paths([item])  # the messages of dlmm.distributed.sources
