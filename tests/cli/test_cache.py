@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.cli.helpers import run_dlmm
 from tests.structure.test_cached import _write
@@ -46,17 +45,16 @@ def test_cached_refit_reads_the_new_files_only_and_a_warm_start_is_shorter(
     assert sorted(Path(p).name for p in doc["cache"]["read"]) == [
         "part-00010.parquet", "part-00011.parquet"]
     assert doc["inputs"]["files"] == 12
-    full, _ = _fit(data, scheduler, tmp_path / "full")  # no cache, a cold start
-    np.testing.assert_allclose(_params(doc), _params(full), rtol=1e-10, atol=0)
-    assert doc["estimates"]["llf"] == pytest.approx(full["estimates"]["llf"], rel=1e-10)
-    assert doc["inputs"] == full["inputs"]
+    # (that the estimates are a full refit's: tests/structure/test_cached.py)
 
+    # The same data from yesterday's optimum: fewer steps than the cold start above.
     warm, events = _fit(data, scheduler, tmp_path / "warm", "--start-from",
                         tmp_path / "yesterday")
     assert any(e.get("event") == "start_from" for e in events)
-    assert warm["converged"] and full["converged"]
-    assert warm["optimizer"]["evaluations"] < full["optimizer"]["evaluations"]
-    np.testing.assert_allclose(_params(warm), _params(full), rtol=1e-6)
+    assert warm["converged"] and doc["converged"]
+    assert warm["optimizer"]["evaluations"] < doc["optimizer"]["evaluations"]
+    np.testing.assert_allclose(_params(warm), _params(doc), rtol=1e-6)
+    assert warm["inputs"] == doc["inputs"]
 
     proc = run_dlmm("fit", data, "--formula", "y ~ x1", "--groups", "g", "--re-formula",
                     "~x1", "--scheduler", scheduler, "--start-from", tmp_path / "yesterday")

@@ -94,7 +94,7 @@ def test_five_new_files_read_alone_and_equal_a_full_refit(tmp_path, dask_client)
     assert cached.n_groups == 105 * 4 + 53  # s50 spans files 99 (old) and 100 (new)
 
 
-def test_changed_and_removed_files(tmp_path, dask_client):
+def test_changed_removed_and_corrupt_files(tmp_path, dask_client, caplog):
     data, cache = tmp_path / "data", tmp_path / "cache"
     _write(data, range(12))
     _fit(data, dask_client, cache)
@@ -109,6 +109,25 @@ def test_changed_and_removed_files(tmp_path, dask_client):
     manifest = json.loads(next(cache.glob("manifest-*.json")).read_text())
     assert len(manifest["files"]) == 11
     assert len(list((cache / "stats").glob("*.npz"))) == 11  # the dropped ones removed
+
+    # A stats file that fails its check: that file alone is read again.
+    entry = manifest["files"][str(data / "part-00005.parquet")]
+    stats = cache / "stats" / entry["stats"]
+    stats.write_bytes(stats.read_bytes()[:-10])
+    with caplog.at_level("WARNING", logger="dlmm"):
+        model, cached = _fit(data, dask_client, cache)
+    assert "does not match its SHA-256" in caplog.text
+    assert [Path(p).name for p in model.cache_report.recomputed] == ["part-00005.parquet"]
+    assert [Path(p).name for p in model.cache_report.read] == ["part-00005.parquet"]
+    full = _full(data)
+    _same(cached, full)
+
+    # An untrusted manifest: every file read again.
+    next(cache.glob("manifest-*.json")).write_text("{not json")
+    model, again = _fit(data, dask_client, cache)
+    assert model.cache_report.rebuilt == "its manifest could not be trusted"
+    assert len(model.cache_report.read) == 11
+    _same(again, full)
 
 
 def test_a_new_level_learns_the_spec_again(tmp_path, dask_client):
@@ -126,29 +145,6 @@ def test_a_new_level_learns_the_spec_again(tmp_path, dask_client):
     model, cached = _fit(data, dask_client, cache)
     assert "level(s) 'd' no longer in the data" in model.cache_report.rebuilt
     assert "C(c)[T.d]" not in cached.fe_params.index
-
-
-def test_corrupt_cache_files_are_read_again(tmp_path, dask_client, caplog):
-    data, cache = tmp_path / "data", tmp_path / "cache"
-    _write(data, range(6))
-    _fit(data, dask_client, cache)
-    manifest = json.loads(next(cache.glob("manifest-*.json")).read_text())
-    entry = manifest["files"][str(data / "part-00002.parquet")]
-    stats = cache / "stats" / entry["stats"]
-    stats.write_bytes(stats.read_bytes()[:-10])
-    with caplog.at_level("WARNING", logger="dlmm"):
-        model, cached = _fit(data, dask_client, cache)
-    assert "does not match its SHA-256" in caplog.text
-    assert [Path(p).name for p in model.cache_report.recomputed] == ["part-00002.parquet"]
-    assert [Path(p).name for p in model.cache_report.read] == ["part-00002.parquet"]
-    full = _full(data)
-    _same(cached, full)
-    # An untrusted manifest: every file read again.
-    next(cache.glob("manifest-*.json")).write_text("{not json")
-    model, again = _fit(data, dask_client, cache)
-    assert model.cache_report.rebuilt == "its manifest could not be trusted"
-    assert len(model.cache_report.read) == 6
-    _same(again, full)
 
 
 def test_foreign_folders_are_refused(tmp_path):
