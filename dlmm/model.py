@@ -112,13 +112,14 @@ class MixedLM(StatsmodelsModel):
         self._backend = None
         self._learned = isinstance(spec, ArraySpec)
         self.group_values_name: str | None = None  # groups=Series: the Series' name
+        self.cache, self.cache_report = None, None
 
     @classmethod
     def from_formula(cls, formula: str, data, re_formula: str | None = None,
                      vc_formula: dict | None = None, subset=None, use_sparse=False,
                      missing: str = "none", *args, groups: str | None = None,
                      client=None, drop_collinear: bool = False, use_sqrt: bool = True,
-                     **kwargs) -> MixedLM:
+                     cache=None, **kwargs) -> MixedLM:
         """Model from formulas (statsmodels' ``MixedLM.from_formula``).
 
         Parameters
@@ -147,6 +148,9 @@ class MixedLM(StatsmodelsModel):
             ones, lme4-style, instead of refusing them.
         use_sqrt : bool
             As for :class:`MixedLM` (packed parameters of ``loglike``/``score``).
+        cache : str or PathLike, optional
+            Statistics cache folder for Parquet input: only new or changed files are
+            read (:mod:`dlmm.structure.cached`); ``model.cache_report`` says what was.
         """
         if args:
             raise InputError(f"from_formula takes no positional arguments after missing (got "
@@ -170,6 +174,7 @@ class MixedLM(StatsmodelsModel):
         model = cls.__new__(cls)
         model._setup(spec, data, use_sqrt, missing, client, drop_collinear)
         model.group_values_name = values_name
+        model.cache = cache
         return model
 
     # -- preparing ------------------------------------------------------------
@@ -214,6 +219,20 @@ class MixedLM(StatsmodelsModel):
         client = client if client is not None else self._client
         if self._stats is not None and (client is None or client is self._stats_client):
             return self._stats
+        if self.cache is not None:  # only new or changed files are read
+            from .structure.cached import cached_statistics
+
+            with self._reading_errors():
+                self.spec, stats, self.cache_report = cached_statistics(
+                    self.spec, self.data, self.cache, client, progress)
+            self._learned, self._stats_client = True, client
+        else:
+            stats = self._collect(client, progress)
+        self._check_stats(stats)
+        self._stats = stats
+        return stats
+
+    def _collect(self, client, progress) -> RandomEffectsStatistics:
         with self._reading_errors():
             self._learn(client)
         backend = self._backend_for(client)
@@ -221,10 +240,7 @@ class MixedLM(StatsmodelsModel):
             backend = backend.select(self.spec.columns) if backend.columns != self.spec.columns \
                 else backend
         with self._reading_errors():
-            stats = collect_statistics(self.spec, backend, progress)
-        self._check_stats(stats)
-        self._stats = stats
-        return stats
+            return collect_statistics(self.spec, backend, progress)
 
     def _drop_collinear(self, stats: RandomEffectsStatistics) -> None:
         """Drop fixed-effect columns that depend on earlier ones (lme4's way), from
@@ -569,8 +585,8 @@ def default_methods(stats: RandomEffectsStatistics) -> list[str]:
 def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict | None = None,
             subset=None, use_sparse=False, missing: str = "none", *args,
             groups: str | None = None, client=None, drop_collinear: bool = False,
-            **kwargs) -> MixedLM:
+            cache=None, **kwargs) -> MixedLM:
     """``MixedLM.from_formula``, like ``statsmodels.formula.api.mixedlm``."""
     return MixedLM.from_formula(formula, data, re_formula, vc_formula, subset, use_sparse,
                                 missing, *args, groups=groups, client=client,
-                                drop_collinear=drop_collinear, **kwargs)
+                                drop_collinear=drop_collinear, cache=cache, **kwargs)

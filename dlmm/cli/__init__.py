@@ -42,7 +42,9 @@ dlmm.cli`` is the same command.
 Exit codes
 ----------
 0
-    Done (``fit``: converged).
+    Done (``fit``: converged, or with ``--skip-unchanged`` a ``result`` event with
+    ``"status": "unchanged"``: inputs and specification as in the previous output,
+    nothing read or written).
 1
     An unexpected error (``--verbose`` shows the traceback).
 2
@@ -59,7 +61,10 @@ Logging
 Progress goes to stderr through the ``logging`` logger ``"dlmm"``: the
 cluster and its dashboard address, the start and end of the data pass, one
 line per optimizer evaluation (step, llf, gradient norm, stage), warnings,
-and the outcome. ``--quiet`` silences it (errors are still printed);
+and the outcome; with ``--cache`` a ``cache`` event (files read, reused,
+dropped), with ``--start-from`` a ``start_from`` event, with
+``--skip-unchanged`` a ``skip_unchanged`` event saying why the run was not
+skipped. ``--quiet`` silences it (errors are still printed);
 ``--verbose`` adds debug messages and Dask's own warnings and tracebacks;
 ``--log-format json`` writes each line as a JSON object (``time``, ``level``,
 ``logger``, ``message``, ``event`` and the event's fields; an error is an
@@ -67,7 +72,8 @@ object with ``"event": "error"`` and ``exit_code``).
 
 Modules, each importing only those listed before it: ``errors`` (exit codes,
 exceptions), ``log``, ``parser`` (every option), ``cluster``, ``config``
-(``fit``'s options from flags and ``--config``), one per command (``fit``,
+(``fit``'s options from flags and ``--config``), ``nightly`` (input
+fingerprints, ``--skip-unchanged``, ``--start-from``), one per command (``fit``,
 ``summary``, ``simulate``, ``predict``, ``bench``), ``runner`` (:func:`main`).
 """
 

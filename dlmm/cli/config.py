@@ -47,6 +47,9 @@ FIT_DEFAULTS: dict[str, Any] = {
     "output": None,
     "overwrite": False,
     "fitted": False,
+    "cache": None,
+    "start_from": None,
+    "skip_unchanged": False,
     "method": None,
     "max_iter": None,
     "newton_steps": None,
@@ -231,4 +234,7 @@ def fit_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--quiet and --verbose exclude each other")
     if opts["fitted"] and opts["output"] is None:
         raise UsageError("--fitted writes fitted.parquet into --output DIR: give --output")
+    if opts["skip_unchanged"] and opts["output"] is None and opts["start_from"] is None:
+        raise UsageError("--skip-unchanged compares with a previous output: give --output "
+                         "or --start-from")
     return opts

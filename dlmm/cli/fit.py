@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..progress import data_pass_progress
-from . import cluster
+from . import cluster, nightly
 from .errors import EXIT_NOT_CONVERGED, EXIT_OK
 from .log import event
 
@@ -31,10 +31,27 @@ def run(opts: dict[str, Any]) -> int:
 
     t0 = time.perf_counter()
     check_input_urls(opts["data"])  # an unknown scheme or a missing backend, in one line
+    files = None
+    if opts["skip_unchanged"]:
+        files = nightly.list_inputs(opts["data"])  # listings and stat calls: no file opened
+        previous, why = nightly.unchanged(opts, files)
+        if previous is not None:
+            event("result", "unchanged: the %d input files and the specification are those "
+                  "of %s: no data read, nothing written", len(files), previous,
+                  status="unchanged", previous=previous, files=len(files),
+                  fingerprint=nightly.inputs_section(opts, files)["fingerprint"])
+            return EXIT_OK
+        event("skip_unchanged", "not skipped: %s", why, reason=why)
+    start = None
+    if opts["start_from"] is not None:
+        start = nightly.start_params(opts["start_from"], opts)
     if opts["output"] is not None:  # not an input, not a folder that is not a result
         check_output(opts["output"], opts["overwrite"], kind=RESULT_FOLDER,
                             inputs={"DATA": opts["data"]})
-    read_parquet(opts["data"])  # a missing or unreadable file fails before any cluster starts
+    if opts["cache"] is None:  # (with a cache, only new or changed files are opened)
+        read_parquet(opts["data"])  # a missing or unreadable file fails before any cluster
+    if files is None:
+        files = nightly.list_inputs(opts["data"])
 
     t_cluster = time.perf_counter()
     with cluster.connected(opts) as (client, info):
@@ -47,7 +64,7 @@ def run(opts: dict[str, Any]) -> int:
         model = dlmm.mixedlm(opts["formula"], opts["data"], groups=opts["groups"],
                              re_formula=opts["re_formula"], vc_formula=opts["vc"] or None,
                              missing=opts["missing"], client=client,
-                             drop_collinear=opts["drop_collinear"])
+                             drop_collinear=opts["drop_collinear"], cache=opts["cache"])
         event("data_pass", "data pass: reading %s", opts["data"], stage="start",
               data=opts["data"])
         t_pass = time.perf_counter()
@@ -57,9 +74,20 @@ def run(opts: dict[str, Any]) -> int:
         event("data_pass", "data pass: done in %.2f s: %d rows, %d groups",
               time.perf_counter() - t_pass, nobs, n_groups, stage="end", nobs=nobs,
               n_groups=n_groups, seconds=round(time.perf_counter() - t_pass, 6))
+        report = model.cache_report
+        if report is not None:
+            event("cache", "statistics cache %s: read %d of %d files (%d reused, %d dropped)%s",
+                  report.cache, len(report.read), report.files, report.reused,
+                  len(report.dropped), f"; rebuilt: {report.rebuilt}" if report.rebuilt else "",
+                  **report.to_dict())
+        if start is not None:
+            nightly.check_start(opts["start_from"], start, model)
+            event("start_from", "starting at the optimum of %s", opts["start_from"],
+                  start_from=str(opts["start_from"]))
         event("fit", "fitting by %s", "ML" if opts["ml"] else "REML",
               method="ML" if opts["ml"] else "REML")
-        result = model.fit(**_fit_kwargs(opts), client=client, callback=_log_step)
+        result = model.fit(**_fit_kwargs(opts), start_params=start, client=client,
+                           callback=_log_step)
         failures = result.mle_retvals.get("convergence_failures", [])
         status = "converged" if result.converged else \
             "not converged (" + "; ".join(failures) + ")"
@@ -69,8 +97,12 @@ def run(opts: dict[str, Any]) -> int:
               converged=bool(result.converged), llf=result.llf, reasons=failures)
         timings = {"cluster": cluster_seconds, "total": time.perf_counter() - t0}
         if opts["output"] is not None:
+            sections = {"inputs": nightly.inputs_section(opts, files)}
+            if report is not None:
+                sections["cache"] = report.to_dict()
             write_outputs(result, opts["output"], overwrite=opts["overwrite"],
-                          options=dict(opts), cluster=info, timings=timings, client=client)
+                          options=dict(opts), cluster=info, timings=timings, client=client,
+                          sections=sections)
             event("output", "wrote %s", opts["output"], output=str(opts["output"]))
         else:
             print(result.summary())

@@ -191,6 +191,17 @@ def add_fit_options(fit: argparse.ArgumentParser) -> None:
     out.add_argument("--fitted", action=argparse.BooleanOptionalAction,
                      help="also write fitted.parquet, the fitted values of every row (on a "
                           "cluster the workers write it: the output folder must be shared)")
+    n = fit.add_argument_group("nightly refits")
+    n.add_argument("--cache", metavar="DIR",
+                   help="statistics cache folder: keep each input file's sums there and read "
+                        "only files that are new or changed (shared storage on a cluster)")
+    n.add_argument("--start-from", metavar="PREVIOUS_OUTPUT",
+                   help="start the optimizer at the optimum of a previous output of the same "
+                        "model")
+    n.add_argument("--skip-unchanged", action=argparse.BooleanOptionalAction,
+                   help="exit 0 with status 'unchanged', reading no data, when the inputs and "
+                        "the specification are those of the previous output (--start-from, "
+                        "else --output)")
     fit.add_argument("--config", metavar="FILE.toml",
                      help="options from a TOML file; command-line flags override it")
     _add_logging_options(fit)

@@ -87,6 +87,17 @@ key                    value
 ``versions``           ``dlmm``, ``dask``, ``distributed``, ``numpy``, ``scipy``,
                        ``pandas``, ``pyarrow``, ``python``, ``platform``
 ``files``              names of the other files written in the folder
+``inputs``             (``dlmm fit``) ``fingerprint`` of the input files (SHA-256
+                       of their paths, sizes, modification times and ETags or
+                       checksums: :mod:`dlmm.io.fingerprint`), ``files``,
+                       ``bytes``, the run's ``specification`` (model, REML/ML,
+                       options) and its ``specification_hash``: what
+                       ``--skip-unchanged`` compares
+``cache``              (``dlmm fit --cache``) what the statistics cache did:
+                       ``files``, ``files_read``, ``files_reused``,
+                       ``files_dropped``, ``read`` and ``dropped`` (paths),
+                       ``recomputed``, ``rebuilt`` (why every file was read, or
+                       ``null``)
 ``state``              what :func:`dlmm.load_result` rebuilds the result from:
                        ``spec`` (formulas and learned levels), ``names``,
                        ``estimates`` (profile scale), ``cov_params``,
@@ -135,7 +146,8 @@ def _optional(result: Any, name: str) -> Any:
 def result_document(result: Any, *, options: Mapping[str, Any] | None = None,
                     cluster: Mapping[str, Any] | None = None,
                     timings: Mapping[str, float] | None = None,
-                    files: list[str] | None = None) -> dict[str, Any]:
+                    files: list[str] | None = None,
+                    sections: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``result.json`` object of a fit (schema ``dlmm.result/2``).
 
     Parameters
@@ -151,6 +163,8 @@ def result_document(result: Any, *, options: Mapping[str, Any] | None = None,
         ``result.timings``.
     files : list of str, optional
         The other files written beside ``result.json``.
+    sections : mapping, optional
+        More top-level keys (``inputs``, ``cache``); never one of the keys above.
 
     Returns
     -------
@@ -210,6 +224,10 @@ def result_document(result: Any, *, options: Mapping[str, Any] | None = None,
         "files": list(files or []),
         "state": result_state(result),
     }
+    for key, value in (sections or {}).items():
+        if key in doc:
+            raise ValueError(f"section {key!r} would replace a key of {SCHEMA}")
+        doc[key] = jsonable(value)
     return doc
 
 
@@ -340,7 +358,8 @@ def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = Fal
                   options: Mapping[str, Any] | None = None,
                   cluster: Mapping[str, Any] | None = None,
                   timings: Mapping[str, float] | None = None, client: Any = None,
-                  artifacts: list[ArtifactWriter] | None = None) -> dict[str, Any]:
+                  artifacts: list[ArtifactWriter] | None = None,
+                  sections: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the output folder of a fit, atomically.
 
     Parameters
@@ -357,6 +376,8 @@ def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = Fal
         Passed to the artifact writers.
     artifacts : list of callables, optional
         Writers of the files beside ``result.json``; default :data:`ARTIFACTS`.
+    sections : mapping, optional
+        More top-level keys of ``result.json`` (see :func:`result_document`).
 
     Returns
     -------
@@ -373,7 +394,7 @@ def write_outputs(result: Any, path: str | os.PathLike, *, overwrite: bool = Fal
             if name is not None:
                 files.append(name)
         doc = result_document(result, options=options, cluster=cluster, timings=timings,
-                              files=files)
+                              files=files, sections=sections)
         text = json.dumps(doc, indent=2, allow_nan=False)
         (tmp / RESULT_FILE).write_text(text + "\n", encoding="utf-8")
     return doc

@@ -234,6 +234,14 @@ def one_pass(spec, backend: Backend, progress=None) -> GroupedStatistics:
     """
     start = time.perf_counter()
     chunks = backend.map_chunks(lambda frame: chunk_crossproducts(frame, spec), progress)
+    return statistics_from_chunks(spec, backend, chunks, start)
+
+
+def statistics_from_chunks(spec, backend: Backend, chunks: list[Any],
+                           start: float) -> GroupedStatistics:
+    """Blocks of whole groups from handles of :class:`ChunkResult` (in a fixed order:
+    the chunks of the one pass, or one per input file for the statistics cache), and
+    the row totals; ``start`` is when the pass began (``time.perf_counter``)."""
     summary = backend.gather(backend.map(_chunk_summary, chunks))  # one round trip
     totals = ordered_sum([t for t, _ in summary])
     infos = [i for _, i in summary]

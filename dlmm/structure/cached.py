@@ -1,0 +1,327 @@
+"""The one pass with a statistics cache: read only the input files that are new or changed.
+
+The grouped engine's statistics are sums over rows, so the statistics of a
+data set are the sums of its files' statistics. With a cache folder
+(:mod:`dlmm.io.stats_cache`) each input file is reduced on its own, on a
+worker, to its per-group cross-products keyed by group label, and those are
+kept. A later run over the same model:
+
+* lists the input files and their identities (:mod:`dlmm.io.fingerprint`; no
+  file is opened) and reuses the sums of every file whose identity is
+  unchanged; files that are gone are dropped, new or changed files are read;
+* keeps the learned specification of the first run, the centring shifts
+  included (:mod:`dlmm.spec.centering`): the cached sums were taken with those
+  shifts, and the model is invariant to them, so the estimates are those of a
+  full refit (to rounding);
+* checks the categorical levels: each file's distinct values of every
+  categorical column are kept with its sums, and when the union over the
+  current files is not the learned level set (a level only new files have,
+  or one only removed files had) the specification is learned again over
+  the new level set and every file is read again ("rebuilt"), as a full refit
+  would do; it is never silently wrong;
+* merges groups that span files by key, as across partitions
+  (:func:`dlmm.structure.grouped.statistics_from_chunks`).
+
+Workers read and write the cache folder, so on a cluster it must be on
+storage they share with the driver. Crossed designs (the crossed engine) are
+not cached: they are refused with an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..distributed.base import sorted_levels
+from ..distributed.files import file_frame, file_schema, frame_item, item_frame, read_file
+from ..distributed.sources import check_parquet_columns
+from ..exceptions import InputError
+from ..io.fingerprint import FileIdentity, digest, fingerprint, input_files
+from ..io.jsonable import versions
+from ..io.stats_cache import StatsCache, load_sums, save_sums
+from ..objective.shift import random_effects_map
+from ..spec.centering import Centering
+from ..spec.formula import FormulaSpec
+from .choose import crossed_design
+from .grouped import ChunkResult, chunk_crossproducts, statistics_from_chunks
+from .shifted import ShiftedStatistics
+
+logger = logging.getLogger("dlmm")
+
+_SAMPLE_ROWS = 2000
+
+
+@dataclass
+class CacheReport:
+    """What a cached pass did: how many input files it read, reused and dropped.
+
+    ``rebuilt`` says why every file was read again (no cache yet for this model,
+    a changed level set, an untrusted manifest), or is None.
+    """
+
+    cache: str
+    files: int
+    read: list[str]
+    reused: int
+    dropped: list[str]
+    fingerprint: str
+    rebuilt: str | None = None
+    recomputed: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cache": self.cache, "files": self.files, "files_read": len(self.read),
+                "files_reused": self.reused, "files_dropped": len(self.dropped),
+                "read": list(self.read), "dropped": list(self.dropped),
+                "recomputed": list(self.recomputed), "rebuilt": self.rebuilt,
+                "fingerprint": self.fingerprint}
+
+
+@dataclass(eq=False)
+class FileSums(ChunkResult):
+    """One input file's sums, with what :func:`save_sums` wrote (or ``error``)."""
+
+    saved: dict = field(default_factory=dict)
+
+
+def model_key(spec: FormulaSpec) -> dict[str, Any]:
+    """What the cached sums depend on besides the data: the model as given."""
+    return {"formula": spec.formula, "groups": spec.groups, "re_formula": spec.re_formula,
+            "vc_formula": dict(spec.vc_formula or {}), "group_name": spec.group_name}
+
+
+def _file_levels(frame: pd.DataFrame, columns: list[str]) -> dict[str, list]:
+    path = frame_item(frame)
+    rows = read_file(path, columns)
+    return {c: sorted_levels(c, pd.Series(rows[c]).dropna().unique().tolist())
+            for c in columns}
+
+
+def _file_sums(frame: pd.DataFrame, spec: FormulaSpec) -> FileSums:
+    path, target = frame_item(frame)
+    chunk = chunk_crossproducts(read_file(path, list(spec.columns)), spec)
+    saved = save_sums(chunk.keyed, chunk.totals, target)
+    return FileSums(chunk.keyed, chunk.totals, saved)
+
+
+def _cached_sums(frame: pd.DataFrame) -> ChunkResult | str:
+    path, sha = frame_item(frame)
+    loaded = load_sums(path, sha)
+    return loaded if isinstance(loaded, str) else ChunkResult(*loaded)
+
+
+def _error_of(result: Any) -> str | None:
+    return result if isinstance(result, str) else None
+
+
+def _saved_of(result: FileSums) -> dict:
+    return result.saved
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _union(per_file: list[dict[str, list]], columns: list[str]) -> dict[str, list]:
+    return {c: sorted_levels(c, list({_plain(v) for levels in per_file
+                                      for v in levels.get(c, [])})) for c in columns}
+
+
+def _level_change(learned: dict[str, list], now: dict[str, list]) -> str | None:
+    for c in sorted(set(learned) | set(now)):
+        old, new = set(learned.get(c, [])), set(now.get(c, []))
+        if old != new:
+            added, gone = sorted(map(repr, new - old))[:3], sorted(map(repr, old - new))[:3]
+            parts = ([f"new level(s) {', '.join(added)}"] if added else []) + \
+                ([f"level(s) {', '.join(gone)} no longer in the data"] if gone else [])
+            return f"column {c!r}: {'; '.join(parts)}"
+    return None
+
+
+class _Pass:
+    """One cached pass: the cache, the files, the client, and the backends over them."""
+
+    def __init__(self, cache: StatsCache, files: list[FileIdentity], client, model_hash):
+        from ..distributed.dask_backend import DaskBackend, resolve_client
+
+        self.cache, self.files, self.model_hash = cache, files, model_hash
+        self.now = {f.path: f for f in files}
+        self.client = resolve_client(client)
+        self._backend = DaskBackend
+
+    def items(self, items: list[Any]):
+        return self._backend(item_frame(items), self.client)
+
+    def over_files(self, columns: list[str], meta: pd.DataFrame):
+        return self._backend(file_frame([f.path for f in self.files], columns, meta),
+                             self.client)
+
+    def levels(self, paths: list[str], columns: list[str]) -> list[dict[str, list]]:
+        if not paths or not columns:
+            return [{} for _ in paths]
+        backend = self.items(paths)
+        return backend.gather(backend.map_chunks(lambda f: _file_levels(f, columns)))
+
+    def stats_name(self, ident: FileIdentity) -> str:
+        return digest([self.model_hash, ident.to_dict()])[:32] + ".npz"
+
+
+def _levels_and_head(frame: pd.DataFrame, columns: list[str], cats: list[str],
+                     n_rows: int) -> tuple[dict[str, list], pd.DataFrame]:
+    rows = read_file(frame_item(frame), columns)
+    levels = {c: sorted_levels(c, pd.Series(rows[c]).dropna().unique().tolist())
+              for c in cats}
+    return levels, rows.head(n_rows)
+
+
+def _learn(run: _Pass, spec: FormulaSpec) -> tuple[list[dict], pd.DataFrame]:
+    """Learn ``spec`` over every file as ``MixedLM`` does (the sample: the first
+    rows, in file order), with the levels of each file; the per-file levels and
+    the frame meta."""
+    paths = [f.path for f in run.files]
+    meta = file_schema(paths[0], None)
+    columns = spec.required_columns(meta.columns)
+    check_parquet_columns(paths, columns)
+    meta = meta[columns]
+    guess = spec.categorical_columns(meta)  # from the schema's types; checked below
+    backend = run.items(paths)
+    out = backend.gather(backend.map_chunks(
+        lambda f: _levels_and_head(f, columns, guess, _SAMPLE_ROWS)))
+    per_file = [levels for levels, _ in out]
+    sample = pd.concat([head for _, head in out]).head(_SAMPLE_ROWS)
+    if len(sample) == 0:
+        raise InputError("the data have no rows")
+    spec.check_response(sample)
+    cats = spec.categorical_columns(sample)
+    extra = [c for c in cats if c not in guess]
+    for levels, more in zip(per_file, run.levels(paths, extra) if extra else []):
+        levels.update(more)
+    per_file = [{c: levels[c] for c in cats} for levels in per_file]
+    spec.learn_levels(sample, _union(per_file, cats))
+    if spec.stateful:
+        raise InputError("formula uses a stateful transform (such as center or scale) that "
+                         "must see all the data; compute that column before fitting")
+    layout, _ = crossed_design(spec, run.over_files(list(spec.columns), meta))
+    if layout is not None:
+        raise InputError("the statistics cache keeps the grouped engine's sums; this model "
+                         "is crossed (one group, factor variance components): fit it "
+                         "without --cache")
+    return per_file, meta
+
+
+def _read(run: _Pass, spec: FormulaSpec, paths: list[str], progress) -> tuple[dict, dict]:
+    """Read ``paths`` on the workers, keep their sums in the cache: handles and what
+    was written, by path."""
+    if not paths:
+        return {}, {}
+    reader = run.items([(p, run.cache.stats_path(run.stats_name(run.now[p]))) for p in paths])
+    read = reader.map_chunks(lambda frame: _file_sums(frame, spec), progress)
+    infos = reader.gather(reader.map(_saved_of, read))
+    return dict(zip(paths, read)), dict(zip(paths, infos))
+
+
+def _restore(manifest: dict[str, Any]) -> FormulaSpec:
+    spec = FormulaSpec.from_dict(manifest["spec"])
+    c = manifest["centering"]
+    spec.centering = Centering(np.asarray(c["xy_shift"], dtype=float),
+                               np.asarray(c["z_shift"], dtype=float),
+                               c["x_intercept"], c["z_intercept"])
+    return spec
+
+
+def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
+                      progress=None) -> tuple[FormulaSpec, Any, CacheReport]:
+    """The grouped statistics of ``data`` (Parquet paths) through the cache in
+    ``cache_dir``, reading only files that are new or changed (see the module
+    docstring).
+
+    Returns
+    -------
+    (FormulaSpec, RandomEffectsStatistics, CacheReport)
+        The learned specification (the cached one when it still holds), the
+        statistics, and what was read.
+    """
+    start = time.perf_counter()
+    files = input_files(data)
+    cache = StatsCache(cache_dir, inputs={"DATA": data})
+    model_hash = digest(model_key(spec))
+    run = _Pass(cache, files, client, model_hash)
+    manifest = cache.read_manifest(model_hash)
+    entries = dict(manifest["files"]) if manifest else {}
+    now = {f.path: f for f in files}
+    dropped = sorted(p for p in entries if p not in now)
+    reuse = {p: e for p, e in entries.items() if p in now
+             and FileIdentity.from_dict(e["identity"]) == now[p]}
+    rebuilt = None if manifest else (
+        "its manifest could not be trusted" if cache.manifest_path(model_hash).exists()
+        else "no cached statistics for this model yet")
+
+    new_levels: dict[str, dict] = {}
+    if manifest is not None:
+        spec = _restore(manifest)
+        meta = pd.DataFrame({c: pd.Series(dtype=d) for c, d in manifest["dtypes"].items()})
+        fresh = [f.path for f in files if f.path not in reuse]
+        cats = list(spec.levels)
+        if fresh:
+            check_parquet_columns(fresh, list(spec.columns))
+        new_levels = dict(zip(fresh, run.levels(fresh, cats)))
+        union = _union([e["levels"] for e in reuse.values()] + list(new_levels.values()), cats)
+        change = _level_change(spec.levels, union)
+        if change is not None:
+            rebuilt = f"the level set changed ({change}): learned again over the new levels"
+            spec = FormulaSpec(spec.formula, spec.groups, re_formula=spec.re_formula,
+                               vc_formula=spec.vc_formula)
+    if rebuilt is not None:
+        if manifest is not None:
+            logger.warning("statistics cache: %s; reading every file", rebuilt)
+        per_file, meta = _learn(run, spec)
+        new_levels = {f.path: lv for f, lv in zip(files, per_file)}
+        reuse = {}
+
+    # Cached sums are loaded where they are read (the workers) while the new and
+    # changed files are read; cached sums that cannot be trusted are read again.
+    cached = [p for p in now if p in reuse]
+    loader = run.items([(cache.stats_path(reuse[p]["stats"]), reuse[p]["sha256"])
+                        for p in cached]) if cached else None
+    loaded = loader.map_chunks(_cached_sums) if loader is not None else []
+    handles, saved = _read(run, spec, [p for p in now if p not in reuse], progress)
+    recomputed: list[str] = []
+    errors = loader.gather(loader.map(_error_of, loaded)) if loader is not None else []
+    for p, h, err in zip(cached, loaded, errors):
+        if err is None:
+            handles[p] = h
+        else:
+            logger.warning("statistics cache: %s; reading %s again", err, p)
+            recomputed.append(p)
+            new_levels[p] = reuse[p]["levels"]  # the data file is unchanged
+    if recomputed:
+        more, more_saved = _read(run, spec, recomputed, None)
+        handles.update(more)
+        saved.update(more_saved)
+    to_read = [p for p in now if p in saved]
+
+    backend = run.over_files(list(spec.columns), meta)
+    stats = statistics_from_chunks(spec, backend, [handles[p] for p in now], start)
+    centering = spec.centering
+    doc = {
+        "model_key": model_key(spec), "engine": "grouped", "spec": spec.to_dict(),
+        "centering": {"xy_shift": centering.xy_shift, "z_shift": centering.z_shift,
+                      "x_intercept": centering.x_intercept,
+                      "z_intercept": centering.z_intercept},
+        "dtypes": {str(c): str(t) for c, t in meta.dtypes.items()},
+        "files": {p: reuse[p] if p in reuse and p not in saved else {
+            "identity": now[p].to_dict(), "stats": saved[p]["stats"],
+            "sha256": saved[p]["sha256"], "levels": new_levels[p]} for p in now},
+    }
+    doc["dlmm"] = versions()["dlmm"]
+    cache.write_manifest(model_hash, doc, manifest)
+    report = CacheReport(str(cache_dir), len(files), to_read, len(files) - len(to_read),
+                         dropped, fingerprint(files), rebuilt, recomputed)
+    if centering.shifts_z:
+        stats = ShiftedStatistics(stats, random_effects_map(centering.z_shift,
+                                                            centering.z_intercept), spec.k_vc)
+    return spec, stats, report

@@ -1,0 +1,167 @@
+"""The statistics cache: a cached refit reads only new or changed files and equals a full refit.
+
+The reference is always a fit without a cache over the same files (a full
+refit), made in the same session; a cached refit must give its estimates to
+1e-10 relative. That the old files are not read is proved, not trusted: after
+the first cached fit their bytes are replaced by garbage of the same size and
+their modification times put back, so any read of them would fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dlmm
+from dlmm import InputError
+
+FORMULA = "y ~ x1 + C(c)"
+KW = dict(groups="g", re_formula="~x1")
+REL = 1e-10
+
+
+def _file(j: int, seed: int = 0, levels=("a", "b", "c")) -> pd.DataFrame:
+    """File j: four groups of its own and one group shared with a neighbour file
+    (``s{(j + 1) // 2}``: files 99 and 100 share one), five rows each."""
+    rng = np.random.default_rng(1000 * seed + j)
+    labels = [f"g{j}-{k}" for k in range(4)] + [f"s{(j + 1) // 2}"]
+    g = np.repeat(labels, 5)
+    x1 = rng.normal(3.0, 1.0, g.shape[0])
+    c = rng.choice(list(levels), g.shape[0])
+    b0 = rng.normal(0, 1.0, len(labels)).repeat(5)
+    b1 = rng.normal(0, 0.4, len(labels)).repeat(5)
+    effect = pd.Series(c).map({"a": 0.0, "b": 0.3, "c": -0.2, "d": 0.5}).to_numpy()
+    y = 1 + 0.5 * x1 + effect + b0 + b1 * x1 + rng.normal(0, 0.7, g.shape[0])
+    return pd.DataFrame({"y": y, "x1": x1, "c": c, "g": g})
+
+
+def _write(folder: Path, js, **kw) -> None:
+    folder.mkdir(exist_ok=True)
+    for j in js:
+        _file(j, **kw).to_parquet(folder / f"part-{j:05d}.parquet", index=False)
+
+
+def _fit(data, client, cache=None):
+    model = dlmm.mixedlm(FORMULA, str(data), client=client, cache=cache, **KW)
+    return model, model.fit()
+
+
+def _full(folder):
+    """A full refit: every file's rows in one pandas frame (file order), no cache."""
+    frame = pd.concat([pd.read_parquet(f) for f in sorted(Path(folder).glob("*.parquet"))],
+                      ignore_index=True)
+    return dlmm.mixedlm(FORMULA, frame, **KW).fit()
+
+
+def _same(a, b) -> None:
+    np.testing.assert_allclose(a.params, b.params, rtol=REL, atol=0)
+    np.testing.assert_allclose(a.bse, b.bse, rtol=REL, atol=0)
+    np.testing.assert_allclose(np.asarray(a.cov_re), np.asarray(b.cov_re), rtol=REL, atol=0)
+    assert a.llf == pytest.approx(b.llf, rel=REL, abs=0)
+    assert a.scale == pytest.approx(b.scale, rel=REL, abs=0)
+    assert (a.nobs, a.n_groups) == (b.nobs, b.n_groups)
+
+
+def _garble(paths) -> None:
+    """Replace each file's bytes by garbage of the same size; keep its mtime."""
+    for p in paths:
+        st = os.stat(p)
+        Path(p).write_bytes(os.urandom(st.st_size))
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_five_new_files_read_alone_and_equal_a_full_refit(tmp_path, dask_client):
+    data, ref, cache = tmp_path / "data", tmp_path / "ref", tmp_path / "cache"
+    _write(data, range(100))
+    first, _ = _fit(data, dask_client, cache)
+    assert len(first.cache_report.read) == 100 and first.cache_report.rebuilt
+
+    _write(ref, range(105))
+    full = _full(ref)
+    _garble(sorted(data.glob("*.parquet")))  # a read of an old file would now fail
+    _write(data, range(100, 105))
+    model, cached = _fit(data, dask_client, cache)
+    report = model.cache_report
+    assert sorted(Path(p).name for p in report.read) == [
+        f"part-{j:05d}.parquet" for j in range(100, 105)]
+    assert (report.reused, report.dropped, report.rebuilt) == (100, [], None)
+    _same(cached, full)
+    assert cached.n_groups == 105 * 4 + 53  # s50 spans files 99 (old) and 100 (new)
+
+
+def test_changed_removed_and_corrupt_files(tmp_path, dask_client, caplog):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    _write(data, range(12))
+    _fit(data, dask_client, cache)
+    (data / "part-00003.parquet").unlink()
+    _write(data, [7], seed=1)  # new rows in an old file
+    model, cached = _fit(data, dask_client, cache)
+    report = model.cache_report
+    assert [Path(p).name for p in report.read] == ["part-00007.parquet"]
+    assert [Path(p).name for p in report.dropped] == ["part-00003.parquet"]
+    assert report.reused == 10 and report.rebuilt is None
+    _same(cached, _full(data))
+    manifest = json.loads(next(cache.glob("manifest-*.json")).read_text())
+    assert len(manifest["files"]) == 11
+    assert len(list((cache / "stats").glob("*.npz"))) == 11  # the dropped ones removed
+
+    # A stats file that fails its check: that file alone is read again.
+    entry = manifest["files"][str(data / "part-00005.parquet")]
+    stats = cache / "stats" / entry["stats"]
+    stats.write_bytes(stats.read_bytes()[:-10])
+    with caplog.at_level("WARNING", logger="dlmm"):
+        model, cached = _fit(data, dask_client, cache)
+    assert "does not match its SHA-256" in caplog.text
+    assert [Path(p).name for p in model.cache_report.recomputed] == ["part-00005.parquet"]
+    assert [Path(p).name for p in model.cache_report.read] == ["part-00005.parquet"]
+    full = _full(data)
+    _same(cached, full)
+
+    # An untrusted manifest: every file read again.
+    next(cache.glob("manifest-*.json")).write_text("{not json")
+    model, again = _fit(data, dask_client, cache)
+    assert model.cache_report.rebuilt == "its manifest could not be trusted"
+    assert len(model.cache_report.read) == 11
+    _same(again, full)
+
+
+def test_a_new_level_learns_the_spec_again(tmp_path, dask_client):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    _write(data, range(6))
+    _fit(data, dask_client, cache)
+    _write(data, [6], levels=("a", "d"))
+    model, cached = _fit(data, dask_client, cache)
+    assert "column 'c': new level(s) 'd'" in model.cache_report.rebuilt
+    assert len(model.cache_report.read) == 7
+    assert "C(c)[T.d]" in cached.fe_params.index
+    _same(cached, _full(data))
+    # The only file with level d is gone: learned again without it.
+    (data / "part-00006.parquet").unlink()
+    model, cached = _fit(data, dask_client, cache)
+    assert "level(s) 'd' no longer in the data" in model.cache_report.rebuilt
+    assert "C(c)[T.d]" not in cached.fe_params.index
+
+
+def test_foreign_folders_are_refused(tmp_path):
+    data = tmp_path / "data"
+    _write(data, range(2))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"is not empty and is not a dlmm statistics cache"):
+        dlmm.mixedlm(FORMULA, str(data), cache=foreign, **KW).fit()
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dlmm-cache.json").write_text('{"schema": "dlmm.stats-cache/9"}')
+    with pytest.raises(InputError, match=r"format 'dlmm.stats-cache/9'; this dlmm reads"):
+        dlmm.mixedlm(FORMULA, str(data), cache=other, **KW).fit()
+    with pytest.raises(InputError, match=r"lies inside the input DATA"):
+        dlmm.mixedlm(FORMULA, str(data), cache=data / "c", **KW).fit()
+    with pytest.raises(InputError, match=r"need Parquet path"):
+        dlmm.mixedlm(FORMULA, _file(0), cache=tmp_path / "c", **KW).fit()
