@@ -23,7 +23,12 @@ from .objective.free import free_mask, restricted
 from .objective.hessian import GradientHessian, profiled_hessian, sqrt_hessian
 from .objective.identifiable import check_identifiable
 from .objective.params import MixedLMParams, packed_names
-from .objective.penalty import covariance_penalty, penalize, pop_penalties
+from .objective.penalty import (
+    check_covariance_penalty,
+    covariance_penalty,
+    penalize,
+    pop_penalties,
+)
 from .objective.profiled import grad_profile, grad_sqrt, profiled_value
 from .objective.rank import check_full_rank, independent_columns
 from .objective.start import (
@@ -480,7 +485,7 @@ class MixedLM(StatsmodelsModel):
         disp = bool(kwargs.pop("disp", False))
         gtol = kwargs.pop("gtol", None)
         kwargs.pop("full_output", None)  # mle_retvals always has the full report
-        cov_pen = pop_penalties(kwargs, self.k_re)
+        cov_pen = pop_penalties(kwargs, None)  # checked once learned: no data read yet
         for key in ("niter_sa", "do_cg"):
             if key in kwargs:
                 raise InputError(f"fit option {key!r} tunes statsmodels' own optimizer stages; "
@@ -497,6 +502,8 @@ class MixedLM(StatsmodelsModel):
             with data_pass_progress() as bar:
                 self._ensure_stats(client, bar)
         stats = self._ensure_stats(client)
+        if cov_pen is not None:
+            check_covariance_penalty(cov_pen, self.k_re)
         self.reml = bool(reml)
         methods = [method] if isinstance(method, str) else list(
             method or default_methods(stats))
