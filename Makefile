@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python examples/demo.py
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --durations 15 tests
 
 # Opt-in, as root: a one-node Slurm on this machine (deploy/slurm/local-slurm.sh, which
 # `install` can apt-get), the Slurm recipe run end to end on it, the Slurm stopped after.
