@@ -50,6 +50,7 @@ from ..kernels.pieces import RowTotals
 from ..objective.params import MixedLMParams
 from ..spec.crossed import CrossedLayout, crossed_design
 from .base import RandomEffectsStatistics
+from .threads import dense_threads
 
 #: Largest dense part the driver will hold: the random effects of every factor but
 #: the largest (``Q2``). One evaluation keeps about six ``Q2 x Q2`` float64 arrays
@@ -175,7 +176,8 @@ class CrossedStatistics(RandomEffectsStatistics):
         if self._last is not None and self._last[0] == key:
             return self._last[1]
         self.evaluations += 1
-        out = crossed_pieces(self.system, theta, gradient=True)
+        with dense_threads(self.system.dense_size):
+            out = crossed_pieces(self.system, theta, gradient=True)
         self._last = (key, out)
         return out
 
@@ -204,10 +206,11 @@ class CrossedStatistics(RandomEffectsStatistics):
         and variance of every level of every factor, in global slot order (component,
         then level), without full covariances."""
         theta = self._theta(chol_re, sd_vc)
-        factor = factorize(self.system, theta)
-        beta = -np.asarray(coef, dtype=float)[:-1]
-        modes = conditional_modes(self.system, factor, beta)
-        variances = conditional_variances(self.system, factor, scale)
+        with dense_threads(self.system.dense_size):
+            factor = factorize(self.system, theta)
+            beta = -np.asarray(coef, dtype=float)[:-1]
+            modes = conditional_modes(self.system, factor, beta)
+            variances = conditional_variances(self.system, factor, scale)
         vc_modes = np.concatenate([m[:, 0] for m in modes])
         vc_var = np.concatenate([v[:, 0, 0] for v in variances])
         n_slots = vc_modes.shape[0]
