@@ -4,6 +4,7 @@ import numpy as np  # noqa: F401  (loads NumPy's BLAS)
 import scipy.linalg  # noqa: F401  (and SciPy's)
 from threadpoolctl import threadpool_info
 
+import dlmm.structure.threads as threads
 from dlmm.structure.threads import THREADED_DENSE_MIN, dense_threads
 
 
@@ -19,7 +20,17 @@ def test_small_dense_part_one_thread_then_restored():
     assert _blas_threads() == before
 
 
-def test_large_dense_part_keeps_the_setting():
+def test_large_dense_part_keeps_the_setting_when_cores_are_free(monkeypatch):
     before = _blas_threads()
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
     with dense_threads(THREADED_DENSE_MIN):
         assert _blas_threads() == before
+
+
+def test_large_dense_part_one_thread_when_the_cores_are_busy(monkeypatch):
+    before = _blas_threads()
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    with dense_threads(THREADED_DENSE_MIN):
+        assert _blas_threads() == [1] * len(before)
