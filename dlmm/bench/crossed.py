@@ -138,8 +138,13 @@ def _child(spec: str) -> None:
         out["cluster_seconds"] = time.perf_counter() - start
         data = args["path"]
     start = time.perf_counter()
-    result = dlmm.mixedlm(args["formula"], data, groups=None, re_formula="0",
-                          vc_formula=vc).fit(client=client)
+    try:
+        result = dlmm.mixedlm(args["formula"], data, groups=None, re_formula="0",
+                              vc_formula=vc).fit(client=client)
+    except dlmm.InputError as exc:  # a design dlmm refuses (its limits): said in words
+        out["refused"] = str(exc)
+        print("DLMM-BENCH " + json.dumps(out))
+        return
     out.update({
         "seconds": time.perf_counter() - start, "llf": result.llf,
         "converged": bool(result.converged), "evaluations": result.timings["evaluations"],
@@ -256,7 +261,8 @@ def crossed_line(row: dict) -> str:
     """One line of the crossed benchmark's log and table."""
     def fit(d: dict) -> str:
         if "seconds" not in d:
-            return d.get("failed", d.get("skipped", d.get("timed_out", "-")))[:60]
+            why = d.get("refused", d.get("failed", d.get("skipped", d.get("timed_out", "-"))))
+            return why[:90]
         extra = f", {d['evaluations']} evals" if "evaluations" in d else ""
         mem = f", {d['driver_peak_mb']:.0f} MB" if "driver_peak_mb" in d else ""
         return f"{d['seconds']:.2f} s{extra}{mem}"
@@ -284,7 +290,7 @@ def format_crossed_table(doc: dict) -> str:
             return f"{d[key]:.2f}"
         if "timed_out" in d:
             return f">{d['budget']:.0f}"
-        return "fail" if "failed" in d else "-"
+        return "refused" if "refused" in d else "fail" if "failed" in d else "-"
 
     head = (f"{'case':<22} {'rows':>11} {'levels':>15} {'pandas':>7} {'evals':>5} "
             f"{'s/eval':>7} {'MB':>6} {'parquet':>7} {'cluster':>7} {'lme4':>8} {'x':>6} "
