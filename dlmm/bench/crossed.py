@@ -5,9 +5,12 @@ a CSV path) or ``"ROWSxUSERSxITEMS"`` (:func:`movielens_like`: Zipf-like item
 popularity, gamma-distributed user activity, ``y ~ x + (1|user) + (1|item)``).
 For each case dlmm fits the data twice, each time in a fresh process so that
 its peak memory is its own: from pandas in process, and from Parquet on a
-local cluster (whose start-up is reported apart). lme4 fits the same data
+local cluster (whose start-up, the workers' imports of dlmm, pyarrow and
+dask.dataframe included, is reported apart). lme4 fits the same data
 through ``Rscript`` in the same run; statsmodels only where its dense algebra
-on one group of all levels is feasible (at most ``STATSMODELS_MAX_LEVELS``).
+on one group of all levels fits in memory (at most ``STATSMODELS_MAX_LEVELS``).
+Each peer runs in a child process stopped after ``peer_budget`` seconds: a peer
+over its budget is reported as timed out, not waited for.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from .peers import lme4_available, lme4_fit, statsmodels_fit
+from .peers import lme4_available, lme4_fit, over_budget, statsmodels_fit_within
 from .report import machine
 
-STATSMODELS_MAX_LEVELS = 1500
+#: statsmodels holds the one group's levels as dense squares (InstEval's 4,100
+#: levels: 6 GB resident): beyond this many it would exhaust the memory before its
+#: budget ran out.
+STATSMODELS_MAX_LEVELS = 5_000
 INSTEVAL_DEFAULT = Path(__file__).resolve().parents[2] / "tests" / "kernels" / "crossed" / \
     "data" / "insteval.csv.gz"
 
@@ -65,6 +71,17 @@ def _case(name: str) -> dict[str, Any]:
             "users": users, "items": items}
 
 
+def check_cases(cases: list[str]) -> None:
+    """Raise ``ValueError`` naming the first case that is neither ``insteval`` nor
+    ``ROWSxUSERSxITEMS`` with positive sizes (before any work)."""
+    if not cases:
+        raise ValueError("no crossed case given")
+    for name in cases:
+        case = _case(name)
+        if name != "insteval" and min(case["rows"], case["users"], case["items"]) < 1:
+            raise ValueError(f"crossed case {name!r} needs positive ROWS, USERS and ITEMS")
+
+
 def _write_data(case: dict, data_dir: Path, insteval: Path, partitions: int, seed: int) -> Path:
     """The case's data as Parquet files in their own folder (written once)."""
     import pandas as pd
@@ -81,6 +98,15 @@ def _write_data(case: dict, data_dir: Path, insteval: Path, partitions: int, see
         frame.iloc[part].to_parquet(folder / f"part-{k:03d}.parquet", index=False)
     (folder / "_done").write_text("")
     return folder
+
+
+def _import_on_worker() -> bool:
+    import dask.dataframe  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    import dlmm.structure.crossed  # noqa: F401
+
+    return True
 
 
 def _child(spec: str) -> None:
@@ -106,11 +132,19 @@ def _child(spec: str) -> None:
         cluster = LocalCluster(n_workers=args["workers"], threads_per_worker=1,
                                processes=True, host="127.0.0.1", dashboard_address=None)
         client = Client(cluster)
+        # The workers' first imports (dlmm, pyarrow's Parquet reader, dask.dataframe) are
+        # start-up, not fit: counted with the cluster, as a long-lived cluster has them.
+        client.run(_import_on_worker)
         out["cluster_seconds"] = time.perf_counter() - start
         data = args["path"]
     start = time.perf_counter()
-    result = dlmm.mixedlm(args["formula"], data, groups=None, re_formula="0",
-                          vc_formula=vc).fit(client=client)
+    try:
+        result = dlmm.mixedlm(args["formula"], data, groups=None, re_formula="0",
+                              vc_formula=vc).fit(client=client)
+    except dlmm.InputError as exc:  # a design dlmm refuses (its limits): said in words
+        out["refused"] = str(exc)
+        print("DLMM-BENCH " + json.dumps(out))
+        return
     out.update({
         "seconds": time.perf_counter() - start, "llf": result.llf,
         "converged": bool(result.converged), "evaluations": result.timings["evaluations"],
@@ -153,6 +187,7 @@ def run_crossed_bench(cases: list[str], workers: int = 2, data_dir=None,
     have_lme4 = "lme4" in peers and lme4_available()
     if "lme4" in peers and not have_lme4:
         log("lme4: Rscript with lme4 not found; skipped")
+    check_cases(cases)
     rows_out = []
     for name in cases:
         case = _case(name)
@@ -174,6 +209,8 @@ def run_crossed_bench(cases: list[str], workers: int = 2, data_dir=None,
             terms = " + ".join(f"(1 | {f})" for f in case["factors"])
             try:
                 row["lme4"] = lme4_fit(path, f"{case['formula']} + {terms}", timeout=peer_budget)
+            except subprocess.TimeoutExpired:
+                row["lme4"] = over_budget(peer_budget)
             except Exception as exc:
                 row["lme4"] = {"failed": f"{type(exc).__name__}: {exc}"}
         if "statsmodels" in peers:
@@ -182,7 +219,13 @@ def run_crossed_bench(cases: list[str], workers: int = 2, data_dir=None,
                                                  "levels in one group"}
             else:
                 vc = {f: f"0 + C({f})" for f in case["factors"]}
-                row["statsmodels"] = statsmodels_fit(path, case["formula"], None, "0", vc)
+                try:
+                    row["statsmodels"] = statsmodels_fit_within(
+                        path, case["formula"], None, peer_budget, "0", vc)
+                except subprocess.TimeoutExpired:
+                    row["statsmodels"] = over_budget(peer_budget)
+                except Exception as exc:
+                    row["statsmodels"] = {"failed": f"{type(exc).__name__}: {exc}"}
         _ratios(row)
         rows_out.append(row)
         log(crossed_line(row))
@@ -218,7 +261,8 @@ def crossed_line(row: dict) -> str:
     """One line of the crossed benchmark's log and table."""
     def fit(d: dict) -> str:
         if "seconds" not in d:
-            return d.get("failed", d.get("skipped", "-"))[:60]
+            why = d.get("refused", d.get("failed", d.get("skipped", d.get("timed_out", "-"))))
+            return why[:90]
         extra = f", {d['evaluations']} evals" if "evaluations" in d else ""
         mem = f", {d['driver_peak_mb']:.0f} MB" if "driver_peak_mb" in d else ""
         return f"{d['seconds']:.2f} s{extra}{mem}"
@@ -236,3 +280,44 @@ def crossed_line(row: dict) -> str:
                 if "ratio" in d else ""
             parts.append(f"{peer} {fit(d)}{ratio}")
     return "; ".join(parts)
+
+
+def format_crossed_table(doc: dict) -> str:
+    """The crossed benchmark as a fixed-width text table (times in seconds; a peer
+    over its budget shows ``>budget``, one not run ``-``)."""
+    def secs(d: dict, key: str = "seconds") -> str:
+        if key in d:
+            return f"{d[key]:.2f}"
+        if "timed_out" in d:
+            return f">{d['budget']:.0f}"
+        return "refused" if "refused" in d else "fail" if "failed" in d else "-"
+
+    head = (f"{'case':<22} {'rows':>11} {'levels':>15} {'pandas':>7} {'evals':>5} "
+            f"{'s/eval':>7} {'MB':>6} {'parquet':>7} {'cluster':>7} {'lme4':>8} {'x':>6} "
+            f"{'sm':>8} {'x':>6}")
+    lines = [head, "-" * len(head)]
+    for r in doc["results"]:
+        pdx, pq = r.get("dlmm_pandas", {}), r.get("dlmm_parquet", {})
+        lm, sm = r.get("lme4", {}), r.get("statsmodels", {})
+        levels = "x".join(f"{v:,}" for v in r["levels"].values())
+        lines.append(
+            f"{r['case']:<22} {r['rows']:>11,} {levels:>15} {secs(pdx):>7} "
+            f"{pdx.get('evaluations', '-'):>5} "
+            f"{pdx.get('seconds_per_evaluation', float('nan')):>7.3f} "
+            f"{pdx.get('driver_peak_mb', float('nan')):>6.0f} {secs(pq):>7} "
+            f"{secs(pq, 'cluster_seconds'):>7} {secs(lm):>8} "
+            f"{lm.get('ratio', float('nan')):>6.1f} {secs(sm):>8} "
+            f"{sm.get('ratio', float('nan')):>6.1f}")
+    return "\n".join(lines)
+
+
+def write_crossed_report(doc: dict, output) -> dict[str, str]:
+    """Write ``bench-crossed.json`` and ``bench-crossed.txt`` into ``output``."""
+    from ..io.jsonable import jsonable
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": str(out / "bench-crossed.json"), "table": str(out / "bench-crossed.txt")}
+    Path(files["json"]).write_text(json.dumps(jsonable(doc), indent=1, allow_nan=False))
+    Path(files["table"]).write_text(format_crossed_table(doc) + "\n")
+    return files

@@ -36,6 +36,31 @@ def statsmodels_fit(path: Path, formula: str, groups: str | None, re_formula: st
             "converged": bool(res.converged)}
 
 
+def statsmodels_fit_within(path: Path, formula: str, groups: str | None, budget: float,
+                           re_formula: str | None = None, vc_formula: dict | None = None
+                           ) -> dict:
+    """:func:`statsmodels_fit` in a child process that is stopped after ``budget``
+    seconds (``subprocess.TimeoutExpired``): a peer over its budget is not waited for."""
+    import sys
+
+    args = json.dumps([str(path), formula, groups, re_formula, vc_formula])
+    code = ("import json, sys; from dlmm.bench.peers import statsmodels_fit; "
+            f"a = json.loads({json.dumps(args)}); "
+            "print('SM-FIT ' + json.dumps(statsmodels_fit(__import__('pathlib').Path(a[0]), "
+            "*a[1:])))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=budget)
+    for line in done.stdout.splitlines():
+        if line.startswith("SM-FIT "):
+            return json.loads(line[len("SM-FIT "):])
+    raise RuntimeError(" ".join(done.stderr.split())[-300:])
+
+
+def over_budget(budget: float) -> dict:
+    """The result of a peer stopped at its budget."""
+    return {"timed_out": f"stopped after {budget:.0f} s (the peer budget)", "budget": budget}
+
+
 def lme4_available() -> bool:
     """Whether ``Rscript`` runs and has lme4."""
     if shutil.which("Rscript") is None:

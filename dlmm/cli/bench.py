@@ -19,6 +19,8 @@ def run(args: argparse.Namespace) -> int:
     """
     from ..bench import format_table, run_bench, write_report
 
+    if getattr(args, "crossed", None):
+        return _run_crossed(args)
     doc = run_bench(
         args.sizes, per_group=args.per_group, k_fe=args.fe, re_formula=args.re_formula,
         partitions=args.partitions, workers=args.workers,
@@ -30,5 +32,32 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(format_table(doc) + "\n")
     if args.output:
         files = write_report(doc, args.output)
+        event("done", "wrote %s", ", ".join(files.values()), **files)
+    return EXIT_OK
+
+
+def _run_crossed(args: argparse.Namespace) -> int:
+    """``dlmm bench --crossed CASES``: the crossed data sets (see :mod:`dlmm.bench.crossed`)."""
+    from ..bench.crossed import (
+        check_cases,
+        format_crossed_table,
+        run_crossed_bench,
+        write_crossed_report,
+    )
+    from .errors import UsageError
+
+    try:
+        check_cases(args.crossed)
+    except ValueError as exc:
+        raise UsageError(f"--crossed: {exc}") from None
+    doc = run_crossed_bench(
+        args.crossed, workers=args.workers or 2, data_dir=args.data_dir,
+        peers=() if args.no_peers else ("statsmodels", "lme4"),
+        peer_budget=args.peer_budget, seed=args.seed,
+        log=lambda line: event("bench", "%s", line),
+    )
+    sys.stdout.write(format_crossed_table(doc) + "\n")
+    if args.output:
+        files = write_crossed_report(doc, args.output)
         event("done", "wrote %s", ", ".join(files.values()), **files)
     return EXIT_OK

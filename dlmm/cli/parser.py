@@ -279,6 +279,12 @@ def _add_bench_options(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--peer-budget", type=_positive_float, default=120.0, metavar="SECONDS",
                        help="skip a peer whose predicted time exceeds this (default 120)")
     bench.add_argument("--no-peers", action="store_true", help="dlmm only")
+    bench.add_argument("--crossed", nargs="?", const="insteval,1000000x50000x5000",
+                       type=lambda t: [c for c in t.split(",") if c.strip()],
+                       metavar="CASE[,CASE...]",
+                       help="crossed designs instead of --sizes: 'insteval' and/or simulated "
+                            "ROWSxUSERSxITEMS (default with no value: "
+                            "insteval,1000000x50000x5000)")
     bench.add_argument("--data-dir", metavar="DIR",
                        help="where simulated data sets are kept and reused "
                             "(default: the temp folder)")

@@ -332,7 +332,12 @@ def maximize(
             if scipy_name == "BFGS":
                 options["gtol"] = 1e-7
             elif scipy_name == "L-BFGS-B":
-                options.update(gtol=1e-10, ftol=1e-15, maxcor=20)
+                # The Newton polish takes the fit the last digits (its one or two steps
+                # from here cost an evaluation each), so the quasi-Newton method need not
+                # grind them: measured on InstEval (REML, two and three factors), gtol
+                # 1e-10 / ftol 1e-15 took 14 and 20 crossed evaluations, these 12 and
+                # 18, to the same llf (within 1e-10 of lme4's).
+                options.update(gtol=1e-7, ftol=1e-12, maxcor=20)
             elif scipy_name == "CG":
                 options["gtol"] = 1e-7
             elif scipy_name == "Nelder-Mead":

@@ -14,6 +14,7 @@ with ``Intercept`` replaced by the group column's name (``Subject``,
 
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 
@@ -33,7 +34,9 @@ from .checks import (
     mentioned,
     repeated_names,
 )
+from .crossed import indicator_factor
 from .design import ChunkDesign, ModelNames, scan_rows
+from .indicators import indicator_spec
 
 #: The column that holds group labels given as values (``groups=array``).
 GROUP_VALUES_COLUMN = "__dlmm_groups__"
@@ -259,7 +262,9 @@ class FormulaSpec(ModelNames):
         check_design_size(self.formula, levels)
         self.levels = {c: list(v) for c, v in levels.items()}
         self.learn(proto)
-        design = self.design(proto)
+        light = copy.copy(self)
+        light._vc_specs = []  # the shifts need X, y and Z only, not the components
+        design = light.design(proto)
         self.centering = Centering.learn(design.xy, design.z)
         return self
 
@@ -355,6 +360,11 @@ class FormulaSpec(ModelNames):
             self._vc_specs = []
             self.vc_column_names = []
             for name, text in self.vc_formula.items():
+                fast = indicator_spec(text, indicator_factor(text), prototype)
+                if fast is not None:  # plain indicators: no per-level formulaic work
+                    self._vc_specs.append(fast)
+                    self.vc_column_names.append(list(fast.column_names))
+                    continue
                 try:
                     vc_mm = model_matrix(
                         "~ " + _rhs_text(text), prototype, na_action="ignore", output="sparse"

@@ -42,6 +42,7 @@ from ..kernels.crossed import (
     crossed_sums,
     factorize,
     moment_theta,
+    schur_pair_count,
     select_columns,
 )
 from ..kernels.hessian import NewtonPieces
@@ -50,6 +51,7 @@ from ..kernels.pieces import RowTotals
 from ..objective.params import MixedLMParams
 from ..spec.crossed import CrossedLayout, crossed_design
 from .base import RandomEffectsStatistics
+from .threads import dense_threads
 
 #: Largest dense part the driver will hold: the random effects of every factor but
 #: the largest (``Q2``). One evaluation keeps about six ``Q2 x Q2`` float64 arrays
@@ -73,6 +75,38 @@ def check_size(layout: CrossedLayout) -> None:
             f"dense {q2} x {q2} matrix (the driver would need about "
             f"{6 * 8 * q2**2 / 1e9:.2g} GB); at most {MAX_DENSE_EFFECTS} random effects "
             "there are supported")
+
+
+#: Largest driver memory the blocked system may need (bytes), checked after the pass
+#: and before the system is built: the dense part (:data:`MAX_DENSE_EFFECTS`) and the
+#: pairs of level pairs that share a level of the largest factor (the Schur operator
+#: and the selected inverse's gather pattern keep ``PAIR_BYTES`` each while built).
+MAX_DRIVER_BYTES = 8e9
+#: Driver bytes per pair of the Schur operator at its peak, measured (build and fit of
+#: the 10^6-row ratings benchmark: 16 million pairs).
+PAIR_BYTES = 80.0
+
+
+def driver_bytes(q2: int, pairs: int) -> float:
+    """Estimated peak driver bytes of the crossed fit: ``48 Q2^2 + PAIR_BYTES pairs``."""
+    return 6 * 8.0 * q2 * q2 + PAIR_BYTES * pairs
+
+
+def check_pairs(sums: CrossedSums, layout: CrossedLayout) -> None:
+    """Refuse, before the blocked system is built, a design whose level pairs the
+    driver cannot hold (:data:`MAX_DRIVER_BYTES`)."""
+    q2 = dense_size(layout)
+    pairs = schur_pair_count(sums)
+    need = driver_bytes(q2, pairs)
+    if need <= MAX_DRIVER_BYTES:
+        return
+    first = layout.factors[int(np.argmax(layout.n_levels))]
+    raise InputError(
+        f"the crossed engine would need about {need / 1e9:.1f} GB on the driver, more than "
+        f"its limit of {MAX_DRIVER_BYTES / 1e9:.1f} GB: {pairs:,} pairs of level pairs "
+        f"sharing a level of {first!r} ({PAIR_BYTES * pairs / 1e9:.1f} GB) and a dense "
+        f"{q2} x {q2} part ({48.0 * q2 * q2 / 1e9:.1f} GB); the pairs grow with the square "
+        f"of the levels seen with each level of {first!r}")
 
 
 @dataclass(eq=False)
@@ -178,7 +212,8 @@ class CrossedStatistics(RandomEffectsStatistics):
         if self._last is not None and self._last[0] == key:
             return self._last[1]
         self.evaluations += 1
-        out = crossed_pieces(self.system, theta, gradient=True)
+        with dense_threads(self.system.dense_size):
+            out = crossed_pieces(self.system, theta, gradient=True)
         self._last = (key, out)
         return out
 
@@ -207,10 +242,11 @@ class CrossedStatistics(RandomEffectsStatistics):
         and variance of every level of every factor, in global slot order (component,
         then level), without full covariances."""
         theta = self._theta(chol_re, sd_vc)
-        factor = factorize(self.system, theta)
-        beta = -np.asarray(coef, dtype=float)[:-1]
-        modes = conditional_modes(self.system, factor, beta)
-        variances = conditional_variances(self.system, factor, scale)
+        with dense_threads(self.system.dense_size):
+            factor = factorize(self.system, theta)
+            beta = -np.asarray(coef, dtype=float)[:-1]
+            modes = conditional_modes(self.system, factor, beta)
+            variances = conditional_variances(self.system, factor, scale)
         vc_modes = np.concatenate([m[:, 0] for m in modes])
         vc_var = np.concatenate([v[:, 0, 0] for v in variances])
         n_slots = vc_modes.shape[0]
@@ -249,6 +285,7 @@ def crossed_pass(spec, layout: CrossedLayout, backend: Backend, label: Any = 0,
     backend.release(chunks)
     totals = ordered_sum([p.totals for p in parts])
     sums = combine_sums([p.sums for p in parts])
+    check_pairs(sums, layout)
     system = build_system(sums)
     return CrossedStatistics(
         backend=backend, system=system, totals=totals, layout=layout,

@@ -33,3 +33,24 @@ def test_a_tiny_crossed_run_matches_statsmodels(tmp_path):
     assert abs(row["statsmodels"]["llf_rel_diff"]) < 1e-8
     np.testing.assert_allclose(row["dlmm_parquet"]["llf"], row["statsmodels"]["llf"],
                                rtol=1e-8)
+
+
+def test_a_design_over_the_driver_limit_is_reported_as_refused(tmp_path, monkeypatch, capsys):
+    """A fit dlmm refuses (here: the level pairs over a lowered driver limit) is a
+    result of the benchmark with dlmm's own words, not a crash or a traceback."""
+    import json
+
+    import dlmm.structure.crossed as crossed
+    from dlmm.bench.crossed import _case, _child, _write_data, crossed_line
+
+    path = _write_data(_case("800x40x20"), tmp_path, tmp_path / "unused.csv", 2, 0)
+    monkeypatch.setattr(crossed, "MAX_DRIVER_BYTES", 100.0)
+    _child(json.dumps({"mode": "pandas", "path": str(path), "formula": "y ~ x",
+                       "factors": ["user", "item"], "workers": 1}))
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("DLMM-BENCH ")]
+    out = json.loads(line[0][len("DLMM-BENCH "):])
+    assert out["refused"].startswith("the crossed engine would need about")
+    assert "'user'" in out["refused"] and "seconds" not in out
+    row = {"case": "800x40x20", "rows": 800, "levels": {"user": 40, "item": 20},
+           "dlmm_pandas": out, "dlmm_parquet": out}
+    assert "dlmm pandas the crossed engine would need" in crossed_line(row)

@@ -350,3 +350,19 @@ def test_too_large_dense_part_is_refused_before_the_pass(monkeypatch):
     with pytest.raises(InputError, match=sizes):
         dlmm.mixedlm(FORMULA, _data(), vc_formula=VC).fit()
     assert calls == []
+
+
+def test_too_many_level_pairs_are_refused_before_the_system_is_built(monkeypatch):
+    """The Schur operator grows with the square of the levels seen with each level of
+    the largest factor: beyond the driver's limit the fit is refused with the sizes,
+    after the pass and before anything of that size is allocated."""
+    import dlmm.structure.crossed as crossed
+
+    monkeypatch.setattr(crossed, "MAX_DRIVER_BYTES", 1000.0)
+    built = []
+    monkeypatch.setattr(crossed, "build_system", lambda *a: built.append(a))
+    with pytest.raises(InputError, match=r"would need about .* GB on the driver, more than "
+                                         r"its limit of 0\.0 GB: [\d,]+ pairs of level pairs"
+                                         r" sharing a level of 'user'"):
+        dlmm.mixedlm(FORMULA, _data(), vc_formula=VC).fit()
+    assert built == []

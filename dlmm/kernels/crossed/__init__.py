@@ -36,7 +36,14 @@ from .gradient import CrossedGradient, gradient_pieces
 from .inverse import SelectedInverse, selected_inverse
 from .modes import conditional_modes, conditional_variances
 from .sums import CrossedSums, PairSums, combine_sums, crossed_sums
-from .system import CrossedCost, CrossedSystem, build_system, factor_order, select_columns
+from .system import (
+    CrossedCost,
+    CrossedSystem,
+    build_system,
+    factor_order,
+    schur_pair_count,
+    select_columns,
+)
 from .theta import (
     moment_theta,
     pack_theta,
@@ -68,6 +75,7 @@ __all__ = [
     "gradient_pieces",
     "moment_theta",
     "pack_theta",
+    "schur_pair_count",
     "select_columns",
     "selected_inverse",
     "theta_from_covariances",

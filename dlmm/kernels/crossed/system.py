@@ -213,6 +213,21 @@ def _lower_pairs(level: np.ndarray, n_first: int):
     return a_idx, b_idx, reps
 
 
+def schur_pair_count(sums: CrossedSums) -> int:
+    """Nonzeros of the Schur operator ``B`` that :func:`build_system` would make:
+    ``t_1^2 sum_l nnz_l (nnz_l + 1) / 2`` with ``nnz_l`` the scalar rows of ``G21`` at
+    level ``l`` of the first factor (levels of the other factors seen with it, times
+    their terms). Cheap (one ``bincount`` per factor pair), for checks before building.
+    """
+    order = factor_order(sums.n_levels, sums.n_terms)
+    first = order[0]
+    nnz = np.zeros(sums.n_levels[first])
+    for k in order[1:]:
+        _, l_first, _ = _pair_blocks(sums, k, first)
+        nnz += sums.n_terms[k] * np.bincount(l_first, minlength=nnz.size)
+    return int(sums.n_terms[first] ** 2 * np.sum(nnz * (nnz + 1) / 2))
+
+
 def factor_order(n_levels, n_terms) -> list[int]:
     """Factor indices by ``l_k t_k`` descending (ties: the caller's order)."""
     return sorted(range(len(n_levels)), key=lambda k: (-n_levels[k] * n_terms[k], k))

@@ -10,6 +10,7 @@ from dlmm.kernels.crossed import (
     crossed_pieces,
     crossed_sums,
     moment_theta,
+    schur_pair_count,
     select_columns,
 )
 
@@ -61,3 +62,13 @@ def test_moment_theta_floor_and_slopes():
     system = build_system(crossed_sums(slopes.codes, slopes.terms, slopes.x, slopes.y,
                                        slopes.n_levels))
     np.testing.assert_array_equal(moment_theta(system), [1.0, 1.0, 0.0, 1.0])  # identity
+
+
+@pytest.mark.parametrize("name", ["three_intercepts", "three_with_slopes"])
+def test_schur_pair_count_is_the_operator_built(name):
+    """The count the driver checks before building is the size of what it builds."""
+    design = make_case(name)
+    sums = crossed_sums(design.codes, design.terms, design.x, design.y, design.n_levels)
+    system = build_system(sums)
+    assert schur_pair_count(sums) == system.cost().schur_pairs
+    assert schur_pair_count(sums) == system.schur.nnz
