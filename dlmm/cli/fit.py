@@ -12,6 +12,7 @@ from ..progress import data_pass_progress
 from . import cluster
 from .errors import EXIT_NOT_CONVERGED, EXIT_OK
 from .log import event
+from .precheck import check_model_columns
 
 
 def run(opts: dict[str, Any]) -> int:
@@ -34,7 +35,8 @@ def run(opts: dict[str, Any]) -> int:
     if opts["output"] is not None:  # not an input, not a folder that is not a result
         check_output(opts["output"], opts["overwrite"], kind=RESULT_FOLDER,
                             inputs={"DATA": opts["data"]})
-    read_parquet(opts["data"])  # a missing or unreadable file fails before any cluster starts
+    # A missing or unreadable file, a bad formula, a missing column: before any cluster.
+    check_model_columns(opts, read_parquet(opts["data"]).columns)
 
     t_cluster = time.perf_counter()
     with cluster.connected(opts) as (client, info):

@@ -1,0 +1,31 @@
+"""Checks of ``dlmm fit``'s model against the data's schema, before any cluster starts.
+
+A formula that does not parse, or names a column (or a ``--groups`` column) the
+data do not have, fails in about a second with one line naming it, instead of
+after an embedded cluster has started or a scheduler has been reached. Only
+Parquet footers are read (:func:`dlmm.distributed.sources.check_parquet_columns`),
+no rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+def check_model_columns(opts: dict[str, Any], columns: Iterable[str]) -> None:
+    """The model of the ``fit`` options ``opts`` reads only columns in ``columns`` (the
+    data's schema), and every local Parquet file has them, of one kind of type.
+
+    Raises
+    ------
+    InputError
+        A formula that cannot be parsed, a column not in the data or not in one of
+        its files (named), a column repeated in the data.
+    """
+    from ..distributed.sources import check_parquet_columns
+    from ..spec.formula import FormulaSpec
+
+    spec = FormulaSpec(opts["formula"], opts["groups"], re_formula=opts["re_formula"],
+                       vc_formula=opts["vc"] or None)
+    check_parquet_columns(opts["data"], spec.required_columns(columns))
