@@ -76,10 +76,11 @@ and the outcome. ``--quiet`` silences it (errors are still printed);
 object with ``"event": "error"`` and ``exit_code``).
 
 Modules, each importing only those listed before it: ``errors`` (exit codes,
-exceptions), ``log``, ``suggest`` (the closest option), ``parser`` (every
-option), ``cluster``, ``config`` (``fit``'s options from flags and
-``--config``), ``precheck``, one per command (``fit``,
+exceptions), ``log``, ``parser`` (every option), ``cluster``, ``config``
+(``fit``'s options from flags and ``--config``), one per command (``fit``,
 ``summary``, ``simulate``, ``predict``, ``bench``), ``runner`` (:func:`main`).
+Among them ``suggest`` (the closest option) comes before ``parser``, and
+``precheck`` (the model against the data's schema) before ``fit``.
 """
 
 from .config import fit_options, read_config

@@ -35,9 +35,9 @@ def run(opts: dict[str, Any]) -> int:
     if opts["output"] is not None:  # not an input, not a folder that is not a result
         check_output(opts["output"], opts["overwrite"], kind=RESULT_FOLDER,
                             inputs={"DATA": opts["data"]})
-    # A missing or unreadable file, a bad formula, a missing column: before any cluster.
-    check_model_columns(opts, read_parquet(opts["data"]).columns)
+    read_parquet(opts["data"])  # a missing or unreadable file fails before any cluster starts
 
+    check_model_columns(opts)  # a bad formula or a missing column: before any cluster too
     t_cluster = time.perf_counter()
     with cluster.connected(opts) as (client, info):
         cluster_seconds = time.perf_counter() - t_cluster

@@ -9,13 +9,15 @@ no rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 
-def check_model_columns(opts: dict[str, Any], columns: Iterable[str]) -> None:
-    """The model of the ``fit`` options ``opts`` reads only columns in ``columns`` (the
-    data's schema), and every local Parquet file has them, of one kind of type.
+def check_model_columns(opts: dict[str, Any]) -> None:
+    """The model of the ``fit`` options ``opts`` reads only columns of its data's
+    schema, and every local Parquet file has them, of one kind of type.
+
+    Not with a statistics cache (``opts["cache"]``): such a run opens only the files
+    the cache lacks, and its columns are checked as those are read.
 
     Raises
     ------
@@ -23,9 +25,12 @@ def check_model_columns(opts: dict[str, Any], columns: Iterable[str]) -> None:
         A formula that cannot be parsed, a column not in the data or not in one of
         its files (named), a column repeated in the data.
     """
-    from ..distributed.sources import check_parquet_columns
+    from ..distributed.sources import check_parquet_columns, read_parquet
     from ..spec.formula import FormulaSpec
 
+    if opts.get("cache") is not None:
+        return
     spec = FormulaSpec(opts["formula"], opts["groups"], re_formula=opts["re_formula"],
                        vc_formula=opts["vc"] or None)
+    columns = read_parquet(opts["data"]).columns  # the schema: no rows are read
     check_parquet_columns(opts["data"], spec.required_columns(columns))
