@@ -21,23 +21,33 @@ dlmm.cli`` is the same command.
     whole ``vc`` table).
 
 ``dlmm summary RESULT_DIR``
-    Prints the ``summary.txt`` of an output folder.
+    Prints the ``summary.txt`` of a result folder (``dlmm fit -o`` or
+    ``result.save``: one format) or of the folder of a ``result.json`` given.
 
 ``dlmm simulate``
     Writes a partitioned Parquet data set from a known model, out of core,
-    with its true parameters in ``_truth.json`` (see :mod:`dlmm.simulate`).
+    with its true parameters in ``_truth.json`` (see :mod:`dlmm.simulate`);
+    ``--seed`` defaults to 0, ``--partitions`` to one file per started million
+    rows (at most one per group).
 
 ``dlmm predict RESULT_DIR DATA --output PATH``
     Predicts new Parquet data with a saved fit (an output folder of ``dlmm
     fit`` or ``result.save``) on a cluster chosen as for ``fit``: the fixed
     part plus the random effects of the groups seen in the fit
     (``--no-random-effects``: the fixed part only). Writes a Parquet folder of
-    the model's columns and ``predicted``.
+    the ``--keep`` columns (IDs to pass through), the model's columns and
+    ``predicted``.
 
 ``dlmm bench``
     Times dlmm beside statsmodels (and lme4) on simulated data of several
     sizes; prints a table and, with ``--output DIR``, writes ``bench.json``,
     ``bench.txt`` and ``bench.png`` (see :mod:`dlmm.bench`).
+
+Bare ``dlmm`` prints the usage and the commands (on stderr, exit 2). Options
+are spelled in full (no abbreviations); a mistyped option, command or choice is
+one error line naming the closest (:mod:`dlmm.cli.suggest`). ``dlmm fit``
+checks its formulas' columns against the Parquet schema before any cluster
+starts (:mod:`dlmm.cli.precheck`).
 
 Exit codes
 ----------
@@ -75,6 +85,8 @@ exceptions), ``log``, ``parser`` (every option), ``cluster``, ``config``
 (``fit``'s options from flags and ``--config``), ``nightly`` (input
 fingerprints, ``--skip-unchanged``, ``--start-from``), one per command (``fit``,
 ``summary``, ``simulate``, ``predict``, ``bench``), ``runner`` (:func:`main`).
+Among them ``suggest`` (the closest option) comes before ``parser``, and
+``precheck`` (the model against the data's schema) before ``fit``.
 """
 
 from .config import fit_options, read_config

@@ -28,6 +28,7 @@ from typing import Any
 from .cluster import cluster_options
 from .errors import UsageError
 from .parser import METHODS, fit_parser, parse_pairs, value_type
+from .suggest import did_you_mean
 
 #: Options of ``dlmm fit`` and their defaults (the keys a ``--config`` file sets).
 FIT_DEFAULTS: dict[str, Any] = {
@@ -168,7 +169,9 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     for key, value in raw.items():
         action = keys.get(key.replace("-", "_"))
         if action is None:
-            raise UsageError(f"{where}: unknown option {key!r} (options: {', '.join(keys)})")
+            hint = did_you_mean(key.replace("-", "_"), keys)
+            raise UsageError(f"{where}: unknown option {key!r}{hint} "
+                             f"(options: {', '.join(keys)})")
         if action.dest == "vc" and isinstance(value, dict):
             value = {str(k): v for k, v in value.items()}
             for k, v in value.items():

@@ -12,6 +12,7 @@ from ..progress import data_pass_progress
 from . import cluster, nightly
 from .errors import EXIT_NOT_CONVERGED, EXIT_OK
 from .log import event
+from .precheck import check_model_columns
 
 
 def run(opts: dict[str, Any]) -> int:
@@ -53,6 +54,7 @@ def run(opts: dict[str, Any]) -> int:
     if files is None:
         files = nightly.list_inputs(opts["data"])
 
+    check_model_columns(opts)  # a bad formula or a missing column: before any cluster too
     t_cluster = time.perf_counter()
     with cluster.connected(opts) as (client, info):
         cluster_seconds = time.perf_counter() - t_cluster

@@ -7,17 +7,42 @@ against the ``fit`` options defined here (see :mod:`dlmm.cli.config`).
 from __future__ import annotations
 
 import argparse
+import sys
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import EXIT_USAGE, UsageError, one_line
+from .suggest import closest, unknown_option
 
 METHODS = ("newton", "bfgs", "lbfgs", "cg", "nelder-mead", "powell")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that says ``dlmm: error: ...`` on one line (exit code 2)."""
+    """argparse that says ``dlmm: error: ...`` on one line (exit code 2), takes no
+    abbreviations (``--form`` is not ``--formula``), and names the option or choice
+    a mistyped one was probably meant to be (:mod:`dlmm.cli.suggest`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        # Unknown options first: before argparse reports a required option as missing.
+        argv = sys.argv[1:] if args is None else list(args)
+        message = unknown_option(argv, self._option_string_actions,
+                                 stop_at_positional=self._subparsers is not None)
+        if message is not None:
+            self.error(message)
+        return super().parse_known_args(argv, namespace)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is not None and value not in action.choices:
+            near = closest(str(value), map(str, action.choices))
+            if near is not None:
+                raise argparse.ArgumentError(
+                    action, f"invalid choice: {value!r}; did you mean {near!r}?")
+        super()._check_value(action, value)
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"dlmm: error: {one_line(message)} "
@@ -238,9 +263,11 @@ def _add_simulate_options(sim: argparse.ArgumentParser) -> None:
     sim.add_argument("--beta", type=_float_list, metavar="B[,B...]",
                      help="fixed effects, intercept first (default linspace(1, 0.2, K))")
     sim.add_argument("--scale", type=float, default=1.0, help="residual variance (default 1)")
-    sim.add_argument("--partitions", type=_positive_int, required=True, metavar="P",
-                     help="number of Parquet files (each holds whole groups)")
-    sim.add_argument("--seed", type=_nonnegative_int, required=True, metavar="S")
+    sim.add_argument("--partitions", type=_positive_int, metavar="P",
+                     help="number of Parquet files (each holds whole groups; default one "
+                          "per started million rows, at most one per group)")
+    sim.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S",
+                     help="random seed: the same seed gives the same data (default 0)")
     sim.add_argument("-o", "--output", required=True, metavar="PATH",
                      help="output folder (must not exist unless --overwrite)")
     sim.add_argument("--overwrite", action="store_true", help="replace an existing folder")
@@ -258,6 +285,9 @@ def _add_predict_options(pred: argparse.ArgumentParser) -> None:
     pred.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     pred.add_argument("--no-random-effects", dest="random_effects", action="store_false",
                       help="the fixed part only, for every row")
+    pred.add_argument("--keep", type=_name_list, default=[], metavar="COLUMN[,COLUMN...]",
+                      help="columns of DATA to copy into the output beside 'predicted', "
+                           "e.g. row IDs (comma-separated)")
     _add_cluster_options(pred)
     _add_logging_options(pred)
 

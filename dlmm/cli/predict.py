@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
     ``RESULT_DIR`` is a result folder (``dlmm fit -o`` or ``result.save``: one
     format, :mod:`dlmm.io.result_folder`) or a URL where one was published. The
     Parquet folder written (at a URL: the run prefix its manifest names) holds the
-    model's columns found in the data (not the response) and ``predicted``, and
+    ``--keep`` columns (checked before any cluster starts), the model's columns
+    found in the data (not the response) and ``predicted``, and
     the marker ``_predictions.json`` (schema ``dlmm.predictions/1``: the result
     folder, the data, the columns; Parquet readers skip it), by which
     ``--overwrite`` knows the folder as predictions. The output may not be, hold
@@ -53,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
     # Fail on a missing or unreadable input before any cluster starts.
     frame = read_parquet(args.data)
     spec.check_prediction_columns(frame.columns, args.random_effects, repr(args.data))
+    columns = output_columns(spec, frame.columns, args.keep, repr(args.data))
     with cluster.connected(opts) as (client, _):
-        keep = [c for c in spec.columns if c in frame.columns and c != spec.response]
-        frame = frame[keep]
+        frame = frame[columns]
         predicted = result.predict(frame, random_effects=args.random_effects, client=client)
         out = frame.assign(predicted=predicted)
         start = time.perf_counter()
@@ -66,6 +67,30 @@ def run(args: argparse.Namespace) -> int:
         event("done", "wrote predictions to %s in %.2f s", args.output,
               time.perf_counter() - start, output=args.output)
     return EXIT_OK
+
+
+def output_columns(spec, available, keep: list[str], source: str) -> list[str]:
+    """The columns of DATA written beside ``predicted``: the ``--keep`` columns in the
+    order given, then the model's columns found in the data (not the response).
+
+    Raises
+    ------
+    InputError
+        A ``--keep`` column is not in the data, or is named ``predicted``.
+    """
+    available = [str(c) for c in available]
+    for name in keep:
+        if name == "predicted":
+            raise InputError("--keep 'predicted': that is the name of the output's "
+                             "predictions column")
+        if name not in available:
+            raise InputError(f"--keep column {name!r} is not in DATA {source} (columns: "
+                             f"{', '.join(available[:20])}"
+                             f"{', ...' if len(available) > 20 else ''})")
+    kept = list(dict.fromkeys(keep))
+    model = [c for c in spec.columns
+             if c in available and c != spec.response and c not in kept]
+    return kept + model
 
 
 def _write_marker(folder, result_dir: Path | str, data: str, columns: list[str]) -> None:

@@ -48,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code (0, 1, 2, 3, 130 or 143; see :mod:`dlmm.cli`).
     """
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # bare ``dlmm``: the usage and the commands, as a usage error
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors (2), --help and --version (0)

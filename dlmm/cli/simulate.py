@@ -10,6 +10,9 @@ from .errors import EXIT_OK, UsageError
 from .log import event
 from .parser import parse_pairs
 
+#: Rows per Parquet file of ``dlmm simulate`` without ``--partitions``.
+ROWS_PER_PARTITION = 1_000_000
+
 
 def run(args: argparse.Namespace) -> int:
     """Write the data set and its ``_truth.json``, logging each partition.
@@ -32,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         bad = next(k for k, v in vc.items() if not _is_float(v))
         raise UsageError(f"--vc {bad}={vc[bad]!r}: the standard deviation must be a number") \
             from None
+    if args.partitions is None:
+        args.partitions = default_partitions(args.groups, args.per_group)
     start = time.perf_counter()
     rows_done = [0]
 
@@ -51,6 +56,14 @@ def run(args: argparse.Namespace) -> int:
     event("done", "wrote %d rows in %.2f s; model: %s", rows_done[0],
           time.perf_counter() - start, json.dumps(truth["model"]), rows=rows_done[0])
     return EXIT_OK
+
+
+def default_partitions(n_groups: int, per_group: int) -> int:
+    """``--partitions`` when not given: one file per started million rows
+    (``ceil(groups * per_group / ROWS_PER_PARTITION)``), at least 1 and at most one per
+    group (each file holds whole groups)."""
+    rows = n_groups * per_group
+    return max(1, min(n_groups, -(-rows // ROWS_PER_PARTITION)))
 
 
 def _is_float(text: str) -> bool:

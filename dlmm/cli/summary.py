@@ -16,6 +16,11 @@ def run(args: argparse.Namespace) -> int:
     """Print the summary of ``args.result_dir`` (a folder, or a URL where ``dlmm fit
     -o`` published a result: :mod:`dlmm.io.store`); warn if that fit did not converge.
 
+    The folder is any result folder: ``dlmm fit -o`` and ``result.save`` write one
+    format (:mod:`dlmm.io.result_folder`), one folder per result (no ``model/``
+    subfolder, as results of schema ``dlmm.result/1`` had); its ``result.json`` may be
+    given for it. A path inside a result folder is refused naming that folder.
+
     Returns
     -------
     int
@@ -25,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io.store import is_url, local_path
 
     folder = args.result_dir if is_url(args.result_dir) else Path(local_path(args.result_dir))
-    if isinstance(folder, Path) and not folder.is_dir():
-        raise InputError(f"RESULT_DIR {str(folder)!r} is not a folder")
+    if isinstance(folder, Path):
+        folder = _result_folder(folder)
     doc, files = open_result(folder)
     if not files.has(SUMMARY_FILE):
         raise InputError(f"{SUMMARY_FILE} of {str(folder)!r} does not exist")
@@ -35,3 +40,22 @@ def run(args: argparse.Namespace) -> int:
         event("result", "this fit did not converge (result.json status %r)",
               doc.get("status"), level=logging.WARNING, status=doc.get("status"))
     return EXIT_OK
+
+
+def _result_folder(path: Path) -> Path:
+    """The local result folder ``path`` names: itself, or the folder of its
+    ``result.json``; an :class:`~dlmm.InputError` naming the result folder ``path``
+    lies in (``out/model``, ``out/random_effects.parquet``), or saying it is no folder."""
+    from ..io.result_folder import RESULT_FILE
+
+    if path.name == RESULT_FILE and path.is_file():
+        return path.parent
+    if path.is_dir() and (path / RESULT_FILE).is_file():
+        return path
+    for parent in list(path.absolute().parents)[:3]:
+        if (parent / RESULT_FILE).is_file():
+            raise InputError(f"RESULT_DIR {str(path)!r} lies inside the result folder "
+                             f"{str(parent)!r}: give that folder (it holds the whole result)")
+    if not path.is_dir():
+        raise InputError(f"RESULT_DIR {str(path)!r} is not a folder")
+    return path

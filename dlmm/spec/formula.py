@@ -43,6 +43,10 @@ GROUP_VALUES_COLUMN = "__dlmm_groups__"
 
 _NO_RE = {"0", "-1", "0 +", "~0", "~ 0", "~-1", "~ -1", "0+", "~0+"}
 
+#: ``C(column`` or ``C(`column`` followed by ``,`` or ``)``: a column the formula reads.
+_FACTOR_COLUMN = re.compile(r"(?<![\w.])C\(\s*(?:`([^`]+)`|([A-Za-z_]\w*))(?=\s*[,)])")
+
+
 def _rhs_text(formula: str) -> str:
     text = formula.strip()
     return text[1:].strip() if text.startswith("~") else text
@@ -177,6 +181,8 @@ class FormulaSpec(ModelNames):
                 raise InputError(f"{where} {text!r} cannot be parsed: "
                                  f"{formula_error(exc, text, available)}") from None
             needed = {v for v in needed if v not in {"np", "C"}}
+            # formulaic does not always report the column of C(column): taken from the text
+            needed |= {m.group(1) or m.group(2) for m in _FACTOR_COLUMN.finditer(text)}
             missing = sorted(v for v in needed if v not in avail)
             if missing:
                 raise InputError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dlmm import cli
@@ -41,11 +43,15 @@ def test_config_file_then_flags(tmp_path):
         ('formula = "y ~ x1"', ["--quiet", "--verbose"], "exclude each other"),
         ("formula = ", [], "is not valid TOML"),
         ('groups = "g"', [], "--formula is required"),
+        # keys are whole option names: a mistyped or shortened one names the option meant
+        ('formla = "y ~ x1"', [], "unknown option 'formla'; did you mean formula?"),
+        ('form = "y ~ x1"', [], "unknown option 'form'; did you mean formula?"),
+        ('re-formla = "~x1"', [], "unknown option 're-formla'; did you mean re_formula?"),
     ],
 )
 def test_bad_config(tmp_path, text, args, message):
     config = tmp_path / "fit.toml"
     config.write_text(text + "\n")
     parser = cli.build_parser()
-    with pytest.raises(cli.UsageError, match=message):
+    with pytest.raises(cli.UsageError, match=re.escape(message)):
         cli.fit_options(parser.parse_args(["fit", "d/", "--config", str(config), *args]))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import dlmm
+from dlmm import cli
 from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm
 
 
@@ -39,3 +41,54 @@ def test_predict_writes_what_the_python_api_predicts(scheduler, simulated, tmp_p
                     tmp_path / "p2", "--scheduler", scheduler)
     assert gone.returncode == 2 and "does not exist" in _error_line(gone)
     _no_output(tmp_path, "p2")
+
+
+def _saved_fit(data: pd.DataFrame, folder, re_formula="~x1"):
+    result = dlmm.mixedlm("y ~ x1 + x2", data, groups="g", re_formula=re_formula).fit()
+    result.save(folder)
+    return result
+
+
+def test_keep_passes_id_columns_through(scheduler, simulated, tmp_path, capsys):
+    data = pd.read_parquet(simulated)
+    result = _saved_fit(data, tmp_path / "fit")
+    new = data.assign(row_id=[f"r{i}" for i in range(len(data))],
+                      site=np.arange(len(data)) % 7)
+    new.to_parquet(tmp_path / "new.parquet")
+    code = cli.main(["predict", str(tmp_path / "fit"), str(tmp_path / "new.parquet"),
+                     "--output", str(tmp_path / "pred"), "--keep", "row_id, site,y",
+                     "--scheduler", scheduler, "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    written = pd.read_parquet(tmp_path / "pred")
+    # The kept columns first, in the order given, then the model's, then the predictions.
+    assert list(written.columns) == ["row_id", "site", "y", "x1", "x2", "g", "predicted"]
+    assert written["row_id"].tolist() == new["row_id"].tolist()
+    np.testing.assert_array_equal(written["site"].to_numpy(), new["site"].to_numpy())
+    np.testing.assert_array_equal(written["y"].to_numpy(), new["y"].to_numpy())
+    np.testing.assert_allclose(written["predicted"].to_numpy(),
+                               result.predict(data, random_effects=True).to_numpy(),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("keep", "message"),
+    [
+        ("row_id,nosuch", "--keep column 'nosuch' is not in DATA"),
+        ("predicted", "--keep 'predicted': that is the name of the output's predictions"),
+    ],
+)
+def test_keep_column_errors_come_before_the_cluster(tmp_path, capsys, keep, message):
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(12), 5)
+    data = pd.DataFrame({"y": rng.normal(size=60) + rng.normal(size=12)[g],
+                         "x1": rng.normal(size=60), "x2": rng.normal(size=60), "g": g})
+    _saved_fit(data, tmp_path / "fit", re_formula=None)
+    data.assign(row_id=np.arange(60)).to_parquet(tmp_path / "new.parquet")
+    # Nothing listens at this address: an error about it would mean the cluster came first.
+    code = cli.main(["predict", str(tmp_path / "fit"), str(tmp_path / "new.parquet"),
+                     "--output", str(tmp_path / "pred"), "--keep", keep,
+                     "--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("dlmm: error: "), err
+    assert message in err[0]
+    _no_output(tmp_path, "pred")

@@ -37,3 +37,16 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert "required: --groups" in one_line(cli.main(["simulate", "--per-group", "2"]))
     proc = run_dlmm("--version", timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == f"dlmm {dlmm.__version__}"
+
+
+def test_bare_dlmm_prints_the_usage_and_exits_2(capsys):
+    # A missing command is a usage error: exit 2, as argparse exits for one and as
+    # dlmm's table of exit codes says (git exits 1 here, but dlmm's 1 means an
+    # unexpected error). The usage and the commands go to stderr, not one line.
+    assert cli.main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("usage: dlmm ")
+    for command in ("fit", "summary", "simulate", "predict", "bench"):
+        assert f"\n    {command} " in err
+    assert "exit codes: 0 done/converged" in err
