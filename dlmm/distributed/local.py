@@ -16,7 +16,25 @@ import pandas as pd
 from .base import Backend, sorted_levels
 
 
-class LocalBackend(Backend):
+class _InProcessSteps:
+    """Map, combine, shuffle and gather for handles that are the objects themselves
+    (in this process): the steps both in-process backends share."""
+
+    def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
+        return [func(h, *args) for h in handles]
+
+    def combine(self, groups, func):
+        return [func(list(g)) for g in groups]
+
+    def regroup(self, handles, n_out, split, build):
+        pieces = [split(h, n_out) for h in handles]
+        return [build([p[j] for p in pieces]) for j in range(n_out)]
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        return list(handles)
+
+
+class LocalBackend(_InProcessSteps, Backend):
     """Runs every step in this process, over row chunks of a pandas frame."""
 
     name = "local"
@@ -52,16 +70,6 @@ class LocalBackend(Backend):
                 progress(i + 1, self.n_chunks)
         return out
 
-    def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
-        return [func(h, *args) for h in handles]
-
-    def combine(self, groups, func):
-        return [func(list(g)) for g in groups]
-
-    def regroup(self, handles, n_out, split, build):
-        pieces = [split(h, n_out) for h in handles]
-        return [build([p[j] for p in pieces]) for j in range(n_out)]
-
     def to_frame(self, handles: list[Any], meta: pd.DataFrame) -> pd.DataFrame:
         frames = [h for h in handles if len(h)]
         return pd.concat(frames) if frames else meta
@@ -69,11 +77,8 @@ class LocalBackend(Backend):
     def map_frame(self, func: Callable[..., Any], meta: Any, *shared: Any) -> Any:
         return func(self.frame, *shared)
 
-    def gather(self, handles: list[Any]) -> list[Any]:
-        return list(handles)
 
-
-class DriverBackend(Backend):
+class DriverBackend(_InProcessSteps, Backend):
     """Handles already brought to the driver (statistics gathered from the workers, see
     :meth:`dlmm.structure.base.RandomEffectsStatistics.on_driver`): maps and adds them
     in this process, in handle order, as :class:`LocalBackend` does. It has no rows:
@@ -92,16 +97,3 @@ class DriverBackend(Backend):
     columns = property(_no_rows)
     select = sample = distinct = map_chunks = to_frame = map_frame = _no_rows
     n_chunks = property(_no_rows)
-
-    def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
-        return [func(h, *args) for h in handles]
-
-    def combine(self, groups, func):
-        return [func(list(g)) for g in groups]
-
-    def regroup(self, handles, n_out, split, build):
-        pieces = [split(h, n_out) for h in handles]
-        return [build([p[j] for p in pieces]) for j in range(n_out)]
-
-    def gather(self, handles: list[Any]) -> list[Any]:
-        return list(handles)
