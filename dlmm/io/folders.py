@@ -44,7 +44,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from ..exceptions import InputError
 
@@ -117,6 +117,17 @@ def _local_roots(value: object) -> list[Path]:
     return roots
 
 
+def overlap(out: PurePath, root: PurePath) -> str | None:
+    """How an output path stands to an input root: ``"is"`` it, ``"lies inside"``
+    it, ``"contains"`` it, or None (apart). Local paths and URL paths alike."""
+    if out == root:
+        return "is"
+    if root in out.parents:
+        return "lies inside"
+    if out in root.parents:
+        return "contains"
+    return None
+
 def check_not_input(path: str | os.PathLike, inputs: Mapping[str, object],
                     option: str = "--output") -> None:
     """Refuse an output that is, contains or lies inside one of ``inputs``.
@@ -137,13 +148,8 @@ def check_not_input(path: str | os.PathLike, inputs: Mapping[str, object],
     out = Path(path).resolve()
     for name, value in inputs.items():
         for root in _local_roots(value):
-            if out == root:
-                how = "is"
-            elif root in out.parents:
-                how = "lies inside"
-            elif out in root.parents:
-                how = "contains"
-            else:
+            how = overlap(out, root)
+            if how is None:
                 continue
             raise InputError(f"{option} {str(path)!r} {how} the input {name} {str(root)!r}: "
                              "refusing to write there (choose a folder outside the inputs)")

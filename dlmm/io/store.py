@@ -50,6 +50,7 @@ from .folders import (
     OUTPUT_KINDS,
     OutputKind,
     check_output_folder,
+    overlap,
 )
 
 MANIFEST = "_manifest.json"
@@ -187,13 +188,8 @@ def check_not_input_url(url: str, root: str, inputs: Mapping[str, object],
             if found is None or found[0] != protocol:
                 continue
             root_in = PurePosixPath(found[1])
-            if out == root_in:
-                how = "is"
-            elif root_in in out.parents:
-                how = "lies inside"
-            elif out in root_in.parents:
-                how = "contains"
-            else:
+            how = overlap(out, root_in)
+            if how is None:
                 continue
             raise InputError(f"{option} {url!r} {how} the input {name} {os.fspath(item)!r}: "
                              "refusing to write there (choose a prefix outside the inputs)")
