@@ -485,7 +485,7 @@ class MixedLM(StatsmodelsModel):
         disp = bool(kwargs.pop("disp", False))
         gtol = kwargs.pop("gtol", None)
         kwargs.pop("full_output", None)  # mle_retvals always has the full report
-        cov_pen = pop_penalties(kwargs, None)  # checked once learned: no data read yet
+        cov_pen = pop_penalties(kwargs)  # checked once learned: no data read yet
         for key in ("niter_sa", "do_cg"):
             if key in kwargs:
                 raise InputError(f"fit option {key!r} tunes statsmodels' own optimizer stages; "

@@ -85,11 +85,10 @@ def covariance_penalty(cov_pen, chol: np.ndarray) -> tuple[float, np.ndarray]:
     return value, (2 * sym @ chol)[rows, cols]
 
 
-def pop_penalties(options: dict, k_re: int | None):
+def pop_penalties(options: dict):
     """Take statsmodels' ``fe_pen`` and ``cov_pen`` out of ``fit``'s options: the
-    covariance penalty (or None); ``fe_pen`` is refused in words. ``k_re=None``
-    leaves the penalty's size to be checked once the model is learned
-    (:func:`check_covariance_penalty`)."""
+    covariance penalty (or None); ``fe_pen`` is refused in words. The penalty's
+    size is checked once the model is learned (:func:`check_covariance_penalty`)."""
     fe_pen = options.pop("fe_pen", None)
     cov_pen = options.pop("cov_pen", None)
     if fe_pen is not None:
@@ -98,8 +97,6 @@ def pop_penalties(options: dict, k_re: int | None):
             "fixed effects and leaves it out of the gradient, so its fixed effects are not "
             "penalized; for penalized fixed effects use fit_regularized(method='l1', "
             "alpha=...)")
-    if cov_pen is not None and k_re is not None:
-        check_covariance_penalty(cov_pen, k_re)
     return cov_pen
 
 

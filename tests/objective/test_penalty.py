@@ -89,11 +89,11 @@ def test_psd_penalty_value_and_sqrt_gradient():
 
 def test_penalty_options_are_checked():
     with pytest.raises(InputError, match="fit_regularized"):
-        pop_penalties({"fe_pen": object()}, 1)
+        pop_penalties({"fe_pen": object()})
     with pytest.raises(InputError, match="func"):
         check_covariance_penalty(object(), 1)
     with pytest.raises(InputError, match="no standard random effects"):
         check_covariance_penalty(PSD(1.0), 0)
     options = {"cov_pen": PSD(1.0), "other": 1}
-    assert isinstance(pop_penalties(options, 2), PSD)
+    assert isinstance(pop_penalties(options), PSD)
     assert options == {"other": 1}
