@@ -114,16 +114,11 @@ def convergence_failures(diag: dict) -> list[str]:
 
 
 def log_diagnostics(diag: dict) -> None:
-    """lme4-style convergence checks in the log: a line always, a warning when one
-    fails (scaled gradient above lme4's 2e-3, or a Hessian that is not negative
-    definite away from the boundary)."""
+    """lme4-style convergence checks in the log: a line always, a warning for each
+    that fails (:func:`convergence_failures`)."""
     logger.info(
         "diagnostics: max|grad| %.3g, max|H^-1 grad| %.3g, Hessian negative definite: %s, "
         "singular: %s", diag["grad_max"], diag["scaled_grad_max"],
         diag["hessian_negative_definite"], diag["singular"])
-    if diag["scaled_grad_max"] > SCALED_GRADIENT_TOL:
-        logger.warning("lme4-style check: scaled gradient %.3g above 2e-3; the optimum may "
-                       "not be reached", diag["scaled_grad_max"])
-    if not diag["hessian_negative_definite"] and not diag["singular"]:
-        logger.warning("lme4-style check: the Hessian is not negative definite at the "
-                       "estimate; the model may be nearly unidentifiable")
+    for failure in convergence_failures(diag):
+        logger.warning("lme4-style check: %s", failure)
