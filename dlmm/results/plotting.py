@@ -37,18 +37,24 @@ def pyplot():
     return plt
 
 
+def _at_most(table, max_rows: int, seed: int):
+    """At most ``max_rows`` rows of a pandas or Dask table, a random sample drawn where
+    the table is (a fraction with some slack, then cut on the driver), as pandas;
+    and the table's number of rows."""
+    n_total = len(table)
+    if n_total > max_rows:
+        table = table.sample(frac=min(1.0, 1.5 * max_rows / n_total), random_state=seed)
+    if hasattr(table, "compute"):
+        table = table.compute()
+    if len(table) > max_rows:
+        table = table.sample(n=max_rows, random_state=seed)
+    return table, n_total
+
+
 def effects_sample(result, max_groups: int, seed: int):
     """The random-effects table with SEs of at most ``max_groups`` groups (a random
     sample taken where the table is), as pandas; and the number of groups."""
-    table = result.random_effects_table(with_se=True)
-    n_total = len(table)
-    if n_total > max_groups:
-        table = table.sample(frac=min(1.0, 1.5 * max_groups / n_total), random_state=seed)
-    if hasattr(table, "compute"):
-        table = table.compute()
-    if len(table) > max_groups:
-        table = table.sample(n=max_groups, random_state=seed)
-    return table, n_total
+    return _at_most(result.random_effects_table(with_se=True), max_groups, seed)
 
 
 def component_sample(result, name: str, max_effects: int, seed: int):
@@ -56,15 +62,7 @@ def component_sample(result, name: str, max_effects: int, seed: int):
     at most ``max_effects`` of them (a random sample taken where the table is), as
     pandas; and their number."""
     vc = result.vc_effects_table()
-    part = vc[vc["component"] == name]
-    n_total = len(part)
-    if n_total > max_effects:
-        part = part.sample(frac=min(1.0, 1.5 * max_effects / n_total), random_state=seed)
-    if hasattr(part, "compute"):
-        part = part.compute()
-    if len(part) > max_effects:
-        part = part.sample(n=max_effects, random_state=seed)
-    return part, n_total
+    return _at_most(vc[vc["component"] == name], max_effects, seed)
 
 
 def _panels(result, effect, max_groups, seed):
