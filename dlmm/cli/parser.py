@@ -198,7 +198,8 @@ def add_fit_options(fit: argparse.ArgumentParser) -> None:
     o = fit.add_argument_group("optimizer")
     o.add_argument("--method", type=_name_list, metavar="M[,M...]",
                    help=f"scipy methods to try in order ({', '.join(METHODS)}); "
-                        "default bfgs,lbfgs,nelder-mead")
+                        "default newton,bfgs,lbfgs,nelder-mead; crossed designs "
+                        "lbfgs,bfgs,nelder-mead")
     o.add_argument("--max-iter", type=_positive_int, metavar="N",
                    help="iterations per method (default 2000)")
     o.add_argument("--newton-steps", type=_nonnegative_int, metavar="N",
