@@ -291,9 +291,9 @@ class MixedLM(StatsmodelsModel):
         check_full_rank(totals.z_cross, self.exog_re_names, random=True)
         check_response_varies(stats.totals, self.spec.response,
                               self.spec.centering.xy_shift[-1])
-        check_identifiable(int(totals.n_rows), getattr(self.spec, "groups", "Group"),
-                           stats.n_groups, self.spec.exog_re_names, self.spec.vc_names,
-                           stats.vc_effect_counts())
+        group = None if getattr(self.spec, "groups", "") is None else self.spec.group_name
+        check_identifiable(int(totals.n_rows), group, stats.n_groups,
+                           self.spec.exog_re_names, self.spec.vc_names, stats.vc_effect_counts())
 
     # -- statsmodels attributes -------------------------------------------------
 

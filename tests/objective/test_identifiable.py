@@ -33,6 +33,12 @@ def test_one_row_per_group_is_refused():
         _fit(df, groups="g")
 
 
+def test_the_arrays_api_names_its_groups_as_statsmodels():
+    rng = np.random.default_rng(9)
+    with pytest.raises(InputError, match="group column 'Group' has 30 levels for 30 rows"):
+        dlmm.MixedLM(rng.normal(size=30), np.ones((30, 1)), np.arange(30)).fit()
+
+
 @pytest.mark.parametrize("reml", [True, False])
 def test_one_group_with_a_random_intercept_is_refused(reml):
     """statsmodels fits it and reports the start value as the variance; lme4 refuses it."""
