@@ -42,8 +42,10 @@ from ..kernels.crossed import (
     crossed_sums,
     factorize,
     moment_theta,
+    row_entry_count,
     schur_pair_count,
     select_columns,
+    streams_pairs,
 )
 from ..kernels.hessian import NewtonPieces
 from ..kernels.moments import MomentPieces
@@ -78,18 +80,24 @@ def check_size(layout: CrossedLayout) -> None:
 
 
 #: Largest driver memory the blocked system may need (bytes), checked after the pass
-#: and before the system is built: the dense part (:data:`MAX_DENSE_EFFECTS`) and the
-#: pairs of level pairs that share a level of the largest factor (the Schur operator
-#: and the selected inverse's gather pattern keep ``PAIR_BYTES`` each while built).
+#: and before the system is built: the dense part (:data:`MAX_DENSE_EFFECTS`) and what
+#: the Schur update keeps of the pairs of level pairs that share a level of the largest
+#: factor (stored: ``PAIR_BYTES`` per pair; streamed: ``ENTRY_BYTES`` per level pair).
 MAX_DRIVER_BYTES = 8e9
-#: Driver bytes per pair of the Schur operator at its peak, measured (build and fit of
-#: the 10^6-row ratings benchmark: 16 million pairs).
+#: Driver bytes per pair of the stored Schur operator at its peak, measured (build and
+#: fit of the 10^6-row ratings benchmark: 16 million pairs).
 PAIR_BYTES = 80.0
+#: Driver bytes per level pair with the largest factor when the pairs are streamed
+#: (the sums, ``G21`` and its transpose, the row entries and their index arrays,
+#: the per-entry vectors of a step).
+ENTRY_BYTES = 200.0
 
 
-def driver_bytes(q2: int, pairs: int) -> float:
-    """Estimated peak driver bytes of the crossed fit: ``48 Q2^2 + PAIR_BYTES pairs``."""
-    return 6 * 8.0 * q2 * q2 + PAIR_BYTES * pairs
+def driver_bytes(q2: int, pairs: int, entries: int) -> float:
+    """Estimated peak driver bytes of the crossed fit: ``48 Q2^2`` plus the stored
+    pairs (``PAIR_BYTES`` each) or, streamed, the level pairs (``ENTRY_BYTES`` each)."""
+    held = ENTRY_BYTES * entries if streams_pairs(pairs) else PAIR_BYTES * pairs
+    return 6 * 8.0 * q2 * q2 + held
 
 
 def check_pairs(sums: CrossedSums, layout: CrossedLayout) -> None:
@@ -97,16 +105,21 @@ def check_pairs(sums: CrossedSums, layout: CrossedLayout) -> None:
     driver cannot hold (:data:`MAX_DRIVER_BYTES`)."""
     q2 = dense_size(layout)
     pairs = schur_pair_count(sums)
-    need = driver_bytes(q2, pairs)
+    entries = row_entry_count(sums)
+    need = driver_bytes(q2, pairs, entries)
     if need <= MAX_DRIVER_BYTES:
         return
     first = layout.factors[int(np.argmax(layout.n_levels))]
+    if streams_pairs(pairs):
+        held = (f"{pairs:,} pairs of level pairs sharing a level of {first!r}, walked each "
+                f"step over {entries:,} level pairs ({ENTRY_BYTES * entries / 1e9:.1f} GB)")
+    else:
+        held = (f"{pairs:,} pairs of level pairs sharing a level of {first!r} "
+                f"({PAIR_BYTES * pairs / 1e9:.1f} GB)")
     raise InputError(
         f"the crossed engine would need about {need / 1e9:.1f} GB on the driver, more than "
-        f"its limit of {MAX_DRIVER_BYTES / 1e9:.1f} GB: {pairs:,} pairs of level pairs "
-        f"sharing a level of {first!r} ({PAIR_BYTES * pairs / 1e9:.1f} GB) and a dense "
-        f"{q2} x {q2} part ({48.0 * q2 * q2 / 1e9:.1f} GB); the pairs grow with the square "
-        f"of the levels seen with each level of {first!r}")
+        f"its limit of {MAX_DRIVER_BYTES / 1e9:.1f} GB: {held} and a dense "
+        f"{q2} x {q2} part ({48.0 * q2 * q2 / 1e9:.1f} GB)")
 
 
 @dataclass(eq=False)

@@ -8,6 +8,7 @@ diagonal), the others' Schur complement dense.
 ``sums``      one pass over rows -> additive keyed sums (per level, per level pair).
 ``system``    reduced sums -> theta-independent layout of the blocked system (once);
               ``select_columns`` drops columns of ``[X y]``.
+``streamed``  compiled loops over the Schur pairs when they are too many to store.
 ``factor``    theta -> blocked Cholesky factor, ``log|C|``, ``c'c``.
 ``inverse``   selected entries of ``C^{-1}`` (Takahashi-style), for variances and gradient.
 ``modes``     conditional modes ``b_hat`` and their conditional covariance blocks.
@@ -18,9 +19,10 @@ diagonal), the others' Schur complement dense.
 Limits: the Schur complement of the factors after the first is dense, order
 ``Q2 = sum_{k>=2} l_k t_k`` (memory ``~16 Q2^2`` bytes, ``Q2^3/3`` flops per value), so
 the engine suits designs whose second and later factors have up to ~10^4 random
-effects; the first factor may be arbitrarily large. Precomputed pair structures grow
+effects; the first factor may be arbitrarily large. The work of the Schur update grows
 with ``sum_l nnz_l^2`` (``nnz_l``: levels of the other factors seen with level ``l`` of
-the first).
+the first); up to ``STORED_PAIRS_MAX`` of these pairs are stored, beyond they are
+walked each step (memory ``O(sum_l nnz_l)``).
 
 Typical use::
 
@@ -41,8 +43,10 @@ from .system import (
     CrossedSystem,
     build_system,
     factor_order,
+    row_entry_count,
     schur_pair_count,
     select_columns,
+    streams_pairs,
 )
 from .theta import (
     moment_theta,
@@ -75,9 +79,11 @@ __all__ = [
     "gradient_pieces",
     "moment_theta",
     "pack_theta",
+    "row_entry_count",
     "schur_pair_count",
     "select_columns",
     "selected_inverse",
+    "streams_pairs",
     "theta_from_covariances",
     "theta_index",
     "theta_lower_bounds",

@@ -100,16 +100,33 @@ def tri_solve(l22: np.ndarray, b: np.ndarray, trans: bool) -> np.ndarray:
 def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray) -> np.ndarray:
     """``I + Lambda_2' (G22 - G21 M1 G21') Lambda_2`` (dense, symmetric, Fortran order).
 
-    ``G21 M1 G21'`` is one sparse mat-vec ``B @ vec(M1)`` scattered into both triangles.
+    Stored pairs: ``G21 M1 G21'`` is one sparse mat-vec ``B @ vec(M1)`` scattered into
+    both triangles. Streamed pairs (:mod:`.streamed`): the compiled update of the lower
+    triangle, mirrored into the upper one only when a factor of the dense part has
+    several terms (``Lambda_2`` then mixes the two); with intercepts only the upper
+    triangle is left as ``G22`` had it, and only the lower one is to be read.
     """
     q2 = system.dense_size
     x = np.array(system.g22, order="F", copy=True)
-    flat = x.reshape(-1, order="F")
-    core = system.schur @ m1.reshape(-1)
-    flat[system.schur_target] -= core
-    flat[system.schur_mirror] -= core[system.schur_offdiag]
     rest = rest_factors(system, factors)
-    if all(t.shape[0] == 1 for t in rest):
+    intercepts = all(t.shape[0] == 1 for t in rest)
+    if system.streamed:
+        from .streamed import mirror_lower, schur_update
+
+        if m1.shape[1] == 1:
+            v = m1[system.entry_level, 0, 0][:, None] * system.entry_w
+        else:
+            v = np.einsum("eab,eb->ea", m1[system.entry_level], system.entry_w)
+        schur_update(x, system.stream, system.entry_row, system.entry_level,
+                     system.entry_w, v)
+        if not intercepts:
+            mirror_lower(x)
+    else:
+        flat = x.reshape(-1, order="F")
+        core = system.schur @ m1.reshape(-1)
+        flat[system.schur_target] -= core
+        flat[system.schur_mirror] -= core[system.schur_offdiag]
+    if intercepts:
         s = np.repeat([t[0, 0] for t in rest], system.rest_levels())
         x *= s[:, None]
         x *= s[None, :]

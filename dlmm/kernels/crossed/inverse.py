@@ -12,8 +12,10 @@ With ``A = L22 L22'`` (the Schur complement) and ``N = L21 L11^{-1} = C21 C11^{-
 ``dpotri`` leaves it. ``Y = A^{-1} N`` on the pattern of ``N`` is one
 sparse product whose entries are gathered from ``A^{-1}`` at the pairs of
 nonzeros of ``G21`` sharing a level of factor 1 (the pairs of the Schur update);
-``diag_l(N' A^{-1} N) = sum_{e at level l} outer(N_e, Y_e)``. Cost: one ``dpotri``
-(``2 Q2^3 / 3``) plus ``O(sum_l nnz_l^2)``.
+``diag_l(N' A^{-1} N) = sum_{e at level l} outer(N_e, Y_e)``. With streamed pairs
+(:mod:`.streamed`) the gather is a compiled loop over the same pairs instead, reading
+``A^{-1}`` made symmetric in place. Cost: one ``dpotri`` (``2 Q2^3 / 3``) plus
+``O(sum_l nnz_l^2)``.
 """
 
 from __future__ import annotations
@@ -96,6 +98,16 @@ def entries_n(system: CrossedSystem, factor: CrossedFactor) -> np.ndarray:
     return n_e
 
 
+def _add_p11(p11: np.ndarray, entry_level: np.ndarray, n_e: np.ndarray,
+             y_e: np.ndarray) -> None:
+    """In place ``P11_l += sum_{e at level l} outer(N_e, Y_e)``."""
+    l1, t1 = p11.shape[:2]
+    for c in range(t1):
+        for d in range(t1):
+            p11[:, c, d] += np.bincount(entry_level, weights=n_e[:, c] * y_e[:, d],
+                                        minlength=l1)
+
+
 def selected_inverse(system: CrossedSystem, factor: CrossedFactor) -> SelectedInverse:
     """``A^{-1}``, ``N`` and ``Y = A^{-1} N`` on the pattern of ``G21``, diagonal blocks of P11.
 
@@ -105,19 +117,21 @@ def selected_inverse(system: CrossedSystem, factor: CrossedFactor) -> SelectedIn
     n_e = entries_n(system, factor)
     l_inv = batched_inverse(factor.l11)
     p11 = np.einsum("lba,lbc->lac", l_inv, l_inv)
-    t1 = p11.shape[1]
-    if system.dense_size:
+    if not system.dense_size:
+        y_e = np.zeros_like(n_e)
+    elif system.streamed:
+        from .streamed import gather_products, mirror_lower
+
+        mirror_lower(ainv)  # now full symmetric: the gather reads whole columns
+        y_e = gather_products(ainv, system.stream, system.entry_row, system.entry_level, n_e)
+    else:
         pattern, gather, diagonal = system.lower_pairs()
         data = ainv.reshape(-1, order="F")[gather]  # a view: ainv is Fortran order
         low = sp.csr_matrix((data, pattern.indices, pattern.indptr), shape=pattern.shape)
         y_e = low @ n_e + low.T @ n_e - data[diagonal][:, None] * n_e
-        l1 = p11.shape[0]
-        for c in range(t1):
-            for d in range(t1):
-                p11[:, c, d] += np.bincount(
-                    system.entry_level, weights=n_e[:, c] * y_e[:, d], minlength=l1
-                )
-    else:
-        y_e = np.zeros_like(n_e)
+    _add_p11(p11, system.entry_level, n_e, y_e)
     p11 = 0.5 * (p11 + np.swapaxes(p11, 1, 2))
-    return SelectedInverse(ainv, n_e, y_e, p11)
+    inv = SelectedInverse(ainv, n_e, y_e, p11)
+    if system.streamed:
+        inv.__dict__["ainv"] = ainv  # already full: no second Q2 x Q2 copy
+    return inv

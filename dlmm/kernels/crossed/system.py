@@ -18,8 +18,18 @@ For the Schur complement the key identity is
 so ``G21 M1 G21'`` is linear in the ``l_1 t_1^2`` numbers ``M1``:
 ``vec(G21 M1 G21')[lower] = B vec(M1)`` with a sparse matrix ``B`` (one entry per
 pair of nonzeros of ``G21`` in the same level of factor 1, the same work as
-MixedModels.jl's rank update of ``L22`` by a sparse ``L21``) built here once;
-each step is then one sparse mat-vec, a scatter and a dense Cholesky.
+MixedModels.jl's rank update of ``L22`` by a sparse ``L21``). Two ways to do
+that work each step, chosen once here by the number of pairs:
+
+* stored (up to :data:`STORED_PAIRS_MAX` pairs): ``B`` is built once and each
+  step is one sparse mat-vec and a scatter (fastest; ~12 bytes per pair held,
+  ~80 while built);
+* streamed (more pairs): only index arrays over the row entries are kept
+  (:class:`~.streamed.PairStream`, ``O(nnz(G21))``) and compiled loops walk the
+  pairs again each step (:mod:`.streamed`), so the driver's memory no longer
+  grows with the pairs.
+
+Either way a step ends with a dense Cholesky of the Schur complement.
 
 "Row entries" are the scalar rows of the nonzero blocks of ``G21``: entry ``e`` has
 a row ``row[e]`` of the dense part, a level ``level[e]`` of factor 1 and a row vector
@@ -30,11 +40,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from .sums import CrossedSums
+
+if TYPE_CHECKING:
+    from .streamed import PairStream
+
+#: Most pairs of row entries sharing a level of factor 1 for which the Schur
+#: operator ``B`` is stored (about 1.6 GB while built); beyond, the pairs are
+#: streamed (:mod:`.streamed`). At this size a stored step and a streamed one
+#: both cost well under the dense Cholesky of a ``Q2`` that large.
+STORED_PAIRS_MAX = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -94,12 +114,14 @@ class CrossedSystem:
     blocks : list of (index (m_k, t_k), level (m_k,), w (m_k, t_k, t_1))
         Per factor ``order[1:]``: its nonzero blocks of ``G21``, with the row entries
         of each block, their level of factor 1 and values.
-    schur : scipy.sparse.csr_matrix (U, l_1 t_1^2)
-        ``B``: ``(G21 M1 G21')[targets] = B @ M1.ravel()``.
-    schur_target : ndarray (U,) int64
+    schur : scipy.sparse.csr_matrix (U, l_1 t_1^2) or None
+        ``B``: ``(G21 M1 G21')[targets] = B @ M1.ravel()`` (None when streamed).
+    schur_target : ndarray (U,) int64 or None
         Flat index (Fortran order) of each lower-triangle target of ``B``'s rows.
-    schur_offdiag, schur_mirror : ndarray int64
+    schur_offdiag, schur_mirror : ndarray int64 or None
         Rows of ``B`` off the diagonal and the flat index of their mirrored target.
+    stream : PairStream or None
+        The streamed path's index arrays (None when ``B`` is stored).
     xy_cross : ndarray (r, r)
     n_rows : float
     """
@@ -118,13 +140,19 @@ class CrossedSystem:
     entry_level: np.ndarray
     entry_w: np.ndarray
     blocks: list
-    schur: sp.csr_matrix
-    schur_target: np.ndarray
-    schur_offdiag: np.ndarray
-    schur_mirror: np.ndarray
+    schur: sp.csr_matrix | None
+    schur_target: np.ndarray | None
+    schur_offdiag: np.ndarray | None
+    schur_mirror: np.ndarray | None
     xy_cross: np.ndarray
     n_rows: float
+    stream: PairStream | None = None
     _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the pairs are walked each step (:mod:`.streamed`) instead of stored."""
+        return self.stream is not None
 
     @property
     def first(self) -> int:
@@ -149,9 +177,15 @@ class CrossedSystem:
         """The size of one evaluation (see :class:`CrossedCost`)."""
         q2 = self.dense_size
         r = self.n_columns
-        pairs = int(self.schur.nnz)
+        t1 = self.n_terms[self.first]
+        if self.streamed:
+            pairs = self.stream.pairs * t1 * t1
+            held = 8.0 * 3 * self.entry_row.size
+        else:
+            pairs = int(self.schur.nnz)
+            held = 12.0 * pairs
         flops = q2**3 / 3.0 + 2.0 * pairs + q2 * q2 * (r + 2)
-        mem = 16.0 * q2 * q2 + 12.0 * pairs + 12.0 * self.g21.nnz * 2
+        mem = 16.0 * q2 * q2 + held + 12.0 * self.g21.nnz * 2
         return CrossedCost(
             first_size=self.n_levels[self.first] * self.n_terms[self.first],
             dense_size=q2,
@@ -228,6 +262,20 @@ def schur_pair_count(sums: CrossedSums) -> int:
     return int(sums.n_terms[first] ** 2 * np.sum(nnz * (nnz + 1) / 2))
 
 
+def row_entry_count(sums: CrossedSums) -> int:
+    """Scalar rows of the nonzero blocks of ``G21`` (the row entries; streamed pairs
+    keep ``O`` of this many numbers): level pairs with the first factor times terms."""
+    order = factor_order(sums.n_levels, sums.n_terms)
+    first = order[0]
+    return int(sum(sums.n_terms[k] * _pair_blocks(sums, k, first)[0].size for k in order[1:]))
+
+
+def streams_pairs(pairs: int) -> bool:
+    """Whether :func:`build_system` streams the Schur pairs by default (more than
+    :data:`STORED_PAIRS_MAX` of them)."""
+    return pairs > STORED_PAIRS_MAX
+
+
 def factor_order(n_levels, n_terms) -> list[int]:
     """Factor indices by ``l_k t_k`` descending (ties: the caller's order)."""
     return sorted(range(len(n_levels)), key=lambda k: (-n_levels[k] * n_terms[k], k))
@@ -267,12 +315,16 @@ def _schur_operator(level, row, w, n_first, t1, q2):
     return schur, targets, offdiag, (t_cols + t_rows * q2)[offdiag]
 
 
-def build_system(sums: CrossedSums) -> CrossedSystem:
+def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSystem:
     """Rearrange reduced :class:`CrossedSums` for :func:`~.factor.factorize` (once per fit).
 
-    Cost ``O(sum_l nnz_l^2)`` for the Schur operator (``nnz_l``: nonzero blocks of
-    ``G21`` at level ``l`` of factor 1) plus ``O(Q2^2)`` memory for ``G22``.
+    Cost ``O(sum_l nnz_l^2)`` for a stored Schur operator (``nnz_l``: nonzero blocks of
+    ``G21`` at level ``l`` of factor 1), ``O(nnz(G21))`` for a streamed one, plus
+    ``O(Q2^2)`` memory for ``G22``. ``streamed`` forces the path; by default the
+    pairs are streamed when there are more than :data:`STORED_PAIRS_MAX`.
     """
+    if streamed is None:
+        streamed = streams_pairs(schur_pair_count(sums))
     n_levels, n_terms = sums.n_levels, sums.n_terms
     order = factor_order(n_levels, n_terms)
     first, rest = order[0], order[1:]
@@ -335,7 +387,15 @@ def build_system(sums: CrossedSums) -> CrossedSystem:
         (entry_w.ravel(), (np.repeat(entry_row, t1), cols.ravel())), shape=(q2, l1 * t1)
     )
     g21_t = g21.T.tocsr()
-    schur, target, offdiag, mirror = _schur_operator(entry_level, entry_row, entry_w, l1, t1, q2)
+    if streamed:
+        from .streamed import pair_stream
+
+        stream = pair_stream(entry_row, entry_level, l1, q2)
+        schur = target = offdiag = mirror = None
+    else:
+        stream = None
+        schur, target, offdiag, mirror = _schur_operator(entry_level, entry_row, entry_w, l1,
+                                                         t1, q2)
 
     return CrossedSystem(
         n_levels=list(n_levels),
@@ -358,6 +418,7 @@ def build_system(sums: CrossedSums) -> CrossedSystem:
         schur_mirror=mirror,
         xy_cross=np.array(sums.xy_cross),
         n_rows=float(sums.n_rows),
+        stream=stream,
     )
 
 
