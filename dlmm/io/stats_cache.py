@@ -5,6 +5,7 @@ Layout of a cache folder ``DIR``::
     DIR/dlmm-cache.json             marker: {"schema": "dlmm.stats-cache/1"}
     DIR/manifest-<model>.json       one per model specification (see below)
     DIR/stats/<key>.npz             the sums of one input file for one model
+    DIR/aggregate/<model>-<run>-*.npz   the merged sums of all files of a run (optional)
 
 ``<model>`` is the first 16 hex digits of the SHA-256 of the model key (the
 formula, groups, ``re_formula``, ``vc_formula`` and group name as given);
@@ -28,7 +29,18 @@ with: ``xy_shift``, ``z_shift``, ``x_intercept``, ``z_intercept``);
 ``files``, a mapping from each input file's path to its ``identity``, its
 ``stats`` file name, that file's ``sha256`` and ``levels`` (the distinct
 values of each categorical column in that input file); ``created`` and
-``dlmm`` (the version that wrote it).
+``dlmm`` (the version that wrote it); and optionally ``aggregate``: ``files``
+(each input file's path and the ``stats`` name of the per-file sums it
+includes), ``pieces`` (a list of ``{"stats", "sha256"}``: archives in
+``DIR/aggregate/`` holding the keyed cross-products of all those files,
+merged by group label, whole groups per piece, without row totals) and
+``totals`` (``{"stats", "sha256"}``: an archive of the summed row totals).
+A refit uses the aggregate only when every file it names is present with
+the same per-file ``stats`` name (so the same identity); otherwise it adds
+the per-file sums of the unchanged files again. The aggregate is never
+corrected by subtracting a file's sums. Older manifests without an
+aggregate are read as before (the item is optional, so the format version
+is unchanged).
 
 Writing is all-or-nothing: every file is written under a temporary name in
 the same folder and renamed into place (``os.replace``), stats files first,
@@ -44,6 +56,9 @@ What is refused, what is rebuilt
   folder: a warning, and every file's sums are rebuilt from the data.
 * A stats file that is missing, unreadable or whose SHA-256 differs from the
   manifest's: a warning, and that input file is read again.
+* An aggregate item that is malformed, or an aggregate piece or totals
+  archive that fails its check: a warning, and the per-file sums are added
+  instead (then a new aggregate is written).
 """
 
 from __future__ import annotations
