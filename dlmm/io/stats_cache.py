@@ -5,6 +5,7 @@ Layout of a cache folder ``DIR``::
     DIR/dlmm-cache.json             marker: {"schema": "dlmm.stats-cache/1"}
     DIR/manifest-<model>.json       one per model specification (see below)
     DIR/stats/<key>.npz             the sums of one input file for one model
+    DIR/aggregate/<model>-<run>-*.npz   the merged sums of all files of a run (optional)
 
 ``<model>`` is the first 16 hex digits of the SHA-256 of the model key (the
 formula, groups, ``re_formula``, ``vc_formula`` and group name as given);
@@ -28,7 +29,18 @@ with: ``xy_shift``, ``z_shift``, ``x_intercept``, ``z_intercept``);
 ``files``, a mapping from each input file's path to its ``identity``, its
 ``stats`` file name, that file's ``sha256`` and ``levels`` (the distinct
 values of each categorical column in that input file); ``created`` and
-``dlmm`` (the version that wrote it).
+``dlmm`` (the version that wrote it); and optionally ``aggregate``: ``files``
+(each input file's path and the ``stats`` name of the per-file sums it
+includes), ``pieces`` (a list of ``{"stats", "sha256"}``: archives in
+``DIR/aggregate/`` holding the keyed cross-products of all those files,
+merged by group label, whole groups per piece, without row totals) and
+``totals`` (``{"stats", "sha256"}``: an archive of the summed row totals).
+A refit uses the aggregate only when every file it names is present with
+the same per-file ``stats`` name (so the same identity); otherwise it adds
+the per-file sums of the unchanged files again. The aggregate is never
+corrected by subtracting a file's sums. Older manifests without an
+aggregate are read as before (the item is optional, so the format version
+is unchanged).
 
 Writing is all-or-nothing: every file is written under a temporary name in
 the same folder and renamed into place (``os.replace``), stats files first,
@@ -44,6 +56,9 @@ What is refused, what is rebuilt
   folder: a warning, and every file's sums are rebuilt from the data.
 * A stats file that is missing, unreadable or whose SHA-256 differs from the
   manifest's: a warning, and that input file is read again.
+* An aggregate item that is malformed, or an aggregate piece or totals
+  archive that fails its check: a warning, and the per-file sums are added
+  instead (then a new aggregate is written).
 """
 
 from __future__ import annotations
@@ -70,6 +85,7 @@ from .folders import check_not_input
 SCHEMA = "dlmm.stats-cache/1"
 MARKER = "dlmm-cache.json"
 STATS_DIR = "stats"
+AGGREGATE_DIR = "aggregate"
 
 logger = logging.getLogger("dlmm")
 
@@ -115,14 +131,21 @@ def _label_array(labels: np.ndarray) -> tuple[np.ndarray, str]:
                      "group column")
 
 
-def save_sums(keyed: KeyedCrossProducts, totals: RowTotals, path: str) -> dict[str, Any]:
-    """Write one input file's sums to ``path`` (atomically); its name, SHA-256 and size."""
+def _keyed_arrays(keyed: KeyedCrossProducts) -> dict[str, np.ndarray]:
     labels, kind = _label_array(keyed.labels)
-    arrays = {"labels": labels, "label_kind": np.array(kind),
-              "n_rows": np.array(totals.n_rows, dtype=float),
-              "n_dropped": np.array(totals.n_dropped, dtype=float)}
+    arrays = {"labels": labels, "label_kind": np.array(kind)}
     arrays.update({f: np.asarray(getattr(keyed.cp, f)) for f in _CP_FIELDS})
+    return arrays
+
+
+def _totals_arrays(totals: RowTotals) -> dict[str, np.ndarray]:
+    arrays = {"n_rows": np.array(totals.n_rows, dtype=float),
+              "n_dropped": np.array(totals.n_dropped, dtype=float)}
     arrays.update({f: np.asarray(getattr(totals, f)) for f in _TOTAL_ARRAYS})
+    return arrays
+
+
+def _write_npz(arrays: dict[str, np.ndarray], path: str) -> dict[str, Any]:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     data = buffer.getvalue()
@@ -131,9 +154,9 @@ def save_sums(keyed: KeyedCrossProducts, totals: RowTotals, path: str) -> dict[s
             "bytes": len(data)}
 
 
-def load_sums(path: str, sha256: str) -> tuple[KeyedCrossProducts, RowTotals] | str:
-    """The sums written by :func:`save_sums`, or a sentence saying why they cannot be
-    trusted (missing, unreadable, or not the bytes the manifest names)."""
+def _read_npz(path: str, sha256: str, build):
+    """``build(arrays)`` of the archive at ``path``, or a sentence saying why it cannot
+    be trusted (missing, unreadable, or not the bytes the manifest names)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -143,18 +166,55 @@ def load_sums(path: str, sha256: str) -> tuple[KeyedCrossProducts, RowTotals] | 
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        labels = arrays["labels"]
-        if str(arrays["label_kind"]) == "text":
-            labels = labels.astype(object)
-        cp = GroupCrossProducts(*(arrays[f] for f in _CP_FIELDS))
-        totals = RowTotals(xy_cross=arrays["xy_cross"], n_rows=float(arrays["n_rows"]),
-                           n_dropped=float(arrays["n_dropped"]),
-                           missing_by_column=arrays["missing_by_column"],
-                           infinite_by_column=arrays["infinite_by_column"],
-                           z_cross=arrays["z_cross"])
+        return build(arrays)
     except (KeyError, ValueError, OSError, TypeError) as exc:
         return f"cannot read {path!r}: {exc}"
-    return KeyedCrossProducts(labels, cp), totals
+
+
+def _keyed_of(arrays: dict[str, np.ndarray]) -> KeyedCrossProducts:
+    labels = arrays["labels"]
+    if str(arrays["label_kind"]) == "text":
+        labels = labels.astype(object)
+    return KeyedCrossProducts(labels, GroupCrossProducts(*(arrays[f] for f in _CP_FIELDS)))
+
+
+def _totals_of(arrays: dict[str, np.ndarray]) -> RowTotals:
+    return RowTotals(xy_cross=arrays["xy_cross"], n_rows=float(arrays["n_rows"]),
+                     n_dropped=float(arrays["n_dropped"]),
+                     missing_by_column=arrays["missing_by_column"],
+                     infinite_by_column=arrays["infinite_by_column"],
+                     z_cross=arrays["z_cross"])
+
+
+def save_sums(keyed: KeyedCrossProducts, totals: RowTotals, path: str) -> dict[str, Any]:
+    """Write one input file's sums to ``path`` (atomically); its name, SHA-256 and size."""
+    return _write_npz({**_keyed_arrays(keyed), **_totals_arrays(totals)}, path)
+
+
+def load_sums(path: str, sha256: str) -> tuple[KeyedCrossProducts, RowTotals] | str:
+    """The sums written by :func:`save_sums`, or a sentence saying why they cannot be
+    trusted (missing, unreadable, or not the bytes the manifest names)."""
+    return _read_npz(path, sha256, lambda a: (_keyed_of(a), _totals_of(a)))
+
+
+def save_keyed(keyed: KeyedCrossProducts, path: str) -> dict[str, Any]:
+    """Write one aggregate piece (keyed cross-products, no row totals) to ``path``."""
+    return _write_npz(_keyed_arrays(keyed), path)
+
+
+def load_keyed(path: str, sha256: str) -> KeyedCrossProducts | str:
+    """An aggregate piece written by :func:`save_keyed`, or why it cannot be trusted."""
+    return _read_npz(path, sha256, _keyed_of)
+
+
+def save_totals(totals: RowTotals, path: str) -> dict[str, Any]:
+    """Write an aggregate's row totals to ``path``."""
+    return _write_npz(_totals_arrays(totals), path)
+
+
+def load_totals(path: str, sha256: str) -> RowTotals | str:
+    """Row totals written by :func:`save_totals`, or why they cannot be trusted."""
+    return _read_npz(path, sha256, _totals_of)
 
 
 class StatsCache:
@@ -191,6 +251,7 @@ class StatsCache:
             self.root.mkdir(parents=True, exist_ok=True)
             write_atomic(marker, (json.dumps({"schema": SCHEMA}) + "\n").encode())
         (self.root / STATS_DIR).mkdir(exist_ok=True)
+        (self.root / AGGREGATE_DIR).mkdir(exist_ok=True)
 
     def _check_marker(self, marker: Path) -> None:
         where = f"--cache {str(self.root)!r}"
@@ -212,6 +273,9 @@ class StatsCache:
     def stats_path(self, name: str) -> str:
         return str(self.root / STATS_DIR / name)
 
+    def aggregate_path(self, name: str) -> str:
+        return str(self.root / AGGREGATE_DIR / name)
+
     def read_manifest(self, model_hash: str) -> dict[str, Any] | None:
         """This model's manifest, or None: none yet, or one that cannot be trusted
         (then a warning says so and the cache is rebuilt)."""
@@ -232,6 +296,10 @@ class StatsCache:
             logger.warning("statistics cache manifest %s is not a valid %s manifest: "
                            "rebuilding the cache from the data", path, SCHEMA)
             return None
+        if "aggregate" in doc and not _valid_aggregate(doc["aggregate"]):
+            logger.warning("statistics cache manifest %s: its aggregate is not valid; "
+                           "adding the per-file sums instead", path)
+            del doc["aggregate"]
         return doc
 
     def write_manifest(self, model_hash: str, doc: dict[str, Any],
@@ -246,8 +314,32 @@ class StatsCache:
         if previous:
             keep = {e["stats"] for e in doc["files"].values()}
             for entry in previous["files"].values():
-                name = entry.get("stats")
-                if isinstance(name, str) and name not in keep and "/" not in name \
-                        and name.endswith(".npz"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.stats_path(name))
+                self._remove(self.stats_path, entry.get("stats"), keep)
+            keep = set(aggregate_names(doc.get("aggregate")))
+            for name in aggregate_names(previous.get("aggregate")):
+                self._remove(self.aggregate_path, name, keep)
+
+    @staticmethod
+    def _remove(where, name: Any, keep: set[str]) -> None:
+        if isinstance(name, str) and name not in keep and "/" not in name \
+                and name.endswith(".npz"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(where(name))
+
+
+def _valid_aggregate(agg: Any) -> bool:
+    def named(e: Any) -> bool:
+        return isinstance(e, dict) and isinstance(e.get("stats"), str) \
+            and isinstance(e.get("sha256"), str)
+
+    return (isinstance(agg, dict) and isinstance(agg.get("files"), dict)
+            and all(isinstance(v, str) for v in agg["files"].values())
+            and isinstance(agg.get("pieces"), list) and all(map(named, agg["pieces"]))
+            and named(agg.get("totals")))
+
+
+def aggregate_names(agg: dict[str, Any] | None) -> list[str]:
+    """The file names (in ``DIR/aggregate/``) of a manifest's aggregate item."""
+    if not agg:
+        return []
+    return [e["stats"] for e in agg.get("pieces", [])] + [agg["totals"]["stats"]]

@@ -29,26 +29,43 @@ not cached: they are refused with an error.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..distributed.base import sorted_levels
+from ..distributed.base import ordered_sum, sorted_levels
 from ..distributed.files import file_frame, file_schema, frame_item, item_frame, read_file
 from ..distributed.sources import check_parquet_columns
 from ..exceptions import InputError
 from ..io.fingerprint import FileIdentity, digest, fingerprint, input_files
 from ..io.jsonable import versions
-from ..io.stats_cache import StatsCache, load_sums, save_sums
+from ..io.stats_cache import (
+    StatsCache,
+    load_keyed,
+    load_sums,
+    load_totals,
+    save_keyed,
+    save_sums,
+    save_totals,
+)
+from ..kernels.block import KeyedCrossProducts, build_block, combine_keyed
 from ..objective.shift import random_effects_map
 from ..spec.centering import Centering
 from ..spec.formula import FormulaSpec
 from .choose import crossed_design
-from .grouped import ChunkResult, chunk_crossproducts, statistics_from_chunks
+from .grouped import (
+    ChunkResult,
+    blocks_statistics,
+    chunk_crossproducts,
+    plan_blocks,
+    split_by_hash,
+)
 from .shifted import ShiftedStatistics
 
 logger = logging.getLogger("dlmm")
@@ -72,12 +89,15 @@ class CacheReport:
     fingerprint: str
     rebuilt: str | None = None
     recomputed: list[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
+    aggregate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"cache": self.cache, "files": self.files, "files_read": len(self.read),
                 "files_reused": self.reused, "files_dropped": len(self.dropped),
                 "read": list(self.read), "dropped": list(self.dropped),
                 "recomputed": list(self.recomputed), "rebuilt": self.rebuilt,
+                "sums_loaded": len(self.loaded), "aggregate": self.aggregate,
                 "fingerprint": self.fingerprint}
 
 
@@ -224,6 +244,88 @@ def _read(run: _Pass, spec: FormulaSpec, paths: list[str], progress) -> tuple[di
     return dict(zip(paths, read)), dict(zip(paths, infos))
 
 
+def _load(run: _Pass, paths: list[str], reuse: dict[str, dict]) -> dict[str, Any]:
+    """Handles of the cached sums of ``paths``, loaded on the workers (or an error)."""
+    if not paths:
+        return {}
+    loader = run.items([(run.cache.stats_path(reuse[p]["stats"]), reuse[p]["sha256"])
+                        for p in paths])
+    return dict(zip(paths, loader.map_chunks(_cached_sums)))
+
+
+def _usable_aggregate(manifest: dict[str, Any], reuse: dict[str, dict]
+                      ) -> tuple[dict | None, str | None]:
+    """The manifest's aggregate when every file it sums is unchanged (else None), and
+    why it is not used."""
+    agg = manifest.get("aggregate")
+    if not reuse:
+        return None, None
+    if agg is None:
+        return None, "none yet: added the per-file sums"
+    stale = [p for p, name in agg["files"].items()
+             if p not in reuse or reuse[p]["stats"] != name]
+    if stale:
+        return None, (f"not used: {len(stale)} of the {len(agg['files'])} files it sums "
+                      "changed or are gone; added the per-file sums")
+    return agg, None
+
+
+def _fallback(error: str) -> str:
+    logger.warning("statistics cache: the aggregate cannot be used (%s); adding the "
+                   "per-file sums instead", error)
+    return f"not used: {error}; added the per-file sums"
+
+
+def _aggregate_piece(items: list) -> KeyedCrossProducts | str:
+    path, sha = items[0]
+    return load_keyed(path, sha)
+
+
+def _piece_summary(result: ChunkResult | KeyedCrossProducts):
+    if isinstance(result, ChunkResult):
+        return result.totals, int(result.keyed.labels.shape[0])
+    return None, int(result.labels.shape[0])
+
+
+def _merge(parts: list[KeyedCrossProducts], n_slots: int) -> KeyedCrossProducts | None:
+    parts = [p for p in parts if p.labels.shape[0]]
+    return combine_keyed(parts, n_slots) if parts else None
+
+
+def _stack(merged: KeyedCrossProducts | None, slot_component: np.ndarray):
+    return build_block([merged] if merged is not None else [], slot_component)
+
+
+def _save_piece(merged: KeyedCrossProducts | None, prefix: str) -> dict | None:
+    if merged is None:
+        return None
+    info = save_keyed(merged, f"{prefix}-{uuid.uuid4().hex[:12]}.npz")
+    return {"stats": info["stats"], "sha256": info["sha256"]}
+
+
+def _assemble(spec: FormulaSpec, backend, chunks: list[Any], agg_totals, start: float,
+              prefix: str):
+    """Blocks of whole groups from aggregate pieces and per-file sums (handles, in a
+    fixed order), merged by key; the merged sums are kept as the new aggregate
+    (pieces named ``prefix-*.npz``). The statistics and the aggregate's manifest item
+    (without ``files``)."""
+    summary = backend.gather(backend.map(_piece_summary, chunks))  # one round trip
+    totals = ordered_sum(([agg_totals] if agg_totals is not None else [])
+                         + [t for t, _ in summary if t is not None])
+    n_blocks = plan_blocks(sum(n for _, n in summary), backend.parallelism)
+    merge = functools.partial(_merge, n_slots=max(spec.slot_component.shape[0], 1))
+    merged = backend.regroup(chunks, n_blocks, split_by_hash, merge)
+    infos = backend.map(_save_piece, merged, prefix)
+    blocks = backend.map(_stack, merged, spec.slot_component)
+    stats = blocks_statistics(spec, backend, blocks, totals, True, start)
+    pieces = [i for i in backend.gather(infos) if i is not None]
+    backend.release(chunks)
+    backend.release(merged)
+    saved = save_totals(totals, f"{prefix}-totals.npz")
+    return stats, {"pieces": pieces,
+                   "totals": {"stats": saved["stats"], "sha256": saved["sha256"]}}
+
+
 def _restore(manifest: dict[str, Any]) -> FormulaSpec:
     spec = FormulaSpec.from_dict(manifest["spec"])
     c = manifest["centering"]
@@ -282,18 +384,36 @@ def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
         new_levels = {f.path: lv for f, lv in zip(files, per_file)}
         reuse = {}
 
+    backend = run.over_files(list(spec.columns), meta)
+    use, agg_note = _usable_aggregate(manifest, reuse) if manifest else (None, None)
+    agg_totals = None
+    if use is not None:
+        agg_totals = load_totals(cache.aggregate_path(use["totals"]["stats"]),
+                                 use["totals"]["sha256"])
+        if isinstance(agg_totals, str):
+            use, agg_note, agg_totals = None, _fallback(agg_totals), None
     # Cached sums are loaded where they are read (the workers) while the new and
     # changed files are read; cached sums that cannot be trusted are read again.
-    cached = [p for p in now if p in reuse]
-    loader = run.items([(cache.stats_path(reuse[p]["stats"]), reuse[p]["sha256"])
-                        for p in cached]) if cached else None
-    loaded = loader.map_chunks(_cached_sums) if loader is not None else []
+    pieces = backend.combine([[(cache.aggregate_path(e["stats"]), e["sha256"])]
+                              for e in use["pieces"]], _aggregate_piece) if use else []
+    covered = set(use["files"]) if use else set()
+    cached = [p for p in now if p in reuse and p not in covered]
+    loaded = _load(run, cached, reuse)
     handles, saved = _read(run, spec, [p for p in now if p not in reuse], progress)
+    if pieces:
+        error = next(filter(None, backend.gather(backend.map(_error_of, pieces))), None)
+        if error is not None:
+            backend.release(pieces)
+            use, pieces, agg_totals, agg_note = None, [], None, _fallback(error)
+            more = [p for p in now if p in covered]
+            loaded.update(_load(run, more, reuse))
+            cached = [p for p in now if p in loaded]
     recomputed: list[str] = []
-    errors = loader.gather(loader.map(_error_of, loaded)) if loader is not None else []
-    for p, h, err in zip(cached, loaded, errors):
+    errors = backend.gather(backend.map(_error_of, [loaded[p] for p in cached])) \
+        if cached else []
+    for p, err in zip(cached, errors):
         if err is None:
-            handles[p] = h
+            handles[p] = loaded[p]
         else:
             logger.warning("statistics cache: %s; reading %s again", err, p)
             recomputed.append(p)
@@ -304,23 +424,29 @@ def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
         saved.update(more_saved)
     to_read = [p for p in now if p in saved]
 
-    backend = run.over_files(list(spec.columns), meta)
-    stats = statistics_from_chunks(spec, backend, [handles[p] for p in now], start)
+    chunks = pieces + [handles[p] for p in now if p in handles]
+    prefix = cache.aggregate_path(f"{model_hash[:16]}-{uuid.uuid4().hex[:12]}")
+    stats, aggregate = _assemble(spec, backend, chunks, agg_totals, start, prefix)
     centering = spec.centering
+    files_doc = {p: reuse[p] if p in reuse and p not in saved else {
+        "identity": now[p].to_dict(), "stats": saved[p]["stats"],
+        "sha256": saved[p]["sha256"], "levels": new_levels[p]} for p in now}
+    aggregate["files"] = {p: e["stats"] for p, e in files_doc.items()}
     doc = {
         "model_key": model_key(spec), "engine": "grouped", "spec": spec.to_dict(),
         "centering": {"xy_shift": centering.xy_shift, "z_shift": centering.z_shift,
                       "x_intercept": centering.x_intercept,
                       "z_intercept": centering.z_intercept},
         "dtypes": {str(c): str(t) for c, t in meta.dtypes.items()},
-        "files": {p: reuse[p] if p in reuse and p not in saved else {
-            "identity": now[p].to_dict(), "stats": saved[p]["stats"],
-            "sha256": saved[p]["sha256"], "levels": new_levels[p]} for p in now},
+        "files": files_doc, "aggregate": aggregate,
     }
     doc["dlmm"] = versions()["dlmm"]
     cache.write_manifest(model_hash, doc, manifest)
     report = CacheReport(str(cache_dir), len(files), to_read, len(files) - len(to_read),
-                         dropped, fingerprint(files), rebuilt, recomputed)
+                         dropped, fingerprint(files), rebuilt, recomputed,
+                         loaded=[p for p in cached if p not in recomputed],
+                         aggregate=(f"used: the sums of {len(covered)} files in "
+                                    f"{len(pieces)} pieces") if use else agg_note)
     if centering.shifts_z:
         stats = ShiftedStatistics(stats, random_effects_map(centering.z_shift,
                                                             centering.z_intercept), spec.k_vc)

@@ -97,8 +97,11 @@ def balanced_runs(sizes: list[int], n_runs: int) -> list[list[int]]:
     return [r for r in runs if r]
 
 
-def _split_by_hash(result: ChunkResult, n_out: int) -> list[KeyedCrossProducts]:
-    keyed = result.keyed
+def split_by_hash(result: ChunkResult | KeyedCrossProducts,
+                  n_out: int) -> list[KeyedCrossProducts]:
+    """Cut keyed cross-products into ``n_out`` parts by a stable hash of the group
+    label: equal labels always land in the same part."""
+    keyed = result.keyed if isinstance(result, ChunkResult) else result
     bucket = pd.util.hash_array(keyed.labels) % np.uint64(n_out)
     return [keyed.select(bucket == np.uint64(j)) for j in range(n_out)]
 
@@ -260,9 +263,17 @@ def statistics_from_chunks(spec, backend: Backend, chunks: list[Any],
         runs = balanced_runs([infos[j][0] for j in order], n_blocks)
         blocks = backend.combine([[chunks[order[k]] for k in run] for run in runs], build)
     else:
-        blocks = backend.regroup(chunks, n_blocks, _split_by_hash, build)
-    summaries = backend.gather(backend.map(_block_summary, blocks, slot_component))
+        blocks = backend.regroup(chunks, n_blocks, split_by_hash, build)
+    out = blocks_statistics(spec, backend, blocks, totals, shuffled, start)
     backend.release(chunks)
+    return out
+
+
+def blocks_statistics(spec, backend: Backend, blocks: list[Any], totals: RowTotals,
+                      shuffled: bool, start: float) -> GroupedStatistics:
+    """The :class:`GroupedStatistics` of built blocks of whole groups (handles of
+    :class:`~dlmm.kernels.block.StatsBlock`) and the row totals of their rows."""
+    summaries = backend.gather(backend.map(_block_summary, blocks, spec.slot_component))
     n_groups = int(sum(s[0] for s in summaries))
     return GroupedStatistics(
         backend=backend,

@@ -19,6 +19,7 @@ import pytest
 
 import dlmm
 from dlmm import InputError
+from dlmm.io.stats_cache import aggregate_names
 
 FORMULA = "y ~ x1 + C(c)"
 KW = dict(groups="g", re_formula="~x1")
@@ -90,6 +91,9 @@ def test_five_new_files_read_alone_and_equal_a_full_refit(tmp_path, dask_client)
     assert sorted(Path(p).name for p in report.read) == [
         f"part-{j:05d}.parquet" for j in range(100, 105)]
     assert (report.reused, report.dropped, report.rebuilt) == (100, [], None)
+    # The 100 old files' sums come from the aggregate alone: no per-file sums loaded.
+    assert report.aggregate.startswith("used: the sums of 100 files in ")
+    assert report.loaded == []
     _same(cached, full)
     assert cached.n_groups == 105 * 4 + 53  # s50 spans files 99 (old) and 100 (new)
 
@@ -105,20 +109,30 @@ def test_changed_removed_and_corrupt_files(tmp_path, dask_client, caplog):
     assert [Path(p).name for p in report.read] == ["part-00007.parquet"]
     assert [Path(p).name for p in report.dropped] == ["part-00003.parquet"]
     assert report.reused == 10 and report.rebuilt is None
+    # The aggregate summed files 3 and 7 as they were: the 10 unchanged files' own
+    # sums are added instead (never a subtraction).
+    assert report.aggregate.startswith("not used: 2 of the 12 files it sums changed")
+    assert len(report.loaded) == 10
     _same(cached, _full(data))
     manifest = json.loads(next(cache.glob("manifest-*.json")).read_text())
     assert len(manifest["files"]) == 11
     assert len(list((cache / "stats").glob("*.npz"))) == 11  # the dropped ones removed
+    assert sorted(manifest["aggregate"]["files"]) == sorted(manifest["files"])
+    assert sorted(p.name for p in (cache / "aggregate").iterdir()) == sorted(
+        aggregate_names(manifest["aggregate"]))  # the previous aggregate removed
 
-    # A stats file that fails its check: that file alone is read again.
+    # A stats file that fails its check: that file alone is read again (once the
+    # aggregate, which sums it, cannot be used: here file 0 is removed).
     entry = manifest["files"][str(data / "part-00005.parquet")]
     stats = cache / "stats" / entry["stats"]
     stats.write_bytes(stats.read_bytes()[:-10])
+    (data / "part-00000.parquet").unlink()
     with caplog.at_level("WARNING", logger="dlmm"):
         model, cached = _fit(data, dask_client, cache)
     assert "does not match its SHA-256" in caplog.text
     assert [Path(p).name for p in model.cache_report.recomputed] == ["part-00005.parquet"]
     assert [Path(p).name for p in model.cache_report.read] == ["part-00005.parquet"]
+    assert len(model.cache_report.loaded) == 9
     full = _full(data)
     _same(cached, full)
 
@@ -126,8 +140,46 @@ def test_changed_removed_and_corrupt_files(tmp_path, dask_client, caplog):
     next(cache.glob("manifest-*.json")).write_text("{not json")
     model, again = _fit(data, dask_client, cache)
     assert model.cache_report.rebuilt == "its manifest could not be trusted"
-    assert len(model.cache_report.read) == 11
+    assert len(model.cache_report.read) == 10
     _same(again, full)
+
+
+def _aggregate(cache: Path) -> dict:
+    return json.loads(next(cache.glob("manifest-*.json")).read_text())["aggregate"]
+
+
+@pytest.mark.parametrize("damage", ["piece", "totals", "manifest item"])
+def test_a_damaged_aggregate_falls_back_to_the_per_file_sums(tmp_path, dask_client, caplog,
+                                                             damage):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    _write(data, range(8))
+    _fit(data, dask_client, cache)
+    agg = _aggregate(cache)
+    assert len(agg["files"]) == 8 and agg["pieces"]
+    if damage == "manifest item":
+        path = next(cache.glob("manifest-*.json"))
+        doc = json.loads(path.read_text())
+        doc["aggregate"]["pieces"] = "garbage"
+        path.write_text(json.dumps(doc))
+    else:
+        entry = agg["pieces"][0] if damage == "piece" else agg["totals"]
+        target = cache / "aggregate" / entry["stats"]
+        target.write_bytes(target.read_bytes()[:-7])
+    _write(data, [8])
+    with caplog.at_level("WARNING", logger="dlmm"):
+        model, cached = _fit(data, dask_client, cache)
+    report = model.cache_report
+    assert ("does not match its SHA-256" if damage != "manifest item"
+            else "its aggregate is not valid") in caplog.text
+    assert [Path(p).name for p in report.read] == ["part-00008.parquet"]
+    assert len(report.loaded) == 8 and report.recomputed == []
+    _same(cached, _full(data))
+    # A new aggregate was written: the next refit uses it, and it is right.
+    _write(data, [9])
+    model, cached = _fit(data, dask_client, cache)
+    assert model.cache_report.aggregate.startswith("used: the sums of 9 files")
+    assert model.cache_report.loaded == []
+    _same(cached, _full(data))
 
 
 def test_a_new_level_learns_the_spec_again(tmp_path, dask_client):
