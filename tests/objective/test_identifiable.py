@@ -101,8 +101,16 @@ def _duplicated_components() -> pd.DataFrame:
                          "site_copy": site})
 
 
-def test_a_fit_with_unidentified_variances_is_not_converged():
-    model = dlmm.mixedlm("y ~ x1", _duplicated_components(), groups="g", re_formula="0",
+@pytest.mark.parametrize("partitions", [None, 2, 3])
+def test_a_fit_with_unidentified_variances_is_not_converged(partitions):
+    """From pandas and from 2 and 3 Dask partitions (whose rounding once made the
+    singular Hessian pass a plain Cholesky test)."""
+    data = _duplicated_components()
+    if partitions:
+        import dask.dataframe as dd
+
+        data = dd.from_pandas(data, npartitions=partitions)
+    model = dlmm.mixedlm("y ~ x1", data, groups="g", re_formula="0",
                          vc_formula={"a": "0 + C(site)", "b": "0 + C(site_copy)"})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
