@@ -53,7 +53,7 @@ from ..kernels.pieces import RowTotals
 from ..objective.params import MixedLMParams
 from ..spec.crossed import CrossedLayout, crossed_design
 from .base import RandomEffectsStatistics
-from .threads import dense_threads
+from .threads import DenseThreads
 
 #: Largest dense part the driver will hold: the random effects of every factor but
 #: the largest (``Q2``). One evaluation keeps about six ``Q2 x Q2`` float64 arrays
@@ -181,6 +181,7 @@ class CrossedStatistics(RandomEffectsStatistics):
     evaluations: int = 0
     shuffled: bool = False
     _last: tuple | None = field(default=None, repr=False)
+    _threads: DenseThreads | None = field(default=None, repr=False)
 
     engine_name = "crossed"
 
@@ -199,6 +200,13 @@ class CrossedStatistics(RandomEffectsStatistics):
     @property
     def group_size_max(self) -> float:
         return float(self.totals.n_rows)
+
+    @property
+    def threads(self) -> DenseThreads:
+        """This fit's BLAS thread choice for the dense part (:mod:`.threads`)."""
+        if self._threads is None:
+            self._threads = DenseThreads(self.system.dense_size)
+        return self._threads
 
     @property
     def has_newton_pieces(self) -> bool:
@@ -225,7 +233,7 @@ class CrossedStatistics(RandomEffectsStatistics):
         if self._last is not None and self._last[0] == key:
             return self._last[1]
         self.evaluations += 1
-        with dense_threads(self.system.dense_size):
+        with self.threads.evaluation():
             out = crossed_pieces(self.system, theta, gradient=True)
         self._last = (key, out)
         return out
@@ -255,7 +263,7 @@ class CrossedStatistics(RandomEffectsStatistics):
         and variance of every level of every factor, in global slot order (component,
         then level), without full covariances."""
         theta = self._theta(chol_re, sd_vc)
-        with dense_threads(self.system.dense_size):
+        with self.threads.chosen():
             factor = factorize(self.system, theta)
             beta = -np.asarray(coef, dtype=float)[:-1]
             modes = conditional_modes(self.system, factor, beta)

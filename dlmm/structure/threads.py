@@ -9,27 +9,35 @@ share. Measured on the 2-core development machine under a load of about 5:
 the InstEval fit's 14 evaluations took 9.1-9.7 s with both pools at 2 threads
 and 0.74-1.46 s at 1 thread (one evaluation alone, best of 5 on a quieter
 machine: 33 ms at 2 threads against 48 ms at 1 for the factor and its selected
-inverse). Only when the dense part is large does its cubic work (``Q2^3`` flops)
-outweigh that, and only when the cores are free: a 5,000 x 5,000 factor and
-inverse took 2.7 s at 1 thread and 1.4 s at 2 under a load of 2, but one
-evaluation of the 10^6-row ratings benchmark (the same dense order) took
-4.3-8.3 s at 1 thread and 9.7-14.0 s at 2 under a load of 5. So evaluations run
-on one BLAS thread unless the dense part has at least :data:`THREADED_DENSE_MIN`
-rows and the one-minute load average leaves a core free (``os.getloadavg()``
-below the number of cores minus one); then the libraries' own setting is kept.
+inverse). So below :data:`THREADED_DENSE_MIN` rows of dense part, evaluations
+run on one BLAS thread.
 
-threadpoolctl (a runtime dependency for this) sets the limit for the duration
-of a ``with`` block only, so nothing outside the crossed engine changes.
+A large dense part is the opposite: its cubic work (``dpotrf`` and ``dpotri``,
+``Q2^3`` flops) dominates, and on free cores it halves with two threads
+(measured on the idle 2-core machine: ``Q2`` = 5,000, 2.9 s at 1 thread and
+1.6 s at 2; ``Q2`` = 10,000, 22 s and 11 s). Under other processes' load it
+does not (one evaluation of the 10^6-row ratings benchmark: 4.3-8.3 s at 1
+thread, 9.7-14.0 s at 2 under a load of 5). The load average cannot tell the
+two apart (the fit's own threads count in it), so :class:`DenseThreads`
+measures: the first evaluation runs with the libraries' own setting (it also
+pays one-off costs: numba's compilation, first touches of memory), the second
+on one thread, the third with the libraries' setting again, and the rest of
+the fit keeps whichever of the last two was faster. Thread counts change
+LAPACK's rounding (the last bits, never more than ~1e-15 relative), not the
+estimates to any digit a fit reports.
+
+threadpoolctl sets the limit for the duration of a ``with`` block only, so
+nothing outside the crossed engine changes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import time
 from collections.abc import Iterator
 
-#: Order of the dense part (``Q2``) from which the dense algebra uses every
-#: BLAS thread the libraries were started with.
+#: Order of the dense part (``Q2``) from which the dense algebra may use every BLAS
+#: thread the libraries were started with (chosen by measurement).
 THREADED_DENSE_MIN = 2500
 
 _controller = None
@@ -44,20 +52,76 @@ def _blas_controller():
     return _controller
 
 
-def cores_free() -> bool:
-    """Whether the one-minute load average leaves at least one core idle."""
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):  # not on every platform
-        return False
-    return load < (os.cpu_count() or 1) - 1
+def blas_threads() -> int:
+    """The most threads any loaded BLAS library is set to use."""
+    info = _blas_controller().select(user_api="blas").info()
+    return max((int(lib["num_threads"]) for lib in info), default=1)
 
 
 @contextlib.contextmanager
-def dense_threads(dense_size: int) -> Iterator[None]:
-    """One BLAS thread for the block unless the dense part is large and cores are free."""
-    if dense_size >= THREADED_DENSE_MIN and cores_free():
-        yield
-        return
+def one_blas_thread() -> Iterator[None]:
+    """Every loaded BLAS library on one thread for the block."""
     with _blas_controller().limit(limits=1, user_api="blas"):
         yield
+
+
+class DenseThreads:
+    """One fit's choice of BLAS threads for its evaluations (see the module docstring).
+
+    Parameters
+    ----------
+    dense_size : int
+        ``Q2``, the order of the dense part.
+
+    Attributes
+    ----------
+    seconds : dict
+        Measured evaluation seconds by setting (``"one"``, ``"all"``).
+    choice : str or None
+        ``"one"`` or ``"all"`` once measured; ``"one"`` throughout for a small dense
+        part or when the libraries have one thread anyway.
+    """
+
+    def __init__(self, dense_size: int):
+        self.dense_size = int(dense_size)
+        self.seconds: dict[str, float] = {}
+        self.choice: str | None = None
+        self._evaluations = 0
+        if self.dense_size < THREADED_DENSE_MIN:
+            self.choice = "one"
+
+    def _setting(self) -> str:
+        if self.choice is not None:
+            return self.choice
+        if blas_threads() <= 1:
+            self.choice = "one"
+            return "one"
+        return {0: "all", 1: "one"}.get(self._evaluations, "all")
+
+    @contextlib.contextmanager
+    def evaluation(self) -> Iterator[None]:
+        """The block runs one evaluation with this fit's setting (measuring it while the
+        choice is open)."""
+        setting = self._setting()
+        measured = self.choice is None and self._evaluations > 0
+        start = time.perf_counter()
+        if setting == "one":
+            with one_blas_thread():
+                yield
+        else:
+            yield
+        if measured:
+            self.seconds[setting] = time.perf_counter() - start
+            if len(self.seconds) == 2:
+                self.choice = min(self.seconds, key=self.seconds.__getitem__)
+        self._evaluations += 1
+
+    @contextlib.contextmanager
+    def chosen(self) -> Iterator[None]:
+        """The block runs with the choice made (the libraries' setting if none yet):
+        for work after the fit, which is not measured."""
+        if (self.choice or "all") == "one":
+            with one_blas_thread():
+                yield
+        else:
+            yield

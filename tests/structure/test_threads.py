@@ -1,36 +1,77 @@
-"""The crossed engine's dense algebra runs on one BLAS thread below the threshold."""
+"""The crossed engine's BLAS threads: one below the threshold, chosen by measurement above."""
+
+import time
 
 import numpy as np  # noqa: F401  (loads NumPy's BLAS)
+import pytest
 import scipy.linalg  # noqa: F401  (and SciPy's)
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
-import dlmm.structure.threads as threads
-from dlmm.structure.threads import THREADED_DENSE_MIN, dense_threads
+from dlmm.structure.threads import THREADED_DENSE_MIN, DenseThreads
 
 
 def _blas_threads():
     return sorted(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
 
 
-def test_small_dense_part_one_thread_then_restored():
-    before = _blas_threads()
-    assert before
-    with dense_threads(THREADED_DENSE_MIN - 1):
-        assert _blas_threads() == [1] * len(before)
-    assert _blas_threads() == before
+def _run(choice: DenseThreads, seconds_at: dict) -> list:
+    """One evaluation under ``choice``; it 'takes' ``seconds_at[threads seen]``."""
+    with choice.evaluation():
+        seen = max(_blas_threads())
+        time.sleep(seconds_at.get(seen, 0.0))
+    return seen
 
 
-def test_large_dense_part_keeps_the_setting_when_cores_are_free(monkeypatch):
-    before = _blas_threads()
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 8)
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
-    with dense_threads(THREADED_DENSE_MIN):
-        assert _blas_threads() == before
+@pytest.fixture
+def two_threads():
+    with threadpool_limits(limits=2, user_api="blas"):
+        yield _blas_threads()
 
 
-def test_large_dense_part_one_thread_when_the_cores_are_busy(monkeypatch):
-    before = _blas_threads()
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
-    with dense_threads(THREADED_DENSE_MIN):
-        assert _blas_threads() == [1] * len(before)
+def test_small_dense_part_one_thread_then_restored(two_threads):
+    choice = DenseThreads(THREADED_DENSE_MIN - 1)
+    assert [_run(choice, {}) for _ in range(4)] == [1, 1, 1, 1]
+    assert _blas_threads() == two_threads
+    with choice.chosen():
+        assert max(_blas_threads()) == 1
+    assert choice.choice == "one" and choice.seconds == {}
+
+
+def test_large_dense_part_keeps_the_faster_of_one_and_all_threads(two_threads):
+    """First evaluation with the libraries' setting (untimed warm-up), then one thread,
+    then all again; the rest of the fit keeps the faster: here all threads."""
+    choice = DenseThreads(THREADED_DENSE_MIN)
+    slow_on_one = {1: 0.05, 2: 0.0}
+    seen = [_run(choice, slow_on_one) for _ in range(5)]
+    assert seen == [2, 1, 2, 2, 2]
+    assert choice.choice == "all"
+    assert choice.seconds["one"] > choice.seconds["all"]
+    assert _blas_threads() == two_threads
+
+
+def test_large_dense_part_on_busy_cores_settles_on_one_thread(two_threads):
+    choice = DenseThreads(THREADED_DENSE_MIN)
+    slow_on_all = {1: 0.0, 2: 0.05}
+    seen = [_run(choice, slow_on_all) for _ in range(5)]
+    assert seen == [2, 1, 2, 1, 1]
+    assert choice.choice == "one"
+    with choice.chosen():
+        assert max(_blas_threads()) == 1
+    assert _blas_threads() == two_threads
+
+
+def test_libraries_on_one_thread_need_no_trial():
+    with threadpool_limits(limits=1, user_api="blas"):
+        choice = DenseThreads(10 * THREADED_DENSE_MIN)
+        assert [_run(choice, {}) for _ in range(3)] == [1, 1, 1]
+        assert choice.choice == "one" and choice.seconds == {}
+
+
+def test_a_failed_evaluation_is_not_measured(two_threads):
+    choice = DenseThreads(THREADED_DENSE_MIN)
+    _run(choice, {})
+    with pytest.raises(np.linalg.LinAlgError):
+        with choice.evaluation():
+            raise np.linalg.LinAlgError("not positive definite")
+    assert choice.seconds == {}
+    assert _blas_threads() == two_threads
