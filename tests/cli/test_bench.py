@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.cli.helpers import run_dlmm
 
 
@@ -56,6 +58,10 @@ def test_bench_crossed_runs_a_tiny_case_and_stops_peers_at_their_budget(tmp_path
                           vc_formula={"user": "0 + C(user)", "item": "0 + C(item)"}).fit()
     for mode in ("dlmm_pandas", "dlmm_parquet"):
         assert row[mode]["converged"] and row[mode]["evaluations"] > 0
+        # the polish's gradient differences are factorizations the steps do not count
+        assert row[mode]["factorizations"] >= row[mode]["evaluations"] + 2
+        assert row[mode]["seconds_per_factorization"] * row[mode]["factorizations"] == \
+            pytest.approx(row[mode]["optimizer_seconds"], rel=1e-9)
         assert abs(row[mode]["llf"] - ref.llf) < 1e-6 * abs(ref.llf)
     assert row["dlmm_parquet"]["cluster_seconds"] > 0  # reported apart from the fit
     table = (tmp_path / "out" / "bench-crossed.txt").read_text()
