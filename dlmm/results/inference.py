@@ -79,7 +79,8 @@ def negative_definite(hessian: np.ndarray, tol: float = NEGATIVE_DEFINITE_TOL) -
     ``tol``; a plain Cholesky test of ``-H`` passes or fails a singular Hessian by the
     sign of its rounding errors.
     """
-    neg = -0.5 * (np.asarray(hessian, dtype=float) + np.asarray(hessian, dtype=float).T)
+    hess = np.asarray(hessian, dtype=float)
+    neg = -0.5 * (hess + hess.T)
     if not np.all(np.isfinite(neg)):
         return False
     diag = np.diag(neg)

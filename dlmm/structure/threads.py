@@ -66,6 +66,11 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
+def _blas_setting(setting: str) -> contextlib.AbstractContextManager:
+    """The context of a setting: ``"one"`` BLAS thread, or ``"all"`` (the libraries' own)."""
+    return one_blas_thread() if setting == "one" else contextlib.nullcontext()
+
+
 class DenseThreads:
     """The BLAS thread choice of one crossed system's evaluations, made in its first
     three (see the module docstring).
@@ -107,10 +112,7 @@ class DenseThreads:
         setting = self._setting()
         measured = self.choice is None and self._evaluations > 0
         start = time.perf_counter()
-        if setting == "one":
-            with one_blas_thread():
-                yield
-        else:
+        with _blas_setting(setting):
             yield
         if measured:
             self.seconds[setting] = time.perf_counter() - start
@@ -122,8 +124,5 @@ class DenseThreads:
     def chosen(self) -> Iterator[None]:
         """The block runs with the choice made (the libraries' setting if none yet):
         for work after the fit, which is not measured."""
-        if (self.choice or "all") == "one":
-            with one_blas_thread():
-                yield
-        else:
+        with _blas_setting(self.choice or "all"):
             yield
