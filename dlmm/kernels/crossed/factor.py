@@ -100,37 +100,53 @@ def tri_solve(l22: np.ndarray, b: np.ndarray, trans: bool) -> np.ndarray:
 def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray) -> np.ndarray:
     """``I + Lambda_2' (G22 - G21 M1 G21') Lambda_2`` (dense, symmetric, Fortran order).
 
-    Stored pairs: ``G21 M1 G21'`` is one sparse mat-vec ``B @ vec(M1)`` scattered into
-    both triangles. Streamed pairs (:mod:`.streamed`): the compiled update of the lower
-    triangle, mirrored into the upper one only when a factor of the dense part has
-    several terms (``Lambda_2`` then mixes the two); with intercepts only the upper
-    triangle is left as ``G22`` had it, and only the lower one is to be read.
+    With intercepts only in the dense part (``Lambda_2 = diag(s)``, one ``s`` per
+    factor) only the lower triangle is formed, and read: entry ``(i, j)`` is
+    ``s_i s_j (G22 - G21 M1 G21')_ij``. Stored pairs: ``G21 M1 G21'`` is one sparse
+    mat-vec ``B @ vec(M1)`` scattered into its targets, into a zero matrix (what is
+    not a target or a nonzero of ``G22`` is zero). Streamed pairs (:mod:`.streamed`):
+    the compiled update of ``G22``'s lower triangle. When a factor of the dense part
+    has several terms (``Lambda_2`` then mixes rows and columns) the matrix is made
+    whole (both triangles) before ``Lambda_2`` is applied.
     """
     q2 = system.dense_size
-    x = np.array(system.g22, order="F", copy=True)
     rest = rest_factors(system, factors)
     intercepts = all(t.shape[0] == 1 for t in rest)
+    scale = np.repeat([t[0, 0] for t in rest], system.rest_levels()) if intercepts else None
     if system.streamed:
         from .streamed import mirror_lower, schur_update
 
+        x = np.array(system.g22, order="F", copy=True)
         if m1.shape[1] == 1:
             v = m1[system.entry_level, 0, 0][:, None] * system.entry_w
         else:
             v = np.einsum("eab,eb->ea", m1[system.entry_level], system.entry_w)
         schur_update(x, system.stream, system.entry_row, system.entry_level,
                      system.entry_w, v)
-        if not intercepts:
+        if intercepts:
+            x *= scale[:, None]
+            x *= scale[None, :]
+        else:
             mirror_lower(x)
     else:
+        x = np.zeros((q2, q2), order="F")
         flat = x.reshape(-1, order="F")
+        rows, cols, values, at = system.g22_entries()
         core = system.schur @ m1.reshape(-1)
-        flat[system.schur_target] -= core
-        flat[system.schur_mirror] -= core[system.schur_offdiag]
-    if intercepts:
-        s = np.repeat([t[0, 0] for t in rest], system.rest_levels())
-        x *= s[:, None]
-        x *= s[None, :]
-    else:
+        if intercepts:
+            if len(rest) == 1:  # one factor: s_i s_j is one number
+                core *= -rest[0][0, 0] ** 2
+            else:
+                core *= -system.target_scale(scale)
+            flat[system.schur_target] = core  # x was zero there: set, not subtract
+            lower = rows >= cols
+            flat[at[lower]] += values[lower] * scale[rows[lower]] * scale[cols[lower]]
+        else:
+            flat[rows + cols * q2] = values
+            flat[system.schur_target] -= core
+            offdiag, mirror = system.schur_mirror()
+            flat[mirror] -= core[offdiag]
+    if not intercepts:
         lambda2(system, factors, x, transpose=True)
         lambda2(system, factors, x.T, transpose=True)  # x <- x Lambda_2
     x[np.arange(q2), np.arange(q2)] += 1.0

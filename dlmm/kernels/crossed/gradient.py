@@ -118,7 +118,7 @@ def gradient_pieces(
     sol = back_solve(system, factor, factor.c2, system.h1)
     r1 = system.h1 - np.einsum("lab,lbs->las", system.d, sol.bt1) - sol.g1
     l1, t1 = factor.l11.shape[:2]
-    r2 = system.h2 - system.g21 @ sol.bt1.reshape(l1 * t1, r) - system.g22 @ sol.bt2
+    r2 = system.h2 - system.g21 @ sol.bt1.reshape(l1 * t1, r) - system.g22_sparse() @ sol.bt2
     quad = {system.first: np.einsum("lar,lbs->abrs", r1, sol.b1)}
     for k, off in zip(system.rest, system.rest_offsets):
         t, lv = system.n_terms[k], system.n_levels[k]

@@ -21,9 +21,10 @@ pair of nonzeros of ``G21`` in the same level of factor 1, the same work as
 MixedModels.jl's rank update of ``L22`` by a sparse ``L21``). Two ways to do
 that work each step, chosen once here by the number of pairs:
 
-* stored (up to :data:`STORED_PAIRS_MAX` pairs): ``B`` is built once and each
-  step is one sparse mat-vec and a scatter (fastest; ~12 bytes per pair held,
-  ~80 while built);
+* stored (up to :data:`STORED_PAIRS_MAX` pairs): ``B`` is built once, by
+  column (a level of factor 1 owns consecutive pairs, so no sort), and each step
+  is one sparse mat-vec and a scatter into the lower triangle (fastest; ~28 bytes
+  per pair held with the pairs' pattern for the selected inverse, ~50 while built);
 * streamed (more pairs): only index arrays over the row entries are kept
   (:class:`~.streamed.PairStream`, ``O(nnz(G21))``) and compiled loops walk the
   pairs again each step (:mod:`.streamed`), so the driver's memory no longer
@@ -114,12 +115,14 @@ class CrossedSystem:
     blocks : list of (index (m_k, t_k), level (m_k,), w (m_k, t_k, t_1))
         Per factor ``order[1:]``: its nonzero blocks of ``G21``, with the row entries
         of each block, their level of factor 1 and values.
-    schur : scipy.sparse.csr_matrix (U, l_1 t_1^2) or None
+    schur : scipy.sparse.csc_matrix (U, l_1 t_1^2) or None
         ``B``: ``(G21 M1 G21')[targets] = B @ M1.ravel()`` (None when streamed).
-    schur_target : ndarray (U,) int64 or None
-        Flat index (Fortran order) of each lower-triangle target of ``B``'s rows.
-    schur_offdiag, schur_mirror : ndarray int64 or None
-        Rows of ``B`` off the diagonal and the flat index of their mirrored target.
+    schur_target : ndarray (U,) or None
+        Flat index (Fortran order) of each lower-triangle target of ``B``'s rows,
+        ascending.
+    pair_target : ndarray (n_pairs,) or None
+        For each pair of :meth:`lower_pairs` (``e' <= e`` at one level), the row of
+        ``B`` (the target) it adds to.
     stream : PairStream or None
         The streamed path's index arrays (None when ``B`` is stored).
     xy_cross : ndarray (r, r)
@@ -140,10 +143,9 @@ class CrossedSystem:
     entry_level: np.ndarray
     entry_w: np.ndarray
     blocks: list
-    schur: sp.csr_matrix | None
+    schur: sp.csc_matrix | None
     schur_target: np.ndarray | None
-    schur_offdiag: np.ndarray | None
-    schur_mirror: np.ndarray | None
+    pair_target: np.ndarray | None
     xy_cross: np.ndarray
     n_rows: float
     stream: PairStream | None = None
@@ -195,32 +197,42 @@ class CrossedSystem:
             memory_bytes=mem,
         )
 
-    def lower_pairs(self) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-        """Pairs ``(e, e')`` of row entries at one level of factor 1 with ``e' <= e`` (cached).
+    def lower_pairs(self) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Pairs ``(e, e')`` of row entries at one level of factor 1 with ``e' <= e``
+        (stored path only; made with ``B``).
 
-        Returns a CSR pattern ``(n_e, n_e)`` (its data to be filled), the flat index
-        of each stored pair ``(row[e], row[e'])`` into the lower triangle of a dense
-        ``Q2 x Q2`` matrix in Fortran order (``max + min * Q2``: the entry, or its
-        mirror, that a symmetric matrix stored by its lower triangle holds), and the
-        positions of the diagonal pairs ``e = e'``. With data ``A[row[e], row[e']]``
-        for a symmetric ``A``, ``(S + S' - diag S) v`` is ``A``'s product with ``v`` restricted
-        to the pattern of ``G21``: the work of the Schur update, not of ``A @ G21``.
+        Returns a CSR pattern ``(n_e, n_e)`` (its data to be filled; pair ``p`` is its
+        ``p``-th stored entry, in the order of :attr:`pair_target`) and the positions
+        of the diagonal pairs ``e = e'``. With data ``A[row[e], row[e']]`` (for a
+        symmetric ``A``: ``A.flat[schur_target][pair_target]``), ``(S + S' - diag S) v``
+        is ``A``'s product with ``v`` restricted to the pattern of ``G21``: the work of
+        the Schur update, not of ``A @ G21``.
         """
-        if "lower_pairs" not in self._cache:
-            a_idx, b_idx, reps = _lower_pairs(self.entry_level, self.n_levels[self.first])
-            q2 = self.dense_size
-            n_e = self.entry_level.size
-            idx_t = np.int32 if max(n_e, q2 * q2, a_idx.size) < 2**31 else np.int64
-            indptr = np.concatenate([[0], np.cumsum(reps)]).astype(idx_t)
-            pattern = sp.csr_matrix(
-                (np.zeros(a_idx.size), b_idx.astype(idx_t), indptr), shape=(n_e, n_e)
-            )
-            ra, rb = self.entry_row[a_idx], self.entry_row[b_idx]
-            gather = (np.maximum(ra, rb) + np.minimum(ra, rb) * q2).astype(idx_t)
-            diagonal = np.flatnonzero(a_idx == b_idx)
-            self._cache["lower_pairs"] = (pattern, gather, diagonal)
         return self._cache["lower_pairs"]
 
+    def schur_mirror(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``B`` off the diagonal and the flat index (Fortran order) of their
+        upper-triangle mirror (cached): for a dense part whose ``Lambda_2`` mixes terms."""
+        if "schur_mirror" not in self._cache:
+            q2 = self.dense_size
+            t_rows, t_cols = self.schur_target % q2, self.schur_target // q2
+            offdiag = np.flatnonzero(t_rows != t_cols)
+            self._cache["schur_mirror"] = (offdiag, (t_cols + t_rows * q2)[offdiag])
+        return self._cache["schur_mirror"]
+
+    def target_scale(self, rest_scale: np.ndarray) -> np.ndarray:
+        """``s[i] s[j]`` for each target ``(i, j)`` of ``B``, given ``s`` per dense row."""
+        if "target_rows_cols" not in self._cache:
+            self._cache["target_rows_cols"] = np.divmod(self.schur_target, self.dense_size)
+        cols, rows = self._cache["target_rows_cols"]
+        return rest_scale[rows] * rest_scale[cols]
+
+    def g22_sparse(self) -> sp.csr_matrix:
+        """``G22`` as a sparse matrix (cached): diagonal blocks and the pairs among the
+        factors of the dense part, often far from dense."""
+        if "g22_sparse" not in self._cache:
+            self._cache["g22_sparse"] = sp.csr_matrix(self.g22)
+        return self._cache["g22_sparse"]
 
     def g22_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The nonzeros of ``G22`` (cached): rows, columns, values and the flat index of
@@ -233,17 +245,21 @@ class CrossedSystem:
         return self._cache["g22_entries"]
 
 
+def _pair_counts(level: np.ndarray, n_first: int) -> np.ndarray:
+    """Pairs ``(a, b)``, ``b <= a``, in the same run of the sorted ``level``, per ``a``."""
+    counts = np.bincount(level, minlength=n_first)
+    return np.arange(level.size) - (np.cumsum(counts) - counts)[level] + 1
+
+
 def _lower_pairs(level: np.ndarray, n_first: int):
     """All ``(a, b)`` with ``b <= a`` in the same run of the sorted ``level``; ``reps`` per ``a``.
 
     ``a`` is ascending (CSR row order) and, within a row, ``b`` is ascending.
     """
-    counts = np.bincount(level, minlength=n_first)
-    pos = np.arange(level.size) - (np.cumsum(counts) - counts)[level]
-    reps = pos + 1
+    reps = _pair_counts(level, n_first)
     a_idx = np.repeat(np.arange(level.size), reps)
     offs = np.arange(a_idx.size) - np.repeat(np.cumsum(reps) - reps, reps)
-    b_idx = a_idx - pos[a_idx] + offs
+    b_idx = a_idx - (reps - 1)[a_idx] + offs
     return a_idx, b_idx, reps
 
 
@@ -292,27 +308,47 @@ def _pair_blocks(sums: CrossedSums, j: int, k: int):
 
 
 def _schur_operator(level, row, w, n_first, t1, q2):
-    """``B``, its targets, its off-diagonal rows and their mirrored targets."""
-    a_idx, b_idx, _ = _lower_pairs(level, n_first)  # rows sorted: row[b] <= row[a]
-    ra, rb = row[a_idx], row[b_idx]
-    flat = rb * q2 + ra  # Fortran order: (ra, rb) with ra >= rb
+    """``B`` (by column), its targets (ascending), the target of each pair and the
+    pairs' pattern (:meth:`CrossedSystem.lower_pairs`).
+
+    Pair ``p = (a, b)`` (``b <= a``, one level ``l``) adds ``w_a[c] w_b[d] M1_l[c, d]``
+    to target ``(row[a], row[b])``. The pairs of a level are consecutive and levels
+    ascend, so with ``t_1 = 1`` the pairs are already in column order: ``B`` is
+    assembled from its arrays without a sort (with ``t_1 > 1``, a stable sort of the
+    pairs' ``t_1^2`` columns).
+    """
+    a_idx, b_idx, reps = _lower_pairs(level, n_first)  # rows sorted: row[b] <= row[a]
+    flat = row[b_idx] * q2 + row[a_idx]  # Fortran order: (ra, rb) with ra >= rb
     # distinct targets without a sort: mark them on the dense Q2 x Q2 grid
     seen = np.zeros(q2 * q2, dtype=bool)
     seen[flat] = True
     targets = np.flatnonzero(seen)
-    slot = np.zeros(q2 * q2, dtype=np.int64)
+    del seen
+    idx_t = np.int32 if max(targets.size, a_idx.size * t1 * t1) < 2**31 else np.int64
+    slot = np.zeros(q2 * q2, dtype=np.intp)  # NumPy's own index type: its fastest gathers
     slot[targets] = np.arange(targets.size)
-    tinv = slot[flat]
-    del seen, slot
-    cc, dd = np.meshgrid(np.arange(t1), np.arange(t1), indexing="ij")
-    cc, dd = cc.ravel(), dd.ravel()
-    vals = (w[a_idx][:, cc] * w[b_idx][:, dd]).ravel()
-    rows_b = np.repeat(tinv, t1 * t1)
-    cols_b = (level[a_idx][:, None] * (t1 * t1) + cc * t1 + dd).ravel()
-    schur = sp.csr_matrix((vals, (rows_b, cols_b)), shape=(targets.size, n_first * t1 * t1))
-    t_rows, t_cols = targets % q2, targets // q2
-    offdiag = np.flatnonzero(t_rows != t_cols)
-    return schur, targets, offdiag, (t_cols + t_rows * q2)[offdiag]
+    pair_target = slot[flat]
+    del slot, flat
+    n_cols = n_first * t1 * t1
+    counts = np.bincount(level[a_idx], minlength=n_first)
+    if t1 == 1:
+        vals = w[a_idx, 0] * w[b_idx, 0]
+        rows_b = pair_target.astype(idx_t)
+    else:
+        cc, dd = np.divmod(np.arange(t1 * t1), t1)
+        vals = (w[a_idx][:, cc] * w[b_idx][:, dd]).ravel()
+        cols = (level[a_idx][:, None] * (t1 * t1) + cc * t1 + dd).ravel()
+        order = np.argsort(cols, kind="stable")
+        vals, rows_b = vals[order], np.repeat(pair_target.astype(idx_t), t1 * t1)[order]
+        counts = np.repeat(counts, t1 * t1)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(idx_t)
+    schur = sp.csc_matrix((vals, rows_b, indptr), shape=(targets.size, n_cols))
+    n_e = level.size
+    pair_ptr = np.concatenate([[0], np.cumsum(reps)]).astype(idx_t)
+    pattern = sp.csr_matrix((np.zeros(b_idx.size), b_idx.astype(idx_t), pair_ptr),
+                            shape=(n_e, n_e))
+    diagonal = pair_ptr[1:] - 1  # each row's last pair is (e, e)
+    return schur, targets, pair_target, (pattern, diagonal)
 
 
 def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSystem:
@@ -391,11 +427,13 @@ def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSyst
         from .streamed import pair_stream
 
         stream = pair_stream(entry_row, entry_level, l1, q2)
-        schur = target = offdiag = mirror = None
+        schur = target = pair_target = None
+        cache = {}
     else:
         stream = None
-        schur, target, offdiag, mirror = _schur_operator(entry_level, entry_row, entry_w, l1,
-                                                         t1, q2)
+        schur, target, pair_target, pairs = _schur_operator(entry_level, entry_row, entry_w,
+                                                            l1, t1, q2)
+        cache = {"lower_pairs": pairs}
 
     return CrossedSystem(
         n_levels=list(n_levels),
@@ -414,11 +452,11 @@ def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSyst
         blocks=blocks,
         schur=schur,
         schur_target=target,
-        schur_offdiag=offdiag,
-        schur_mirror=mirror,
+        pair_target=pair_target,
         xy_cross=np.array(sums.xy_cross),
         n_rows=float(sums.n_rows),
         stream=stream,
+        _cache=cache,
     )
 
 
