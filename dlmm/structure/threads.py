@@ -1,31 +1,30 @@
 """How many BLAS threads the driver's dense algebra runs on, per crossed evaluation.
 
 NumPy and SciPy each load their own OpenBLAS, each with a pool of threads that
-spin while they wait for work. A crossed evaluation on a modest dense part
-(InstEval: a 1,128 x 1,128 Schur complement) is a stream of small and
-mid-sized BLAS and LAPACK calls; on a machine whose cores are busy with other
-processes, the pools' wake-ups and spinning cost more than the arithmetic they
-share. Measured on the 2-core development machine under a load of about 5:
-the InstEval fit's 14 evaluations took 9.1-9.7 s with both pools at 2 threads
-and 0.74-1.46 s at 1 thread (one evaluation alone, best of 5 on a quieter
-machine: 33 ms at 2 threads against 48 ms at 1 for the factor and its selected
-inverse). So below :data:`THREADED_DENSE_MIN` rows of dense part, evaluations
-run on one BLAS thread.
-
-A large dense part is the opposite: its cubic work (``dpotrf`` and ``dpotri``,
-``Q2^3`` flops) dominates, and on free cores it halves with two threads
-(measured on the idle 2-core machine: ``Q2`` = 5,000, 2.9 s at 1 thread and
-1.6 s at 2; ``Q2`` = 10,000, 22 s and 11 s). Under other processes' load it
-does not (one evaluation of the 10^6-row ratings benchmark: 4.3-8.3 s at 1
-thread, 9.7-14.0 s at 2 under a load of 5). The load average cannot tell the
-two apart (the fit's own threads count in it), so :class:`DenseThreads`
-measures: the first evaluation runs with the libraries' own setting (it also
-pays one-off costs: numba's compilation, first touches of memory), the second
-on one thread, the third with the libraries' setting again, and the rest of
-the fit (and later fits on the same statistics) keeps whichever of the last
-two was faster. Thread counts change LAPACK's rounding in the last bits (4e-16
-at most over a 3,000 x 3,000 Cholesky factor, measured), not the estimates to
-any digit a fit reports.
+spin while they wait for work. On free cores the cubic work of a crossed
+evaluation (``dpotrf`` and ``dpotri`` on the ``Q2 x Q2`` Schur complement) is
+faster on two threads from ``Q2`` of about 600 (measured on the idle 2-core
+machine, the pair of calls: ``Q2`` = 400, 5.0 ms at 1 thread and 4.7 at 2;
+600, 11.4 and 7.0; 1,128 (InstEval), 51 and 38; 5,000, 2.9 s and 1.6 s;
+10,000, 22 s and 11 s; the InstEval fit's optimizer, median of 6, 0.83 s at 1
+thread and 0.68 s at 2). On cores busy with other processes it is the
+opposite: the pools' wake-ups and spinning cost more than the arithmetic they
+share (under a load of about 5, the InstEval fit's 14 evaluations took 9.1-9.7
+s with both pools at 2 threads and 0.74-1.46 s at 1; one evaluation of the
+10^6-row ratings benchmark 4.3-8.3 s at 1 thread, 9.7-14.0 s at 2). The load
+average cannot tell the two apart (the fit's own threads count in it), so
+:class:`DenseThreads` measures: the first evaluation is an untimed warm-up
+(it pays one-off costs: numba's compilation, first touches of memory), the
+second runs on one thread, the third with the libraries' setting, and the
+rest of the fit (and later fits on the same statistics) keeps whichever of
+the two was faster. The warm-up runs on one thread below
+:data:`THREADED_WARMUP_MIN`, where a busy machine's penalty on an untimed
+evaluation would outweigh what threads save on an idle one, and with the
+libraries' setting above it, where one thread would double the largest
+evaluation of all. Below :data:`MEASURED_DENSE_MIN` evaluations run on one
+thread without a trial. Thread counts change LAPACK's rounding in the last
+bits (4e-16 at most over a 3,000 x 3,000 Cholesky factor, measured), not the
+estimates to any digit a fit reports.
 
 threadpoolctl sets the limit for the duration of a ``with`` block only, so
 nothing outside the crossed engine changes.
@@ -37,9 +36,13 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-#: Order of the dense part (``Q2``) from which the dense algebra may use every BLAS
-#: thread the libraries were started with (chosen by measurement).
-THREADED_DENSE_MIN = 2500
+#: Order of the dense part (``Q2``) from which the thread count is measured in the
+#: fit's first evaluations; below, one BLAS thread (chosen by measurement).
+MEASURED_DENSE_MIN = 500
+
+#: Order of the dense part from which the untimed first evaluation runs with the
+#: libraries' thread setting instead of one thread.
+THREADED_WARMUP_MIN = 2500
 
 _controller = None
 
@@ -94,7 +97,7 @@ class DenseThreads:
         self.seconds: dict[str, float] = {}
         self.choice: str | None = None
         self._evaluations = 0
-        if self.dense_size < THREADED_DENSE_MIN:
+        if self.dense_size < MEASURED_DENSE_MIN:
             self.choice = "one"
 
     def _setting(self) -> str:
@@ -103,7 +106,8 @@ class DenseThreads:
         if blas_threads() <= 1:
             self.choice = "one"
             return "one"
-        return {0: "all", 1: "one"}.get(self._evaluations, "all")
+        warmup = "all" if self.dense_size >= THREADED_WARMUP_MIN else "one"
+        return {0: warmup, 1: "one"}.get(self._evaluations, "all")
 
     @contextlib.contextmanager
     def evaluation(self) -> Iterator[None]:

@@ -1,4 +1,4 @@
-"""The crossed engine's BLAS threads: one below the threshold, chosen by measurement above."""
+"""The crossed engine's BLAS threads: one for a small dense part, chosen by measurement above."""
 
 import time
 
@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg  # noqa: F401  (and SciPy's)
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from dlmm.structure.threads import THREADED_DENSE_MIN, DenseThreads
+from dlmm.structure.threads import MEASURED_DENSE_MIN, THREADED_WARMUP_MIN, DenseThreads
 
 
 def _blas_threads():
@@ -29,7 +29,7 @@ def two_threads():
 
 
 def test_small_dense_part_one_thread_then_restored(two_threads):
-    choice = DenseThreads(THREADED_DENSE_MIN - 1)
+    choice = DenseThreads(MEASURED_DENSE_MIN - 1)
     assert [_run(choice, {}) for _ in range(4)] == [1, 1, 1, 1]
     assert _blas_threads() == two_threads
     with choice.chosen():
@@ -40,7 +40,7 @@ def test_small_dense_part_one_thread_then_restored(two_threads):
 def test_large_dense_part_keeps_the_faster_of_one_and_all_threads(two_threads):
     """First evaluation with the libraries' setting (untimed warm-up), then one thread,
     then all again; the rest of the fit keeps the faster: here all threads."""
-    choice = DenseThreads(THREADED_DENSE_MIN)
+    choice = DenseThreads(THREADED_WARMUP_MIN)
     slow_on_one = {1: 0.05, 2: 0.0}
     seen = [_run(choice, slow_on_one) for _ in range(5)]
     assert seen == [2, 1, 2, 2, 2]
@@ -49,8 +49,20 @@ def test_large_dense_part_keeps_the_faster_of_one_and_all_threads(two_threads):
     assert _blas_threads() == two_threads
 
 
+@pytest.mark.parametrize("faster", ["all", "one"])
+def test_mid_sized_dense_part_warms_up_on_one_thread(two_threads, faster):
+    """Below THREADED_WARMUP_MIN (InstEval's 1,128) the untimed warm-up runs on one
+    thread, so a busy machine pays for at most one evaluation on all threads."""
+    choice = DenseThreads(MEASURED_DENSE_MIN)
+    slow = {1: 0.05, 2: 0.0} if faster == "all" else {1: 0.0, 2: 0.05}
+    seen = [_run(choice, slow) for _ in range(5)]
+    assert seen == [1, 1, 2] + ([2, 2] if faster == "all" else [1, 1])
+    assert choice.choice == faster
+    assert _blas_threads() == two_threads
+
+
 def test_large_dense_part_on_busy_cores_settles_on_one_thread(two_threads):
-    choice = DenseThreads(THREADED_DENSE_MIN)
+    choice = DenseThreads(THREADED_WARMUP_MIN)
     slow_on_all = {1: 0.0, 2: 0.05}
     seen = [_run(choice, slow_on_all) for _ in range(5)]
     assert seen == [2, 1, 2, 1, 1]
@@ -62,13 +74,13 @@ def test_large_dense_part_on_busy_cores_settles_on_one_thread(two_threads):
 
 def test_libraries_on_one_thread_need_no_trial():
     with threadpool_limits(limits=1, user_api="blas"):
-        choice = DenseThreads(10 * THREADED_DENSE_MIN)
+        choice = DenseThreads(10 * THREADED_WARMUP_MIN)
         assert [_run(choice, {}) for _ in range(3)] == [1, 1, 1]
         assert choice.choice == "one" and choice.seconds == {}
 
 
 def test_a_failed_evaluation_is_not_measured(two_threads):
-    choice = DenseThreads(THREADED_DENSE_MIN)
+    choice = DenseThreads(THREADED_WARMUP_MIN)
     _run(choice, {})
     with pytest.raises(np.linalg.LinAlgError):
         with choice.evaluation():

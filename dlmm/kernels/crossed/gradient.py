@@ -14,8 +14,12 @@ blocks of ``P11``, ``P21`` on the pattern of ``G21`` and the dense ``P22``
     factor 1:   sum_l D_l T_1 P11_l  -  sum_b W_b' T_k Y_b
     factor k:  -sum_{b in k} W_b T_1 Y_b'  +  sum_{l in k} (G22 Lambda_2 A^{-1})_{kl,kl}
 
-(``W_b``: block ``b`` of ``G21``; ``Y = A^{-1} N = -P21`` there). No ``T_k^{-1}``
-appears, so the gradient is valid on the boundary (singular ``Lambda``). Cost: the
+(``W_b``: block ``b`` of ``G21``; ``Y = A^{-1} N = -P21`` there). With intercepts
+only and stored pairs the pair sums are inner products of ``A^{-1}`` with
+``Theta K(v) Theta`` at the targets of the Schur operator (one more product with
+``B``; :func:`_logdet_blocks_intercepts`), so ``Y`` and ``P11`` are not formed.
+No ``T_k^{-1}`` appears, so the gradient is valid on the boundary (singular
+``Lambda``). Cost: the
 factorization, ``dpotri`` on the Schur factor (``2 Q2^3 / 3``) and ``O(sum_l nnz_l^2 +
 Q2^2 r)``: value and gradient together cost about 3.5 values (InstEval: ~65 ms
 against ~18 ms). It pays off with a quasi-Newton optimizer: from theta = 1, L-BFGS-B
@@ -45,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .factor import CrossedFactor, lambda2
-from .inverse import SelectedInverse, selected_inverse
+from .inverse import SelectedInverse, schur_inverse_lower, selected_inverse
 from .modes import back_solve
 from .system import CrossedSystem
 from .theta import theta_index
@@ -67,6 +71,60 @@ class CrossedGradient:
     dctc: np.ndarray
 
 
+def _g22_lambda_ainv(system: CrossedSystem, factor: CrossedFactor,
+                     ainv_lower: np.ndarray) -> np.ndarray:
+    """``sum_{i in k} (G22 Lambda_2 A^{-1})_ii`` per factor of the dense part, intercepts
+    only: the sum over G22's nonzeros ``(i, m)`` of ``G22_im theta_m A^{-1}_mi``
+    (``A^{-1}`` only where ``G22`` is not zero, from its lower half)."""
+    rows, cols, values, flat = system.g22_entries()
+    owner = system.dense_owner()
+    theta = np.array([factor.factors[k][0, 0] for k in system.rest])[owner]
+    terms = values * theta[cols] * ainv_lower.reshape(-1, order="F")[flat]
+    return np.bincount(owner[rows], weights=terms, minlength=len(system.rest))
+
+
+def _logdet_blocks_intercepts(system: CrossedSystem, factor: CrossedFactor,
+                              ainv_lower: np.ndarray) -> dict:
+    """:func:`_logdet_blocks` for intercepts only and stored pairs, from ``A^{-1}`` at
+    the targets of ``B`` (no ``N``, ``Y`` or ``P11``).
+
+    With ``K(v) = sum_l v_l g_l g_l'`` (``g_l``: column ``l`` of ``G21``; ``B v`` is its
+    lower triangle at the targets), ``K1_l = theta_1 / C11_l`` and
+    ``Theta = diag(theta_k(i))`` over the dense rows, the terms of
+    :func:`_logdet_blocks` that run over the pairs are
+
+        sum_{e in k} W_e Y_e = sum_{i in k} sum_j (K(K1) Theta)_ij A^{-1}_ij     (R_k)
+        sum_l D_l sum_{e in l} N_e Y_e = <Theta K(D K1^2) Theta, A^{-1}>
+
+    so that ``out_1 = theta_1 (sum_l D_l / C11_l + <Theta K(D K1^2) Theta, A^{-1}>)
+    - sum_k theta_k R_k`` and ``out_k = (G22 Lambda_2 A^{-1})_k - theta_1 R_k``:
+    one more product with ``B`` and sums over its targets.
+    """
+    theta1 = float(factor.factors[system.first][0, 0])
+    d = system.d[:, 0, 0]
+    k1 = factor.k1[:, 0, 0]
+    c11_inv = 1.0 / (1.0 + theta1 * theta1 * d)
+    k_pair, k_quad = (system.schur @ np.stack([k1, d * k1 * k1], axis=1)).T
+    a_t = ainv_lower.reshape(-1, order="F")[system.schur_target]
+    t_rows, t_cols, off_diag = system.target_rows_cols()
+    owner = system.dense_owner()
+    rest_theta = np.array([factor.factors[k][0, 0] for k in system.rest])
+    theta = rest_theta[owner]
+    th_r, th_c = theta[t_rows], theta[t_cols]
+    both = np.where(off_diag, 2.0, 1.0)  # a target off the diagonal stands for two entries
+    quad = float(np.sum(both * th_r * th_c * k_quad * a_t))
+    term = k_pair * a_t
+    n_rest = len(system.rest)
+    r_k = np.bincount(owner[t_rows], weights=term * th_c, minlength=n_rest)
+    r_k += np.bincount(owner[t_cols], weights=np.where(off_diag, term * th_r, 0.0),
+                       minlength=n_rest)
+    out = {system.first: np.array([[theta1 * (float(d @ c11_inv) + quad) - rest_theta @ r_k]])}
+    g_k = _g22_lambda_ainv(system, factor, ainv_lower)
+    for j, k in enumerate(system.rest):
+        out[k] = np.array([[g_k[j] - theta1 * r_k[j]]])
+    return out
+
+
 def _logdet_blocks(system: CrossedSystem, factor: CrossedFactor, inv: SelectedInverse) -> dict:
     """``sum_l (G Lambda P)_{kl,kl}`` per factor (``t_k x t_k``)."""
     t_1 = factor.factors[system.first]
@@ -75,13 +133,7 @@ def _logdet_blocks(system: CrossedSystem, factor: CrossedFactor, inv: SelectedIn
         return out
     intercepts = all(system.n_terms[k] == 1 for k in system.rest)
     if intercepts:
-        # sum_{i in k} (G22 Lambda_2 A^{-1})_ii = sum over G22's nonzeros (i, m) of
-        # G22_im theta_m A^{-1}_mi: A^{-1} only where G22 is not zero, from its lower half.
-        rows, cols, values, flat = system.g22_entries()
-        owner = np.repeat(np.arange(len(system.rest)), system.rest_levels())
-        theta = np.array([factor.factors[k][0, 0] for k in system.rest])[owner]
-        terms = values * theta[cols] * inv.ainv_lower.reshape(-1, order="F")[flat]
-        per_factor = np.bincount(owner[rows], weights=terms, minlength=len(system.rest))
+        per_factor = _g22_lambda_ainv(system, factor, inv.ainv_lower)
     else:
         glam = np.array(system.g22, order="F", copy=True)
         lambda2(system, factor.factors, glam.T, transpose=True)  # glam <- G22 Lambda_2
@@ -111,8 +163,12 @@ def gradient_pieces(
 
     See the module docstring for the formulas.
     """
-    inv = selected_inverse(system, factor) if inverse is None else inverse
-    blocks = _logdet_blocks(system, factor, inv)
+    if inverse is None and system.intercepts_only and not system.streamed \
+            and system.dense_size:
+        blocks = _logdet_blocks_intercepts(system, factor, schur_inverse_lower(factor.l22))
+    else:
+        inv = selected_inverse(system, factor) if inverse is None else inverse
+        blocks = _logdet_blocks(system, factor, inv)
 
     r = system.n_columns
     sol = back_solve(system, factor, factor.c2, system.h1)

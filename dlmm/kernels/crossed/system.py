@@ -220,12 +220,30 @@ class CrossedSystem:
             self._cache["schur_mirror"] = (offdiag, (t_cols + t_rows * q2)[offdiag])
         return self._cache["schur_mirror"]
 
+    @property
+    def intercepts_only(self) -> bool:
+        """Whether every factor has one term (random intercepts)."""
+        return all(t == 1 for t in self.n_terms)
+
+    def target_rows_cols(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row and column of each target of ``B`` (``row >= col``) and whether it is off
+        the diagonal (cached)."""
+        if "target_rows_cols" not in self._cache:
+            cols, rows = np.divmod(self.schur_target, self.dense_size)
+            self._cache["target_rows_cols"] = (rows, cols, rows != cols)
+        return self._cache["target_rows_cols"]
+
     def target_scale(self, rest_scale: np.ndarray) -> np.ndarray:
         """``s[i] s[j]`` for each target ``(i, j)`` of ``B``, given ``s`` per dense row."""
-        if "target_rows_cols" not in self._cache:
-            self._cache["target_rows_cols"] = np.divmod(self.schur_target, self.dense_size)
-        cols, rows = self._cache["target_rows_cols"]
+        rows, cols, _ = self.target_rows_cols()
         return rest_scale[rows] * rest_scale[cols]
+
+    def dense_owner(self) -> np.ndarray:
+        """For each row of the dense part, its factor's position in :attr:`rest` (cached)."""
+        if "dense_owner" not in self._cache:
+            self._cache["dense_owner"] = np.repeat(
+                np.arange(len(self.rest)), [self.n_levels[k] * self.n_terms[k] for k in self.rest])
+        return self._cache["dense_owner"]
 
     def g22_sparse(self) -> sp.csr_matrix:
         """``G22`` as a sparse matrix (cached): diagonal blocks and the pairs among the
