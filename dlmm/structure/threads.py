@@ -4,27 +4,35 @@ NumPy and SciPy each load their own OpenBLAS, each with a pool of threads that
 spin while they wait for work. On free cores the cubic work of a crossed
 evaluation (``dpotrf`` and ``dpotri`` on the ``Q2 x Q2`` Schur complement) is
 faster on two threads from ``Q2`` of about 600 (measured on the idle 2-core
-machine, the pair of calls: ``Q2`` = 400, 5.0 ms at 1 thread and 4.7 at 2;
-600, 11.4 and 7.0; 1,128 (InstEval), 51 and 38; 5,000, 2.9 s and 1.6 s;
-10,000, 22 s and 11 s; the InstEval fit's optimizer, median of 6, 0.83 s at 1
-thread and 0.68 s at 2). On cores busy with other processes it is the
-opposite: the pools' wake-ups and spinning cost more than the arithmetic they
-share (under a load of about 5, the InstEval fit's 14 evaluations took 9.1-9.7
-s with both pools at 2 threads and 0.74-1.46 s at 1; one evaluation of the
-10^6-row ratings benchmark 4.3-8.3 s at 1 thread, 9.7-14.0 s at 2). The load
-average cannot tell the two apart (the fit's own threads count in it), so
-:class:`DenseThreads` measures: the first evaluation is an untimed warm-up
-(it pays one-off costs: numba's compilation, first touches of memory), the
-second runs on one thread, the third with the libraries' setting, and the
-rest of the fit (and later fits on the same statistics) keeps whichever of
-the two was faster. The warm-up runs on one thread below
-:data:`THREADED_WARMUP_MIN`, where a busy machine's penalty on an untimed
-evaluation would outweigh what threads save on an idle one, and with the
-libraries' setting above it, where one thread would double the largest
-evaluation of all. Below :data:`MEASURED_DENSE_MIN` evaluations run on one
-thread without a trial. Thread counts change LAPACK's rounding in the last
-bits (4e-16 at most over a 3,000 x 3,000 Cholesky factor, measured), not the
-estimates to any digit a fit reports.
+machine, the pair of calls: ``Q2`` = 400, 5.0 ms at 1 thread and 4.7 at 2; 600,
+11.4 and 7.0; 1,128 (InstEval), 51 and 38; 5,000, 2.9 s and 1.6 s; 10,000, 22 s
+and 11 s; the InstEval fit's optimizer, median of 6, 0.83 s at 1 thread and
+0.68 s at 2). On cores busy with other processes it is the opposite: the pools'
+wake-ups and spinning cost more than the arithmetic they share (under a load of
+about 5, the InstEval fit's 14 evaluations took 9.1-9.7 s with both pools at 2
+threads and 0.74-1.46 s at 1; one evaluation of the 10^6-row ratings benchmark
+4.3-8.3 s at 1 thread, 9.7-14.0 s at 2). The load average cannot tell the two
+apart (the fit's own threads count in it), so :class:`DenseThreads` measures:
+the first evaluation is an untimed warm-up (it pays one-off costs: numba's
+compilation, first touches of memory), the second runs on one thread, the third
+with the libraries' setting, and the rest of the fit (and later fits on the
+same statistics) keeps all threads unless one thread was clearly faster
+(:data:`ONE_THREAD_MARGIN`).
+
+In the libraries' setting NumPy's own BLAS (the one its wheel ships, apart from
+SciPy's) stays on one thread: it runs only an evaluation's small products, and
+its idle threads spin for a while after each call, on the core SciPy's LAPACK
+threads then wait for (measured, InstEval from a fresh process, four fits each:
+evaluations after the third took 0.09-0.15 s with NumPy's pool at two threads
+and 0.04-0.07 s with it at one; the optimizer 1.2-1.3 s against 0.60-0.82 s).
+
+The warm-up runs on one thread below :data:`THREADED_WARMUP_MIN`, where a busy
+machine's penalty on an untimed evaluation would outweigh what threads save on
+an idle one, and with the libraries' setting above it, where one thread would
+double the largest evaluation of all. Below :data:`MEASURED_DENSE_MIN`
+evaluations run on one thread without a trial. Thread counts change LAPACK's
+rounding in the last bits (4e-16 at most over a 3,000 x 3,000 Cholesky factor,
+measured), not the estimates to any digit a fit reports.
 
 threadpoolctl sets the limit for the duration of a ``with`` block only, so
 nothing outside the crossed engine changes.
@@ -35,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 #: Order of the dense part (``Q2``) from which the thread count is measured in the
 #: fit's first evaluations; below, one BLAS thread (chosen by measurement).
@@ -44,7 +53,14 @@ MEASURED_DENSE_MIN = 500
 #: libraries' thread setting instead of one thread.
 THREADED_WARMUP_MIN = 2500
 
+#: One thread is kept only when its evaluation took less than this fraction of the one
+#: on all threads: the first evaluation on all threads also wakes the pools (InstEval,
+#: measured: 0.052-0.076 s against 0.040-0.060 s for the later ones), while on busy
+#: cores all threads cost twice as much or more.
+ONE_THREAD_MARGIN = 0.9
+
 _controller = None
+_numpy_own: list[str] | None = None
 
 
 def _blas_controller():
@@ -69,9 +85,41 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
+def numpy_own_blas() -> list[str]:
+    """Paths of the BLAS libraries NumPy ships for itself (in its package directory or
+    the wheel's ``numpy.libs`` beside it): not the one SciPy's LAPACK calls, unless both
+    packages share one system library (which is then not listed)."""
+    global _numpy_own
+    if _numpy_own is not None:
+        return _numpy_own
+    import numpy
+
+    package = Path(numpy.__file__).resolve().parent
+    own = (package, package.parent / "numpy.libs")
+    found = []
+    for lib in _blas_controller().select(user_api="blas").lib_controllers:
+        path = Path(lib.filepath).resolve()
+        if any(folder == path.parent or folder in path.parents for folder in own):
+            found.append(lib.filepath)
+    _numpy_own = found  # loaded with NumPy itself: found once
+    return found
+
+
+@contextlib.contextmanager
+def dense_blas_threads() -> Iterator[None]:
+    """The libraries' thread setting for SciPy's LAPACK, NumPy's own BLAS on one thread."""
+    own = numpy_own_blas()
+    if not own:
+        yield
+        return
+    with _blas_controller().select(filepath=own).limit(limits=1):
+        yield
+
+
 def _blas_setting(setting: str) -> contextlib.AbstractContextManager:
-    """The context of a setting: ``"one"`` BLAS thread, or ``"all"`` (the libraries' own)."""
-    return one_blas_thread() if setting == "one" else contextlib.nullcontext()
+    """The context of a setting: ``"one"`` BLAS thread, or ``"all"`` (the libraries' own
+    for the dense algebra, :func:`dense_blas_threads`)."""
+    return one_blas_thread() if setting == "one" else dense_blas_threads()
 
 
 class DenseThreads:
@@ -121,7 +169,8 @@ class DenseThreads:
         if measured:
             self.seconds[setting] = time.perf_counter() - start
             if len(self.seconds) == 2:
-                self.choice = min(self.seconds, key=self.seconds.__getitem__)
+                faster = self.seconds["one"] < ONE_THREAD_MARGIN * self.seconds["all"]
+                self.choice = "one" if faster else "all"
         self._evaluations += 1
 
     @contextlib.contextmanager

@@ -87,3 +87,35 @@ def test_a_failed_evaluation_is_not_measured(two_threads):
             raise np.linalg.LinAlgError("not positive definite")
     assert choice.seconds == {}
     assert _blas_threads() == two_threads
+
+
+def test_all_threads_keeps_numpys_own_blas_on_one_thread(two_threads):
+    """The libraries' setting gives SciPy's LAPACK its threads and NumPy's own BLAS
+    (a separate library in the wheels) one: its spinning threads would hold the core
+    LAPACK waits for."""
+    from dlmm.structure.threads import dense_blas_threads, numpy_own_blas
+
+    own = numpy_own_blas()
+    with dense_blas_threads():
+        threads = {p["filepath"]: p["num_threads"] for p in threadpool_info()
+                   if p["user_api"] == "blas"}
+    assert all(threads[path] == 1 for path in own)
+    assert all(n == 2 for path, n in threads.items() if path not in own)
+    assert _blas_threads() == two_threads
+
+
+def test_one_thread_kept_only_when_clearly_faster(two_threads):
+    """Within ONE_THREAD_MARGIN of each other the libraries' setting is kept (its first
+    evaluation also wakes the pools); one thread must be clearly faster."""
+    from dlmm.structure.threads import ONE_THREAD_MARGIN
+
+    close = DenseThreads(THREADED_WARMUP_MIN)
+    _run(close, {})
+    _run(close, {1: 0.050})
+    _run(close, {2: 0.050 / (0.5 * (1.0 + ONE_THREAD_MARGIN))})  # one slightly faster
+    assert close.choice == "all"
+    clear = DenseThreads(THREADED_WARMUP_MIN)
+    _run(clear, {})
+    _run(clear, {1: 0.050})
+    _run(clear, {2: 0.050 / (0.5 * ONE_THREAD_MARGIN)})  # one twice as fast
+    assert clear.choice == "one"

@@ -107,17 +107,21 @@ def _logdet_blocks_intercepts(system: CrossedSystem, factor: CrossedFactor,
     k_pair, k_quad = (system.schur @ np.stack([k1, d * k1 * k1], axis=1)).T
     a_t = ainv_lower.reshape(-1, order="F")[system.schur_target]
     t_rows, t_cols, off_diag = system.target_rows_cols()
-    owner = system.dense_owner()
+    both = system.target_multiplicity()  # a target off the diagonal stands for two entries
     rest_theta = np.array([factor.factors[k][0, 0] for k in system.rest])
-    theta = rest_theta[owner]
-    th_r, th_c = theta[t_rows], theta[t_cols]
-    both = np.where(off_diag, 2.0, 1.0)  # a target off the diagonal stands for two entries
-    quad = float(np.sum(both * th_r * th_c * k_quad * a_t))
     term = k_pair * a_t
-    n_rest = len(system.rest)
-    r_k = np.bincount(owner[t_rows], weights=term * th_c, minlength=n_rest)
-    r_k += np.bincount(owner[t_cols], weights=np.where(off_diag, term * th_r, 0.0),
-                       minlength=n_rest)
+    if len(system.rest) == 1:  # one factor in the dense part: Theta is one number
+        quad = float(rest_theta[0] ** 2 * (both @ (k_quad * a_t)))
+        r_k = rest_theta * float(both @ term)
+    else:
+        owner = system.dense_owner()
+        theta = rest_theta[owner]
+        th_r, th_c = theta[t_rows], theta[t_cols]
+        quad = float(np.sum(both * th_r * th_c * k_quad * a_t))
+        n_rest = len(system.rest)
+        r_k = np.bincount(owner[t_rows], weights=term * th_c, minlength=n_rest)
+        r_k += np.bincount(owner[t_cols], weights=np.where(off_diag, term * th_r, 0.0),
+                           minlength=n_rest)
     out = {system.first: np.array([[theta1 * (float(d @ c11_inv) + quad) - rest_theta @ r_k]])}
     g_k = _g22_lambda_ainv(system, factor, ainv_lower)
     for j, k in enumerate(system.rest):

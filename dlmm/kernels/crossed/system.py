@@ -233,6 +233,13 @@ class CrossedSystem:
             self._cache["target_rows_cols"] = (rows, cols, rows != cols)
         return self._cache["target_rows_cols"]
 
+    def target_multiplicity(self) -> np.ndarray:
+        """2 for a target of ``B`` off the diagonal (it stands for two entries of a
+        symmetric matrix), 1 on it (cached)."""
+        if "target_multiplicity" not in self._cache:
+            self._cache["target_multiplicity"] = np.where(self.target_rows_cols()[2], 2.0, 1.0)
+        return self._cache["target_multiplicity"]
+
     def target_scale(self, rest_scale: np.ndarray) -> np.ndarray:
         """``s[i] s[j]`` for each target ``(i, j)`` of ``B``, given ``s`` per dense row."""
         rows, cols, _ = self.target_rows_cols()
