@@ -199,7 +199,8 @@ class CrossedSystem:
 
     def lower_pairs(self) -> tuple[sp.csr_matrix, np.ndarray]:
         """Pairs ``(e, e')`` of row entries at one level of factor 1 with ``e' <= e``
-        (stored path only; made with ``B``).
+        (stored path only; cached, made on first use: the gradient with intercepts only
+        does not need them).
 
         Returns a CSR pattern ``(n_e, n_e)`` (its data to be filled; pair ``p`` is its
         ``p``-th stored entry, in the order of :attr:`pair_target`) and the positions
@@ -208,6 +209,15 @@ class CrossedSystem:
         is ``A``'s product with ``v`` restricted to the pattern of ``G21``: the work of
         the Schur update, not of ``A @ G21``.
         """
+        if "lower_pairs" not in self._cache:
+            n_e = self.entry_level.size
+            b_idx, reps = _lower_pairs(self.entry_level, self.n_levels[self.first])
+            idx_t = np.int32 if max(n_e, b_idx.size) < 2**31 else np.int64
+            pair_ptr = np.concatenate([[0], np.cumsum(reps)]).astype(idx_t)
+            pattern = sp.csr_matrix((np.zeros(b_idx.size), b_idx.astype(idx_t), pair_ptr),
+                                    shape=(n_e, n_e))
+            diagonal = pair_ptr[1:] - 1  # each row's last pair is (e, e)
+            self._cache["lower_pairs"] = (pattern, diagonal)
         return self._cache["lower_pairs"]
 
     def schur_mirror(self) -> tuple[np.ndarray, np.ndarray]:
@@ -276,16 +286,20 @@ def _pair_counts(level: np.ndarray, n_first: int) -> np.ndarray:
     return np.arange(level.size) - (np.cumsum(counts) - counts)[level] + 1
 
 
-def _lower_pairs(level: np.ndarray, n_first: int):
-    """All ``(a, b)`` with ``b <= a`` in the same run of the sorted ``level``; ``reps`` per ``a``.
+def _lower_pairs(level: np.ndarray, n_first: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs ``(a, b)``, ``b <= a``, in the same run of the sorted ``level``:
+    ``b`` of each pair, and ``reps``, the number of pairs of each ``a``.
 
-    ``a`` is ascending (CSR row order) and, within a row, ``b`` is ascending.
+    The pairs run over ``a`` ascending (CSR row order: ``a`` of pair ``p`` is
+    ``np.repeat(arange, reps)[p]``) and, within a row, ``b`` ascending: entry ``a``
+    pairs with ``start(a), ..., a``, ``start(a)`` the first entry of its level.
+    Made by repeats and ranges (sequential passes), not gathers.
     """
     reps = _pair_counts(level, n_first)
-    a_idx = np.repeat(np.arange(level.size), reps)
-    offs = np.arange(a_idx.size) - np.repeat(np.cumsum(reps) - reps, reps)
-    b_idx = a_idx - (reps - 1)[a_idx] + offs
-    return a_idx, b_idx, reps
+    n_pairs = int(reps.sum())
+    first = np.cumsum(reps) - reps  # position of each a's first pair
+    b_idx = np.repeat(np.arange(level.size) - (reps - 1) - first, reps) + np.arange(n_pairs)
+    return b_idx, reps
 
 
 def schur_pair_count(sums: CrossedSums) -> int:
@@ -333,8 +347,7 @@ def _pair_blocks(sums: CrossedSums, j: int, k: int):
 
 
 def _schur_operator(level, row, w, n_first, t1, q2):
-    """``B`` (by column), its targets (ascending), the target of each pair and the
-    pairs' pattern (:meth:`CrossedSystem.lower_pairs`).
+    """``B`` (by column), its targets (ascending) and the target of each pair.
 
     Pair ``p = (a, b)`` (``b <= a``, one level ``l``) adds ``w_a[c] w_b[d] M1_l[c, d]``
     to target ``(row[a], row[b])``. The pairs of a level are consecutive and levels
@@ -342,38 +355,34 @@ def _schur_operator(level, row, w, n_first, t1, q2):
     assembled from its arrays without a sort (with ``t_1 > 1``, a stable sort of the
     pairs' ``t_1^2`` columns).
     """
-    a_idx, b_idx, reps = _lower_pairs(level, n_first)  # rows sorted: row[b] <= row[a]
-    flat = row[b_idx] * q2 + row[a_idx]  # Fortran order: (ra, rb) with ra >= rb
+    b_idx, reps = _lower_pairs(level, n_first)  # rows sorted: row[b] <= row[a]
+    flat = row[b_idx] * q2 + np.repeat(row, reps)  # Fortran order: (ra, rb), ra >= rb
     # distinct targets without a sort: mark them on the dense Q2 x Q2 grid
     seen = np.zeros(q2 * q2, dtype=bool)
     seen[flat] = True
     targets = np.flatnonzero(seen)
     del seen
-    idx_t = np.int32 if max(targets.size, a_idx.size * t1 * t1) < 2**31 else np.int64
-    slot = np.zeros(q2 * q2, dtype=np.intp)  # NumPy's own index type: its fastest gathers
-    slot[targets] = np.arange(targets.size)
-    pair_target = slot[flat]
+    idx_t = np.int32 if max(targets.size, b_idx.size * t1 * t1) < 2**31 else np.int64
+    slot = np.zeros(q2 * q2, dtype=idx_t)
+    slot[targets] = np.arange(targets.size, dtype=idx_t)
+    pair_target = slot[flat].astype(np.intp)  # NumPy's own index type: its fastest gathers
     del slot, flat
     n_cols = n_first * t1 * t1
-    counts = np.bincount(level[a_idx], minlength=n_first)
+    counts = np.bincount(level, weights=reps, minlength=n_first).astype(np.int64)  # per level
     if t1 == 1:
-        vals = w[a_idx, 0] * w[b_idx, 0]
+        w0 = np.ascontiguousarray(w[:, 0])
+        vals = np.repeat(w0, reps) * w0[b_idx]
         rows_b = pair_target.astype(idx_t)
     else:
         cc, dd = np.divmod(np.arange(t1 * t1), t1)
-        vals = (w[a_idx][:, cc] * w[b_idx][:, dd]).ravel()
-        cols = (level[a_idx][:, None] * (t1 * t1) + cc * t1 + dd).ravel()
+        vals = (np.repeat(w, reps, axis=0)[:, cc] * w[b_idx][:, dd]).ravel()
+        cols = (np.repeat(level, reps)[:, None] * (t1 * t1) + cc * t1 + dd).ravel()
         order = np.argsort(cols, kind="stable")
         vals, rows_b = vals[order], np.repeat(pair_target.astype(idx_t), t1 * t1)[order]
         counts = np.repeat(counts, t1 * t1)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(idx_t)
     schur = sp.csc_matrix((vals, rows_b, indptr), shape=(targets.size, n_cols))
-    n_e = level.size
-    pair_ptr = np.concatenate([[0], np.cumsum(reps)]).astype(idx_t)
-    pattern = sp.csr_matrix((np.zeros(b_idx.size), b_idx.astype(idx_t), pair_ptr),
-                            shape=(n_e, n_e))
-    diagonal = pair_ptr[1:] - 1  # each row's last pair is (e, e)
-    return schur, targets, pair_target, (pattern, diagonal)
+    return schur, targets, pair_target
 
 
 def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSystem:
@@ -453,12 +462,9 @@ def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSyst
 
         stream = pair_stream(entry_row, entry_level, l1, q2)
         schur = target = pair_target = None
-        cache = {}
     else:
         stream = None
-        schur, target, pair_target, pairs = _schur_operator(entry_level, entry_row, entry_w,
-                                                            l1, t1, q2)
-        cache = {"lower_pairs": pairs}
+        schur, target, pair_target = _schur_operator(entry_level, entry_row, entry_w, l1, t1, q2)
 
     return CrossedSystem(
         n_levels=list(n_levels),
@@ -481,7 +487,6 @@ def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSyst
         xy_cross=np.array(sums.xy_cross),
         n_rows=float(sums.n_rows),
         stream=stream,
-        _cache=cache,
     )
 
 
