@@ -91,7 +91,7 @@ def schur_inverse(l22: np.ndarray) -> np.ndarray:
 
 def entries_n(system: CrossedSystem, factor: CrossedFactor) -> np.ndarray:
     """``N = Lambda_2' G21 Lambda_1 C11^{-1}`` at the row entries: ``N_b = T_k' W_b K1_l'``."""
-    if system.n_terms[system.first] == 1 and all(system.n_terms[k] == 1 for k in system.rest):
+    if system.intercepts_only:
         # intercepts: N_e = theta_k(e) w_e K1_l(e), one product per entry
         theta = np.repeat([factor.factors[k][0, 0] for k in system.rest], system.rest_levels())
         return (theta[system.entry_row] * factor.k1[system.entry_level, 0, 0]
