@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..progress import data_pass_progress
-from . import cluster, nightly
+from . import cluster, interrupts, nightly
 from .errors import EXIT_NOT_CONVERGED, EXIT_OK
 from .log import event
 from .precheck import check_model_columns
@@ -72,6 +72,7 @@ def run(opts: dict[str, Any]) -> int:
         t_pass = time.perf_counter()
         with _pass_progress(opts) as progress, _cli_option_names():
             model.prepare(client=client, progress=progress)
+        interrupts.checkpoint()  # a Ctrl-C some library swallowed still stops the run
         nobs, n_groups = model.nobs, model.n_groups
         event("data_pass", "data pass: done in %.2f s: %d rows, %d groups",
               time.perf_counter() - t_pass, nobs, n_groups, stage="end", nobs=nobs,
@@ -98,6 +99,7 @@ def run(opts: dict[str, Any]) -> int:
               result.mle_retvals.get("evaluations", 0), level=level,
               converged=bool(result.converged), llf=result.llf, reasons=failures)
         timings = {"cluster": cluster_seconds, "total": time.perf_counter() - t0}
+        interrupts.checkpoint()  # nothing is written after a Ctrl-C
         if opts["output"] is not None:
             sections = {"inputs": nightly.inputs_section(opts, files)}
             if report is not None:

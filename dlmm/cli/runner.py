@@ -3,16 +3,14 @@ command, turn its outcome into the exit code."""
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import traceback
 import warnings
 from collections.abc import Sequence
 
 from ..distributed.faults import ClusterError
 from ..exceptions import InputError
-from . import bench, fit, predict, simulate, summary
+from . import bench, fit, interrupts, predict, simulate, summary
 from .config import fit_options
 from .errors import (
     EXIT_ERROR,
@@ -28,10 +26,6 @@ from .parser import build_parser
 #: The commands other than ``fit`` (which takes its options from fit_options).
 COMMANDS = {"summary": summary.run, "simulate": simulate.run, "predict": predict.run,
             "bench": bench.run}
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,9 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = bool(getattr(args, "verbose", False))
     restore = None
     old_showwarning = warnings.showwarning
-    old_sigterm = None
-    if threading.current_thread() is threading.main_thread():
-        old_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+    restore_signals = interrupts.install()
     try:
         if args.command == "fit":
             opts = fit_options(args)
@@ -98,7 +90,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         warnings.showwarning = old_showwarning
-        if old_sigterm is not None:
-            signal.signal(signal.SIGTERM, old_sigterm)
+        restore_signals()
         if restore is not None:
             restore()

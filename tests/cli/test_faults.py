@@ -115,10 +115,33 @@ def many_partitions(tmp_path_factory) -> Path:
     return out
 
 
+#: Starts ``python -m dlmm.cli ARGS`` as a terminal starts a foreground job: SIGINT and
+#: SIGTERM at their defaults and not blocked, whatever this test process inherited or
+#: was left with by earlier tests (a child keeps ignored and blocked signals).
+_AS_FROM_A_TERMINAL = (
+    "import os, signal, sys\n"
+    "for sig in (signal.SIGINT, signal.SIGTERM):\n"
+    "    signal.signal(sig, signal.SIG_DFL)\n"
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'dlmm.cli', *sys.argv[1:]])\n"
+)
+
+
 def _popen_fit(data, *extra, env=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dlmm.cli", *_fit_args(data, *extra)],
+    return subprocess.Popen([sys.executable, "-c", _AS_FROM_A_TERMINAL,
+                             *_fit_args(data, *extra)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, env=env)
+
+
+def _signal_state(pid: int) -> str:
+    """The process's ignored, blocked and caught signal masks (``/proc``), for messages."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as exc:
+        return f"no /proc status: {exc}"
+    return " ".join(ln.replace("\t", "") for ln in lines
+                    if ln.startswith(("SigBlk", "SigIgn", "SigCgt")))
 
 
 def test_lost_scheduler_is_said_in_one_line(many_partitions, tmp_path):
@@ -176,6 +199,7 @@ def test_ctrl_c_is_one_line(many_partitions, tmp_path):
         assert stderr.wait_for("data pass: reading", 120), stderr.lines
         time.sleep(0.5)
         before = len(stderr.lines)
+        state = _signal_state(fit.pid)
         os.killpg(fit.pid, signal.SIGINT)  # as a terminal does: the whole process group
         sent = time.monotonic()
         code = fit.wait(timeout=60)
@@ -184,7 +208,7 @@ def test_ctrl_c_is_one_line(many_partitions, tmp_path):
     finally:
         _stop(fit)
     after = [ln for ln in stderr.lines[before:] if "data pass:" not in ln]
-    assert code == 130, "\n".join(stderr.lines)
+    assert code == 130, "\n".join([f"signals before the Ctrl-C: {state}", *stderr.lines])
     assert after == ["dlmm: error: interrupted"], "\n".join(stderr.lines)
     assert elapsed < 30, elapsed
     _no_output(tmp_path)

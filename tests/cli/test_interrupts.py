@@ -1,0 +1,76 @@
+"""A Ctrl-C that code in the run catches still stops ``dlmm fit`` before it writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dlmm import cli
+from dlmm.cli import cluster, interrupts
+from dlmm.model import MixedLM
+
+
+@pytest.fixture
+def data(tmp_path):
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"y": rng.normal(size=60), "x1": rng.normal(size=60),
+                          "g": np.repeat(np.arange(12), 5)})
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame.to_parquet(folder / "part-0.parquet")
+    return folder
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """No cluster: the fit reads the Parquet files in this process."""
+    @contextlib.contextmanager
+    def connected(opts):
+        yield None, {"kind": "test", "address": "none", "workers": 0, "threads": 0}
+
+    monkeypatch.setattr(cluster, "connected", connected)
+
+
+@pytest.mark.parametrize(("signum", "code", "line"), [
+    (signal.SIGINT, 130, "dlmm: error: interrupted"),
+    (signal.SIGTERM, 143, "dlmm: error: terminated (SIGTERM)"),
+])
+def test_a_swallowed_signal_still_stops_the_run_before_output(data, tmp_path, in_process,
+                                                              monkeypatch, capsys, signum,
+                                                              code, line):
+    prepare = MixedLM.prepare
+    swallowed = []
+
+    def prepare_swallowing(self, *args, **kwargs):
+        try:
+            os.kill(os.getpid(), signum)  # a real signal, as a terminal or batch system sends
+        except BaseException as exc:  # a library's broad except around its own work
+            swallowed.append(type(exc).__name__)
+        return prepare(self, *args, **kwargs)
+
+    monkeypatch.setattr(MixedLM, "prepare", prepare_swallowing)
+    out = tmp_path / "out"
+    result = cli.main(["fit", str(data), "--formula", "y ~ x1", "-g", "g", "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert swallowed == ["KeyboardInterrupt" if signum == signal.SIGINT else "Terminated"]
+    assert result == code, err
+    assert err[-1] == line, err
+    assert not out.exists()
+
+
+def test_handlers_are_restored_and_nothing_is_remembered_after_a_run():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    restore = interrupts.install()
+    assert signal.getsignal(signal.SIGINT) is not before[0]
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.checkpoint()
+    restore()
+    interrupts.checkpoint()  # forgotten: no exception
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
