@@ -6,8 +6,10 @@ recorded. Code the run calls may catch such an exception and go on (a broad
 ``except`` around a library's own work, or an error raised in its place, as
 pyarrow turns a signal into ``ArrowCancelled``): the run then still stops at its
 next :func:`checkpoint`, before the fit and before anything is written, so an
-interrupted run never writes results. Seen once in CI: a Ctrl-C 0.5 s into a
-data pass on a loaded machine was lost and the fit wrote its outputs.
+interrupted run never writes results.
+
+A SIGINT ignored from the start (a shell's background job) stays ignored, as
+Python leaves it: such a run is stopped by SIGTERM, not by a terminal's Ctrl-C.
 """
 
 from __future__ import annotations

@@ -122,6 +122,12 @@ def _blas_setting(setting: str) -> contextlib.AbstractContextManager:
     return one_blas_thread() if setting == "one" else dense_blas_threads()
 
 
+def choose(seconds: dict[str, float]) -> str:
+    """``"one"`` if the evaluation on one thread took less than
+    :data:`ONE_THREAD_MARGIN` of the one on all threads, else ``"all"``."""
+    return "one" if seconds["one"] < ONE_THREAD_MARGIN * seconds["all"] else "all"
+
+
 class DenseThreads:
     """The BLAS thread choice of one crossed system's evaluations, made in its first
     three (see the module docstring).
@@ -169,8 +175,7 @@ class DenseThreads:
         if measured:
             self.seconds[setting] = time.perf_counter() - start
             if len(self.seconds) == 2:
-                faster = self.seconds["one"] < ONE_THREAD_MARGIN * self.seconds["all"]
-                self.choice = "one" if faster else "all"
+                self.choice = choose(self.seconds)
         self._evaluations += 1
 
     @contextlib.contextmanager

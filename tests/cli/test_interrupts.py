@@ -26,6 +26,15 @@ def data(tmp_path):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def sigint_at_default():
+    """Python's own Ctrl-C handler for the test, as a terminal's foreground job has it,
+    whatever this process inherited (a background job of a shell ignores SIGINT)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 @pytest.fixture
 def in_process(monkeypatch):
     """No cluster: the fit reads the Parquet files in this process."""
@@ -74,3 +83,16 @@ def test_handlers_are_restored_and_nothing_is_remembered_after_a_run():
     restore()
     interrupts.checkpoint()  # forgotten: no exception
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_sigint_ignored_from_the_start_stays_ignored():
+    """As Python itself does, and as POSIX shells start background jobs (a terminal's
+    Ctrl-C is not theirs); SIGTERM is handled either way."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    restore = interrupts.install()
+    try:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

@@ -104,18 +104,13 @@ def test_all_threads_keeps_numpys_own_blas_on_one_thread(two_threads):
     assert _blas_threads() == two_threads
 
 
-def test_one_thread_kept_only_when_clearly_faster(two_threads):
+def test_one_thread_kept_only_when_clearly_faster():
     """Within ONE_THREAD_MARGIN of each other the libraries' setting is kept (its first
     evaluation also wakes the pools); one thread must be clearly faster."""
-    from dlmm.structure.threads import ONE_THREAD_MARGIN
+    from dlmm.structure.threads import ONE_THREAD_MARGIN, choose
 
-    close = DenseThreads(THREADED_WARMUP_MIN)
-    _run(close, {})
-    _run(close, {1: 0.050})
-    _run(close, {2: 0.050 / (0.5 * (1.0 + ONE_THREAD_MARGIN))})  # one slightly faster
-    assert close.choice == "all"
-    clear = DenseThreads(THREADED_WARMUP_MIN)
-    _run(clear, {})
-    _run(clear, {1: 0.050})
-    _run(clear, {2: 0.050 / (0.5 * ONE_THREAD_MARGIN)})  # one twice as fast
-    assert clear.choice == "one"
+    assert choose({"one": 0.050, "all": 0.050}) == "all"
+    assert choose({"one": 0.050, "all": 0.050 / ONE_THREAD_MARGIN * 0.99}) == "all"
+    assert choose({"one": 0.050, "all": 0.050 / ONE_THREAD_MARGIN * 1.01}) == "one"
+    assert choose({"one": 0.050, "all": 0.100}) == "one"
+    assert choose({"one": 0.100, "all": 0.050}) == "all"
