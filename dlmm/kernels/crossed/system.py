@@ -23,8 +23,9 @@ that work each step, chosen once here by the number of pairs:
 
 * stored (up to :data:`STORED_PAIRS_MAX` pairs): ``B`` is built once, by
   column (a level of factor 1 owns consecutive pairs, so no sort), and each step
-  is one sparse mat-vec and a scatter into the lower triangle (fastest; ~28 bytes
-  per pair held with the pairs' pattern for the selected inverse, ~50 while built);
+  is one sparse mat-vec and a scatter into the lower triangle (fastest; measured
+  on InstEval, ~17 bytes per pair held and ~32 while built, and 12 more once the
+  pairs' pattern for the conditional variances is made);
 * streamed (more pairs): only index arrays over the row entries are kept
   (:class:`~.streamed.PairStream`, ``O(nnz(G21))``) and compiled loops walk the
   pairs again each step (:mod:`.streamed`), so the driver's memory no longer
@@ -224,10 +225,10 @@ class CrossedSystem:
         """Rows of ``B`` off the diagonal and the flat index (Fortran order) of their
         upper-triangle mirror (cached): for a dense part whose ``Lambda_2`` mixes terms."""
         if "schur_mirror" not in self._cache:
-            q2 = self.dense_size
-            t_rows, t_cols = self.schur_target % q2, self.schur_target // q2
-            offdiag = np.flatnonzero(t_rows != t_cols)
-            self._cache["schur_mirror"] = (offdiag, (t_cols + t_rows * q2)[offdiag])
+            t_rows, t_cols, off_diag = self.target_rows_cols()
+            offdiag = np.flatnonzero(off_diag)
+            self._cache["schur_mirror"] = (
+                offdiag, (t_cols + t_rows * self.dense_size)[offdiag])
         return self._cache["schur_mirror"]
 
     @property
