@@ -80,6 +80,12 @@ def rest_factors(system: CrossedSystem, factors: list) -> list:
     return [factors[k] for k in system.rest]
 
 
+def dense_theta(system: CrossedSystem, factors: list) -> np.ndarray:
+    """``theta_k`` of each row of the dense part (intercepts only: ``Lambda_2`` is this
+    diagonal)."""
+    return np.array([factors[k][0, 0] for k in system.rest])[system.dense_owner()]
+
+
 def lambda2(system: CrossedSystem, factors: list, dense: np.ndarray, transpose: bool) -> None:
     """In place ``dense <- Lambda_2' dense`` (``transpose``) or ``Lambda_2 dense`` (rows)."""
     apply_lambda_rows(
@@ -112,7 +118,7 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray) -> np
     q2 = system.dense_size
     rest = rest_factors(system, factors)
     intercepts = all(t.shape[0] == 1 for t in rest)
-    scale = np.repeat([t[0, 0] for t in rest], system.rest_levels()) if intercepts else None
+    scale = dense_theta(system, factors) if intercepts else None
     if system.streamed:
         from .streamed import mirror_lower, schur_update
 

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .factor import CrossedFactor, lambda2
+from .factor import CrossedFactor, dense_theta, lambda2
 from .inverse import SelectedInverse, schur_inverse_lower, selected_inverse
 from .modes import back_solve
 from .system import CrossedSystem
@@ -78,7 +78,7 @@ def _g22_lambda_ainv(system: CrossedSystem, factor: CrossedFactor,
     (``A^{-1}`` only where ``G22`` is not zero, from its lower half)."""
     rows, cols, values, flat = system.g22_entries()
     owner = system.dense_owner()
-    theta = np.array([factor.factors[k][0, 0] for k in system.rest])[owner]
+    theta = dense_theta(system, factor.factors)
     terms = values * theta[cols] * ainv_lower.reshape(-1, order="F")[flat]
     return np.bincount(owner[rows], weights=terms, minlength=len(system.rest))
 
@@ -115,7 +115,7 @@ def _logdet_blocks_intercepts(system: CrossedSystem, factor: CrossedFactor,
         r_k = rest_theta * float(both @ term)
     else:
         owner = system.dense_owner()
-        theta = rest_theta[owner]
+        theta = dense_theta(system, factor.factors)
         th_r, th_c = theta[t_rows], theta[t_cols]
         quad = float(np.sum(both * th_r * th_c * k_quad * a_t))
         n_rest = len(system.rest)

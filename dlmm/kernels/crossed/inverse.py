@@ -28,7 +28,7 @@ import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
 
 from ._blocks import batched_inverse
-from .factor import CrossedFactor
+from .factor import CrossedFactor, dense_theta
 from .system import CrossedSystem
 
 
@@ -93,7 +93,7 @@ def entries_n(system: CrossedSystem, factor: CrossedFactor) -> np.ndarray:
     """``N = Lambda_2' G21 Lambda_1 C11^{-1}`` at the row entries: ``N_b = T_k' W_b K1_l'``."""
     if system.intercepts_only:
         # intercepts: N_e = theta_k(e) w_e K1_l(e), one product per entry
-        theta = np.repeat([factor.factors[k][0, 0] for k in system.rest], system.rest_levels())
+        theta = dense_theta(system, factor.factors)
         return (theta[system.entry_row] * factor.k1[system.entry_level, 0, 0]
                 * system.entry_w[:, 0])[:, None]
     n_e = np.zeros_like(system.entry_w)
