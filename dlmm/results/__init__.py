@@ -8,8 +8,10 @@
 ``profile``     profile likelihoods (statsmodels' ``profile_re``, lme4's intervals).
 ``compare``     likelihood-ratio tests between fits, lme4's ``anova`` of several.
 ``summary``     statsmodels' summary layout, text and HTML.
-``plotting``    caterpillar and optimization-trace plots (matplotlib, optional).
-``diagnostics`` residual, QQ and profile plots (lme4's ``plot``, ``qqmath``, ``xyplot``).
+``plotting``    the plots' conventions (a Figure, constrained layout, grids); caterpillar
+                and optimization-trace plots (matplotlib, optional).
+``diagnostics`` residual and QQ plots (lme4's ``plot``, ``qqmath``).
+``profile_plot`` profile zeta plots in lme4's grid (``xyplot(profile(fit))``).
 ``varcorr``     lme4's ``VarCorr`` and ``coef``.
 ``satterthwaite`` lmerTest's Satterthwaite degrees of freedom.
 ``simulate_refit`` lme4's ``simulate``, ``refit`` and ``update``.

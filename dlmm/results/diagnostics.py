@@ -5,12 +5,11 @@
   ``resid / sigma`` (``qqnorm(resid(fit))``);
 * :func:`random_effects_qq`: one normal QQ panel per random effect (or variance
   component), the predicted effects against normal quantiles with their
-  ``1 - alpha`` intervals (lme4's ``qqmath(ranef(fit))``);
-* :func:`profile_plot`: one panel per parameter, the signed square root of the
-  ML profile deviance ``zeta = sign(v - v_hat) sqrt(2 (llf_hat - llf_profile(v)))``
-  against the parameter (lme4's ``xyplot(profile(fit))``), from
-  :class:`dlmm.results.profile.ProfileLikelihood`; a straight line means the
-  Wald interval is the profile one.
+  ``1 - alpha`` intervals (lme4's ``qqmath(ranef(fit))``).
+
+Each returns the matplotlib Figure (the conventions of
+:mod:`dlmm.results.plotting`). The profile zeta plots (lme4's
+``xyplot(profile(fit))``) are in :mod:`dlmm.results.profile_plot`.
 
 Residuals of a Dask fit are computed on the workers, chunk by chunk, by the
 map the fitted values use (``statistics.map_rows``); each chunk keeps a random
@@ -26,7 +25,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..exceptions import InputError
-from .plotting import component_sample, effects_sample, pyplot
+from .plotting import component_sample, effects_sample, new_figure
 from .prediction import predict_chunk, response_of
 from .varcorr import lme4_re_names
 
@@ -71,18 +70,17 @@ def _shown(sample: pd.DataFrame) -> str:
 
 def residual_plot(result, max_points: int = SAMPLE_ROWS, seed: int = 0, ax=None):
     """Residuals against fitted values (a sample of at most ``max_points`` rows),
-    with the zero line. Returns the Axes."""
-    plt = pyplot()
+    with the zero line. Returns the Figure (the one holding ``ax`` when given)."""
     sample = residual_sample(result, max_points, seed)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
+        ax = new_figure(figsize=(6, 4))[1][0][0]
     ax.scatter(sample["fitted"], sample["resid"], s=8, alpha=0.6, color="tab:blue",
                label="rows")
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_xlabel("fitted values")
     ax.set_ylabel("residuals")
     ax.set_title(f"residuals vs fitted ({_shown(sample)})")
-    return ax
+    return ax.get_figure()
 
 
 def normal_quantiles(n: int) -> np.ndarray:
@@ -94,13 +92,13 @@ def normal_quantiles(n: int) -> np.ndarray:
 
 def residual_qq(result, max_points: int = SAMPLE_ROWS, seed: int = 0, ax=None):
     """Normal QQ plot of ``resid / sqrt(scale)`` (a sample of at most ``max_points``
-    rows) with the line ``y = x``. Returns the Axes."""
-    plt = pyplot()
+    rows) with the line ``y = x``. Returns the Figure (the one holding ``ax`` when
+    given)."""
     sample = residual_sample(result, max_points, seed)
     z = np.sort(sample["resid"].to_numpy() / np.sqrt(result.scale))
     q = normal_quantiles(z.size)
     if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax = new_figure(figsize=(4.5, 4.5))[1][0][0]
     ax.scatter(q, z, s=8, color="tab:blue", label="standardized residuals")
     lim = [min(q.min(), z.min()), max(q.max(), z.max())]
     ax.plot(lim, lim, color="grey", linewidth=0.8, label="y = x")
@@ -108,7 +106,7 @@ def residual_qq(result, max_points: int = SAMPLE_ROWS, seed: int = 0, ax=None):
     ax.set_ylabel("standardized residuals")
     ax.set_title(f"normal QQ of residuals ({_shown(sample)})")
     ax.legend(loc="upper left")
-    return ax
+    return ax.get_figure()
 
 
 def _effect_panels(result, max_groups: int, seed: int):
@@ -132,9 +130,8 @@ def random_effects_qq(result, max_groups: int = 2000, alpha: float = 0.05, seed:
     """One normal QQ panel per random effect: the sorted predicted effects against
     normal quantiles, each with its ``1 - alpha`` interval (``+- z`` conditional
     SDs); at most ``max_groups`` groups, a random sample. Returns the Figure."""
-    plt = pyplot()
     panels = _effect_panels(result, max_groups, seed)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 4), squeeze=False)
+    fig, axes = new_figure(1, len(panels), figsize=(3.8 * len(panels), 4))
     crit = sps.norm.ppf(1 - alpha / 2)
     for ax, (title, effect, se, n_total) in zip(axes[0], panels):
         order = np.argsort(effect, kind="stable")
@@ -146,84 +143,4 @@ def random_effects_qq(result, max_groups: int = 2000, alpha: float = 0.05, seed:
         ax.set_title(f"{title} ({shown} groups)")
         ax.set_xlabel("predicted random effect")
     axes[0][0].set_ylabel("standard normal quantiles")
-    fig.tight_layout()
-    return fig
-
-
-def profile_points(prof, kind: str, index: tuple, zeta_max: float = 2.6,
-                   max_steps: int = 12) -> np.ndarray:
-    """``(value, zeta)`` along one parameter's profile, walked out from the ML
-    estimate on both sides until ``|zeta| >= zeta_max`` (or a bound)."""
-    est = prof.estimate(kind, index)
-    bounds = {"re_sd": (0.0, np.inf), "vc_sd": (0.0, np.inf), "sigma": (0.0, np.inf),
-              "re_cor": (-1.0, 1.0), "fe": (-np.inf, np.inf)}[kind]
-    points = [(est, 0.0)]
-    for direction in (-1.0, 1.0):
-        start, v, step = prof.theta_hat.copy(), est, 0.4 * prof._step(kind, index, est)
-        for _ in range(max_steps):
-            v_next = v + direction * step
-            if not bounds[0] < v_next < bounds[1]:
-                break
-            theta, llf = prof.profile_llf(kind, index, v_next, start)
-            zeta = direction * np.sqrt(max(0.0, 2.0 * (prof.llf_hat - llf)))
-            points.append((v_next, zeta))
-            start, v, step = theta, v_next, step * 1.3
-            if abs(zeta) >= zeta_max:
-                break
-    return np.asarray(sorted(points))
-
-
-def lme4_profile_name(result, kind: str, index: tuple, name: str) -> str:
-    """lme4's name of a profiled parameter: ``sd_(Intercept)|Subject``,
-    ``cor_Days.(Intercept)|Subject``, ``sd_(Intercept)|cask:batch``, ``sigma``; a
-    fixed effect keeps its name."""
-    from .varcorr import varcorr
-
-    re_names = lme4_re_names(result)
-    if kind == "re_sd":
-        return f"sd_{re_names[index[0]]}|{result.group_name}"
-    if kind == "re_cor":
-        i, j = index
-        return f"cor_{re_names[i]}.{re_names[j]}|{result.group_name}"
-    if kind == "vc_sd":
-        groups = varcorr(result)["Groups"].iloc[result.k_re + index[0]]
-        return f"sd_(Intercept)|{groups}"
-    if kind == "sigma":
-        return "sigma"
-    return name
-
-
-def profile_plot(result, parameters: list[str] | None = None, alpha: float = 0.05,
-                 zeta_max: float = 2.6):
-    """lme4's ``xyplot(profile(fit))``: one panel per parameter (``parameters``, by
-    the names of :meth:`~dlmm.results.MixedLMResults.profile_conf_int`; default
-    all; panels titled with lme4's names, :func:`lme4_profile_name`), zeta
-    against the parameter with the ``1 - alpha`` limits ``+- z``
-    (where the panel's curve crosses them is the profile interval). Returns the
-    Figure."""
-    from .profile import ProfileLikelihood
-
-    plt = pyplot()
-    prof = ProfileLikelihood(result)
-    every = prof.parameters()
-    if parameters is not None:
-        known = {name for name, _, _ in every}
-        unknown = [p for p in parameters if p not in known]
-        if unknown:
-            raise InputError(f"no parameter named {unknown[0]!r} to profile (have "
-                             f"{', '.join(n for n, _, _ in every)})")
-        every = [p for p in every if p[0] in parameters]
-    crit = sps.norm.ppf(1 - alpha / 2)
-    fig, axes = plt.subplots(1, len(every), figsize=(3.2 * len(every), 3.4), squeeze=False)
-    for ax, (name, kind, index) in zip(axes[0], every):
-        pts = profile_points(prof, kind, index, zeta_max)
-        ax.plot(pts[:, 0], pts[:, 1], "o-", markersize=3, color="tab:blue")
-        for level in (-crit, crit):
-            ax.axhline(level, color="grey", linewidth=0.7, linestyle="--")
-        ax.axvline(prof.estimate(kind, index), color="grey", linewidth=0.7)
-        title = lme4_profile_name(result, kind, index, name)
-        ax.set_title(title)
-        ax.set_xlabel(title)
-    axes[0][0].set_ylabel("zeta")
-    fig.tight_layout()
     return fig

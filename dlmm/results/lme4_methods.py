@@ -80,28 +80,30 @@ class Lme4Methods:
         return update(self, formula, **changes)
 
     def plot_residuals(self, **kwargs):
-        """Residuals against fitted values, lme4's ``plot(fit)`` (see
-        :func:`dlmm.results.diagnostics.residual_plot`)."""
+        """Residuals against fitted values, lme4's ``plot(fit)``; returns the matplotlib
+        Figure (see :func:`dlmm.results.diagnostics.residual_plot`)."""
         from .diagnostics import residual_plot
 
         return residual_plot(self, **kwargs)
 
     def plot_qq(self, **kwargs):
-        """Normal QQ plot of the residuals (see :func:`dlmm.results.diagnostics.residual_qq`)."""
+        """Normal QQ plot of the residuals; returns the matplotlib Figure (see
+        :func:`dlmm.results.diagnostics.residual_qq`)."""
         from .diagnostics import residual_qq
 
         return residual_qq(self, **kwargs)
 
     def plot_random_effects_qq(self, **kwargs):
-        """Normal QQ plots of the predicted random effects, lme4's ``qqmath(ranef)``
-        (see :func:`dlmm.results.diagnostics.random_effects_qq`)."""
+        """Normal QQ plots of the predicted random effects, lme4's ``qqmath(ranef)``;
+        returns the matplotlib Figure (see
+        :func:`dlmm.results.diagnostics.random_effects_qq`)."""
         from .diagnostics import random_effects_qq
 
         return random_effects_qq(self, **kwargs)
 
     def plot_profile(self, **kwargs):
-        """Profile zeta plots, lme4's ``xyplot(profile(fit))`` (see
-        :func:`dlmm.results.diagnostics.profile_plot`)."""
-        from .diagnostics import profile_plot
+        """Profile zeta plots, lme4's ``xyplot(profile(fit))``, in a grid; returns the
+        matplotlib Figure (see :func:`dlmm.results.profile_plot.profile_plot`)."""
+        from .profile_plot import profile_plot
 
         return profile_plot(self, **kwargs)

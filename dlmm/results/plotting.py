@@ -1,4 +1,14 @@
-"""Plots of a fit (matplotlib, the optional ``plot`` extra).
+"""Plots of a fit (matplotlib, the optional ``plot`` extra), and the conventions
+every plot of dlmm follows.
+
+Every plot function (and every ``plot_*`` method of a result) returns the
+matplotlib ``Figure`` (one convention: ``fig.savefig(path)``, ``fig.axes``
+for the panels; a Figure's ``.figure`` is itself, so code written for an
+Axes' ``ax.figure.savefig`` keeps working). Figures use matplotlib's
+constrained layout (:func:`new_figure`), so no title, label, tick label or
+legend is cut off at the figure's edge; several panels are laid out in a grid
+of at most ``ceil(sqrt(n))`` columns (:func:`grid_shape`), as lattice does
+for lme4's panel plots.
 
 * :func:`caterpillar`: lme4's ``dotplot(ranef(fit))``. One panel per random
   effect, side by side, the groups in one shared order (by the first effect)
@@ -15,11 +25,13 @@
   trial points (rejected steps, line-search and difference evaluations) as
   separate markers; the gradient norm on a log axis; a legend.
 
-The diagnostic plots (residuals, QQ, profiles) are in :mod:`dlmm.results.diagnostics`.
+The diagnostic plots (residuals, QQ) are in :mod:`dlmm.results.diagnostics`,
+the profile zeta plots in :mod:`dlmm.results.profile_plot`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -35,6 +47,23 @@ def pyplot():
     except ImportError:
         raise InputError("plots need matplotlib: pip install 'dlmm[plot]'") from None
     return plt
+
+
+def grid_shape(n_panels: int) -> tuple[int, int]:
+    """(rows, columns) of a grid of ``n_panels`` panels: ``ceil(sqrt(n))`` columns
+    and as many rows as needed (1 -> 1x1, 2 -> 1x2, 3-4 -> 2x2, 5-6 -> 2x3, 7-9 -> 3x3),
+    so the figure stays about as tall as it is wide."""
+    columns = max(1, math.ceil(math.sqrt(n_panels)))
+    return math.ceil(n_panels / columns), columns
+
+
+def new_figure(rows: int = 1, columns: int = 1, figsize: tuple[float, float] = (6.5, 4.0),
+               **kwargs):
+    """A pyplot Figure with a ``rows x columns`` array of Axes (never squeezed), in
+    constrained layout (decorations are kept inside the figure). Returns (fig, axes)."""
+    plt = pyplot()
+    return plt.subplots(rows, columns, figsize=figsize, squeeze=False, layout="constrained",
+                        **kwargs)
 
 
 def _at_most(table, max_rows: int, seed: int):
@@ -111,15 +140,20 @@ def caterpillar(result, effect: str | None = None, max_groups: int = 200,
     """Caterpillar plot of the predicted random effects (see the module docstring):
     every random effect, or only ``effect`` (its lme4 or statsmodels name).
 
-    Returns the matplotlib Figure (``fig.axes``: one panel per effect).
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per effect in ``fig.axes`` (side by side, as lme4's
+        ``dotplot``), titled with the effect's lme4 name; the figure's title and
+        the group axis name the grouping factor (e.g. ``Subject``).
     """
-    plt = pyplot()
     panels, n_total = _panels(result, effect, max_groups, seed)
+    grouped = bool(result.exog_re_names)
     n_rows = max(len(p[1]) for p in panels)
     show_labels = n_rows <= max_labels
-    height = max(3.0, (0.17 if show_labels else 0.03) * n_rows + 1.5)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1, height),
-                             squeeze=False, sharey=result.exog_re_names != [])
+    height = max(3.0, (0.17 if show_labels else 0.03) * n_rows + 1.6)
+    fig, axes = new_figure(1, len(panels), figsize=(3.4 * len(panels) + 0.8, height),
+                           sharey=grouped)
     z = sps.norm.ppf(1 - alpha / 2)
     for ax, (title, values, se, labels, order) in zip(axes[0], panels):
         y = np.arange(len(order))
@@ -134,8 +168,12 @@ def caterpillar(result, effect: str | None = None, max_groups: int = 200,
         else:
             ax.set_yticks([])
     shown = f"{n_rows} of {n_total} groups" if n_total > n_rows else f"{n_total} groups"
-    fig.suptitle(f"predicted random effects, {100 * (1 - alpha):g}% intervals ({shown})")
-    fig.tight_layout()
+    intervals = f"{100 * (1 - alpha):g}% intervals"
+    if grouped:
+        axes[0][0].set_ylabel(result.group_name)
+        fig.suptitle(f"{result.group_name}: predicted random effects, {intervals} ({shown})")
+    else:
+        fig.suptitle(f"predicted random effects, {intervals} ({shown})")
     return fig
 
 
@@ -149,14 +187,20 @@ def accepted_path(llf: np.ndarray) -> np.ndarray:
 
 def optimization_trace(result, ax=None):
     """llf per evaluation (accepted path and rejected trial points) on the left
-    axis, the gradient norm (log) on the right, with a legend. Returns the Axes."""
-    plt = pyplot()
+    axis, the gradient norm (log) on the right, with a legend.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The new figure (constrained layout: the right axis' label stays inside),
+        or the one holding ``ax`` when given.
+    """
     log = result.optimization_log
     if log is None or not log.entries:
         raise InputError("this result has no optimization log")
     frame = log.to_frame()
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 3.8))
+        ax = new_figure(figsize=(6.5, 3.8))[1][0][0]
     evaluation = frame["evaluation"].to_numpy()
     llf = frame["llf"].to_numpy(dtype=float)
     keep = accepted_path(llf)
@@ -178,4 +222,4 @@ def optimization_trace(result, ax=None):
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize=8)
     ax.set_title(f"optimization: {len(frame)} evaluations, final llf {result.llf:.6g}")
-    return ax
+    return ax.get_figure()

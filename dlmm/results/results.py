@@ -447,13 +447,15 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
     # -- plots -------------------------------------------------------------------
 
     def plot_random_effects(self, effect: str | None = None, **kwargs):
-        """Caterpillar plot of the random effects (:func:`dlmm.results.plotting.caterpillar`)."""
+        """Caterpillar plot of the random effects, lme4's ``dotplot(ranef(fit))``; returns
+        the matplotlib Figure (see :func:`dlmm.results.plotting.caterpillar`)."""
         from .plotting import caterpillar
 
         return caterpillar(self, effect=effect, **kwargs)
 
     def plot_optimization(self, **kwargs):
-        """llf and gradient norm per evaluation (see :func:`dlmm.plotting.optimization_trace`)."""
+        """llf and gradient norm per evaluation; returns the matplotlib Figure (see
+        :func:`dlmm.results.plotting.optimization_trace`)."""
         from .plotting import optimization_trace
 
         return optimization_trace(self, **kwargs)

@@ -21,14 +21,15 @@ def result():
 
 
 def test_residuals_against_fitted(result, tmp_path):
-    ax = result.plot_residuals()
-    ax.figure.savefig(tmp_path / "resid.png")
+    fig = result.plot_residuals()
+    fig.savefig(tmp_path / "resid.png")
+    (ax,) = fig.axes
     points = ax.collections[0].get_offsets()
     assert points.shape == (180, 2)
     np.testing.assert_allclose(np.sort(points[:, 1]), np.sort(result.resid.to_numpy()))
     np.testing.assert_allclose(np.sort(points[:, 0]), np.sort(result.fittedvalues.to_numpy()))
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("fitted values", "residuals")
-    small = result.plot_residuals(max_points=40)
+    (small,) = result.plot_residuals(max_points=40).axes
     assert small.collections[0].get_offsets().shape == (40, 2)
     assert "40 of 180 rows" in small.get_title()
 
@@ -46,8 +47,9 @@ def test_normal_quantiles_are_rs_ppoints():
 
 
 def test_residual_qq(result, tmp_path):
-    ax = result.plot_qq()
-    ax.figure.savefig(tmp_path / "qq.png")
+    fig = result.plot_qq()
+    fig.savefig(tmp_path / "qq.png")
+    (ax,) = fig.axes
     points = ax.collections[0].get_offsets()
     np.testing.assert_allclose(points[:, 0], normal_quantiles(180))
     np.testing.assert_allclose(points[:, 1],
@@ -70,8 +72,10 @@ def test_profile_plot(tmp_path):
     result = fit_sleepstudy(re_formula="1")
     fig = result.plot_profile(parameters=["Subject SD", "Residual SD", "Days"])
     fig.savefig(tmp_path / "profile.png")
-    titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["sd_(Intercept)|Subject", "sigma", "Days"]
+    # lme4's strips (.sig01, .sigma, Days), the axes saying what they are
+    assert [ax.get_title() for ax in fig.axes] == [r"$\sigma_{1}$", r"$\sigma$", "Days"]
+    assert [ax.get_xlabel() for ax in fig.axes] == ["sd (Intercept) | Subject", "residual sd",
+                                                    "fixed effect"]
     days = fig.axes[2].lines[0]
     x, zeta = days.get_xdata(), days.get_ydata()
     assert np.all(np.diff(x) > 0) and np.all(np.diff(zeta) > 0) and zeta.min() < -2 < 2 < \
