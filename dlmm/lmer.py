@@ -103,6 +103,9 @@ def lmer(formula: str, data, REML: bool = True, fit: bool = True,  # noqa: N803
     """
     if "reml" in kwargs:
         raise InputError("lmer takes lme4's REML=True/False, not reml=")
+    if "offset" in kwargs:
+        raise InputError("lmer: offset= is not supported; fit the response minus the offset "
+                         "(a new column) instead")
     if not isinstance(REML, (bool, np.bool_)):
         raise InputError(f"REML must be True or False, got {REML!r}")
     model_options = {k: kwargs.pop(k) for k in _MODEL_OPTIONS if k in kwargs}
