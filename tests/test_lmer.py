@@ -55,17 +55,37 @@ def test_fit_matches_lme4(fits, name):
 
 @pytest.mark.parametrize("name", sorted(LMER_CASES))
 def test_varcorr_is_lme4s_table(fits, name):
-    # lme4 numbers a factor's second block "Subject.1"; dlmm keeps the factor's name
-    expected = {(re.sub(r"\.\d+$", "", row["grp"]), row["var1"] or "", row["var2"] or ""):
-                row["vcov"] for row in LMER_CASES[name]["varcorr"]}
+    # lme4's rows in lme4's order, with its names ("Subject.1" for a factor's second term)
+    expected = [(row["grp"], row["var1"] or "", row["var2"] or "", row["vcov"])
+                for row in LMER_CASES[name]["varcorr"]]
     table = fits[name].varcorr(long=True)
-    got = {(g, v1, v2): v for g, v1, v2, v in
-           table[["grp", "var1", "var2", "vcov"]].itertuples(index=False)}
-    assert set(got) == set(expected)
-    for key, value in expected.items():
-        assert got[key] == pytest.approx(value, rel=1e-4), key
+    got = list(table[["grp", "var1", "var2", "vcov"]].itertuples(index=False, name=None))
+    assert [g[:3] for g in got] == [e[:3] for e in expected]
+    for g, e in zip(got, expected):
+        assert g[3] == pytest.approx(e[3], rel=1e-4), e
     resid = table.set_index("grp").loc["Residual"]
     assert resid["sdcor"] == pytest.approx(np.sqrt(resid["vcov"]), rel=1e-12)
+    wide = fits[name].varcorr()
+    assert list(zip(wide["Groups"], wide["Name"])) == [(e[0], e[1]) for e in expected]
+
+
+def test_an_uncorrelated_slope_is_labelled_as_lme4_prints_it(fits):
+    # lme4 1.1-31, print(VarCorr(lmer(Reaction ~ Days + (Days || Subject), sleepstudy))):
+    #  Groups    Name        Std.Dev.
+    #  Subject   (Intercept) 25.051
+    #  Subject.1 Days         5.988
+    #  Residual              25.565
+    result = fits["sleepstudy_uncorrelated_reml"]
+    table = result.varcorr()
+    assert table["Groups"].tolist() == ["Subject", "Subject.1", "Residual"]
+    assert table["Name"].tolist() == ["(Intercept)", "Days", ""]
+    np.testing.assert_allclose(table["Std.Dev."], [25.051, 5.988, 25.565], atol=6e-4)
+    lines = str(result.summary()).split("Random effects (lme4's VarCorr):\n")[1].splitlines()
+    assert [line.split()[:2] for line in lines[1:4]] == [
+        ["Subject", "(Intercept)"], ["Subject.1", "Days"], ["Residual", "653.6"]]
+    html = result.summary()._repr_html_()
+    assert "<td>Subject.1</td>" in html and "Days:Subject" not in html
+    assert result.varcorr(long=True)["grp"].tolist() == ["Subject", "Subject.1", "Residual"]
 
 
 @pytest.mark.parametrize("name, vc_names", [

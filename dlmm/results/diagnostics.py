@@ -175,9 +175,9 @@ def profile_points(prof, kind: str, index: tuple, zeta_max: float = 2.6,
 
 def lme4_profile_name(result, kind: str, index: tuple, name: str) -> str:
     """lme4's name of a profiled parameter: ``sd_(Intercept)|Subject``,
-    ``cor_Days.(Intercept)|Subject``, ``sd_(Intercept)|cask:batch``, ``sigma``; a
-    fixed effect keeps its name."""
-    from .varcorr import varcorr
+    ``cor_Days.(Intercept)|Subject``, ``sd_(Intercept)|cask:batch``, ``sd_Days|Subject``
+    (the slope of ``(Days || Subject)``), ``sigma``; a fixed effect keeps its name."""
+    from .varcorr import component_label
 
     re_names = lme4_re_names(result)
     if kind == "re_sd":
@@ -186,8 +186,8 @@ def lme4_profile_name(result, kind: str, index: tuple, name: str) -> str:
         i, j = index
         return f"cor_{re_names[i]}.{re_names[j]}|{result.group_name}"
     if kind == "vc_sd":
-        groups = varcorr(result)["Groups"].iloc[result.k_re + index[0]]
-        return f"sd_(Intercept)|{groups}"
+        groups, effect = component_label(result, index[0])
+        return f"sd_{effect}|{groups}"
     if kind == "sigma":
         return "sigma"
     return name
