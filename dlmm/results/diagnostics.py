@@ -177,7 +177,7 @@ def lme4_profile_name(result, kind: str, index: tuple, name: str) -> str:
     """lme4's name of a profiled parameter: ``sd_(Intercept)|Subject``,
     ``cor_Days.(Intercept)|Subject``, ``sd_(Intercept)|cask:batch``, ``sd_Days|Subject``
     (the slope of ``(Days || Subject)``), ``sigma``; a fixed effect keeps its name."""
-    from .varcorr import component_label
+    from .varcorr import profile_label
 
     re_names = lme4_re_names(result)
     if kind == "re_sd":
@@ -186,8 +186,7 @@ def lme4_profile_name(result, kind: str, index: tuple, name: str) -> str:
         i, j = index
         return f"cor_{re_names[i]}.{re_names[j]}|{result.group_name}"
     if kind == "vc_sd":
-        groups, effect = component_label(result, index[0])
-        return f"sd_{effect}|{groups}"
+        return f"sd_{profile_label(result, index[0])}"
     if kind == "sigma":
         return "sigma"
     return name

@@ -99,29 +99,43 @@ def _indicator_groups(name: str, factors: list, group: str | None) -> str:
 
 def component_label(result, k: int) -> tuple[str, str]:
     """lme4's (Groups, Name) of variance component ``k``, before names shared by
-    several terms are made unique (lme4's profile names, ``sd_Days|Subject``, use
-    these): see the module docstring."""
+    several terms are made unique: see the module docstring. A component lme4
+    has no term for (arrays, several columns sharing one variance) keeps its own
+    name, with its formula (or nothing) as Name."""
+    return _component_label(result, k)[:2]
+
+
+def profile_label(result, k: int) -> str:
+    """lme4's ``Name|Groups`` of variance component ``k`` in profile names
+    (``sd_Days|Subject``: lme4 names them by the term's factor, not made unique);
+    ``(Intercept)|name`` for a component lme4 has no term for."""
+    groups, name, known = _component_label(result, k)
+    return f"{name}|{groups}" if known else f"{INTERCEPT}|{groups}"
+
+
+def _component_label(result, k: int) -> tuple[str, str, bool]:
+    """(Groups, Name, whether lme4 has such a term) of variance component ``k``."""
     name = result.vc_names[k]
     spec = getattr(result.model, "spec", None)
     formula = (getattr(spec, "vc_formula", None) or {}).get(name)
     if formula is None:
-        return name, ""
+        return name, "", False
     body = " ".join(str(formula).split()).lstrip("~").strip()
     group = None if result.n_groups <= 1 else str(result.group_name)
     columns = _component_columns(result, name)
     if body in ("1", "1 + 0", "0 + 1"):
-        return str(result.group_name), INTERCEPT
+        return str(result.group_name), INTERCEPT, True
     factor = indicator_factor(body)
     interaction = _INTERACTION.match(body)
     if factor is not None and columns != [factor]:  # not one numeric column: indicators
-        return _indicator_groups(name, [factor], group), INTERCEPT
+        return _indicator_groups(name, [factor], group), INTERCEPT, True
     if interaction is not None:
         factors = re.findall(r"C\(\s*([^\W\d][\w.]*|`[^`]+`)\s*\)", body)
-        return _indicator_groups(name, [f.strip("`") for f in factors], group), INTERCEPT
+        return _indicator_groups(name, [f.strip("`") for f in factors], group), INTERCEPT, True
     if columns is not None and len(columns) == 1:  # a slope: lme4's (0 + x | g)
         _, bar, factor_name = name.rpartition("|")
-        return (factor_name if bar else str(result.group_name)), str(columns[0])
-    return name, str(formula)
+        return (factor_name if bar else str(result.group_name)), str(columns[0]), True
+    return name, str(formula), False
 
 
 @dataclass(frozen=True)
