@@ -77,7 +77,10 @@ def lmer(formula: str, data, REML: bool = True, fit: bool = True,  # noqa: N803
         Fixed effects and random-effect terms, as lme4: ``(x | g)`` correlated
         intercept and slope per level of ``g``, ``(0 + x | g)`` no intercept,
         ``(x || g)`` uncorrelated, ``(1 | g1/g2)`` nested, ``(1 | g1:g2)`` per
-        level of the interaction, ``(1 | s) + (1 | d)`` crossed.
+        level of the interaction, ``(1 | s) + (1 | d)`` crossed. A grouping
+        column is a name of any alphabet (``élève``, ``my.group``) or any name
+        in backticks (``"`my g`"``). R's ``^`` inside a call is a power
+        (``I(x^2)``, as lme4); ``offset()`` is not supported.
     data : pandas.DataFrame, dask DataFrame, or Parquet path(s) / URL
     REML : bool
         REML (lme4's default) or ML.
@@ -93,16 +96,20 @@ def lmer(formula: str, data, REML: bool = True, fit: bool = True,  # noqa: N803
     MixedLMResults, or MixedLM with ``fit=False``
         Variance components are named as lme4's ``VarCorr`` groups
         (``"plate"``, ``"cask:batch"``, ``"dept:service"``; ``"x|g"`` for an
-        uncorrelated slope); see ``result.varcorr()``.
+        uncorrelated slope); ``result.varcorr()`` prints lme4's table
+        (``Subject.1  Days`` for the slope of ``(Days || Subject)``).
 
     Raises
     ------
     InputError
         A term the engines cannot fit (the message names it and says what is
-        supported), or ``reml=`` given instead of lme4's ``REML=``.
+        supported), an offset, or ``reml=`` given instead of lme4's ``REML=``.
     """
     if "reml" in kwargs:
         raise InputError("lmer takes lme4's REML=True/False, not reml=")
+    if "offset" in kwargs:
+        raise InputError("lmer: offset= is not supported; fit the response minus the offset "
+                         "(a new column) instead")
     if not isinstance(REML, (bool, np.bool_)):
         raise InputError(f"REML must be True or False, got {REML!r}")
     model_options = {k: kwargs.pop(k) for k in _MODEL_OPTIONS if k in kwargs}

@@ -55,17 +55,37 @@ def test_fit_matches_lme4(fits, name):
 
 @pytest.mark.parametrize("name", sorted(LMER_CASES))
 def test_varcorr_is_lme4s_table(fits, name):
-    # lme4 numbers a factor's second block "Subject.1"; dlmm keeps the factor's name
-    expected = {(re.sub(r"\.\d+$", "", row["grp"]), row["var1"] or "", row["var2"] or ""):
-                row["vcov"] for row in LMER_CASES[name]["varcorr"]}
+    # lme4's rows in lme4's order, with its names ("Subject.1" for a factor's second term)
+    expected = [(row["grp"], row["var1"] or "", row["var2"] or "", row["vcov"])
+                for row in LMER_CASES[name]["varcorr"]]
     table = fits[name].varcorr(long=True)
-    got = {(g, v1, v2): v for g, v1, v2, v in
-           table[["grp", "var1", "var2", "vcov"]].itertuples(index=False)}
-    assert set(got) == set(expected)
-    for key, value in expected.items():
-        assert got[key] == pytest.approx(value, rel=1e-4), key
+    got = list(table[["grp", "var1", "var2", "vcov"]].itertuples(index=False, name=None))
+    assert [g[:3] for g in got] == [e[:3] for e in expected]
+    for g, e in zip(got, expected):
+        assert g[3] == pytest.approx(e[3], rel=1e-4), e
     resid = table.set_index("grp").loc["Residual"]
     assert resid["sdcor"] == pytest.approx(np.sqrt(resid["vcov"]), rel=1e-12)
+    wide = fits[name].varcorr()
+    assert list(zip(wide["Groups"], wide["Name"])) == [(e[0], e[1]) for e in expected]
+
+
+def test_an_uncorrelated_slope_is_labelled_as_lme4_prints_it(fits):
+    # lme4 1.1-31, print(VarCorr(lmer(Reaction ~ Days + (Days || Subject), sleepstudy))):
+    #  Groups    Name        Std.Dev.
+    #  Subject   (Intercept) 25.051
+    #  Subject.1 Days         5.988
+    #  Residual              25.565
+    result = fits["sleepstudy_uncorrelated_reml"]
+    table = result.varcorr()
+    assert table["Groups"].tolist() == ["Subject", "Subject.1", "Residual"]
+    assert table["Name"].tolist() == ["(Intercept)", "Days", ""]
+    np.testing.assert_allclose(table["Std.Dev."], [25.051, 5.988, 25.565], atol=6e-4)
+    lines = str(result.summary()).split("Random effects (lme4's VarCorr):\n")[1].splitlines()
+    assert [line.split()[:2] for line in lines[1:4]] == [
+        ["Subject", "(Intercept)"], ["Subject.1", "Days"], ["Residual", "653.6"]]
+    html = result.summary()._repr_html_()
+    assert "<td>Subject.1</td>" in html and "Days:Subject" not in html
+    assert result.varcorr(long=True)["grp"].tolist() == ["Subject", "Subject.1", "Residual"]
 
 
 @pytest.mark.parametrize("name, vc_names", [
@@ -200,3 +220,81 @@ def test_an_unfittable_term_is_refused_before_any_work():
         dlmm.lmer("y ~ service + (service | s) + (1 | d)", data)
     with pytest.raises(InputError, match="grouping column 'lecturer' is not in the data"):
         dlmm.lmer("y ~ service + (1 | s) + (1 | lecturer)", data)
+
+
+# -- grouping columns by any name, offsets, R's arithmetic (issue 21 item 11) ----------
+
+#: a column name each: another alphabet, another script, one with a space (backticks)
+ODD_NAMES = [("élève", "élève"), ("グループ", "グループ"), ("my g", "`my g`")]
+
+
+@pytest.mark.parametrize("column, written", ODD_NAMES)
+def test_a_grouping_column_of_any_name_fits_as_mixedlm_and_statsmodels(column, written):
+    import statsmodels.formula.api as smf
+
+    data = reference_data("sleepstudy.csv").rename(columns={"Subject": column})
+    result = dlmm.lmer(f"Reaction ~ Days + (Days | {written})", data)
+    same = dlmm.mixedlm("Reaction ~ Days", data, groups=column, re_formula="~Days").fit()
+    sm = smf.mixedlm("Reaction ~ Days", data, groups=data[column], re_formula="~Days").fit(
+        reml=True, method=["lbfgs"])
+    assert result.converged and result.group_name == column
+    for other in (same, sm):
+        assert result.llf == pytest.approx(other.llf, rel=1e-8)
+        np.testing.assert_allclose(result.fe_params.to_numpy(), other.fe_params.to_numpy(),
+                                   rtol=1e-5)
+        np.testing.assert_allclose(result.cov_re.to_numpy(), np.asarray(other.cov_re),
+                                   rtol=1e-4)
+    assert list(result.varcorr()["Groups"]) == [column, column, "Residual"]
+
+
+@pytest.mark.parametrize("column, written", ODD_NAMES)
+def test_crossed_and_nested_factors_of_any_name_match_lme4(column, written):
+    # lme4's own fits of the same models, with the columns under their usual names
+    penicillin = reference_data("penicillin.csv").rename(columns={"plate": column})
+    crossed = dlmm.lmer(f"diameter ~ 1 + (1 | {written}) + (1 | sample)", penicillin,
+                        REML=False)
+    lme4 = LMER_CASES["penicillin_ml"]
+    _check_llf(crossed, lme4["llf"])
+    assert crossed.engine == "crossed"
+    assert dict(zip(crossed.vc_names, crossed.vcomp)) == pytest.approx(
+        {column: _vcov(lme4, "plate"), "sample": _vcov(lme4, "sample")}, rel=1e-4)
+    pastes = reference_data("pastes.csv").rename(columns={"cask": column})
+    nested = dlmm.lmer(f"strength ~ 1 + (1 | batch/{written})", pastes)
+    lme4 = LMER_CASES["pastes_slash_reml"]
+    _check_llf(nested, lme4["llf"])
+    assert dict(zip(nested.vc_names, nested.vcomp)) == pytest.approx(
+        {f"{column}:batch": _vcov(lme4, "cask:batch")}, rel=1e-4)
+    assert nested.cov_re.iloc[0, 0] == pytest.approx(_vcov(lme4, "batch"), rel=1e-4)
+
+
+def _vcov(case: dict, group: str) -> float:
+    return next(row["vcov"] for row in case["varcorr"] if row["grp"] == group)
+
+
+@pytest.mark.parametrize("formula, kwargs", [
+    ("Reaction ~ Days + offset(Days) + (1 | Subject)", {}),
+    ("Reaction ~ Days + (1 + offset(Days) | Subject)", {}),
+    ("Reaction ~ Days + (1 | Subject)", {"offset": "Days"}),
+])
+def test_an_offset_is_refused_in_one_line(formula, kwargs):
+    with pytest.raises(InputError) as info:
+        dlmm.lmer(formula, reference_data("sleepstudy.csv"), **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and "offset" in message and "not supported" in message
+    assert "response minus the offset" in message
+
+
+def test_r_powers_inside_a_call_are_powers_as_in_lme4():
+    # R's I(Days^2) is Days squared (Python's ^ is exclusive or): checked against
+    # statsmodels given the squared column itself
+    import statsmodels.formula.api as smf
+
+    data = reference_data("sleepstudy.csv")
+    result = dlmm.lmer("Reaction ~ Days + I(Days^2) + (1 | Subject)", data)
+    squared = data.assign(Days2=data["Days"] ** 2)
+    sm = smf.mixedlm("Reaction ~ Days + Days2", squared, groups=squared["Subject"]).fit(
+        reml=True)
+    assert list(result.fe_params.index) == ["Intercept", "Days", "I(Days ** 2)"]
+    np.testing.assert_allclose(result.fe_params.to_numpy(), sm.fe_params.to_numpy(),
+                               rtol=1e-5)
+    assert result.llf == pytest.approx(sm.llf, rel=1e-8)

@@ -34,6 +34,24 @@ def lrtest(restricted, full) -> LRTestResult:
     effects differ (the REML likelihoods are of different data, as lme4 says);
     refit both with ``reml=False``. A variance tested at zero lies on the
     boundary, where this p-value is conservative (about twice the exact one).
+
+    Parameters
+    ----------
+    restricted : MixedLMResults
+        The fit with fewer parameters.
+    full : MixedLMResults
+        The fit with more, on the same rows.
+
+    Returns
+    -------
+    LRTestResult
+        ``statistic``, ``df`` and ``pvalue`` (also unpacked as a tuple).
+
+    Raises
+    ------
+    InputError
+        One REML and one ML fit, REML fits with different fixed effects, fits of
+        different rows, or ``full`` without more parameters than ``restricted``.
     """
     if restricted.reml != full.reml:
         raise InputError("lrtest needs two REML fits or two ML fits, got one of each")

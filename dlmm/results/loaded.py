@@ -44,7 +44,19 @@ def _engine_of(spec, n_groups: int) -> str:
 
 def load_result(path: str | os.PathLike):
     """Read a result folder written by :meth:`MixedLMResults.save` or ``dlmm fit -o``,
-    or a URL (``s3://bucket/prefix``) where one was published (:mod:`dlmm.io.store`)."""
+    or a URL (``s3://bucket/prefix``) where one was published (:mod:`dlmm.io.store`).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The folder, or its URL.
+
+    Returns
+    -------
+    MixedLMResults
+        Every estimate as saved, bit for bit; it prints its summary, gives its
+        random effects and predicts.
+    """
     state, re_table, vc_table = read_saved(path)
     names = state["names"]
     est = state["estimates"]

@@ -35,7 +35,7 @@ from scipy import stats as sps
 
 from ..exceptions import InputError
 from .plotting import grid_shape, new_figure
-from .varcorr import FIXED_INTERCEPTS, INTERCEPT, lme4_re_names, varcorr
+from .varcorr import FIXED_INTERCEPTS, INTERCEPT, component_label, lme4_re_names
 
 #: inches per panel (width, height) of the profile grid
 PANEL_SIZE = (2.9, 2.6)
@@ -72,7 +72,6 @@ def profile_labels(result, parameters: list[tuple[str, str, tuple]]) -> list[tup
     docstring): ``($\\sigma_{1}$, "sd (Intercept) | Subject")``,
     ``($\\sigma$, "residual sd")``, ``("(Intercept)", "fixed effect")``."""
     re_names = lme4_re_names(result)
-    groups = varcorr(result)
     out, number = [], 0
     for name, kind, index in parameters:
         if kind in ("re_sd", "re_cor", "vc_sd"):
@@ -84,8 +83,8 @@ def profile_labels(result, parameters: list[tuple[str, str, tuple]]) -> list[tup
                 i, j = index
                 axis = f"cor {re_names[j]}, {re_names[i]} | {result.group_name}"
             else:
-                row = groups.iloc[result.k_re + index[0]]
-                axis = f"sd {row['Name'] or INTERCEPT} | {row['Groups']}"
+                group, effect = component_label(result, index[0])
+                axis = f"sd {effect or INTERCEPT} | {group}"
         elif kind == "sigma":
             strip, axis = r"$\sigma$", "residual sd"
         else:

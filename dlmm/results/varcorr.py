@@ -11,13 +11,28 @@ the effects before it), one per variance component, then the residual::
 
 Standard deviations are ``sqrt(diag(cov_re))``, correlations
 ``cov_re[i, j] / (sd_i sd_j)``, a component's ``sqrt(vcomp_k)`` and the
-residual's ``sqrt(scale)``. A random intercept is named ``(Intercept)`` (as
-lme4; statsmodels names it after the group column). A variance component
-that is one factor's indicators (``0 + C(f)``) is lme4's ``(1 | f)``, named
-``f`` for a crossed fit (one group) and ``f:group`` when nested in the group.
+residual's ``sqrt(scale)``. Each block is named as lme4 names its term
+(:func:`component_label`): a random intercept ``(Intercept)`` (statsmodels
+names it after the group column); a component that is one factor's
+indicators (``0 + C(f)``) lme4's ``(1 | f)``, Groups ``f`` in a crossed fit
+(one group) and ``f:group`` when nested in the group (or the component's own
+name where it is already lme4's, as ``dlmm.lmer`` names them); a component of
+one numeric column (``0 + x``, ``dlmm.lmer``'s ``"x|g"`` of ``(x || g)``)
+lme4's ``(0 + x | g)``, Groups ``g`` and Name ``x``; a component ``1`` the
+group's intercept.
+
+The terms are in lme4's order: lme4 sorts them by decreasing number of levels
+when a later one has more (``rev(order(nl))``, which also reverses terms of
+equal levels), so nested factors come before the group's own terms, and
+crossed factors by their levels. A fit does not keep the order the terms were
+written in: the group's own terms are taken as lme4's ``||`` writes them, the
+intercept first. Where several terms share a factor (``(Days || Subject)``),
+lme4 makes the names unique as R's ``make.names(unique = TRUE)``: ``Subject``,
+``Subject.1``; :func:`lme4_group_names` does the same.
 
 :func:`varcorr_long` is lme4's ``as.data.frame(VarCorr(fit))``: one row per
-variance and covariance (``grp``, ``var1``, ``var2``, ``vcov``, ``sdcor``).
+variance and covariance (``grp``, ``var1``, ``var2``, ``vcov``, ``sdcor``),
+with the same names and order.
 
 :func:`coefficients` is lme4's ``coef``: per group, the fixed effects plus the
 group's predicted random effects, column by column (a random effect without
@@ -25,6 +40,9 @@ a fixed counterpart adds its own column, with fixed part 0).
 """
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -34,6 +52,14 @@ from ..spec.crossed import indicator_factor
 
 INTERCEPT = "(Intercept)"
 FIXED_INTERCEPTS = ("Intercept", "const", INTERCEPT)
+
+_COLUMN = r"\s*C\(\s*([^\W\d][\w.]*|`[^`]+`)\s*\)\s*"
+#: ``0 + C(h):C(s)``: the indicators of an interaction of factors
+_INTERACTION = re.compile(r"^(?:0|-\s*1)\s*\+" + _COLUMN + r"(?::" + _COLUMN + r")+$")
+#: R's reserved words, which ``make.names`` follows with a dot
+_R_RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE",
+               "FALSE", "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_",
+               "NA_character_", "NA_complex_", "in"}
 
 
 def is_random_intercept(result, index: int) -> bool:
@@ -49,40 +75,173 @@ def lme4_re_names(result) -> list[str]:
             for i, name in enumerate(result.exog_re_names)]
 
 
-def _component_label(result, k: int) -> tuple[str, str]:
-    """(Groups, Name) of variance component ``k``."""
+def _component_columns(result, name: str) -> list | None:
+    spec = getattr(result.model, "spec", None)
+    names, columns = getattr(spec, "vc_names", None), getattr(spec, "vc_column_names", None)
+    if not names or columns is None or len(columns) != len(names):
+        return None
+    return list(dict(zip(names, columns)).get(name, [])) or None
+
+
+def _indicator_groups(name: str, factors: list, group: str | None) -> str:
+    """lme4's name of the factor whose indicators a component is: its own ``name``
+    where that is one already (``dlmm.lmer``'s ``"cask:batch"``, and ``"dept:service"``
+    of its added column ``dept_service``), else ``f:group`` (``f`` in a crossed fit)."""
+    parts = name.split(":")
+    if len(parts) > 1:
+        if set(parts) == set(factors) | ({group} if group is not None else set()):
+            return name
+        if len(factors) == 1 and re.fullmatch(re.escape("_".join(parts)) + r"(?:_\d+)?",
+                                              factors[0]):
+            return name
+    return ":".join([*reversed(factors), *([group] if group is not None else [])])
+
+
+def component_label(result, k: int) -> tuple[str, str]:
+    """lme4's (Groups, Name) of variance component ``k``, before names shared by
+    several terms are made unique: see the module docstring. A component lme4
+    has no term for (arrays, several columns sharing one variance) keeps its own
+    name, with its formula (or nothing) as Name."""
+    return _component_label(result, k)[:2]
+
+
+def profile_label(result, k: int) -> str:
+    """lme4's ``Name|Groups`` of variance component ``k`` in profile names
+    (``sd_Days|Subject``: lme4 names them by the term's factor, not made unique);
+    ``(Intercept)|name`` for a component lme4 has no term for."""
+    groups, name, known = _component_label(result, k)
+    return f"{name}|{groups}" if known else f"{INTERCEPT}|{groups}"
+
+
+def _component_label(result, k: int) -> tuple[str, str, bool]:
+    """(Groups, Name, whether lme4 has such a term) of variance component ``k``."""
     name = result.vc_names[k]
     spec = getattr(result.model, "spec", None)
-    formula = None if spec is None else (getattr(spec, "vc_formula", None) or {}).get(name)
-    factor = None if formula is None else indicator_factor(formula)
-    if factor is None:
-        return name, "" if formula is None else str(formula)
-    one_group = result.n_groups <= 1
-    return (factor if one_group else f"{factor}:{result.group_name}"), INTERCEPT
+    formula = (getattr(spec, "vc_formula", None) or {}).get(name)
+    if formula is None:
+        return name, "", False
+    body = " ".join(str(formula).split()).lstrip("~").strip()
+    group = None if result.n_groups <= 1 else str(result.group_name)
+    columns = _component_columns(result, name)
+    if body in ("1", "1 + 0", "0 + 1"):
+        return str(result.group_name), INTERCEPT, True
+    factor = indicator_factor(body)
+    interaction = _INTERACTION.match(body)
+    if factor is not None and columns != [factor]:  # not one numeric column: indicators
+        return _indicator_groups(name, [factor], group), INTERCEPT, True
+    if interaction is not None:
+        factors = re.findall(r"C\(\s*([^\W\d][\w.]*|`[^`]+`)\s*\)", body)
+        return _indicator_groups(name, [f.strip("`") for f in factors], group), INTERCEPT, True
+    if columns is not None and len(columns) == 1:  # a slope: lme4's (0 + x | g)
+        _, bar, factor_name = name.rpartition("|")
+        return (factor_name if bar else str(result.group_name)), str(columns[0]), True
+    return name, str(formula), False
+
+
+@dataclass(frozen=True)
+class _Term:
+    """One lme4 random-effect term of a fit: its factor, effects and covariance."""
+
+    factor: str
+    names: tuple
+    cov: np.ndarray
+    kind: str  # "own" (the group's), "nested", "crossed" or "other"
+    levels: int | None = None
+
+
+def _terms(result) -> list[_Term]:
+    """The fit's random-effect terms in lme4's order (see the module docstring)."""
+    group = str(result.group_name)
+    grouped = result.n_groups > 1
+    own, others = [], []
+    cov = np.asarray(result.cov_re, dtype=float)
+    if cov.size:
+        own.append(_Term(group, tuple(lme4_re_names(result)), cov, "own",
+                         result.n_groups))
+    for k, v in enumerate(np.asarray(result.vcomp, dtype=float)):
+        factor, name = component_label(result, k)
+        term = np.array([[v]])
+        columns = _component_columns(result, result.vc_names[k])
+        if factor == group and grouped:
+            own.append(_Term(factor, (name,), term, "own", result.n_groups))
+        elif name == INTERCEPT and grouped:
+            others.append(_Term(factor, (name,), term, "nested"))
+        elif name == INTERCEPT and columns is not None:
+            others.append(_Term(factor, (name,), term, "crossed", len(columns)))
+        else:
+            others.append(_Term(factor, (name,), term, "other"))
+    # the group's terms as lme4 writes (x || g): (1 | g) first
+    own.sort(key=lambda t: INTERCEPT not in t.names)
+    written = own + others
+    levels = [t.levels for t in written]
+    if any(t.kind == "other" for t in written) or not written:
+        return written
+    if any(t.kind == "nested" for t in written):  # more levels than the group
+        return others + own[::-1]
+    if all(n is not None for n in levels) and any(np.diff(levels) > 0):
+        ascending = sorted(range(len(written)), key=lambda i: levels[i])  # stable, as R
+        return [written[i] for i in ascending[::-1]]
+    return written
+
+
+def _r_name(name: str) -> str:
+    """R's ``make.names`` of one name: other characters become ``.``, an ``X`` before a
+    name not starting with a letter (or a dot and no digit), a dot after a reserved word."""
+    out = "".join(ch if ch.isalnum() or ch in "._" else "." for ch in name)
+    if not out or not (out[0].isalpha() or (out[0] == "." and not out[1:2].isdigit())):
+        out = "X" + out
+    return out + "." if out in _R_RESERVED else out
+
+
+def lme4_group_names(factors: list[str]) -> list[str]:
+    """lme4's Groups of its terms: the factors as they are, unless one repeats; then R's
+    ``make.names(factors, unique = TRUE)`` (``Subject``, ``Subject.1``; ``cask:batch``
+    becomes ``cask.batch``), as lme4's ``mkVarCorr``."""
+    if len(set(factors)) == len(factors):
+        return list(factors)
+    names = [_r_name(f) for f in factors]
+    taken, counts, out = set(names), {}, []
+    seen: set = set()
+    for name in names:
+        if name not in seen:
+            seen.add(name)
+            out.append(name)
+            continue
+        k = counts.get(name, 0)
+        while True:
+            k += 1
+            candidate = f"{name}.{k}"
+            if candidate not in taken:
+                break
+        counts[name] = k
+        taken.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _labelled_terms(result) -> list[tuple[str, _Term]]:
+    terms = _terms(result)
+    return list(zip(lme4_group_names([t.factor for t in terms]), terms))
 
 
 def varcorr(result) -> pd.DataFrame:
     """lme4's ``VarCorr`` as a frame: columns ``Groups``, ``Name``, ``Variance``,
     ``Std.Dev.`` and, with two or more correlated random effects, ``Corr``
     (correlation with the first effect), ``Corr.2`` (with the second)...; NaN
-    where lme4 prints nothing. See the module docstring."""
-    cov = np.asarray(result.cov_re, dtype=float)
-    k = cov.shape[0]
-    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    where lme4 prints nothing. Terms and names as lme4's (see the module docstring)."""
+    labelled = _labelled_terms(result)
+    k = max([len(t.names) for _, t in labelled], default=0)
     corr_cols = ["Corr"] + [f"Corr.{j + 1}" for j in range(1, k - 1)] if k > 1 else []
     rows = []
-    names = lme4_re_names(result)
-    for i in range(k):
-        row = {"Groups": str(result.group_name), "Name": names[i], "Variance": cov[i, i],
-               "Std.Dev.": sd[i]}
-        for j, col in enumerate(corr_cols):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                row[col] = cov[i, j] / (sd[i] * sd[j]) if j < i else np.nan
-        rows.append(row)
-    for c, v in enumerate(np.asarray(result.vcomp, dtype=float)):
-        groups, name = _component_label(result, c)
-        rows.append({"Groups": groups, "Name": name, "Variance": v,
-                     "Std.Dev.": np.sqrt(max(v, 0.0))})
+    for groups, term in labelled:
+        sd = np.sqrt(np.clip(np.diag(term.cov), 0, None))
+        for i, name in enumerate(term.names):
+            row = {"Groups": groups, "Name": name, "Variance": term.cov[i, i],
+                   "Std.Dev.": sd[i]}
+            for j, col in enumerate(corr_cols):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    row[col] = term.cov[i, j] / (sd[i] * sd[j]) if j < i else np.nan
+            rows.append(row)
     rows.append({"Groups": "Residual", "Name": "", "Variance": result.scale,
                  "Std.Dev.": np.sqrt(result.scale)})
     return pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", *corr_cols])
@@ -93,25 +252,20 @@ def varcorr_long(result) -> pd.DataFrame:
 
     Columns ``grp``, ``var1``, ``var2`` (empty but for a covariance), ``vcov``
     (variance or covariance) and ``sdcor`` (standard deviation or correlation):
-    the covariance of the standard random effects under the group's name, each
-    variance component under its lme4 name (``"x|g"`` is slope ``x`` on ``g``),
-    then the residual.
+    per term in lme4's order, under lme4's name (``"Subject.1"`` for the slope of
+    ``(Days || Subject)``), its variances then its covariances; then the residual.
     """
     rows = []
-    cov = np.asarray(result.cov_re, dtype=float)
-    names = ["(Intercept)" if n in (result.group_name, "Intercept") else n
-             for n in result.exog_re_names]
-    sd = np.sqrt(np.diag(cov)) if cov.size else np.zeros(0)
-    for i, name in enumerate(names):
-        rows.append((result.group_name, name, "", cov[i, i], sd[i]))
-    for i in range(len(names)):
-        for j in range(i + 1, len(names)):
-            denom = sd[i] * sd[j]
-            rows.append((result.group_name, names[i], names[j], cov[i, j],
-                         cov[i, j] / denom if denom > 0 else np.nan))
-    for name, value in zip(result.vc_names, np.asarray(result.vcomp, dtype=float)):
-        term, _, group = name.rpartition("|")
-        rows.append((group, term or "(Intercept)", "", value, np.sqrt(value)))
+    for groups, term in _labelled_terms(result):
+        cov, names = term.cov, term.names
+        sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+        for i, name in enumerate(names):
+            rows.append((groups, name, "", cov[i, i], sd[i]))
+        for i in range(len(names)):
+            for j in range(i + 1, len(names)):
+                denom = sd[i] * sd[j]
+                rows.append((groups, names[i], names[j], cov[i, j],
+                             cov[i, j] / denom if denom > 0 else np.nan))
     rows.append(("Residual", "", "", float(result.scale), np.sqrt(float(result.scale))))
     return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 

@@ -43,7 +43,8 @@ import pandas as pd
 from ..exceptions import InputError
 from .design import ChunkDesign
 
-_NAME = r"([A-Za-z_][\w.]*)"
+#: a column: a word of any alphabet (dots allowed), or any name in backticks
+_NAME = r"([^\W\d][\w.]*|`[^`]+`)"
 _INDICATOR = [
     re.compile(r"^(?:0|-\s*1)\s*\+\s*C\(\s*" + _NAME + r"\s*\)$"),
     re.compile(r"^C\(\s*" + _NAME + r"\s*\)\s*(?:\+\s*0|-\s*1)$"),
@@ -61,7 +62,7 @@ def indicator_factor(text: str) -> str | None:
     for pattern in _INDICATOR:
         match = pattern.match(body)
         if match:
-            return match.group(1)
+            return match.group(1).strip("`")
     return None
 
 

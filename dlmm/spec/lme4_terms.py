@@ -25,17 +25,26 @@ nested or crossed factor) is refused with an :class:`~dlmm.exceptions.InputError
 that names the term and says what is supported; never a different model.
 Component names follow lme4's ``VarCorr``: the grouping factor (``"plate"``,
 ``"dept:service"``, ``"cask:batch"`` for ``batch/cask``), and ``"x|g"`` for
-a one-column slope ``x`` on ``g``. This module only reads text; no data.
+a one-column slope ``x`` on ``g``.
+
+A grouping column is a name of any alphabet (``élève``, ``グループ``; dots as in
+R, ``my.group``) or any name in backticks (``"`my g`"``); formulas made here
+put it in backticks where formulaic needs them. R's ``^`` inside a call
+(``I(x^2)``) is a power, written ``**`` for formulaic, which evaluates a call's
+arguments as Python (where ``^`` is the exclusive or). ``offset()`` is
+refused: dlmm fits no offsets. This module only reads text; no data.
 """
 
 from __future__ import annotations
 
+import keyword
 import re
 from dataclasses import dataclass, field
 
 from ..exceptions import InputError
 
-_NAME = re.compile(r"^[A-Za-z_]\w*$")  # formulaic reads a dot as an attribute
+#: a grouping column written without backticks: a word of any alphabet, dots allowed as in R
+_NAME = re.compile(r"^(?:[^\W\d]|\.(?!\d))[\w.]*$")
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,8 @@ class RandomBlock:
         Its other effects, as formula terms (``("Days",)``).
     name : str
         lme4's name of the grouping factor (``"cask:batch"`` for ``batch/cask``).
+    labelled : tuple of str
+        The factors in the order of lme4's name and level labels (``("cask", "batch")``).
     """
 
     source: str
@@ -62,6 +73,7 @@ class RandomBlock:
     intercept: bool
     terms: tuple
     name: str
+    labelled: tuple = ()
 
     def scalar(self, multi_column=()) -> bool:
         """One effect per level: an intercept, or one term that is neither a ``C()``
@@ -117,11 +129,22 @@ class LmerTranslation:
 
 # -- reading the formula ---------------------------------------------------------
 
+def _unquoted(text: str, start: int = 0):
+    """``(index, character)`` of ``text`` from ``start``, skipping backticked names
+    (a column such as ``"`a (b)`"`` holds no formula syntax)."""
+    quoted = False
+    for i in range(start, len(text)):
+        if text[i] == "`":
+            quoted = not quoted
+        elif not quoted:
+            yield i, text[i]
+
+
 def _matching(text: str, start: int) -> int:
     """Index of the parenthesis closing the one opened at ``text[start]``."""
     depth = 0
-    for i in range(start, len(text)):
-        depth += {"(": 1, ")": -1}.get(text[i], 0)
+    for i, ch in _unquoted(text, start):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
         if depth == 0:
             return i
     raise InputError(f"unbalanced parentheses in formula {text!r}")
@@ -130,7 +153,7 @@ def _matching(text: str, start: int) -> int:
 def _top_level_bar(body: str) -> int:
     """Index of the first ``|`` of ``body`` outside parentheses, or -1."""
     depth = 0
-    for i, ch in enumerate(body):
+    for i, ch in _unquoted(body):
         depth += {"(": 1, ")": -1}.get(ch, 0)
         if ch == "|" and depth == 0:
             return i
@@ -146,11 +169,19 @@ def split_formula(formula: str) -> tuple[str, list[str]]:
     """
     if not isinstance(formula, str) or formula.count("~") != 1:
         raise InputError(f"an lme4 formula has one '~' (response ~ terms), got {formula!r}")
+    if formula.count("`") % 2:
+        raise InputError(f"formula {formula!r} has a backtick that is not closed")
     lhs, rhs = formula.split("~")
     if not lhs.strip():
         raise InputError(f"formula {formula!r} has no response before '~'")
     kept, bars, i = [], [], 0
     while i < len(rhs):
+        if rhs[i] == "`":  # a backticked name, kept as written
+            end = rhs.find("`", i + 1)
+            end = len(rhs) - 1 if end < 0 else end
+            kept.append(rhs[i:end + 1])
+            i = end + 1
+            continue
         if rhs[i] == "(":
             end = _matching(rhs, i)
             body = rhs[i + 1:end]
@@ -171,10 +202,42 @@ def split_formula(formula: str) -> tuple[str, list[str]]:
         i += 1
     fixed = " ".join("".join(kept).split()).strip()
     fixed = fixed.lstrip("+").strip() if fixed.startswith("+") else fixed
-    if "|" in fixed:
+    if any(ch == "|" for _, ch in _unquoted(fixed)):
         raise InputError(f"a random-effect term in formula {formula!r} is not in parentheses; "
                          "write it as (terms | factor)")
     return f"{lhs.strip()} ~ {fixed or '1'}", bars
+
+
+def r_arithmetic(text: str) -> str:
+    """``text`` with R's power ``^`` inside a function call (``I(x^2)``, ``log(x^2)``)
+    written as Python's ``**``: formulaic evaluates a call's arguments as Python, where
+    ``^`` is the bitwise exclusive or (``I(Days^2)`` would be ``Days`` xor 2). A ``^``
+    between terms (``(a + b)^2``: main effects and interactions) is formulaic's as R's
+    and stays."""
+    out, calls, prev = [], [], ""
+    quoted = False
+    for ch in text:
+        if ch == "`":
+            quoted = not quoted
+        if quoted or ch == "`":
+            out.append(ch)
+            continue
+        if ch == "(":
+            calls.append(bool(re.match(r"[\w.]", prev)))
+        elif ch == ")" and calls:
+            calls.pop()
+        out.append("**" if ch == "^" and any(calls) else ch)
+        if not ch.isspace():
+            prev = ch
+    return "".join(out)
+
+
+def refuse_offsets(text: str, formula: str) -> None:
+    """An ``offset(...)`` term is refused in one line: dlmm fits no offsets."""
+    if any(ch == "o" and re.match(r"offset\s*\(", text[i:]) and
+           not re.match(r"[\w.]", text[i - 1:i] or " ") for i, ch in _unquoted(text)):
+        raise InputError(f"formula {formula!r}: offset() terms are not supported; fit the "
+                         "response minus the offset (a new column) instead")
 
 
 def _effects(text: str, source: str) -> tuple[bool, tuple]:
@@ -185,7 +248,7 @@ def _effects(text: str, source: str) -> tuple[bool, tuple]:
     if not text.strip():
         raise InputError(f"random-effect term {source!r} has nothing before the '|'")
     try:
-        parsed = Formula(text)
+        parsed = Formula(r_arithmetic(text))
     except Exception as exc:
         raise InputError(f"cannot read the effects of random-effect term {source!r}: "
                          f"{exc}") from None
@@ -194,26 +257,47 @@ def _effects(text: str, source: str) -> tuple[bool, tuple]:
     return "1" in names, tuple(n for n in names if n != "1")
 
 
-def _grouping(text: str, source: str) -> list[tuple[tuple, str]]:
-    """The grouping factors after a bar: ``g1/g2`` is ``g1`` and ``g1:g2`` (lme4 names it
-    ``g2:g1``), ``g1:g2`` one interaction factor."""
-    parts = [p.strip() for p in text.split("/")]
+def _split_outside_backticks(text: str, sep: str) -> list[str]:
+    """``text`` split at each ``sep`` that is not inside a backticked name."""
+    parts, current, quoted = [], [], False
+    for ch in text:
+        if ch == "`":
+            quoted = not quoted
+        if ch == sep and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def _column(token: str, text: str, source: str) -> str:
+    """The data column a grouping name stands for: a name (a letter, ``_`` or ``.``
+    first, then letters, digits, ``_`` and ``.``; any alphabet, as R and Python read
+    names) or any text in backticks, ``"`my g`"``."""
+    name = token.strip()
+    if len(name) > 2 and name[0] == name[-1] == "`" and "`" not in name[1:-1]:
+        return name[1:-1]
+    if _NAME.match(name):
+        return name
+    raise InputError(f"random-effect term {source!r}: the grouping factor must be column "
+                     f"names joined by ':' or '/' (a name that is not one word in "
+                     f"backticks, `my g`), got {text.strip()!r}")
+
+
+def _grouping(text: str, source: str) -> list[tuple[tuple, str, tuple]]:
+    """The grouping factors after a bar, with lme4's name and the factors in its order:
+    ``g1/g2`` is ``g1`` and ``g1:g2`` (lme4 names it ``g2:g1``), ``g1:g2`` one
+    interaction factor. Columns are named as in the data (backticks removed)."""
     out, outer = [], []
-    for k, part in enumerate(parts):
-        names = [n.strip() for n in part.split(":")]
-        bad = [n for n in names if not _NAME.match(n)]
-        if bad and all(re.match(r"^[A-Za-z_.][\w.]*$", n) for n in bad):
-            raise InputError(f"random-effect term {source!r}: grouping column {bad[0]!r} is not "
-                             "a Python identifier (formulaic reads a dot as an attribute); "
-                             "rename the column, e.g. with '_' for '.'")
-        if bad or not names:
-            raise InputError(f"random-effect term {source!r}: the grouping factor must be column "
-                             f"names joined by ':' or '/', got {text.strip()!r}")
+    for k, part in enumerate(_split_outside_backticks(text, "/")):
+        names = [_column(n, text, source) for n in _split_outside_backticks(part, ":")]
         factors = tuple(outer + names)
         if len(set(factors)) != len(factors):
             raise InputError(f"random-effect term {source!r} repeats a grouping column")
-        name = ":".join(names) if k == 0 else ":".join([":".join(names), out[-1][1]])
-        out.append((factors, name))
+        labelled = tuple(names) if k == 0 else tuple(names) + out[-1][2]
+        out.append((factors, ":".join(labelled), labelled))
         outer = list(factors)
     return out
 
@@ -233,13 +317,13 @@ def parse_bar(text: str) -> list[RandomBlock]:
     if not intercept and not terms:
         raise InputError(f"random-effect term {text!r} has no effects")
     blocks = []
-    for factors, name in _grouping(right, text):
+    for factors, name, labelled in _grouping(right, text):
         if independent:
             pieces = [(True, ())] if intercept else []
             pieces += [(False, (t,)) for t in terms]
         else:
             pieces = [(intercept, terms)]
-        blocks += [RandomBlock(text, factors, a, b, name) for a, b in pieces]
+        blocks += [RandomBlock(text, factors, a, b, name, labelled) for a, b in pieces]
     return blocks
 
 
@@ -252,6 +336,11 @@ def _column_name(factors: tuple, taken: set) -> str:
     while name in taken:
         name, k = f"{base}_{k}", k + 1
     return name
+
+
+def _quoted(column: str) -> str:
+    """``column`` as a formula names it: in backticks unless a Python identifier."""
+    return column if column.isidentifier() and not keyword.iskeyword(column) else f"`{column}`"
 
 
 def _refuse(block: RandomBlock, why: str) -> InputError:
@@ -291,7 +380,7 @@ def _grouped(fixed: str, blocks: list[RandomBlock], primary: tuple, columns: set
         if b.name in vc:
             raise _refuse(b, f"the factor {b.name!r} appears twice")
         inner = [f for f in b.factors if f not in primary]
-        vc[b.name] = "0 + " + ":".join(f"C({f})" for f in inner)
+        vc[b.name] = "0 + " + ":".join(f"C({_quoted(f)})" for f in inner)
     interactions, groups = {}, primary[0]
     if len(primary) > 1:
         groups = _column_name(primary, columns)
@@ -313,11 +402,11 @@ def _crossed(fixed: str, blocks: list[RandomBlock], columns: set) -> LmerTransla
             raise _refuse(b, f"the factor {b.name!r} appears twice")
         column = b.factors[0]
         if len(b.factors) > 1:  # levels labelled in lme4's order: "a:b" of (1 | b/a)
-            parts = tuple(b.name.split(":"))
+            parts = b.labelled
             column = _column_name(parts, taken)
             taken.add(column)
             interactions[column] = parts
-        vc[b.name] = f"0 + C({column})"
+        vc[b.name] = f"0 + C({_quoted(column)})"
     return LmerTranslation(fixed, None, "0", vc, interactions, None, (), tuple(blocks))
 
 
@@ -335,6 +424,8 @@ def translate(formula: str, columns=(), multi_column=()) -> LmerTranslation:
         term alone, as in ``(f || g)``, is a correlated block, not a component.
     """
     fixed, bars = split_formula(formula)
+    refuse_offsets(formula, formula)
+    fixed = r_arithmetic(fixed)
     if not bars:
         raise InputError(f"formula {formula!r} has no random-effect term (terms | factor); "
                          "lmer needs at least one")

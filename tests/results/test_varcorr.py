@@ -110,3 +110,31 @@ def test_varcorr_of_a_loaded_result(tmp_path):
     loaded = dlmm.load_result(tmp_path / "fit")
     pd.testing.assert_frame_equal(loaded.varcorr(), result.varcorr())
     assert "cask:batch" in str(loaded.summary())
+
+
+@pytest.mark.parametrize("factors, expected", [
+    (["Subject", "Subject"], ["Subject", "Subject.1"]),        # lme4's (Days || Subject)
+    (["plate", "sample"], ["plate", "sample"]),                # unique: as they are
+    (["cask:batch", "batch", "batch"], ["cask.batch", "batch", "batch.1"]),
+    # as R's documented examples of ?make.unique and ?make.names
+    (["a", "a", "a.2", "a"], ["a", "a.1", "a.2", "a.3"]),
+    (["a and b", "a-and-b", "a and b"], ["a.and.b", "a.and.b.1", "a.and.b.2"]),
+    (["if", "if", "1g", "élève"], ["if.", "if..1", "X1g", "élève"]),
+])
+def test_lme4_group_names_are_rs_make_names(factors, expected):
+    from dlmm.results.varcorr import lme4_group_names
+
+    assert lme4_group_names(factors) == expected
+
+
+def test_a_slope_component_is_lme4s_uncorrelated_slope():
+    # statsmodels' spelling of lme4's (Days || Subject): the labels lme4 prints for it,
+    # and lme4's profile name of the slope's sd (names(cnms): not made unique)
+    from dlmm.results.diagnostics import lme4_profile_name
+
+    result = dlmm.mixedlm("Reaction ~ Days", sleepstudy(), groups="Subject",
+                          re_formula="1", vc_formula={"slope": "0 + Days"}).fit()
+    table = result.varcorr()
+    assert list(zip(table["Groups"], table["Name"])) == [
+        ("Subject", "(Intercept)"), ("Subject.1", "Days"), ("Residual", "")]
+    assert lme4_profile_name(result, "vc_sd", (0,), "slope SD") == "sd_Days|Subject"

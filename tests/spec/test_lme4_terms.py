@@ -123,8 +123,41 @@ def test_a_categorical_term_alone_is_a_block_not_a_component():
     assert translate("y ~ x + (0 + C(f) | g) + (1 | g)", COLUMNS).re_formula == "0 + C(f)"
 
 
+@pytest.mark.parametrize("formula, columns, expected", [
+    # any alphabet, R's dotted names, anything in backticks: put in formulas in backticks
+    ("y ~ x + (x | élève)", ["y", "x", "élève"], ("y ~ x", "élève", "1 + x", {}, {})),
+    ("y ~ x + (1 | グループ/`my c`)", ["y", "x", "グループ", "my c"],
+     ("y ~ x", "グループ", "1", {"my c:グループ": "0 + C(`my c`)"}, {})),
+    ("y ~ x + (1 | my.group) + (1 | `a:b`)", ["y", "x", "my.group", "a:b"],
+     ("y ~ x", None, "0", {"my.group": "0 + C(`my.group`)", "a:b": "0 + C(`a:b`)"}, {})),
+    ("y ~ x + (1 | `a|b`:c) + (1 | d)", ["y", "x", "a|b", "c", "d"],
+     ("y ~ x", None, "0", {"a|b:c": "0 + C(`a|b_c`)", "d": "0 + C(d)"},
+      {"a|b_c": ("a|b", "c")})),
+    ("y ~ x + (1 | class)", ["y", "x", "class"], ("y ~ x", "class", "1", {}, {})),
+    ("y ~ x + (1 | class) + (1 | d)", ["y", "x", "class", "d"],
+     ("y ~ x", None, "0", {"class": "0 + C(`class`)", "d": "0 + C(d)"}, {})),
+])
+def test_grouping_columns_of_any_name(formula, columns, expected):
+    assert _form(translate(formula, columns)) == expected
+
+
+@pytest.mark.parametrize("formula, fixed", [
+    # R's ^ in a call is a power (formulaic would read Python's exclusive or)
+    ("y ~ I(x^2) + log(x^2 + 1) + (1 | g)", "y ~ I(x**2) + log(x**2 + 1)"),
+    ("y ~ I((x + 1)^2) + (1 | g)", "y ~ I((x + 1)**2)"),
+    # between terms it is formulaic's and R's crossing, kept
+    ("y ~ (x + z)^2 + (1 | g)", "y ~ (x + z)^2"),
+    ("y ~ `x^z` + I(`x^z`^2) + (1 | g)", "y ~ `x^z` + I(`x^z`**2)"),
+])
+def test_r_powers(formula, fixed):
+    assert translate(formula, COLUMNS + ["x^z"]).formula == fixed
+    assert translate("y ~ 1 + (I(x^2) || g)", COLUMNS).vc_formula == {"I(x ** 2)|g":
+                                                                        "0 + I(x ** 2)"}
+
+
 @pytest.mark.parametrize("formula, words", [
     ("y ~ x", ["no random-effect term"]),
+    ("y ~ x + offset(z) + (1 | g)", ["offset() terms are not supported"]),
     ("y ~ x + 1 | g", ["not in parentheses"]),
     ("y ~ x - (1 | g)", ["(1 | g)", "added with '+'"]),
     ("y x (1 | g)", ["one '~'"]),
@@ -134,7 +167,9 @@ def test_a_categorical_term_alone_is_a_block_not_a_component():
     ("y ~ x + ( | g)", ["nothing before"]),
     ("y ~ x + (1 | g + h)", ["(1 | g + h)", "column names joined by ':' or '/'"]),
     ("y ~ x + (1 | g | h)", ["more than one bar"]),
-    ("y ~ x + (1 | my.group)", ["'my.group' is not a Python identifier", "rename"]),
+    ("y ~ x + (1 | `g)", ["backtick that is not closed"]),
+    ("y ~ x + (1 | g h)", ["(1 | g h)", "column names joined by ':' or '/'", "backticks"]),
+    ("y ~ x + (1 | 2g)", ["(1 | 2g)", "column names joined by ':' or '/'"]),
     ("y ~ x + (1 | g:g)", ["repeats a grouping column"]),
     ("y ~ x + (1 | nope)", ["(1 | nope)", "'nope' is not in the data"]),
     ("y ~ x + (x | g) + (0 + z + h | g)",
