@@ -105,14 +105,6 @@ def component_label(result, k: int) -> tuple[str, str]:
     return _component_label(result, k)[:2]
 
 
-def profile_label(result, k: int) -> str:
-    """lme4's ``Name|Groups`` of variance component ``k`` in profile names
-    (``sd_Days|Subject``: lme4 names them by the term's factor, not made unique);
-    ``(Intercept)|name`` for a component lme4 has no term for."""
-    groups, name, known = _component_label(result, k)
-    return f"{name}|{groups}" if known else f"{INTERCEPT}|{groups}"
-
-
 def _component_label(result, k: int) -> tuple[str, str, bool]:
     """(Groups, Name, whether lme4 has such a term) of variance component ``k``."""
     name = result.vc_names[k]

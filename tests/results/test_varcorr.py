@@ -129,12 +129,13 @@ def test_lme4_group_names_are_rs_make_names(factors, expected):
 
 def test_a_slope_component_is_lme4s_uncorrelated_slope():
     # statsmodels' spelling of lme4's (Days || Subject): the labels lme4 prints for it,
-    # and lme4's profile name of the slope's sd (names(cnms): not made unique)
-    from dlmm.results.diagnostics import lme4_profile_name
+    # and the profile plot's axis for the slope's sd (lme4's term, not made unique)
+    from dlmm.results.profile_plot import profile_labels
 
     result = dlmm.mixedlm("Reaction ~ Days", sleepstudy(), groups="Subject",
                           re_formula="1", vc_formula={"slope": "0 + Days"}).fit()
     table = result.varcorr()
     assert list(zip(table["Groups"], table["Name"])) == [
         ("Subject", "(Intercept)"), ("Subject.1", "Days"), ("Residual", "")]
-    assert lme4_profile_name(result, "vc_sd", (0,), "slope SD") == "sd_Days|Subject"
+    assert profile_labels(result, [("slope SD", "vc_sd", (0,))]) == [
+        (r"$\sigma_{1}$", "sd Days | Subject")]
