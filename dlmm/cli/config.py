@@ -212,7 +212,7 @@ def fit_options(args: argparse.Namespace) -> dict[str, Any]:
     if opts["config"] is not None:
         opts.update(read_config(opts["config"]))
     if "vc" in given:
-        given["vc"] = parse_pairs(given["vc"], "NAME=FORMULA, e.g. 'class=0 + C(class)'",
+        given["vc"] = parse_pairs(given["vc"], "NAME=FORMULA, e.g. 'school=0 + C(school)'",
                                   "--vc")
     opts.update(given)
 

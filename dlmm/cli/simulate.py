@@ -23,18 +23,23 @@ def run(args: argparse.Namespace) -> int:
         0.
     """
     from ..io.folders import SIMULATED_DATA, check_output_folder
-    from ..simulate import simulate_parquet
+    from ..simulate import SimulationModel, simulate_parquet
 
     # --overwrite replaces only a data set of dlmm simulate (its _truth.json): checked
     # before anything is logged or written.
     check_output_folder(args.output, args.overwrite, kind=SIMULATED_DATA)
-    vc = parse_pairs(args.vc, "NAME=SD, e.g. 'class=0.5'", "--vc")
+    vc = parse_pairs(args.vc, "NAME=SD, e.g. 'school=0.5'", "--vc")
     try:
         vc_sd = {k: float(v) for k, v in vc.items()}
     except ValueError:
         bad = next(k for k, v in vc.items() if not _is_float(v))
         raise UsageError(f"--vc {bad}={vc[bad]!r}: the standard deviation must be a number") \
             from None
+    # The model's options (a --vc name such as 'class' that its formula cannot read) are
+    # checked before anything is logged or written.
+    SimulationModel(k_fe=args.fe, re_formula=args.re_formula, re_sd=args.re_sd,
+                    re_corr=args.re_corr, vc=vc_sd, vc_levels=args.vc_levels, beta=args.beta,
+                    scale=args.scale)
     if args.partitions is None:
         args.partitions = default_partitions(args.groups, args.per_group)
     start = time.perf_counter()

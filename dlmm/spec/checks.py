@@ -1,13 +1,15 @@
 """Checks of bad input that the specification makes before and during the pass.
 
 Each raises an :class:`~dlmm.InputError` whose one line names the column,
-value or size at fault: text mixed with numbers, repeated column names, values
-too large for the sums of products, a dense fixed-effects design too large to
-hold, and formulaic's errors made plain. No math, no Dask.
+value or size at fault: text mixed with numbers, numbers with missing-value
+markers, times used as numbers, repeated column names, values too large for
+the sums of products, a dense fixed-effects design too large to hold, and
+formulaic's errors made plain. No math, no Dask.
 """
 
 from __future__ import annotations
 
+import keyword
 import re
 
 import numpy as np
@@ -27,16 +29,36 @@ MAX_CROSS_BYTES = 2 * 1024**3
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
+#: Text that stands for a missing value in files written by other tools (pandas'
+#: ``read_csv`` defaults and the usual spellings), compared without case and blanks.
+MISSING_MARKERS = frozenset({
+    "", "-", "--", ".", "?", "na", "n/a", "n.a.", "nan", "-nan", "null", "none", "nil",
+    "missing", "#n/a", "#n/a n/a", "#na", "<na>", "-1.#ind", "-1.#qnan", "1.#ind",
+    "1.#qnan",
+})
+
+
 def formula_error(exc: Exception, text: str = "", columns=()) -> str:
-    """formulaic's error as one plain line: no ANSI colour codes, the marked
-    place of the fault in quotes, and a hint for a column name that needs
-    backticks (such as `x 1`)."""
-    message = _ANSI.sub("", str(exc))
-    first, _, rest = message.partition("\n")
-    out = " ".join(first.split()).rstrip(".")
-    marked = re.search("\u29db(.*?)\u29da", rest)
-    if marked:
-        out += f" (at {marked.group(1)!r})"
+    """formulaic's error (or the ``SyntaxError`` of a formula's Python code) as one
+    plain line: no ANSI colour codes, the marked place of the fault in quotes, and
+    a hint for a column name that needs backticks (such as `x 1`) or, a Python
+    keyword (such as ``class``), ``Q('class')``."""
+    if isinstance(exc, SyntaxError):
+        code = " ".join(str(exc.text or "").split())
+        out = f"invalid Python code {code!r}" if code else "invalid Python code"
+    else:
+        message = _ANSI.sub("", str(exc))
+        first, _, rest = message.partition("\n")
+        out = " ".join(first.split()).rstrip(".")
+        marked = re.search("\u29db(.*?)\u29da", rest)
+        if marked:
+            out += f" (at {marked.group(1)!r})"
+    word = next((str(c) for c in columns if keyword.iskeyword(str(c)) and re.search(
+        r"(?<![\w.'\"])" + re.escape(str(c)) + r"(?![\w'\"])", text)), None)
+    if word is not None:
+        return (out + f"; column {word!r} is named with a Python keyword, which Python code "
+                f"such as C() reads only as Q({word!r}) (backticks do not help there), e.g. "
+                f"C(Q({word!r}))")
     odd = [str(c) for c in columns if not str(c).isidentifier() and str(c) in text
            and f"`{c}`" not in text]
     if odd:
@@ -51,14 +73,9 @@ def repeated_names(columns: list[str]) -> dict[str, int]:
     return {str(k): int(v) for k, v in counts[counts > 1].items()}
 
 
-def check_text_column(name: str, values: pd.Series, as_factor: bool) -> None:
-    """Refuse a text column that is really a damaged numeric column.
-
-    An object column that mixes text and numbers cannot be sorted into levels
-    (and means something went wrong upstream); a text column whose values are
-    mostly numbers with a few words (``'n/a'``) used as a covariate (not in
-    ``C()``) would silently become a factor with a level per value.
-    """
+def check_text_column(name: str, values: pd.Series) -> None:
+    """Refuse an object column that mixes text and numbers: it cannot be sorted
+    into levels (and means something went wrong upstream)."""
     values = values.dropna()
     if not len(values):
         return
@@ -71,16 +88,59 @@ def check_text_column(name: str, values: pd.Series, as_factor: bool) -> None:
             f"{number.iloc[0]!r}); make it numeric (text such as 'n/a' as missing) or "
             "text throughout"
         )
-    if kind == "string" and not as_factor:
-        parsed = pd.to_numeric(values, errors="coerce")
-        numeric = parsed.notna()
-        if numeric.mean() >= 0.5 and not numeric.all():
-            raise InputError(
-                f"column {name!r} is text, but its values are numbers (e.g. "
-                f"{values[numeric].iloc[0]!r}) except {values[~numeric].iloc[0]!r}; make it "
-                "numeric (text such as 'n/a' as missing), or write C("
-                f"{name}) to use it as a factor"
-            )
+
+
+def check_text_levels(name: str, levels: list) -> str | None:
+    """Whether the text column ``name``, used as a term (not in ``C()``), with
+    the distinct values ``levels`` (over the whole data set) may be a factor.
+
+    Text columns are factors, as in formulaic, statsmodels and lme4, also when
+    some or all of their values look like numbers (grades ``K, 1, 2, 3``). The
+    one exception is a numeric column damaged on its way: numbers whose only
+    other values are missing-value markers (:data:`MISSING_MARKERS`, such as
+    ``'n/a'``) would silently become a factor with a level per number.
+
+    Returns
+    -------
+    str or None
+        A message for the log when the values look like numbers (the column is
+        fitted as a factor all the same), else None.
+
+    Raises
+    ------
+    InputError
+        Numbers and missing-value markers only.
+    """
+    values = pd.Series([v for v in levels if isinstance(v, str)], dtype=object)
+    if not len(values):
+        return None
+    numeric = pd.to_numeric(values, errors="coerce").notna()
+    if not numeric.any():
+        return None
+    words = values[~numeric]
+    if len(words) and words.map(lambda v: " ".join(v.split()).lower() in MISSING_MARKERS).all():
+        raise InputError(
+            f"column {name!r} is text, but its values are numbers (e.g. "
+            f"{values[numeric].iloc[0]!r}) except {words.iloc[0]!r}, a missing-value marker; "
+            "make it numeric (text such as 'n/a' as missing), or write "
+            f"C({name}) to use it as a factor"
+        )
+    example = f"{values[numeric].iloc[0]!r}" + (f" and {words.iloc[0]!r}" if len(words) else "")
+    return (f"column {name!r} is text (values such as {example}): fitted as a factor of "
+            f"{len(levels)} levels, as statsmodels does; make it numeric to fit it as a number")
+
+
+def check_time_column(name: str, values: pd.Series) -> None:
+    """Refuse a column of times or durations used as a term (not in ``C()``): a
+    number needs a unit and an origin that the data do not give."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("datetime64", "datetime", "date", "timedelta64", "timedelta", "time",
+                "period"):
+        raise InputError(
+            f"column {name!r} holds times ({values.dtype}), which dlmm does not turn into "
+            "numbers: add a numeric column in the unit you mean (e.g. days since a date), "
+            f"or write C({name}) to use it as a factor"
+        )
 
 
 def size_text(n_bytes: float) -> str:

@@ -15,6 +15,7 @@ with ``Intercept`` replaced by the group column's name (``Subject``,
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import warnings
 
@@ -30,13 +31,17 @@ from .checks import (
     check_design_size,
     check_magnitude,
     check_text_column,
+    check_text_levels,
+    check_time_column,
     formula_error,
     mentioned,
     repeated_names,
 )
 from .crossed import indicator_factor
 from .design import ChunkDesign, ModelNames, scan_rows
-from .indicators import indicator_spec
+from .indicators import IndicatorSpec, indicator_spec
+
+logger = logging.getLogger("dlmm")
 
 #: The column that holds group labels given as values (``groups=array``).
 GROUP_VALUES_COLUMN = "__dlmm_groups__"
@@ -85,6 +90,12 @@ def _patsy_ordered(text: str, prototype: pd.DataFrame):
         return Formula(lhs=Formula(list(parsed.lhs), _ordering="none"), rhs=rhs,
                        _ordering="none")
     return rhs
+
+
+def _is_time(kind) -> bool:
+    """Whether a column type holds times, durations or periods."""
+    return (pd.api.types.is_datetime64_any_dtype(kind) or pd.api.types.is_timedelta64_dtype(kind)
+            or isinstance(kind, pd.PeriodDtype))
 
 
 def _plain_columns(model_spec) -> list[str | None] | None:
@@ -177,7 +188,7 @@ class FormulaSpec(ModelNames):
         for where, text in self._texts():
             try:
                 needed = set(Formula(text).required_variables)
-            except FormulaicError as exc:
+            except (FormulaicError, SyntaxError) as exc:
                 raise InputError(f"{where} {text!r} cannot be parsed: "
                                  f"{formula_error(exc, text, available)}") from None
             needed = {v for v in needed if v not in {"np", "C"}}
@@ -217,26 +228,72 @@ class FormulaSpec(ModelNames):
 
     # -- learning -------------------------------------------------------------
 
-    def categorical_columns(self, sample: pd.DataFrame) -> list[str]:
-        """Columns whose levels must be learned over the whole data set."""
-        cols = [c for c in self.required_columns(sample.columns) if c != self.groups]
-        cats = {
-            c for c in cols
-            if not (pd.api.types.is_numeric_dtype(sample[c]) and
-                    not pd.api.types.is_bool_dtype(sample[c]))
-        }
-        factors = set()
+    def _factor_columns(self, columns) -> set[str]:
+        """The ``columns`` that a formula names in ``C()``: factors by request."""
+        out = set()
         for _, text in self._texts():
             for match in re.finditer(r"C\(\s*(?:`([^`]+)`|([A-Za-z_][\w.]*))", text):
                 name = match.group(1) or match.group(2)
-                if name in cols:
-                    factors.add(name)
+                if name in columns:
+                    out.add(name)
+        return out
+
+    def _term_columns(self, texts=None) -> set[str]:
+        """The columns that the formulas' right-hand sides (all, or those of ``texts``)
+        take as they are, as a term or in an interaction (``x``, ``x:z``), not through
+        Python code (``C(x)``, ``I(x.dt.day)``): those that formulaic encodes by their
+        type."""
+        from formulaic.parser.types.factor import Factor
+
+        out = set()
+        for text in (texts if texts is not None else [t for _, t in self._texts()]):
+            parsed = Formula(text, _ordering="none")
+            for term in (parsed.rhs if hasattr(parsed, "rhs") else parsed):
+                out |= {f.expr for f in term.factors if f.eval_method == Factor.EvalMethod.LOOKUP}
+        return out
+
+    def categorical_columns(self, sample: pd.DataFrame) -> list[str]:
+        """Columns whose levels must be learned over the whole data set.
+
+        Raises
+        ------
+        InputError
+            A column of times used as a term (not in ``C()``), or an object column
+            that mixes text and numbers.
+        """
+        cols = [c for c in self.required_columns(sample.columns) if c != self.groups]
+        factors = self._factor_columns(cols)
+        terms = self._term_columns()
+        cats = set()
+        for c in cols:
+            kind = sample[c].dtype
+            if pd.api.types.is_bool_dtype(kind) or _is_time(kind):
+                # Booleans are factors (statsmodels' b[T.True]) as a term or in C(),
+                # times in C() (as a term they are refused below); in other code
+                # (I(1 * b), I(t.dt.day_of_year)) they are values.
+                if c in terms or c in factors:
+                    cats.add(c)
+            elif not pd.api.types.is_numeric_dtype(kind):
+                cats.add(c)
         for c in sorted(cats):
             if c != self.response:
-                check_text_column(c, sample[c], c in factors)
+                check_text_column(c, sample[c])
+                if c in terms and c not in factors:
+                    check_time_column(c, sample[c])
         if self.groups is not None and self.groups in sample.columns:
-            check_text_column(self.groups, sample[self.groups], True)
+            check_text_column(self.groups, sample[self.groups])
         return sorted(cats | factors)
+
+    def _check_text_levels(self, levels: dict[str, list]) -> None:
+        """Refuse or log the text columns used as terms (not in ``C()``) whose values
+        look like numbers (:func:`~dlmm.spec.checks.check_text_levels`), from their
+        levels over the whole data set."""
+        factors = self._factor_columns(levels)
+        for c in sorted(levels):
+            if c != self.response and c not in factors:
+                message = check_text_levels(c, levels[c])
+                if message is not None:
+                    logger.info(message)
 
     def check_response(self, sample: pd.DataFrame) -> None:
         """Raise unless the response is a numeric (not boolean) column."""
@@ -256,6 +313,7 @@ class FormulaSpec(ModelNames):
         columns do not depend on which levels the sample happened to contain.
         """
         columns = self.required_columns(sample.columns)
+        self._check_text_levels(levels)
         proto = sample.dropna(subset=columns)
         if len(proto) == 0:
             proto = sample.head(1).copy()
@@ -335,6 +393,7 @@ class FormulaSpec(ModelNames):
                     f"it gives {len(lhs_names)} columns"
                 )
             self.exog_names = list(self._fe_spec.rhs.column_names)
+            self._check_unique(self.exog_names, "fixed-effect", f"formula {self.formula!r}")
             self._fe_keep = None
 
             self._re_spec = None
@@ -362,6 +421,8 @@ class FormulaSpec(ModelNames):
                 self.exog_re_names = [
                     n.replace("Intercept", self.group_name) for n in self._re_spec.column_names
                 ]
+                self._check_unique(self.exog_re_names, "random-effect",
+                                   f"re_formula {self.re_formula!r}")
 
             self._vc_specs = []
             self.vc_column_names = []
@@ -380,6 +441,11 @@ class FormulaSpec(ModelNames):
                                      f"{formula_error(exc, text, self.columns)}") from None
                 self._vc_specs.append(vc_mm.model_spec)
                 self.vc_column_names.append(list(vc_mm.model_spec.column_names))
+        # Columns formulaic encodes by their type (indicator components read their own).
+        typed = [self.formula] + ([self.re_formula] if self.re_formula is not None else [])
+        typed += [t for t, s in zip(self.vc_formula.values(), self._vc_specs)
+                  if not isinstance(s, IndicatorSpec)]
+        self._typed_terms = sorted(self._term_columns(typed))
         self._plain = (
             _plain_columns(self._fe_spec.lhs), _plain_columns(self._fe_spec.rhs),
             _plain_columns(self._re_spec) if self._re_spec is not None else None,
@@ -399,7 +465,43 @@ class FormulaSpec(ModelNames):
         self._learned = True
         return self
 
+    def _check_unique(self, names: list[str], kind: str, where: str) -> None:
+        """Refuse a design with two columns of one name (a data column named
+        ``Intercept`` beside the intercept): their estimates could not be told apart."""
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is None:
+            return
+        if "Intercept" in self.columns and (twice == "Intercept" or (
+                kind == "random-effect" and twice == self.group_name)):
+            raise InputError(
+                f"{where} has the data column 'Intercept' beside the intercept, and both "
+                f"would be the {kind} {twice!r}; rename the column, or leave out the "
+                "intercept with '0 + Intercept + ...'")
+        raise InputError(f"{where} gives two {kind} columns named {twice!r}; rename the "
+                         "data column")
+
     # -- applying -------------------------------------------------------------
+
+    def _factor_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` with the factor columns that formulaic would encode wrongly by their
+        type made ``pandas.Categorical`` over their learned levels.
+
+        formulaic encodes a boolean term as a number (the learned specification has
+        its levels, statsmodels' ``b[T.True]``) and a term of pandas' ``string`` type
+        with ``pd.NA`` (``string[pyarrow]``, as Dask reads Parquet text) as its raw
+        values. Object and ``str`` (NaN) text and categoricals are left as they are.
+        """
+        cast = {}
+        levels = getattr(self, "levels", {})
+        for col in getattr(self, "_typed_terms", ()):
+            if col not in df.columns or not levels.get(col):
+                continue
+            kind = df[col].dtype
+            if isinstance(kind, pd.CategoricalDtype) or pd.api.types.is_object_dtype(kind) or (
+                    isinstance(kind, pd.StringDtype) and kind.na_value is not pd.NA):
+                continue
+            cast[col] = pd.Categorical(df[col].astype(object), categories=levels[col])
+        return df.assign(**cast) if cast else df
 
     def check_prediction_columns(self, available, random_effects: bool = True,
                                  where: str = "the data") -> None:
@@ -456,6 +558,7 @@ class FormulaSpec(ModelNames):
         if not usable.all():
             df = df.loc[usable]
         n = len(df)
+        df = self._factor_frame(df)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             k_all = len(self._fe_spec.rhs.column_names)
