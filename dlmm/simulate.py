@@ -53,7 +53,6 @@ simulate: ``overwrite`` replaces only such a folder (or an empty one).
 from __future__ import annotations
 
 import json
-import keyword
 import logging
 import os
 import re
@@ -147,13 +146,10 @@ class SimulationModel:
                 raise InputError(
                     f"--vc name {name!r} must be an identifier other than y, g, x1..x{{K-1}}"
                 )
-            if keyword.iskeyword(name) or name == "C":
+            if name == "C":
                 # The model's formula, 0 + C(name), must read the column.
-                raise InputError(
-                    f"--vc name {name!r} cannot be named in the formula '0 + C({name})' "
-                    f"(a Python {'keyword' if name != 'C' else 'function'}); choose "
-                    f"another name, e.g. '{name}_'"
-                )
+                raise InputError(f"--vc name {name!r} is formulaic's C() in the formula "
+                                 f"'0 + C({name})'; choose another name, e.g. '{name}_'")
             if not np.isfinite(sd_k) or sd_k < 0:
                 raise InputError(f"--vc {name}={sd_k}: the standard deviation must be >= 0")
         if int(self.vc_levels) != self.vc_levels or self.vc_levels < 1:

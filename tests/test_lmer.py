@@ -225,7 +225,7 @@ def test_an_unfittable_term_is_refused_before_any_work():
 # -- grouping columns by any name, offsets, R's arithmetic (issue 21 item 11) ----------
 
 #: a column name each: another alphabet, another script, one with a space (backticks)
-ODD_NAMES = [("élève", "élève"), ("グループ", "グループ"), ("my g", "`my g`")]
+ODD_NAMES = [("élève", "élève"), ("グループ", "グループ"), ("my g", "`my g`"), ("class", "class")]
 
 
 @pytest.mark.parametrize("column, written", ODD_NAMES)

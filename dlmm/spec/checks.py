@@ -41,8 +41,9 @@ MISSING_MARKERS = frozenset({
 def formula_error(exc: Exception, text: str = "", columns=()) -> str:
     """formulaic's error (or the ``SyntaxError`` of a formula's Python code) as one
     plain line: no ANSI colour codes, the marked place of the fault in quotes, and
-    a hint for a column name that needs backticks (such as `x 1`) or, a Python
-    keyword (such as ``class``), ``Q('class')``."""
+    a hint for a column name that needs backticks (such as `x 1`) or is a Python
+    keyword (such as ``class``, which :mod:`dlmm.spec.keywords` rewrites as
+    ``Q('class')`` inside ``C()`` and in backticks)."""
     if isinstance(exc, SyntaxError):
         code = " ".join(str(exc.text or "").split())
         out = f"invalid Python code {code!r}" if code else "invalid Python code"
@@ -56,9 +57,8 @@ def formula_error(exc: Exception, text: str = "", columns=()) -> str:
     word = next((str(c) for c in columns if keyword.iskeyword(str(c)) and re.search(
         r"(?<![\w.'\"])" + re.escape(str(c)) + r"(?![\w'\"])", text)), None)
     if word is not None:
-        return (out + f"; column {word!r} is named with a Python keyword, which Python code "
-                f"such as C() reads only as Q({word!r}) (backticks do not help there), e.g. "
-                f"C(Q({word!r}))")
+        return (out + f"; column {word!r} is named with a Python keyword: in Python code "
+                f"such as I() write it `{word}` or Q({word!r})")
     odd = [str(c) for c in columns if not str(c).isidentifier() and str(c) in text
            and f"`{c}`" not in text]
     if odd:

@@ -43,8 +43,8 @@ import pandas as pd
 from ..exceptions import InputError
 from .design import ChunkDesign
 
-#: a column: a word of any alphabet (dots allowed), or any name in backticks
-_NAME = r"([^\W\d][\w.]*|`[^`]+`)"
+#: a column: a word of any alphabet (dots allowed), any name in backticks, or Q('name')
+_NAME = r"([^\W\d][\w.]*|`[^`]+`|Q\(\s*'[^']+'\s*\)|Q\(\s*\"[^\"]+\"\s*\))"
 _INDICATOR = [
     re.compile(r"^(?:0|-\s*1)\s*\+\s*C\(\s*" + _NAME + r"\s*\)$"),
     re.compile(r"^C\(\s*" + _NAME + r"\s*\)\s*(?:\+\s*0|-\s*1)$"),
@@ -62,7 +62,9 @@ def indicator_factor(text: str) -> str | None:
     for pattern in _INDICATOR:
         match = pattern.match(body)
         if match:
-            return match.group(1).strip("`")
+            name = match.group(1)
+            quoted = re.fullmatch(r"Q\(\s*(['\"])(.+)\1\s*\)", name)
+            return quoted.group(2) if quoted else name.strip("`")
     return None
 
 

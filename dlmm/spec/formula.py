@@ -40,6 +40,7 @@ from .checks import (
 from .crossed import indicator_factor
 from .design import ChunkDesign, ModelNames, scan_rows
 from .indicators import IndicatorSpec, indicator_spec
+from .keywords import quote_keyword_columns
 
 logger = logging.getLogger("dlmm")
 
@@ -153,14 +154,16 @@ class FormulaSpec(ModelNames):
         lhs, rhs = formula.split("~", 1)
         if not lhs.strip():
             raise InputError(f"formula {formula!r} has no response on the left of '~'")
-        self.formula = formula
+        # A column named with a Python keyword is read in code as Q('class').
+        self.formula = quote_keyword_columns(formula)
         self.groups = groups
         self.group_name = groups if isinstance(groups, str) else "Group"
-        self.re_formula = re_formula
+        self.re_formula = quote_keyword_columns(re_formula)
         self.vc_formula = dict(sorted((vc_formula or {}).items()))
         for name, text in self.vc_formula.items():
             if not isinstance(text, str):
                 raise InputError(f"vc_formula[{name!r}] must be a formula string, got {text!r}")
+            self.vc_formula[name] = quote_keyword_columns(text)
         self.vc_names = list(self.vc_formula)
         self._learned = False
 

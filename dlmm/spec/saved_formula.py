@@ -18,7 +18,8 @@ then
   one of: a column name; a number; arithmetic (``+ - * / // % **``, unary
   ``+ -``); a call of a name in :data:`ALLOWED_CALLS` (``C``, ``I``,
   ``np.log``, ``np.exp``, ``np.sqrt``, ``log``, ``center``, ``scale``, ...)
-  with such arguments; and, inside ``C()``, a contrast from
+  with such arguments; ``Q('column')`` (a column by its name, e.g. one named
+  with a Python keyword); and, inside ``C()``, a contrast from
   :data:`ALLOWED_CONTRASTS` (optionally called with numbers or strings) and
   ``levels=[...]`` of numbers or strings.
 
@@ -37,7 +38,7 @@ from ..exceptions import InputError
 
 #: Callables a saved formula may call, by their dotted name.
 ALLOWED_CALLS = frozenset({
-    "C", "I", "center", "scale", "standardize", "log", "log10", "log2", "log1p", "exp",
+    "C", "I", "Q", "center", "scale", "standardize", "log", "log10", "log2", "log1p", "exp",
     "sqrt", "abs",
     "np.log", "np.log10", "np.log2", "np.log1p", "np.exp", "np.expm1", "np.sqrt",
     "np.abs", "np.square",
@@ -126,6 +127,12 @@ class _PythonChecker:
             raise _Refused(f"the unpacking in {_unparse(node)!r}")
         if func == "C":
             self.contrast_call(node)
+            return
+        if func == "Q":  # a column by its name in a string: Q('class')
+            if (len(node.args) != 1 or node.keywords or not isinstance(node.args[0], ast.Constant)
+                    or not isinstance(node.args[0].value, str)):
+                raise _Refused(f"{_unparse(node)!r} (Q takes a column's name)")
+            self.name(node.args[0].value)
             return
         if node.keywords:
             raise _Refused(f"the keyword argument {node.keywords[0].arg!r} of {func}()")

@@ -238,23 +238,36 @@ def test_intercept_column_in_random_effects_is_refused(frame):
 # -- a column named with a Python keyword ---------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["0 + C(class)", "0 + C(`class`)"])
-def test_keyword_column_in_code_is_one_line(frame, text):
-    """``C(class)``: a SyntaxError from formulaic's Python parse before; now an InputError
-    naming the column and statsmodels' spelling, Q('class')."""
+@pytest.mark.parametrize("text", ["0 + C(class)", "0 + C(`class`)", "0 + C(Q('class'))"])
+def test_keyword_column_fits_as_statsmodels_q(frame, text):
+    """``C(class)`` was a SyntaxError from formulaic's Python parse (with backticks
+    too); each spelling now fits statsmodels' ``C(Q('class'))``."""
     data = frame[["y", "x", "g"]].assign(**{"class": frame["grade"]})
-    with pytest.raises(InputError, match=re.escape("column 'class' is named with a Python "
-                                                   "keyword")) as info:
-        _fit("y ~ x", data, vc_formula={"class": text})
-    assert "C(Q('class'))" in _one_line(info)
-
-
-def test_keyword_column_through_q_fits_as_statsmodels(frame):
-    data = frame[["y", "x", "g"]].assign(**{"class": frame["grade"]})
-    vc = {"class": "0 + C(Q('class'))"}
-    result = _fit("y ~ x", data, vc_formula=vc)
+    result = _fit("y ~ x", data, vc_formula={"class": text})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sm = smf.mixedlm("y ~ x", data, groups="g", vc_formula=vc).fit(reml=True)
+        sm = smf.mixedlm("y ~ x", data, groups="g",
+                         vc_formula={"class": "0 + C(Q('class'))"}).fit(reml=True)
     _agrees(result, sm)
     np.testing.assert_allclose(result.vcomp, sm.vcomp, rtol=1e-3, atol=1e-5)
+
+
+def test_keyword_column_in_other_code_is_one_line(frame):
+    """A bare keyword in other Python code (``I(class * 2)``) cannot be read: one line
+    naming the column and the spellings that read it."""
+    data = frame[["y", "x", "g"]].assign(**{"class": frame["x"] * 2})
+    with pytest.raises(InputError, match=re.escape("column 'class' is named with a Python "
+                                                   "keyword")) as info:
+        _fit("y ~ I(class * 2)", data)
+    assert "`class`" in _one_line(info) and "Q('class')" in _one_line(info)
+
+
+def test_keyword_column_in_backticks_in_code_fits(frame):
+    data = frame[["y", "x", "g"]].assign(**{"class": frame["x"]})
+    result = _fit("y ~ I(`class` * 2)", data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sm = smf.mixedlm("y ~ I(x * 2)", data, groups="g").fit(reml=True)
+    np.testing.assert_allclose(result.fe_params.to_numpy(), sm.fe_params.to_numpy(),
+                               rtol=1e-5)
+    np.testing.assert_allclose(result.llf, sm.llf, rtol=1e-6)
