@@ -24,6 +24,7 @@ from ..exceptions import InputError
 from ..kernels.block import BlockEffects, transform_effects
 from ..kernels.predict import random_part
 from ..structure.base import RandomEffectsStatistics
+from .labels import LabelMatcher
 
 
 def modes_only(effects: BlockEffects) -> BlockEffects:
@@ -101,9 +102,17 @@ class EffectsLookup:
         return cls(pd.Index(labels), re_values, keys[order].astype(np.int64), values[order],
                    n_slots)
 
-    def contribution(self, design) -> np.ndarray:
-        """``Z b + W v`` of the rows of a design (0 for groups not in the fit)."""
-        index = self.labels.get_indexer(design.groups)
+    @cached_property
+    def matcher(self) -> LabelMatcher:
+        """The group labels, matched by value across numbers and text
+        (:mod:`dlmm.results.labels`)."""
+        return LabelMatcher(self.labels, "group label")
+
+    def contribution(self, design, group_column: str | None = None) -> np.ndarray:
+        """``Z b + W v`` of the rows of a design (0 for groups not in the fit); a
+        group label of the other type (text ``"7"`` for the fit's ``7``) matches by
+        value."""
+        index = self.matcher.get_indexer(design.groups, group_column)
         return random_part(design.z, index, self.re_values, design.w, self.vc_keys,
                            self.vc_values, self.n_slots)
 
