@@ -197,10 +197,14 @@ class DistributedEffects(EffectsStore):
     coef : ndarray
         ``[-beta; 1]`` at the estimate.
     scale : float
+        The scale, in the model's units.
     names : EffectNames
     u_inv : ndarray, optional
         ``U^{-1}`` when the statistics' random-effect columns are shifted
         (``Z = Z_c U``): the effects are mapped back on the workers.
+    y_scale : float
+        The scale of the statistics' response (:mod:`dlmm.spec.centering`): the
+        engine predicts the effects of ``y / y_scale``, mapped back on the workers.
 
     The engine computes the effects on first use and keeps them where its
     statistics are (:meth:`RandomEffectsStatistics.effects`).
@@ -208,17 +212,22 @@ class DistributedEffects(EffectsStore):
 
     def __init__(self, statistics: RandomEffectsStatistics, chol_re: np.ndarray,
                  sd_vc: np.ndarray, coef: np.ndarray, scale: float, names: EffectNames,
-                 u_inv: np.ndarray | None = None):
+                 u_inv: np.ndarray | None = None, y_scale: float = 1.0):
         self.statistics = statistics
-        self._estimate = (chol_re, sd_vc, coef, scale)
+        self._estimate = (chol_re, sd_vc, coef, scale / y_scale**2)
         self._u_inv = u_inv
+        self._y_scale = float(y_scale)
         self.names = names
 
     @cached_property
     def handles(self) -> list:
         handles = self.statistics.effects(*self._estimate)
-        if self._u_inv is not None:  # shifted random-effect columns: b = U^{-1} b_c
-            handles = self.statistics.map_effects(transform_effects, handles, self._u_inv)
+        if self._u_inv is not None or self._y_scale != 1.0:
+            # shifted random-effect columns, scaled response: b = y_scale U^{-1} b_c
+            u_inv = np.eye(len(self.names.exog_re_names)) if self._u_inv is None \
+                else self._u_inv
+            handles = self.statistics.map_effects(transform_effects, handles, u_inv,
+                                                  self._y_scale)
         return handles
 
     @cached_property
