@@ -289,8 +289,7 @@ class MixedLM(StatsmodelsModel):
         check_full_rank(stats.totals.xy_cross[: self.spec.k_fe, : self.spec.k_fe],
                         self.exog_names)
         check_full_rank(totals.z_cross, self.exog_re_names, random=True)
-        check_response_varies(stats.totals, self.spec.response,
-                              self.spec.centering.xy_shift[-1])
+        check_response_varies(stats.totals, self.spec.response, self.spec.centering)
         group = None if getattr(self.spec, "groups", "") is None else self.spec.group_name
         check_identifiable(int(totals.n_rows), group, stats.n_groups,
                            self.spec.exog_re_names, self.spec.vc_names, stats.vc_effect_counts())
@@ -360,7 +359,7 @@ class MixedLM(StatsmodelsModel):
         stats = self._ensure_stats() if stats is None else stats
         pieces = stats.pieces(chol_re, sd_vc)
         return profiled_value(pieces, stats.totals.xy_cross, stats.totals.n_rows, reml,
-                              theta=(chol_re, sd_vc))
+                              theta=(chol_re, sd_vc), xy_scale=self.spec.centering.xy_scale)
 
     def loglike(self, params, profile_fe: bool = True) -> float:
         """Profiled log-likelihood (REML or ML per ``self.reml``) at ``params``.
@@ -535,7 +534,8 @@ class MixedLM(StatsmodelsModel):
         def fun_hess(theta):
             chol, sd = self._unpack_sqrt(theta)
             pieces = engine.newton_pieces(chol, sd)
-            value = profiled_value(pieces.value, engine.totals.xy_cross, n, self.reml)
+            value = profiled_value(pieces.value, engine.totals.xy_cross, n, self.reml,
+                                   xy_scale=self.spec.centering.xy_scale)
             full = profiled_hessian(pieces.hess, engine.totals.xy_cross, n, self.reml,
                                     value.fe_params)
             hess = sqrt_hessian(full, self.k_fe, grad_profile(value), chol, sd)

@@ -111,7 +111,8 @@ class StatsmodelsModel:
 
     def _fe_map(self):
         centering = self.spec.centering
-        return fixed_effects_map(centering.xy_shift, centering.x_intercept)
+        return fixed_effects_map(centering.xy_shift, centering.x_intercept,
+                                 centering.xy_scale)
 
     def get_fe_params(self, cov_re, vcomp, tol: float = SINGULAR_TOL):
         """GLS fixed effects at profile-scale ``cov_re`` (``Psi``) and ``vcomp``, and

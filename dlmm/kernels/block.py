@@ -235,21 +235,25 @@ def select_xy_columns(block: StatsBlock, keep: np.ndarray) -> StatsBlock:
     return StatsBlock(block.labels, block.n, batches)
 
 
-def transform_effects(effects: BlockEffects, u_inv: np.ndarray) -> BlockEffects:
-    """The effects ``b = blockdiag(U^{-1}, I) b_c`` of effects ``b_c`` predicted in
-    changed random-effect coordinates (``Z = Z_c U``), with their covariances
-    ``U^{-1} C U^{-T}`` (the variance-component block is unchanged)."""
+def transform_effects(effects: BlockEffects, u_inv: np.ndarray,
+                      factor: float = 1.0) -> BlockEffects:
+    """The effects ``b = factor blockdiag(U^{-1}, I) b_c`` of effects ``b_c`` predicted
+    in changed random-effect coordinates (``Z = Z_c U``) and response units
+    (``y = factor y_c``), with their covariances ``factor^2 U^{-1} C U^{-T}`` (the
+    variance-component block only times ``factor^2``)."""
+    u_inv = np.asarray(u_inv, dtype=float)
     k = u_inv.shape[0]
+    f2 = factor * factor
 
     def full(cov):
         out = cov.copy()
         out[:, :k, :] = np.einsum("ab,gbc->gac", u_inv, cov[:, :k, :])
         out[:, :, :k] = np.einsum("gac,bc->gab", out[:, :, :k], u_inv)
-        return out
+        return out * f2 if factor != 1.0 else out
 
     return BlockEffects(
-        effects.labels, effects.re_modes @ u_inv.T,
-        np.einsum("ab,gbc,dc->gad", u_inv, effects.re_cov, u_inv), effects.vc_group,
-        effects.vc_slot, effects.vc_modes, effects.vc_var,
+        effects.labels, factor * (effects.re_modes @ u_inv.T),
+        f2 * np.einsum("ab,gbc,dc->gad", u_inv, effects.re_cov, u_inv), effects.vc_group,
+        effects.vc_slot, factor * effects.vc_modes, f2 * effects.vc_var,
         [(index, slots, full(cov)) for index, slots, cov in effects.batches],
     )

@@ -40,6 +40,7 @@ from scipy import linalg
 
 from ..exceptions import InfeasiblePoint
 from ..kernels.pieces import LikelihoodPieces
+from .shift import log_jacobian
 
 
 @dataclass
@@ -73,13 +74,18 @@ class ProfiledValue:
 
 def profiled_value(
     pieces, xy_cross: np.ndarray, n_obs: float, reml: bool,
-    theta: tuple[np.ndarray, np.ndarray] | None = None,
+    theta: tuple[np.ndarray, np.ndarray] | None = None, xy_scale: np.ndarray | None = None,
 ) -> ProfiledValue:
     """Profiled llf, GLS fixed effects, scale and gradient from reduced sums.
 
     ``theta = (chol_re, sd_vc)``, the point the pieces were computed at, turns
     a gradient along sqrt directions into the profile one (``grad_vc``); without
     it that is NaN. Pieces along profile directions do not need it.
+
+    ``xy_scale``, the scales of the columns the sums were taken of
+    (:mod:`dlmm.spec.centering`), gives the llf and the scale in the model's units
+    (:func:`dlmm.objective.shift.log_jacobian`); the fixed effects and ``xvx`` stay
+    those of the sums (``beta = A beta_c + a``), and the gradients are the same.
     """
     s = xy_cross - pieces.hmh
     p = s.shape[0] - 1
@@ -111,7 +117,11 @@ def profiled_value(
     c = np.concatenate([-beta, [1.0]])
     s_xx_inv = linalg.cho_solve((chol, True), np.eye(p)) if reml and p else None
     grad = covariance_gradient(pieces, c, 0.5 * fac / qf, s_xx_inv, theta)
-    return ProfiledValue(float(llf), grad.grad_psi, grad.grad_vc, beta, qf / fac, s_xx,
+    scale = qf / fac
+    if xy_scale is not None:
+        llf += log_jacobian(xy_scale, n_obs, reml)
+        scale *= float(xy_scale[-1]) ** 2
+    return ProfiledValue(float(llf), grad.grad_psi, grad.grad_vc, beta, scale, s_xx,
                          grad.grad_theta)
 
 

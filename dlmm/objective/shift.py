@@ -1,19 +1,27 @@
-"""Exact maps between the centred one pass and the model's own parameters.
+"""Exact maps between the centred, scaled one pass and the model's own parameters.
 
 With the shifts of :class:`dlmm.spec.centering.Centering` (``m_x`` for the
 columns of ``X``, 0 at the intercept ``i0``; ``m_y``; ``m_z`` for ``Z``, 0 at its
-intercept ``k0``):
+intercept ``k0``) and its scales (``D = diag(d_x)``, ``d_y``, ``E = diag(e_z)``;
+1 at the intercepts):
 
-Fixed effects: ``X_c = X - 1 m_x'`` and ``y_c = y - m_y`` give
-``beta = A beta_c + a`` with ``A = I - e_i0 m_x'`` and ``a = m_y e_i0``: only the
-intercept moves. Covariances and Hessians in ``(beta, theta)`` follow from the
+Fixed effects: ``X_c = (X - 1 m_x') D^{-1}`` and ``y_c = (y - m_y) / d_y`` give
+``beta = A beta_c + a`` with ``A = d_y (I - e_i0 m_x') D^{-1}`` and
+``a = m_y e_i0``. Covariances and Hessians in ``(beta, theta)`` follow from the
 constant Jacobian ``J = blockdiag(A, I)``.
 
-Random effects: ``Z = Z_c U`` with ``U = I + e_k0 m_z'``, so ``V`` at ``Psi``
+Scale and likelihood: ``Psi`` and ``vcomp / scale`` do not change with the
+response's units; ``scale = d_y^2 scale_c`` and the log-likelihood is the
+centred one plus the log-Jacobian, ``-fac log d_y`` (``fac = n - p`` for REML,
+``n`` for ML) and, for REML, ``-sum log d_x`` (from ``log|X'V^-1 X|``)
+(:func:`log_jacobian`; :func:`~dlmm.objective.profiled.profiled_value` with
+``xy_scale``).
+
+Random effects: ``Z = Z_c U`` with ``U = E (I + e_k0 m_z')``, so ``V`` at ``Psi``
 equals the centred ``V`` at ``Psi_c = U Psi U'``; the pieces summed on the
 centred statistics map back with ``U`` (``P = U'P_c U``, ``R = U'R_c``) and, for
 the Hessian and moment sums indexed by packed parameters, with the matrix
-``M`` of ``E_j -> U E_j U'`` in the packed basis. Effects: ``b = U^{-1} b_c``.
+``M`` of ``E_j -> U E_j U'`` in the packed basis. Effects: ``b = d_y U^{-1} b_c``.
 """
 
 from __future__ import annotations
@@ -25,9 +33,10 @@ from ..kernels.moments import MomentPieces
 from ..kernels.pieces import LikelihoodPieces
 
 
-def fixed_effects_map(xy_shift: np.ndarray, x_intercept: int | None
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, a)`` with ``beta = A beta_c + a`` (identity and zero without an intercept)."""
+def fixed_effects_map(xy_shift: np.ndarray, x_intercept: int | None,
+                      xy_scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, a)`` with ``beta = A beta_c + a`` (identity and zero without an intercept
+    and scales)."""
     p = xy_shift.shape[0] - 1
     a_mat = np.eye(p)
     offset = np.zeros(p)
@@ -35,17 +44,33 @@ def fixed_effects_map(xy_shift: np.ndarray, x_intercept: int | None
         a_mat[x_intercept, :] -= xy_shift[:p]
         a_mat[x_intercept, x_intercept] = 1.0
         offset[x_intercept] = xy_shift[p]
+    if xy_scale is not None:
+        a_mat = a_mat * (xy_scale[p] / xy_scale[:p])[None, :]
     return a_mat, offset
 
 
-def random_effects_map(z_shift: np.ndarray, z_intercept: int | None) -> np.ndarray:
-    """``U`` with ``Z = Z_c U`` (the identity without a shift)."""
+def random_effects_map(z_shift: np.ndarray, z_intercept: int | None,
+                       z_scale: np.ndarray | None = None) -> np.ndarray:
+    """``U`` with ``Z = Z_c U`` (the identity without a shift and scales)."""
     k = z_shift.shape[0]
     u = np.eye(k)
     if z_intercept is not None:
         u[z_intercept, :] += z_shift
         u[z_intercept, z_intercept] = 1.0
+    if z_scale is not None:
+        u = np.asarray(z_scale, dtype=float)[:, None] * u
     return u
+
+
+def log_jacobian(xy_scale: np.ndarray, n_obs: float, reml: bool) -> float:
+    """The model's log-likelihood minus the scaled pass's (see the module docstring)."""
+    xy_scale = np.asarray(xy_scale, dtype=float)
+    p = xy_scale.shape[0] - 1
+    fac = n_obs - p if reml else n_obs
+    out = -fac * np.log(xy_scale[p])
+    if reml:
+        out -= float(np.sum(np.log(xy_scale[:p])))
+    return float(out)
 
 
 def packed_map(u: np.ndarray, k_vc: int) -> np.ndarray:

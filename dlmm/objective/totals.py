@@ -47,14 +47,17 @@ def check_rows(totals: RowTotals, k_fe: int) -> None:
         raise InputError(f"{int(totals.n_rows)} rows cannot fit {k_fe} fixed effects")
 
 
-def check_response_varies(totals: RowTotals, response: str, y_shift: float) -> None:
+def check_response_varies(totals: RowTotals, response: str, centering) -> None:
     """The response must not be constant, nor an exact linear function of the fixed
     effects: then there is no residual variance (``qf = 0``) to estimate.
 
-    With ``K = [X y]'[X y]`` of the centred pass, the least-squares residual sum
-    ``K_yy - K_yX K_XX^+ K_Xy`` is compared with the raw ``sum y^2`` (the centred
-    one plus ``n m_y^2``): below 1e-24 of it the residual is rounding alone.
+    With ``K = [X y]'[X y]`` of the centred, scaled pass (``centering``, a
+    :class:`~dlmm.spec.centering.Centering`), the least-squares residual sum
+    ``K_yy - K_yX K_XX^+ K_Xy`` is compared with the raw ``sum y^2`` in the same
+    units (the centred one plus ``n (m_y / d_y)^2``): below 1e-24 of it the
+    residual is rounding alone.
     """
+    y_shift = centering.xy_shift[-1] / centering.y_scale
     xy = np.asarray(totals.xy_cross, dtype=float)
     p = xy.shape[0] - 1
     s_yy = xy[p, p]

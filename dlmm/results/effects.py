@@ -24,6 +24,7 @@ from ..exceptions import InputError
 from ..kernels.block import BlockEffects, transform_effects
 from ..kernels.predict import random_part
 from ..structure.base import RandomEffectsStatistics
+from .labels import LabelMatcher
 
 
 def modes_only(effects: BlockEffects) -> BlockEffects:
@@ -101,9 +102,17 @@ class EffectsLookup:
         return cls(pd.Index(labels), re_values, keys[order].astype(np.int64), values[order],
                    n_slots)
 
-    def contribution(self, design) -> np.ndarray:
-        """``Z b + W v`` of the rows of a design (0 for groups not in the fit)."""
-        index = self.labels.get_indexer(design.groups)
+    @cached_property
+    def matcher(self) -> LabelMatcher:
+        """The group labels, matched by value across numbers and text
+        (:mod:`dlmm.results.labels`)."""
+        return LabelMatcher(self.labels, "group label")
+
+    def contribution(self, design, group_column: str | None = None) -> np.ndarray:
+        """``Z b + W v`` of the rows of a design (0 for groups not in the fit); a
+        group label of the other type (text ``"7"`` for the fit's ``7``) matches by
+        value."""
+        index = self.matcher.get_indexer(design.groups, group_column)
         return random_part(design.z, index, self.re_values, design.w, self.vc_keys,
                            self.vc_values, self.n_slots)
 
@@ -188,10 +197,14 @@ class DistributedEffects(EffectsStore):
     coef : ndarray
         ``[-beta; 1]`` at the estimate.
     scale : float
+        The scale, in the model's units.
     names : EffectNames
     u_inv : ndarray, optional
         ``U^{-1}`` when the statistics' random-effect columns are shifted
         (``Z = Z_c U``): the effects are mapped back on the workers.
+    y_scale : float
+        The scale of the statistics' response (:mod:`dlmm.spec.centering`): the
+        engine predicts the effects of ``y / y_scale``, mapped back on the workers.
 
     The engine computes the effects on first use and keeps them where its
     statistics are (:meth:`RandomEffectsStatistics.effects`).
@@ -199,17 +212,22 @@ class DistributedEffects(EffectsStore):
 
     def __init__(self, statistics: RandomEffectsStatistics, chol_re: np.ndarray,
                  sd_vc: np.ndarray, coef: np.ndarray, scale: float, names: EffectNames,
-                 u_inv: np.ndarray | None = None):
+                 u_inv: np.ndarray | None = None, y_scale: float = 1.0):
         self.statistics = statistics
-        self._estimate = (chol_re, sd_vc, coef, scale)
+        self._estimate = (chol_re, sd_vc, coef, scale / y_scale**2)
         self._u_inv = u_inv
+        self._y_scale = float(y_scale)
         self.names = names
 
     @cached_property
     def handles(self) -> list:
         handles = self.statistics.effects(*self._estimate)
-        if self._u_inv is not None:  # shifted random-effect columns: b = U^{-1} b_c
-            handles = self.statistics.map_effects(transform_effects, handles, self._u_inv)
+        if self._u_inv is not None or self._y_scale != 1.0:
+            # shifted random-effect columns, scaled response: b = y_scale U^{-1} b_c
+            u_inv = np.eye(len(self.names.exog_re_names)) if self._u_inv is None \
+                else self._u_inv
+            handles = self.statistics.map_effects(transform_effects, handles, u_inv,
+                                                  self._y_scale)
         return handles
 
     @cached_property

@@ -22,6 +22,28 @@ from ..exceptions import InputError
 from ..spec.crossed import component_only_columns
 from ..spec.formula import GROUP_VALUES_COLUMN
 from .effects import EffectsLookup
+from .labels import LabelMatcher, label_kind
+
+
+def levels_by_value(frame: pd.DataFrame, spec) -> pd.DataFrame:
+    """New data whose factor columns hold the fit's levels in the other type (text
+    ``"7"`` for a level ``7``, or the reverse): those values replaced by the fit's
+    levels of equal value (:mod:`dlmm.results.labels`), so that the design codes
+    them as the fit did; other values are kept (unseen levels stay unseen)."""
+    replaced = {}
+    for column, levels in getattr(spec, "levels", {}).items():
+        if column not in frame.columns or not len(levels):
+            continue
+        values = frame[column]
+        matcher = LabelMatcher(levels, "level")
+        if {matcher.kind, label_kind(values)} != {"number", "text"}:
+            continue
+        index = matcher.get_indexer(values.to_numpy(), column)
+        found = index >= 0
+        fit_levels = pd.Series(matcher.labels.take(np.maximum(index, 0)), index=values.index)
+        replaced[column] = fit_levels if found.all() else \
+            values.astype(object).where(~found, fit_levels.astype(object))
+    return frame.assign(**replaced) if replaced else frame
 
 
 def admit_unseen_levels(frame: pd.DataFrame, spec) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
@@ -66,17 +88,18 @@ def predict_chunk(frame: pd.DataFrame, spec, fe_params: np.ndarray,
     With ``fitted=True`` (the fitted data) only the rows used in the fit are
     returned; otherwise every row, NaN where a model column is missing. In new
     data a level of a component-only factor that the fit never saw gets no
-    effect (zero), as an unseen group does.
+    effect (zero), as an unseen group does. Group labels and factor levels of
+    the other type than the fit's (text ``"7"`` for ``7``) match by value.
     """
     unseen: dict[int, np.ndarray] = {}
     if not fitted:
-        frame, unseen = admit_unseen_levels(frame, spec)
+        frame, unseen = admit_unseen_levels(levels_by_value(frame, spec), spec)
     design = spec.design(frame) if fitted else spec.design(frame, response=False)
     k = fe_params.shape[0]
     values = design.xy[:, :k] @ fe_params
     if lookup is not None:
         design = _without_unseen(design, unseen, spec.slot_component)
-        values = values + lookup.contribution(design)
+        values = values + lookup.contribution(design, spec.group_name)
     name = "fitted" if fitted else "predicted"
     if fitted:
         return pd.Series(values, index=frame.index[design.kept], name=name)

@@ -30,7 +30,7 @@ from ..objective.profiled import (
     grad_sqrt,
     profiled_value,
 )
-from ..objective.shift import fixed_effects_map
+from ..objective.shift import fixed_effects_map, log_jacobian
 
 
 class ProfileLikelihood:
@@ -53,7 +53,12 @@ class ProfileLikelihood:
         self.theta_hat = np.concatenate([ml._chol[np.tril_indices(self.k_re)], ml._sd])
         centering = self.model.spec.centering
         self._a_mat, self._offset = fixed_effects_map(centering.xy_shift,
-                                                      centering.x_intercept)
+                                                      centering.x_intercept,
+                                                      centering.xy_scale)
+        # The statistics' response is y / d_y (dlmm.spec.centering): an ML llf of
+        # theirs plus this is the model's; a scale of the model's over d_y^2 theirs.
+        self._llf_shift = log_jacobian(centering.xy_scale, self.n, False)
+        self._scale_unit = centering.y_scale ** 2
         self.llf_hat = ml.llf
 
     def _ml_fit(self):
@@ -104,7 +109,7 @@ class ProfileLikelihood:
         c, q = constrained_gls(s, constraint)
         n = self.n
         llf = -0.5 * pieces.logdet - 0.5 * n * np.log(2 * np.pi * q / n) - 0.5 * n
-        return llf, self._gradient(pieces, c, 0.5 * n / q, chol, sd)
+        return llf + self._llf_shift, self._gradient(pieces, c, 0.5 * n / q, chol, sd)
 
     def llf_fixed_scale(self, theta, scale_of):
         """ML llf with ``sigma^2 = scale_of(Psi, v)`` and GLS fixed effects.
@@ -113,12 +118,12 @@ class ProfileLikelihood:
         """
         chol, sd, pieces, s = self._terms(theta)
         c, q = constrained_gls(s)
-        s2, ds_psi, ds_vc = scale_of(chol @ chol.T, sd**2)
+        s2, ds_psi, ds_vc = (x / self._scale_unit for x in scale_of(chol @ chol.T, sd**2))
         n = self.n
         llf = -0.5 * pieces.logdet - 0.5 * n * np.log(2 * np.pi * s2) - 0.5 * q / s2
         d_s2 = -0.5 * n / s2 + 0.5 * q / s2**2
         grad = self._gradient(pieces, c, 0.5 / s2, chol, sd, d_s2 * ds_psi, d_s2 * ds_vc)
-        return llf, grad
+        return llf + self._llf_shift, grad
 
     # -- maximization -------------------------------------------------------------
 
@@ -351,7 +356,7 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
             chol = perm.T @ l_perm  # Psi = perm' L L' perm: not triangular, and need not be
             sd = theta[k_re2:]
             value = profiled_value(stats.pieces(chol, sd), stats.totals.xy_cross, n, result.reml,
-                                   theta=(chol, sd))
+                                   theta=(chol, sd), xy_scale=result.model.spec.centering.xy_scale)
             if value.grad_theta is not None:  # sqrt directions (no standard effects)
                 grad = value.grad_theta
             else:

@@ -64,10 +64,12 @@ def regularized_result(model, fit, alpha, ceps: float, ptol: float, maxit: int):
     stats = fit._stats
     if stats is not None:
         centering = model.spec.centering
-        a_mat, offset = fixed_effects_map(centering.xy_shift, centering.x_intercept)
+        a_mat, offset = fixed_effects_map(centering.xy_shift, centering.x_intercept,
+                                          centering.xy_scale)
         coef = np.concatenate([-centred_fixed_effects(beta, a_mat, offset), [1.0]])
         effects = DistributedEffects(stats, fit._chol, fit._sd, coef, scale,
-                                     effect_names_of(model.spec, list(e.vc_names)))
+                                     effect_names_of(model.spec, list(e.vc_names)),
+                                     y_scale=centering.y_scale)
     out = MixedLMResults(model, estimates, inference, fit.facts, effects, statistics=stats,
                          theta=(fit._chol, fit._sd), optimization_log=fit.optimization_log)
     out.cov_re = fit.cov_re.copy()  # statsmodels keeps the fit's covariance (data scale)

@@ -187,7 +187,9 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         and the lme4-style checks.
 
         ``value``, ``chol_re``, ``sd_vc`` and ``outcome`` are in the coordinates of
-        ``engine`` (default ``stats``): centred ``[X y]`` always, and shifted
+        ``engine`` (default ``stats``): centred, scaled ``[X y]`` always (but the
+        log-likelihood and scale of ``value`` in the model's units,
+        :func:`~dlmm.objective.shift.log_jacobian`), and shifted, scaled
         random-effect columns ``Z = Z_c U`` when ``u`` is given
         (:mod:`dlmm.objective.shift`). ``evaluations_before``: the engine's count of
         evaluations when the fit started (the timings count this fit's).
@@ -196,7 +198,9 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         engine = stats if engine is None else engine
         chol_re = np.asarray(chol_re, dtype=float)
         sd_vc = np.asarray(sd_vc, dtype=float)
-        a_mat, offset = fixed_effects_map(spec.centering.xy_shift, spec.centering.x_intercept)
+        centering = spec.centering
+        a_mat, offset = fixed_effects_map(centering.xy_shift, centering.x_intercept,
+                                          centering.xy_scale)
         jac = parameter_jacobian(a_mat, u, len(spec.exog_re_names),
                                  len(spec.vc_names))
         psi_c = chol_re @ chol_re.T
@@ -273,7 +277,8 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         )
         coef = np.concatenate([-value.fe_params, [1.0]])  # centred, as the statistics
         effects = DistributedEffects(engine, chol_re, sd_vc, coef, estimates.scale,
-                                     effect_names_of(spec, estimates.vc_names), u_inv)
+                                     effect_names_of(spec, estimates.vc_names), u_inv,
+                                     centering.y_scale)
         chol_model = chol_re if u is None else \
             MixedLMParams.from_components(cov_re=psi, vcomp=sd_vc**2).cov_re_sqrt
         return cls(model, estimates, inference, facts, effects, statistics=stats,

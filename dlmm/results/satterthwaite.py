@@ -28,6 +28,9 @@ and the full Hessian follows from the profiled one: with ``s2 = qf / fac``
 ``L_ts = (dqf / d theta) / (2 s2^2)`` and ``L_tt = H_p + L_ts L_ts' / L_ss``
 (the profile identity ``H_p = L_tt - L_ts L_ss^{-1} L_st`` read backwards).
 The gradient is ``g_theta = s2 c' dS_XX^{-1} c``, ``g_sigma2 = c' S_XX^{-1} c``.
+All of it is evaluated in the coordinates of the fit's optimizer (the one pass's
+shifted and scaled columns, :mod:`dlmm.objective.shift`), then ``S_XX^{-1}``,
+``sigma^2`` and ``A`` are mapped to the model's units.
 As lmerTest, ``A`` is inverted over the positive eigenvalues of ``-L''``.
 2k evaluations for k covariance parameters, whatever the number of rows.
 """
@@ -41,6 +44,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..exceptions import InputError
+from ..objective.params import MixedLMParams
 from ..objective.profiled import grad_sqrt, profiled_value
 from ..objective.shift import fixed_effects_map
 
@@ -50,8 +54,11 @@ STEP = 1e-4
 
 @dataclass(frozen=True)
 class VarianceDerivatives:
-    """The pieces of Satterthwaite's formula at the optimum (model coordinates of
-    the fixed effects).
+    """The pieces of Satterthwaite's formula at the optimum: the model's coordinates
+    of the fixed effects, the variance parameters ``(theta, sigma^2)`` of the one
+    pass (its response ``y / d_y`` and random-effect columns,
+    :mod:`dlmm.objective.shift`), where their magnitudes are moderate whatever the
+    data's units.
 
     Attributes
     ----------
@@ -60,7 +67,7 @@ class VarianceDerivatives:
     d_sxx_inv : ndarray (k, p, p)
         Its derivative along each ``theta_j``.
     scale : float
-        ``sigma^2``.
+        ``sigma^2`` of the pass's response.
     cov_varpar : ndarray (k + 1, k + 1)
         Asymptotic covariance of ``(theta, sigma^2)``.
     """
@@ -76,12 +83,17 @@ class VarianceDerivatives:
         return self.scale * self.sxx_inv
 
     def contrast(self, c: np.ndarray) -> tuple[float, float]:
-        """``(c' Sigma c, df)`` for one contrast."""
+        """``(c' Sigma c, df)`` for one contrast (df from ``c`` rescaled to unit
+        variance, which does not change it, so that no fourth power of a small
+        variance underflows)."""
         var = float(c @ self.vcov @ c)
-        grad = np.concatenate([self.scale * np.einsum("jab,a,b->j", self.d_sxx_inv, c, c),
-                               [c @ self.sxx_inv @ c]])
+        if not var > 0:
+            return var, np.inf
+        w = np.asarray(c, dtype=float) / np.sqrt(var)
+        grad = np.concatenate([self.scale * np.einsum("jab,a,b->j", self.d_sxx_inv, w, w),
+                               [w @ self.sxx_inv @ w]])
         denom = float(grad @ self.cov_varpar @ grad)
-        return var, (2.0 * var**2 / denom if denom > 0 else np.inf)
+        return var, (2.0 / denom if denom > 0 else np.inf)
 
 
 def _positive_inverse(info: np.ndarray) -> np.ndarray:
@@ -106,7 +118,14 @@ def variance_derivatives(result) -> VarianceDerivatives:
                          "free=")
     k_re, k_re2 = result.k_re, result.k_re2
     tri = np.tril_indices(k_re)
-    theta0 = np.concatenate([np.asarray(result._chol)[tri], np.asarray(result._sd)])
+    # In the coordinates the fit's optimizer worked in (shifted, scaled random-effect
+    # columns, Psi_c = U Psi U'), where steps relative to theta are steps of like size
+    # for every parameter; the answer does not depend on them.
+    stats, u = stats.centred()
+    psi = result.estimates.cov_re_unscaled
+    chol0 = np.asarray(result._chol) if u is None else \
+        MixedLMParams.from_components(cov_re=u @ psi @ u.T).cov_re_sqrt
+    theta0 = np.concatenate([np.asarray(chol0)[tri], np.asarray(result._sd)])
     n = stats.totals.n_rows
     p = result.k_fe
     fac = n - p if result.reml else n
@@ -142,8 +161,10 @@ def variance_derivatives(result) -> VarianceDerivatives:
     full[:k, :k] = hess + np.outer(l_ts, l_ts) / l_ss
     full[:k, k] = full[k, :k] = l_ts
     full[k, k] = l_ss
+    # The fixed effects in the model's coordinates: beta = A beta_c + a (A holds the
+    # response's scale: Sigma = s2 A S_XX^{-1} A' with the pass's s2).
     centering = result.model.spec.centering
-    a_mat, _ = fixed_effects_map(centering.xy_shift, centering.x_intercept)
+    a_mat, _ = fixed_effects_map(centering.xy_shift, centering.x_intercept, centering.xy_scale)
     out = VarianceDerivatives(
         sxx_inv=a_mat @ sxx_inv_c @ a_mat.T,
         d_sxx_inv=np.einsum("ia,jab,kb->jik", a_mat, d_inv, a_mat),

@@ -328,10 +328,7 @@ def _assemble(spec: FormulaSpec, backend, chunks: list[Any], agg_totals, start: 
 
 def _restore(manifest: dict[str, Any]) -> FormulaSpec:
     spec = FormulaSpec.from_dict(manifest["spec"])
-    c = manifest["centering"]
-    spec.centering = Centering(np.asarray(c["xy_shift"], dtype=float),
-                               np.asarray(c["z_shift"], dtype=float),
-                               c["x_intercept"], c["z_intercept"])
+    spec.centering = Centering.from_dict(manifest["centering"])
     return spec
 
 
@@ -434,9 +431,7 @@ def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
     aggregate["files"] = {p: e["stats"] for p, e in files_doc.items()}
     doc = {
         "model_key": model_key(spec), "engine": "grouped", "spec": spec.to_dict(),
-        "centering": {"xy_shift": centering.xy_shift, "z_shift": centering.z_shift,
-                      "x_intercept": centering.x_intercept,
-                      "z_intercept": centering.z_intercept},
+        "centering": centering.to_dict(),
         "dtypes": {str(c): str(t) for c, t in meta.dtypes.items()},
         "files": files_doc, "aggregate": aggregate,
     }
@@ -449,5 +444,6 @@ def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
                                     f"{len(pieces)} pieces") if use else agg_note)
     if centering.shifts_z:
         stats = ShiftedStatistics(stats, random_effects_map(centering.z_shift,
-                                                            centering.z_intercept), spec.k_vc)
+                                                            centering.z_intercept,
+                                                            centering.z_scale), spec.k_vc)
     return spec, stats, report

@@ -46,6 +46,6 @@ def collect_statistics(spec, backend: Backend, progress=None) -> RandomEffectsSt
     stats = one_pass(spec, backend, progress)
     centering = spec.centering
     if centering.shifts_z:
-        u = random_effects_map(centering.z_shift, centering.z_intercept)
+        u = random_effects_map(centering.z_shift, centering.z_intercept, centering.z_scale)
         return ShiftedStatistics(stats, u, spec.k_vc)
     return stats

@@ -199,3 +199,35 @@ def test_missing_value_error_names_the_cli_flag():
     with pytest.raises(dlmm.InputError, match="pass --missing drop to drop those rows"), \
             _cli_option_names():
         dlmm.mixedlm("y ~ x", data, groups="g").prepare()
+
+
+def test_covariate_times_1e20_and_response_times_1e_100_match_lme4(scheduler, tmp_path,
+                                                                   reference_cases):
+    """Issue 21, item 8, on the cluster: sleepstudy with Days * 1e20 and Reaction *
+    1e-100 converges (exit 0) to lme4's fit in those units (see
+    tests/reliability/test_shifts.py for the maps)."""
+    c_x, c_y = 1e20, 1e-100
+    exp = reference_cases["sleepstudy_reml"]["expected"]
+    frame = pd.read_csv(REFERENCE / "data" / "sleepstudy.csv")
+    frame.assign(Days=frame.Days * c_x, Reaction=frame.Reaction * c_y).to_parquet(
+        tmp_path / "data.parquet", index=False)
+    out = tmp_path / "out"
+    proc = run_dlmm("fit", tmp_path / "data.parquet", "--formula", "Reaction ~ Days",
+                    "--groups", "Subject", "--re-formula", "~Days", "--scheduler", scheduler,
+                    "--output", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["converged"] is True
+    est = doc["estimates"]
+    n, p = exp["nobs"], 2
+    assert est["llf"] == pytest.approx(
+        exp["llf"] - (n - p) * np.log(c_y) - np.log(c_x), rel=1e-6)
+    assert est["fe_params"]["Intercept"] == pytest.approx(
+        exp["fe_params"]["Intercept"] * c_y, rel=1e-6)
+    assert est["fe_params"]["Days"] == pytest.approx(exp["fe_params"]["Days"] * c_y / c_x,
+                                                     rel=1e-6)
+    d = np.diag([c_y, c_y / c_x])
+    np.testing.assert_allclose(est["cov_re"]["matrix"], d @ np.asarray(exp["cov_re"]) @ d,
+                               rtol=1e-4)
+    assert est["scale"] == pytest.approx(exp["scale"] * c_y**2, rel=1e-4)
+    assert est["bse"]["Days"] == pytest.approx(exp["bse_fe"]["Days"] * c_y / c_x, rel=1e-3)

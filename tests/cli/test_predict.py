@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +13,7 @@ import pytest
 import dlmm
 from dlmm import cli
 from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm
+from tests.conftest import reference_data
 
 
 def test_predict_writes_what_the_python_api_predicts(scheduler, simulated, tmp_path):
@@ -92,3 +97,61 @@ def test_keep_column_errors_come_before_the_cluster(tmp_path, capsys, keep, mess
     assert code == 2 and len(err) == 1 and err[0].startswith("dlmm: error: "), err
     assert message in err[0]
     _no_output(tmp_path, "pred")
+
+
+# -- group labels of the other type than the fit's (issue 21, item 1) -----------------
+
+def _sleepstudy() -> pd.DataFrame:
+    """lme4's sleepstudy (Subject: integers 308..372)."""
+    return reference_data("sleepstudy.csv")
+
+
+def _statsmodels_conditional(data: pd.DataFrame, new: pd.DataFrame) -> np.ndarray:
+    """Brute force: statsmodels' REML fit of the same model on the same data, its fixed
+    part plus its predicted effects of each row's group (none for a group it has not)."""
+    import statsmodels.formula.api as smf
+
+    fit = smf.mixedlm("Reaction ~ Days", data, groups="Subject",
+                      re_formula="~Days").fit(reml=True, method="lbfgs")
+    effects = {int(g): e.to_numpy() for g, e in fit.random_effects.items()}
+    b = np.array([effects.get(int(g), np.zeros(2)) for g in new["Subject"]])
+    fe = fit.fe_params.to_numpy()
+    return fe[0] + fe[1] * new["Days"].to_numpy() + b[:, 0] + b[:, 1] * new["Days"].to_numpy()
+
+
+@pytest.mark.parametrize("fit_type", ["integer", "text"])
+def test_predict_matches_group_labels_of_the_other_type_by_value(scheduler, tmp_path,
+                                                                 fit_type):
+    # The fit's group column is integer and the new data's text ("308"), or the reverse:
+    # the labels name the same groups, so every random effect is added.
+    data = _sleepstudy()
+    as_text = data.assign(Subject=data["Subject"].astype(str))
+    fit_data, other = (data, as_text) if fit_type == "integer" else (as_text, data)
+    fitted = dlmm.mixedlm("Reaction ~ Days", fit_data, groups="Subject",
+                          re_formula="~Days").fit()
+    fitted.save(tmp_path / "fit")
+    # New data: every fitted group, plus a group the fit never saw (fixed part only).
+    unseen = fit_data.head(3).assign(Subject=999 if fit_type == "integer" else "999")
+    new_same = pd.concat([fit_data, unseen], ignore_index=True).drop(columns="Reaction")
+    new_other = new_same.assign(Subject=new_same["Subject"].astype(
+        str if fit_type == "integer" else np.int64))
+    new_other.to_parquet(tmp_path / "new.parquet")
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("dlmm")), "predict", str(tmp_path / "fit"),
+         str(tmp_path / "new.parquet"), "--output", str(tmp_path / "pred"),
+         "--scheduler", scheduler, "--quiet"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    written = pd.read_parquet(tmp_path / "pred")["predicted"].to_numpy()
+    loaded = dlmm.load_result(tmp_path / "fit")
+    # (a) as the new data of the fit's own type predict
+    same_type = loaded.predict(new_same, random_effects=True).to_numpy()
+    np.testing.assert_allclose(written, same_type, rtol=1e-12)
+    # (b) statsmodels' fixed part and predicted effects, brute force
+    expected = _statsmodels_conditional(data, new_same.assign(
+        Subject=new_same["Subject"].astype(np.int64)))
+    np.testing.assert_allclose(written, expected, rtol=1e-6)
+    assert not np.allclose(written[:-3], loaded.predict(new_same).to_numpy()[:-3], rtol=0.01)
+    # The library: the fit in memory and the loaded one.
+    for result in (fitted, loaded):
+        np.testing.assert_allclose(
+            result.predict(new_other, random_effects=True).to_numpy(), expected, rtol=1e-6)

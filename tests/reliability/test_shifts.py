@@ -12,6 +12,7 @@ converges to a wrong singular fit at ``Days + 2000`` and refuses ``Days + 1.7e9`
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -88,3 +89,77 @@ def test_epoch_seconds_are_not_collinear_with_the_intercept():
     data = reference_data("sleepstudy.csv").assign(Days=lambda f: f.Days + 1.7e9)
     result = dlmm.mixedlm("Reaction ~ Days", data, groups="Subject").fit()
     assert result.converged and list(result.fe_params.index) == ["Intercept", "Days"]
+
+
+# -- magnitudes far from 1 (issue 21, item 8) ----------------------------------------------
+#
+# ``Days * c_x`` and ``Reaction * c_y`` are exact reparameterizations of lme4's fit:
+# beta_0 * c_y, beta_Days * c_y / c_x; cov_re -> c_y^2 D cov_re D with
+# D = diag(1, 1 / c_x); scale * c_y^2; conditional modes (b_0 c_y, b_Days c_y / c_x). The
+# log-likelihood gains the log-Jacobian: -fac log|c_y| with fac = n (ML) or n - p
+# (REML), and, for REML only, -log|c_x| from log|X'V^-1 X| (lme4's REML criterion and
+# statsmodels' have that term: statsmodels' REML llf moves by -log 10 for Days * 10).
+# The standard errors of statsmodels' parameter vector (fixed effects, then the
+# profile covariance Psi = cov_re / scale) scale as the parameters do.
+
+MAGNITUDES = [
+    # name, reml, c_x (Days), c_y (Reaction)
+    ("days*1e10", True, 1e10, 1.0),
+    ("days*1e20", True, 1e20, 1.0),
+    ("days*1e20 ML", False, 1e20, 1.0),
+    ("reaction*1e-100", True, 1.0, 1e-100),
+    ("reaction*1e-100 ML", False, 1.0, 1e-100),
+]
+
+
+@functools.cache
+def _statsmodels_bse(reml: bool) -> np.ndarray:
+    """statsmodels' standard errors of (beta, Psi's lower triangle), unscaled data."""
+    import statsmodels.formula.api as smf
+
+    data = reference_data("sleepstudy.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = smf.mixedlm("Reaction ~ Days", data, groups="Subject",
+                          re_formula="~Days").fit(reml=reml, method="lbfgs")
+    return fit.bse.to_numpy()
+
+
+@pytest.mark.parametrize("name, reml, c_x, c_y", MAGNITUDES, ids=[m[0] for m in MAGNITUDES])
+def test_covariate_and_response_far_from_unit_scale_match_lme4(reference_cases, name, reml,
+                                                               c_x, c_y):
+    case = reference_cases["sleepstudy_reml" if reml else "sleepstudy_ml"]
+    exp = case["expected"]
+    frame = reference_data("sleepstudy.csv")
+    data = frame.assign(Days=frame.Days * c_x, Reaction=frame.Reaction * c_y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dlmm.ConvergenceWarning)
+        result = dlmm.mixedlm("Reaction ~ Days", data, groups="Subject",
+                              re_formula="~Days").fit(reml=reml)
+    assert result.converged and not result.singular
+    n, p = exp["nobs"], 2
+    llf = exp["llf"] - (n - p if reml else n) * np.log(c_y) - (np.log(c_x) if reml else 0.0)
+    np.testing.assert_allclose(result.llf, llf, rtol=1e-6)
+    fe = np.array([exp["fe_params"]["Intercept"] * c_y, exp["fe_params"]["Days"] * c_y / c_x])
+    np.testing.assert_allclose(result.fe_params.to_numpy(), fe, rtol=1e-6)
+    d = np.diag([1.0, 1.0 / c_x])
+    np.testing.assert_allclose(result.cov_re.to_numpy(),
+                               c_y**2 * d @ np.asarray(exp["cov_re"]) @ d, rtol=1e-4)
+    np.testing.assert_allclose(result.scale, exp["scale"] * c_y**2, rtol=1e-4)
+    # Standard errors: lme4's of the fixed effects (its vcov; 1e-3 as above), and
+    # statsmodels' of every parameter.
+    bse = np.array([exp["bse_fe"]["Intercept"] * c_y, exp["bse_fe"]["Days"] * c_y / c_x])
+    np.testing.assert_allclose(result.bse_fe.to_numpy(), bse, rtol=1e-3)
+    units = np.array([c_y, c_y / c_x, 1.0, 1.0 / c_x, 1.0 / c_x**2])
+    np.testing.assert_allclose(result.bse.to_numpy(), _statsmodels_bse(reml) * units,
+                               rtol=1e-4)
+    # lme4's conditional modes, in the scaled data's units (each column to 1e-4 of its
+    # largest entry: lme4's optimizer tolerance).
+    levels = case["random_effects"]["Subject"]
+    modes = np.array([[r["(Intercept)"] * c_y, r["Days"] * c_y / c_x] for r in levels])
+    effects = result.random_effects
+    got = np.array([effects[int(r["level"])].to_numpy() for r in levels])
+    assert len(effects) == len(levels)
+    for j in range(2):
+        np.testing.assert_allclose(got[:, j], modes[:, j], rtol=1e-4,
+                                   atol=1e-4 * np.abs(modes[:, j]).max())

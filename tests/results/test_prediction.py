@@ -216,6 +216,54 @@ def test_unseen_fixed_effect_level_is_not_predicted_as_the_base_level():
         f"(the base level 'p' gives {base!r})")
 
 
+K_CODES = {"p": 1, "q": 2, "r": 3}
+
+
+@functools.cache
+def _numeric_levels_fit():
+    """The model of ``_fit`` on data whose factors hold integers: c 0..2, k 1..3."""
+    data = _train().assign(c=lambda f: f["c"].str[1:].astype(int),
+                           k=lambda f: f["k"].map(K_CODES))
+    return dlmm.mixedlm(FORMULA, data, groups="g", re_formula=RE_FORMULA,
+                        vc_formula=VC_FORMULA).fit()
+
+
+def test_labels_and_levels_of_the_other_type_match_by_value():
+    """Groups and factor levels the fit had as integers, given as text ("7", "2"):
+    every effect and coefficient applies as for the integers (issue 21, item 1)."""
+    result = _numeric_levels_fit()
+    new = _new_data()
+    as_text = new.assign(g=new["g"].astype(str), c=new["c"].str[1:],
+                         k=new["k"].map({k: str(v) for k, v in K_CODES.items()}))
+    pred = result.predict(as_text, random_effects=True).to_numpy()
+    # By hand, in the text coding of _new_data: X beta + Z b + W v of each known group.
+    fe = result.fe_params.rename({f"C(k)[T.{v}]": f"C(k)[T.{k}]" for k, v in K_CODES.items()})
+    effects = {g: e.rename(lambda name: name.replace("C(c)[", "C(c)[c"))
+               for g, e in result.random_effects.items()}
+    expected = _fixed_part(new, fe) + _random_part(new, effects)
+    ok = new["x2"].notna().to_numpy()
+    known = new["g"].isin(list(effects)).to_numpy()
+    assert known.sum() == 7 and np.all(np.abs(_random_part(new, effects))[known] > 1e-3)
+    np.testing.assert_allclose(pred[ok], expected[ok], rtol=1e-12, atol=1e-12)
+    assert np.isnan(pred[~ok]).all()
+
+
+def test_a_number_matching_several_text_labels_is_refused():
+    """The fit's groups "7" and "07" both read as 7: the number 7 names neither."""
+    data = _train().assign(g=lambda f: f["g"].astype(str).where(f["g"] != 19, "07"))
+    result = dlmm.mixedlm("y ~ x1", data, groups="g").fit()
+    new = pd.DataFrame({"g": [3, 7], "x1": [0.5, 0.5]})
+    with pytest.raises(InputError, match=r"group label 7 of column 'g' in the new data "
+                                         r"matches the fit's labels '07', '7'|"
+                                         r"matches the fit's labels '7', '07'"):
+        result.predict(new, random_effects=True)
+    # A number that only one text label reads as is that label.
+    fe = result.fe_params
+    b = result.random_effects["3"].iloc[0]
+    assert result.predict(new.head(1), random_effects=True).iloc[0] == pytest.approx(
+        fe["Intercept"] + 0.5 * fe["x1"] + b, rel=1e-12)
+
+
 def test_predict_without_data_is_the_fixed_part_or_fitted_values():
     result = _fit()
     data = _train()

@@ -41,6 +41,23 @@ def test_table_matches_lmertest(fit, case, key):
     check_table(table, FEATURES[case][key])
 
 
+@pytest.mark.parametrize("c_x, c_y", [(1e6, 1.0), (1e10, 1.0), (1.0, 1e-100)],
+                         ids=["days*1e6", "days*1e10", "reaction*1e-100"])
+def test_table_in_the_data_units_matches_lmertest_rescaled(c_x, c_y):
+    """Days * c_x and Reaction * c_y (issue 21, item 8): the same df and t values as
+    lmerTest's on the data as they are; estimates and SEs of Days times c_y / c_x, of
+    the intercept times c_y."""
+    data = sleepstudy()
+    result = dlmm.mixedlm("Reaction ~ Days", data.assign(Days=data.Days * c_x,
+                                                         Reaction=data.Reaction * c_y),
+                          groups="Subject", re_formula="~Days").fit()
+    factor = {"(Intercept)": c_y, "Days": c_y / c_x}
+    rows = [dict(row, estimate=row["estimate"] * factor[row["name"]],
+                 se=row["se"] * factor[row["name"]])
+            for row in FEATURES["sleepstudy"]["satterthwaite"]]
+    check_table(result.satterthwaite(), rows)
+
+
 def test_contrasts_match_contest1d():
     result = fit_chickweight()
     ref = FEATURES["chickweight"]["contrast"]  # Diet2 - Diet3
