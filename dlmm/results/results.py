@@ -245,7 +245,11 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
             warnings.warn(f"the fit is not converged: {'; '.join(failures)}",
                           convergence_warning(), stacklevel=3)
         converged = bool(outcome.converged) and not failures
-        if not outcome.converged:
+        # A Newton decrement that is not finite comes from a Hessian that cannot be
+        # inverted: where the Hessian check already failed, its reason says why.
+        unidentified = not (diagnostics["hessian_negative_definite"] or singular)
+        if not outcome.converged and not (unidentified
+                                          and not np.isfinite(outcome.decrement)):
             failures.insert(0, "the optimizer's convergence test did not pass (Newton "
                             f"decrement {outcome.decrement:.3g}; {outcome.message})")
         mle_retvals = {
