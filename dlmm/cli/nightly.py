@@ -58,7 +58,8 @@ def previous_output(opts: dict[str, Any]) -> str | None:
     return opts.get("start_from") or opts.get("output")
 
 
-def previous_document(path: str | os.PathLike) -> dict[str, Any] | None:
+def previous_document(path: str | os.PathLike,
+                      option: str = "--start-from") -> dict[str, Any] | None:
     """``result.json`` of the previous output ``path``, or None when there is nothing
     there yet (night one): no such folder, or an empty one; at a URL, nothing published
     (no manifest, and nothing beside the unpublished runs of killed writers).
@@ -72,22 +73,25 @@ def previous_document(path: str | os.PathLike) -> dict[str, Any] | None:
     from ..io.store import is_url, local_path
 
     if is_url(path):
-        if _nothing_published(os.fspath(path)):
+        if _nothing_published(os.fspath(path), option):
             return None
     else:
         folder = os.fspath(local_path(path))
         if not os.path.lexists(folder):
             return None
-        if os.path.isdir(folder) and not os.listdir(folder):
-            return None
+        try:
+            if os.path.isdir(folder) and not os.listdir(folder):
+                return None
+        except OSError as exc:  # unreadable: said in one line
+            raise InputError(f"{option} {folder!r} cannot be read: {exc}") from None
     return read_result(path)
 
 
-def _nothing_published(url: str) -> bool:
+def _nothing_published(url: str, option: str) -> bool:
     """Whether a store prefix holds no output: no manifest, no files but ``_runs/``."""
     from ..io.store import MANIFEST, RUNS, open_store
 
-    fs, root = open_store(url, "--start-from")
+    fs, root = open_store(url, option)
     try:
         fs.invalidate_cache(root)
         entries = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(root, detail=False)]
@@ -95,7 +99,7 @@ def _nothing_published(url: str) -> bool:
         return True
     except Exception as exc:  # credentials, network: said in one line
         text = " ".join(str(exc).split()) or type(exc).__name__
-        raise InputError(f"{url!r}: cannot reach the store: {text}") from None
+        raise InputError(f"{option} {url!r}: cannot reach the store: {text}") from None
     return MANIFEST not in entries and all(e == RUNS for e in entries)
 
 
@@ -109,7 +113,8 @@ def unchanged(opts: dict[str, Any], files: list[FileIdentity]) -> tuple[str | No
     if path is None:
         return None, "no previous output"
     try:
-        doc = previous_document(path)
+        doc = previous_document(path, "--start-from" if opts.get("start_from") else
+                                "--output")
     except InputError as exc:
         return None, f"no readable previous result in {path!r} ({exc})"
     if doc is None:
