@@ -175,39 +175,53 @@ def test_skipping_a_not_converged_output_passes_its_status_on(nights, tmp_path):
     assert _snapshot(out) == before
 
 
-@pytest.mark.parametrize("name, edit, message", [
-    ("nan", lambda e: e["cov_re_unscaled"][0].__setitem__(0, float("nan")),
-     "cov_re_unscaled is not finite (NaN or infinity): not a start point"),
-    ("shape", lambda e: e.__setitem__("cov_re_unscaled", np.eye(3).tolist()),
-     "cov_re_unscaled holds the covariance of 3 random effects but its exog_re_names "
-     "lists 2: not a start point"),
-    ("extra-vc", lambda e: e.__setitem__("vcomp_unscaled", [0.5]),
-     "vcomp_unscaled holds 1 variance components but its vc_names lists 0: not a start "
-     "point"),
-])
-def test_start_from_estimates_that_are_no_start_point_is_one_line(nights, tmp_path, name,
-                                                                   edit, message):
+def _bad_start(nights, tmp_path: Path, name: str, edit) -> Path:
+    """A copy of night one's output whose estimates ``edit`` changed."""
     start = tmp_path / name
     shutil.copytree(nights["cwd"] / "fit", start)
     doc = json.loads((start / "result.json").read_text())
     edit(doc["state"]["estimates"])
     (start / "result.json").write_text(json.dumps(doc))  # NaN as JSON's NaN
-    before = _snapshot(start)
-    proc = dlmm("fit", nights["cwd"] / "data", *MODEL, "--start-from", start,
-                "-o", tmp_path / "out", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert _one_line(proc) == f"dlmm: error: --start-from {str(start)!r}: result.json: " \
-                              + message
-    assert not (tmp_path / "out").exists() and _snapshot(start) == before
+    return start
+
+
+def test_start_from_estimates_that_are_no_start_point_is_one_line(nights, tmp_path,
+                                                                   capsys):
+    from dlmm.cli import main
+
+    cases = [
+        ("nan", lambda e: e["cov_re_unscaled"][0].__setitem__(0, float("nan")),
+         "cov_re_unscaled is not finite (NaN or infinity): not a start point"),
+        ("shape", lambda e: e.__setitem__("cov_re_unscaled", np.eye(3).tolist()),
+         "cov_re_unscaled holds the covariance of 3 random effects but its exog_re_names "
+         "lists 2: not a start point"),
+        ("extra-vc", lambda e: e.__setitem__("vcomp_unscaled", [0.5]),
+         "vcomp_unscaled holds 1 variance components but its vc_names lists 0: not a "
+         "start point"),
+    ]
+    for k, (name, edit, message) in enumerate(cases):
+        start = _bad_start(nights, tmp_path, name, edit)
+        before = _snapshot(start)
+        args = ["fit", nights["cwd"] / "data", *MODEL, "--start-from", start,
+                "-o", tmp_path / "out"]
+        if k == 0:  # the installed command, as a user runs it
+            proc = dlmm(*args, cwd=tmp_path)
+            code, line = proc.returncode, _one_line(proc)
+        else:  # the same refusal comes before any work: in this process (the time)
+            capsys.readouterr()
+            code = main([str(a) for a in args])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1, err
+            line = err[0]
+        assert code == 2
+        assert line == f"dlmm: error: --start-from {str(start)!r}: result.json: {message}"
+        assert not (tmp_path / "out").exists() and _snapshot(start) == before
 
 
 def test_start_from_an_optimum_of_1e300_is_a_cold_start_that_says_why(nights, tmp_path,
                                                                        sm):
-    start = tmp_path / "huge"
-    shutil.copytree(nights["cwd"] / "fit", start)
-    doc = json.loads((start / "result.json").read_text())
-    doc["state"]["estimates"]["cov_re_unscaled"] = [[1e300, 0.0], [0.0, 1e300]]
-    (start / "result.json").write_text(json.dumps(doc))
+    start = _bad_start(nights, tmp_path, "huge", lambda e: e.__setitem__(
+        "cov_re_unscaled", [[1e300, 0.0], [0.0, 1e300]]))
     proc = dlmm("fit", nights["cwd"] / "data", *MODEL, "--start-from", start,
                 "--workers", "1", "--threads-per-worker", "1", "-o", tmp_path / "out",
                 cwd=tmp_path)

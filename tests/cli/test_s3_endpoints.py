@@ -3,12 +3,12 @@ writes: one file-system layer (fsspec), never a second client that knows only so
 
 The store is moto's server on 127.0.0.1 (the ``s3_endpoint`` fixture). The
 installed ``dlmm`` command runs in a subprocess whose environment names the
-endpoint one way only: ``AWS_ENDPOINT_URL`` (botocore's), fsspec's
-``FSSPEC_S3_ENDPOINT_URL``, or fsspec's storage options as JSON (``FSSPEC_S3``);
-its embedded cluster's workers inherit it. Each way runs the nightly command on
-the store (night one: nothing there yet, a cold start; for one way, night two:
-skipped), and ``dlmm summary`` reads the result back. The numbers are
-statsmodels'.
+endpoint one way only (its embedded cluster's workers inherit it): fsspec's
+``FSSPEC_S3_ENDPOINT_URL``, or fsspec's storage options as JSON
+(``FSSPEC_S3``); botocore's ``AWS_ENDPOINT_URL`` is the way of
+``tests/cli/test_s3.py``. Each way runs the nightly command on the store (night
+one: nothing there yet, a cold start; for one way, night two: skipped), and
+``dlmm summary`` reads the result back. The numbers are statsmodels'.
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ def s3_data(s3_endpoint, frame) -> str:
     return f"s3://{BUCKET}/data/"
 
 
-@pytest.mark.parametrize("way", ["AWS_ENDPOINT_URL", "FSSPEC_S3_ENDPOINT_URL",
-                                 "storage options (FSSPEC_S3)"])
+# (AWS_ENDPOINT_URL, which the s3_endpoint fixture sets in this process, is the way of
+# tests/cli/test_s3.py, whose dlmm fit, summary and predict run with it alone.)
+@pytest.mark.parametrize("way", ["FSSPEC_S3_ENDPOINT_URL", "storage options (FSSPEC_S3)"])
 def test_every_file_goes_through_the_store_the_user_named(way, s3_endpoint, s3_data, sm,
                                                           tmp_path):
     env = _env(way, s3_endpoint)
