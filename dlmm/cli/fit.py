@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from ..progress import data_pass_progress
 from . import cluster, interrupts, nightly
-from .errors import EXIT_NOT_CONVERGED, EXIT_OK
+from .errors import EXIT_NOT_CONVERGED, EXIT_OK, one_line
 from .log import event
 from .precheck import check_model_columns
 
@@ -21,7 +24,8 @@ def run(opts: dict[str, Any]) -> int:
     Returns
     -------
     int
-        0 converged, 3 not converged (the outputs are written either way).
+        0 converged, 3 not converged (the outputs are written either way); with
+        ``--skip-unchanged`` over an unchanged previous output, that output's.
     """
     import dlmm
 
@@ -37,15 +41,27 @@ def run(opts: dict[str, Any]) -> int:
         files = nightly.list_inputs(opts["data"])  # listings and stat calls: no file opened
         previous, why = nightly.unchanged(opts, files)
         if previous is not None:
+            converged, reasons = nightly.previous_status(previous)
             event("result", "unchanged: the %d input files and the specification are those "
-                  "of %s: no data read, nothing written", len(files), previous,
+                  "of %s: no data read, nothing written%s", len(files), previous,
+                  "" if converged else "; it did not converge (" + "; ".join(reasons) + ")",
+                  level=logging.INFO if converged else logging.WARNING,
                   status="unchanged", previous=previous, files=len(files),
+                  converged=converged, reasons=[] if converged else reasons,
                   fingerprint=nightly.inputs_section(opts, files)["fingerprint"])
-            return EXIT_OK
+            return EXIT_OK if converged else EXIT_NOT_CONVERGED
         event("skip_unchanged", "not skipped: %s", why, reason=why)
-    start = None
+    start = start_doc = None
+    start_section: dict[str, Any] | None = None
     if opts["start_from"] is not None:
-        start = nightly.start_params(opts["start_from"], opts)
+        start_doc = nightly.previous_document(opts["start_from"])
+        if start_doc is None:  # the first night: nothing to start from yet
+            why = f"no previous output in {str(opts['start_from'])!r} yet"
+            event("start_from", "cold start: %s", why, start_from=str(opts["start_from"]),
+                  used=False, reason=why)
+            start_section = {"path": str(opts["start_from"]), "used": False, "reason": why}
+        else:
+            start = nightly.start_params(opts["start_from"], opts, start_doc)
     if opts["output"] is not None:  # not an input, not a folder that is not a result
         check_output(opts["output"], opts["overwrite"], kind=RESULT_FOLDER,
                             inputs={"DATA": opts["data"]})
@@ -84,13 +100,18 @@ def run(opts: dict[str, Any]) -> int:
                   len(report.dropped), f"; rebuilt: {report.rebuilt}" if report.rebuilt else "",
                   **report.to_dict())
         if start is not None:
-            nightly.check_start(opts["start_from"], start, model)
+            nightly.check_start(opts["start_from"], start_doc, start, model)
             event("start_from", "starting at the optimum of %s", opts["start_from"],
-                  start_from=str(opts["start_from"]))
+                  start_from=str(opts["start_from"]), used=True)
+            start_section = {"path": str(opts["start_from"]), "used": True, "reason": None}
         event("fit", "fitting by %s", "ML" if opts["ml"] else "REML",
               method="ML" if opts["ml"] else "REML")
-        result = model.fit(**_fit_kwargs(opts), start_params=start, client=client,
-                           callback=_log_step)
+        result, why = _fit_from(model, opts, start, client)
+        if why is not None:  # the fit a run without --start-from makes, said so
+            event("start_from", "cold start: %s", why, level=logging.WARNING,
+                  start_from=str(opts["start_from"]), used=False, reason=why)
+            start_section = {"path": str(opts["start_from"]), "used": False, "reason": why}
+            result = model.fit(**_fit_kwargs(opts), client=client, callback=_log_step)
         failures = result.mle_retvals.get("convergence_failures", [])
         status = "converged" if result.converged else \
             "not converged (" + "; ".join(failures) + ")"
@@ -104,6 +125,8 @@ def run(opts: dict[str, Any]) -> int:
             sections = {"inputs": nightly.inputs_section(opts, files)}
             if report is not None:
                 sections["cache"] = report.to_dict()
+            if start_section is not None:
+                sections["start"] = start_section
             write_outputs(result, opts["output"], overwrite=opts["overwrite"],
                           options=dict(opts), cluster=info, timings=timings, client=client,
                           sections=sections)
@@ -111,6 +134,34 @@ def run(opts: dict[str, Any]) -> int:
         else:
             print(result.summary())
     return EXIT_OK if result.converged else EXIT_NOT_CONVERGED
+
+
+def _fit_from(model, opts: dict[str, Any], start, client) -> tuple[Any, str | None]:
+    """``(result, None)``: the fit from ``start`` (None: the default start); or
+    ``(None, why)`` when the likelihood cannot be evaluated from a previous optimum
+    (``InfeasiblePoint``, a ``LinAlgError``; overflow), whose warnings are then
+    dropped: that attempt is not the run's fit."""
+    if start is None:
+        return model.fit(**_fit_kwargs(opts), client=client, callback=_log_step), None
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            result = model.fit(**_fit_kwargs(opts), start_params=start, client=client,
+                               callback=_log_step)
+    except (np.linalg.LinAlgError, OverflowError, FloatingPointError) as exc:
+        return None, (f"the likelihood cannot be evaluated at the optimum of "
+                      f"{str(opts['start_from'])!r} ({type(exc).__name__}: "
+                      f"{one_line(str(exc))})")
+    except BaseException:
+        _show(caught)
+        raise
+    _show(caught)  # the run's own warnings, shown as usual
+    return result, None
+
+
+def _show(caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _fit_kwargs(opts: dict[str, Any]) -> dict[str, Any]:

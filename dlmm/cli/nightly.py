@@ -7,13 +7,22 @@ specification (the model, REML or ML, missing-value handling, collinear
 columns, optimizer options) with its SHA-256. A later run with
 ``--skip-unchanged`` compares both with the previous output's before it reads
 any data or starts a cluster, and when neither changed exits 0 with status
-``unchanged`` (a log event), writing nothing. ``--start-from PREVIOUS_OUTPUT``
-starts the optimizer at the previous optimum after checking that the
-previous output fitted the same model.
+``unchanged`` (a log event), writing nothing; when that output did not
+converge, the skipped run passes its status on (exit 3), and a run asking for
+``--fitted`` is not skipped over an output without fitted values.
+``--start-from PREVIOUS_OUTPUT`` starts the optimizer at the previous optimum
+after checking that the previous output fitted the same model and that its
+estimates are a start point (finite numbers of the right shapes: else exit 2
+naming the fault). Nothing there yet (the first night: no folder, an empty
+one, or a URL where nothing was published) is a cold start, logged; a start
+point at which the likelihood cannot be evaluated (variances of 1e300, say)
+is a cold start too, logged with the reason and recorded in ``result.json``
+(``start``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -49,21 +58,67 @@ def previous_output(opts: dict[str, Any]) -> str | None:
     return opts.get("start_from") or opts.get("output")
 
 
-def _read_previous(path: str) -> dict[str, Any]:
-    from ..io.result_folder import read_result
+def previous_document(path: str | os.PathLike,
+                      option: str = "--start-from") -> dict[str, Any] | None:
+    """``result.json`` of the previous output ``path``, or None when there is nothing
+    there yet (night one): no such folder, or an empty one; at a URL, nothing published
+    (no manifest, and nothing beside the unpublished runs of killed writers).
 
+    Raises
+    ------
+    InputError
+        Something is there but it is not a readable dlmm result.
+    """
+    from ..io.result_folder import read_result
+    from ..io.store import is_url, local_path
+
+    if is_url(path):
+        if _nothing_published(os.fspath(path), option):
+            return None
+    else:
+        folder = os.fspath(local_path(path))
+        if not os.path.lexists(folder):
+            return None
+        try:
+            if os.path.isdir(folder) and not os.listdir(folder):
+                return None
+        except OSError as exc:  # unreadable: said in one line
+            raise InputError(f"{option} {folder!r} cannot be read: {exc}") from None
     return read_result(path)
+
+
+def _nothing_published(url: str, option: str) -> bool:
+    """Whether a store prefix holds no output: no manifest, no files but ``_runs/``."""
+    from ..io.store import MANIFEST, RUNS, open_store
+
+    fs, root = open_store(url, option)
+    try:
+        fs.invalidate_cache(root)
+        entries = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(root, detail=False)]
+    except FileNotFoundError:
+        return True
+    except Exception as exc:  # credentials, network: said in one line
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(f"{option} {url!r}: cannot reach the store: {text}") from None
+    return MANIFEST not in entries and all(e == RUNS for e in entries)
 
 
 def unchanged(opts: dict[str, Any], files: list[FileIdentity]) -> tuple[str | None, str]:
     """``(previous output, why not)``: the output whose inputs and specification this
-    run's equal, or None and the first difference found."""
-    import os
+    run's equal (and which has every file this run would write), or None and the
+    first difference found."""
+    from ..io.result_folder import FITTED_FILE
 
     path = previous_output(opts)
-    if path is None or not os.path.isfile(os.path.join(str(path), "result.json")):
+    if path is None:
+        return None, "no previous output"
+    try:
+        doc = previous_document(path, "--start-from" if opts.get("start_from") else
+                                "--output")
+    except InputError as exc:
+        return None, f"no readable previous result in {path!r} ({exc})"
+    if doc is None:
         return None, f"no previous result in {path!r}"
-    doc = _read_previous(str(path))
     before = doc.get("inputs") if isinstance(doc.get("inputs"), dict) else None
     if before is None:
         return None, f"{path!r} records no inputs fingerprint"
@@ -72,21 +127,38 @@ def unchanged(opts: dict[str, Any], files: list[FileIdentity]) -> tuple[str | No
         return None, "the specification changed"
     if before.get("fingerprint") != now["fingerprint"]:
         return None, "the input files changed"
+    files_written = doc.get("files") if isinstance(doc.get("files"), list) else []
+    if opts.get("fitted") and FITTED_FILE not in files_written:
+        return None, f"{path!r} has no fitted values (--fitted)"
     return str(path), ""
 
 
-def start_params(path: str, opts: dict[str, Any]):
-    """The covariance parameters of the previous output ``path`` (profile scale), after
-    checking it fitted the same model.
+def previous_status(path: str) -> tuple[bool, list[str]]:
+    """Whether the previous output ``path`` converged, and why not (its
+    ``convergence_failures``): what a skipped run passes on as its exit code."""
+    doc = previous_document(path) or {}
+    converged = doc.get("converged") is True and doc.get("status") == "converged"
+    reasons = doc.get("convergence_failures")
+    reasons = [str(r) for r in reasons] if isinstance(reasons, list) else []
+    if not converged and not reasons:
+        reasons = [f"status {doc.get('status')!r}"]
+    return converged, reasons
+
+
+def start_params(path: str, opts: dict[str, Any], doc: dict[str, Any]):
+    """The covariance parameters of the previous output ``path`` (profile scale), read
+    from its ``result.json`` ``doc``, after checking it fitted the same model and that
+    its estimates are a start point: numbers, finite, of the shapes its random-effect
+    names give, a positive semidefinite covariance.
 
     Raises
     ------
     InputError
-        No result there, or its model differs (naming the first option that does).
+        Its model differs (naming the first option that does), or its estimates
+        are not a start point (naming the fault).
     """
     from ..objective.params import MixedLMParams
 
-    doc = _read_previous(path)
     recorded = (doc.get("inputs") or {}).get("specification") or {}
     model = doc.get("model") or {}
     saved = {"formula": model.get("formula"), "groups": model.get("groups"),
@@ -98,25 +170,53 @@ def start_params(path: str, opts: dict[str, Any]):
             flag = "--" + key.replace("_", "-")
             raise InputError(f"--start-from {path!r} fitted another model: its {flag} is "
                              f"{saved[key]!r}, this run's {mine!r}")
-    est = (doc.get("state") or {}).get("estimates") or {}
+    state = doc.get("state") if isinstance(doc.get("state"), dict) else {}
+    est = state.get("estimates") if isinstance(state.get("estimates"), dict) else {}
+    names = state.get("names") if isinstance(state.get("names"), dict) else {}
+    where = f"--start-from {path!r}: result.json"
     try:
-        return MixedLMParams.from_components(
-            cov_re=np.asarray(est["cov_re_unscaled"], dtype=float),
-            vcomp=np.asarray(est["vcomp_unscaled"], dtype=float))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"--start-from {path!r}: result.json has no usable estimates "
-                         f"({exc})") from None
+        cov = np.asarray(est["cov_re_unscaled"], dtype=float)
+        vcomp = np.asarray(est["vcomp_unscaled"], dtype=float)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"{where} has no usable estimates ({exc})") from None
+    if cov.size == 0:
+        cov = np.zeros((0, 0))
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+        raise InputError(f"{where}: cov_re_unscaled is not a square matrix (shape "
+                         f"{cov.shape})")
+    if vcomp.ndim != 1:
+        raise InputError(f"{where}: vcomp_unscaled is not a list (shape {vcomp.shape})")
+    for key, size, what in (("exog_re_names", cov.shape[0], "cov_re_unscaled holds the "
+                             f"covariance of {cov.shape[0]} random effects"),
+                            ("vc_names", vcomp.shape[0], f"vcomp_unscaled holds "
+                             f"{vcomp.shape[0]} variance components")):
+        if isinstance(names.get(key), list) and len(names[key]) != size:
+            raise InputError(f"{where}: {what} but its {key} lists {len(names[key])}: "
+                             "not a start point")
+    for what, values in (("cov_re_unscaled", cov), ("vcomp_unscaled", vcomp)):
+        if not np.isfinite(values).all():
+            raise InputError(f"{where}: {what} is not finite (NaN or infinity): not a "
+                             "start point")
+    try:
+        return MixedLMParams.from_components(cov_re=cov, vcomp=vcomp)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
+        raise InputError(f"{where} has no usable estimates ({exc})") from None
 
 
-def check_start(path: str, params, model) -> None:
-    """Refuse previous estimates whose random-effect names differ from the model's."""
-    doc = _read_previous(path)
+def check_start(path: str, doc: dict[str, Any], params, model) -> None:
+    """Refuse previous estimates whose random effects are not the model's (names, or
+    the numbers of effects and components)."""
     names = (doc.get("state") or {}).get("names") or {}
     for key, mine in (("exog_re_names", model.exog_re_names),
                       ("vc_names", list(model.spec.vc_names))):
         if key in names and list(names[key]) != list(mine):
             raise InputError(f"--start-from {path!r}: its random effects {names[key]} are "
                              f"not this model's {mine}")
+    if params.cov_re.shape[0] != model.k_re or params.vcomp.shape[0] != model.k_vc:
+        raise InputError(f"--start-from {path!r}: its estimates have "
+                         f"{params.cov_re.shape[0]} random effects and "
+                         f"{params.vcomp.shape[0]} variance components, this model "
+                         f"{model.k_re} and {model.k_vc}")
 
 
 def list_inputs(data: Any) -> list[FileIdentity]:

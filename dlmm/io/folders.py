@@ -30,6 +30,11 @@ id and start time. Siblings of other hosts, of live writers or without the
 owner in their name are left alone. The same holds for ``.NAME.old-…``, the
 previous folder moved aside during an overwrite: removed once the new folder
 is in place, put back if the writer died before that.
+
+The temporary folder is made as ``mkdir`` makes folders (mode ``0o777`` less
+the umask), so the output renamed into place has the permissions of any
+folder its user makes: ``drwxr-xr-x`` under a umask of 022, group-writable
+under 002.
 """
 
 from __future__ import annotations
@@ -38,9 +43,9 @@ import glob
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -256,7 +261,7 @@ def staged_folder(path: str | os.PathLike, overwrite: bool = False, *,
     created = [p for p in [parent, *parent.parents] if not p.exists()]
     parent.mkdir(parents=True, exist_ok=True)
     clean_stale_siblings(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{_owner()}-", dir=parent))
+    tmp = _sibling(out, "tmp")
     try:
         yield tmp
         _move_into_place(tmp, out, overwrite, kind)
@@ -270,14 +275,31 @@ def staged_folder(path: str | os.PathLike, overwrite: bool = False, *,
         raise
 
 
+def _sibling(out: Path, stage: str) -> Path:
+    """A new empty folder ``.NAME.<stage>-OWNER-XXXXXXXX`` beside ``out``.
+
+    Made by ``os.mkdir`` with mode ``0o777``, so the process's umask decides its
+    permissions as it does for any folder ``mkdir`` makes (``tempfile.mkdtemp``
+    would make it ``0o700``, and the renamed output owner-only).
+    """
+    parent = out.absolute().parent
+    for _ in range(100):
+        folder = parent / f".{out.name}.{stage}-{_owner()}-{secrets.token_hex(4)}"
+        try:
+            os.mkdir(folder, 0o777)
+        except FileExistsError:
+            continue
+        return folder
+    raise FileExistsError(f"no free name for a temporary folder beside {str(out)!r}")
+
+
 def _move_into_place(tmp: Path, out: Path, overwrite: bool, kind: OutputKind | None) -> None:
     old = None
     if out.exists() or out.is_symlink():
         if not overwrite:  # appeared while we worked
             raise InputError(f"folder {str(out)!r} exists; pass --overwrite to replace it")
         _check_replaceable(out, kind, "--output")  # it may have changed while we worked
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{_owner()}-",
-                                    dir=out.absolute().parent))
+        old = _sibling(out, "old")
         os.replace(out, old / out.name)
     try:
         os.replace(tmp, out)

@@ -172,7 +172,8 @@ def staged_output(path: str | os.PathLike, overwrite: bool = False, *, kind: Out
                   inputs: Mapping[str, object] | None = None) -> Iterator[Path | StoreFile]:
     """:func:`dlmm.io.folders.staged_folder` for a local path, :func:`staged_prefix` for
     a URL: yields the folder (or run prefix) to fill; ``str(folder / name)`` is a path
-    or URL that pandas and Dask write to."""
+    or URL that Dask writes to (fsspec: the one file-system layer of every read and
+    write)."""
     if is_url(path):
         with staged_prefix(os.fspath(path), overwrite, kind=kind, inputs=inputs) as run:
             yield run

@@ -98,6 +98,9 @@ key                    value
                        ``files_dropped``, ``read`` and ``dropped`` (paths),
                        ``recomputed``, ``rebuilt`` (why every file was read, or
                        ``null``)
+``start``              (``dlmm fit --start-from``) ``path``, ``used`` (whether the
+                       optimizer started there) and ``reason`` (why not: a cold
+                       start, as on the first night)
 ``state``              what :func:`dlmm.load_result` rebuilds the result from:
                        ``spec`` (formulas and learned levels), ``names``,
                        ``estimates`` (profile scale), ``cov_params``,
@@ -108,6 +111,7 @@ key                    value
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -288,7 +292,8 @@ class OutputContext:
 
 #: ``writer(context, folder)``: ``folder`` is a local folder or a run prefix at a URL
 #: (:class:`dlmm.io.publish.StoreFile`); both have ``folder / name`` with ``write_text``,
-#: and ``str(folder / name)`` is a path or URL that pandas and Dask write to.
+#: and ``str(folder / name)`` is a path or URL that Dask writes to (through fsspec; pandas
+#: tables go through :func:`write_table`, never a URL string: see its docstring).
 ArtifactWriter = Callable[[OutputContext, Path], "str | None"]
 
 
@@ -297,6 +302,16 @@ def _compute(obj: Any, client: Any) -> Any:
     if not hasattr(obj, "compute"):
         return obj
     return client.compute(obj).result() if client is not None else obj.compute()
+
+
+def write_table(table: Any, target: Path, **kwargs: Any) -> None:
+    """A pandas table to the Parquet file ``target`` (a local path or a file of a run at
+    a URL), through ``target.write_bytes``: the one file-system layer of every other file
+    (fsspec at URLs), never the store client pandas would choose for a URL string
+    (pyarrow's own S3, which knows nothing of fsspec's endpoint settings)."""
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, **kwargs)
+    target.write_bytes(buffer.getvalue())
 
 
 def write_summary(context: OutputContext, folder: Path) -> str:
@@ -310,7 +325,7 @@ def write_random_effects(context: OutputContext, folder: Path) -> str | None:
     predicted random effects and their conditional standard deviations (``<name> SE``);
     only the labels when the model has no standard random effects."""
     table = _compute(context.result.random_effects_table(with_se=True), context.client)
-    table.to_parquet(str(folder / RANDOM_EFFECTS_FILE))
+    write_table(table, folder / RANDOM_EFFECTS_FILE)
     return RANDOM_EFFECTS_FILE
 
 
@@ -321,7 +336,7 @@ def write_vc_effects(context: OutputContext, folder: Path) -> str | None:
     if not result.k_vc:
         return None
     table = _compute(result.vc_effects_table(), context.client)
-    table.to_parquet(str(folder / VC_EFFECTS_FILE), index=False)
+    write_table(table, folder / VC_EFFECTS_FILE, index=False)
     return VC_EFFECTS_FILE
 
 
@@ -343,8 +358,7 @@ def write_fitted(context: OutputContext, folder: Path) -> str | None:
         _compute(job, context.client)
     else:
         target.mkdir()
-        fitted.rename("fitted").to_frame().to_parquet(str(target / "part.0.parquet"),
-                                                      index=False)
+        write_table(fitted.rename("fitted").to_frame(), target / "part.0.parquet", index=False)
     return FITTED_FILE
 
 

@@ -120,14 +120,49 @@ def _check_protocol(url: str, protocol: str, option: str) -> None:
 
 
 def check_input_urls(value: object, option: str = "DATA") -> None:
-    """Refuse input URLs (a path, URL or list of them) whose scheme is unknown or whose
-    backend is not installed, in one line, before anything is read."""
+    """Refuse input URLs (a path, URL or list of them) whose scheme is unknown, whose
+    backend is not installed or whose bucket does not exist, in one line naming the
+    URL, before anything is read."""
     items = value if isinstance(value, (list, tuple)) else [value]
     for item in items:
         if is_url(item):
             from fsspec.core import split_protocol
 
-            _check_protocol(os.fspath(item), split_protocol(os.fspath(item))[0], option)
+            url = os.fspath(item)
+            protocol = split_protocol(url)[0]
+            _check_protocol(url, protocol, option)
+            if protocol in _BUCKETED:
+                _check_bucket(url, option)
+
+
+def _check_bucket(url: str, option: str) -> None:
+    """Refuse an input URL whose bucket does not exist (or whose store cannot be
+    reached), in one line: Dask's reader would say it in several, without the bucket."""
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except Exception as exc:  # backends raise their own types for bad URLs
+        raise InputError(f"{option} {url!r}: {_one_line(exc)}") from None
+    bucket = path.strip("/").split("/", 1)[0]
+    if not bucket or any(ch in bucket for ch in "*?["):
+        return  # a glob over buckets: the reader says what it matches
+    try:
+        found = fs.exists(bucket)
+    except Exception as exc:  # credentials, network, permissions: said in one line
+        raise InputError(f"{option} {url!r}: cannot reach the store: {_one_line(exc)}"
+                         ) from None
+    if not found:
+        raise InputError(f"{option} {url!r}: no bucket {bucket!r}")
+    root = path.rstrip("/")
+    if root != bucket and not any(ch in root for ch in "*?["):
+        try:
+            there = fs.exists(root)
+        except Exception:  # noqa: BLE001 - the reader says what it is
+            there = True
+        if not there:
+            raise InputError(f"{option} {url!r}: no such file or prefix in bucket "
+                             f"{bucket!r}")
 
 
 _RUN = re.compile(rf"{RUNS}/[A-Za-z0-9._@-]+")

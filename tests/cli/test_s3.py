@@ -149,7 +149,8 @@ def test_refusals_come_before_any_work(s3_fit, s3_data, tmp_path, monkeypatch, c
         (["fit", s3_data, *FIT, "--output", "foo://b/out"], "unknown storage scheme"),
         (["summary", s3_data.replace("/data/", "/nothing")], "no published dlmm output"),
         (["fit", "foo://b/data/", *FIT], "DATA 'foo://b/data/': unknown storage scheme"),
-        (["fit", s3_data.replace("/data/", "/missing/"), *FIT], "cannot read Parquet data"),
+        (["fit", s3_data.replace("/data/", "/missing/"), *FIT],
+         "DATA 's3://cli-s3/missing/': no such file or prefix in bucket 'cli-s3'"),
         (["predict", "foo://b/fit", s3_data, "-o", "pred"], "RESULT_DIR 'foo://b/fit': "
                                                             "unknown storage scheme"),
         (["simulate", "--groups", "3", "--per-group", "2", "--partitions", "1", "--seed",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -91,3 +93,60 @@ def test_loaded_result_says_what_it_cannot_do(fitted, tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(InputError, match="needs the fitted data"):
             loaded.fittedvalues  # noqa: B018
+
+
+def _forge_rows(file, rows: int) -> None:
+    """Rewrite the Parquet ``file`` with its own schema and ``rows`` rows of zeros, in row
+    groups of 10^6: a few hundred KB that decode to ``rows`` x 8 bytes a column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(file)
+    block = pa.table([pa.array(np.zeros(min(rows, 10**6))).cast(f.type) for f in schema],
+                     schema=schema)
+    with pq.ParquetWriter(file, schema) as writer:
+        for _ in range(rows // len(block)):
+            writer.write_table(block)
+
+
+def test_a_table_longer_than_its_state_says_is_refused_before_it_is_decoded(tmp_path):
+    data = grouped_data(n_groups=50, per_group=4, k_fe=2, re_cov=[[1.0, 0.3], [0.3, 0.5]],
+                        seed=3)
+    dlmm.mixedlm("y ~ x1", data, groups="g", re_formula="~x1").fit().save(tmp_path / "fit")
+    _forge_rows(tmp_path / "fit" / "random_effects.parquet", 10**7)
+    assert (tmp_path / "fit" / "random_effects.parquet").stat().st_size < 400_000
+    # dlmm.load_result in a fresh process, as a user calls it: its peak memory too.
+    code = ("import resource, sys, dlmm\n"
+            "try:\n    dlmm.load_result(sys.argv[1])\n"
+            "except dlmm.InputError as exc:\n    print(exc)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "fit")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    message, peak_mib = proc.stdout.splitlines()
+    assert message == (f"{str(tmp_path / 'fit' / 'result.json')!r}: random_effects.parquet "
+                       "has 10000000 rows where the saved state (n_groups 50) allows 50: "
+                       "not the table of this result; not reading it")
+    assert int(peak_mib) < 500  # decoding it would take > 800 MiB
+
+
+def test_a_vc_table_with_more_effects_than_its_groups_can_hold_is_refused(fitted, tmp_path):
+    _, result = fitted  # 40 groups, one component of 3 levels: at most 120 effects
+    result.save(tmp_path / "fit")
+    _forge_rows(tmp_path / "fit" / "vc_effects.parquet", 121)
+    with pytest.raises(InputError, match=r"vc_effects.parquet has 121 rows where the saved "
+                                         r"state \(n_groups and its effects\) allows at "
+                                         r"most 120"):
+        dlmm.load_result(tmp_path / "fit")
+
+
+def test_saving_to_a_file_is_one_clear_error_naming_it(fitted, tmp_path):
+    _, result = fitted
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    with pytest.raises(InputError) as caught:
+        result.save(target)
+    assert str(caught.value) == (f"cannot save to {str(target)!r}: it is a file, not a "
+                                 "folder (give a new or empty folder)")
+    assert target.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
