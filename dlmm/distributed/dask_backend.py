@@ -7,7 +7,16 @@ from the source data by the scheduler.
 
 Which cluster: the ``client`` given, else the current ``distributed`` client
 (``distributed.get_client()``), else an embedded local cluster started once per
-process (see :func:`embedded_client`).
+process (see :func:`embedded_client`), found when the backend first needs one.
+
+Lazy results (Dask collections handed to the user: effects tables, fitted values,
+predictions) are computed by whatever scheduler is current when the user calls
+``.compute()``. On a client of the user's they may refer to that client's futures,
+as ``client.persist`` results do. The embedded cluster is dlmm's own and never
+the default scheduler, so lazy results of a fit on it carry their data instead
+(:attr:`DaskBackend.self_contained`): any scheduler computes them, in a script or
+a notebook, with or without a client of the user's, before or after one is
+started or closed.
 
 Waiting is watched (:meth:`DaskBackend.gather`): a worker killed for memory,
 workers paused at their memory limit with no progress for
@@ -185,16 +194,28 @@ def close_embedded(quiet: bool = False) -> None:
 atexit.register(close_embedded)
 
 
-def resolve_client(client: Client | None) -> Client:
-    """The client given, else the current one, else the embedded cluster's."""
-    if client is not None:
-        return client
+def current_client() -> Client | None:
+    """The user's current ``distributed`` client (the default one, or this worker's),
+    or None; never starts the embedded cluster (which is never the default)."""
     try:
         from distributed import get_client
 
         return get_client()
     except ValueError:
-        return embedded_client()
+        return None
+
+
+def is_embedded(client: Client | None) -> bool:
+    """Whether ``client`` is the embedded cluster's (started by dlmm, not the user's)."""
+    return client is not None and client is _EMBEDDED.get("client")
+
+
+def resolve_client(client: Client | None) -> Client:
+    """The client given, else the current one, else the embedded cluster's."""
+    if client is not None:
+        return client
+    current = current_client()
+    return current if current is not None else embedded_client()
 
 
 def _empty_like(frame):
@@ -325,14 +346,31 @@ class DaskBackend(Backend):
 
     def __init__(self, frame: dd.DataFrame, client: Client | None = None):
         self.frame = frame
-        self.client = resolve_client(client)
+        self._client = client
+
+    @property
+    def client(self) -> Client:
+        """The cluster's client, found on first use (:func:`resolve_client`): a backend
+        that only builds lazy collections (predictions) starts no cluster."""
+        if self._client is None:
+            self._client = resolve_client(None)
+        return self._client
+
+    @property
+    def self_contained(self) -> bool:
+        """Whether lazy results must carry their data rather than refer to futures:
+        when the work runs on the embedded cluster (dlmm's own, which no scheduler
+        the user computes with can reach), or on no cluster yet (no client given,
+        none current)."""
+        client = self._client if self._client is not None else current_client()
+        return client is None or is_embedded(client)
 
     @property
     def columns(self) -> list[str]:
         return [str(c) for c in self.frame.columns]
 
     def select(self, columns: list[str]) -> DaskBackend:
-        return DaskBackend(self.frame[columns], self.client)
+        return DaskBackend(self.frame[columns], self._client)
 
     def sample(self, n_rows: int) -> pd.DataFrame:
         # The first n_rows rows, however few each partition holds: the sample sets
@@ -410,13 +448,27 @@ class DaskBackend(Backend):
         return out
 
     def to_frame(self, handles: list[Any], meta: pd.DataFrame):
+        if self.self_contained:
+            # Tables of the embedded cluster (one row per group or effect) are brought
+            # here, one piece per handle, and handed out over pandas: no future of a
+            # cluster the user cannot compute on is left in the graph.
+            frames = [f for f in self.gather(handles) if len(f)]
+            table = pd.concat(frames) if frames else meta
+            return dd.from_pandas(table, npartitions=max(1, len(frames)), sort=False)
         if handles:  # the real dtypes (e.g. of an index of labels) from an empty slice
             meta = self.client.submit(_empty_like, handles[0], pure=False).result()
         return dd.from_delayed(handles, meta=meta, verify_meta=False)
 
     def map_frame(self, func: Callable[..., Any], meta: Any, *shared: Any):
-        futures = [self.client.scatter(obj, broadcast=True) for obj in shared]
-        return self.frame.map_partitions(func, *futures, meta=meta)
+        if self.self_contained:
+            # In the graph, once each (one key every partition depends on): any
+            # scheduler runs it, and the rows are read again from the source.
+            token = uuid.uuid4().hex[:12]
+            values = [dask.delayed(obj, name=f"dlmm-shared-{token}-{j}")
+                      for j, obj in enumerate(shared)]
+        else:  # the user's cluster: sent to each worker once, as futures of that client
+            values = [self.client.scatter(obj, broadcast=True) for obj in shared]
+        return self.frame.map_partitions(func, *values, meta=meta)
 
     def gather(self, handles: list[Any]) -> list[Any]:
         self._await(handles)
