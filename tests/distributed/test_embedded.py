@@ -25,6 +25,7 @@ from tests.conftest import REFERENCE
 
 SCRIPT = textwrap.dedent('''
     import json
+    import logging
     import sys
 
     import dask
@@ -51,7 +52,19 @@ SCRIPT = textwrap.dedent('''
         }
 
 
+    class Messages(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.INFO)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+
     def main(data, out):
+        log = Messages()
+        logging.getLogger("dlmm").addHandler(log)
+        logging.getLogger("dlmm").setLevel(logging.INFO)
         # The embedded cluster even for input this small (an in-process fit otherwise).
         with dask.config.set({"dlmm.in-process-max-bytes": 0}):
             r = dlmm.mixedlm("Reaction ~ Days", data, groups="Subject",
@@ -59,6 +72,13 @@ SCRIPT = textwrap.dedent('''
         facts = {"backend": r.backend, "converged": bool(r.converged),
                  "embedded": dask_backend._EMBEDDED.get("client") is not None,
                  "default_client": dask_backend.current_client() is not None}
+        local = dlmm.mixedlm("Reaction ~ Days", data, groups="Subject",
+                             re_formula="~Days").fit()  # small input: in this process
+        paths = {"backends": [r.backend, local.backend], "llf": [r.llf, local.llf],
+                 "params": [r.params.tolist(), local.params.tolist()],
+                 "cluster_start": [r.timings["cluster_start"],
+                                   local.timings["cluster_start"]],
+                 "log": list(log.messages)}
         runs = {"no client": lazy_results(r, data)}
         r.save(f"{out}/saved")
         saved = pd.read_parquet(f"{out}/saved/random_effects.parquet")
@@ -79,7 +99,7 @@ SCRIPT = textwrap.dedent('''
         client.close()
         cluster.close()
         runs["client closed"] = lazy_results(r, data)
-        json.dump({"facts": facts, "runs": runs, "saved": table(saved),
+        json.dump({"facts": facts, "paths": paths, "runs": runs, "saved": table(saved),
                    "written": table(written), "caterpillar": points,
                    "resid_plot": sorted(float(v) for v in offsets[:, 1])}, sys.stdout)
 
@@ -172,3 +192,17 @@ def test_written_tables_and_plots(run, sleepstudy):
     np.testing.assert_allclose(slopes, sorted(m[1] for m in modes.values()), atol=2e-3)
     np.testing.assert_allclose(out["resid_plot"],
                                np.sort(data["Reaction"].to_numpy() - fitted), atol=2e-3)
+
+
+def test_the_log_and_timings_name_the_cluster_start(run):
+    """Issue 20, item 2: the embedded cluster's start is logged and timed; the same
+    input fitted in process (small input, no client) gives the same estimates."""
+    paths = run[0]["paths"]
+    assert paths["backends"] == ["dask", "local"]
+    starts = [m for m in paths["log"] if m.startswith("cluster start ")]
+    assert len(starts) == 1, paths["log"]
+    seconds = float(starts[0].split()[2])
+    assert seconds > 0 and paths["cluster_start"][0] == pytest.approx(seconds, abs=0.006)
+    assert paths["cluster_start"][1] == 0.0
+    assert paths["llf"][0] == pytest.approx(paths["llf"][1], rel=1e-10)
+    np.testing.assert_allclose(paths["params"][0], paths["params"][1], rtol=1e-8)
