@@ -193,6 +193,12 @@ class DaskBackend(Backend):
         that only builds lazy collections (predictions) starts no cluster."""
         if self._client is None:
             self._client = resolve_client(None)
+        if self._client.status in ("closing", "closed"):
+            raise SchedulerLost(
+                "the Dask client this fit ran on is closed (by its owner, or after its "
+                "scheduler was lost), and what its cluster held (the fit's statistics, its "
+                "random effects) went with it: ask for results while it is open "
+                "(result.save() keeps them)")
         return self._client
 
     @property

@@ -206,3 +206,30 @@ def test_the_log_and_timings_name_the_cluster_start(run):
     assert paths["cluster_start"][1] == 0.0
     assert paths["llf"][0] == pytest.approx(paths["llf"][1], rel=1e-10)
     np.testing.assert_allclose(paths["params"][0], paths["params"][1], rtol=1e-8)
+
+
+def test_results_of_a_closed_client_say_so(sleepstudy, tmp_path):
+    """A fit on a client of the user's keeps its statistics on that cluster: once the
+    client is closed, asking for what they held is one clear error, and writes
+    nothing."""
+    import dlmm
+    from dlmm.distributed.faults import SchedulerLost
+
+    _, data = sleepstudy
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                           dashboard_address="127.0.0.1:0")
+    client = Client(cluster, set_as_default=False)
+    try:
+        result = dlmm.mixedlm("Reaction ~ Days", data, groups="Subject",
+                              re_formula="~Days").fit(client=client)
+        assert result.backend == "dask"
+    finally:
+        client.close()
+        cluster.close()
+    for ask in (result.random_effects_table, lambda: result.fittedvalues,
+                lambda: result.save(tmp_path / "saved")):
+        with pytest.raises(SchedulerLost, match="the Dask client this fit ran on is closed"):
+            ask()
+    assert list(tmp_path.iterdir()) == []
