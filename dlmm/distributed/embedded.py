@@ -3,9 +3,9 @@
 Started on first need (:func:`embedded_client`) when no client is given and none
 is current (:func:`resolve_client`); its start is logged (``cluster start X s``)
 and timed (:func:`embedded_start_seconds`, :func:`cluster_start_timer`); closed
-at exit (:func:`close_embedded`). Its client is never the default scheduler, so
-that a user's own Dask work never lands on it unasked. Importing this module
-does not import ``distributed``.
+at exit (:func:`close_embedded`, before ``distributed``'s own exit handlers).
+Its client is never the default scheduler, so that a user's own Dask work never
+lands on it unasked. Importing this module does not import ``distributed``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ _EMBEDDED: dict[str, Any] = {}
 #: Preloaded by the embedded workers, as a file (importing the dlmm package is slow).
 _WORKER_SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_setup.py")
 _LOCK = threading.Lock()
+_CLOSE_AT_EXIT: list[bool] = []  # whether close_embedded is registered to run at exit
 
 
 def _main_is_guarded() -> bool:
@@ -119,6 +120,12 @@ def embedded_client(
             client = Client(cluster, set_as_default=False)
             seconds = time.monotonic() - started
             _EMBEDDED.update(client=client, cluster=cluster, started=(started, seconds))
+            if not _CLOSE_AT_EXIT:
+                # Registered now, after distributed's own exit handlers (which close
+                # every cluster), so that it runs before them: the client lets go of
+                # its results before the workers go away (no "lost tasks" warnings).
+                atexit.register(close_embedded)
+                _CLOSE_AT_EXIT.append(True)
         finally:
             if main:
                 signal.signal(signal.SIGINT, old_sigint)
@@ -196,8 +203,6 @@ def close_embedded(quiet: bool = False) -> None:
     if cluster is not None:
         cluster.close(timeout=20)
 
-
-atexit.register(close_embedded)
 
 
 def current_client() -> Client | None:
