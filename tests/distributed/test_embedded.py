@@ -130,6 +130,10 @@ def run(tmp_path_factory, sleepstudy):
     proc = subprocess.run([sys.executable, str(script), str(path), str(folder)],
                           capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # The cluster closes at exit after the client let go of its results: no warnings
+    # about lost work, no tracebacks.
+    assert "lose already computed task" not in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return json.loads(proc.stdout), folder
 
 
