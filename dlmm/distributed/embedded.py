@@ -129,9 +129,10 @@ def embedded_client(
         finally:
             if main:
                 signal.signal(signal.SIGINT, old_sigint)
-        logger.info("cluster start %.2f s: an embedded Dask cluster of %d %s on 127.0.0.1",
-                    seconds, n_workers, "worker processes (TLS)" if processes else
-                    "worker threads", extra={"fields": {
+        what = (f"{n_workers} worker process{'es' if n_workers != 1 else ''} (TLS)"
+                if processes else f"threads ({threads_per_worker})")
+        logger.info("cluster start %.2f s: an embedded Dask cluster of %s on 127.0.0.1",
+                    seconds, what, extra={"fields": {
                         "event": "cluster_start", "seconds": round(seconds, 6),
                         "workers": n_workers, "processes": processes}})
         return client
