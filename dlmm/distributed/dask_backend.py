@@ -309,7 +309,7 @@ class DaskBackend(Backend):
             # In the graph, once each (one key every partition depends on): any
             # scheduler runs it, and the rows are read again from the source.
             token = uuid.uuid4().hex[:12]
-            values = [dask.delayed(obj, name=f"dlmm-shared-{token}-{j}")
+            values = [dask.delayed(obj, name=f"dlmm-shared-{token}-{j}", traverse=False)
                       for j, obj in enumerate(shared)]
         else:  # the user's cluster: sent to each worker once, as futures of that client
             values = [self.client.scatter(obj, broadcast=True) for obj in shared]
