@@ -8,7 +8,6 @@ persisted cross-products.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 from dataclasses import replace
@@ -16,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .distributed.sources import check_parquet_columns, is_path_like, open_backend
+from .distributed import sources
+from .distributed.embedded import cluster_start_timer
+from .distributed.sources import check_parquet_columns, is_path_like, open_backend, reading_errors
 from .exceptions import CollinearityWarning, InputError, convergence_warning
 from .model_compat import StatsmodelsModel, as_params_object
 from .objective.free import free_mask, restricted
@@ -118,6 +119,7 @@ class MixedLM(StatsmodelsModel):
         self._learned = isinstance(spec, ArraySpec)
         self.group_values_name: str | None = None  # groups=Series: the Series' name
         self.cache, self.cache_report = None, None
+        self.cluster_start = 0.0  # seconds waited for the embedded cluster to start
 
     @classmethod
     def from_formula(cls, formula: str, data, re_formula: str | None = None,
@@ -146,8 +148,8 @@ class MixedLM(StatsmodelsModel):
             way: dlmm's engines always work on per-group or keyed sparse sums.
         missing : {"none", "drop", "raise"}
         client : distributed.Client, optional
-            Cluster for Dask or Parquet input (else the current client, else an
-            embedded local cluster).
+            Cluster for Dask or Parquet input (else the current client, else small
+            local Parquet input in process, else an embedded local cluster).
         drop_collinear : bool
             Drop fixed-effect columns that are linear combinations of earlier
             ones, lme4-style, instead of refusing them.
@@ -193,12 +195,18 @@ class MixedLM(StatsmodelsModel):
     def _learn(self, client=None) -> None:
         if self._learned:
             return
+        with cluster_start_timer(self):
+            self._learn_now(client)
+
+    def _learn_now(self, client) -> None:
         backend = self._backend_for(client)
         spec: FormulaSpec = self.spec
         columns = spec.required_columns(backend.columns)
         if is_path_like(self.data):
             check_parquet_columns(self.data, columns)
-        backend = self._backend = backend.select(columns)
+        backend = self._backend = sources.in_process_backend(  # small Parquet, no client
+            self.data, columns, client if client is not None else self._client) or \
+            backend.select(columns)
         sample = backend.sample(_SAMPLE_ROWS)
         if len(sample) == 0:
             raise InputError("the data have no rows")
@@ -227,12 +235,13 @@ class MixedLM(StatsmodelsModel):
         if self.cache is not None:  # only new or changed files are read
             from .structure.cached import cached_statistics
 
-            with self._reading_errors():
+            with self._reading_errors(), cluster_start_timer(self):
                 self.spec, stats, self.cache_report = cached_statistics(
                     self.spec, self.data, self.cache, client, progress)
             self._learned, self._stats_client = True, client
         else:
-            stats = self._collect(client, progress)
+            with cluster_start_timer(self):
+                stats = self._collect(client, progress)
         self._check_stats(stats)
         self._stats = stats
         return stats
@@ -262,19 +271,9 @@ class MixedLM(StatsmodelsModel):
         logger.warning(msg)
         warnings.warn(msg, CollinearityWarning, stacklevel=5)
 
-    @contextlib.contextmanager
     def _reading_errors(self):
-        """Errors of the Parquet reader (raised where the rows are read, perhaps on a
-        worker) as an InputError that names the data."""
-        try:
-            yield
-        except Exception as exc:
-            from_reader = isinstance(exc, OSError) or type(exc).__module__.startswith("pyarrow")
-            if isinstance(exc, InputError) or not is_path_like(self.data) or not from_reader:
-                raise
-            text = " ".join(str(exc).split())
-            raise InputError(f"cannot read Parquet data {str(self.data)!r}: "
-                             f"{type(exc).__name__}: {text}") from None
+        """Errors of the Parquet reader as an InputError naming the data."""
+        return reading_errors(self.data)
 
     def _check_stats(self, stats: RandomEffectsStatistics) -> None:
         totals = stats.totals
@@ -571,6 +570,7 @@ class MixedLM(StatsmodelsModel):
         freepat = None if free is None else np.concatenate([np.ones(self.k_fe), mask])
         result = MixedLMResults.from_fit(self, value, chol, sd, outcome, stats, engine, u,
                                          freepat=freepat, evaluations_before=before)
+        result.timings["cluster_start"] = self.cluster_start
         log_diagnostics(result.diagnostics)
         return result
 

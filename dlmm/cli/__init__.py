@@ -69,7 +69,9 @@ Exit codes
 Logging
 -------
 Progress goes to stderr through the ``logging`` logger ``"dlmm"``: the
-cluster and its dashboard address, the start and end of the data pass, one
+cluster and its dashboard address (an embedded cluster's start as a
+``cluster_start`` event with its ``seconds``; small data fitted in process as
+``no Dask cluster``), the start and end of the data pass, one
 line per optimizer evaluation (step, llf, gradient norm, stage), warnings,
 and the outcome; with ``--cache`` a ``cache`` event (files read, reused,
 dropped), with ``--start-from`` a ``start_from`` event, with

@@ -118,6 +118,26 @@ def cluster_info(client, kind: str) -> dict[str, Any]:
     return info
 
 
+def runs_in_process(opts: Mapping[str, Any], columns: list[str]) -> bool:
+    """Whether ``dlmm fit`` fits in this process, with no cluster: no option asks for
+    one (``--scheduler``, ``--workers``, ``--threads-per-worker``, ``--memory-limit``),
+    no statistics cache, and the model's ``columns`` of local Parquet data are small
+    (:func:`dlmm.distributed.sources.fits_in_process`), as ``dlmm.mixedlm`` decides
+    without a client."""
+    from ..distributed.sources import fits_in_process
+
+    if opts.get("scheduler") or any(opts.get(k) is not None for k in SIZING):
+        return False
+    return opts.get("cache") is None and fits_in_process(opts["data"], columns)
+
+
+@contextmanager
+def in_process() -> Iterator[tuple[None, dict[str, Any]]]:
+    """``with in_process() as (client, info):`` no cluster: ``client`` is None and
+    ``info`` says so (``kind`` ``"none"``)."""
+    yield None, {"kind": "none"}
+
+
 def connect(opts: Mapping[str, Any]):
     """A ``distributed.Client`` for the run and a description of its cluster.
 

@@ -15,7 +15,7 @@ from ..progress import data_pass_progress
 from . import cluster, interrupts, nightly
 from .errors import EXIT_NOT_CONVERGED, EXIT_OK, one_line
 from .log import event
-from .precheck import check_model_columns
+from .precheck import check_model_columns, model_columns
 
 
 def run(opts: dict[str, Any]) -> int:
@@ -71,11 +71,16 @@ def run(opts: dict[str, Any]) -> int:
         files = nightly.list_inputs(opts["data"])
 
     check_model_columns(opts)  # a bad formula or a missing column: before any cluster too
+    local = cluster.runs_in_process(opts, model_columns(opts) if opts["cache"] is None else [])
     t_cluster = time.perf_counter()
-    with cluster.connected(opts) as (client, info):
+    with cluster.in_process() if local else cluster.connected(opts) as (client, info):
         cluster_seconds = time.perf_counter() - t_cluster
-        event("cluster", "Dask cluster %s: %s workers, %s threads", info.get("address"),
-              info.get("workers"), info.get("threads"), **info)
+        if local:
+            event("cluster", "no Dask cluster: the data are small enough to fit in this "
+                  "process (--workers or --scheduler to use a cluster)", **info)
+        else:
+            event("cluster", "Dask cluster %s: %s workers, %s threads", info.get("address"),
+                  info.get("workers"), info.get("threads"), **info)
         if info.get("dashboard"):
             event("dashboard", "Dask dashboard: %s", info["dashboard"],
                   dashboard=info["dashboard"])

@@ -25,12 +25,19 @@ def check_model_columns(opts: dict[str, Any]) -> None:
         A formula that cannot be parsed, a column not in the data or not in one of
         its files (named), a column repeated in the data.
     """
-    from ..distributed.sources import check_parquet_columns, read_parquet
-    from ..spec.formula import FormulaSpec
+    from ..distributed.sources import check_parquet_columns
 
     if opts.get("cache") is not None:
         return
+    check_parquet_columns(opts["data"], model_columns(opts))
+
+
+def model_columns(opts: dict[str, Any]) -> list[str]:
+    """The data's columns the model of the ``fit`` options reads (from the schema: no
+    rows are read), as :class:`dlmm.MixedLM` finds them."""
+    from ..distributed.sources import read_parquet
+    from ..spec.formula import FormulaSpec
+
     spec = FormulaSpec(opts["formula"], opts["groups"], re_formula=opts["re_formula"],
                        vc_formula=opts["vc"] or None)
-    columns = read_parquet(opts["data"]).columns  # the schema: no rows are read
-    check_parquet_columns(opts["data"], spec.required_columns(columns))
+    return spec.required_columns(read_parquet(opts["data"]).columns)

@@ -7,7 +7,16 @@ from the source data by the scheduler.
 
 Which cluster: the ``client`` given, else the current ``distributed`` client
 (``distributed.get_client()``), else an embedded local cluster started once per
-process (see :func:`embedded_client`).
+process (:mod:`dlmm.distributed.embedded`), found when the backend first needs one.
+
+Lazy results (Dask collections handed to the user: effects tables, fitted values,
+predictions) are computed by whatever scheduler is current when the user calls
+``.compute()``. On a client of the user's they may refer to that client's futures,
+as ``client.persist`` results do. The embedded cluster is dlmm's own and never
+the default scheduler, so lazy results of a fit on it carry their data instead
+(:attr:`DaskBackend.self_contained`): any scheduler computes them, in a script or
+a notebook, with or without a client of the user's, before or after one is
+started or closed.
 
 Waiting is watched (:meth:`DaskBackend.gather`): a worker killed for memory,
 workers paused at their memory limit with no progress for
@@ -18,15 +27,9 @@ instead of Dask's ``KilledWorker``, a hang, or ``FutureCancelledError``.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import logging
 import operator
-import os
-import re
-import signal
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -35,166 +38,23 @@ from typing import Any
 import dask
 import dask.dataframe as dd
 import pandas as pd
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from .base import Backend, sorted_levels
+from .embedded import (  # noqa: F401 - the embedded cluster's names, here as before
+    _EMBEDDED,
+    _quiet_logging,
+    close_embedded,
+    current_client,
+    embedded_client,
+    embedded_security,
+    embedded_start_seconds,
+    is_embedded,
+    resolve_client,
+)
 from .faults import SchedulerLost, WorkerMemoryError, WorkersLost, format_size
 
 logger = logging.getLogger("dlmm")
-
-_EMBEDDED: dict[str, Any] = {}
-#: Preloaded by the embedded workers, as a file (importing the dlmm package is slow).
-_WORKER_SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_setup.py")
-_LOCK = threading.Lock()
-
-
-def _main_is_guarded() -> bool:
-    """Whether worker processes can start from this program.
-
-    Worker processes are spawned, and a spawned process imports the parent's
-    main script again: a script without an ``if __name__ == "__main__":`` guard
-    would run its fit again in every worker and fail. Interactive sessions,
-    notebooks and ``python -c`` have no main file and are safe.
-    """
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if not path:
-        return True
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            source = handle.read()
-    except OSError:
-        return True
-    return re.search(r"__name__\s*==\s*['\"]__main__['\"]", source) is not None
-
-
-def embedded_client(
-    n_workers: int | None = None,
-    threads_per_worker: int | None = None,
-    memory_limit: str | float | None = "auto",
-) -> Client:
-    """The process-wide embedded local cluster, started on first use.
-
-    Worker processes (not threads): the one pass runs pandas and formulaic
-    code that holds the GIL, so processes use every core. By default one
-    single-threaded worker per core (at most 8), listening on 127.0.0.1 only.
-    A script without an ``if __name__ == "__main__":`` guard cannot start
-    worker processes (each would run the script again), so there the cluster
-    runs one worker with a thread per core instead, and says so in the log.
-    It is closed when the Python process exits.
-    """
-    with _LOCK:
-        client = _EMBEDDED.get("client")
-        if client is not None and client.status == "running":
-            return client
-        cores = os.cpu_count() or 1
-        processes = _main_is_guarded()
-        if not processes:
-            logger.warning(
-                "dlmm: the embedded Dask cluster runs threads, not worker processes, because "
-                "%s has no `if __name__ == \"__main__\":` guard; add one to use processes",
-                getattr(sys.modules.get("__main__"), "__file__", "the main script"),
-            )
-            n_workers, threads_per_worker = 1, threads_per_worker or max(1, min(cores, 8))
-        if n_workers is None:
-            n_workers = max(1, min(cores, 8))
-        if threads_per_worker is None:
-            threads_per_worker = 1
-        # The dashboard (with bokeh) or, without it, the HTTP server for health and
-        # metrics: on loopback, on a free port.
-        dashboard = "127.0.0.1:0"
-        # Worker processes talk over TLS with a certificate made for this cluster
-        # alone (in memory): another local user cannot send it code. Threads talk
-        # in process (inproc://) and listen on no port but the dashboard's.
-        network = ({"host": "127.0.0.1", "security": embedded_security(),
-                    "preload": [_WORKER_SETUP]} if processes else {})
-        # Ctrl-C is ignored while the cluster starts: a half-started cluster cannot be
-        # closed cleanly, and the worker processes started meanwhile inherit the
-        # ignoring (workers a nanny restarts later ignore it from worker_setup on). A
-        # Ctrl-C in a terminal reaches every process of the group: the driver alone
-        # acts on it, and closes the cluster.
-        main = threading.current_thread() is threading.main_thread()
-        old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-        try:
-            cluster = LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=threads_per_worker,
-                processes=processes,
-                dashboard_address=dashboard,
-                memory_limit=memory_limit,
-                # LocalCluster sets Dask's log level to WARNING unless told; keep a
-                # quieter level that the caller (dlmm --quiet) has set.
-                silence_logs=max(logging.WARNING,
-                                 logging.getLogger("distributed").getEffectiveLevel()),
-                **network,
-            )
-            client = Client(cluster, set_as_default=False)
-            _EMBEDDED.update(client=client, cluster=cluster)
-        finally:
-            if main:
-                signal.signal(signal.SIGINT, old_sigint)
-        return client
-
-
-def embedded_security():
-    """``distributed.security.Security.temporary()``: a self-signed certificate and key,
-    in memory, for every role of the embedded cluster; TLS required on every
-    connection. Needs the ``cryptography`` package (a dependency of dlmm)."""
-    from distributed.security import Security
-
-    try:
-        return Security.temporary()
-    except ImportError:
-        raise ImportError(
-            "dlmm's embedded Dask cluster talks over TLS and needs the 'cryptography' "
-            "package: pip install cryptography"
-        ) from None
-
-
-def _quiet_logging(dask_worker=None) -> None:
-    """Silence Dask's logging in this process (run on the workers before an abort):
-    ``distributed`` and the loggers below it that Dask's config gives a level of their
-    own (``distributed.client``)."""
-    names = ["distributed", *(n for n in list(logging.root.manager.loggerDict)
-                              if n.startswith("distributed."))]
-    for name in names:
-        logging.getLogger(name).setLevel(logging.CRITICAL + 10)
-
-
-def close_embedded(quiet: bool = False) -> None:
-    """Stop the embedded cluster if one was started.
-
-    ``quiet``: the run is being abandoned (an error, Ctrl-C): first silence Dask's
-    logging on the workers and here, so that workers still busy with a task do not
-    print tracebacks about the scheduler going away."""
-    with _LOCK:
-        client = _EMBEDDED.pop("client", None)
-        cluster = _EMBEDDED.pop("cluster", None)
-    if quiet and client is not None:
-        try:
-            client.sync(client._run, _quiet_logging, on_error="ignore", callback_timeout=3)
-        except BaseException:  # noqa: BLE001 - best effort; closing goes on
-            pass
-        _quiet_logging()
-    if client is not None:
-        client.close(timeout=10)
-    if cluster is not None:
-        cluster.close(timeout=20)
-
-
-atexit.register(close_embedded)
-
-
-def resolve_client(client: Client | None) -> Client:
-    """The client given, else the current one, else the embedded cluster's."""
-    if client is not None:
-        return client
-    try:
-        from distributed import get_client
-
-        return get_client()
-    except ValueError:
-        return embedded_client()
 
 
 def _empty_like(frame):
@@ -325,14 +185,37 @@ class DaskBackend(Backend):
 
     def __init__(self, frame: dd.DataFrame, client: Client | None = None):
         self.frame = frame
-        self.client = resolve_client(client)
+        self._client = client
+
+    @property
+    def client(self) -> Client:
+        """The cluster's client, found on first use (:func:`resolve_client`): a backend
+        that only builds lazy collections (predictions) starts no cluster."""
+        if self._client is None:
+            self._client = resolve_client(None)
+        if self._client.status in ("closing", "closed"):
+            raise SchedulerLost(
+                "the Dask client this fit ran on is closed (by its owner, or after its "
+                "scheduler was lost), and what its cluster held (the fit's statistics, its "
+                "random effects) went with it: ask for results while it is open "
+                "(result.save() keeps them)")
+        return self._client
+
+    @property
+    def self_contained(self) -> bool:
+        """Whether lazy results must carry their data rather than refer to futures:
+        when the work runs on the embedded cluster (dlmm's own, which no scheduler
+        the user computes with can reach), or on no cluster yet (no client given,
+        none current)."""
+        client = self._client if self._client is not None else current_client()
+        return client is None or is_embedded(client)
 
     @property
     def columns(self) -> list[str]:
         return [str(c) for c in self.frame.columns]
 
     def select(self, columns: list[str]) -> DaskBackend:
-        return DaskBackend(self.frame[columns], self.client)
+        return DaskBackend(self.frame[columns], self._client)
 
     def sample(self, n_rows: int) -> pd.DataFrame:
         # The first n_rows rows, however few each partition holds: the sample sets
@@ -410,13 +293,27 @@ class DaskBackend(Backend):
         return out
 
     def to_frame(self, handles: list[Any], meta: pd.DataFrame):
+        if self.self_contained:
+            # Tables of the embedded cluster (one row per group or effect) are brought
+            # here, one piece per handle, and handed out over pandas: no future of a
+            # cluster the user cannot compute on is left in the graph.
+            frames = [f for f in self.gather(handles) if len(f)]
+            table = pd.concat(frames) if frames else meta
+            return dd.from_pandas(table, npartitions=max(1, len(frames)), sort=False)
         if handles:  # the real dtypes (e.g. of an index of labels) from an empty slice
             meta = self.client.submit(_empty_like, handles[0], pure=False).result()
         return dd.from_delayed(handles, meta=meta, verify_meta=False)
 
     def map_frame(self, func: Callable[..., Any], meta: Any, *shared: Any):
-        futures = [self.client.scatter(obj, broadcast=True) for obj in shared]
-        return self.frame.map_partitions(func, *futures, meta=meta)
+        if self.self_contained:
+            # In the graph, once each (one key every partition depends on): any
+            # scheduler runs it, and the rows are read again from the source.
+            token = uuid.uuid4().hex[:12]
+            values = [dask.delayed(obj, name=f"dlmm-shared-{token}-{j}", traverse=False)
+                      for j, obj in enumerate(shared)]
+        else:  # the user's cluster: sent to each worker once, as futures of that client
+            values = [self.client.scatter(obj, broadcast=True) for obj in shared]
+        return self.frame.map_partitions(func, *values, meta=meta)
 
     def gather(self, handles: list[Any]) -> list[Any]:
         self._await(handles)

@@ -6,6 +6,14 @@
 * a Parquet file, directory, glob, list of those, or any fsspec URL: read
   lazily with ``dask.dataframe.read_parquet``, only the model's columns.
 
+Small local Parquet input is fitted in process (:func:`fits_in_process`): when no
+cluster is asked for (no ``client``, no current ``distributed`` client) and the
+model's columns hold at most :func:`in_process_max_bytes` (8 bytes per value,
+rows from the files' footers), the model reads them into pandas
+(:func:`read_in_process`, the frame the Dask reader would give) instead of
+starting a cluster: a cluster costs seconds to start, and below that size its
+parallel pass does not win them back.
+
 In a local folder, as Dask and Spark read it, the data are the files ending in
 ``.parquet``, ``.parq`` or ``.pq`` (in subfolders too); files and folders whose
 names start with ``_`` or ``.`` (``_SUCCESS``, ``_metadata``, ``.crc`` files) and
@@ -18,8 +26,10 @@ the kernels stay light.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +168,78 @@ def check_parquet_columns(path, columns: list[str], limit: int = 5000) -> None:
                 )
 
 
+#: Measured (``docs/ARCHITECTURE.md``, "Where a fit runs"): on two busy cores a fit in
+#: process took less time than one on the embedded cluster with its start up to three
+#: million rows; more cores share the cluster's pass and steps, so the line is lower:
+#: 32 MiB is 840,000 rows of five columns.
+IN_PROCESS_MAX_BYTES = 32 * 2**20
+
+
+def in_process_max_bytes() -> int:
+    """The largest local Parquet input fitted in process, in bytes of its model columns
+    at 8 bytes per value: Dask's configuration ``dlmm.in-process-max-bytes`` (a number
+    or a size such as ``"64 MiB"``; 0 never fits in process), else
+    :data:`IN_PROCESS_MAX_BYTES`."""
+    import dask
+    from dask.utils import parse_bytes
+
+    value = dask.config.get("dlmm.in-process-max-bytes", None)
+    if value is None:
+        return IN_PROCESS_MAX_BYTES
+    try:
+        return int(parse_bytes(value)) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"dlmm.in-process-max-bytes {value!r}: give a number of bytes or "
+                         "a size such as '64 MiB'") from None
+
+
+def parquet_rows(path, limit: int = 1000) -> int | None:
+    """Rows of local Parquet data, from the files' footers (no rows are read); None for
+    data at a URL, more than ``limit`` files, or a footer that cannot be read."""
+    import pyarrow.parquet as pq
+
+    paths = [str(p) for p in path] if isinstance(path, (list, tuple)) else [str(path)]
+    files = _local_parquet_files(paths, limit)
+    if not files:
+        return None
+    try:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    except Exception:  # noqa: BLE001 - unreadable here: the reader says why, later
+        return None
+
+
+def fits_in_process(path, columns: list[str]) -> bool:
+    """Whether Parquet input is small enough to fit in process: local files whose
+    ``columns`` hold at most :func:`in_process_max_bytes` at 8 bytes per value.
+    (The caller checks that no cluster was asked for.)"""
+    limit = in_process_max_bytes()
+    if limit <= 0:
+        return False
+    rows = parquet_rows(path)
+    return rows is not None and rows * max(len(columns), 1) * 8 <= limit
+
+
+def in_process_backend(data: Any, columns: list[str], client=None) -> LocalBackend | None:
+    """The in-process backend over ``columns`` of Parquet input when no cluster is asked
+    for (no ``client``, no current ``distributed`` client) and :func:`fits_in_process`;
+    else None (the caller keeps its Dask backend)."""
+    if client is not None or not is_path_like(data):
+        return None
+    from .embedded import current_client
+
+    if current_client() is not None or not fits_in_process(data, columns):
+        return None
+    return LocalBackend(read_in_process(data, columns))
+
+
+def read_in_process(path, columns: list[str]) -> pd.DataFrame:
+    """``columns`` of Parquet data as one pandas frame, read in this process by Dask's
+    threads: the files, order and types the Dask reader gives a cluster, the rows
+    numbered from 0."""
+    frame = read_parquet(path, columns=columns)
+    return frame.compute(scheduler="threads").reset_index(drop=True)
+
+
 def read_parquet(path, columns: list[str] | None = None):
     """A lazy Dask DataFrame over Parquet data, with clear errors."""
     import dask.dataframe as dd
@@ -177,6 +259,21 @@ def read_parquet(path, columns: list[str] | None = None):
     except Exception as exc:  # pyarrow / fsspec errors vary by version
         raise InputError(f"cannot read Parquet data {paths[0]!r}: {exc}") from None
     return frame
+
+
+@contextlib.contextmanager
+def reading_errors(data: Any) -> Iterator[None]:
+    """Errors of the Parquet reader (raised where the rows are read, perhaps on a
+    worker) as an InputError that names the data (``data`` path-like)."""
+    try:
+        yield
+    except Exception as exc:
+        from_reader = isinstance(exc, OSError) or type(exc).__module__.startswith("pyarrow")
+        if isinstance(exc, InputError) or not is_path_like(data) or not from_reader:
+            raise
+        text = " ".join(str(exc).split())
+        raise InputError(f"cannot read Parquet data {str(data)!r}: "
+                         f"{type(exc).__name__}: {text}") from None
 
 
 def is_path_like(data: Any) -> bool:

@@ -414,8 +414,12 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         return self.effects.vc_table()
 
     def write_random_effects(self, path) -> None:
-        """Write :meth:`random_effects_table` to Parquet (a folder for Dask fits)."""
-        self.random_effects_table().to_parquet(str(path))
+        """Write :meth:`random_effects_table` to Parquet (a folder for Dask fits), all
+        or nothing: a failed write leaves no file or folder behind
+        (:func:`dlmm.results.table_output.write_table`)."""
+        from .table_output import write_table
+
+        write_table(self.random_effects_table(), path)
 
     # -- predictions --------------------------------------------------------------
 

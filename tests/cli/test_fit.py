@@ -162,6 +162,7 @@ def test_sleepstudy_on_embedded_cluster_gives_lme4_llf(tmp_path, reference_cases
     assert doc["nobs"] == expected["nobs"] and doc["cluster"]["kind"] == "embedded"
     assert doc["cluster"]["workers"] == 2
     assert "data pass: done" in proc.stderr and "step 1 " in proc.stderr
+    assert "cluster start " in proc.stderr  # how long the embedded cluster took to start
 
     shown = run_dlmm("summary", out, timeout=60)
     assert shown.returncode == 0

@@ -73,7 +73,8 @@ def test_a_file_lacking_a_column_is_named_before_the_cluster(data, no_cluster, c
 
 
 def test_a_good_model_goes_on_to_the_cluster(data, no_cluster, capsys):
+    # --workers: a cluster, asked for (data this small would fit in process)
     code = cli.main(["fit", str(data), "--formula", "y ~ x1 + C(c)", "-g", "g",
-                     "--re-formula", "~x1", "--quiet"])
+                     "--re-formula", "~x1", "--workers", "1", "--quiet"])
     assert code == 1 and "a cluster was started" in capsys.readouterr().err
     assert len(no_cluster) == 1

@@ -13,13 +13,16 @@ def test_unexpected_error_exits_1(simulated, tmp_path, monkeypatch, capsys):
         raise RuntimeError("the network fell over")
 
     monkeypatch.setattr(cluster, "connect", boom)
-    code = cli.main(_fit_args(str(simulated), "--output", str(tmp_path / "out")))
+    # --workers: a cluster, asked for (data this small would fit in process)
+    code = cli.main(_fit_args(str(simulated), "--workers", "1", "--output",
+                              str(tmp_path / "out")))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert err[-1] == ("dlmm: error: unexpected RuntimeError: the network fell over "
                        "(run with --verbose for the traceback)")
     _no_output(tmp_path)
-    code = cli.main(_fit_args(str(simulated), "--verbose", "--output", str(tmp_path / "out")))
+    code = cli.main(_fit_args(str(simulated), "--workers", "1", "--verbose", "--output",
+                              str(tmp_path / "out")))
     assert code == 1 and "Traceback" in capsys.readouterr().err
 
 
