@@ -7,8 +7,9 @@
 """
 
 from .exceptions import CollinearityWarning, InputError, convergence_warning
+from .formula_api import mixedlm
 from .lmer import lmer
-from .model import MissingDataWarning, MixedLM, mixedlm
+from .model import MissingDataWarning, MixedLM
 from .objective.params import MixedLMParams
 from .results import LRTestResult, MixedLMResults, lrtest
 from .results.loaded import load_result

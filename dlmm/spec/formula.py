@@ -41,6 +41,7 @@ from .crossed import indicator_factor
 from .design import ChunkDesign, ModelNames, scan_rows
 from .indicators import IndicatorSpec, indicator_spec
 from .keywords import quote_keyword_columns
+from .term_order import patsy_ordered
 
 logger = logging.getLogger("dlmm")
 
@@ -56,41 +57,6 @@ _FACTOR_COLUMN = re.compile(r"(?<![\w.])C\(\s*(?:`([^`]+)`|([A-Za-z_]\w*))(?=\s*
 def _rhs_text(formula: str) -> str:
     text = formula.strip()
     return text[1:].strip() if text.startswith("~") else text
-
-
-def _patsy_ordered(text: str, prototype: pd.DataFrame):
-    """The formula with its terms in patsy's (and so statsmodels') order.
-
-    formulaic orders terms by degree; patsy, and statsmodels' column names
-    after it, put the intercept first, then the terms made only of
-    categorical factors (by degree), then the other terms grouped by their
-    numeric factors in order of appearance (each group by degree).
-    """
-    parsed = Formula(text, _ordering="none")
-    structured = hasattr(parsed, "rhs")
-    rhs_terms = list(parsed.rhs if structured else parsed)
-    # The terms themselves, not their text: a column named with a space (`x 1`)
-    # prints without its backticks and would not parse again.
-    probe = model_matrix(Formula(rhs_terms or ["0"], _ordering="none"), prototype,
-                         na_action="ignore")
-    categorical = set(probe.model_spec.factor_contrasts)
-    first = [t for t in rhs_terms if t.degree == 0]
-    rest = [t for t in rhs_terms if t.degree > 0]
-    cats = sorted((t for t in rest if all(f in categorical for f in t.factors)),
-                  key=lambda t: t.degree)
-    by_numeric: dict[tuple, list] = {}
-    for term in rest:
-        if term in cats:
-            continue
-        key = tuple(sorted(str(f) for f in term.factors if f not in categorical))
-        by_numeric.setdefault(key, []).append(term)
-    ordered = first + cats + [t for group in by_numeric.values()
-                              for t in sorted(group, key=lambda t: t.degree)]
-    rhs = Formula(ordered, _ordering="none")
-    if structured:
-        return Formula(lhs=Formula(list(parsed.lhs), _ordering="none"), rhs=rhs,
-                       _ordering="none")
-    return rhs
 
 
 def _is_time(kind) -> bool:
@@ -383,7 +349,7 @@ class FormulaSpec(ModelNames):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                mm = model_matrix(_patsy_ordered(self.formula, prototype), prototype,
+                mm = model_matrix(patsy_ordered(self.formula, prototype), prototype,
                                   na_action="ignore", output="numpy")
             except FormulaicError as exc:
                 raise InputError(f"formula {self.formula!r} failed: "
@@ -413,7 +379,7 @@ class FormulaSpec(ModelNames):
                 self._re_intercept_only = False
                 try:
                     re_mm = model_matrix(
-                        _patsy_ordered("~ " + _rhs_text(self.re_formula), prototype), prototype,
+                        patsy_ordered("~ " + _rhs_text(self.re_formula), prototype), prototype,
                         na_action="ignore", output="numpy",
                     )
                 except FormulaicError as exc:
