@@ -5,7 +5,7 @@ partition. Either is written under a temporary sibling of the target and
 renamed into place when complete, so that a failure (a worker lost, a full
 disk, Ctrl-C) leaves no empty folder and no half-written file behind
 (:func:`dlmm.io.folders.staged_folder`). At a URL (``s3://…``) the table is
-written where it goes, as pandas or Dask write it.
+written where it goes, through fsspec.
 """
 
 from __future__ import annotations
@@ -36,7 +36,15 @@ def write_table(table: Any, path: str | os.PathLike) -> None:
         A Dask table's folder exists and holds files.
     """
     if is_url(path):
-        table.to_parquet(os.fspath(path))
+        if hasattr(table, "npartitions"):  # Dask writes through fsspec
+            table.to_parquet(os.fspath(path))
+            return
+        import fsspec
+
+        # through fsspec, as every other file at a URL: pandas would pick pyarrow's own
+        # S3 client for a URL string, which knows nothing of fsspec's endpoint settings
+        with fsspec.open(os.fspath(path), "wb") as handle:
+            table.to_parquet(handle)
         return
     out = Path(local_path(path))
     if hasattr(table, "npartitions"):

@@ -130,3 +130,30 @@ def test_a_missing_input_bucket_is_one_line_naming_it(s3_endpoint, tmp_path):
     assert proc.stderr == ("dlmm: error: DATA 's3://no-such-bucket-dlmm/data/': no "
                            "bucket 'no-such-bucket-dlmm'\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_random_effects_to_a_url_uses_fsspecs_endpoint(s3_endpoint, tmp_path):
+    """``result.write_random_effects('s3://...')`` of a pandas fit with the endpoint named
+    only by ``FSSPEC_S3_ENDPOINT_URL``: written through fsspec to that store (pandas'
+    own choice for a URL, pyarrow's S3 client, went to AWS instead)."""
+    s3fs.S3FileSystem().mkdir(BUCKET + "-re")
+    script = (
+        "import pandas as pd, dlmm\n"
+        "data = pd.read_csv('sleepstudy.csv')\n"
+        "r = dlmm.mixedlm('Reaction ~ Days', data, groups='Subject', re_formula='~Days').fit()\n"
+        f"r.write_random_effects('s3://{BUCKET}-re/re.parquet')\n"
+        "r.random_effects_table().to_csv('expected.csv')\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "sleepstudy.csv").write_bytes(
+        (repo / "tests/reference/data/sleepstudy.csv").read_bytes())
+    env = _env("FSSPEC_S3_ENDPOINT_URL", s3_endpoint)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    written = pd.read_parquet(io.BytesIO(s3fs.S3FileSystem().cat(f"{BUCKET}-re/re.parquet")))
+    expected = pd.read_csv(tmp_path / "expected.csv", index_col=0)
+    assert len(written) == 18
+    np.testing.assert_allclose(written.to_numpy(dtype=float), expected.to_numpy(dtype=float),
+                               rtol=1e-12)
