@@ -1,4 +1,5 @@
-"""The statsmodels-shaped model: ``MixedLM``, ``MixedLM.from_formula``, ``mixedlm``.
+"""The statsmodels-shaped model: ``MixedLM`` and ``MixedLM.from_formula`` (``mixedlm``, its
+formula.api spelling, is in :mod:`dlmm.formula_api`).
 
 A model holds its data and specification. The first call that needs numbers
 (``fit``, ``loglike``, ``score``, ``nobs``...) learns the specification over
