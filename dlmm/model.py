@@ -238,7 +238,8 @@ class MixedLM(StatsmodelsModel):
 
             with self._reading_errors(), cluster_start_timer(self):
                 self.spec, stats, self.cache_report = cached_statistics(
-                    self.spec, self.data, self.cache, client, progress)
+                    self.spec, self.data, self.cache, client, progress,
+                    full_pass=lambda: self._collect(client, progress))
             self._learned, self._stats_client = True, client
         else:
             with cluster_start_timer(self):

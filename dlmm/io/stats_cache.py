@@ -26,21 +26,27 @@ A manifest is a JSON object: ``schema``; ``model_key`` and ``model_hash``;
 ``engine`` (``"grouped"``); ``spec`` (the learned specification,
 ``FormulaSpec.to_dict``); ``centering`` (the shifts every file was summed
 with: ``xy_shift``, ``z_shift``, ``x_intercept``, ``z_intercept``);
-``files``, a mapping from each input file's path to its ``identity``, its
-``stats`` file name, that file's ``sha256`` and ``levels`` (the distinct
-values of each categorical column in that input file); ``created`` and
-``dlmm`` (the version that wrote it); and optionally ``aggregate``: ``files``
+``dtypes`` (each column's pandas dtype); ``files``, a mapping from each input
+file's path to its ``identity``, its ``stats`` file name, that file's
+``sha256`` and ``bytes``, ``levels`` (the distinct values of each categorical
+column in that input file) and the counts of its sums: ``n_rows`` (rows
+used), ``n_dropped`` (rows dropped for missing values) and ``n_groups``;
+``shape`` (``rows`` and ``groups`` of the whole data at the last run: what
+:func:`dlmm.structure.cached.cache_pays` decides on); ``created`` and
+``dlmm`` (the version that wrote it); optionally ``aggregate``: ``files``
 (each input file's path and the ``stats`` name of the per-file sums it
 includes), ``pieces`` (a list of ``{"stats", "sha256"}``: archives in
 ``DIR/aggregate/`` holding the keyed cross-products of all those files,
-merged by group label, whole groups per piece, without row totals) and
-``totals`` (``{"stats", "sha256"}``: an archive of the summed row totals).
+merged by group label, whole groups per piece, without row totals),
+``totals`` (``{"stats", "sha256"}``: an archive of the summed row totals)
+and its counts ``n_files``, ``n_rows``, ``n_dropped``, ``n_groups``; and
+last ``checksum``: the SHA-256 of the manifest's JSON without this item,
+written with sorted keys, separators ``(",", ":")`` and ASCII escapes
+(:func:`dlmm.io.cache_manifest.manifest_checksum`).
 A refit uses the aggregate only when every file it names is present with
 the same per-file ``stats`` name (so the same identity); otherwise it adds
 the per-file sums of the unchanged files again. The aggregate is never
-corrected by subtracting a file's sums. Older manifests without an
-aggregate are read as before (the item is optional, so the format version
-is unchanged).
+corrected by subtracting a file's sums.
 
 Writing is all-or-nothing: every file is written under a temporary name in
 the same folder and renamed into place (``os.replace``), stats files first,
@@ -52,13 +58,24 @@ What is refused, what is rebuilt
 * A folder that exists, is not empty and has no marker, or a marker of
   another schema (another format version): refused with an error naming it;
   nothing in it is touched.
-* A manifest that is not valid JSON or not of this schema, inside a cache
-  folder: a warning, and every file's sums are rebuilt from the data.
+* A folder that cannot be written (a read-only file system, no permission,
+  a full disk): refused with an error naming it (:func:`check_cache_folder`
+  probes it before any data are read; a write that fails later is the same
+  error). A run never fits without keeping the sums it was asked to keep.
+* A manifest that is not valid JSON, not of this schema, without its
+  checksum (written before checksums, or edited) or whose checksum does not
+  match (edited by hand, a bad merge), that lacks an item the reader needs
+  or whose counts do not add up (an aggregate that does not name exactly
+  the files of the manifest, or whose row count is not the sum of theirs),
+  inside a cache folder: a warning saying why, and every file's sums are
+  rebuilt from the data.
 * A stats file that is missing, unreadable or whose SHA-256 differs from the
   manifest's: a warning, and that input file is read again.
-* An aggregate item that is malformed, or an aggregate piece or totals
-  archive that fails its check: a warning, and the per-file sums are added
-  instead (then a new aggregate is written).
+* An aggregate piece or totals archive that fails its check, or totals whose
+  row count is not the aggregate's: a warning, and the per-file sums are
+  added instead (then a new aggregate is written).
+* Sums whose rows do not add up to the manifest's counts when assembled
+  (:mod:`dlmm.structure.cached`): a warning, and every file is read again.
 """
 
 from __future__ import annotations
@@ -70,6 +87,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -80,9 +98,9 @@ from ..exceptions import InputError
 from ..kernels.block import KeyedCrossProducts
 from ..kernels.crossprod import GroupCrossProducts
 from ..kernels.pieces import RowTotals
+from .cache_manifest import SCHEMA, manifest_checksum, manifest_problem
 from .folders import check_not_input
 
-SCHEMA = "dlmm.stats-cache/1"
 MARKER = "dlmm-cache.json"
 STATS_DIR = "stats"
 AGGREGATE_DIR = "aggregate"
@@ -92,8 +110,6 @@ logger = logging.getLogger("dlmm")
 _CP_FIELDS = ("n", "zz", "zr", "wz_group", "wz_slot", "wz", "wr", "ww_group", "ww_slot_a",
               "ww_slot_b", "ww")
 _TOTAL_ARRAYS = ("xy_cross", "missing_by_column", "infinite_by_column", "z_cross")
-_MANIFEST_KEYS = {"schema": str, "model_hash": str, "spec": dict, "centering": dict,
-                  "files": dict}
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -107,8 +123,24 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        with contextlib.suppress(OSError):  # (none was made, or it cannot be removed)
             tmp.unlink()
+
+
+def not_writable(root: Path, exc: OSError) -> InputError:
+    """The error of a cache folder that cannot be written (one line, naming it)."""
+    reason = exc.strerror or type(exc).__name__
+    return InputError(f"--cache {str(root)!r}: the statistics cache folder cannot be "
+                      f"written ({reason}): make it writable, or choose another folder")
+
+
+def _write_cache_file(path: Path, data: bytes) -> None:
+    """:func:`write_atomic` into ``DIR/stats`` or ``DIR/aggregate``: an OSError is
+    :func:`not_writable` of ``DIR``."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise not_writable(path.parent.parent, exc) from None
 
 
 def _label_array(labels: np.ndarray) -> tuple[np.ndarray, str]:
@@ -149,7 +181,7 @@ def _write_npz(arrays: dict[str, np.ndarray], path: str) -> dict[str, Any]:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     data = buffer.getvalue()
-    write_atomic(Path(path), data)
+    _write_cache_file(Path(path), data)
     return {"stats": Path(path).name, "sha256": hashlib.sha256(data).hexdigest(),
             "bytes": len(data)}
 
@@ -186,9 +218,17 @@ def _totals_of(arrays: dict[str, np.ndarray]) -> RowTotals:
                      z_cross=arrays["z_cross"])
 
 
+def sums_counts(keyed: KeyedCrossProducts, totals: RowTotals) -> dict[str, int]:
+    """The counts a manifest keeps of sums: ``n_rows``, ``n_dropped``, ``n_groups``."""
+    return {"n_rows": int(round(totals.n_rows)), "n_dropped": int(round(totals.n_dropped)),
+            "n_groups": int(keyed.labels.shape[0])}
+
+
 def save_sums(keyed: KeyedCrossProducts, totals: RowTotals, path: str) -> dict[str, Any]:
-    """Write one input file's sums to ``path`` (atomically); its name, SHA-256 and size."""
-    return _write_npz({**_keyed_arrays(keyed), **_totals_arrays(totals)}, path)
+    """Write one input file's sums to ``path`` (atomically); its name, SHA-256 and size
+    (``bytes``), and its counts (:func:`sums_counts`)."""
+    info = _write_npz({**_keyed_arrays(keyed), **_totals_arrays(totals)}, path)
+    return {**info, **sums_counts(keyed, totals)}
 
 
 def load_sums(path: str, sha256: str) -> tuple[KeyedCrossProducts, RowTotals] | str:
@@ -217,6 +257,95 @@ def load_totals(path: str, sha256: str) -> RowTotals | str:
     return _read_npz(path, sha256, _totals_of)
 
 
+def _local_root(root: str | os.PathLike) -> Path:
+    text = str(root)
+    if "://" in text and not text.startswith("file://"):
+        raise InputError(f"--cache {text!r}: the statistics cache must be a local "
+                         "(or shared) folder, not a URL")
+    return Path(text[len("file://"):] if text.startswith("file://") else root)
+
+
+def _check_marker(root: Path) -> None:
+    where = f"--cache {str(root)!r}"
+    try:
+        doc = json.loads((root / MARKER).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{where} is not empty and is not a dlmm statistics cache (no "
+                         f"{MARKER}): choose an empty or new folder") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{where}: cannot read its {MARKER}: {exc}") from None
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    if schema != SCHEMA:
+        raise InputError(f"{where} is a cache of format {schema!r}; this dlmm reads "
+                         f"{SCHEMA!r}: remove the folder or choose another")
+
+
+def _probe(root: Path, folder: Path) -> None:
+    """Make and remove a file in ``folder``: the one sure test that it can be written
+    (permissions, a read-only file system, quotas; also for root)."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=".dlmm-probe-", dir=folder)
+    except OSError as exc:
+        raise not_writable(root, exc) from None
+    os.close(handle)
+    try:
+        os.unlink(name)
+    except OSError as exc:
+        raise not_writable(root, exc) from None
+
+
+def check_cache_folder(root: str | os.PathLike, inputs: dict | None = None) -> Path:
+    """Refuse a statistics cache folder before any data are read; make nothing.
+
+    Parameters
+    ----------
+    root : str or PathLike
+        The folder (``--cache``).
+    inputs : mapping, optional
+        The run's inputs (``{"DATA": path}``): a cache that is, contains or lies
+        inside one is refused.
+
+    Returns
+    -------
+    Path
+        The folder.
+
+    Raises
+    ------
+    InputError
+        A URL; an input; a file; a folder that is not a statistics cache (or one
+        of another format version); a folder that cannot be written (a file is
+        made and removed in it and in its ``stats`` and ``aggregate`` folders),
+        or, when it does not exist yet, whose nearest existing parent cannot be.
+    """
+    path = _local_root(root)
+    if inputs:
+        check_not_input(path, inputs, option="--cache")
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--cache {str(path)!r} is a file, not a folder")
+    if path.is_dir():
+        try:
+            empty = not any(path.iterdir())
+        except OSError as exc:
+            raise InputError(f"--cache {str(path)!r} cannot be read: "
+                             f"{exc.strerror or exc}") from None
+        if not empty:
+            _check_marker(path)
+        for folder in (path, path / STATS_DIR, path / AGGREGATE_DIR):
+            if folder.is_dir():
+                _probe(path, folder)
+            elif folder.exists():
+                raise InputError(f"--cache {str(path)!r}: {str(folder)!r} is not a folder")
+        return path
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--cache {str(path)!r}: {str(parent)!r} is not a folder")
+    _probe(path, parent)
+    return path
+
+
 class StatsCache:
     """A statistics cache folder (see the module docstring).
 
@@ -231,41 +360,21 @@ class StatsCache:
     Raises
     ------
     InputError
-        A folder that is not a statistics cache, or one of another format version.
+        A folder that is not a statistics cache, one of another format version,
+        or one that cannot be written (:func:`check_cache_folder`).
     """
 
     def __init__(self, root: str | os.PathLike, inputs: dict | None = None):
-        if "://" in str(root) and not str(root).startswith("file://"):
-            raise InputError(f"--cache {str(root)!r}: the statistics cache must be a local "
-                             "(or shared) folder, not a URL")
-        self.root = Path(str(root)[len("file://"):] if str(root).startswith("file://")
-                         else root)
-        if inputs:
-            check_not_input(self.root, inputs, option="--cache")
-        marker = self.root / MARKER
-        if self.root.exists() and not self.root.is_dir():
-            raise InputError(f"--cache {str(self.root)!r} is a file, not a folder")
-        if self.root.is_dir() and any(self.root.iterdir()):
-            self._check_marker(marker)
-        else:
-            self.root.mkdir(parents=True, exist_ok=True)
-            write_atomic(marker, (json.dumps({"schema": SCHEMA}) + "\n").encode())
-        (self.root / STATS_DIR).mkdir(exist_ok=True)
-        (self.root / AGGREGATE_DIR).mkdir(exist_ok=True)
-
-    def _check_marker(self, marker: Path) -> None:
-        where = f"--cache {str(self.root)!r}"
+        self.root = check_cache_folder(root, inputs)
+        self.distrust: str | None = None  # why the last manifest read was not trusted
         try:
-            doc = json.loads(marker.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{where} is not empty and is not a dlmm statistics cache (no "
-                             f"{MARKER}): choose an empty or new folder") from None
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{where}: cannot read its {MARKER}: {exc}") from None
-        schema = doc.get("schema") if isinstance(doc, dict) else None
-        if schema != SCHEMA:
-            raise InputError(f"{where} is a cache of format {schema!r}; this dlmm reads "
-                             f"{SCHEMA!r}: remove the folder or choose another")
+            if not self.root.is_dir() or not any(self.root.iterdir()):
+                self.root.mkdir(parents=True, exist_ok=True)
+                write_atomic(self.root / MARKER, (json.dumps({"schema": SCHEMA}) + "\n").encode())
+            (self.root / STATS_DIR).mkdir(exist_ok=True)
+            (self.root / AGGREGATE_DIR).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise not_writable(self.root, exc) from None
 
     def manifest_path(self, model_hash: str) -> Path:
         return self.root / f"manifest-{model_hash[:16]}.json"
@@ -278,39 +387,43 @@ class StatsCache:
 
     def read_manifest(self, model_hash: str) -> dict[str, Any] | None:
         """This model's manifest, or None: none yet, or one that cannot be trusted
-        (then a warning says so and the cache is rebuilt)."""
+        (then a warning says why, :attr:`distrust` keeps it, and the cache is rebuilt).
+
+        A manifest is trusted only when its checksum matches its content, every item
+        the reader needs is there with its type, and its counts add up
+        (:func:`dlmm.io.cache_manifest.manifest_problem`)."""
+        self.distrust = None
         path = self.manifest_path(model_hash)
         if not path.exists():
             return None
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
-            ok = isinstance(doc, dict) and all(isinstance(doc.get(k), t)
-                                               for k, t in _MANIFEST_KEYS.items())
-            ok = ok and doc["schema"] == SCHEMA and doc["model_hash"] == model_hash
-            ok = ok and all(isinstance(e, dict) and {"identity", "stats", "sha256", "levels"}
-                            <= set(e) for e in doc["files"].values())
+            problem = manifest_problem(doc, model_hash)
         except (OSError, ValueError) as exc:
-            doc, ok = None, False
-            logger.warning("statistics cache manifest %s cannot be read (%s)", path, exc)
-        if not ok:
-            logger.warning("statistics cache manifest %s is not a valid %s manifest: "
-                           "rebuilding the cache from the data", path, SCHEMA)
+            doc, problem = None, f"it cannot be read ({exc})"
+        if problem is not None:
+            self.distrust = problem
+            logger.warning("statistics cache manifest %s cannot be trusted: %s; rebuilding "
+                           "the cache from the data", path, problem)
             return None
-        if "aggregate" in doc and not _valid_aggregate(doc["aggregate"]):
-            logger.warning("statistics cache manifest %s: its aggregate is not valid; "
-                           "adding the per-file sums instead", path)
-            del doc["aggregate"]
         return doc
 
     def write_manifest(self, model_hash: str, doc: dict[str, Any],
                        previous: dict[str, Any] | None) -> None:
-        """Put the manifest in place, then remove the stats files only ``previous`` named."""
+        """Put the manifest in place (with its checksum), then remove the stats files
+        only ``previous`` named."""
         from .jsonable import jsonable
 
-        doc = dict(doc, schema=SCHEMA, model_hash=model_hash,
-                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        text = json.dumps(jsonable(doc), indent=1, allow_nan=False, sort_keys=True)
-        write_atomic(self.manifest_path(model_hash), (text + "\n").encode("utf-8"))
+        doc = jsonable(dict(doc, schema=SCHEMA, model_hash=model_hash,
+                            created=_dt.datetime.now(_dt.timezone.utc).isoformat(
+                                timespec="seconds")))
+        doc.pop("checksum", None)
+        doc["checksum"] = manifest_checksum(doc)
+        text = json.dumps(doc, indent=1, allow_nan=False, sort_keys=True)
+        try:
+            write_atomic(self.manifest_path(model_hash), (text + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise not_writable(self.root, exc) from None
         if previous:
             keep = {e["stats"] for e in doc["files"].values()}
             for entry in previous["files"].values():
@@ -321,21 +434,11 @@ class StatsCache:
 
     @staticmethod
     def _remove(where, name: Any, keep: set[str]) -> None:
+        # Best effort: a file no manifest names is never read (only a little disk).
         if isinstance(name, str) and name not in keep and "/" not in name \
                 and name.endswith(".npz"):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(where(name))
-
-
-def _valid_aggregate(agg: Any) -> bool:
-    def named(e: Any) -> bool:
-        return isinstance(e, dict) and isinstance(e.get("stats"), str) \
-            and isinstance(e.get("sha256"), str)
-
-    return (isinstance(agg, dict) and isinstance(agg.get("files"), dict)
-            and all(isinstance(v, str) for v in agg["files"].values())
-            and isinstance(agg.get("pieces"), list) and all(map(named, agg["pieces"]))
-            and named(agg.get("totals")))
 
 
 def aggregate_names(agg: dict[str, Any] | None) -> list[str]:

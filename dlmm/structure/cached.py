@@ -22,6 +22,19 @@ kept. A later run over the same model:
 * merges groups that span files by key, as across partitions
   (:func:`dlmm.structure.grouped.statistics_from_chunks`).
 
+The counts kept with the sums are checked as they are added: the rows of
+the assembled sums must be those the manifest (and this run's reads) count,
+else a warning and every file is read again; it never counts a file twice.
+
+A cached pass is not always faster. Loading, merging and writing again a
+group's sums costs about what reading a few of its rows does, so with few
+rows per group the cache costs as much as it saves:
+:func:`dlmm.structure.cache_rule.cache_pays` decides from the rows and
+groups of the last run (kept in the manifest) and, below its threshold, the
+run says so in the log and makes a plain pass over every file (the model's
+own ``full_pass``), keeping only the new shape in the manifest so that the
+next run decides again.
+
 Workers read and write the cache folder, so on a cluster it must be on
 storage they share with the driver. Crossed designs (the crossed engine) are
 not cached: they are refused with an error.
@@ -58,7 +71,8 @@ from ..kernels.block import KeyedCrossProducts, build_block, combine_keyed
 from ..objective.shift import random_effects_map
 from ..spec.centering import Centering
 from ..spec.formula import FormulaSpec
-from .choose import crossed_design
+from .cache_rule import cache_pays
+from .choose import collect_statistics, crossed_design
 from .grouped import (
     ChunkResult,
     blocks_statistics,
@@ -78,7 +92,9 @@ class CacheReport:
     """What a cached pass did: how many input files it read, reused and dropped.
 
     ``rebuilt`` says why every file was read again (no cache yet for this model,
-    a changed level set, an untrusted manifest), or is None.
+    a changed level set, an untrusted manifest), or is None. ``used`` is False when
+    the run made a plain pass instead (:func:`~dlmm.structure.cache_rule.cache_pays`);
+    ``decision`` says why either way.
     """
 
     cache: str
@@ -91,6 +107,8 @@ class CacheReport:
     recomputed: list[str] = field(default_factory=list)
     loaded: list[str] = field(default_factory=list)
     aggregate: str | None = None
+    used: bool = True
+    decision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"cache": self.cache, "files": self.files, "files_read": len(self.read),
@@ -98,7 +116,12 @@ class CacheReport:
                 "read": list(self.read), "dropped": list(self.dropped),
                 "recomputed": list(self.recomputed), "rebuilt": self.rebuilt,
                 "sums_loaded": len(self.loaded), "aggregate": self.aggregate,
+                "used": self.used, "decision": self.decision,
                 "fingerprint": self.fingerprint}
+
+
+class _Mismatch(Exception):
+    """The assembled sums do not count the rows the manifest and the reads count."""
 
 
 @dataclass(eq=False)
@@ -165,10 +188,12 @@ def _level_change(learned: dict[str, list], now: dict[str, list]) -> str | None:
 class _Pass:
     """One cached pass: the cache, the files, the client, and the backends over them."""
 
-    def __init__(self, cache: StatsCache, files: list[FileIdentity], client, model_hash):
+    def __init__(self, cache: StatsCache, files: list[FileIdentity], client, model_hash,
+                 cache_dir: str):
         from ..distributed.dask_backend import DaskBackend, resolve_client
 
         self.cache, self.files, self.model_hash = cache, files, model_hash
+        self.cache_dir = cache_dir  # as given (the report names it so)
         self.now = {f.path: f for f in files}
         self.client = resolve_client(client)
         self._backend = DaskBackend
@@ -304,14 +329,20 @@ def _save_piece(merged: KeyedCrossProducts | None, prefix: str) -> dict | None:
 
 
 def _assemble(spec: FormulaSpec, backend, chunks: list[Any], agg_totals, start: float,
-              prefix: str):
+              prefix: str, expected: tuple[int, int]):
     """Blocks of whole groups from aggregate pieces and per-file sums (handles, in a
     fixed order), merged by key; the merged sums are kept as the new aggregate
     (pieces named ``prefix-*.npz``). The statistics and the aggregate's manifest item
-    (without ``files``)."""
+    (without ``files``). Raises :class:`_Mismatch` (before any block is built) when
+    the sums do not count the ``expected`` rows (used, dropped)."""
     summary = backend.gather(backend.map(_piece_summary, chunks))  # one round trip
     totals = ordered_sum(([agg_totals] if agg_totals is not None else [])
                          + [t for t, _ in summary if t is not None])
+    got = (int(round(totals.n_rows)), int(round(totals.n_dropped)))
+    if got != tuple(expected):
+        backend.release(chunks)
+        raise _Mismatch(f"the sums count {got[0]} rows used and {got[1]} dropped, the "
+                        f"files {expected[0]} and {expected[1]}")
     n_blocks = plan_blocks(sum(n for _, n in summary), backend.parallelism)
     merge = functools.partial(_merge, n_slots=max(spec.slot_component.shape[0], 1))
     merged = backend.regroup(chunks, n_blocks, split_by_hash, merge)
@@ -323,20 +354,62 @@ def _assemble(spec: FormulaSpec, backend, chunks: list[Any], agg_totals, start: 
     backend.release(merged)
     saved = save_totals(totals, f"{prefix}-totals.npz")
     return stats, {"pieces": pieces,
-                   "totals": {"stats": saved["stats"], "sha256": saved["sha256"]}}
+                   "totals": {"stats": saved["stats"], "sha256": saved["sha256"]},
+                   "n_rows": got[0], "n_dropped": got[1], "n_groups": int(stats.n_groups)}
 
 
-def _restore(manifest: dict[str, Any]) -> FormulaSpec:
-    spec = FormulaSpec.from_dict(manifest["spec"])
-    spec.centering = Centering.from_dict(manifest["centering"])
-    return spec
+def _restore(manifest: dict[str, Any]) -> tuple[FormulaSpec, pd.DataFrame] | str:
+    """The learned specification (with its centring) and the frame meta a manifest
+    keeps, or why they cannot be rebuilt from it."""
+    try:
+        spec = FormulaSpec.from_dict(manifest["spec"])
+        spec.centering = Centering.from_dict(manifest["centering"])
+        meta = pd.DataFrame({c: pd.Series(dtype=d) for c, d in manifest["dtypes"].items()})
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the manifest is not usable
+        return f"its specification cannot be rebuilt ({type(exc).__name__}: {exc})"
+    if spec.centering.xy_shift.shape != (spec.k_fe + 1,) \
+            or spec.centering.z_shift.shape != (spec.k_re,):
+        return "its centring shifts do not match its specification"
+    if any(c not in meta.columns for c in spec.columns):
+        return "its 'dtypes' lack a column of its specification"
+    return spec, meta[list(spec.columns)]
+
+
+def _fresh(spec: FormulaSpec) -> FormulaSpec:
+    """An unlearned specification of the same model."""
+    fresh = FormulaSpec(spec.formula, spec.groups, re_formula=spec.re_formula,
+                        vc_formula=spec.vc_formula)
+    fresh.group_name = spec.group_name
+    return fresh
+
+
+def _shape(stats) -> dict[str, int]:
+    totals = stats.totals
+    return {"rows": int(round(totals.n_rows + totals.n_dropped)),
+            "groups": int(stats.n_groups)}
 
 
 def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
-                      progress=None) -> tuple[FormulaSpec, Any, CacheReport]:
+                      progress=None, full_pass=None) -> tuple[FormulaSpec, Any, CacheReport]:
     """The grouped statistics of ``data`` (Parquet paths) through the cache in
     ``cache_dir``, reading only files that are new or changed (see the module
     docstring).
+
+    Parameters
+    ----------
+    spec : FormulaSpec
+        The model (not learned yet).
+    data : str, PathLike or list
+        Parquet paths.
+    cache_dir : str or PathLike
+        The statistics cache folder (:class:`~dlmm.io.stats_cache.StatsCache`).
+    client : distributed.Client, optional
+    progress : callable, optional
+        ``progress(done, total)`` as files are read.
+    full_pass : callable, optional
+        ``full_pass()``: learns ``spec`` and returns the statistics of a plain pass
+        over every file (the model's own); made when :func:`cache_pays` says the
+        cache does not pay. Default: learned and read here, over the files.
 
     Returns
     -------
@@ -348,21 +421,60 @@ def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
     files = input_files(data)
     cache = StatsCache(cache_dir, inputs={"DATA": data})
     model_hash = digest(model_key(spec))
-    run = _Pass(cache, files, client, model_hash)
+    run = _Pass(cache, files, client, model_hash, str(cache_dir))
     manifest = cache.read_manifest(model_hash)
+    distrust = cache.distrust
+    restored = _restore(manifest) if manifest is not None else None
+    if isinstance(restored, str):
+        logger.warning("statistics cache manifest %s cannot be trusted: %s; rebuilding the "
+                       "cache from the data", cache.manifest_path(model_hash), restored)
+        manifest, restored, distrust = None, None, restored
+    if manifest is not None:
+        pays, why = cache_pays(manifest["shape"])
+        if not pays:
+            logger.info("statistics cache %s: not used for this run: %s", cache_dir, why)
+            return _full(run, spec, manifest, why, full_pass, progress)
+    try:
+        return _cached(run, spec, manifest, restored, distrust, progress, start)
+    except _Mismatch as exc:
+        logger.warning("statistics cache: %s; reading every file again", exc)
+        return _cached(run, _fresh(spec), None, None, f"its sums did not add up ({exc})",
+                       progress, start)
+
+
+def _full(run: _Pass, spec: FormulaSpec, manifest: dict[str, Any], why: str, full_pass,
+          progress) -> tuple[FormulaSpec, Any, CacheReport]:
+    """A plain pass over every file; the manifest keeps its sums, and the new shape."""
+    if full_pass is not None:
+        stats = full_pass()
+    else:
+        _, meta = _learn(run, spec)
+        stats = collect_statistics(spec, run.over_files(list(spec.columns), meta), progress)
+    run.cache.write_manifest(run.model_hash, dict(manifest, shape=_shape(stats)), None)
+    paths = [f.path for f in run.files]
+    report = CacheReport(run.cache_dir, len(paths), paths, 0, [],
+                         fingerprint(run.files), used=False, decision=f"not used: {why}")
+    return spec, stats, report
+
+
+def _cached(run: _Pass, spec: FormulaSpec, manifest: dict[str, Any] | None, restored,
+            distrust: str | None, progress, start: float
+            ) -> tuple[FormulaSpec, Any, CacheReport]:
+    """The cached pass (see the module docstring)."""
+    cache, files, model_hash = run.cache, run.files, run.model_hash
     entries = dict(manifest["files"]) if manifest else {}
     now = {f.path: f for f in files}
     dropped = sorted(p for p in entries if p not in now)
     reuse = {p: e for p, e in entries.items() if p in now
              and FileIdentity.from_dict(e["identity"]) == now[p]}
     rebuilt = None if manifest else (
-        "its manifest could not be trusted" if cache.manifest_path(model_hash).exists()
+        f"its manifest could not be trusted: {distrust}" if distrust is not None
         else "no cached statistics for this model yet")
+    decision = cache_pays(manifest.get("shape") if manifest else None)[1]
 
     new_levels: dict[str, dict] = {}
     if manifest is not None:
-        spec = _restore(manifest)
-        meta = pd.DataFrame({c: pd.Series(dtype=d) for c, d in manifest["dtypes"].items()})
+        spec, meta = restored
         fresh = [f.path for f in files if f.path not in reuse]
         cats = list(spec.levels)
         if fresh:
@@ -372,8 +484,7 @@ def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
         change = _level_change(spec.levels, union)
         if change is not None:
             rebuilt = f"the level set changed ({change}): learned again over the new levels"
-            spec = FormulaSpec(spec.formula, spec.groups, re_formula=spec.re_formula,
-                               vc_formula=spec.vc_formula)
+            spec = _fresh(spec)
     if rebuilt is not None:
         if manifest is not None:
             logger.warning("statistics cache: %s; reading every file", rebuilt)
@@ -387,6 +498,11 @@ def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
     if use is not None:
         agg_totals = load_totals(cache.aggregate_path(use["totals"]["stats"]),
                                  use["totals"]["sha256"])
+        if not isinstance(agg_totals, str) and (
+                int(round(agg_totals.n_rows)), int(round(agg_totals.n_dropped))) \
+                != (use["n_rows"], use["n_dropped"]):
+            agg_totals = (f"its totals count {agg_totals.n_rows:.0f} rows, the manifest "
+                          f"{use['n_rows']}")
         if isinstance(agg_totals, str):
             use, agg_note, agg_totals = None, _fallback(agg_totals), None
     # Cached sums are loaded where they are read (the workers) while the new and
@@ -421,27 +537,32 @@ def cached_statistics(spec: FormulaSpec, data: Any, cache_dir: Any, client=None,
         saved.update(more_saved)
     to_read = [p for p in now if p in saved]
 
-    chunks = pieces + [handles[p] for p in now if p in handles]
-    prefix = cache.aggregate_path(f"{model_hash[:16]}-{uuid.uuid4().hex[:12]}")
-    stats, aggregate = _assemble(spec, backend, chunks, agg_totals, start, prefix)
-    centering = spec.centering
     files_doc = {p: reuse[p] if p in reuse and p not in saved else {
         "identity": now[p].to_dict(), "stats": saved[p]["stats"],
-        "sha256": saved[p]["sha256"], "levels": new_levels[p]} for p in now}
+        "sha256": saved[p]["sha256"], "bytes": saved[p]["bytes"], "levels": new_levels[p],
+        **{k: saved[p][k] for k in ("n_rows", "n_dropped", "n_groups")}} for p in now}
+    expected = (sum(e["n_rows"] for e in files_doc.values()),
+                sum(e["n_dropped"] for e in files_doc.values()))
+    chunks = pieces + [handles[p] for p in now if p in handles]
+    prefix = cache.aggregate_path(f"{model_hash[:16]}-{uuid.uuid4().hex[:12]}")
+    stats, aggregate = _assemble(spec, backend, chunks, agg_totals, start, prefix, expected)
+    centering = spec.centering
     aggregate["files"] = {p: e["stats"] for p, e in files_doc.items()}
+    aggregate["n_files"] = len(files_doc)
     doc = {
         "model_key": model_key(spec), "engine": "grouped", "spec": spec.to_dict(),
         "centering": centering.to_dict(),
         "dtypes": {str(c): str(t) for c, t in meta.dtypes.items()},
-        "files": files_doc, "aggregate": aggregate,
+        "files": files_doc, "aggregate": aggregate, "shape": _shape(stats),
     }
     doc["dlmm"] = versions()["dlmm"]
     cache.write_manifest(model_hash, doc, manifest)
-    report = CacheReport(str(cache_dir), len(files), to_read, len(files) - len(to_read),
+    report = CacheReport(run.cache_dir, len(files), to_read, len(files) - len(to_read),
                          dropped, fingerprint(files), rebuilt, recomputed,
                          loaded=[p for p in cached if p not in recomputed],
                          aggregate=(f"used: the sums of {len(covered)} files in "
-                                    f"{len(pieces)} pieces") if use else agg_note)
+                                    f"{len(pieces)} pieces") if use else agg_note,
+                         decision=f"used: {decision}")
     if centering.shifts_z:
         stats = ShiftedStatistics(stats, random_effects_map(centering.z_shift,
                                                             centering.z_intercept,

@@ -139,7 +139,8 @@ def test_changed_removed_and_corrupt_files(tmp_path, dask_client, caplog):
     # An untrusted manifest: every file read again.
     next(cache.glob("manifest-*.json")).write_text("{not json")
     model, again = _fit(data, dask_client, cache)
-    assert model.cache_report.rebuilt == "its manifest could not be trusted"
+    assert model.cache_report.rebuilt.startswith("its manifest could not be trusted: it "
+                                                 "cannot be read")
     assert len(model.cache_report.read) == 10
     _same(again, full)
 
@@ -148,7 +149,7 @@ def _aggregate(cache: Path) -> dict:
     return json.loads(next(cache.glob("manifest-*.json")).read_text())["aggregate"]
 
 
-@pytest.mark.parametrize("damage", ["piece", "totals", "manifest item"])
+@pytest.mark.parametrize("damage", ["piece", "totals"])
 def test_a_damaged_aggregate_falls_back_to_the_per_file_sums(tmp_path, dask_client, caplog,
                                                              damage):
     data, cache = tmp_path / "data", tmp_path / "cache"
@@ -156,21 +157,14 @@ def test_a_damaged_aggregate_falls_back_to_the_per_file_sums(tmp_path, dask_clie
     _fit(data, dask_client, cache)
     agg = _aggregate(cache)
     assert len(agg["files"]) == 8 and agg["pieces"]
-    if damage == "manifest item":
-        path = next(cache.glob("manifest-*.json"))
-        doc = json.loads(path.read_text())
-        doc["aggregate"]["pieces"] = "garbage"
-        path.write_text(json.dumps(doc))
-    else:
-        entry = agg["pieces"][0] if damage == "piece" else agg["totals"]
-        target = cache / "aggregate" / entry["stats"]
-        target.write_bytes(target.read_bytes()[:-7])
+    entry = agg["pieces"][0] if damage == "piece" else agg["totals"]
+    target = cache / "aggregate" / entry["stats"]
+    target.write_bytes(target.read_bytes()[:-7])
     _write(data, [8])
     with caplog.at_level("WARNING", logger="dlmm"):
         model, cached = _fit(data, dask_client, cache)
     report = model.cache_report
-    assert ("does not match its SHA-256" if damage != "manifest item"
-            else "its aggregate is not valid") in caplog.text
+    assert "does not match its SHA-256" in caplog.text
     assert [Path(p).name for p in report.read] == ["part-00008.parquet"]
     assert len(report.loaded) == 8 and report.recomputed == []
     _same(cached, _full(data))
@@ -180,6 +174,88 @@ def test_a_damaged_aggregate_falls_back_to_the_per_file_sums(tmp_path, dask_clie
     assert model.cache_report.aggregate.startswith("used: the sums of 9 files")
     assert model.cache_report.loaded == []
     _same(cached, _full(data))
+
+
+def _manifest_path(cache: Path) -> Path:
+    return next(cache.glob("manifest-*.json"))
+
+
+def _forget(doc: dict, path: str, counts: bool) -> None:
+    """Drop ``path`` from the manifest's files and its aggregate's file list (and, with
+    ``counts``, from the aggregate's counts), as a hand edit might."""
+    entry = doc["files"].pop(path)
+    del doc["aggregate"]["files"][path]
+    if counts:
+        agg = doc["aggregate"]
+        agg["n_files"] -= 1
+        agg["n_rows"] -= entry["n_rows"]
+        agg["n_dropped"] -= entry["n_dropped"]
+        agg["n_groups"] -= entry["n_groups"]
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory, dask_client):
+    """Six files and a cache filled by a fit of them (copied by each test)."""
+    root = tmp_path_factory.mktemp("filled")
+    _write(root / "data", range(6))
+    _fit(root / "data", dask_client, root / "cache")
+    return root
+
+
+@pytest.mark.parametrize("tamper", ["aggregate forgets a file", "a file forgotten",
+                                    "a file forgotten, counts too", "a bad formula",
+                                    "a file's counts"])
+def test_a_manifest_that_does_not_add_up_is_never_trusted(filled, tmp_path, dask_client,
+                                                         caplog, tamper):
+    """Edits that keep the checksum right (recomputed, as a tool might): the counts and
+    items are checked too. Whatever the edit, the rows are counted once."""
+    import shutil
+
+    from dlmm.io.cache_manifest import manifest_checksum
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    shutil.copytree(filled / "data", data)
+    shutil.copytree(filled / "cache", cache)
+    doc = json.loads(_manifest_path(cache).read_text())
+    doc = json.loads(json.dumps(doc).replace(str(filled / "data"), str(data)))
+    gone = str(data / "part-00002.parquet")
+    if tamper == "aggregate forgets a file":
+        del doc["aggregate"]["files"][gone]
+    elif tamper == "a bad formula":
+        doc["spec"]["formula"] = "y ~ x1 + C(c"
+    elif tamper == "a file's counts":  # and its aggregate's: only the sums can tell
+        doc["files"][gone]["n_rows"] += 5
+        doc["aggregate"]["n_rows"] += 5
+        (data / "part-00005.parquet").unlink()  # so that the per-file sums are added
+    else:
+        _forget(doc, gone, counts=tamper.endswith("too"))
+    doc["checksum"] = manifest_checksum(doc)
+    _manifest_path(cache).write_text(json.dumps(doc))
+    with caplog.at_level("WARNING", logger="dlmm"):
+        model, cached = _fit(data, dask_client, cache)
+    report = model.cache_report
+    full = _full(data)
+    _same(cached, full)
+    n_files = 5 if tamper == "a file's counts" else 6
+    assert cached.nobs == n_files * 25  # 25 rows a file
+    if tamper == "a file forgotten, counts too":
+        # The manifest adds up; the aggregate's totals archive does not (it sums 6 files).
+        assert report.rebuilt is None
+        assert report.aggregate.startswith("not used: its totals count 150 rows, the "
+                                           "manifest 125")
+        assert [Path(p).name for p in report.read] == ["part-00002.parquet"]
+        return
+    why = {"aggregate forgets a file": "its aggregate does not name exactly the files of "
+           f"the manifest (not {gone!r})",
+           "a file forgotten": "its aggregate counts 6 files and 150 rows, its files 5 and 125",
+           "a bad formula": "its specification cannot be rebuilt",
+           "a file's counts": "its sums did not add up (the sums count 125 rows used and 0 "
+           "dropped, the files 130 and 0)"}[tamper]
+    logged = ("the sums count 125 rows used and 0 dropped, the files 130 and 0; reading "
+              "every file again") if tamper == "a file's counts" else why
+    assert logged in caplog.text
+    assert report.rebuilt.startswith(f"its manifest could not be trusted: {why}")
+    assert len(report.read) == n_files
 
 
 def test_a_new_level_learns_the_spec_again(tmp_path, dask_client):
