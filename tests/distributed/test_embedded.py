@@ -86,8 +86,8 @@ SCRIPT = textwrap.dedent('''
         written = pd.read_parquet(f"{out}/re")
         caterpillar = r.plot_random_effects()
         points = [sorted(float(x) for x in ax.lines[0].get_xdata()) for ax in caterpillar.axes]
-        resid_ax = r.plot_residuals()
-        offsets = resid_ax.collections[0].get_offsets()
+        residuals = r.plot_residuals()  # a Figure, as every plot
+        offsets = residuals.axes[0].collections[0].get_offsets()
         r.plot_qq()
 
         from distributed import Client, LocalCluster
