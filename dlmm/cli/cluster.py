@@ -100,15 +100,18 @@ def security(opts: Mapping[str, Any]):
     return sec
 
 
-def cluster_info(client, kind: str) -> dict[str, Any]:
+def cluster_info(client, kind: str, timeout: float = 30.0) -> dict[str, Any]:
     """``kind``, ``address``, ``workers``, ``threads`` and ``dashboard`` of a client's
-    cluster, as far as they can be found out (informational only)."""
+    cluster, as far as the scheduler says within ``timeout`` seconds (informational
+    only)."""
     info: dict[str, Any] = {"kind": kind}
     try:
         info["address"] = client.scheduler.address
-        nthreads = client.nthreads()
-        info["workers"] = len(nthreads)
-        info["threads"] = int(sum(nthreads.values()))
+        identity = client.sync(client.scheduler.identity, n_workers=-1,
+                               callback_timeout=timeout)
+        workers = identity.get("workers", {})
+        info["workers"] = len(workers)
+        info["threads"] = int(sum(w.get("nthreads", 0) for w in workers.values()))
     except Exception:  # informational only
         pass
     try:
@@ -158,33 +161,142 @@ def connect(opts: Mapping[str, Any]):
     Raises
     ------
     UsageError
-        The scheduler cannot be reached.
+        The scheduler cannot be reached, does not answer within ``scheduler_timeout``
+        seconds (a stopped or hung scheduler, or a server that is not Dask), or what
+        answers is not a Dask scheduler.
     """
     opts = {**opts, **cluster_options(opts)}  # checked, TLS files resolved
     if opts["scheduler"]:
         from distributed import Client
 
         address = opts["scheduler"]
+        timeout = float(opts["scheduler_timeout"])
         sec = security(opts)
         event("cluster", "connecting to Dask scheduler %s", address, address=address)
+        # Dask's client waits for the scheduler's handshake without a time limit: a
+        # bounded question first, so that only a scheduler that answers gets a client.
+        _check_scheduler(address, timeout, sec)
         try:
-            client = Client(address, timeout=opts["scheduler_timeout"], set_as_default=False,
-                            security=sec)
+            client = Client(address, timeout=timeout, set_as_default=False, security=sec)
         except (OSError, TimeoutError, ValueError, TypeError) as exc:
             raise UsageError(
                 f"--scheduler {address!r}: cannot connect within "
-                f"{opts['scheduler_timeout']:g} s ({one_line(str(exc)) or type(exc).__name__})"
+                f"{timeout:g} s ({one_line(str(exc)) or type(exc).__name__})"
             ) from None
-        return client, cluster_info(client, "scheduler")
+        return client, cluster_info(client, "scheduler", timeout)
     from ..distributed.dask_backend import embedded_client
 
     event("cluster", "starting an embedded Dask cluster on 127.0.0.1 (TLS)")
     memory = opts["memory_limit"] if opts["memory_limit"] is not None else "auto"
+    _workers_skip_the_command_script()
     with dask_worker_logging(), _sigterm_deferred():
         client = embedded_client(n_workers=opts["workers"],
                                  threads_per_worker=opts["threads_per_worker"],
                                  memory_limit=memory)
-    return client, cluster_info(client, "embedded")
+    return client, cluster_info(client, "embedded", opts["scheduler_timeout"] or 30.0)
+
+
+def _check_scheduler(address: str, timeout: float, sec) -> None:
+    """Ask what answers at ``address`` what it is (Dask's ``identity``), within ``timeout``
+    seconds whatever the server does.
+
+    The question runs in a thread of its own (with its own event loop) that the caller
+    stops waiting for at the deadline: a server that accepts the connection and never
+    answers (a scheduler under SIGSTOP) cannot hold the run.
+
+    Raises
+    ------
+    UsageError
+        Nothing accepts the connection, nothing answers, the answer is not Dask's
+        protocol (an HTTP or SSH server), or a Dask server that is not a scheduler.
+    """
+    import asyncio
+
+    from distributed.comm import connect, parse_address
+    from distributed.comm.registry import get_backend
+
+    try:
+        get_backend(parse_address(address)[0])
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--scheduler {address!r}: not a Dask address "
+                         f"({one_line(str(exc))})") from None
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    async def ask() -> None:
+        try:
+            comm = await connect(address, timeout=timeout, **sec.get_connection_args("client"))
+            try:
+                await comm.write({"op": "identity", "reply": True})
+                box["answer"] = await comm.read()
+            finally:
+                comm.abort()
+        except Exception as exc:  # noqa: BLE001 - said below, in the caller's thread
+            box["error"] = exc
+
+    async def bounded() -> None:
+        try:
+            await asyncio.wait_for(ask(), timeout)
+        except asyncio.TimeoutError:
+            box["error"] = TimeoutError()
+        finally:
+            done.set()  # before the loop closes (its executor may wait on a DNS lookup)
+
+    threading.Thread(target=asyncio.run, args=(bounded(),), daemon=True,
+                     name="dlmm-scheduler-check").start()
+    if not done.wait(timeout + 5):
+        box["error"] = TimeoutError()
+    error, answer = box.get("error"), box.get("answer")
+    if isinstance(error, asyncio.TimeoutError | TimeoutError):
+        if _accepts_connections(address):
+            raise UsageError(f"--scheduler {address!r}: connected, but no Dask scheduler "
+                             f"answered within {timeout:g} s (a stopped or hung scheduler, "
+                             "or another service)")
+        raise UsageError(f"--scheduler {address!r}: cannot connect within {timeout:g} s")
+    if isinstance(error, OSError):  # refused, unreachable, TLS refused (Dask's words)
+        raise UsageError(f"--scheduler {address!r}: cannot connect within {timeout:g} s "
+                         f"({one_line(str(error)) or type(error).__name__})")
+    if error is not None or not isinstance(answer, dict) or "type" not in answer:
+        # e.g. an HTTP answer's first bytes read as a frame count: a MemoryError
+        raise UsageError(f"--scheduler {address!r}: not a Dask scheduler (what it answered "
+                         "is not Dask's protocol)")
+    if answer["type"] != "Scheduler":
+        raise UsageError(f"--scheduler {address!r}: a Dask {answer['type']}, not a "
+                         "scheduler")
+
+
+def _accepts_connections(address: str) -> bool:
+    """Whether a TCP connection to ``address`` is accepted (within a second)."""
+    import socket
+
+    from distributed.comm import get_address_host_port
+
+    try:
+        host, port = get_address_host_port(address)
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _workers_skip_the_command_script() -> None:
+    """Spawned worker processes run the parent's main script again (as ``__mp_main__``)
+    unless it was run as a module: the ``dlmm`` console script would import all of
+    dlmm (statsmodels, scipy: about 160 MB) into every worker of the embedded cluster,
+    which then exceeds a small ``--memory-limit`` before it runs any task. The command
+    is ``python -m dlmm.cli``, so its main module is said to be that module, which
+    spawned processes do not run again (as with ``python -m dlmm.cli`` itself)."""
+    import importlib.util
+    import sys
+
+    from . import runner
+
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        return
+    if getattr(main, "main", None) is not runner.main:  # `from dlmm.cli import main`
+        return  # a program of its own that calls dlmm: its workers may need it
+    main.__spec__ = importlib.util.find_spec("dlmm.cli.__main__")
 
 
 @contextmanager
@@ -230,13 +342,18 @@ def connected(opts: Mapping[str, Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
     """``with connected(opts) as (client, info):`` :func:`connect`, then
     :func:`disconnect` however the block ends.
 
-    Failures of the cluster in the block are said in dlmm's words: a lost scheduler
-    is :class:`~dlmm.distributed.faults.SchedulerLost` (not Dask's cancelled
-    futures), memory is :class:`~dlmm.distributed.faults.WorkerMemoryError` naming
-    ``--memory-limit``."""
+    Failures of the cluster in the block are said in dlmm's words: a lost scheduler,
+    or one silent for ``scheduler_timeout`` seconds (Dask's ``dlmm.scheduler-timeout``
+    in the block), is :class:`~dlmm.distributed.faults.SchedulerLost` (not Dask's
+    cancelled futures, nor a hang), memory is
+    :class:`~dlmm.distributed.faults.WorkerMemoryError` naming ``--memory-limit``."""
+    import dask
+
     from ..distributed.faults import ClusterError, SchedulerLost, WorkerMemoryError
 
-    with dask_worker_logging():  # also for workers a nanny restarts
+    timeout = opts.get("scheduler_timeout")
+    config = {} if timeout is None else {"dlmm.scheduler-timeout": float(timeout)}
+    with dask_worker_logging(), dask.config.set(config):  # also for restarted workers
         try:
             client, info = connect(opts)
         except BaseException:
@@ -247,9 +364,14 @@ def connected(opts: Mapping[str, Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
             yield client, info
         except WorkerMemoryError as exc:
             disconnect(client, info["kind"], failed=True)
-            advice = ("use more partitions or --memory-limit" if info["kind"] == "embedded"
-                      else "use more partitions or workers with more memory")
-            raise WorkerMemoryError(exc.fact, advice) from None
+            embedded = info["kind"] == "embedded"
+            if exc.partition:
+                advice = ("use more partitions or --memory-limit" if embedded
+                          else "use more partitions or workers with more memory")
+            else:
+                advice = ("give a larger --memory-limit" if embedded
+                          else "give the workers more memory")
+            raise WorkerMemoryError(exc.fact, advice, exc.partition) from None
         except ClusterError:
             disconnect(client, info["kind"], failed=True)
             raise

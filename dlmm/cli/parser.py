@@ -156,7 +156,8 @@ def _add_cluster_options(p: argparse.ArgumentParser, timeout_default: Any = 30.0
                    help="address of a running Dask scheduler, e.g. tcp://scheduler:8786")
     c.add_argument("--scheduler-timeout", type=_positive_float, default=timeout_default,
                    metavar="SECONDS",
-                   help="how long to try to connect to --scheduler (default 30)")
+                   help="how long to wait for --scheduler: to connect, and for each "
+                        "answer during the run (default 30)")
     c.add_argument("--workers", type=_positive_int, metavar="N",
                    help="embedded cluster: worker processes (default: one per core, at most 8)")
     c.add_argument("--threads-per-worker", type=_positive_int, metavar="T",

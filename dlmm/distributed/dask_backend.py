@@ -18,10 +18,13 @@ the default scheduler, so lazy results of a fit on it carry their data instead
 a notebook, with or without a client of the user's, before or after one is
 started or closed.
 
-Waiting is watched (:meth:`DaskBackend.gather`): a worker killed for memory,
-workers paused at their memory limit with no progress for
-``dask.config.get("dlmm.paused-timeout")`` seconds (default 60), or a lost
-scheduler end the wait with an exception of :mod:`dlmm.distributed.faults`
+Waiting is watched (:meth:`DaskBackend.gather`): a worker killed for memory
+(also a limit below what a worker running dlmm needs, whatever the partitions),
+workers paused at their memory limit, or none left after memory restarts, with no
+progress for ``dask.config.get("dlmm.paused-timeout")`` seconds (default 60), a
+lost scheduler, or one that has not answered for
+``dask.config.get("dlmm.scheduler-timeout")`` seconds (default 30; a stopped
+scheduler) end the wait with an exception of :mod:`dlmm.distributed.faults`
 instead of Dask's ``KilledWorker``, a hang, or ``FutureCancelledError``.
 """
 
@@ -116,66 +119,132 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def _scheduler_timeout() -> float:
+    """How long the scheduler may take to answer a question (``dlmm.scheduler-timeout``)."""
+    return float(dask.config.get("dlmm.scheduler-timeout", 30))
+
+
+def _ask(client: Client, method: str, **kwargs) -> Any:
+    """The answer of the scheduler's ``method`` handler (``identity``, ``events``,
+    ``run_function``...) within :func:`_scheduler_timeout` seconds, else
+    ``TimeoutError``: a stopped scheduler keeps the connection open and answers
+    nothing, and Dask's own calls would wait for it forever."""
+    return client.sync(getattr(client.scheduler, method), callback_timeout=_scheduler_timeout(),
+                       **kwargs)
+
+
 class _Watch:
-    """What a wait checks while it waits: the scheduler connection and paused workers."""
+    """What a wait checks while it waits: the scheduler connection and its answers, paused
+    workers, and workers restarted for memory."""
 
     def __init__(self, backend: DaskBackend):
         self.backend = backend
         self.client = backend.client
         self.started = time.time()
         self.timeout = float(dask.config.get("dlmm.paused-timeout", 60))
+        #: Restarts of a worker for memory since the last progress that end the wait:
+        #: one more than Dask's KilledWorker needs, per worker seen.
+        self.allowed = int(dask.config.get("distributed.scheduler.allowed-failures", 3)) + 2
+        #: A local cluster's workers are never waited for (a batch queue's may be).
+        self.local = isinstance(getattr(self.client, "cluster", None), LocalCluster)
         self.last_look = time.monotonic()
         self.last_done = -1
         self.stuck_since: float | None = None
+        self.empty_since: float | None = None
+        self.restarts_then: int | None = None  # memory restarts at the last progress
+        self.most_workers = 1
 
     def scheduler_gone(self) -> bool:
         return self.client.status not in ("running", "newly-created")
 
-    def lost(self) -> SchedulerLost:
+    def _where(self) -> str:
         try:
             address = self.client.scheduler.address
         except Exception:  # noqa: BLE001 - informational
             address = None
-        where = f" at {address}" if address else ""
-        return SchedulerLost(
-            f"the connection to the Dask scheduler{where} was lost (it stopped, or the "
-            "network failed); its work is gone: run again when it is back")
+        return f" at {address}" if address else ""
 
-    def memory_restarts(self) -> int:
-        """Workers restarted by their nanny for memory since this wait began."""
+    def lost(self) -> SchedulerLost:
+        return SchedulerLost(
+            f"the connection to the Dask scheduler{self._where()} was lost (it stopped, or "
+            "the network failed); its work is gone: run again when it is back")
+
+    def silent(self) -> SchedulerLost:
+        return SchedulerLost(
+            f"the Dask scheduler{self._where()} has not answered for "
+            f"{_scheduler_timeout():g} s (stopped, hung or overloaded); its work is "
+            "abandoned: run again when it answers")
+
+    def ask(self, method: str, **kwargs) -> Any:
+        """:func:`_ask`; a scheduler that does not answer in time is :meth:`silent`."""
         try:
-            events = self.client.get_events("worker-restart-memory")
-        except Exception:  # noqa: BLE001 - informational
-            return 0
-        return sum(1 for when, _ in events if when >= self.started - 5)
+            return _ask(self.client, method, **kwargs)
+        except TimeoutError:
+            if self.scheduler_gone():
+                raise self.lost() from None
+            raise self.silent() from None
+
+    def memory_restarts(self, since: float | None = None) -> int:
+        """Workers restarted by their nanny for memory (since ``since``, a time of the
+        scheduler's clock; default: ever)."""
+        events = self.ask("events", topic="worker-restart-memory")
+        return sum(1 for when, _ in events if since is None or when >= since)
+
+    def memory_error(self, pending: list, restarts: int) -> WorkerMemoryError:
+        """Workers restarted ``restarts`` times for memory and no progress."""
+        return self.backend._memory_error(
+            pending, f"workers were restarted {restarts} time{'s' if restarts != 1 else ''} "
+            "for exceeding it")
 
     def check(self, done: int, pending: list) -> None:
-        """Raise if the scheduler is gone, or the workers stayed paused too long."""
+        """Raise if the scheduler is gone or silent, workers were restarted for memory or
+        are gone, or the workers stayed paused too long."""
         if self.scheduler_gone():
             raise self.lost()
         now = time.monotonic()
         if done != self.last_done:
-            self.last_done, self.stuck_since = done, None
+            self.last_done, self.stuck_since, self.restarts_then = done, None, None
         if now - self.last_look < 2 * _POLL_SECONDS:
             return
         self.last_look = now
         try:
-            workers = self.client.scheduler_info(n_workers=-1)["workers"]
+            workers = self.ask("identity", n_workers=-1)["workers"]
+            restarts = self.memory_restarts()
+        except SchedulerLost:
+            raise
         except Exception:  # noqa: BLE001 - the connection went: the next look says so
             if self.scheduler_gone():
                 raise self.lost() from None
             return
+        if self.restarts_then is None:
+            self.restarts_then = restarts
+        restarted = restarts - self.restarts_then  # for memory, since the last progress
+        self.most_workers = max(self.most_workers, len(workers))
+        if restarted >= self.allowed * self.most_workers:
+            raise self.memory_error(pending, restarted)
+        if not workers:  # none left (a nanny may give up restarting its worker)
+            if self.empty_since is None:
+                self.empty_since = now
+            elif now - self.empty_since >= self.timeout:
+                if restarted:
+                    raise self.memory_error(pending, restarted)
+                if self.local:
+                    raise WorkersLost(
+                        f"no worker of the local Dask cluster has been left for "
+                        f"{now - self.empty_since:.0f} s; see the workers' logs (--verbose)")
+            return
+        self.empty_since = None
         statuses = [w.get("status") for w in workers.values()]
-        if not statuses or any(s != "paused" for s in statuses):
+        if any(s != "paused" for s in statuses):
             self.stuck_since = None
             return
         if self.stuck_since is None:
             self.stuck_since = now
             return
         if now - self.stuck_since >= self.timeout:
-            raise WorkerMemoryError(self.backend._memory_message(
+            raise self.backend._memory_error(
                 pending, f"every worker has been paused at its memory limit for "
-                f"{now - self.stuck_since:.0f} s"))
+                f"{now - self.stuck_since:.0f} s")
 
 
 class DaskBackend(Backend):
@@ -362,11 +431,16 @@ class DaskBackend(Backend):
 
             exc = future.exception()
             if isinstance(exc, KilledWorker):
-                restarts = watch.memory_restarts()
+                try:
+                    restarts = watch.memory_restarts(since=watch.started - 5)
+                except SchedulerLost as lost:
+                    return lost
+                except Exception:  # noqa: BLE001 - informational: not said
+                    restarts = 0
                 if restarts:
-                    return WorkerMemoryError(self._memory_message(
+                    return self._memory_error(
                         [getattr(exc, "task", future.key), future.key], "workers were restarted "
-                        f"{restarts} time{'s' if restarts != 1 else ''} for exceeding it"))
+                        f"{restarts} time{'s' if restarts != 1 else ''} for exceeding it")
                 return WorkersLost(
                     f"Dask workers died while running the task {future.key!r} "
                     f"({one_line(exc)}); see the workers' logs")
@@ -378,37 +452,51 @@ class DaskBackend(Backend):
             return exc
         return RuntimeError(f"task {future.key!r} ended in state {state!r}")
 
-    def _memory_message(self, keys: list[Any], how: str) -> str:
-        """``a partition of N rows / X MB did not fit the workers' memory limit Y
-        (how)``."""
-        what, limit = self._partition_size(keys)
+    def _memory_error(self, keys: list[Any], how: str) -> WorkerMemoryError:
+        """``a partition of N rows / X MB (partition i of n) did not fit the workers'
+        memory limit Y (how)``; or, when that partition takes less than a quarter of the
+        limit, that the limit is below what a worker running dlmm needs (its own
+        libraries: pandas, statsmodels...), whatever the partitions."""
+        what, size, limit = self._partition_size(keys)
         limit = limit or self._memory_limit()
-        return f"{what} did not fit the workers' memory limit {format_size(limit)} ({how})"
+        if size is not None and limit and size < limit / 4:
+            return WorkerMemoryError(
+                f"the workers' memory limit {format_size(limit)} is less than a Dask worker "
+                f"running dlmm needs ({how}; {what} takes a small part of it)",
+                partition=False)
+        return WorkerMemoryError(
+            f"{what} did not fit the workers' memory limit {format_size(limit)} ({how})")
 
     def _memory_limit(self) -> float | None:
-        """The smallest memory limit of a worker (waiting up to 10 s for one to be
-        back after a restart)."""
+        """The smallest memory limit of a worker: what the embedded cluster's nannies
+        hold their workers to, else what the scheduler says (waiting up to 10 s for a
+        worker to be back after a restart)."""
+        cluster = getattr(self.client, "cluster", None)
+        limits = [getattr(getattr(nanny, "memory_manager", None), "memory_limit", None)
+                  for nanny in list(getattr(cluster, "workers", {}).values())]
+        limits = [limit for limit in limits if limit]
         deadline = time.monotonic() + 10
-        while True:
+        while not limits:
             try:
-                info = self.client.scheduler_info(n_workers=-1)["workers"].values()
+                info = _ask(self.client, "identity", n_workers=-1)["workers"].values()
                 limits = [w.get("memory_limit") for w in info if w.get("memory_limit")]
             except Exception:  # noqa: BLE001 - informational
                 return None
-            if limits or time.monotonic() > deadline:
-                return min(limits) if limits else None
+            if limits or time.monotonic() >= deadline:
+                break
             time.sleep(0.2)
+        return min(limits) if limits else None
 
-    def _partition_size(self, keys: list[Any]) -> tuple[str, float | None]:
+    def _partition_size(self, keys: list[Any]) -> tuple[str, float | None, float | None]:
         """``a partition of N rows / X MB`` (as far as it is known: from what the chunk
         tasks reported when they started, or the largest partition the workers hold
-        in memory) and the workers' memory limit if that is known too."""
+        in memory), its bytes, and the workers' memory limit, if known."""
         chunks = getattr(self, "_chunks", None) or {"token": None, "futures": {},
                                                      "parts": []}
         sizes: dict[int, tuple[int, float]] = {}
         limit = None
         try:
-            for _, msg in self.client.get_events("dlmm-chunk"):
+            for _, msg in _ask(self.client, "events", topic="dlmm-chunk"):
                 if isinstance(msg, dict) and msg.get("token") == chunks["token"]:
                     sizes[int(msg["index"])] = (int(msg["rows"]), float(msg["bytes"]))
                     limit = msg.get("memory_limit") or limit
@@ -423,7 +511,7 @@ class DaskBackend(Backend):
             j = max(known, key=lambda k: sizes[k][1])
             rows, size = sizes[j]
             return (f"a partition of {rows} rows / {format_size(size)} "
-                    f"(partition {j + 1} of {n})"), limit
+                    f"(partition {j + 1} of {n})"), size, limit
         try:  # a partition read but not yet processed (a paused worker holds it)
             held = self.client.sync(self.client._run, _held_sizes, None,
                                     on_error="ignore", callback_timeout=10)
@@ -433,12 +521,12 @@ class DaskBackend(Backend):
             found = []
         if found:
             rows, size = max(found, key=lambda s: s[1])
-            return f"a partition of {rows} rows / {format_size(size)}", limit
+            return f"a partition of {rows} rows / {format_size(size)}", size, limit
         if sizes:
             j = max(sizes, key=lambda k: sizes[k][1])
             rows, size = sizes[j]
             return (f"a partition (the largest read: {rows} rows / {format_size(size)}, "
-                    f"partition {j + 1} of {n})"), limit
+                    f"partition {j + 1} of {n})"), size, limit
         # Died while reading it, or none read yet: what the source's metadata say of
         # the partition at fault, else of the largest of (at most 64) partitions.
         candidates = wanted[:1] or (list(range(n)) if n <= 64 else [])
@@ -449,10 +537,10 @@ class DaskBackend(Backend):
             rows, size = facts[j]
             which = (f"partition {j + 1} of {n}" if wanted or n == 1
                      else f"the largest: partition {j + 1} of {n}")
-            return f"a partition of {rows} rows / {format_size(size)} ({which})", limit
+            return f"a partition of {rows} rows / {format_size(size)} ({which})", size, limit
         if wanted:
-            return f"partition {wanted[0] + 1} of {n} (of unknown size)", limit
-        return "a partition (of unknown size)", limit
+            return f"partition {wanted[0] + 1} of {n} (of unknown size)", None, limit
+        return "a partition (of unknown size)", None, limit
 
     def _partition_facts(self, j: int, part_keys: list) -> tuple[int | None, float | None]:
         """Rows of partition ``j`` when the source knows them without reading it
@@ -469,7 +557,8 @@ class DaskBackend(Backend):
         size = None
         if j < len(part_keys):
             try:
-                size = self.client.run_on_scheduler(_task_nbytes, part_keys[j])
+                size = self.client.run_on_scheduler(_task_nbytes, part_keys[j],
+                                                    callback_timeout=_scheduler_timeout())
             except Exception:  # noqa: BLE001 - informational
                 size = None
         if not size:

@@ -24,16 +24,20 @@ class WorkersLost(ClusterError):
 
 
 class WorkerMemoryError(InputError, ClusterError):
-    """A partition (or a task on it) does not fit the workers' memory limit.
+    """A partition (or a task on it) does not fit the workers' memory limit, or
+    (``partition=False``) the limit is below what a worker running dlmm needs whatever
+    the partitions (its libraries alone exceed it).
 
     An :class:`~dlmm.InputError`: the remedy is in the input (more, smaller
     partitions) or the options (more memory per worker). ``fact`` says what did not
     fit; ``advice`` what to do (a command line names its own option)."""
 
-    def __init__(self, fact: str, advice: str = "use more partitions or more memory "
-                                                "per worker"):
+    def __init__(self, fact: str, advice: str | None = None, partition: bool = True):
+        if advice is None:
+            advice = ("use more partitions or more memory per worker" if partition
+                      else "give the workers more memory")
         super().__init__(f"{fact}; {advice}")
-        self.fact, self.advice = fact, advice
+        self.fact, self.advice, self.partition = fact, advice, partition
 
 
 def format_size(n_bytes: float | None) -> str:

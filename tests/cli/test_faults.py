@@ -1,17 +1,20 @@
 """Faults of the cluster end a run in bounded time with one line in dlmm's words (issue 10,
-item 6): a partition too large for the workers' memory (killed workers, or paused ones that
-never resume), a lost scheduler, and Ctrl-C.
+item 6; issue 21, items 4, 5 and 10): a partition too large for the workers' memory (killed
+workers, or paused ones that never resume), a memory limit too small for a worker, a lost
+scheduler, a scheduler that does not answer or is not Dask, and Ctrl-C.
 
-Each test runs ``dlmm`` as a subprocess (time-bounded); servers it starts listen on
-127.0.0.1 and are always stopped.
+Each test runs ``dlmm`` as a subprocess (time-bounded; the installed ``dlmm`` command where
+how it is started matters); servers it starts listen on 127.0.0.1 and are always stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -43,10 +46,33 @@ def _env(**dask_config: str) -> dict[str, str]:
     return env
 
 
-MEMORY_LINE = re.compile(
-    rf"dlmm: error: a partition of {ROWS} rows / [\d.]+ MiB \(partition 1 of 1\) did not fit "
-    r"the workers' memory limit 381\.47 MiB \((?P<how>[^)]*)\); "
-    r"use more partitions or --memory-limit")
+def _memory_line(limit: str) -> re.Pattern:
+    return re.compile(
+        rf"dlmm: error: a partition of {ROWS} rows / [\d.]+ MiB \(partition 1 of 1\) did not "
+        rf"fit the workers' memory limit {re.escape(limit)} \((?P<how>[^)]*)\); "
+        r"use more partitions or --memory-limit")
+
+
+MEMORY_LINE = _memory_line("381.47 MiB")
+
+#: The installed ``dlmm`` command: a console script, which the worker processes of the
+#: embedded cluster are spawned from (``python -m dlmm.cli`` is another main program).
+DLMM = Path(sys.executable).with_name("dlmm")
+
+
+def _run_installed(*args, bound: float, env=None) -> subprocess.CompletedProcess:
+    """``dlmm ARGS`` (the installed command) in a session of its own; the test fails if it
+    has not ended within ``bound`` seconds (it and its worker processes are then stopped)."""
+    proc = subprocess.Popen([str(DLMM), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=bound)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        out, err = proc.communicate()
+        pytest.fail(f"dlmm hung: still running {bound:.0f} s after it started; its stderr:\n"
+                    + err[-3000:])
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.mark.parametrize("path, config, how", [
@@ -213,3 +239,181 @@ def test_ctrl_c_is_one_line(many_partitions, tmp_path):
     assert elapsed < 30, elapsed
     _no_output(tmp_path)
     print(f"ctrl-c: exit {elapsed:.1f} s after SIGINT")
+
+
+def test_installed_command_ends_when_a_partition_does_not_fit(one_big_partition, tmp_path):
+    """Issue 21 item 5: the installed command's worker processes must not import all of dlmm
+    (160 MB more: then a worker exceeded 200 MiB before any task, was restarted until none
+    was left, and the driver waited forever)."""
+    out = tmp_path / "out"
+    start = time.monotonic()
+    proc = _run_installed(*_fit_args(one_big_partition, "--workers", "1", "--memory-limit",
+                                     "200MiB", "-o", out, "-q"), bound=180)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr
+    line = _error_line(proc)
+    match = _memory_line("200.00 MiB").fullmatch(line)
+    assert match, line
+    assert match["how"] == "workers were restarted 4 times for exceeding it", line
+    _no_output(tmp_path)
+    print(f"200 MiB, installed command: {elapsed:.1f} s")
+
+
+def test_memory_limit_below_what_a_worker_needs(many_partitions, tmp_path):
+    """Workers killed by their nanny as they start or import dlmm, whatever the partition
+    (400 rows): one line saying so, not a wait for workers that never come."""
+    out = tmp_path / "out"
+    start = time.monotonic()
+    proc = _run_installed(*_fit_args(many_partitions, "--workers", "1", "--memory-limit",
+                                     "40MiB", "-o", out, "-q"), bound=120)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr
+    assert re.fullmatch(
+        r"dlmm: error: the workers' memory limit 40\.00 MiB is less than a Dask worker "
+        r"running dlmm needs \(workers were restarted \d+ times for exceeding it; a "
+        r"partition of 400 rows / [\d.]+ kiB \(partition \d+ of 30\) takes a small part of "
+        r"it\); give a larger --memory-limit", _error_line(proc)), proc.stderr
+    _no_output(tmp_path)
+    print(f"40 MiB: {elapsed:.1f} s")
+
+
+@contextlib.contextmanager
+def _tcp_server(answer: bytes | None):
+    """A TCP server on 127.0.0.1 (a free port) that accepts every connection and sends it
+    ``answer`` (``None``: never a byte); yields its port; always closed."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            accepted.append(conn)
+            if answer is not None:
+                with contextlib.suppress(OSError):
+                    conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
+@contextlib.contextmanager
+def _dask_scheduler(folder: Path):
+    """A real ``dask scheduler`` (no worker) on 127.0.0.1; yields its address and process
+    (a session of its own, which a test may stop with SIGSTOP); always continued (SIGCONT)
+    and stopped."""
+    info = folder / "scheduler.json"
+    proc = subprocess.Popen(
+        _dask_command("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                      "--scheduler-file", str(info)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not info.exists() or not info.read_text().strip():
+            assert proc.poll() is None and time.monotonic() < deadline, "no scheduler"
+            time.sleep(0.1)
+        yield json.loads(_read_complete_json(info))["address"], proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)
+        _stop(proc)
+
+
+def _read_complete_json(path: Path, timeout: float = 10) -> str:
+    """The text of a JSON file another process writes, once it parses."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text()
+        try:
+            json.loads(text)
+            return text
+        except ValueError:
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+
+
+SILENT = ("connected, but no Dask scheduler answered within 3 s (a stopped or hung "
+          "scheduler, or another service)")
+
+
+@pytest.mark.parametrize("server", ["silent socket", "stopped scheduler"])
+def test_a_scheduler_that_never_answers_ends_in_time(simulated, tmp_path, server):
+    """Issue 21 item 4: a server that accepts the connection and never answers (a socket
+    that reads nothing, a ``dask scheduler`` under SIGSTOP); Dask's own wait for its
+    handshake has no end."""
+    with contextlib.ExitStack() as stack:
+        if server == "silent socket":
+            address = f"tcp://127.0.0.1:{stack.enter_context(_tcp_server(None))}"
+        else:
+            address, proc = stack.enter_context(_dask_scheduler(tmp_path))
+            os.killpg(proc.pid, signal.SIGSTOP)
+        start = time.monotonic()
+        proc = _run_installed(*_fit_args(simulated, "--scheduler", address,
+                                         "--scheduler-timeout", "3", "-o", tmp_path / "out",
+                                         "-q"), bound=60)
+        elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr
+    assert _error_line(proc) == f"dlmm: error: --scheduler {address!r}: {SILENT}"
+    _no_output(tmp_path)
+    print(f"{server}: {elapsed:.1f} s")
+
+
+def test_a_server_that_is_not_dask_is_one_line(simulated, tmp_path):
+    """Issue 21 item 10: Dask read an HTTP answer's first bytes as a frame count (a 3 EiB
+    allocation: "unexpected MemoryError"), and a half-made client printed a traceback."""
+    answer = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+    with _tcp_server(answer) as port:
+        address = f"tcp://127.0.0.1:{port}"
+        proc = _run_installed(*_fit_args(simulated, "--scheduler", address,
+                                         "--scheduler-timeout", "3", "-o", tmp_path / "out",
+                                         "-q"), bound=60)
+    assert proc.returncode == 2, proc.stderr
+    assert _error_line(proc) == (f"dlmm: error: --scheduler {address!r}: not a Dask "
+                                 "scheduler (what it answered is not Dask's protocol)")
+    _no_output(tmp_path)
+
+
+def test_a_scheduler_stopped_during_the_run_ends_it(simulated, tmp_path):
+    """Issue 21 item 4, during the run: a scheduler without workers keeps the data pass
+    waiting; once it is stopped (SIGSTOP) it answers nothing, and Dask would wait on."""
+    with _dask_scheduler(tmp_path) as (address, scheduler):
+        fit = subprocess.Popen([str(DLMM), *map(str, _fit_args(
+                                    simulated, "--scheduler", address, "--scheduler-timeout",
+                                    "3", "-o", tmp_path / "out"))],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+        try:
+            stderr = _Stderr(fit)
+            assert stderr.wait_for("data pass: reading", 90), stderr.lines
+            os.killpg(scheduler.pid, signal.SIGSTOP)
+            stopped = time.monotonic()
+            try:
+                code = fit.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pytest.fail("dlmm hung: still running 60 s after its scheduler was stopped")
+            elapsed = time.monotonic() - stopped
+            stderr.join(5)
+        finally:
+            _stop(fit)
+    text = "\n".join(stderr.lines)
+    assert code == 1, text
+    assert stderr.lines[-1] == (
+        f"dlmm: error: the Dask scheduler at {address} has not answered for 3 s (stopped, "
+        "hung or overloaded); its work is abandoned: run again when it answers"), text
+    assert "Traceback" not in text, text
+    _no_output(tmp_path)
+    print(f"scheduler stopped during the run: exit {elapsed:.1f} s after SIGSTOP")
