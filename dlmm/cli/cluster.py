@@ -289,12 +289,13 @@ def _workers_skip_the_command_script() -> None:
     import importlib.util
     import sys
 
-    from . import runner
-
     main = sys.modules.get("__main__")
     if main is None or getattr(main, "__spec__", None) is not None:
         return
-    if getattr(main, "main", None) is not runner.main:  # `from dlmm.cli import main`
+    # `from dlmm.cli import main` (the runner, already imported if it is the caller:
+    # looked up, not imported, which would close an import cycle through config)
+    runner = sys.modules.get("dlmm.cli.runner")
+    if runner is None or getattr(main, "main", None) is not runner.main:
         return  # a program of its own that calls dlmm: its workers may need it
     main.__spec__ = importlib.util.find_spec("dlmm.cli.__main__")
 

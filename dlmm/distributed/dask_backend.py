@@ -41,7 +41,7 @@ from typing import Any
 import dask
 import dask.dataframe as dd
 import pandas as pd
-from distributed import Client
+from distributed import Client, LocalCluster
 
 from .base import Backend, sorted_levels
 from .embedded import (  # noqa: F401 - the embedded cluster's names, here as before
