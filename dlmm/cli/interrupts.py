@@ -8,14 +8,23 @@ pyarrow turns a signal into ``ArrowCancelled``): the run then still stops at its
 next :func:`checkpoint`, before the fit and before anything is written, so an
 interrupted run never writes results.
 
+A signal can also land where Python cannot raise: in a garbage collector's
+callback or a ``__del__`` (Dask registers such callbacks), where the exception is
+printed as "Exception ignored in ..." with a traceback and dropped. There the
+signal is sent again, from another thread, until it lands where it can be raised
+(:func:`_unraisable`), silently.
+
 A SIGINT ignored from the start (a shell's background job) stays ignored, as
 Python leaves it: such a run is stopped by SIGTERM, not by a terminal's Ctrl-C.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 
 from .errors import Terminated
@@ -26,6 +35,35 @@ _received: list[int] = []
 def _on_signal(signum, frame):  # noqa: ARG001 - a signal handler's signature
     _received.append(signum)
     raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def _unraisable(unraisable, previous: Callable) -> None:
+    """A ``sys.unraisablehook``: the exception of a signal handled where it could not
+    be raised (a garbage collector's callback, a ``__del__``) is not printed; the
+    signal is sent again (:func:`_send_again`). Other exceptions go to ``previous``."""
+    exc = unraisable.exc_value
+    if _received and isinstance(exc, KeyboardInterrupt | Terminated):
+        signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+        threading.Thread(target=_send_again, args=(signum,), daemon=True,
+                         name="dlmm-signal-again").start()
+        return
+    previous(unraisable)
+
+
+def _send_again(signum: int, timeout: float = 10.0) -> None:
+    """Send ``signum`` to this process once the main thread has left
+    :func:`_unraisable` (a signal handled in the hook could not be raised either), for
+    its handler to raise it in the main thread's next step."""
+    main = threading.main_thread().ident
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(main)
+        while frame is not None and frame.f_code is not _unraisable.__code__:
+            frame = frame.f_back
+        if frame is None:
+            break
+        time.sleep(0.001)  # the hook returns within microseconds
+    os.kill(os.getpid(), signum)
 
 
 def install() -> Callable[[], None]:
@@ -39,10 +77,13 @@ def install() -> Callable[[], None]:
     handled = [sig for sig in (signal.SIGINT, signal.SIGTERM)
                if signal.getsignal(sig) is not signal.SIG_IGN or sig == signal.SIGTERM]
     old = {sig: signal.signal(sig, _on_signal) for sig in handled}
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: _unraisable(unraisable, old_hook)
 
     def restore() -> None:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = old_hook
         _received.clear()
 
     return restore

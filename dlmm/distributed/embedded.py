@@ -176,11 +176,17 @@ def embedded_security():
 def _quiet_logging(dask_worker=None) -> None:
     """Silence Dask's logging in this process (run on the workers before an abort):
     ``distributed`` and the loggers below it that Dask's config gives a level of their
-    own (``distributed.client``)."""
-    names = ["distributed", *(n for n in list(logging.root.manager.loggerDict)
-                              if n.startswith("distributed."))]
+    own (``distributed.client``), and tornado's (errors in callbacks of connections
+    that the closing cuts)."""
+    names = ["distributed", "tornado",
+             *(n for n in list(logging.root.manager.loggerDict)
+               if n.startswith(("distributed.", "tornado.")))]
     for name in names:
         logging.getLogger(name).setLevel(logging.CRITICAL + 10)
+
+
+#: How long an abandoned run waits for the workers to say their logging is silenced.
+_QUIET_SECONDS = 10
 
 
 def close_embedded(quiet: bool = False) -> None:
@@ -188,17 +194,21 @@ def close_embedded(quiet: bool = False) -> None:
 
     ``quiet``: the run is being abandoned (an error, Ctrl-C): first silence Dask's
     logging on the workers and here, so that workers still busy with a task do not
-    print tracebacks about the scheduler going away."""
+    print tracebacks about the scheduler going away. The closing waits for every
+    worker to say it is silent (a worker busy in a task on a loaded machine may take
+    seconds), up to :data:`_QUIET_SECONDS`; a second Ctrl-C ends that wait."""
     with _LOCK:
         client = _EMBEDDED.pop("client", None)
         cluster = _EMBEDDED.pop("cluster", None)
         _EMBEDDED.pop("started", None)
+    if quiet:
+        _quiet_logging()  # here first: the scheduler and nannies log while we wait
     if quiet and client is not None:
         try:
-            client.sync(client._run, _quiet_logging, on_error="ignore", callback_timeout=3)
+            client.sync(client._run, _quiet_logging, on_error="ignore",
+                        callback_timeout=_QUIET_SECONDS)
         except BaseException:  # noqa: BLE001 - best effort; closing goes on
             pass
-        _quiet_logging()
     if client is not None:
         client.close(timeout=10)
     if cluster is not None:

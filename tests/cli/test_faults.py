@@ -185,8 +185,7 @@ def test_lost_scheduler_is_said_in_one_line(many_partitions, tmp_path):
         while not info.exists() or not info.read_text().strip():
             assert procs[0].poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
-        time.sleep(0.1)
-        address = json.loads(info.read_text())["address"]
+        address = json.loads(_read_complete_json(info))["address"]
         procs.append(subprocess.Popen(
             _dask_command("worker", address, "--host", "127.0.0.1", "--no-dashboard",
                           "--nthreads", "1", "--death-timeout", "20"),
@@ -195,7 +194,9 @@ def test_lost_scheduler_is_said_in_one_line(many_partitions, tmp_path):
         fit = _popen_fit(many_partitions, "--scheduler", address, "-o", out)
         stderr = _Stderr(fit)
         assert stderr.wait_for("data pass: reading", 90), stderr.lines
-        _stop(procs[0])  # the scheduler goes away during the data pass
+        # The scheduler goes away during the data pass, at once (a graceful close could
+        # let the pass finish on a loaded machine).
+        os.killpg(procs[0].pid, signal.SIGKILL)
         killed = time.monotonic()
         code = fit.wait(timeout=60)
         elapsed = time.monotonic() - killed
@@ -217,14 +218,26 @@ def test_lost_scheduler_is_said_in_one_line(many_partitions, tmp_path):
     print(f"lost scheduler: exit {elapsed:.1f} s after the kill")
 
 
+#: A log line of dlmm's own (``--log-format text``), as opposed to Dask's or a traceback.
+DLMM_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d dlmm (INFO|WARNING) .*")
+
+
 def test_ctrl_c_is_one_line(many_partitions, tmp_path):
+    """Ctrl-C during the data pass: exit 130, ``interrupted``, and nothing from Dask: no
+    worker's warning or traceback about the cluster closing under its task (issue 20 item
+    12: a worker busy on a loaded machine answered the request to be silent after the 3 s
+    the driver waited, and logged as it was closed).
+
+    The signal goes as soon as the data pass starts (the run cannot finish its pass, fit
+    and output before it lands); Dask's warnings about its own event loop being slow
+    (``distributed.admin.tick.limit``), which a loaded machine gives at any time, are
+    turned off."""
     out = tmp_path / "out"
-    fit = _popen_fit(many_partitions, "--workers", "2", "-o", out)
+    fit = _popen_fit(many_partitions, "--workers", "2", "-o", out,
+                     env=_env(DASK_DISTRIBUTED__ADMIN__TICK__LIMIT="1h"))
     try:
         stderr = _Stderr(fit)
         assert stderr.wait_for("data pass: reading", 120), stderr.lines
-        time.sleep(0.5)
-        before = len(stderr.lines)
         state = _signal_state(fit.pid)
         os.killpg(fit.pid, signal.SIGINT)  # as a terminal does: the whole process group
         sent = time.monotonic()
@@ -233,9 +246,10 @@ def test_ctrl_c_is_one_line(many_partitions, tmp_path):
         stderr.join(5)
     finally:
         _stop(fit)
-    after = [ln for ln in stderr.lines[before:] if "data pass:" not in ln]
-    assert code == 130, "\n".join([f"signals before the Ctrl-C: {state}", *stderr.lines])
-    assert after == ["dlmm: error: interrupted"], "\n".join(stderr.lines)
+    text = "\n".join(stderr.lines)
+    assert code == 130, "\n".join([f"signals before the Ctrl-C: {state}", text])
+    assert stderr.lines[-1] == "dlmm: error: interrupted", text
+    assert all(DLMM_LOG_LINE.fullmatch(ln) for ln in stderr.lines[:-1]), text
     assert elapsed < 30, elapsed
     _no_output(tmp_path)
     print(f"ctrl-c: exit {elapsed:.1f} s after SIGINT")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
+import threading
 
 import numpy as np
 import pandas as pd
@@ -96,3 +98,36 @@ def test_a_sigint_ignored_from_the_start_stays_ignored():
     finally:
         restore()
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+@pytest.mark.parametrize("where", ["__del__", "gc callback"])
+def test_a_signal_that_lands_where_python_cannot_raise_is_raised_after(where, capsys):
+    """Issue 20 item 12: a Ctrl-C handled in a garbage collector's callback (Dask has one)
+    or a ``__del__`` was printed as "Exception ignored in ..." with a traceback and
+    dropped (the run went on to its next checkpoint). It is raised again outside, and
+    nothing is printed."""
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # handled here, where it cannot raise
+
+    def callback(phase, info):  # noqa: ARG001 - gc's callback signature
+        if phase == "stop" and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    sent: list[bool] = []
+    restore = interrupts.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            if where == "__del__":
+                Finalized()  # dropped at once: __del__ runs
+            else:
+                gc.callbacks.append(callback)
+                gc.collect()
+            threading.Event().wait(30)  # until the signal comes again, here
+    finally:
+        if callback in gc.callbacks:
+            gc.callbacks.remove(callback)
+        restore()
+    err = capsys.readouterr().err
+    assert "Exception ignored" not in err and "Traceback" not in err, err
