@@ -212,11 +212,14 @@ def _check_scheduler(address: str, timeout: float, sec) -> None:
     """
     import asyncio
 
-    from distributed.comm import connect, parse_address
+    from distributed.comm import connect, get_address_host_port, parse_address
     from distributed.comm.registry import get_backend
 
     try:
-        get_backend(parse_address(address)[0])
+        scheme = parse_address(address)[0]
+        get_backend(scheme)
+        if scheme in ("tcp", "tls"):
+            get_address_host_port(address)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"--scheduler {address!r}: not a Dask address "
                          f"({one_line(str(exc))})") from None
@@ -253,7 +256,8 @@ def _check_scheduler(address: str, timeout: float, sec) -> None:
                              f"answered within {timeout:g} s (a stopped or hung scheduler, "
                              "or another service)")
         raise UsageError(f"--scheduler {address!r}: cannot connect within {timeout:g} s")
-    if isinstance(error, OSError):  # refused, unreachable, TLS refused (Dask's words)
+    if isinstance(error, OSError | RuntimeError):  # refused, unreachable, TLS refused,
+        # encryption required by Dask's configuration (Dask's words)
         raise UsageError(f"--scheduler {address!r}: cannot connect within {timeout:g} s "
                          f"({one_line(str(error)) or type(error).__name__})")
     if error is not None or not isinstance(answer, dict) or "type" not in answer:

@@ -10,9 +10,12 @@ interrupted run never writes results.
 
 A signal can also land where Python cannot raise: in a garbage collector's
 callback or a ``__del__`` (Dask registers such callbacks), where the exception is
-printed as "Exception ignored in ..." with a traceback and dropped. There the
-signal is sent again, from another thread, until it lands where it can be raised
-(:func:`_unraisable`), silently.
+printed as "Exception ignored in ..." with a traceback and dropped; or in code that
+``eval`` or ``exec`` run from a string (``collections.namedtuple`` does), where a
+``KeyboardInterrupt`` passing out makes CPython (3.11) end the process by SIGINT
+at exit even once it is caught (exit status -2, not 130). In either case the
+signal is sent again, from another thread, once the main thread has left that
+code (:func:`_send_again`), silently.
 
 A SIGINT ignored from the start (a shell's background job) stays ignored, as
 Python leaves it: such a run is stopped by SIGTERM, not by a terminal's Ctrl-C.
@@ -20,11 +23,13 @@ Python leaves it: such a run is stopped by SIGTERM, not by a terminal's Ctrl-C.
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 
 from .errors import Terminated
@@ -32,9 +37,31 @@ from .errors import Terminated
 _received: list[int] = []
 
 
-def _on_signal(signum, frame):  # noqa: ARG001 - a signal handler's signature
+def _on_signal(signum, frame):
     _received.append(signum)
+    inside = _string_code(frame)
+    if inside is not None:  # raised in there, it would end the process by SIGINT
+        _later(signum, inside)
+        return
     raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def _string_code(frame) -> types.CodeType | None:
+    """The code of the outermost frame of ``frame``'s stack that ``eval`` or ``exec``
+    runs from a string (their file name is ``<string>``), but for the program's own
+    (``python -c``, the stack's first frame), if any."""
+    found = None
+    while frame is not None:
+        if frame.f_code.co_filename == "<string>" and frame.f_back is not None:
+            found = frame.f_code
+        frame = frame.f_back
+    return found
+
+
+def _later(signum: int, code: types.CodeType) -> None:
+    """:func:`_send_again` in a thread of its own (a bare one: ``threading`` takes locks
+    that the interrupted code may hold)."""
+    _thread.start_new_thread(_send_again, (signum, code))
 
 
 def _unraisable(unraisable, previous: Callable) -> None:
@@ -44,25 +71,24 @@ def _unraisable(unraisable, previous: Callable) -> None:
     exc = unraisable.exc_value
     if _received and isinstance(exc, KeyboardInterrupt | Terminated):
         signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
-        threading.Thread(target=_send_again, args=(signum,), daemon=True,
-                         name="dlmm-signal-again").start()
+        _later(signum, _unraisable.__code__)
         return
     previous(unraisable)
 
 
-def _send_again(signum: int, timeout: float = 10.0) -> None:
-    """Send ``signum`` to this process once the main thread has left
-    :func:`_unraisable` (a signal handled in the hook could not be raised either), for
-    its handler to raise it in the main thread's next step."""
+def _send_again(signum: int, code: types.CodeType, timeout: float = 10.0) -> None:
+    """Send ``signum`` to this process once no frame of the main thread runs ``code``
+    (a signal handled in there could not be raised either), for the handler to raise
+    it in the main thread's next step."""
     main = threading.main_thread().ident
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         frame = sys._current_frames().get(main)
-        while frame is not None and frame.f_code is not _unraisable.__code__:
+        while frame is not None and frame.f_code is not code:
             frame = frame.f_back
         if frame is None:
             break
-        time.sleep(0.001)  # the hook returns within microseconds
+        time.sleep(0.001)  # such code returns within microseconds
     os.kill(os.getpid(), signum)
 
 
