@@ -36,6 +36,12 @@ from .errors import Terminated
 
 _received: list[int] = []
 
+#: Held by a thread of :func:`_send_again` while it decides to send and sends, and by
+#: ``restore`` while it stops the sending; ``_senders`` counts those not yet done.
+_sending = _thread.allocate_lock()
+_senders = [0]
+_installed = [False]
+
 
 def _on_signal(signum, frame):
     _received.append(signum)
@@ -61,6 +67,8 @@ def _string_code(frame) -> types.CodeType | None:
 def _later(signum: int, code: types.CodeType) -> None:
     """:func:`_send_again` in a thread of its own (a bare one: ``threading`` takes locks
     that the interrupted code may hold)."""
+    with _sending:
+        _senders[0] += 1
     _thread.start_new_thread(_send_again, (signum, code))
 
 
@@ -82,14 +90,40 @@ def _send_again(signum: int, code: types.CodeType, timeout: float = 10.0) -> Non
     it in the main thread's next step."""
     main = threading.main_thread().ident
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and _installed[0]:
         frame = sys._current_frames().get(main)
         while frame is not None and frame.f_code is not code:
             frame = frame.f_back
         if frame is None:
             break
         time.sleep(0.001)  # such code returns within microseconds
-    os.kill(os.getpid(), signum)
+    with _sending:  # not once the handlers are restored: Python's would raise it anew
+        if _installed[0]:
+            os.kill(os.getpid(), signum)  # handled in this thread before kill returns
+        _senders[0] -= 1
+
+
+def _pending_senders() -> int:
+    """The threads of :func:`_send_again` not yet done (a Python call: signals already
+    delivered to the process are handled on its entry)."""
+    return _senders[0]
+
+
+def _stop_sending(timeout: float = 5.0) -> None:
+    """Let no thread of :func:`_send_again` send from now on, and handle, with the
+    handlers still installed, what those before sent: a signal sent again after the
+    restore would be raised anew, out of the run (exit status -2, not 130)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with _sending:
+                _installed[0] = False
+            while _pending_senders() and time.monotonic() < deadline:
+                time.sleep(0.001)  # a sender sends within a step of the main thread
+            _pending_senders()
+            return
+        except (KeyboardInterrupt, Terminated):  # what they sent, handled here
+            continue
 
 
 def install() -> Callable[[], None]:
@@ -103,10 +137,12 @@ def install() -> Callable[[], None]:
     handled = [sig for sig in (signal.SIGINT, signal.SIGTERM)
                if signal.getsignal(sig) is not signal.SIG_IGN or sig == signal.SIGTERM]
     old = {sig: signal.signal(sig, _on_signal) for sig in handled}
+    _installed[0] = True
     old_hook = sys.unraisablehook
     sys.unraisablehook = lambda unraisable: _unraisable(unraisable, old_hook)
 
     def restore() -> None:
+        _stop_sending()
         for sig, handler in old.items():
             signal.signal(sig, handler)
         sys.unraisablehook = old_hook

@@ -164,3 +164,21 @@ def test_a_signal_that_lands_in_code_run_from_a_string_still_exits_130(tmp_path)
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130, (proc.returncode, proc.stderr)
     assert proc.stderr == ""
+
+
+def test_a_signal_sent_again_is_never_sent_once_the_handlers_are_restored():
+    """Issue 20 item 12: a signal to be sent again (it landed where it could not be raised)
+    and the end of the run race; sent after ``restore``, Python's own handler would raise
+    it out of the run (exit status -2 after "interrupted"). ``restore`` stops the sending
+    and returns once no sender is left; the sender here waits for the main thread to
+    leave the function that restores, so without that it would send after."""
+    restore = interrupts.install()
+
+    def run_ends_inside():
+        interrupts._later(signal.SIGINT, run_ends_inside.__code__)
+        assert interrupts._pending_senders() == 1
+        restore()
+        return interrupts._pending_senders()
+
+    assert run_ends_inside() == 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
