@@ -1,7 +1,9 @@
 """``dlmm bench``: dlmm beside statsmodels and lme4 on the same data, in one run.
 
 ``grouped``  nested designs of growing size (groups x rows per group).
+``cases``    named data sets of one kind each, dlmm (pandas and Parquet) beside its peers.
 ``crossed``  crossed designs: InstEval and simulated users x items.
+``nested``   nested designs: Chem97 and Chem97-shaped authorities x schools x pupils.
 ``peers``    statsmodels and lme4 (through ``Rscript``), peers and never dependencies.
 ``report``   the table, the JSON document and the plot.
 """

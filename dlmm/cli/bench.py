@@ -19,8 +19,14 @@ def run(args: argparse.Namespace) -> int:
     """
     from ..bench import format_table, run_bench, write_report
 
+    if getattr(args, "crossed", None) and getattr(args, "nested", None):
+        from .errors import UsageError
+
+        raise UsageError("--crossed and --nested exclude each other: run them one at a time")
     if getattr(args, "crossed", None):
         return _run_crossed(args)
+    if getattr(args, "nested", None):
+        return _run_nested(args)
     doc = run_bench(
         args.sizes, per_group=args.per_group, k_fe=args.fe, re_formula=args.re_formula,
         partitions=args.partitions, workers=args.workers,
@@ -59,5 +65,28 @@ def _run_crossed(args: argparse.Namespace) -> int:
     sys.stdout.write(format_crossed_table(doc) + "\n")
     if args.output:
         files = write_crossed_report(doc, args.output)
+        event("done", "wrote %s", ", ".join(files.values()), **files)
+    return EXIT_OK
+
+
+def _run_nested(args: argparse.Namespace) -> int:
+    """``dlmm bench --nested CASES``: the nested data sets (see :mod:`dlmm.bench.nested`)."""
+    from ..bench.cases import format_case_table, write_case_report
+    from ..bench.nested import check_cases, run_nested_bench
+    from .errors import UsageError
+
+    try:
+        check_cases(args.nested)
+    except ValueError as exc:
+        raise UsageError(f"--nested: {exc}") from None
+    doc = run_nested_bench(
+        args.nested, workers=args.workers or 2, data_dir=args.data_dir,
+        peers=() if args.no_peers else ("statsmodels", "lme4"),
+        peer_budget=args.peer_budget, seed=args.seed,
+        log=lambda line: event("bench", "%s", line),
+    )
+    sys.stdout.write(format_case_table(doc) + "\n")
+    if args.output:
+        files = write_case_report(doc, args.output, "nested")
         event("done", "wrote %s", ", ".join(files.values()), **files)
     return EXIT_OK

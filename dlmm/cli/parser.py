@@ -317,6 +317,12 @@ def _add_bench_options(bench: argparse.ArgumentParser) -> None:
                        help="crossed designs instead of --sizes: 'insteval' and/or simulated "
                             "ROWSxUSERSxITEMS (default with no value: "
                             "insteval,1000000x50000x5000)")
+    bench.add_argument("--nested", nargs="?", const="chem97,1310x18x13,10000x100x10",
+                       type=lambda t: [c for c in t.split(",") if c.strip()],
+                       metavar="CASE[,CASE...]",
+                       help="nested designs instead of --sizes: 'chem97' and/or simulated "
+                            "OUTERxINNERxROWS, score ~ gcsecnt + gender + (1 | lea/school) "
+                            "(default with no value: chem97,1310x18x13,10000x100x10)")
     bench.add_argument("--data-dir", metavar="DIR",
                        help="where simulated data sets are kept and reused "
                             "(default: the temp folder)")

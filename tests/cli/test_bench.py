@@ -74,3 +74,11 @@ def test_bench_crossed_refuses_an_unknown_case_before_any_work(tmp_path):
     assert proc.returncode == 2
     assert "--crossed" in proc.stderr and "'10x2'" in proc.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_bench_nested_refuses_an_unknown_case_before_any_work(tmp_path):
+    proc = run_dlmm("bench", "--nested", "chem97,10x2", "--data-dir", tmp_path / "d",
+                    timeout=60)
+    assert proc.returncode == 2
+    assert "--nested" in proc.stderr and "'10x2'" in proc.stderr
+    assert not (tmp_path / "d").exists()
