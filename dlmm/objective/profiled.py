@@ -188,18 +188,47 @@ def profile_from_sqrt(grad_theta: np.ndarray, theta: tuple[np.ndarray, np.ndarra
                       ) -> tuple[np.ndarray, np.ndarray]:
     """``(grad_psi, grad_vc)`` from a gradient in packed ``(tril L, sd_vc)``.
 
-    ``d llf / dv_k = d llf / dsd_k / (2 sd_k)`` (NaN at ``sd_k = 0``, or without
-    ``theta``). Only for designs without standard random effects.
+    ``Psi = L L'``: ``d llf / dL = tril(2 G L)`` for the symmetric matrix gradient
+    ``G = grad_psi``, a square linear system in the ``k_re (k_re + 1) / 2`` entries of
+    ``G`` that ``L`` of full rank determines (NaN where ``L`` is singular, a boundary
+    the sqrt derivatives do not see past). ``d llf / dv_k = d llf / dsd_k / (2 sd_k)``
+    (NaN at ``sd_k = 0``). Without ``theta`` both are NaN.
     """
     if theta is None:
         return np.zeros((0, 0)), np.full(grad_theta.shape[0], np.nan)
     chol_re, sd_vc = theta
-    if np.asarray(chol_re).size:
-        raise NotImplementedError("sqrt-direction pieces with standard random effects")
+    chol = np.asarray(chol_re, dtype=float).reshape(-1, int(np.sqrt(np.size(chol_re))))
+    k_re = chol.shape[0]
+    n_l = k_re * (k_re + 1) // 2
+    grad_psi = _psi_gradient(np.asarray(grad_theta[:n_l], dtype=float), chol)
     sd = np.asarray(sd_vc, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        grad_vc = np.where(sd != 0, grad_theta / (2.0 * np.where(sd != 0, sd, 1.0)), np.nan)
-    return np.zeros((0, 0)), grad_vc
+        grad_vc = np.where(sd != 0, grad_theta[n_l:] / (2.0 * np.where(sd != 0, sd, 1.0)),
+                           np.nan)
+    return grad_psi, grad_vc
+
+
+def _psi_gradient(grad_l: np.ndarray, chol: np.ndarray) -> np.ndarray:
+    """The symmetric ``G`` with ``tril(2 G L) = grad_l`` (packed as ``np.tril_indices``);
+    NaN where ``L`` is singular."""
+    k_re = chol.shape[0]
+    if k_re == 0:
+        return np.zeros((0, 0))
+    if not np.all(np.abs(np.diag(chol)) > 0):
+        return np.full((k_re, k_re), np.nan)
+    rows, cols = np.tril_indices(k_re)
+    basis = np.zeros((rows.size, k_re, k_re))
+    basis[np.arange(rows.size), rows, cols] = 1.0
+    basis[np.arange(rows.size), cols, rows] = 1.0
+    system = (2.0 * basis @ chol)[:, rows, cols].T  # column m: tril(2 E_m L)
+    try:
+        entries = np.linalg.solve(system, grad_l)
+    except np.linalg.LinAlgError:
+        return np.full((k_re, k_re), np.nan)
+    grad = np.zeros((k_re, k_re))
+    grad[rows, cols] = entries
+    grad[cols, rows] = entries
+    return grad
 
 
 def constrained_gls(s: np.ndarray, constraint: tuple[np.ndarray, float] | None = None

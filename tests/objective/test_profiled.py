@@ -215,3 +215,42 @@ def test_singular_gls_matrix_is_an_infeasible_point():
     xy_cross = np.array([[1.0, 1.0, 0.5], [1.0, 1.0, 0.5], [0.5, 0.5, 2.0]])
     with pytest.raises(InfeasiblePoint, match="not positive definite"):
         profiled_value(_pieces_of(np.zeros((3, 3))), xy_cross, 10.0, reml=True)
+
+
+def test_profile_gradient_from_a_sqrt_gradient_with_standard_random_effects():
+    """``profile_from_sqrt`` with a ``chol_re``: the symmetric gradient along the entries of
+    Psi = L L' equals central differences of a function of Psi, from its gradient along
+    the entries of L (differences too); at a singular L it is NaN, not a guess."""
+    from dlmm.objective.profiled import profile_from_sqrt
+
+    rng = np.random.default_rng(5)
+    m = rng.normal(size=(3, 3))
+    m = m @ m.T
+
+    def f(psi):
+        return np.linalg.slogdet(np.eye(3) + psi @ m)[1] + np.trace(psi) ** 2
+
+    chol = np.tril(rng.normal(size=(3, 3))) + 2 * np.eye(3)
+    rows, cols = np.tril_indices(3)
+    h = 1e-6
+    grad_l = np.empty(rows.size)
+    for j, (a, b) in enumerate(zip(rows, cols)):
+        e = np.zeros((3, 3))
+        e[a, b] = h
+        grad_l[j] = (f((chol + e) @ (chol + e).T) - f((chol - e) @ (chol - e).T)) / (2 * h)
+    psi = chol @ chol.T
+    expected = np.empty((3, 3))
+    for a in range(3):
+        for b in range(3):
+            e = np.zeros((3, 3))
+            e[a, b] = h
+            expected[a, b] = (f(psi + e) - f(psi - e)) / (2 * h)
+    expected = 0.5 * (expected + expected.T)
+    grad_psi, grad_vc = profile_from_sqrt(np.concatenate([grad_l, [0.3]]),
+                                          (chol, np.array([0.5])))
+    np.testing.assert_allclose(grad_psi, expected, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad_vc, [0.3])
+    singular = chol.copy()
+    singular[1, 1] = 0.0
+    assert np.isnan(profile_from_sqrt(np.concatenate([grad_l, [0.3]]),
+                                      (singular, np.array([0.5])))[0]).all()
