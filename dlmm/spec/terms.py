@@ -138,10 +138,6 @@ def _unquoted(term: str) -> str:
     return term.replace("`", "")
 
 
-def _quoted(column: str) -> str:
-    return column if column.isidentifier() and not keyword.iskeyword(column) else f"`{column}`"
-
-
 # -- the model -----------------------------------------------------------------------
 
 def _key(factor) -> frozenset:

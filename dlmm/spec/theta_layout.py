@@ -59,7 +59,9 @@ class StatsmodelsView(NamedTuple):
     vc_names : tuple of str
         The components' names, sorted (statsmodels' and dlmm's order).
     groups : tuple of str
-        The group factor (``()``: one group holding every row, ``groups=None``).
+        The group factor: the factor of a term that every other term's factor
+        extends (``()`` when there is none: one group holding every row,
+        ``groups=None``, as for crossed factors).
     re_term : int or None
         The index of the term that is the standard random effects.
     vc_terms : tuple of int
