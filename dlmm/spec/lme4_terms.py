@@ -66,6 +66,9 @@ class RandomBlock:
         lme4's name of the grouping factor (``"cask:batch"`` for ``batch/cask``).
     labelled : tuple of str
         The factors in the order of lme4's name and level labels (``("cask", "batch")``).
+    formula_terms : tuple of str
+        ``terms`` as a formula writes them: a column whose name is not a Python
+        identifier in backticks (``"`my x`"``, where ``terms`` has ``"my x"``).
     """
 
     source: str
@@ -74,6 +77,7 @@ class RandomBlock:
     terms: tuple
     name: str
     labelled: tuple = ()
+    formula_terms: tuple = ()
 
     def scalar(self, multi_column=()) -> bool:
         """One effect per level: an intercept, or one term that is neither a ``C()``
@@ -85,6 +89,13 @@ class RandomBlock:
     def re_formula(self) -> str:
         """The block's effects as a statsmodels ``re_formula``."""
         return " + ".join(["1" if self.intercept else "0", *self.terms])
+
+    @property
+    def formula(self) -> str:
+        """The block's effects as a formula (``"1 + x"``, ``"0 + `my x`"``): the
+        ``re_formula`` with columns quoted where formulaic needs backticks."""
+        return " + ".join(["1" if self.intercept else "0",
+                           *(self.formula_terms or self.terms)])
 
 
 @dataclass(frozen=True)
@@ -240,9 +251,23 @@ def refuse_offsets(text: str, formula: str) -> None:
                          "response minus the offset (a new column) instead")
 
 
-def _effects(text: str, source: str) -> tuple[bool, tuple]:
-    """Whether the left of a bar has an intercept, and its other terms (formulaic's
-    expansion: ``x*z`` is ``x``, ``z``, ``x:z``)."""
+def formula_term_text(term) -> str:
+    """A formulaic term as a formula writes it: its factors joined by ``:``, a
+    looked-up column whose name is not a Python identifier in backticks."""
+    parts = []
+    for factor in term.factors:
+        text = str(factor.expr)
+        if getattr(factor.eval_method, "value", "") == "lookup" and not (
+                text.isidentifier() and not keyword.iskeyword(text)):
+            text = f"`{text}`"
+        parts.append(text)
+    return ":".join(parts)
+
+
+def _effects(text: str, source: str) -> tuple[bool, tuple, tuple]:
+    """Whether the left of a bar has an intercept, its other terms (formulaic's
+    expansion: ``x*z`` is ``x``, ``z``, ``x:z``) and the same terms as a formula
+    writes them (:func:`formula_term_text`)."""
     from formulaic import Formula
 
     if not text.strip():
@@ -252,9 +277,10 @@ def _effects(text: str, source: str) -> tuple[bool, tuple]:
     except Exception as exc:
         raise InputError(f"cannot read the effects of random-effect term {source!r}: "
                          f"{exc}") from None
-    rhs = getattr(parsed, "rhs", parsed)
-    names = [str(t) for t in rhs]
-    return "1" in names, tuple(n for n in names if n != "1")
+    rhs = [t for t in getattr(parsed, "rhs", parsed) if str(t) != "1"]
+    names = [str(t) for t in getattr(parsed, "rhs", parsed)]
+    return ("1" in names, tuple(str(t) for t in rhs),
+            tuple(formula_term_text(t) for t in rhs))
 
 
 def _split_outside_backticks(text: str, sep: str) -> list[str]:
@@ -313,17 +339,17 @@ def parse_bar(text: str) -> list[RandomBlock]:
     left, right = inner[:bar], inner[bar + (2 if independent else 1):]
     if _top_level_bar(right) >= 0:
         raise InputError(f"random-effect term {text!r} has more than one bar")
-    intercept, terms = _effects(left, text)
+    intercept, terms, written = _effects(left, text)
     if not intercept and not terms:
         raise InputError(f"random-effect term {text!r} has no effects")
     blocks = []
     for factors, name, labelled in _grouping(right, text):
         if independent:
-            pieces = [(True, ())] if intercept else []
-            pieces += [(False, (t,)) for t in terms]
+            pieces = [(True, (), ())] if intercept else []
+            pieces += [(False, (t,), (w,)) for t, w in zip(terms, written)]
         else:
-            pieces = [(intercept, terms)]
-        blocks += [RandomBlock(text, factors, a, b, name, labelled) for a, b in pieces]
+            pieces = [(intercept, terms, written)]
+        blocks += [RandomBlock(text, factors, a, b, name, labelled, w) for a, b, w in pieces]
     return blocks
 
 
