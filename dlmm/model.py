@@ -413,7 +413,8 @@ class MixedLM(StatsmodelsModel):
                 po = MixedLMParams.from_components(cov_re=u @ po.cov_re @ u.T, vcomp=po.vcomp)
         else:
             po = None
-            if moments and engine.n_groups >= MOMENT_MIN_GROUPS:
+            if moments and engine.n_groups >= MOMENT_MIN_GROUPS and \
+                    getattr(engine, "has_moment_pieces", True):
                 try:
                     coef, sigma2 = ols_coefficients(engine.totals.xy_cross,
                                                     engine.totals.n_rows)

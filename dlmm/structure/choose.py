@@ -10,6 +10,7 @@ from ..spec.crossed import CrossedLayout, crossed_layout
 from .base import RandomEffectsStatistics
 from .crossed import crossed_pass
 from .grouped import one_pass
+from .nested_grouped import nested_component, nested_grouped_pass
 from .shifted import ShiftedStatistics
 
 
@@ -34,8 +35,10 @@ def collect_statistics(spec, backend: Backend, progress=None) -> RandomEffectsSt
 
     A crossed design (:func:`dlmm.spec.crossed.crossed_layout`: one group, each
     variance component one factor's indicators, no standard random effects) goes
-    to the crossed engine (:mod:`dlmm.structure.crossed`); every other model to
-    the grouped engine (:mod:`dlmm.structure.grouped`). When the specification
+    to the crossed engine (:mod:`dlmm.structure.crossed`); a group with one
+    component of a factor's indicators within it (``(1 | lea/school)``) to the nested
+    engine (:mod:`dlmm.structure.nested_grouped`); every other model to the grouped
+    engine (:mod:`dlmm.structure.grouped`). When the specification
     shifts random-effect columns (``spec.centering``), the grouped statistics are
     seen through :class:`ShiftedStatistics`. ``progress(done, total)`` is called
     as chunks of rows are done.
@@ -43,6 +46,8 @@ def collect_statistics(spec, backend: Backend, progress=None) -> RandomEffectsSt
     layout, label = crossed_design(spec, backend)
     if layout is not None:
         return crossed_pass(spec, layout, backend, label, progress)
+    if nested_component(spec) is not None:
+        return nested_grouped_pass(spec, backend, progress)
     stats = one_pass(spec, backend, progress)
     centering = spec.centering
     if centering.shifts_z:
