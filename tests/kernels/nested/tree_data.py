@@ -9,6 +9,7 @@ authorities), so a node is the tuple of its codes from the outermost level down.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def random_tree_rows(rng: np.random.Generator, q: tuple[int, ...], r: int = 3,
@@ -65,3 +66,34 @@ def dense_node_sums(codes: list[np.ndarray], z: list[np.ndarray], xy: np.ndarray
             )
         out.append(nodes)
     return out
+
+
+class FrameDesign:
+    """The nested engine's design protocol (:class:`dlmm.structure.nested.NestedDesign`)
+    over a plain frame: codes ``c0, c1, …``, random-effect columns ``z{l}_{a}`` and
+    ``[X y]`` columns ``xy{j}``. It lives here, in a module that imports little, because
+    Dask workers import it to run the engine's chunk function."""
+
+    def __init__(self, q, r, own_codes=None, factor_names=None):
+        self.q, self.r = tuple(q), r
+        self.own_codes = own_codes
+        self.factor_names = factor_names
+
+    def level_codes(self, frame):
+        return [frame[f"c{l}"].to_numpy(np.int64) for l in range(len(self.q))]
+
+    def level_designs(self, frame):
+        return [frame[[f"z{l}_{a}" for a in range(ql)]].to_numpy(float)
+                for l, ql in enumerate(self.q)]
+
+    def xy(self, frame):
+        return frame[[f"xy{j}" for j in range(self.r)]].to_numpy(float)
+
+
+def tree_frame(codes, z, xy) -> pd.DataFrame:
+    """The rows of :func:`random_tree_rows` as the frame :class:`FrameDesign` reads."""
+    cols = {f"c{l}": c for l, c in enumerate(codes)}
+    for l, zl in enumerate(z):
+        cols.update({f"z{l}_{a}": zl[:, a] for a in range(zl.shape[1])})
+    cols.update({f"xy{j}": xy[:, j] for j in range(xy.shape[1])})
+    return pd.DataFrame(cols)
