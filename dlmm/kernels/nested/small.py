@@ -9,37 +9,16 @@ index (a scatter-add to ancestors). Measured on 10^6 nodes of 2 x 2 times 2 x 3 
 (a loaded machine): NumPy's ``a @ b`` 0.14 s (0.27 s with ``a`` transposed), the loop
 0.035 s; summing a product into 10^4 parents 0.022 s here, where forming it and
 ``np.add.reduceat`` over contiguous children adds ~0.01 s to NumPy's product and
-``np.bincount`` over the flattened entries ~0.16 s. The loops are serial and release the
-GIL (a Dask worker's threads run blocks side by side).
+``np.bincount`` over the flattened entries ~0.16 s. The loops (:mod:`.loops`, imported
+when first used, so that importing dlmm does not import numba) are serial and release
+the GIL (a Dask worker's threads run blocks side by side).
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 _NONE = np.full(1, -1, dtype=np.int64)
-
-
-@numba.njit(cache=True, nogil=True)
-def _product(n, a, b, out, rows_a, rows_b, into, trans_a, trans_b, sign):  # pragma: no cover
-    """The loop of :func:`product`; an index array of -1 (one entry) means "none"."""
-    p = a.shape[2] if trans_a else a.shape[1]
-    inner = a.shape[1] if trans_a else a.shape[2]
-    s = b.shape[1] if trans_b else b.shape[2]
-    by_a, by_b, scatter = rows_a[0] != -1, rows_b[0] != -1, into[0] != -1
-    for k in range(n):
-        i = rows_a[k] if by_a else (0 if a.shape[0] == 1 else k)
-        j = rows_b[k] if by_b else (0 if b.shape[0] == 1 else k)
-        o = into[k] if scatter else k
-        for x in range(p):
-            for y in range(s):
-                acc = 0.0
-                for z in range(inner):
-                    av = a[i, z, x] if trans_a else a[i, x, z]
-                    bv = b[j, y, z] if trans_b else b[j, z, y]
-                    acc += av * bv
-                out[o, x, y] += sign * acc
 
 
 def product(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool = False,
@@ -74,7 +53,9 @@ def product(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: boo
     if (not out.flags.c_contiguous or out.dtype != np.float64 or out.shape[1:] != (p, s)
             or (out.shape[0] if into is None else len(into)) != n):
         raise ValueError("the output is not a C-contiguous float64 stack of the product's shape")
-    _product(n, a, b, out, _index(rows_a), _index(rows_b), _index(into),
+    from .loops import product_loop
+
+    product_loop(n, a, b, out, _index(rows_a), _index(rows_b), _index(into),
              trans_a, trans_b, float(sign))
     return out
 
@@ -92,35 +73,6 @@ def sum_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.tensordot(a, b, axes=([0], [0]))
 
 
-@numba.njit(cache=True, nogil=True)
-def _cholesky_inverse(d, ti):  # pragma: no cover
-    n, q = d.shape[0], d.shape[1]
-    t = np.zeros((q, q))
-    logdet = 0.0
-    for k in range(n):
-        for j in range(q):
-            pivot = d[k, j, j]
-            for m in range(j):
-                pivot -= t[j, m] * t[j, m]
-            if not pivot > 0.0:
-                return np.nan
-            t[j, j] = np.sqrt(pivot)
-            logdet += np.log(pivot)
-            for i in range(j + 1, q):
-                off = d[k, i, j]
-                for m in range(j):
-                    off -= t[i, m] * t[j, m]
-                t[i, j] = off / t[j, j]
-        for i in range(q):
-            ti[k, i, i] = 1.0 / t[i, i]
-            for j in range(i):
-                acc = 0.0
-                for m in range(j, i):
-                    acc += t[i, m] * ti[k, m, j]
-                ti[k, i, j] = -acc / t[i, i]
-    return logdet
-
-
 def cholesky_inverse(d: np.ndarray) -> tuple[float, np.ndarray]:
     """``(sum_k log|D_k|, T^{-1})`` for a stack ``d`` (n, q, q) of positive definite
     matrices ``D_k = T_k T_k'`` (``T_k`` lower triangular; ``T^{-1}`` (n, q, q)).
@@ -129,7 +81,9 @@ def cholesky_inverse(d: np.ndarray) -> tuple[float, np.ndarray]:
     """
     d = np.ascontiguousarray(d, dtype=float)
     ti = np.zeros(d.shape)
-    logdet = _cholesky_inverse(d, ti)
+    from .loops import cholesky_inverse_loop
+
+    logdet = cholesky_inverse_loop(d, ti)
     if not np.isfinite(logdet):
         raise np.linalg.LinAlgError("a block of C is not positive definite")
     return float(logdet), ti
