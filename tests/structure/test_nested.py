@@ -1,0 +1,165 @@
+"""The nested engine's one pass: blocks of whole outer groups whose node sums are the
+dense sums of the rows, however the rows are partitioned (in process and on a Dask
+cluster), and nesting read from the data.
+"""
+
+from __future__ import annotations
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+
+from dlmm.distributed.dask_backend import DaskBackend
+from dlmm.distributed.local import LocalBackend
+from dlmm.structure.nested import NestedStatistics, NotNestedError, nested_pass
+from tests.kernels.nested.tree_data import (
+    FrameDesign,
+    dense_node_sums,
+    random_tree_rows,
+    tree_frame,
+)
+
+
+def _no_theta(theta):
+    raise AssertionError("not evaluated in these tests")
+
+
+def _pass(frame, design, backend) -> NestedStatistics:
+    return nested_pass(design, backend, _no_theta, _no_theta)
+
+
+def _assert_blocks_equal_dense(stats: NestedStatistics, codes, z, xy):
+    dense = dense_node_sums(codes, z, xy)
+    q = tuple(zl.shape[1] for zl in z)
+    blocks = [b.stats for b in stats.backend.gather(stats.blocks)]
+    outer = [set(b.keys[0][:, 0].tolist()) for b in blocks]
+    # whole outer groups: no outer code in two blocks
+    assert sum(len(o) for o in outer) == len(set().union(*outer)) == len(dense[0])
+    for l, nodes in enumerate(dense):
+        keys = np.concatenate([b.keys[l] for b in blocks])
+        order = np.lexsort(keys.T[::-1])
+        assert [tuple(k) for k in keys[order].tolist()] == list(nodes)
+        got = {
+            "n": np.concatenate([b.n_rows[l] for b in blocks])[order],
+            "zz": np.concatenate([b.zz[l] for b in blocks])[order],
+            "zxy": np.concatenate([b.zxy[l] for b in blocks])[order],
+        }
+        want = list(nodes.values())
+        np.testing.assert_array_equal(got["n"], [w[0] for w in want])
+        np.testing.assert_allclose(got["zz"], np.reshape([w[1] for w in want], got["zz"].shape),
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got["zxy"],
+                                   np.reshape([w[2] for w in want], got["zxy"].shape),
+                                   rtol=1e-12, atol=1e-12)
+        for m in range(l):
+            za = np.concatenate([b.za[l][m] for b in blocks])[order]
+            np.testing.assert_allclose(za, np.reshape([w[3][m] for w in want], za.shape),
+                                       rtol=1e-12, atol=1e-12)
+        for b in blocks:  # each block's parents point at its own nodes
+            if l and b.n_nodes[l]:
+                np.testing.assert_array_equal(b.keys[l - 1][b.parent[l]], b.keys[l][:, :l])
+    assert stats.q == q
+    assert stats.n_nodes == tuple(len(nodes) for nodes in dense)
+    assert stats.n_groups == len(dense[0])
+    sizes = [v[0] for v in dense[0].values()]
+    assert (stats.group_size_min, stats.group_size_max) == (min(sizes), max(sizes))
+    np.testing.assert_array_equal(stats.vc_effect_counts(), stats.n_nodes)
+    assert stats.totals.n_rows == xy.shape[0]
+    np.testing.assert_allclose(stats.totals.xy_cross, xy.T @ xy, rtol=1e-12, atol=1e-12)
+    z_all = np.hstack(z)
+    np.testing.assert_allclose(stats.totals.z_cross, z_all.T @ z_all, rtol=1e-12, atol=1e-12)
+    assert stats.engine_name == "nested"
+    assert not stats.has_newton_pieces and not stats.full_effect_covariances
+
+
+SHAPES = [(2,), (1, 2), (2, 0, 1)]
+
+
+@pytest.mark.parametrize("n_parts", [1, 3, 17])
+@pytest.mark.parametrize("q", SHAPES, ids=str)
+def test_in_process_blocks_hold_the_dense_sums_of_whole_outer_groups(q, n_parts):
+    rng = np.random.default_rng(len(q) * 100 + n_parts)
+    codes, z, xy = random_tree_rows(rng, q, r=3, n_outer=12, max_rows=5)
+    n = n_parts * (xy.shape[0] // n_parts)  # equal chunks
+    codes, z, xy = [c[:n] for c in codes], [zl[:n] for zl in z], xy[:n]
+    frame = tree_frame(codes, z, xy)
+    # rows are shuffled: the chunks split leaves and outer groups
+    backend = LocalBackend(frame, chunk_rows=n // n_parts)
+    assert backend.n_chunks == n_parts
+    stats = _pass(frame, FrameDesign(q, 3, own_codes=[False] * len(q)), backend)
+    assert stats.shuffled == (n_parts > 1)
+    assert stats.backend_name == "local"
+    _assert_blocks_equal_dense(stats, codes, z, xy)
+
+
+@pytest.mark.parametrize("n_parts", [1, 3, 17])
+def test_dask_blocks_hold_the_dense_sums_of_whole_outer_groups(dask_client, n_parts):
+    q = (1, 2, 1)
+    rng = np.random.default_rng(40 + n_parts)
+    codes, z, xy = random_tree_rows(rng, q, r=2, n_outer=9, max_rows=4)
+    frame = tree_frame(codes, z, xy)
+    ddf = dd.from_pandas(frame, npartitions=n_parts, sort=False)
+    assert ddf.npartitions == n_parts
+    stats = _pass(frame, FrameDesign(q, 2, own_codes=[False] * 3), DaskBackend(ddf, dask_client))
+    assert stats.backend_name == "dask"
+    if stats.shuffled:  # hashed into a multiple of the cluster's two threads
+        assert len(stats.blocks) % 2 == 0
+    _assert_blocks_equal_dense(stats, codes, z, xy)
+    copy = stats.on_driver()
+    assert copy.backend.name == "driver" and stats.on_driver(max_bytes=0) is stats
+    _assert_blocks_equal_dense(copy, codes, z, xy)
+
+
+def test_chunks_of_whole_outer_groups_are_blocks_without_a_shuffle(dask_client):
+    q = (1, 1)
+    rng = np.random.default_rng(8)
+    codes, z, xy = random_tree_rows(rng, q, r=2, n_outer=6)
+    frame = tree_frame(codes, z, xy)
+    outer = sorted(set(codes[0].tolist()))
+    parts = [frame[frame["c0"].isin(outer[i::3])] for i in range(3)]  # interleaved codes
+    ddf = dd.concat([dd.from_pandas(p, npartitions=1, sort=False) for p in parts])
+    stats = _pass(frame, FrameDesign(q, 2, own_codes=[False] * 2), DaskBackend(ddf, dask_client))
+    assert stats.shuffled  # interleaved codes: the ranges overlap
+    parts = [frame[frame["c0"].isin(outer[2 * i:2 * i + 2])] for i in range(3)]  # in runs
+    ddf = dd.concat([dd.from_pandas(p, npartitions=1, sort=False) for p in parts])
+    stats = _pass(frame, FrameDesign(q, 2, own_codes=[False] * 2), DaskBackend(ddf, dask_client))
+    assert not stats.shuffled
+    _assert_blocks_equal_dense(stats, codes, z, xy)
+
+
+def _schools(school):
+    lea = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    n = lea.shape[0]
+    return pd.DataFrame({"c0": lea, "c1": np.asarray(school), "z0_0": np.ones(n),
+                         "z1_0": np.ones(n), "xy0": np.ones(n), "xy1": np.arange(n, dtype=float)})
+
+
+def test_factors_written_as_columns_of_their_own_must_nest_in_the_data():
+    design = FrameDesign((1, 1), 2, own_codes=[True, True], factor_names=["lea", "school"])
+    nested = _schools([10, 11, 10, 12, 13, 14, 15, 14])
+    for chunk_rows in (8, 3):
+        stats = _pass(nested, design, LocalBackend(nested, chunk_rows=chunk_rows))
+        assert stats.n_nodes == (3, 6)
+    # school 12 lies in lea 1 and lea 2 (in other blocks, or chunks, or both)
+    crossed = _schools([10, 11, 10, 12, 13, 14, 12, 14])
+    for chunk_rows in (8, 3, 1):
+        with pytest.raises(NotNestedError, match=r"^factor 'school' does not nest in 'lea': "
+                                                 r"1 of its 5 levels lie in more than one"):
+            _pass(crossed, design, LocalBackend(crossed, chunk_rows=chunk_rows))
+    # written as an interaction (lea:school), the codes may repeat under other parents
+    design = FrameDesign((1, 1), 2, own_codes=[True, False], factor_names=["lea", "lea:school"])
+    assert _pass(crossed, design, LocalBackend(crossed, chunk_rows=3)).n_nodes == (3, 6)
+
+
+def test_dropped_fixed_columns_leave_the_node_sums():
+    q = (1, 1)
+    rng = np.random.default_rng(12)
+    codes, z, xy = random_tree_rows(rng, q, r=3)
+    frame = tree_frame(codes, z, xy)
+    stats = _pass(frame, FrameDesign(q, 3, own_codes=[False] * 2),
+                  LocalBackend(frame, chunk_rows=20))
+    keep = np.array([True, False, True])
+    stats.drop_fixed_columns(keep)
+    _assert_blocks_equal_dense(stats, codes, z, xy[:, keep])
+    assert stats.on_driver() is stats  # already in this process
