@@ -143,7 +143,8 @@ class StatsmodelsModel:
                                     self.reml, beta_c)
         else:  # differences of analytic gradients (see hessian_from_gradients)
             hess = hessian_from_gradients(stats.pieces, stats.totals.xy_cross,
-                                          stats.totals.n_rows, self.reml, sd, beta_c)
+                                          stats.totals.n_rows, self.reml, sd, beta_c,
+                                          chol_re=po.cov_re_sqrt)
         cov = np.asarray(po.cov_re, dtype=float)
         singular = bool((cov.size and np.linalg.eigvalsh(cov).min() < SINGULAR_TOL)
                         or (po.vcomp.size and np.min(po.vcomp) < SINGULAR_TOL))

@@ -119,44 +119,66 @@ def _fixed_effect_gradient(s: np.ndarray, c: np.ndarray, fac: float) -> tuple[np
 
 def hessian_from_gradients(pieces_at, xy_cross: np.ndarray, n_obs: float, reml: bool,
                            sd_vc: np.ndarray, fe_params: np.ndarray | None = None,
-                           rel_step: float = 1e-4) -> np.ndarray:
-    """The Hessian of ``L`` in (fixed effects, ``vcomp / scale``) from analytic gradients,
-    for engines whose pieces have no second derivatives (the crossed engine).
+                           rel_step: float = 1e-4, chol_re: np.ndarray | None = None
+                           ) -> np.ndarray:
+    """The Hessian of ``L`` in (fixed effects, profile covariance parameters) from
+    analytic gradients, for engines whose pieces have no second derivatives (the
+    crossed and nested engines).
 
-    The fixed-effects block is exact, ``L_bb = -fac/2 (Q_bb/Q - Q_b Q_b'/Q^2)`` with
-    ``Q_bb = 2 S_XX``, ``Q_b = -2 (S c)_X``; the other blocks are central differences
-    in each ``v_k = vcomp_k / scale`` of the analytic gradient at fixed ``beta``,
+    The parameters are ``psi``: the lower triangle of ``Psi = chol_re chol_re'`` (row
+    by row), then ``v_k = vcomp_k / scale``. The fixed-effects block is exact,
+    ``L_bb = -fac/2 (Q_bb/Q - Q_b Q_b'/Q^2)`` with ``Q_bb = 2 S_XX``, ``Q_b = -2 (S c)_X``;
+    the other blocks are central differences in each ``psi_j`` of the analytic
+    gradient at fixed ``beta``,
 
-        d L / d beta = fac (S c)_X / Q,
-        d L / d v_k  = -1/2 dlogdet_k + fac/(2Q) c' dhmh_k c [+ 1/2 tr(S_XX^{-1} dhmh_k[XX])],
+        d L / d beta  = fac (S c)_X / Q,
+        d L / d psi_j = -1/2 dlogdet_j + fac/(2Q) c' dhmh_j c [+ 1/2 tr(S_XX^{-1} dhmh_j[XX])],
 
-    Steps are ``rel_step * max(v_k, 1e-2)``: the error is about ``rel_step^2``
-    relative, plus rounding of the gradient over the step. The gradient along ``v``
-    comes from sqrt directions, ``d/dv = d/dsd / (2 sd)``, which loses its digits as
-    ``sd -> 0``: near 0 (a boundary fit) the Hessian is taken at four and eight steps
-    of that variance and extrapolated linearly to it (twice the evaluations).
+    Steps are ``rel_step * max(scale_j, 1e-2)`` (a variance's own size; for a covariance
+    the geometric mean of its two variances): the error is about ``rel_step^2``
+    relative, plus rounding of the gradient over the step. The gradient along ``psi``
+    comes from sqrt directions (:func:`dlmm.objective.profiled.profile_from_sqrt`),
+    which loses its digits as a variance goes to 0: near 0 (a boundary fit) the Hessian
+    is taken at four and eight steps of that variance and extrapolated linearly to it
+    (twice the evaluations).
 
     Parameters
     ----------
     pieces_at : callable
-        ``pieces_at(chol_re, sd_vc)``: the engine's pieces at a parameter value
-        (without standard random effects: ``chol_re`` is 0 x 0).
+        ``pieces_at(chol_re, sd_vc)``: the engine's pieces at a parameter value.
     sd_vc : ndarray (k_vc,)
         ``sqrt(vcomp / scale)`` at the point.
     fe_params : ndarray, optional
-        The fixed effects; the GLS ones at ``sd_vc`` if None.
+        The fixed effects; the GLS ones at the point if None.
+    chol_re : ndarray (k_re, k_re), optional
+        The factor of ``Psi`` at the point (none: no standard random effects).
 
     Returns
     -------
-    ndarray (p + k_vc, p + k_vc)
-        Fixed effects first, then the components, as :func:`profiled_hessian`.
+    ndarray (p + m, p + m)
+        Fixed effects first, then ``psi``, as :func:`profiled_hessian`.
     """
     from .profiled import covariance_gradient
 
     sd_vc = np.asarray(sd_vc, dtype=float)
-    chol = np.zeros((0, 0))
-    v0 = sd_vc**2
-    centre = pieces_at(chol, sd_vc)
+    chol0 = np.zeros((0, 0)) if chol_re is None else np.asarray(chol_re, dtype=float)
+    k_re = chol0.shape[0]
+    rows, cols = np.tril_indices(k_re)
+    psi0 = chol0 @ chol0.T
+    x0 = np.concatenate([psi0[rows, cols], sd_vc**2])
+    variance = np.concatenate([rows == cols, np.ones(sd_vc.size, dtype=bool)])
+    diag = np.diag(psi0)
+    size = np.concatenate([np.sqrt(np.abs(diag[rows] * diag[cols])), sd_vc**2])
+    off = np.where(rows == cols, 1.0, 2.0)  # a packed covariance moves Psi_ab and Psi_ba
+
+    def point(x):
+        psi = np.zeros((k_re, k_re))
+        psi[rows, cols] = x[: rows.size]
+        psi[cols, rows] = x[: rows.size]
+        chol = np.linalg.cholesky(psi) if k_re else psi
+        return chol, np.sqrt(np.maximum(x[rows.size:], 0.0))
+
+    centre = pieces_at(chol0, sd_vc)
     s0 = xy_cross - centre.hmh
     p = s0.shape[0] - 1
     if fe_params is None:
@@ -164,20 +186,20 @@ def hessian_from_gradients(pieces_at, xy_cross: np.ndarray, n_obs: float, reml: 
     c = np.concatenate([-np.asarray(fe_params, dtype=float), [1.0]])
     fac = n_obs - p if reml else n_obs
 
-    def gradient(v):
-        sd = np.sqrt(v)
+    def gradient(x):
+        chol, sd = point(x)
         pieces = pieces_at(chol, sd)
         s = xy_cross - pieces.hmh
         g_beta, q = _fixed_effect_gradient(s, c, fac)
         s_inv = np.linalg.inv(s[:p, :p]) if reml and p else None
-        g_v = covariance_gradient(pieces, c, 0.5 * fac / q, s_inv, (chol, sd)).grad_vc
-        return np.concatenate([g_beta, g_v])
+        g = covariance_gradient(pieces, c, 0.5 * fac / q, s_inv, (chol, sd))
+        return np.concatenate([g_beta, off * g.grad_psi[rows, cols], g.grad_vc])
 
-    m = v0.shape[0]
-    steps = rel_step * np.maximum(v0, 1e-2)
+    m = x0.shape[0]
+    steps = rel_step * np.maximum(size, 1e-2)
 
     def differences(at):
-        out = np.zeros((p + m, m))  # d [L_b; L_v] / d v_j
+        out = np.zeros((p + m, m))  # d [L_b; L_psi] / d psi_j
         for j in range(m):  # loop over parameters
             e = np.zeros(m)
             e[j] = steps[j]
@@ -187,11 +209,11 @@ def hessian_from_gradients(pieces_at, xy_cross: np.ndarray, n_obs: float, reml: 
     # d/dv = d/dsd / (2 sd) loses every digit as sd -> 0: a variance within four steps
     # of 0 is differentiated at four and at eight steps and extrapolated linearly to
     # where it is (the Hessian changes fast near a boundary).
-    near = v0 < 4 * steps
-    cross = differences(np.where(near, 4 * steps, v0))
+    near = variance & (x0 < 4 * steps)
+    cross = differences(np.where(near, 4 * steps, x0))
     if near.any():
-        far = differences(np.where(near, 8 * steps, v0))
-        weight = np.where(near, (4 * steps - v0) / (4 * steps), 0.0)
+        far = differences(np.where(near, 8 * steps, x0))
+        weight = np.where(near, (4 * steps - x0) / (4 * steps), 0.0)
         cross = cross + (cross - far) * weight.max()
     q_b = -2.0 * (s0 @ c)[:p]
     q = float(c @ s0 @ c)
@@ -254,24 +276,29 @@ class GradientHessian:
 
 def hessian_from_profiled(hess_theta: np.ndarray, pieces, xy_cross: np.ndarray,
                           n_obs: float, reml: bool, sd_vc: np.ndarray,
-                          min_sd: float = 1e-3) -> np.ndarray | None:
-    """The Hessian of ``L`` in (fixed effects, ``vcomp / scale``) at the GLS fixed
-    effects, from the Hessian of the profiled llf in ``sd_vc`` (``hess_theta``, e.g.
-    the optimizer's at its optimum) and the sqrt-direction pieces there; None where
-    some ``sd_vc`` is below ``min_sd`` (use :func:`hessian_from_gradients`).
+                          min_sd: float = 1e-3, chol_re: np.ndarray | None = None
+                          ) -> np.ndarray | None:
+    """The Hessian of ``L`` in (fixed effects, profile covariance parameters ``psi``) at
+    the GLS fixed effects, from the Hessian of the profiled llf in the sqrt parameters
+    ``theta = (tril chol_re, sd_vc)`` (``hess_theta``, e.g. the optimizer's at its
+    optimum) and the sqrt-direction pieces there; None where a standard deviation
+    (``sd_vc``, or the diagonal of ``chol_re``) is below ``min_sd`` (use
+    :func:`hessian_from_gradients`).
 
-    With ``v = sd^2`` (``J = diag(2 sd)``): ``d/dv = d/dsd / (2 sd)`` for the gradient
-    and the pieces (``D_k = dhmh_k / (2 sd_k)``), the profiled Hessian
-    ``H_v = J^{-1} (H_sd - diag(2 g_v)) J^{-1}``; at the GLS fixed effects
-    (``Q_b = 0``) ``L_bb = -fac S_XX / Q``, ``L_bk = -fac (D_k c)_X / Q`` and, the
-    profiled Hessian being the Schur complement of the fixed effects,
-    ``L_vv = H_v + L_vb L_bb^{-1} L_bv``.
+    With ``J = d psi / d theta`` and its second derivatives (:func:`sqrt_jacobian`):
+    ``H_theta = J' H_psi J + sum_i g_psi,i d2 psi_i``, so
+    ``H_psi = J^{-T} (H_theta - sum_i g_psi,i d2 psi_i) J^{-1}``, and the pieces along
+    ``psi`` are ``D_psi = J^{-T} D_theta``; at the GLS fixed effects (``Q_b = 0``)
+    ``L_bb = -fac S_XX / Q``, ``L_bk = -fac (D_k c)_X / Q`` and, the profiled Hessian
+    being the Schur complement of the fixed effects, ``L_psi = H_psi + L_pb L_bb^{-1} L_bp``.
     """
     from .profiled import covariance_gradient
 
     sd = np.asarray(sd_vc, dtype=float)
-    if getattr(pieces, "directions", "profile") != "sqrt" or sd.size == 0 \
-            or np.min(np.abs(sd)) < min_sd:
+    chol = np.zeros((0, 0)) if chol_re is None else np.asarray(chol_re, dtype=float)
+    sds = np.concatenate([np.abs(np.diag(chol)), np.abs(sd)])
+    if getattr(pieces, "directions", "profile") != "sqrt" or sds.size == 0 \
+            or np.min(sds) < min_sd:
         return None
     s = xy_cross - pieces.hmh
     p = s.shape[0] - 1
@@ -281,13 +308,18 @@ def hessian_from_profiled(hess_theta: np.ndarray, pieces, xy_cross: np.ndarray,
     q = float(c @ s @ c)
     fac = n_obs - p if reml else n_obs
     s_inv = np.linalg.inv(s_xx) if reml and p else None
-    g_v = covariance_gradient(pieces, c, 0.5 * fac / q, s_inv, (np.zeros((0, 0)), sd)).grad_vc
-    jac = 2.0 * sd
-    h_v = (np.asarray(hess_theta, dtype=float) - np.diag(2.0 * g_v)) / np.outer(jac, jac)
-    d1 = np.asarray(pieces.dhmh, dtype=float) / jac[:, None, None]
+    g = covariance_gradient(pieces, c, 0.5 * fac / q, s_inv, (chol, sd))
+    rows, cols = np.tril_indices(chol.shape[0])
+    g_psi = np.concatenate([np.where(rows == cols, 1.0, 2.0) * g.grad_psi[rows, cols],
+                            g.grad_vc])
+    jac, second = sqrt_jacobian(chol, sd)
+    jac_inv = np.linalg.inv(jac)
+    h_psi = jac_inv.T @ (np.asarray(hess_theta, dtype=float)
+                         - np.einsum("i,ijk->jk", g_psi, second)) @ jac_inv
+    d1 = np.einsum("ji,jrs->irs", jac_inv, np.asarray(pieces.dhmh, dtype=float))
     l_bb = -fac * s_xx / q
     l_bv = -fac * np.einsum("krs,s->rk", d1, c)[:p] / q
-    l_vv = h_v + (l_bv.T @ np.linalg.solve(l_bb, l_bv) if p else 0.0)
+    l_vv = h_psi + (l_bv.T @ np.linalg.solve(l_bb, l_bv) if p else 0.0)
     return _assemble(l_bb, l_bv, l_vv)
 
 

@@ -219,17 +219,18 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
                                          estimates.reml, value.fe_params)
         else:
             hessian_c = None
+            m = chol_re.shape[0] * (chol_re.shape[0] + 1) // 2 + sd_vc.size
             if freepat is None and outcome.hessian is not None \
-                    and outcome.hessian.shape == (sd_vc.size, sd_vc.size):
+                    and outcome.hessian.shape == (m, m):
                 # The optimizer's Hessian (differences of the analytic gradient at the
                 # optimum) with the exact fixed-effects blocks: no more evaluations.
                 hessian_c = hessian_from_profiled(
                     outcome.hessian, engine.pieces(chol_re, sd_vc), engine.totals.xy_cross,
-                    engine.totals.n_rows, estimates.reml, sd_vc)
+                    engine.totals.n_rows, estimates.reml, sd_vc, chol_re=chol_re)
             if hessian_c is None:  # a variance near 0, or a free pattern
                 hessian_c = hessian_from_gradients(engine.pieces, engine.totals.xy_cross,
                                                    engine.totals.n_rows, estimates.reml,
-                                                   sd_vc, value.fe_params)
+                                                   sd_vc, value.fe_params, chol_re=chol_re)
         hessian_seconds = time.perf_counter() - start
         freepat = None if freepat is None else np.asarray(freepat, dtype=float)
         # Inverted where it is well conditioned (the engine's coordinates; a free

@@ -247,4 +247,6 @@ def nested_grouped_pass(spec, backend, progress=None) -> NestedGroupedStatistics
     to_lambdas, dlambdas = packed_maps(spec.k_re, u)
     nested = nested_pass(SpecNestedDesign(spec, labels), backend, to_lambdas, dlambdas,
                          progress)
+    k = spec.k_re  # the model checks the rank of the standard random effects' Z'Z
+    nested.totals.z_cross = np.ascontiguousarray(nested.totals.z_cross[:k, :k])
     return NestedGroupedStatistics(nested, u, labels)
