@@ -197,7 +197,8 @@ def profile_from_sqrt(grad_theta: np.ndarray, theta: tuple[np.ndarray, np.ndarra
     if theta is None:
         return np.zeros((0, 0)), np.full(grad_theta.shape[0], np.nan)
     chol_re, sd_vc = theta
-    chol = np.asarray(chol_re, dtype=float).reshape(-1, int(np.sqrt(np.size(chol_re))))
+    chol = np.asarray(chol_re, dtype=float)
+    chol = chol.reshape(0, 0) if chol.size == 0 else chol
     k_re = chol.shape[0]
     n_l = k_re * (k_re + 1) // 2
     grad_psi = _psi_gradient(np.asarray(grad_theta[:n_l], dtype=float), chol)

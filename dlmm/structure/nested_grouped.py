@@ -36,15 +36,24 @@ from ..kernels.moments import MomentPieces
 from ..spec.indicators import IndicatorSpec
 from .base import ON_DRIVER_MAX_BYTES, RandomEffectsStatistics
 
+#: The nested engine takes a nested shape whose factor has at least this many learned
+#: levels. Below, a group's dense block (``k_re`` + the factor's levels in it) is small,
+#: and the grouped engine's exact Hessian pieces (trust-region Newton, standard errors
+#: to statsmodels' digits) cost less than the nested engine's gradient differences.
+NESTED_MIN_LEVELS = 32
+
 
 def nested_component(spec) -> str | None:
     """The factor of ``spec``'s one indicator variance component when ``spec`` has the
-    nested shape (a group column, exactly one component, plain indicators ``0 + C(f)``),
-    else None."""
+    nested shape (a group column, exactly one component, plain indicators ``0 + C(f)``,
+    at least ``NESTED_MIN_LEVELS`` levels), else None."""
     specs = getattr(spec, "_vc_specs", None)
     if getattr(spec, "groups", None) is None or specs is None or len(specs) != 1:
         return None
-    return specs[0].factor if isinstance(specs[0], IndicatorSpec) else None
+    if not isinstance(specs[0], IndicatorSpec) or \
+            len(spec.vc_column_names[0]) < NESTED_MIN_LEVELS:
+        return None
+    return specs[0].factor
 
 
 class SpecNestedDesign:

@@ -66,7 +66,8 @@ def test_chem97_is_lme4s_fit(chem97_fit):
 
 def _slopes_data(n_groups=30, seed=3):
     """Groups with a random intercept and a slope on x (far from 0: the pass shifts it),
-    and 2-4 levels of ``h`` within each group (labels repeat across groups)."""
+    and 2-4 levels of ``h`` within each group (about 90 levels in all: the nested engine's,
+    ``NESTED_MIN_LEVELS``)."""
     rng = np.random.default_rng(seed)
     rows = []
     for g in range(n_groups):
@@ -76,7 +77,7 @@ def _slopes_data(n_groups=30, seed=3):
             n = int(rng.integers(1, 7))
             x = 1000.0 + rng.normal(0, 2, n)
             y = 1 + 0.5 * (x - 1000) + a + b * (x - 1000) + c + rng.normal(0, 1, n)
-            rows.append(pd.DataFrame({"g": f"g{g:02d}", "h": h, "x": x, "y": y}))
+            rows.append(pd.DataFrame({"g": f"g{g:02d}", "h": 10 * g + h, "x": x, "y": y}))
     return pd.concat(rows, ignore_index=True)
 
 
