@@ -43,6 +43,8 @@ from ..exceptions import InputError
 from ..kernels.crossprod import row_crossproduct
 from ..kernels.hessian import NewtonPieces
 from ..kernels.moments import MomentPieces
+from ..kernels.nested.effects import nested_effects
+from ..kernels.nested.pieces import nested_pieces
 from ..kernels.nested.stats import NestedStats
 from ..kernels.nested.sums import (
     LevelCodes,
@@ -53,6 +55,7 @@ from ..kernels.nested.sums import (
     level_codes,
     nesting_violations,
 )
+from ..kernels.nested.tree import NestedTree, nested_tree
 from ..kernels.pieces import RowTotals
 from .base import ON_DRIVER_MAX_BYTES, RandomEffectsStatistics
 from .grouped import balanced_runs, plan_blocks
@@ -156,25 +159,28 @@ class NestedBlock:
     ----------
     stats : NestedStats
         The per-node cross-products (``keys[l]``: each node's codes, ``(n_l, l + 1)``).
-    tree : object, optional
-        Whatever the kernels precompute once per block (not used yet).
+    tree : NestedTree
+        The block's ancestor maps (:func:`~dlmm.kernels.nested.tree.nested_tree`), made
+        once: they do not depend on the parameters.
     """
 
     stats: NestedStats
-    tree: Any = None
+    tree: NestedTree
 
     @property
     def nbytes(self) -> int:
         s = self.stats
         arrays = [*s.parent, *s.zz, *s.zxy, *s.n_rows, *(a for row in s.za for a in row),
-                  *(k for k in s.keys if isinstance(k, np.ndarray))]
+                  *(k for k in s.keys if isinstance(k, np.ndarray)),
+                  *self.tree.ancestors.values()]
         return int(sum(a.nbytes for a in arrays))
 
 
 def build_nested_block(parts: Sequence[NestedChunk | NestedSums]) -> NestedBlock:
     """The block of the outer groups in ``parts`` (added by key in list order)."""
     sums = [p.sums if isinstance(p, NestedChunk) else p for p in parts]
-    return NestedBlock(build_stats(combine(sums)))
+    stats = build_stats(combine(sums))
+    return NestedBlock(stats, nested_tree(stats))
 
 
 def _block_summary(block: NestedBlock):
@@ -192,9 +198,7 @@ def block_pieces(block: NestedBlock, lambdas: list, dlambdas: list | None):
     block without outer groups)."""
     if not block.stats.n_nodes[0]:
         return 0
-    from ..kernels.nested.pieces import nested_pieces
-
-    return nested_pieces(block.stats, lambdas, dlambdas)
+    return nested_pieces(block.stats, lambdas, dlambdas, block.tree)
 
 
 @dataclass(eq=False)
@@ -224,9 +228,7 @@ def block_effects(block: NestedBlock, lambdas: list, coef: np.ndarray,
     if not s.n_nodes[0]:
         return NestedEffects(list(s.keys), [np.zeros((0, ql)) for ql in s.q],
                              [np.zeros((0, ql, ql)) for ql in s.q])
-    from ..kernels.nested.effects import nested_effects
-
-    out = nested_effects(s, lambdas, np.asarray(coef, dtype=float))
+    out = nested_effects(s, lambdas, np.asarray(coef, dtype=float), block.tree)
     return NestedEffects(list(s.keys), [m for m, _ in out], [c * scale for _, c in out])
 
 
@@ -235,7 +237,7 @@ def select_block_xy(block: NestedBlock, keep: np.ndarray) -> NestedBlock:
     s = block.stats
     keep = np.asarray(keep, dtype=bool)
     stats = replace(s, zxy=[np.ascontiguousarray(a[:, :, keep]) for a in s.zxy])
-    return NestedBlock(stats, block.tree)
+    return NestedBlock(stats, block.tree)  # the same nodes
 
 
 @dataclass(eq=False)
