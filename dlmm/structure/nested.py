@@ -7,7 +7,8 @@ engine (:mod:`.grouped`), when no outer group spans two chunks every run of chun
 becomes a block where it is; otherwise the keyed sums, not the rows, are shuffled by a
 stable hash of the outer group's code, so that each block holds whole outer groups. A
 block adds its parts by key in chunk order and keeps the per-node cross-products
-(:class:`~dlmm.kernels.nested.stats.NestedStats`) on its worker for the whole fit;
+(:class:`~dlmm.kernels.nested.stats.NestedStats`) and their ancestor maps
+(:func:`~dlmm.kernels.nested.tree.nested_tree`) on its worker for the whole fit;
 every step maps the nested kernel over the blocks and adds the pieces
 (:meth:`NestedStatistics.pieces`).
 
@@ -77,6 +78,10 @@ class NestedDesign(Protocol):
         interaction with its parent's (``lea:school``, ``lea/school``): its nodes are
         the code tuples by construction, and its codes may repeat under different
         parents. Default: True for every level (checked).
+
+    A design may also have ``dropped(frame) -> (n_dropped, missing_by_column,
+    infinite_by_column)``: the row totals' counts of the rows it dropped (zeros
+    without it).
     """
 
     def level_codes(self, frame: pd.DataFrame) -> list[np.ndarray]:
@@ -387,10 +392,12 @@ def check_nesting(counts: LevelCodes, design, n_levels: int) -> None:
     names = _factor_names(design, n_levels)
     for l in range(1, n_levels):  # loops over levels only
         if own[l] and extra[l] > 0:
+            above = ", ".join(repr(n) for n in names[:l])
             raise NotNestedError(
-                f"factor {names[l]!r} does not nest in {names[l - 1]!r}: "
-                f"{int(extra[l])} of its {int(counts.n_codes[l])} levels lie in more than "
-                f"one level of {names[l - 1]!r}, so the factors are crossed")
+                f"factor {names[l]!r} does not nest in {names[l - 1]!r}: its "
+                f"{int(counts.n_codes[l])} levels appear in {int(counts.n_nodes[l])} distinct "
+                f"combinations with {above}, so some lie in more than one level of "
+                f"{names[l - 1]!r} (the factors are crossed)")
 
 
 def nested_pass(design: NestedDesign, backend: Backend,

@@ -168,11 +168,23 @@ def test_factors_written_as_columns_of_their_own_must_nest_in_the_data():
     crossed = _schools([10, 11, 10, 12, 13, 14, 12, 14])
     for chunk_rows in (8, 3, 1):
         with pytest.raises(NotNestedError, match=r"^factor 'school' does not nest in 'lea': "
-                                                 r"1 of its 5 levels lie in more than one"):
+                                                 r"its 5 levels appear in 6 distinct "
+                                                 r"combinations with 'lea', so some lie in "
+                                                 r"more than one level of 'lea' \(the factors "
+                                                 r"are crossed\)$"):
             _pass(crossed, design, LocalBackend(crossed, chunk_rows=chunk_rows))
     # written as an interaction (lea:school), the codes may repeat under other parents
     design = FrameDesign((1, 1), 2, own_codes=[True, False], factor_names=["lea", "lea:school"])
     assert _pass(crossed, design, LocalBackend(crossed, chunk_rows=3)).n_nodes == (3, 6)
+    # three levels: class 7 in two schools (school 11 of lea 0, school 14 of lea 2)
+    frame = _schools([10, 11, 10, 12, 13, 14, 15, 14]).assign(
+        c2=[1, 7, 2, 3, 4, 5, 6, 7], z2_0=1.0)
+    design = FrameDesign((1, 1, 1), 2, own_codes=[True, True, True],
+                         factor_names=["lea", "school", "class"])
+    with pytest.raises(NotNestedError, match=r"^factor 'class' does not nest in 'school': "
+                                             r"its 7 levels appear in 8 distinct combinations "
+                                             r"with 'lea', 'school', so"):
+        _pass(frame, design, LocalBackend(frame, chunk_rows=5))
 
 
 def test_dropped_fixed_columns_leave_the_node_sums():
@@ -186,6 +198,27 @@ def test_dropped_fixed_columns_leave_the_node_sums():
     stats.drop_fixed_columns(keep)
     _assert_blocks_equal_dense(stats, codes, z, xy[:, keep])
     assert stats.on_driver() is stats  # already in this process
+
+
+class DroppingDesign(FrameDesign):
+    """A design that reports rows it dropped: one per chunk, with a missing ``xy1``."""
+
+    def dropped(self, frame):
+        return 1, np.array([0.0, 1.0]), np.array([0.0, 0.0])
+
+
+def test_the_totals_count_the_rows_a_design_dropped():
+    rng = np.random.default_rng(13)
+    codes, z, xy = random_tree_rows(rng, (1, 1), r=2)
+    frame = tree_frame(codes, z, xy)
+    stats = _pass(frame, DroppingDesign((1, 1), 2, own_codes=[False] * 2),
+                  Chunks(_split(frame, 3)))
+    assert stats.totals.n_dropped == 3
+    np.testing.assert_array_equal(stats.totals.missing_by_column, [0, 3])
+    np.testing.assert_array_equal(stats.totals.infinite_by_column, [0, 0])
+    plain = _pass(frame, FrameDesign((1, 1), 2, own_codes=[False] * 2),
+                  Chunks(_split(frame, 3)))
+    assert plain.totals.n_dropped == 0 and plain.totals.missing_by_column.shape == (0,)
 
 
 # -- the kernels over the blocks ----------------------------------------------------
