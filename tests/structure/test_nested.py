@@ -14,6 +14,7 @@ from dlmm.distributed.dask_backend import DaskBackend
 from dlmm.distributed.local import LocalBackend
 from dlmm.kernels.nested import nested_effects, nested_pieces
 from dlmm.kernels.nested.sums import build_stats, leaf_sums
+from dlmm.objective.profiled import profiled_value
 from dlmm.structure.nested import NestedStatistics, NotNestedError, nested_pass
 from tests.kernels.nested.tree_data import (
     FrameDesign,
@@ -318,3 +319,48 @@ def test_pieces_and_effects_on_dask_add_up_to_one_block(tree_case, dask_client):
         got_cov = np.concatenate([p.cov[l] for p in parts])[order]
         np.testing.assert_allclose(got_modes, modes, rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(got_cov, scale * cov, rtol=1e-10, atol=1e-10)
+
+
+def _dense_llf(codes, z, xy, lambdas, reml):
+    """The profiled (RE)ML log-likelihood from the rows, with V = I + Z Lambda Lambda'Z'
+    built densely (brute force)."""
+    n = xy.shape[0]
+    table = np.stack(codes, axis=1)
+    cols = []
+    for l, (zl, lam) in enumerate(zip(z, lambdas)):
+        _, node = np.unique(table[:, :l + 1], axis=0, return_inverse=True)
+        node = node.reshape(-1)
+        onehot = np.zeros((n, node.max() + 1))
+        onehot[np.arange(n), node] = 1.0
+        # the columns of node k: z_l Lambda_l on its rows
+        cols.append((onehot[:, :, None] * (zl @ lam)[:, None, :]).reshape(n, -1))
+    zl = np.hstack(cols)
+    v = np.eye(n) + zl @ zl.T
+    x, y = xy[:, :-1], xy[:, -1]
+    vinv = np.linalg.inv(v)
+    xvx = x.T @ vinv @ x
+    beta = np.linalg.solve(xvx, x.T @ vinv @ y)
+    res = y - x @ beta
+    qf = res @ vinv @ res
+    fac = n - x.shape[1] if reml else n
+    llf = (-0.5 * np.linalg.slogdet(v)[1] - 0.5 * fac * np.log(qf)
+           - 0.5 * fac * (1 + np.log(2 * np.pi) - np.log(fac)))
+    return llf - 0.5 * np.linalg.slogdet(xvx)[1] if reml else llf
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_the_profiled_likelihood_from_the_engine_is_the_dense_one(tree_case, reml):
+    codes, z, xy, params, theta, _, _ = tree_case
+    frame = tree_frame(codes, z, xy)
+    stats = nested_pass(FrameDesign((2, 1, 2), 3, own_codes=[False] * 3),
+                        Chunks(_split(frame, 17), threads=4), params.to_lambdas,
+                        params.dlambdas)
+    value = profiled_value(stats.pieces(theta), stats.totals.xy_cross, stats.totals.n_rows,
+                           reml)
+    want = _dense_llf(codes, z, xy, params.to_lambdas(theta), reml)
+    np.testing.assert_allclose(value.llf, want, rtol=1e-10)
+    h = 1e-5
+    grad = [(_dense_llf(codes, z, xy, params.to_lambdas(theta + h * e), reml)
+             - _dense_llf(codes, z, xy, params.to_lambdas(theta - h * e), reml)) / (2 * h)
+            for e in np.eye(theta.size)]
+    np.testing.assert_allclose(value.grad_theta, grad, rtol=1e-6, atol=1e-7)
