@@ -321,31 +321,32 @@ def test_pieces_and_effects_on_dask_add_up_to_one_block(tree_case, dask_client):
         np.testing.assert_allclose(got_cov, scale * cov, rtol=1e-10, atol=1e-10)
 
 
-def _dense_llf(codes, z, xy, lambdas, reml):
-    """The profiled (RE)ML log-likelihood from the rows, with V = I + Z Lambda Lambda'Z'
-    built densely (brute force)."""
+def _dense_llf(codes, z, xy, reml):
+    """``llf(lambdas)``: the profiled (RE)ML log-likelihood from the rows, with
+    V = I + Z Lambda Lambda'Z' built densely (brute force)."""
     n = xy.shape[0]
     table = np.stack(codes, axis=1)
-    cols = []
-    for l, (zl, lam) in enumerate(zip(z, lambdas)):
+    onehots = []
+    for l in range(len(codes)):
         _, node = np.unique(table[:, :l + 1], axis=0, return_inverse=True)
-        node = node.reshape(-1)
         onehot = np.zeros((n, node.max() + 1))
-        onehot[np.arange(n), node] = 1.0
-        # the columns of node k: z_l Lambda_l on its rows
-        cols.append((onehot[:, :, None] * (zl @ lam)[:, None, :]).reshape(n, -1))
-    zl = np.hstack(cols)
-    v = np.eye(n) + zl @ zl.T
+        onehot[np.arange(n), node.reshape(-1)] = 1.0
+        onehots.append(onehot)
     x, y = xy[:, :-1], xy[:, -1]
-    vinv = np.linalg.inv(v)
-    xvx = x.T @ vinv @ x
-    beta = np.linalg.solve(xvx, x.T @ vinv @ y)
-    res = y - x @ beta
-    qf = res @ vinv @ res
     fac = n - x.shape[1] if reml else n
-    llf = (-0.5 * np.linalg.slogdet(v)[1] - 0.5 * fac * np.log(qf)
-           - 0.5 * fac * (1 + np.log(2 * np.pi) - np.log(fac)))
-    return llf - 0.5 * np.linalg.slogdet(xvx)[1] if reml else llf
+
+    def llf(lambdas):
+        # the columns of node k at level l: z_l Lambda_l on its rows
+        zl = np.hstack([(o[:, :, None] * (zz @ lam)[:, None, :]).reshape(n, -1)
+                        for o, zz, lam in zip(onehots, z, lambdas)])
+        vinv = np.linalg.inv(np.eye(n) + zl @ zl.T)
+        xvx = x.T @ vinv @ x
+        res = y - x @ np.linalg.solve(xvx, x.T @ vinv @ y)
+        out = (0.5 * np.linalg.slogdet(vinv)[1] - 0.5 * fac * np.log(res @ vinv @ res)
+               - 0.5 * fac * (1 + np.log(2 * np.pi) - np.log(fac)))
+        return out - 0.5 * np.linalg.slogdet(xvx)[1] if reml else out
+
+    return llf
 
 
 @pytest.mark.parametrize("reml", [True, False])
@@ -357,10 +358,9 @@ def test_the_profiled_likelihood_from_the_engine_is_the_dense_one(tree_case, rem
                         params.dlambdas)
     value = profiled_value(stats.pieces(theta), stats.totals.xy_cross, stats.totals.n_rows,
                            reml)
-    want = _dense_llf(codes, z, xy, params.to_lambdas(theta), reml)
-    np.testing.assert_allclose(value.llf, want, rtol=1e-10)
+    dense = _dense_llf(codes, z, xy, reml)
+    np.testing.assert_allclose(value.llf, dense(params.to_lambdas(theta)), rtol=1e-10)
     h = 1e-5
-    grad = [(_dense_llf(codes, z, xy, params.to_lambdas(theta + h * e), reml)
-             - _dense_llf(codes, z, xy, params.to_lambdas(theta - h * e), reml)) / (2 * h)
-            for e in np.eye(theta.size)]
+    grad = [(dense(params.to_lambdas(theta + h * e)) - dense(params.to_lambdas(theta - h * e)))
+            / (2 * h) for e in np.eye(theta.size)]
     np.testing.assert_allclose(value.grad_theta, grad, rtol=1e-6, atol=1e-7)
