@@ -13,6 +13,10 @@ node of level ``l`` (``dLambda = I (x) D_j``). With ``B = M Lambda'H`` (per node
     d logdet_j = tr(M dC) = 2 <F_l, D_j>,         F_l = sum_{k at l} (G Lambda M)_kk
     d hmh_j    = R' dLambda B + B' dLambda' R,    R' dLambda B = sum_{k at l} R_k' D_j B_k
 
+(``dC = dLambda'G Lambda + Lambda'G dLambda``, so ``tr(M dC) = 2 tr(M Lambda'G dLambda)``;
+``hmh = c'M c`` with ``c = Lambda'H`` gives ``d hmh = H'dLambda B + B'dLambda'H - B'dC B``,
+and ``H - G Lambda B = R``; ``<., .>`` is the sum of the entrywise product.)
+
 (``(G Lambda M)_kk = P_kk Lambda_l`` with ``P = Z'V^{-1}Z``). ``G_kj`` is zero unless
 ``j`` is ``k``, an ancestor or a descendant of ``k``, and ``M_jk`` is then a block of the
 selected inverse, so for node ``k`` at level ``l`` (ancestors ``a_m``, ``m < l``)::

@@ -110,3 +110,17 @@ def test_a_block_without_nodes_gives_zero_pieces():
     assert pieces.logdet == 0.0 and pieces.n_groups == 0.0
     assert not pieces.hmh.any() and not pieces.dlogdet.any() and not pieces.dhmh.any()
     assert pieces.dhmh.shape == (len(case.dirs), 3, 3)
+
+
+def test_read_only_sums_give_the_same_pieces():
+    """Sums that arrive read-only (as Dask may hand them to a task) are read, not copied
+    into a different answer."""
+    case = Case("three_levels_q123")
+    lambdas = case.lambdas(case.thetas["generic"])
+    want = nested_pieces(dense_stats(case.design), lambdas, case.dirs)
+    stats = dense_stats(case.design)
+    for array in [*stats.zz, *stats.zxy, *stats.parent, *(a for row in stats.za for a in row)]:
+        array.flags.writeable = False
+    got = nested_pieces(stats, lambdas, case.dirs)
+    assert got.logdet == want.logdet
+    np.testing.assert_array_equal(got.dhmh, want.dhmh)
