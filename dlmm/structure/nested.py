@@ -7,7 +7,8 @@ engine (:mod:`.grouped`), when no outer group spans two chunks every run of chun
 becomes a block where it is; otherwise the keyed sums, not the rows, are shuffled by a
 stable hash of the outer group's code, so that each block holds whole outer groups. A
 block adds its parts by key in chunk order and keeps the per-node cross-products
-(:class:`~dlmm.kernels.nested.stats.NestedStats`) on its worker for the whole fit;
+(:class:`~dlmm.kernels.nested.stats.NestedStats`) and their ancestor maps
+(:func:`~dlmm.kernels.nested.tree.nested_tree`) on its worker for the whole fit;
 every step maps the nested kernel over the blocks and adds the pieces
 (:meth:`NestedStatistics.pieces`).
 
@@ -43,6 +44,8 @@ from ..exceptions import InputError
 from ..kernels.crossprod import row_crossproduct
 from ..kernels.hessian import NewtonPieces
 from ..kernels.moments import MomentPieces
+from ..kernels.nested.effects import nested_effects
+from ..kernels.nested.pieces import nested_pieces
 from ..kernels.nested.stats import NestedStats
 from ..kernels.nested.sums import (
     LevelCodes,
@@ -53,6 +56,7 @@ from ..kernels.nested.sums import (
     level_codes,
     nesting_violations,
 )
+from ..kernels.nested.tree import NestedTree, nested_tree
 from ..kernels.pieces import RowTotals
 from .base import ON_DRIVER_MAX_BYTES, RandomEffectsStatistics
 from .grouped import balanced_runs, plan_blocks
@@ -74,6 +78,10 @@ class NestedDesign(Protocol):
         interaction with its parent's (``lea:school``, ``lea/school``): its nodes are
         the code tuples by construction, and its codes may repeat under different
         parents. Default: True for every level (checked).
+
+    A design may also have ``dropped(frame) -> (n_dropped, missing_by_column,
+    infinite_by_column)``: the row totals' counts of the rows it dropped (zeros
+    without it).
     """
 
     def level_codes(self, frame: pd.DataFrame) -> list[np.ndarray]:
@@ -156,25 +164,28 @@ class NestedBlock:
     ----------
     stats : NestedStats
         The per-node cross-products (``keys[l]``: each node's codes, ``(n_l, l + 1)``).
-    tree : object, optional
-        Whatever the kernels precompute once per block (not used yet).
+    tree : NestedTree
+        The block's ancestor maps (:func:`~dlmm.kernels.nested.tree.nested_tree`), made
+        once: they do not depend on the parameters.
     """
 
     stats: NestedStats
-    tree: Any = None
+    tree: NestedTree
 
     @property
     def nbytes(self) -> int:
         s = self.stats
         arrays = [*s.parent, *s.zz, *s.zxy, *s.n_rows, *(a for row in s.za for a in row),
-                  *(k for k in s.keys if isinstance(k, np.ndarray))]
+                  *(k for k in s.keys if isinstance(k, np.ndarray)),
+                  *self.tree.ancestors.values()]
         return int(sum(a.nbytes for a in arrays))
 
 
 def build_nested_block(parts: Sequence[NestedChunk | NestedSums]) -> NestedBlock:
     """The block of the outer groups in ``parts`` (added by key in list order)."""
     sums = [p.sums if isinstance(p, NestedChunk) else p for p in parts]
-    return NestedBlock(build_stats(combine(sums)))
+    stats = build_stats(combine(sums))
+    return NestedBlock(stats, nested_tree(stats))
 
 
 def _block_summary(block: NestedBlock):
@@ -192,9 +203,7 @@ def block_pieces(block: NestedBlock, lambdas: list, dlambdas: list | None):
     block without outer groups)."""
     if not block.stats.n_nodes[0]:
         return 0
-    from ..kernels.nested.pieces import nested_pieces
-
-    return nested_pieces(block.stats, lambdas, dlambdas)
+    return nested_pieces(block.stats, lambdas, dlambdas, block.tree)
 
 
 @dataclass(eq=False)
@@ -224,9 +233,7 @@ def block_effects(block: NestedBlock, lambdas: list, coef: np.ndarray,
     if not s.n_nodes[0]:
         return NestedEffects(list(s.keys), [np.zeros((0, ql)) for ql in s.q],
                              [np.zeros((0, ql, ql)) for ql in s.q])
-    from ..kernels.nested.effects import nested_effects
-
-    out = nested_effects(s, lambdas, np.asarray(coef, dtype=float))
+    out = nested_effects(s, lambdas, np.asarray(coef, dtype=float), block.tree)
     return NestedEffects(list(s.keys), [m for m, _ in out], [c * scale for _, c in out])
 
 
@@ -235,7 +242,7 @@ def select_block_xy(block: NestedBlock, keep: np.ndarray) -> NestedBlock:
     s = block.stats
     keep = np.asarray(keep, dtype=bool)
     stats = replace(s, zxy=[np.ascontiguousarray(a[:, :, keep]) for a in s.zxy])
-    return NestedBlock(stats, block.tree)
+    return NestedBlock(stats, block.tree)  # the same nodes
 
 
 @dataclass(eq=False)
@@ -385,10 +392,12 @@ def check_nesting(counts: LevelCodes, design, n_levels: int) -> None:
     names = _factor_names(design, n_levels)
     for l in range(1, n_levels):  # loops over levels only
         if own[l] and extra[l] > 0:
+            above = ", ".join(repr(n) for n in names[:l])
             raise NotNestedError(
-                f"factor {names[l]!r} does not nest in {names[l - 1]!r}: "
-                f"{int(extra[l])} of its {int(counts.n_codes[l])} levels lie in more than "
-                f"one level of {names[l - 1]!r}, so the factors are crossed")
+                f"factor {names[l]!r} does not nest in {names[l - 1]!r}: its "
+                f"{int(counts.n_codes[l])} levels appear in {int(counts.n_nodes[l])} distinct "
+                f"combinations with {above}, so some lie in more than one level of "
+                f"{names[l - 1]!r} (the factors are crossed)")
 
 
 def nested_pass(design: NestedDesign, backend: Backend,
