@@ -224,6 +224,7 @@ def fit_options(args: argparse.Namespace) -> dict[str, Any]:
     opts["data"] = data
     if not opts["formula"]:
         raise UsageError("--formula is required (e.g. --formula 'y ~ x1 + x2')")
+    lme4_spelling(opts)
     if opts["method"] is not None:
         methods = opts["method"]
         bad = [m for m in methods if m.lower() not in METHODS]
@@ -241,3 +242,30 @@ def fit_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--skip-unchanged compares with a previous output: give --output "
                          "or --start-from")
     return opts
+
+
+def lme4_spelling(opts: dict[str, Any]) -> None:
+    """A ``--formula`` in lme4's spelling (``'y ~ x + (x | school) + (1 | school:class)'``)
+    restated in place as the ``formula``, ``groups``, ``re_formula`` and ``vc`` options
+    (:func:`dlmm.spec.lme4_terms.translate`, as :func:`dlmm.lmer` does); a formula without
+    random-effect terms is left as it is. Bars beside ``--groups``, ``--re-formula`` or
+    ``--vc``, and a crossed factor that is an interaction (which needs a column of its
+    own in the data), are usage errors."""
+    from ..spec.lme4_terms import split_formula, translate
+
+    _, bars = split_formula(opts["formula"])
+    if not bars:
+        return
+    given = [flag for flag, key in (("--groups", "groups"), ("--re-formula", "re_formula"),
+                                    ("--vc", "vc")) if opts.get(key)]
+    if given:
+        raise UsageError(f"--formula {opts['formula']!r} states its random effects in lme4's "
+                         f"spelling: leave out {', '.join(given)}")
+    translation = translate(opts["formula"])
+    if translation.interactions:
+        factors = next(iter(translation.interactions.values()))
+        raise UsageError(f"--formula: the factor {':'.join(factors)!r} needs a column of its "
+                         "own here: add one to the data (values 'a:b', as lme4 labels them) "
+                         "and name it in the formula, or fit with dlmm.lmer in Python")
+    opts.update(formula=translation.formula, groups=translation.groups,
+                re_formula=translation.re_formula, vc=translation.vc_formula or None)

@@ -184,7 +184,9 @@ def add_fit_options(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("data", nargs="*", metavar="DATA",
                      help="Parquet file(s), folder, glob or fsspec URL (or 'data' in --config)")
     m = fit.add_argument_group("model")
-    m.add_argument("-f", "--formula", help="fixed effects, e.g. 'y ~ x1 + C(c)'")
+    m.add_argument("-f", "--formula",
+                   help="fixed effects, e.g. 'y ~ x1 + C(c)'; or the whole model in lme4's "
+                        "spelling, e.g. 'y ~ x + (x | school) + (1 | school:class)'")
     m.add_argument("-g", "--groups", help="column of the group labels (default: one group)")
     m.add_argument("--re-formula", help="random effects, e.g. '~x1' ('0' for none)")
     m.add_argument("--vc", action="append", metavar="NAME=FORMULA",
