@@ -41,6 +41,8 @@ _received: list[int] = []
 _sending = _thread.allocate_lock()
 _senders = [0]
 _installed = [False]
+#: The frame that called :func:`install`: the run's own (see :func:`_string_code`).
+_boundary: list = [None]
 
 
 def _on_signal(signum, frame):
@@ -53,15 +55,19 @@ def _on_signal(signum, frame):
 
 
 def _string_code(frame) -> types.CodeType | None:
-    """The code of the outermost frame of ``frame``'s stack that ``eval`` or ``exec``
-    runs from a string (their file name is ``<string>``), but for the program's own
-    (``python -c``, the stack's first frame), if any."""
+    """The code of the outermost frame that ``eval`` or ``exec`` runs from a string (their
+    file name is ``<string>``) between ``frame`` and the frame that called
+    :func:`install` (the run's own), if any. Frames outside the run do not count: the
+    run catches its interrupt before it could pass out of them (a program that runs
+    everything from a string, as execnet's workers do, would otherwise never be
+    interrupted); nor do frames when the run's frame is not on the stack."""
+    boundary = _boundary[0]
     found = None
-    while frame is not None:
-        if frame.f_code.co_filename == "<string>" and frame.f_back is not None:
+    while frame is not None and frame is not boundary:
+        if frame.f_code.co_filename == "<string>":
             found = frame.f_code
         frame = frame.f_back
-    return found
+    return found if frame is boundary and boundary is not None else None
 
 
 def _later(signum: int, code: types.CodeType) -> None:
@@ -132,6 +138,7 @@ def install() -> Callable[[], None]:
     _received.clear()
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
+    _boundary[0] = sys._getframe(1)
     # A SIGINT ignored from the start stays ignored: POSIX shells start background
     # jobs so, to keep a terminal's Ctrl-C from them (Python itself keeps it ignored).
     handled = [sig for sig in (signal.SIGINT, signal.SIGTERM)
@@ -147,6 +154,7 @@ def install() -> Callable[[], None]:
             signal.signal(sig, handler)
         sys.unraisablehook = old_hook
         _received.clear()
+        _boundary[0] = None
 
     return restore
 

@@ -469,12 +469,19 @@ class DaskBackend(Backend):
 
     def _memory_limit(self) -> float | None:
         """The smallest memory limit of a worker: what the embedded cluster's nannies
-        hold their workers to, else what the scheduler says (waiting up to 10 s for a
-        worker to be back after a restart)."""
+        hold their workers to (or its specification of them says), else what the
+        scheduler says (waiting up to 10 s for a worker to be back after a restart)."""
+        from dask.utils import parse_bytes
+
         cluster = getattr(self.client, "cluster", None)
         limits = [getattr(getattr(nanny, "memory_manager", None), "memory_limit", None)
                   for nanny in list(getattr(cluster, "workers", {}).values())]
-        limits = [limit for limit in limits if limit]
+        # A nanny restarting its worker may not hold its limit: the cluster's own
+        # specification of its workers does.
+        limits += [(spec.get("options") or {}).get("memory_limit")
+                   for spec in list(getattr(cluster, "worker_spec", {}).values())]
+        limits = [parse_bytes(limit) if isinstance(limit, str) else limit for limit in limits
+                  if limit and limit != "auto"]
         deadline = time.monotonic() + 10
         while not limits:
             try:

@@ -76,9 +76,10 @@ def _run_installed(*args, bound: float, env=None) -> subprocess.CompletedProcess
 
 
 @pytest.mark.parametrize("path, config, how", [
-    # The nanny kills the worker at 95% of its limit, four times: Dask's KilledWorker.
+    # The nanny kills the worker at 95% of its limit, four times: Dask's KilledWorker (on a
+    # busy machine the last restart may not be on record yet when the task is given up).
     ("killed", {"DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "False"},
-     r"workers were restarted 4 times for exceeding it"),
+     r"workers were restarted [34] times for exceeding it"),
     # The worker pauses at 80% and never resumes: before, dlmm waited forever.
     ("paused", {"DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE": "False",
                 "DASK_DLMM__PAUSED_TIMEOUT": "5"},
