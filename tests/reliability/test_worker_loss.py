@@ -198,7 +198,7 @@ def test_worker_killed_during_optimization(cluster, source, undisturbed, tmp_pat
     # What it held was recomputed elsewhere after the kill, from the source files.
     finished = client.run_on_scheduler(_memory_times, keys=sorted(kill["keys"], key=str))
     recomputed = [k for k, times in finished.items() if any(t > kill["time"] for t in times)]
-    assert recomputed, f"none of the lost keys was recomputed: {sorted(kill['keys'])}"
+    assert recomputed, f"none of the lost keys was recomputed: {sorted(kill['keys'], key=str)}"
     reread = [r for r in _reads(log_dir) if r[2] > kill["time"]]
     assert reread, "no source partition was read again after the kill"
 
