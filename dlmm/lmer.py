@@ -67,6 +67,20 @@ def _model(translation: LmerTranslation, data, options: dict) -> MixedLM:
     return model
 
 
+def _terms_model(formula: str, data, columns, options: dict):
+    """:class:`~dlmm.terms_model.TermsMixedLM` of ``formula`` (lme4's spelling)."""
+    from .terms_model import TermsMixedLM
+
+    options = dict(options)
+    options.pop("use_sparse", None)  # accepted either way, as from_formula does
+    subset = options.pop("subset", None)
+    if subset is not None:
+        if is_path_like(data):
+            raise InputError("subset needs a DataFrame; filter the Parquet data instead")
+        data = data[subset]
+    return TermsMixedLM.from_lmer(formula, data, columns, **options)
+
+
 def lmer(formula: str, data, REML: bool = True, fit: bool = True,  # noqa: N803
          **kwargs) -> MixedLMResults | MixedLM:
     """Fit a linear mixed model written in lme4's formula language.
@@ -114,7 +128,13 @@ def lmer(formula: str, data, REML: bool = True, fit: bool = True,  # noqa: N803
         raise InputError(f"REML must be True or False, got {REML!r}")
     model_options = {k: kwargs.pop(k) for k in _MODEL_OPTIONS if k in kwargs}
     columns = _columns(data)
-    translation = translate(formula, columns)
+    try:
+        translation = translate(formula, columns)
+    except InputError:
+        # Beyond statsmodels' shape (slopes at a nested level, several blocks on a
+        # factor): the model of terms, which refuses only what lme4 refuses.
+        model = _terms_model(formula, data, columns, model_options)
+        return model.fit(reml=bool(REML), **kwargs) if fit else model
     model = _model(translation, data, model_options)
     if translation.scalar_components:
         # A lone categorical term ((f || g)) is a block of several columns, which

@@ -24,7 +24,7 @@ LAYERS = [
     {"kernels", "distributed", "spec", "progress"},
     {"objective", "optimize", "structure", "io"},
     {"results"},
-    {"model", "model_compat", "formula_api", "lmer", "simulate"},
+    {"model", "model_compat", "formula_api", "lmer", "simulate", "terms_model"},
     {"bench", "__init__"},
     {"cli"},
 ]

@@ -1,0 +1,270 @@
+"""What lme4 says of a fit of random-effects terms (:class:`dlmm.terms_model.TermsMixedLM`).
+
+lme4's names and conventions throughout: θ (``getME(m, "theta")``, its order and
+names), ``VarCorr`` rows, ``fixef`` with ``vcov = sigma^2 (X'V^-1 X)^-1``, ``ranef`` per
+grouping factor, ``logLik``, AIC and BIC, and lmerTest's Satterthwaite degrees of
+freedom (:func:`satterthwaite_df`). The fixed effects map from the coordinates the
+pass summed (shifted and scaled columns, :mod:`dlmm.spec.centering`) as
+``beta = A beta_c + a``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from ..objective.profiled import covariance_gradient
+from ..objective.shift import fixed_effects_map
+
+
+@dataclass(eq=False)
+class TermsResults:
+    """A fit of a model of random-effects terms.
+
+    Attributes
+    ----------
+    model : TermsMixedLM
+    theta : pandas.Series
+        lme4's θ (relative Cholesky factors, nonnegative diagonals), with its names.
+    fe_params : pandas.Series
+    cov_fe : pandas.DataFrame
+        lme4's ``vcov``: ``sigma^2 (X'V^-1 X)^-1``.
+    scale : float
+        The residual variance ``sigma^2``.
+    llf : float
+        REML or ML log-likelihood (``reml``).
+    converged : bool
+    mle_retvals : dict
+        The optimizer's report (methods, evaluations, seconds, message).
+    """
+
+    model: Any
+    theta: pd.Series
+    fe_params: pd.Series
+    cov_fe: pd.DataFrame
+    scale: float
+    llf: float
+    reml: bool
+    converged: bool
+    mle_retvals: dict
+    engine_theta: np.ndarray
+    beta_c: np.ndarray
+    engine: str = "nested"
+    _effects: dict | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_fit(cls, model, stats, outcome, seconds: float, evaluations: int) -> TermsResults:
+        value = model.profiled(outcome.x, stats=stats)
+        layout = model.layout
+        relative = layout.covariances(model.lme4_theta(outcome.x), 1.0).matrices
+        theta = layout.theta_from_covariances(relative, 1.0)  # lme4's signs
+        centering = model.spec.centering
+        a_mat, offset = fixed_effects_map(centering.xy_shift, centering.x_intercept,
+                                          centering.xy_scale)
+        names = list(model.spec.exog_names)
+        d_y = float(centering.xy_scale[-1])
+        cov_c = (value.scale / d_y**2) * np.linalg.inv(value.xvx)
+        retvals = {"method": outcome.method, "message": outcome.message,
+                   "converged": bool(outcome.converged), "evaluations": int(evaluations),
+                   "seconds": float(seconds), "methods": outcome.log.methods,
+                   "max_grad": float(np.max(np.abs(outcome.grad))) if outcome.grad.size
+                   else 0.0}
+        return cls(model=model, theta=pd.Series(theta, index=list(layout.names)),
+                   fe_params=pd.Series(a_mat @ value.fe_params + offset, index=names),
+                   cov_fe=pd.DataFrame(a_mat @ cov_c @ a_mat.T, index=names, columns=names),
+                   scale=float(value.scale), llf=float(value.llf), reml=bool(model.reml),
+                   converged=bool(outcome.converged), mle_retvals=retvals,
+                   engine_theta=np.asarray(outcome.x, dtype=float),
+                   beta_c=np.asarray(value.fe_params, dtype=float))
+
+    # -- lme4's numbers ---------------------------------------------------------------
+
+    @property
+    def nobs(self) -> int:
+        return int(self.model._stats.totals.n_rows)
+
+    @property
+    def bse_fe(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.cov_fe.to_numpy())), index=self.fe_params.index)
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return self.fe_params / self.bse_fe
+
+    @property
+    def df_modelwc(self) -> int:
+        """Parameters: fixed effects, θ, and the residual variance."""
+        return len(self.fe_params) + len(self.theta) + 1
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.llf + 2.0 * self.df_modelwc
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.llf + np.log(self.nobs) * self.df_modelwc
+
+    @property
+    def n_levels(self) -> dict[str, int]:
+        """Levels of each grouping factor in the data (lme4's ``ngrps``)."""
+        model = self.model
+        return {":".join(f): int(n) for f, n in zip(model.engine_layout.levels,
+                                                   model._stats.n_nodes)}
+
+    def covariances(self) -> tuple:
+        """Per term (lme4's order) the covariance of its effects."""
+        return self.model.layout.covariances(self.theta.to_numpy(), self.scale).matrices
+
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(VarCorr(m))``: ``grp``, ``var1``, ``var2``, ``vcov``,
+        ``sdcor``."""
+        rows = self.model.layout.covariances(self.theta.to_numpy(), self.scale).varcorr
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    # -- conditional modes ---------------------------------------------------------
+
+    def _node_effects(self) -> dict:
+        if self._effects is not None:
+            return self._effects
+        model, stats = self.model, self.model._stats
+        d_y = float(model.spec.centering.xy_scale[-1])
+        coef = np.concatenate([-self.beta_c, [1.0]])
+        blocks = stats.gather(stats.effects(self.engine_theta, coef, self.scale))
+        layout = model.engine_layout
+        out = {}
+        for level, factor in enumerate(layout.levels):
+            keys = np.concatenate([b.keys[level] for b in blocks]) if blocks else \
+                np.zeros((0, level + 1), dtype=np.int64)
+            modes = np.concatenate([b.modes[level] for b in blocks]) * d_y
+            cov = np.concatenate([b.cov[level] for b in blocks])
+            terms = [k for k, lv in enumerate(layout.term_level) if lv == level]
+            name = model.spec.terms[terms[0]].name if terms else ":".join(factor)
+            order = [c for c in name.split(":") if c in factor]
+            order = order if sorted(order) == sorted(factor) else list(factor)
+            labels = model.design.labels(level, keys, order)
+            columns = [c for k in sorted(terms, key=lambda k: layout.term_columns[k].start)
+                       for c in layout.columns[k]]
+            out[name] = (pd.DataFrame(modes, index=pd.Index(labels, name=name),
+                                      columns=columns), cov)
+        self._effects = out
+        return out
+
+    @property
+    def random_effects(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``ranef``: per grouping factor, its levels' conditional modes (one
+        column per effect)."""
+        return {name: frame for name, (frame, _) in self._node_effects().items()}
+
+    def random_effects_cov(self) -> dict[str, np.ndarray]:
+        """Per grouping factor, each level's conditional covariance (n, q, q)."""
+        return {name: cov for name, (_, cov) in self._node_effects().items()}
+
+    # -- lmerTest's Satterthwaite --------------------------------------------------
+
+    def satterthwaite(self) -> pd.DataFrame:
+        """lmerTest's ``summary`` table: Estimate, Std. Error, df (Satterthwaite), t value,
+        Pr(>|t|)."""
+        df = satterthwaite_df(self, np.eye(len(self.fe_params)))
+        est, se = self.fe_params.to_numpy(), self.bse_fe.to_numpy()
+        t = est / se
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "df": df, "t value": t,
+                             "Pr(>|t|)": 2.0 * sps.t.sf(np.abs(t), df)},
+                            index=self.fe_params.index)
+
+    # -- text ------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """lme4's ``summary``: the criterion, the random effects, the fixed effects."""
+        kind = "REML" if self.reml else "maximum likelihood"
+        lines = [f"Linear mixed model fit by {kind} (dlmm, {self.engine} engine)",
+                 f"Formula: {self.model.lmer_formula}",
+                 f"{'REML criterion' if self.reml else 'Deviance'} at convergence: "
+                 f"{-2 * self.llf:.4f}   AIC {self.aic:.4f}   BIC {self.bic:.4f}"
+                 f"   logLik {self.llf:.4f}", "", "Random effects:"]
+        vc = self.varcorr()
+        var = vc[vc["var2"] == ""]
+        lines.append(f" {'Groups':<16} {'Name':<16} {'Variance':>12} {'Std.Dev.':>10}")
+        for row in var.itertuples():
+            lines.append(f" {row.grp:<16} {row.var1:<16} {row.vcov:>12.5g} {row.sdcor:>10.5g}")
+        cors = vc[vc["var2"] != ""]
+        for row in cors.itertuples():
+            lines.append(f"   corr({row.grp}: {row.var1}, {row.var2}) = {row.sdcor:.3f}")
+        groups = "; ".join(f"{k}, {v}" for k, v in self.n_levels.items())
+        lines += [f"Number of obs: {self.nobs}, groups: {groups}", "", "Fixed effects:"]
+        table = pd.DataFrame({"Estimate": self.fe_params, "Std. Error": self.bse_fe,
+                              "t value": self.tvalues})
+        lines += [table.to_string(float_format=lambda v: f"{v:.6g}"), "",
+                  f"converged: {self.converged} ({self.mle_retvals['message']})"]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"<TermsResults llf={self.llf:.6f} {'REML' if self.reml else 'ML'} "
+                f"theta={np.round(self.theta.to_numpy(), 6).tolist()}>")
+
+
+def _unprofiled(results: TermsResults, engine_theta: np.ndarray, sigma2: float):
+    """The (RE)ML log-likelihood at θ and ``sigma2`` (the fixed effects at their GLS
+    values; in the units the pass summed), its gradient along (θ, sigma2), and
+    ``S_XX``: ``l = -1/2 [log|V| + fac log(2 pi sigma2) + qf / sigma2] [- 1/2 log|S_XX|]``."""
+    model = results.model
+    stats = model._stats
+    pieces = stats.pieces(engine_theta)
+    s = stats.totals.xy_cross - pieces.hmh
+    p = s.shape[0] - 1
+    s_xx = s[:p, :p]
+    beta = np.linalg.solve(s_xx, s[:p, p])
+    c = np.concatenate([-beta, [1.0]])
+    qf = float(c @ s @ c)
+    fac = stats.totals.n_rows - p if results.reml else stats.totals.n_rows
+    s_inv = np.linalg.inv(s_xx) if results.reml else None
+    grad = covariance_gradient(pieces, c, 0.5 / sigma2, s_inv).grad_theta
+    d_sigma2 = -0.5 * fac / sigma2 + 0.5 * qf / sigma2**2
+    return np.concatenate([grad, [d_sigma2]]), s_xx
+
+
+def satterthwaite_df(results: TermsResults, contrasts: np.ndarray,
+                     rel_step: float = 1e-4) -> np.ndarray:
+    """lmerTest's Satterthwaite degrees of freedom of each row ``L`` of ``contrasts``:
+
+        df = 2 (L' C L)^2 / (g' A g),   C = sigma^2 (X'V^-1 X)^-1,
+
+    ``g`` the gradient of ``L' C L`` along the variance parameters ``(θ, sigma^2)`` and
+    ``A`` their asymptotic covariance, the inverse of minus the Hessian of the
+    log-likelihood along them (central differences of its analytic gradient). Computed
+    in the units the pass summed (``L`` mapped by ``A_fe'``; df does not depend on the
+    parameterization of the variances).
+    """
+    model = results.model
+    centering = model.spec.centering
+    a_mat, _ = fixed_effects_map(centering.xy_shift, centering.x_intercept,
+                                 centering.xy_scale)
+    d_y = float(centering.xy_scale[-1])
+    x0 = np.concatenate([results.engine_theta, [results.scale / d_y**2]])
+    m = x0.size
+    steps = rel_step * np.maximum(np.abs(x0), 1e-2)
+    grads, vcovs = [], []
+    for j in range(m):  # loop over parameters
+        pair = []
+        for sign in (1.0, -1.0):
+            x = x0.copy()
+            x[j] += sign * steps[j]
+            g, s_xx = _unprofiled(results, x[:-1], x[-1])
+            pair.append((g, x[-1] * np.linalg.inv(s_xx)))
+        grads.append((pair[0][0] - pair[1][0]) / (2 * steps[j]))
+        vcovs.append((pair[0][1] - pair[1][1]) / (2 * steps[j]))
+    hess = np.array(grads)
+    hess = 0.5 * (hess + hess.T)
+    cov_var = np.linalg.inv(-hess)
+    _, s_xx = _unprofiled(results, x0[:-1], x0[-1])
+    vcov = x0[-1] * np.linalg.inv(s_xx)
+    out = []
+    for row in np.atleast_2d(contrasts):
+        lc = a_mat.T @ row
+        var = float(lc @ vcov @ lc)
+        g = np.array([lc @ d @ lc for d in vcovs])
+        out.append(2.0 * var**2 / float(g @ cov_var @ g))
+    return np.asarray(out)

@@ -1,0 +1,198 @@
+"""lme4's models beyond statsmodels' shape: random-effects terms whose factors nest.
+
+``(year | childid) + (year | schoolid)`` (slopes at two nested levels),
+``(x | g) + (0 + z + w | g)`` (several blocks on one factor), ``(x || g) + (1 | g:h)``,
+``(1 | a) + (x | a:b) + (1 | a:b:c)`` (three levels): one list of terms
+(:mod:`dlmm.spec.terms`), lme4's θ (:mod:`dlmm.spec.theta_layout`), the nested engine
+(:mod:`dlmm.structure.nested_terms`). :class:`TermsMixedLM` learns the model as
+:class:`~dlmm.model.MixedLM` does (the same sources, sampling, levels, missing
+values), makes the one pass, and maximizes the profiled (RE)ML over θ with the
+analytic gradient (L-BFGS-B, then a Newton polish on its differences);
+:class:`~dlmm.results.terms_results.TermsResults` says what lme4 says of the fit.
+
+The factors must nest: as written (``school:class`` in ``school``), or in the data
+(``childid`` within ``schoolid``, checked in the pass). Crossed factors with slopes
+are refused in one line.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .exceptions import InputError
+from .model import MixedLM
+from .objective.hessian import GradientHessian
+from .objective.profiled import profiled_value
+from .optimize.driver import maximize
+from .spec.terms import RandomTerms, from_lmer
+from .spec.terms_spec import TermsSpec
+from .structure.nested import NotNestedError
+from .structure.nested_terms import TermsNestedDesign, terms_pass
+
+
+def _crossed(terms: RandomTerms, why: str) -> InputError:
+    """The refusal of terms whose factors the data show crossed: the terms beyond a
+    random intercept are named (the crossed engine fits intercepts only, so far)."""
+    beyond = [t.source or t.group for t in terms if t.formula.replace(" ", "") != "1"]
+    named = ", ".join(dict.fromkeys(beyond)) or ", ".join(t.group for t in terms)
+    return InputError(f"{named}: the grouping factors do not nest ({why}), and on crossed "
+                      "factors only a random intercept per level is supported so far "
+                      "((1 | s) + (1 | d))")
+
+
+class TermsMixedLM(MixedLM):
+    """A linear mixed model of random-effects terms whose factors nest (lme4's model).
+
+    Made by :func:`dlmm.lmer` for the models statsmodels' spelling cannot state. The
+    fixed part is a :class:`~dlmm.spec.formula.FormulaSpec`'s; the random effects are
+    ``spec.terms``.
+    """
+
+    @classmethod
+    def from_lmer(cls, formula: str, data, columns=(), missing: str = "none", client=None,
+                  drop_collinear: bool = False) -> TermsMixedLM:
+        """The model of lme4's ``formula`` on ``data`` (see :func:`dlmm.lmer`)."""
+        fixed, terms = from_lmer(formula, columns)
+        model = cls.__new__(cls)
+        model._setup(TermsSpec(fixed, terms), data, True, missing, client, drop_collinear)
+        model.lmer_formula = formula
+        model.engine_layout = model.layout = None
+        return model
+
+    # -- the one pass ---------------------------------------------------------------
+
+    def _collect(self, client, progress):
+        with self._reading_errors():
+            self._learn(client)
+        backend = self._backend_for(client)
+        spec: TermsSpec = self.spec
+        if backend.columns != spec.columns:
+            backend = backend.select(spec.columns)
+        terms = spec.terms
+        columns = [tuple(c) for c in spec.term_column_names]
+        chain = terms.nesting() or terms.nesting_candidate(spec.n_levels())
+        self.engine_layout = terms.layout(columns, levels=chain)
+        try:
+            with self._reading_errors():
+                stats = terms_pass(spec, self.engine_layout, backend, progress)
+        except NotNestedError as exc:
+            raise _crossed(terms, str(exc).split(": ", 1)[-1]) from None
+        self.design = TermsNestedDesign(spec, self.engine_layout)
+        # lme4 orders its terms by their factors' levels in the data (θ's order and names)
+        by_term = [stats.n_nodes[level] for level in self.engine_layout.term_level]
+        ordered = terms.lme4_order(by_term)
+        position = {t: k for k, t in enumerate(terms)}
+        self.layout = ordered.layout([columns[position[t]] for t in ordered], levels=chain)
+        self.term_order = [position[t] for t in ordered]
+        return stats
+
+    def _check_stats(self, stats) -> None:
+        from .objective.rank import check_full_rank
+        from .objective.totals import check_response_varies, check_rows, check_values
+
+        totals = stats.totals
+        check_values(totals, self.spec.column_labels, self.missing)
+        check_rows(totals, self.spec.k_fe)
+        if self.drop_collinear:
+            self._drop_collinear(stats)
+        check_full_rank(totals.xy_cross[: self.spec.k_fe, : self.spec.k_fe], self.exog_names)
+        check_response_varies(totals, self.spec.response, self.spec.centering)
+        n_obs = int(totals.n_rows)
+        for factor, nodes in zip(self.engine_layout.levels, stats.n_nodes):
+            name = ":".join(factor)
+            if nodes < 2:
+                raise InputError(f"grouping factor {name!r} has {nodes} level: its variances "
+                                 "cannot be estimated (lme4 refuses it too)")
+            if nodes >= n_obs:
+                raise InputError(f"grouping factor {name!r} has {nodes} levels for {n_obs} "
+                                 "rows: its variance is not identified from the residual's "
+                                 "(lme4 refuses it too)")
+
+    # -- the fit --------------------------------------------------------------------
+
+    def engine_theta(self, theta) -> np.ndarray:
+        """θ in lme4's order (``layout``) as the engine orders it (``engine_layout``)."""
+        out = np.zeros(self.layout.n_theta)
+        for k, engine_term in enumerate(self.term_order):
+            out[self.engine_layout.theta_slices[engine_term]] = \
+                np.asarray(theta, dtype=float)[self.layout.theta_slices[k]]
+        return out
+
+    def lme4_theta(self, engine_theta) -> np.ndarray:
+        """θ in the engine's order as lme4 orders it."""
+        out = np.zeros(self.layout.n_theta)
+        for k, engine_term in enumerate(self.term_order):
+            out[self.layout.theta_slices[k]] = \
+                np.asarray(engine_theta, dtype=float)[self.engine_layout.theta_slices[engine_term]]
+        return out
+
+    def profiled(self, engine_theta, reml: bool | None = None, stats=None):
+        """The profiled (RE)ML at ``engine_theta``
+        (:class:`~dlmm.objective.profiled.ProfiledValue`, ``grad_theta`` along θ)."""
+        stats = self._ensure_stats() if stats is None else stats
+        return profiled_value(stats.pieces(np.asarray(engine_theta, dtype=float)),
+                              stats.totals.xy_cross, stats.totals.n_rows,
+                              self.reml if reml is None else reml,
+                              xy_scale=self.spec.centering.xy_scale)
+
+    def fit(self, start_params=None, reml: bool = True, method=None, client=None,
+            maxiter: int = 2000, callback=None, progress: bool = False,
+            newton_steps: int = 8, **kwargs):
+        """Maximize the profiled REML (default) or ML over θ.
+
+        Parameters
+        ----------
+        start_params : array_like, optional
+            θ in lme4's order (``result.theta``); default lme4's start (1 on the
+            diagonals, 0 off them).
+        reml : bool
+        method : str or list of str, optional
+            scipy methods to try in order (default ``["lbfgs", "bfgs", "nelder-mead"]``),
+            then the Newton polish on differences of the analytic gradient.
+        client, maxiter, callback, progress, newton_steps
+            As :meth:`dlmm.model.MixedLM.fit`.
+
+        Returns
+        -------
+        TermsResults
+        """
+        from .results.terms_results import TermsResults
+
+        if kwargs:
+            raise InputError(f"unknown option {next(iter(kwargs))!r} for fit")
+        if progress and self._stats is None:
+            from .progress import data_pass_progress
+
+            with data_pass_progress() as bar:
+                self._ensure_stats(client, bar)
+        stats = self._ensure_stats(client)
+        self.reml = bool(reml)
+        start = np.asarray(self.layout.start if start_params is None else start_params,
+                           dtype=float)
+        if start.shape != (self.layout.n_theta,):
+            raise InputError(f"start_params has {start.size} values; θ has "
+                             f"{self.layout.n_theta} ({', '.join(self.layout.names)})")
+        before = stats.evaluations
+
+        def fun(theta):
+            value = self.profiled(theta, stats=stats)
+            return value.llf, value.grad_theta
+
+        methods = [method] if isinstance(method, str) else list(
+            method or ["lbfgs", "bfgs", "nelder-mead"])
+        began = time.perf_counter()
+        outcome = maximize(fun, self.engine_theta(start), stats.totals.n_rows,
+                           methods=methods, maxiter=maxiter, callback=callback,
+                           newton_steps=newton_steps, hess_fun=GradientHessian(fun))
+        seconds = time.perf_counter() - began
+        if not outcome.converged:
+            import warnings
+
+            from .exceptions import convergence_warning
+
+            warnings.warn(f"the fit did not converge: {outcome.message}",
+                          convergence_warning(), stacklevel=2)
+        return TermsResults.from_fit(self, stats, outcome, seconds,
+                                     stats.evaluations - before)
