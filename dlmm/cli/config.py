@@ -251,6 +251,7 @@ def lme4_spelling(opts: dict[str, Any]) -> None:
     random-effect terms is left as it is. Bars beside ``--groups``, ``--re-formula`` or
     ``--vc``, and a crossed factor that is an interaction (which needs a column of its
     own in the data), are usage errors."""
+    from ..exceptions import InputError
     from ..spec.lme4_terms import split_formula, translate
 
     _, bars = split_formula(opts["formula"])
@@ -261,7 +262,15 @@ def lme4_spelling(opts: dict[str, Any]) -> None:
     if given:
         raise UsageError(f"--formula {opts['formula']!r} states its random effects in lme4's "
                          f"spelling: leave out {', '.join(given)}")
-    translation = translate(opts["formula"])
+    try:
+        translation = translate(opts["formula"])
+    except InputError:
+        from ..spec.terms import from_lmer
+
+        from_lmer(opts["formula"])  # what lme4 itself refuses, said as it is
+        raise UsageError(f"--formula {opts['formula']!r} has no statsmodels spelling (slopes "
+                         "at a nested level, several blocks on a factor, three levels): "
+                         "dlmm.lmer fits it in Python; the command line does not yet") from None
     if translation.interactions:
         factors = next(iter(translation.interactions.values()))
         raise UsageError(f"--formula: the factor {':'.join(factors)!r} needs a column of its "

@@ -61,3 +61,17 @@ def test_a_crossed_interaction_factor_needs_its_own_column(chem97, tmp_path):
     assert proc.returncode == 2
     assert "'lea:school' needs a column of its own" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_model_without_statsmodels_spelling_is_refused_in_words(tmp_path):
+    """Slopes at two nested levels (egsingle's model): dlmm.lmer fits it; the command line
+    says so in one line, and writes nothing."""
+    path = tmp_path / "eg.parquet"
+    pd.read_csv(REFERENCE / "data" / "egsingle.csv").to_parquet(path)
+    proc = run_dlmm("fit", path, "-f", "math ~ year + (year | childid) + (year | schoolid)",
+                    "-o", tmp_path / "out")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "dlmm.lmer fits it in Python" in lines[0], proc.stderr
+    assert "crossed" not in lines[0]
+    assert not (tmp_path / "out").exists()
