@@ -129,3 +129,19 @@ def test_the_nested_engine_does_not_see_the_partitioning(slopes, dask_client):
         np.testing.assert_allclose(other.llf, fit.llf, rtol=1e-10)
         np.testing.assert_allclose(other.fe_params, fit.fe_params, rtol=1e-8)
         np.testing.assert_allclose(other.vcomp, fit.vcomp, rtol=1e-6)
+
+
+def test_fitted_values_predictions_and_a_saved_fit_on_the_nested_engine(slopes, tmp_path):
+    """The nested engine's random effects feed the fitted values and predictions as the
+    grouped engine's do: statsmodels' fitted values (the model on x - 1000 has the same
+    ones), in memory and from a saved and loaded fit."""
+    frame, kw, fit, ref = slopes
+    expected = ref.fittedvalues.to_numpy()
+    np.testing.assert_allclose(np.asarray(fit.fittedvalues), expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(fit.predict(frame, random_effects=True)), expected,
+                               rtol=1e-5, atol=1e-4)
+    fit.save(tmp_path / "fit")
+    loaded = dlmm.load_result(tmp_path / "fit")
+    assert loaded.llf == fit.llf
+    np.testing.assert_allclose(np.asarray(loaded.predict(frame, random_effects=True)),
+                               expected, rtol=1e-5, atol=1e-4)
