@@ -163,6 +163,39 @@ class TermsResults:
         """Per grouping factor, each level's conditional covariance (n, q, q)."""
         return {name: cov for name, (_, cov) in self._node_effects().items()}
 
+    # -- predictions (results/terms_predict.py) -------------------------------------
+
+    def predict(self, data=None, random_effects: bool = True, client=None):
+        """lme4's ``predict``: ``X beta`` plus each grouping factor's conditional modes.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, dask DataFrame or Parquet path(s), optional
+            New rows with the model's columns (the response is not needed); default
+            the fitted rows (lme4's ``fitted``).
+        random_effects : bool
+            True (lme4's default): a factor's level the fit never saw, or a missing
+            grouping value, gets no effect of that factor (``allow.new.levels =
+            TRUE``); False: the fixed part alone (``re.form = NA``).
+        client : distributed.Client, optional
+            The cluster for Dask or Parquet data.
+
+        Returns
+        -------
+        pandas.Series (pandas data, and the fitted rows of an in-process fit), or a
+        lazy Dask Series (Dask or Parquet data, and the fitted rows of a Dask fit),
+        indexed like the data; NaN where a column of the fixed part or of a term is
+        missing.
+        """
+        from .terms_predict import predict
+
+        return predict(self, data, random_effects, client)
+
+    @property
+    def fittedvalues(self):
+        """lme4's ``fitted``: :meth:`predict` of the fitted rows."""
+        return self.predict()
+
     # -- lmerTest's Satterthwaite --------------------------------------------------
 
     def satterthwaite(self) -> pd.DataFrame:
