@@ -97,16 +97,32 @@ class TermsResults:
 
     @property
     def df_modelwc(self) -> int:
-        """Parameters: fixed effects, θ, and the residual variance."""
-        return len(self.fe_params) + len(self.theta) + 1
+        """Parameters but the residual variance (statsmodels' meaning, as
+        ``MixedLMResults.df_modelwc``): fixed effects and θ."""
+        return len(self.fe_params) + len(self.theta)
+
+    @property
+    def npar(self) -> int:
+        """lme4's number of parameters (``attr(logLik(m), "df")``): fixed effects, θ
+        and the residual variance."""
+        return self.df_modelwc + 1
 
     @property
     def aic(self) -> float:
-        return -2.0 * self.llf + 2.0 * self.df_modelwc
+        return -2.0 * self.llf + 2.0 * self.npar
 
     @property
     def bic(self) -> float:
-        return -2.0 * self.llf + np.log(self.nobs) * self.df_modelwc
+        return -2.0 * self.llf + np.log(self.nobs) * self.npar
+
+    @property
+    def exog_names(self) -> list[str]:
+        """The fixed effects' names."""
+        return list(self.fe_params.index)
+
+    @property
+    def method(self) -> str:
+        return "REML" if self.reml else "ML"
 
     @property
     def n_levels(self) -> dict[str, int]:
@@ -195,6 +211,16 @@ class TermsResults:
     def fittedvalues(self):
         """lme4's ``fitted``: :meth:`predict` of the fitted rows."""
         return self.predict()
+
+    # -- comparisons (results/compare.py) -------------------------------------------
+
+    def anova(self, *others, refit: bool = True, names=None) -> pd.DataFrame:
+        """lme4's ``anova(this, other, ...)``: likelihood-ratio tests of nested fits,
+        REML fits refitted by ML first (see :func:`dlmm.results.compare.anova`); the
+        others may be fits of either spelling (``MixedLMResults`` too)."""
+        from .compare import anova
+
+        return anova(self, *others, refit=refit, names=names)
 
     # -- lmerTest's Satterthwaite --------------------------------------------------
 

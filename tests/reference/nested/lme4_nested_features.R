@@ -100,10 +100,40 @@ for (name in names(new_rows)) {
   message(sprintf("%-18s predictions: fitted[1] %.10g", key, fitted_all[1]))
 }
 
+# ---------------------------------------------------------------- anova
+
+# lme4's anova of REML fits (it refits both by ML) and of ML fits: a restricted
+# model (fewer random effects) against the case's model.
+comparisons <- list(
+  egsingle_reml = "math ~ year + (year | childid) + (1 | schoolid)",
+  sim_slopes2_reml = "y ~ x + (x | g) + (1 | g:h)",
+  sim_three_ml = "y ~ x + (1 | a) + (1 | a:b) + (1 | a:b:c)")
+
+anovas <- list()
+for (key in names(comparisons)) {
+  full <- fit_case(key)
+  small <- fit_case(key, comparisons[[key]])
+  tab <- suppressMessages(anova(small, full))
+  anovas[[key]] <- list(
+    case = key,
+    reml = ref[[key]]$reml,
+    restricted = comparisons[[key]],
+    full = ref[[key]]$lmer,
+    # the fits as given (REML fits: their REML log-likelihoods)
+    llf_given = list(restricted = as.numeric(logLik(small)),
+                     full = as.numeric(logLik(full))),
+    # anova's table, restricted model first (lme4 orders by npar)
+    npar = num(tab$npar), AIC = num(tab$AIC), BIC = num(tab$BIC),
+    logLik = num(tab$logLik), deviance = num(tab$deviance),
+    Chisq = num(tab$Chisq), Df = num(tab$Df), p_value = num(tab[["Pr(>Chisq)"]]))
+  message(sprintf("%-18s anova: Chisq %.10g on %d df", key, tab$Chisq[2], tab$Df[2]))
+}
+
 out <- list(
   versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4")),
                   Matrix = as.character(packageVersion("Matrix"))),
-  predictions = predictions)
+  predictions = predictions,
+  anova = anovas)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE, null = "null",
                   na = "null"),
            file.path(here, "lme4_nested_features.json"))
