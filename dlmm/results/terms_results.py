@@ -212,6 +212,23 @@ class TermsResults:
         """lme4's ``fitted``: :meth:`predict` of the fitted rows."""
         return self.predict()
 
+    # -- simulate and refit (results/terms_simulate.py) ------------------------------
+
+    def simulate(self, n: int = 1, seed: int = 0):
+        """lme4's ``simulate``: ``n`` responses of the fitted rows drawn from the fitted
+        model (new random effects and noise), columns ``sim_1 ... sim_n``; a lazy
+        Dask frame for a Dask fit (see :mod:`dlmm.results.terms_simulate`)."""
+        from .terms_simulate import simulate
+
+        return simulate(self, n, seed)
+
+    def refit(self, new_response) -> TermsResults:
+        """lme4's ``refit``: the same model fitted to a new response (a column name, or
+        values aligned with the data's rows, such as ``simulate()["sim_1"]``)."""
+        from .terms_simulate import refit
+
+        return refit(self, new_response)
+
     # -- comparisons (results/compare.py) -------------------------------------------
 
     def anova(self, *others, refit: bool = True, names=None) -> pd.DataFrame:
