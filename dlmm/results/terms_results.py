@@ -229,6 +229,40 @@ class TermsResults:
 
         return refit(self, new_response)
 
+    # -- profiles (results/terms_profile.py) ----------------------------------------
+
+    def _profile(self):
+        """The ML profile likelihood (:class:`~dlmm.results.terms_profile.TermsProfile`),
+        made once (it refits a REML fit by ML)."""
+        from .terms_profile import TermsProfile
+
+        cached = self.__dict__.get("_profile_likelihood")
+        if cached is None:
+            cached = self.__dict__["_profile_likelihood"] = TermsProfile(self)
+        return cached
+
+    def profile_conf_int(self, alpha: float = 0.05, parameters=None) -> pd.DataFrame:
+        """lme4's ``confint(fit, method = "profile")``: profile intervals of the
+        standard deviations and correlations (lme4's names, ``sd_x|g``,
+        ``cor_x.(Intercept)|g``), ``sigma`` and the fixed effects, from the ML deviance
+        (a REML fit is refitted by ML, as lme4 does).
+
+        Parameters
+        ----------
+        alpha : float
+            1 - the confidence level.
+        parameters : list of str, optional
+            The parameters to profile (lme4's ``parm``); default all.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``estimate`` (ML), ``lower``, ``upper``, indexed by parameter.
+        """
+        from .terms_profile import profile_conf_int
+
+        return profile_conf_int(self, alpha, parameters)
+
     # -- comparisons (results/compare.py) -------------------------------------------
 
     def anova(self, *others, refit: bool = True, names=None) -> pd.DataFrame:

@@ -129,11 +129,38 @@ for (key in names(comparisons)) {
   message(sprintf("%-18s anova: Chisq %.10g on %d df", key, tab$Chisq[2], tab$Df[2]))
 }
 
+# ---------------------------------------------------------------- profile intervals
+
+# lme4's confint(method = "profile") of the REML fit of sim_slopes2 (lme4 profiles the
+# ML deviance: it refits by ML first). confint interpolates the profile by splines;
+# `fine` profiles on a grid 8 times finer than lme4's default (delta.cutoff = 1/64),
+# so that its intervals are those of the profile itself to about 1e-5; `default` is
+# lme4's default grid, for the size of the interpolation error.
+profiles <- list()
+for (key in c("sim_slopes2_reml")) {
+  fit <- fit_case(key)
+  ci_fine <- confint(profile(fit, delta.cutoff = 1 / 64, signames = FALSE), level = 0.95)
+  ci_default <- confint(profile(fit, signames = FALSE), level = 0.95)
+  ml <- refitML(fit)
+  profiles[[key]] <- list(
+    case = key,
+    lmer = ref[[key]]$lmer,
+    reml = ref[[key]]$reml,
+    parameter = I(rownames(ci_fine)),
+    lower = num(ci_fine[, 1]), upper = num(ci_fine[, 2]),
+    default_lower = num(ci_default[, 1]), default_upper = num(ci_default[, 2]),
+    ml_llf = as.numeric(logLik(ml)),
+    ml_estimate = num(c(lme4:::Cv_to_Sv(getME(ml, "theta"), lengths(ml@cnms), sigma(ml)),
+                        fixef(ml))))
+  message(sprintf("%-18s profile: %d parameters", key, nrow(ci_fine)))
+}
+
 out <- list(
   versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4")),
                   Matrix = as.character(packageVersion("Matrix"))),
   predictions = predictions,
-  anova = anovas)
+  anova = anovas,
+  profile = profiles)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE, null = "null",
                   na = "null"),
            file.path(here, "lme4_nested_features.json"))
