@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..exceptions import InputError
 from ..objective.profiled import covariance_gradient
 from ..objective.shift import fixed_effects_map
 
@@ -85,7 +86,7 @@ class TermsResults:
 
     @property
     def nobs(self) -> int:
-        return int(self.model._stats.totals.n_rows)
+        return int(self.model.nobs)
 
     @property
     def bse_fe(self) -> pd.Series:
@@ -128,6 +129,8 @@ class TermsResults:
     def n_levels(self) -> dict[str, int]:
         """Levels of each grouping factor in the data (lme4's ``ngrps``)."""
         model = self.model
+        if model._stats is None:  # a loaded result: as saved
+            return dict(model.n_levels)
         return {":".join(f): int(n) for f, n in zip(model.engine_layout.levels,
                                                    model._stats.n_nodes)}
 
@@ -177,7 +180,12 @@ class TermsResults:
 
     def random_effects_cov(self) -> dict[str, np.ndarray]:
         """Per grouping factor, each level's conditional covariance (n, q, q)."""
-        return {name: cov for name, (_, cov) in self._node_effects().items()}
+        effects = self._node_effects()
+        if any(cov is None for _, cov in effects.values()):
+            raise InputError("a loaded result keeps the conditional sds of the random "
+                             "effects (random_effects.parquet's condsd), not their "
+                             "covariances: fit the model again")
+        return {name: cov for name, (_, cov) in effects.items()}
 
     # -- predictions (results/terms_predict.py) -------------------------------------
 
@@ -263,6 +271,17 @@ class TermsResults:
 
         return profile_conf_int(self, alpha, parameters)
 
+    # -- saving (results/terms_saved.py) --------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the result folder ``path`` (new or empty; or a URL), which
+        :func:`dlmm.load_result` reads back: every estimate bit for bit, the summary,
+        VarCorr, the random effects and predictions (see
+        :mod:`dlmm.results.terms_saved`)."""
+        from .terms_saved import save
+
+        save(self, path)
+
     # -- comparisons (results/compare.py) -------------------------------------------
 
     def anova(self, *others, refit: bool = True, names=None) -> pd.DataFrame:
@@ -278,6 +297,9 @@ class TermsResults:
     def satterthwaite(self) -> pd.DataFrame:
         """lmerTest's ``summary`` table: Estimate, Std. Error, df (Satterthwaite), t value,
         Pr(>|t|)."""
+        if self.model._stats is None:
+            raise InputError("Satterthwaite's df need the fitted data; a loaded result has "
+                             "none: fit the model again")
         df = satterthwaite_df(self, np.eye(len(self.fe_params)))
         est, se = self.fe_params.to_numpy(), self.bse_fe.to_numpy()
         t = est / se
