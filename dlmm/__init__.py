@@ -12,6 +12,7 @@ from .lmer import lmer
 from .model import MissingDataWarning, MixedLM
 from .objective.params import MixedLMParams
 from .results import LRTestResult, MixedLMResults, lrtest
+from .results.compare import anova
 from .results.loaded import load_result
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "MixedLM",
     "MixedLMParams",
     "MixedLMResults",
+    "anova",
     "load_result",
     "lmer",
     "lrtest",

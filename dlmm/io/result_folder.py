@@ -55,6 +55,9 @@ format beside them.)
 key                    value
 =====================  =========================================================
 ``schema``             ``"dlmm.result/2"``
+``kind``               ``"terms"`` for a fit of lme4's random-effects terms beyond
+                       statsmodels' shape (``TermsResults``: its keys and state are
+                       :mod:`dlmm.results.terms_saved`'s); absent for the others
 ``status``             ``"converged"`` or ``"not_converged"`` (exit code 0 / 3)
 ``converged``          bool: the optimizer's convergence test and the lme4-style
                        checks passed; ``convergence_failures``: why not (a list)

@@ -55,15 +55,18 @@ def save_result(result, path: str | os.PathLike) -> None:
     write_outputs(result, path)
 
 
-def read_saved(path: str | os.PathLike) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
+def read_saved(path: str | os.PathLike, opened: tuple | None = None
+               ) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
     """The ``state`` section of a result folder's ``result.json`` and its effects tables
     (the variance-component table is None for models without components); ``path``
-    may be a URL where a result was published."""
+    may be a URL where a result was published. ``opened``: what
+    :func:`~dlmm.io.result_folder.open_result` gave for ``path``, if already read."""
     if not is_url(path):
         path = Path(path)
         if not (path / RESULT_FILE).exists():
             raise InputError(f"{str(path)!r} holds no dlmm result (no result.json)")
-    doc, saved = open_result(path)  # confines every file named in it to the folder
+    # open_result confines every file named in it to the folder
+    doc, saved = opened if opened is not None else open_result(path)
     source = saved.label
     state = doc.get("state")
     if not isinstance(state, dict):

@@ -128,9 +128,22 @@ def anova(*results, refit: bool = True, names: list[str] | None = None) -> pd.Da
     degrees of freedom (no p-value when ``Df`` is 0). ``AIC = -2 llf + 2 npar``,
     ``BIC = -2 llf + log(nobs) npar``, ``deviance = -2 llf``.
 
-    Returns a DataFrame (:class:`AnovaTable`) with lme4's columns, one row per fit (index ``names``,
-    default ``model 1``, ... in the order given); ``.attrs["models"]`` holds each
-    fit's formulas.
+    Parameters
+    ----------
+    *results : MixedLMResults or TermsResults
+        Two or more fits of the same rows (either spelling: ``dlmm.mixedlm``'s and
+        ``dlmm.lmer``'s fits compare with each other).
+    refit : bool
+        Refit REML fits by ML first (lme4's default).
+    names : list of str, optional
+        A label per fit, in the order given.
+
+    Returns
+    -------
+    AnovaTable
+        A DataFrame with lme4's columns, one row per fit (index ``names``, default
+        ``model 1``, ... in the order given); ``.attrs["models"]`` holds each fit's
+        formulas.
     """
     if len(results) < 2:
         raise InputError("anova compares two or more fits")
@@ -170,6 +183,9 @@ def anova(*results, refit: bool = True, names: list[str] | None = None) -> pd.Da
 
 
 def _describe(result) -> str:
+    lmer = getattr(result.model, "lmer_formula", None)
+    if lmer is not None:  # a fit of lme4's terms (TermsResults)
+        return lmer
     spec = getattr(result.model, "spec", None)
     if spec is None or not hasattr(spec, "formula"):
         return f"{result.method} fit, {result.k_fe} fixed effects"

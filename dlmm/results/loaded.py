@@ -1,4 +1,5 @@
-"""``dlmm.load_result``: a saved result folder back as a :class:`MixedLMResults`.
+"""``dlmm.load_result``: a saved result folder back as a :class:`MixedLMResults`
+(a folder of ``kind`` terms: a ``TermsResults``, :mod:`dlmm.results.terms_loaded`).
 
 Rebuilt from the ``state`` section of ``result.json`` and the effects tables
 (:func:`dlmm.io.saved_result.read_saved`): it has every estimate bit for bit,
@@ -8,15 +9,19 @@ prints its summary, gives its random effects and predicts.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
+from ..io.result_folder import RESULT_FILE, open_result
 from ..io.saved_result import read_saved
+from ..io.store import is_url
 from ..spec.crossed import crossed_layout
 from ..spec.formula import FormulaSpec
 from .effects import EffectNames, LoadedEffects
 from .estimates import Estimates, FitFacts, Inference
 from .results import MixedLMResults
+from .terms_saved import KIND as TERMS_KIND
 
 
 def _floats(values) -> np.ndarray:
@@ -53,11 +58,17 @@ def load_result(path: str | os.PathLike):
 
     Returns
     -------
-    MixedLMResults
+    MixedLMResults, or TermsResults for a fit of lme4's terms (``kind`` terms)
         Every estimate as saved, bit for bit; it prints its summary, gives its
         random effects and predicts.
     """
-    state, re_table, vc_table = read_saved(path)
+    opened = open_result(path) if is_url(path) or (Path(path) / RESULT_FILE).exists() \
+        else None
+    if opened is not None and opened[0].get("kind") == TERMS_KIND:  # dlmm.lmer's terms
+        from .terms_loaded import load
+
+        return load(*opened)
+    state, re_table, vc_table = read_saved(path, opened)
     names = state["names"]
     est = state["estimates"]
     spec_state = state["spec"]

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..exceptions import InputError
 from ..objective.profiled import covariance_gradient
 from ..objective.shift import fixed_effects_map
 
@@ -85,7 +86,7 @@ class TermsResults:
 
     @property
     def nobs(self) -> int:
-        return int(self.model._stats.totals.n_rows)
+        return int(self.model.nobs)
 
     @property
     def bse_fe(self) -> pd.Series:
@@ -97,21 +98,39 @@ class TermsResults:
 
     @property
     def df_modelwc(self) -> int:
-        """Parameters: fixed effects, θ, and the residual variance."""
-        return len(self.fe_params) + len(self.theta) + 1
+        """Parameters but the residual variance (statsmodels' meaning, as
+        ``MixedLMResults.df_modelwc``): fixed effects and θ."""
+        return len(self.fe_params) + len(self.theta)
+
+    @property
+    def npar(self) -> int:
+        """lme4's number of parameters (``attr(logLik(m), "df")``): fixed effects, θ
+        and the residual variance."""
+        return self.df_modelwc + 1
 
     @property
     def aic(self) -> float:
-        return -2.0 * self.llf + 2.0 * self.df_modelwc
+        return -2.0 * self.llf + 2.0 * self.npar
 
     @property
     def bic(self) -> float:
-        return -2.0 * self.llf + np.log(self.nobs) * self.df_modelwc
+        return -2.0 * self.llf + np.log(self.nobs) * self.npar
+
+    @property
+    def exog_names(self) -> list[str]:
+        """The fixed effects' names."""
+        return list(self.fe_params.index)
+
+    @property
+    def method(self) -> str:
+        return "REML" if self.reml else "ML"
 
     @property
     def n_levels(self) -> dict[str, int]:
         """Levels of each grouping factor in the data (lme4's ``ngrps``)."""
         model = self.model
+        if model._stats is None:  # a loaded result: as saved
+            return dict(model.n_levels)
         return {":".join(f): int(n) for f, n in zip(model.engine_layout.levels,
                                                    model._stats.n_nodes)}
 
@@ -161,13 +180,126 @@ class TermsResults:
 
     def random_effects_cov(self) -> dict[str, np.ndarray]:
         """Per grouping factor, each level's conditional covariance (n, q, q)."""
-        return {name: cov for name, (_, cov) in self._node_effects().items()}
+        effects = self._node_effects()
+        if any(cov is None for _, cov in effects.values()):
+            raise InputError("a loaded result keeps the conditional sds of the random "
+                             "effects (random_effects.parquet's condsd), not their "
+                             "covariances: fit the model again")
+        return {name: cov for name, (_, cov) in effects.items()}
+
+    # -- predictions (results/terms_predict.py) -------------------------------------
+
+    def predict(self, data=None, random_effects: bool = True, client=None):
+        """lme4's ``predict``: ``X beta`` plus each grouping factor's conditional modes.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, dask DataFrame or Parquet path(s), optional
+            New rows with the model's columns (the response is not needed); default
+            the fitted rows (lme4's ``fitted``).
+        random_effects : bool
+            True (lme4's default): a factor's level the fit never saw, or a missing
+            grouping value, gets no effect of that factor (``allow.new.levels =
+            TRUE``); False: the fixed part alone (``re.form = NA``).
+        client : distributed.Client, optional
+            The cluster for Dask or Parquet data.
+
+        Returns
+        -------
+        pandas.Series (pandas data, and the fitted rows of an in-process fit), or a
+        lazy Dask Series (Dask or Parquet data, and the fitted rows of a Dask fit),
+        indexed like the data; NaN where a column of the fixed part or of a term is
+        missing.
+        """
+        from .terms_predict import predict
+
+        return predict(self, data, random_effects, client)
+
+    @property
+    def fittedvalues(self):
+        """lme4's ``fitted``: :meth:`predict` of the fitted rows."""
+        return self.predict()
+
+    # -- simulate and refit (results/terms_simulate.py) ------------------------------
+
+    def simulate(self, n: int = 1, seed: int = 0):
+        """lme4's ``simulate``: ``n`` responses of the fitted rows drawn from the fitted
+        model (new random effects and noise), columns ``sim_1 ... sim_n``; a lazy
+        Dask frame for a Dask fit (see :mod:`dlmm.results.terms_simulate`)."""
+        from .terms_simulate import simulate
+
+        return simulate(self, n, seed)
+
+    def refit(self, new_response) -> TermsResults:
+        """lme4's ``refit``: the same model fitted to a new response (a column name, or
+        values aligned with the data's rows, such as ``simulate()["sim_1"]``)."""
+        from .terms_simulate import refit
+
+        return refit(self, new_response)
+
+    # -- profiles (results/terms_profile.py) ----------------------------------------
+
+    def _profile(self):
+        """The ML profile likelihood (:class:`~dlmm.results.terms_profile.TermsProfile`),
+        made once (it refits a REML fit by ML)."""
+        from .terms_profile import TermsProfile
+
+        cached = self.__dict__.get("_profile_likelihood")
+        if cached is None:
+            cached = self.__dict__["_profile_likelihood"] = TermsProfile(self)
+        return cached
+
+    def profile_conf_int(self, alpha: float = 0.05, parameters=None) -> pd.DataFrame:
+        """lme4's ``confint(fit, method = "profile")``: profile intervals of the
+        standard deviations and correlations (lme4's names, ``sd_x|g``,
+        ``cor_x.(Intercept)|g``), ``sigma`` and the fixed effects, from the ML deviance
+        (a REML fit is refitted by ML, as lme4 does).
+
+        Parameters
+        ----------
+        alpha : float
+            1 - the confidence level.
+        parameters : list of str, optional
+            The parameters to profile (lme4's ``parm``); default all.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``estimate`` (ML), ``lower``, ``upper``, indexed by parameter.
+        """
+        from .terms_profile import profile_conf_int
+
+        return profile_conf_int(self, alpha, parameters)
+
+    # -- saving (results/terms_saved.py) --------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the result folder ``path`` (new or empty; or a URL), which
+        :func:`dlmm.load_result` reads back: every estimate bit for bit, the summary,
+        VarCorr, the random effects and predictions (see
+        :mod:`dlmm.results.terms_saved`)."""
+        from .terms_saved import save
+
+        save(self, path)
+
+    # -- comparisons (results/compare.py) -------------------------------------------
+
+    def anova(self, *others, refit: bool = True, names=None) -> pd.DataFrame:
+        """lme4's ``anova(this, other, ...)``: likelihood-ratio tests of nested fits,
+        REML fits refitted by ML first (see :func:`dlmm.results.compare.anova`); the
+        others may be fits of either spelling (``MixedLMResults`` too)."""
+        from .compare import anova
+
+        return anova(self, *others, refit=refit, names=names)
 
     # -- lmerTest's Satterthwaite --------------------------------------------------
 
     def satterthwaite(self) -> pd.DataFrame:
         """lmerTest's ``summary`` table: Estimate, Std. Error, df (Satterthwaite), t value,
         Pr(>|t|)."""
+        if self.model._stats is None:
+            raise InputError("Satterthwaite's df need the fitted data; a loaded result has "
+                             "none: fit the model again")
         df = satterthwaite_df(self, np.eye(len(self.fe_params)))
         est, se = self.fe_params.to_numpy(), self.bse_fe.to_numpy()
         t = est / se
