@@ -60,6 +60,7 @@ from ..kernels.nested.tree import NestedTree, nested_tree
 from ..kernels.pieces import RowTotals
 from .base import ON_DRIVER_MAX_BYTES, RandomEffectsStatistics
 from .grouped import balanced_runs, plan_blocks
+from .threads import one_blas_thread
 
 
 class NestedDesign(Protocol):
@@ -203,7 +204,8 @@ def block_pieces(block: NestedBlock, lambdas: list, dlambdas: list | None):
     block without outer groups)."""
     if not block.stats.n_nodes[0]:
         return 0
-    return nested_pieces(block.stats, lambdas, dlambdas, block.tree)
+    with one_blas_thread():  # per-node blocks: a busy machine's BLAS pools only spin
+        return nested_pieces(block.stats, lambdas, dlambdas, block.tree)
 
 
 @dataclass(eq=False)
@@ -233,7 +235,8 @@ def block_effects(block: NestedBlock, lambdas: list, coef: np.ndarray,
     if not s.n_nodes[0]:
         return NestedEffects(list(s.keys), [np.zeros((0, ql)) for ql in s.q],
                              [np.zeros((0, ql, ql)) for ql in s.q])
-    out = nested_effects(s, lambdas, np.asarray(coef, dtype=float), block.tree)
+    with one_blas_thread():
+        out = nested_effects(s, lambdas, np.asarray(coef, dtype=float), block.tree)
     return NestedEffects(list(s.keys), [m for m, _ in out], [c * scale for _, c in out])
 
 
