@@ -254,6 +254,8 @@ def lme4_spelling(opts: dict[str, Any]) -> None:
     from ..exceptions import InputError
     from ..spec.lme4_terms import split_formula, translate
 
+    if "|" not in opts["formula"] or "~" not in opts["formula"]:
+        return  # no lme4 bars (a formula without '~' is refused as it is, later)
     _, bars = split_formula(opts["formula"])
     if not bars:
         return
