@@ -30,6 +30,7 @@ from .spec.terms import RandomTerms, from_lmer
 from .spec.terms_spec import TermsSpec
 from .structure.nested import NotNestedError
 from .structure.nested_terms import TermsNestedDesign, terms_pass
+from .structure.threads import one_blas_thread
 
 
 def _crossed(terms: RandomTerms, why: str) -> InputError:
@@ -183,9 +184,10 @@ class TermsMixedLM(MixedLM):
         methods = [method] if isinstance(method, str) else list(
             method or ["lbfgs", "bfgs", "nelder-mead"])
         began = time.perf_counter()
-        outcome = maximize(fun, self.engine_theta(start), stats.totals.n_rows,
-                           methods=methods, maxiter=maxiter, callback=callback,
-                           newton_steps=newton_steps, hess_fun=GradientHessian(fun))
+        with one_blas_thread():  # small per-node blocks: see model.driver_threads
+            outcome = maximize(fun, self.engine_theta(start), stats.totals.n_rows,
+                               methods=methods, maxiter=maxiter, callback=callback,
+                               newton_steps=newton_steps, hess_fun=GradientHessian(fun))
         seconds = time.perf_counter() - began
         if not outcome.converged:
             import warnings

