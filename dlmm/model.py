@@ -44,7 +44,9 @@ from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
 from .spec.formula import FormulaSpec
 from .spec.statsmodels_inputs import (
+    DEPRECATED_VC_DICT,
     attach_groups,
+    is_vc_dict_of_groups,
     is_vcspec,
     vcspec_column_names,
     vcspec_to_dict,
@@ -77,9 +79,9 @@ class MixedLM(StatsmodelsModel):
         Random-effects design; default a random intercept (when ``exog_vc`` is
         also None).
     exog_vc : dict or VCSpec, optional
-        Variance components: statsmodels' ``VCSpec`` or ``{name: {group: matrix}}``, or
-        ``{name: (n, L) array}`` aligned with the rows (a group's effects are
-        its nonzero columns).
+        Variance components: statsmodels' ``VCSpec`` or ``{name: {group: matrix}}`` (which
+        statsmodels deprecates: a ``FutureWarning``, as there), or ``{name: (n, L)
+        array}`` aligned with the rows (a group's effects are its nonzero columns).
     use_sqrt : bool
         Whether packed parameters of ``loglike``/``score``/``start_params`` are
         in the square-root parameterization (statsmodels' default).
@@ -94,6 +96,8 @@ class MixedLM(StatsmodelsModel):
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True,
                  missing="none", drop_collinear=False, **kwargs):
+        if is_vc_dict_of_groups(exog_vc):  # statsmodels deprecates it, and says so
+            warnings.warn(DEPRECATED_VC_DICT, FutureWarning, stacklevel=2)
         vc_names = vcspec_column_names(exog_vc) if is_vcspec(exog_vc) else None
         if vc_names is not None:  # statsmodels' VCSpec
             exog_vc = vcspec_to_dict(exog_vc, np.zeros(len(endog)) if groups is None else groups)

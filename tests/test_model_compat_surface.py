@@ -1,0 +1,57 @@
+"""statsmodels' model surface that issue 25 found missing, checked against statsmodels.
+
+Each test runs the same call on statsmodels' ``MixedLM`` and on dlmm's, on small
+in-memory data, and compares what statsmodels gives: the warning, the value,
+the shape of the answer.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+from statsmodels.regression.mixed_linear_model import VCSpec
+
+import dlmm
+
+
+def _arrays(seed: int = 4279, n_groups: int = 12, size: int = 5):
+    rs = np.random.RandomState(seed)
+    n = n_groups * size
+    exog = np.column_stack([np.ones(n), rs.normal(size=n)])
+    exog_re = rs.normal(size=(n, 2))
+    groups = np.repeat(np.arange(n_groups), size)
+    effects = np.repeat(rs.normal(size=(n_groups, 2)), size, axis=0)
+    endog = exog.sum(1) + (effects * exog_re).sum(1) + rs.normal(size=n)
+    return endog, exog, groups, exog_re
+
+
+def _vc_dict(exog_re, groups):
+    return {name: {g: exog_re[groups == g, j:j + 1] for g in np.unique(groups)}
+            for j, name in enumerate(("a", "b"))}
+
+
+# -- item 3: the dict form of exog_vc is deprecated, with statsmodels' FutureWarning --
+
+
+def test_exog_vc_dict_of_groups_warns_as_statsmodels():
+    endog, exog, groups, exog_re = _arrays()
+    vc = _vc_dict(exog_re, groups)
+    with pytest.warns(FutureWarning, match="Using deprecated variance components format"):
+        sm.MixedLM(endog, exog, groups, exog_vc=vc)
+    with pytest.warns(FutureWarning, match="Using deprecated variance components format") as got:
+        dlmm.MixedLM(endog, exog, groups, exog_vc=vc)
+    assert got[0].filename == __file__  # attributed to the caller, as statsmodels' is
+
+
+def test_exog_vc_as_vcspec_or_row_aligned_arrays_does_not_warn():
+    endog, exog, groups, exog_re = _arrays()
+    labels = np.unique(groups)
+    spec = VCSpec(["a"], [[["a"]] * len(labels)],
+                  [[exog_re[groups == g, :1] for g in labels]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        dlmm.MixedLM(endog, exog, groups, exog_vc=spec)
+        dlmm.MixedLM(endog, exog, groups, exog_vc={"a": exog_re[:, :1]})  # dlmm's own form
