@@ -94,6 +94,16 @@ class StatsmodelsModel:
         return list(np.unique(self.groups))
 
     @property
+    def row_indices(self) -> dict:
+        """``{group label: positions of its rows}`` among the rows the fit uses, labels
+        sorted (statsmodels' ``MixedLM.row_indices``; in-memory data only)."""
+        groups = self.groups
+        order = np.argsort(groups, kind="stable")
+        labels, starts = np.unique(groups[order], return_index=True)
+        return {label: rows.tolist()
+                for label, rows in zip(labels, np.split(order, starts[1:]))}
+
+    @property
     def formula(self) -> str | None:
         """The fixed-effects formula (None for a model from arrays)."""
         return getattr(self.spec, "formula", None)

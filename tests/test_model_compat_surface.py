@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 from statsmodels.regression.mixed_linear_model import VCSpec
@@ -55,3 +56,21 @@ def test_exog_vc_as_vcspec_or_row_aligned_arrays_does_not_warn():
         warnings.simplefilter("error", FutureWarning)
         dlmm.MixedLM(endog, exog, groups, exog_vc=spec)
         dlmm.MixedLM(endog, exog, groups, exog_vc={"a": exog_re[:, :1]})  # dlmm's own form
+
+
+# -- item 5: row_indices ---------------------------------------------------------------
+
+
+def test_row_indices_are_statsmodels():
+    endog, exog, groups, exog_re = _arrays()
+    shuffled = np.random.RandomState(1).permutation(len(groups))
+    args = (endog[shuffled], exog[shuffled], groups[shuffled].astype(float))
+    want = sm.MixedLM(*args).row_indices
+    got = dlmm.MixedLM(*args).row_indices
+    assert list(got) == list(want)
+    assert all(got[k] == want[k] for k in want)
+    frame = pd.DataFrame({"y": endog, "x": exog[:, 1], "g": [f"g{v:02d}" for v in groups]})
+    frame = frame.iloc[shuffled].reset_index(drop=True)
+    want = sm.MixedLM.from_formula("y ~ x", frame, groups="g").row_indices
+    got = dlmm.mixedlm("y ~ x", frame, groups="g").row_indices
+    assert list(got) == list(want) and all(got[k] == want[k] for k in want)
