@@ -20,7 +20,7 @@ from .distributed import sources
 from .distributed.embedded import cluster_start_timer
 from .distributed.sources import check_parquet_columns, is_path_like, open_backend, reading_errors
 from .exceptions import CollinearityWarning, InputError, convergence_warning
-from .model_compat import StatsmodelsModel, as_params_object
+from .model_compat import StatsmodelsModel, as_params_object, statsmodels_fit_options
 from .objective.free import free_mask, restricted
 from .objective.hessian import GradientHessian, profiled_hessian, sqrt_hessian
 from .objective.identifiable import check_identifiable
@@ -472,13 +472,16 @@ class MixedLM(StatsmodelsModel):
             statsmodels' options: ``disp`` (one line per evaluation on stderr),
             ``gtol`` (the largest gradient component the convergence test accepts
             where the Hessian is not negative definite; see
-            :mod:`dlmm.optimize.driver`), ``full_output`` (accepted: ``mle_retvals``
-            always holds the full report), ``cov_pen`` (a statsmodels
+            :mod:`dlmm.optimize.driver`), ``full_output`` (the result's ``hist`` is
+            ``[mle_retvals]``, else None, as statsmodels), ``cov_pen`` (a statsmodels
             ``CovariancePenalty`` such as ``PSD(w)``, subtracted from the llf, which
             is then reported penalized, as statsmodels; see
             :mod:`dlmm.objective.penalty`). ``fe_pen`` is refused (use
-            :meth:`fit_regularized`); ``niter_sa`` and ``do_cg`` tune stages dlmm's
-            optimizer does not have and are refused.
+            :meth:`fit_regularized`). Options statsmodels' ``fit`` ignores are ignored
+            as there (``cov_type``, ``use_t``... with its FutureWarning, ``niter_sa``);
+            scipy's ``eps``, ``maxcor``, ``ftol``, ``tol``, ``maxls`` with a warning;
+            ``do_cg=False`` and other names are refused (see
+            :func:`dlmm.model_compat.statsmodels_fit_options`).
 
         Returns
         -------
@@ -489,14 +492,9 @@ class MixedLM(StatsmodelsModel):
 
         disp = bool(kwargs.pop("disp", False))
         gtol = kwargs.pop("gtol", None)
-        kwargs.pop("full_output", None)  # mle_retvals always has the full report
+        full_output = bool(kwargs.pop("full_output", False))
         cov_pen = pop_penalties(kwargs)  # checked once learned: no data read yet
-        for key in ("niter_sa", "do_cg"):
-            if key in kwargs:
-                raise InputError(f"fit option {key!r} tunes statsmodels' own optimizer stages; "
-                                 "dlmm's (trust-region Newton) has none: leave it out")
-        if kwargs:
-            raise InputError(f"unknown option {next(iter(kwargs))!r} for fit")
+        statsmodels_fit_options(kwargs)  # warns and drops what statsmodels ignores
         for name in [method] if isinstance(method, str) else list(method or []):
             if str(name).lower() not in _METHODS:
                 raise InputError(f"unknown method {name!r}; choose from "
@@ -578,6 +576,9 @@ class MixedLM(StatsmodelsModel):
         result = MixedLMResults.from_fit(self, value, chol, sd, outcome, stats, engine, u,
                                          freepat=freepat, evaluations_before=before)
         result.timings["cluster_start"] = self.cluster_start
+        # statsmodels' history: its last optimizer's report (every evaluation is in
+        # result.optimization_log)
+        result.hist = [result.mle_retvals] if full_output else None
         log_diagnostics(result.diagnostics)
         return result
 

@@ -12,6 +12,9 @@ the GLS estimate (no pass over the rows).
 
 from __future__ import annotations
 
+import difflib
+import warnings
+
 import numpy as np
 
 from .exceptions import InputError
@@ -30,6 +33,52 @@ from .spec.statsmodels_inputs import is_params_object
 #: Below this eigenvalue of cov_re (or a variance component), statsmodels calls the
 #: covariance singular (its ``get_fe_params`` tolerance).
 SINGULAR_TOL = 1e-10
+
+
+#: Options of other statsmodels models' ``fit`` that statsmodels' ``MixedLM.fit`` ignores
+#: with a FutureWarning (code written for several models passes them): so does dlmm.
+IGNORED_FIT_OPTIONS = ("cov_type", "cov_kwds", "use_t", "retall", "skip_hessian")
+#: scipy's line-search and tolerance options statsmodels hands to its optimizer; dlmm's
+#: trust-region Newton and its convergence test have no use for them (a warning says so).
+SCIPY_FIT_OPTIONS = ("eps", "maxcor", "ftol", "tol", "maxls")
+#: Every option ``MixedLM.fit`` knows by name (for the suggestion in the error).
+FIT_OPTIONS = ("start_params", "reml", "method", "client", "maxiter", "callback", "progress",
+               "newton_steps", "free", "disp", "gtol", "full_output", "cov_pen", "fe_pen",
+               "niter_sa", "do_cg", *SCIPY_FIT_OPTIONS)
+
+
+def statsmodels_fit_options(kwargs: dict) -> None:
+    """Take statsmodels' ``fit`` options dlmm has no use for out of ``kwargs``, as
+    statsmodels' ``MixedLM.fit`` treats them: :data:`IGNORED_FIT_OPTIONS` with its
+    FutureWarning, ``niter_sa`` (ignored there too) with its warning when positive,
+    ``do_cg=True``; :data:`SCIPY_FIT_OPTIONS` with a warning that dlmm's optimizer does
+    not use them. Refused in words: ``do_cg=False`` (statsmodels' unfitted result at the
+    start values) and any other name (statsmodels warns that it will raise on them; dlmm
+    does, naming the closest option: a misspelt option would change the fit silently).
+    """
+    ignored = sorted(k for k in kwargs if k in IGNORED_FIT_OPTIONS)
+    if ignored:  # statsmodels' words
+        warnings.warn(f"Argument{'s' if len(ignored) > 1 else ''} {', '.join(ignored)} not "
+                      "used by MixedLM.fit. Future versions will raise on these arguments.",
+                      FutureWarning, stacklevel=3)
+    scipy_options = sorted(k for k in kwargs if k in SCIPY_FIT_OPTIONS)
+    if scipy_options:
+        warnings.warn(f"fit option{'s' if len(scipy_options) > 1 else ''} "
+                      f"{', '.join(scipy_options)} tune scipy's optimizers in statsmodels; "
+                      "dlmm's optimizer and convergence test do not use them: ignored",
+                      UserWarning, stacklevel=3)
+    for key in (*ignored, *scipy_options):
+        del kwargs[key]
+    if kwargs.pop("niter_sa", 0):
+        warnings.warn("niter_sa is currently ignored", UserWarning, stacklevel=3)
+    if not kwargs.pop("do_cg", True):
+        raise InputError("fit(do_cg=False) (statsmodels' result at the start values, not "
+                         "fitted) is not supported; evaluate model.loglike(start_params)")
+    if kwargs:
+        key = next(iter(kwargs))
+        near = difflib.get_close_matches(key, FIT_OPTIONS, n=1, cutoff=0.6)
+        raise InputError(f"unknown option {key!r} for fit"
+                         + (f"; did you mean {near[0]}?" if near else ""))
 
 
 def as_params_object(params, k_fe: int, k_re: int, use_sqrt: bool, has_fe: bool
