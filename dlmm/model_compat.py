@@ -166,6 +166,16 @@ class StatsmodelsModel:
         x = self.exog if exog is None else np.asarray(exog, dtype=float)
         return x @ np.asarray(fe, dtype=float)
 
+    def get_distribution(self, params, scale: float, exog=None) -> MixedLMDistribution:
+        """statsmodels' ``get_distribution``: the model's distribution of the response at
+        ``params`` (packed with the fixed effects first, covariance parameters divided by
+        ``scale``, profile parameterization) for the model's rows (in-memory data only),
+        fixed-effects design ``exog`` (default the model's); ``.rvs(n, rng)`` draws one
+        response vector."""
+        po = MixedLMParams.from_packed(np.asarray(params, dtype=float), self.k_fe, self.k_re,
+                                       False, True)
+        return MixedLMDistribution(self, po, float(scale), exog)
+
     # -- the likelihood ----------------------------------------------------------------
 
     def _fe_map(self):
@@ -246,3 +256,51 @@ class StatsmodelsModel:
             raise InputError(f"fit_regularized: method must be 'l1', got {method!r}")
         result = self.fit(start_params=start_params, **fit_kwargs)
         return regularized_result(self, result, alpha, ceps, ptol, maxit)
+
+
+class MixedLMDistribution:
+    """The response's distribution under a mixed model at given parameters (statsmodels'
+    ``_mixedlm_distribution``): ``fe_params``, ``cov_re`` and ``vcomp`` on the data's
+    scale, ``scale``; :meth:`rvs` draws from it."""
+
+    def __init__(self, model, po: MixedLMParams, scale: float, exog=None):
+        self.model = model
+        self.exog = model.exog if exog is None else np.asarray(exog, dtype=float)
+        self.fe_params = np.asarray(po.fe_params, dtype=float)
+        self.cov_re = scale * np.asarray(po.cov_re, dtype=float)
+        self.vcomp = scale * np.asarray(po.vcomp, dtype=float)
+        self.scale = scale
+        design = model._design("get_distribution")
+        _, self.group_idx = np.unique(np.asarray(design.groups), return_inverse=True)
+        self.n_groups = int(self.group_idx.max()) + 1 if self.group_idx.size else 0
+        self._z, self._w = design.z, design.w
+        self._slot_component = np.asarray(model.spec.slot_component)
+
+    def rvs(self, n=None, rng=None) -> np.ndarray:
+        """One draw of the response, a value per row. ``n`` is ignored (statsmodels'
+        interface); ``rng`` a seed, ``numpy.random.Generator`` or ``RandomState``.
+
+        The draws are taken in statsmodels' order (the standard random effects of every
+        group, then each component's effects group by group in sorted order of the
+        labels, a group's effects being its component columns that are not all zero,
+        then the residuals), so that a ``RandomState`` gives statsmodels' values."""
+        if not isinstance(rng, (np.random.Generator, np.random.RandomState)):
+            rng = np.random.default_rng(rng)
+        y = self.exog @ self.fe_params
+        k_re = self._z.shape[1]
+        u = rng.normal(size=(self.n_groups, k_re))
+        if k_re:
+            root = MixedLMParams.from_components(cov_re=self.cov_re).cov_re_sqrt
+            y = y + ((u @ root.T)[self.group_idx] * self._z).sum(1)
+        if self._w is not None and self.vcomp.size:
+            w = self._w.tocoo()
+            gc = np.unique(np.stack([self.group_idx[w.row], w.col], axis=1)[w.data != 0],
+                           axis=0)  # (group, column) pairs holding an effect
+            comp = self._slot_component[gc[:, 1]]
+            order = np.lexsort((gc[:, 1], gc[:, 0], comp))  # component, group, column
+            effect = np.zeros((self.n_groups, w.shape[1]))
+            draws = rng.normal(size=order.size)
+            g, c = gc[order, 0], gc[order, 1]
+            effect[g, c] = draws * np.sqrt(self.vcomp[comp[order]])
+            y = y + np.asarray((self._w.multiply(effect[self.group_idx])).sum(axis=1)).ravel()
+        return y + np.sqrt(self.scale) * rng.normal(size=y.shape[0])

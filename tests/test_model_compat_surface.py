@@ -139,3 +139,49 @@ def test_misspelt_or_unsupported_fit_options_are_refused_in_one_line(frame, opti
     with pytest.raises(dlmm.InputError) as info:
         model.fit(**option)
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+# -- item 8: get_distribution ---------------------------------------------------------
+
+
+def _distribution_frame(seed: int = 234) -> pd.DataFrame:
+    rs = np.random.RandomState(seed)
+    n, n_groups = 60, 6
+    frame = pd.DataFrame(rs.normal(size=(n, 7)), columns=["y", "x1", "x2", "z0", "z1", "z2",
+                                                           "z3"])
+    frame["grp"] = np.repeat(np.arange(n_groups), n // n_groups)
+    frame["c"] = [f"c{k}" for k in rs.randint(0, 3, size=n)]  # levels vary by group
+    return frame
+
+
+@pytest.mark.parametrize("vc_formula", [{"a": "0 + z2 + z3"}, {"a": "0 + z2", "b": "0 + C(c)"}])
+def test_get_distribution_draws_statsmodels_values(vc_formula):
+    frame = _distribution_frame()
+    args = ("y ~ 0 + x1 + x2",)
+    kwargs = {"groups": "grp", "re_formula": "0 + z0 + z1", "vc_formula": vc_formula,
+              "data": frame}
+    sm_model = sm.MixedLM.from_formula(*args, **kwargs)
+    model = dlmm.MixedLM.from_formula(*args, **kwargs)
+    params = np.r_[1.0, -2.0, 1.0, 0.5, 2.0, 0.25, 2.25][: 2 + 3 + len(vc_formula)]
+    want = sm_model.get_distribution(params, 1.5, None).rvs(0, rng=np.random.RandomState(7))
+    got = model.get_distribution(params, 1.5, None).rvs(0, rng=np.random.RandomState(7))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    new_exog = np.ones((len(frame), 2))
+    want = sm_model.get_distribution(params, 1.5, new_exog).rvs(0, rng=np.random.RandomState(8))
+    got = model.get_distribution(params, 1.5, new_exog).rvs(0, rng=np.random.RandomState(8))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_get_distribution_has_the_model_covariance():
+    """Many draws: their covariance is the model's (brute force, Z Psi Z' + scale I)."""
+    endog, exog, groups, exog_re = _arrays(n_groups=3, size=4)
+    model = dlmm.MixedLM(endog, exog, groups, exog_re=exog_re)
+    cov_re = np.array([[1.0, 0.5], [0.5, 2.0]])
+    params = np.r_[1.0, -1.0, cov_re[np.tril_indices(2)] / 0.5]
+    dist = model.get_distribution(params, 0.5, None)
+    rng = np.random.default_rng(3)
+    draws = np.array([dist.rvs(0, rng=rng) for _ in range(4000)])
+    same = groups[:, None] == groups[None, :]
+    want = (exog_re @ cov_re @ exog_re.T) * same + 0.5 * np.eye(len(groups))
+    np.testing.assert_allclose(draws.mean(0), exog @ [1.0, -1.0], atol=0.15)
+    np.testing.assert_allclose(np.cov(draws.T), want, atol=0.1 * np.abs(want).max())
