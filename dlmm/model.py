@@ -33,6 +33,7 @@ from .objective.penalty import (
 )
 from .objective.profiled import grad_profile, grad_sqrt, profiled_value
 from .objective.rank import check_full_rank, independent_columns
+from .objective.shift import centred_fixed_effects
 from .objective.start import (
     MOMENT_MIN_GROUPS,
     default_start,
@@ -40,6 +41,7 @@ from .objective.start import (
     ols_coefficients,
 )
 from .objective.totals import check_response_varies, check_rows, check_values
+from .objective.unprofiled import unprofiled_value
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
 from .spec.formula import FormulaSpec
@@ -367,35 +369,59 @@ class MixedLM(StatsmodelsModel):
                               theta=(chol_re, sd_vc), xy_scale=self.spec.centering.xy_scale)
 
     def loglike(self, params, profile_fe: bool = True) -> float:
-        """Profiled log-likelihood (REML or ML per ``self.reml``) at ``params``.
+        """Log-likelihood (REML or ML per ``self.reml``) at ``params``, the scale profiled
+        out.
 
-        ``params`` is a :class:`MixedLMParams` (profile scale) or a packed vector
-        in the sqrt (``use_sqrt``) or profile parameterization; the fixed
-        effects and scale are profiled out.
+        ``params`` is a :class:`MixedLMParams` (profile scale) or a packed vector in
+        the sqrt (``use_sqrt``) or profile parameterization, optionally with the fixed
+        effects first. With ``profile_fe`` (default) the fixed effects are the GLS
+        estimate at the covariance; with ``profile_fe=False`` they are those of
+        ``params`` (zeros for a packed vector without them, as statsmodels), see
+        :mod:`dlmm.objective.unprofiled`.
         """
-        if not profile_fe:
-            raise InputError("only profile_fe=True is supported: fixed effects are profiled")
         po = self._params_object(params)
-        return self._value(po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0)), self.reml).llf
+        chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
+        if profile_fe:
+            return self._value(chol, sd, self.reml).llf
+        return self._unprofiled(po, chol, sd)[0].llf
 
     def score(self, params, profile_fe: bool = True) -> np.ndarray:
         """Gradient of :meth:`loglike` in the parameterization of ``params``.
 
         With ``use_sqrt`` it is taken with respect to the packed Cholesky factor
         and ``sqrt(vcomp / scale)``, else with respect to the packed profile
-        parameters ``Psi`` (lower triangle) and ``vcomp / scale``.
+        parameters ``Psi`` (lower triangle) and ``vcomp / scale``; with
+        ``profile_fe=False`` the fixed effects' gradient comes first (statsmodels'
+        layout).
         """
-        if not profile_fe:
-            raise InputError("only profile_fe=True is supported: fixed effects are profiled")
+        po = self._params_object(params)
         if self.use_sqrt and not hasattr(params, "cov_re"):
             # The packed factor as given (signs included), not a re-factorization.
             packed = np.asarray(params, dtype=float)[-(self.k_re2 + self.k_vc):]
             chol, sd = self._unpack_sqrt(packed)
         else:
-            po = self._params_object(params)
             chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
-        value = self._value(chol, sd, self.reml)
-        return grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
+        if profile_fe:
+            value = self._value(chol, sd, self.reml)
+            return grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
+        value, grad_fe = self._unprofiled(po, chol, sd)
+        grad = grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
+        return np.concatenate([grad_fe, grad])
+
+    def _unprofiled(self, po: MixedLMParams, chol: np.ndarray, sd: np.ndarray):
+        """:func:`~dlmm.objective.unprofiled.unprofiled_value` at ``po``'s fixed effects,
+        and the fixed effects' gradient in the model's coordinates."""
+        fe = np.asarray(po.fe_params, dtype=float).ravel()
+        if fe.shape[0] != self.k_fe:
+            raise InputError(f"profile_fe=False needs the {self.k_fe} fixed effects in "
+                             f"params (got {fe.shape[0]})")
+        stats = self._ensure_stats()
+        a_mat, offset = self._fe_map()
+        value = unprofiled_value(stats.pieces(chol, sd), stats.totals.xy_cross,
+                                 stats.totals.n_rows, self.reml,
+                                 centred_fixed_effects(fe, a_mat, offset), theta=(chol, sd),
+                                 xy_scale=self.spec.centering.xy_scale)
+        return value, np.linalg.solve(a_mat.T, value.grad_fe)  # d/d beta = A^-T d/d beta_c
 
     def _unpack_sqrt(self, theta: np.ndarray):
         chol = np.zeros((self.k_re, self.k_re))

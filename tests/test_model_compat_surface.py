@@ -185,3 +185,44 @@ def test_get_distribution_has_the_model_covariance():
     want = (exog_re @ cov_re @ exog_re.T) * same + 0.5 * np.eye(len(groups))
     np.testing.assert_allclose(draws.mean(0), exog @ [1.0, -1.0], atol=0.15)
     np.testing.assert_allclose(np.cov(draws.T), want, atol=0.1 * np.abs(want).max())
+
+
+# -- item 4: loglike and score with the fixed effects held (profile_fe=False) ------------
+
+
+def _slope_frame() -> pd.DataFrame:
+    rs = np.random.RandomState(3558)
+    n_groups, size = 15, 6
+    g = np.repeat(np.arange(n_groups), size)
+    x = 50.0 + 1e3 * rs.normal(size=g.size)  # far from 0 and 1: the pass centres and scales
+    z = rs.normal(size=g.size)
+    v = rs.normal(size=g.size)
+    y = (0.002 * x + rs.normal(size=n_groups)[g] * (1 + z) + rs.normal(size=n_groups)[g] * v
+         + rs.normal(size=g.size))
+    return pd.DataFrame({"y": y, "x": x, "z": z, "v": v, "g": g})
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("use_sqrt", [True, False])
+def test_loglike_and_score_with_fixed_effects_held_are_statsmodels(reml, use_sqrt):
+    frame = _slope_frame()
+    kwargs = {"groups": "g", "re_formula": "1 + z", "vc_formula": {"v": "0 + v"},
+              "use_sqrt": use_sqrt}
+    sm_model = sm.MixedLM.from_formula("y ~ x", frame, **kwargs)
+    model = dlmm.mixedlm("y ~ x", frame, **kwargs)
+    sm_model.reml = model.reml = reml
+    sm_model.cov_pen = sm_model.fe_pen = sm_model._freepat = None  # as fit() sets them
+    rs = np.random.RandomState(5)
+    for _ in range(3):
+        fe = np.r_[0.3, 0.002] + rs.normal(size=2) * [0.5, 1e-3]
+        root = rs.normal(size=(2, 2))
+        params = dlmm.MixedLMParams.from_components(fe, cov_re=root @ root.T + 0.1 * np.eye(2),
+                                                    vcomp=rs.uniform(0.2, 2.0, size=1))
+        sm_params = sm.regression.mixed_linear_model.MixedLMParams.from_components(
+            fe, cov_re=params.cov_re, vcomp=params.vcomp)
+        want = sm_model.loglike(sm_params, profile_fe=False)
+        assert model.loglike(params, profile_fe=False) == pytest.approx(want, rel=1e-9)
+        assert model.loglike(params, profile_fe=False) < model.loglike(params)  # GLS is best
+        want = sm_model.score(sm_params, profile_fe=False)
+        np.testing.assert_allclose(model.score(params, profile_fe=False), want, rtol=1e-6,
+                                   atol=1e-8 * np.abs(want).max())
