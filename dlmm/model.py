@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .distributed import sources
 from .distributed.embedded import cluster_start_timer
@@ -44,6 +46,7 @@ from .objective.totals import check_response_varies, check_rows, check_values
 from .objective.unprofiled import unprofiled_value
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
+from .spec.design import scan_rows
 from .spec.formula import FormulaSpec
 from .spec.statsmodels_inputs import (
     DEPRECATED_VC_DICT,
@@ -109,6 +112,7 @@ class MixedLM(StatsmodelsModel):
                     drop_collinear)
         if kwargs:
             raise InputError(f"unknown option {next(iter(kwargs))!r} for MixedLM")
+        self._check_values_now(spec.frame, spec.columns, spec.column_labels)
 
     def _setup(self, spec, data, use_sqrt, missing, client, drop_collinear=False):
         if missing not in _MISSING:
@@ -187,9 +191,23 @@ class MixedLM(StatsmodelsModel):
             spec.group_name = group_label
         model = cls.__new__(cls)
         model._setup(spec, data, use_sqrt, missing, client, drop_collinear)
+        if isinstance(data, pd.DataFrame):  # in memory: found now, as statsmodels does
+            columns = spec.required_columns(data.columns)
+            model._check_values_now(data, columns, columns)
         model.group_values_name = values_name
         model.cache = cache
         return model
+
+    def _check_values_now(self, frame: pd.DataFrame, columns: list[str],
+                          labels: list[str]) -> None:
+        """Missing (unless ``missing="drop"``) and infinite values of in-memory data,
+        refused at construction as statsmodels refuses them (the one pass finds them in
+        Dask and Parquet data, which are not read before ``fit``), in the words of
+        :func:`~dlmm.objective.totals.check_values`."""
+        missing, infinite, usable = scan_rows(frame, list(columns))
+        check_values(SimpleNamespace(missing_by_column=missing, infinite_by_column=infinite,
+                                     n_dropped=int((~usable).sum())), list(labels),
+                     self.missing)
 
     # -- preparing ------------------------------------------------------------
 

@@ -226,3 +226,27 @@ def test_loglike_and_score_with_fixed_effects_held_are_statsmodels(reml, use_sqr
         want = sm_model.score(sm_params, profile_fe=False)
         np.testing.assert_allclose(model.score(params, profile_fe=False), want, rtol=1e-6,
                                    atol=1e-8 * np.abs(want).max())
+
+
+# -- item 10: missing values of in-memory data are refused at construction ----------------
+
+
+@pytest.mark.parametrize("missing", ["none", "raise"])
+def test_missing_values_in_memory_are_refused_at_construction(frame, missing):
+    holed = frame.copy()
+    holed.loc[3, "y"] = np.nan
+    holed.loc[[4, 5], "x"] = np.nan
+    with pytest.raises(Exception):  # noqa: B017  statsmodels' own error, whatever its type
+        sm.MixedLM.from_formula("y ~ x", holed, groups="g", missing=missing)
+    with pytest.raises(dlmm.InputError, match=r"column 'x' has 2 missing values \(rows with "
+                       r"missing values by column: 'y': 1, 'x': 2\)"):
+        dlmm.mixedlm("y ~ x", holed, groups="g", missing=missing)
+    with pytest.raises(dlmm.InputError, match="column 'x1' has 2 missing values"):
+        dlmm.MixedLM(holed["y"].to_numpy(), holed[["x"]].to_numpy(), holed["g"].to_numpy(),
+                     missing=missing)
+    with pytest.warns(dlmm.MissingDataWarning, match="dropped 3 rows"):
+        dropped = dlmm.mixedlm("y ~ x", holed, groups="g", missing="drop")
+        assert dropped.exog.shape == (len(frame) - 3, 2)
+    want = sm.MixedLM.from_formula("y ~ x", holed, groups="g", missing="drop")
+    np.testing.assert_array_equal(dropped.exog, want.exog)
+    np.testing.assert_array_equal(dropped.endog, want.endog)
