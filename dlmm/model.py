@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import replace
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,6 @@ from .objective.penalty import (
 )
 from .objective.profiled import grad_profile, grad_sqrt, profiled_value
 from .objective.rank import check_full_rank, independent_columns
-from .objective.shift import centred_fixed_effects
 from .objective.start import (
     MOMENT_MIN_GROUPS,
     default_start,
@@ -43,10 +41,9 @@ from .objective.start import (
     ols_coefficients,
 )
 from .objective.totals import check_response_varies, check_rows, check_values
-from .objective.unprofiled import unprofiled_value
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
-from .spec.design import scan_rows
+from .spec.eval_env import capture
 from .spec.formula import FormulaSpec
 from .spec.statsmodels_inputs import (
     DEPRECATED_VC_DICT,
@@ -137,7 +134,7 @@ class MixedLM(StatsmodelsModel):
                      vc_formula: dict | None = None, subset=None, use_sparse=False,
                      missing: str = "none", *args, groups: str | None = None,
                      client=None, drop_collinear: bool = False, use_sqrt: bool = True,
-                     cache=None, **kwargs) -> MixedLM:
+                     cache=None, eval_env=None, **kwargs) -> MixedLM:
         """Model from formulas (statsmodels' ``MixedLM.from_formula``).
 
         Parameters
@@ -169,6 +166,12 @@ class MixedLM(StatsmodelsModel):
         cache : str or PathLike, optional
             Statistics cache folder for Parquet input: only new or changed files are
             read (:mod:`dlmm.structure.cached`); ``model.cache_report`` says what was.
+        eval_env : int, dict or None
+            Where the formulas find names the data do not have (functions such as
+            ``y ~ f(x)``), as statsmodels: None or 0 the calling code's namespace,
+            ``k`` the code ``k`` frames above it, -1 none, or a dict of names. Only
+            the names the formulas use are kept; on Dask workers they arrive pickled
+            (see :mod:`dlmm.spec.eval_env`).
         """
         if args:
             raise InputError(f"from_formula takes no positional arguments after missing (got "
@@ -186,7 +189,10 @@ class MixedLM(StatsmodelsModel):
             if is_path_like(data):
                 raise InputError("subset needs a DataFrame; filter the Parquet data instead")
             data = data[subset]
-        spec = FormulaSpec(formula, groups, re_formula=re_formula, vc_formula=vc_formula)
+        texts = [formula, re_formula or "0", *(vc_formula or {}).values()]
+        context = capture([t for t in texts if isinstance(t, str)], eval_env)
+        spec = FormulaSpec(formula, groups, re_formula=re_formula, vc_formula=vc_formula,
+                           context=context)
         if group_label is not None:
             spec.group_name = group_label
         model = cls.__new__(cls)
@@ -197,17 +203,6 @@ class MixedLM(StatsmodelsModel):
         model.group_values_name = values_name
         model.cache = cache
         return model
-
-    def _check_values_now(self, frame: pd.DataFrame, columns: list[str],
-                          labels: list[str]) -> None:
-        """Missing (unless ``missing="drop"``) and infinite values of in-memory data,
-        refused at construction as statsmodels refuses them (the one pass finds them in
-        Dask and Parquet data, which are not read before ``fit``), in the words of
-        :func:`~dlmm.objective.totals.check_values`."""
-        missing, infinite, usable = scan_rows(frame, list(columns))
-        check_values(SimpleNamespace(missing_by_column=missing, infinite_by_column=infinite,
-                                     n_dropped=int((~usable).sum())), list(labels),
-                     self.missing)
 
     # -- preparing ------------------------------------------------------------
 
@@ -385,61 +380,6 @@ class MixedLM(StatsmodelsModel):
         pieces = stats.pieces(chol_re, sd_vc)
         return profiled_value(pieces, stats.totals.xy_cross, stats.totals.n_rows, reml,
                               theta=(chol_re, sd_vc), xy_scale=self.spec.centering.xy_scale)
-
-    def loglike(self, params, profile_fe: bool = True) -> float:
-        """Log-likelihood (REML or ML per ``self.reml``) at ``params``, the scale profiled
-        out.
-
-        ``params`` is a :class:`MixedLMParams` (profile scale) or a packed vector in
-        the sqrt (``use_sqrt``) or profile parameterization, optionally with the fixed
-        effects first. With ``profile_fe`` (default) the fixed effects are the GLS
-        estimate at the covariance; with ``profile_fe=False`` they are those of
-        ``params`` (zeros for a packed vector without them, as statsmodels), see
-        :mod:`dlmm.objective.unprofiled`.
-        """
-        po = self._params_object(params)
-        chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
-        if profile_fe:
-            return self._value(chol, sd, self.reml).llf
-        return self._unprofiled(po, chol, sd)[0].llf
-
-    def score(self, params, profile_fe: bool = True) -> np.ndarray:
-        """Gradient of :meth:`loglike` in the parameterization of ``params``.
-
-        With ``use_sqrt`` it is taken with respect to the packed Cholesky factor
-        and ``sqrt(vcomp / scale)``, else with respect to the packed profile
-        parameters ``Psi`` (lower triangle) and ``vcomp / scale``; with
-        ``profile_fe=False`` the fixed effects' gradient comes first (statsmodels'
-        layout).
-        """
-        po = self._params_object(params)
-        if self.use_sqrt and not hasattr(params, "cov_re"):
-            # The packed factor as given (signs included), not a re-factorization.
-            packed = np.asarray(params, dtype=float)[-(self.k_re2 + self.k_vc):]
-            chol, sd = self._unpack_sqrt(packed)
-        else:
-            chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
-        if profile_fe:
-            value = self._value(chol, sd, self.reml)
-            return grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
-        value, grad_fe = self._unprofiled(po, chol, sd)
-        grad = grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
-        return np.concatenate([grad_fe, grad])
-
-    def _unprofiled(self, po: MixedLMParams, chol: np.ndarray, sd: np.ndarray):
-        """:func:`~dlmm.objective.unprofiled.unprofiled_value` at ``po``'s fixed effects,
-        and the fixed effects' gradient in the model's coordinates."""
-        fe = np.asarray(po.fe_params, dtype=float).ravel()
-        if fe.shape[0] != self.k_fe:
-            raise InputError(f"profile_fe=False needs the {self.k_fe} fixed effects in "
-                             f"params (got {fe.shape[0]})")
-        stats = self._ensure_stats()
-        a_mat, offset = self._fe_map()
-        value = unprofiled_value(stats.pieces(chol, sd), stats.totals.xy_cross,
-                                 stats.totals.n_rows, self.reml,
-                                 centred_fixed_effects(fe, a_mat, offset), theta=(chol, sd),
-                                 xy_scale=self.spec.centering.xy_scale)
-        return value, np.linalg.solve(a_mat.T, value.grad_fe)  # d/d beta = A^-T d/d beta_c
 
     def _unpack_sqrt(self, theta: np.ndarray):
         chol = np.zeros((self.k_re, self.k_re))

@@ -14,19 +14,24 @@ from __future__ import annotations
 
 import difflib
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 
 from .exceptions import InputError
 from .objective.hessian import hessian_from_gradients, profiled_hessian
 from .objective.params import MixedLMParams
-from .objective.profiled import grad_profile
+from .objective.profiled import grad_profile, grad_sqrt
 from .objective.shift import (
     centred_fixed_effects,
     fixed_effects_map,
     parameter_jacobian,
     raw_hessian,
 )
+from .objective.totals import check_values
+from .objective.unprofiled import unprofiled_value
+from .spec.design import scan_rows
 from .spec.formula import FormulaSpec
 from .spec.statsmodels_inputs import is_params_object
 
@@ -101,6 +106,18 @@ class StatsmodelsModel:
     ``_ensure_stats``, ``_value``, ``k_fe``, ``k_re``, ``reml``, ``fit``...)."""
 
     # -- the rows (in-memory data only) ----------------------------------------------
+
+    def _check_values_now(self, frame: pd.DataFrame, columns: list[str],
+                          labels: list[str]) -> None:
+        """Missing (unless ``missing="drop"``) and infinite values of in-memory data,
+        refused at construction as statsmodels refuses them (the one pass finds them in
+        Dask and Parquet data, which are not read before ``fit``), in the words of
+        :func:`~dlmm.objective.totals.check_values`."""
+        missing, infinite, usable = scan_rows(frame, list(columns))
+        check_values(SimpleNamespace(missing_by_column=missing, infinite_by_column=infinite,
+                                     n_dropped=int((~usable).sum())), list(labels),
+                     self.missing)
+
 
     def _design(self, what: str):
         """The model arrays of every row the fit uses (in-memory data only)."""
@@ -177,6 +194,62 @@ class StatsmodelsModel:
         return MixedLMDistribution(self, po, float(scale), exog)
 
     # -- the likelihood ----------------------------------------------------------------
+
+    def loglike(self, params, profile_fe: bool = True) -> float:
+        """Log-likelihood (REML or ML per ``self.reml``) at ``params``, the scale profiled
+        out.
+
+        ``params`` is a :class:`MixedLMParams` (profile scale) or a packed vector in
+        the sqrt (``use_sqrt``) or profile parameterization, optionally with the fixed
+        effects first. With ``profile_fe`` (default) the fixed effects are the GLS
+        estimate at the covariance; with ``profile_fe=False`` they are those of
+        ``params`` (zeros for a packed vector without them, as statsmodels), see
+        :mod:`dlmm.objective.unprofiled`.
+        """
+        po = self._params_object(params)
+        chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
+        if profile_fe:
+            return self._value(chol, sd, self.reml).llf
+        return self._unprofiled(po, chol, sd)[0].llf
+
+    def score(self, params, profile_fe: bool = True) -> np.ndarray:
+        """Gradient of :meth:`loglike` in the parameterization of ``params``.
+
+        With ``use_sqrt`` it is taken with respect to the packed Cholesky factor
+        and ``sqrt(vcomp / scale)``, else with respect to the packed profile
+        parameters ``Psi`` (lower triangle) and ``vcomp / scale``; with
+        ``profile_fe=False`` the fixed effects' gradient comes first (statsmodels'
+        layout).
+        """
+        po = self._params_object(params)
+        if self.use_sqrt and not hasattr(params, "cov_re"):
+            # The packed factor as given (signs included), not a re-factorization.
+            packed = np.asarray(params, dtype=float)[-(self.k_re2 + self.k_vc):]
+            chol, sd = self._unpack_sqrt(packed)
+        else:
+            chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
+        if profile_fe:
+            value = self._value(chol, sd, self.reml)
+            return grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
+        value, grad_fe = self._unprofiled(po, chol, sd)
+        grad = grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
+        return np.concatenate([grad_fe, grad])
+
+    def _unprofiled(self, po: MixedLMParams, chol: np.ndarray, sd: np.ndarray):
+        """:func:`~dlmm.objective.unprofiled.unprofiled_value` at ``po``'s fixed effects,
+        and the fixed effects' gradient in the model's coordinates."""
+        fe = np.asarray(po.fe_params, dtype=float).ravel()
+        if fe.shape[0] != self.k_fe:
+            raise InputError(f"profile_fe=False needs the {self.k_fe} fixed effects in "
+                             f"params (got {fe.shape[0]})")
+        stats = self._ensure_stats()
+        a_mat, offset = self._fe_map()
+        value = unprofiled_value(stats.pieces(chol, sd), stats.totals.xy_cross,
+                                 stats.totals.n_rows, self.reml,
+                                 centred_fixed_effects(fe, a_mat, offset), theta=(chol, sd),
+                                 xy_scale=self.spec.centering.xy_scale)
+        return value, np.linalg.solve(a_mat.T, value.grad_fe)  # d/d beta = A^-T d/d beta_c
+
 
     def _fe_map(self):
         centering = self.spec.centering
