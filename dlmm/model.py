@@ -107,6 +107,11 @@ class MixedLM(StatsmodelsModel):
         spec.vc_column_names = vc_names or spec.vc_column_names
         self._setup(spec, spec.frame, use_sqrt, missing, kwargs.pop("client", None),
                     drop_collinear)
+        # statsmodels' model data: PandasData (pandas outputs) for pandas input
+        given = [v for v in (endog, exog) if isinstance(v, (pd.Series, pd.DataFrame))]
+        self._wraps_pandas = bool(given)
+        self._input_index = given[0].index if given else None
+        self._default_re = exog_re is None and not exog_vc
         if kwargs:
             raise InputError(f"unknown option {next(iter(kwargs))!r} for MixedLM")
         self._check_values_now(spec.frame, spec.columns, spec.column_labels)
@@ -115,7 +120,9 @@ class MixedLM(StatsmodelsModel):
         if missing not in _MISSING:
             raise InputError(f"missing must be one of {', '.join(_MISSING)}, got {missing!r}")
         self.spec = spec
-        self.data = data
+        self._source = data  # the data as given; model.data is statsmodels' model data
+        self._model_data = None
+        self._wraps_pandas, self._input_index, self._default_re = True, None, False
         self.use_sqrt = use_sqrt
         self.missing = missing
         self.drop_collinear = bool(drop_collinear)
@@ -208,7 +215,7 @@ class MixedLM(StatsmodelsModel):
 
     def _backend_for(self, client):
         if self._backend is None or (client is not None and client is not self._stats_client):
-            self._backend = open_backend(self.data, client)
+            self._backend = open_backend(self._source, client)
             self._stats_client = client
         return self._backend
 
@@ -222,10 +229,10 @@ class MixedLM(StatsmodelsModel):
         backend = self._backend_for(client)
         spec: FormulaSpec = self.spec
         columns = spec.required_columns(backend.columns)
-        if is_path_like(self.data):
-            check_parquet_columns(self.data, columns)
+        if is_path_like(self._source):
+            check_parquet_columns(self._source, columns)
         backend = self._backend = sources.in_process_backend(  # small Parquet, no client
-            self.data, columns, client if client is not None else self._client) or \
+            self._source, columns, client if client is not None else self._client) or \
             backend.select(columns)
         sample = backend.sample(_SAMPLE_ROWS)
         if len(sample) == 0:
@@ -257,7 +264,7 @@ class MixedLM(StatsmodelsModel):
 
             with self._reading_errors(), cluster_start_timer(self):
                 self.spec, stats, self.cache_report = cached_statistics(
-                    self.spec, self.data, self.cache, client, progress,
+                    self.spec, self._source, self.cache, client, progress,
                     full_pass=lambda: self._collect(client, progress))
             self._learned, self._stats_client = True, client
         else:
@@ -294,7 +301,7 @@ class MixedLM(StatsmodelsModel):
 
     def _reading_errors(self):
         """Errors of the Parquet reader as an InputError naming the data."""
-        return reading_errors(self.data)
+        return reading_errors(self._source)
 
     def _check_stats(self, stats: RandomEffectsStatistics) -> None:
         totals = stats.totals

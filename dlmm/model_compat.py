@@ -1,13 +1,17 @@
 """statsmodels' names on the model that the fit itself does not need (a mixin of ``MixedLM``).
 
-Row-level arrays (``endog``, ``exog``, ``groups``, ``exog_re``) exist for
-in-memory data, built from the rows the fit uses; for Dask or Parquet data
-they would bring every row to the driver and are refused in words. The
-likelihood pieces (``get_fe_params``, ``hessian``, ``score_full``) come from
-the persisted cross-products like everything else, and ``fit_regularized``
-is statsmodels' L1 ("shooting") fit of the fixed effects with the covariance
-held at its unpenalized estimate, done on the driver from ``X'V^{-1}X`` and
-the GLS estimate (no pass over the rows).
+``data`` is statsmodels' model-data object (:mod:`dlmm.model_data`). Row-level
+arrays (``endog``, ``exog``, ``groups``, ``exog_re``, ``row_indices``,
+``get_distribution``) exist for in-memory data, built from the rows the fit
+uses; for Dask or Parquet data they would bring every row to the driver and are
+refused in words. Missing values of in-memory data are refused when the model
+is built, as statsmodels does. The likelihood pieces (``loglike`` and ``score``,
+with the fixed effects profiled or held, ``get_fe_params``, ``hessian``,
+``score_full``) come from the persisted cross-products like everything else,
+and ``fit_regularized`` is statsmodels' L1 ("shooting") fit of the fixed
+effects with the covariance held at its unpenalized estimate, done on the
+driver from ``X'V^{-1}X`` and the GLS estimate (no pass over the rows).
+:func:`statsmodels_fit_options` treats the ``fit`` options statsmodels ignores.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import InputError
+from .model_data import model_data
 from .objective.hessian import hessian_from_gradients, profiled_hessian
 from .objective.params import MixedLMParams
 from .objective.profiled import grad_profile, grad_sqrt
@@ -126,13 +131,31 @@ class StatsmodelsModel:
             raise InputError(
                 f"model.{what} would bring all {int(stats.totals.n_rows)} rows to the driver: "
                 "the data are distributed (Dask or Parquet); compute what you need from "
-                "model.data on the cluster")
+                "model.data.frame on the cluster")
         cached = getattr(self, "_design_cache", None)
         if cached is None:
-            frame = self.data if not isinstance(self.spec, FormulaSpec) else \
+            frame = self._source if not isinstance(self.spec, FormulaSpec) else \
                 self._backend_for(None).frame
             cached = self._design_cache = self.spec.design(frame)
         return cached
+
+    @property
+    def data(self):
+        """statsmodels' model data (:mod:`dlmm.model_data`): names, ``frame``, arrays."""
+        if self._model_data is None:
+            self._model_data = model_data(self, self._wraps_pandas)
+        return self._model_data
+
+    def _row_labels(self):
+        """The index of the rows the fit uses (in-memory pandas input)."""
+        design = self._design("data.row_labels")
+        if isinstance(self.spec, FormulaSpec):
+            index = self._backend_for(None).frame.index
+        elif self._input_index is not None:
+            index = self._input_index
+        else:
+            index = pd.RangeIndex(len(design.kept))
+        return index[np.asarray(design.kept, dtype=bool)]
 
     @property
     def endog(self) -> np.ndarray:

@@ -24,7 +24,7 @@ LAYERS = [
     {"kernels", "distributed", "spec", "progress"},
     {"objective", "optimize", "structure", "io"},
     {"results"},
-    {"model", "model_compat", "formula_api", "lmer", "simulate"},
+    {"model", "model_compat", "model_data", "formula_api", "lmer", "simulate"},
     {"bench", "__init__"},
     {"cli"},
 ]
