@@ -121,3 +121,18 @@ def test_model_data_without_statsmodels():
         "['g Var', 'g x x Cov', 'x Var'] True",
         "['x1'] ['Group Var'] False None",
     ]
+
+
+def test_model_data_of_parquet_input_names_without_a_pass(tmp_path):
+    """Parquet (and Dask) input: statsmodels' PandasData, the names of the pandas model,
+    learned from a sample; the rows are not brought to the driver for it."""
+    frame = _data()
+    path = tmp_path / "data.parquet"
+    frame.to_parquet(path)
+    want = sm.MixedLM.from_formula("y ~ x1", frame, groups="g", re_formula="~z").data
+    model = dlmm.mixedlm("y ~ x1", str(path), groups="g", re_formula="~z")
+    got = model.data
+    assert isinstance(got, type(want)) and got.frame == str(path)
+    for name in NAMES:
+        assert getattr(got, name) == getattr(want, name), name
+    assert model._stats is None  # names only: no pass over the rows
