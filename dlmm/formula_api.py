@@ -9,7 +9,7 @@ from .model import MixedLM
 def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict | None = None,
             subset=None, use_sparse=False, missing: str = "none", *args,
             groups: str | None = None, client=None, drop_collinear: bool = False,
-            cache=None, **kwargs) -> MixedLM:
+            cache=None, eval_env=None, **kwargs) -> MixedLM:
     """A linear mixed model from formulas, as ``statsmodels.formula.api.mixedlm``.
 
     The same as :meth:`MixedLM.from_formula`; nothing is read until a call needs
@@ -52,6 +52,10 @@ def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict 
     cache : str or PathLike, optional
         Statistics cache folder for Parquet input: a refit reads only new or
         changed files.
+    eval_env : int, dict or None
+        Where the formulas find names the data do not have, such as functions
+        (``y ~ f(x)``): None or 0 the calling code, ``k`` frames above it, -1 none,
+        a dict of names (statsmodels'; see :mod:`dlmm.spec.eval_env`).
 
     Returns
     -------
@@ -79,4 +83,5 @@ def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict 
     """
     return MixedLM.from_formula(formula, data, re_formula, vc_formula, subset, use_sparse,
                                 missing, *args, groups=groups, client=client,
-                                drop_collinear=drop_collinear, cache=cache, **kwargs)
+                                drop_collinear=drop_collinear, cache=cache,
+                                eval_env=eval_env, **kwargs)

@@ -15,12 +15,13 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .distributed import sources
 from .distributed.embedded import cluster_start_timer
 from .distributed.sources import check_parquet_columns, is_path_like, open_backend, reading_errors
 from .exceptions import CollinearityWarning, InputError, convergence_warning
-from .model_compat import StatsmodelsModel, as_params_object
+from .model_compat import StatsmodelsModel, as_params_object, statsmodels_fit_options
 from .objective.free import free_mask, restricted
 from .objective.hessian import GradientHessian, profiled_hessian, sqrt_hessian
 from .objective.identifiable import check_identifiable
@@ -42,9 +43,12 @@ from .objective.start import (
 from .objective.totals import check_response_varies, check_rows, check_values
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
+from .spec.eval_env import capture
 from .spec.formula import FormulaSpec
 from .spec.statsmodels_inputs import (
+    DEPRECATED_VC_DICT,
     attach_groups,
+    is_vc_dict_of_groups,
     is_vcspec,
     vcspec_column_names,
     vcspec_to_dict,
@@ -77,9 +81,9 @@ class MixedLM(StatsmodelsModel):
         Random-effects design; default a random intercept (when ``exog_vc`` is
         also None).
     exog_vc : dict or VCSpec, optional
-        Variance components: statsmodels' ``VCSpec`` or ``{name: {group: matrix}}``, or
-        ``{name: (n, L) array}`` aligned with the rows (a group's effects are
-        its nonzero columns).
+        Variance components: statsmodels' ``VCSpec`` or ``{name: {group: matrix}}`` (which
+        statsmodels deprecates: a ``FutureWarning``, as there), or ``{name: (n, L)
+        array}`` aligned with the rows (a group's effects are its nonzero columns).
     use_sqrt : bool
         Whether packed parameters of ``loglike``/``score``/``start_params`` are
         in the square-root parameterization (statsmodels' default).
@@ -94,6 +98,8 @@ class MixedLM(StatsmodelsModel):
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True,
                  missing="none", drop_collinear=False, **kwargs):
+        if is_vc_dict_of_groups(exog_vc):  # statsmodels deprecates it, and says so
+            warnings.warn(DEPRECATED_VC_DICT, FutureWarning, stacklevel=2)
         vc_names = vcspec_column_names(exog_vc) if is_vcspec(exog_vc) else None
         if vc_names is not None:  # statsmodels' VCSpec
             exog_vc = vcspec_to_dict(exog_vc, np.zeros(len(endog)) if groups is None else groups)
@@ -101,14 +107,22 @@ class MixedLM(StatsmodelsModel):
         spec.vc_column_names = vc_names or spec.vc_column_names
         self._setup(spec, spec.frame, use_sqrt, missing, kwargs.pop("client", None),
                     drop_collinear)
+        # statsmodels' model data: PandasData (pandas outputs) for pandas input
+        given = [v for v in (endog, exog) if isinstance(v, (pd.Series, pd.DataFrame))]
+        self._wraps_pandas = bool(given)
+        self._input_index = given[0].index if given else None
+        self._default_re = exog_re is None and not exog_vc
         if kwargs:
             raise InputError(f"unknown option {next(iter(kwargs))!r} for MixedLM")
+        self._check_values_now(spec.frame, spec.columns, spec.column_labels)
 
     def _setup(self, spec, data, use_sqrt, missing, client, drop_collinear=False):
         if missing not in _MISSING:
             raise InputError(f"missing must be one of {', '.join(_MISSING)}, got {missing!r}")
         self.spec = spec
-        self.data = data
+        self._source = data  # the data as given; model.data is statsmodels' model data
+        self._model_data = None
+        self._wraps_pandas, self._input_index, self._default_re = True, None, False
         self.use_sqrt = use_sqrt
         self.missing = missing
         self.drop_collinear = bool(drop_collinear)
@@ -127,7 +141,7 @@ class MixedLM(StatsmodelsModel):
                      vc_formula: dict | None = None, subset=None, use_sparse=False,
                      missing: str = "none", *args, groups: str | None = None,
                      client=None, drop_collinear: bool = False, use_sqrt: bool = True,
-                     cache=None, **kwargs) -> MixedLM:
+                     cache=None, eval_env=None, **kwargs) -> MixedLM:
         """Model from formulas (statsmodels' ``MixedLM.from_formula``).
 
         Parameters
@@ -159,6 +173,12 @@ class MixedLM(StatsmodelsModel):
         cache : str or PathLike, optional
             Statistics cache folder for Parquet input: only new or changed files are
             read (:mod:`dlmm.structure.cached`); ``model.cache_report`` says what was.
+        eval_env : int, dict or None
+            Where the formulas find names the data do not have (functions such as
+            ``y ~ f(x)``), as statsmodels: None or 0 the calling code's namespace,
+            ``k`` the code ``k`` frames above it, -1 none, or a dict of names. Only
+            the names the formulas use are kept; on Dask workers they arrive pickled
+            (see :mod:`dlmm.spec.eval_env`).
         """
         if args:
             raise InputError(f"from_formula takes no positional arguments after missing (got "
@@ -176,11 +196,17 @@ class MixedLM(StatsmodelsModel):
             if is_path_like(data):
                 raise InputError("subset needs a DataFrame; filter the Parquet data instead")
             data = data[subset]
-        spec = FormulaSpec(formula, groups, re_formula=re_formula, vc_formula=vc_formula)
+        texts = [formula, re_formula or "0", *(vc_formula or {}).values()]
+        context = capture([t for t in texts if isinstance(t, str)], eval_env)
+        spec = FormulaSpec(formula, groups, re_formula=re_formula, vc_formula=vc_formula,
+                           context=context)
         if group_label is not None:
             spec.group_name = group_label
         model = cls.__new__(cls)
         model._setup(spec, data, use_sqrt, missing, client, drop_collinear)
+        if isinstance(data, pd.DataFrame):  # in memory: found now, as statsmodels does
+            columns = spec.required_columns(data.columns)
+            model._check_values_now(data, columns, columns)
         model.group_values_name = values_name
         model.cache = cache
         return model
@@ -189,7 +215,7 @@ class MixedLM(StatsmodelsModel):
 
     def _backend_for(self, client):
         if self._backend is None or (client is not None and client is not self._stats_client):
-            self._backend = open_backend(self.data, client)
+            self._backend = open_backend(self._source, client)
             self._stats_client = client
         return self._backend
 
@@ -203,10 +229,10 @@ class MixedLM(StatsmodelsModel):
         backend = self._backend_for(client)
         spec: FormulaSpec = self.spec
         columns = spec.required_columns(backend.columns)
-        if is_path_like(self.data):
-            check_parquet_columns(self.data, columns)
+        if is_path_like(self._source):
+            check_parquet_columns(self._source, columns)
         backend = self._backend = sources.in_process_backend(  # small Parquet, no client
-            self.data, columns, client if client is not None else self._client) or \
+            self._source, columns, client if client is not None else self._client) or \
             backend.select(columns)
         sample = backend.sample(_SAMPLE_ROWS)
         if len(sample) == 0:
@@ -238,7 +264,7 @@ class MixedLM(StatsmodelsModel):
 
             with self._reading_errors(), cluster_start_timer(self):
                 self.spec, stats, self.cache_report = cached_statistics(
-                    self.spec, self.data, self.cache, client, progress,
+                    self.spec, self._source, self.cache, client, progress,
                     full_pass=lambda: self._collect(client, progress))
             self._learned, self._stats_client = True, client
         else:
@@ -275,7 +301,7 @@ class MixedLM(StatsmodelsModel):
 
     def _reading_errors(self):
         """Errors of the Parquet reader as an InputError naming the data."""
-        return reading_errors(self.data)
+        return reading_errors(self._source)
 
     def _check_stats(self, stats: RandomEffectsStatistics) -> None:
         totals = stats.totals
@@ -362,37 +388,6 @@ class MixedLM(StatsmodelsModel):
         return profiled_value(pieces, stats.totals.xy_cross, stats.totals.n_rows, reml,
                               theta=(chol_re, sd_vc), xy_scale=self.spec.centering.xy_scale)
 
-    def loglike(self, params, profile_fe: bool = True) -> float:
-        """Profiled log-likelihood (REML or ML per ``self.reml``) at ``params``.
-
-        ``params`` is a :class:`MixedLMParams` (profile scale) or a packed vector
-        in the sqrt (``use_sqrt``) or profile parameterization; the fixed
-        effects and scale are profiled out.
-        """
-        if not profile_fe:
-            raise InputError("only profile_fe=True is supported: fixed effects are profiled")
-        po = self._params_object(params)
-        return self._value(po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0)), self.reml).llf
-
-    def score(self, params, profile_fe: bool = True) -> np.ndarray:
-        """Gradient of :meth:`loglike` in the parameterization of ``params``.
-
-        With ``use_sqrt`` it is taken with respect to the packed Cholesky factor
-        and ``sqrt(vcomp / scale)``, else with respect to the packed profile
-        parameters ``Psi`` (lower triangle) and ``vcomp / scale``.
-        """
-        if not profile_fe:
-            raise InputError("only profile_fe=True is supported: fixed effects are profiled")
-        if self.use_sqrt and not hasattr(params, "cov_re"):
-            # The packed factor as given (signs included), not a re-factorization.
-            packed = np.asarray(params, dtype=float)[-(self.k_re2 + self.k_vc):]
-            chol, sd = self._unpack_sqrt(packed)
-        else:
-            po = self._params_object(params)
-            chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
-        value = self._value(chol, sd, self.reml)
-        return grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
-
     def _unpack_sqrt(self, theta: np.ndarray):
         chol = np.zeros((self.k_re, self.k_re))
         chol[np.tril_indices(self.k_re)] = theta[: self.k_re2]
@@ -468,13 +463,16 @@ class MixedLM(StatsmodelsModel):
             statsmodels' options: ``disp`` (one line per evaluation on stderr),
             ``gtol`` (the largest gradient component the convergence test accepts
             where the Hessian is not negative definite; see
-            :mod:`dlmm.optimize.driver`), ``full_output`` (accepted: ``mle_retvals``
-            always holds the full report), ``cov_pen`` (a statsmodels
+            :mod:`dlmm.optimize.driver`), ``full_output`` (the result's ``hist`` is
+            ``[mle_retvals]``, else None, as statsmodels), ``cov_pen`` (a statsmodels
             ``CovariancePenalty`` such as ``PSD(w)``, subtracted from the llf, which
             is then reported penalized, as statsmodels; see
             :mod:`dlmm.objective.penalty`). ``fe_pen`` is refused (use
-            :meth:`fit_regularized`); ``niter_sa`` and ``do_cg`` tune stages dlmm's
-            optimizer does not have and are refused.
+            :meth:`fit_regularized`). Options statsmodels' ``fit`` ignores are ignored
+            as there (``cov_type``, ``use_t``... with its FutureWarning, ``niter_sa``);
+            scipy's ``eps``, ``maxcor``, ``ftol``, ``tol``, ``maxls`` with a warning;
+            ``do_cg=False`` and other names are refused (see
+            :func:`dlmm.model_compat.statsmodels_fit_options`).
 
         Returns
         -------
@@ -485,14 +483,9 @@ class MixedLM(StatsmodelsModel):
 
         disp = bool(kwargs.pop("disp", False))
         gtol = kwargs.pop("gtol", None)
-        kwargs.pop("full_output", None)  # mle_retvals always has the full report
+        full_output = bool(kwargs.pop("full_output", False))
         cov_pen = pop_penalties(kwargs)  # checked once learned: no data read yet
-        for key in ("niter_sa", "do_cg"):
-            if key in kwargs:
-                raise InputError(f"fit option {key!r} tunes statsmodels' own optimizer stages; "
-                                 "dlmm's (trust-region Newton) has none: leave it out")
-        if kwargs:
-            raise InputError(f"unknown option {next(iter(kwargs))!r} for fit")
+        statsmodels_fit_options(kwargs)  # warns and drops what statsmodels ignores
         for name in [method] if isinstance(method, str) else list(method or []):
             if str(name).lower() not in _METHODS:
                 raise InputError(f"unknown method {name!r}; choose from "
@@ -575,6 +568,9 @@ class MixedLM(StatsmodelsModel):
         result = MixedLMResults.from_fit(self, value, chol, sd, outcome, stats, engine, u,
                                          freepat=freepat, evaluations_before=before)
         result.timings["cluster_start"] = self.cluster_start
+        # statsmodels' history: its last optimizer's report (every evaluation is in
+        # result.optimization_log)
+        result.hist = [result.mle_retvals] if full_output else None
         log_diagnostics(result.diagnostics)
         return result
 

@@ -24,7 +24,8 @@ LAYERS = [
     {"kernels", "distributed", "spec", "progress"},
     {"objective", "optimize", "structure", "io"},
     {"results"},
-    {"model", "model_compat", "formula_api", "lmer", "simulate", "terms_model"},
+    {"model", "model_compat", "model_data", "formula_api", "lmer", "simulate",
+     "terms_model"},
     {"bench", "__init__"},
     {"cli"},
 ]

@@ -138,7 +138,8 @@ def _refit(result, formula: str, data, re_formula, vc_formula, groups):
     model = result.model
     new = type(model).from_formula(formula, data, re_formula=re_formula, vc_formula=vc_formula,
                                missing=model.missing, groups=groups, client=model._client,
-                               drop_collinear=model.drop_collinear)
+                               drop_collinear=model.drop_collinear,
+                               eval_env=dict(getattr(model.spec, "context", {})))
     return new.fit(reml=result.reml)
 
 
@@ -150,7 +151,7 @@ def refit(result, new_response):
     """The same model fitted (REML or ML, as ``result``) to a new response: a column
     name of the data, or values aligned with its rows (see the module docstring)."""
     spec = _formula_spec(result)
-    data = result.model.data
+    data = result.model.data.frame
     rhs = spec.formula.split("~", 1)[1]
     if isinstance(new_response, str):
         name = new_response
@@ -203,7 +204,7 @@ def update(result, formula: str | None = None, re_formula=None, vc_formula=None,
         new_formula = f"{lhs} ~ {_expand(rhs, old_rhs).strip()}"
     if re_formula is not None and "." in re_formula and spec.re_formula:
         re_formula = _expand(re_formula.lstrip("~"), spec.re_formula.lstrip("~"))
-    return _refit(result, new_formula, result.model.data if data is None else data,
+    return _refit(result, new_formula, result.model.data.frame if data is None else data,
                   spec.re_formula if re_formula is None else re_formula,
                   (spec.vc_formula or None) if vc_formula is None else vc_formula,
                   _groups_argument(spec) if groups is None else groups)

@@ -88,14 +88,15 @@ def _plain_columns(model_spec) -> list[str | None] | None:
 
 
 def _fill(out: np.ndarray, model_spec, plain: list[str | None] | None,
-          df: pd.DataFrame) -> None:
+          df: pd.DataFrame, context: dict) -> None:
     """Write the model matrix of ``df`` into ``out`` (n, k): straight from the
     columns for a plain spec, else through formulaic."""
     if plain is not None:
         for j, col in enumerate(plain):
             out[:, j] = 1.0 if col is None else df[col].to_numpy(dtype=float)
     else:
-        out[:] = np.asarray(model_spec.get_model_matrix(df), dtype=float).reshape(out.shape)
+        out[:] = np.asarray(model_spec.get_model_matrix(df, context=context),
+                            dtype=float).reshape(out.shape)
 
 
 class FormulaSpec(ModelNames):
@@ -112,9 +113,12 @@ class FormulaSpec(ModelNames):
         intercept when ``vc_formula`` is also None, else none.
     vc_formula : dict, optional
         Variance components, name -> formula (``{"c": "0 + C(c)"}``).
+    context : mapping, optional
+        Names the formulas take from the caller's code (:mod:`dlmm.spec.eval_env`).
     """
 
-    def __init__(self, formula: str, groups: str | None, re_formula=None, vc_formula=None):
+    def __init__(self, formula: str, groups: str | None, re_formula=None, vc_formula=None,
+                 context=None):
         if not isinstance(formula, str) or "~" not in formula:
             raise InputError(f"formula must look like 'y ~ x1 + x2', got {formula!r}")
         lhs, rhs = formula.split("~", 1)
@@ -131,6 +135,7 @@ class FormulaSpec(ModelNames):
                 raise InputError(f"vc_formula[{name!r}] must be a formula string, got {text!r}")
             self.vc_formula[name] = quote_keyword_columns(text)
         self.vc_names = list(self.vc_formula)
+        self.context = dict(context or {})
         self._learned = False
 
     # -- which columns --------------------------------------------------------
@@ -160,7 +165,8 @@ class FormulaSpec(ModelNames):
             except (FormulaicError, SyntaxError) as exc:
                 raise InputError(f"{where} {text!r} cannot be parsed: "
                                  f"{formula_error(exc, text, available)}") from None
-            needed = {v for v in needed if v not in {"np", "C"}}
+            needed = {v for v in needed if v not in {"np", "C"}
+                      and (v in avail or v not in self.context)}
             # formulaic does not always report the column of C(column): taken from the text
             needed |= {m.group(1) or m.group(2) for m in _FACTOR_COLUMN.finditer(text)}
             missing = sorted(v for v in needed if v not in avail)
@@ -345,12 +351,14 @@ class FormulaSpec(ModelNames):
         """
         self.columns = self.required_columns(prototype.columns)
         self.column_labels = list(self.columns)
+        # the data's columns win over the caller's names, and are not shipped with it
+        context = self.context = {k: v for k, v in self.context.items() if k not in prototype}
         self.check_response(prototype)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                mm = model_matrix(patsy_ordered(self.formula, prototype), prototype,
-                                  na_action="ignore", output="numpy")
+                mm = model_matrix(patsy_ordered(self.formula, prototype, context), prototype,
+                                  na_action="ignore", output="numpy", context=context)
             except FormulaicError as exc:
                 raise InputError(f"formula {self.formula!r} failed: "
                                  f"{formula_error(exc, self.formula, self.columns)}") from None
@@ -379,8 +387,8 @@ class FormulaSpec(ModelNames):
                 self._re_intercept_only = False
                 try:
                     re_mm = model_matrix(
-                        patsy_ordered("~ " + _rhs_text(self.re_formula), prototype), prototype,
-                        na_action="ignore", output="numpy",
+                        patsy_ordered("~ " + _rhs_text(self.re_formula), prototype, context),
+                        prototype, na_action="ignore", output="numpy", context=context,
                     )
                 except FormulaicError as exc:
                     raise InputError(
@@ -403,7 +411,8 @@ class FormulaSpec(ModelNames):
                     continue
                 try:
                     vc_mm = model_matrix(
-                        "~ " + _rhs_text(text), prototype, na_action="ignore", output="sparse"
+                        "~ " + _rhs_text(text), prototype, na_action="ignore", output="sparse",
+                        context=context,
                     )
                 except FormulaicError as exc:
                     raise InputError(f"vc_formula[{name!r}] {text!r} failed: "
@@ -532,23 +541,25 @@ class FormulaSpec(ModelNames):
             warnings.simplefilter("ignore")
             k_all = len(self._fe_spec.rhs.column_names)
             xy = np.empty((n, k_all + 1))  # one allocation: X, then y
-            _fill(xy[:, :k_all], self._fe_spec.rhs, self._plain[1], df)
+            context = getattr(self, "context", {})
+            _fill(xy[:, :k_all], self._fe_spec.rhs, self._plain[1], df, context)
             if response:
-                _fill(xy[:, k_all:], self._fe_spec.lhs, self._plain[0], df)
+                _fill(xy[:, k_all:], self._fe_spec.lhs, self._plain[0], df, context)
             else:
                 xy[:, k_all] = 0.0
             if self._fe_keep is not None:  # collinear columns dropped after the fit's pass
                 xy = np.ascontiguousarray(xy[:, np.append(self._fe_keep, True)])
             if self._re_spec is not None:
                 z = np.empty((n, self.k_re))
-                _fill(z, self._re_spec, self._plain[2], df)
+                _fill(z, self._re_spec, self._plain[2], df, context)
             elif self._re_intercept_only:
                 z = np.ones((n, 1))
             else:
                 z = np.zeros((n, 0))
             w = None
             if self._vc_specs:
-                mats = [sp.csr_array(s.get_model_matrix(df), dtype=float) for s in self._vc_specs]
+                mats = [sp.csr_array(s.get_model_matrix(df, context=context), dtype=float)
+                        for s in self._vc_specs]
                 w = sp.csr_array(sp.hstack(mats, format="csr"))
         finite = np.isfinite(xy).all(axis=1) & np.isfinite(z).all(axis=1)
         if w is not None and w.nnz:

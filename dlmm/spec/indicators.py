@@ -43,8 +43,9 @@ class IndicatorSpec:
         self.levels = pd.Index(levels)
         self.column_names = tuple(column_names)
 
-    def get_model_matrix(self, frame: pd.DataFrame) -> sp.csr_array:
-        """``W`` (n x levels, CSR): ``W[i, code_i] = 1``; unseen levels give zero rows."""
+    def get_model_matrix(self, frame: pd.DataFrame, context=None) -> sp.csr_array:
+        """``W`` (n x levels, CSR): ``W[i, code_i] = 1``; unseen levels give zero rows.
+        ``context`` (formulaic's argument) is not needed."""
         values = frame[self.factor]
         if isinstance(values.dtype, pd.CategoricalDtype):
             values = values.astype(object)

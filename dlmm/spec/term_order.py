@@ -6,13 +6,14 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 
 
-def patsy_ordered(text: str, prototype: pd.DataFrame):
+def patsy_ordered(text: str, prototype: pd.DataFrame, context=None):
     """The formula with its terms in patsy's (and so statsmodels') order.
 
     formulaic orders terms by degree; patsy, and statsmodels' column names
     after it, put the intercept first, then the terms made only of
     categorical factors (by degree), then the other terms grouped by their
-    numeric factors in order of appearance (each group by degree).
+    numeric factors in order of appearance (each group by degree). ``context``:
+    names the data do not have (:class:`~dlmm.spec.formula.FormulaSpec`'s).
     """
     parsed = Formula(text, _ordering="none")
     structured = hasattr(parsed, "rhs")
@@ -20,7 +21,7 @@ def patsy_ordered(text: str, prototype: pd.DataFrame):
     # The terms themselves, not their text: a column named with a space (`x 1`)
     # prints without its backticks and would not parse again.
     probe = model_matrix(Formula(rhs_terms or ["0"], _ordering="none"), prototype,
-                         na_action="ignore")
+                         na_action="ignore", context=context or {})
     categorical = set(probe.model_spec.factor_contrasts)
     first = [t for t in rhs_terms if t.degree == 0]
     rest = [t for t in rhs_terms if t.degree > 0]

@@ -81,7 +81,8 @@ def test_profile_plot(tmp_path):
     assert np.all(np.diff(x) > 0) and np.all(np.diff(zeta) > 0) and zeta.min() < -2 < 2 < \
         zeta.max()
     # a fixed effect's profile is nearly straight: zeta ~ (beta - beta_hat) / se
-    fe_ml = dlmm.mixedlm("Reaction ~ Days", result.model.data, groups="Subject").fit(reml=False)
+    fe_ml = dlmm.mixedlm("Reaction ~ Days", result.model.data.frame,
+                         groups="Subject").fit(reml=False)
     mid = np.abs(zeta) < 1.5
     slope = np.polyfit(x[mid], zeta[mid], 1)[0]
     assert slope * fe_ml.bse_fe["Days"] == pytest.approx(1.0, rel=0.05)
