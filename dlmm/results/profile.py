@@ -342,7 +342,8 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
     start_l = np.linalg.cholesky(psi_perm + 1e-12 * np.eye(k_re)) if k_re else np.zeros((0, 0))
     start = np.concatenate([start_l[tri], result._sd])
     fixed_pos = 0 if vtype == "re" else k_re2 + k
-    free_pos = np.array([i for i in range(start.shape[0]) if i != fixed_pos])
+    # Integer positions also when the profiled variance is the only one (none free).
+    free_pos = np.array([i for i in range(start.shape[0]) if i != fixed_pos], dtype=np.int64)
     out = []
     for x in values:
         theta0 = start.copy()
@@ -369,9 +370,11 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
             llf, grad, _ = fun(z)
             return -llf / n, -grad / n
 
-        res = optimize.minimize(neg, start[free_pos], jac=True, method="L-BFGS-B",
-                                options={"maxiter": 500, "gtol": 1e-10, "ftol": 1e-15})
-        llf, _, scale = fun(res.x)
+        z = start[free_pos]
+        if free_pos.size:  # else the fixed variance is the whole covariance
+            z = optimize.minimize(neg, z, jac=True, method="L-BFGS-B",
+                                  options={"maxiter": 500, "gtol": 1e-10, "ftol": 1e-15}).x
+        llf, _, scale = fun(z)
         out.append([x * scale, llf])
-        start[free_pos] = res.x
+        start[free_pos] = z
     return np.asarray(out)
