@@ -76,11 +76,11 @@ class Summary:
         r = self.result
         a = self.alpha
         lo_name, hi_name = f"[{a / 2:g}", f"{1 - a / 2:g}]"
-        bse = r.bse.to_numpy()
+        bse = np.asarray(r.bse, dtype=float)
         k = r.k_fe
         coef = np.concatenate([
-            r.fe_params.to_numpy(),
-            r.cov_re.to_numpy()[np.tril_indices(r.k_re)],
+            np.asarray(r.fe_params, dtype=float),
+            np.asarray(r.cov_re, dtype=float)[np.tril_indices(r.k_re)],
             np.asarray(r.vcomp, dtype=float),
         ])
         se = np.concatenate([bse[:k], np.sqrt(r.scale) * bse[k:]])
