@@ -571,12 +571,10 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
                 alpha: float = 0.05, ddf: str | None = None):
         """A summary in statsmodels' layout and signature (see :mod:`dlmm.results.summary`),
         with lme4's VarCorr and, for ``ddf="Satterthwaite"``, lmerTest's table."""
-        from .summary import Summary
+        from .summary import make_summary
 
-        summary = Summary(self, alpha=alpha, yname=yname, xname_fe=xname_fe,
-                          xname_re=xname_re, title=title)
-        summary.ddf = check_ddf(ddf)
-        return summary
+        return make_summary(self, alpha=alpha, yname=yname, xname_fe=xname_fe,
+                            xname_re=xname_re, title=title, ddf=check_ddf(ddf))
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
