@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .distributed import sources
 from .distributed.embedded import cluster_start_timer
 from .distributed.sources import check_parquet_columns, is_path_like, open_backend, reading_errors
 from .exceptions import CollinearityWarning, InputError, convergence_warning
-from .model_compat import StatsmodelsModel, as_params_object
+from .model_compat import StatsmodelsModel, as_params_object, statsmodels_fit_options
 from .objective.free import free_mask, restricted
 from .objective.hessian import GradientHessian, profiled_hessian, sqrt_hessian
 from .objective.identifiable import check_identifiable
@@ -33,6 +35,7 @@ from .objective.penalty import (
 )
 from .objective.profiled import grad_profile, grad_sqrt, profiled_value
 from .objective.rank import check_full_rank, independent_columns
+from .objective.shift import centred_fixed_effects
 from .objective.start import (
     MOMENT_MIN_GROUPS,
     default_start,
@@ -40,11 +43,15 @@ from .objective.start import (
     ols_coefficients,
 )
 from .objective.totals import check_response_varies, check_rows, check_values
+from .objective.unprofiled import unprofiled_value
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
+from .spec.design import scan_rows
 from .spec.formula import FormulaSpec
 from .spec.statsmodels_inputs import (
+    DEPRECATED_VC_DICT,
     attach_groups,
+    is_vc_dict_of_groups,
     is_vcspec,
     vcspec_column_names,
     vcspec_to_dict,
@@ -77,9 +84,9 @@ class MixedLM(StatsmodelsModel):
         Random-effects design; default a random intercept (when ``exog_vc`` is
         also None).
     exog_vc : dict or VCSpec, optional
-        Variance components: statsmodels' ``VCSpec`` or ``{name: {group: matrix}}``, or
-        ``{name: (n, L) array}`` aligned with the rows (a group's effects are
-        its nonzero columns).
+        Variance components: statsmodels' ``VCSpec`` or ``{name: {group: matrix}}`` (which
+        statsmodels deprecates: a ``FutureWarning``, as there), or ``{name: (n, L)
+        array}`` aligned with the rows (a group's effects are its nonzero columns).
     use_sqrt : bool
         Whether packed parameters of ``loglike``/``score``/``start_params`` are
         in the square-root parameterization (statsmodels' default).
@@ -94,6 +101,8 @@ class MixedLM(StatsmodelsModel):
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True,
                  missing="none", drop_collinear=False, **kwargs):
+        if is_vc_dict_of_groups(exog_vc):  # statsmodels deprecates it, and says so
+            warnings.warn(DEPRECATED_VC_DICT, FutureWarning, stacklevel=2)
         vc_names = vcspec_column_names(exog_vc) if is_vcspec(exog_vc) else None
         if vc_names is not None:  # statsmodels' VCSpec
             exog_vc = vcspec_to_dict(exog_vc, np.zeros(len(endog)) if groups is None else groups)
@@ -103,6 +112,7 @@ class MixedLM(StatsmodelsModel):
                     drop_collinear)
         if kwargs:
             raise InputError(f"unknown option {next(iter(kwargs))!r} for MixedLM")
+        self._check_values_now(spec.frame, spec.columns, spec.column_labels)
 
     def _setup(self, spec, data, use_sqrt, missing, client, drop_collinear=False):
         if missing not in _MISSING:
@@ -181,9 +191,23 @@ class MixedLM(StatsmodelsModel):
             spec.group_name = group_label
         model = cls.__new__(cls)
         model._setup(spec, data, use_sqrt, missing, client, drop_collinear)
+        if isinstance(data, pd.DataFrame):  # in memory: found now, as statsmodels does
+            columns = spec.required_columns(data.columns)
+            model._check_values_now(data, columns, columns)
         model.group_values_name = values_name
         model.cache = cache
         return model
+
+    def _check_values_now(self, frame: pd.DataFrame, columns: list[str],
+                          labels: list[str]) -> None:
+        """Missing (unless ``missing="drop"``) and infinite values of in-memory data,
+        refused at construction as statsmodels refuses them (the one pass finds them in
+        Dask and Parquet data, which are not read before ``fit``), in the words of
+        :func:`~dlmm.objective.totals.check_values`."""
+        missing, infinite, usable = scan_rows(frame, list(columns))
+        check_values(SimpleNamespace(missing_by_column=missing, infinite_by_column=infinite,
+                                     n_dropped=int((~usable).sum())), list(labels),
+                     self.missing)
 
     # -- preparing ------------------------------------------------------------
 
@@ -363,35 +387,59 @@ class MixedLM(StatsmodelsModel):
                               theta=(chol_re, sd_vc), xy_scale=self.spec.centering.xy_scale)
 
     def loglike(self, params, profile_fe: bool = True) -> float:
-        """Profiled log-likelihood (REML or ML per ``self.reml``) at ``params``.
+        """Log-likelihood (REML or ML per ``self.reml``) at ``params``, the scale profiled
+        out.
 
-        ``params`` is a :class:`MixedLMParams` (profile scale) or a packed vector
-        in the sqrt (``use_sqrt``) or profile parameterization; the fixed
-        effects and scale are profiled out.
+        ``params`` is a :class:`MixedLMParams` (profile scale) or a packed vector in
+        the sqrt (``use_sqrt``) or profile parameterization, optionally with the fixed
+        effects first. With ``profile_fe`` (default) the fixed effects are the GLS
+        estimate at the covariance; with ``profile_fe=False`` they are those of
+        ``params`` (zeros for a packed vector without them, as statsmodels), see
+        :mod:`dlmm.objective.unprofiled`.
         """
-        if not profile_fe:
-            raise InputError("only profile_fe=True is supported: fixed effects are profiled")
         po = self._params_object(params)
-        return self._value(po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0)), self.reml).llf
+        chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
+        if profile_fe:
+            return self._value(chol, sd, self.reml).llf
+        return self._unprofiled(po, chol, sd)[0].llf
 
     def score(self, params, profile_fe: bool = True) -> np.ndarray:
         """Gradient of :meth:`loglike` in the parameterization of ``params``.
 
         With ``use_sqrt`` it is taken with respect to the packed Cholesky factor
         and ``sqrt(vcomp / scale)``, else with respect to the packed profile
-        parameters ``Psi`` (lower triangle) and ``vcomp / scale``.
+        parameters ``Psi`` (lower triangle) and ``vcomp / scale``; with
+        ``profile_fe=False`` the fixed effects' gradient comes first (statsmodels'
+        layout).
         """
-        if not profile_fe:
-            raise InputError("only profile_fe=True is supported: fixed effects are profiled")
+        po = self._params_object(params)
         if self.use_sqrt and not hasattr(params, "cov_re"):
             # The packed factor as given (signs included), not a re-factorization.
             packed = np.asarray(params, dtype=float)[-(self.k_re2 + self.k_vc):]
             chol, sd = self._unpack_sqrt(packed)
         else:
-            po = self._params_object(params)
             chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
-        value = self._value(chol, sd, self.reml)
-        return grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
+        if profile_fe:
+            value = self._value(chol, sd, self.reml)
+            return grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
+        value, grad_fe = self._unprofiled(po, chol, sd)
+        grad = grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
+        return np.concatenate([grad_fe, grad])
+
+    def _unprofiled(self, po: MixedLMParams, chol: np.ndarray, sd: np.ndarray):
+        """:func:`~dlmm.objective.unprofiled.unprofiled_value` at ``po``'s fixed effects,
+        and the fixed effects' gradient in the model's coordinates."""
+        fe = np.asarray(po.fe_params, dtype=float).ravel()
+        if fe.shape[0] != self.k_fe:
+            raise InputError(f"profile_fe=False needs the {self.k_fe} fixed effects in "
+                             f"params (got {fe.shape[0]})")
+        stats = self._ensure_stats()
+        a_mat, offset = self._fe_map()
+        value = unprofiled_value(stats.pieces(chol, sd), stats.totals.xy_cross,
+                                 stats.totals.n_rows, self.reml,
+                                 centred_fixed_effects(fe, a_mat, offset), theta=(chol, sd),
+                                 xy_scale=self.spec.centering.xy_scale)
+        return value, np.linalg.solve(a_mat.T, value.grad_fe)  # d/d beta = A^-T d/d beta_c
 
     def _unpack_sqrt(self, theta: np.ndarray):
         chol = np.zeros((self.k_re, self.k_re))
@@ -468,13 +516,16 @@ class MixedLM(StatsmodelsModel):
             statsmodels' options: ``disp`` (one line per evaluation on stderr),
             ``gtol`` (the largest gradient component the convergence test accepts
             where the Hessian is not negative definite; see
-            :mod:`dlmm.optimize.driver`), ``full_output`` (accepted: ``mle_retvals``
-            always holds the full report), ``cov_pen`` (a statsmodels
+            :mod:`dlmm.optimize.driver`), ``full_output`` (the result's ``hist`` is
+            ``[mle_retvals]``, else None, as statsmodels), ``cov_pen`` (a statsmodels
             ``CovariancePenalty`` such as ``PSD(w)``, subtracted from the llf, which
             is then reported penalized, as statsmodels; see
             :mod:`dlmm.objective.penalty`). ``fe_pen`` is refused (use
-            :meth:`fit_regularized`); ``niter_sa`` and ``do_cg`` tune stages dlmm's
-            optimizer does not have and are refused.
+            :meth:`fit_regularized`). Options statsmodels' ``fit`` ignores are ignored
+            as there (``cov_type``, ``use_t``... with its FutureWarning, ``niter_sa``);
+            scipy's ``eps``, ``maxcor``, ``ftol``, ``tol``, ``maxls`` with a warning;
+            ``do_cg=False`` and other names are refused (see
+            :func:`dlmm.model_compat.statsmodels_fit_options`).
 
         Returns
         -------
@@ -485,14 +536,9 @@ class MixedLM(StatsmodelsModel):
 
         disp = bool(kwargs.pop("disp", False))
         gtol = kwargs.pop("gtol", None)
-        kwargs.pop("full_output", None)  # mle_retvals always has the full report
+        full_output = bool(kwargs.pop("full_output", False))
         cov_pen = pop_penalties(kwargs)  # checked once learned: no data read yet
-        for key in ("niter_sa", "do_cg"):
-            if key in kwargs:
-                raise InputError(f"fit option {key!r} tunes statsmodels' own optimizer stages; "
-                                 "dlmm's (trust-region Newton) has none: leave it out")
-        if kwargs:
-            raise InputError(f"unknown option {next(iter(kwargs))!r} for fit")
+        statsmodels_fit_options(kwargs)  # warns and drops what statsmodels ignores
         for name in [method] if isinstance(method, str) else list(method or []):
             if str(name).lower() not in _METHODS:
                 raise InputError(f"unknown method {name!r}; choose from "
@@ -574,6 +620,9 @@ class MixedLM(StatsmodelsModel):
         result = MixedLMResults.from_fit(self, value, chol, sd, outcome, stats, engine, u,
                                          freepat=freepat, evaluations_before=before)
         result.timings["cluster_start"] = self.cluster_start
+        # statsmodels' history: its last optimizer's report (every evaluation is in
+        # result.optimization_log)
+        result.hist = [result.mle_retvals] if full_output else None
         log_diagnostics(result.diagnostics)
         return result
 

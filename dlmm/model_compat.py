@@ -12,6 +12,9 @@ the GLS estimate (no pass over the rows).
 
 from __future__ import annotations
 
+import difflib
+import warnings
+
 import numpy as np
 
 from .exceptions import InputError
@@ -30,6 +33,52 @@ from .spec.statsmodels_inputs import is_params_object
 #: Below this eigenvalue of cov_re (or a variance component), statsmodels calls the
 #: covariance singular (its ``get_fe_params`` tolerance).
 SINGULAR_TOL = 1e-10
+
+
+#: Options of other statsmodels models' ``fit`` that statsmodels' ``MixedLM.fit`` ignores
+#: with a FutureWarning (code written for several models passes them): so does dlmm.
+IGNORED_FIT_OPTIONS = ("cov_type", "cov_kwds", "use_t", "retall", "skip_hessian")
+#: scipy's line-search and tolerance options statsmodels hands to its optimizer; dlmm's
+#: trust-region Newton and its convergence test have no use for them (a warning says so).
+SCIPY_FIT_OPTIONS = ("eps", "maxcor", "ftol", "tol", "maxls")
+#: Every option ``MixedLM.fit`` knows by name (for the suggestion in the error).
+FIT_OPTIONS = ("start_params", "reml", "method", "client", "maxiter", "callback", "progress",
+               "newton_steps", "free", "disp", "gtol", "full_output", "cov_pen", "fe_pen",
+               "niter_sa", "do_cg", *SCIPY_FIT_OPTIONS)
+
+
+def statsmodels_fit_options(kwargs: dict) -> None:
+    """Take statsmodels' ``fit`` options dlmm has no use for out of ``kwargs``, as
+    statsmodels' ``MixedLM.fit`` treats them: :data:`IGNORED_FIT_OPTIONS` with its
+    FutureWarning, ``niter_sa`` (ignored there too) with its warning when positive,
+    ``do_cg=True``; :data:`SCIPY_FIT_OPTIONS` with a warning that dlmm's optimizer does
+    not use them. Refused in words: ``do_cg=False`` (statsmodels' unfitted result at the
+    start values) and any other name (statsmodels warns that it will raise on them; dlmm
+    does, naming the closest option: a misspelt option would change the fit silently).
+    """
+    ignored = sorted(k for k in kwargs if k in IGNORED_FIT_OPTIONS)
+    if ignored:  # statsmodels' words
+        warnings.warn(f"Argument{'s' if len(ignored) > 1 else ''} {', '.join(ignored)} not "
+                      "used by MixedLM.fit. Future versions will raise on these arguments.",
+                      FutureWarning, stacklevel=3)
+    scipy_options = sorted(k for k in kwargs if k in SCIPY_FIT_OPTIONS)
+    if scipy_options:
+        warnings.warn(f"fit option{'s' if len(scipy_options) > 1 else ''} "
+                      f"{', '.join(scipy_options)} tune scipy's optimizers in statsmodels; "
+                      "dlmm's optimizer and convergence test do not use them: ignored",
+                      UserWarning, stacklevel=3)
+    for key in (*ignored, *scipy_options):
+        del kwargs[key]
+    if kwargs.pop("niter_sa", 0):
+        warnings.warn("niter_sa is currently ignored", UserWarning, stacklevel=3)
+    if not kwargs.pop("do_cg", True):
+        raise InputError("fit(do_cg=False) (statsmodels' result at the start values, not "
+                         "fitted) is not supported; evaluate model.loglike(start_params)")
+    if kwargs:
+        key = next(iter(kwargs))
+        near = difflib.get_close_matches(key, FIT_OPTIONS, n=1, cutoff=0.6)
+        raise InputError(f"unknown option {key!r} for fit"
+                         + (f"; did you mean {near[0]}?" if near else ""))
 
 
 def as_params_object(params, k_fe: int, k_re: int, use_sqrt: bool, has_fe: bool
@@ -94,6 +143,16 @@ class StatsmodelsModel:
         return list(np.unique(self.groups))
 
     @property
+    def row_indices(self) -> dict:
+        """``{group label: positions of its rows}`` among the rows the fit uses, labels
+        sorted (statsmodels' ``MixedLM.row_indices``; in-memory data only)."""
+        groups = self.groups
+        order = np.argsort(groups, kind="stable")
+        labels, starts = np.unique(groups[order], return_index=True)
+        return {label: rows.tolist()
+                for label, rows in zip(labels, np.split(order, starts[1:]))}
+
+    @property
     def formula(self) -> str | None:
         """The fixed-effects formula (None for a model from arrays)."""
         return getattr(self.spec, "formula", None)
@@ -106,6 +165,16 @@ class StatsmodelsModel:
             np.asarray(params, dtype=float)[: self.k_fe]
         x = self.exog if exog is None else np.asarray(exog, dtype=float)
         return x @ np.asarray(fe, dtype=float)
+
+    def get_distribution(self, params, scale: float, exog=None) -> MixedLMDistribution:
+        """statsmodels' ``get_distribution``: the model's distribution of the response at
+        ``params`` (packed with the fixed effects first, covariance parameters divided by
+        ``scale``, profile parameterization) for the model's rows (in-memory data only),
+        fixed-effects design ``exog`` (default the model's); ``.rvs(n, rng)`` draws one
+        response vector."""
+        po = MixedLMParams.from_packed(np.asarray(params, dtype=float), self.k_fe, self.k_re,
+                                       False, True)
+        return MixedLMDistribution(self, po, float(scale), exog)
 
     # -- the likelihood ----------------------------------------------------------------
 
@@ -187,3 +256,51 @@ class StatsmodelsModel:
             raise InputError(f"fit_regularized: method must be 'l1', got {method!r}")
         result = self.fit(start_params=start_params, **fit_kwargs)
         return regularized_result(self, result, alpha, ceps, ptol, maxit)
+
+
+class MixedLMDistribution:
+    """The response's distribution under a mixed model at given parameters (statsmodels'
+    ``_mixedlm_distribution``): ``fe_params``, ``cov_re`` and ``vcomp`` on the data's
+    scale, ``scale``; :meth:`rvs` draws from it."""
+
+    def __init__(self, model, po: MixedLMParams, scale: float, exog=None):
+        self.model = model
+        self.exog = model.exog if exog is None else np.asarray(exog, dtype=float)
+        self.fe_params = np.asarray(po.fe_params, dtype=float)
+        self.cov_re = scale * np.asarray(po.cov_re, dtype=float)
+        self.vcomp = scale * np.asarray(po.vcomp, dtype=float)
+        self.scale = scale
+        design = model._design("get_distribution")
+        _, self.group_idx = np.unique(np.asarray(design.groups), return_inverse=True)
+        self.n_groups = int(self.group_idx.max()) + 1 if self.group_idx.size else 0
+        self._z, self._w = design.z, design.w
+        self._slot_component = np.asarray(model.spec.slot_component)
+
+    def rvs(self, n=None, rng=None) -> np.ndarray:
+        """One draw of the response, a value per row. ``n`` is ignored (statsmodels'
+        interface); ``rng`` a seed, ``numpy.random.Generator`` or ``RandomState``.
+
+        The draws are taken in statsmodels' order (the standard random effects of every
+        group, then each component's effects group by group in sorted order of the
+        labels, a group's effects being its component columns that are not all zero,
+        then the residuals), so that a ``RandomState`` gives statsmodels' values."""
+        if not isinstance(rng, (np.random.Generator, np.random.RandomState)):
+            rng = np.random.default_rng(rng)
+        y = self.exog @ self.fe_params
+        k_re = self._z.shape[1]
+        u = rng.normal(size=(self.n_groups, k_re))
+        if k_re:
+            root = MixedLMParams.from_components(cov_re=self.cov_re).cov_re_sqrt
+            y = y + ((u @ root.T)[self.group_idx] * self._z).sum(1)
+        if self._w is not None and self.vcomp.size:
+            w = self._w.tocoo()
+            gc = np.unique(np.stack([self.group_idx[w.row], w.col], axis=1)[w.data != 0],
+                           axis=0)  # (group, column) pairs holding an effect
+            comp = self._slot_component[gc[:, 1]]
+            order = np.lexsort((gc[:, 1], gc[:, 0], comp))  # component, group, column
+            effect = np.zeros((self.n_groups, w.shape[1]))
+            draws = rng.normal(size=order.size)
+            g, c = gc[order, 0], gc[order, 1]
+            effect[g, c] = draws * np.sqrt(self.vcomp[comp[order]])
+            y = y + np.asarray((self._w.multiply(effect[self.group_idx])).sum(axis=1)).ravel()
+        return y + np.sqrt(self.scale) * rng.normal(size=y.shape[0])

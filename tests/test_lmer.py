@@ -187,8 +187,8 @@ def test_interaction_columns_are_added_to_a_copy():
     assert added.iloc[0] == f"{data['dept'].iloc[0]}:{data['service'].iloc[0]}"
     holed = data.copy()
     holed.loc[0, "dept"] = None
-    assert dlmm.lmer("y ~ service + (1 | s) + (1 | dept:service)", holed,
-                     fit=False).data["dept_service"].isna().tolist()[:2] == [True, False]
+    assert dlmm.lmer("y ~ service + (1 | s) + (1 | dept:service)", holed, fit=False,
+                     missing="drop").data["dept_service"].isna().tolist()[:2] == [True, False]
 
 
 def test_parquet_input_with_an_interaction_factor(tmp_path, dask_client):

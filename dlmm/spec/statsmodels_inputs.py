@@ -49,6 +49,17 @@ def attach_groups(data, groups, from_path: bool) -> tuple[object, str, str | Non
     return data.assign(**{GROUP_VALUES_COLUMN: values}), GROUP_VALUES_COLUMN, name
 
 
+#: statsmodels' FutureWarning for ``exog_vc`` as ``{name: {group: matrix}}`` (its words first)
+DEPRECATED_VC_DICT = ("Using deprecated variance components format: exog_vc as a dict of "
+                      "{group: matrix} dicts; pass statsmodels' VCSpec instead")
+
+
+def is_vc_dict_of_groups(exog_vc) -> bool:
+    """``exog_vc`` in statsmodels' deprecated form, ``{name: {group: matrix}}`` (dlmm's
+    own ``{name: (n, L) array}``, aligned with the rows, is not that form)."""
+    return isinstance(exog_vc, dict) and any(isinstance(v, dict) for v in exog_vc.values())
+
+
 def is_vcspec(exog_vc) -> bool:
     """statsmodels' ``VCSpec`` (or anything with its three attributes)."""
     return all(hasattr(exog_vc, a) for a in ("names", "colnames", "mats")) \

@@ -194,9 +194,8 @@ def test_missing_value_error_names_the_cli_flag():
 
     data = pd.DataFrame({"y": [1.0, np.nan, 3.0, 4.0, 5.0, 6.0], "x": [1.0, 2, 3, 4, 5, 7],
                          "g": [1, 1, 2, 2, 3, 3]})
-    model = dlmm.mixedlm("y ~ x", data, groups="g")
     with pytest.raises(dlmm.InputError, match='pass missing="drop" to drop those rows'):
-        model.prepare()
+        dlmm.mixedlm("y ~ x", data, groups="g")  # in memory: refused at construction
     with pytest.raises(dlmm.InputError, match="pass --missing drop to drop those rows"), \
             _cli_option_names():
         dlmm.mixedlm("y ~ x", data, groups="g").prepare()
