@@ -23,6 +23,15 @@ test already holds is not followed by the fall-back methods): scipy's own test
 of the next, rounding-sized, step depends on the summation order, so without
 this the same data took different paths on different partitionings.
 
+A stationary point with a direction of positive curvature is a saddle, not
+a maximum: in the square-root parameterization a zero variance is always
+stationary, and the curvature there says whether the likelihood rises away
+from it (under ML or REML alike). The optimizer steps off along that
+direction and climbs again, trying steps from ``max(1, |x|)`` down to where
+the gain the curvature promises is within the llf's rounding
+(:func:`_escape_steps`), so that an interior maximum however close to the
+boundary beats the boundary.
+
 Convergence test: the Newton decrement ``g' (-H)^{-1} g / 2`` (the llf still
 to gain by the quadratic model) is at most ``tol_llf``; where the Hessian is
 not negative definite (a flat direction), the largest gradient component in
