@@ -95,7 +95,7 @@ def _sm_fit(sm_model, reml: bool, **kwargs):
 def _params_object(result) -> MixedLMParams:
     """dlmm's estimates as statsmodels' profile-scale parameters."""
     return MixedLMParams.from_components(
-        fe_params=result.fe_params.to_numpy(),
+        fe_params=np.asarray(result.fe_params),
         cov_re=result.cov_re_unscaled,
         vcomp=result.vcomp / result.scale,
     )
@@ -126,8 +126,12 @@ def _assert_agrees(result, model, sm_model, reml: bool) -> None:
     assert result.n_groups == sm.model.n_groups
 
     # Names, as statsmodels gives them.
-    assert list(result.params.index) == _sm_param_names(sm)
-    assert list(result.fe_params.index) == list(sm.model.exog_names)
+    assert result.param_names == _sm_param_names(sm)
+    assert result.exog_names == list(sm.model.exog_names)
+    # statsmodels' output types: ndarrays for arrays, pandas for pandas and formulas
+    for name in ("params", "bse", "tvalues", "fe_params", "cov_re", "fittedvalues"):
+        assert type(getattr(result, name)) is type(getattr(sm, name)), name
+    assert type(result.cov_params()) is type(sm.cov_params())
 
     _assert_same_likelihood(result, model, sm, sm_model)
 
@@ -151,10 +155,10 @@ def _assert_agrees(result, model, sm_model, reml: bool) -> None:
 
 def _assert_estimates_close(result, sm) -> None:
     fe_sm = np.asarray(sm.fe_params, dtype=float)
-    np.testing.assert_allclose(result.fe_params.to_numpy(), fe_sm, rtol=PARAM_RTOL,
+    np.testing.assert_allclose(np.asarray(result.fe_params), fe_sm, rtol=PARAM_RTOL,
                                atol=1e-6 * np.abs(fe_sm).max(), err_msg="fe_params")
     cov_sm = np.asarray(sm.cov_re, dtype=float).reshape(result.k_re, result.k_re)
-    got = result.cov_re.to_numpy()
+    got = np.asarray(result.cov_re)
     # Relative, with a floor for near-zero covariances (1e-5 in correlation units).
     sd = np.sqrt(np.diag(cov_sm))
     err = np.abs(got - cov_sm)
@@ -167,7 +171,7 @@ def _assert_estimates_close(result, sm) -> None:
     # The packed vector: fe, lower triangle of cov_re / scale, vcomp / scale (ratios of
     # two estimates, hence twice their tolerance).
     sm_params = np.asarray(sm.params, dtype=float)
-    np.testing.assert_allclose(result.params.to_numpy(), sm_params, rtol=2 * PARAM_RTOL,
+    np.testing.assert_allclose(np.asarray(result.params), sm_params, rtol=2 * PARAM_RTOL,
                                atol=1e-5 * np.abs(sm_params).max(), err_msg="params")
 
 
@@ -265,7 +269,7 @@ def test_arrays_agree(variant, reml):
         sm_model = SMMixedLM(y, x, g, exog_re=re, exog_vc=sm_vc)
     _assert_agrees(result, model, sm_model, reml)
     # numpy input: statsmodels' generated names ("const", "x1", "Group Var", ...).
-    assert list(result.params.index) == list(sm_model.data.param_names)
+    assert result.param_names == list(sm_model.data.param_names)
 
 
 def test_arrays_pandas_input_names():
@@ -349,10 +353,10 @@ def test_dlmm_reaches_higher_llf_where_statsmodels_stops_short(reml):
     d_inv = np.diag([1.0, 1.0 / factor])
     expected_cov = d_inv @ np.asarray(sm_base.cov_re) @ d_inv
     sd = np.sqrt(np.diag(expected_cov))
-    err = np.abs(result.cov_re.to_numpy() - expected_cov)
+    err = np.abs(np.asarray(result.cov_re) - expected_cov)
     assert np.all(err <= PARAM_RTOL * np.abs(expected_cov) + 1e-5 * np.outer(sd, sd)), err
     expected_fe = np.asarray(sm_base.fe_params) * np.array([1.0, 1.0 / factor, 1.0])
-    np.testing.assert_allclose(result.fe_params.to_numpy(), expected_fe, rtol=PARAM_RTOL)
+    np.testing.assert_allclose(np.asarray(result.fe_params), expected_fe, rtol=PARAM_RTOL)
     assert result.scale == pytest.approx(sm_base.scale, rel=PARAM_RTOL)
 
     # The shared comparison: with its tighter gtol statsmodels still stops short

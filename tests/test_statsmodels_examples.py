@@ -162,22 +162,22 @@ def test_estimates_llf_and_bse_agree(name):
     sm_model, sm_res = _reference(name)
     _, (model, res) = both(name)
     assert res.llf == pytest.approx(sm_res.llf, rel=LLF_RTOL)
-    np.testing.assert_allclose(res.params.to_numpy(), np.asarray(sm_res.params),
+    np.testing.assert_allclose(np.asarray(res.params), np.asarray(sm_res.params),
                                rtol=PARAM_RTOL, atol=1e-6, err_msg="params")
-    np.testing.assert_allclose(res.fe_params.to_numpy(), np.asarray(sm_res.fe_params),
+    np.testing.assert_allclose(np.asarray(res.fe_params), np.asarray(sm_res.fe_params),
                                rtol=PARAM_RTOL, err_msg="fe_params")
     assert res.scale == pytest.approx(sm_res.scale, rel=PARAM_RTOL)
     np.testing.assert_allclose(res.vcomp, np.asarray(sm_res.vcomp), rtol=PARAM_RTOL)
-    np.testing.assert_allclose(res.cov_re_unscaled.to_numpy(),
+    np.testing.assert_allclose(np.asarray(res.cov_re_unscaled),
                                np.asarray(sm_res.cov_re_unscaled), rtol=PARAM_RTOL,
                                atol=1e-9)
     free = np.asarray(sm_res.bse) > 0  # free=: statsmodels' fixed entries have bse 0
-    np.testing.assert_allclose(res.bse.to_numpy()[free], np.asarray(sm_res.bse)[free],
+    np.testing.assert_allclose(np.asarray(res.bse)[free], np.asarray(sm_res.bse)[free],
                                rtol=BSE_RTOL, err_msg="bse")
     if isinstance(sm_res.params, pd.Series):
         assert list(res.params.index) == list(sm_res.params.index)
     assert res.df_resid == sm_res.df_resid
-    np.testing.assert_allclose(res.normalized_cov_params[: res.k_fe, : res.k_fe],
+    np.testing.assert_allclose(np.asarray(res.normalized_cov_params)[: res.k_fe, : res.k_fe],
                                np.asarray(sm_res.normalized_cov_params)[: res.k_fe,
                                                                         : res.k_fe],
                                rtol=BSE_RTOL * 2)
@@ -194,7 +194,7 @@ def test_predict_is_the_fixed_part_as_statsmodels(name):
     assert isinstance(pred, np.ndarray) and isinstance(sm_pred, np.ndarray)
     np.testing.assert_allclose(pred, sm_pred, rtol=PARAM_RTOL)
     np.testing.assert_allclose(model.predict(res.params), sm_pred, rtol=PARAM_RTOL)
-    np.testing.assert_allclose(model.exog @ res.fe_params.to_numpy(), sm_pred,
+    np.testing.assert_allclose(model.exog @ np.asarray(res.fe_params), sm_pred,
                                rtol=PARAM_RTOL)
 
 
@@ -346,13 +346,11 @@ def test_fit_regularized_l1_as_statsmodels():
         warnings.simplefilter("ignore", ConvergenceWarning)
         expected = sm_api.MixedLM(*args).fit_regularized(alpha=300.0)
     got = dlmm.MixedLM(*args).fit_regularized(alpha=300.0)
-    np.testing.assert_allclose(got.fe_params.to_numpy(), expected.fe_params, rtol=1e-4,
-                               atol=1e-8)
-    assert got.fe_params.iloc[0] == 0.0  # the penalty zeroes the intercept at this alpha
+    np.testing.assert_allclose(got.fe_params, expected.fe_params, rtol=1e-4, atol=1e-8)
+    assert got.fe_params[0] == 0.0  # the penalty zeroes the intercept at this alpha
     assert got.scale == pytest.approx(expected.scale, rel=1e-4)
-    np.testing.assert_allclose(got.params.to_numpy()[3:], np.asarray(expected.params)[3:],
-                               rtol=1e-3)
-    np.testing.assert_allclose(got.cov_re.to_numpy(), np.asarray(expected.cov_re), rtol=1e-3)
+    np.testing.assert_allclose(got.params[3:], expected.params[3:], rtol=1e-3)
+    np.testing.assert_allclose(got.cov_re, expected.cov_re, rtol=1e-3)
 
 
 def test_refused_in_words():

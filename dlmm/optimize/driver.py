@@ -23,6 +23,15 @@ test already holds is not followed by the fall-back methods): scipy's own test
 of the next, rounding-sized, step depends on the summation order, so without
 this the same data took different paths on different partitionings.
 
+A stationary point with a direction of positive curvature is a saddle, not
+a maximum: in the square-root parameterization a zero variance is always
+stationary, and the curvature there says whether the likelihood rises away
+from it (under ML or REML alike). The optimizer steps off along that
+direction and climbs again, trying steps from ``max(1, |x|)`` down to where
+the gain the curvature promises is within the llf's rounding
+(:func:`_escape_steps`), so that an interior maximum however close to the
+boundary beats the boundary.
+
 Convergence test: the Newton decrement ``g' (-H)^{-1} g / 2`` (the llf still
 to gain by the quadratic model) is at most ``tol_llf``; where the Hessian is
 not negative definite (a flat direction), the largest gradient component in
@@ -234,6 +243,30 @@ def _ascent_direction(hess: np.ndarray | None) -> np.ndarray | None:
     return v[:, -1]
 
 
+#: Gain of llf (relative to ``max(1, |llf|)``) that counts as leaving a saddle: above
+#: the rounding of the llf, so that an escape is never a step within noise.
+ESCAPE_GAIN = 1e-10
+
+
+def _escape_steps(x: np.ndarray, llf: float, hess: np.ndarray) -> list[float]:
+    """Step lengths to try along the ascent direction of ``hess`` from the stationary
+    point ``x``: 0.05, 0.2 and 1 times ``max(1, |x|)``, then shorter ones, each a
+    quarter of the one before, down to where the quadratic model's gain
+    ``lambda t^2 / 2`` (``lambda``: the positive curvature) falls to the rounding of
+    the llf. The likelihood of the interior is thus compared with the boundary's
+    however close to the boundary the maximum lies (a variance whose maximum is
+    1e-4 of the residual's: the first steps overshoot it and lose)."""
+    radius = max(1.0, float(np.linalg.norm(x)))
+    steps = [0.05 * radius, 0.2 * radius, radius]
+    curvature = float(np.linalg.eigvalsh(0.5 * (hess + hess.T))[-1])
+    shortest = np.sqrt(2 * ESCAPE_GAIN * max(1.0, abs(llf)) / curvature)
+    t = steps[0] / 4
+    while t >= shortest and len(steps) < 40:
+        steps.append(t)
+        t /= 4
+    return steps
+
+
 def maximize(
     fun: ValueAndGradient,
     x0: np.ndarray,
@@ -410,13 +443,12 @@ def maximize(
         if direction is None:
             break
         obj.stage = "escape"
-        radius = max(1.0, float(np.linalg.norm(x)))
         better = None
-        for size in (0.05, 0.2, 1.0):
+        for step in _escape_steps(x, llf, hess):
             for sign in (1.0, -1.0):
-                cand = x + sign * size * radius * direction
+                cand = x + sign * step * direction
                 cand_llf, _ = obj.llf_grad(cand)
-                if cand_llf > llf + 1e-10 * max(1.0, abs(llf)) and (
+                if cand_llf > llf + ESCAPE_GAIN * max(1.0, abs(llf)) and (
                         better is None or cand_llf > better[1]):
                     better = (cand, cand_llf)
             if better is not None:

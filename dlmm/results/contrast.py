@@ -39,14 +39,18 @@ def constraint_matrix(r_matrix, q, exog_names: list[str], n_params: int):
         return (np.asarray(lc.constraint_matrix, dtype=float),
                 np.asarray(lc.constraint_values, dtype=float))
     r = np.atleast_2d(np.asarray(r_matrix, dtype=float))
+    # statsmodels' words ("should have k_fe columns", a ValueError) in both refusals
     if r.shape[1] == n_params and n_params != k_fe:
         if np.any(r[:, k_fe:] != 0):
-            raise InputError("t_test, wald_test and f_test apply to the fixed effects only: "
-                             "r_matrix has nonzero entries on covariance parameters")
+            raise InputError(f"r_matrix should have {k_fe} columns (the fixed effects "
+                             f"{', '.join(exog_names)}): t_test, wald_test and f_test apply "
+                             "to the fixed effects only, and this one has nonzero entries "
+                             "on covariance parameters")
         r = r[:, :k_fe]
     if r.shape[1] != k_fe:
-        raise InputError(f"r_matrix has {r.shape[1]} columns; expected {k_fe} (the fixed "
-                         f"effects {', '.join(exog_names)}) or {n_params} (all of params)")
+        raise InputError(f"r_matrix should have {k_fe} columns (the fixed effects "
+                         f"{', '.join(exog_names)}), or {n_params} (all of params, zero "
+                         f"beyond the fixed effects); it has {r.shape[1]}")
     q = np.zeros(r.shape[0]) if q is None else np.atleast_1d(np.asarray(q, dtype=float))
     if q.shape != (r.shape[0],):
         raise InputError(f"q has {q.size} values for {r.shape[0]} constraints")

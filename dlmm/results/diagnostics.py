@@ -38,7 +38,7 @@ def residual_sample(result, max_points: int = SAMPLE_ROWS, seed: int = 0) -> pd.
     random sample drawn where the rows are (see the module docstring)."""
     stats = result._require_stats("residual plots")
     spec = result.model.spec
-    fe = result.fe_params.to_numpy()
+    fe = np.asarray(result.fe_params, dtype=float)
     lookup = result.effects.lookup()
     n_total = max(int(result.nobs), 1)
     frac = min(1.0, 1.5 * max_points / n_total)

@@ -118,7 +118,7 @@ def _predictions(result, map_rows, random_effects: bool, fitted: bool):
     """``predict_chunk`` over every chunk that ``map_rows(func, meta, *shared)`` maps."""
     spec = result.model.spec
     lookup = result.effects.lookup() if random_effects else None
-    fe = result.fe_params.to_numpy()
+    fe = np.asarray(result.fe_params, dtype=float)
 
     def run(frame, lookup):
         return predict_chunk(frame, spec, fe, lookup, fitted)
@@ -171,7 +171,7 @@ def _predict_array(result, exog, random_effects: bool) -> np.ndarray:
     if x.shape[1] != result.k_fe:
         raise InputError(f"exog has {x.shape[1]} columns; the model has {result.k_fe} fixed "
                          f"effects ({', '.join(result.exog_names)})")
-    return x @ result.fe_params.to_numpy()
+    return x @ np.asarray(result.fe_params, dtype=float)
 
 
 def _with_group_values(exog, model, random_effects: bool):

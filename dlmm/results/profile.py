@@ -166,7 +166,7 @@ class ProfileLikelihood:
     def estimate(self, kind: str, index: tuple) -> float:
         """The ML estimate of a profiled parameter (data scale)."""
         ml = self.ml
-        cov = ml.cov_re.to_numpy()
+        cov = np.asarray(ml.cov_re, dtype=float)
         if kind == "re_sd":
             return float(np.sqrt(cov[index[0], index[0]]))
         if kind == "re_cor":
@@ -176,7 +176,7 @@ class ProfileLikelihood:
             return float(np.sqrt(ml.vcomp[index[0]]))
         if kind == "sigma":
             return float(np.sqrt(ml.scale))
-        return float(ml.fe_params.iloc[index[0]])
+        return float(np.asarray(ml.fe_params)[index[0]])
 
     def profile_llf(self, kind: str, index: tuple, value: float, start):
         """Maximized ML llf with the parameter held at ``value``; also the argmax."""
@@ -269,7 +269,7 @@ class ProfileLikelihood:
     def _step(self, kind, index, est) -> float:
         ml = self.ml
         if kind == "fe":
-            return float(ml.bse_fe.iloc[index[0]])
+            return float(np.asarray(ml.bse_fe)[index[0]])
         if kind == "sigma":
             return 0.1 * est
         if kind == "re_cor":
@@ -326,7 +326,7 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
             raise InputError(f"no variance component named {re_ix!r} ({result.vc_names})")
         k = result.vc_names.index(re_ix)
         order = np.arange(k_re)
-        current = result.params.to_numpy()[result.k_fe + result.k_re2 + k]
+        current = np.asarray(result.params)[result.k_fe + result.k_re2 + k]
     perm = np.eye(k_re)[order]  # perm @ Psi @ perm.T puts the profiled effect first
     low = current - dist_low / result.scale
     high = current + dist_high / result.scale
@@ -342,7 +342,8 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
     start_l = np.linalg.cholesky(psi_perm + 1e-12 * np.eye(k_re)) if k_re else np.zeros((0, 0))
     start = np.concatenate([start_l[tri], result._sd])
     fixed_pos = 0 if vtype == "re" else k_re2 + k
-    free_pos = np.array([i for i in range(start.shape[0]) if i != fixed_pos])
+    # Integer positions also when the profiled variance is the only one (none free).
+    free_pos = np.array([i for i in range(start.shape[0]) if i != fixed_pos], dtype=np.int64)
     out = []
     for x in values:
         theta0 = start.copy()
@@ -369,9 +370,11 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
             llf, grad, _ = fun(z)
             return -llf / n, -grad / n
 
-        res = optimize.minimize(neg, start[free_pos], jac=True, method="L-BFGS-B",
-                                options={"maxiter": 500, "gtol": 1e-10, "ftol": 1e-15})
-        llf, _, scale = fun(res.x)
+        z = start[free_pos]
+        if free_pos.size:  # else the fixed variance is the whole covariance
+            z = optimize.minimize(neg, z, jac=True, method="L-BFGS-B",
+                                  options={"maxiter": 500, "gtol": 1e-10, "ftol": 1e-15}).x
+        llf, _, scale = fun(z)
         out.append([x * scale, llf])
-        start[free_pos] = res.x
+        start[free_pos] = z
     return np.asarray(out)

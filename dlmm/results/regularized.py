@@ -36,14 +36,14 @@ def regularized_result(model, fit, alpha, ceps: float, ptol: float, maxit: int):
 
     k = fit.k_fe
     xtvx = -np.asarray(fit.hessian, dtype=float)[:k, :k]
-    beta_gls = fit.fe_params.to_numpy()
+    beta_gls = np.asarray(fit.fe_params, dtype=float)
     beta = l1_shooting(xtvx, beta_gls, alpha, ceps, ptol, maxit)
     n = fit.nobs
     fac = n - k if fit.reml else n
     d = beta - beta_gls
     scale = fit.scale * (1.0 + float(d @ xtvx @ d) / fac)
     e = fit.estimates
-    params = fit.params.to_numpy().copy()
+    params = np.array(fit.params, dtype=float)
     params[:k] = beta
     hess, _ = model.hessian(params)
     keep = np.abs(params) > ceps
@@ -72,6 +72,6 @@ def regularized_result(model, fit, alpha, ceps: float, ptol: float, maxit: int):
                                      y_scale=centering.y_scale)
     out = MixedLMResults(model, estimates, inference, fit.facts, effects, statistics=stats,
                          theta=(fit._chol, fit._sd), optimization_log=fit.optimization_log)
-    out.cov_re = fit.cov_re.copy()  # statsmodels keeps the fit's covariance (data scale)
+    out._cov_re = fit._cov_re.copy()  # statsmodels keeps the fit's covariance (data scale)
     out.vcomp = np.array(fit.vcomp, dtype=float)
     return out

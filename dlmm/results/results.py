@@ -16,6 +16,7 @@ or new ones near a zero variance (:func:`~dlmm.objective.hessian.hessian_from_gr
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from functools import cached_property
@@ -52,6 +53,14 @@ from .lme4_methods import Lme4Methods, check_ddf
 from .statsmodels_compat import StatsmodelsResults
 
 
+def pandas_output(model) -> bool:
+    """statsmodels' wrapper convention: a model made from pandas (or Dask) objects, or
+    from formulas, gives pandas results (``params``, ``bse``, ``cov_params()``, ...);
+    one made from arrays gives ndarrays. The arrays form's specification says which
+    it was given (``pandas_input``); formulas and loaded results have names."""
+    return bool(getattr(getattr(model, "spec", None), "pandas_input", True))
+
+
 def effect_names_of(spec, vc_names: list[str]) -> EffectNames:
     """The labels of a model's effects tables, from its specification."""
     return EffectNames(
@@ -85,7 +94,11 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
     Attributes
     ----------
     fe_params : pandas.Series
-        GLS fixed effects at the optimum.
+        GLS fixed effects at the optimum. This and the other labelled outputs
+        (``params``, ``bse``, ``bse_fe``, ``bse_re``, ``tvalues``, ``pvalues``,
+        ``cov_re``, ``cov_re_unscaled``, ``cov_params()``, ``conf_int()``,
+        ``normalized_cov_params``, ``fittedvalues``, ``resid``) are ndarrays for
+        a model made from arrays, as statsmodels' results wrapper has them.
     cov_re : pandas.DataFrame
         Random-effects covariance on the data's scale.
     cov_re_unscaled : pandas.DataFrame
@@ -137,6 +150,7 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         self._stats = statistics
         self._chol, self._sd = theta if theta is not None else (None, None)
         self.optimization_log = optimization_log
+        self._pandas = pandas_output(model)
 
         e = estimates
         self.exog_names = list(e.exog_names)
@@ -150,14 +164,15 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         self.method = "REML" if self.reml else "ML"
         self.llf = e.llf
         self.scale = e.scale
-        self.fe_params = pd.Series(e.fe_params, index=self.exog_names, name="fe_params")
-        self.cov_re_unscaled = pd.DataFrame(e.cov_re_unscaled, index=self.exog_re_names,
-                                            columns=self.exog_re_names)
-        self.cov_re = pd.DataFrame(e.cov_re_unscaled * self.scale, index=self.exog_re_names,
-                                   columns=self.exog_re_names)
+        # The labelled values; the public names shape them (:meth:`_shaped`).
+        self._fe_params = pd.Series(e.fe_params, index=self.exog_names, name="fe_params")
+        self._cov_re_unscaled = pd.DataFrame(e.cov_re_unscaled, index=self.exog_re_names,
+                                             columns=self.exog_re_names)
+        self._cov_re = pd.DataFrame(e.cov_re_unscaled * self.scale, index=self.exog_re_names,
+                                    columns=self.exog_re_names)
         self.vcomp = e.vcomp_unscaled * self.scale
         self.param_names = e.param_names
-        self.params = e.params_series()
+        self._params = e.params_series()
 
         self.hessian = inference.hessian
         self.hessian_singular = inference.hessian_singular
@@ -289,6 +304,47 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         return cls(model, estimates, inference, facts, effects, statistics=stats,
                    theta=(chol_model, sd_vc), optimization_log=outcome.log)
 
+    # -- statsmodels' output types ------------------------------------------------
+
+    def _shaped(self, value):
+        """``value`` (a Series or DataFrame) as statsmodels' wrapper returns it: itself
+        for pandas models, its ndarray for array models (see :func:`pandas_output`)."""
+        if not self._pandas and (isinstance(value, (pd.Series, pd.DataFrame))
+                                 or hasattr(value, "npartitions")):
+            return np.asarray(value)
+        return value
+
+    def labelled(self) -> MixedLMResults:
+        """This result with pandas outputs whatever the model's input (a shallow copy:
+        the same estimates, effects and statistics); a pandas model's result is
+        returned as it is."""
+        if self._pandas:
+            return self
+        out = copy.copy(self)
+        out._pandas = True
+        return out
+
+    @property
+    def fe_params(self):
+        """GLS fixed effects at the optimum (a Series named by ``exog_names``)."""
+        return self._shaped(self._fe_params)
+
+    @property
+    def cov_re(self):
+        """Random-effects covariance on the data's scale."""
+        return self._shaped(self._cov_re)
+
+    @property
+    def cov_re_unscaled(self):
+        """``cov_re / scale`` (``Psi``)."""
+        return self._shaped(self._cov_re_unscaled)
+
+    @property
+    def params(self):
+        """statsmodels' vector: fixed effects, the lower triangle of ``Psi`` row by row,
+        then ``vcomp / scale``."""
+        return self._shaped(self._params)
+
     @property
     def singular(self) -> bool:
         """Whether the fit is on the boundary (lme4's ``isSingular``; see
@@ -302,41 +358,53 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
 
     def cov_params(self) -> pd.DataFrame:
         """Covariance of ``params``: ``inv(-H)`` (zero rows for fixed parameters)."""
-        return pd.DataFrame(self._cov.copy(), index=self.param_names, columns=self.param_names)
+        return self._shaped(pd.DataFrame(self._cov.copy(), index=self.param_names,
+                                         columns=self.param_names))
+
+    @property
+    def _bse(self) -> np.ndarray:
+        return np.sqrt(np.clip(np.diag(self._cov), 0, None))
 
     @property
     def bse(self) -> pd.Series:
         """Standard errors of ``params``."""
-        return pd.Series(np.sqrt(np.clip(np.diag(self._cov), 0, None)), index=self.param_names)
+        return self._shaped(pd.Series(self._bse, index=self.param_names))
 
     @property
     def bse_fe(self) -> pd.Series:
         """Standard errors of the fixed effects."""
-        return self.bse.iloc[: self.k_fe]
+        return self._shaped(pd.Series(self._bse[: self.k_fe], index=self.exog_names))
 
     @property
     def bse_re(self) -> pd.Series:
         """Standard errors of ``cov_re`` (lower triangle) and ``vcomp``, on the data scale
         (``sqrt(scale)`` times those of the profile parameters, as statsmodels)."""
-        return pd.Series(np.sqrt(self.scale * np.clip(np.diag(self._cov)[self.k_fe:], 0, None)),
-                         index=self.param_names[self.k_fe:])
+        return self._shaped(pd.Series(
+            np.sqrt(self.scale * np.clip(np.diag(self._cov)[self.k_fe:], 0, None)),
+            index=self.param_names[self.k_fe:]))
+
+    @property
+    def _tvalues(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self._params.to_numpy() / self._bse
 
     @property
     def tvalues(self) -> pd.Series:
         """``params / bse``."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return self.params / self.bse
+        return self._shaped(pd.Series(self._tvalues, index=self.param_names))
 
     @property
     def pvalues(self) -> pd.Series:
         """Two-sided normal p-values of ``tvalues``."""
-        return pd.Series(2 * sps.norm.sf(np.abs(self.tvalues.to_numpy())), index=self.param_names)
+        return self._shaped(pd.Series(2 * sps.norm.sf(np.abs(self._tvalues)),
+                                      index=self.param_names))
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Wald confidence intervals ``params -/+ z_{1-alpha/2} bse``."""
         z = sps.norm.ppf(1 - alpha / 2)
-        bse = self.bse
-        return pd.DataFrame({0: self.params - z * bse, 1: self.params + z * bse})
+        params = self._params.to_numpy()
+        return self._shaped(pd.DataFrame({0: params - z * self._bse, 1: params + z * self._bse},
+                                         index=self.param_names))
 
     @property
     def df_modelwc(self) -> int:
@@ -425,20 +493,29 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
     # -- predictions --------------------------------------------------------------
 
     @cached_property
-    def fittedvalues(self):
-        """Fixed part plus the group's predicted random effects, for the rows used in
-        the fit (pandas Series indexed like the data; lazy Dask for Dask input)."""
+    def _fitted(self):
         from .prediction import fitted_values
 
         return fitted_values(self, self._require_stats("fittedvalues"))
 
     @cached_property
-    def resid(self):
-        """Response minus :attr:`fittedvalues`."""
+    def _resid(self):
         from .prediction import responses
 
         y = responses(self.model.spec, self._require_stats("resid"))
-        return (y - self.fittedvalues).rename("resid")
+        return (y - self._fitted).rename("resid")
+
+    @property
+    def fittedvalues(self):
+        """Fixed part plus the group's predicted random effects, for the rows used in
+        the fit (pandas Series indexed like the data; lazy Dask for Dask input; an
+        ndarray for a model made from arrays)."""
+        return self._shaped(self._fitted)
+
+    @property
+    def resid(self):
+        """Response minus :attr:`fittedvalues`."""
+        return self._shaped(self._resid)
 
     def predict(self, exog=None, random_effects: bool = False, client=None):
         """Predictions: statsmodels' meaning by default, the fixed part ``X beta``.
@@ -482,7 +559,7 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         :func:`dlmm.load_result`."""
         from ..io.saved_result import save_result
 
-        save_result(self, path)
+        save_result(self.labelled(), path)
 
     # -- presentation -------------------------------------------------------------
 
@@ -494,12 +571,10 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
                 alpha: float = 0.05, ddf: str | None = None):
         """A summary in statsmodels' layout and signature (see :mod:`dlmm.results.summary`),
         with lme4's VarCorr and, for ``ddf="Satterthwaite"``, lmerTest's table."""
-        from .summary import Summary
+        from .summary import make_summary
 
-        summary = Summary(self, alpha=alpha, yname=yname, xname_fe=xname_fe,
-                          xname_re=xname_re, title=title)
-        summary.ddf = check_ddf(ddf)
-        return summary
+        return make_summary(self, alpha=alpha, yname=yname, xname_fe=xname_fe,
+                            xname_re=xname_re, title=title, ddf=check_ddf(ddf))
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()

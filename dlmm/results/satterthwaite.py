@@ -206,7 +206,7 @@ def satterthwaite_table(result, contrasts=None) -> pd.DataFrame:
     ``contest1D``)."""
     derivs = variance_derivatives(result)
     c_mat, names = _contrast_matrix(result, contrasts)
-    beta = result.fe_params.to_numpy()
+    beta = np.asarray(result.fe_params, dtype=float)
     rows = []
     for c in c_mat:
         var, df = derivs.contrast(c)

@@ -102,7 +102,7 @@ def simulate(result, n: int = 1, seed: int = 0):
     n = int(n)
     stats = result._require_stats("simulate")
     spec = result.model.spec
-    fe = result.fe_params.to_numpy()
+    fe = np.asarray(result.fe_params, dtype=float)
     cov = np.asarray(result.cov_re, dtype=float)
     chol = np.linalg.cholesky(cov + 1e-300 * np.eye(cov.shape[0])) if cov.size else cov
     slot_component = np.asarray(getattr(spec, "slot_component", []), dtype=np.int64)

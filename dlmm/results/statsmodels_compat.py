@@ -100,9 +100,10 @@ class StatsmodelsResults:
         return float(self.nobs - self.k_fe)
 
     @property
-    def normalized_cov_params(self) -> np.ndarray:
-        """``cov_params() / scale``, as statsmodels stores it."""
-        return self._cov / self.scale
+    def normalized_cov_params(self):
+        """``cov_params() / scale``, as statsmodels stores it (labelled for pandas
+        models, as ``cov_params()``)."""
+        return self.cov_params() / self.scale
 
     @property
     def use_sqrt(self) -> bool:
@@ -121,7 +122,7 @@ class StatsmodelsResults:
         """Forget the fitted rows (the engine's statistics, possibly persisted on a
         cluster) and the fitted values computed from them; estimates, tests, random
         effects already computed and predictions for new data remain."""
-        for name in ("fittedvalues", "resid"):
+        for name in ("_fitted", "_resid"):
             self.__dict__.pop(name, None)
         self._stats = None
 
@@ -130,7 +131,7 @@ class StatsmodelsResults:
     def _contrast(self, r_matrix, q=None):
         r, q = constraint_matrix(r_matrix, q, self.exog_names, len(self.param_names))
         k = self.k_fe
-        return r, q, self.fe_params.to_numpy(), self._cov[:k, :k]
+        return r, q, self._fe_params.to_numpy(), self._cov[:k, :k]
 
     def t_test(self, r_matrix, q=None, use_t: bool | None = None) -> ContrastResults:
         """z tests (t tests on ``df_resid`` with ``use_t=True``) of ``R beta = q``.

@@ -1,15 +1,24 @@
-"""Summary of a fit in statsmodels' ``MixedLM`` layout (text and HTML).
+"""Summary of a fit in statsmodels' ``MixedLM`` layout (text and HTML), with lme4's blocks.
 
 Model facts in two columns; then one table: fixed effects with standard
 error, z, p-value and Wald interval; then the variance parameters on the data
 scale with statsmodels' standard errors (``sqrt(scale)`` times those of the
-profile parameters). As statsmodels' ``Summary``: ``tables`` (both as
-frames), ``as_text``, ``as_html``, ``as_latex``.
+profile parameters); then lme4's VarCorr (and, on request, lmerTest's
+Satterthwaite table: :mod:`dlmm.results.lme4_summary`).
+
+When statsmodels is installed, ``summary()`` is a
+``statsmodels.iolib.summary2.Summary`` (a subclass made on first use, so that
+importing dlmm does not import statsmodels): its two ``tables`` are the ones
+statsmodels' ``MixedLMResults.summary`` adds, rendered by statsmodels, and the
+lme4 blocks follow them in the text and HTML. Without statsmodels the same
+tables, ``title``, ``as_text``, ``as_html`` and ``as_latex`` come from
+:class:`Summary`, dlmm's own rendering of that layout.
 """
 
 from __future__ import annotations
 
 import html
+import importlib.util
 
 import numpy as np
 import pandas as pd
@@ -29,15 +38,17 @@ def _num(x: float) -> str:
     return f"{x:.3f}"
 
 
-class Summary:
-    """Text and HTML summary of a :class:`~dlmm.results.MixedLMResults`."""
+class SummaryContent:
+    """What a summary says, whoever renders it: the model facts, the coefficient table
+    (formatted strings, statsmodels' columns) and the title."""
 
-    def __init__(self, result, alpha: float = 0.05, yname: str | None = None,
-                 xname_fe: list[str] | None = None, xname_re: list[str] | None = None,
-                 title: str | None = None):
+    def _setup(self, result, alpha: float = 0.05, yname: str | None = None,
+               xname_fe: list[str] | None = None, xname_re: list[str] | None = None,
+               title: str | None = None, ddf: str | None = None) -> None:
         self.result = result
         self.alpha = alpha
         self.yname = yname
+        self.ddf = ddf
         names = list(result.param_names)
         k = result.k_fe
         for given, lo, hi, what in ((xname_fe, 0, k, "xname_fe"),
@@ -76,11 +87,11 @@ class Summary:
         r = self.result
         a = self.alpha
         lo_name, hi_name = f"[{a / 2:g}", f"{1 - a / 2:g}]"
-        bse = r.bse.to_numpy()
+        bse = np.asarray(r.bse, dtype=float)
         k = r.k_fe
         coef = np.concatenate([
-            r.fe_params.to_numpy(),
-            r.cov_re.to_numpy()[np.tril_indices(r.k_re)],
+            np.asarray(r.fe_params, dtype=float),
+            np.asarray(r.cov_re, dtype=float)[np.tril_indices(r.k_re)],
             np.asarray(r.vcomp, dtype=float),
         ])
         se = np.concatenate([bse[:k], np.sqrt(r.scale) * bse[k:]])
@@ -100,6 +111,35 @@ class Summary:
         )
         return frame.apply(lambda col: [_num(v) for v in col])
 
+    def info(self) -> dict[str, str]:
+        """The facts as statsmodels' ``add_dict`` takes them: the left column's, then
+        the right's (never longer), which its split into two halves gives back."""
+        left, right = self.facts()
+        return dict(left + right)
+
+
+class Summary(SummaryContent):
+    """Text and HTML summary of a :class:`~dlmm.results.MixedLMResults`, rendered by dlmm
+    (the one :func:`make_summary` returns when statsmodels is not installed).
+
+    As statsmodels' ``Summary``: ``tables`` (the model facts in four columns: label,
+    value, label, value; the coefficient table), ``title``, ``extra_txt``,
+    ``as_text()``, ``as_html()``, ``as_latex()``.
+    """
+
+    def __init__(self, result, alpha: float = 0.05, yname: str | None = None,
+                 xname_fe: list[str] | None = None, xname_re: list[str] | None = None,
+                 title: str | None = None, ddf: str | None = None):
+        self._setup(result, alpha, yname, xname_fe, xname_re, title, ddf)
+        left, right = self.facts()
+        n = max(len(left), len(right))
+        pad = [("", "")] * n
+        rows = [(*(left + pad)[i], *(right + pad)[i]) for i in range(n)]
+        self.tables = [pd.DataFrame(rows), self.table()]
+        self.settings = [{"index": False, "header": False, "align": "l"},
+                         {"index": True, "header": True, "align": "r"}]
+        self.extra_txt: list[str] = []
+
     def as_text(self) -> str:
         left, right = self.facts()
         lw = max(len(a) + len(b) for a, b in left) + 2
@@ -110,7 +150,7 @@ class Summary:
             b = f"{right[i][0]} {right[i][1]:>{rw - len(right[i][0]) - 1}}" if i < len(right) \
                 else ""
             lines.append(f"{a:<{lw}}   {b}".rstrip())
-        table = self.table()
+        table = self.tables[1]
         name_w = max(len(n) for n in table.index)
         widths = [max(len(c), *(len(v) for v in table[c])) for c in table.columns]
         head = " " * name_w + "".join(f" {c:>{w}}" for c, w in zip(table.columns, widths))
@@ -120,16 +160,6 @@ class Summary:
         title = self.title.center(width).rstrip()
         return "\n".join([title, "=" * width, *lines, "-" * width, head, "-" * width, *body,
                           "=" * width]) + lme4_text(self)
-
-    @property
-    def tables(self) -> list[pd.DataFrame]:
-        """statsmodels' ``Summary.tables``: the model facts (four columns: label,
-        value, label, value) and the coefficient table (formatted strings)."""
-        left, right = self.facts()
-        n = max(len(left), len(right))
-        pad = [("", "")] * n
-        rows = [(*(left + pad)[i], *(right + pad)[i]) for i in range(n)]
-        return [pd.DataFrame(rows), self.table()]
 
     def as_html(self) -> str:
         """The summary as an HTML fragment (the notebook's rendering)."""
@@ -171,4 +201,57 @@ class Summary:
             rows.append("<tr>" + "".join(cells) + "</tr>")
         facts = "<table class='dlmm-facts'>" + "".join(rows) + "</table>"
         return (f"<div class='dlmm-summary'><h4>{html.escape(self.title)}</h4>"
-                f"{facts}{self.table().to_html()}{lme4_html(self)}</div>")
+                f"{facts}{self.tables[1].to_html()}{lme4_html(self)}</div>")
+
+
+class StatsmodelsRendered(SummaryContent):
+    """The summary as a ``statsmodels.iolib.summary2.Summary`` (a mixin: the class
+    :func:`summary_class` makes puts statsmodels' class after it): statsmodels' two
+    tables and rendering, then lme4's blocks in the text and HTML."""
+
+    def __init__(self, result, alpha: float = 0.05, yname: str | None = None,
+                 xname_fe: list[str] | None = None, xname_re: list[str] | None = None,
+                 title: str | None = None, ddf: str | None = None):
+        super().__init__()  # statsmodels' empty summary
+        self._setup(result, alpha, yname, xname_fe, xname_re, title, ddf)
+        self.add_dict(self.info())
+        self.add_title(self.title)
+        self.add_df(self.table(), align="r")
+
+    def as_text(self) -> str:
+        return super().as_text().rstrip("\n") + lme4_text(self)
+
+    def as_html(self) -> str:
+        return super().as_html() + lme4_html(self)
+
+    def __repr__(self) -> str:
+        return self.as_text()
+
+
+_MADE: dict[str, type] = {}
+
+
+def summary_class() -> type:
+    """The class of ``summary()``: a subclass of statsmodels' ``summary2.Summary`` when
+    statsmodels can be imported (made on first call), else :class:`Summary`."""
+    cls = _MADE.get("Summary")
+    if cls is None:
+        cls = Summary
+        if importlib.util.find_spec("statsmodels") is not None:
+            try:
+                from statsmodels.iolib.summary2 import Summary as base
+            except Exception:  # a broken statsmodels installation is not our failure
+                base = None
+            if base is not None:
+                cls = type("Summary", (StatsmodelsRendered, base),
+                           {"__doc__": StatsmodelsRendered.__doc__, "__module__": __name__})
+        _MADE["Summary"] = cls
+    return cls
+
+
+def make_summary(result, alpha: float = 0.05, yname: str | None = None,
+                 xname_fe: list[str] | None = None, xname_re: list[str] | None = None,
+                 title: str | None = None, ddf: str | None = None):
+    """``result.summary(...)``: an instance of :func:`summary_class`."""
+    return summary_class()(result, alpha=alpha, yname=yname, xname_fe=xname_fe,
+                           xname_re=xname_re, title=title, ddf=ddf)

@@ -295,7 +295,7 @@ def coefficients(result):
         raise InputError("coef() needs standard random effects (re_formula); for variance "
                          "components use vc_effects_table()")
     table = result.random_effects_table()
-    fe = result.fe_params
+    fe = result.labelled().fe_params
     fixed_intercept = next((n for n in fe.index if n in FIXED_INTERCEPTS), None)
     columns = {}
     taken = set()

@@ -26,6 +26,14 @@ def _names(obj, default_prefix: str, k: int) -> list[str]:
     return [f"{default_prefix}{i + 1}" for i in range(k)]
 
 
+def _is_frame(obj) -> bool:
+    """A pandas or Dask DataFrame or Series."""
+    if isinstance(obj, (pd.Series, pd.DataFrame)):
+        return True
+    return type(obj).__module__.startswith(("dask.dataframe", "dask_expr")) \
+        and hasattr(obj, "index")
+
+
 def _as_2d(obj, what: str) -> np.ndarray:
     arr = np.asarray(obj)
     if arr.ndim == 1:
@@ -78,6 +86,9 @@ class ArraySpec(ModelNames):
     """A mixed-model specification from arrays; ``frame`` holds the data."""
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None):
+        # statsmodels' wrapper convention: pandas results when endog or exog is a pandas
+        # (or Dask) object, ndarrays otherwise (groups and exog_re do not count).
+        self.pandas_input = _is_frame(endog) or _is_frame(exog)
         y = np.asarray(endog)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]

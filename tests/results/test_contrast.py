@@ -31,7 +31,7 @@ def test_constraint_forms_agree():
         np.testing.assert_array_equal(q, q1)
     with pytest.raises(InputError, match="covariance parameters"):
         constraint_matrix(np.eye(5)[4:], None, NAMES, 5)
-    with pytest.raises(InputError, match="expected 3"):
+    with pytest.raises(InputError, match="should have 3 columns"):
         constraint_matrix(np.eye(2), None, NAMES, 5)
 
 
