@@ -47,6 +47,36 @@ class KeyedCrossProducts:
         )
 
 
+def _in_order(parts: list[KeyedCrossProducts]) -> bool:
+    """Whether the labels, part after part, are strictly increasing (the chunks of data
+    written group by group, in order): then no label is in two parts."""
+    try:
+        return all(bool(np.all(p.labels[1:] > p.labels[:-1])) for p in parts) and all(
+            a.labels[-1] < b.labels[0] for a, b in zip(parts, parts[1:]))
+    except TypeError:  # labels that do not order
+        return False
+
+
+def _concatenate(parts: list[KeyedCrossProducts]) -> KeyedCrossProducts:
+    """Parts of disjoint labels in order, as one: nothing to add by key."""
+    cps = [p.cp for p in parts]
+    offsets = np.cumsum([0] + [c.n.shape[0] for c in cps[:-1]])
+
+    def cat(name):
+        return np.concatenate([getattr(c, name) for c in cps])
+
+    def shifted(name):
+        return np.concatenate([getattr(c, name) + o for c, o in zip(cps, offsets)])
+
+    return KeyedCrossProducts(
+        np.concatenate([p.labels for p in parts]),
+        GroupCrossProducts(
+            cat("n"), cat("zz"), cat("zr"), shifted("wz_group"), cat("wz_slot"), cat("wz"),
+            cat("wr"), shifted("ww_group"), cat("ww_slot_a"), cat("ww_slot_b"), cat("ww"),
+        ),
+    )
+
+
 def combine_keyed(parts: list[KeyedCrossProducts], n_slots: int) -> KeyedCrossProducts:
     """Add the cross-products of equal group labels; labels come out sorted."""
     parts = [p for p in parts if p.labels.shape[0]]
@@ -56,6 +86,8 @@ def combine_keyed(parts: list[KeyedCrossProducts], n_slots: int) -> KeyedCrossPr
         labels = parts[0].labels
         if labels.shape[0] < 2 or bool(np.all(labels[1:] > labels[:-1])):
             return parts[0]
+    elif _in_order(parts):
+        return _concatenate(parts)
     labels = np.concatenate([p.labels for p in parts])
     uniq, inverse = np.unique(labels, return_inverse=True)
     inverse = inverse.reshape(-1)

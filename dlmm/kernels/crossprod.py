@@ -166,3 +166,160 @@ def group_crossproducts(
 def row_crossproduct(xy: np.ndarray) -> np.ndarray:
     """``K = [X y]' [X y]`` summed over rows."""
     return xy.T @ xy
+
+
+@dataclass(eq=False)
+class FusedSums:
+    """What :func:`fused_crossproducts` makes of a chunk's columns.
+
+    Attributes
+    ----------
+    cp : GroupCrossProducts
+        Per-group cross-products of the centred design (codes as given; a code
+        without usable rows has ``n == 0``).
+    xy_cross : ndarray (r, r)
+        ``[X y]'[X y]`` over the usable rows (centred).
+    z_cross : ndarray (k_re, k_re)
+        ``Z'Z`` over the usable rows (centred).
+    peak : ndarray (n_src,)
+        Largest magnitude of each source column over the usable rows (raw values).
+    missing, infinite : ndarray (n_src,)
+        Rows with a NaN, and with +-inf, per source column (over every row).
+    n_used : int
+        Usable rows.
+    """
+
+    cp: GroupCrossProducts
+    xy_cross: np.ndarray
+    z_cross: np.ndarray
+    peak: np.ndarray
+    missing: np.ndarray
+    infinite: np.ndarray
+    n_used: int
+
+
+_IDENTITY = np.full(1, -1, dtype=np.int64)
+
+
+def _mirror(upper: np.ndarray) -> np.ndarray:
+    """A stack of (or one) square matrices with the strict lower triangle copied from
+    the upper one."""
+    k = upper.shape[-1]
+    rows, cols = np.tril_indices(k, -1)
+    upper[..., rows, cols] = upper[..., cols, rows]
+    return upper
+
+
+#: The loop takes the columns as a tuple of this many arrays (or a multiple of it),
+#: padded with the first: one compiled specialization serves every model of up to
+#: this many source columns.
+COLUMNS_PER_TUPLE = 8
+
+
+def _padded(columns: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """The columns, read-only, C-contiguous float64, padded to a multiple of
+    :data:`COLUMNS_PER_TUPLE`."""
+    def readonly(a):
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        if a.flags.writeable:
+            a = a.view()
+            a.flags.writeable = False
+        return a
+
+    cols = [readonly(a) for a in columns]
+    fill = -len(cols) % COLUMNS_PER_TUPLE if cols else COLUMNS_PER_TUPLE
+    return tuple(cols + [cols[0] if cols else np.zeros(0)] * fill)
+
+
+def fused_crossproducts(
+    columns: tuple[np.ndarray, ...],
+    xy_src: np.ndarray,
+    z_src: np.ndarray,
+    shifts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    seg_start: np.ndarray,
+    seg_code: np.ndarray,
+    n_groups: int,
+    vc_codes: np.ndarray | None = None,
+    vc_offset: np.ndarray | None = None,
+    n_slots: int = 0,
+    grouped: bool = True,
+) -> FusedSums:
+    """Per-group cross-products straight from the columns, in one compiled loop.
+
+    The same numbers as :func:`group_crossproducts` on the centred design of the
+    usable rows (sums in row order within each group), without forming the design:
+    each row is read once, checked, centred and added into its group.
+
+    Parameters
+    ----------
+    columns : tuple of ndarray (n,)
+        Source columns, float64 (NaN for a missing value).
+    xy_src, z_src : ndarray of int (r,), (k_re,)
+        Source column of each column of ``[X y]`` and of ``Z``; -1 for an intercept.
+    shifts : tuple
+        ``(xy_shift, xy_scale, z_shift, z_scale)``: design column ``a`` is
+        ``(value - shift[a]) / scale[a]`` (see :mod:`dlmm.spec.centering`).
+    seg_start : ndarray of int (s + 1,)
+        Rows ``seg_start[j]:seg_start[j+1]`` form a run of one group label ...
+    seg_code : ndarray of int (s,)
+        ... whose group code is ``seg_code[j]`` (-1: the label is missing; such rows
+        are counted, not used). A code may have several runs.
+    n_groups : int
+        Number of codes.
+    vc_codes : ndarray of int (K, n), optional
+        Level code of each row in each variance component (-1: a level the fit did not
+        see, a row of zeros; -2: missing, the row is not used).
+    vc_offset : ndarray of int (K,), optional
+        Global slot of each component's first column.
+    n_slots : int
+        Global component columns.
+    grouped : bool
+        Whether no code has two runs; components need the rows of a group together,
+        so otherwise they are ordered by code first (a counting sort, stable).
+
+    Returns
+    -------
+    FusedSums
+    """
+    from .crossprod_loops import fused_loop, order_by_code
+
+    xy_src = np.asarray(xy_src, dtype=np.int64)
+    z_src = np.asarray(z_src, dtype=np.int64)
+    r, k = xy_src.shape[0], z_src.shape[0]
+    n_rows = int(seg_start[-1]) if len(seg_start) else 0
+    if vc_codes is None or vc_codes.shape[0] == 0:
+        vc_codes = np.zeros((0, 1), dtype=np.int64)
+        vc_offset = np.zeros(0, dtype=np.int64)
+    seg_start = np.asarray(seg_start, dtype=np.int64)
+    seg_code = np.asarray(seg_code, dtype=np.int64)
+    order = _IDENTITY
+    if vc_codes.shape[0] and not grouped:
+        order, seg_start, seg_code = order_by_code(seg_start, seg_code, n_groups)
+    n_src = len(columns)
+    n = np.zeros(n_groups)
+    zz = np.zeros((n_groups, k, k))
+    zr = np.zeros((n_groups, k, r))
+    kk = np.zeros((r, r))
+    zc = np.zeros((k, k))
+    peak = np.zeros(n_src)
+    missing = np.zeros(n_src, dtype=np.int64)
+    infinite = np.zeros(n_src, dtype=np.int64)
+    if n_rows:
+        xy_shift, xy_scale, z_shift, z_scale = (np.ascontiguousarray(a, dtype=float)
+                                                for a in shifts)
+        wz_key, wz, wr, ww_key, ww = fused_loop(
+            _padded(columns), n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale, order,
+            seg_start, seg_code, np.ascontiguousarray(vc_codes, dtype=np.int64),
+            np.asarray(vc_offset, dtype=np.int64), int(n_slots),
+            n, zz, zr, kk, zc, peak, missing, infinite)
+    else:
+        wz_key, ww_key = np.zeros((0, 2), dtype=np.int64), np.zeros((0, 3), dtype=np.int64)
+        wz, wr, ww = np.zeros((0, k)), np.zeros((0, r)), np.zeros(0)
+    cp = GroupCrossProducts(
+        n, _mirror(zz), zr, np.ascontiguousarray(wz_key[:, 0]),
+        np.ascontiguousarray(wz_key[:, 1]), np.ascontiguousarray(wz),
+        np.ascontiguousarray(wr), np.ascontiguousarray(ww_key[:, 0]),
+        np.ascontiguousarray(ww_key[:, 1]), np.ascontiguousarray(ww_key[:, 2]),
+        np.ascontiguousarray(ww))
+    return FusedSums(cp, _mirror(kk), _mirror(zc), peak, missing.astype(float),
+                     infinite.astype(float), int(n.sum()))

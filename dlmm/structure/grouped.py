@@ -33,6 +33,7 @@ from ..kernels.hessian import NewtonPieces, block_newton_pieces
 from ..kernels.moments import MomentPieces, block_moment_pieces
 from ..kernels.pieces import LikelihoodPieces, RowTotals
 from .base import ON_DRIVER_MAX_BYTES, RandomEffectsStatistics
+from .fused import fused_chunk
 
 
 @dataclass(eq=False)
@@ -44,6 +45,16 @@ class ChunkResult:
 
 
 def chunk_crossproducts(frame: pd.DataFrame, spec) -> ChunkResult:
+    """The chunk's per-group cross-products: straight from its columns where the
+    model is made of plain columns (:mod:`.fused`), else from its design
+    (:func:`design_crossproducts`); the same numbers up to rounding."""
+    fused = fused_chunk(frame, spec)
+    if fused is not None:
+        return ChunkResult(*fused)
+    return design_crossproducts(frame, spec)
+
+
+def design_crossproducts(frame: pd.DataFrame, spec) -> ChunkResult:
     """Model design of a chunk, centred by the spec's shifts, then its per-group
     cross-products."""
     design = spec.design(frame)

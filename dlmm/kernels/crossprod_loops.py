@@ -1,0 +1,277 @@
+"""Compiled loops (numba) of the fused one pass, for :func:`.crossprod.fused_crossproducts`.
+
+Compiled once per machine (``cache=True``), imported only when the fused pass first
+runs, serial, and free of the GIL (a Dask worker's threads read partitions side by
+side). The source columns come as a tuple of read-only float64 arrays (pandas' columns
+as they are, no copy), padded to a fixed length so that one specialization serves
+every model of a few columns.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def order_by_code(seg_start, seg_code, n_codes):  # pragma: no cover
+    """Rows grouped by code, stably (a counting sort over the runs): ``order`` (n,),
+    and segments ``start`` (n_codes + 2,), ``code`` (n_codes + 1,) -- one per code in
+    increasing order, then one of the rows without a code (-1), empty or not."""
+    n_runs = seg_code.shape[0]
+    n = seg_start[n_runs]
+    counts = np.zeros(n_codes + 1, dtype=np.int64)
+    for s in range(n_runs):
+        c = seg_code[s]
+        counts[c if c >= 0 else n_codes] += seg_start[s + 1] - seg_start[s]
+    start = np.zeros(n_codes + 2, dtype=np.int64)
+    for c in range(n_codes + 1):
+        start[c + 1] = start[c] + counts[c]
+    fill = start[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for s in range(n_runs):
+        c = seg_code[s]
+        c = c if c >= 0 else n_codes
+        for i in range(seg_start[s], seg_start[s + 1]):
+            order[fill[c]] = i
+            fill[c] += 1
+    code = np.empty(n_codes + 1, dtype=np.int64)
+    for c in range(n_codes):
+        code[c] = c
+    code[n_codes] = -1
+    return order, start, code
+
+
+@numba.njit(cache=True, nogil=True)
+def _grow2(a, size):  # pragma: no cover
+    out = np.empty((max(size, 2 * a.shape[0]), a.shape[1]), dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _grow1(a, size):  # pragma: no cover
+    out = np.empty(max(size, 2 * a.shape[0]), dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+#: Rows of a group centred into the scratch block before their products are added.
+BLOCK_ROWS = 256
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _add_products(u, m, k, c, zz, zr, kk, zc):  # pragma: no cover
+    """Add the products of the first ``m`` rows of the block ``u`` ((k + r) x B: the
+    centred ``Z`` then ``[X y]``, a row per design column) into group ``c``: ``zz``
+    (upper triangle) and ``zr``, and into the totals ``kk`` and ``zc`` (upper
+    triangles). Each sum runs over the rows, in any order (vectorized)."""
+    q = u.shape[0]
+    for a in range(k):
+        for b in range(a, q):
+            t = 0.0
+            for i in range(m):
+                t += u[a, i] * u[b, i]
+            if b < k:
+                zz[c, a, b] += t
+                zc[a, b] += t
+            else:
+                zr[c, a, b - k] += t
+    for a in range(k, q):
+        for b in range(a, q):
+            t = 0.0
+            for i in range(m):
+                t += u[a, i] * u[b, i]
+            kk[a - k, b - k] += t
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_components(u, m, rows, vc_codes, vc_offset, n_slots, pos, loc_slot, loc_sum,
+                    n_loc, pairs, n_pairs):  # pragma: no cover
+    """Add the block's rows into their component columns (``loc_sum`` at the slot's
+    local position ``pos[slot]``, new slots numbered in order of appearance) and list
+    each pair of slots that share a row (``pos_a * n_slots + pos_b``). Returns the
+    slots so far, the pair list and its length."""
+    n_vc = vc_codes.shape[0]
+    q = u.shape[0]
+    if n_pairs + m * n_vc * n_vc > pairs.shape[0]:
+        pairs = _grow1(pairs, n_pairs + m * n_vc * n_vc)
+    for t in range(m):
+        i = rows[t]
+        for qa in range(n_vc):
+            code = vc_codes[qa, i]
+            if code < 0:
+                continue
+            sl = vc_offset[qa] + code
+            p = pos[sl]
+            if p < 0:
+                p = n_loc
+                pos[sl] = p
+                loc_slot[p] = sl
+                for a in range(q):
+                    loc_sum[p, a] = 0.0
+                n_loc += 1
+            for a in range(q):
+                loc_sum[p, a] += u[a, t]
+        for qa in range(n_vc):
+            ca = vc_codes[qa, i]
+            if ca < 0:
+                continue
+            pa = pos[vc_offset[qa] + ca]
+            for qb in range(n_vc):
+                cb = vc_codes[qb, i]
+                if cb >= 0:
+                    pairs[n_pairs] = pa * n_slots + pos[vc_offset[qb] + cb]
+                    n_pairs += 1
+    return n_loc, pairs, n_pairs
+
+
+@numba.njit(cache=True, nogil=True)
+def _emit_components(c, k, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
+                     wz_key, wz_val, m_wz, ww_key, ww_val, m_ww):  # pragma: no cover
+    """Write group ``c``'s component sums in increasing slot order, and its pairs of
+    slots (counted) in increasing (slot, slot) order; forget its slots."""
+    by_slot = np.argsort(loc_slot[:n_loc])
+    rank = np.empty(n_loc, dtype=np.int64)
+    for e in range(n_loc):
+        rank[by_slot[e]] = e
+    if m_wz + n_loc > wz_key.shape[0]:
+        wz_key = _grow2(wz_key, m_wz + n_loc)
+        wz_val = _grow2(wz_val, m_wz + n_loc)
+    for e in range(n_loc):
+        p = by_slot[e]
+        wz_key[m_wz, 0] = c
+        wz_key[m_wz, 1] = loc_slot[p]
+        for a in range(loc_sum.shape[1]):
+            wz_val[m_wz, a] = loc_sum[p, a]
+        m_wz += 1
+    keys = np.empty(n_pairs, dtype=np.int64)
+    for e in range(n_pairs):
+        keys[e] = rank[pairs[e] // n_slots] * n_loc + rank[pairs[e] % n_slots]
+    keys.sort()
+    if m_ww + n_pairs > ww_key.shape[0]:
+        ww_key = _grow2(ww_key, m_ww + n_pairs)
+        ww_val = _grow1(ww_val, m_ww + n_pairs)
+    e = 0
+    while e < n_pairs:
+        f = e
+        while f < n_pairs and keys[f] == keys[e]:
+            f += 1
+        ww_key[m_ww, 0] = c
+        ww_key[m_ww, 1] = loc_slot[by_slot[keys[e] // n_loc]]
+        ww_key[m_ww, 2] = loc_slot[by_slot[keys[e] % n_loc]]
+        ww_val[m_ww] = float(f - e)
+        m_ww += 1
+        e = f
+    for e in range(n_loc):
+        pos[loc_slot[e]] = -1
+    return wz_key, wz_val, m_wz, ww_key, ww_val, m_ww
+
+
+@numba.njit(cache=True, nogil=True)
+def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
+               order, seg_start, seg_code, vc_codes, vc_offset, n_slots,
+               n, zz, zr, kk, zc, peak, missing, infinite):  # pragma: no cover
+    """Read every row once; add each usable row's centred products into its group.
+
+    ``cols[:n_src]`` are the source columns (the rest is padding); column ``a`` of
+    ``[X y]`` is source ``xy_src[a]`` (-1: the intercept, 1), centred
+    ``(value - shift) / scale``; so for ``Z``. Rows are visited in segments
+    (``seg_start``, ``seg_code``; row ``t`` of the walk is ``order[t]``, or ``t`` when
+    ``order[0] == -1``). A row is usable when its segment has a code (>= 0), no
+    source value is NaN or infinite (counted per source in ``missing`` and
+    ``infinite``, over every row), and no component factor is missing
+    (``vc_codes[j, row] == -2``; -1, a level the fit never saw, is a row of zeros).
+    A segment's usable rows are centred into a block of :data:`BLOCK_ROWS` rows
+    whose products are added into ``n``, ``zz`` (upper triangle) and ``zr`` at its
+    code, and into the totals ``kk`` and ``zc`` (upper triangles of ``[X y]'[X y]``
+    and ``Z'Z``); ``peak`` keeps the largest magnitude of each source over the
+    usable rows.
+
+    With components (``vc_codes`` of K > 0 rows) every segment must hold whole
+    groups; returns the keyed component sums, sorted by (group, slot) and
+    (group, slot, slot): ``wz_key`` (m, 2), ``wz`` (m, k_re), ``wr`` (m, r),
+    ``ww_key`` (t, 3), ``ww`` (t,).
+    """
+    r = xy_src.shape[0]
+    k = z_src.shape[0]
+    q = k + r
+    n_vc = vc_codes.shape[0]
+    identity = order[0] == -1
+    src = np.empty(q, dtype=np.int64)
+    shift = np.empty(q)
+    inv = np.empty(q)  # the scales are powers of two: times 1/scale is the quotient
+    for a in range(k):
+        src[a], shift[a], inv[a] = z_src[a], z_shift[a], 1.0 / z_scale[a]
+    for a in range(r):
+        src[k + a], shift[k + a], inv[k + a] = xy_src[a], xy_shift[a], 1.0 / xy_scale[a]
+    raw = np.empty(n_src + 1)
+    raw[n_src] = 1.0  # the intercept's source
+    for a in range(q):
+        if src[a] < 0:
+            src[a] = n_src
+    u = np.empty((q, BLOCK_ROWS))
+    rows = np.empty(BLOCK_ROWS, dtype=np.int64)
+    # components: per slot its local position in the group; the group's sums and pairs
+    pos = np.full(n_slots if n_vc else 0, -1, dtype=np.int64)
+    loc_slot = np.empty(n_slots if n_vc else 0, dtype=np.int64)
+    loc_sum = np.empty((n_slots if n_vc else 0, q))
+    pairs = np.empty(BLOCK_ROWS * n_vc * n_vc, dtype=np.int64)
+    cap = max(16, seg_code.shape[0]) if n_vc else 0
+    wz_key = np.empty((cap, 2), dtype=np.int64)
+    wz_val = np.empty((cap, q))
+    ww_key = np.empty((cap, 3), dtype=np.int64)
+    ww_val = np.empty(cap)
+    m_wz = 0
+    m_ww = 0
+    for s in range(seg_code.shape[0]):
+        c = seg_code[s]
+        m = 0
+        n_loc = 0
+        n_pairs = 0
+        for t in range(seg_start[s], seg_start[s + 1]):
+            i = t if identity else order[t]
+            ok = c >= 0
+            for j in range(n_src):
+                x = cols[j][i]
+                if np.isnan(x):
+                    missing[j] += 1
+                    ok = False
+                elif np.isinf(x):
+                    infinite[j] += 1
+                    ok = False
+                raw[j] = x
+            for e in range(n_vc):
+                if vc_codes[e, i] == -2:
+                    ok = False
+            if not ok:
+                continue
+            for j in range(n_src):
+                x = abs(raw[j])
+                if x > peak[j]:
+                    peak[j] = x
+            for a in range(q):
+                u[a, m] = (raw[src[a]] - shift[a]) * inv[a]
+            rows[m] = i
+            m += 1
+            if m == BLOCK_ROWS:
+                n[c] += m
+                _add_products(u, m, k, c, zz, zr, kk, zc)
+                if n_vc:
+                    n_loc, pairs, n_pairs = _add_components(
+                        u, m, rows, vc_codes, vc_offset, n_slots, pos, loc_slot, loc_sum,
+                        n_loc, pairs, n_pairs)
+                m = 0
+        if m:
+            n[c] += m
+            _add_products(u, m, k, c, zz, zr, kk, zc)
+            if n_vc:
+                n_loc, pairs, n_pairs = _add_components(
+                    u, m, rows, vc_codes, vc_offset, n_slots, pos, loc_slot, loc_sum,
+                    n_loc, pairs, n_pairs)
+        if n_loc:
+            wz_key, wz_val, m_wz, ww_key, ww_val, m_ww = _emit_components(
+                c, k, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
+                wz_key, wz_val, m_wz, ww_key, ww_val, m_ww)
+    return (wz_key[:m_wz], wz_val[:m_wz, :k], wz_val[:m_wz, k:], ww_key[:m_ww],
+            ww_val[:m_ww])
