@@ -380,3 +380,24 @@ def conditional_modes(
     modes = (m_half @ (u @ coef)[..., None])[..., 0]
     cov = m_half @ np.swapaxes(m_half, 1, 2)
     return modes, cov
+
+
+def compiled_conditional_modes(batch: GroupBatch, chol_re: np.ndarray, sd_vc: np.ndarray,
+                               coef: np.ndarray, scale: float = 1.0
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`conditional_modes` by one compiled loop over the groups
+    (:func:`dlmm.kernels.effects_loop.modes_loop`), the covariances times ``scale``."""
+    from .effects_loop import modes_loop
+
+    nb, q, r = batch.h.shape
+    k_re = batch.k_re
+    col_comp = np.repeat(np.arange(batch.widths.shape[0], dtype=np.int64), batch.widths)
+    col_sd = np.asarray(sd_vc, dtype=float)[col_comp] if col_comp.size else np.zeros(0)
+    modes = np.zeros((nb, q))
+    cov = np.zeros((nb, q, q))
+    if nb:
+        modes_loop(np.ascontiguousarray(batch.g, dtype=float),
+                   np.ascontiguousarray(batch.h, dtype=float), k_re,
+                   np.ascontiguousarray(chol_re, dtype=float).reshape(k_re, k_re), col_sd,
+                   np.ascontiguousarray(coef, dtype=float), float(scale), modes, cov)
+    return modes, cov
