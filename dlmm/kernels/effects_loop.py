@@ -7,8 +7,8 @@ per-matrix overhead many times the arithmetic (measured on 250,000 groups of
 q = 2: the NumPy modes and covariances 0.6 us a group, their change of
 coordinates 0.4 us). Here each is one loop over the groups.
 
-For a group with ``C = I + Lambda'G Lambda = T T'`` (``Lambda = blockdiag(L, s I)``
-as in :mod:`dlmm.kernels.step_loop`) and ``c = [-beta; 1]``::
+For a group with ``C = I + Lambda'G Lambda = T T'`` (``Lambda = blockdiag(L, s I)``,
+``L`` any square matrix, as in :mod:`dlmm.kernels.step_loop`) and ``c = [-beta; 1]``::
 
     M     = Lambda T^{-T}            (q, q)
     modes = M T^{-1} Lambda'H c      (= Lambda C^{-1} Lambda'H c)
@@ -30,9 +30,9 @@ def modes_loop(g, h, k_re, chol, col_sd, coef, scale, modes, cov):  # pragma: no
     ``g`` (b, q, q), ``h`` (b, q, r); ``col_sd`` (q - k_re,) the scale of each component
     position."""
     nb, q, r = h.shape[0], h.shape[1], h.shape[2]
-    lam = np.zeros((q, q))
+    lam = np.zeros((q, q))  # L any square matrix (shifted columns: U L)
     for a in range(k_re):
-        for b in range(a + 1):
+        for b in range(k_re):
             lam[a, b] = chol[a, b]
     for a in range(k_re, q):
         lam[a, a] = col_sd[a - k_re]
@@ -47,13 +47,13 @@ def modes_loop(g, h, k_re, chol, col_sd, coef, scale, modes, cov):  # pragma: no
         for x in range(q):
             for j in range(q):
                 acc = 0.0
-                for k in range(j, q):
+                for k in range(q):
                     acc += g[i, x, k] * lam[k, j]
                 gl[x, j] = acc
         for a in range(q):
             for b in range(a + 1):
                 acc = 0.0
-                for k in range(a, q):
+                for k in range(q):
                     acc += lam[k, a] * gl[k, b]
                 t[a, b] = acc
             t[a, a] += 1.0
@@ -79,7 +79,7 @@ def modes_loop(g, h, k_re, chol, col_sd, coef, scale, modes, cov):  # pragma: no
         # w = Lambda'H c, y = T^{-1} w
         for a in range(q):
             acc = 0.0
-            for k in range(a, q):
+            for k in range(q):
                 lv = lam[k, a]
                 if lv != 0.0:
                     hc = 0.0
@@ -96,7 +96,7 @@ def modes_loop(g, h, k_re, chol, col_sd, coef, scale, modes, cov):  # pragma: no
         for x in range(q):
             for a in range(q):
                 acc = 0.0
-                for k in range(min(x, a) + 1):
+                for k in range(a + 1):
                     acc += lam[x, k] * ti[a, k]
                 mh[x, a] = acc
         for x in range(q):

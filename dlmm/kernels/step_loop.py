@@ -14,8 +14,9 @@ Hessian pieces (``tr(E_j P E_k P)``, ``R'E_j P E_k R`` through ``Y_k = P E_k R``
 the sums, in the same sweep: each group's numbers are read once and nothing of size
 ``groups x ...`` is made. ``Lambda = blockdiag(L, s I)`` is used by its structure
 (the lower-triangular ``L`` of the standard random effects, one scale per component
-column), so a batch with many component columns costs ``O(q^2)`` per group for
-``Lambda'G Lambda``, not ``O(q^3)``.
+column; ``L`` any square matrix, as the engine is asked at ``U L`` for shifted
+random-effect columns, :mod:`dlmm.structure.shifted`), so a batch with many
+component columns costs ``O(q^2)`` per group for ``Lambda'G Lambda``, not ``O(q^3)``.
 
 The sums are made in two levels: ``CHUNK`` groups into a partial sum, then the
 partial sums into the total, so that rounding grows with the number of chunks, not
@@ -52,8 +53,9 @@ def step_loop(g, h, k_re, chol, col_sd, col_comp, dir_ptr, dir_a, dir_b, hessian
               hmh, p_re, p_vc, t_re, t_vc, trace2, d2):  # pragma: no cover - compiled
     """Add the pieces of every group of ``g`` (b, q, q), ``h`` (b, q, r) to the outputs.
 
-    ``chol`` (k_re, k_re) is ``L``; ``col_sd[c]`` and ``col_comp[c]`` the scale and the
-    component of component position ``c`` (q - k_re of them). Direction ``j`` is
+    ``chol`` (k_re, k_re) is ``L`` (any square matrix); ``col_sd[c]`` and
+    ``col_comp[c]`` the scale and the component of component position ``c``
+    (q - k_re of them). Direction ``j`` is
     ``E_j = sum e_a e_b'`` over ``(dir_a[e], dir_b[e])``, ``e`` in
     ``dir_ptr[j]:dir_ptr[j + 1]``. ``hmh``, ``t_re`` (its blocks a <= c), ``t_vc``,
     ``trace2`` and ``d2`` (j <= k) get one side of their symmetric sums (see the
@@ -91,7 +93,7 @@ def step_loop(g, h, k_re, chol, col_sd, col_comp, dir_ptr, dir_a, dir_b, hessian
         for x in range(q):
             for j in range(k_re):
                 acc = 0.0
-                for k in range(j, k_re):
+                for k in range(k_re):
                     acc += gi[x, k] * chol[k, j]
                 gl[x, j] = acc
             for j in range(k_re, q):
@@ -101,7 +103,7 @@ def step_loop(g, h, k_re, chol, col_sd, col_comp, dir_ptr, dir_a, dir_b, hessian
             for b in range(a + 1):
                 if a < k_re:
                     acc = 0.0
-                    for k in range(a, k_re):
+                    for k in range(k_re):
                         acc += chol[k, a] * gl[k, b]
                 else:
                     acc = col_sd[a - k_re] * gl[a, b]
@@ -127,7 +129,7 @@ def step_loop(g, h, k_re, chol, col_sd, col_comp, dir_ptr, dir_a, dir_b, hessian
             for c in range(r):
                 if a < k_re:
                     acc = 0.0
-                    for k in range(a, k_re):
+                    for k in range(k_re):
                         acc += chol[k, a] * hi[k, c]
                 else:
                     acc = col_sd[a - k_re] * hi[a, c]
@@ -250,7 +252,8 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
     uu_t = np.empty((r, r))
     rr_t = np.empty((k * r, k * r))
     ry_t = np.empty((k * r, m * k * r) if hessian else (1, 1))
-    l00 = chol[0, 0]
+    l00 = chol[0, 0]  # L: any square matrix (a shifted factor U L is not triangular)
+    l01 = chol[0, 1] if k == 2 else 0.0
     l10 = chol[1, 0] if k == 2 else 0.0
     l11 = chol[1, 1] if k == 2 else 0.0
     logdet = 0.0
@@ -282,12 +285,12 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
             else:
                 g00, g10, g11 = g[i, 0, 0], g[i, 1, 0], g[i, 1, 1]
                 a00 = g00 * l00 + g10 * l10  # G Lambda
-                a01 = g10 * l11
+                a01 = g00 * l01 + g10 * l11
                 a10 = g10 * l00 + g11 * l10
-                a11 = g11 * l11
+                a11 = g10 * l01 + g11 * l11
                 t00 = np.sqrt(l00 * a00 + l10 * a10 + 1.0)  # C = T T'
-                t10 = l11 * a10 / t00
-                t11 = np.sqrt(l11 * a11 + 1.0 - t10 * t10)
+                t10 = (l01 * a00 + l11 * a10) / t00
+                t11 = np.sqrt(l01 * a01 + l11 * a11 + 1.0 - t10 * t10)
                 ld += np.log(t00) + np.log(t11)
                 q00 = a00 / t00  # Q = T^{-1} Lambda'G, (Lambda'G)[a, x] = (G Lambda)[x, a]
                 q01 = a10 / t00
@@ -302,7 +305,7 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
                 for c in range(r):
                     h0, h1 = h[i, 0, c], h[i, 1, c]
                     v0 = (l00 * h0 + l10 * h1) / t00  # U = T^{-1} Lambda'H
-                    v1 = (l11 * h1 - t10 * v0) / t11
+                    v1 = (l01 * h0 + l11 * h1 - t10 * v0) / t11
                     x0 = h0 - (q00 * v0 + q10 * v1)  # R = H - Q'U
                     x1 = h1 - (q01 * v0 + q11 * v1)
                     ut[2 * e, c] = v0

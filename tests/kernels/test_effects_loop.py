@@ -17,16 +17,16 @@ from dlmm.kernels import block as block_kernels
 from dlmm.kernels import likelihood
 from dlmm.kernels.layout import GroupBatch
 from dlmm.kernels.likelihood import compiled_conditional_modes, conditional_modes
-from tests.kernels.test_step_loop import LAYOUTS, _block, _factor, _same
+from tests.kernels.test_step_loop import FACTORS, LAYOUTS, _block, _factor, _same
 
 
-@pytest.mark.parametrize("singular", [False, True], ids=["regular", "singular"])
+@pytest.mark.parametrize("kind", FACTORS)
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
-def test_compiled_modes_equal_numpy(name, singular):
+def test_compiled_modes_equal_numpy(name, kind):
     k_re, levels, sizes, p = LAYOUTS[name]
     rng = np.random.default_rng(sorted(LAYOUTS).index(name) + 50)
     block = _block(rng, 30, k_re, p, levels, sizes, zero_z=0.15)
-    chol, sd = _factor(rng, k_re, len(levels), singular)
+    chol, sd = _factor(rng, k_re, len(levels), kind)
     coef = np.concatenate([-rng.normal(size=p), [1.0]])
     for batch in block.batches:
         modes, cov = compiled_conditional_modes(batch, chol, sd, coef, 1.7)
@@ -43,7 +43,7 @@ def test_compiled_modes_match_dense():
     a = np.column_stack([np.ones(n), rng.normal(size=n), rng.random(n) < 0.5,
                          rng.normal(size=n)])
     xy = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
-    chol = np.array([[0.9, 0.0], [0.4, 0.3]])
+    chol = np.array([[0.9, 0.2], [0.4, 0.3]])  # not triangular (shifted columns)
     sd = np.array([0.7])
     lam = np.zeros((4, 4))
     lam[:2, :2] = chol
@@ -66,7 +66,7 @@ def test_block_effects_and_transform_either_path(name, monkeypatch):
     k_re, levels, sizes, p = LAYOUTS[name]
     rng = np.random.default_rng(8)
     block = _block(rng, 50, k_re, p, levels, sizes, zero_z=0.1)
-    chol, sd = _factor(rng, k_re, len(levels), False)
+    chol, sd = _factor(rng, k_re, len(levels), "shifted")
     coef = np.concatenate([-rng.normal(size=p), [1.0]])
     u_inv = np.triu(rng.normal(size=(k_re, k_re))) + 2 * np.eye(k_re)
     out = {}
