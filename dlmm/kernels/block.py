@@ -232,7 +232,7 @@ def block_effects(
 
     ``coef = [-beta; 1]``; see :func:`dlmm.kernels.likelihood.conditional_modes`.
     """
-    from .likelihood import conditional_modes
+    from .likelihood import compiled_conditional_modes, conditional_modes, uses_compiled
 
     k_re = chol_re.shape[0]
     g = block.n_groups
@@ -241,8 +241,11 @@ def block_effects(
     vc_parts: list[tuple] = []
     batches = []
     for batch in block.batches:  # a handful of layouts
-        modes, cov = conditional_modes(batch, chol_re, sd_vc, coef)
-        cov = cov * scale
+        if uses_compiled(batch):
+            modes, cov = compiled_conditional_modes(batch, chol_re, sd_vc, coef, scale)
+        else:
+            modes, cov = conditional_modes(batch, chol_re, sd_vc, coef)
+            cov = cov * scale
         re_modes[batch.index] = modes[:, :k_re]
         re_cov[batch.index] = cov[:, :k_re, :k_re]
         valid = batch.slots >= 0
@@ -273,19 +276,33 @@ def transform_effects(effects: BlockEffects, u_inv: np.ndarray,
     in changed random-effect coordinates (``Z = Z_c U``) and response units
     (``y = factor y_c``), with their covariances ``factor^2 U^{-1} C U^{-T}`` (the
     variance-component block only times ``factor^2``)."""
-    u_inv = np.asarray(u_inv, dtype=float)
+    from .likelihood import COMPILED_MIN_GROUPS
+
+    u_inv = np.ascontiguousarray(u_inv, dtype=float)
     k = u_inv.shape[0]
     f2 = factor * factor
+    if effects.labels.shape[0] >= COMPILED_MIN_GROUPS:  # one compiled loop a stack
+        from .effects_loop import transform_loop
 
-    def full(cov):
-        out = cov.copy()
-        out[:, :k, :] = np.einsum("ab,gbc->gac", u_inv, cov[:, :k, :])
-        out[:, :, :k] = np.einsum("gac,bc->gab", out[:, :, :k], u_inv)
-        return out * f2 if factor != 1.0 else out
+        def moved(cov):
+            cov = np.ascontiguousarray(cov, dtype=float)
+            out = np.empty_like(cov)
+            transform_loop(cov, k, u_inv, f2, out)
+            return out
+
+        re_cov = moved(effects.re_cov)
+        full = moved
+    else:
+        re_cov = f2 * np.einsum("ab,gbc,dc->gad", u_inv, effects.re_cov, u_inv)
+
+        def full(cov):
+            out = cov.copy()
+            out[:, :k, :] = np.einsum("ab,gbc->gac", u_inv, cov[:, :k, :])
+            out[:, :, :k] = np.einsum("gac,bc->gab", out[:, :, :k], u_inv)
+            return out * f2 if factor != 1.0 else out
 
     return BlockEffects(
-        effects.labels, factor * (effects.re_modes @ u_inv.T),
-        f2 * np.einsum("ab,gbc,dc->gad", u_inv, effects.re_cov, u_inv), effects.vc_group,
+        effects.labels, factor * (effects.re_modes @ u_inv.T), re_cov, effects.vc_group,
         effects.vc_slot, factor * effects.vc_modes, f2 * effects.vc_var,
         [(index, slots, full(cov)) for index, slots, cov in effects.batches],
     )

@@ -13,6 +13,9 @@ identity on component k's columns for ``v_k``. With ``P = A'V^{-1}A`` and
 
 The kernel returns the group sums of ``tr(E_j P E_k P)``, ``R'E_j R`` and
 ``R'E_j P E_k R`` (plus ``H'MH`` for ``S``); the driver assembles the Hessian.
+A step forms them with the value's pieces in one compiled loop over the groups
+(:func:`dlmm.kernels.likelihood.sweep_batch`); ``numpy_*`` are the same sums
+batched in NumPy, the reference that loop is tested against.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ from .block import sum_over_batches
 from .layout import GroupBatch
 from .likelihood import (
     SMALL_Q,
+    SweepSums,
     _entrywise_pieces,
     _solve_pieces,
-    batch_pieces,
     entrywise_solve,
+    numpy_batch_pieces,
     relative_factor,
+    sweep_batch,
+    uses_compiled,
 )
 from .pieces import LikelihoodPieces, _Additive
 
@@ -134,10 +140,32 @@ def entrywise_hessian_pieces(batch: GroupBatch, solved) -> HessianPieces:
     return HessianPieces(hmh=hmh, trace2=trace2, d1=d1, d2=d2)
 
 
+def _hessian_from_sweep(sums: SweepSums, k_re: int) -> HessianPieces:
+    """The :class:`HessianPieces` of a sweep along :func:`direction_pairs`: ``R'E_jR``
+    is ``t_re[a, b] + t_re[b, a]`` (``t_re[a, a]``) for ``Psi_ab`` and ``t_vc[k]`` for
+    component k."""
+    rows, cols = np.tril_indices(k_re)
+    d1 = [sums.t_re[a, b] + sums.t_re[b, a] if a != b else sums.t_re[a, a].copy()
+          for a, b in zip(rows, cols)] + [x.copy() for x in sums.t_vc]
+    r = sums.hmh.shape[0]
+    d1 = np.array(d1).reshape(len(d1), r, r)
+    return HessianPieces(hmh=sums.hmh.copy(), trace2=sums.trace2, d1=d1, d2=sums.d2)
+
+
 def batch_hessian_pieces(
     batch: GroupBatch, chol_re: np.ndarray, sd_vc: np.ndarray
 ) -> HessianPieces:
-    """Hessian pieces of one batch (see the module docstring)."""
+    """Hessian pieces of one batch (see the module docstring): by the compiled loop
+    for many groups (:func:`dlmm.kernels.likelihood.uses_compiled`), else in NumPy."""
+    if uses_compiled(batch):
+        return compiled_batch_newton_pieces(batch, chol_re, sd_vc).hess
+    return numpy_batch_hessian_pieces(batch, chol_re, sd_vc)
+
+
+def numpy_batch_hessian_pieces(
+    batch: GroupBatch, chol_re: np.ndarray, sd_vc: np.ndarray
+) -> HessianPieces:
+    """:func:`batch_hessian_pieces` batched in NumPy (the reference)."""
     if batch.q <= SMALL_Q:
         lam = relative_factor(chol_re, sd_vc, batch.widths)
         return entrywise_hessian_pieces(batch, entrywise_solve(batch, lam))
@@ -171,14 +199,33 @@ class NewtonPieces(_Additive):
 def batch_newton_pieces(batch: GroupBatch, chol_re: np.ndarray,
                         sd_vc: np.ndarray) -> NewtonPieces:
     """:func:`~dlmm.kernels.likelihood.batch_pieces` and :func:`batch_hessian_pieces`
-    sharing one factorization."""
+    of a batch: in one compiled sweep over its groups where it has many
+    (:func:`dlmm.kernels.likelihood.uses_compiled`), else in NumPy."""
+    if uses_compiled(batch):
+        return compiled_batch_newton_pieces(batch, chol_re, sd_vc)
+    return numpy_batch_newton_pieces(batch, chol_re, sd_vc)
+
+
+def compiled_batch_newton_pieces(batch: GroupBatch, chol_re: np.ndarray,
+                                 sd_vc: np.ndarray) -> NewtonPieces:
+    """:func:`batch_newton_pieces` by the compiled loop, whatever the size."""
+    pairs = direction_pairs(batch.k_re, batch.widths)
+    sums = sweep_batch(batch, chol_re, sd_vc, pairs)
+    return NewtonPieces(sums.likelihood(batch.g.shape[0]),
+                        _hessian_from_sweep(sums, batch.k_re))
+
+
+def numpy_batch_newton_pieces(batch: GroupBatch, chol_re: np.ndarray,
+                              sd_vc: np.ndarray) -> NewtonPieces:
+    """:func:`batch_newton_pieces` batched in NumPy (the reference), sharing one
+    factorization."""
     if batch.q <= SMALL_Q:
         lam = relative_factor(chol_re, sd_vc, batch.widths)
         solved = entrywise_solve(batch, lam)
         return NewtonPieces(_entrywise_pieces(batch, lam, solved),
                             entrywise_hessian_pieces(batch, solved))
-    return NewtonPieces(batch_pieces(batch, chol_re, sd_vc),
-                        batch_hessian_pieces(batch, chol_re, sd_vc))
+    return NewtonPieces(numpy_batch_pieces(batch, chol_re, sd_vc),
+                        numpy_batch_hessian_pieces(batch, chol_re, sd_vc))
 
 
 def block_newton_pieces(block, chol_re: np.ndarray, sd_vc: np.ndarray):
