@@ -54,6 +54,7 @@ from .spec.statsmodels_inputs import (
     vcspec_to_dict,
 )
 from .structure import RandomEffectsStatistics, collect_statistics
+from .structure.threads import optimizer_threads
 
 logger = logging.getLogger("dlmm")
 
@@ -546,7 +547,7 @@ class MixedLM(StatsmodelsModel):
         before = engine.evaluations
 
         tolerances = {} if gtol is None else {"tol_grad": float(gtol)}
-        with driver_threads(stats):
+        with optimizer_threads(stats.engine_name):
             outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                                maxiter=maxiter, callback=callback, newton_steps=newton_steps,
                                hess_fun=hess_free, **tolerances)
@@ -573,19 +574,6 @@ class MixedLM(StatsmodelsModel):
         result.hist = [result.mle_retvals] if full_output else None
         log_diagnostics(result.diagnostics)
         return result
-
-
-def driver_threads(stats: RandomEffectsStatistics):
-    """The driver's BLAS threads while the optimizer runs: one for the nested engine,
-    whose steps are small per-node blocks (scipy's L-BFGS-B then spent 4 ms a call
-    waking BLAS threads on two cores, more than the step), else as they are."""
-    import contextlib
-
-    if stats.engine_name != "nested":
-        return contextlib.nullcontext()
-    from .structure.threads import one_blas_thread
-
-    return one_blas_thread()
 
 
 def default_methods(stats: RandomEffectsStatistics) -> list[str]:

@@ -184,7 +184,7 @@ class TermsMixedLM(MixedLM):
         methods = [method] if isinstance(method, str) else list(
             method or ["lbfgs", "bfgs", "nelder-mead"])
         began = time.perf_counter()
-        with one_blas_thread():  # small per-node blocks: see model.driver_threads
+        with one_blas_thread():  # small per-node blocks (threads.optimizer_threads)
             outcome = maximize(fun, self.engine_theta(start), stats.totals.n_rows,
                                methods=methods, maxiter=maxiter, callback=callback,
                                newton_steps=newton_steps, hess_fun=GradientHessian(fun))

@@ -184,3 +184,10 @@ class DenseThreads:
         for work after the fit, which is not measured."""
         with _blas_setting(self.choice or "all"):
             yield
+
+
+def optimizer_threads(engine_name: str):
+    """The driver's BLAS threads while the optimizer runs: one for the nested engine,
+    whose steps are small per-node blocks (scipy's L-BFGS-B then spent 4 ms a call
+    waking BLAS threads on two cores, more than the step), else as they are."""
+    return one_blas_thread() if engine_name == "nested" else contextlib.nullcontext()
