@@ -109,7 +109,7 @@ def refit(result, new_response):
     name of the data, or values aligned with its rows (see the module docstring)."""
     stats = _require_fitted(result, "refit")
     model = result.model
-    data = model.data
+    data = model.data.frame  # the data as given (model.data: statsmodels' model data)
     if isinstance(new_response, str):
         name = new_response
     else:
