@@ -4,6 +4,7 @@
 ``cases``    named data sets of one kind each, dlmm (pandas and Parquet) beside its peers.
 ``crossed``  crossed designs: InstEval and simulated users x items.
 ``nested``   nested designs: Chem97 and Chem97-shaped authorities x schools x pupils.
+``io_limit`` one grouped fit beside the bare read of its columns (the floor), part by part.
 ``peers``    statsmodels and lme4 (through ``Rscript``), peers and never dependencies.
 ``report``   the table, the JSON document and the plot.
 """

@@ -23,6 +23,14 @@ def run(args: argparse.Namespace) -> int:
         from .errors import UsageError
 
         raise UsageError("--crossed and --nested exclude each other: run them one at a time")
+    if getattr(args, "io_limit", False) and (getattr(args, "crossed", None)
+                                             or getattr(args, "nested", None)):
+        from .errors import UsageError
+
+        raise UsageError("--io-limit measures the grouped sizes (--sizes): leave out "
+                         "--crossed and --nested")
+    if getattr(args, "io_limit", False):
+        return _run_io_limit(args)
     if getattr(args, "crossed", None):
         return _run_crossed(args)
     if getattr(args, "nested", None):
@@ -88,5 +96,22 @@ def _run_nested(args: argparse.Namespace) -> int:
     sys.stdout.write(format_case_table(doc) + "\n")
     if args.output:
         files = write_case_report(doc, args.output, "nested")
+        event("done", "wrote %s", ", ".join(files.values()), **files)
+    return EXIT_OK
+
+
+def _run_io_limit(args: argparse.Namespace) -> int:
+    """``dlmm bench --io-limit``: the grouped engine beside the bare read of its columns
+    (see :mod:`dlmm.bench.io_limit`)."""
+    from ..bench.io_limit import format_io_table, run_io_bench, write_io_report
+
+    doc = run_io_bench(
+        args.sizes, per_group=args.per_group, k_fe=args.fe, re_formula=args.re_formula,
+        partitions=args.partitions, workers=args.workers or 2, data_dir=args.data_dir,
+        seed=args.seed, log=lambda line: event("bench", "%s", line),
+    )
+    sys.stdout.write(format_io_table(doc) + "\n")
+    if args.output:
+        files = write_io_report(doc, args.output)
         event("done", "wrote %s", ", ".join(files.values()), **files)
     return EXIT_OK

@@ -325,6 +325,11 @@ def _add_bench_options(bench: argparse.ArgumentParser) -> None:
                        help="nested designs instead of --sizes: 'chem97' and/or simulated "
                             "OUTERxINNERxROWS, score ~ gcsecnt + gender + (1 | lea/school) "
                             "(default with no value: chem97,1310x18x13,10000x100x10)")
+    bench.add_argument("--io-limit", action="store_true",
+                       help="the I/O limit instead of the peers: for each of --sizes, the "
+                            "bare read of the model's columns with pyarrow (the floor), then "
+                            "one 'dlmm fit' on --workers (default 2): its data pass, steps, "
+                            "outputs and whole command, as ratios to the floor")
     bench.add_argument("--data-dir", metavar="DIR",
                        help="where simulated data sets are kept and reused "
                             "(default: the temp folder)")
