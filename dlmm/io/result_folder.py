@@ -307,18 +307,25 @@ def _compute(obj: Any, client: Any) -> Any:
     return client.compute(obj).result() if client is not None else obj.compute()
 
 
-def _compute_effects(table: Any, client: Any) -> Any:
-    """An effects table as pandas. A lazy table of a fit on the embedded cluster carries
-    its data in its graph (:attr:`dlmm.distributed.dask_backend.DaskBackend.self_contained`):
-    it is computed here, in this process, as the same Dask collection (so its dtypes are
-    Dask's), instead of being sent to the cluster and back (measured on the 2-core
-    machine at a load of 20, the outputs of 500,000 groups: 4.8 and 6.7 s with the
-    19 MB graph's round trip, 3.7 and 4.2 s without)."""
-    if hasattr(table, "compute") and client is not None:
+def effects_table(context: OutputContext, vc: bool = False) -> Any:
+    """A fit's random-effects table (with SEs) or variance-component table as pandas.
+
+    For a fit on the embedded cluster the effects store makes it in this process from
+    the gathered parts (``gathered_table``, ``gathered_vc_table``: the table the lazy one
+    computes to, its dtypes Dask's); handing the lazy table to the cluster would send
+    all of it there and back (measured on the 2-core machine at a load of 20, the
+    outputs of 500,000 groups: 4.8 and 6.7 s with that round trip, 3.7 and 4.2 s
+    without). Otherwise the lazy table is computed on ``context.client``.
+    """
+    result, client = context.result, context.client
+    here = getattr(getattr(result, "effects", None),
+                   "gathered_vc_table" if vc else "gathered_table", None)
+    if here is not None and client is not None:
         from ..distributed.embedded import is_embedded
 
         if is_embedded(client):
-            return table.compute(scheduler="sync")
+            return here() if vc else here(with_se=True)
+    table = result.vc_effects_table() if vc else result.random_effects_table(with_se=True)
     return _compute(table, client)
 
 
@@ -342,7 +349,7 @@ def write_random_effects(context: OutputContext, folder: Path) -> str | None:
     """``random_effects.parquet``: one row per group (index: the group label), the
     predicted random effects and their conditional standard deviations (``<name> SE``);
     only the labels when the model has no standard random effects."""
-    table = _compute_effects(context.result.random_effects_table(with_se=True), context.client)
+    table = effects_table(context)
     write_table(table, folder / RANDOM_EFFECTS_FILE)
     return RANDOM_EFFECTS_FILE
 
@@ -353,7 +360,7 @@ def write_vc_effects(context: OutputContext, folder: Path) -> str | None:
     result = context.result
     if not result.k_vc:
         return None
-    table = _compute_effects(result.vc_effects_table(), context.client)
+    table = effects_table(context, vc=True)
     write_table(table, folder / VC_EFFECTS_FILE, index=False)
     return VC_EFFECTS_FILE
 

@@ -246,6 +246,23 @@ class DistributedEffects(EffectsStore):
                                              n.slot_names, n.slot_component)
         return self.statistics.to_frame(frames, n.vc_meta())
 
+    def gathered_table(self, with_se: bool = False) -> pd.DataFrame:
+        """:meth:`table` as pandas, made in this process for a fit on the embedded
+        cluster (see :func:`handed_out_here`)."""
+        n = self.names
+        frames = self.statistics.map_effects(re_frame, self.handles, n.group_name,
+                                             n.exog_re_names, with_se)
+        return handed_out_here(self.statistics, self.statistics.gather(frames),
+                               n.re_meta(with_se))
+
+    def gathered_vc_table(self) -> pd.DataFrame:
+        """:meth:`vc_table` as pandas, made in this process for a fit on the embedded
+        cluster (see :func:`handed_out_here`)."""
+        n = self.names
+        frames = self.statistics.map_effects(vc_frame, self.handles, n.group_name, n.vc_names,
+                                             n.slot_names, n.slot_component)
+        return handed_out_here(self.statistics, self.statistics.gather(frames), n.vc_meta())
+
     @cached_property
     def _lookup(self) -> EffectsLookup:
         if "_parts" in self.__dict__:  # already on the driver
@@ -292,6 +309,34 @@ class DistributedEffects(EffectsStore):
                     out[part.labels[pos]] = pd.DataFrame(cov[row][np.ix_(keep, keep)],
                                                          index=names, columns=names)
         return dict(sorted(out.items(), key=lambda kv: kv[0]))
+
+
+def handed_out_here(statistics: RandomEffectsStatistics, frames: list[pd.DataFrame],
+                    meta: pd.DataFrame) -> pd.DataFrame:
+    """The table ``statistics.to_frame`` makes of a table's parts, computed, for a fit on
+    the embedded cluster, made in this process from the gathered parts ``frames``.
+
+    Such a table is handed out over pandas (``dd.from_pandas`` of the parts' concatenation,
+    :attr:`dlmm.distributed.dask_backend.DaskBackend.self_contained`), so computing it
+    gives that concatenation with the dtypes Dask gives it (text as Arrow strings).
+    Here the concatenation takes them from Dask's answer for its first row, without
+    the division search and copies of handing all of it over Dask (measured, the
+    outputs of 5,000,000 groups at a load of 4.5, four times each: 1.5-2.6 s, of which
+    0.9-1.9 s of the writer's CPU, against 2.3-3.6 s and 1.7-3.0 s). Statistics whose
+    tables are pandas (the crossed engine's, on the driver) give the concatenation as
+    it is.
+    """
+    frames = [f for f in frames if len(f)]
+    table = pd.concat(frames) if frames else meta
+    if not hasattr(statistics.to_frame([], meta), "compute"):
+        return table
+    import dask.dataframe as dd
+
+    first = dd.from_pandas(table.iloc[:1], npartitions=1, sort=False).compute(scheduler="sync")
+    table = table.astype(first.dtypes.to_dict())
+    if table.index.dtype != first.index.dtype:
+        table.index = table.index.astype(first.index.dtype)
+    return table
 
 
 class LoadedEffects(EffectsStore):
