@@ -98,6 +98,41 @@ class NestedDesign(Protocol):
         """``[X y]`` (n, r), in the coordinates the fit uses."""
 
 
+class RowsOnceDesign:
+    """A :class:`NestedDesign` that makes a chunk's codes, columns, ``[X y]`` and dropped
+    counts in one go (:meth:`rows`) and hands them out to the pass's three calls for the
+    same chunk; shipped to the workers without a chunk's arrays."""
+
+    _last: tuple | None = None
+
+    def rows(self, frame: pd.DataFrame) -> tuple:
+        """``(level codes, level designs, [X y], (n_dropped, missing, infinite))``."""
+        raise NotImplementedError
+
+    def _design(self, frame: pd.DataFrame) -> tuple:
+        last = self._last
+        if last is not None and last[0] is frame:
+            return last[1]
+        out = self.rows(frame)
+        self._last = (frame, out)
+        return out
+
+    def level_codes(self, frame: pd.DataFrame) -> list[np.ndarray]:
+        return self._design(frame)[0]
+
+    def level_designs(self, frame: pd.DataFrame) -> list[np.ndarray]:
+        return self._design(frame)[1]
+
+    def xy(self, frame: pd.DataFrame) -> np.ndarray:
+        return self._design(frame)[2]
+
+    def dropped(self, frame: pd.DataFrame):
+        return self._design(frame)[3]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_last": None}
+
+
 class NotNestedError(InputError):
     """A factor of a design read as nested has a level under two parents: the factors
     are crossed (the caller may choose another engine)."""

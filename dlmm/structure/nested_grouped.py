@@ -35,6 +35,7 @@ from ..kernels.hessian import NewtonPieces
 from ..kernels.moments import MomentPieces
 from ..spec.indicators import IndicatorSpec
 from .base import ON_DRIVER_MAX_BYTES, RandomEffectsStatistics
+from .nested import RowsOnceDesign
 
 #: The nested engine takes a nested shape whose factor has at least this many learned
 #: levels. Below, a group's dense block (``k_re`` + the factor's levels in it) is small,
@@ -56,7 +57,7 @@ def nested_component(spec) -> str | None:
     return specs[0].factor
 
 
-class SpecNestedDesign:
+class SpecNestedDesign(RowsOnceDesign):
     """A chunk's rows as the nested pass reads them (:class:`dlmm.structure.nested.
     NestedDesign`), from the learned specification: level codes (the group's position
     among ``group_labels``, the factor's learned level), ``Z`` and the indicator
@@ -69,12 +70,8 @@ class SpecNestedDesign:
         self.factor_names = (spec.groups, f"{spec.groups}:{factor}")
         self.own_codes = (True, False)  # the factor's levels repeat across groups
         self.n_levels = len(spec.vc_column_names[0])
-        self._last: tuple | None = None
 
-    def _design(self, frame: pd.DataFrame):
-        last = self._last
-        if last is not None and last[0] is frame:
-            return last[1]
+    def rows(self, frame: pd.DataFrame) -> tuple:
         design = self.spec.design(frame)
         xy, z = self.spec.centering.apply(design.xy, design.z)
         w = design.w.tocsr()
@@ -87,23 +84,8 @@ class SpecNestedDesign:
         out = ([groups.astype(np.int64), w.indices.astype(np.int64)],
                [z, np.asarray(w.data, dtype=float)[:, None]], xy,
                (design.n_dropped, design.missing_by_column, design.infinite_by_column))
-        self._last = (frame, out)
         return out
 
-    def level_codes(self, frame: pd.DataFrame) -> list[np.ndarray]:
-        return self._design(frame)[0]
-
-    def level_designs(self, frame: pd.DataFrame) -> list[np.ndarray]:
-        return self._design(frame)[1]
-
-    def xy(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._design(frame)[2]
-
-    def dropped(self, frame: pd.DataFrame):
-        return self._design(frame)[3]
-
-    def __getstate__(self):  # shipped to the workers without a chunk's arrays
-        return {**self.__dict__, "_last": None}
 
 
 def packed_maps(k_re: int, u: np.ndarray | None):

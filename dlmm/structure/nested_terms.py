@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .nested import NestedStatistics, nested_pass
+from .nested import NestedStatistics, RowsOnceDesign, nested_pass
 
 
-class TermsNestedDesign:
+class TermsNestedDesign(RowsOnceDesign):
     """A chunk's rows as the nested pass reads them, from a learned
     :class:`~dlmm.spec.terms_spec.TermsSpec` and its layout."""
 
@@ -41,12 +41,8 @@ class TermsNestedDesign:
                              for level in range(len(chain))]
         self._order = [sorted(terms, key=lambda k: layout.term_columns[k].start)
                        for terms in self._level_terms]
-        self._last: tuple | None = None
 
-    def _design(self, frame: pd.DataFrame):
-        last = self._last
-        if last is not None and last[0] is frame:
-            return last[1]
+    def rows(self, frame: pd.DataFrame) -> tuple:
         design = self.spec.design(frame)
         xy, _ = self.spec.centering.apply(design.xy, design.z)
         codes, columns = self.spec.term_rows(frame, design.kept)
@@ -61,23 +57,8 @@ class TermsNestedDesign:
                    for order in self._order]
         out = (level_codes, designs, xy,
                (design.n_dropped, design.missing_by_column, design.infinite_by_column))
-        self._last = (frame, out)
         return out
 
-    def level_codes(self, frame: pd.DataFrame) -> list[np.ndarray]:
-        return self._design(frame)[0]
-
-    def level_designs(self, frame: pd.DataFrame) -> list[np.ndarray]:
-        return self._design(frame)[1]
-
-    def xy(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._design(frame)[2]
-
-    def dropped(self, frame: pd.DataFrame):
-        return self._design(frame)[3]
-
-    def __getstate__(self):  # shipped to the workers without a chunk's arrays
-        return {**self.__dict__, "_last": None}
 
     def labels(self, level: int, keys: np.ndarray, order) -> list[str]:
         """Labels of level ``level``'s nodes from their codes ``(n, level + 1)``: the
