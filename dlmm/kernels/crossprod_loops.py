@@ -102,51 +102,46 @@ def _add_totals(u, nb, k, kk, zc):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_components(ut, p0, p1, ok, rows, vc_codes, vc_offset, n_slots, pos, loc_slot,
-                    loc_sum, n_loc, pairs, n_pairs):  # pragma: no cover
-    """Add the block's usable rows ``p0:p1`` into their component columns (``loc_sum``
-    at the slot's local position ``pos[slot]``, new slots numbered in order of
-    appearance) and list each pair of slots that share a row
-    (``pos_a * n_slots + pos_b``). Returns the slots so far, the pair list and its
-    length."""
+def _add_row(urow, i, vc_codes, vc_offset, n_slots, pos, loc_slot, loc_sum, n_loc, pairs,
+             n_pairs):  # pragma: no cover
+    """Add row ``i`` (centred: ``urow``) into its component columns (``loc_sum`` at the
+    slot's local position ``pos[slot]``, new slots numbered in order of appearance)
+    and list each pair of its slots (``pos_a * n_slots + pos_b``). Returns the slots
+    so far, the pair list and its length."""
     n_vc = vc_codes.shape[0]
-    q = ut.shape[1]
-    if n_pairs + (p1 - p0) * n_vc * n_vc > pairs.shape[0]:
-        pairs = _grow1(pairs, n_pairs + (p1 - p0) * n_vc * n_vc)
-    for t in range(p0, p1):
-        if not ok[t]:
+    q = urow.shape[0]
+    if n_pairs + n_vc * n_vc > pairs.shape[0]:
+        pairs = _grow1(pairs, n_pairs + n_vc * n_vc)
+    for qa in range(n_vc):
+        code = vc_codes[qa, i]
+        if code < 0:
             continue
-        i = rows[t]
-        for qa in range(n_vc):
-            code = vc_codes[qa, i]
-            if code < 0:
-                continue
-            sl = vc_offset[qa] + code
-            p = pos[sl]
-            if p < 0:
-                p = n_loc
-                pos[sl] = p
-                loc_slot[p] = sl
-                for a in range(q):
-                    loc_sum[p, a] = 0.0
-                n_loc += 1
+        sl = vc_offset[qa] + code
+        p = pos[sl]
+        if p < 0:
+            p = n_loc
+            pos[sl] = p
+            loc_slot[p] = sl
             for a in range(q):
-                loc_sum[p, a] += ut[t, a]
-        for qa in range(n_vc):
-            ca = vc_codes[qa, i]
-            if ca < 0:
-                continue
-            pa = pos[vc_offset[qa] + ca]
-            for qb in range(n_vc):
-                cb = vc_codes[qb, i]
-                if cb >= 0:
-                    pairs[n_pairs] = pa * n_slots + pos[vc_offset[qb] + cb]
-                    n_pairs += 1
+                loc_sum[p, a] = 0.0
+            n_loc += 1
+        for a in range(q):
+            loc_sum[p, a] += urow[a]
+    for qa in range(n_vc):
+        ca = vc_codes[qa, i]
+        if ca < 0:
+            continue
+        pa = pos[vc_offset[qa] + ca]
+        for qb in range(n_vc):
+            cb = vc_codes[qb, i]
+            if cb >= 0:
+                pairs[n_pairs] = pa * n_slots + pos[vc_offset[qb] + cb]
+                n_pairs += 1
     return n_loc, pairs, n_pairs
 
 
 @numba.njit(cache=True, nogil=True)
-def _emit_components(c, k, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
+def _emit_components(c, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
                      wz_key, wz_val, m_wz, ww_key, ww_val, m_ww):  # pragma: no cover
     """Write group ``c``'s component sums in increasing slot order, and its pairs of
     slots (counted) in increasing (slot, slot) order; forget its slots."""
@@ -214,8 +209,8 @@ def _check_block(vals, nb, n_src, ok, missing, infinite, peak):  # pragma: no co
 
 @numba.njit(cache=True, nogil=True)
 def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
-               order, seg_start, seg_code, vc_codes, vc_offset, n_slots,
-               n, zz, zr, kk, zc, peak, missing, infinite):  # pragma: no cover
+               order, seg_start, seg_code, vc_codes, n, zz, zr, kk, zc, peak, missing,
+               infinite, used):  # pragma: no cover
     """Read every row once; add each usable row's centred products into its group.
 
     ``cols[:n_src]`` are the source columns (the rest is padding); column ``a`` of
@@ -229,13 +224,8 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
     row of zeros. Adds into ``n``, ``zz`` (upper triangle) and ``zr`` at each
     segment's code, and into the totals ``kk`` and ``zc`` (upper triangles of
     ``[X y]'[X y]`` and ``Z'Z``); ``peak`` keeps the largest magnitude of each source
-    over the usable rows. A component level of -1 (one the fit never saw) is a row
-    of zeros in that component.
-
-    With components (``vc_codes`` of K > 0 rows) every segment must hold whole
-    groups; returns the keyed component sums, sorted by (group, slot) and
-    (group, slot, slot): ``wz_key`` (m, 2), ``wz`` (m, k_re), ``wr`` (m, r),
-    ``ww_key`` (t, 3), ``ww`` (t,).
+    over the usable rows; ``used`` (unless empty) marks them, for
+    :func:`component_loop`.
     """
     r = xy_src.shape[0]
     k = z_src.shape[0]
@@ -260,19 +250,7 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
     acc = np.empty((k, q))
     ok = np.empty(BLOCK_ROWS, dtype=np.bool_)
     rows = np.empty(BLOCK_ROWS, dtype=np.int64)
-    pos = np.full(n_slots if n_vc else 0, -1, dtype=np.int64)
-    loc_slot = np.empty(n_slots if n_vc else 0, dtype=np.int64)
-    loc_sum = np.empty((n_slots if n_vc else 0, q))
-    pairs = np.empty(BLOCK_ROWS * n_vc * n_vc, dtype=np.int64)
-    cap = max(16, seg_code.shape[0]) if n_vc else 0
-    wz_key = np.empty((cap, 2), dtype=np.int64)
-    wz_val = np.empty((cap, q))
-    ww_key = np.empty((cap, 3), dtype=np.int64)
-    ww_val = np.empty(cap)
-    m_wz = 0
-    m_ww = 0
-    n_loc = 0
-    n_pairs = 0
+    mark = used.shape[0] > 0
     s = 0
     for b0 in range(0, n_rows, BLOCK_ROWS):
         nb = min(BLOCK_ROWS, n_rows - b0)
@@ -299,6 +277,9 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
                     ok[t] = False
             s2 += 1
         _check_block(vals, nb, n_src, ok, missing, infinite, peak)
+        if mark:
+            for t in range(nb):
+                used[rows[t]] = ok[t]
         for a in range(q):
             j = src[a]
             sh = shift[a]
@@ -320,18 +301,64 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
                 if cnt:
                     n[c] += cnt
                     _add_products(ut, p0, p1, k, c, zz, zr, acc)
-                    if n_vc:
-                        n_loc, pairs, n_pairs = _add_components(
-                            ut, p0, p1, ok, rows, vc_codes, vc_offset, n_slots, pos,
-                            loc_slot, loc_sum, n_loc, pairs, n_pairs)
             if seg_start[s + 1] > b0 + nb:
                 break  # the segment goes on in the next block
-            if n_loc:
-                wz_key, wz_val, m_wz, ww_key, ww_val, m_ww = _emit_components(
-                    c, k, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
-                    wz_key, wz_val, m_wz, ww_key, ww_val, m_ww)
-            n_loc = 0
-            n_pairs = 0
             s += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def component_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
+                   order, seg_start, seg_code, used, vc_codes, vc_offset,
+                   n_slots):  # pragma: no cover
+    """The variance components' keyed sums of the rows :func:`fused_loop` used.
+
+    Walks the same segments, each of which must hold whole groups, and adds each used
+    row's centred ``[Z | X y]`` into its components' columns. Returns the sums sorted
+    by (group, slot) and the pairs of slots that share rows, counted, sorted by
+    (group, slot, slot): ``wz_key`` (m, 2), ``wz`` (m, k_re), ``wr`` (m, r),
+    ``ww_key`` (t, 3), ``ww`` (t,). Compiled apart: only models with components
+    need it.
+    """
+    r = xy_src.shape[0]
+    k = z_src.shape[0]
+    q = k + r
+    n_vc = vc_codes.shape[0]
+    identity = order[0] == -1
+    src = np.empty(q, dtype=np.int64)
+    shift = np.empty(q)
+    inv = np.empty(q)
+    for a in range(k):
+        src[a], shift[a], inv[a] = z_src[a], z_shift[a], 1.0 / z_scale[a]
+    for a in range(r):
+        src[k + a], shift[k + a], inv[k + a] = xy_src[a], xy_shift[a], 1.0 / xy_scale[a]
+    urow = np.empty(q)
+    pos = np.full(n_slots, -1, dtype=np.int64)
+    loc_slot = np.empty(n_slots, dtype=np.int64)
+    loc_sum = np.empty((n_slots, q))
+    pairs = np.empty(max(16, n_vc * n_vc), dtype=np.int64)
+    cap = max(16, seg_code.shape[0])
+    wz_key = np.empty((cap, 2), dtype=np.int64)
+    wz_val = np.empty((cap, q))
+    ww_key = np.empty((cap, 3), dtype=np.int64)
+    ww_val = np.empty(cap)
+    m_wz = 0
+    m_ww = 0
+    for s in range(seg_code.shape[0]):
+        c = seg_code[s]
+        n_loc = 0
+        n_pairs = 0
+        for t in range(seg_start[s], seg_start[s + 1]):
+            i = t if identity else order[t]
+            if c < 0 or not used[i]:
+                continue
+            for a in range(q):
+                j = src[a]
+                urow[a] = ((1.0 if j < 0 else cols[j][i]) - shift[a]) * inv[a]
+            n_loc, pairs, n_pairs = _add_row(urow, i, vc_codes, vc_offset, n_slots, pos,
+                                             loc_slot, loc_sum, n_loc, pairs, n_pairs)
+        if n_loc:
+            wz_key, wz_val, m_wz, ww_key, ww_val, m_ww = _emit_components(
+                c, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
+                wz_key, wz_val, m_wz, ww_key, ww_val, m_ww)
     return (wz_key[:m_wz], wz_val[:m_wz, :k], wz_val[:m_wz, k:], ww_key[:m_ww],
             ww_val[:m_ww])
