@@ -281,7 +281,7 @@ def fused_crossproducts(
     -------
     FusedSums
     """
-    from .crossprod_loops import fused_loop, order_by_code
+    from .crossprod_loops import component_loop, fused_loop, order_by_code
 
     xy_src = np.asarray(xy_src, dtype=np.int64)
     z_src = np.asarray(z_src, dtype=np.int64)
@@ -290,10 +290,13 @@ def fused_crossproducts(
     if vc_codes is None or vc_codes.shape[0] == 0:
         vc_codes = np.zeros((0, 1), dtype=np.int64)
         vc_offset = np.zeros(0, dtype=np.int64)
+    vc_codes = np.ascontiguousarray(vc_codes, dtype=np.int64)
+    vc_offset = np.asarray(vc_offset, dtype=np.int64)
     seg_start = np.asarray(seg_start, dtype=np.int64)
     seg_code = np.asarray(seg_code, dtype=np.int64)
+    with_components = bool(vc_codes.shape[0]) and n_rows > 0
     order = _IDENTITY
-    if vc_codes.shape[0] and not grouped:
+    if with_components and not grouped:
         order, seg_start, seg_code = order_by_code(seg_start, seg_code, n_groups)
     n_src = len(columns)
     n = np.zeros(n_groups)
@@ -304,17 +307,18 @@ def fused_crossproducts(
     peak = np.zeros(n_src)
     missing = np.zeros(n_src, dtype=np.int64)
     infinite = np.zeros(n_src, dtype=np.int64)
+    wz_key, ww_key = np.zeros((0, 2), dtype=np.int64), np.zeros((0, 3), dtype=np.int64)
+    wz, wr, ww = np.zeros((0, k)), np.zeros((0, r)), np.zeros(0)
     if n_rows:
-        xy_shift, xy_scale, z_shift, z_scale = (np.ascontiguousarray(a, dtype=float)
-                                                for a in shifts)
-        wz_key, wz, wr, ww_key, ww = fused_loop(
-            _padded(columns), n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale, order,
-            seg_start, seg_code, np.ascontiguousarray(vc_codes, dtype=np.int64),
-            np.asarray(vc_offset, dtype=np.int64), int(n_slots),
-            n, zz, zr, kk, zc, peak, missing, infinite)
-    else:
-        wz_key, ww_key = np.zeros((0, 2), dtype=np.int64), np.zeros((0, 3), dtype=np.int64)
-        wz, wr, ww = np.zeros((0, k)), np.zeros((0, r)), np.zeros(0)
+        shifts = tuple(np.ascontiguousarray(a, dtype=float) for a in shifts)
+        cols = _padded(columns)
+        used = np.zeros(n_rows if with_components else 0, dtype=np.bool_)
+        fused_loop(cols, n_src, xy_src, z_src, *shifts, order, seg_start, seg_code, vc_codes,
+                   n, zz, zr, kk, zc, peak, missing, infinite, used)
+        if with_components:
+            wz_key, wz, wr, ww_key, ww = component_loop(
+                cols, n_src, xy_src, z_src, *shifts, order, seg_start, seg_code, used,
+                vc_codes, vc_offset, int(n_slots))
     cp = GroupCrossProducts(
         n, _mirror(zz), zr, np.ascontiguousarray(wz_key[:, 0]),
         np.ascontiguousarray(wz_key[:, 1]), np.ascontiguousarray(wz),

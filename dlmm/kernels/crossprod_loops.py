@@ -56,78 +56,92 @@ def _grow1(a, size):  # pragma: no cover
     return out
 
 
-#: Rows of a group centred into the scratch block before their products are added.
+#: Rows read, checked and centred at a time (a block of scratch that stays in cache).
 BLOCK_ROWS = 256
 
 
+@numba.njit(cache=True, nogil=True)
+def _add_products(ut, p0, p1, k, c, zz, zr, acc):  # pragma: no cover
+    """Add ``Z'Z`` (upper triangle) and ``Z'[X y]`` of rows ``p0:p1`` of the block ``ut``
+    (a row per data row: the centred ``Z`` then ``[X y]``; zeros for a row left out)
+    into group ``c``, summed in row order."""
+    q = ut.shape[1]
+    for a in range(k):
+        for b in range(q):
+            acc[a, b] = 0.0
+    for t in range(p0, p1):
+        for a in range(k):
+            ua = ut[t, a]
+            for b in range(q):
+                acc[a, b] += ua * ut[t, b]
+    for a in range(k):
+        for b in range(a, k):
+            zz[c, a, b] += acc[a, b]
+        for b in range(k, q):
+            zr[c, a, b - k] += acc[a, b]
+
+
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _add_products(u, m, k, c, zz, zr, kk, zc):  # pragma: no cover
-    """Add the products of the first ``m`` rows of the block ``u`` ((k + r) x B: the
-    centred ``Z`` then ``[X y]``, a row per design column) into group ``c``: ``zz``
-    (upper triangle) and ``zr``, and into the totals ``kk`` and ``zc`` (upper
-    triangles). Each sum runs over the rows, in any order (vectorized)."""
+def _add_totals(u, nb, k, kk, zc):  # pragma: no cover
+    """Add ``Z'Z`` and ``[X y]'[X y]`` (upper triangles) of the block's ``nb`` rows (``u``:
+    a row per design column) into the totals ``zc`` and ``kk``; each sum in any order
+    (vectorized)."""
     q = u.shape[0]
     for a in range(k):
-        for b in range(a, q):
+        for b in range(a, k):
             t = 0.0
-            for i in range(m):
+            for i in range(nb):
                 t += u[a, i] * u[b, i]
-            if b < k:
-                zz[c, a, b] += t
-                zc[a, b] += t
-            else:
-                zr[c, a, b - k] += t
+            zc[a, b] += t
     for a in range(k, q):
         for b in range(a, q):
             t = 0.0
-            for i in range(m):
+            for i in range(nb):
                 t += u[a, i] * u[b, i]
             kk[a - k, b - k] += t
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_components(u, m, rows, vc_codes, vc_offset, n_slots, pos, loc_slot, loc_sum,
-                    n_loc, pairs, n_pairs):  # pragma: no cover
-    """Add the block's rows into their component columns (``loc_sum`` at the slot's
-    local position ``pos[slot]``, new slots numbered in order of appearance) and list
-    each pair of slots that share a row (``pos_a * n_slots + pos_b``). Returns the
-    slots so far, the pair list and its length."""
+def _add_row(urow, i, vc_codes, vc_offset, n_slots, pos, loc_slot, loc_sum, n_loc, pairs,
+             n_pairs):  # pragma: no cover
+    """Add row ``i`` (centred: ``urow``) into its component columns (``loc_sum`` at the
+    slot's local position ``pos[slot]``, new slots numbered in order of appearance)
+    and list each pair of its slots (``pos_a * n_slots + pos_b``). Returns the slots
+    so far, the pair list and its length."""
     n_vc = vc_codes.shape[0]
-    q = u.shape[0]
-    if n_pairs + m * n_vc * n_vc > pairs.shape[0]:
-        pairs = _grow1(pairs, n_pairs + m * n_vc * n_vc)
-    for t in range(m):
-        i = rows[t]
-        for qa in range(n_vc):
-            code = vc_codes[qa, i]
-            if code < 0:
-                continue
-            sl = vc_offset[qa] + code
-            p = pos[sl]
-            if p < 0:
-                p = n_loc
-                pos[sl] = p
-                loc_slot[p] = sl
-                for a in range(q):
-                    loc_sum[p, a] = 0.0
-                n_loc += 1
+    q = urow.shape[0]
+    if n_pairs + n_vc * n_vc > pairs.shape[0]:
+        pairs = _grow1(pairs, n_pairs + n_vc * n_vc)
+    for qa in range(n_vc):
+        code = vc_codes[qa, i]
+        if code < 0:
+            continue
+        sl = vc_offset[qa] + code
+        p = pos[sl]
+        if p < 0:
+            p = n_loc
+            pos[sl] = p
+            loc_slot[p] = sl
             for a in range(q):
-                loc_sum[p, a] += u[a, t]
-        for qa in range(n_vc):
-            ca = vc_codes[qa, i]
-            if ca < 0:
-                continue
-            pa = pos[vc_offset[qa] + ca]
-            for qb in range(n_vc):
-                cb = vc_codes[qb, i]
-                if cb >= 0:
-                    pairs[n_pairs] = pa * n_slots + pos[vc_offset[qb] + cb]
-                    n_pairs += 1
+                loc_sum[p, a] = 0.0
+            n_loc += 1
+        for a in range(q):
+            loc_sum[p, a] += urow[a]
+    for qa in range(n_vc):
+        ca = vc_codes[qa, i]
+        if ca < 0:
+            continue
+        pa = pos[vc_offset[qa] + ca]
+        for qb in range(n_vc):
+            cb = vc_codes[qb, i]
+            if cb >= 0:
+                pairs[n_pairs] = pa * n_slots + pos[vc_offset[qb] + cb]
+                n_pairs += 1
     return n_loc, pairs, n_pairs
 
 
 @numba.njit(cache=True, nogil=True)
-def _emit_components(c, k, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
+def _emit_components(c, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
                      wz_key, wz_val, m_wz, ww_key, ww_val, m_ww):  # pragma: no cover
     """Write group ``c``'s component sums in increasing slot order, and its pairs of
     slots (counted) in increasing (slot, slot) order; forget its slots."""
@@ -169,29 +183,141 @@ def _emit_components(c, k, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slot
 
 
 @numba.njit(cache=True, nogil=True)
+def _check_block(vals, nb, n_src, ok, missing, infinite, peak):  # pragma: no cover
+    """Count the NaN and infinite values of the block's sources, clear ``ok`` of
+    their rows, then keep each source's largest magnitude over the usable rows."""
+    for j in range(n_src):
+        n_nan = 0
+        n_inf = 0
+        for t in range(nb):
+            x = vals[j, t]
+            is_nan = x != x
+            is_inf = abs(x) == np.inf
+            n_nan += is_nan
+            n_inf += is_inf
+            if is_nan or is_inf:
+                ok[t] = False
+        missing[j] += n_nan
+        infinite[j] += n_inf
+    for j in range(n_src):
+        top = peak[j]
+        for t in range(nb):
+            x = abs(vals[j, t]) if ok[t] else 0.0
+            top = max(top, x)
+        peak[j] = top
+
+
+@numba.njit(cache=True, nogil=True)
 def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
-               order, seg_start, seg_code, vc_codes, vc_offset, n_slots,
-               n, zz, zr, kk, zc, peak, missing, infinite):  # pragma: no cover
+               order, seg_start, seg_code, vc_codes, n, zz, zr, kk, zc, peak, missing,
+               infinite, used):  # pragma: no cover
     """Read every row once; add each usable row's centred products into its group.
 
     ``cols[:n_src]`` are the source columns (the rest is padding); column ``a`` of
     ``[X y]`` is source ``xy_src[a]`` (-1: the intercept, 1), centred
-    ``(value - shift) / scale``; so for ``Z``. Rows are visited in segments
-    (``seg_start``, ``seg_code``; row ``t`` of the walk is ``order[t]``, or ``t`` when
-    ``order[0] == -1``). A row is usable when its segment has a code (>= 0), no
-    source value is NaN or infinite (counted per source in ``missing`` and
-    ``infinite``, over every row), and no component factor is missing
-    (``vc_codes[j, row] == -2``; -1, a level the fit never saw, is a row of zeros).
-    A segment's usable rows are centred into a block of :data:`BLOCK_ROWS` rows
-    whose products are added into ``n``, ``zz`` (upper triangle) and ``zr`` at its
-    code, and into the totals ``kk`` and ``zc`` (upper triangles of ``[X y]'[X y]``
-    and ``Z'Z``); ``peak`` keeps the largest magnitude of each source over the
-    usable rows.
+    ``(value - shift) / scale``; so for ``Z``. The walk visits the rows ``order``
+    (``order[0] == -1``: in their order) in segments (``seg_start``, ``seg_code``),
+    :data:`BLOCK_ROWS` at a time: each source is copied into the block, its NaN and
+    infinite values counted (``missing``, ``infinite``, over every row), then the
+    rows are centred -- a row left out (a segment without a code, -1; a NaN or
+    infinite source; a missing component factor, ``vc_codes[j, row] == -2``) is a
+    row of zeros. Adds into ``n``, ``zz`` (upper triangle) and ``zr`` at each
+    segment's code, and into the totals ``kk`` and ``zc`` (upper triangles of
+    ``[X y]'[X y]`` and ``Z'Z``); ``peak`` keeps the largest magnitude of each source
+    over the usable rows; ``used`` (unless empty) marks them, for
+    :func:`component_loop`.
+    """
+    r = xy_src.shape[0]
+    k = z_src.shape[0]
+    q = k + r
+    n_vc = vc_codes.shape[0]
+    identity = order[0] == -1
+    n_rows = seg_start[seg_start.shape[0] - 1]
+    src = np.empty(q, dtype=np.int64)
+    shift = np.empty(q)
+    inv = np.empty(q)  # the scales are powers of two: times 1/scale is the quotient
+    for a in range(k):
+        src[a], shift[a], inv[a] = z_src[a], z_shift[a], 1.0 / z_scale[a]
+    for a in range(r):
+        src[k + a], shift[k + a], inv[k + a] = xy_src[a], xy_shift[a], 1.0 / xy_scale[a]
+    for a in range(q):
+        if src[a] < 0:
+            src[a] = n_src
+    vals = np.empty((n_src + 1, BLOCK_ROWS))
+    vals[n_src, :] = 1.0  # the intercept's source
+    u = np.empty((q, BLOCK_ROWS))
+    ut = np.empty((BLOCK_ROWS, q))
+    acc = np.empty((k, q))
+    ok = np.empty(BLOCK_ROWS, dtype=np.bool_)
+    rows = np.empty(BLOCK_ROWS, dtype=np.int64)
+    mark = used.shape[0] > 0
+    s = 0
+    for b0 in range(0, n_rows, BLOCK_ROWS):
+        nb = min(BLOCK_ROWS, n_rows - b0)
+        for t in range(nb):
+            rows[t] = b0 + t if identity else order[b0 + t]
+            ok[t] = True
+        for j in range(n_src):
+            col = cols[j]
+            if identity:
+                for t in range(nb):
+                    vals[j, t] = col[b0 + t]
+            else:
+                for t in range(nb):
+                    vals[j, t] = col[rows[t]]
+        for e in range(n_vc):
+            for t in range(nb):
+                if vc_codes[e, rows[t]] == -2:
+                    ok[t] = False
+        s2 = s  # rows of segments without a code are left out
+        while s2 < seg_code.shape[0] and seg_start[s2] < b0 + nb:
+            if seg_code[s2] < 0:
+                for t in range(max(seg_start[s2], b0) - b0,
+                               min(seg_start[s2 + 1], b0 + nb) - b0):
+                    ok[t] = False
+            s2 += 1
+        _check_block(vals, nb, n_src, ok, missing, infinite, peak)
+        if mark:
+            for t in range(nb):
+                used[rows[t]] = ok[t]
+        for a in range(q):
+            j = src[a]
+            sh = shift[a]
+            iv = inv[a]
+            for t in range(nb):
+                x = (vals[j, t] - sh) * iv if ok[t] else 0.0
+                u[a, t] = x
+                ut[t, a] = x
+        _add_totals(u, nb, k, kk, zc)
+        # the segments in this block
+        while s < seg_code.shape[0] and seg_start[s] < b0 + nb:
+            p0 = max(seg_start[s], b0) - b0
+            p1 = min(seg_start[s + 1], b0 + nb) - b0
+            c = seg_code[s]
+            if c >= 0:
+                cnt = 0
+                for t in range(p0, p1):
+                    cnt += ok[t]
+                if cnt:
+                    n[c] += cnt
+                    _add_products(ut, p0, p1, k, c, zz, zr, acc)
+            if seg_start[s + 1] > b0 + nb:
+                break  # the segment goes on in the next block
+            s += 1
 
-    With components (``vc_codes`` of K > 0 rows) every segment must hold whole
-    groups; returns the keyed component sums, sorted by (group, slot) and
+
+@numba.njit(cache=True, nogil=True)
+def component_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
+                   order, seg_start, seg_code, used, vc_codes, vc_offset,
+                   n_slots):  # pragma: no cover
+    """The variance components' keyed sums of the rows :func:`fused_loop` used.
+
+    Walks the same segments, each of which must hold whole groups, and adds each used
+    row's centred ``[Z | X y]`` into its components' columns. Returns the sums sorted
+    by (group, slot) and the pairs of slots that share rows, counted, sorted by
     (group, slot, slot): ``wz_key`` (m, 2), ``wz`` (m, k_re), ``wr`` (m, r),
-    ``ww_key`` (t, 3), ``ww`` (t,).
+    ``ww_key`` (t, 3), ``ww`` (t,). Compiled apart: only models with components
+    need it.
     """
     r = xy_src.shape[0]
     k = z_src.shape[0]
@@ -200,24 +326,17 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
     identity = order[0] == -1
     src = np.empty(q, dtype=np.int64)
     shift = np.empty(q)
-    inv = np.empty(q)  # the scales are powers of two: times 1/scale is the quotient
+    inv = np.empty(q)
     for a in range(k):
         src[a], shift[a], inv[a] = z_src[a], z_shift[a], 1.0 / z_scale[a]
     for a in range(r):
         src[k + a], shift[k + a], inv[k + a] = xy_src[a], xy_shift[a], 1.0 / xy_scale[a]
-    raw = np.empty(n_src + 1)
-    raw[n_src] = 1.0  # the intercept's source
-    for a in range(q):
-        if src[a] < 0:
-            src[a] = n_src
-    u = np.empty((q, BLOCK_ROWS))
-    rows = np.empty(BLOCK_ROWS, dtype=np.int64)
-    # components: per slot its local position in the group; the group's sums and pairs
-    pos = np.full(n_slots if n_vc else 0, -1, dtype=np.int64)
-    loc_slot = np.empty(n_slots if n_vc else 0, dtype=np.int64)
-    loc_sum = np.empty((n_slots if n_vc else 0, q))
-    pairs = np.empty(BLOCK_ROWS * n_vc * n_vc, dtype=np.int64)
-    cap = max(16, seg_code.shape[0]) if n_vc else 0
+    urow = np.empty(q)
+    pos = np.full(n_slots, -1, dtype=np.int64)
+    loc_slot = np.empty(n_slots, dtype=np.int64)
+    loc_sum = np.empty((n_slots, q))
+    pairs = np.empty(max(16, n_vc * n_vc), dtype=np.int64)
+    cap = max(16, seg_code.shape[0])
     wz_key = np.empty((cap, 2), dtype=np.int64)
     wz_val = np.empty((cap, q))
     ww_key = np.empty((cap, 3), dtype=np.int64)
@@ -226,52 +345,20 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
     m_ww = 0
     for s in range(seg_code.shape[0]):
         c = seg_code[s]
-        m = 0
         n_loc = 0
         n_pairs = 0
         for t in range(seg_start[s], seg_start[s + 1]):
             i = t if identity else order[t]
-            ok = c >= 0
-            for j in range(n_src):
-                x = cols[j][i]
-                if np.isnan(x):
-                    missing[j] += 1
-                    ok = False
-                elif np.isinf(x):
-                    infinite[j] += 1
-                    ok = False
-                raw[j] = x
-            for e in range(n_vc):
-                if vc_codes[e, i] == -2:
-                    ok = False
-            if not ok:
+            if c < 0 or not used[i]:
                 continue
-            for j in range(n_src):
-                x = abs(raw[j])
-                if x > peak[j]:
-                    peak[j] = x
             for a in range(q):
-                u[a, m] = (raw[src[a]] - shift[a]) * inv[a]
-            rows[m] = i
-            m += 1
-            if m == BLOCK_ROWS:
-                n[c] += m
-                _add_products(u, m, k, c, zz, zr, kk, zc)
-                if n_vc:
-                    n_loc, pairs, n_pairs = _add_components(
-                        u, m, rows, vc_codes, vc_offset, n_slots, pos, loc_slot, loc_sum,
-                        n_loc, pairs, n_pairs)
-                m = 0
-        if m:
-            n[c] += m
-            _add_products(u, m, k, c, zz, zr, kk, zc)
-            if n_vc:
-                n_loc, pairs, n_pairs = _add_components(
-                    u, m, rows, vc_codes, vc_offset, n_slots, pos, loc_slot, loc_sum,
-                    n_loc, pairs, n_pairs)
+                j = src[a]
+                urow[a] = ((1.0 if j < 0 else cols[j][i]) - shift[a]) * inv[a]
+            n_loc, pairs, n_pairs = _add_row(urow, i, vc_codes, vc_offset, n_slots, pos,
+                                             loc_slot, loc_sum, n_loc, pairs, n_pairs)
         if n_loc:
             wz_key, wz_val, m_wz, ww_key, ww_val, m_ww = _emit_components(
-                c, k, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
+                c, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
                 wz_key, wz_val, m_wz, ww_key, ww_val, m_ww)
     return (wz_key[:m_wz], wz_val[:m_wz, :k], wz_val[:m_wz, k:], ww_key[:m_ww],
             ww_val[:m_ww])

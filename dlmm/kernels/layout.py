@@ -100,6 +100,13 @@ def stack_groups(
     r = cp.zr.shape[2]
     k_vc = int(slot_component.max()) + 1 if slot_component.size else 0
     n_slots = slot_component.shape[0]
+    if k_vc == 0:  # one layout: the stacked products as they are, not copied
+        if n_groups == 0:
+            return []
+        return [GroupBatch(np.arange(n_groups), np.ascontiguousarray(cp.zz, dtype=float),
+                           np.ascontiguousarray(cp.zr, dtype=float), k_re,
+                           np.zeros(0, dtype=np.int64),
+                           np.full((n_groups, 0), -1, dtype=np.int64))]
 
     # Rank of each used slot within its (group, component).
     comp = slot_component[cp.wz_slot] if cp.wz_slot.size else cp.wz_slot

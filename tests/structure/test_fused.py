@@ -167,6 +167,9 @@ CASES = {
                                     [None, "x1", "x3"], [None], ["c", "h"],
                                     lambda f: _spoiled(f).sample(frac=1, random_state=2)),
     "one_group": ("y ~ x1", None, {"re_formula": "~x1"}, [None, "x1"], [None, "x1"], [], None),
+    "one_group_components": ("y ~ x1", None,
+                             {"re_formula": "~x1", "vc_formula": {"h": "0 + C(h)"}},
+                             [None, "x1"], [None, "x1"], ["h"], _spoiled),
 }
 
 
