@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-TIMEOUT = 120
+TIMEOUT = 300
 FORMULA = "y ~ x1 + x2"
 
 

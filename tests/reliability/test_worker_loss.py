@@ -87,7 +87,7 @@ def _max_rel_diff(result, ref) -> float:
     return max(float(np.max(np.abs(a - b) / np.abs(b))) for a, b in pairs)
 
 
-def _wait_for_replacement(client, n_workers: int, killed_pid: int, timeout: float = 60.0):
+def _wait_for_replacement(client, n_workers: int, killed_pid: int, timeout: float = 240.0):
     """Wait until the nanny has restarted the killed worker: n workers, none with that pid."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,13 +1,30 @@
 """The crossed engine's BLAS threads: one for a small dense part, chosen by measurement above."""
 
-import time
-
 import numpy as np  # noqa: F401  (loads NumPy's BLAS)
 import pytest
 import scipy.linalg  # noqa: F401  (and SciPy's)
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from dlmm.structure import threads
 from dlmm.structure.threads import MEASURED_DENSE_MIN, THREADED_WARMUP_MIN, DenseThreads
+
+
+class _Clock:
+    """A clock the evaluations advance by the seconds they 'take' (no sleep, so the
+    timings hold on a busy machine)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    fake = _Clock()
+    monkeypatch.setattr(threads, "time", fake)
+    return fake
 
 
 def _blas_threads():
@@ -18,7 +35,7 @@ def _run(choice: DenseThreads, seconds_at: dict) -> list:
     """One evaluation under ``choice``; it 'takes' ``seconds_at[threads seen]``."""
     with choice.evaluation():
         seen = max(_blas_threads())
-        time.sleep(seconds_at.get(seen, 0.0))
+        threads.time.now += seconds_at.get(seen, 0.0)
     return seen
 
 
