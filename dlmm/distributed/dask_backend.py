@@ -55,7 +55,10 @@ from .embedded import (  # noqa: F401 - the embedded cluster's names, here as be
     is_embedded,
     resolve_client,
 )
+from .expr_race import close_singleton_race
 from .faults import SchedulerLost, WorkerMemoryError, WorkersLost, format_size
+
+close_singleton_race()  # a scheduler in this process rebuilds graphs beside the client
 
 logger = logging.getLogger("dlmm")
 

@@ -105,6 +105,9 @@ def embedded_client(
         try:
             from distributed import Client, LocalCluster
 
+            from .expr_race import close_singleton_race
+
+            close_singleton_race()  # its scheduler rebuilds graphs in this process
             cluster = LocalCluster(
                 n_workers=n_workers,
                 threads_per_worker=threads_per_worker,
