@@ -41,6 +41,7 @@ from .crossed import indicator_factor
 from .design import ChunkDesign, ModelNames, scan_rows
 from .indicators import IndicatorSpec, indicator_spec
 from .keywords import quote_keyword_columns
+from .residual import ResidualModel
 from .term_order import patsy_ordered
 
 logger = logging.getLogger("dlmm")
@@ -117,8 +118,11 @@ class FormulaSpec(ModelNames):
         Names the formulas take from the caller's code (:mod:`dlmm.spec.eval_env`).
     """
 
+    #: The residual model (precision weights; :mod:`dlmm.spec.residual`).
+    residual: ResidualModel = ResidualModel()
+
     def __init__(self, formula: str, groups: str | None, re_formula=None, vc_formula=None,
-                 context=None):
+                 context=None, residual: ResidualModel | None = None):
         if not isinstance(formula, str) or "~" not in formula:
             raise InputError(f"formula must look like 'y ~ x1 + x2', got {formula!r}")
         lhs, rhs = formula.split("~", 1)
@@ -136,6 +140,8 @@ class FormulaSpec(ModelNames):
             self.vc_formula[name] = quote_keyword_columns(text)
         self.vc_names = list(self.vc_formula)
         self.context = dict(context or {})
+        if residual is not None and residual.weighted:
+            self.residual = residual
         self._learned = False
 
     # -- which columns --------------------------------------------------------
@@ -195,6 +201,8 @@ class FormulaSpec(ModelNames):
                     "the data; give the columns unique names"
                 )
             used.add(self.groups)
+        self.residual.check_column(available)
+        used |= set(self.residual.columns)
         return [c for c in available if c in used]
 
     @property
@@ -322,13 +330,15 @@ class FormulaSpec(ModelNames):
             "levels": {c: [plain(v) for v in vals] for c, vals in self.levels.items()},
             "stateful": bool(self.stateful),
             "fe_keep": None if self._fe_keep is None else [bool(k) for k in self._fe_keep],
+            **({"residual": self.residual.to_dict()} if self.residual.weighted else {}),
         }
 
     @classmethod
     def from_dict(cls, state: dict) -> FormulaSpec:
         """Rebuild a learned spec from :meth:`to_dict` (no data needed)."""
         spec = cls(state["formula"], state["groups"], re_formula=state["re_formula"],
-                   vc_formula=state["vc_formula"])
+                   vc_formula=state["vc_formula"],
+                   residual=ResidualModel.from_dict(state.get("residual")))
         row = {}
         for c in state["columns"]:
             values = state["levels"].get(c)
@@ -528,7 +538,8 @@ class FormulaSpec(ModelNames):
         neither needed nor read, and the last column of ``xy`` is zero.
         """
         columns = self.columns if response else [
-            c for c in self.columns if c != self.response and c in df.columns]
+            c for c in self.columns if c != self.response and c in df.columns
+            and c not in self.residual.columns]
         if not response:
             self._check_levels(df)
         missing, infinite, usable = scan_rows(df, columns)
@@ -597,4 +608,4 @@ class FormulaSpec(ModelNames):
             xy=xy, z=z, w=w, groups=groups,
             missing_by_column=missing, n_dropped=n_dropped, kept=usable,
             infinite_by_column=infinite,
-        )
+        ).with_weights(self.residual.row_weights(df) if response else None)
