@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .results import MixedLMResults
 
 #: Options of the model (``MixedLM.from_formula``); every other option goes to ``fit``.
-_MODEL_OPTIONS = ("missing", "client", "drop_collinear", "subset", "use_sparse")
+_MODEL_OPTIONS = ("missing", "client", "drop_collinear", "subset", "use_sparse", "weights")
 
 
 def _columns(data) -> list[str]:
