@@ -497,7 +497,8 @@ class FormulaSpec(ModelNames):
         is not needed; the group column only with ``random_effects``)."""
         names = {str(c) for c in available}
         missing = [c for c in self.columns if c != self.response and c not in names
-                   and (random_effects or c != self.groups)]
+                   and (random_effects or c != self.groups)
+                   and c not in self.residual.columns]  # weights do not change predictions
         if not missing:
             return
         if missing[0] == self.groups and self.groups == GROUP_VALUES_COLUMN:
