@@ -13,8 +13,9 @@ holds its rows, so they are not drawn from a stream but computed from the
 group label: ``z = Phi^{-1}(u)`` with ``u`` a 64-bit hash of (label, seed,
 simulation, effect or variance-component column) — a counter-based generator,
 vectorized over rows and independent of the partitioning. The residual noise
-(sd ``sqrt(scale / w)`` with precision weights ``w``) comes from NumPy's generator seeded with (seed, partition number): the same
-seed and partitioning give the same responses.
+(sd ``sqrt(scale / w)`` with precision weights ``w``) comes from NumPy's generator
+seeded with (seed, partition number): the same seed and partitioning give the same
+responses.
 
 :func:`refit` fits the same model to a new response (a column of the data, or
 values aligned with the fitted rows: a pandas Series for in-memory data, a
