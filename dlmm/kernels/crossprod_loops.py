@@ -210,7 +210,7 @@ def _check_block(vals, nb, n_src, ok, missing, infinite, peak):  # pragma: no co
 @numba.njit(cache=True, nogil=True)
 def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
                order, seg_start, seg_code, vc_codes, n, zz, zr, kk, zc, peak, missing,
-               infinite, used):  # pragma: no cover
+               infinite, used, w_src, wstats):  # pragma: no cover
     """Read every row once; add each usable row's centred products into its group.
 
     ``cols[:n_src]`` are the source columns (the rest is padding); column ``a`` of
@@ -225,7 +225,9 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
     segment's code, and into the totals ``kk`` and ``zc`` (upper triangles of
     ``[X y]'[X y]`` and ``Z'Z``); ``peak`` keeps the largest magnitude of each source
     over the usable rows; ``used`` (unless empty) marks them, for
-    :func:`component_loop`.
+    :func:`component_loop`. With precision weights (source ``w_src`` >= 0) a usable
+    row's centred values are times √w, a row with w <= 0 is left out, and ``wstats``
+    adds (Σ log w over the usable rows, rows with w <= 0).
     """
     r = xy_src.shape[0]
     k = z_src.shape[0]
@@ -249,6 +251,7 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
     ut = np.empty((BLOCK_ROWS, q))
     acc = np.empty((k, q))
     ok = np.empty(BLOCK_ROWS, dtype=np.bool_)
+    sw = np.ones(BLOCK_ROWS)  # sqrt of each row's weight (1 without weights)
     rows = np.empty(BLOCK_ROWS, dtype=np.int64)
     mark = used.shape[0] > 0
     s = 0
@@ -277,6 +280,16 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
                     ok[t] = False
             s2 += 1
         _check_block(vals, nb, n_src, ok, missing, infinite, peak)
+        if w_src >= 0:
+            for t in range(nb):
+                if ok[t]:
+                    wv = vals[w_src, t]
+                    if wv > 0.0:
+                        sw[t] = np.sqrt(wv)
+                        wstats[0] += np.log(wv)
+                    else:
+                        ok[t] = False
+                        wstats[1] += 1.0
         if mark:
             for t in range(nb):
                 used[rows[t]] = ok[t]
@@ -285,7 +298,7 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
             sh = shift[a]
             iv = inv[a]
             for t in range(nb):
-                x = (vals[j, t] - sh) * iv if ok[t] else 0.0
+                x = (vals[j, t] - sh) * iv * sw[t] if ok[t] else 0.0
                 u[a, t] = x
                 ut[t, a] = x
         _add_totals(u, nb, k, kk, zc)
