@@ -97,9 +97,9 @@ class MixedLM(StatsmodelsModel):
         with True, drop each column that is a linear combination of earlier
         ones (as lme4 does), with a ``CollinearityWarning``.
     weights : array_like, optional
-        Precision weights, one positive value per row: row i's residual variance
-        is ``scale / weights[i]`` (lme4's ``weights=``; :mod:`dlmm.spec.residual`).
-        statsmodels' MixedLM has none.
+        Precision weights, one positive value per row: row i's residual variance is
+        ``scale / weights[i]``; ``llf`` includes ½ Σ log w_i, as lme4's ``logLik``
+        (lme4's ``weights=``; :mod:`dlmm.spec.residual`). statsmodels' has none.
     """
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True,
@@ -187,9 +187,7 @@ class MixedLM(StatsmodelsModel):
             the names the formulas use are kept; on Dask workers they arrive pickled
             (see :mod:`dlmm.spec.eval_env`).
         weights : str, optional
-            The column of precision weights: row i's residual variance is
-            ``scale / w_i`` (lme4's ``weights=``; positive values only). The
-            log-likelihood includes ½ Σ log w_i, as lme4's ``logLik``.
+            The column of precision weights, as :class:`MixedLM`'s ``weights``.
         """
         if args:
             raise InputError(f"from_formula takes no positional arguments after missing (got "

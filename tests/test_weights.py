@@ -114,3 +114,9 @@ def test_unknown_weights_column():
     d = data("sleepstudy_w.csv")
     with pytest.raises(InputError, match=r"weights column 'wt' is not in the data"):
         dlmm.mixedlm("Reaction ~ Days", d, groups="Subject", weights="wt").fit()
+
+
+def test_terms_without_statsmodels_spelling_refuse_weights():
+    d = data("sleepstudy_w.csv")
+    with pytest.raises(InputError, match=r"weights= is not supported yet for lme4 terms"):
+        dlmm.lmer("Reaction ~ Days + (Days | Subject) + (1 | Subject)", d, weights="w")

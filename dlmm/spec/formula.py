@@ -118,9 +118,6 @@ class FormulaSpec(ModelNames):
         Names the formulas take from the caller's code (:mod:`dlmm.spec.eval_env`).
     """
 
-    #: The residual model (precision weights; :mod:`dlmm.spec.residual`).
-    residual: ResidualModel = ResidualModel()
-
     def __init__(self, formula: str, groups: str | None, re_formula=None, vc_formula=None,
                  context=None, residual: ResidualModel | None = None):
         if not isinstance(formula, str) or "~" not in formula:
@@ -140,8 +137,7 @@ class FormulaSpec(ModelNames):
             self.vc_formula[name] = quote_keyword_columns(text)
         self.vc_names = list(self.vc_formula)
         self.context = dict(context or {})
-        if residual is not None and residual.weighted:
-            self.residual = residual
+        self.residual = residual or ResidualModel()  # precision weights (dlmm.spec.residual)
         self._learned = False
 
     # -- which columns --------------------------------------------------------
@@ -180,29 +176,24 @@ class FormulaSpec(ModelNames):
                 raise InputError(
                     f"column {missing[0]!r} used in {where} {text!r} is not in the data "
                     f"(columns: {', '.join(available[:20])}"
-                    f"{', ...' if len(available) > 20 else ''})"
-                )
+                    f"{', ...' if len(available) > 20 else ''})")
             used |= needed | mentioned(text, available)
         twice = [c for c in available if c in used and c in repeated]
         if twice:
             raise InputError(
                 f"column {twice[0]!r} appears {repeated[twice[0]]} times in the data; give "
-                "the columns unique names"
-            )
+                "the columns unique names")
         if self.groups is not None:
             if self.groups not in avail:
                 raise InputError(
                     f"groups column {self.groups!r} is not in the data "
-                    f"(columns: {', '.join(available[:20])})"
-                )
+                    f"(columns: {', '.join(available[:20])})")
             if self.groups in repeated:
                 raise InputError(
                     f"groups column {self.groups!r} appears {repeated[self.groups]} times in "
-                    "the data; give the columns unique names"
-                )
+                    "the data; give the columns unique names")
             used.add(self.groups)
-        self.residual.check_column(available)
-        used |= set(self.residual.columns)
+        used |= set(self.residual.checked_columns(available))
         return [c for c in available if c in used]
 
     @property
@@ -285,8 +276,7 @@ class FormulaSpec(ModelNames):
             pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
         ):
             raise InputError(
-                f"response column {self.response!r} is not numeric (dtype {y.dtype})"
-            )
+                f"response column {self.response!r} is not numeric (dtype {y.dtype})")
 
     def learn_levels(self, sample: pd.DataFrame, levels: dict[str, list]) -> FormulaSpec:
         """Learn from a sample of rows plus every level of the categorical columns.
@@ -529,8 +519,7 @@ class FormulaSpec(ModelNames):
                 raise InputError(
                     f"column {col!r} has level {unseen.iloc[0]!r} that the fitted data did not "
                     f"have (levels: {', '.join(map(repr, levels[:10]))}"
-                    f"{', ...' if len(levels) > 10 else ''})"
-                )
+                    f"{', ...' if len(levels) > 10 else ''})")
 
     def design(self, df: pd.DataFrame, response: bool = True) -> ChunkDesign:
         """The model arrays of a chunk's complete rows (NaN rows counted, dropped).
@@ -587,8 +576,7 @@ class FormulaSpec(ModelNames):
                 raise InputError(
                     f"{where} has {int(counts[j]) if j is not None else int((~finite).sum())} "
                     "non-finite values computed from the data (check its transform, e.g. the "
-                    "log of zero)"
-                )
+                    "log of zero)")
             # New data: such rows predict NaN.
             rows = np.flatnonzero(usable)
             usable = usable.copy()

@@ -75,10 +75,12 @@ class ResidualModel:
         """Rebuild from :meth:`to_dict` (None or ``{}``: unweighted)."""
         return cls(weights=(state or {}).get("weights"))
 
-    def check_column(self, columns) -> None:
-        """Refuse a weights column the data do not have, in one line."""
-        if self.weights is not None and self.weights not in list(columns):
+    def checked_columns(self, available) -> list[str]:
+        """:attr:`columns`, each checked to be among the data's ``available`` columns
+        (else one line naming it)."""
+        if self.weights is not None and self.weights not in list(available):
             raise InputError(f"weights column {self.weights!r} is not in the data")
+        return self.columns
 
     def row_weights(self, df: pd.DataFrame) -> np.ndarray | None:
         """The weights of the rows of ``df`` as float64 (None when unweighted)."""
