@@ -120,3 +120,87 @@ def test_terms_without_statsmodels_spelling_refuse_weights():
     d = data("sleepstudy_w.csv")
     with pytest.raises(InputError, match=r"weights= is not supported yet for lme4 terms"):
         dlmm.lmer("Reaction ~ Days + (Days | Subject) + (1 | Subject)", d, weights="w")
+
+
+# -- the dense brute-force likelihood on a small random design -------------------------
+
+N_ROWS, N_G, N_H, N_F = 240, 20, 4, 6
+
+
+@pytest.fixture(scope="module")
+def small() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    d = pd.DataFrame({"g": rng.integers(0, N_G, N_ROWS), "h": rng.integers(0, N_H, N_ROWS),
+                      "f": rng.integers(0, N_F, N_ROWS), "x": rng.normal(size=N_ROWS),
+                      "w": rng.gamma(2.0, 0.5, N_ROWS) + 0.05})
+    d["y"] = (1 + 0.5 * d.x + rng.normal(size=N_G)[d.g] + rng.normal(size=(N_G, N_H))[d.g, d.h]
+              + rng.normal(size=N_F)[d.f] + rng.normal(size=N_ROWS) / np.sqrt(d.w))
+    return d
+
+
+def _indicators(codes: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros((codes.shape[0], k))
+    out[np.arange(codes.shape[0]), codes] = 1.0
+    return out
+
+
+def _dense_llf(result, d: pd.DataFrame, blocks, reml: bool) -> float:
+    """The (RE)ML log-likelihood of y ~ N(X beta, scale W^-1 + sum Z C Z') at the fit's
+    estimates, from the dense n x n covariance."""
+    y, x = d.y.to_numpy(), np.column_stack([np.ones(len(d)), d.x])
+    cov = np.diag(result.scale / d.w.to_numpy())
+    for z, c in blocks:
+        cov = cov + z @ c @ z.T
+    resid = y - x @ np.asarray(result.fe_params)
+    inv = np.linalg.inv(cov)
+    value = np.linalg.slogdet(cov)[1] + resid @ inv @ resid
+    if reml:
+        return -0.5 * (value + np.linalg.slogdet(x.T @ inv @ x)[1]
+                       + (len(d) - 2) * np.log(2 * np.pi))
+    return -0.5 * (value + len(d) * np.log(2 * np.pi))
+
+
+DENSE = {  # case: (model options, engine)
+    "slope": (dict(groups="g", re_formula="~x"), "grouped"),
+    "components": (dict(groups="g", re_formula="1", vc_formula={"h": "0 + C(h)"}), "grouped"),
+    "nested": (dict(groups="g", re_formula="1", vc_formula={"h": "0 + C(h)"}), "nested"),
+    "crossed": (dict(groups=None, re_formula="0",
+                     vc_formula={"g": "0 + C(g)", "f": "0 + C(f)"}), "crossed"),
+}
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+@pytest.mark.parametrize("case", list(DENSE))
+def test_dense_likelihood(small, case, reml, monkeypatch):
+    options, engine = DENSE[case]
+    if engine == "nested":
+        monkeypatch.setattr(nested_grouped, "NESTED_MIN_LEVELS", 1)
+    result = dlmm.mixedlm("y ~ x", small, weights="w", **options).fit(reml=reml)
+    assert result.engine == engine and result.converged
+    g = _indicators(small.g.to_numpy(), N_G)
+    if case == "slope":
+        blocks = [(np.hstack([g, g * small.x.to_numpy()[:, None]]),
+                   np.kron(np.asarray(result.cov_re), np.eye(N_G)))]
+    elif case in ("components", "nested"):
+        gh = _indicators((small.g * N_H + small.h).to_numpy(), N_G * N_H)
+        blocks = [(g, np.asarray(result.cov_re)[0, 0] * np.eye(N_G)),
+                  (gh, result.vcomp[0] * np.eye(N_G * N_H))]
+    else:
+        names = list(result.model.spec.vc_names)
+        blocks = [(g, result.vcomp[names.index("g")] * np.eye(N_G)),
+                  (_indicators(small.f.to_numpy(), N_F),
+                   result.vcomp[names.index("f")] * np.eye(N_F))]
+    np.testing.assert_allclose(result.llf, _dense_llf(result, small, blocks, reml), rtol=1e-10)
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+def test_gradient_against_finite_differences(reml):
+    d = data("sleepstudy_w.csv")
+    model = dlmm.mixedlm("Reaction ~ Days", d, groups="Subject", re_formula="~Days",
+                         weights="w")
+    model.reml = reml
+    theta = np.array([0.94, -0.008, 0.27])  # packed square-root parameters, off the optimum
+    h = 1e-6
+    differences = [(model.loglike(theta + h * e) - model.loglike(theta - h * e)) / (2 * h)
+                   for e in np.eye(3)]
+    np.testing.assert_allclose(model.score(theta), differences, rtol=1e-6)
