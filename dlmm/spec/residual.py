@@ -20,7 +20,7 @@ that need it read ``spec.residual``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -62,10 +62,6 @@ class ResidualModel:
         """The weights as the user named them (the arrays API's column is ``weights``)."""
         return "weights" if self.weights == "__weights" else self.weights
 
-    def describe(self) -> str:
-        """One phrase for summaries: ``"precision weights 'w'"``, or ``""``."""
-        return f"precision weights {self.display_name!r}" if self.weighted else ""
-
     def to_dict(self) -> dict:
         """The JSON form (a saved result's ``state``; the statistics cache key)."""
         return {"weights": self.weights}
@@ -93,16 +89,6 @@ class ResidualModel:
         return values.to_numpy(dtype=float, na_value=np.nan)
 
 
-def split_weights(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(ok, sqrt_w)``: which weights are usable (positive; NaN and infinite ones are
-    left out by the model's column checks) and the square roots of all of them (1
-    where not usable)."""
-    ok = weights > 0
-    sqrt_w = np.ones_like(weights)
-    np.sqrt(weights, out=sqrt_w, where=ok)
-    return ok, sqrt_w
-
-
 def weights_error(column: str, bad: int) -> InputError:
     """The one-line refusal of zero or negative weights."""
     return InputError(
@@ -116,8 +102,6 @@ def residual_logdet(pieces, log_weights: float):
     engine's pieces (a ``logdet`` field) and for Newton pieces (their ``value``)."""
     if not log_weights:
         return pieces
-    from dataclasses import replace
-
     if hasattr(pieces, "value") and not hasattr(pieces, "logdet"):
         return replace(pieces, value=residual_logdet(pieces.value, log_weights))
     return replace(pieces, logdet=pieces.logdet - log_weights)

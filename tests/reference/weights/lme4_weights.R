@@ -7,6 +7,9 @@
 # `w` of seeded Gamma(2, 2) weights rounded to 4 decimals (so the CSV holds
 # them exactly), writes those CSVs beside this script and the fits to
 # lme4_weights.json. The tests read the CSVs and the JSON; they never run R.
+# lme4's profile intervals of a weighted fit are kept for the variance parameters
+# only in the tests: its fixed-effect rows are too narrow (lme4 issue #192: the
+# profile's deviance leaves out the weights' log-determinant).
 suppressPackageStartupMessages({
   library(lme4)
   library(lmerTest)
