@@ -284,8 +284,9 @@ def fused_crossproducts(
         Whether no code has two runs; components need the rows of a group together,
         so otherwise they are ordered by code first (a counting sort, stable).
     weights_src : int
-        Source column of precision weights (-1: none; not with components): each
-        usable row's centred values times √w, a row with w <= 0 left out and counted.
+        Source column of precision weights (-1: none): each usable row's centred
+        values times √w (components' ``W'W`` sums w), a row with w <= 0 left out and
+        counted.
 
     Returns
     -------
@@ -305,8 +306,6 @@ def fused_crossproducts(
     seg_start = np.asarray(seg_start, dtype=np.int64)
     seg_code = np.asarray(seg_code, dtype=np.int64)
     with_components = bool(vc_codes.shape[0]) and n_rows > 0
-    if weights_src >= 0 and with_components:
-        raise ValueError("the fused pass takes precision weights without components only")
     wstats = np.zeros(2)  # sum log w, rows with w <= 0
     order = _IDENTITY
     if with_components and not grouped:
@@ -331,7 +330,7 @@ def fused_crossproducts(
         if with_components:
             wz_key, wz, wr, ww_key, ww = component_loop(
                 cols, n_src, xy_src, z_src, *shifts, order, seg_start, seg_code, used,
-                vc_codes, vc_offset, int(n_slots))
+                vc_codes, vc_offset, int(n_slots), int(weights_src))
     cp = GroupCrossProducts(
         n, _mirror(zz), zr, np.ascontiguousarray(wz_key[:, 0]),
         np.ascontiguousarray(wz_key[:, 1]), np.ascontiguousarray(wz),

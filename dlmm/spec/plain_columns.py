@@ -89,8 +89,6 @@ def plain_layout(spec) -> PlainLayout | None:
         x_cols = [c for c, keep in zip(x_cols, spec._fe_keep) if keep]
     xy_cols = x_cols + [lhs[0]]
     weights = getattr(getattr(spec, "residual", None), "weights", None)
-    if weights is not None and spec._vc_specs:
-        return None  # weighted components: the formula path (W'W of weights, not counts)
     sources = tuple(dict.fromkeys(c for c in xy_cols + z_cols + [weights] if c is not None))
     factors = tuple((s.factor, s.levels) for s in spec._vc_specs)
     roles = set(sources) | {f for f, _ in factors} | (

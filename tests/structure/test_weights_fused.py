@@ -51,13 +51,35 @@ def test_fused_sums_are_the_weighted_design_sums():
         assert keyed.cp.n[g] == rows.sum()
 
 
-def test_weighted_components_take_the_formula_path():
-    frame = pd.read_csv(HERE / "pastes_w.csv")
-    model = dlmm.mixedlm("strength ~ 1", frame, groups="batch", weights="w",
+def test_fused_component_sums_are_the_weighted_design_sums():
+    """Components with weights: the indicator and the row are each times √w, so
+    ``W'[Z X y]`` sums w times the centred row and ``W'W`` sums w; rows shuffled, so
+    the loop orders them by group first."""
+    frame = pd.read_csv(HERE / "pastes_w.csv").sample(frac=1.0, random_state=3)
+    model = dlmm.mixedlm("strength ~ 1", frame, groups="batch", re_formula="1", weights="w",
                          vc_formula={"cask": "0 + C(cask)"})
-    model.exog_names  # noqa: B018
-    assert plain_layout(model.spec) is None
-    unweighted = dlmm.mixedlm("strength ~ 1", frame, groups="batch",
-                              vc_formula={"cask": "0 + C(cask)"})
-    unweighted.exog_names  # noqa: B018
-    assert plain_layout(unweighted.spec) is not None
+    model.exog_names  # noqa: B018 -- learns the specification
+    spec = model.spec
+    assert plain_layout(spec) is not None
+    keyed, totals = fused_chunk(frame, spec)
+    c = spec.centering
+    y = ((frame["strength"].to_numpy() - c.xy_shift[1]) / c.xy_scale[1])
+    w = frame["w"].to_numpy()
+    casks = list(spec.vc_column_names[0])
+    for g, batch in enumerate(keyed.labels):
+        rows = (frame["batch"] == batch).to_numpy()
+        at = keyed.cp.wz_group == g
+        slots = keyed.cp.wz_slot[at]
+        for slot, wz, wr in zip(slots, keyed.cp.wz[at], keyed.cp.wr[at]):
+            level = casks[slot].split("[")[1].rstrip("]")
+            cell = rows & (frame["cask"] == level).to_numpy()
+            np.testing.assert_allclose(wz, [w[cell].sum()], rtol=1e-12)  # Z: the intercept
+            np.testing.assert_allclose(wr, [w[cell].sum(), (w[cell] * y[cell]).sum()],
+                                       rtol=1e-12, atol=1e-12)
+        pairs = keyed.cp.ww_group == g
+        diagonal = keyed.cp.ww_slot_a[pairs] == keyed.cp.ww_slot_b[pairs]
+        np.testing.assert_allclose(np.sort(keyed.cp.ww[pairs][diagonal]),
+                                   np.sort([w[rows & (frame["cask"] == casks[s].split("[")[1]
+                                            .rstrip("]")).to_numpy()].sum() for s in slots]),
+                                   rtol=1e-12)
+    np.testing.assert_allclose(totals.log_weights, np.log(w).sum(), rtol=1e-13)
