@@ -74,3 +74,18 @@ def test_parquet_files_and_the_cache(data, reference, dask_client, tmp_path):
     assert len(other.cache_report.read) == 3  # other weights: not the cached sums
     plain = dlmm.mixedlm(FORMULA, data, weights="w2", **KW).fit()
     np.testing.assert_allclose(result.llf, plain.llf, rtol=RTOL)
+
+
+def test_crossed_engine_three_partitions(dask_client):
+    frame = pd.read_csv(HERE / "penicillin_w.csv")
+    options = dict(groups=None, re_formula="0",
+                   vc_formula={"plate": "0 + C(plate)", "sample": "0 + C(sample)"},
+                   weights="w")
+    reference = dlmm.mixedlm("diameter ~ 1", frame, **options).fit()
+    ddf = dd.from_pandas(frame.sample(frac=1.0, random_state=4), npartitions=3, sort=False)
+    result = dlmm.mixedlm("diameter ~ 1", ddf, **options).fit(client=dask_client)
+    assert (reference.engine, result.engine) == ("crossed", "crossed")
+    np.testing.assert_allclose(result.llf, reference.llf, rtol=RTOL)
+    np.testing.assert_allclose(result.vcomp, reference.vcomp, rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(result.fe_params), np.asarray(reference.fe_params),
+                               rtol=RTOL)
