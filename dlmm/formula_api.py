@@ -9,7 +9,7 @@ from .model import MixedLM
 def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict | None = None,
             subset=None, use_sparse=False, missing: str = "none", *args,
             groups: str | None = None, client=None, drop_collinear: bool = False,
-            cache=None, eval_env=None, **kwargs) -> MixedLM:
+            cache=None, eval_env=None, weights: str | None = None, **kwargs) -> MixedLM:
     """A linear mixed model from formulas, as ``statsmodels.formula.api.mixedlm``.
 
     The same as :meth:`MixedLM.from_formula`; nothing is read until a call needs
@@ -56,6 +56,10 @@ def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict 
         Where the formulas find names the data do not have, such as functions
         (``y ~ f(x)``): None or 0 the calling code, ``k`` frames above it, -1 none,
         a dict of names (statsmodels'; see :mod:`dlmm.spec.eval_env`).
+    weights : str, optional
+        The column of precision weights (lme4's ``weights=``): row i's residual
+        variance is ``scale / w_i``; the weights must be positive. statsmodels'
+        MixedLM has none.
 
     Returns
     -------
@@ -84,4 +88,4 @@ def mixedlm(formula: str, data, re_formula: str | None = None, vc_formula: dict 
     return MixedLM.from_formula(formula, data, re_formula, vc_formula, subset, use_sparse,
                                 missing, *args, groups=groups, client=client,
                                 drop_collinear=drop_collinear, cache=cache,
-                                eval_env=eval_env, **kwargs)
+                                eval_env=eval_env, weights=weights, **kwargs)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .results import MixedLMResults
 
 #: Options of the model (``MixedLM.from_formula``); every other option goes to ``fit``.
-_MODEL_OPTIONS = ("missing", "client", "drop_collinear", "subset", "use_sparse")
+_MODEL_OPTIONS = ("missing", "client", "drop_collinear", "subset", "use_sparse", "weights")
 
 
 def _columns(data) -> list[str]:
@@ -72,6 +72,10 @@ def _terms_model(formula: str, data, columns, options: dict):
     from .terms_model import TermsMixedLM
 
     options = dict(options)
+    if options.pop("weights", None) is not None:
+        raise InputError(f"weights= is not supported yet for lme4 terms that have no "
+                         f"statsmodels spelling ({formula!r}); fit it without weights, or "
+                         "restate it with one block per grouping factor")
     options.pop("use_sparse", None)  # accepted either way, as from_formula does
     subset = options.pop("subset", None)
     if subset is not None:
@@ -101,8 +105,9 @@ def lmer(formula: str, data, REML: bool = True, fit: bool = True,  # noqa: N803
     fit : bool
         False returns the unfitted :class:`~dlmm.model.MixedLM`.
     **kwargs
-        ``missing``, ``client``, ``drop_collinear``, ``subset``, ``use_sparse``
-        go to :meth:`MixedLM.from_formula`; the rest (``method``, ``maxiter``,
+        ``missing``, ``client``, ``drop_collinear``, ``subset``, ``use_sparse``,
+        ``weights`` (lme4's precision weights: a column name) go to
+        :meth:`MixedLM.from_formula`; the rest (``method``, ``maxiter``,
         ``start_params``...) to :meth:`MixedLM.fit`.
 
     Returns

@@ -40,11 +40,12 @@ from .objective.start import (
     moment_estimate,
     ols_coefficients,
 )
-from .objective.totals import check_response_varies, check_rows, check_values
+from .objective.totals import check_response_varies, check_rows, check_values, check_weights
 from .optimize.driver import maximize
 from .spec.arrays import ArraySpec
 from .spec.eval_env import capture
 from .spec.formula import FormulaSpec
+from .spec.residual import ResidualModel
 from .spec.statsmodels_inputs import (
     DEPRECATED_VC_DICT,
     attach_groups,
@@ -95,16 +96,20 @@ class MixedLM(StatsmodelsModel):
         Collinear fixed effects: an error naming the columns (default), or,
         with True, drop each column that is a linear combination of earlier
         ones (as lme4 does), with a ``CollinearityWarning``.
+    weights : array_like, optional
+        Precision weights, one positive value per row: row i's residual variance is
+        ``scale / weights[i]``; ``llf`` includes ½ Σ log w_i, as lme4's ``logLik``
+        (lme4's ``weights=``; :mod:`dlmm.spec.residual`). statsmodels' has none.
     """
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True,
-                 missing="none", drop_collinear=False, **kwargs):
+                 missing="none", drop_collinear=False, weights=None, **kwargs):
         if is_vc_dict_of_groups(exog_vc):  # statsmodels deprecates it, and says so
             warnings.warn(DEPRECATED_VC_DICT, FutureWarning, stacklevel=2)
         vc_names = vcspec_column_names(exog_vc) if is_vcspec(exog_vc) else None
         if vc_names is not None:  # statsmodels' VCSpec
             exog_vc = vcspec_to_dict(exog_vc, np.zeros(len(endog)) if groups is None else groups)
-        spec = ArraySpec(endog, exog, groups, exog_re=exog_re, exog_vc=exog_vc)
+        spec = ArraySpec(endog, exog, groups, exog_re=exog_re, exog_vc=exog_vc, weights=weights)
         spec.vc_column_names = vc_names or spec.vc_column_names
         self._setup(spec, spec.frame, use_sqrt, missing, kwargs.pop("client", None),
                     drop_collinear)
@@ -142,7 +147,8 @@ class MixedLM(StatsmodelsModel):
                      vc_formula: dict | None = None, subset=None, use_sparse=False,
                      missing: str = "none", *args, groups: str | None = None,
                      client=None, drop_collinear: bool = False, use_sqrt: bool = True,
-                     cache=None, eval_env=None, **kwargs) -> MixedLM:
+                     cache=None, eval_env=None, weights: str | None = None,
+                     **kwargs) -> MixedLM:
         """Model from formulas (statsmodels' ``MixedLM.from_formula``).
 
         Parameters
@@ -180,6 +186,8 @@ class MixedLM(StatsmodelsModel):
             ``k`` the code ``k`` frames above it, -1 none, or a dict of names. Only
             the names the formulas use are kept; on Dask workers they arrive pickled
             (see :mod:`dlmm.spec.eval_env`).
+        weights : str, optional
+            The column of precision weights, as :class:`MixedLM`'s ``weights``.
         """
         if args:
             raise InputError(f"from_formula takes no positional arguments after missing (got "
@@ -200,7 +208,7 @@ class MixedLM(StatsmodelsModel):
         texts = [formula, re_formula or "0", *(vc_formula or {}).values()]
         context = capture([t for t in texts if isinstance(t, str)], eval_env)
         spec = FormulaSpec(formula, groups, re_formula=re_formula, vc_formula=vc_formula,
-                           context=context)
+                           context=context, residual=ResidualModel(weights=weights))
         if group_label is not None:
             spec.group_name = group_label
         model = cls.__new__(cls)
@@ -307,6 +315,7 @@ class MixedLM(StatsmodelsModel):
     def _check_stats(self, stats: RandomEffectsStatistics) -> None:
         totals = stats.totals
         check_values(totals, self.spec.column_labels, self.missing)
+        check_weights(totals, self.spec.residual)
         if totals.n_dropped:
             msg = f"dropped {int(totals.n_dropped)} rows with missing values"
             logger.info(msg)

@@ -37,6 +37,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "groups": None,
     "re_formula": None,
     "vc": {},
+    "weights": None,
     "ml": False,
     "missing": "none",
     "drop_collinear": False,

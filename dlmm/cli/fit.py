@@ -93,7 +93,8 @@ def run(opts: dict[str, Any]) -> int:
         model = dlmm.mixedlm(opts["formula"], opts["data"], groups=opts["groups"],
                              re_formula=opts["re_formula"], vc_formula=opts["vc"] or None,
                              missing=opts["missing"], client=client,
-                             drop_collinear=opts["drop_collinear"], cache=opts["cache"])
+                             drop_collinear=opts["drop_collinear"], cache=opts["cache"],
+                             weights=opts.get("weights"))
         event("data_pass", "data pass: reading %s", opts["data"], stage="start",
               data=opts["data"])
         t_pass = time.perf_counter()

@@ -191,6 +191,9 @@ def add_fit_options(fit: argparse.ArgumentParser) -> None:
     m.add_argument("--re-formula", help="random effects, e.g. '~x1' ('0' for none)")
     m.add_argument("--vc", action="append", metavar="NAME=FORMULA",
                    help="a variance component, e.g. 'school=0 + C(school)' (repeatable)")
+    m.add_argument("--weights", metavar="COLUMN",
+                   help="column of precision weights (lme4's weights=: row i's residual "
+                        "variance is scale / w_i; positive values)")
     m.add_argument("--ml", dest="ml", action="store_true", help="maximum likelihood")
     m.add_argument("--reml", dest="ml", action="store_false", help="REML (the default)")
     m.add_argument("--missing", choices=("none", "drop", "raise"),

@@ -37,7 +37,9 @@ def model_columns(opts: dict[str, Any]) -> list[str]:
     rows are read), as :class:`dlmm.MixedLM` finds them."""
     from ..distributed.sources import read_parquet
     from ..spec.formula import FormulaSpec
+    from ..spec.residual import ResidualModel
 
     spec = FormulaSpec(opts["formula"], opts["groups"], re_formula=opts["re_formula"],
-                       vc_formula=opts["vc"] or None)
+                       vc_formula=opts["vc"] or None,
+                       residual=ResidualModel(weights=opts.get("weights")))
     return spec.required_columns(read_parquet(opts["data"]).columns)

@@ -264,6 +264,7 @@ def result_state(result: Any) -> dict[str, Any]:
             "group_size_min": f.group_size_min, "group_size_max": f.group_size_max,
             "converged": f.converged, "mle_retvals": f.mle_retvals, "timings": f.timings,
             "backend": f.backend, "engine": f.engine,
+            **({"weights": f.weights} if getattr(f, "weights", None) else {}),
         },
     })
 

@@ -174,6 +174,9 @@ def _totals_arrays(totals: RowTotals) -> dict[str, np.ndarray]:
     arrays = {"n_rows": np.array(totals.n_rows, dtype=float),
               "n_dropped": np.array(totals.n_dropped, dtype=float)}
     arrays.update({f: np.asarray(getattr(totals, f)) for f in _TOTAL_ARRAYS})
+    if totals.log_weights or totals.bad_weights:  # precision weights (dlmm.spec.residual)
+        arrays["log_weights"] = np.array(totals.log_weights, dtype=float)
+        arrays["bad_weights"] = np.array(totals.bad_weights, dtype=float)
     return arrays
 
 
@@ -215,7 +218,9 @@ def _totals_of(arrays: dict[str, np.ndarray]) -> RowTotals:
                      n_dropped=float(arrays["n_dropped"]),
                      missing_by_column=arrays["missing_by_column"],
                      infinite_by_column=arrays["infinite_by_column"],
-                     z_cross=arrays["z_cross"])
+                     z_cross=arrays["z_cross"],
+                     log_weights=float(arrays.get("log_weights", 0.0)),
+                     bad_weights=float(arrays.get("bad_weights", 0.0)))
 
 
 def sums_counts(keyed: KeyedCrossProducts, totals: RowTotals) -> dict[str, int]:

@@ -187,6 +187,10 @@ class FusedSums:
         Rows with a NaN, and with +-inf, per source column (over every row).
     n_used : int
         Usable rows.
+    log_weights : float
+        Σ log w over the usable rows, with precision weights.
+    bad_weights : int
+        Rows left out for a zero or negative weight.
     """
 
     cp: GroupCrossProducts
@@ -196,6 +200,8 @@ class FusedSums:
     missing: np.ndarray
     infinite: np.ndarray
     n_used: int
+    log_weights: float = 0.0
+    bad_weights: int = 0
 
 
 _IDENTITY = np.full(1, -1, dtype=np.int64)
@@ -243,6 +249,7 @@ def fused_crossproducts(
     vc_offset: np.ndarray | None = None,
     n_slots: int = 0,
     grouped: bool = True,
+    weights_src: int = -1,
 ) -> FusedSums:
     """Per-group cross-products straight from the columns, in one compiled loop.
 
@@ -276,6 +283,10 @@ def fused_crossproducts(
     grouped : bool
         Whether no code has two runs; components need the rows of a group together,
         so otherwise they are ordered by code first (a counting sort, stable).
+    weights_src : int
+        Source column of precision weights (-1: none): each usable row's centred
+        values times √w (components' ``W'W`` sums w), a row with w <= 0 left out and
+        counted.
 
     Returns
     -------
@@ -295,6 +306,7 @@ def fused_crossproducts(
     seg_start = np.asarray(seg_start, dtype=np.int64)
     seg_code = np.asarray(seg_code, dtype=np.int64)
     with_components = bool(vc_codes.shape[0]) and n_rows > 0
+    wstats = np.zeros(2)  # sum log w, rows with w <= 0
     order = _IDENTITY
     if with_components and not grouped:
         order, seg_start, seg_code = order_by_code(seg_start, seg_code, n_groups)
@@ -314,11 +326,11 @@ def fused_crossproducts(
         cols = _padded(columns)
         used = np.zeros(n_rows if with_components else 0, dtype=np.bool_)
         fused_loop(cols, n_src, xy_src, z_src, *shifts, order, seg_start, seg_code, vc_codes,
-                   n, zz, zr, kk, zc, peak, missing, infinite, used)
+                   n, zz, zr, kk, zc, peak, missing, infinite, used, int(weights_src), wstats)
         if with_components:
             wz_key, wz, wr, ww_key, ww = component_loop(
                 cols, n_src, xy_src, z_src, *shifts, order, seg_start, seg_code, used,
-                vc_codes, vc_offset, int(n_slots))
+                vc_codes, vc_offset, int(n_slots), int(weights_src))
     cp = GroupCrossProducts(
         n, _mirror(zz), zr, np.ascontiguousarray(wz_key[:, 0]),
         np.ascontiguousarray(wz_key[:, 1]), np.ascontiguousarray(wz),
@@ -326,4 +338,4 @@ def fused_crossproducts(
         np.ascontiguousarray(ww_key[:, 1]), np.ascontiguousarray(ww_key[:, 2]),
         np.ascontiguousarray(ww))
     return FusedSums(cp, _mirror(kk), _mirror(zc), peak, missing.astype(float),
-                     infinite.astype(float), int(n.sum()))
+                     infinite.astype(float), int(n.sum()), float(wstats[0]), int(wstats[1]))

@@ -103,15 +103,19 @@ def _add_totals(u, nb, k, kk, zc):  # pragma: no cover
 
 @numba.njit(cache=True, nogil=True)
 def _add_row(urow, i, vc_codes, vc_offset, n_slots, pos, loc_slot, loc_sum, n_loc, pairs,
-             n_pairs):  # pragma: no cover
+             n_pairs, wi, pair_w):  # pragma: no cover
     """Add row ``i`` (centred: ``urow``) into its component columns (``loc_sum`` at the
     slot's local position ``pos[slot]``, new slots numbered in order of appearance)
-    and list each pair of its slots (``pos_a * n_slots + pos_b``). Returns the slots
-    so far, the pair list and its length."""
+    and list each pair of its slots (``pos_a * n_slots + pos_b``), with the row's
+    weight ``wi`` in ``pair_w`` when that is not empty (precision weights). Returns the
+    slots so far, the pair list, its weights and its length."""
     n_vc = vc_codes.shape[0]
     q = urow.shape[0]
+    weighted = pair_w.shape[0] > 0
     if n_pairs + n_vc * n_vc > pairs.shape[0]:
         pairs = _grow1(pairs, n_pairs + n_vc * n_vc)
+        if weighted:
+            pair_w = _grow1(pair_w, n_pairs + n_vc * n_vc)
     for qa in range(n_vc):
         code = vc_codes[qa, i]
         if code < 0:
@@ -136,15 +140,18 @@ def _add_row(urow, i, vc_codes, vc_offset, n_slots, pos, loc_slot, loc_sum, n_lo
             cb = vc_codes[qb, i]
             if cb >= 0:
                 pairs[n_pairs] = pa * n_slots + pos[vc_offset[qb] + cb]
+                if weighted:
+                    pair_w[n_pairs] = wi
                 n_pairs += 1
-    return n_loc, pairs, n_pairs
+    return n_loc, pairs, pair_w, n_pairs
 
 
 @numba.njit(cache=True, nogil=True)
 def _emit_components(c, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
-                     wz_key, wz_val, m_wz, ww_key, ww_val, m_ww):  # pragma: no cover
+                     wz_key, wz_val, m_wz, ww_key, ww_val, m_ww, pair_w):  # pragma: no cover
     """Write group ``c``'s component sums in increasing slot order, and its pairs of
-    slots (counted) in increasing (slot, slot) order; forget its slots."""
+    slots (counted, or their rows' weights summed when ``pair_w`` is not empty) in
+    increasing (slot, slot) order; forget its slots."""
     by_slot = np.argsort(loc_slot[:n_loc])
     rank = np.empty(n_loc, dtype=np.int64)
     for e in range(n_loc):
@@ -162,7 +169,12 @@ def _emit_components(c, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
     keys = np.empty(n_pairs, dtype=np.int64)
     for e in range(n_pairs):
         keys[e] = rank[pairs[e] // n_slots] * n_loc + rank[pairs[e] % n_slots]
-    keys.sort()
+    weighted = pair_w.shape[0] > 0
+    if weighted:
+        by_key = np.argsort(keys, kind="mergesort")  # stable: weights added in row order
+        keys = keys[by_key]
+    else:
+        keys.sort()
     if m_ww + n_pairs > ww_key.shape[0]:
         ww_key = _grow2(ww_key, m_ww + n_pairs)
         ww_val = _grow1(ww_val, m_ww + n_pairs)
@@ -174,7 +186,13 @@ def _emit_components(c, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
         ww_key[m_ww, 0] = c
         ww_key[m_ww, 1] = loc_slot[by_slot[keys[e] // n_loc]]
         ww_key[m_ww, 2] = loc_slot[by_slot[keys[e] % n_loc]]
-        ww_val[m_ww] = float(f - e)
+        if weighted:
+            total = 0.0
+            for t in range(e, f):
+                total += pair_w[by_key[t]]
+            ww_val[m_ww] = total
+        else:
+            ww_val[m_ww] = float(f - e)
         m_ww += 1
         e = f
     for e in range(n_loc):
@@ -210,7 +228,7 @@ def _check_block(vals, nb, n_src, ok, missing, infinite, peak):  # pragma: no co
 @numba.njit(cache=True, nogil=True)
 def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
                order, seg_start, seg_code, vc_codes, n, zz, zr, kk, zc, peak, missing,
-               infinite, used):  # pragma: no cover
+               infinite, used, w_src, wstats):  # pragma: no cover
     """Read every row once; add each usable row's centred products into its group.
 
     ``cols[:n_src]`` are the source columns (the rest is padding); column ``a`` of
@@ -225,7 +243,9 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
     segment's code, and into the totals ``kk`` and ``zc`` (upper triangles of
     ``[X y]'[X y]`` and ``Z'Z``); ``peak`` keeps the largest magnitude of each source
     over the usable rows; ``used`` (unless empty) marks them, for
-    :func:`component_loop`.
+    :func:`component_loop`. With precision weights (source ``w_src`` >= 0) a usable
+    row's centred values are times √w, a row with w <= 0 is left out, and ``wstats``
+    adds (Σ log w over the usable rows, rows with w <= 0).
     """
     r = xy_src.shape[0]
     k = z_src.shape[0]
@@ -249,6 +269,7 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
     ut = np.empty((BLOCK_ROWS, q))
     acc = np.empty((k, q))
     ok = np.empty(BLOCK_ROWS, dtype=np.bool_)
+    sw = np.ones(BLOCK_ROWS)  # sqrt of each row's weight (1 without weights)
     rows = np.empty(BLOCK_ROWS, dtype=np.int64)
     mark = used.shape[0] > 0
     s = 0
@@ -277,6 +298,16 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
                     ok[t] = False
             s2 += 1
         _check_block(vals, nb, n_src, ok, missing, infinite, peak)
+        if w_src >= 0:
+            for t in range(nb):
+                if ok[t]:
+                    wv = vals[w_src, t]
+                    if wv > 0.0:
+                        sw[t] = np.sqrt(wv)
+                        wstats[0] += np.log(wv)
+                    else:
+                        ok[t] = False
+                        wstats[1] += 1.0
         if mark:
             for t in range(nb):
                 used[rows[t]] = ok[t]
@@ -285,7 +316,7 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
             sh = shift[a]
             iv = inv[a]
             for t in range(nb):
-                x = (vals[j, t] - sh) * iv if ok[t] else 0.0
+                x = (vals[j, t] - sh) * iv * sw[t] if ok[t] else 0.0
                 u[a, t] = x
                 ut[t, a] = x
         _add_totals(u, nb, k, kk, zc)
@@ -309,7 +340,7 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
 @numba.njit(cache=True, nogil=True)
 def component_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
                    order, seg_start, seg_code, used, vc_codes, vc_offset,
-                   n_slots):  # pragma: no cover
+                   n_slots, w_src):  # pragma: no cover
     """The variance components' keyed sums of the rows :func:`fused_loop` used.
 
     Walks the same segments, each of which must hold whole groups, and adds each used
@@ -317,7 +348,9 @@ def component_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_sc
     by (group, slot) and the pairs of slots that share rows, counted, sorted by
     (group, slot, slot): ``wz_key`` (m, 2), ``wz`` (m, k_re), ``wr`` (m, r),
     ``ww_key`` (t, 3), ``ww`` (t,). Compiled apart: only models with components
-    need it.
+    need it. With precision weights (source ``w_src`` >= 0, positive on the used
+    rows) a row's indicator and its centred values are each times √w: its values
+    enter ``wz`` and ``wr`` times w, and ``ww`` sums w, not rows.
     """
     r = xy_src.shape[0]
     k = z_src.shape[0]
@@ -336,6 +369,7 @@ def component_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_sc
     loc_slot = np.empty(n_slots, dtype=np.int64)
     loc_sum = np.empty((n_slots, q))
     pairs = np.empty(max(16, n_vc * n_vc), dtype=np.int64)
+    pair_w = np.empty(max(16, n_vc * n_vc) if w_src >= 0 else 0)
     cap = max(16, seg_code.shape[0])
     wz_key = np.empty((cap, 2), dtype=np.int64)
     wz_val = np.empty((cap, q))
@@ -351,14 +385,17 @@ def component_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_sc
             i = t if identity else order[t]
             if c < 0 or not used[i]:
                 continue
+            # with weights, the indicator is sqrt(w) and so is the row's factor: times w
+            wi = 1.0 if w_src < 0 else cols[w_src][i]
             for a in range(q):
                 j = src[a]
-                urow[a] = ((1.0 if j < 0 else cols[j][i]) - shift[a]) * inv[a]
-            n_loc, pairs, n_pairs = _add_row(urow, i, vc_codes, vc_offset, n_slots, pos,
-                                             loc_slot, loc_sum, n_loc, pairs, n_pairs)
+                urow[a] = ((1.0 if j < 0 else cols[j][i]) - shift[a]) * inv[a] * wi
+            n_loc, pairs, pair_w, n_pairs = _add_row(urow, i, vc_codes, vc_offset, n_slots,
+                                                     pos, loc_slot, loc_sum, n_loc, pairs,
+                                                     n_pairs, wi, pair_w)
         if n_loc:
             wz_key, wz_val, m_wz, ww_key, ww_val, m_ww = _emit_components(
                 c, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
-                wz_key, wz_val, m_wz, ww_key, ww_val, m_ww)
+                wz_key, wz_val, m_wz, ww_key, ww_val, m_ww, pair_w)
     return (wz_key[:m_wz], wz_val[:m_wz, :k], wz_val[:m_wz, k:], ww_key[:m_ww],
             ww_val[:m_ww])

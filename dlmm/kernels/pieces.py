@@ -95,6 +95,11 @@ class RowTotals(_Additive):
         Rows with an infinite value, per model column.
     z_cross : ndarray (k_re, k_re)
         ``sum_rows Z' Z`` (identifiability of the random-effects design).
+    log_weights : float
+        ``sum_rows log w`` of the rows used, with precision weights (the sums
+        above are then of rows times √w; :mod:`dlmm.spec.residual`).
+    bad_weights : float
+        Rows with a zero or negative weight (left out; the model refuses them).
     """
 
     xy_cross: np.ndarray
@@ -103,3 +108,5 @@ class RowTotals(_Additive):
     missing_by_column: np.ndarray
     infinite_by_column: np.ndarray
     z_cross: np.ndarray
+    log_weights: float = 0.0
+    bad_weights: float = 0.0

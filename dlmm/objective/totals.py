@@ -35,6 +35,16 @@ def check_values(totals: RowTotals, labels: list[str], missing: str) -> None:
         )
 
 
+def check_weights(totals: RowTotals, residual) -> None:
+    """Zero or negative precision weights are refused, in one line naming the column
+    and the count (``residual``: the spec's :class:`~dlmm.spec.residual.ResidualModel`)."""
+    bad = int(getattr(totals, "bad_weights", 0))
+    if bad and residual is not None and residual.weighted:
+        from ..spec.residual import weights_error
+
+        raise weights_error(residual.display_name, bad)
+
+
 def check_rows(totals: RowTotals, k_fe: int) -> None:
     """Some rows, and more rows than fixed effects."""
     if totals.n_rows == 0:

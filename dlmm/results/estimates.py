@@ -106,6 +106,8 @@ class FitFacts:
     groups_shuffled : bool or None
     engine : str
         ``"grouped"`` or ``"crossed"`` (see :mod:`dlmm.structure`).
+    weights : str or None
+        The column of precision weights the fit used (:mod:`dlmm.spec.residual`).
     """
 
     group_name: str
@@ -122,3 +124,4 @@ class FitFacts:
     groups_shuffled: Any = None
     extra: dict = field(default_factory=dict)
     engine: str = "grouped"
+    weights: str | None = None

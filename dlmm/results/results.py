@@ -190,6 +190,7 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         self.backend = f.backend
         self.engine = f.engine
         self.groups_shuffled = f.groups_shuffled
+        self.weights = f.weights  # the precision weights' column, or None
 
     @classmethod
     def from_fit(cls, model, value: ProfiledValue, chol_re: np.ndarray, sd_vc: np.ndarray,
@@ -294,6 +295,7 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
                      "engine_evaluations": int(engine.evaluations - evaluations_before)},
             backend=stats.backend_name, groups_shuffled=stats.shuffled,
             engine=stats.engine_name,
+            weights=getattr(getattr(spec, "residual", None), "display_name", None),
         )
         coef = np.concatenate([-value.fe_params, [1.0]])  # centred, as the statistics
         effects = DistributedEffects(engine, chol_re, sd_vc, coef, estimates.scale,

@@ -13,8 +13,9 @@ holds its rows, so they are not drawn from a stream but computed from the
 group label: ``z = Phi^{-1}(u)`` with ``u`` a 64-bit hash of (label, seed,
 simulation, effect or variance-component column) — a counter-based generator,
 vectorized over rows and independent of the partitioning. The residual noise
-comes from NumPy's generator seeded with (seed, partition number): the same
-seed and partitioning give the same responses.
+(sd ``sqrt(scale / w)`` with precision weights ``w``) comes from NumPy's generator
+seeded with (seed, partition number): the same seed and partitioning give the same
+responses.
 
 :func:`refit` fits the same model to a new response (a column of the data, or
 values aligned with the fitted rows: a pandas Series for in-memory data, a
@@ -76,7 +77,8 @@ def simulate_chunk(frame: pd.DataFrame, spec, fe: np.ndarray, chol_re: np.ndarra
     k_re = design.z.shape[1]
     rng = np.random.default_rng([seed, partition])
     sims = np.arange(n_sim)
-    out = fixed[:, None] + sigma * rng.standard_normal((n, n_sim))  # (rows, simulations)
+    noise = sigma if design.weights is None else sigma / np.sqrt(design.weights)[:, None]
+    out = fixed[:, None] + noise * rng.standard_normal((n, n_sim))  # (rows, simulations)
     if k_re:
         z = hashed_normals(labels[:, None, None], seed, sims[None, :, None],
                            np.arange(k_re)[None, None, :])
@@ -139,7 +141,8 @@ def _refit(result, formula: str, data, re_formula, vc_formula, groups):
     new = type(model).from_formula(formula, data, re_formula=re_formula, vc_formula=vc_formula,
                                missing=model.missing, groups=groups, client=model._client,
                                drop_collinear=model.drop_collinear,
-                               eval_env=dict(getattr(model.spec, "context", {})))
+                               eval_env=dict(getattr(model.spec, "context", {})),
+                               weights=model.spec.residual.weights)
     return new.fit(reml=result.reml)
 
 

@@ -80,6 +80,10 @@ class SummaryContent:
         ]
         if getattr(r, "n_dropped", 0):
             right.append(("Rows dropped (NaN):", str(r.n_dropped)))
+        if getattr(r, "weights", None):  # residual variance scale / w (dlmm.spec.residual)
+            right.append(("Precision weights:", str(r.weights)))
+        if len(right) > len(left):
+            left.append(("", ""))
         return left, right
 
     def table(self) -> pd.DataFrame:

@@ -13,8 +13,9 @@ import scipy.sparse as sp
 from ..exceptions import InputError
 from .centering import Centering
 from .design import ChunkDesign, ModelNames, scan_rows
+from .residual import ResidualModel
 
-_Y, _G = "__y", "__group"
+_Y, _G, _W = "__y", "__group", "__weights"
 CENTERING_SAMPLE_ROWS = 2000  # rows the shifts are learned from (see dlmm.spec.centering)
 
 
@@ -85,7 +86,10 @@ def _vc_row_aligned(exog_vc, groups: np.ndarray, n: int) -> dict[str, np.ndarray
 class ArraySpec(ModelNames):
     """A mixed-model specification from arrays; ``frame`` holds the data."""
 
-    def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None):
+    #: The residual model (precision weights; :mod:`dlmm.spec.residual`).
+    residual: ResidualModel = ResidualModel()
+
+    def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, weights=None):
         # statsmodels' wrapper convention: pandas results when endog or exog is a pandas
         # (or Dask) object, ndarrays otherwise (groups and exog_re do not count).
         self.pandas_input = _is_frame(endog) or _is_frame(exog)
@@ -146,10 +150,19 @@ class ArraySpec(ModelNames):
         cols.update(zip(self._z_cols, z.T))
         for names, mat in zip(self._vc_cols, vc.values()):
             cols.update(zip(names, mat.T))
+        if weights is not None:
+            wts = np.asarray(weights)
+            if wts.ndim != 1 or wts.shape[0] != n:
+                raise InputError(f"weights must have one value per row ({n}), got shape "
+                                 f"{wts.shape}")
+            if wts.dtype.kind not in "biuf":
+                raise InputError(f"weights is not numeric (dtype {wts.dtype})")
+            cols[_W] = wts.astype(float)
+            self.residual = ResidualModel(weights=_W)
         cols[_G] = g
         self.frame = pd.DataFrame(cols)
         self.columns = [c for c in self.frame.columns]
-        self._value_columns = [c for c in self.columns if c != _G]
+        self._value_columns = [c for c in self.columns if c not in (_G, _W)]
         self.groups = _G
         self.slot_component = np.concatenate(
             [np.full(len(c), k, dtype=np.int64) for k, c in enumerate(self._vc_cols)]
@@ -158,7 +171,8 @@ class ArraySpec(ModelNames):
         self.stateful = False
         self.column_labels = (
             [self.response] + self.exog_names + self.exog_re_names
-            + [n for names in self.vc_column_names for n in names] + [self.group_name]
+            + [n for names in self.vc_column_names for n in names]
+            + (["weights"] if weights is not None else []) + [self.group_name]
         )
 
         sample = self.design(self.frame.head(CENTERING_SAMPLE_ROWS))
@@ -185,4 +199,4 @@ class ArraySpec(ModelNames):
         return ChunkDesign(
             xy=xy, z=z, w=w, groups=df[_G].to_numpy(), missing_by_column=missing,
             n_dropped=n_dropped, kept=usable, infinite_by_column=infinite,
-        )
+        ).with_weights(self.residual.row_weights(df))

@@ -53,6 +53,11 @@ class ChunkDesign:
         too; the model refuses them).
     kept : ndarray of bool (rows of the chunk,)
         Which rows of the chunk these arrays hold.
+    weights : ndarray (n,) or None
+        Precision weights of these rows (positive), when the model has them
+        (:mod:`dlmm.spec.residual`); the arrays above are not scaled.
+    bad_weights : int
+        Rows left out for a zero or negative weight (the model refuses them).
     """
 
     xy: np.ndarray
@@ -63,6 +68,41 @@ class ChunkDesign:
     n_dropped: int
     kept: np.ndarray
     infinite_by_column: np.ndarray
+    weights: np.ndarray | None = None
+    bad_weights: int = 0
+
+    def weighted_arrays(self, xy: np.ndarray, z: np.ndarray):
+        """``(xy, z, w)`` -- the given (centred) ``xy`` and ``z`` of these rows and the
+        component columns -- each row times √w (new arrays), or as they are when the
+        rows carry no weights."""
+        if self.weights is None:
+            return xy, z, self.w
+        sw = np.sqrt(self.weights)
+        w = None if self.w is None else sp.csr_array(sp.diags_array(sw) @ self.w)
+        return xy * sw[:, None], z * sw[:, None], w
+
+    @property
+    def log_weights(self) -> float:
+        """Σ log w over these rows (0 without weights)."""
+        return 0.0 if self.weights is None else float(np.log(self.weights).sum())
+
+    def with_weights(self, weights: np.ndarray | None) -> ChunkDesign:
+        """This design with the rows' precision weights (``weights`` over its rows,
+        None: unweighted); rows with a zero or negative weight are left out and
+        counted in ``bad_weights``."""
+        if weights is None:
+            return self
+        ok = weights > 0
+        self.weights = weights[ok]
+        self.bad_weights = int((~ok).sum())
+        if self.bad_weights:
+            self.xy, self.z = self.xy[ok], self.z[ok]
+            self.w = None if self.w is None else sp.csr_array(self.w[ok])
+            self.groups = self.groups[ok]
+            kept = self.kept.copy()
+            kept[np.flatnonzero(kept)[~ok]] = False
+            self.kept = kept
+        return self
 
 
 def scan_rows(df: pd.DataFrame, columns: list[str]):

@@ -41,6 +41,7 @@ from .crossed import indicator_factor
 from .design import ChunkDesign, ModelNames, scan_rows
 from .indicators import IndicatorSpec, indicator_spec
 from .keywords import quote_keyword_columns
+from .residual import ResidualModel
 from .term_order import patsy_ordered
 
 logger = logging.getLogger("dlmm")
@@ -118,7 +119,7 @@ class FormulaSpec(ModelNames):
     """
 
     def __init__(self, formula: str, groups: str | None, re_formula=None, vc_formula=None,
-                 context=None):
+                 context=None, residual: ResidualModel | None = None):
         if not isinstance(formula, str) or "~" not in formula:
             raise InputError(f"formula must look like 'y ~ x1 + x2', got {formula!r}")
         lhs, rhs = formula.split("~", 1)
@@ -136,6 +137,7 @@ class FormulaSpec(ModelNames):
             self.vc_formula[name] = quote_keyword_columns(text)
         self.vc_names = list(self.vc_formula)
         self.context = dict(context or {})
+        self.residual = residual or ResidualModel()  # precision weights (dlmm.spec.residual)
         self._learned = False
 
     # -- which columns --------------------------------------------------------
@@ -174,27 +176,24 @@ class FormulaSpec(ModelNames):
                 raise InputError(
                     f"column {missing[0]!r} used in {where} {text!r} is not in the data "
                     f"(columns: {', '.join(available[:20])}"
-                    f"{', ...' if len(available) > 20 else ''})"
-                )
+                    f"{', ...' if len(available) > 20 else ''})")
             used |= needed | mentioned(text, available)
         twice = [c for c in available if c in used and c in repeated]
         if twice:
             raise InputError(
                 f"column {twice[0]!r} appears {repeated[twice[0]]} times in the data; give "
-                "the columns unique names"
-            )
+                "the columns unique names")
         if self.groups is not None:
             if self.groups not in avail:
                 raise InputError(
                     f"groups column {self.groups!r} is not in the data "
-                    f"(columns: {', '.join(available[:20])})"
-                )
+                    f"(columns: {', '.join(available[:20])})")
             if self.groups in repeated:
                 raise InputError(
                     f"groups column {self.groups!r} appears {repeated[self.groups]} times in "
-                    "the data; give the columns unique names"
-                )
+                    "the data; give the columns unique names")
             used.add(self.groups)
+        used |= set(self.residual.checked_columns(available))
         return [c for c in available if c in used]
 
     @property
@@ -277,8 +276,7 @@ class FormulaSpec(ModelNames):
             pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
         ):
             raise InputError(
-                f"response column {self.response!r} is not numeric (dtype {y.dtype})"
-            )
+                f"response column {self.response!r} is not numeric (dtype {y.dtype})")
 
     def learn_levels(self, sample: pd.DataFrame, levels: dict[str, list]) -> FormulaSpec:
         """Learn from a sample of rows plus every level of the categorical columns.
@@ -322,13 +320,15 @@ class FormulaSpec(ModelNames):
             "levels": {c: [plain(v) for v in vals] for c, vals in self.levels.items()},
             "stateful": bool(self.stateful),
             "fe_keep": None if self._fe_keep is None else [bool(k) for k in self._fe_keep],
+            **({"residual": self.residual.to_dict()} if self.residual.weighted else {}),
         }
 
     @classmethod
     def from_dict(cls, state: dict) -> FormulaSpec:
         """Rebuild a learned spec from :meth:`to_dict` (no data needed)."""
         spec = cls(state["formula"], state["groups"], re_formula=state["re_formula"],
-                   vc_formula=state["vc_formula"])
+                   vc_formula=state["vc_formula"],
+                   residual=ResidualModel.from_dict(state.get("residual")))
         row = {}
         for c in state["columns"]:
             values = state["levels"].get(c)
@@ -487,7 +487,8 @@ class FormulaSpec(ModelNames):
         is not needed; the group column only with ``random_effects``)."""
         names = {str(c) for c in available}
         missing = [c for c in self.columns if c != self.response and c not in names
-                   and (random_effects or c != self.groups)]
+                   and (random_effects or c != self.groups)
+                   and c not in self.residual.columns]  # weights do not change predictions
         if not missing:
             return
         if missing[0] == self.groups and self.groups == GROUP_VALUES_COLUMN:
@@ -518,8 +519,7 @@ class FormulaSpec(ModelNames):
                 raise InputError(
                     f"column {col!r} has level {unseen.iloc[0]!r} that the fitted data did not "
                     f"have (levels: {', '.join(map(repr, levels[:10]))}"
-                    f"{', ...' if len(levels) > 10 else ''})"
-                )
+                    f"{', ...' if len(levels) > 10 else ''})")
 
     def design(self, df: pd.DataFrame, response: bool = True) -> ChunkDesign:
         """The model arrays of a chunk's complete rows (NaN rows counted, dropped).
@@ -528,7 +528,8 @@ class FormulaSpec(ModelNames):
         neither needed nor read, and the last column of ``xy`` is zero.
         """
         columns = self.columns if response else [
-            c for c in self.columns if c != self.response and c in df.columns]
+            c for c in self.columns if c != self.response and c in df.columns
+            and c not in self.residual.columns]
         if not response:
             self._check_levels(df)
         missing, infinite, usable = scan_rows(df, columns)
@@ -575,8 +576,7 @@ class FormulaSpec(ModelNames):
                 raise InputError(
                     f"{where} has {int(counts[j]) if j is not None else int((~finite).sum())} "
                     "non-finite values computed from the data (check its transform, e.g. the "
-                    "log of zero)"
-                )
+                    "log of zero)")
             # New data: such rows predict NaN.
             rows = np.flatnonzero(usable)
             usable = usable.copy()
@@ -597,4 +597,4 @@ class FormulaSpec(ModelNames):
             xy=xy, z=z, w=w, groups=groups,
             missing_by_column=missing, n_dropped=n_dropped, kept=usable,
             infinite_by_column=infinite,
-        )
+        ).with_weights(self.residual.row_weights(df) if response else None)

@@ -49,6 +49,8 @@ class PlainLayout:
         The model's data columns, the order of the missing and infinite counts.
     names : list of str
         Names of the columns of ``[X y]`` then ``Z``, for errors.
+    weights_src : int
+        Source of the precision weights (:mod:`dlmm.spec.residual`), -1 for none.
     """
 
     sources: tuple[str, ...]
@@ -60,6 +62,7 @@ class PlainLayout:
     n_slots: int
     columns: tuple[str, ...]
     names: list[str]
+    weights_src: int = -1
 
 
 def plain_layout(spec) -> PlainLayout | None:
@@ -85,7 +88,8 @@ def plain_layout(spec) -> PlainLayout | None:
     if spec._fe_keep is not None:
         x_cols = [c for c, keep in zip(x_cols, spec._fe_keep) if keep]
     xy_cols = x_cols + [lhs[0]]
-    sources = tuple(dict.fromkeys(c for c in xy_cols + z_cols if c is not None))
+    weights = getattr(getattr(spec, "residual", None), "weights", None)
+    sources = tuple(dict.fromkeys(c for c in xy_cols + z_cols + [weights] if c is not None))
     factors = tuple((s.factor, s.levels) for s in spec._vc_specs)
     roles = set(sources) | {f for f, _ in factors} | (
         {spec.groups} if spec.groups is not None else set())
@@ -103,6 +107,7 @@ def plain_layout(spec) -> PlainLayout | None:
         n_slots=int(sum(widths)),
         columns=tuple(spec.columns),
         names=list(spec.exog_names) + [spec.response] + list(spec.exog_re_names),
+        weights_src=-1 if weights is None else where[weights],
     )
 
 

@@ -133,8 +133,11 @@ class FileSums(ChunkResult):
 
 def model_key(spec: FormulaSpec) -> dict[str, Any]:
     """What the cached sums depend on besides the data: the model as given."""
-    return {"formula": spec.formula, "groups": spec.groups, "re_formula": spec.re_formula,
-            "vc_formula": dict(spec.vc_formula or {}), "group_name": spec.group_name}
+    key = {"formula": spec.formula, "groups": spec.groups, "re_formula": spec.re_formula,
+           "vc_formula": dict(spec.vc_formula or {}), "group_name": spec.group_name}
+    if spec.residual.weighted:  # the weights column scales the sums (dlmm.spec.residual)
+        key["residual"] = spec.residual.to_dict()
+    return key
 
 
 def _file_levels(frame: pd.DataFrame, columns: list[str]) -> dict[str, list]:
@@ -378,7 +381,7 @@ def _restore(manifest: dict[str, Any]) -> tuple[FormulaSpec, pd.DataFrame] | str
 def _fresh(spec: FormulaSpec) -> FormulaSpec:
     """An unlearned specification of the same model."""
     fresh = FormulaSpec(spec.formula, spec.groups, re_formula=spec.re_formula,
-                        vc_formula=spec.vc_formula)
+                        vc_formula=spec.vc_formula, residual=spec.residual)
     fresh.group_name = spec.group_name
     return fresh
 

@@ -52,6 +52,7 @@ from ..kernels.moments import MomentPieces
 from ..kernels.pieces import RowTotals
 from ..objective.params import MixedLMParams
 from ..spec.crossed import CrossedLayout, crossed_design
+from ..spec.residual import residual_logdet
 from .base import RandomEffectsStatistics
 from .threads import DenseThreads
 
@@ -134,8 +135,10 @@ def chunk_sums(frame: pd.DataFrame, spec, layout: CrossedLayout) -> CrossedChunk
     """Model design of a chunk, centred by the spec's shifts, then its keyed crossed sums."""
     design, codes = crossed_design(spec, layout, frame)
     xy, z = spec.centering.apply(design.xy, design.z)  # see dlmm.spec.centering
-    sums = crossed_sums(codes, [None] * layout.n_factors, xy[:, :-1], xy[:, -1],
-                        layout.n_levels)
+    xy, z, _ = design.weighted_arrays(xy, z)  # rows times sqrt(w) (dlmm.spec.residual)
+    # with precision weights each factor's indicator is sqrt(w) on its row (one term)
+    terms = [None if design.weights is None else np.sqrt(design.weights)] * layout.n_factors
+    sums = crossed_sums(codes, terms, xy[:, :-1], xy[:, -1], layout.n_levels)
     totals = RowTotals(
         xy_cross=sums.xy_cross,
         n_rows=float(xy.shape[0]),
@@ -143,6 +146,8 @@ def chunk_sums(frame: pd.DataFrame, spec, layout: CrossedLayout) -> CrossedChunk
         missing_by_column=design.missing_by_column,
         infinite_by_column=design.infinite_by_column,
         z_cross=z.T @ z,
+        log_weights=design.log_weights,
+        bad_weights=float(design.bad_weights),
     )
     return CrossedChunk(sums, totals)
 
@@ -234,7 +239,8 @@ class CrossedStatistics(RandomEffectsStatistics):
             return self._last[1]
         self.evaluations += 1
         with self.threads.evaluation():
-            out = crossed_pieces(self.system, theta, gradient=True)
+            out = residual_logdet(crossed_pieces(self.system, theta, gradient=True),
+                                  self.totals.log_weights)
         self._last = (key, out)
         return out
 

@@ -87,7 +87,7 @@ def fused_chunk(frame: pd.DataFrame, spec) -> tuple[KeyedCrossProducts, RowTotal
         cols.values, layout.xy_src, layout.z_src,
         (centering.xy_shift, centering.xy_scale, centering.z_shift, centering.z_scale),
         seg_start, seg_code, labels.shape[0], cols.vc_codes, layout.offsets,
-        layout.n_slots, grouped)
+        layout.n_slots, grouped, layout.weights_src)
     if sums.n_used:
         def peaks(src):
             return np.array([1.0 if j < 0 else sums.peak[j] for j in src])[None, :]
@@ -105,9 +105,11 @@ def fused_chunk(frame: pd.DataFrame, spec) -> tuple[KeyedCrossProducts, RowTotal
     totals = RowTotals(
         xy_cross=sums.xy_cross,
         n_rows=float(sums.n_used),
-        n_dropped=float(n - sums.n_used),
+        n_dropped=float(n - sums.n_used - sums.bad_weights),
         missing_by_column=missing,
         infinite_by_column=infinite,
         z_cross=sums.z_cross,
+        log_weights=sums.log_weights,
+        bad_weights=float(sums.bad_weights),
     )
     return keyed, totals

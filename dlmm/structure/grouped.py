@@ -32,6 +32,7 @@ from ..kernels.crossprod import group_crossproducts, row_crossproduct
 from ..kernels.hessian import NewtonPieces, block_newton_pieces
 from ..kernels.moments import MomentPieces, block_moment_pieces
 from ..kernels.pieces import LikelihoodPieces, RowTotals
+from ..spec.residual import residual_logdet
 from .base import ON_DRIVER_MAX_BYTES, RandomEffectsStatistics
 from .fused import fused_chunk
 
@@ -59,11 +60,12 @@ def design_crossproducts(frame: pd.DataFrame, spec) -> ChunkResult:
     cross-products."""
     design = spec.design(frame)
     xy, z = spec.centering.apply(design.xy, design.z)  # see dlmm.spec.centering
+    xy, z, w = design.weighted_arrays(xy, z)  # rows times sqrt(w) (dlmm.spec.residual)
     codes, labels = pd.factorize(pd.Series(design.groups), sort=True)
     labels = np.asarray(labels)
     if labels.dtype.kind == "U":
         labels = labels.astype(object)
-    cp = group_crossproducts(codes, labels.shape[0], z, xy, design.w)
+    cp = group_crossproducts(codes, labels.shape[0], z, xy, w)
     totals = RowTotals(
         xy_cross=row_crossproduct(xy),
         n_rows=float(design.xy.shape[0]),
@@ -71,6 +73,8 @@ def design_crossproducts(frame: pd.DataFrame, spec) -> ChunkResult:
         missing_by_column=design.missing_by_column,
         infinite_by_column=design.infinite_by_column,
         z_cross=z.T @ z,
+        log_weights=design.log_weights,
+        bad_weights=float(design.bad_weights),
     )
     return ChunkResult(KeyedCrossProducts(labels, cp), totals)
 
@@ -188,7 +192,8 @@ class GroupedStatistics(RandomEffectsStatistics):
         if cached is not None:
             return cached.value
         self.evaluations += 1
-        return self.backend.map_sum(block_pieces, self.blocks, chol_re, sd_vc)
+        return residual_logdet(self.backend.map_sum(block_pieces, self.blocks, chol_re, sd_vc),
+                               self.totals.log_weights)
 
     @staticmethod
     def _key(chol_re: np.ndarray, sd_vc: np.ndarray) -> bytes:
@@ -208,7 +213,8 @@ class GroupedStatistics(RandomEffectsStatistics):
         if cached is not None:
             return cached
         self.evaluations += 1
-        out = self.backend.map_sum(block_newton_pieces, self.blocks, chol_re, sd_vc)
+        out = residual_logdet(self.backend.map_sum(block_newton_pieces, self.blocks, chol_re,
+                                                   sd_vc), self.totals.log_weights)
         self._last_newton = (self._key(chol_re, sd_vc), out)
         return out
 

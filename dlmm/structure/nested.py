@@ -58,6 +58,7 @@ from ..kernels.nested.sums import (
 )
 from ..kernels.nested.tree import NestedTree, nested_tree
 from ..kernels.pieces import RowTotals
+from ..spec.residual import residual_logdet
 from .base import ON_DRIVER_MAX_BYTES, RandomEffectsStatistics
 from .grouped import balanced_runs, plan_blocks
 from .threads import one_blas_thread
@@ -146,12 +147,16 @@ class NestedChunk:
     totals: RowTotals
 
 
-def _dropped(design, frame: pd.DataFrame) -> tuple[float, np.ndarray, np.ndarray]:
+def _dropped(design, frame: pd.DataFrame) -> tuple:
+    """``(n_dropped, missing, infinite, log_weights, bad_weights)``; a design's
+    ``dropped`` may leave out the last two (rows without precision weights)."""
     dropped = getattr(design, "dropped", None)
     if dropped is None:
-        return 0.0, np.zeros(0), np.zeros(0)
-    n_dropped, missing, infinite = dropped(frame)
-    return float(n_dropped), np.asarray(missing, dtype=float), np.asarray(infinite, dtype=float)
+        return 0.0, np.zeros(0), np.zeros(0), 0.0, 0.0
+    n_dropped, missing, infinite, *weights = dropped(frame)
+    log_w, bad_w = weights if weights else (0.0, 0.0)
+    return (float(n_dropped), np.asarray(missing, dtype=float),
+            np.asarray(infinite, dtype=float), float(log_w), float(bad_w))
 
 
 def chunk_sums(frame: pd.DataFrame, design: NestedDesign) -> NestedChunk:
@@ -164,7 +169,7 @@ def chunk_sums(frame: pd.DataFrame, design: NestedDesign) -> NestedChunk:
     xy = np.asarray(design.xy(frame), dtype=float)
     sums = leaf_sums(codes, z, xy)
     z_all = np.hstack(z) if z else np.zeros((xy.shape[0], 0))
-    n_dropped, missing, infinite = _dropped(design, frame)
+    n_dropped, missing, infinite, log_w, bad_w = _dropped(design, frame)
     totals = RowTotals(
         xy_cross=row_crossproduct(xy),
         n_rows=float(xy.shape[0]),
@@ -172,6 +177,8 @@ def chunk_sums(frame: pd.DataFrame, design: NestedDesign) -> NestedChunk:
         missing_by_column=missing,
         infinite_by_column=infinite,
         z_cross=z_all.T @ z_all,
+        log_weights=log_w,
+        bad_weights=bad_w,
     )
     return NestedChunk(sums, totals)
 
@@ -370,7 +377,8 @@ class NestedStatistics(RandomEffectsStatistics):
         lambdas = [np.asarray(a, dtype=float) for a in self.to_lambdas(theta)]
         dlambdas = [(int(l), np.asarray(d, dtype=float)) for l, d in self.dlambdas(theta)]
         self.evaluations += 1
-        out = self.backend.map_sum(block_pieces, self.blocks, lambdas, dlambdas)
+        out = residual_logdet(self.backend.map_sum(block_pieces, self.blocks, lambdas,
+                                                   dlambdas), self.totals.log_weights)
         self._last = (key, out)
         return out
 

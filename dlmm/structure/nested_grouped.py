@@ -81,9 +81,14 @@ class SpecNestedDesign(RowsOnceDesign):
         if np.any(np.diff(w.indptr) != 1):  # plain indicators: one per complete row
             raise ValueError("a nested component is not one indicator per row")
         groups = pd.Categorical(design.groups, categories=self.group_labels).codes
+        indicator = np.asarray(w.data, dtype=float)[:, None]
+        if design.weights is not None:  # rows times sqrt(w) (dlmm.spec.residual)
+            sw = np.sqrt(design.weights)[:, None]
+            xy, z, indicator = xy * sw, z * sw, indicator * sw
         out = ([groups.astype(np.int64), w.indices.astype(np.int64)],
-               [z, np.asarray(w.data, dtype=float)[:, None]], xy,
-               (design.n_dropped, design.missing_by_column, design.infinite_by_column))
+               [z, indicator], xy,
+               (design.n_dropped, design.missing_by_column, design.infinite_by_column,
+                design.log_weights, design.bad_weights))
         return out
 
 

@@ -1,0 +1,107 @@
+"""The residual model: how the rows' errors vary, beside the random-effects terms.
+
+Today it holds precision weights (lme4's ``weights=``): row i's residual variance is
+σ²/w_i. The one pass multiplies each row of the centred ``[Z | W | X y]`` by
+√w_i before its cross-products, so weights enter the per-group sums of every
+engine in the same pass (no row is read twice); the model's log-likelihood is
+that of the scaled rows plus ½ Σ log w_i (the Jacobian of the scaling; lme4's
+``logLik`` and REML criterion include it the same way), which the engines fold
+into ``log|V|`` (:func:`residual_logdet`).
+
+Weights must be positive and finite: a missing or infinite weight is counted and
+named as any model column's value is; a zero or negative weight is refused in one
+line naming the column and the count (lme4 accepts zero weights, and then reports
+a log-likelihood of −∞; leave those rows out instead).
+
+The dataclass is frozen and small so that a variance per stratum or AR(1)
+errors can join it as further fields without a flag in every layer: the layers
+that need it read ``spec.residual``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import InputError
+
+
+@dataclass(frozen=True)
+class ResidualModel:
+    """The residual part of a model.
+
+    Attributes
+    ----------
+    weights : str or None
+        The column of precision weights (row i's residual variance is
+        ``scale / w_i``); None: every row has the residual variance ``scale``.
+    """
+
+    weights: str | None = None
+
+    def __post_init__(self):
+        if self.weights is not None and not isinstance(self.weights, str):
+            raise InputError(f"weights must be a column name, got {type(self.weights).__name__}")
+        if self.weights == "":
+            raise InputError("weights must be a column name, got ''")
+
+    @property
+    def weighted(self) -> bool:
+        """Whether rows carry precision weights."""
+        return self.weights is not None
+
+    @property
+    def columns(self) -> list[str]:
+        """The data columns the residual model reads."""
+        return [self.weights] if self.weights is not None else []
+
+    @property
+    def display_name(self) -> str | None:
+        """The weights as the user named them (the arrays API's column is ``weights``)."""
+        return "weights" if self.weights == "__weights" else self.weights
+
+    def to_dict(self) -> dict:
+        """The JSON form (a saved result's ``state``; the statistics cache key)."""
+        return {"weights": self.weights}
+
+    @classmethod
+    def from_dict(cls, state: dict | None) -> ResidualModel:
+        """Rebuild from :meth:`to_dict` (None or ``{}``: unweighted)."""
+        return cls(weights=(state or {}).get("weights"))
+
+    def checked_columns(self, available) -> list[str]:
+        """:attr:`columns`, each checked to be among the data's ``available`` columns
+        (else one line naming it)."""
+        if self.weights is not None and self.weights not in list(available):
+            raise InputError(f"weights column {self.weights!r} is not in the data")
+        return self.columns
+
+    def row_weights(self, df: pd.DataFrame) -> np.ndarray | None:
+        """The weights of the rows of ``df`` as float64 (None when unweighted)."""
+        if self.weights is None:
+            return None
+        values = df[self.weights]
+        if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
+            raise InputError(f"weights column {self.weights!r} is not numeric "
+                             f"(dtype {values.dtype})")
+        return values.to_numpy(dtype=float, na_value=np.nan)
+
+
+def weights_error(column: str, bad: int) -> InputError:
+    """The one-line refusal of zero or negative weights."""
+    return InputError(
+        f"weights column {column!r} has {bad} zero or negative value(s); precision weights "
+        "must be positive (leave those rows out)")
+
+
+def residual_logdet(pieces, log_weights: float):
+    """``pieces`` with ``logdet`` = log|V| of the weighted model: the scaled rows'
+    log|C| minus Σ log w (a new object; the same one when unweighted). Works for any
+    engine's pieces (a ``logdet`` field) and for Newton pieces (their ``value``)."""
+    if not log_weights:
+        return pieces
+    if hasattr(pieces, "value") and not hasattr(pieces, "logdet"):
+        return replace(pieces, value=residual_logdet(pieces.value, log_weights))
+    return replace(pieces, logdet=pieces.logdet - log_weights)
