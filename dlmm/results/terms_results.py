@@ -80,7 +80,8 @@ class TermsResults:
                    scale=float(value.scale), llf=float(value.llf), reml=bool(model.reml),
                    converged=bool(outcome.converged), mle_retvals=retvals,
                    engine_theta=np.asarray(outcome.x, dtype=float),
-                   beta_c=np.asarray(value.fe_params, dtype=float))
+                   beta_c=np.asarray(value.fe_params, dtype=float),
+                   engine=str(getattr(stats, "engine_name", "nested")))
 
     # -- lme4's numbers ---------------------------------------------------------------
 
