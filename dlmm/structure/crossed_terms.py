@@ -100,6 +100,7 @@ class CrossedTermsDesign:
         self.spec = spec
         self.factors = tuple(tuple(f) for f in layout.levels)
         self.factor_names = tuple(":".join(f) for f in self.factors)
+        self.q = tuple(int(q) for q in layout.q)
         self._radix = [[(c, len(spec.levels[c])) for c in f] for f in self.factors]
         self._order = [sorted((k for k, lv in enumerate(layout.term_level) if lv == level),
                               key=lambda k: layout.term_columns[k].start)
@@ -109,8 +110,12 @@ class CrossedTermsDesign:
         """``(codes, designs, [X y], (n_dropped, missing, infinite))`` of a chunk."""
         design = self.spec.design(frame)
         xy, _ = self.spec.centering.apply(design.xy, design.z)
-        codes, columns = self.spec.term_rows(frame, design.kept)
+        dropped = (design.n_dropped, design.missing_by_column, design.infinite_by_column)
         n = xy.shape[0]
+        if not n:  # an empty chunk (or every row dropped): nothing to code
+            return ([np.zeros(0, dtype=np.int64) for _ in self._radix],
+                    [np.zeros((0, q)) for q in self.q], xy, dropped)
+        codes, columns = self.spec.term_rows(frame, design.kept)
         level_codes = []
         for radix in self._radix:
             code = np.zeros(n, dtype=np.int64)
@@ -118,8 +123,7 @@ class CrossedTermsDesign:
                 code = code * size + codes[column]
             level_codes.append(code)
         designs = [np.hstack([columns[k] for k in order]) for order in self._order]
-        return (level_codes, designs, xy,
-                (design.n_dropped, design.missing_by_column, design.infinite_by_column))
+        return level_codes, designs, xy, dropped
 
     def labels(self, level: int, keys: np.ndarray, order) -> list[str]:
         """lme4's labels of factor ``level``'s levels from their product codes ``keys``
