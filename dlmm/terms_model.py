@@ -6,16 +6,17 @@
 (:mod:`dlmm.spec.terms`), lme4's θ (:mod:`dlmm.spec.theta_layout`), the nested engine
 (:mod:`dlmm.structure.nested_terms`) when the factors nest, else the crossed one
 (:mod:`dlmm.structure.crossed_terms`): ``(1 + x | subj) + (1 | item)``,
-``(x || subj) + (1 | item)``, ``(1 | item) + (1 | school/class)``. :class:`TermsMixedLM` learns the model as
-:class:`~dlmm.model.MixedLM` does (the same sources, sampling, levels, missing
-values), makes the one pass, and maximizes the profiled (RE)ML over θ with the
-analytic gradient (L-BFGS-B, then a Newton polish on its differences);
+``(x || subj) + (1 | item)``, ``(1 | item) + (1 | school/class)``.
+:class:`TermsMixedLM` learns the model as :class:`~dlmm.model.MixedLM` does (the
+same sources, sampling, levels, missing values), makes the one pass, and maximizes
+the profiled (RE)ML over θ with the analytic gradient (L-BFGS-B, then a Newton polish
+on its differences);
 :class:`~dlmm.results.terms_results.TermsResults` says what lme4 says of the fit.
 
-The nested engine is tried when the factors nest as written (``school:class`` in
-``school``) or may nest in the data (``childid`` within ``schoolid``, checked in the
-pass); when the pass finds them crossed, or they cannot nest as written, every
-term's factor becomes a factor of the crossed system.
+The nested engine's pass comes first: the factors nest as written (``school:class``
+in ``school``), or the pass checks that they nest in the data (``childid`` within
+``schoolid``, ordered by their numbers of levels). When it finds them crossed, a
+second pass makes every term's factor a factor of the crossed system.
 """
 
 from __future__ import annotations
