@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import dlmm
+from dlmm.exceptions import InputError
 
 
 def _data(seed: int = 0, n: int = 170) -> pd.DataFrame:
@@ -151,3 +152,16 @@ def test_levels_are_those_of_the_data(models, data):
     levels = dict(zip((":".join(f) for f in model.engine_layout.levels), stats.n_nodes))
     assert levels == {"a": data["a"].nunique(), "c": data["c"].nunique(),
                       "c:k": len(data.groupby(["c", "k"]))}
+
+
+def test_a_dense_part_too_large_is_refused_in_one_line(data, monkeypatch):
+    """The factors after the largest one form the dense part; over the limit the fit is
+    refused after the pass, naming them and their sizes (the limit lowered here)."""
+    from dlmm.structure import crossed_terms
+
+    monkeypatch.setattr(crossed_terms, "MAX_DENSE_EFFECTS", 5)
+    with pytest.raises(InputError, match=r"^the crossed engine keeps the factors after the "
+                       r"largest one \('b' \(7 levels x 1 effects\)\) as a dense 7 x 7 "
+                       r"matrix; at most 5 ") as caught:
+        dlmm.lmer("y ~ x + (1 + x | a) + (1 | b)", data)
+    assert "\n" not in str(caught.value)

@@ -85,3 +85,9 @@ def test_parquet(data, reference, dask_client, tmp_path, n_files):
         data.iloc[rows].to_parquet(folder / f"part-{i:02d}.parquet", index=False)
     fit = dlmm.lmer(FORMULAS["beside"], str(folder), client=dask_client)
     _assert_same(fit, reference["beside"])
+    if n_files == 3:  # fitted values where the rows are: a lazy Dask series
+        fitted = fit.fittedvalues
+        assert hasattr(fitted, "npartitions")
+        np.testing.assert_allclose(np.sort(fitted.compute().to_numpy()),
+                                   np.sort(reference["beside"].fittedvalues.to_numpy()),
+                                   rtol=1e-8, atol=1e-8)
