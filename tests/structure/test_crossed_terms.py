@@ -32,11 +32,11 @@ def _data(seed: int = 0, n: int = 170) -> pd.DataFrame:
     })
     d.loc[0, "a"] = "a_once"  # a level seen in one row
     codes = [pd.factorize(d[list(f)].astype(str).agg(":".join, axis=1))[0]
-             for f in (["a"], ["a"], ["b"], ["c"], ["c", "k"])]
+             for f in (["a"], ["a"], ["a"], ["b"], ["c"], ["c", "k"])]
     effects = [rng.normal(scale=s, size=code.max() + 1)[code]
-               for s, code in zip((1.0, 0.5, 0.7, 1.0, 0.5), codes)]
-    d["y"] = (1 + 0.5 * d["x"] + effects[0] + effects[1] * d["x"] + sum(effects[2:])
-              + rng.normal(size=n))
+               for s, code in zip((1.0, 0.5, 0.5, 0.7, 1.0, 0.5), codes)]
+    d["y"] = (1 + 0.5 * d["x"] + effects[0] + effects[1] * d["x"] + effects[2] * d["z"]
+              + sum(effects[3:]) + rng.normal(size=n))
     return d
 
 
@@ -165,3 +165,25 @@ def test_a_dense_part_too_large_is_refused_in_one_line(data, monkeypatch):
                        r"matrix; at most 5 ") as caught:
         dlmm.lmer("y ~ x + (1 + x | a) + (1 | b)", data)
     assert "\n" not in str(caught.value)
+
+
+def test_missing_values_dropped_and_collinear_columns(data):
+    """Rows with a missing response, slope or grouping value are dropped (``missing=
+    "drop"``), and a fixed column that repeats another is dropped (``drop_collinear``):
+    the fit's llf is the dense one of the complete rows at the fit's θ, its maximum."""
+    holes = data.assign(x2=2.0 * data["x"])
+    holes.loc[[3, 10], "y"] = np.nan
+    holes.loc[[5], "x"] = np.nan
+    holes.loc[[7], "b"] = None
+    fit = dlmm.lmer("y ~ x + x2 + (1 + x | a) + (1 | b)", holes, missing="drop",
+                    drop_collinear=True)
+    assert fit.engine == "crossed" and fit.converged and fit.nobs == len(data) - 4
+    assert list(fit.fe_params.index) == ["Intercept", "x"]
+    complete = data.drop(index=[3, 10, 5, 7])
+    theta = fit.model.engine_theta(fit.theta.to_numpy())
+    np.testing.assert_allclose(fit.llf, brute_force(complete, "correlated", theta, True),
+                               rtol=1e-10)
+    h = 1e-4
+    for e in np.eye(theta.size):  # a maximum of the dense likelihood
+        for step in (h, -h):
+            assert brute_force(complete, "correlated", theta + step * e, True) < fit.llf

@@ -5,7 +5,8 @@ These tests compare dlmm with itself by design: the reference is the in-process
 (pandas) fit, and every Dask or Parquet layout of the same rows must reproduce it to
 1e-8 relative (each chunk's keyed sums move to the levels of the whole data and are
 added in chunk order on the driver). The shapes: correlated slopes on a crossed
-factor beside a nested one, and ``||`` beside a crossed intercept.
+factor beside a nested one, ``||`` beside a crossed intercept, two blocks on one
+factor, three crossed factors.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from .test_crossed_terms import _data
 
 RTOL = 1e-8
 FORMULAS = {"beside": "y ~ x + (1 + x | a) + (1 | c/k)",
-            "diagonal": "y ~ x + (x || a) + (1 | b)"}
+            "diagonal": "y ~ x + (x || a) + (1 | b)",
+            "blocks": "y ~ x + z + (1 | a) + (0 + x + z | a) + (1 | b)",
+            "three": "y ~ x + (1 + x | a) + (1 | b) + (1 | c)"}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +65,8 @@ def test_reference_is_a_real_fit(reference):
 
 
 @pytest.mark.parametrize(("name", "npartitions"),
-                         [("beside", 1), ("beside", 3), ("beside", 17), ("diagonal", 17)])
+                         [("beside", 1), ("beside", 3), ("beside", 17), ("diagonal", 17),
+                          ("blocks", 3), ("three", 17)])
 def test_dask_partitions(data, reference, dask_client, npartitions, name):
     ddf = dd.from_pandas(data, npartitions=npartitions, sort=False)
     assert ddf.npartitions == npartitions
