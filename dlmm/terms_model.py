@@ -184,10 +184,13 @@ class TermsMixedLM(MixedLM):
         methods = [method] if isinstance(method, str) else list(
             method or ["lbfgs", "bfgs", "nelder-mead"])
         began = time.perf_counter()
+        # the polish's Hessian by forward differences (m evaluations, not 2 m): a chord
+        # method needs it to a few digits, and no standard error is taken from it
+        hess = GradientHessian(fun, rel_step=1e-6, central=False)
         with optimizer_threads(stats.engine_name):  # nested: small per-node blocks
             outcome = maximize(fun, self.engine_theta(start), stats.totals.n_rows,
                                methods=methods, maxiter=maxiter, callback=callback,
-                               newton_steps=newton_steps, hess_fun=GradientHessian(fun))
+                               newton_steps=newton_steps, hess_fun=hess)
         seconds = time.perf_counter() - began
         if not outcome.converged:
             import warnings
