@@ -117,7 +117,7 @@ def test_fitted_values_are_lme4s(fitted):
                                rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["scotssec", "sim_three", "sim_beside", "kb07_diag"])
+@pytest.mark.parametrize("name", ["scotssec", "sim_three", "sim_beside", "kb07_diag", "kb07"])
 def test_satterthwaite_is_lmertests(fits, name):
     ref = CASES[f"{name}_reml"]
     fit = fits.get((name, True)) or dlmm.lmer(ref["lmer"], _data(ref))
