@@ -1,18 +1,22 @@
-"""lme4's models beyond statsmodels' shape: random-effects terms whose factors nest.
+"""lme4's models beyond statsmodels' shape: random-effects terms, nested or crossed.
 
 ``(year | childid) + (year | schoolid)`` (slopes at two nested levels),
 ``(x | g) + (0 + z + w | g)`` (several blocks on one factor), ``(x || g) + (1 | g:h)``,
 ``(1 | a) + (x | a:b) + (1 | a:b:c)`` (three levels): one list of terms
 (:mod:`dlmm.spec.terms`), lme4's θ (:mod:`dlmm.spec.theta_layout`), the nested engine
-(:mod:`dlmm.structure.nested_terms`). :class:`TermsMixedLM` learns the model as
-:class:`~dlmm.model.MixedLM` does (the same sources, sampling, levels, missing
-values), makes the one pass, and maximizes the profiled (RE)ML over θ with the
-analytic gradient (L-BFGS-B, then a Newton polish on its differences);
+(:mod:`dlmm.structure.nested_terms`) when the factors nest, else the crossed one
+(:mod:`dlmm.structure.crossed_terms`): ``(1 + x | subj) + (1 | item)``,
+``(x || subj) + (1 | item)``, ``(1 | item) + (1 | school/class)``.
+:class:`TermsMixedLM` learns the model as :class:`~dlmm.model.MixedLM` does (the
+same sources, sampling, levels, missing values), makes the one pass, and maximizes
+the profiled (RE)ML over θ with the analytic gradient (L-BFGS-B, then a Newton polish
+on its differences);
 :class:`~dlmm.results.terms_results.TermsResults` says what lme4 says of the fit.
 
-The factors must nest: as written (``school:class`` in ``school``), or in the data
-(``childid`` within ``schoolid``, checked in the pass). Crossed factors with slopes
-are refused in one line.
+The nested engine's pass comes first: the factors nest as written (``school:class``
+in ``school``), or the pass checks that they nest in the data (``childid`` within
+``schoolid``, ordered by their numbers of levels). When it finds them crossed, a
+second pass makes every term's factor a factor of the crossed system.
 """
 
 from __future__ import annotations
@@ -26,25 +30,16 @@ from .model import MixedLM
 from .objective.hessian import GradientHessian
 from .objective.profiled import profiled_value
 from .optimize.driver import maximize
-from .spec.terms import RandomTerms, from_lmer
+from .spec.terms import from_lmer
 from .spec.terms_spec import TermsSpec
+from .structure.crossed_terms import CrossedTermsDesign, crossed_terms_pass
 from .structure.nested import NotNestedError
 from .structure.nested_terms import TermsNestedDesign, terms_pass
-from .structure.threads import one_blas_thread
-
-
-def _crossed(terms: RandomTerms, why: str) -> InputError:
-    """The refusal of terms whose factors the data show crossed: the terms beyond a
-    random intercept are named (the crossed engine fits intercepts only, so far)."""
-    beyond = [t.source or t.group for t in terms if t.formula.replace(" ", "") != "1"]
-    named = ", ".join(dict.fromkeys(beyond)) or ", ".join(t.group for t in terms)
-    return InputError(f"{named}: the grouping factors do not nest ({why}), and on crossed "
-                      "factors only a random intercept per level is supported so far "
-                      "((1 | s) + (1 | d))")
+from .structure.threads import optimizer_threads
 
 
 class TermsMixedLM(MixedLM):
-    """A linear mixed model of random-effects terms whose factors nest (lme4's model).
+    """A linear mixed model of random-effects terms, nested or crossed (lme4's model).
 
     Made by :func:`dlmm.lmer` for the models statsmodels' spelling cannot state. The
     fixed part is a :class:`~dlmm.spec.formula.FormulaSpec`'s; the random effects are
@@ -78,9 +73,14 @@ class TermsMixedLM(MixedLM):
         try:
             with self._reading_errors():
                 stats = terms_pass(spec, self.engine_layout, backend, progress)
-        except NotNestedError as exc:
-            raise _crossed(terms, str(exc).split(": ", 1)[-1]) from None
-        self.design = TermsNestedDesign(spec, self.engine_layout)
+            self.design = TermsNestedDesign(spec, self.engine_layout)
+        except NotNestedError:
+            # crossed in the data: every term's factor is a factor of the crossed system
+            chain = terms.factors
+            self.engine_layout = terms.layout(columns, levels=chain)
+            with self._reading_errors():
+                stats = crossed_terms_pass(spec, self.engine_layout, backend, progress)
+            self.design = CrossedTermsDesign(spec, self.engine_layout)
         # lme4 orders its terms by their factors' levels in the data (θ's order and names)
         by_term = [stats.n_nodes[level] for level in self.engine_layout.term_level]
         ordered = terms.lme4_order(by_term)
@@ -184,10 +184,13 @@ class TermsMixedLM(MixedLM):
         methods = [method] if isinstance(method, str) else list(
             method or ["lbfgs", "bfgs", "nelder-mead"])
         began = time.perf_counter()
-        with one_blas_thread():  # small per-node blocks (threads.optimizer_threads)
+        # the polish's Hessian by forward differences (m evaluations, not 2 m): a chord
+        # method needs it to a few digits, and no standard error is taken from it
+        hess = GradientHessian(fun, rel_step=1e-6, central=False)
+        with optimizer_threads(stats.engine_name):  # nested: small per-node blocks
             outcome = maximize(fun, self.engine_theta(start), stats.totals.n_rows,
                                methods=methods, maxiter=maxiter, callback=callback,
-                               newton_steps=newton_steps, hess_fun=GradientHessian(fun))
+                               newton_steps=newton_steps, hess_fun=hess)
         seconds = time.perf_counter() - began
         if not outcome.converged:
             import warnings

@@ -80,7 +80,8 @@ class TermsResults:
                    scale=float(value.scale), llf=float(value.llf), reml=bool(model.reml),
                    converged=bool(outcome.converged), mle_retvals=retvals,
                    engine_theta=np.asarray(outcome.x, dtype=float),
-                   beta_c=np.asarray(value.fe_params, dtype=float))
+                   beta_c=np.asarray(value.fe_params, dtype=float),
+                   engine=str(getattr(stats, "engine_name", "nested")))
 
     # -- lme4's numbers ---------------------------------------------------------------
 
@@ -127,12 +128,17 @@ class TermsResults:
 
     @property
     def n_levels(self) -> dict[str, int]:
-        """Levels of each grouping factor in the data (lme4's ``ngrps``)."""
+        """Levels of each grouping factor in the data (lme4's ``ngrps``, by lme4's name
+        of the factor: ``class:school`` for ``(1 | school/class)``)."""
         model = self.model
         if model._stats is None:  # a loaded result: as saved
             return dict(model.n_levels)
-        return {":".join(f): int(n) for f, n in zip(model.engine_layout.levels,
-                                                   model._stats.n_nodes)}
+        layout = model.engine_layout
+        names = {}
+        for k, level in enumerate(layout.term_level):  # the first term's name per factor
+            names.setdefault(level, model.spec.terms[k].name)
+        return {names.get(level, ":".join(f)): int(n)
+                for level, (f, n) in enumerate(zip(layout.levels, model._stats.n_nodes))}
 
     def covariances(self) -> tuple:
         """Per term (lme4's order) the covariance of its effects."""

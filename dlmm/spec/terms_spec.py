@@ -110,6 +110,7 @@ class TermsSpec(FormulaSpec):
                     np.int64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            columns = [np.asarray(s.get_model_matrix(rows), dtype=float).reshape(len(rows), -1)
-                       for s in self._term_specs]
+            columns = [np.asarray(s.get_model_matrix(rows), dtype=float).reshape(
+                len(rows), len(names)) for s, names in zip(self._term_specs,
+                                                          self.term_column_names)]
         return codes, columns
