@@ -1,0 +1,124 @@
+# lme4's answers for the shapes lme4_nested_features.R left out (issue 22): so that
+# every results feature is checked against lme4 on each of the five new shapes
+# (egsingle, sim_slopes2, sim_blocks, sim_diag, sim_three).
+#
+#   Rscript tests/reference/nested/lme4_nested_more.R   (from the repository root)
+#   Rscript tests/reference/nested/lme4_nested_more.R sim_diag_reml ...  (only these
+#   profiles: egsingle's takes most of the run's 10-20 minutes)
+#
+# Reads lme4_nested.json and data/ (lme4_nested.R's) and writes
+# tests/reference/nested/lme4_nested_more.json, in the layout of
+# lme4_nested_features.json's sections:
+#   predictions  sim_diag_reml (the one shape lme4_nested_features.R did not predict)
+#   anova        sim_blocks_reml (against `(x | g) + (0 + z | g)`) and sim_diag_reml
+#                (against `(x || g)`): lme4 refits both by ML
+#   profile      egsingle_reml, sim_blocks_reml, sim_diag_reml, sim_three_reml:
+#                confint(profile(fit)) on lme4's default grid (`lower`, `upper`) and on
+#                a grid 4 times finer (`fine_lower`, `fine_upper`, delta.cutoff = 1/32):
+#                their difference is the precision of the reference.
+# Each fit is the case's, with the control that gave its numbers (optimizer$used).
+# Made with Debian's R 4.2.2, r-cran-lme4 1.1-31.
+suppressPackageStartupMessages({
+  library(lme4)
+  library(jsonlite)
+})
+
+here <- "tests/reference/nested"
+ref <- fromJSON(file.path(here, "lme4_nested.json"), simplifyVector = FALSE)$cases
+
+controls <- list(
+  bobyqa = lmerControl(optimizer = "bobyqa",
+                       optCtrl = list(rhoend = 1e-11, maxfun = 1e5)),
+  nloptwrap = lmerControl(optimizer = "nloptwrap",
+                          optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-14,
+                                         xtol_rel = 1e-12, ftol_rel = 1e-14,
+                                         maxeval = 1e5)))
+
+case_data <- function(case) {
+  labels <- unlist(case$label_columns)
+  read.csv(file.path(here, "data", case$data),
+           colClasses = setNames(rep("character", length(labels)), labels))
+}
+
+fit_case <- function(key, formula = NULL) {
+  case <- ref[[key]]
+  f <- as.formula(if (is.null(formula)) case$lmer else formula)
+  fit <- lmer(f, data = case_data(case), REML = case$reml,
+              control = controls[[case$optimizer$used]])
+  if (is.null(formula))
+    stopifnot(abs(as.numeric(logLik(fit)) - case$llf) < 1e-6)
+  fit
+}
+
+rows <- function(df) lapply(seq_len(nrow(df)), function(i) as.list(df[i, , drop = FALSE]))
+num <- function(x) as.list(unname(as.numeric(x)))
+
+# ---------------------------------------------------------------- predictions
+predictions <- list()
+key <- "sim_diag_reml"
+fit <- fit_case(key)
+d <- case_data(ref[[key]])
+fitted_all <- unname(predict(fit))
+extra <- data.frame(g = c("g01", "g99", "g02"), h = c("h9", "h1", NA),
+                    x = c(0.3, -1.2, 0.7), y = NA_real_, stringsAsFactors = FALSE)
+nd <- rbind(d[1:4, ], extra)
+rownames(nd) <- NULL
+predictions[[key]] <- list(
+  case = key, lmer = ref[[key]]$lmer, reml = ref[[key]]$reml,
+  llf = as.numeric(logLik(fit)), n_fitted = length(fitted_all),
+  fitted_first = num(fitted_all[1:20]), fitted_sum = sum(fitted_all),
+  fitted_sum_squares = sum(fitted_all^2), newdata = rows(nd),
+  predict_new = num(predict(fit, newdata = nd, allow.new.levels = TRUE)),
+  predict_fixed = num(predict(fit, newdata = nd, re.form = NA)))
+message(sprintf("%-18s predictions: fitted[1] %.10g", key, fitted_all[1]))
+
+# ---------------------------------------------------------------- anova
+comparisons <- list(
+  sim_blocks_reml = "y ~ x + z + w + (x | g) + (0 + z | g)",
+  sim_diag_reml = "y ~ x + (x || g)")
+anovas <- list()
+for (key in names(comparisons)) {
+  full <- fit_case(key)
+  small <- fit_case(key, comparisons[[key]])
+  tab <- suppressMessages(anova(small, full))
+  anovas[[key]] <- list(
+    case = key, reml = ref[[key]]$reml, restricted = comparisons[[key]],
+    full = ref[[key]]$lmer,
+    llf_given = list(restricted = as.numeric(logLik(small)),
+                     full = as.numeric(logLik(full))),
+    npar = num(tab$npar), AIC = num(tab$AIC), BIC = num(tab$BIC),
+    logLik = num(tab$logLik), deviance = num(tab$deviance),
+    Chisq = num(tab$Chisq), Df = num(tab$Df), p_value = num(tab[["Pr(>Chisq)"]]))
+  message(sprintf("%-18s anova: Chisq %.10g on %d df", key, tab$Chisq[2], tab$Df[2]))
+}
+
+# ---------------------------------------------------------------- profile intervals
+profiles <- list()
+profiled <- commandArgs(trailingOnly = TRUE)
+if (length(profiled) == 0)
+  profiled <- c("sim_diag_reml", "sim_blocks_reml", "sim_three_reml", "egsingle_reml")
+for (key in profiled) {
+  fit <- fit_case(key)
+  t0 <- proc.time()[["elapsed"]]
+  ci <- confint(profile(fit, signames = FALSE), level = 0.95)
+  ci_fine <- confint(profile(fit, delta.cutoff = 1 / 32, signames = FALSE), level = 0.95)
+  ml <- refitML(fit)
+  profiles[[key]] <- list(
+    case = key, lmer = ref[[key]]$lmer, reml = ref[[key]]$reml,
+    parameter = I(rownames(ci)),
+    lower = num(ci[, 1]), upper = num(ci[, 2]),
+    fine_lower = num(ci_fine[, 1]), fine_upper = num(ci_fine[, 2]),
+    ml_llf = as.numeric(logLik(ml)),
+    ml_estimate = num(c(lme4:::Cv_to_Sv(getME(ml, "theta"), lengths(ml@cnms), sigma(ml)),
+                        fixef(ml))))
+  message(sprintf("%-18s profile: %d parameters, %.1f s", key, nrow(ci),
+                  proc.time()[["elapsed"]] - t0))
+}
+
+out <- list(
+  versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4")),
+                  Matrix = as.character(packageVersion("Matrix"))),
+  predictions = predictions, anova = anovas, profile = profiles)
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE, null = "null",
+                  na = "null"),
+           file.path(here, "lme4_nested_more.json"))
