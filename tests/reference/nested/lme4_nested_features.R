@@ -18,34 +18,9 @@ suppressPackageStartupMessages({
 here <- "tests/reference/nested"
 ref <- fromJSON(file.path(here, "lme4_nested.json"), simplifyVector = FALSE)$cases
 
-controls <- list(
-  bobyqa = lmerControl(optimizer = "bobyqa",
-                       optCtrl = list(rhoend = 1e-11, maxfun = 1e5)),
-  nloptwrap = lmerControl(optimizer = "nloptwrap",
-                          optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-14,
-                                         xtol_rel = 1e-12, ftol_rel = 1e-14,
-                                         maxeval = 1e5)))
-
-# the data of a case as lme4_nested.R fitted it: label columns read as text
-case_data <- function(case) {
-  labels <- unlist(case$label_columns)
-  read.csv(file.path(here, "data", case$data),
-           colClasses = setNames(rep("character", length(labels)), labels))
-}
-
-# lme4's fit of a case (formula and REML as recorded), with the case's control
-fit_case <- function(key, formula = NULL) {
-  case <- ref[[key]]
-  f <- as.formula(if (is.null(formula)) case$lmer else formula)
-  fit <- lmer(f, data = case_data(case), REML = case$reml,
-              control = controls[[case$optimizer$used]])
-  if (is.null(formula))  # the fit of lme4_nested.json
-    stopifnot(abs(as.numeric(logLik(fit)) - case$llf) < 1e-6)
-  fit
-}
-
-rows <- function(df) lapply(seq_len(nrow(df)), function(i) as.list(df[i, , drop = FALSE]))
-num <- function(x) as.list(unname(as.numeric(x)))
+# controls, case_data, fit_case (lme4's fit of a case with the control that gave its
+# numbers), rows, num
+source(file.path(here, "lme4_nested_common.R"))
 
 # ---------------------------------------------------------------- predictions
 

@@ -3,8 +3,9 @@
 # (egsingle, sim_slopes2, sim_blocks, sim_diag, sim_three).
 #
 #   Rscript tests/reference/nested/lme4_nested_more.R   (from the repository root)
-#   Rscript tests/reference/nested/lme4_nested_more.R sim_diag_reml ...  (only these
-#   profiles: egsingle's takes most of the run's 10-20 minutes)
+#   Rscript tests/reference/nested/lme4_nested_more.R egsingle_reml ...  (only these
+#   profiles; the others are kept as the JSON holds them: egsingle's takes most of
+#   the run's 15-40 minutes)
 #
 # Reads lme4_nested.json and data/ (lme4_nested.R's) and writes
 # tests/reference/nested/lme4_nested_more.json, in the layout of
@@ -26,32 +27,9 @@ suppressPackageStartupMessages({
 here <- "tests/reference/nested"
 ref <- fromJSON(file.path(here, "lme4_nested.json"), simplifyVector = FALSE)$cases
 
-controls <- list(
-  bobyqa = lmerControl(optimizer = "bobyqa",
-                       optCtrl = list(rhoend = 1e-11, maxfun = 1e5)),
-  nloptwrap = lmerControl(optimizer = "nloptwrap",
-                          optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-14,
-                                         xtol_rel = 1e-12, ftol_rel = 1e-14,
-                                         maxeval = 1e5)))
-
-case_data <- function(case) {
-  labels <- unlist(case$label_columns)
-  read.csv(file.path(here, "data", case$data),
-           colClasses = setNames(rep("character", length(labels)), labels))
-}
-
-fit_case <- function(key, formula = NULL) {
-  case <- ref[[key]]
-  f <- as.formula(if (is.null(formula)) case$lmer else formula)
-  fit <- lmer(f, data = case_data(case), REML = case$reml,
-              control = controls[[case$optimizer$used]])
-  if (is.null(formula))
-    stopifnot(abs(as.numeric(logLik(fit)) - case$llf) < 1e-6)
-  fit
-}
-
-rows <- function(df) lapply(seq_len(nrow(df)), function(i) as.list(df[i, , drop = FALSE]))
-num <- function(x) as.list(unname(as.numeric(x)))
+# controls, case_data, fit_case (lme4's fit of a case with the control that gave its
+# numbers), rows, num
+source(file.path(here, "lme4_nested_common.R"))
 
 # ---------------------------------------------------------------- predictions
 predictions <- list()
@@ -93,10 +71,16 @@ for (key in names(comparisons)) {
 }
 
 # ---------------------------------------------------------------- profile intervals
-profiles <- list()
+all_profiled <- c("sim_diag_reml", "sim_blocks_reml", "sim_three_reml", "egsingle_reml")
 profiled <- commandArgs(trailingOnly = TRUE)
-if (length(profiled) == 0)
-  profiled <- c("sim_diag_reml", "sim_blocks_reml", "sim_three_reml", "egsingle_reml")
+profiles <- list()
+if (length(profiled) == 0) {
+  profiled <- all_profiled
+} else {  # the profiles not asked for, as the JSON holds them
+  kept <- fromJSON(file.path(here, "lme4_nested_more.json"), simplifyVector = FALSE)$profile
+  for (key in setdiff(intersect(all_profiled, names(kept)), profiled))
+    profiles[[key]] <- kept[[key]]
+}
 for (key in profiled) {
   fit <- fit_case(key)
   t0 <- proc.time()[["elapsed"]]
@@ -118,7 +102,8 @@ for (key in profiled) {
 out <- list(
   versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4")),
                   Matrix = as.character(packageVersion("Matrix"))),
-  predictions = predictions, anova = anovas, profile = profiles)
+  predictions = predictions, anova = anovas,
+  profile = profiles[intersect(all_profiled, names(profiles))])
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE, null = "null",
                   na = "null"),
            file.path(here, "lme4_nested_more.json"))
