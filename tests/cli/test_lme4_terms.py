@@ -249,3 +249,24 @@ def test_bad_input_is_one_line_and_no_output(tmp_path, formula, extra, words):
     assert words in _error_line(proc)
     assert "cluster" not in proc.stderr.split("error:")[0]
     _no_output(tmp_path)
+
+
+def test_skip_unchanged_and_start_from_read_a_fit_of_terms(fits):
+    """``--skip-unchanged`` over the fit's own folder reads nothing and exits 0;
+    ``--start-from`` it starts at its θ and reaches lme4's fit again."""
+    outs, _, root = fits
+    key = "sim_blocks_reml"
+    data, formula = root / "sim_blocks.parquet", CASES[key]["lmer"]
+    same = _start("fit", data, "-f", formula, "-o", outs[key], "--skip-unchanged",
+                  "--log-format", "json")
+    again = _start("fit", data, "-f", formula, "-o", root / "again", "--start-from",
+                   outs[key], "--quiet")
+    done = _wait({"same": same, "again": again})
+    assert done["same"].returncode == 0, done["same"].stderr
+    assert '"status": "unchanged"' in done["same"].stderr
+    assert done["again"].returncode == 0, done["again"].stderr
+    doc = json.loads((root / "again" / "result.json").read_text())
+    assert doc["start"] == {"path": str(outs[key]), "used": True, "reason": None}
+    np.testing.assert_allclose(doc["estimates"]["llf"], CASES[key]["llf"], rtol=1e-8)
+    first = json.loads((outs[key] / "result.json").read_text())
+    assert doc["optimizer"]["evaluations"] < first["optimizer"]["evaluations"]

@@ -19,56 +19,26 @@
 #                their difference is the precision of the reference.
 # Each fit is the case's, with the control that gave its numbers (optimizer$used).
 # Made with Debian's R 4.2.2, r-cran-lme4 1.1-31.
-suppressPackageStartupMessages({
-  library(lme4)
-  library(jsonlite)
-})
-
 here <- "tests/reference/nested"
+# lme4 and jsonlite; controls, case_data, fit_case (lme4's fit of a case with the
+# control that gave its numbers), rows, num, prediction_record, anova_record
+source(file.path(here, "lme4_nested_common.R"))
 ref <- fromJSON(file.path(here, "lme4_nested.json"), simplifyVector = FALSE)$cases
 
-# controls, case_data, fit_case (lme4's fit of a case with the control that gave its
-# numbers), rows, num
-source(file.path(here, "lme4_nested_common.R"))
-
 # ---------------------------------------------------------------- predictions
-predictions <- list()
-key <- "sim_diag_reml"
-fit <- fit_case(key)
-d <- case_data(ref[[key]])
-fitted_all <- unname(predict(fit))
-extra <- data.frame(g = c("g01", "g99", "g02"), h = c("h9", "h1", NA),
-                    x = c(0.3, -1.2, 0.7), y = NA_real_, stringsAsFactors = FALSE)
-nd <- rbind(d[1:4, ], extra)
-rownames(nd) <- NULL
-predictions[[key]] <- list(
-  case = key, lmer = ref[[key]]$lmer, reml = ref[[key]]$reml,
-  llf = as.numeric(logLik(fit)), n_fitted = length(fitted_all),
-  fitted_first = num(fitted_all[1:20]), fitted_sum = sum(fitted_all),
-  fitted_sum_squares = sum(fitted_all^2), newdata = rows(nd),
-  predict_new = num(predict(fit, newdata = nd, allow.new.levels = TRUE)),
-  predict_fixed = num(predict(fit, newdata = nd, re.form = NA)))
-message(sprintf("%-18s predictions: fitted[1] %.10g", key, fitted_all[1]))
+predictions <- list(sim_diag_reml = prediction_record("sim_diag_reml", function(d) {
+  extra <- data.frame(g = c("g01", "g99", "g02"), h = c("h9", "h1", NA),
+                      x = c(0.3, -1.2, 0.7), y = NA_real_, stringsAsFactors = FALSE)
+  rbind(d[1:4, ], extra)
+}))
 
 # ---------------------------------------------------------------- anova
 comparisons <- list(
   sim_blocks_reml = "y ~ x + z + w + (x | g) + (0 + z | g)",
   sim_diag_reml = "y ~ x + (x || g)")
 anovas <- list()
-for (key in names(comparisons)) {
-  full <- fit_case(key)
-  small <- fit_case(key, comparisons[[key]])
-  tab <- suppressMessages(anova(small, full))
-  anovas[[key]] <- list(
-    case = key, reml = ref[[key]]$reml, restricted = comparisons[[key]],
-    full = ref[[key]]$lmer,
-    llf_given = list(restricted = as.numeric(logLik(small)),
-                     full = as.numeric(logLik(full))),
-    npar = num(tab$npar), AIC = num(tab$AIC), BIC = num(tab$BIC),
-    logLik = num(tab$logLik), deviance = num(tab$deviance),
-    Chisq = num(tab$Chisq), Df = num(tab$Df), p_value = num(tab[["Pr(>Chisq)"]]))
-  message(sprintf("%-18s anova: Chisq %.10g on %d df", key, tab$Chisq[2], tab$Df[2]))
-}
+for (key in names(comparisons))
+  anovas[[key]] <- anova_record(key, comparisons[[key]])
 
 # ---------------------------------------------------------------- profile intervals
 all_profiled <- c("sim_diag_reml", "sim_blocks_reml", "sim_three_reml", "egsingle_reml")
