@@ -28,6 +28,11 @@ result to rebuild and ``dlmm summary`` reads it as any other:
     ``grp`` (the level's label), ``condval``, ``condsd``; by factor (as
     ``random_effects``), column, level.
 
+``dlmm fit -f`` writes the same folder (:func:`write_outputs`) with what a run adds:
+``model.data``, ``timings`` (``data_pass``, ``optimizer``, ``evaluations``,
+``cluster``, ``total``), ``options``, ``cluster``, the ``inputs`` (and ``start``)
+sections of :mod:`dlmm.cli.nightly`, and ``fitted.parquet/`` with ``--fitted``.
+
 Floats are written with Python's shortest round-trip representation: a loaded
 result has every estimate bit for bit, its summary, VarCorr and random effects,
 and predicts new data (:mod:`dlmm.results.terms_predict`) without the fitted data.
