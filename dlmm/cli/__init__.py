@@ -18,7 +18,13 @@ dlmm.cli`` is the same command.
     (``--config``; keys are the long option names, with ``-`` or ``_``, and
     ``vc`` a table ``{name = "formula"}``; see :mod:`dlmm.cli.config`);
     command-line flags override the file (``--vc`` flags replace the file's
-    whole ``vc`` table).
+    whole ``vc`` table). ``--formula`` may state the whole model in lme4's
+    spelling: a model statsmodels can state is restated as ``--groups``,
+    ``--re-formula`` and ``--vc``; one beyond it (slopes at a nested level,
+    several blocks on a factor, three levels) is fitted as :func:`dlmm.lmer`
+    fits it (``TermsMixedLM``, the nested engine) into the same folder
+    (``"kind": "terms"``, :mod:`dlmm.results.terms_saved`), on the same
+    cluster options.
 
 ``dlmm summary RESULT_DIR``
     Prints the ``summary.txt`` of a result folder (``dlmm fit -o`` or

@@ -247,13 +247,22 @@ def fit_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def lme4_spelling(opts: dict[str, Any]) -> None:
     """A ``--formula`` in lme4's spelling (``'y ~ x + (x | school) + (1 | school:class)'``)
-    restated in place as the ``formula``, ``groups``, ``re_formula`` and ``vc`` options
-    (:func:`dlmm.spec.lme4_terms.translate`, as :func:`dlmm.lmer` does); a formula without
-    random-effect terms is left as it is. Bars beside ``--groups``, ``--re-formula`` or
-    ``--vc``, and a crossed factor that is an interaction (which needs a column of its
-    own in the data), are usage errors."""
+    restated in place.
+
+    A model of statsmodels' shape becomes the ``formula``, ``groups``, ``re_formula``
+    and ``vc`` options (:func:`dlmm.spec.lme4_terms.translate`, as :func:`dlmm.lmer`
+    does); a model beyond it (slopes at a nested level, several blocks on a factor,
+    three levels) or one whose factors are interactions that nest as written
+    (``(x || g) + (1 | g:h)``) keeps its formula and sets ``opts["terms"]``: ``dlmm
+    fit`` fits it as :func:`dlmm.lmer` does, with
+    :class:`~dlmm.terms_model.TermsMixedLM` (the term list and the nested engine). A
+    formula without random-effect terms is left as it is. Bars beside ``--groups``,
+    ``--re-formula`` or ``--vc``, what lme4 refuses, a crossed factor that is an
+    interaction (which needs a column of its own in the data), and ``--cache`` for a
+    model of terms are usage errors."""
     from ..exceptions import InputError
     from ..spec.lme4_terms import split_formula, translate
+    from ..spec.terms import from_lmer
 
     if "|" not in opts["formula"] or "~" not in opts["formula"]:
         return  # no lme4 bars (a formula without '~' is refused as it is, later)
@@ -268,16 +277,25 @@ def lme4_spelling(opts: dict[str, Any]) -> None:
     try:
         translation = translate(opts["formula"])
     except InputError:
-        from ..spec.terms import from_lmer
-
         from_lmer(opts["formula"])  # what lme4 itself refuses, said as it is
-        raise UsageError(f"--formula {opts['formula']!r} has no statsmodels spelling (slopes "
-                         "at a nested level, several blocks on a factor, three levels): "
-                         "dlmm.lmer fits it in Python; the command line does not yet") from None
+        _terms_model(opts)
+        return
     if translation.interactions:
+        if from_lmer(opts["formula"])[1].nesting() is not None:
+            _terms_model(opts)  # g:h inside g: the term list reads the factors as written
+            return
         factors = next(iter(translation.interactions.values()))
         raise UsageError(f"--formula: the factor {':'.join(factors)!r} needs a column of its "
                          "own here: add one to the data (values 'a:b', as lme4 labels them) "
                          "and name it in the formula, or fit with dlmm.lmer in Python")
     opts.update(formula=translation.formula, groups=translation.groups,
                 re_formula=translation.re_formula, vc=translation.vc_formula or None)
+
+
+def _terms_model(opts: dict[str, Any]) -> None:
+    """Mark ``opts`` as a model of random-effects terms (its lme4 formula kept)."""
+    if opts.get("cache") is not None:
+        raise UsageError(f"--cache: the statistics cache holds sums of statsmodels-shaped "
+                         f"models; --formula {opts['formula']!r} is a model of terms (leave "
+                         "out --cache)")
+    opts["terms"] = True

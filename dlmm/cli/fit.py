@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..exceptions import InputError
 from ..progress import data_pass_progress
 from . import cluster, interrupts, nightly
 from .errors import EXIT_NOT_CONVERGED, EXIT_OK, one_line
@@ -27,13 +28,12 @@ def run(opts: dict[str, Any]) -> int:
         0 converged, 3 not converged (the outputs are written either way); with
         ``--skip-unchanged`` over an unchanged previous output, that output's.
     """
-    import dlmm
-
     from ..distributed.sources import read_parquet
     from ..io.folders import RESULT_FOLDER
     from ..io.result_folder import write_outputs
     from ..io.stats_cache import check_cache_folder
     from ..io.store import check_input_urls, check_output
+    from ..results.terms_saved import write_outputs as terms_outputs
 
     t0 = time.perf_counter()
     check_input_urls(opts["data"])  # an unknown scheme or a missing backend, in one line
@@ -90,11 +90,7 @@ def run(opts: dict[str, Any]) -> int:
         if info.get("dashboard"):
             event("dashboard", "Dask dashboard: %s", info["dashboard"],
                   dashboard=info["dashboard"])
-        model = dlmm.mixedlm(opts["formula"], opts["data"], groups=opts["groups"],
-                             re_formula=opts["re_formula"], vc_formula=opts["vc"] or None,
-                             missing=opts["missing"], client=client,
-                             drop_collinear=opts["drop_collinear"], cache=opts["cache"],
-                             weights=opts.get("weights"))
+        model = _model(opts, client)
         event("data_pass", "data pass: reading %s", opts["data"], stage="start",
               data=opts["data"])
         t_pass = time.perf_counter()
@@ -102,6 +98,7 @@ def run(opts: dict[str, Any]) -> int:
             model.prepare(client=client, progress=progress)
         interrupts.checkpoint()  # a Ctrl-C some library swallowed still stops the run
         nobs, n_groups = model.nobs, model.n_groups
+        pass_seconds = time.perf_counter() - t_pass
         event("data_pass", "data pass: done in %.2f s: %d rows, %d groups",
               time.perf_counter() - t_pass, nobs, n_groups, stage="end", nobs=nobs,
               n_groups=n_groups, seconds=round(time.perf_counter() - t_pass, 6))
@@ -126,6 +123,8 @@ def run(opts: dict[str, Any]) -> int:
             start_section = {"path": str(opts["start_from"]), "used": False, "reason": why}
             result = model.fit(**_fit_kwargs(opts), client=client, callback=_log_step)
         failures = result.mle_retvals.get("convergence_failures", [])
+        if opts.get("terms") and not result.converged:  # the optimizer's message
+            failures = [str(result.mle_retvals.get("message", ""))]
         status = "converged" if result.converged else \
             "not converged (" + "; ".join(failures) + ")"
         level = logging.INFO if result.converged else logging.WARNING
@@ -133,6 +132,10 @@ def run(opts: dict[str, Any]) -> int:
               result.mle_retvals.get("evaluations", 0), level=level,
               converged=bool(result.converged), llf=result.llf, reasons=failures)
         timings = {"cluster": cluster_seconds, "total": time.perf_counter() - t0}
+        if opts.get("terms"):  # (a grouped fit's result carries its own timings)
+            timings = {"data_pass": pass_seconds,
+                       "optimizer": result.mle_retvals.get("seconds"),
+                       "evaluations": result.mle_retvals.get("evaluations"), **timings}
         interrupts.checkpoint()  # nothing is written after a Ctrl-C
         if opts["output"] is not None:
             sections = {"inputs": nightly.inputs_section(opts, files)}
@@ -140,13 +143,41 @@ def run(opts: dict[str, Any]) -> int:
                 sections["cache"] = report.to_dict()
             if start_section is not None:
                 sections["start"] = start_section
-            write_outputs(result, opts["output"], overwrite=opts["overwrite"],
-                          options=dict(opts), cluster=info, timings=timings, client=client,
-                          sections=sections)
+            write = terms_outputs if opts.get("terms") else write_outputs
+            write(result, opts["output"], overwrite=opts["overwrite"],
+                  options=dict(opts), cluster=info, timings=timings, client=client,
+                  sections=sections)
             event("output", "wrote %s", opts["output"], output=str(opts["output"]))
         else:
             print(result.summary())
     return EXIT_OK if result.converged else EXIT_NOT_CONVERGED
+
+
+def _model(opts: dict[str, Any], client):
+    """The unfitted model of the options: :class:`~dlmm.model.MixedLM` (statsmodels'
+    shape, as :func:`dlmm.mixedlm`), or for lme4's formulas beyond it (``opts["terms"]``,
+    :func:`dlmm.cli.config.lme4_spelling`) :class:`~dlmm.terms_model.TermsMixedLM`, as
+    :func:`dlmm.lmer` makes it."""
+    if opts.get("terms"):
+        from ..distributed.sources import read_parquet
+        from ..terms_model import TermsMixedLM
+
+        if opts.get("weights"):
+            raise InputError("--weights: precision weights are not supported yet for "
+                             "lme4 formulas beyond statsmodels' shape "
+                             f"({opts['formula']!r})")
+
+        columns = [str(c) for c in read_parquet(opts["data"]).columns]
+        return TermsMixedLM.from_lmer(opts["formula"], opts["data"], columns,
+                                      missing=opts["missing"], client=client,
+                                      drop_collinear=opts["drop_collinear"])
+    import dlmm
+
+    return dlmm.mixedlm(opts["formula"], opts["data"], groups=opts["groups"],
+                        re_formula=opts["re_formula"], vc_formula=opts["vc"] or None,
+                        missing=opts["missing"], client=client,
+                        drop_collinear=opts["drop_collinear"], cache=opts["cache"],
+                        weights=opts.get("weights"))
 
 
 def _fit_from(model, opts: dict[str, Any], start, client) -> tuple[Any, str | None]:

@@ -174,6 +174,8 @@ def start_params(path: str, opts: dict[str, Any], doc: dict[str, Any]):
     est = state.get("estimates") if isinstance(state.get("estimates"), dict) else {}
     names = state.get("names") if isinstance(state.get("names"), dict) else {}
     where = f"--start-from {path!r}: result.json"
+    if opts.get("terms"):
+        return _start_theta(where, est)
     try:
         cov = np.asarray(est["cov_re_unscaled"], dtype=float)
         vcomp = np.asarray(est["vcomp_unscaled"], dtype=float)
@@ -203,9 +205,26 @@ def start_params(path: str, opts: dict[str, Any], doc: dict[str, Any]):
         raise InputError(f"{where} has no usable estimates ({exc})") from None
 
 
+def _start_theta(where: str, est: dict[str, Any]) -> np.ndarray:
+    """lme4's θ of a previous fit of terms (``state.estimates.theta``): finite numbers."""
+    try:
+        theta = np.asarray(est["theta"], dtype=float)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"{where} has no usable estimates ({exc})") from None
+    if theta.ndim != 1 or not np.isfinite(theta).all():
+        raise InputError(f"{where}: theta is not a list of finite numbers: not a start point")
+    return theta
+
+
 def check_start(path: str, doc: dict[str, Any], params, model) -> None:
     """Refuse previous estimates whose random effects are not the model's (names, or
-    the numbers of effects and components)."""
+    the numbers of effects and components; for a model of terms, θ's names)."""
+    if getattr(model, "lmer_formula", None) is not None:  # TermsMixedLM: lme4's θ
+        saved = list((doc.get("estimates") or {}).get("theta") or {})
+        if saved != list(model.layout.names):
+            raise InputError(f"--start-from {path!r}: its theta {saved} is not this "
+                             f"model's {list(model.layout.names)}")
+        return
     names = (doc.get("state") or {}).get("names") or {}
     for key, mine in (("exog_re_names", model.exog_re_names),
                       ("vc_names", list(model.spec.vc_names))):

@@ -39,7 +39,14 @@ def model_columns(opts: dict[str, Any]) -> list[str]:
     from ..spec.formula import FormulaSpec
     from ..spec.residual import ResidualModel
 
+    columns = read_parquet(opts["data"]).columns
+    if opts.get("terms"):  # lme4's formula, beyond statsmodels' shape
+        from ..spec.terms import from_lmer
+        from ..spec.terms_spec import TermsSpec
+
+        fixed, terms = from_lmer(opts["formula"], [str(c) for c in columns])
+        return TermsSpec(fixed, terms).required_columns(columns)
     spec = FormulaSpec(opts["formula"], opts["groups"], re_formula=opts["re_formula"],
                        vc_formula=opts["vc"] or None,
                        residual=ResidualModel(weights=opts.get("weights")))
-    return spec.required_columns(read_parquet(opts["data"]).columns)
+    return spec.required_columns(columns)

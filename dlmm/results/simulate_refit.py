@@ -150,36 +150,59 @@ def _groups_argument(spec):
     return spec.groups if isinstance(spec.groups, str) or spec.groups is None else None
 
 
+def with_new_response(data, new_response, dask_frame):
+    """``(name, data)``: the response ``refit`` fits and the data holding it, for both
+    kinds of fit (this module's ``refit`` and :func:`dlmm.results.terms_simulate.refit`).
+
+    Parameters
+    ----------
+    data : pandas or Dask DataFrame
+        The data as given to the model (``model.data.frame``).
+    new_response : str, pandas Series, array or Dask Series
+        A column of ``data``, or values aligned with its rows (a Series by index, an
+        array by position), or a Dask Series made from the same frame.
+    dask_frame : callable
+        The fit's rows as a Dask DataFrame (``stats.backend.frame``), for a Dask
+        Series beside in-memory data; called only then.
+
+    Raises
+    ------
+    InputError
+        Several responses (a DataFrame), values of another length, or in-memory values
+        beside Dask or Parquet data.
+    """
+    if isinstance(new_response, str):
+        return new_response, data
+    name = NEW_RESPONSE
+    if isinstance(new_response, pd.DataFrame) or getattr(new_response, "ndim", 1) != 1:
+        raise InputError("refit needs one new response: a column name or one Series "
+                         "(for simulate()'s output, pick a column: sims['sim_1'])")
+    if hasattr(new_response, "npartitions"):
+        if not hasattr(data, "npartitions"):
+            data = dask_frame()
+        return name, data.assign(**{name: new_response})
+    if not isinstance(data, pd.DataFrame):
+        raise InputError("for Dask or Parquet data, give refit a column name or a Dask "
+                         "Series made from the same frame (such as simulate()'s)")
+    if isinstance(new_response, pd.Series):
+        values = new_response
+    else:
+        arr = np.asarray(new_response, dtype=float)
+        if arr.shape != (len(data),):
+            raise InputError(f"new_response has {arr.size} values; the data have "
+                             f"{len(data)} rows (or pass a Series indexed like them)")
+        values = pd.Series(arr, index=data.index)
+    return name, data.assign(**{name: values})
+
+
 def refit(result, new_response):
     """The same model fitted (REML or ML, as ``result``) to a new response: a column
     name of the data, or values aligned with its rows (see the module docstring)."""
     spec = _formula_spec(result)
-    data = result.model.data.frame
     rhs = spec.formula.split("~", 1)[1]
-    if isinstance(new_response, str):
-        name = new_response
-    else:
-        name = NEW_RESPONSE
-        if isinstance(new_response, pd.DataFrame) or getattr(new_response, "ndim", 1) != 1:
-            raise InputError("refit needs one new response: a column name or one Series "
-                             "(for simulate()'s output, pick a column: sims['sim_1'])")
-        if hasattr(new_response, "npartitions"):
-            if not hasattr(data, "npartitions"):
-                data = result._require_stats("refit").backend.frame
-            data = data.assign(**{name: new_response})
-        else:
-            if not isinstance(data, pd.DataFrame):
-                raise InputError("for Dask or Parquet data, give refit a column name or a Dask "
-                                 "Series made from the same frame (such as simulate()'s)")
-            if isinstance(new_response, pd.Series):
-                values = new_response
-            else:
-                arr = np.asarray(new_response, dtype=float)
-                if arr.shape != (len(data),):
-                    raise InputError(f"new_response has {arr.size} values; the data have "
-                                     f"{len(data)} rows (or pass a Series indexed like them)")
-                values = pd.Series(arr, index=data.index)
-            data = data.assign(**{name: values})
+    name, data = with_new_response(
+        result.model.data.frame, new_response,
+        lambda: result._require_stats("refit").backend.frame)
     return _refit(result, f"{name} ~{rhs}", data, spec.re_formula, spec.vc_formula or None,
                   _groups_argument(spec))
 

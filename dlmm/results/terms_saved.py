@@ -28,6 +28,11 @@ result to rebuild and ``dlmm summary`` reads it as any other:
     ``grp`` (the level's label), ``condval``, ``condsd``; by factor (as
     ``random_effects``), column, level.
 
+``dlmm fit -f`` writes the same folder (:func:`write_outputs`) with what a run adds:
+``model.data``, ``timings`` (``data_pass``, ``optimizer``, ``evaluations``,
+``cluster``, ``total``), ``options``, ``cluster``, the ``inputs`` (and ``start``)
+sections of :mod:`dlmm.cli.nightly`, and ``fitted.parquet/`` with ``--fitted``.
+
 Floats are written with Python's shortest round-trip representation: a loaded
 result has every estimate bit for bit, its summary, VarCorr and random effects,
 and predicts new data (:mod:`dlmm.results.terms_predict`) without the fitted data.
@@ -55,7 +60,6 @@ from ..io.result_folder import (
     RANDOM_EFFECTS_FILE,
     RESULT_FILE,
     SCHEMA,
-    SUMMARY_FILE,
     write_table,
 )
 from ..io.store import is_url
@@ -115,12 +119,16 @@ def result_state(result) -> dict:
     })
 
 
-def result_document(result, files: list[str]) -> dict:
-    """``result.json`` of a fit of terms (schema ``dlmm.result/2``, ``kind`` terms)."""
+def result_document(result, files: list[str], *, options=None, cluster=None,
+                    timings=None, sections=None) -> dict:
+    """``result.json`` of a fit of terms (schema ``dlmm.result/2``, ``kind`` terms);
+    ``dlmm fit`` adds its ``options``, ``cluster``, ``timings`` and ``sections``
+    (``inputs``, ``start``) as :func:`dlmm.io.result_folder.result_document` does."""
     model = result.model
     n_levels = result.n_levels
     cov = result.cov_fe
-    return {
+    options = dict(options or {})
+    doc = {
         "schema": SCHEMA,
         "kind": KIND,
         "status": "converged" if result.converged else "not_converged",
@@ -128,7 +136,8 @@ def result_document(result, files: list[str]) -> dict:
         "convergence_failures": [] if result.converged else
         [str(result.mle_retvals.get("message", ""))],
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"data": None, "lmer": model.lmer_formula, "formula": model.spec.formula,
+        "model": {"data": jsonable(options.get("data")), "lmer": model.lmer_formula,
+                  "formula": model.spec.formula,
                   "method": "REML" if result.reml else "ML", "reml": bool(result.reml),
                   "missing": getattr(model, "missing", None),
                   "response": model.spec.response},
@@ -149,6 +158,14 @@ def result_document(result, files: list[str]) -> dict:
         "files": list(files),
         "state": result_state(result),
     }
+    if options:  # a run of dlmm fit
+        doc.update(timings=jsonable(dict(timings or {})), options=jsonable(options),
+                   cluster=jsonable(dict(cluster or {"kind": "none"})))
+    for key, value in (sections or {}).items():
+        if key in doc:
+            raise ValueError(f"section {key!r} would replace a key of {SCHEMA}")
+        doc[key] = jsonable(value)
+    return doc
 
 
 def save(result, path: str | os.PathLike) -> None:
@@ -163,11 +180,37 @@ def save(result, path: str | os.PathLike) -> None:
             raise InputError(f"output folder {str(path)!r} exists and is not empty")
         if path.exists():
             path.rmdir()  # empty (checked above): the writer refuses existing folders
+    write_outputs(result, path)
+
+
+def write_outputs(result, path: str | os.PathLike, *, overwrite: bool = False,
+                  options=None, cluster=None, timings=None, client=None,
+                  sections=None) -> dict:
+    """Write the result folder of a fit of terms atomically (``result.save``, and
+    ``dlmm fit -o`` as :func:`dlmm.io.result_folder.write_outputs` for grouped fits):
+    ``summary.txt``, ``random_effects.parquet``, ``fitted.parquet/`` with the
+    ``fitted`` option, then ``result.json``.
+
+    Returns
+    -------
+    dict
+        The ``result.json`` document written.
+    """
+    from ..io.result_folder import OutputContext, write_fitted, write_summary
+
+    options = dict(options or {})
+    data = options.get("data")
+    inputs = {"DATA": data} if isinstance(data, (str, os.PathLike, list, tuple)) else None
     table = effects_table(result)
-    summary = result.summary()
-    with staged_output(path, False, kind=RESULT_FOLDER) as tmp:
-        (tmp / SUMMARY_FILE).write_text(summary + "\n", encoding="utf-8")
+    context = OutputContext(result=result, options=options, client=client)
+    with staged_output(path, overwrite, kind=RESULT_FOLDER, inputs=inputs) as tmp:
+        files = [write_summary(context, tmp)]
         write_table(table, tmp / RANDOM_EFFECTS_FILE, index=False)
-        doc = result_document(result, [SUMMARY_FILE, RANDOM_EFFECTS_FILE])
+        files.append(RANDOM_EFFECTS_FILE)
+        fitted = write_fitted(context, tmp)
+        files += [fitted] if fitted is not None else []
+        doc = result_document(result, files, options=options, cluster=cluster,
+                              timings=timings, sections=sections)
         text = json.dumps(doc, indent=2, allow_nan=False)
         (tmp / RESULT_FILE).write_text(text + "\n", encoding="utf-8")
+    return doc

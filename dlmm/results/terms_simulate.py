@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import InputError
-from .simulate_refit import NEW_RESPONSE, _mix, hashed_normals
+from .simulate_refit import _mix, hashed_normals, with_new_response
 
 
 def _level_keys(codes: dict[str, np.ndarray], columns) -> np.ndarray:
@@ -109,31 +109,9 @@ def refit(result, new_response):
     name of the data, or values aligned with its rows (see the module docstring)."""
     stats = _require_fitted(result, "refit")
     model = result.model
-    data = model.data.frame  # the data as given (model.data: statsmodels' model data)
-    if isinstance(new_response, str):
-        name = new_response
-    else:
-        name = NEW_RESPONSE
-        if isinstance(new_response, pd.DataFrame) or getattr(new_response, "ndim", 1) != 1:
-            raise InputError("refit needs one new response: a column name or one Series "
-                             "(for simulate()'s output, pick a column: sims['sim_1'])")
-        if hasattr(new_response, "npartitions"):
-            if not hasattr(data, "npartitions"):
-                data = stats.backend.frame
-            data = data.assign(**{name: new_response})
-        else:
-            if not isinstance(data, pd.DataFrame):
-                raise InputError("for Dask or Parquet data, give refit a column name or a Dask "
-                                 "Series made from the same frame (such as simulate()'s)")
-            if isinstance(new_response, pd.Series):
-                values = new_response
-            else:
-                arr = np.asarray(new_response, dtype=float)
-                if arr.shape != (len(data),):
-                    raise InputError(f"new_response has {arr.size} values; the data have "
-                                     f"{len(data)} rows (or pass a Series indexed like them)")
-                values = pd.Series(arr, index=data.index)
-            data = data.assign(**{name: values})
+    # the data as given (model.data: statsmodels' model data)
+    name, data = with_new_response(model.data.frame, new_response,
+                                   lambda: stats.backend.frame)
     rhs = model.lmer_formula.split("~", 1)[1]
     columns = [str(c) for c in getattr(data, "columns", [])]
     new = type(model).from_lmer(f"{name} ~{rhs}", data, columns, missing=model.missing,

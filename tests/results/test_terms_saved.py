@@ -24,7 +24,8 @@ CASES = json.loads((REFERENCE / "lme4_nested.json").read_text())["cases"]
 PREDICTIONS = json.loads((REFERENCE / "lme4_nested_features.json").read_text())["predictions"]
 
 
-@pytest.fixture(scope="module", params=["sim_three_reml", "sim_blocks_reml"])
+@pytest.fixture(scope="module", params=["sim_three_reml", "sim_blocks_reml", "egsingle_reml",
+                                         "sim_slopes2_reml"])
 def saved(request, tmp_path_factory):
     key = request.param
     data = pd.read_csv(REFERENCE / "data" / CASES[key]["data"])

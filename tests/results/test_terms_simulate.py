@@ -27,11 +27,13 @@ CASES = json.loads((REFERENCE / "lme4_nested.json").read_text())["cases"]
 N_SIM = 2000
 
 # Small designs of every shape: three levels with a slope in the middle (the first 6
-# of sim_three's 20 outer groups), and two correlated blocks on one factor (the first
-# 25 of sim_blocks' 80 groups).
+# of sim_three's 20 outer groups), two correlated blocks on one factor (the first
+# 25 of sim_blocks' 80 groups), and correlated slopes at two nested levels (the first
+# 12 of sim_slopes2's 40 outer groups; egsingle's shape).
 DESIGNS = {
     "three_levels": ("sim_three.csv", "y ~ x + (1 | a) + (x | a:b) + (1 | a:b:c)", "a", 6),
     "two_blocks": ("sim_blocks.csv", "y ~ x + z + w + (x | g) + (0 + z + w | g)", "g", 25),
+    "slopes_two_levels": ("sim_slopes2.csv", "y ~ x + (x | g) + (x | g:h)", "g", 12),
 }
 
 

@@ -123,15 +123,10 @@ exam <- write_data(ex, "exam.csv", "school")
 
 # ---------------------------------------------------------------- the fits
 
-# lme4's optimum: both of lme4's BOBYQAs with tolerances far below the defaults;
-# the one reaching the higher log-likelihood gives the reference numbers.
-controls <- list(
-  bobyqa = lmerControl(optimizer = "bobyqa",
-                       optCtrl = list(rhoend = 1e-11, maxfun = 1e5)),
-  nloptwrap = lmerControl(optimizer = "nloptwrap",
-                          optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-14,
-                                         xtol_rel = 1e-12, ftol_rel = 1e-14,
-                                         maxeval = 1e5)))
+# lme4's optimum: both of lme4's BOBYQAs with tolerances far below the defaults
+# (`controls`, lme4_nested_common.R, with `rows`); the one reaching the higher log-likelihood gives
+# the reference numbers.
+source(file.path(here, "lme4_nested_common.R"))
 
 # the fit, with the warnings and messages it raised
 fit_lmer <- function(formula, data, reml, control, fun = lme4::lmer) {
@@ -149,8 +144,6 @@ time_fit <- function(formula, data, reml, control) {
     suppressWarnings(suppressMessages(lmer(formula, data = data, REML = reml,
                                            control = control))))[["elapsed"]]))
 }
-
-rows <- function(df) lapply(seq_len(nrow(df)), function(i) as.list(df[i, , drop = FALSE]))
 
 # each grouping factor that nests in another: every level of `inner` in one level of `outer`
 nesting <- function(fit) {

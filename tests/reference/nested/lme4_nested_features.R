@@ -10,42 +10,11 @@
 # case with the control that gave the case's reference numbers (its
 # `optimizer$used`), so the fits are those of lme4_nested.json. Made with Debian's
 # R 4.2.2 and r-cran-lme4 1.1-31; a second run reproduces the file exactly.
-suppressPackageStartupMessages({
-  library(lme4)
-  library(jsonlite)
-})
-
 here <- "tests/reference/nested"
+# lme4 and jsonlite; controls, case_data, fit_case (lme4's fit of a case with the
+# control that gave its numbers), rows, num, prediction_record, anova_record
+source(file.path(here, "lme4_nested_common.R"))
 ref <- fromJSON(file.path(here, "lme4_nested.json"), simplifyVector = FALSE)$cases
-
-controls <- list(
-  bobyqa = lmerControl(optimizer = "bobyqa",
-                       optCtrl = list(rhoend = 1e-11, maxfun = 1e5)),
-  nloptwrap = lmerControl(optimizer = "nloptwrap",
-                          optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-14,
-                                         xtol_rel = 1e-12, ftol_rel = 1e-14,
-                                         maxeval = 1e5)))
-
-# the data of a case as lme4_nested.R fitted it: label columns read as text
-case_data <- function(case) {
-  labels <- unlist(case$label_columns)
-  read.csv(file.path(here, "data", case$data),
-           colClasses = setNames(rep("character", length(labels)), labels))
-}
-
-# lme4's fit of a case (formula and REML as recorded), with the case's control
-fit_case <- function(key, formula = NULL) {
-  case <- ref[[key]]
-  f <- as.formula(if (is.null(formula)) case$lmer else formula)
-  fit <- lmer(f, data = case_data(case), REML = case$reml,
-              control = controls[[case$optimizer$used]])
-  if (is.null(formula))  # the fit of lme4_nested.json
-    stopifnot(abs(as.numeric(logLik(fit)) - case$llf) < 1e-6)
-  fit
-}
-
-rows <- function(df) lapply(seq_len(nrow(df)), function(i) as.list(df[i, , drop = FALSE]))
-num <- function(x) as.list(unname(as.numeric(x)))
 
 # ---------------------------------------------------------------- predictions
 
@@ -78,27 +47,9 @@ new_rows <- list(
   })
 
 predictions <- list()
-for (name in names(new_rows)) {
-  key <- paste0(name, "_reml")
-  fit <- fit_case(key)
-  d <- case_data(ref[[key]])
-  fitted_all <- unname(predict(fit))
-  nd <- new_rows[[name]](d)
-  rownames(nd) <- NULL
-  predictions[[key]] <- list(
-    case = key,
-    lmer = ref[[key]]$lmer,
-    reml = ref[[key]]$reml,
-    llf = as.numeric(logLik(fit)),
-    n_fitted = length(fitted_all),
-    fitted_first = num(fitted_all[1:20]),       # predict(fit): rows 1..20
-    fitted_sum = sum(fitted_all),
-    fitted_sum_squares = sum(fitted_all^2),
-    newdata = rows(nd),
-    predict_new = num(predict(fit, newdata = nd, allow.new.levels = TRUE)),
-    predict_fixed = num(predict(fit, newdata = nd, re.form = NA)))
-  message(sprintf("%-18s predictions: fitted[1] %.10g", key, fitted_all[1]))
-}
+for (name in names(new_rows))
+  predictions[[paste0(name, "_reml")]] <- prediction_record(paste0(name, "_reml"),
+                                                            new_rows[[name]])
 
 # ---------------------------------------------------------------- anova
 
@@ -110,24 +61,8 @@ comparisons <- list(
   sim_three_ml = "y ~ x + (1 | a) + (1 | a:b) + (1 | a:b:c)")
 
 anovas <- list()
-for (key in names(comparisons)) {
-  full <- fit_case(key)
-  small <- fit_case(key, comparisons[[key]])
-  tab <- suppressMessages(anova(small, full))
-  anovas[[key]] <- list(
-    case = key,
-    reml = ref[[key]]$reml,
-    restricted = comparisons[[key]],
-    full = ref[[key]]$lmer,
-    # the fits as given (REML fits: their REML log-likelihoods)
-    llf_given = list(restricted = as.numeric(logLik(small)),
-                     full = as.numeric(logLik(full))),
-    # anova's table, restricted model first (lme4 orders by npar)
-    npar = num(tab$npar), AIC = num(tab$AIC), BIC = num(tab$BIC),
-    logLik = num(tab$logLik), deviance = num(tab$deviance),
-    Chisq = num(tab$Chisq), Df = num(tab$Df), p_value = num(tab[["Pr(>Chisq)"]]))
-  message(sprintf("%-18s anova: Chisq %.10g on %d df", key, tab$Chisq[2], tab$Df[2]))
-}
+for (key in names(comparisons))
+  anovas[[key]] <- anova_record(key, comparisons[[key]])
 
 # ---------------------------------------------------------------- profile intervals
 
