@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InputError
 from ..progress import data_pass_progress
 from . import cluster, interrupts, nightly
 from .errors import EXIT_NOT_CONVERGED, EXIT_OK, one_line
@@ -161,11 +160,6 @@ def _model(opts: dict[str, Any], client):
     if opts.get("terms"):
         from ..distributed.sources import read_parquet
         from ..terms_model import TermsMixedLM
-
-        if opts.get("weights"):
-            raise InputError("--weights: precision weights are not supported yet for "
-                             "lme4 formulas beyond statsmodels' shape "
-                             f"({opts['formula']!r})")
 
         columns = [str(c) for c in read_parquet(opts["data"]).columns]
         return TermsMixedLM.from_lmer(opts["formula"], opts["data"], columns,
