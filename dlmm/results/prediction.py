@@ -48,16 +48,18 @@ def levels_by_value(frame: pd.DataFrame, spec) -> pd.DataFrame:
 
 def admit_unseen_levels(frame: pd.DataFrame, spec) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
     """New data whose component-only factors (:func:`~dlmm.spec.crossed.component_only_columns`)
-    have levels the fit never saw: those values replaced by a learned level, so that
-    the design can be built, and, per component, the rows whose effect is then zero.
-    (An unseen level of a fixed-effects factor is still refused by the design.)"""
+    have levels the fit never saw, or no level (missing): those values replaced by a
+    learned level, so that the design can be built, and, per component, the rows whose
+    effect is then zero (lme4's ``predict(allow.new.levels = TRUE)``: a row without a
+    level of a factor gets no effect of it, and the rest of its prediction). (An unseen
+    level of a fixed-effects factor is still refused by the design.)"""
     unseen: dict[int, np.ndarray] = {}
     replaced = {}
     for column, components in component_only_columns(spec).items():
         if column not in frame.columns:
             continue
         values = frame[column]
-        mask = (values.notna() & ~values.isin(spec.levels[column])).to_numpy()
+        mask = (~values.isin(spec.levels[column])).to_numpy()  # unseen or missing
         if not mask.any():
             continue
         replaced[column] = values.astype(object).where(~mask, spec.levels[column][0])

@@ -175,20 +175,16 @@ def test_summary_txt_holds_lme4s_numbers(fits, key):
 @pytest.mark.parametrize("key", [k for k in KEYS if k in PREDICTIONS])
 def test_predict_is_lme4s_predict(fits, key):
     """``dlmm predict`` of lme4's new rows (known levels, new levels of each factor, a
-    missing one): ``predict(fit, newdata, allow.new.levels = TRUE)``. (sim_diag, on the
-    grouped engine, predicts NaN for its row with a missing ``h``, where lme4 leaves
-    out that factor's effect: that row is not compared.)"""
+    missing one, whose effect lme4 leaves out): ``predict(fit, newdata,
+    allow.new.levels = TRUE)``."""
     _, done, root = fits
     ref = PREDICTIONS[key]
     proc = done[(key, "predict")]
     assert proc.returncode == 0, proc.stderr
     got = pd.read_parquet(root / f"predict_{key}").sort_values("row")
     assert got["row"].tolist() == list(range(len(ref["newdata"])))
-    rows = [i for i, row in enumerate(ref["newdata"])
-            if key.rsplit("_", 1)[0] in TERMS
-            or all(row[c] is not None for c in CASES[key]["label_columns"])]
-    np.testing.assert_allclose(got["predicted"].to_numpy()[rows],
-                               np.asarray(ref["predict_new"])[rows], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got["predicted"].to_numpy(), ref["predict_new"], rtol=1e-6,
+                               atol=1e-6)
 
 
 def test_cluster_and_parquet_folder_give_lme4s_fit(tmp_path):
