@@ -205,7 +205,9 @@ class CrossedStatistics(RandomEffectsStatistics):
     def threads(self) -> DenseThreads:
         """This fit's BLAS thread choice for the dense part (:mod:`.threads`)."""
         if self._threads is None:
-            self._threads = DenseThreads(self.system.dense_size)
+            # a sparse Schur factor runs compiled scalar loops, no dense BLAS: one thread
+            sparse = self.system.sparse is not None
+            self._threads = DenseThreads(0 if sparse else self.system.dense_size)
         return self._threads
 
     @property

@@ -34,6 +34,7 @@ from ._blocks import (
     batched_solve,
     sym_block_product,
 )
+from .sparse import SparseSchurFactor, factorize_sparse
 from .system import CrossedSystem
 from .theta import unpack_theta
 
@@ -53,8 +54,10 @@ class CrossedFactor:
         ``C11_l^{-1} T_1'``.
     m1 : ndarray (l_1, t_1, t_1)
         ``T_1 C11_l^{-1} T_1'`` (the blocks of ``Lambda_1 C11^{-1} Lambda_1'``).
-    l22 : ndarray (Q2, Q2), Fortran order
-        Lower triangle: Cholesky factor of the Schur complement (upper triangle unused).
+    l22 : ndarray (Q2, Q2), Fortran order, or SparseSchurFactor
+        Lower triangle: Cholesky factor of the Schur complement (upper triangle
+        unused); when the system factors it sparse (:mod:`.sparse`), the sparse
+        factor of its permuted form (read it through :func:`tri_solve`).
     c1 : ndarray (l_1, t_1, r)
     c2 : ndarray (Q2, r)
     logdet : float
@@ -93,8 +96,11 @@ def lambda2(system: CrossedSystem, factors: list, dense: np.ndarray, transpose: 
     )
 
 
-def tri_solve(l22: np.ndarray, b: np.ndarray, trans: bool) -> np.ndarray:
-    """``L22^{-1} b`` or (``trans``) ``L22^{-T} b`` with LAPACK ``dtrtrs``."""
+def tri_solve(l22: np.ndarray | SparseSchurFactor, b: np.ndarray, trans: bool) -> np.ndarray:
+    """``L22^{-1} b`` or (``trans``) ``L22^{-T} b``: LAPACK ``dtrtrs`` on a dense factor,
+    the compiled sparse solves on a :class:`~.sparse.SparseSchurFactor`."""
+    if isinstance(l22, SparseSchurFactor):
+        return l22.solve(b, trans)
     if l22.shape[0] == 0:
         return np.array(b, dtype=float)
     x, info = lapack.dtrtrs(l22, b, lower=1, trans=1 if trans else 0)
@@ -195,10 +201,15 @@ def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
     q2 = system.dense_size
     if q2:
         x = schur_complement(system, factors, m1)
-        l22, info = lapack.dpotrf(x, lower=1, clean=0, overwrite_a=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"Schur complement is not positive definite (info={info})")
-        logdet += 2.0 * float(np.log(np.diagonal(l22)).sum())
+        if system.sparse is not None:
+            l22 = factorize_sparse(system.sparse, x)
+            logdet += 2.0 * l22.log_diagonal_sum()
+        else:
+            l22, info = lapack.dpotrf(x, lower=1, clean=0, overwrite_a=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(
+                    f"Schur complement is not positive definite (info={info})")
+            logdet += 2.0 * float(np.log(np.diagonal(l22)).sum())
         m1h1 = np.einsum("lab,lbr->lar", m1, system.h1).reshape(-1, r)
         u2 = system.h2 - system.g21 @ m1h1
         lambda2(system, factors, u2, transpose=True)

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .factor import CrossedFactor, dense_theta, lambda2
-from .inverse import SelectedInverse, schur_inverse_lower, selected_inverse
+from .inverse import SelectedInverse, lower_at, schur_inverse_lower, selected_inverse
 from .modes import back_solve
 from .system import CrossedSystem
 from .theta import theta_index
@@ -79,7 +79,7 @@ def _g22_lambda_ainv(system: CrossedSystem, factor: CrossedFactor,
     rows, cols, values, flat = system.g22_entries()
     owner = system.dense_owner()
     theta = dense_theta(system, factor.factors)
-    terms = values * theta[cols] * ainv_lower.reshape(-1, order="F")[flat]
+    terms = values * theta[cols] * lower_at(ainv_lower, flat)
     return np.bincount(owner[rows], weights=terms, minlength=len(system.rest))
 
 
@@ -105,7 +105,7 @@ def _logdet_blocks_intercepts(system: CrossedSystem, factor: CrossedFactor,
     k1 = factor.k1[:, 0, 0]
     c11_inv = 1.0 / (1.0 + theta1 * theta1 * d)
     k_pair, k_quad = (system.schur @ np.stack([k1, d * k1 * k1], axis=1)).T
-    a_t = ainv_lower.reshape(-1, order="F")[system.schur_target]
+    a_t = lower_at(ainv_lower, system.schur_target)
     t_rows, t_cols, off_diag = system.target_rows_cols()
     both = system.target_multiplicity()  # a target off the diagonal stands for two entries
     rest_theta = np.array([factor.factors[k][0, 0] for k in system.rest])

@@ -50,6 +50,7 @@ import scipy.sparse as sp
 from .sums import CrossedSums
 
 if TYPE_CHECKING:
+    from .sparse import SchurPattern
     from .streamed import PairStream
 
 #: Most pairs of row entries sharing a level of factor 1 for which the Schur
@@ -126,6 +127,9 @@ class CrossedSystem:
         ``B`` (the target) it adds to.
     stream : PairStream or None
         The streamed path's index arrays (None when ``B`` is stored).
+    sparse : SchurPattern or None
+        The fill-reducing order and pattern of the Schur complement's factor when it
+        is factored sparse (:mod:`.sparse`); None: dense LAPACK.
     xy_cross : ndarray (r, r)
     n_rows : float
     """
@@ -150,6 +154,7 @@ class CrossedSystem:
     xy_cross: np.ndarray
     n_rows: float
     stream: PairStream | None = None
+    sparse: SchurPattern | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -386,13 +391,17 @@ def _schur_operator(level, row, w, n_first, t1, q2):
     return schur, targets, pair_target
 
 
-def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSystem:
+def build_system(sums: CrossedSums, streamed: bool | None = None,
+                 sparse: bool | None = None) -> CrossedSystem:
     """Rearrange reduced :class:`CrossedSums` for :func:`~.factor.factorize` (once per fit).
 
     Cost ``O(sum_l nnz_l^2)`` for a stored Schur operator (``nnz_l``: nonzero blocks of
     ``G21`` at level ``l`` of factor 1), ``O(nnz(G21))`` for a streamed one, plus
     ``O(Q2^2)`` memory for ``G22``. ``streamed`` forces the path; by default the
     pairs are streamed when there are more than :data:`STORED_PAIRS_MAX`.
+    ``sparse`` forces (True) or forbids (False) the sparse factorization of the
+    Schur complement (:mod:`.sparse`); by default it is chosen by its counted cost
+    (stored pairs only).
     """
     if streamed is None:
         streamed = streams_pairs(schur_pair_count(sums))
@@ -467,6 +476,12 @@ def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSyst
         stream = None
         schur, target, pair_target = _schur_operator(entry_level, entry_row, entry_w, l1, t1, q2)
 
+    pattern = None
+    if sparse is not False and not streamed and q2:
+        pattern = _sparse_pattern(sums, rest, off_of, g22, target, force=bool(sparse))
+    elif sparse and streamed:
+        raise ValueError("the sparse Schur factorization needs stored pairs")
+
     return CrossedSystem(
         n_levels=list(n_levels),
         n_terms=list(n_terms),
@@ -488,7 +503,26 @@ def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSyst
         xy_cross=np.array(sums.xy_cross),
         n_rows=float(sums.n_rows),
         stream=stream,
+        sparse=pattern,
     )
+
+
+def _sparse_pattern(sums, rest, off_of, g22, target, force):
+    """:func:`.sparse.analyse` of the Schur complement's pattern: the targets of ``B``
+    and the nonzeros of ``G22``, each level of a later factor one block."""
+    from .sparse import analyse
+
+    q2 = g22.shape[0]
+    sizes = np.concatenate([np.full(sums.n_levels[k], sums.n_terms[k], np.int64)
+                            for k in rest])
+    starts = np.concatenate([off_of[k] + np.arange(sums.n_levels[k]) * sums.n_terms[k]
+                             for k in rest]).astype(np.int64)
+    row_block = np.repeat(np.arange(sizes.size), sizes)
+    g_rows, g_cols = np.nonzero(g22)
+    t_cols, t_rows = np.divmod(target, q2)
+    rows = np.concatenate([g_rows, t_rows]).astype(np.int64)
+    cols = np.concatenate([g_cols, t_cols]).astype(np.int64)
+    return analyse(q2, row_block, starts, sizes, rows, cols, force=force)
 
 
 def select_columns(system: CrossedSystem, keep: np.ndarray) -> CrossedSystem:
