@@ -32,6 +32,7 @@ from ._blocks import (
     apply_lambda_rows,
     batched_cholesky,
     batched_solve,
+    block_apply,
     sym_block_product,
 )
 from .sparse import SparseSchurFactor, factorize_sparse
@@ -165,6 +166,28 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray) -> np
     return x
 
 
+def sparse_schur_values(system: CrossedSystem, factors: list, m1: np.ndarray) -> np.ndarray:
+    """The entries of :func:`schur_complement` on the sparse factor's pattern of ``A``
+    (:attr:`.sparse.SchurPattern.ai` order), intercepts only: the targets of ``B``,
+    the lower nonzeros of ``G22`` and the diagonal, without the ``Q2 x Q2`` array."""
+    pattern = system.sparse
+    rest = rest_factors(system, factors)
+    scale = dense_theta(system, factors)
+    rows, cols, values, _ = system.g22_entries()
+    lower, at_lower = system.g22_lower()
+    core = system.schur @ m1.reshape(-1)
+    if len(rest) == 1:
+        core *= -rest[0][0, 0] ** 2
+    else:
+        core *= -system.target_scale(scale)
+    ax = np.zeros(pattern.ai.size)
+    ax[pattern.a_positions(system.schur_target)] = core
+    ax[pattern.a_positions(at_lower)] += (values[lower] * scale[rows[lower]]
+                                           * scale[cols[lower]])
+    ax[pattern.a_diagonal()] += 1.0
+    return ax
+
+
 def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
     """Blocked Cholesky factor of ``C``, ``log|C|`` and ``c'c`` at ``theta``.
 
@@ -193,24 +216,30 @@ def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
     k1 = batched_solve(c11, np.broadcast_to(t_1.T, c11.shape))
     m1 = np.einsum("ab,lbc->lac", t_1, k1)
     m1 = 0.5 * (m1 + np.swapaxes(m1, 1, 2))
-    u1 = np.einsum("ba,lbr->lar", t_1, system.h1)
+    u1 = system.h1 * t_1[0, 0] if t1 == 1 else np.einsum("ba,lbr->lar", t_1, system.h1)
     c1 = batched_solve(l11, u1)
     logdet = 2.0 * float(np.log(np.diagonal(l11, axis1=1, axis2=2)).sum())
-    ctc = np.einsum("lar,las->rs", c1, c1)
+    c1_flat = c1.reshape(-1, r)
+    ctc = c1_flat.T @ c1_flat
 
     q2 = system.dense_size
     if q2:
-        x = schur_complement(system, factors, m1)
         if system.sparse is not None:
-            l22 = factorize_sparse(system.sparse, x)
+            if all(t.shape[0] == 1 for t in rest_factors(system, factors)):
+                ax = sparse_schur_values(system, factors, m1)
+            else:
+                x = schur_complement(system, factors, m1)
+                ax = x.reshape(-1, order="F")[system.sparse.a_flat]
+            l22 = factorize_sparse(system.sparse, ax)
             logdet += 2.0 * l22.log_diagonal_sum()
         else:
+            x = schur_complement(system, factors, m1)
             l22, info = lapack.dpotrf(x, lower=1, clean=0, overwrite_a=1)
             if info != 0:
                 raise np.linalg.LinAlgError(
                     f"Schur complement is not positive definite (info={info})")
             logdet += 2.0 * float(np.log(np.diagonal(l22)).sum())
-        m1h1 = np.einsum("lab,lbr->lar", m1, system.h1).reshape(-1, r)
+        m1h1 = block_apply(m1, system.h1).reshape(-1, r)
         u2 = system.h2 - system.g21 @ m1h1
         lambda2(system, factors, u2, transpose=True)
         c2 = tri_solve(l22, u2, trans=False)

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._blocks import block_apply, level_products
 from .factor import CrossedFactor, dense_theta, lambda2
 from .inverse import SelectedInverse, lower_at, schur_inverse_lower, selected_inverse
 from .modes import back_solve
@@ -176,14 +177,14 @@ def gradient_pieces(
 
     r = system.n_columns
     sol = back_solve(system, factor, factor.c2, system.h1)
-    r1 = system.h1 - np.einsum("lab,lbs->las", system.d, sol.bt1) - sol.g1
+    r1 = system.h1 - block_apply(system.d, sol.bt1) - sol.g1
     l1, t1 = factor.l11.shape[:2]
     r2 = system.h2 - system.g21 @ sol.bt1.reshape(l1 * t1, r) - system.g22_sparse() @ sol.bt2
-    quad = {system.first: np.einsum("lar,lbs->abrs", r1, sol.b1)}
+    quad = {system.first: level_products(r1, sol.b1)}
     for k, off in zip(system.rest, system.rest_offsets):
         t, lv = system.n_terms[k], system.n_levels[k]
         sl = slice(off, off + lv * t)
-        quad[k] = np.einsum("lar,lbs->abrs", r2[sl].reshape(lv, t, r), sol.b2[sl].reshape(lv, t, r))
+        quad[k] = level_products(r2[sl].reshape(lv, t, r), sol.b2[sl].reshape(lv, t, r))
 
     index = theta_index(system.n_terms)
     dlogdet = np.array([2.0 * blocks[k][a, b] for k, a, b in index])

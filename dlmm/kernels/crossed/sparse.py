@@ -103,19 +103,32 @@ class SchurPattern:
         """Position in ``L``'s storage of each flat lower-triangle index (original
         order), which must lie on the pattern; cached for the arrays the system keeps
         (the Schur targets, ``G22``'s entries)."""
-        hit = self._lookup.get(id(flat))
+        return self._find("l", self.l_flat, flat)
+
+    def a_positions(self, flat: np.ndarray) -> np.ndarray:
+        """Position in ``A``'s storage (``ai``) of each flat lower-triangle index."""
+        return self._find("a", self.a_flat, flat)
+
+    def a_diagonal(self) -> np.ndarray:
+        """Position in ``A``'s storage of each diagonal entry (cached)."""
+        if "a_diag" not in self._lookup:
+            self._lookup["a_diag"] = self.ap[1:] - 1  # the last row of a column is k
+        return self._lookup["a_diag"]
+
+    def _find(self, kind: str, keys_of: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        hit = self._lookup.get((kind, id(flat)))
         if hit is not None and hit[0] is flat:
             return hit[1]
-        if "sorted" not in self._lookup:
-            order = np.argsort(self.l_flat, kind="stable")
-            self._lookup["sorted"] = (self.l_flat[order], order)
-        keys, order = self._lookup["sorted"]
+        if kind not in self._lookup:
+            order = np.argsort(keys_of, kind="stable")
+            self._lookup[kind] = (keys_of[order], order)
+        keys, order = self._lookup[kind]
         at = np.searchsorted(keys, flat)
         if at.size and (at.max() >= keys.size or np.any(keys[at] != flat)):
-            raise ValueError("an entry of A^{-1} off the sparse factor's pattern was asked for")
+            raise ValueError("an entry off the sparse factor's pattern was asked for")
         pos = order[at]
         if isinstance(flat, np.ndarray) and flat.size > 64:
-            self._lookup[id(flat)] = (flat, pos)
+            self._lookup[(kind, id(flat))] = (flat, pos)
         return pos
 
 
@@ -192,12 +205,11 @@ class PatternInverse:
         return out
 
 
-def factorize_sparse(pattern: SchurPattern, dense: np.ndarray) -> SparseSchurFactor:
-    """Factor ``A`` whose lower triangle (original order) ``dense`` holds, on its
-    pattern; raises ``LinAlgError`` when it is not positive definite."""
+def factorize_sparse(pattern: SchurPattern, ax: np.ndarray) -> SparseSchurFactor:
+    """Factor ``A`` given its entries on the pattern (order of ``pattern.ai``); raises
+    ``LinAlgError`` when it is not positive definite."""
     from .sparse_loops import cholesky
 
-    ax = dense.reshape(-1, order="F")[pattern.a_flat]
     lx = np.zeros(pattern.nnz)
     bad = cholesky(pattern.n, pattern.ap, pattern.ai, ax, pattern.rp, pattern.rc,
                    pattern.lp, pattern.li, lx)

@@ -275,6 +275,15 @@ class CrossedSystem:
             self._cache["g22_sparse"] = sp.csr_matrix(self.g22)
         return self._cache["g22_sparse"]
 
+    def g22_lower(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which of :meth:`g22_entries` lie in the lower triangle, and their flat
+        indices (cached: the sparse pattern looks the array up by identity)."""
+        if "g22_lower" not in self._cache:
+            rows, cols, _, at = self.g22_entries()
+            lower = rows >= cols
+            self._cache["g22_lower"] = (lower, at[lower])
+        return self._cache["g22_lower"]
+
     def g22_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The nonzeros of ``G22`` (cached): rows, columns, values and the flat index of
         each into the lower triangle of a ``Q2 x Q2`` Fortran-order matrix."""
