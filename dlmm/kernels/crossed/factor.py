@@ -4,7 +4,8 @@ With the layout of :mod:`.system` (factor 1 first, the rest dense):
 
     L = [[L11, 0  ],     L11 = blockdiag_l chol(I + T_1' D_l T_1)       (batched t_1 x t_1)
          [L21, L22]]     L21 = Lambda_2' G21 Lambda_1 L11^{-T}          (pattern of G21)
-                         L22 = chol(I + Lambda_2'(G22 - G21 M1 G21')Lambda_2)   (dense LAPACK)
+                         L22 = chol(I + Lambda_2'(G22 - G21 M1 G21')Lambda_2)   (dense LAPACK,
+                               or sparse on a fill-reducing order: P A P' = L L', :mod:`.sparse`)
 
 with ``M1 = blockdiag_l(T_1 C11_l^{-1} T_1')``, since ``L21 L21' = C21 C11^{-1} C12``.
 ``L21`` has no fill-in; it is never needed explicitly on the hot path (it is applied
@@ -16,8 +17,9 @@ as the sparse product above; :func:`explicit_l21` builds it for checks). Then
     c'c = c1'c1 + c2'c2 = [X y]'[X y] - [X y]'V^{-1}[X y]
 
 so the driver forms ``S = xy_cross - c'c``. The cost of one evaluation is
-``O(l_1 t_1^3 + schur_pairs + Q2^3 / 3)`` (see :meth:`.CrossedSystem.cost`),
-independent of the number of rows.
+``O(l_1 t_1^3 + schur_pairs + Q2^3 / 3)`` (see :meth:`.CrossedSystem.cost`; sparse:
+the flops of the factor's pattern in place of ``Q2^3 / 3``), independent of the number
+of rows.
 """
 
 from __future__ import annotations

@@ -22,7 +22,11 @@ No ``T_k^{-1}`` appears, so the gradient is valid on the boundary (singular
 ``Lambda``). Cost: the
 factorization, ``dpotri`` on the Schur factor (``2 Q2^3 / 3``) and ``O(sum_l nnz_l^2 +
 Q2^2 r)``: value and gradient together cost about 3 values (InstEval, one thread:
-~53 ms against ~18 ms). It pays off with a quasi-Newton optimizer: from theta = 1, L-BFGS-B
+~53 ms against ~18 ms). With a sparse Schur factor (:mod:`.sparse`) ``A^{-1}`` is
+Takahashi's selected inverse on the factor's pattern instead of ``dpotri`` and the
+``Q2^2`` terms go (STAR, intercepts only, one thread under a load of ~17: a value
+~1 ms, value and gradient ~9 ms). It pays off with a quasi-Newton optimizer: from
+theta = 1, L-BFGS-B
 with this gradient reaches lme4's InstEval optimum in 12 (two factors) and 25 (three
 factors) evaluations, where Powell needs 111 / 341 and Nelder-Mead 103 / 214, and
 finite-difference L-BFGS-B stops ~5e-7 (two factors) to 5e-6 short in llf.

@@ -3,7 +3,8 @@
 With ``A = L22 L22'`` (the Schur complement) and ``N = L21 L11^{-1} = C21 C11^{-1}``
 (pattern of ``G21``; at the row entries ``N_b = T_k' W_b K1_l'``):
 
-    P22 = A^{-1}                                    dense inverse of the Schur part (dpotri)
+    P22 = A^{-1}                                    dense inverse of the Schur part (dpotri);
+                                                    sparse factor: on its pattern only
     P21 = -A^{-1} N                                 needed only on the pattern of G21
     P11 = L11^{-T} L11^{-1} + L11^{-T} L21' L22^{-T} L22^{-1} L21 L11^{-1}
         = C11^{-1} + N' A^{-1} N                    needed only on its diagonal blocks
@@ -15,7 +16,9 @@ nonzeros of ``G21`` sharing a level of factor 1 (the pairs of the Schur update);
 ``diag_l(N' A^{-1} N) = sum_{e at level l} outer(N_e, Y_e)``. With streamed pairs
 (:mod:`.streamed`) the gather is a compiled loop over the same pairs instead, reading
 ``A^{-1}`` made symmetric in place. Cost: one ``dpotri`` (``2 Q2^3 / 3``) plus
-``O(sum_l nnz_l^2)``.
+``O(sum_l nnz_l^2)``; with a sparse factor (:mod:`.sparse`) ``A^{-1}`` is computed
+only on the pattern of ``L`` (Takahashi's recurrence, about the factor's own work),
+which holds every entry read here.
 """
 
 from __future__ import annotations

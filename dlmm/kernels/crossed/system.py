@@ -31,7 +31,10 @@ that work each step, chosen once here by the number of pairs:
   pairs again each step (:mod:`.streamed`), so the driver's memory no longer
   grows with the pairs.
 
-Either way a step ends with a dense Cholesky of the Schur complement.
+Either way a step ends with a Cholesky factorization of the Schur complement:
+dense (LAPACK), or sparse on a fill-reducing order when its pattern (fixed by
+the data) leaves the factor far from dense (:mod:`.sparse`, decided here once:
+:attr:`CrossedSystem.sparse`).
 
 "Row entries" are the scalar rows of the nonzero blocks of ``G21``: entry ``e`` has
 a row ``row[e]`` of the dense part, a level ``level[e]`` of factor 1 and a row vector
