@@ -41,8 +41,10 @@ import scipy.sparse as sp
 #: Flops of the sparse (scalar, compiled) factorization are counted this many times
 #: against the dense ``Q2^3 / 3`` of LAPACK's blocked ``dpotrf`` when choosing.
 SPARSE_PENALTY = 16.0
-#: Below this order the dense part is always factored densely (it costs nothing).
-SPARSE_MIN_SIZE = 200
+#: Below this order the dense part is always factored densely: a dense value and
+#: gradient there cost a few milliseconds, while the sparse path's compiled loops cost
+#: their first load in a process (numba: ~0.5 s idle, over 1 s on busy cores).
+SPARSE_MIN_SIZE = 600
 #: A Schur complement with more than this fraction of its entries not zero is factored
 #: densely without a count (InstEval's: 0.20; students x teachers x schools: 0.008).
 SPARSE_DENSITY_MAX = 0.05
