@@ -79,7 +79,8 @@ class CrossedCost:
         Nonzeros of ``B``: pairs of nonzeros of ``G21`` sharing a level of factor 1
         (lower triangle), times ``t_1^2``.
     flops : float
-        Rough multiply-adds of one value: ``Q2^3/3 + 2 schur_pairs + Q2^2 (r + 2)``.
+        Rough multiply-adds of one value: ``Q2^3/3 + 2 schur_pairs + Q2^2 (r + 2)``
+        (sparse Schur factor: its flops and ``nnz(L)`` in place of ``Q2^3/3``, ``Q2^2``).
     memory_bytes : float
         Rough bytes held: the dense ``G22`` and working copy, ``B``, ``G21``.
     """
@@ -195,8 +196,13 @@ class CrossedSystem:
         else:
             pairs = int(self.schur.nnz)
             held = 12.0 * pairs
-        flops = q2**3 / 3.0 + 2.0 * pairs + q2 * q2 * (r + 2)
-        mem = 16.0 * q2 * q2 + held + 12.0 * self.g21.nnz * 2
+        if self.sparse is not None:  # the factor's flops, no Q2 x Q2 working copy
+            nnz_l = self.sparse.nnz
+            flops = self.sparse.flops + 2.0 * pairs + nnz_l * (r + 2)
+            mem = 8.0 * q2 * q2 + held + 12.0 * self.g21.nnz * 2 + 24.0 * nnz_l
+        else:
+            flops = q2**3 / 3.0 + 2.0 * pairs + q2 * q2 * (r + 2)
+            mem = 16.0 * q2 * q2 + held + 12.0 * self.g21.nnz * 2
         return CrossedCost(
             first_size=self.n_levels[self.first] * self.n_terms[self.first],
             dense_size=q2,
