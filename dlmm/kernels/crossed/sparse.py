@@ -13,10 +13,10 @@ zeros, and so is its Cholesky factor under a fill-reducing order.
 (block by block, so a level's terms stay together) and counts the fill of the
 factor: the candidates are the layout's own order (factors by size, largest
 first, so a factor nested in a smaller one comes first and the smaller one's
-rows form an arrow at the end), reverse Cuthill-McKee (SciPy's ``csgraph``) and,
-when one of those already leaves the factor far from dense, the multiple
-minimum degree order of SuperLU (``splu(permc_spec="MMD_AT_PLUS_A")`` on the
-pattern, which is MixedModels.jl's fill-reducing step in spirit). The pattern
+rows form an arrow at the end), reverse Cuthill-McKee (SciPy's ``csgraph``) and
+the multiple minimum degree order of SuperLU (read from an incomplete
+factorization of the pattern that drops everything, so it costs the pattern's
+work, not the fill's). The pattern
 of ``L`` is then found symbolically (elimination tree and row subtrees,
 :mod:`.sparse_loops`). The sparse path is kept only when its flops, times
 :data:`SPARSE_PENALTY` (scalar compiled loops against blocked LAPACK), stay
@@ -48,8 +48,8 @@ SPARSE_MIN_SIZE = 600
 #: A Schur complement with more than this fraction of its entries not zero is factored
 #: densely without a count (InstEval's: 0.20; students x teachers x schools: 0.008).
 SPARSE_DENSITY_MAX = 0.05
-#: The minimum degree order (a numeric LU of the pattern in SuperLU) is tried only when
-#: a cheaper order already leaves at most this fraction of the dense triangle.
+#: A symbolic count stops (that order is dropped) once the factor holds more than this
+#: fraction of the dense triangle: such a factor would not beat LAPACK.
 MMD_FILL_MAX = 0.5
 
 
@@ -279,16 +279,26 @@ def _flops(counts):
 
 
 def _mmd_order(block_pat):
-    """SuperLU's multiple minimum degree order of a symmetric block pattern."""
-    from scipy.sparse.linalg import splu
+    """SuperLU's multiple minimum degree order of a symmetric block pattern, or None.
+
+    SuperLU orders the columns before it factors; its incomplete factorization with
+    everything dropped (``spilu``, ``drop_tol`` huge, ``fill_factor`` 1) orders them
+    the same way (checked on STAR and InstEval: the same ``perm_c`` as ``splu``)
+    while its numeric work stays that of the pattern, whatever the fill would be.
+    """
+    from scipy.sparse.linalg import spilu
 
     n = block_pat.shape[0]
     degree = np.diff(block_pat.indptr).astype(float)
     a = block_pat.tocsc().astype(float)
     a.data[:] = -1.0
     a = a + sp.diags(degree + 1.0)  # diagonally dominant: no pivoting trouble
-    lu = splu(a.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-              options={"SymmetricMode": True})
+    try:
+        lu = spilu(a.tocsc(), drop_tol=1e300, fill_factor=1.0,
+                   permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                   options={"SymmetricMode": True})
+    except RuntimeError:  # SuperLU gave up: keep the other orders
+        return None
     order = np.empty(n, np.int64)
     order[lu.perm_c] = np.arange(n)  # perm_c: old -> new position
     return order
@@ -310,8 +320,6 @@ def analyse(q2: int, row_block: np.ndarray, block_start: np.ndarray,
     force : bool
         Keep the sparse path whatever it costs (tests).
     """
-    from .sparse_loops import factor_rows, row_patterns
-
     if q2 == 0 or (not force and q2 < SPARSE_MIN_SIZE):
         return None
     n_blocks = block_start.size
@@ -338,17 +346,19 @@ def analyse(q2: int, row_block: np.ndarray, block_start: np.ndarray,
         flops = _flops(found[0])
         if best is None or flops < best[0]:
             best = (flops, name, perm, ap, ai, a_flat, found)
-    if best is not None and n_blocks > 1:
-        order = _mmd_order(block_pat)
+    order = _mmd_order(block_pat) if n_blocks > 1 else None
+    if order is not None:
         perm, ap, ai, a_flat = _upper_csc(block_pat, order, block_start, block_size, q2)
         found = _count(q2, ap, ai, budget)
-        if found is not None and _flops(found[0]) < best[0]:
+        if found is not None and (best is None or _flops(found[0]) < best[0]):
             best = (_flops(found[0]), "mmd", perm, ap, ai, a_flat, found)
     if best is None:
         return None
     flops, name, perm, ap, ai, a_flat, (counts, row_counts, parent) = best
     if not force and flops * SPARSE_PENALTY >= dense_flops:
         return None
+    from .sparse_loops import factor_rows, row_patterns  # numba: only when sparse
+
     rp = np.concatenate([[0], np.cumsum(row_counts)]).astype(np.int64)
     rc = row_patterns(q2, ap, ai, parent, rp)
     lp = np.concatenate([[0], np.cumsum(counts + 1)]).astype(np.int64)
