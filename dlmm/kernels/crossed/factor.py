@@ -190,6 +190,54 @@ def sparse_schur_values(system: CrossedSystem, factors: list, m1: np.ndarray) ->
     return ax
 
 
+def _block_groups(system: CrossedSystem) -> list:
+    """Per pair of factors of the dense part, the pattern's block pairs between them as
+    positions in ``A``'s sparse storage (``(m, t_a, t_b)``, entry ``(i, j)`` read from
+    ``(max, min)``) and which of them lie in the lower triangle (cached)."""
+    if "sparse_block_groups" not in system._cache:
+        pattern = system.sparse
+        q2 = pattern.n
+        starts = pattern.block_start
+        owner = system.dense_owner()[starts]
+        terms = [system.n_terms[k] for k in system.rest]
+        bi, bj = pattern.block_pairs
+        groups = []
+        for fa in range(len(terms)):
+            for fb in range(len(terms)):
+                sel = (owner[bi] == fa) & (owner[bj] == fb)
+                if not sel.any():
+                    continue
+                ta, tb = terms[fa], terms[fb]
+                rows = starts[bi[sel]][:, None, None] + np.arange(ta)[None, :, None]
+                cols = starts[bj[sel]][:, None, None] + np.arange(tb)[None, None, :]
+                rows, cols = np.broadcast_arrays(rows, cols)
+                flat = np.maximum(rows, cols) + np.minimum(rows, cols) * q2
+                src = pattern.a_positions(flat.ravel()).reshape(rows.shape)
+                groups.append((fa, fb, src, rows >= cols))
+        system._cache["sparse_block_groups"] = groups
+    return system._cache["sparse_block_groups"]
+
+
+def sparse_schur_values_blocks(system: CrossedSystem, factors: list,
+                               m1: np.ndarray) -> np.ndarray:
+    """:func:`sparse_schur_values` when a factor of the dense part has several terms:
+    ``X = G22 - G21 M1 G21'`` on the pattern, then ``T_a' X_IJ T_b`` per block pair
+    (``Lambda_2`` mixes only within a level's block), without the ``Q2 x Q2`` array."""
+    pattern = system.sparse
+    rows, cols, values, _ = system.g22_entries()
+    lower, at_lower = system.g22_lower()
+    xa = np.zeros(pattern.ai.size)
+    xa[pattern.a_positions(system.schur_target)] = -(system.schur @ m1.reshape(-1))
+    xa[pattern.a_positions(at_lower)] += values[lower]
+    rest = rest_factors(system, factors)
+    ax = np.zeros(pattern.ai.size)
+    for fa, fb, src, low in _block_groups(system):
+        block = np.einsum("ai,mab,bj->mij", rest[fa], xa[src], rest[fb], optimize=True)
+        ax[src[low]] = block[low]
+    ax[pattern.a_diagonal()] += 1.0
+    return ax
+
+
 def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
     """Blocked Cholesky factor of ``C``, ``log|C|`` and ``c'c`` at ``theta``.
 
@@ -230,8 +278,7 @@ def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
             if all(t.shape[0] == 1 for t in rest_factors(system, factors)):
                 ax = sparse_schur_values(system, factors, m1)
             else:
-                x = schur_complement(system, factors, m1)
-                ax = x.reshape(-1, order="F")[system.sparse.a_flat]
+                ax = sparse_schur_values_blocks(system, factors, m1)
             l22 = factorize_sparse(system.sparse, ax)
             logdet += 2.0 * l22.log_diagonal_sum()
         else:

@@ -79,6 +79,10 @@ class SchurPattern:
         ``sum_j c_j^2`` over the columns' counts (multiply-adds of one factor).
     ordering : str
         Which order won (``"layout"``, ``"rcm"`` or ``"mmd"``).
+    block_start : ndarray (n_blocks,)
+        First row (original order) of each block (a level of a later factor).
+    block_pairs : (ndarray, ndarray)
+        The pattern's block pairs ``(I, J)`` with ``I >= J`` (original block order).
     """
 
     n: int
@@ -93,6 +97,8 @@ class SchurPattern:
     l_flat: np.ndarray
     flops: float
     ordering: str
+    block_start: np.ndarray | None = None
+    block_pairs: tuple | None = None
 
     _lookup: dict = field(default_factory=dict, repr=False)
 
@@ -366,5 +372,7 @@ def analyse(q2: int, row_block: np.ndarray, block_start: np.ndarray,
     col_of = np.repeat(np.arange(q2), np.diff(lp))
     old_r, old_c = perm[li], perm[col_of]
     l_flat = np.maximum(old_r, old_c) + np.minimum(old_r, old_c) * q2
+    lower = coo.row >= coo.col
     return SchurPattern(q2, perm, ap, ai, a_flat, rp, rc, lp, li, l_flat.astype(np.int64),
-                        flops, name)
+                        flops, name, block_start.astype(np.int64),
+                        (coo.row[lower].astype(np.int64), coo.col[lower].astype(np.int64)))
