@@ -528,9 +528,12 @@ def build_system(sums: CrossedSums, streamed: bool | None = None,
 def _sparse_pattern(sums, rest, off_of, g22, target, force):
     """:func:`.sparse.analyse` of the Schur complement's pattern: the targets of ``B``
     and the nonzeros of ``G22``, each level of a later factor one block."""
-    from .sparse import analyse
+    from . import sparse
 
     q2 = g22.shape[0]
+    if not force and (q2 < sparse.SPARSE_MIN_SIZE
+                      or 2.0 * target.size > sparse.SPARSE_DENSITY_MAX * q2 * q2):
+        return None  # small, or A already too dense: no pattern work at all
     sizes = np.concatenate([np.full(sums.n_levels[k], sums.n_terms[k], np.int64)
                             for k in rest])
     starts = np.concatenate([off_of[k] + np.arange(sums.n_levels[k]) * sums.n_terms[k]
@@ -540,7 +543,7 @@ def _sparse_pattern(sums, rest, off_of, g22, target, force):
     t_cols, t_rows = np.divmod(target, q2)
     rows = np.concatenate([g_rows, t_rows]).astype(np.int64)
     cols = np.concatenate([g_cols, t_cols]).astype(np.int64)
-    return analyse(q2, row_block, starts, sizes, rows, cols, force=force)
+    return sparse.analyse(q2, row_block, starts, sizes, rows, cols, force=force)
 
 
 def select_columns(system: CrossedSystem, keep: np.ndarray) -> CrossedSystem:
