@@ -115,7 +115,9 @@ def _write_data(case: dict, data_dir: Path, insteval: Path, partitions: int, see
     if case["name"] == "insteval":
         frame = pd.read_csv(insteval)[["s", "d", "service", "y"]]
     elif case["name"] == "star":
-        frame = star_frame(folder / "star.csv")
+        csv = folder.parent / f"{folder.name}.csv"  # beside the Parquet folder, not in it
+        frame = star_frame(csv)
+        csv.unlink()
     else:
         frame = movielens_like(case["rows"], case["users"], case["items"], seed)
     for k, part in enumerate(np.array_split(np.arange(len(frame)), partitions)):
