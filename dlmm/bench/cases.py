@@ -85,11 +85,12 @@ def fit_child(spec: str) -> None:
 
     args = json.loads(spec)
     out: dict[str, Any] = {}
+    from dlmm.kernels.crossed.warm import warm_up as crossed_warm_up
     from dlmm.kernels.nested.warm import warm_up
 
     # The compiled kernels' load (numba, once per process) is start-up, reported apart,
     # as lme4's library load is outside its timed lmer call.
-    out["kernels_load_seconds"] = warm_up()
+    out["kernels_load_seconds"] = warm_up() + crossed_warm_up()
     if args["mode"] == "pandas":
         import pandas as pd
 

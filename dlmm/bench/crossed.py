@@ -1,7 +1,10 @@
-"""The crossed benchmark: InstEval and simulated users x items, dlmm beside lme4.
+"""The crossed benchmark: InstEval, STAR and simulated users x items, dlmm beside lme4.
 
 Cases are ``"insteval"`` (lme4's InstEval, ``y ~ service + (1|s) + (1|d)``, from
-a CSV path) or ``"ROWSxUSERSxITEMS"`` (:func:`movielens_like`: Zipf-like item
+a CSV path), ``"star"`` (mlmRev's Tennessee STAR, students x teachers x schools,
+teachers nested in schools: ``math ~ gr + sx + eth + cltype + (1|id) + (1|tch) +
+(1|sch)`` on the rows with all of these; read through ``Rscript`` from Debian's
+``r-cran-mlmrev``) or ``"ROWSxUSERSxITEMS"`` (:func:`movielens_like`: Zipf-like item
 popularity, gamma-distributed user activity, ``y ~ x + (1|user) + (1|item)``).
 dlmm (from pandas and from Parquet), lme4 and statsmodels fit each case as
 :mod:`dlmm.bench.cases` runs every kind; statsmodels only where its dense algebra
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -50,26 +54,53 @@ def movielens_like(n_rows: int, n_users: int, n_items: int, seed: int = 0):
                          "x": x, "y": y})
 
 
+#: STAR's model: the covariates every student has (grade, sex, ethnicity, class type).
+STAR_FORMULA = "math ~ gr + sx + eth + cltype"
+
+
+def star_frame(csv: Path):
+    """mlmRev's ``star`` (written to ``csv`` by ``Rscript``): the rows with the model's
+    columns all present, ``id``, ``tch``, ``sch`` as integer codes, the covariates as
+    their labels (plain categories, so that dlmm and lme4 read the same design)."""
+    import pandas as pd
+
+    columns = ["math", "gr", "sx", "eth", "cltype", "id", "tch", "sch"]
+    script = ("suppressMessages(library(mlmRev));"
+              f"write.csv(star[, {json.dumps(columns).replace('[', 'c(').replace(']', ')')}], "
+              f"{json.dumps(str(csv))}, row.names = FALSE)")
+    done = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True,
+                          timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError("the 'star' case reads mlmRev's star data through Rscript "
+                           "(Debian: r-cran-mlmrev): " + " ".join(done.stderr.split())[-300:])
+    frame = pd.read_csv(csv, dtype={"gr": str}).dropna()
+    for col in ("id", "tch", "sch"):
+        frame[col] = frame[col].astype(np.int64)
+    return frame.reset_index(drop=True)
+
+
 def _case(name: str) -> dict[str, Any]:
     if name == "insteval":
         return {"name": name, "formula": "y ~ service", "factors": ["s", "d"]}
+    if name == "star":
+        return {"name": name, "formula": STAR_FORMULA, "factors": ["id", "tch", "sch"]}
     try:
         rows, users, items = (int(float(v)) for v in name.lower().split("x"))
     except ValueError:
-        raise ValueError(f"crossed case {name!r} is neither 'insteval' nor ROWSxUSERSxITEMS")\
-            from None
+        raise ValueError(f"crossed case {name!r} is neither 'insteval', 'star' nor "
+                         "ROWSxUSERSxITEMS") from None
     return {"name": name, "formula": "y ~ x", "factors": ["user", "item"], "rows": rows,
             "users": users, "items": items}
 
 
 def check_cases(cases: list[str]) -> None:
-    """Raise ``ValueError`` naming the first case that is neither ``insteval`` nor
-    ``ROWSxUSERSxITEMS`` with positive sizes (before any work)."""
+    """Raise ``ValueError`` naming the first case that is neither ``insteval``, ``star``
+    nor ``ROWSxUSERSxITEMS`` with positive sizes (before any work)."""
     if not cases:
         raise ValueError("no crossed case given")
     for name in cases:
         case = _case(name)
-        if name != "insteval" and min(case["rows"], case["users"], case["items"]) < 1:
+        if "rows" in case and min(case["rows"], case["users"], case["items"]) < 1:
             raise ValueError(f"crossed case {name!r} needs positive ROWS, USERS and ITEMS")
 
 
@@ -83,6 +114,10 @@ def _write_data(case: dict, data_dir: Path, insteval: Path, partitions: int, see
     folder.mkdir(parents=True, exist_ok=True)
     if case["name"] == "insteval":
         frame = pd.read_csv(insteval)[["s", "d", "service", "y"]]
+    elif case["name"] == "star":
+        csv = folder.parent / f"{folder.name}.csv"  # beside the Parquet folder, not in it
+        frame = star_frame(csv)
+        csv.unlink()
     else:
         frame = movielens_like(case["rows"], case["users"], case["items"], seed)
     for k, part in enumerate(np.array_split(np.arange(len(frame)), partitions)):

@@ -319,7 +319,8 @@ def _add_bench_options(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--crossed", nargs="?", const="insteval,1000000x50000x5000",
                        type=lambda t: [c for c in t.split(",") if c.strip()],
                        metavar="CASE[,CASE...]",
-                       help="crossed designs instead of --sizes: 'insteval' and/or simulated "
+                       help="crossed designs instead of --sizes: 'insteval', 'star' (mlmRev, "
+                            "through Rscript) and/or simulated "
                             "ROWSxUSERSxITEMS (default with no value: "
                             "insteval,1000000x50000x5000)")
     bench.add_argument("--nested", nargs="?", const="chem97,1310x18x13,10000x100x10",

@@ -123,6 +123,11 @@ def check_pairs(sums: CrossedSums, layout: CrossedLayout) -> None:
         f"{q2} x {q2} part ({48.0 * q2 * q2 / 1e9:.1f} GB)")
 
 
+#: Evaluations kept per statistics (a few hundred numbers each): the Newton polish
+#: returns to the point its gradient differences were taken around (STAR: one of 28).
+RECENT_PIECES = 8
+
+
 @dataclass(eq=False)
 class CrossedChunk:
     """What the one pass keeps of a chunk: its keyed sums and row totals."""
@@ -185,7 +190,7 @@ class CrossedStatistics(RandomEffectsStatistics):
     seconds: float
     evaluations: int = 0
     shuffled: bool = False
-    _last: tuple | None = field(default=None, repr=False)
+    _last: list = field(default_factory=list, repr=False)
     _threads: DenseThreads | None = field(default=None, repr=False)
 
     engine_name = "crossed"
@@ -210,7 +215,9 @@ class CrossedStatistics(RandomEffectsStatistics):
     def threads(self) -> DenseThreads:
         """This fit's BLAS thread choice for the dense part (:mod:`.threads`)."""
         if self._threads is None:
-            self._threads = DenseThreads(self.system.dense_size)
+            # a sparse Schur factor runs compiled scalar loops, no dense BLAS: one thread
+            sparse = self.system.sparse is not None
+            self._threads = DenseThreads(0 if sparse else self.system.dense_size)
         return self._threads
 
     @property
@@ -232,16 +239,18 @@ class CrossedStatistics(RandomEffectsStatistics):
 
     def pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> CrossedPieces:
         """``log|V|``, ``hmh`` and their derivatives along theta (one blocked
-        factorization on the driver; the last one is kept)."""
+        factorization on the driver; the last :data:`RECENT_PIECES` are kept)."""
         theta = self._theta(chol_re, sd_vc)
         key = theta.tobytes()
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
+        for seen, out in self._last:
+            if seen == key:
+                return out
         self.evaluations += 1
         with self.threads.evaluation():
             out = residual_logdet(crossed_pieces(self.system, theta, gradient=True),
                                   self.totals.log_weights)
-        self._last = (key, out)
+        # the last few: the polish's gradient differences come back to their centre
+        self._last = [*self._last[-(RECENT_PIECES - 1):], (key, out)]
         return out
 
     def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
@@ -261,7 +270,7 @@ class CrossedStatistics(RandomEffectsStatistics):
         keep_xy = np.asarray(keep_xy, dtype=bool)
         self.totals.xy_cross = self.totals.xy_cross[np.ix_(keep_xy, keep_xy)]
         self.system = select_columns(self.system, keep_xy)
-        self._last = None
+        self._last = []
 
     def effects(self, chol_re: np.ndarray, sd_vc: np.ndarray, coef: np.ndarray,
                 scale: float) -> list[Any]:

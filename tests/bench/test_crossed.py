@@ -3,6 +3,8 @@ gives statsmodels' llf in the same run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from dlmm.bench.crossed import movielens_like, run_crossed_bench
@@ -54,3 +56,20 @@ def test_a_design_over_the_driver_limit_is_reported_as_refused(tmp_path, monkeyp
     row = {"case": "800x40x20", "rows": 800, "levels": {"user": 40, "item": 20},
            "dlmm_pandas": out, "dlmm_parquet": out}
     assert "dlmm pandas the crossed engine would need" in crossed_line(row)
+
+
+def test_star_is_a_crossed_case_with_lme4s_three_factors():
+    """``star`` parses as mlmRev's STAR model (three intercept factors, lme4's spelling
+    beside statsmodels'); an unknown name is refused naming the cases there are."""
+    import pytest
+
+    from dlmm.bench.crossed import STAR_FORMULA, _case, _kind, check_cases
+
+    check_cases(["star", "insteval", "1500x60x30"])
+    case = _case("star")
+    assert case["formula"] == STAR_FORMULA == "math ~ gr + sx + eth + cltype"
+    assert case["factors"] == ["id", "tch", "sch"]
+    assert _kind(Path("unused")).lme4_formula(case) == (
+        "math ~ gr + sx + eth + cltype + (1 | id) + (1 | tch) + (1 | sch)")
+    with pytest.raises(ValueError, match="'stars' is neither 'insteval', 'star'"):
+        check_cases(["stars"])

@@ -3,23 +3,29 @@
 Model: ``y = X beta + sum_k Z_k b_k + e``, ``b_k ~ N(0, sigma^2 I_{l_k} (x) T_k T_k')``,
 ``V = I + Z Lambda Lambda' Z'``, ``C = Lambda'Z'Z Lambda + I = L L'``. MixedModels.jl's
 method: the factor with most random effects first (its block of ``C`` is block
-diagonal), the others' Schur complement dense.
+diagonal), the others' Schur complement dense (LAPACK) or, when it stays sparse
+under a fill-reducing order, sparse (:mod:`.sparse`, chosen once per system).
 
 ``sums``      one pass over rows -> additive keyed sums (per level, per level pair).
 ``system``    reduced sums -> theta-independent layout of the blocked system (once);
               ``select_columns`` drops columns of ``[X y]``.
 ``streamed``  compiled loops over the Schur pairs when they are too many to store.
+``sparse``    the Schur complement's fill-reducing order, symbolic pattern and sparse
+              factor (``sparse_loops``: its compiled Cholesky, solves, selected inverse).
 ``factor``    theta -> blocked Cholesky factor, ``log|C|``, ``c'c``.
 ``inverse``   selected entries of ``C^{-1}`` (Takahashi-style), for variances and gradient.
 ``modes``     conditional modes ``b_hat`` and their conditional covariance blocks.
 ``gradient``  ``d log|C| / d theta`` and ``d c'c / d theta``.
 ``evaluate``  the driver's one call: theta -> :class:`CrossedPieces`.
 ``theta``     packing of theta (lower triangles of the ``T_k``); moment start values.
+``warm``      loads the compiled loops before a timed fit (benchmarks).
 
-Limits: the Schur complement of the factors after the first is dense, order
-``Q2 = sum_{k>=2} l_k t_k`` (memory ``~16 Q2^2`` bytes, ``Q2^3/3`` flops per value), so
-the engine suits designs whose second and later factors have up to ~10^4 random
-effects; the first factor may be arbitrarily large. The work of the Schur update grows
+Limits: the Schur complement of the factors after the first has order
+``Q2 = sum_{k>=2} l_k t_k``; dense it costs ``~16 Q2^2`` bytes and ``Q2^3/3`` flops per
+value, sparse (nested or seldom-meeting later factors) the flops of its factor's
+columns, ``sum_j c_j^2``. The engine suits designs whose second and later factors
+have up to ~10^4 random effects; the first factor may be arbitrarily large. The work
+of the Schur update grows
 with ``sum_l nnz_l^2`` (``nnz_l``: levels of the other factors seen with level ``l`` of
 the first); up to ``STORED_PAIRS_MAX`` of these pairs are stored, beyond they are
 walked each step (memory ``O(sum_l nnz_l)``).

@@ -34,6 +34,25 @@ def batched_inverse(a: np.ndarray) -> np.ndarray:
     return np.linalg.inv(a)
 
 
+def level_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``sum_l outer-in-terms a_l' b_l``: ``out[i, j] = sum_l a[l, i, :]' b[l, j, :]``
+    (``a (m, t, r)``, ``b (m, u, s)`` -> ``(t, u, r, s)``), one matrix product (BLAS)
+    per pair of terms instead of an ``einsum`` over the levels."""
+    out = np.empty((a.shape[1], b.shape[1], a.shape[2], b.shape[2]))
+    for i in range(a.shape[1]):
+        for j in range(b.shape[1]):
+            out[i, j] = a[:, i, :].T @ b[:, j, :]
+    return out
+
+
+def block_apply(blocks: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``blocks_l @ rhs_l`` for stacks ``(m, t, u)`` and ``(m, u, s)`` (a broadcast
+    product when ``t = u = 1``)."""
+    if blocks.shape[1] == 1 and blocks.shape[2] == 1:
+        return blocks * rhs
+    return np.einsum("lab,lbs->las", blocks, rhs)
+
+
 def sym_block_product(tri: np.ndarray, mid: np.ndarray) -> np.ndarray:
     """``T' mid_l T`` for one ``t x t`` matrix ``T`` and a stack ``mid (m, t, t)``."""
     return np.einsum("ai,lab,bj->lij", tri, mid, tri, optimize=True)

@@ -4,7 +4,8 @@ With the layout of :mod:`.system` (factor 1 first, the rest dense):
 
     L = [[L11, 0  ],     L11 = blockdiag_l chol(I + T_1' D_l T_1)       (batched t_1 x t_1)
          [L21, L22]]     L21 = Lambda_2' G21 Lambda_1 L11^{-T}          (pattern of G21)
-                         L22 = chol(I + Lambda_2'(G22 - G21 M1 G21')Lambda_2)   (dense LAPACK)
+                         L22 = chol(I + Lambda_2'(G22 - G21 M1 G21')Lambda_2)   (dense LAPACK,
+                               or sparse on a fill-reducing order: P A P' = L L', :mod:`.sparse`)
 
 with ``M1 = blockdiag_l(T_1 C11_l^{-1} T_1')``, since ``L21 L21' = C21 C11^{-1} C12``.
 ``L21`` has no fill-in; it is never needed explicitly on the hot path (it is applied
@@ -16,8 +17,9 @@ as the sparse product above; :func:`explicit_l21` builds it for checks). Then
     c'c = c1'c1 + c2'c2 = [X y]'[X y] - [X y]'V^{-1}[X y]
 
 so the driver forms ``S = xy_cross - c'c``. The cost of one evaluation is
-``O(l_1 t_1^3 + schur_pairs + Q2^3 / 3)`` (see :meth:`.CrossedSystem.cost`),
-independent of the number of rows.
+``O(l_1 t_1^3 + schur_pairs + Q2^3 / 3)`` (see :meth:`.CrossedSystem.cost`; sparse:
+the flops of the factor's pattern in place of ``Q2^3 / 3``), independent of the number
+of rows.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from ._blocks import (
     apply_lambda_rows,
     batched_cholesky,
     batched_solve,
+    block_apply,
     sym_block_product,
 )
+from .sparse import SparseSchurFactor, factorize_sparse
 from .system import CrossedSystem
 from .theta import unpack_theta
 
@@ -53,8 +57,10 @@ class CrossedFactor:
         ``C11_l^{-1} T_1'``.
     m1 : ndarray (l_1, t_1, t_1)
         ``T_1 C11_l^{-1} T_1'`` (the blocks of ``Lambda_1 C11^{-1} Lambda_1'``).
-    l22 : ndarray (Q2, Q2), Fortran order
-        Lower triangle: Cholesky factor of the Schur complement (upper triangle unused).
+    l22 : ndarray (Q2, Q2), Fortran order, or SparseSchurFactor
+        Lower triangle: Cholesky factor of the Schur complement (upper triangle
+        unused); when the system factors it sparse (:mod:`.sparse`), the sparse
+        factor of its permuted form (read it through :func:`tri_solve`).
     c1 : ndarray (l_1, t_1, r)
     c2 : ndarray (Q2, r)
     logdet : float
@@ -93,8 +99,11 @@ def lambda2(system: CrossedSystem, factors: list, dense: np.ndarray, transpose: 
     )
 
 
-def tri_solve(l22: np.ndarray, b: np.ndarray, trans: bool) -> np.ndarray:
-    """``L22^{-1} b`` or (``trans``) ``L22^{-T} b`` with LAPACK ``dtrtrs``."""
+def tri_solve(l22: np.ndarray | SparseSchurFactor, b: np.ndarray, trans: bool) -> np.ndarray:
+    """``L22^{-1} b`` or (``trans``) ``L22^{-T} b``: LAPACK ``dtrtrs`` on a dense factor,
+    the compiled sparse solves on a :class:`~.sparse.SparseSchurFactor`."""
+    if isinstance(l22, SparseSchurFactor):
+        return l22.solve(b, trans)
     if l22.shape[0] == 0:
         return np.array(b, dtype=float)
     x, info = lapack.dtrtrs(l22, b, lower=1, trans=1 if trans else 0)
@@ -159,6 +168,76 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray) -> np
     return x
 
 
+def sparse_schur_values(system: CrossedSystem, factors: list, m1: np.ndarray) -> np.ndarray:
+    """The entries of :func:`schur_complement` on the sparse factor's pattern of ``A``
+    (:attr:`.sparse.SchurPattern.ai` order), intercepts only: the targets of ``B``,
+    the lower nonzeros of ``G22`` and the diagonal, without the ``Q2 x Q2`` array."""
+    pattern = system.sparse
+    rest = rest_factors(system, factors)
+    scale = dense_theta(system, factors)
+    rows, cols, values, _ = system.g22_entries()
+    lower, at_lower = system.g22_lower()
+    core = system.schur @ m1.reshape(-1)
+    if len(rest) == 1:
+        core *= -rest[0][0, 0] ** 2
+    else:
+        core *= -system.target_scale(scale)
+    ax = np.zeros(pattern.ai.size)
+    ax[pattern.a_positions(system.schur_target)] = core
+    ax[pattern.a_positions(at_lower)] += (values[lower] * scale[rows[lower]]
+                                           * scale[cols[lower]])
+    ax[pattern.a_diagonal()] += 1.0
+    return ax
+
+
+def _block_groups(system: CrossedSystem) -> list:
+    """Per pair of factors of the dense part, the pattern's block pairs between them as
+    positions in ``A``'s sparse storage (``(m, t_a, t_b)``, entry ``(i, j)`` read from
+    ``(max, min)``) and which of them lie in the lower triangle (cached)."""
+    if "sparse_block_groups" not in system._cache:
+        pattern = system.sparse
+        q2 = pattern.n
+        starts = pattern.block_start
+        owner = system.dense_owner()[starts]
+        terms = [system.n_terms[k] for k in system.rest]
+        bi, bj = pattern.block_pairs
+        groups = []
+        for fa in range(len(terms)):
+            for fb in range(len(terms)):
+                sel = (owner[bi] == fa) & (owner[bj] == fb)
+                if not sel.any():
+                    continue
+                ta, tb = terms[fa], terms[fb]
+                rows = starts[bi[sel]][:, None, None] + np.arange(ta)[None, :, None]
+                cols = starts[bj[sel]][:, None, None] + np.arange(tb)[None, None, :]
+                rows, cols = np.broadcast_arrays(rows, cols)
+                flat = np.maximum(rows, cols) + np.minimum(rows, cols) * q2
+                src = pattern.a_positions(flat.ravel()).reshape(rows.shape)
+                groups.append((fa, fb, src, rows >= cols))
+        system._cache["sparse_block_groups"] = groups
+    return system._cache["sparse_block_groups"]
+
+
+def sparse_schur_values_blocks(system: CrossedSystem, factors: list,
+                               m1: np.ndarray) -> np.ndarray:
+    """:func:`sparse_schur_values` when a factor of the dense part has several terms:
+    ``X = G22 - G21 M1 G21'`` on the pattern, then ``T_a' X_IJ T_b`` per block pair
+    (``Lambda_2`` mixes only within a level's block), without the ``Q2 x Q2`` array."""
+    pattern = system.sparse
+    rows, cols, values, _ = system.g22_entries()
+    lower, at_lower = system.g22_lower()
+    xa = np.zeros(pattern.ai.size)
+    xa[pattern.a_positions(system.schur_target)] = -(system.schur @ m1.reshape(-1))
+    xa[pattern.a_positions(at_lower)] += values[lower]
+    rest = rest_factors(system, factors)
+    ax = np.zeros(pattern.ai.size)
+    for fa, fb, src, low in _block_groups(system):
+        block = np.einsum("ai,mab,bj->mij", rest[fa], xa[src], rest[fb], optimize=True)
+        ax[src[low]] = block[low]
+    ax[pattern.a_diagonal()] += 1.0
+    return ax
+
+
 def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
     """Blocked Cholesky factor of ``C``, ``log|C|`` and ``c'c`` at ``theta``.
 
@@ -187,19 +266,29 @@ def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
     k1 = batched_solve(c11, np.broadcast_to(t_1.T, c11.shape))
     m1 = np.einsum("ab,lbc->lac", t_1, k1)
     m1 = 0.5 * (m1 + np.swapaxes(m1, 1, 2))
-    u1 = np.einsum("ba,lbr->lar", t_1, system.h1)
+    u1 = system.h1 * t_1[0, 0] if t1 == 1 else np.einsum("ba,lbr->lar", t_1, system.h1)
     c1 = batched_solve(l11, u1)
     logdet = 2.0 * float(np.log(np.diagonal(l11, axis1=1, axis2=2)).sum())
-    ctc = np.einsum("lar,las->rs", c1, c1)
+    c1_flat = c1.reshape(-1, r)
+    ctc = c1_flat.T @ c1_flat
 
     q2 = system.dense_size
     if q2:
-        x = schur_complement(system, factors, m1)
-        l22, info = lapack.dpotrf(x, lower=1, clean=0, overwrite_a=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"Schur complement is not positive definite (info={info})")
-        logdet += 2.0 * float(np.log(np.diagonal(l22)).sum())
-        m1h1 = np.einsum("lab,lbr->lar", m1, system.h1).reshape(-1, r)
+        if system.sparse is not None:
+            if all(t.shape[0] == 1 for t in rest_factors(system, factors)):
+                ax = sparse_schur_values(system, factors, m1)
+            else:
+                ax = sparse_schur_values_blocks(system, factors, m1)
+            l22 = factorize_sparse(system.sparse, ax)
+            logdet += 2.0 * l22.log_diagonal_sum()
+        else:
+            x = schur_complement(system, factors, m1)
+            l22, info = lapack.dpotrf(x, lower=1, clean=0, overwrite_a=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(
+                    f"Schur complement is not positive definite (info={info})")
+            logdet += 2.0 * float(np.log(np.diagonal(l22)).sum())
+        m1h1 = block_apply(m1, system.h1).reshape(-1, r)
         u2 = system.h2 - system.g21 @ m1h1
         lambda2(system, factors, u2, transpose=True)
         c2 = tri_solve(l22, u2, trans=False)

@@ -22,7 +22,11 @@ No ``T_k^{-1}`` appears, so the gradient is valid on the boundary (singular
 ``Lambda``). Cost: the
 factorization, ``dpotri`` on the Schur factor (``2 Q2^3 / 3``) and ``O(sum_l nnz_l^2 +
 Q2^2 r)``: value and gradient together cost about 3 values (InstEval, one thread:
-~53 ms against ~18 ms). It pays off with a quasi-Newton optimizer: from theta = 1, L-BFGS-B
+~53 ms against ~18 ms). With a sparse Schur factor (:mod:`.sparse`) ``A^{-1}`` is
+Takahashi's selected inverse on the factor's pattern instead of ``dpotri`` and the
+``Q2^2`` terms go (STAR, intercepts only, one thread under a load of ~17: a value
+~1 ms, value and gradient ~9 ms). It pays off with a quasi-Newton optimizer: from
+theta = 1, L-BFGS-B
 with this gradient reaches lme4's InstEval optimum in 12 (two factors) and 25 (three
 factors) evaluations, where Powell needs 111 / 341 and Nelder-Mead 103 / 214, and
 finite-difference L-BFGS-B stops ~5e-7 (two factors) to 5e-6 short in llf.
@@ -48,8 +52,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .factor import CrossedFactor, dense_theta, lambda2
-from .inverse import SelectedInverse, schur_inverse_lower, selected_inverse
+from ._blocks import block_apply, level_products
+from .factor import CrossedFactor, dense_theta
+from .inverse import SelectedInverse, lower_at, schur_inverse_lower, selected_inverse
 from .modes import back_solve
 from .system import CrossedSystem
 from .theta import theta_index
@@ -79,7 +84,7 @@ def _g22_lambda_ainv(system: CrossedSystem, factor: CrossedFactor,
     rows, cols, values, flat = system.g22_entries()
     owner = system.dense_owner()
     theta = dense_theta(system, factor.factors)
-    terms = values * theta[cols] * ainv_lower.reshape(-1, order="F")[flat]
+    terms = values * theta[cols] * lower_at(ainv_lower, flat)
     return np.bincount(owner[rows], weights=terms, minlength=len(system.rest))
 
 
@@ -105,7 +110,7 @@ def _logdet_blocks_intercepts(system: CrossedSystem, factor: CrossedFactor,
     k1 = factor.k1[:, 0, 0]
     c11_inv = 1.0 / (1.0 + theta1 * theta1 * d)
     k_pair, k_quad = (system.schur @ np.stack([k1, d * k1 * k1], axis=1)).T
-    a_t = ainv_lower.reshape(-1, order="F")[system.schur_target]
+    a_t = lower_at(ainv_lower, system.schur_target)
     t_rows, t_cols, off_diag = system.target_rows_cols()
     both = system.target_multiplicity()  # a target off the diagonal stands for two entries
     rest_theta = np.array([factor.factors[k][0, 0] for k in system.rest])
@@ -129,6 +134,50 @@ def _logdet_blocks_intercepts(system: CrossedSystem, factor: CrossedFactor,
     return out
 
 
+def _g22_blocks_index(system: CrossedSystem) -> list:
+    """Per pair of factors ``(f_i, f_c)`` of the dense part, the nonzeros ``(i, c)`` of
+    ``G22`` between them: their values, the term ``a`` of ``i`` and ``x`` of ``c``, and
+    the flat lower index of ``A^{-1}[(l_i, b), (l_c, y)]`` for every term ``b`` of
+    ``i``'s level and ``y`` of ``c``'s (cached)."""
+    if "g22_blocks_index" not in system._cache:
+        rows, cols, values, _ = system.g22_entries()
+        q2 = system.dense_size
+        owner = system.dense_owner()
+        terms = np.array([system.n_terms[k] for k in system.rest])
+        local = (np.arange(q2) - np.asarray(system.rest_offsets)[owner]) % terms[owner]
+        start = np.arange(q2) - local
+        groups = []
+        for fi in range(terms.size):
+            for fc in range(terms.size):
+                sel = np.flatnonzero((owner[rows] == fi) & (owner[cols] == fc))
+                if not sel.size:
+                    continue
+                i, c = rows[sel], cols[sel]
+                j = start[i][:, None, None] + np.arange(terms[fi])[None, :, None]
+                m = start[c][:, None, None] + np.arange(terms[fc])[None, None, :]
+                j, m = np.broadcast_arrays(j, m)
+                flat = (np.maximum(j, m) + np.minimum(j, m) * q2).ravel()
+                groups.append((fi, fc, values[sel], local[i], local[c], flat, j.shape))
+        system._cache["g22_blocks_index"] = groups
+    return system._cache["g22_blocks_index"]
+
+
+def _g22_lambda_ainv_blocks(system: CrossedSystem, factor: CrossedFactor,
+                            ainv_lower) -> list:
+    """``sum_l (G22 Lambda_2 A^{-1})_{kl,kl}`` (``t_k x t_k``) per factor of the dense
+    part, over ``G22``'s nonzeros only: ``G22_ic T_k(c)[x_c, y] A^{-1}[(l_i, b), (l_c,
+    y)]`` added to entry ``(a_i, b)``; every ``A^{-1}`` entry read is on the pattern."""
+    rest = [factor.factors[k] for k in system.rest]
+    out = [np.zeros((t.shape[0], t.shape[0])) for t in rest]
+    for fi, fc, values, a_i, x_c, flat, shape in _g22_blocks_index(system):
+        ainv = lower_at(ainv_lower, flat).reshape(shape)  # (E, t_i, t_c)
+        lam = rest[fc][x_c]  # (E, t_c): Lambda_2[c, (l_c, y)] = T[x_c, y]
+        contrib = values[:, None] * np.einsum("eby,ey->eb", ainv, lam)
+        for b in range(shape[1]):
+            out[fi][:, b] += np.bincount(a_i, weights=contrib[:, b], minlength=shape[1])
+    return out
+
+
 def _logdet_blocks(system: CrossedSystem, factor: CrossedFactor, inv: SelectedInverse) -> dict:
     """``sum_l (G Lambda P)_{kl,kl}`` per factor (``t_k x t_k``)."""
     t_1 = factor.factors[system.first]
@@ -138,24 +187,13 @@ def _logdet_blocks(system: CrossedSystem, factor: CrossedFactor, inv: SelectedIn
     intercepts = all(system.n_terms[k] == 1 for k in system.rest)
     if intercepts:
         per_factor = _g22_lambda_ainv(system, factor, inv.ainv_lower)
-    else:
-        glam = np.array(system.g22, order="F", copy=True)
-        lambda2(system, factor.factors, glam.T, transpose=True)  # glam <- G22 Lambda_2
-    for j, (k, off, (idx, _lev, w)) in enumerate(zip(system.rest, system.rest_offsets,
-                                                     system.blocks)):
+    else:  # G22's nonzeros only, not the Q2 x Q2 G22 Lambda_2 and A^{-1}
+        blocks = _g22_lambda_ainv_blocks(system, factor, inv.ainv_lower)
+    for j, (k, (idx, _lev, w)) in enumerate(zip(system.rest, system.blocks)):
         tk = factor.factors[k]
         yk = inv.y_e[idx]  # (m, t_k, t_1)
         out[system.first] = out[system.first] - np.einsum("bac,ae,bed->cd", w, tk, yk)
-        t, lv = system.n_terms[k], system.n_levels[k]
-        sl = slice(off, off + lv * t)
-        if intercepts:
-            gk = np.array([[per_factor[j]]])
-        else:
-            gk = np.einsum(
-                "lam,lbm->ab",
-                glam[sl].reshape(lv, t, -1),
-                inv.ainv[sl].reshape(lv, t, -1),
-            )
+        gk = np.array([[per_factor[j]]]) if intercepts else blocks[j]
         out[k] = gk - np.einsum("bac,cd,bed->ae", w, t_1, yk)
     return out
 
@@ -176,14 +214,14 @@ def gradient_pieces(
 
     r = system.n_columns
     sol = back_solve(system, factor, factor.c2, system.h1)
-    r1 = system.h1 - np.einsum("lab,lbs->las", system.d, sol.bt1) - sol.g1
+    r1 = system.h1 - block_apply(system.d, sol.bt1) - sol.g1
     l1, t1 = factor.l11.shape[:2]
     r2 = system.h2 - system.g21 @ sol.bt1.reshape(l1 * t1, r) - system.g22_sparse() @ sol.bt2
-    quad = {system.first: np.einsum("lar,lbs->abrs", r1, sol.b1)}
+    quad = {system.first: level_products(r1, sol.b1)}
     for k, off in zip(system.rest, system.rest_offsets):
         t, lv = system.n_terms[k], system.n_levels[k]
         sl = slice(off, off + lv * t)
-        quad[k] = np.einsum("lar,lbs->abrs", r2[sl].reshape(lv, t, r), sol.b2[sl].reshape(lv, t, r))
+        quad[k] = level_products(r2[sl].reshape(lv, t, r), sol.b2[sl].reshape(lv, t, r))
 
     index = theta_index(system.n_terms)
     dlogdet = np.array([2.0 * blocks[k][a, b] for k, a, b in index])

@@ -3,7 +3,8 @@
 With ``A = L22 L22'`` (the Schur complement) and ``N = L21 L11^{-1} = C21 C11^{-1}``
 (pattern of ``G21``; at the row entries ``N_b = T_k' W_b K1_l'``):
 
-    P22 = A^{-1}                                    dense inverse of the Schur part (dpotri)
+    P22 = A^{-1}                                    dense inverse of the Schur part (dpotri);
+                                                    sparse factor: on its pattern only
     P21 = -A^{-1} N                                 needed only on the pattern of G21
     P11 = L11^{-T} L11^{-1} + L11^{-T} L21' L22^{-T} L22^{-1} L21 L11^{-1}
         = C11^{-1} + N' A^{-1} N                    needed only on its diagonal blocks
@@ -15,7 +16,9 @@ nonzeros of ``G21`` sharing a level of factor 1 (the pairs of the Schur update);
 ``diag_l(N' A^{-1} N) = sum_{e at level l} outer(N_e, Y_e)``. With streamed pairs
 (:mod:`.streamed`) the gather is a compiled loop over the same pairs instead, reading
 ``A^{-1}`` made symmetric in place. Cost: one ``dpotri`` (``2 Q2^3 / 3``) plus
-``O(sum_l nnz_l^2)``.
+``O(sum_l nnz_l^2)``; with a sparse factor (:mod:`.sparse`) ``A^{-1}`` is computed
+only on the pattern of ``L`` (Takahashi's recurrence, about the factor's own work),
+which holds every entry read here.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import scipy.sparse as sp
 
 from ._blocks import batched_inverse
 from .factor import CrossedFactor, dense_theta
+from .sparse import PatternInverse, SparseSchurFactor
 from .system import CrossedSystem
 
 
@@ -38,9 +42,11 @@ class SelectedInverse:
 
     Attributes
     ----------
-    ainv_lower : ndarray (Q2, Q2), Fortran order
+    ainv_lower : ndarray (Q2, Q2), Fortran order, or PatternInverse
         ``P22 = A^{-1}`` by its lower triangle (the upper triangle is not defined):
-        what ``dpotri`` gives; entry ``(i, j)`` is at ``max(i, j), min(i, j)``.
+        what ``dpotri`` gives; entry ``(i, j)`` is at ``max(i, j), min(i, j)``. From
+        a sparse factor, its entries on the factor's pattern (read with
+        :func:`lower_at`).
     n_e : ndarray (n_e, t_1)
         ``N = C21 C11^{-1}`` at the row entries of the system.
     y_e : ndarray (n_e, t_1)
@@ -49,20 +55,32 @@ class SelectedInverse:
         Diagonal blocks of ``P11``.
     """
 
-    ainv_lower: np.ndarray
+    ainv_lower: np.ndarray | PatternInverse
     n_e: np.ndarray
     y_e: np.ndarray
     p11: np.ndarray
 
     @cached_property
     def ainv(self) -> np.ndarray:
-        """``A^{-1}``, full symmetric (made on first use: three passes over ``Q2^2``)."""
-        return symmetric_from_lower(self.ainv_lower)
+        """``A^{-1}``, full symmetric (made on first use: three passes over ``Q2^2``;
+        from a sparse factor, zero off its pattern)."""
+        lower = self.ainv_lower
+        if isinstance(lower, PatternInverse):
+            lower = lower.dense_lower()
+        return symmetric_from_lower(lower)
 
     def ainv_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Entries ``A^{-1}[rows, cols]`` read from the lower triangle."""
         hi, lo = np.maximum(rows, cols), np.minimum(rows, cols)
-        return self.ainv_lower[hi, lo]
+        return lower_at(self.ainv_lower, hi + lo * self.ainv_lower.shape[0])
+
+
+def lower_at(lower, flat: np.ndarray) -> np.ndarray:
+    """Entries of a lower triangle at flat (Fortran-order) indices: of ``dpotri``'s
+    dense array or of a sparse factor's :class:`~.sparse.PatternInverse`."""
+    if isinstance(lower, PatternInverse):
+        return lower.at_flat(flat)
+    return lower.reshape(-1, order="F")[flat]
 
 
 def symmetric_from_lower(lower: np.ndarray) -> np.ndarray:
@@ -73,9 +91,13 @@ def symmetric_from_lower(lower: np.ndarray) -> np.ndarray:
     return full
 
 
-def schur_inverse_lower(l22: np.ndarray) -> np.ndarray:
+def schur_inverse_lower(l22) -> np.ndarray | PatternInverse:
     """``A^{-1} = (L22 L22')^{-1}`` from the Cholesky factor (LAPACK ``dpotri``), by its
-    lower triangle (Fortran order; the upper triangle is not defined)."""
+    lower triangle (Fortran order; the upper triangle is not defined). From a
+    :class:`~.sparse.SparseSchurFactor`: only the entries on the pattern of its factor
+    (all any caller reads), the rest zero."""
+    if isinstance(l22, SparseSchurFactor):
+        return l22.inverse_lower()
     if l22.shape[0] == 0:
         return np.zeros((0, 0), order="F")
     inv, info = lapack.dpotri(l22, lower=1)
@@ -133,7 +155,7 @@ def selected_inverse(system: CrossedSystem, factor: CrossedFactor) -> SelectedIn
         pattern, diagonal = system.lower_pairs()
         # the distinct targets in address order, then spread to the pairs (~10 per
         # target on InstEval): fewer scattered reads of the Q2 x Q2 matrix
-        data = ainv.reshape(-1, order="F")[system.schur_target][system.pair_target]
+        data = lower_at(ainv, system.schur_target)[system.pair_target]
         low = sp.csr_matrix((data, pattern.indices, pattern.indptr), shape=pattern.shape)
         y_e = low @ n_e + low.T @ n_e - data[diagonal][:, None] * n_e
     _add_p11(p11, system.entry_level, n_e, y_e)

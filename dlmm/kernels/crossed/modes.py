@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._blocks import block_apply
 from .factor import CrossedFactor, lambda2, tri_solve
 from .inverse import SelectedInverse, selected_inverse
 from .system import CrossedSystem
@@ -55,8 +56,8 @@ def back_solve(
     bt2 = np.array(b2)
     lambda2(system, factor.factors, bt2, transpose=False)
     g1 = np.asarray(system.g21_t @ bt2).reshape(l1, t1, s)
-    b1 = np.einsum("lab,lbs->las", factor.k1, h1 - g1)
-    bt1 = np.einsum("ab,lbs->las", t_1, b1)
+    b1 = block_apply(factor.k1, h1 - g1)
+    bt1 = b1 * t_1[0, 0] if t1 == 1 else np.einsum("ab,lbs->las", t_1, b1)
     return BackSolve(b1, bt1, b2, bt2, g1)
 
 

@@ -31,7 +31,10 @@ that work each step, chosen once here by the number of pairs:
   pairs again each step (:mod:`.streamed`), so the driver's memory no longer
   grows with the pairs.
 
-Either way a step ends with a dense Cholesky of the Schur complement.
+Either way a step ends with a Cholesky factorization of the Schur complement:
+dense (LAPACK), or sparse on a fill-reducing order when its pattern (fixed by
+the data) leaves the factor far from dense (:mod:`.sparse`, decided here once:
+:attr:`CrossedSystem.sparse`).
 
 "Row entries" are the scalar rows of the nonzero blocks of ``G21``: entry ``e`` has
 a row ``row[e]`` of the dense part, a level ``level[e]`` of factor 1 and a row vector
@@ -50,6 +53,7 @@ import scipy.sparse as sp
 from .sums import CrossedSums
 
 if TYPE_CHECKING:
+    from .sparse import SchurPattern
     from .streamed import PairStream
 
 #: Most pairs of row entries sharing a level of factor 1 for which the Schur
@@ -75,7 +79,8 @@ class CrossedCost:
         Nonzeros of ``B``: pairs of nonzeros of ``G21`` sharing a level of factor 1
         (lower triangle), times ``t_1^2``.
     flops : float
-        Rough multiply-adds of one value: ``Q2^3/3 + 2 schur_pairs + Q2^2 (r + 2)``.
+        Rough multiply-adds of one value: ``Q2^3/3 + 2 schur_pairs + Q2^2 (r + 2)``
+        (sparse Schur factor: its flops and ``nnz(L)`` in place of ``Q2^3/3``, ``Q2^2``).
     memory_bytes : float
         Rough bytes held: the dense ``G22`` and working copy, ``B``, ``G21``.
     """
@@ -126,6 +131,9 @@ class CrossedSystem:
         ``B`` (the target) it adds to.
     stream : PairStream or None
         The streamed path's index arrays (None when ``B`` is stored).
+    sparse : SchurPattern or None
+        The fill-reducing order and pattern of the Schur complement's factor when it
+        is factored sparse (:mod:`.sparse`); None: dense LAPACK.
     xy_cross : ndarray (r, r)
     n_rows : float
     """
@@ -150,6 +158,7 @@ class CrossedSystem:
     xy_cross: np.ndarray
     n_rows: float
     stream: PairStream | None = None
+    sparse: SchurPattern | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -187,8 +196,13 @@ class CrossedSystem:
         else:
             pairs = int(self.schur.nnz)
             held = 12.0 * pairs
-        flops = q2**3 / 3.0 + 2.0 * pairs + q2 * q2 * (r + 2)
-        mem = 16.0 * q2 * q2 + held + 12.0 * self.g21.nnz * 2
+        if self.sparse is not None:  # the factor's flops, no Q2 x Q2 working copy
+            nnz_l = self.sparse.nnz
+            flops = self.sparse.flops + 2.0 * pairs + nnz_l * (r + 2)
+            mem = 8.0 * q2 * q2 + held + 12.0 * self.g21.nnz * 2 + 24.0 * nnz_l
+        else:
+            flops = q2**3 / 3.0 + 2.0 * pairs + q2 * q2 * (r + 2)
+            mem = 16.0 * q2 * q2 + held + 12.0 * self.g21.nnz * 2
         return CrossedCost(
             first_size=self.n_levels[self.first] * self.n_terms[self.first],
             dense_size=q2,
@@ -269,6 +283,15 @@ class CrossedSystem:
         if "g22_sparse" not in self._cache:
             self._cache["g22_sparse"] = sp.csr_matrix(self.g22)
         return self._cache["g22_sparse"]
+
+    def g22_lower(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which of :meth:`g22_entries` lie in the lower triangle, and their flat
+        indices (cached: the sparse pattern looks the array up by identity)."""
+        if "g22_lower" not in self._cache:
+            rows, cols, _, at = self.g22_entries()
+            lower = rows >= cols
+            self._cache["g22_lower"] = (lower, at[lower])
+        return self._cache["g22_lower"]
 
     def g22_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The nonzeros of ``G22`` (cached): rows, columns, values and the flat index of
@@ -386,13 +409,17 @@ def _schur_operator(level, row, w, n_first, t1, q2):
     return schur, targets, pair_target
 
 
-def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSystem:
+def build_system(sums: CrossedSums, streamed: bool | None = None,
+                 sparse: bool | None = None) -> CrossedSystem:
     """Rearrange reduced :class:`CrossedSums` for :func:`~.factor.factorize` (once per fit).
 
     Cost ``O(sum_l nnz_l^2)`` for a stored Schur operator (``nnz_l``: nonzero blocks of
     ``G21`` at level ``l`` of factor 1), ``O(nnz(G21))`` for a streamed one, plus
     ``O(Q2^2)`` memory for ``G22``. ``streamed`` forces the path; by default the
     pairs are streamed when there are more than :data:`STORED_PAIRS_MAX`.
+    ``sparse`` forces (True) or forbids (False) the sparse factorization of the
+    Schur complement (:mod:`.sparse`); by default it is chosen by its counted cost
+    (stored pairs only).
     """
     if streamed is None:
         streamed = streams_pairs(schur_pair_count(sums))
@@ -467,6 +494,12 @@ def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSyst
         stream = None
         schur, target, pair_target = _schur_operator(entry_level, entry_row, entry_w, l1, t1, q2)
 
+    pattern = None
+    if sparse is not False and not streamed and q2:
+        pattern = _sparse_pattern(sums, rest, off_of, g22, target, force=bool(sparse))
+    elif sparse and streamed:
+        raise ValueError("the sparse Schur factorization needs stored pairs")
+
     return CrossedSystem(
         n_levels=list(n_levels),
         n_terms=list(n_terms),
@@ -488,7 +521,29 @@ def build_system(sums: CrossedSums, streamed: bool | None = None) -> CrossedSyst
         xy_cross=np.array(sums.xy_cross),
         n_rows=float(sums.n_rows),
         stream=stream,
+        sparse=pattern,
     )
+
+
+def _sparse_pattern(sums, rest, off_of, g22, target, force):
+    """:func:`.sparse.analyse` of the Schur complement's pattern: the targets of ``B``
+    and the nonzeros of ``G22``, each level of a later factor one block."""
+    from . import sparse
+
+    q2 = g22.shape[0]
+    if not force and (q2 < sparse.SPARSE_MIN_SIZE
+                      or 2.0 * target.size > sparse.SPARSE_DENSITY_MAX * q2 * q2):
+        return None  # small, or A already too dense: no pattern work at all
+    sizes = np.concatenate([np.full(sums.n_levels[k], sums.n_terms[k], np.int64)
+                            for k in rest])
+    starts = np.concatenate([off_of[k] + np.arange(sums.n_levels[k]) * sums.n_terms[k]
+                             for k in rest]).astype(np.int64)
+    row_block = np.repeat(np.arange(sizes.size), sizes)
+    g_rows, g_cols = np.nonzero(g22)
+    t_cols, t_rows = np.divmod(target, q2)
+    rows = np.concatenate([g_rows, t_rows]).astype(np.int64)
+    cols = np.concatenate([g_cols, t_cols]).astype(np.int64)
+    return sparse.analyse(q2, row_block, starts, sizes, rows, cols, force=force)
 
 
 def select_columns(system: CrossedSystem, keep: np.ndarray) -> CrossedSystem:
