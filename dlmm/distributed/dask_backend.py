@@ -56,6 +56,7 @@ from .embedded import (  # noqa: F401 - the embedded cluster's names, here as be
     resolve_client,
 )
 from .faults import SchedulerLost, WorkerMemoryError, WorkersLost, format_size
+from .parquet_pieces import parquet_pieces, piece_facts, sample_pieces
 
 logger = logging.getLogger("dlmm")
 
@@ -85,6 +86,13 @@ def _run_chunk(func: Callable, token: str, index: int, chunk: Any) -> Any:
     except Exception:  # noqa: BLE001 - not on a worker, or no length: informational
         pass
     return func(chunk)
+
+
+def _run_piece(func: Callable, piece, columns: list[str], strings: bool) -> Any:
+    """``func`` of the rows of a Parquet piece, read here (:mod:`.parquet_pieces`)."""
+    from .parquet_pieces import read_piece
+
+    return func(read_piece(piece, columns, strings))
 
 
 def _held_sizes(keys: list | None, dask_worker=None) -> dict:
@@ -290,6 +298,12 @@ class DaskBackend(Backend):
         # The first n_rows rows, however few each partition holds: the sample sets
         # what is learned from it (centring shifts, start values), so it must not
         # depend on how the rows are partitioned.
+        pieces = parquet_pieces(self.frame)
+        if pieces is not None:  # the first rows of local files: read here
+            try:
+                return sample_pieces(pieces, n_rows)
+            except OSError:
+                pass  # not readable from here: the workers read them
         parts = self.frame.npartitions
         k = 1
         while True:
@@ -314,16 +328,43 @@ class DaskBackend(Backend):
 
     def map_chunks(self, func: Callable[[pd.DataFrame], Any],
                    progress: Callable[[int, int], None] | None = None) -> list[Any]:
-        parts = self.frame.to_delayed()
         token = uuid.uuid4().hex[:12]
+        pieces = parquet_pieces(self.frame)
+        if pieces is not None:
+            futures = self._map_pieces(func, pieces, token)
+        else:
+            futures = self._map_partitions(func, token)
+        if progress is not None:
+            self._await(futures, progress)
+        return futures
+
+    def _map_pieces(self, func: Callable, pieces, token: str) -> list[Any]:
+        """One task per piece of local Parquet input that reads it and applies ``func``
+        (no task of Dask's reader, no copy of the rows between tasks). Piece ``j`` of
+        ``n`` is asked of worker ``j * workers // n``: each worker reads a run of
+        consecutive pieces, so that blocks built from runs of chunks find theirs where
+        they are (another worker may still take a piece, when the cluster steals work)."""
+        workers = self._workers()
+        n = len(pieces.pieces)
+        futures = []
+        for j, piece in enumerate(pieces.pieces):
+            hint = ({"workers": [workers[j * len(workers) // n]], "allow_other_workers": True}
+                    if len(workers) > 1 else {})
+            futures.append(self.client.submit(
+                _run_piece, func, piece, pieces.columns, pieces.strings, pure=False,
+                key=f"dlmm-chunk-{token}-{j}", **hint))
+        self._chunks = {"token": token, "futures": {f.key: j for j, f in enumerate(futures)},
+                        "parts": [], "pieces": pieces.pieces}
+        return futures
+
+    def _map_partitions(self, func: Callable, token: str) -> list[Any]:
+        parts = self.frame.to_delayed()
         tasks = [dask.delayed(functools.partial(_run_chunk, func, token, j), pure=False)(
                      p, dask_key_name=f"dlmm-chunk-{token}-{j}")
                  for j, p in enumerate(parts)]
         futures = self.client.compute(tasks)
         self._chunks = {"token": token, "futures": {f.key: j for j, f in enumerate(futures)},
                         "parts": [p.key for p in parts]}
-        if progress is not None:
-            self._await(futures, progress)
         return futures
 
     def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
@@ -346,10 +387,32 @@ class DaskBackend(Backend):
             return {}
         return {"workers": [workers[j % len(workers)]], "allow_other_workers": True}
 
+    def _holders(self, handles: list[Any]) -> dict:
+        """Where each handle's result is (one question to the scheduler; empty if it
+        does not answer)."""
+        keys = [h.key for h in handles if hasattr(h, "key")]
+        if not keys:
+            return {}
+        try:
+            return dict(_ask(self.client, "who_has", keys=keys))
+        except Exception:  # noqa: BLE001 - a placement hint only
+            return {}
+
     def combine(self, groups, func):
+        # Each output where most of its inputs are (none moves when a run of chunks was
+        # read on one worker), else spread evenly.
         workers = self._workers()
-        return [self.client.submit(func, list(g), pure=False, **self._spread(j, workers))
-                for j, g in enumerate(groups)]
+        holders = self._holders([h for g in groups for h in g])
+        out = []
+        for j, g in enumerate(groups):
+            counts: dict[str, int] = {}
+            for h in g:
+                for address in holders.get(getattr(h, "key", None), ()):
+                    counts[address] = counts.get(address, 0) + 1
+            hint = ({"workers": [max(sorted(counts), key=counts.__getitem__)],
+                     "allow_other_workers": True} if counts else self._spread(j, workers))
+            out.append(self.client.submit(func, list(g), pure=False, **hint))
+        return out
 
     def regroup(self, handles, n_out, split, build):
         splits = self.client.map(split, handles, [n_out] * len(handles), pure=False)
@@ -509,10 +572,18 @@ class DaskBackend(Backend):
                     limit = msg.get("memory_limit") or limit
         except Exception:  # noqa: BLE001 - informational
             pass
-        n = len(chunks["parts"]) or self.n_chunks
+        pieces = chunks.get("pieces")
+        n = len(pieces) if pieces else (len(chunks["parts"]) or self.n_chunks)
         wanted = [chunks["futures"][k] for k in keys if k in chunks["futures"]]
         wanted += [k[1] for k in keys if isinstance(k, tuple) and len(k) == 2
                    and isinstance(k[1], int) and 0 <= k[1] < n]  # (name, partition)
+        if pieces:  # read in the chunk's own task: its size from the file's footer
+            for j in (wanted or range(n))[:64]:
+                try:
+                    sizes[j] = piece_facts(pieces[j], self.frame._meta.dtypes)
+                except Exception:  # noqa: BLE001 - informational
+                    pass
+            wanted = wanted or list(sizes)
         known = [j for j in wanted if j in sizes]
         if known:
             j = max(known, key=lambda k: sizes[k][1])

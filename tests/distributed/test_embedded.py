@@ -71,7 +71,9 @@ SCRIPT = textwrap.dedent('''
                              re_formula="~Days").fit()
         facts = {"backend": r.backend, "converged": bool(r.converged),
                  "embedded": dask_backend._EMBEDDED.get("client") is not None,
-                 "default_client": dask_backend.current_client() is not None}
+                 "default_client": dask_backend.current_client() is not None,
+                 "stealing": dask_backend._EMBEDDED["client"].run_on_scheduler(
+                     lambda dask_scheduler: "stealing" in dask_scheduler.extensions)}
         local = dlmm.mixedlm("Reaction ~ Days", data, groups="Subject",
                              re_formula="~Days").fit()  # small input: in this process
         paths = {"backends": [r.backend, local.backend], "llf": [r.llf, local.llf],
@@ -159,7 +161,14 @@ def _lme4_expected(case, data):
 def test_fit_ran_on_the_embedded_cluster(run):
     out, _ = run
     assert out["facts"] == {"backend": "dask", "converged": True, "embedded": True,
-                            "default_client": False}
+                            "default_client": False, "stealing": False}
+
+
+def test_the_embedded_cluster_steals_no_work(run):
+    """A step's task runs where its block is: the embedded cluster's scheduler has no
+    work stealing, which would move a block to another worker (issue 27)."""
+    out, _ = run
+    assert out["facts"]["stealing"] is False
 
 
 @pytest.mark.parametrize("when", ["no client", "user client", "client closed"])
