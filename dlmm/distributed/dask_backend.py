@@ -1,5 +1,10 @@
 """Dask backend: chunks are the partitions of a Dask DataFrame on a cluster.
 
+Local Parquet input read by ``dask.dataframe.read_parquet`` is read by the one pass's
+own tasks instead, one per piece of Dask's plan (:mod:`.parquet_pieces`), spread over
+the workers in runs of consecutive pieces (:meth:`DaskBackend.map_chunks`); what is
+built from them is built where they are (:meth:`DaskBackend.combine`).
+
 Every result stays on the worker that computed it, as a ``distributed``
 future; what the driver receives per optimizer step is one small object per
 block. Futures keep their lineage, so a lost worker's results are recomputed
@@ -64,7 +69,6 @@ logger = logging.getLogger("dlmm")
 
 def _empty_like(frame):
     return frame.iloc[:0]
-
 
 
 def _run_chunk(func: Callable, token: str, index: int, chunk: Any) -> Any:
