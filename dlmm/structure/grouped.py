@@ -254,9 +254,10 @@ def one_pass(spec, backend: Backend, progress=None) -> GroupedStatistics:
 
 
 #: Groups in a chunk from which its worker loads the steps' compiled loops while it
-#: reads (:mod:`dlmm.kernels.warm`): a block of such chunks steps by compiled loops
-#: (:data:`dlmm.kernels.likelihood.COMPILED_MIN_GROUPS`).
-WARM_MIN_GROUPS = COMPILED_MIN_GROUPS // 4
+#: reads (:mod:`dlmm.kernels.warm`): a block of such a chunk steps by compiled loops
+#: (:data:`dlmm.kernels.likelihood.COMPILED_MIN_GROUPS`); below, the load would be
+#: wasted on NumPy steps (the 10,000-group benchmark's pass paid it).
+WARM_MIN_GROUPS = COMPILED_MIN_GROUPS
 
 
 def pass_chunk(frame: pd.DataFrame, spec) -> ChunkResult:

@@ -23,9 +23,9 @@ SCRIPT = textwrap.dedent('''
     from dlmm.structure.grouped import one_pass
 
     rng = np.random.default_rng(3)
-    g = np.repeat(np.arange(6000), 3)
+    g = np.repeat(np.arange(21000), 3)
     x1 = rng.normal(size=g.shape[0])
-    frame = pd.DataFrame({"y": 1 + x1 + rng.normal(size=6000)[g] + rng.normal(size=g.shape[0]),
+    frame = pd.DataFrame({"y": 1 + x1 + rng.normal(size=21000)[g] + rng.normal(size=g.shape[0]),
                           "x1": x1, "g": g})
     spec = FormulaSpec("y ~ x1", "g", re_formula="~x1")
     spec.learn_levels(frame.head(400), {})
