@@ -11,7 +11,9 @@ the case
 3. right after, runs ``dlmm fit`` on a local cluster of those workers as a user runs
    it (a child process, JSON log), and reads from its ``result.json`` and log the data
    pass, the optimizer's steps (and seconds per step), the outputs (from the fit's
-   result to the outputs written), the cluster's start and the whole command;
+   result to the outputs written), the cluster's start, the command's own start (to
+   its first log line) and end (from the outputs written: the cluster's close), and
+   the whole command;
 4. reports each as a ratio to the floor, with the load average before and after:
    on a shared machine only ratios measured in the same minute compare.
 
@@ -73,15 +75,19 @@ def bare_read_seconds(files: list[str], columns: list[str], processes: int) -> t
 
 
 def _event_times(stderr: str) -> dict[str, float]:
-    """The time (seconds since the epoch) of the last log line of each event."""
-    out = {}
+    """The time (seconds since the epoch) of the last log line of each event, and of the
+    first log line (``"first"``)."""
+    out: dict[str, float] = {}
     for line in stderr.splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and "event" in record and "time" in record:
-            out[record["event"]] = datetime.fromisoformat(record["time"]).timestamp()
+        if isinstance(record, dict) and "time" in record:
+            when = datetime.fromisoformat(record["time"]).timestamp()
+            out.setdefault("first", when)
+            if "event" in record:
+                out[record["event"]] = when
     return out
 
 
@@ -99,9 +105,9 @@ def fit_command(path: Path, formula: str, re_formula: str, workers: int,
             "--re-formula", re_formula, "--workers", str(workers),
             "--threads-per-worker", "1", "-o", str(out), "--log-format", "json"]
     try:
-        start = time.perf_counter()
+        start, started = time.perf_counter(), time.time()
         done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-        command = time.perf_counter() - start
+        command, ended = time.perf_counter() - start, time.time()
         if done.returncode not in (0, 3):
             raise RuntimeError(f"dlmm fit exited {done.returncode}: "
                                + " ".join(done.stderr.split())[-400:])
@@ -118,6 +124,10 @@ def fit_command(path: Path, formula: str, re_formula: str, workers: int,
         "steps": steps,
         "step_seconds": timings["optimizer"] / max(steps, 1),
         "outputs_seconds": events["output"] - events["result"],
+        # Python's start and dlmm's imports, to the first log line (the cluster's start);
+        # the outputs written to the command's end (the cluster's close).
+        "start_seconds": events["first"] - started,
+        "close_seconds": ended - events["output"],
         "cluster_seconds": timings.get("cluster"),
         "llf": result["estimates"]["llf"],
         "converged": bool(result["converged"]),
@@ -167,7 +177,9 @@ def io_line(row: dict) -> str:
             f"bare read {row['floor_seconds']:.2f} s; data pass {row['pass_seconds']:.2f} s "
             f"({row['pass_vs_floor']:.1f}x); {row['steps']} steps of "
             f"{row['step_seconds']:.2f} s; outputs {row['outputs_seconds']:.2f} s "
-            f"({row['outputs_vs_floor']:.1f}x); command {row['command_seconds']:.2f} s "
+            f"({row['outputs_vs_floor']:.1f}x); start {row['start_seconds']:.2f} s, cluster "
+            f"{row['cluster_seconds'] or 0:.2f} s, close {row['close_seconds']:.2f} s; "
+            f"command {row['command_seconds']:.2f} s "
             f"({row['command_vs_floor']:.1f}x); load {row['load_before']:.1f}-"
             f"{row['load_after']:.1f}")
 

@@ -1,5 +1,10 @@
 """Dask backend: chunks are the partitions of a Dask DataFrame on a cluster.
 
+Local Parquet input read by ``dask.dataframe.read_parquet`` is read by the one pass's
+own tasks instead, one per piece of Dask's plan (:mod:`.parquet_pieces`), spread over
+the workers in runs of consecutive pieces (:meth:`DaskBackend.map_chunks`); what is
+built from them is built where they are (:meth:`DaskBackend.combine`).
+
 Every result stays on the worker that computed it, as a ``distributed``
 future; what the driver receives per optimizer step is one small object per
 block. Futures keep their lineage, so a lost worker's results are recomputed
@@ -41,7 +46,7 @@ from typing import Any
 import dask
 import dask.dataframe as dd
 import pandas as pd
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from .base import Backend, sorted_levels
 from .embedded import (  # noqa: F401 - the embedded cluster's names, here as before
@@ -57,6 +62,8 @@ from .embedded import (  # noqa: F401 - the embedded cluster's names, here as be
 )
 from .expr_race import close_singleton_race
 from .faults import SchedulerLost, WorkerMemoryError, WorkersLost, format_size
+from .parquet_pieces import parquet_pieces, piece_facts, sample_pieces
+from .watch import _POLL_SECONDS, _ask, _scheduler_timeout, _Watch
 
 close_singleton_race()  # a scheduler in this process rebuilds graphs beside the client
 
@@ -65,10 +72,6 @@ logger = logging.getLogger("dlmm")
 
 def _empty_like(frame):
     return frame.iloc[:0]
-
-
-#: How often a wait looks at the cluster (seconds).
-_POLL_SECONDS = 0.5
 
 
 def _run_chunk(func: Callable, token: str, index: int, chunk: Any) -> Any:
@@ -88,6 +91,13 @@ def _run_chunk(func: Callable, token: str, index: int, chunk: Any) -> Any:
     except Exception:  # noqa: BLE001 - not on a worker, or no length: informational
         pass
     return func(chunk)
+
+
+def _run_piece(func: Callable, piece, columns: list[str], strings: bool) -> Any:
+    """``func`` of the rows of a Parquet piece, read here (:mod:`.parquet_pieces`)."""
+    from .parquet_pieces import read_piece
+
+    return func(read_piece(piece, columns, strings))
 
 
 def _held_sizes(keys: list | None, dask_worker=None) -> dict:
@@ -120,134 +130,6 @@ def _task_nbytes(key, dask_scheduler=None) -> float | None:
 
 def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
-
-
-def _scheduler_timeout() -> float:
-    """How long the scheduler may take to answer a question (``dlmm.scheduler-timeout``)."""
-    return float(dask.config.get("dlmm.scheduler-timeout", 30))
-
-
-def _ask(client: Client, method: str, **kwargs) -> Any:
-    """The answer of the scheduler's ``method`` handler (``identity``, ``events``,
-    ``run_function``...) within :func:`_scheduler_timeout` seconds, else
-    ``TimeoutError``: a stopped scheduler keeps the connection open and answers
-    nothing, and Dask's own calls would wait for it forever."""
-    return client.sync(getattr(client.scheduler, method), callback_timeout=_scheduler_timeout(),
-                       **kwargs)
-
-
-class _Watch:
-    """What a wait checks while it waits: the scheduler connection and its answers, paused
-    workers, and workers restarted for memory."""
-
-    def __init__(self, backend: DaskBackend):
-        self.backend = backend
-        self.client = backend.client
-        self.started = time.time()
-        self.timeout = float(dask.config.get("dlmm.paused-timeout", 60))
-        #: Restarts of a worker for memory since the last progress that end the wait:
-        #: one more than Dask's KilledWorker needs, per worker seen.
-        self.allowed = int(dask.config.get("distributed.scheduler.allowed-failures", 3)) + 2
-        #: A local cluster's workers are never waited for (a batch queue's may be).
-        self.local = isinstance(getattr(self.client, "cluster", None), LocalCluster)
-        self.last_look = time.monotonic()
-        self.last_done = -1
-        self.stuck_since: float | None = None
-        self.empty_since: float | None = None
-        self.restarts_then: int | None = None  # memory restarts at the last progress
-        self.most_workers = 1
-
-    def scheduler_gone(self) -> bool:
-        return self.client.status not in ("running", "newly-created")
-
-    def _where(self) -> str:
-        try:
-            address = self.client.scheduler.address
-        except Exception:  # noqa: BLE001 - informational
-            address = None
-        return f" at {address}" if address else ""
-
-    def lost(self) -> SchedulerLost:
-        return SchedulerLost(
-            f"the connection to the Dask scheduler{self._where()} was lost (it stopped, or "
-            "the network failed); its work is gone: run again when it is back")
-
-    def silent(self) -> SchedulerLost:
-        return SchedulerLost(
-            f"the Dask scheduler{self._where()} has not answered for "
-            f"{_scheduler_timeout():g} s (stopped, hung or overloaded); its work is "
-            "abandoned: run again when it answers")
-
-    def ask(self, method: str, **kwargs) -> Any:
-        """:func:`_ask`; a scheduler that does not answer in time is :meth:`silent`."""
-        try:
-            return _ask(self.client, method, **kwargs)
-        except TimeoutError:
-            if self.scheduler_gone():
-                raise self.lost() from None
-            raise self.silent() from None
-
-    def memory_restarts(self, since: float | None = None) -> int:
-        """Workers restarted by their nanny for memory (since ``since``, a time of the
-        scheduler's clock; default: ever)."""
-        events = self.ask("events", topic="worker-restart-memory")
-        return sum(1 for when, _ in events if since is None or when >= since)
-
-    def memory_error(self, pending: list, restarts: int) -> WorkerMemoryError:
-        """Workers restarted ``restarts`` times for memory and no progress."""
-        return self.backend._memory_error(
-            pending, f"workers were restarted {restarts} time{'s' if restarts != 1 else ''} "
-            "for exceeding it")
-
-    def check(self, done: int, pending: list) -> None:
-        """Raise if the scheduler is gone or silent, workers were restarted for memory or
-        are gone, or the workers stayed paused too long."""
-        if self.scheduler_gone():
-            raise self.lost()
-        now = time.monotonic()
-        if done != self.last_done:
-            self.last_done, self.stuck_since, self.restarts_then = done, None, None
-        if now - self.last_look < 2 * _POLL_SECONDS:
-            return
-        self.last_look = now
-        try:
-            workers = self.ask("identity", n_workers=-1)["workers"]
-            restarts = self.memory_restarts()
-        except SchedulerLost:
-            raise
-        except Exception:  # noqa: BLE001 - the connection went: the next look says so
-            if self.scheduler_gone():
-                raise self.lost() from None
-            return
-        if self.restarts_then is None:
-            self.restarts_then = restarts
-        restarted = restarts - self.restarts_then  # for memory, since the last progress
-        self.most_workers = max(self.most_workers, len(workers))
-        if restarted >= self.allowed * self.most_workers:
-            raise self.memory_error(pending, restarted)
-        if not workers:  # none left (a nanny may give up restarting its worker)
-            if self.empty_since is None:
-                self.empty_since = now
-            elif now - self.empty_since >= self.timeout:
-                if restarted:
-                    raise self.memory_error(pending, restarted)
-                if self.local:
-                    raise WorkersLost(
-                        f"no worker of the local Dask cluster has been left for "
-                        f"{now - self.empty_since:.0f} s; see the workers' logs (--verbose)")
-            return
-        self.empty_since = None
-        statuses = [w.get("status") for w in workers.values()]
-        if any(s != "paused" for s in statuses):
-            self.stuck_since = None
-            return
-        if self.stuck_since is None:
-            self.stuck_since = now
-            return
-        if now - self.stuck_since >= self.timeout:
-            raise self.backend._memory_error(
-                pending, f"every worker has been paused at its memory limit for "
-                f"{now - self.stuck_since:.0f} s")
 
 
 class DaskBackend(Backend):
@@ -293,6 +175,12 @@ class DaskBackend(Backend):
         # The first n_rows rows, however few each partition holds: the sample sets
         # what is learned from it (centring shifts, start values), so it must not
         # depend on how the rows are partitioned.
+        pieces = parquet_pieces(self.frame)
+        if pieces is not None:  # the first rows of local files: read here
+            try:
+                return sample_pieces(pieces, n_rows)
+            except OSError:
+                pass  # not readable from here: the workers read them
         parts = self.frame.npartitions
         k = 1
         while True:
@@ -317,16 +205,43 @@ class DaskBackend(Backend):
 
     def map_chunks(self, func: Callable[[pd.DataFrame], Any],
                    progress: Callable[[int, int], None] | None = None) -> list[Any]:
-        parts = self.frame.to_delayed()
         token = uuid.uuid4().hex[:12]
+        pieces = parquet_pieces(self.frame)
+        if pieces is not None:
+            futures = self._map_pieces(func, pieces, token)
+        else:
+            futures = self._map_partitions(func, token)
+        if progress is not None:
+            self._await(futures, progress)
+        return futures
+
+    def _map_pieces(self, func: Callable, pieces, token: str) -> list[Any]:
+        """One task per piece of local Parquet input that reads it and applies ``func``
+        (no task of Dask's reader, no copy of the rows between tasks). Piece ``j`` of
+        ``n`` is asked of worker ``j * workers // n``: each worker reads a run of
+        consecutive pieces, so that blocks built from runs of chunks find theirs where
+        they are (another worker may still take a piece, when the cluster steals work)."""
+        workers = self._workers()
+        n = len(pieces.pieces)
+        futures = []
+        for j, piece in enumerate(pieces.pieces):
+            hint = ({"workers": [workers[j * len(workers) // n]], "allow_other_workers": True}
+                    if len(workers) > 1 else {})
+            futures.append(self.client.submit(
+                _run_piece, func, piece, pieces.columns, pieces.strings, pure=False,
+                key=f"dlmm-chunk-{token}-{j}", **hint))
+        self._chunks = {"token": token, "futures": {f.key: j for j, f in enumerate(futures)},
+                        "parts": [], "pieces": pieces.pieces}
+        return futures
+
+    def _map_partitions(self, func: Callable, token: str) -> list[Any]:
+        parts = self.frame.to_delayed()
         tasks = [dask.delayed(functools.partial(_run_chunk, func, token, j), pure=False)(
                      p, dask_key_name=f"dlmm-chunk-{token}-{j}")
                  for j, p in enumerate(parts)]
         futures = self.client.compute(tasks)
         self._chunks = {"token": token, "futures": {f.key: j for j, f in enumerate(futures)},
                         "parts": [p.key for p in parts]}
-        if progress is not None:
-            self._await(futures, progress)
         return futures
 
     def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
@@ -349,10 +264,32 @@ class DaskBackend(Backend):
             return {}
         return {"workers": [workers[j % len(workers)]], "allow_other_workers": True}
 
+    def _holders(self, handles: list[Any]) -> dict:
+        """Where each handle's result is (one question to the scheduler; empty if it
+        does not answer)."""
+        keys = [h.key for h in handles if hasattr(h, "key")]
+        if not keys:
+            return {}
+        try:
+            return dict(_ask(self.client, "who_has", keys=keys))
+        except Exception:  # noqa: BLE001 - a placement hint only
+            return {}
+
     def combine(self, groups, func):
+        # Each output where most of its inputs are (none moves when a run of chunks was
+        # read on one worker), else spread evenly.
         workers = self._workers()
-        return [self.client.submit(func, list(g), pure=False, **self._spread(j, workers))
-                for j, g in enumerate(groups)]
+        holders = self._holders([h for g in groups for h in g])
+        out = []
+        for j, g in enumerate(groups):
+            counts: dict[str, int] = {}
+            for h in g:
+                for address in holders.get(getattr(h, "key", None), ()):
+                    counts[address] = counts.get(address, 0) + 1
+            hint = ({"workers": [max(sorted(counts), key=counts.__getitem__)],
+                     "allow_other_workers": True} if counts else self._spread(j, workers))
+            out.append(self.client.submit(func, list(g), pure=False, **hint))
+        return out
 
     def regroup(self, handles, n_out, split, build):
         splits = self.client.map(split, handles, [n_out] * len(handles), pure=False)
@@ -389,7 +326,10 @@ class DaskBackend(Backend):
 
     def gather(self, handles: list[Any]) -> list[Any]:
         self._await(handles)
-        return self.client.gather(handles)
+        # From the embedded cluster's workers straight here: by default the scheduler
+        # fetches the results and sends them on, two trips of every byte (the effects
+        # of 5*10^6 groups are 200 MB).
+        return self.client.gather(handles, direct=True if is_embedded(self.client) else None)
 
     # -- watching the cluster while waiting -------------------------------------------
 
@@ -512,10 +452,18 @@ class DaskBackend(Backend):
                     limit = msg.get("memory_limit") or limit
         except Exception:  # noqa: BLE001 - informational
             pass
-        n = len(chunks["parts"]) or self.n_chunks
+        pieces = chunks.get("pieces")
+        n = len(pieces) if pieces else (len(chunks["parts"]) or self.n_chunks)
         wanted = [chunks["futures"][k] for k in keys if k in chunks["futures"]]
         wanted += [k[1] for k in keys if isinstance(k, tuple) and len(k) == 2
                    and isinstance(k[1], int) and 0 <= k[1] < n]  # (name, partition)
+        if pieces:  # read in the chunk's own task: its size from the file's footer
+            for j in (wanted or range(n))[:64]:
+                try:
+                    sizes[j] = piece_facts(pieces[j], self.frame._meta.dtypes)
+                except Exception:  # noqa: BLE001 - informational
+                    pass
+            wanted = wanted or list(sizes)
         known = [j for j in wanted if j in sizes]
         if known:
             j = max(known, key=lambda k: sizes[k][1])

@@ -103,23 +103,28 @@ def embedded_client(
         old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         started = time.monotonic()
         try:
+            import dask
             from distributed import Client, LocalCluster
 
             from .expr_race import close_singleton_race
 
             close_singleton_race()  # its scheduler rebuilds graphs in this process
-            cluster = LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=threads_per_worker,
-                processes=processes,
-                dashboard_address=dashboard,
-                memory_limit=memory_limit,
-                # LocalCluster sets Dask's log level to WARNING unless told; keep a
-                # quieter level that the caller (dlmm --quiet) has set.
-                silence_logs=max(logging.WARNING,
-                                 logging.getLogger("distributed").getEffectiveLevel()),
-                **network,
-            )
+            # No work stealing: a step's task runs where its block is (a stolen one
+            # would move the block, hundreds of MB, to save milliseconds), and the one
+            # pass's reads are spread by dlmm itself (DaskBackend.map_chunks).
+            with dask.config.set({"distributed.scheduler.work-stealing": False}):
+                cluster = LocalCluster(
+                    n_workers=n_workers,
+                    threads_per_worker=threads_per_worker,
+                    processes=processes,
+                    dashboard_address=dashboard,
+                    memory_limit=memory_limit,
+                    # LocalCluster sets Dask's log level to WARNING unless told; keep a
+                    # quieter level that the caller (dlmm --quiet) has set.
+                    silence_logs=max(logging.WARNING,
+                                     logging.getLogger("distributed").getEffectiveLevel()),
+                    **network,
+                )
             client = Client(cluster, set_as_default=False)
             seconds = time.monotonic() - started
             _EMBEDDED.update(client=client, cluster=cluster, started=(started, seconds))

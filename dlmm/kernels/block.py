@@ -9,7 +9,7 @@ every group of a block is in, the block is laid out as stacked batches
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -161,9 +161,33 @@ def build_block(
     """Combine the chunks of a set of groups and stack them into batches."""
     if not any(p.labels.shape[0] for p in parts):
         return StatsBlock(np.zeros(0), np.zeros(0), [])
+    parts_in_use = [p for p in parts if p.labels.shape[0]]
+    if slot_component.size == 0 and len(parts_in_use) > 1 and all(
+            p.labels.shape[0] >= BATCH_MIN_GROUPS for p in parts_in_use) and \
+            _in_order(parts_in_use):
+        return _side_by_side(parts_in_use, slot_component)
     keyed = combine_keyed(parts, max(slot_component.shape[0], 1))
     batches = stack_groups(keyed.cp, keyed.labels.shape[0], slot_component)
     return StatsBlock(keyed.labels, keyed.cp.n, batches)
+
+
+#: Groups from which a chunk of whole groups in order stays a batch of its own in its
+#: block (:func:`build_block`): a step over it then runs the compiled loop
+#: (:data:`dlmm.kernels.likelihood.COMPILED_MIN_GROUPS`).
+BATCH_MIN_GROUPS = 20_000
+
+
+def _side_by_side(parts: list[KeyedCrossProducts], slot_component: np.ndarray) -> StatsBlock:
+    """A block of parts of disjoint labels in order and no component columns: each part
+    one batch of the block as it is (its stacked products not copied into one array;
+    a block of 250,000 groups took 0.1-0.3 s to copy on a busy worker)."""
+    offsets = np.cumsum([0] + [p.labels.shape[0] for p in parts[:-1]])
+    batches = []
+    for part, offset in zip(parts, offsets):
+        (batch,) = stack_groups(part.cp, part.labels.shape[0], slot_component)
+        batches.append(replace(batch, index=batch.index + offset))
+    return StatsBlock(np.concatenate([p.labels for p in parts]),
+                      np.concatenate([p.cp.n for p in parts]), batches)
 
 
 def component_effect_counts(block: StatsBlock, slot_component: np.ndarray) -> np.ndarray:

@@ -30,8 +30,10 @@ from ..kernels.block import (
 )
 from ..kernels.crossprod import group_crossproducts, row_crossproduct
 from ..kernels.hessian import NewtonPieces, block_newton_pieces
+from ..kernels.likelihood import COMPILED_MIN_GROUPS
 from ..kernels.moments import MomentPieces, block_moment_pieces
 from ..kernels.pieces import LikelihoodPieces, RowTotals
+from ..kernels.warm import warm_in_background
 from ..spec.residual import residual_logdet
 from .base import ON_DRIVER_MAX_BYTES, RandomEffectsStatistics
 from .fused import fused_chunk
@@ -253,8 +255,25 @@ def one_pass(spec, backend: Backend, progress=None) -> GroupedStatistics:
     ``progress(done, total)`` is called as chunks of rows are done.
     """
     start = time.perf_counter()
-    chunks = backend.map_chunks(lambda frame: chunk_crossproducts(frame, spec), progress)
+    chunks = backend.map_chunks(lambda frame: pass_chunk(frame, spec), progress)
     return statistics_from_chunks(spec, backend, chunks, start)
+
+
+#: Groups in a chunk from which its worker loads the steps' compiled loops while it
+#: reads (:mod:`dlmm.kernels.warm`): a block of such a chunk steps by compiled loops
+#: (:data:`dlmm.kernels.likelihood.COMPILED_MIN_GROUPS`); below, the load would be
+#: wasted on NumPy steps (the 10,000-group benchmark's pass paid it).
+WARM_MIN_GROUPS = COMPILED_MIN_GROUPS
+
+
+def pass_chunk(frame: pd.DataFrame, spec) -> ChunkResult:
+    """:func:`chunk_crossproducts` of a chunk of the one pass; the first large chunk of a
+    process also starts loading the compiled loops of the steps and effects, in a
+    thread, so that the first step does not wait for them."""
+    result = chunk_crossproducts(frame, spec)
+    if result.keyed.labels.shape[0] >= WARM_MIN_GROUPS:
+        warm_in_background(result.keyed, spec.slot_component)
+    return result
 
 
 def statistics_from_chunks(spec, backend: Backend, chunks: list[Any],

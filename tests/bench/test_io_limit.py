@@ -27,6 +27,9 @@ def test_a_tiny_io_limit_run_measures_each_part_beside_the_floor(tmp_path):
     assert row["floor_seconds"] > 0 and row["converged"] and row["steps"] >= 1
     assert 0 < row["pass_seconds"] < row["command_seconds"]
     assert 0 <= row["outputs_seconds"] < row["command_seconds"]
+    parts = ("start", "cluster", "pass", "optimizer", "outputs", "close")
+    assert all(row[f"{k}_seconds"] > 0 for k in parts)
+    assert sum(row[f"{k}_seconds"] for k in parts) < row["command_seconds"]
     for key in ("pass", "outputs", "command"):
         assert row[f"{key}_vs_floor"] == row[f"{key}_seconds"] / row["floor_seconds"]
     assert np.isclose(row["step_seconds"] * row["steps"], row["optimizer_seconds"])

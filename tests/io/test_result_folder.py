@@ -177,3 +177,25 @@ def test_read_result_checks_schema(tmp_path):
     (tmp_path / RESULT_FILE).write_text("{not json")
     with pytest.raises(dlmm.InputError, match="cannot read"):
         read_result(tmp_path)
+
+
+def test_effects_tables_have_dictionaries_only_for_labels(tmp_path, result):
+    """The effects and variances are distinct numbers: written without dictionary pages
+    (pyarrow would build each and drop it, half the time of writing the effects of 10^6
+    groups); the group labels and component names keep theirs (issue 27)."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "fit"
+    write_outputs(result, out, options={"data": "x"})
+    import pyarrow as pa
+
+    for name in ["random_effects.parquet", "vc_effects.parquet"]:
+        handle = pq.ParquetFile(out / name)
+        floats = {f.name for f in handle.schema_arrow if pa.types.is_floating(f.type)}
+        chunks = {handle.metadata.schema.column(j).name: handle.metadata.row_group(0).column(j)
+                  for j in range(handle.metadata.num_columns)}
+        assert floats and set(chunks) - floats, name
+        with_dictionary = {c for c, chunk in chunks.items() if chunk.has_dictionary_page}
+        assert with_dictionary == set(chunks) - floats, (name, with_dictionary)
+    effects = pd.read_parquet(out / "random_effects.parquet")
+    pd.testing.assert_frame_equal(effects, result.random_effects_table(with_se=True))

@@ -248,3 +248,46 @@ def test_worker_killed_during_data_pass(cluster, source, undisturbed, tmp_path):
           f"{evaluations[0][1] - killed_at:.2f}s before its first evaluation; partition read "
           f"again by pid {again[0][1]}; {_max_rel_diff(result, undisturbed):.1e} max relative "
           "difference")
+
+
+def test_worker_killed_with_parquet_read_in_the_pass(cluster, source, undisturbed):
+    """Parquet input whose pieces the pass reads in its own tasks (issue 27): a worker
+    holding the only copy of some blocks is killed during the optimization; the chunks
+    of those blocks are computed again, reading their files again, and the fit is the
+    undisturbed one."""
+    _, client = cluster
+    client.wait_for_workers(3)
+    pids_before = worker_pids(client)
+    model = dlmm.mixedlm(FORMULA, str(source), client=client, **MODEL)
+    kill: dict = {}
+    persistent: list[set] = []
+    preexisting = set(client.who_has())
+
+    def callback(entry):
+        if kill:
+            return
+        holders = client.who_has()
+        if entry.evaluation <= 2:
+            persistent.append(set(holders))
+            return
+        blocks = (persistent[0] & persistent[1]) - preexisting
+        only_copy: dict[str, set] = {}
+        for key, where in holders.items():
+            if key in blocks and len(where) == 1:
+                only_copy.setdefault(where[0], set()).add(key)
+        if not only_copy:
+            return
+        address = max(only_copy, key=lambda a: len(only_copy[a]))
+        kill.update(pid=pids_before[address], time=time.time(), evaluation=entry.evaluation)
+        os.kill(kill["pid"], signal.SIGKILL)
+
+    result = model.fit(callback=callback)
+    assert kill, "the callback never reached the kill"
+    _wait_for_replacement(client, 3, kill["pid"])
+    chunks = [k for k in client.run_on_scheduler(lambda dask_scheduler: list(
+        dask_scheduler.tasks)) if str(k).startswith("dlmm-chunk-")]
+    assert chunks and not [k for k in chunks if "read" in str(k)]
+    finished = client.run_on_scheduler(_memory_times, keys=chunks)
+    again = [k for k, times in finished.items() if any(t > kill["time"] for t in times)]
+    assert again, "no piece was read again after the kill"
+    assert_same_fit(result, undisturbed)
