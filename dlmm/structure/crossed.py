@@ -44,16 +44,14 @@ from ..kernels.crossed import (
     moment_theta,
     row_entry_count,
     schur_pair_count,
-    select_columns,
     streams_pairs,
 )
-from ..kernels.hessian import NewtonPieces
 from ..kernels.moments import MomentPieces
 from ..kernels.pieces import RowTotals
 from ..objective.params import MixedLMParams
 from ..spec.crossed import CrossedLayout, crossed_design
 from ..spec.residual import residual_logdet
-from .base import RandomEffectsStatistics
+from .driver_system import DriverSystemStatistics
 from .threads import DenseThreads
 
 #: Largest dense part the driver will hold: the random effects of every factor but
@@ -123,11 +121,6 @@ def check_pairs(sums: CrossedSums, layout: CrossedLayout) -> None:
         f"{q2} x {q2} part ({48.0 * q2 * q2 / 1e9:.1f} GB)")
 
 
-#: Evaluations kept per statistics (a few hundred numbers each): the Newton polish
-#: returns to the point its gradient differences were taken around (STAR: one of 28).
-RECENT_PIECES = 8
-
-
 @dataclass(eq=False)
 class CrossedChunk:
     """What the one pass keeps of a chunk: its keyed sums and row totals."""
@@ -166,7 +159,7 @@ def group_labels(label: Any) -> np.ndarray:
 
 
 @dataclass(eq=False)
-class CrossedStatistics(RandomEffectsStatistics):
+class CrossedStatistics(DriverSystemStatistics):
     """The blocked system of a crossed design and the row totals, on the driver.
 
     Attributes
@@ -195,39 +188,6 @@ class CrossedStatistics(RandomEffectsStatistics):
 
     engine_name = "crossed"
 
-    @property
-    def backend_name(self) -> str:
-        return self.backend.name
-
-    @property
-    def n_groups(self) -> int:
-        return 1
-
-    @property
-    def group_size_min(self) -> float:
-        return float(self.totals.n_rows)
-
-    @property
-    def group_size_max(self) -> float:
-        return float(self.totals.n_rows)
-
-    @property
-    def threads(self) -> DenseThreads:
-        """This fit's BLAS thread choice for the dense part (:mod:`.threads`)."""
-        if self._threads is None:
-            # a sparse Schur factor runs compiled scalar loops, no dense BLAS: one thread
-            sparse = self.system.sparse is not None
-            self._threads = DenseThreads(0 if sparse else self.system.dense_size)
-        return self._threads
-
-    @property
-    def has_newton_pieces(self) -> bool:
-        return False
-
-    @property
-    def full_effect_covariances(self) -> bool:
-        return False
-
     def vc_effect_counts(self) -> np.ndarray:
         return np.asarray(self.layout.n_levels, dtype=np.int64)
 
@@ -239,23 +199,10 @@ class CrossedStatistics(RandomEffectsStatistics):
 
     def pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> CrossedPieces:
         """``log|V|``, ``hmh`` and their derivatives along theta (one blocked
-        factorization on the driver; the last :data:`RECENT_PIECES` are kept)."""
+        factorization on the driver; the last few are kept)."""
         theta = self._theta(chol_re, sd_vc)
-        key = theta.tobytes()
-        for seen, out in self._last:
-            if seen == key:
-                return out
-        self.evaluations += 1
-        with self.threads.evaluation():
-            out = residual_logdet(crossed_pieces(self.system, theta, gradient=True),
-                                  self.totals.log_weights)
-        # the last few: the polish's gradient differences come back to their centre
-        self._last = [*self._last[-(RECENT_PIECES - 1):], (key, out)]
-        return out
-
-    def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
-        raise NotImplementedError("the crossed engine has no Hessian pieces "
-                                  "(has_newton_pieces is False)")
+        return self.recent_pieces(theta.tobytes(), lambda: residual_logdet(
+            crossed_pieces(self.system, theta, gradient=True), self.totals.log_weights))
 
     def start_params(self) -> MixedLMParams:
         """One-way moment estimates per factor (:func:`~dlmm.kernels.crossed.moment_theta`)."""
@@ -264,13 +211,6 @@ class CrossedStatistics(RandomEffectsStatistics):
 
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
         raise NotImplementedError("the crossed engine has no moment start values")
-
-    def drop_fixed_columns(self, keep_xy: np.ndarray) -> None:
-        """Keep only the ``keep_xy`` columns of ``[X y]`` in ``K`` and the system."""
-        keep_xy = np.asarray(keep_xy, dtype=bool)
-        self.totals.xy_cross = self.totals.xy_cross[np.ix_(keep_xy, keep_xy)]
-        self.system = select_columns(self.system, keep_xy)
-        self._last = []
 
     def effects(self, chol_re: np.ndarray, sd_vc: np.ndarray, coef: np.ndarray,
                 scale: float) -> list[Any]:
@@ -292,19 +232,6 @@ class CrossedStatistics(RandomEffectsStatistics):
             vc_slot=np.arange(n_slots, dtype=np.int64), vc_modes=vc_modes, vc_var=vc_var,
             batches=[],
         )]
-
-    def map_effects(self, func, handles: list[Any], *args) -> list[Any]:
-        return [func(h, *args) for h in handles]
-
-    def gather(self, handles: list[Any]) -> list[Any]:
-        return list(handles)
-
-    def to_frame(self, handles: list[Any], meta: pd.DataFrame) -> Any:
-        frames = [h for h in handles if len(h)]
-        return pd.concat(frames) if frames else meta
-
-    def map_rows(self, func, meta: Any, *shared: Any) -> Any:
-        return self.backend.map_frame(func, meta, *shared)
 
 
 def crossed_pass(spec, layout: CrossedLayout, backend: Backend, label: Any = 0,

@@ -48,13 +48,11 @@ from ..kernels.crossed import (
     factorize,
     row_entry_count,
     schur_pair_count,
-    select_columns,
 )
-from ..kernels.hessian import NewtonPieces
 from ..kernels.moments import MomentPieces
 from ..kernels.pieces import RowTotals
-from .base import RandomEffectsStatistics
 from .crossed import MAX_DENSE_EFFECTS, MAX_DRIVER_BYTES, driver_bytes
+from .driver_system import DriverSystemStatistics
 from .threads import DenseThreads
 
 
@@ -234,7 +232,7 @@ class CrossedTermsEffects:
 
 
 @dataclass(eq=False)
-class CrossedTermsStatistics(RandomEffectsStatistics):
+class CrossedTermsStatistics(DriverSystemStatistics):
     """The blocked system of a crossed model of terms and the row totals, on the driver.
 
     The parameter of :meth:`pieces` and :meth:`effects` is the engine layout's θ
@@ -266,41 +264,10 @@ class CrossedTermsStatistics(RandomEffectsStatistics):
     seconds: float
     shuffled: bool = False
     evaluations: int = 0
-    _last: tuple | None = field(default=None, repr=False)
+    _last: list = field(default_factory=list, repr=False)
     _threads: DenseThreads | None = field(default=None, repr=False)
 
     engine_name = "crossed"
-
-    @property
-    def backend_name(self) -> str:
-        return self.backend.name
-
-    @property
-    def n_groups(self) -> int:
-        return 1
-
-    @property
-    def group_size_min(self) -> float:
-        return float(self.totals.n_rows)
-
-    @property
-    def group_size_max(self) -> float:
-        return float(self.totals.n_rows)
-
-    @property
-    def threads(self) -> DenseThreads:
-        """This fit's BLAS thread choice for the dense part (:mod:`.threads`)."""
-        if self._threads is None:
-            self._threads = DenseThreads(self.system.dense_size)
-        return self._threads
-
-    @property
-    def has_newton_pieces(self) -> bool:
-        return False
-
-    @property
-    def full_effect_covariances(self) -> bool:
-        return False
 
     def vc_effect_counts(self) -> np.ndarray:
         return np.asarray(self.n_nodes, dtype=np.int64)
@@ -311,33 +278,14 @@ class CrossedTermsStatistics(RandomEffectsStatistics):
 
     def pieces(self, theta: np.ndarray) -> CrossedPieces:
         """``log|V|``, ``hmh`` and their derivatives along θ (one blocked factorization
-        on the driver; the last one is kept)."""
+        on the driver; the last few are kept)."""
         theta = np.ascontiguousarray(theta, dtype=float).ravel()
-        key = theta.tobytes()
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
-        self.evaluations += 1
-        with self.threads.evaluation():
-            out = crossed_pieces(self.system, self.theta_map.kernel_theta(theta),
-                                 gradient=True)
-        out = self.theta_map.pieces(out)
-        self._last = (key, out)
-        return out
-
-    def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
-        raise NotImplementedError("the crossed engine has no Hessian pieces "
-                                  "(has_newton_pieces is False)")
+        return self.recent_pieces(theta.tobytes(), lambda: self.theta_map.pieces(
+            crossed_pieces(self.system, self.theta_map.kernel_theta(theta), gradient=True)))
 
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
         raise NotImplementedError("the crossed engine has no moment start values "
                                   "(the term model gives lme4's start)")
-
-    def drop_fixed_columns(self, keep_xy: np.ndarray) -> None:
-        """Keep only the ``keep_xy`` columns of ``[X y]`` in ``K`` and the system."""
-        keep_xy = np.asarray(keep_xy, dtype=bool)
-        self.totals.xy_cross = self.totals.xy_cross[np.ix_(keep_xy, keep_xy)]
-        self.system = select_columns(self.system, keep_xy)
-        self._last = None
 
     def effects(self, theta: np.ndarray, coef: np.ndarray, scale: float) -> list[Any]:
         """One :class:`CrossedTermsEffects`: the conditional mode and covariance of every
@@ -351,19 +299,6 @@ class CrossedTermsStatistics(RandomEffectsStatistics):
         keys = [s.reshape(-1, 1) for s in self.seen]
         return [CrossedTermsEffects(keys, [np.asarray(m) for m in modes],
                                     [np.asarray(c) for c in cov])]
-
-    def map_effects(self, func, handles: list[Any], *args) -> list[Any]:
-        return [func(h, *args) for h in handles]
-
-    def gather(self, handles: list[Any]) -> list[Any]:
-        return list(handles)
-
-    def to_frame(self, handles: list[Any], meta: pd.DataFrame) -> Any:
-        frames = [h for h in handles if len(h)]
-        return pd.concat(frames) if frames else meta
-
-    def map_rows(self, func, meta: Any, *shared: Any) -> Any:
-        return self.backend.map_frame(func, meta, *shared)
 
 
 def crossed_terms_pass(spec, layout, backend: Backend, progress=None) -> CrossedTermsStatistics:
