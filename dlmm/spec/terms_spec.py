@@ -114,3 +114,27 @@ class TermsSpec(FormulaSpec):
                 len(rows), len(names)) for s, names in zip(self._term_specs,
                                                           self.term_column_names)]
         return codes, columns
+
+
+def product_codes(codes: dict[str, np.ndarray], radix: list[tuple[str, int]],
+                  n: int) -> np.ndarray:
+    """One code per row for an interaction factor: the mixed-radix number whose digits
+    are its columns' codes, ``code = (...(c_1 l_2 + c_2) l_3 + ...) + c_k`` for the
+    ``radix`` ``[(column, levels), ...]`` (an empty ``radix``: 0 for every row)."""
+    code = np.zeros(n, dtype=np.int64)
+    for column, size in radix:
+        code = code * size + codes[column]
+    return code
+
+
+def product_values(code: np.ndarray, radix: list[tuple[str, int]],
+                   levels: dict[str, list]) -> dict[str, np.ndarray]:
+    """The inverse of :func:`product_codes`: each column's value (among ``levels``) for
+    every product code."""
+    code = np.asarray(code, dtype=np.int64)
+    values = {}
+    for column, size in reversed(radix):
+        values[column] = np.asarray(levels[column], dtype=object)[code % size]
+        code = code // size
+    return values
+

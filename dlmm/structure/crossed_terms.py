@@ -51,6 +51,7 @@ from ..kernels.crossed import (
 )
 from ..kernels.moments import MomentPieces
 from ..kernels.pieces import RowTotals
+from ..spec.terms_spec import product_codes, product_values
 from .crossed import MAX_DENSE_EFFECTS, MAX_DRIVER_BYTES, driver_bytes
 from .driver_system import DriverSystemStatistics
 from .threads import DenseThreads
@@ -114,23 +115,15 @@ class CrossedTermsDesign:
             return ([np.zeros(0, dtype=np.int64) for _ in self._radix],
                     [np.zeros((0, q)) for q in self.q], xy, dropped)
         codes, columns = self.spec.term_rows(frame, design.kept)
-        level_codes = []
-        for radix in self._radix:
-            code = np.zeros(n, dtype=np.int64)
-            for column, size in radix:
-                code = code * size + codes[column]
-            level_codes.append(code)
+        level_codes = [product_codes(codes, radix, n) for radix in self._radix]
         designs = [np.hstack([columns[k] for k in order]) for order in self._order]
         return level_codes, designs, xy, dropped
 
     def labels(self, level: int, keys: np.ndarray, order) -> list[str]:
         """lme4's labels of factor ``level``'s levels from their product codes ``keys``
         (``(n,)`` or ``(n, 1)``): the values of the columns ``order``, joined by ``:``."""
-        code = np.asarray(keys, dtype=np.int64).reshape(-1)
-        values: dict = {}
-        for column, size in reversed(self._radix[level]):
-            values[column] = np.asarray(self.spec.levels[column], dtype=object)[code % size]
-            code = code // size
+        values = product_values(np.asarray(keys).reshape(-1), self._radix[level],
+                                self.spec.levels)
         return [":".join(str(v) for v in row) for row in zip(*(values[c] for c in order))]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..spec.terms_spec import product_codes, product_values
 from .nested import NestedStatistics, RowsOnceDesign, nested_pass
 
 
@@ -47,12 +48,7 @@ class TermsNestedDesign(RowsOnceDesign):
         xy, _ = self.spec.centering.apply(design.xy, design.z)
         codes, columns = self.spec.term_rows(frame, design.kept)
         n = xy.shape[0]
-        level_codes = []
-        for radix in self._radix:
-            code = np.zeros(n, dtype=np.int64)
-            for column, size in radix:
-                code = code * size + codes[column]
-            level_codes.append(code)
+        level_codes = [product_codes(codes, radix, n) for radix in self._radix]
         designs = [np.hstack([columns[k] for k in order]) if order else np.zeros((n, 0))
                    for order in self._order]
         out = (level_codes, designs, xy,
@@ -66,10 +62,8 @@ class TermsNestedDesign(RowsOnceDesign):
         ``:`` (``"1:2"``)."""
         values: dict = {}
         for radix_level in ([level] if self.own_codes[level] else range(level + 1)):
-            code = keys[:, radix_level].astype(np.int64)
-            for column, size in reversed(self._radix[radix_level]):
-                values[column] = np.asarray(self.spec.levels[column], dtype=object)[code % size]
-                code = code // size
+            values.update(product_values(keys[:, radix_level], self._radix[radix_level],
+                                         self.spec.levels))
         return [":".join(str(v) for v in row) for row in zip(*(values[c] for c in order))]
 
 
