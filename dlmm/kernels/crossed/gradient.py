@@ -205,7 +205,7 @@ def gradient_pieces(
 
     See the module docstring for the formulas.
     """
-    if inverse is None and system.intercepts_only and not system.streamed \
+    if inverse is None and system.intercepts_only and system.schur is not None \
             and system.dense_size:
         blocks = _logdet_blocks_intercepts(system, factor, schur_inverse_lower(factor.l22))
     else:
