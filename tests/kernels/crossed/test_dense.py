@@ -105,3 +105,22 @@ def test_forcing_dense_with_another_path_is_refused():
         build_system(sums, dense=True, streamed=True)
     with pytest.raises(ValueError, match="dense G21"):
         build_system(sums, dense=True, sparse=True)
+
+
+def test_insteval_keeps_its_pairs(monkeypatch):
+    """InstEval (students x instructors, ~25 instructors per student) keeps the stored
+    pairs: a dense G21 would cost hundreds of times more per step."""
+    import pandas as pd
+
+    from .test_insteval import DATA
+
+    monkeypatch.setattr(system_module, "DENSE_G21_RATIO", RATIO)
+    data = pd.read_csv(DATA / "insteval.csv.gz", usecols=["s", "d", "y"])
+    codes = [pd.factorize(data[f], sort=True)[0].astype(np.int64) for f in ("s", "d")]
+    levels = [int(c.max()) + 1 for c in codes]
+    y = data["y"].to_numpy(float)
+    sums = crossed_sums(codes, [None, None], np.ones((y.size, 1)), y, levels)
+    pairs = system_module.schur_pair_count(sums)
+    assert not system_module.uses_dense_g21(levels[1], levels[0], 1, pairs)
+    assert levels[1] ** 2 * levels[0] > 100 * pairs
+    assert build_system(sums, streamed=False).dense_g21 is None
