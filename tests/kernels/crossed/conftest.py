@@ -1,21 +1,15 @@
-"""Every crossed-kernel test runs three times: with the Schur pairs stored, streamed,
-and with a dense ``G21`` in their place."""
+"""Every crossed-kernel test runs twice: with the Schur pairs stored and streamed; the
+modules that check the values (factor, gradient, modes) also run with a dense ``G21``
+in their place (``helpers.ALL_PATHS``, their own ``pair_path``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from dlmm.kernels.crossed import system
+from .helpers import set_pair_path
 
 
-@pytest.fixture(autouse=True, params=["stored", "streamed", "dense"])
+@pytest.fixture(autouse=True, params=["stored", "streamed"])
 def pair_path(request, monkeypatch):
-    """``build_system``'s default path: stored pairs, (limit -1) always streamed, or
-    (ratio infinite) always a dense ``G21``; the first two never choose it."""
-    if request.param == "dense":
-        monkeypatch.setattr(system, "DENSE_G21_RATIO", float("inf"))
-    else:
-        monkeypatch.setattr(system, "DENSE_G21_RATIO", 0.0)
-    if request.param == "streamed":
-        monkeypatch.setattr(system, "STORED_PAIRS_MAX", -1)
-    return request.param
+    """Stored or streamed pairs (see :func:`set_pair_path`)."""
+    return set_pair_path(request.param, monkeypatch)
