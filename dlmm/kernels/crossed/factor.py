@@ -119,7 +119,8 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray) -> np
     factor) only the lower triangle is formed, and read: entry ``(i, j)`` is
     ``s_i s_j (G22 - G21 M1 G21')_ij``. Stored pairs: ``G21 M1 G21'`` is one sparse
     mat-vec ``B @ vec(M1)`` scattered into its targets, into a zero matrix (what is
-    not a target or a nonzero of ``G22`` is zero). Streamed pairs (:mod:`.streamed`):
+    not a target or a nonzero of ``G22`` is zero). Dense ``G21``: dense products
+    (:func:`dense_schur_update`), the whole matrix. Streamed pairs (:mod:`.streamed`):
     the compiled update of ``G22``'s lower triangle. When a factor of the dense part
     has several terms (``Lambda_2`` then mixes rows and columns) the matrix is made
     whole (both triangles) before ``Lambda_2`` is applied.
@@ -128,7 +129,13 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray) -> np
     rest = rest_factors(system, factors)
     intercepts = all(t.shape[0] == 1 for t in rest)
     scale = dense_theta(system, factors) if intercepts else None
-    if system.streamed:
+    if system.dense_g21 is not None:
+        x = np.array(system.g22, order="F", copy=True)
+        x -= dense_schur_update(system, m1)
+        if intercepts:
+            x *= scale[:, None]
+            x *= scale[None, :]
+    elif system.streamed:
         from .streamed import mirror_lower, schur_update
 
         x = np.array(system.g22, order="F", copy=True)
@@ -166,6 +173,17 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray) -> np
         lambda2(system, factors, x.T, transpose=True)  # x <- x Lambda_2
     x[np.arange(q2), np.arange(q2)] += 1.0
     return x
+
+
+def dense_schur_update(system: CrossedSystem, m1: np.ndarray) -> np.ndarray:
+    """``G21 M1 G21'`` (``Q2 x Q2``) from a dense ``G21`` (:attr:`.CrossedSystem.dense_g21`):
+    ``G21`` times the blocks of ``M1`` (batched over the levels of factor 1), then one
+    matrix product; symmetric up to rounding."""
+    g = system.dense_g21
+    q2 = g.shape[0]
+    gm = g * m1[:, 0, 0][None, :, None] if m1.shape[1] == 1 else np.einsum(
+        "ila,lab->ilb", g, m1, optimize=True)
+    return gm.reshape(q2, -1) @ g.reshape(q2, -1).T
 
 
 def sparse_schur_values(system: CrossedSystem, factors: list, m1: np.ndarray) -> np.ndarray:

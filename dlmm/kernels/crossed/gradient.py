@@ -192,9 +192,14 @@ def _logdet_blocks(system: CrossedSystem, factor: CrossedFactor, inv: SelectedIn
     for j, (k, (idx, _lev, w)) in enumerate(zip(system.rest, system.blocks)):
         tk = factor.factors[k]
         yk = inv.y_e[idx]  # (m, t_k, t_1)
-        out[system.first] = out[system.first] - np.einsum("bac,ae,bed->cd", w, tk, yk)
+        m, t_k, t1 = w.shape
+        # sum_b W_b' T_k Y_b and sum_b W_b T_1 Y_b' as matrix products (BLAS), not a
+        # three-operand einsum's loops
+        tky = np.matmul(tk, yk).reshape(m * t_k, t1)
+        out[system.first] = out[system.first] - w.reshape(m * t_k, t1).T @ tky
         gk = np.array([[per_factor[j]]]) if intercepts else blocks[j]
-        out[k] = gk - np.einsum("bac,cd,bed->ae", w, t_1, yk)
+        wt = np.matmul(w, t_1)  # (m, t_k, t_1)
+        out[k] = gk - np.tensordot(wt, yk, axes=([0, 2], [0, 2]))
     return out
 
 
@@ -205,7 +210,7 @@ def gradient_pieces(
 
     See the module docstring for the formulas.
     """
-    if inverse is None and system.intercepts_only and not system.streamed \
+    if inverse is None and system.intercepts_only and system.schur is not None \
             and system.dense_size:
         blocks = _logdet_blocks_intercepts(system, factor, schur_inverse_lower(factor.l22))
     else:

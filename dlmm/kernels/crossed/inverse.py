@@ -15,7 +15,8 @@ sparse product whose entries are gathered from ``A^{-1}`` at the pairs of
 nonzeros of ``G21`` sharing a level of factor 1 (the pairs of the Schur update);
 ``diag_l(N' A^{-1} N) = sum_{e at level l} outer(N_e, Y_e)``. With streamed pairs
 (:mod:`.streamed`) the gather is a compiled loop over the same pairs instead, reading
-``A^{-1}`` made symmetric in place. Cost: one ``dpotri`` (``2 Q2^3 / 3``) plus
+``A^{-1}`` made symmetric in place; with a dense ``G21`` it is one dense product of
+``A^{-1}`` with ``N`` made dense. Cost: one ``dpotri`` (``2 Q2^3 / 3``) plus
 ``O(sum_l nnz_l^2)``; with a sparse factor (:mod:`.sparse`) ``A^{-1}`` is computed
 only on the pattern of ``L`` (Takahashi's recurrence, about the factor's own work),
 which holds every entry read here.
@@ -146,6 +147,14 @@ def selected_inverse(system: CrossedSystem, factor: CrossedFactor) -> SelectedIn
     p11 = np.einsum("lba,lbc->lac", l_inv, l_inv)
     if not system.dense_size:
         y_e = np.zeros_like(n_e)
+    elif system.dense_g21 is not None:
+        # N as a dense (Q2, l_1 t_1) array, one product, read back on the pattern
+        q2, l1, t1 = system.dense_g21.shape
+        full = symmetric_from_lower(ainv)
+        dense_n = np.zeros((q2, l1, t1))
+        dense_n[system.entry_row, system.entry_level] = n_e
+        y_e = (full @ dense_n.reshape(q2, -1)).reshape(q2, l1, t1)[
+            system.entry_row, system.entry_level]
     elif system.streamed:
         from .streamed import gather_products, mirror_lower
 
@@ -163,4 +172,6 @@ def selected_inverse(system: CrossedSystem, factor: CrossedFactor) -> SelectedIn
     inv = SelectedInverse(ainv, n_e, y_e, p11)
     if system.streamed:
         inv.__dict__["ainv"] = ainv  # already full: no second Q2 x Q2 copy
+    elif system.dense_g21 is not None and system.dense_size:
+        inv.__dict__["ainv"] = full
     return inv

@@ -31,6 +31,13 @@ that work each step, chosen once here by the number of pairs:
   pairs again each step (:mod:`.streamed`), so the driver's memory no longer
   grows with the pairs.
 
+* dense (when the pairs cost more than dense products would:
+  :func:`uses_dense_g21`, e.g. every level of factor 1 meets most of the dense
+  part, as in kb07's subjects x items): ``G21`` is kept as a dense
+  ``(Q2, l_1, t_1)`` array and each step forms ``G21 M1 G21'`` by one batched
+  product with the blocks of ``M1`` and one matrix product (BLAS), and the
+  gradient's ``A^{-1} N`` by one more (:attr:`CrossedSystem.dense_g21`).
+
 Either way a step ends with a Cholesky factorization of the Schur complement:
 dense (LAPACK), or sparse on a fill-reducing order when its pattern (fixed by
 the data) leaves the factor far from dense (:mod:`.sparse`, decided here once:
@@ -62,6 +69,14 @@ if TYPE_CHECKING:
 #: both cost well under the dense Cholesky of a ``Q2`` that large.
 STORED_PAIRS_MAX = 20_000_000
 
+#: ``G21`` is made dense when its dense products' multiply-adds per step,
+#: ``Q2^2 l_1 t_1``, are at most this many times the Schur pairs (a stored pair
+#: costs a scattered sparse read or more; a dense multiply-add is a BLAS one).
+DENSE_G21_RATIO = 4.0
+
+#: Most numbers of a dense ``G21`` (``Q2 l_1 t_1``; 400 MB).
+DENSE_G21_MAX = 50_000_000
+
 
 @dataclass(frozen=True)
 class CrossedCost:
@@ -77,9 +92,10 @@ class CrossedCost:
         Scalar nonzeros of ``Z_2'Z_1`` (the level pairs seen, times terms).
     schur_pairs : int
         Nonzeros of ``B``: pairs of nonzeros of ``G21`` sharing a level of factor 1
-        (lower triangle), times ``t_1^2``.
+        (lower triangle), times ``t_1^2`` (with a dense ``G21``: those it replaces).
     flops : float
         Rough multiply-adds of one value: ``Q2^3/3 + 2 schur_pairs + Q2^2 (r + 2)``
+        (dense ``G21``: its products, ``Q2^2 l_1 t_1``, in place of ``2 schur_pairs``)
         (sparse Schur factor: its flops and ``nnz(L)`` in place of ``Q2^3/3``, ``Q2^2``).
     memory_bytes : float
         Rough bytes held: the dense ``G22`` and working copy, ``B``, ``G21``.
@@ -131,6 +147,9 @@ class CrossedSystem:
         ``B`` (the target) it adds to.
     stream : PairStream or None
         The streamed path's index arrays (None when ``B`` is stored).
+    dense_g21 : ndarray (Q2, l_1, t_1) or None
+        ``G21`` as a dense array when the Schur update is made by dense products
+        (then ``schur``, ``schur_target``, ``pair_target`` and ``stream`` are None).
     sparse : SchurPattern or None
         The fill-reducing order and pattern of the Schur complement's factor when it
         is factored sparse (:mod:`.sparse`); None: dense LAPACK.
@@ -159,6 +178,7 @@ class CrossedSystem:
     n_rows: float
     stream: PairStream | None = None
     sparse: SchurPattern | None = None
+    dense_g21: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -190,18 +210,26 @@ class CrossedSystem:
         q2 = self.dense_size
         r = self.n_columns
         t1 = self.n_terms[self.first]
-        if self.streamed:
+        step = None  # multiply-adds of the Schur update: 2 per pair, or dense products
+        if self.dense_g21 is not None:
+            l1 = self.n_levels[self.first]
+            pairs = int(_pair_counts(self.entry_level, l1).sum()) * t1 * t1
+            step = float(q2) * q2 * l1 * t1 + q2 * l1 * t1 * t1
+            held = 8.0 * self.dense_g21.size
+        elif self.streamed:
             pairs = self.stream.pairs * t1 * t1
             held = 8.0 * 3 * self.entry_row.size
         else:
             pairs = int(self.schur.nnz)
             held = 12.0 * pairs
+        if step is None:
+            step = 2.0 * pairs
         if self.sparse is not None:  # the factor's flops, no Q2 x Q2 working copy
             nnz_l = self.sparse.nnz
-            flops = self.sparse.flops + 2.0 * pairs + nnz_l * (r + 2)
+            flops = self.sparse.flops + step + nnz_l * (r + 2)
             mem = 8.0 * q2 * q2 + held + 12.0 * self.g21.nnz * 2 + 24.0 * nnz_l
         else:
-            flops = q2**3 / 3.0 + 2.0 * pairs + q2 * q2 * (r + 2)
+            flops = q2**3 / 3.0 + step + q2 * q2 * (r + 2)
             mem = 16.0 * q2 * q2 + held + 12.0 * self.g21.nnz * 2
         return CrossedCost(
             first_size=self.n_levels[self.first] * self.n_terms[self.first],
@@ -355,6 +383,15 @@ def streams_pairs(pairs: int) -> bool:
     return pairs > STORED_PAIRS_MAX
 
 
+def uses_dense_g21(dense_size: int, n_first: int, t1: int, pairs: int) -> bool:
+    """Whether :func:`build_system` makes ``G21`` dense by default: its products,
+    ``Q2^2 l_1 t_1`` multiply-adds per step, cost at most :data:`DENSE_G21_RATIO`
+    times the ``pairs`` of the Schur operator (:func:`schur_pair_count`), and it
+    holds at most :data:`DENSE_G21_MAX` numbers."""
+    size = dense_size * n_first * t1
+    return 0 < size <= DENSE_G21_MAX and dense_size * size <= DENSE_G21_RATIO * pairs
+
+
 def factor_order(n_levels, n_terms) -> list[int]:
     """Factor indices by ``l_k t_k`` descending (ties: the caller's order)."""
     return sorted(range(len(n_levels)), key=lambda k: (-n_levels[k] * n_terms[k], k))
@@ -410,7 +447,7 @@ def _schur_operator(level, row, w, n_first, t1, q2):
 
 
 def build_system(sums: CrossedSums, streamed: bool | None = None,
-                 sparse: bool | None = None) -> CrossedSystem:
+                 sparse: bool | None = None, dense: bool | None = None) -> CrossedSystem:
     """Rearrange reduced :class:`CrossedSums` for :func:`~.factor.factorize` (once per fit).
 
     Cost ``O(sum_l nnz_l^2)`` for a stored Schur operator (``nnz_l``: nonzero blocks of
@@ -419,10 +456,12 @@ def build_system(sums: CrossedSums, streamed: bool | None = None,
     pairs are streamed when there are more than :data:`STORED_PAIRS_MAX`.
     ``sparse`` forces (True) or forbids (False) the sparse factorization of the
     Schur complement (:mod:`.sparse`); by default it is chosen by its counted cost
-    (stored pairs only).
+    (stored pairs only). ``dense`` forces (True) or forbids (False) a dense ``G21``
+    and dense products in place of the pairs; by default :func:`uses_dense_g21`
+    decides (neither streamed nor sparse forced).
     """
-    if streamed is None:
-        streamed = streams_pairs(schur_pair_count(sums))
+    if dense and (streamed or sparse):
+        raise ValueError("a dense G21 is neither streamed nor factored sparse")
     n_levels, n_terms = sums.n_levels, sums.n_terms
     order = factor_order(n_levels, n_terms)
     first, rest = order[0], order[1:]
@@ -433,6 +472,11 @@ def build_system(sums: CrossedSums, streamed: bool | None = None,
     for k in rest:
         offsets.append(q2)
         q2 += n_levels[k] * n_terms[k]
+    pairs = schur_pair_count(sums) if dense is None or streamed is None else 0
+    if dense is None:
+        dense = not streamed and not sparse and uses_dense_g21(q2, l1, t1, pairs)
+    if streamed is None:
+        streamed = not dense and streams_pairs(pairs)
     off_of = dict(zip(rest, offsets))
 
     g22 = np.zeros((q2, q2), order="F")
@@ -485,7 +529,11 @@ def build_system(sums: CrossedSums, streamed: bool | None = None,
         (entry_w.ravel(), (np.repeat(entry_row, t1), cols.ravel())), shape=(q2, l1 * t1)
     )
     g21_t = g21.T.tocsr()
-    if streamed:
+    dense_g21 = None
+    if dense:
+        dense_g21 = g21.toarray().reshape(q2, l1, t1)
+        stream = schur = target = pair_target = None
+    elif streamed:
         from .streamed import pair_stream
 
         stream = pair_stream(entry_row, entry_level, l1, q2)
@@ -495,7 +543,7 @@ def build_system(sums: CrossedSums, streamed: bool | None = None,
         schur, target, pair_target = _schur_operator(entry_level, entry_row, entry_w, l1, t1, q2)
 
     pattern = None
-    if sparse is not False and not streamed and q2:
+    if sparse is not False and not streamed and not dense and q2:
         pattern = _sparse_pattern(sums, rest, off_of, g22, target, force=bool(sparse))
     elif sparse and streamed:
         raise ValueError("the sparse Schur factorization needs stored pairs")
@@ -522,6 +570,7 @@ def build_system(sums: CrossedSums, streamed: bool | None = None,
         n_rows=float(sums.n_rows),
         stream=stream,
         sparse=pattern,
+        dense_g21=dense_g21,
     )
 
 

@@ -1,15 +1,15 @@
-"""Every crossed-kernel test runs twice: with the Schur pairs stored and streamed."""
+"""Every crossed-kernel test runs twice: with the Schur pairs stored and streamed; the
+modules that check the values (factor, gradient, modes) also run with a dense ``G21``
+in their place (``helpers.ALL_PATHS``, their own ``pair_path``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from dlmm.kernels.crossed import system
+from .helpers import set_pair_path
 
 
 @pytest.fixture(autouse=True, params=["stored", "streamed"])
 def pair_path(request, monkeypatch):
-    """``build_system``'s default path: stored pairs, or (limit -1) always streamed."""
-    if request.param == "streamed":
-        monkeypatch.setattr(system, "STORED_PAIRS_MAX", -1)
-    return request.param
+    """Stored or streamed pairs (see :func:`set_pair_path`)."""
+    return set_pair_path(request.param, monkeypatch)

@@ -15,7 +15,14 @@ from dlmm.kernels.crossed import (
 )
 
 from .cases import CASES, make_case, thetas
-from .helpers import brute_force, dense_lambda, dense_z, profiled_llf
+from .helpers import ALL_PATHS, brute_force, dense_lambda, dense_z, profiled_llf, set_pair_path
+
+
+@pytest.fixture(autouse=True, params=ALL_PATHS)
+def pair_path(request, monkeypatch):
+    """Stored pairs, streamed pairs and a dense ``G21`` (:func:`.helpers.set_pair_path`)."""
+    return set_pair_path(request.param, monkeypatch)
+
 
 RTOL = 1e-10
 

@@ -8,7 +8,13 @@ import pytest
 from dlmm.kernels.crossed import build_system, crossed_pieces, crossed_sums, factorize
 
 from .cases import CASES, make_case, thetas
-from .helpers import profiled_grad, profiled_llf
+from .helpers import ALL_PATHS, profiled_grad, profiled_llf, set_pair_path
+
+
+@pytest.fixture(autouse=True, params=ALL_PATHS)
+def pair_path(request, monkeypatch):
+    """Stored pairs, streamed pairs and a dense ``G21`` (:func:`.helpers.set_pair_path`)."""
+    return set_pair_path(request.param, monkeypatch)
 
 
 def _derivative(fun, theta, h=1e-3):

@@ -15,7 +15,13 @@ from dlmm.kernels.crossed import (
 )
 
 from .cases import CASES, make_case, thetas
-from .helpers import brute_force, profiled_llf
+from .helpers import ALL_PATHS, brute_force, profiled_llf, set_pair_path
+
+
+@pytest.fixture(autouse=True, params=ALL_PATHS)
+def pair_path(request, monkeypatch):
+    """Stored pairs, streamed pairs and a dense ``G21`` (:func:`.helpers.set_pair_path`)."""
+    return set_pair_path(request.param, monkeypatch)
 
 
 @pytest.mark.parametrize("which", ["generic", "zero_entry", "singular"])

@@ -74,21 +74,22 @@ def test_schur_pair_count_is_the_operator_built(name):
     if system.streamed:  # the pairs the kernels walk, times t_1^2
         t1 = design.n_terms[system.first]
         assert schur_pair_count(sums) == system.stream.pairs * t1 * t1
-    else:
+    elif system.dense_g21 is None:
         assert schur_pair_count(sums) == system.schur.nnz
 
 
 @pytest.mark.parametrize("name", ["three_intercepts", "three_with_slopes"])
 def test_default_path_follows_the_pair_count(name, monkeypatch):
-    """Stored up to STORED_PAIRS_MAX pairs, streamed beyond; forcing either works."""
+    """Stored up to STORED_PAIRS_MAX pairs, streamed beyond; forcing either works
+    (G21 not dense)."""
     from dlmm.kernels.crossed import system as system_module
 
     design = make_case(name)
     sums = crossed_sums(design.codes, design.terms, design.x, design.y, design.n_levels)
     count = schur_pair_count(sums)
     monkeypatch.setattr(system_module, "STORED_PAIRS_MAX", count)
-    assert not build_system(sums).streamed
+    assert not build_system(sums, dense=False).streamed
     monkeypatch.setattr(system_module, "STORED_PAIRS_MAX", count - 1)
-    assert build_system(sums).streamed
+    assert build_system(sums, dense=False).streamed
     assert not build_system(sums, streamed=False).streamed
     assert build_system(sums, streamed=True).schur is None
