@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from .level_pairs import pairs_in_runs, pairs_per_entry
 from .sums import CrossedSums
 
 if TYPE_CHECKING:
@@ -213,7 +214,7 @@ class CrossedSystem:
         step = None  # multiply-adds of the Schur update: 2 per pair, or dense products
         if self.dense_g21 is not None:
             l1 = self.n_levels[self.first]
-            pairs = int(_pair_counts(self.entry_level, l1).sum()) * t1 * t1
+            pairs = int(pairs_per_entry(self.entry_level, l1).sum()) * t1 * t1
             step = float(q2) * q2 * l1 * t1 + q2 * l1 * t1 * t1
             held = 8.0 * self.dense_g21.size
         elif self.streamed:
@@ -254,7 +255,7 @@ class CrossedSystem:
         """
         if "lower_pairs" not in self._cache:
             n_e = self.entry_level.size
-            b_idx, reps = _lower_pairs(self.entry_level, self.n_levels[self.first])
+            b_idx, reps = pairs_in_runs(self.entry_level, self.n_levels[self.first])
             idx_t = np.int32 if max(n_e, b_idx.size) < 2**31 else np.int64
             pair_ptr = np.concatenate([[0], np.cumsum(reps)]).astype(idx_t)
             pattern = sp.csr_matrix((np.zeros(b_idx.size), b_idx.astype(idx_t), pair_ptr),
@@ -332,28 +333,6 @@ class CrossedSystem:
         return self._cache["g22_entries"]
 
 
-def _pair_counts(level: np.ndarray, n_first: int) -> np.ndarray:
-    """Pairs ``(a, b)``, ``b <= a``, in the same run of the sorted ``level``, per ``a``."""
-    counts = np.bincount(level, minlength=n_first)
-    return np.arange(level.size) - (np.cumsum(counts) - counts)[level] + 1
-
-
-def _lower_pairs(level: np.ndarray, n_first: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs ``(a, b)``, ``b <= a``, in the same run of the sorted ``level``:
-    ``b`` of each pair, and ``reps``, the number of pairs of each ``a``.
-
-    The pairs run over ``a`` ascending (CSR row order: ``a`` of pair ``p`` is
-    ``np.repeat(arange, reps)[p]``) and, within a row, ``b`` ascending: entry ``a``
-    pairs with ``start(a), ..., a``, ``start(a)`` the first entry of its level.
-    Made by repeats and ranges (sequential passes), not gathers.
-    """
-    reps = _pair_counts(level, n_first)
-    n_pairs = int(reps.sum())
-    first = np.cumsum(reps) - reps  # position of each a's first pair
-    b_idx = np.repeat(np.arange(level.size) - (reps - 1) - first, reps) + np.arange(n_pairs)
-    return b_idx, reps
-
-
 def schur_pair_count(sums: CrossedSums) -> int:
     """Nonzeros of the Schur operator ``B`` that :func:`build_system` would make:
     ``t_1^2 sum_l nnz_l (nnz_l + 1) / 2`` with ``nnz_l`` the scalar rows of ``G21`` at
@@ -416,7 +395,7 @@ def _schur_operator(level, row, w, n_first, t1, q2):
     assembled from its arrays without a sort (with ``t_1 > 1``, a stable sort of the
     pairs' ``t_1^2`` columns).
     """
-    b_idx, reps = _lower_pairs(level, n_first)  # rows sorted: row[b] <= row[a]
+    b_idx, reps = pairs_in_runs(level, n_first)  # rows sorted: row[b] <= row[a]
     flat = row[b_idx] * q2 + np.repeat(row, reps)  # Fortran order: (ra, rb), ra >= rb
     # distinct targets without a sort: mark them on the dense Q2 x Q2 grid
     seen = np.zeros(q2 * q2, dtype=bool)
