@@ -320,8 +320,11 @@ class DaskBackend(Backend):
             token = uuid.uuid4().hex[:12]
             values = [dask.delayed(obj, name=f"dlmm-shared-{token}-{j}", traverse=False)
                       for j, obj in enumerate(shared)]
-        else:  # the user's cluster: sent to each worker once, as futures of that client
-            values = [self.client.scatter(obj, broadcast=True) for obj in shared]
+        else:  # the user's cluster: sent to one worker, as futures of that client;
+            # the others fetch it once, as any dependency. Not broadcast: Dask's
+            # replication can retry forever when a transfer fails (dask/distributed
+            # #4907, #5704; seen here once as a predict that never returned).
+            values = [self.client.scatter(obj) for obj in shared]
         return self.frame.map_partitions(func, *values, meta=meta)
 
     def gather(self, handles: list[Any]) -> list[Any]:
