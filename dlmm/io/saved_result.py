@@ -41,9 +41,20 @@ def save_result(result, path: str | os.PathLike) -> None:
     InputError
         ``path`` is a file, or a folder that is not empty.
     """
+    write_outputs(result, save_target(path))
+
+
+def save_target(path: str | os.PathLike) -> str | Path:
+    """Where ``save`` writes: a URL as it is, or a local folder that does not exist
+    (an empty one is removed first: the writers refuse existing folders).
+
+    Raises
+    ------
+    InputError
+        ``path`` is a file, or a folder that is not empty.
+    """
     if is_url(path):
-        write_outputs(result, os.fspath(path))
-        return
+        return os.fspath(path)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"cannot save to {str(path)!r}: it is a file, not a folder "
@@ -51,8 +62,8 @@ def save_result(result, path: str | os.PathLike) -> None:
     if path.exists() and any(path.iterdir()):
         raise InputError(f"output folder {str(path)!r} exists and is not empty")
     if path.exists():
-        path.rmdir()  # empty (checked above): the writer refuses existing folders
-    write_outputs(result, path)
+        path.rmdir()  # empty (checked above)
+    return path
 
 
 def read_saved(path: str | os.PathLike, opened: tuple | None = None

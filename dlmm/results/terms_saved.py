@@ -47,12 +47,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..exceptions import InputError
 from ..io.folders import RESULT_FOLDER
 from ..io.jsonable import jsonable, versions
 from ..io.publish import staged_output
@@ -62,7 +60,7 @@ from ..io.result_folder import (
     SCHEMA,
     write_table,
 )
-from ..io.store import is_url
+from ..io.saved_result import save_target
 
 #: ``kind`` of a result folder of a fit of random-effects terms.
 KIND = "terms"
@@ -171,16 +169,7 @@ def result_document(result, files: list[str], *, options=None, cluster=None,
 def save(result, path: str | os.PathLike) -> None:
     """Write ``result`` to the folder ``path`` (created; it must not exist or be empty),
     or publish it at a URL; nothing is left behind when a step fails."""
-    if not is_url(path):
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise InputError(f"cannot save to {str(path)!r}: it is a file, not a folder "
-                             "(give a new or empty folder)")
-        if path.exists() and any(path.iterdir()):
-            raise InputError(f"output folder {str(path)!r} exists and is not empty")
-        if path.exists():
-            path.rmdir()  # empty (checked above): the writer refuses existing folders
-    write_outputs(result, path)
+    write_outputs(result, save_target(path))
 
 
 def write_outputs(result, path: str | os.PathLike, *, overwrite: bool = False,
