@@ -19,7 +19,7 @@ from dlmm.io.result_folder import read_result
 from dlmm.results.compare import RefitWarning
 from dlmm.results.terms_results import TermsResults
 
-from .test_terms_simulate import _column, _moment_design
+from .test_terms_simulate import simulated_moments
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "crossed_terms"
 CASES = json.loads((REFERENCE / "lme4_crossed_terms.json").read_text())["cases"]
@@ -156,22 +156,8 @@ def test_simulated_responses_have_the_fitted_moments(simulated):
 
     data, fit, sims = simulated
     assert sims.shape == (len(data), N_SIM) and sims.index.equals(data.index)
-    fe = fit.fe_params
-    x = np.column_stack([_column(data, "(Intercept)" if n == "Intercept" else n)
-                         for n in fe.index])
-    r = sims.to_numpy() - (x @ fe.to_numpy())[:, None]
-    mats, phi = _moment_design(data, fit)
-    v = sum(p * g for p, g in zip(phi, mats))
-    rbar = r.mean(axis=1)
-    assert N_SIM * rbar @ np.linalg.solve(v, rbar) < sps.chi2.ppf(1 - 1e-5, len(data))
-    s_emp = r @ r.T / N_SIM
-    a = np.array([[np.sum(gk * gl) for gl in mats] for gk in mats])
-    c = np.array([np.sum(s_emp * gk) for gk in mats])
-    phi_hat = np.linalg.solve(a, c)
-    w = [gk @ v for gk in mats]
-    m = np.array([[np.sum(wk * wl.T) for wl in w] for wk in w])
-    a_inv = np.linalg.inv(a)
-    se = np.sqrt(np.diag(a_inv @ (2.0 / N_SIM * m) @ a_inv))
+    hotelling, phi, phi_hat, se = simulated_moments(data, fit, sims)
+    assert hotelling < sps.chi2.ppf(1 - 1e-5, len(data))
     assert np.all(np.abs((phi_hat - phi) / se) < 4.5), (phi_hat, phi)
     large = np.abs(phi) > 0.05
     assert large.sum() >= 4 and np.all(se[large] / np.abs(phi[large]) < 0.05)

@@ -87,29 +87,41 @@ def _varcorr_terms(fit) -> dict:
     return out
 
 
-def test_simulated_responses_have_the_fitted_moments(simulated):
-    data, fit, sims = simulated
-    assert list(sims.columns) == [f"sim_{s + 1}" for s in range(N_SIM)]
-    assert sims.index.equals(data.index)
+def simulated_moments(data: pd.DataFrame, fit, sims: pd.DataFrame) -> tuple:
+    """The simulated responses' first two moments against the fit's:
+    ``(hotelling, phi, phi_hat, se)``.
+
+    The mean: Hotelling's ``n rbar' V^-1 rbar`` (chi-square with a degree per row) of
+    the residuals from the fixed part. The covariance: ``V = sum_k phi_k G_k``; the
+    least squares of the empirical covariance on the ``G_k`` gives ``phi_hat``, whose
+    standard errors ``se`` are those of a sample covariance of ``n`` normal draws.
+    """
+    n = sims.shape[1]
     fe = fit.fe_params
-    x = np.column_stack([_column(data, "(Intercept)" if n == "Intercept" else n)
-                         for n in fe.index])
+    x = np.column_stack([_column(data, "(Intercept)" if k == "Intercept" else k)
+                         for k in fe.index])
     r = sims.to_numpy() - (x @ fe.to_numpy())[:, None]
     mats, phi = _moment_design(data, fit)
     v = sum(p * g for p, g in zip(phi, mats))
-    # the mean: Hotelling's N_SIM rbar' V^-1 rbar ~ chi-square(rows)
     rbar = r.mean(axis=1)
-    hotelling = N_SIM * rbar @ np.linalg.solve(v, rbar)
-    assert hotelling < sps.chi2.ppf(1 - 1e-5, len(data)), hotelling
-    # the covariance: least squares of the empirical covariance on the G_k
-    s_emp = r @ r.T / N_SIM
+    hotelling = n * rbar @ np.linalg.solve(v, rbar)
+    s_emp = r @ r.T / n
     a = np.array([[np.sum(gk * gl) for gl in mats] for gk in mats])
     c = np.array([np.sum(s_emp * gk) for gk in mats])
     phi_hat = np.linalg.solve(a, c)
     w = [gk @ v for gk in mats]
     m = np.array([[np.sum(wk * wl.T) for wl in w] for wk in w])
     a_inv = np.linalg.inv(a)
-    se = np.sqrt(np.diag(a_inv @ (2.0 / N_SIM * m) @ a_inv))
+    se = np.sqrt(np.diag(a_inv @ (2.0 / n * m) @ a_inv))
+    return hotelling, np.asarray(phi), phi_hat, se
+
+
+def test_simulated_responses_have_the_fitted_moments(simulated):
+    data, fit, sims = simulated
+    assert list(sims.columns) == [f"sim_{s + 1}" for s in range(N_SIM)]
+    assert sims.index.equals(data.index)
+    hotelling, phi, phi_hat, se = simulated_moments(data, fit, sims)
+    assert hotelling < sps.chi2.ppf(1 - 1e-5, len(data)), hotelling
     z = (phi_hat - phi) / se
     assert np.all(np.abs(z) < 4.5), (phi_hat, phi, z)
     # and the test has power: every variance and covariance far from zero is measured
