@@ -23,16 +23,16 @@ from .distributed.sources import check_parquet_columns, is_path_like, open_backe
 from .exceptions import CollinearityWarning, InputError, convergence_warning
 from .model_compat import StatsmodelsModel, as_params_object, statsmodels_fit_options
 from .objective.free import free_mask, restricted
-from .objective.hessian import GradientHessian, profiled_hessian, sqrt_hessian
+from .objective.hessian import GradientHessian
 from .objective.identifiable import check_identifiable
-from .objective.params import MixedLMParams, packed_names
+from .objective.objective import ProfiledObjective
+from .objective.params import MixedLMParams, SqrtMap, packed_names
 from .objective.penalty import (
     check_covariance_penalty,
     covariance_penalty,
-    penalize,
+    penalized,
     pop_penalties,
 )
-from .objective.profiled import grad_profile, grad_sqrt, profiled_value
 from .objective.rank import check_full_rank, independent_columns
 from .objective.start import (
     MOMENT_MIN_GROUPS,
@@ -392,16 +392,19 @@ class MixedLM(StatsmodelsModel):
             )
         return MixedLMParams.from_packed(params, self.k_fe, self.k_re, self.use_sqrt, has_fe)
 
-    def _value(self, chol_re: np.ndarray, sd_vc: np.ndarray, reml: bool, stats=None):
+    def objective(self, stats: RandomEffectsStatistics | None = None,
+                  reml: bool | None = None) -> ProfiledObjective:
+        """The profiled (RE)ML of this model as a function of statsmodels' packed sqrt
+        vector θ (:class:`~dlmm.objective.objective.ProfiledObjective`), on ``stats``
+        (default the model's; its centred form makes the optimizer's coordinates)."""
         stats = self._ensure_stats() if stats is None else stats
-        pieces = stats.pieces(chol_re, sd_vc)
-        return profiled_value(pieces, stats.totals.xy_cross, stats.totals.n_rows, reml,
-                              theta=(chol_re, sd_vc), xy_scale=self.spec.centering.xy_scale)
+        return ProfiledObjective(stats, SqrtMap(self.k_re),
+                                 self.reml if reml is None else bool(reml),
+                                 self.spec.centering.xy_scale)
 
-    def _unpack_sqrt(self, theta: np.ndarray):
-        chol = np.zeros((self.k_re, self.k_re))
-        chol[np.tril_indices(self.k_re)] = theta[: self.k_re2]
-        return chol, theta[self.k_re2:]
+    def _value(self, chol_re: np.ndarray, sd_vc: np.ndarray, reml: bool, stats=None):
+        return self.objective(stats, reml).value_at((np.asarray(chol_re, dtype=float),
+                                                     np.asarray(sd_vc, dtype=float)))
 
     # -- fitting ----------------------------------------------------------------
 
@@ -529,30 +532,16 @@ class MixedLM(StatsmodelsModel):
         # the model's own coordinates, so it keeps them.
         engine, u = stats.centred() if free is None and cov_pen is None else (stats, None)
 
-        def fun(theta):
-            chol, sd = self._unpack_sqrt(theta)
-            value = self._value(chol, sd, self.reml, engine)
-            if cov_pen is not None:  # statsmodels' cov_pen: llf - pen(Psi)
-                return penalize(cov_pen, chol, value.llf, grad_sqrt(value, chol, sd))
-            return value.llf, grad_sqrt(value, chol, sd)
-
-        def fun_hess(theta):
-            chol, sd = self._unpack_sqrt(theta)
-            pieces = engine.newton_pieces(chol, sd)
-            value = profiled_value(pieces.value, engine.totals.xy_cross, n, self.reml,
-                                   xy_scale=self.spec.centering.xy_scale)
-            full = profiled_hessian(pieces.hess, engine.totals.xy_cross, n, self.reml,
-                                    value.fe_params)
-            hess = sqrt_hessian(full, self.k_fe, grad_profile(value), chol, sd)
-            return value.llf, grad_sqrt(value, chol, sd), hess
-
+        objective = self.objective(engine)
+        fun = objective if cov_pen is None else penalized(objective, cov_pen)
         x0 = self._start(start_params, engine, u)
         mask = free_mask(free, self.k_fe, self.k_re, self.k_vc, self.param_names[self.k_fe:])
         free_idx = np.flatnonzero(mask)
         fun_free = restricted(fun, x0, mask)
-        hess_free = restricted(fun_hess, x0, mask) if engine.has_newton_pieces and \
-            cov_pen is None else \
-            GradientHessian(fun_free)  # differences of the analytic gradient, reused
+        # exact where the engine has Hessian pieces, else differences of the analytic
+        # gradient, reused while the point barely moves
+        hess_free = restricted(objective.with_hessian, x0, mask) if objective.has_hessian \
+            and cov_pen is None else GradientHessian(fun_free)
         before = engine.evaluations
 
         tolerances = {} if gtol is None else {"tol_grad": float(gtol)}
@@ -570,8 +559,8 @@ class MixedLM(StatsmodelsModel):
                 f"llf still to gain about {outcome.decrement:.3g} ({outcome.message})",
                 convergence_warning(), stacklevel=2,
             )
-        chol, sd = self._unpack_sqrt(outcome.x)
-        value = self._value(chol, sd, self.reml, engine)
+        value = objective.value(outcome.x)
+        chol, sd = objective.theta_map.engine_args(outcome.x)
         if cov_pen is not None:  # the penalized llf, as statsmodels reports it
             value = replace(value, llf=value.llf - covariance_penalty(cov_pen, chol)[0])
         freepat = None if free is None else np.concatenate([np.ones(self.k_fe), mask])

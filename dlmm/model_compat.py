@@ -25,7 +25,6 @@ import pandas as pd
 
 from .exceptions import InputError
 from .model_data import model_data
-from .objective.hessian import hessian_from_gradients, profiled_hessian
 from .objective.params import MixedLMParams
 from .objective.profiled import grad_profile, grad_sqrt
 from .objective.shift import (
@@ -245,15 +244,16 @@ class StatsmodelsModel:
         layout).
         """
         po = self._params_object(params)
+        objective = self.objective()
         if self.use_sqrt and not hasattr(params, "cov_re"):
             # The packed factor as given (signs included), not a re-factorization.
             packed = np.asarray(params, dtype=float)[-(self.k_re2 + self.k_vc):]
-            chol, sd = self._unpack_sqrt(packed)
+            chol, sd = objective.theta_map.engine_args(packed)
         else:
             chol, sd = po.cov_re_sqrt, np.sqrt(np.maximum(po.vcomp, 0))
         if profile_fe:
-            value = self._value(chol, sd, self.reml)
-            return grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
+            value = objective.value_at((chol, sd))
+            return value.grad_theta if self.use_sqrt else grad_profile(value)
         value, grad_fe = self._unprofiled(po, chol, sd)
         grad = grad_sqrt(value, chol, sd) if self.use_sqrt else grad_profile(value)
         return np.concatenate([grad_fe, grad])
@@ -302,14 +302,9 @@ class StatsmodelsModel:
         a_mat, offset = self._fe_map()
         sd = np.sqrt(np.maximum(po.vcomp, 0))
         beta_c = centred_fixed_effects(np.asarray(po.fe_params, dtype=float), a_mat, offset)
-        if stats.has_newton_pieces:
-            pieces = stats.newton_pieces(po.cov_re_sqrt, sd).hess
-            hess = profiled_hessian(pieces, stats.totals.xy_cross, stats.totals.n_rows,
-                                    self.reml, beta_c)
-        else:  # differences of analytic gradients (see hessian_from_gradients)
-            hess = hessian_from_gradients(stats.pieces, stats.totals.xy_cross,
-                                          stats.totals.n_rows, self.reml, sd, beta_c,
-                                          chol_re=po.cov_re_sqrt)
+        objective = self.objective(stats)
+        # exact, or differences of analytic gradients (see hessian_from_gradients)
+        hess = objective.psi_hessian(objective.theta_map.pack(po.cov_re_sqrt, sd), beta_c)
         cov = np.asarray(po.cov_re, dtype=float)
         singular = bool((cov.size and np.linalg.eigvalsh(cov).min() < SINGULAR_TOL)
                         or (po.vcomp.size and np.min(po.vcomp) < SINGULAR_TOL))

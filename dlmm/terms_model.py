@@ -27,8 +27,8 @@ import numpy as np
 
 from .exceptions import InputError
 from .model import MixedLM
-from .objective.hessian import GradientHessian
-from .objective.profiled import profiled_value
+from .objective.objective import ProfiledObjective
+from .objective.params import TermsMap
 from .optimize.driver import maximize
 from .spec.terms import from_lmer
 from .spec.terms_spec import TermsSpec
@@ -113,30 +113,32 @@ class TermsMixedLM(MixedLM):
 
     # -- the fit --------------------------------------------------------------------
 
+    @property
+    def theta_map(self) -> TermsMap:
+        """θ's map (:class:`~dlmm.objective.params.TermsMap`): the engine's order of
+        the terms and lme4's."""
+        return TermsMap(self.layout, self.engine_layout, self.term_order)
+
     def engine_theta(self, theta) -> np.ndarray:
         """θ in lme4's order (``layout``) as the engine orders it (``engine_layout``)."""
-        out = np.zeros(self.layout.n_theta)
-        for k, engine_term in enumerate(self.term_order):
-            out[self.engine_layout.theta_slices[engine_term]] = \
-                np.asarray(theta, dtype=float)[self.layout.theta_slices[k]]
-        return out
+        return self.theta_map.from_lme4(theta)
 
     def lme4_theta(self, engine_theta) -> np.ndarray:
         """θ in the engine's order as lme4 orders it."""
-        out = np.zeros(self.layout.n_theta)
-        for k, engine_term in enumerate(self.term_order):
-            out[self.layout.theta_slices[k]] = \
-                np.asarray(engine_theta, dtype=float)[self.engine_layout.theta_slices[engine_term]]
-        return out
+        return self.theta_map.to_lme4(engine_theta)
+
+    def objective(self, stats=None, reml: bool | None = None) -> ProfiledObjective:
+        """The profiled (RE)ML of this model as a function of θ in the engine's order
+        (:class:`~dlmm.objective.objective.ProfiledObjective`)."""
+        stats = self._ensure_stats() if stats is None else stats
+        return ProfiledObjective(stats, self.theta_map,
+                                 self.reml if reml is None else bool(reml),
+                                 self.spec.centering.xy_scale)
 
     def profiled(self, engine_theta, reml: bool | None = None, stats=None):
         """The profiled (RE)ML at ``engine_theta``
         (:class:`~dlmm.objective.profiled.ProfiledValue`, ``grad_theta`` along θ)."""
-        stats = self._ensure_stats() if stats is None else stats
-        return profiled_value(stats.pieces(np.asarray(engine_theta, dtype=float)),
-                              stats.totals.xy_cross, stats.totals.n_rows,
-                              self.reml if reml is None else reml,
-                              xy_scale=self.spec.centering.xy_scale)
+        return self.objective(stats, reml).value(engine_theta)
 
     def fit(self, start_params=None, reml: bool = True, method=None, client=None,
             maxiter: int = 2000, callback=None, progress: bool = False,
@@ -176,17 +178,13 @@ class TermsMixedLM(MixedLM):
             raise InputError(f"start_params has {start.size} values; θ has "
                              f"{self.layout.n_theta} ({', '.join(self.layout.names)})")
         before = stats.evaluations
-
-        def fun(theta):
-            value = self.profiled(theta, stats=stats)
-            return value.llf, value.grad_theta
-
+        fun = self.objective(stats)
         methods = [method] if isinstance(method, str) else list(
             method or ["lbfgs", "bfgs", "nelder-mead"])
         began = time.perf_counter()
         # the polish's Hessian by forward differences (m evaluations, not 2 m): a chord
         # method needs it to a few digits, and no standard error is taken from it
-        hess = GradientHessian(fun, rel_step=1e-6, central=False)
+        hess = fun.hessian_function(rel_step=1e-6, central=False)
         with optimizer_threads(stats.engine_name):  # nested: small per-node blocks
             outcome = maximize(fun, self.engine_theta(start), stats.totals.n_rows,
                                methods=methods, maxiter=maxiter, callback=callback,

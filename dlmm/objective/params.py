@@ -1,4 +1,6 @@
-"""The three parameterizations of the covariance parameters (as statsmodels).
+"""The parameterizations of the covariance parameters, and the maps between them.
+
+statsmodels' three (:class:`MixedLMParams`):
 
 * user:    ``cov_re``, ``vcomp`` and ``scale`` on the data's scale;
 * profile: ``Psi = cov_re / scale`` and ``vcomp / scale`` (scale profiled out);
@@ -9,6 +11,18 @@
 Packed vectors hold (optionally) the fixed effects, then the lower triangle of
 the ``Psi`` matrix (or of ``L``) row by row (``numpy.tril_indices``), then the
 variance components, exactly as statsmodels' ``MixedLMParams``.
+
+The objective (:class:`~dlmm.objective.objective.ProfiledObjective`) is a function
+of θ, the vector its optimizer moves; a *θ map* says what θ is to the engine and
+turns the engine's derivatives into derivatives along θ:
+
+* :class:`SqrtMap`: θ is statsmodels' packed sqrt vector (a model of statsmodels'
+  shape on the grouped, nested-grouped or crossed engine, which take
+  ``(chol_re, sd_vc)``);
+* :class:`TermsMap`: θ is lme4's θ of a list of random-effects terms
+  (:mod:`dlmm.spec.theta_layout`) in the engine's order of the terms, which the
+  nested and crossed terms engines take as it is; :meth:`TermsMap.to_lme4` and
+  :meth:`TermsMap.from_lme4` reorder it as lme4 orders its terms.
 """
 
 from __future__ import annotations
@@ -129,3 +143,103 @@ def packed_names(exog_re_names: list[str], vc_names: list[str]) -> list[str]:
             else:
                 names.append(f"{exog_re_names[j]} x {exog_re_names[i]} Cov")
     return names + [f"{v} Var" for v in vc_names]
+
+
+# -- θ maps -------------------------------------------------------------------------
+
+
+class SqrtMap:
+    """θ = statsmodels' packed sqrt vector ``[tril(L) row by row, sd_vc]``, for engines
+    taking ``(chol_re, sd_vc)``.
+
+    Parameters
+    ----------
+    k_re : int
+        Standard random effects (``L`` is ``k_re x k_re``).
+    """
+
+    kind = "sqrt"
+
+    def __init__(self, k_re: int):
+        self.k_re = int(k_re)
+        self._tril = np.tril_indices(self.k_re)
+        self.k_re2 = self._tril[0].size
+
+    def engine_args(self, theta) -> tuple[np.ndarray, np.ndarray]:
+        """``(chol_re, sd_vc)`` of θ."""
+        theta = np.asarray(theta, dtype=float)
+        chol = np.zeros((self.k_re, self.k_re))
+        chol[self._tril] = theta[: self.k_re2]
+        return chol, theta[self.k_re2:]
+
+    def pack(self, chol_re, sd_vc) -> np.ndarray:
+        """θ of ``(chol_re, sd_vc)`` (the lower triangle of ``chol_re``)."""
+        return np.concatenate([np.asarray(chol_re, dtype=float).reshape(
+            self.k_re, self.k_re)[self._tril], np.asarray(sd_vc, dtype=float).ravel()])
+
+    def sqrt_point(self, args) -> tuple[np.ndarray, np.ndarray]:
+        """The point ``(chol_re, sd_vc)`` a gradient along sqrt directions needs to
+        give its profile form (:func:`dlmm.objective.profiled.profile_from_sqrt`)."""
+        return args
+
+    def from_profile(self, grad_psi, grad_vc, args) -> np.ndarray:
+        """d/dθ from ``d/dPsi`` (each entry free, symmetric) and ``d/d(vcomp/scale)``:
+        ``Psi = L L'`` gives ``d/dL = 2 G L``; ``v = sd^2`` gives ``d/dsd = 2 sd d/dv``."""
+        chol, sd = args
+        d_l = 2.0 * np.asarray(grad_psi, dtype=float).reshape(self.k_re, self.k_re) @ chol
+        return np.concatenate([d_l[self._tril], 2.0 * np.asarray(sd) * np.asarray(grad_vc)])
+
+    def along_theta(self, gradient, args) -> np.ndarray:
+        """A :class:`~dlmm.objective.profiled.CovarianceGradient` along θ: the engine's
+        own when its pieces were along sqrt directions, else by :meth:`from_profile`."""
+        if gradient.grad_theta is not None:
+            return np.asarray(gradient.grad_theta, dtype=float)
+        return self.from_profile(gradient.grad_psi, gradient.grad_vc, args)
+
+
+class TermsMap:
+    """θ = lme4's θ of a list of terms in the engine's order of the terms, which the
+    terms engines take as it is.
+
+    Parameters
+    ----------
+    layout : ThetaLayout
+        The terms in lme4's order (θ's order and names as lme4 gives them).
+    engine_layout : ThetaLayout
+        The same terms in the engine's order.
+    term_order : sequence of int
+        For each of ``layout``'s terms, its index in ``engine_layout``.
+    """
+
+    kind = "terms"
+
+    def __init__(self, layout, engine_layout, term_order):
+        self.layout, self.engine_layout = layout, engine_layout
+        self.term_order = tuple(int(t) for t in term_order)
+
+    def engine_args(self, theta) -> tuple[np.ndarray]:
+        return (np.asarray(theta, dtype=float),)
+
+    def sqrt_point(self, args) -> None:
+        return None  # the terms engines' pieces are along θ already
+
+    def along_theta(self, gradient, args) -> np.ndarray:
+        return np.asarray(gradient.grad_theta, dtype=float)
+
+    def from_lme4(self, theta) -> np.ndarray:
+        """θ in lme4's order (``layout``) as the engine orders it."""
+        theta = np.asarray(theta, dtype=float)
+        out = np.zeros(self.layout.n_theta)
+        for k, engine_term in enumerate(self.term_order):
+            out[self.engine_layout.theta_slices[engine_term]] = \
+                theta[self.layout.theta_slices[k]]
+        return out
+
+    def to_lme4(self, engine_theta) -> np.ndarray:
+        """θ in the engine's order as lme4 orders it."""
+        engine_theta = np.asarray(engine_theta, dtype=float)
+        out = np.zeros(self.layout.n_theta)
+        for k, engine_term in enumerate(self.term_order):
+            out[self.layout.theta_slices[k]] = \
+                engine_theta[self.engine_layout.theta_slices[engine_term]]
+        return out

@@ -108,3 +108,14 @@ def penalize(cov_pen, chol: np.ndarray, llf: float, grad: np.ndarray
     out = np.array(grad, dtype=float)
     out[: dpen.size] -= dpen
     return llf - value, out
+
+
+def penalized(objective, cov_pen):
+    """``θ -> (llf - pen(Psi), gradient)`` of an objective whose θ is statsmodels'
+    sqrt vector (:class:`~dlmm.objective.objective.ProfiledObjective`)."""
+
+    def fun(theta):
+        llf, grad = objective(theta)
+        return penalize(cov_pen, objective.theta_map.engine_args(theta)[0], llf, grad)
+
+    return fun

@@ -23,13 +23,8 @@ from scipy import optimize
 from scipy import stats as sps
 
 from ..exceptions import InputError
-from ..objective.profiled import (
-    ProfiledValue,
-    constrained_gls,
-    covariance_gradient,
-    grad_sqrt,
-    profiled_value,
-)
+from ..objective.params import MixedLMParams
+from ..objective.profiled import constrained_gls
 from ..objective.shift import fixed_effects_map, log_jacobian
 
 
@@ -45,6 +40,7 @@ class ProfileLikelihood:
         self.model = result.model
         # Hundreds of evaluations in a row: on the driver when the statistics fit.
         self.stats = result._stats.on_driver()
+        self.objective = self.model.objective(self.stats, reml=False)
         self.n = float(self.stats.totals.n_rows)
         self.k_fe, self.k_re, self.k_vc = result.k_fe, result.k_re, result.k_vc
         self.k_re2 = self.k_re * (self.k_re + 1) // 2
@@ -71,58 +67,37 @@ class ProfileLikelihood:
 
     # -- evaluation ---------------------------------------------------------------
 
-    def _unpack(self, theta):
-        chol = np.zeros((self.k_re, self.k_re))
-        chol[np.tril_indices(self.k_re)] = theta[: self.k_re2]
-        return chol, np.asarray(theta[self.k_re2:], dtype=float)
-
     def _terms(self, theta):
-        chol, sd = self._unpack(theta)
-        pieces = self.stats.pieces(chol, sd)
-        s = self.stats.totals.xy_cross - pieces.hmh
-        return chol, sd, pieces, s
-
-    def _gradient(self, pieces, c, weight, chol, sd, extra_psi=None, extra_vc=None):
-        """Gradient in ``theta`` for a given ``c`` and quadratic weight (see
-        :func:`dlmm.objective.profiled.covariance_gradient`), plus the derivative of
-        a fixed scale's terms through ``Psi`` and ``v`` when given."""
-        grad = covariance_gradient(pieces, c, weight, theta=(chol, sd))
-        if grad.grad_theta is not None:  # pieces along sqrt directions: add the extras'
-            out = grad.grad_theta.copy()
-            extra = ProfiledValue(0.0, np.zeros_like(chol) if extra_psi is None
-                                  else 0.5 * (extra_psi + extra_psi.T),
-                                  np.zeros_like(sd) if extra_vc is None else extra_vc,
-                                  np.zeros(0), 0.0, np.zeros(0))
-            return out + grad_sqrt(extra, chol, sd)
-        g_psi, g_vc = grad.grad_psi, grad.grad_vc
-        if extra_psi is not None:
-            g_psi = g_psi + 0.5 * (extra_psi + extra_psi.T)
-        if extra_vc is not None:
-            g_vc = g_vc + extra_vc
-        value = ProfiledValue(0.0, g_psi, g_vc, np.zeros(0), 0.0, np.zeros(0))
-        return grad_sqrt(value, chol, sd)
+        """The pieces at θ and ``S = [X y]'V⁻¹[X y]``."""
+        pieces = self.objective.pieces(theta)
+        return pieces, self.stats.totals.xy_cross - pieces.hmh
 
     def llf_profiled_scale(self, theta, constraint=None):
         """ML llf with the scale (and the fixed effects, under ``constraint`` on the
         centred coefficients if given) at their optimum."""
-        chol, sd, pieces, s = self._terms(theta)
+        pieces, s = self._terms(theta)
         c, q = constrained_gls(s, constraint)
         n = self.n
+        grad = self.objective.gradient(theta, pieces, c, 0.5 * n / q)
         llf = -0.5 * pieces.logdet - 0.5 * n * np.log(2 * np.pi * q / n) - 0.5 * n
-        return llf + self._llf_shift, self._gradient(pieces, c, 0.5 * n / q, chol, sd)
+        return llf + self._llf_shift, grad
 
     def llf_fixed_scale(self, theta, scale_of):
         """ML llf with ``sigma^2 = scale_of(Psi, v)`` and GLS fixed effects.
 
         ``scale_of(psi, v)`` returns ``(sigma^2, d sigma^2 / d Psi, d sigma^2 / d v)``.
         """
-        chol, sd, pieces, s = self._terms(theta)
+        pieces, s = self._terms(theta)
         c, q = constrained_gls(s)
+        chol, sd = args = self.objective.theta_map.engine_args(theta)
         s2, ds_psi, ds_vc = (x / self._scale_unit for x in scale_of(chol @ chol.T, sd**2))
         n = self.n
+        grad = self.objective.gradient(theta, pieces, c, 0.5 / s2)
         llf = -0.5 * pieces.logdet - 0.5 * n * np.log(2 * np.pi * s2) - 0.5 * q / s2
         d_s2 = -0.5 * n / s2 + 0.5 * q / s2**2
-        grad = self._gradient(pieces, c, 0.5 / s2, chol, sd, d_s2 * ds_psi, d_s2 * ds_vc)
+        # the fixed scale's own terms, through Psi and v
+        grad = grad + self.objective.theta_map.from_profile(
+            0.5 * d_s2 * (ds_psi + np.transpose(ds_psi)), d_s2 * np.asarray(ds_vc), args)
         return llf + self._llf_shift, grad
 
     # -- maximization -------------------------------------------------------------
@@ -216,7 +191,7 @@ class ProfileLikelihood:
             i, j = index
 
             def corr(th):
-                chol, _ = self._unpack(th)
+                chol, _ = self.objective.theta_map.engine_args(th)
                 psi = chol @ chol.T
                 return psi[i, j] / np.sqrt(psi[i, i] * psi[j, j]) - value
 
@@ -313,7 +288,7 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
         raise InputError(f"vtype must be 're' or 'vc', got {vtype!r}")
     if result._stats is None:
         raise InputError("profiling needs the fitted data; a loaded result cannot profile")
-    stats = result._stats.on_driver()
+    objective = result.model.objective(result._stats.on_driver(), result.reml)
     k_re = result.k_re
     if vtype == "re":
         if not 0 <= int(re_ix) < k_re:
@@ -335,7 +310,7 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
                          "use a smaller value")
     values = np.concatenate([np.linspace(low, current, num_low + 1),
                              np.linspace(current, high, num_high + 1)[1:]])
-    n = stats.totals.n_rows
+    n = objective.n_rows
     tri = np.tril_indices(k_re)
     k_re2 = tri[0].shape[0]
     psi_perm = perm @ result.estimates.cov_re_unscaled @ perm.T
@@ -354,13 +329,14 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
             theta[free_pos] = z
             l_perm = np.zeros((k_re, k_re))
             l_perm[tri] = theta[:k_re2]
-            chol = perm.T @ l_perm  # Psi = perm' L L' perm: not triangular, and need not be
             sd = theta[k_re2:]
-            value = profiled_value(stats.pieces(chol, sd), stats.totals.xy_cross, n, result.reml,
-                                   theta=(chol, sd), xy_scale=result.model.spec.centering.xy_scale)
-            if value.grad_theta is not None:  # sqrt directions (no standard effects)
+            if not k_re:
+                value = objective.value(theta)
                 grad = value.grad_theta
-            else:
+            else:  # Psi = perm' L L' perm, through its own triangular factor
+                psi = perm.T @ l_perm @ l_perm.T @ perm
+                value = objective.value_at(
+                    (MixedLMParams.from_components(cov_re=psi).cov_re_sqrt, sd))
                 g_perm = perm @ value.grad_psi @ perm.T
                 d_l = 2.0 * g_perm @ l_perm
                 grad = np.concatenate([d_l[tri], 2.0 * sd * value.grad_vc])

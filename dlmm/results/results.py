@@ -27,9 +27,7 @@ from scipy import stats as sps
 
 from ..exceptions import InputError, convergence_warning
 from ..objective.hessian import (
-    hessian_from_gradients,
     hessian_from_profiled,
-    profiled_hessian,
 )
 from ..objective.params import MixedLMParams
 from ..objective.profiled import ProfiledValue
@@ -229,24 +227,19 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
             llf=value.llf, reml=model.reml,
         )
         start = time.perf_counter()
-        if engine.has_newton_pieces:
-            pieces = engine.newton_pieces(chol_re, sd_vc).hess
-            hessian_c = profiled_hessian(pieces, engine.totals.xy_cross, engine.totals.n_rows,
-                                         estimates.reml, value.fe_params)
-        else:
-            hessian_c = None
-            m = chol_re.shape[0] * (chol_re.shape[0] + 1) // 2 + sd_vc.size
-            if freepat is None and outcome.hessian is not None \
-                    and outcome.hessian.shape == (m, m):
-                # The optimizer's Hessian (differences of the analytic gradient at the
-                # optimum) with the exact fixed-effects blocks: no more evaluations.
-                hessian_c = hessian_from_profiled(
-                    outcome.hessian, engine.pieces(chol_re, sd_vc), engine.totals.xy_cross,
-                    engine.totals.n_rows, estimates.reml, sd_vc, chol_re=chol_re)
-            if hessian_c is None:  # a variance near 0, or a free pattern
-                hessian_c = hessian_from_gradients(engine.pieces, engine.totals.xy_cross,
-                                                   engine.totals.n_rows, estimates.reml,
-                                                   sd_vc, value.fe_params, chol_re=chol_re)
+        objective = model.objective(engine, estimates.reml)
+        theta = objective.theta_map.pack(chol_re, sd_vc)
+        hessian_c = None
+        m = theta.size
+        if not objective.has_hessian and freepat is None and outcome.hessian is not None \
+                and outcome.hessian.shape == (m, m):
+            # The optimizer's Hessian (differences of the analytic gradient at the
+            # optimum) with the exact fixed-effects blocks: no more evaluations.
+            hessian_c = hessian_from_profiled(
+                outcome.hessian, objective.pieces(theta), engine.totals.xy_cross,
+                engine.totals.n_rows, estimates.reml, sd_vc, chol_re=chol_re)
+        if hessian_c is None:  # exact pieces, or a variance near 0, or a free pattern
+            hessian_c = objective.psi_hessian(theta, value.fe_params)
         hessian_seconds = time.perf_counter() - start
         freepat = None if freepat is None else np.asarray(freepat, dtype=float)
         # Inverted where it is well conditioned (the engine's coordinates; a free

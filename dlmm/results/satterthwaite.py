@@ -37,7 +37,7 @@ As lmerTest, ``A`` is inverted over the positive eigenvalues of ``-L''``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,6 @@ from scipy import stats as sps
 
 from ..exceptions import InputError
 from ..objective.params import MixedLMParams
-from ..objective.profiled import grad_sqrt, profiled_value
 from ..objective.shift import fixed_effects_map
 
 #: relative step of the central differences (``h_j = STEP max(|theta_j|, 0.1)``)
@@ -116,7 +115,7 @@ def variance_derivatives(result) -> VarianceDerivatives:
     if result.freepat is not None:
         raise InputError("Satterthwaite degrees of freedom are not available for fits with "
                          "free=")
-    k_re, k_re2 = result.k_re, result.k_re2
+    k_re = result.k_re
     tri = np.tril_indices(k_re)
     # In the coordinates the fit's optimizer worked in (shifted, scaled random-effect
     # columns, Psi_c = U Psi U'), where steps relative to theta are steps of like size
@@ -129,14 +128,12 @@ def variance_derivatives(result) -> VarianceDerivatives:
     n = stats.totals.n_rows
     p = result.k_fe
     fac = n - p if result.reml else n
+    # llf and scale in the units the pass summed
+    objective = replace(result.model.objective(stats, result.reml), xy_scale=None)
 
     def evaluate(theta):
-        chol = np.zeros((k_re, k_re))
-        chol[tri] = theta[:k_re2]
-        sd = theta[k_re2:]
-        value = profiled_value(stats.pieces(chol, sd), stats.totals.xy_cross, n, result.reml,
-                               theta=(chol, sd))
-        return grad_sqrt(value, chol, sd), np.linalg.inv(value.xvx), value.scale * fac
+        value = objective.value(theta)
+        return value.grad_theta, np.linalg.inv(value.xvx), value.scale * fac
 
     _, sxx_inv_c, qf = evaluate(theta0)
     k = theta0.size

@@ -30,7 +30,7 @@ from scipy import optimize
 from scipy import stats as sps
 
 from ..exceptions import InputError
-from ..objective.profiled import constrained_gls, covariance_gradient
+from ..objective.profiled import constrained_gls
 from ..objective.shift import fixed_effects_map
 from ..structure.threads import one_blas_thread
 
@@ -57,6 +57,7 @@ class TermsProfile:
         self.ml = result if not result.reml else _ml_fit(result)
         model = self.model = result.model
         self.stats = stats.on_driver()  # hundreds of evaluations in a row
+        self.objective = model.objective(self.stats, reml=False)
         self.n = float(self.stats.totals.n_rows)
         self.layout = model.engine_layout
         self.directions = self.layout.dlambdas()  # (level, d Lambda / d theta_j)
@@ -70,7 +71,7 @@ class TermsProfile:
     # -- evaluation ----------------------------------------------------------------
 
     def _terms(self, theta):
-        pieces = self.stats.pieces(theta)
+        pieces = self.objective.pieces(theta)
         return pieces, self.stats.totals.xy_cross - pieces.hmh
 
     def llf_free_scale(self, theta, constraint=None):
@@ -80,8 +81,7 @@ class TermsProfile:
         pieces, s = self._terms(theta)
         c, q = constrained_gls(s, constraint)
         llf = -0.5 * pieces.logdet - 0.5 * self.n * np.log(q / self.n)
-        grad = covariance_gradient(pieces, c, 0.5 * self.n / q).grad_theta
-        return llf, grad
+        return llf, self.objective.gradient(theta, pieces, c, 0.5 * self.n / q)
 
     def llf_fixed_scale(self, theta, scale_of):
         """ML llf at θ with ``s2, d s2 / d theta = scale_of(theta)`` (the pass's units)
@@ -94,7 +94,7 @@ class TermsProfile:
         n = self.n
         # the constant of llf_free_scale: equal to it at s2 = q / n
         llf = -0.5 * pieces.logdet - 0.5 * n * np.log(s2) - 0.5 * q / s2 + 0.5 * n
-        grad = covariance_gradient(pieces, c, 0.5 / s2).grad_theta
+        grad = self.objective.gradient(theta, pieces, c, 0.5 / s2)
         grad = grad + (-0.5 * n / s2 + 0.5 * q / s2**2) * ds2
         return llf, grad
 

@@ -18,7 +18,6 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..exceptions import InputError
-from ..objective.profiled import covariance_gradient
 from ..objective.shift import fixed_effects_map
 
 
@@ -348,9 +347,9 @@ def _unprofiled(results: TermsResults, engine_theta: np.ndarray, sigma2: float):
     """The (RE)ML log-likelihood at θ and ``sigma2`` (the fixed effects at their GLS
     values; in the units the pass summed), its gradient along (θ, sigma2), and
     ``S_XX``: ``l = -1/2 [log|V| + fac log(2 pi sigma2) + qf / sigma2] [- 1/2 log|S_XX|]``."""
-    model = results.model
-    stats = model._stats
-    pieces = stats.pieces(engine_theta)
+    objective = results.model.objective(reml=results.reml)
+    stats = objective.stats
+    pieces = objective.pieces(engine_theta)
     s = stats.totals.xy_cross - pieces.hmh
     p = s.shape[0] - 1
     s_xx = s[:p, :p]
@@ -359,7 +358,7 @@ def _unprofiled(results: TermsResults, engine_theta: np.ndarray, sigma2: float):
     qf = float(c @ s @ c)
     fac = stats.totals.n_rows - p if results.reml else stats.totals.n_rows
     s_inv = np.linalg.inv(s_xx) if results.reml else None
-    grad = covariance_gradient(pieces, c, 0.5 / sigma2, s_inv).grad_theta
+    grad = objective.gradient(engine_theta, pieces, c, 0.5 / sigma2, s_inv)
     d_sigma2 = -0.5 * fac / sigma2 + 0.5 * qf / sigma2**2
     return np.concatenate([grad, [d_sigma2]]), s_xx
 
