@@ -29,6 +29,16 @@ def check_ddf(ddf: str | None) -> str | None:
 class Lme4Methods:
     """lme4's and lmerTest's questions of a fit (see the module docstring)."""
 
+    @property
+    def theta(self) -> pd.Series:
+        """lme4's θ (``getME(fit, "theta")``): the relative Cholesky factors of the
+        random-effects terms, in lme4's order and with its names (see
+        :func:`dlmm.results.varcorr.lme4_theta`); a fit of ``dlmm.lmer``'s terms has
+        the same attribute."""
+        from .varcorr import lme4_theta
+
+        return lme4_theta(self)
+
     def varcorr(self, long: bool = False) -> pd.DataFrame:
         """lme4's ``VarCorr``: Groups, Name, Variance, Std.Dev., Corr (see
         :func:`dlmm.results.varcorr.varcorr`); ``long=True``: lme4's

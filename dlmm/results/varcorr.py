@@ -49,6 +49,7 @@ import pandas as pd
 
 from ..exceptions import InputError
 from ..spec.crossed import indicator_factor
+from ..spec.theta_layout import psd_cholesky
 
 INTERCEPT = "(Intercept)"
 FIXED_INTERCEPTS = ("Intercept", "const", INTERCEPT)
@@ -260,6 +261,26 @@ def varcorr_long(result) -> pd.DataFrame:
                              cov[i, j] / denom if denom > 0 else np.nan))
     rows.append(("Residual", "", "", float(result.scale), np.sqrt(float(result.scale))))
     return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+
+def lme4_theta(result) -> pd.Series:
+    """lme4's θ of a fit (``getME(fit, "theta")``): per term in lme4's order (as
+    :func:`varcorr`), the lower triangle of the Cholesky factor of its covariance over
+    σ² (non-negative diagonal), column by column, named ``factor.column`` on the
+    diagonal and ``factor.row.column`` off it (lme4's names: the factor, not VarCorr's
+    unique group name). A component lme4 has no term for is one entry, its sd over σ."""
+    values, names = [], []
+    scale = float(result.scale)
+    for term in _terms(result):
+        factor = psd_cholesky(np.asarray(term.cov, dtype=float) / scale)
+        k = len(term.names)
+        for j in range(k):
+            for i in range(j, k):
+                values.append(float(factor[i, j]))
+                label = term.names[i] or "(sd)"
+                names.append(f"{term.factor}.{label}" if i == j else
+                             f"{term.factor}.{term.names[i]}.{term.names[j]}")
+    return pd.Series(values, index=names, name="theta", dtype=float)
 
 
 def varcorr_text(result, digits: int = 4) -> str:

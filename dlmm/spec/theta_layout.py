@@ -94,7 +94,7 @@ def _n_theta(structure: str, q: int) -> int:
     return 1 if q else 0
 
 
-def _psd_cholesky(a: np.ndarray) -> np.ndarray:
+def psd_cholesky(a: np.ndarray) -> np.ndarray:
     """The lower factor L of a positive semidefinite ``a`` (L L' = a) with a
     non-negative diagonal; a zero pivot gives a zero column (a singular covariance)."""
     a = np.asarray(a, dtype=float)
@@ -287,7 +287,7 @@ class ThetaLayout:
                 raise ValueError(f"term {t.source}: covariance of shape {mat.shape}, "
                                  f"it has {len(cols)} columns")
             if t.structure == "unstructured":
-                lam = _psd_cholesky(mat)
+                lam = psd_cholesky(mat)
                 theta[sl] = [lam[i, j] for _, i, j in _term_entries(t.structure, len(cols))]
             elif t.structure == "diagonal":
                 theta[sl] = np.sqrt(np.maximum(np.diag(mat), 0.0))

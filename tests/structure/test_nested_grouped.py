@@ -62,6 +62,25 @@ def test_chem97_is_lme4s_fit(chem97_fit):
     lea_modes = ref["random_effects"]["lea"]["condval"]["(Intercept)"]
     for label, value in lea_modes.items():
         assert effects[int(label)]["lea"] == pytest.approx(value, abs=1e-4)
+    # lme4's θ, its order and its names, from statsmodels' spelling of the model
+    assert list(fit.theta.index) == ref["theta_names"]
+    np.testing.assert_allclose(fit.theta.to_numpy(), ref["theta"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_exam_theta_is_lme4s_from_statsmodels_spelling(reml, tmp_path):
+    """``mixedlm(groups="school", re_formula="~standLRT")`` is lme4's
+    ``(standLRT | school)`` on mlmRev's Exam: lme4's θ (column-major factor, names)."""
+    ref = CASES["exam_reml" if reml else "exam_ml"]
+    exam = pd.read_csv(REFERENCE / "data" / "exam.csv")
+    fit = dlmm.mixedlm("normexam ~ standLRT", exam, groups="school",
+                       re_formula="~standLRT").fit(reml=reml)
+    assert list(fit.theta.index) == ref["theta_names"]
+    np.testing.assert_allclose(fit.theta.to_numpy(), ref["theta"], rtol=1e-4)
+    fit.save(tmp_path / "fit")  # a saved fit gives it too, from its saved estimates
+    loaded = dlmm.load_result(tmp_path / "fit").theta
+    assert list(loaded.index) == ref["theta_names"]
+    np.testing.assert_allclose(loaded.to_numpy(), ref["theta"], rtol=1e-4)
 
 
 def _slopes_data(n_groups=30, seed=3):
