@@ -104,16 +104,17 @@ def embedded_client(
         started = time.monotonic()
         try:
             import dask
-            from distributed import Client, LocalCluster
+            from distributed import Client
 
             from .expr_race import close_singleton_race
+            from .restarting_cluster import RestartingLocalCluster
 
             close_singleton_race()  # its scheduler rebuilds graphs in this process
             # No work stealing: a step's task runs where its block is (a stolen one
             # would move the block, hundreds of MB, to save milliseconds), and the one
             # pass's reads are spread by dlmm itself (DaskBackend.map_chunks).
             with dask.config.set({"distributed.scheduler.work-stealing": False}):
-                cluster = LocalCluster(
+                cluster = RestartingLocalCluster(  # a killed worker is always replaced
                     n_workers=n_workers,
                     threads_per_worker=threads_per_worker,
                     processes=processes,

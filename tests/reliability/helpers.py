@@ -126,24 +126,32 @@ def tree_state(folder: Path) -> dict[str, str]:
 @contextlib.contextmanager
 def local_cluster(n_workers: int, **kwargs):
     """A LocalCluster of worker processes on 127.0.0.1 (no dashboard) and its Client,
-    always closed."""
+    always closed.
+
+    A user's own cluster, so Dask's LocalCluster as it is, but with the lost-worker
+    timeout longer than the cluster lives: the tests kill workers of one name within
+    seconds of each other, and Dask closes a nanny that is restarting its worker when a
+    previous removal's timer fires then (dlmm's embedded cluster does not:
+    dlmm.distributed.restarting_cluster)."""
+    import dask
     from distributed import Client, LocalCluster
 
     options = {"threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
                "dashboard_address": None, "memory_limit": "2GiB"}
     options.update(kwargs)
-    with warnings.catch_warnings():
-        # Another cluster of the session may hold the default HTTP port: a free one is used.
-        warnings.filterwarnings("ignore", message="Port .* is already in use")
-        cluster = LocalCluster(n_workers=n_workers, **options)
-    client = None
-    try:
-        client = Client(cluster, security=kwargs.get("security"))
-        yield cluster, client
-    finally:
-        if client is not None:
-            client.close()
-        cluster.close()
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1 day"}):
+        with warnings.catch_warnings():
+            # Another cluster of the session may hold the default HTTP port: a free one.
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            cluster = LocalCluster(n_workers=n_workers, **options)
+        client = None
+        try:
+            client = Client(cluster, security=kwargs.get("security"))
+            yield cluster, client
+        finally:
+            if client is not None:
+                client.close()
+            cluster.close()
 
 
 def worker_pids(client) -> dict[str, int]:
