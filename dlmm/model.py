@@ -377,6 +377,15 @@ class MixedLM(StatsmodelsModel):
     def param_names(self) -> list[str]:
         return self.exog_names + packed_names(self.exog_re_names, self.spec.vc_names)
 
+    @property
+    def random_terms(self):
+        """The model's random-effects terms (:class:`~dlmm.spec.terms.RandomTerms`),
+        statsmodels' spelling compiled (:func:`~dlmm.spec.terms.learned_terms`)."""
+        from .spec.terms import learned_terms
+
+        self._learn(self._client)
+        return learned_terms(self.spec)
+
     # -- likelihood -------------------------------------------------------------
 
     def _params_object(self, params) -> MixedLMParams:

@@ -114,6 +114,11 @@ class TermsMixedLM(MixedLM):
     # -- the fit --------------------------------------------------------------------
 
     @property
+    def random_terms(self):
+        """The model's random-effects terms as written (:class:`~dlmm.spec.terms.RandomTerms`)."""
+        return self.spec.terms
+
+    @property
     def theta_map(self) -> TermsMap:
         """θ's map (:class:`~dlmm.objective.params.TermsMap`): the engine's order of
         the terms and lme4's."""

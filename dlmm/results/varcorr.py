@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import InputError
-from ..spec.crossed import indicator_factor
+from ..spec.indicator_text import indicator_factor
 from ..spec.theta_layout import psd_cholesky
 
 INTERCEPT = "(Intercept)"

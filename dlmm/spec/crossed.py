@@ -13,14 +13,14 @@ instead of one dense group. :func:`crossed_layout` says whether a learned
 specification (its formulas and learned levels), except that whether a group
 *column* is constant is a fact of the data, passed in as ``group_levels``.
 
-A model is crossed when
+A model is crossed when, in its list of terms (:func:`dlmm.spec.terms.learned_terms`),
 
 * every row is in one group: ``groups=None``, or a group column with one value;
 * it has no standard random effects (``re_formula="0"``, or none with
   variance components);
-* every variance component is one categorical factor's indicator columns,
-  ``0 + C(f)`` (or ``C(f) - 1``, ``-1 + C(f)``, or ``0 + f`` for a column
-  learned as categorical): one random intercept per level.
+* every variance component is one intercept per level of one categorical
+  factor (``0 + C(f)``, or ``C(f) - 1``, ``-1 + C(f)``, or ``0 + f`` for a column
+  learned as categorical: :func:`indicator_factor` reads the spellings).
 
 Anything else (a random slope on the one group, components that are not
 plain indicators, several groups) stays with the grouped engine.
@@ -34,7 +34,6 @@ a variance-component design ``W``.
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,30 +41,6 @@ import pandas as pd
 
 from ..exceptions import InputError
 from .design import ChunkDesign
-
-#: a column: a word of any alphabet (dots allowed), any name in backticks, or Q('name')
-_NAME = r"([^\W\d][\w.]*|`[^`]+`|Q\(\s*'[^']+'\s*\)|Q\(\s*\"[^\"]+\"\s*\))"
-_INDICATOR = [
-    re.compile(r"^(?:0|-\s*1)\s*\+\s*C\(\s*" + _NAME + r"\s*\)$"),
-    re.compile(r"^C\(\s*" + _NAME + r"\s*\)\s*(?:\+\s*0|-\s*1)$"),
-    re.compile(r"^(?:0|-\s*1)\s*\+\s*" + _NAME + r"$"),
-    re.compile(r"^" + _NAME + r"\s*(?:\+\s*0|-\s*1)$"),
-]
-
-
-def indicator_factor(text: str) -> str | None:
-    """The column ``f`` of a variance-component formula ``0 + C(f)`` (and its
-    spellings), or None for any other formula."""
-    body = " ".join(str(text).split())
-    if body.startswith("~"):
-        body = body[1:].strip()
-    for pattern in _INDICATOR:
-        match = pattern.match(body)
-        if match:
-            name = match.group(1)
-            quoted = re.fullmatch(r"Q\(\s*(['\"])(.+)\1\s*\)", name)
-            return quoted.group(2) if quoted else name.strip("`")
-    return None
 
 
 @dataclass(frozen=True)
@@ -148,10 +123,19 @@ def crossed_layout(spec, group_levels: list | None = None) -> CrossedLayout | No
         return None
     if spec.k_re != 0 or spec.k_vc == 0:
         return None
+    from .terms import learned_terms
+
+    # the model's terms: each component one intercept per level of one factor
+    group = () if spec.groups is None else (spec.groups,)
+    by_name = {t.component: t for t in learned_terms(spec)}
     factors = []
     for name, columns in zip(spec.vc_names, spec.vc_column_names):
-        factor = indicator_factor(spec.vc_formula[name])
-        levels = spec.levels.get(factor) if factor is not None else None
+        term = by_name.get(name)
+        if term is None or term.structure != "scalar" or term.formula != "1" \
+                or term.factor[:len(group)] != group or len(term.factor) != len(group) + 1:
+            return None
+        factor = term.factor[-1]
+        levels = spec.levels.get(factor)
         if levels is None or len(levels) != len(columns) or not len(columns):
             return None
         factors.append(factor)

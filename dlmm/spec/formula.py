@@ -37,8 +37,8 @@ from .checks import (
     mentioned,
     repeated_names,
 )
-from .crossed import indicator_factor
 from .design import ChunkDesign, ModelNames, scan_rows
+from .indicator_text import indicator_factor
 from .indicators import IndicatorSpec, indicator_spec
 from .keywords import quote_keyword_columns
 from .residual import ResidualModel

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..exceptions import InputError
-from .crossed import indicator_factor
+from .indicator_text import indicator_factor
 from .lme4_terms import formula_term_text, parse_bar, r_arithmetic, refuse_offsets, split_formula
 
 #: the covariance structures a term may have
@@ -481,3 +481,17 @@ def from_statsmodels(groups: str | None, re_formula: str | None = None,
         out.append(RandomTerm(factor, None, "scalar", name, f"exog_vc[{name!r}]",
                               columns=tuple(exog_vc_names[name]), component=name))
     return RandomTerms(tuple(out))
+
+
+def learned_terms(spec) -> RandomTerms:
+    """The terms of a learned statsmodels-spelled specification: a
+    :class:`~dlmm.spec.formula.FormulaSpec`'s formulas (``0 + h`` an indicator term
+    when ``h`` was learned categorical), or an :class:`~dlmm.spec.arrays.ArraySpec`'s
+    named columns (see :func:`from_statsmodels`)."""
+    if hasattr(spec, "vc_formula"):
+        return from_statsmodels(spec.groups, spec.re_formula, spec.vc_formula,
+                                categorical=getattr(spec, "levels", {}),
+                                group_name=spec.group_name)
+    return from_statsmodels(spec.groups, exog_re_names=spec.exog_re_names,
+                            exog_vc_names=dict(zip(spec.vc_names, spec.vc_column_names)),
+                            group_name=spec.group_name)

@@ -130,3 +130,16 @@ def test_terms_objective_is_the_dense_likelihood_in_lme4_order(nested, reml):
     numeric = _central(lambda t: _dense_llf(nested, t, reml), theta, h=1e-6)
     np.testing.assert_allclose(model.lme4_theta(value.grad_theta), numeric, rtol=1e-6,
                                atol=1e-6)
+
+
+def test_both_spellings_of_a_model_compile_to_the_same_terms(nested):
+    """statsmodels' spelling, learned on the data, and lme4's give one list of terms."""
+    from dlmm.spec.terms import from_lmer
+
+    spelled = dlmm.mixedlm("y ~ x", nested, groups="school", re_formula="1",
+                           vc_formula={"klass": "0 + C(klass)"}).random_terms
+    lme4 = from_lmer("y ~ x + (1 | school) + (1 | school:klass)")[1]
+    assert spelled.layout().signature() == lme4.layout().signature()
+    assert spelled.nesting() == lme4.nesting() == (("school",), ("school", "klass"))
+    written = TermsMixedLM.from_lmer("y ~ x + (1 | school) + (1 + x | school:klass)", nested)
+    assert written.random_terms.nesting() == (("school",), ("school", "klass"))

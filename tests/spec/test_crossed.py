@@ -8,8 +8,9 @@ import pytest
 import scipy.sparse as sp
 
 from dlmm.exceptions import InputError
-from dlmm.spec.crossed import crossed_design, crossed_layout, indicator_factor
+from dlmm.spec.crossed import crossed_design, crossed_layout
 from dlmm.spec.formula import FormulaSpec
+from dlmm.spec.indicator_text import indicator_factor
 
 
 @pytest.fixture(scope="module")

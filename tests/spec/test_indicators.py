@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from formulaic import model_matrix
 
-from dlmm.spec.crossed import indicator_factor
 from dlmm.spec.formula import FormulaSpec
+from dlmm.spec.indicator_text import indicator_factor
 from dlmm.spec.indicators import IndicatorSpec, indicator_spec
 
 
