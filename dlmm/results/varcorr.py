@@ -12,7 +12,8 @@ the effects before it), one per variance component, then the residual::
 Standard deviations are ``sqrt(diag(cov_re))``, correlations
 ``cov_re[i, j] / (sd_i sd_j)``, a component's ``sqrt(vcomp_k)`` and the
 residual's ``sqrt(scale)``. Each block is named as lme4 names its term
-(:func:`component_label`): a random intercept ``(Intercept)`` (statsmodels
+(:func:`component_label`, from the model's compiled terms,
+:func:`dlmm.spec.terms.learned_terms`): a random intercept ``(Intercept)`` (statsmodels
 names it after the group column); a component that is one factor's
 indicators (``0 + C(f)``) lme4's ``(1 | f)``, Groups ``f`` in a crossed fit
 (one group) and ``f:group`` when nested in the group (or the component's own
@@ -48,15 +49,11 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import InputError
-from ..spec.indicator_text import indicator_factor
 from ..spec.theta_layout import psd_cholesky
 
 INTERCEPT = "(Intercept)"
 FIXED_INTERCEPTS = ("Intercept", "const", INTERCEPT)
 
-_COLUMN = r"\s*C\(\s*([^\W\d][\w.]*|`[^`]+`)\s*\)\s*"
-#: ``0 + C(h):C(s)``: the indicators of an interaction of factors
-_INTERACTION = re.compile(r"^(?:0|-\s*1)\s*\+" + _COLUMN + r"(?::" + _COLUMN + r")+$")
 #: R's reserved words, which ``make.names`` follows with a dot
 _R_RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE",
                "FALSE", "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_",
@@ -106,29 +103,39 @@ def component_label(result, k: int) -> tuple[str, str]:
     return _component_label(result, k)[:2]
 
 
-def _component_label(result, k: int) -> tuple[str, str, bool]:
-    """(Groups, Name, whether lme4 has such a term) of variance component ``k``."""
-    name = result.vc_names[k]
+def _component_term(result, name: str):
+    """The model's term (:func:`dlmm.spec.terms.learned_terms`) that is variance
+    component ``name``, or None (arrays, a loaded fit without its specification)."""
     spec = getattr(result.model, "spec", None)
-    formula = (getattr(spec, "vc_formula", None) or {}).get(name)
-    if formula is None:
+    if spec is None or not hasattr(spec, "vc_formula"):
+        return None
+    from ..spec.terms import learned_terms
+
+    return next((t for t in learned_terms(spec) if t.component == name), None)
+
+
+def _component_label(result, k: int) -> tuple[str, str, bool]:
+    """(Groups, Name, whether lme4 has such a term) of variance component ``k``, from
+    the model's term: an intercept per level of factors within the group (lme4's
+    ``(1 | f:g)``), the group's intercept, one numeric column (``(0 + x | g)``), or a
+    component lme4 has no term for (its own name, its formula)."""
+    name = result.vc_names[k]
+    term = _component_term(result, name)
+    if term is None:
         return name, "", False
-    body = " ".join(str(formula).split()).lstrip("~").strip()
+    spec = result.model.spec
+    outer = () if spec.groups is None else (spec.groups,)
+    inner = term.factor[len(outer):] if term.factor[:len(outer)] == outer else None
     group = None if result.n_groups <= 1 else str(result.group_name)
     columns = _component_columns(result, name)
-    if body in ("1", "1 + 0", "0 + 1"):
+    if inner and term.formula == "1":  # indicators of factors within the group
+        return _indicator_groups(name, list(inner), group), INTERCEPT, True
+    if inner == () and term.formula == "1":
         return str(result.group_name), INTERCEPT, True
-    factor = indicator_factor(body)
-    interaction = _INTERACTION.match(body)
-    if factor is not None and columns != [factor]:  # not one numeric column: indicators
-        return _indicator_groups(name, [factor], group), INTERCEPT, True
-    if interaction is not None:
-        factors = re.findall(r"C\(\s*([^\W\d][\w.]*|`[^`]+`)\s*\)", body)
-        return _indicator_groups(name, [f.strip("`") for f in factors], group), INTERCEPT, True
-    if columns is not None and len(columns) == 1:  # a slope: lme4's (0 + x | g)
+    if inner == () and columns is not None and len(columns) == 1:  # (0 + x | g)
         _, bar, factor_name = name.rpartition("|")
         return (factor_name if bar else str(result.group_name)), str(columns[0]), True
-    return name, str(formula), False
+    return name, str(spec.vc_formula.get(name, term.formula)), False
 
 
 @dataclass(frozen=True)
