@@ -47,7 +47,7 @@ from ..exceptions import InputError
 from ..objective.params import MixedLMParams
 from ..objective.shift import fixed_effects_map
 
-#: relative step of the central differences (``h_j = STEP max(|theta_j|, 0.1)``)
+#: relative step of the central differences (``h_j = STEP max(|theta_j|, 0.01)``)
 STEP = 1e-4
 
 
@@ -96,10 +96,13 @@ class VarianceDerivatives:
 
 
 def _positive_inverse(info: np.ndarray) -> np.ndarray:
-    """Inverse of a symmetric matrix over its positive eigenvalues (lmerTest's)."""
+    """Inverse of a symmetric matrix over its positive eigenvalues (lmerTest's
+    ``vcov_varpar``; a non-positive one is a direction along which the fit sits on a
+    boundary), those within 1e-12 of the largest taken as zero (rounding). A boundary
+    fit's small positive curvature is kept, as lmerTest keeps it (kb07's maximal model:
+    4e-9 against 450)."""
     vals, vecs = np.linalg.eigh(0.5 * (info + info.T))
-    tol = 1e-8 * max(1.0, float(np.abs(vals).max()))
-    keep = vals > tol
+    keep = vals > 1e-12 * max(1.0, float(np.abs(vals).max()))
     return (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T
 
 
@@ -115,8 +118,7 @@ def variance_derivatives(result) -> VarianceDerivatives:
     if result.freepat is not None:
         raise InputError("Satterthwaite degrees of freedom are not available for fits with "
                          "free=")
-    k_re = result.k_re
-    tri = np.tril_indices(k_re)
+    tri = np.tril_indices(result.k_re)
     # In the coordinates the fit's optimizer worked in (shifted, scaled random-effect
     # columns, Psi_c = U Psi U'), where steps relative to theta are steps of like size
     # for every parameter; the answer does not depend on them.
@@ -125,11 +127,25 @@ def variance_derivatives(result) -> VarianceDerivatives:
     chol0 = np.asarray(result._chol) if u is None else \
         MixedLMParams.from_components(cov_re=u @ psi @ u.T).cov_re_sqrt
     theta0 = np.concatenate([np.asarray(chol0)[tri], np.asarray(result._sd)])
-    n = stats.totals.n_rows
-    p = result.k_fe
-    fac = n - p if result.reml else n
     # llf and scale in the units the pass summed
     objective = replace(result.model.objective(stats, result.reml), xy_scale=None)
+    centering = result.model.spec.centering
+    a_mat, _ = fixed_effects_map(centering.xy_shift, centering.x_intercept, centering.xy_scale)
+    out = derivatives_at(objective, theta0, a_mat)
+    result.__dict__["_variance_derivatives"] = out
+    return out
+
+
+def derivatives_at(objective, theta0: np.ndarray, a_mat: np.ndarray) -> VarianceDerivatives:
+    """Satterthwaite's pieces of a fit whose optimum is ``theta0`` (any θ of
+    ``objective``, a :class:`~dlmm.objective.objective.ProfiledObjective` in the units
+    the pass summed): see the module docstring. ``a_mat`` maps the pass's fixed effects
+    to the model's (``beta = A beta_c + a``; it holds the response's scale, so that
+    ``Sigma = s2 A S_XX^{-1} A'`` with the pass's ``s2``)."""
+    theta0 = np.asarray(theta0, dtype=float)
+    n = objective.n_rows
+    p = objective.xy_cross.shape[0] - 1
+    fac = n - p if objective.reml else n
 
     def evaluate(theta):
         value = objective.value(theta)
@@ -141,7 +157,7 @@ def variance_derivatives(result) -> VarianceDerivatives:
     d_qf = np.zeros(k)
     d_inv = np.zeros((k, p, p))
     for j in range(k):  # k covariance parameters: a handful of map-reduces, not groups
-        h = STEP * max(abs(theta0[j]), 0.1)
+        h = STEP * max(abs(theta0[j]), 1e-2)
         up, down = theta0.copy(), theta0.copy()
         up[j] += h
         down[j] -= h
@@ -158,16 +174,10 @@ def variance_derivatives(result) -> VarianceDerivatives:
     full[:k, :k] = hess + np.outer(l_ts, l_ts) / l_ss
     full[:k, k] = full[k, :k] = l_ts
     full[k, k] = l_ss
-    # The fixed effects in the model's coordinates: beta = A beta_c + a (A holds the
-    # response's scale: Sigma = s2 A S_XX^{-1} A' with the pass's s2).
-    centering = result.model.spec.centering
-    a_mat, _ = fixed_effects_map(centering.xy_shift, centering.x_intercept, centering.xy_scale)
-    out = VarianceDerivatives(
+    return VarianceDerivatives(
         sxx_inv=a_mat @ sxx_inv_c @ a_mat.T,
         d_sxx_inv=np.einsum("ia,jab,kb->jik", a_mat, d_inv, a_mat),
         scale=float(s2), cov_varpar=_positive_inverse(-full))
-    result.__dict__["_variance_derivatives"] = out
-    return out
 
 
 def _contrast_matrix(result, contrasts) -> tuple[np.ndarray, list[str]]:

@@ -3,14 +3,14 @@
 lme4's names and conventions throughout: θ (``getME(m, "theta")``, its order and
 names), ``VarCorr`` rows, ``fixef`` with ``vcov = sigma^2 (X'V^-1 X)^-1``, ``ranef`` per
 grouping factor, ``logLik``, AIC and BIC, and lmerTest's Satterthwaite degrees of
-freedom (:func:`satterthwaite_df`). The fixed effects map from the coordinates the
-pass summed (shifted and scaled columns, :mod:`dlmm.spec.centering`) as
-``beta = A beta_c + a``.
+freedom (:func:`dlmm.results.satterthwaite.derivatives_at`, as for every fit). The
+fixed effects map from the coordinates the pass summed (shifted and scaled columns,
+:mod:`dlmm.spec.centering`) as ``beta = A beta_c + a``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -305,7 +305,15 @@ class TermsResults:
         if self.model._stats is None:
             raise InputError("Satterthwaite's df need the fitted data; a loaded result has "
                              "none: fit the model again")
-        df = satterthwaite_df(self, np.eye(len(self.fe_params)))
+        from .satterthwaite import derivatives_at
+
+        centering = self.model.spec.centering
+        a_mat, _ = fixed_effects_map(centering.xy_shift, centering.x_intercept,
+                                     centering.xy_scale)
+        # the objective in the units the pass summed; θ in the engine's order
+        objective = replace(self.model.objective(reml=self.reml), xy_scale=None)
+        derivs = derivatives_at(objective, self.engine_theta, a_mat)
+        df = np.array([derivs.contrast(row)[1] for row in np.eye(len(self.fe_params))])
         est, se = self.fe_params.to_numpy(), self.bse_fe.to_numpy()
         t = est / se
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "df": df, "t value": t,
@@ -341,67 +349,3 @@ class TermsResults:
     def __repr__(self) -> str:
         return (f"<TermsResults llf={self.llf:.6f} {'REML' if self.reml else 'ML'} "
                 f"theta={np.round(self.theta.to_numpy(), 6).tolist()}>")
-
-
-def _unprofiled(results: TermsResults, engine_theta: np.ndarray, sigma2: float):
-    """The (RE)ML log-likelihood at θ and ``sigma2`` (the fixed effects at their GLS
-    values; in the units the pass summed), its gradient along (θ, sigma2), and
-    ``S_XX``: ``l = -1/2 [log|V| + fac log(2 pi sigma2) + qf / sigma2] [- 1/2 log|S_XX|]``."""
-    objective = results.model.objective(reml=results.reml)
-    stats = objective.stats
-    pieces = objective.pieces(engine_theta)
-    s = stats.totals.xy_cross - pieces.hmh
-    p = s.shape[0] - 1
-    s_xx = s[:p, :p]
-    beta = np.linalg.solve(s_xx, s[:p, p])
-    c = np.concatenate([-beta, [1.0]])
-    qf = float(c @ s @ c)
-    fac = stats.totals.n_rows - p if results.reml else stats.totals.n_rows
-    s_inv = np.linalg.inv(s_xx) if results.reml else None
-    grad = objective.gradient(engine_theta, pieces, c, 0.5 / sigma2, s_inv)
-    d_sigma2 = -0.5 * fac / sigma2 + 0.5 * qf / sigma2**2
-    return np.concatenate([grad, [d_sigma2]]), s_xx
-
-
-def satterthwaite_df(results: TermsResults, contrasts: np.ndarray,
-                     rel_step: float = 1e-4) -> np.ndarray:
-    """lmerTest's Satterthwaite degrees of freedom of each row ``L`` of ``contrasts``:
-
-        df = 2 (L' C L)^2 / (g' A g),   C = sigma^2 (X'V^-1 X)^-1,
-
-    ``g`` the gradient of ``L' C L`` along the variance parameters ``(θ, sigma^2)`` and
-    ``A`` their asymptotic covariance, the inverse of minus the Hessian of the
-    log-likelihood along them (central differences of its analytic gradient). Computed
-    in the units the pass summed (``L`` mapped by ``A_fe'``; df does not depend on the
-    parameterization of the variances).
-    """
-    model = results.model
-    centering = model.spec.centering
-    a_mat, _ = fixed_effects_map(centering.xy_shift, centering.x_intercept,
-                                 centering.xy_scale)
-    d_y = float(centering.xy_scale[-1])
-    x0 = np.concatenate([results.engine_theta, [results.scale / d_y**2]])
-    m = x0.size
-    steps = rel_step * np.maximum(np.abs(x0), 1e-2)
-    grads, vcovs = [], []
-    for j in range(m):  # loop over parameters
-        pair = []
-        for sign in (1.0, -1.0):
-            x = x0.copy()
-            x[j] += sign * steps[j]
-            g, s_xx = _unprofiled(results, x[:-1], x[-1])
-            pair.append((g, x[-1] * np.linalg.inv(s_xx)))
-        grads.append((pair[0][0] - pair[1][0]) / (2 * steps[j]))
-        vcovs.append((pair[0][1] - pair[1][1]) / (2 * steps[j]))
-    hess = np.array(grads)
-    hess = 0.5 * (hess + hess.T)
-    cov_var = np.linalg.inv(-hess)
-    _, s_xx = _unprofiled(results, x0[:-1], x0[-1])
-    vcov = x0[-1] * np.linalg.inv(s_xx)
-    out = []
-    for row in np.atleast_2d(contrasts):
-        lc = a_mat.T @ row
-        var = float(lc @ vcov @ lc)
-        g = np.array([lc @ d @ lc for d in vcovs])
-        out.append(2.0 * var**2 / float(g @ cov_var @ g))
-    return np.asarray(out)
