@@ -72,10 +72,6 @@ def _terms_model(formula: str, data, columns, options: dict):
     from .terms_model import TermsMixedLM
 
     options = dict(options)
-    if options.pop("weights", None) is not None:
-        raise InputError(f"weights= is not supported yet for lme4 terms that have no "
-                         f"statsmodels spelling ({formula!r}); fit it without weights, or "
-                         "restate it with one block per grouping factor")
     options.pop("use_sparse", None)  # accepted either way, as from_formula does
     subset = options.pop("subset", None)
     if subset is not None:

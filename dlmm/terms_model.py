@@ -30,6 +30,7 @@ from .model import MixedLM
 from .objective.objective import ProfiledObjective
 from .objective.params import TermsMap
 from .optimize.driver import maximize
+from .spec.residual import ResidualModel
 from .spec.terms import from_lmer
 from .spec.terms_spec import TermsSpec
 from .structure.crossed_terms import CrossedTermsDesign, crossed_terms_pass
@@ -48,11 +49,13 @@ class TermsMixedLM(MixedLM):
 
     @classmethod
     def from_lmer(cls, formula: str, data, columns=(), missing: str = "none", client=None,
-                  drop_collinear: bool = False) -> TermsMixedLM:
-        """The model of lme4's ``formula`` on ``data`` (see :func:`dlmm.lmer`)."""
+                  drop_collinear: bool = False, weights: str | None = None) -> TermsMixedLM:
+        """The model of lme4's ``formula`` on ``data`` (see :func:`dlmm.lmer`);
+        ``weights``: the column of precision weights (lme4's ``weights=``)."""
         fixed, terms = from_lmer(formula, columns)
         model = cls.__new__(cls)
-        model._setup(TermsSpec(fixed, terms), data, True, missing, client, drop_collinear)
+        model._setup(TermsSpec(fixed, terms, ResidualModel(weights=weights)), data, True,
+                     missing, client, drop_collinear)
         model.lmer_formula = formula
         model.engine_layout = model.layout = None
         return model
@@ -91,10 +94,16 @@ class TermsMixedLM(MixedLM):
 
     def _check_stats(self, stats) -> None:
         from .objective.rank import check_full_rank
-        from .objective.totals import check_response_varies, check_rows, check_values
+        from .objective.totals import (
+            check_response_varies,
+            check_rows,
+            check_values,
+            check_weights,
+        )
 
         totals = stats.totals
         check_values(totals, self.spec.column_labels, self.missing)
+        check_weights(totals, self.spec.residual)
         check_rows(totals, self.spec.k_fe)
         if self.drop_collinear:
             self._drop_collinear(stats)

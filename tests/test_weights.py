@@ -5,7 +5,8 @@ and the seeded Gamma weights in the CSVs beside it): the log-likelihood (with
 lme4's ½ Σ log w), fixed effects, VarCorr and lmerTest's Satterthwaite standard
 errors and df, REML and ML, on the grouped engine (sleepstudy, ``(Days | Subject)``
 and ``(1 | Subject)``), the nested engine (Pastes, ``(1 | batch/cask)``) and the
-crossed engine (Penicillin, ``(1 | plate) + (1 | sample)``).
+crossed engine (Penicillin, ``(1 | plate) + (1 | sample)``); and models of terms
+(``lme4_weights_terms.R``) on the nested and crossed terms engines.
 """
 
 from __future__ import annotations
@@ -116,10 +117,45 @@ def test_unknown_weights_column():
         dlmm.mixedlm("Reaction ~ Days", d, groups="Subject", weights="wt").fit()
 
 
-def test_terms_without_statsmodels_spelling_refuse_weights():
-    d = data("sleepstudy_w.csv")
-    with pytest.raises(InputError, match=r"weights= is not supported yet for lme4 terms"):
-        dlmm.lmer("Reaction ~ Days + (Days | Subject) + (1 | Subject)", d, weights="w")
+TERMS_REF = json.loads((HERE / "lme4_weights_terms.json").read_text())
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+@pytest.mark.parametrize("case, engine", [("slopes2_nested", "nested"),
+                                          ("beside_crossed", "crossed")])
+def test_terms_models_take_weights(case, engine, reml):
+    """Models of terms statsmodels' spelling cannot state, weighted (lme4's numbers,
+    ``tests/reference/weights/lme4_weights_terms.R``): slopes at two nested levels, and
+    items with a correlated slope crossed with classes in schools."""
+    spec = TERMS_REF[case]
+    ref = spec["REML" if reml else "ML"]
+    frame = pd.read_csv(HERE / spec["csv"], dtype={c: str for c in spec["labels"]})
+    result = dlmm.lmer(spec["formula"], frame, weights="w", REML=reml)
+    assert result.engine == engine and result.converged
+    np.testing.assert_allclose(result.llf, ref["logLik"], rtol=1e-6)
+    np.testing.assert_allclose(result.fe_params.to_numpy(), list(ref["fixef"].values()),
+                               rtol=1e-6)
+    assert list(result.theta.index) == ref["theta_names"]
+    np.testing.assert_allclose(result.theta.to_numpy(), ref["theta"], rtol=1e-4, atol=1e-5)
+    vc = result.varcorr()
+    np.testing.assert_allclose(vc["vcov"].to_numpy(), [r["vcov"] for r in ref["varcorr"]],
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.scale, ref["sigma"] ** 2, rtol=1e-4)
+    table = result.satterthwaite()
+    np.testing.assert_allclose(table["Std. Error"].to_numpy(), list(ref["se"].values()),
+                               rtol=1e-3)
+    np.testing.assert_allclose(table["df"].to_numpy(), list(ref["df"].values()), rtol=1e-3)
+    np.testing.assert_allclose(result.fittedvalues.to_numpy()[:5], ref["fitted_head"],
+                               rtol=1e-5)
+
+
+def test_terms_models_refuse_nonpositive_weights():
+    spec = TERMS_REF["slopes2_nested"]
+    frame = pd.read_csv(HERE / spec["csv"], dtype={c: str for c in spec["labels"]})
+    frame.loc[[2, 5], "w"] = 0.0
+    with pytest.raises(InputError) as err:
+        dlmm.lmer(spec["formula"], frame, weights="w")
+    assert "\n" not in str(err.value) and "'w'" in str(err.value) and "2 " in str(err.value)
 
 
 # -- the dense brute-force likelihood on a small random design -------------------------
@@ -204,3 +240,13 @@ def test_gradient_against_finite_differences(reml):
     differences = [(model.loglike(theta + h * e) - model.loglike(theta - h * e)) / (2 * h)
                    for e in np.eye(3)]
     np.testing.assert_allclose(model.score(theta), differences, rtol=1e-6)
+
+
+def test_terms_refit_keeps_the_weights():
+    """``refit`` of a weighted model of terms to its own response is lme4's weighted fit."""
+    spec = TERMS_REF["slopes2_nested"]
+    frame = pd.read_csv(HERE / spec["csv"], dtype={c: str for c in spec["labels"]})
+    result = dlmm.lmer(spec["formula"], frame, weights="w", REML=False)
+    again = result.refit("y")
+    assert again.weights == "w"
+    np.testing.assert_allclose(again.llf, spec["ML"]["logLik"], rtol=1e-6)

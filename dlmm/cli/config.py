@@ -298,8 +298,4 @@ def _terms_model(opts: dict[str, Any]) -> None:
         raise UsageError(f"--cache: the statistics cache holds sums of statsmodels-shaped "
                          f"models; --formula {opts['formula']!r} is a model of terms (leave "
                          "out --cache)")
-    if opts.get("weights") is not None:
-        raise UsageError(f"--weights: precision weights are not supported yet for models of "
-                         f"terms (--formula {opts['formula']!r}); lme4-shaped models that "
-                         "statsmodels' options state take them")
     opts["terms"] = True

@@ -164,7 +164,8 @@ def _model(opts: dict[str, Any], client):
         columns = [str(c) for c in read_parquet(opts["data"]).columns]
         return TermsMixedLM.from_lmer(opts["formula"], opts["data"], columns,
                                       missing=opts["missing"], client=client,
-                                      drop_collinear=opts["drop_collinear"])
+                                      drop_collinear=opts["drop_collinear"],
+                                      weights=opts.get("weights"))
     import dlmm
 
     return dlmm.mixedlm(opts["formula"], opts["data"], groups=opts["groups"],

@@ -17,6 +17,7 @@ import pandas as pd
 from ..exceptions import InputError
 from ..io.result_folder import RANDOM_EFFECTS_FILE
 from ..io.saved_result import _bounded_table
+from ..spec.residual import ResidualModel
 from ..spec.saved_formula import check_saved_formula, check_saved_spec
 from ..spec.terms import RandomTerm, RandomTerms
 from ..spec.terms_spec import TermsSpec
@@ -88,7 +89,8 @@ def _saved_terms(state: dict, columns: list[str], source: str) -> list[RandomTer
 def _terms_spec(spec_state: dict, terms: RandomTerms) -> TermsSpec:
     """The learned :class:`TermsSpec` of a saved state, without data: learned from one
     row whose factors hold every saved level (as :meth:`FormulaSpec.from_dict`)."""
-    spec = TermsSpec(spec_state["formula"], terms)
+    spec = TermsSpec(spec_state["formula"], terms,
+                     ResidualModel.from_dict(spec_state.get("residual")))
     levels = spec_state.get("levels") or {}
     row = {}
     for c in spec_state["columns"]:

@@ -122,6 +122,11 @@ class TermsResults:
         return list(self.fe_params.index)
 
     @property
+    def weights(self) -> str | None:
+        """The column of precision weights (lme4's ``weights=``), or None."""
+        return self.model.spec.residual.display_name
+
+    @property
     def method(self) -> str:
         return "REML" if self.reml else "ML"
 
@@ -327,6 +332,7 @@ class TermsResults:
         kind = "REML" if self.reml else "maximum likelihood"
         lines = [f"Linear mixed model fit by {kind} (dlmm, {self.engine} engine)",
                  f"Formula: {self.model.lmer_formula}",
+                 *([f"Weights: {self.weights}"] if self.weights else []),
                  f"{'REML criterion' if self.reml else 'Deviance'} at convergence: "
                  f"{-2 * self.llf:.4f}   AIC {self.aic:.4f}   BIC {self.bic:.4f}"
                  f"   logLik {self.llf:.4f}", "", "Random effects:"]

@@ -54,7 +54,8 @@ def simulate_chunk(frame: pd.DataFrame, spec, layout, fe: np.ndarray, lambdas: l
     out = np.empty((n, n_sim))
     for s in range(n_sim):  # each simulation's noise its own stream: sim_k whatever n_sim
         out[:, s] = np.random.default_rng([seed, partition, s]).standard_normal(n)
-    out *= sigma
+    # noise sd sigma, or sigma / sqrt(w) under precision weights (lme4's simulate)
+    out *= sigma if design.weights is None else sigma / np.sqrt(design.weights)[:, None]
     out += (design.xy[:, : fe.shape[0]] @ fe)[:, None]
     codes, columns = spec.term_rows(frame, design.kept)
     sims = np.arange(n_sim)
@@ -115,5 +116,6 @@ def refit(result, new_response):
     rhs = model.lmer_formula.split("~", 1)[1]
     columns = [str(c) for c in getattr(data, "columns", [])]
     new = type(model).from_lmer(f"{name} ~{rhs}", data, columns, missing=model.missing,
-                                client=model._client, drop_collinear=model.drop_collinear)
+                                client=model._client, drop_collinear=model.drop_collinear,
+                                weights=model.spec.residual.weights)
     return new.fit(reml=result.reml, start_params=result.theta.to_numpy())

@@ -21,6 +21,7 @@ from formulaic.errors import FormulaicError
 from ..exceptions import InputError
 from .checks import formula_error
 from .formula import FormulaSpec
+from .residual import ResidualModel
 from .term_order import patsy_ordered
 from .terms import RandomTerms
 
@@ -34,10 +35,13 @@ class TermsSpec(FormulaSpec):
         ``"y ~ x1 + x2"``: response and fixed effects (lme4's formula without its bars).
     terms : RandomTerms
         The random-effects terms, each with a formula (lme4's spelling gives them).
+    residual : ResidualModel, optional
+        Precision weights (:mod:`dlmm.spec.residual`); default none.
     """
 
-    def __init__(self, formula: str, terms: RandomTerms):
-        super().__init__(formula, None, re_formula="0")
+    def __init__(self, formula: str, terms: RandomTerms,
+                 residual: ResidualModel | None = None):
+        super().__init__(formula, None, re_formula="0", residual=residual)
         if any(t.formula is None for t in terms):
             raise InputError("a random-effects term of array columns needs the statsmodels "
                              "spelling (exog_re, exog_vc)")

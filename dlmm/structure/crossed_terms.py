@@ -51,6 +51,7 @@ from ..kernels.crossed import (
 )
 from ..kernels.moments import MomentPieces
 from ..kernels.pieces import RowTotals
+from ..spec.residual import residual_logdet
 from ..spec.terms_spec import product_codes, product_values
 from .crossed import MAX_DENSE_EFFECTS, MAX_DRIVER_BYTES, driver_bytes
 from .driver_system import DriverSystemStatistics
@@ -106,10 +107,12 @@ class CrossedTermsDesign:
                        for level in range(len(self.factors))]
 
     def rows(self, frame: pd.DataFrame) -> tuple:
-        """``(codes, designs, [X y], (n_dropped, missing, infinite))`` of a chunk."""
+        """``(codes, designs, [X y], (n_dropped, missing, infinite, log_weights,
+        bad_weights))`` of a chunk; rows times √w under precision weights."""
         design = self.spec.design(frame)
         xy, _ = self.spec.centering.apply(design.xy, design.z)
-        dropped = (design.n_dropped, design.missing_by_column, design.infinite_by_column)
+        dropped = (design.n_dropped, design.missing_by_column, design.infinite_by_column,
+                   design.log_weights, design.bad_weights)
         n = xy.shape[0]
         if not n:  # an empty chunk (or every row dropped): nothing to code
             return ([np.zeros(0, dtype=np.int64) for _ in self._radix],
@@ -117,6 +120,9 @@ class CrossedTermsDesign:
         codes, columns = self.spec.term_rows(frame, design.kept)
         level_codes = [product_codes(codes, radix, n) for radix in self._radix]
         designs = [np.hstack([columns[k] for k in order]) for order in self._order]
+        if design.weights is not None:  # rows times sqrt(w) (dlmm.spec.residual)
+            sw = np.sqrt(design.weights)[:, None]
+            xy, designs = xy * sw, [d * sw for d in designs]
         return level_codes, designs, xy, dropped
 
     def labels(self, level: int, keys: np.ndarray, order) -> list[str]:
@@ -139,7 +145,7 @@ class CrossedTermsChunk:
 
 def chunk_sums(frame: pd.DataFrame, design: CrossedTermsDesign) -> CrossedTermsChunk:
     """A chunk's keyed crossed sums on the levels it holds, and its row totals."""
-    codes, z, xy, (n_dropped, missing, infinite) = design.rows(frame)
+    codes, z, xy, (n_dropped, missing, infinite, log_w, bad_w) = design.rows(frame)
     seen, local = [], []
     for code in codes:  # loop over the few factors
         uniq, inverse = np.unique(code, return_inverse=True)
@@ -151,7 +157,8 @@ def chunk_sums(frame: pd.DataFrame, design: CrossedTermsDesign) -> CrossedTermsC
                        n_dropped=float(n_dropped),
                        missing_by_column=np.asarray(missing, dtype=float),
                        infinite_by_column=np.asarray(infinite, dtype=float),
-                       z_cross=z_all.T @ z_all)
+                       z_cross=z_all.T @ z_all, log_weights=float(log_w),
+                       bad_weights=float(bad_w))
     return CrossedTermsChunk(seen, sums, totals)
 
 
@@ -273,8 +280,10 @@ class CrossedTermsStatistics(DriverSystemStatistics):
         """``log|V|``, ``hmh`` and their derivatives along θ (one blocked factorization
         on the driver; the last few are kept)."""
         theta = np.ascontiguousarray(theta, dtype=float).ravel()
-        return self.recent_pieces(theta.tobytes(), lambda: self.theta_map.pieces(
-            crossed_pieces(self.system, self.theta_map.kernel_theta(theta), gradient=True)))
+        return self.recent_pieces(theta.tobytes(), lambda: residual_logdet(
+            self.theta_map.pieces(crossed_pieces(
+                self.system, self.theta_map.kernel_theta(theta), gradient=True)),
+            self.totals.log_weights))
 
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
         raise NotImplementedError("the crossed engine has no moment start values "

@@ -51,9 +51,12 @@ class TermsNestedDesign(RowsOnceDesign):
         level_codes = [product_codes(codes, radix, n) for radix in self._radix]
         designs = [np.hstack([columns[k] for k in order]) if order else np.zeros((n, 0))
                    for order in self._order]
-        out = (level_codes, designs, xy,
-               (design.n_dropped, design.missing_by_column, design.infinite_by_column))
-        return out
+        if design.weights is not None:  # rows times sqrt(w) (dlmm.spec.residual)
+            sw = np.sqrt(design.weights)[:, None]
+            xy, designs = xy * sw, [d * sw for d in designs]
+        return (level_codes, designs, xy,
+                (design.n_dropped, design.missing_by_column, design.infinite_by_column,
+                 design.log_weights, design.bad_weights))
 
 
     def labels(self, level: int, keys: np.ndarray, order) -> list[str]:

@@ -38,15 +38,3 @@ def test_slopes_on_crossed_factors_from_the_command_line_are_lme4s(tmp_path):
         np.testing.assert_allclose(row["vcov"], theirs["vcov"], rtol=1e-4, atol=1e-6)
     shown = run_dlmm("summary", tmp_path / "out")
     assert shown.returncode == 0 and "crossed engine" in shown.stdout
-
-
-def test_weights_on_a_model_of_terms_are_refused_in_one_line(tmp_path):
-    frame = pd.DataFrame({"y": np.arange(12.0), "x": np.tile([0.0, 1.0, 2.0], 4),
-                          "w": 1.0, "a": list("ababababcdcd"), "b": list("xxyyzzxxyyzz")})
-    frame.to_parquet(tmp_path / "d.parquet", index=False)
-    proc = run_dlmm("fit", tmp_path / "d.parquet", "-f", "y ~ x + (x | a) + (1 | b)",
-                    "--weights", "w", "-o", tmp_path / "out")
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--weights" in lines[0], proc.stderr
-    assert not (tmp_path / "out").exists()
