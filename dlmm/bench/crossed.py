@@ -209,6 +209,8 @@ def _kind(insteval: Path) -> CaseKind:
     def gpboost(case):
         if case.get("lmer"):
             return "gpboost has no correlated random slopes"
+        if case["reml"]:
+            return "gpboost fits ML only (name the case with ':ml')"
         response, covariates = case["formula"].split("~")
         if case["base"] == "star":
             return "categorical covariates (gpboost takes a numeric design)"

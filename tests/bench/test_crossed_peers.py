@@ -80,6 +80,8 @@ def test_cases_name_their_fit_and_gpboosts_spelling():
     assert kind.gpboost(ratings) == {"response": "y", "covariates": ["x"],
                                      "factors": ["user", "item"]}
     assert kind.lme4_formula(ratings) == "y ~ x + (1 | user) + (1 | item)"
+    assert kind.gpboost(_case("1000x50x20")) == \
+        "gpboost fits ML only (name the case with ':ml')"
 
 
 def test_d3_like_has_the_promised_shape_and_moments():
