@@ -134,3 +134,13 @@ def test_satterthwaite_is_lmertests(fits, name):
         np.testing.assert_allclose(table.loc[_name(coef), "df"], df, rtol=1e-3)
         np.testing.assert_allclose(table.loc[_name(coef), "Std. Error"],
                                    ref["bse_fe"][coef], rtol=1e-3)
+
+
+def test_kb07_polish_takes_one_difference_hessian(fits):
+    """Issue 23, item 3: the polish keeps its Hessian (20 gradient differences) across
+    its steps; before, it took a second one after its first step (84 factorizations)."""
+    ref = CASES["kb07_reml"]
+    fit = _fit(fits, "kb07", True)
+    assert fit.converged
+    np.testing.assert_allclose(fit.llf, ref["llf"], rtol=1e-10)
+    assert fit.mle_retvals["evaluations"] <= 66

@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from .peers import lme4_available, lme4_fit, over_budget, statsmodels_fit_within
+from .peers import (
+    gpboost_fit,
+    gpboost_python,
+    lme4_available,
+    lme4_fit,
+    over_budget,
+    statsmodels_fit_within,
+)
 from .report import machine
 
 
@@ -53,6 +60,14 @@ class CaseKind:
     statsmodels_skip : callable
         ``(case, levels) -> str | None``: why statsmodels is not run (its memory), or
         None.
+    gpboost : callable, optional
+        ``case -> dict | str``: gpboost's spelling of the case (``response``,
+        ``covariates``, ``factors``: crossed intercepts), or why gpboost does not fit
+        it; None: the kind has no gpboost case.
+
+    A case's ``reml`` (default True) says whether every fit is REML or ML; its
+    ``lmer`` (optional) is lme4's formula, which dlmm then fits with :func:`dlmm.lmer`
+    (slopes on crossed factors) instead of statsmodels' spelling.
     """
 
     name: str
@@ -61,6 +76,7 @@ class CaseKind:
     model: Callable[[dict], dict]
     lme4_formula: Callable[[dict], str]
     statsmodels_skip: Callable[[dict, dict], str | None]
+    gpboost: Callable[[dict], dict | str] | None = None
 
 
 def _import_on_worker() -> bool:
@@ -111,10 +127,31 @@ def fit_child(spec: str) -> None:
         out["cluster_seconds"] = time.perf_counter() - start
         data = args["path"]
     start = time.perf_counter()
+    reml = bool(args.get("reml", True))
     try:
-        result = dlmm.mixedlm(args["formula"], data, **args["model"]).fit(client=client)
+        if args.get("lmer"):
+            result = dlmm.lmer(args["lmer"], data, REML=reml, client=client)
+        else:
+            result = dlmm.mixedlm(args["formula"], data, **args["model"]).fit(
+                client=client, reml=reml)
     except dlmm.InputError as exc:  # a design dlmm refuses (its limits): said in words
         out["refused"] = str(exc)
+        print("DLMM-BENCH " + json.dumps(out))
+        return
+    if args.get("lmer"):  # a model of lme4's terms: its own report
+        out.update({
+            "seconds": time.perf_counter() - start, "llf": result.llf,
+            "converged": bool(result.converged), "engine": result.engine,
+            "factorizations": result.mle_retvals["evaluations"],
+            "optimizer_seconds": result.mle_retvals["seconds"],
+            "theta": [float(v) for v in result.theta], "scale": result.scale,
+            "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        })
+        out["seconds_per_factorization"] = out["optimizer_seconds"] / max(
+            out["factorizations"], 1)
+        if client is not None:
+            client.close()
+            cluster.close()
         print("DLMM-BENCH " + json.dumps(out))
         return
     out.update({
@@ -162,9 +199,13 @@ def rows_of(path: Path) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted(path.glob("*.parquet")))
 
 
+#: The peers a row may have, in the order the log and the table show them.
+PEERS = ("lme4", "statsmodels", "gpboost")
+
+
 def _ratios(row: dict) -> None:
     ref = row.get("dlmm_pandas", {})
-    for peer in ("lme4", "statsmodels"):
+    for peer in PEERS:
         out = row.get(peer, {})
         if "seconds" in out and "seconds" in ref:
             out["ratio"] = out["seconds"] / ref["seconds"]
@@ -182,12 +223,21 @@ def _peer(budget: float, run: Callable[..., dict], *args, **kwargs) -> dict:
         return {"failed": f"{type(exc).__name__}: {exc}"}
 
 
+def gpboost_skipped(given: str | None) -> str:
+    """The log's line where no Python at hand has gpboost (``given``: the user's)."""
+    return (f"gpboost: not importable by {given or sys.executable} "
+            "(--gpboost-python PYTHON names one that has it); skipped")
+
+
 def run_cases(kind: CaseKind, cases: list[str], workers: int = 2, data_dir=None,
               peers: tuple[str, ...] = ("statsmodels", "lme4"),
               peer_budget: float = 1200.0, timeout: float = 1800.0, seed: int = 0,
-              log=print, line: Callable[[dict], str] | None = None) -> dict[str, Any]:
+              log=print, line: Callable[[dict], str] | None = None,
+              gpboost: str | None = None) -> dict[str, Any]:
     """Run ``kind``'s benchmark on ``cases`` (see the module docstring); its JSON document
-    (schema ``dlmm.bench-<kind>/1``)."""
+    (schema ``dlmm.bench-<kind>/1``). ``"gpboost" in peers``: gpboost too, where the
+    kind has a gpboost case, run by the Python ``gpboost`` (a path) or, without it,
+    this one if it has gpboost (:func:`~.peers.gpboost_python`)."""
     import dlmm
 
     root = Path(data_dir) if data_dir else Path(tempfile.gettempdir()) / "dlmm-bench-data"
@@ -195,6 +245,11 @@ def run_cases(kind: CaseKind, cases: list[str], workers: int = 2, data_dir=None,
     have_lme4 = "lme4" in peers and lme4_available()
     if "lme4" in peers and not have_lme4:
         log("lme4: Rscript with lme4 not found; skipped")
+    gpb_python = None
+    if "gpboost" in peers and kind.gpboost is not None:
+        gpb_python = gpboost_python(gpboost)
+        if gpb_python is None:
+            log(gpboost_skipped(gpboost))
     parsed = [kind.parse(name) for name in cases]
     rows_out = []
     for case in parsed:
@@ -203,20 +258,25 @@ def run_cases(kind: CaseKind, cases: list[str], workers: int = 2, data_dir=None,
         model = kind.model(case)
         row: dict[str, Any] = {"case": case["name"], "formula": case["formula"],
                                "factors": case["factors"], "partitions": partitions}
+        reml = bool(case.get("reml", True))
         base = {"path": str(path), "formula": case["formula"], "model": model,
-                "workers": workers}
+                "workers": workers, "reml": reml, "lmer": case.get("lmer")}
         for mode in ("pandas", "parquet"):
             row[f"dlmm_{mode}"] = _peer(timeout, _dlmm_in_child, {**base, "mode": mode}, timeout)
         row["levels"] = levels_of(path, case["factors"])
         row["rows"] = rows_of(path)
         if have_lme4:
             row["lme4"] = _peer(peer_budget, lme4_fit, path, kind.lme4_formula(case),
-                                timeout=peer_budget)
+                                timeout=peer_budget, reml=reml)
         if "statsmodels" in peers:
             why = kind.statsmodels_skip(case, row["levels"])
             row["statsmodels"] = {"skipped": why} if why else _peer(
                 peer_budget, statsmodels_fit_within, path, case["formula"], model["groups"],
-                peer_budget, model["re_formula"], model["vc_formula"])
+                peer_budget, model["re_formula"], model["vc_formula"], reml)
+        if gpb_python is not None:
+            spec = kind.gpboost(case)
+            row["gpboost"] = {"skipped": spec} if isinstance(spec, str) else _peer(
+                peer_budget, gpboost_fit, gpb_python, path, timeout=peer_budget, **spec)
         _ratios(row)
         rows_out.append(row)
         log((line or case_line)(row))
@@ -232,7 +292,8 @@ def case_line(row: dict) -> str:
         if "seconds" not in d:
             why = d.get("refused", d.get("failed", d.get("skipped", d.get("timed_out", "-"))))
             return why[:90]
-        extra = f", {d['evaluations']} steps, {d['factorizations']} factorizations" \
+        steps = f", {d['evaluations']} steps" if "evaluations" in d else ""
+        extra = f"{steps}, {d['factorizations']} factorizations" \
             if "factorizations" in d else ""
         mem = f", {d['driver_peak_mb']:.0f} MB" if "driver_peak_mb" in d else ""
         return f"{d['seconds']:.2f} s{extra}{mem}"
@@ -243,7 +304,7 @@ def case_line(row: dict) -> str:
              f"dlmm parquet {fit(row.get('dlmm_parquet', {}))}"
              + (f" (+ cluster {row['dlmm_parquet']['cluster_seconds']:.1f} s)"
                 if "cluster_seconds" in row.get("dlmm_parquet", {}) else "")]
-    for peer in ("lme4", "statsmodels"):
+    for peer in PEERS:
         if peer in row:
             d = row[peer]
             ratio = f" ({d['ratio']:.1f}x dlmm, llf rel diff {d['llf_rel_diff']:.1e})" \
@@ -265,6 +326,9 @@ def format_case_table(doc: dict) -> str:
     head = (f"{'case':<22} {'rows':>11} {'levels':>15} {'pandas':>7} {'steps':>5} "
             f"{'facts':>5} {'s/fact':>7} {'MB':>6} {'parquet':>7} {'cluster':>7} {'lme4':>8} "
             f"{'x':>6} {'sm':>8} {'x':>6}")
+    with_gpb = any("gpboost" in r for r in doc["results"])
+    if with_gpb:
+        head += f" {'gpboost':>8} {'x':>6}"
     lines = [head, "-" * len(head)]
     for r in doc["results"]:
         pdx, pq = r.get("dlmm_pandas", {}), r.get("dlmm_parquet", {})
@@ -278,6 +342,9 @@ def format_case_table(doc: dict) -> str:
             f"{secs(pq, 'cluster_seconds'):>7} {secs(lm):>8} "
             f"{lm.get('ratio', float('nan')):>6.1f} {secs(sm):>8} "
             f"{sm.get('ratio', float('nan')):>6.1f}")
+        if with_gpb:
+            gp = r.get("gpboost", {})
+            lines[-1] += f" {secs(gp):>8} {gp.get('ratio', float('nan')):>6.1f}"
     return "\n".join(lines)
 
 

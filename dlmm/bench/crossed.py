@@ -5,10 +5,16 @@ a CSV path), ``"star"`` (mlmRev's Tennessee STAR, students x teachers x schools,
 teachers nested in schools: ``math ~ gr + sx + eth + cltype + (1|id) + (1|tch) +
 (1|sch)`` on the rows with all of these; read through ``Rscript`` from Debian's
 ``r-cran-mlmrev``) or ``"ROWSxUSERSxITEMS"`` (:func:`movielens_like`: Zipf-like item
-popularity, gamma-distributed user activity, ``y ~ x + (1|user) + (1|item)``).
-dlmm (from pandas and from Parquet), lme4 and statsmodels fit each case as
+popularity, gamma-distributed user activity, ``y ~ x + (1|user) + (1|item)``) or
+``"d3"`` / ``"d3xROWS"`` (:func:`d3_like`: three crossed factors with a correlated
+intercept and slope on each, the shape of MixedModels.jl's ``d3``, 60,000 rows by
+default; dlmm fits it with :func:`dlmm.lmer`). A name ending in ``:ml`` fits ML
+(every peer too), else REML.
+dlmm (from pandas and from Parquet), lme4, statsmodels and gpboost (crossed
+intercepts only, when a Python that has it is named) fit each case as
 :mod:`dlmm.bench.cases` runs every kind; statsmodels only where its dense algebra
-on one group of all levels fits in memory (at most ``STATSMODELS_MAX_LEVELS``).
+on one group of all levels fits in memory (at most ``STATSMODELS_MAX_LEVELS``) and
+the model has no slopes.
 """
 
 from __future__ import annotations
@@ -54,6 +60,35 @@ def movielens_like(n_rows: int, n_users: int, n_items: int, seed: int = 0):
                          "x": x, "y": y})
 
 
+#: The three-factor case's model (lme4's spelling): correlated intercept and slope on
+#: each of three crossed factors.
+D3_FORMULA = "y ~ 1 + u + (1 + u | g) + (1 + u | h) + (1 + u | i)"
+
+
+def d3_like(n_rows: int, seed: int = 0):
+    """Three crossed factors with a correlated intercept and slope on each: ``g`` with
+    ``n_rows // 30`` levels, ``h`` and ``i`` with ``n_rows // 100`` (uniform), a covariate
+    ``u`` and ``y = 1 + 0.5 u + (a_g + b_g u) + (a_h + b_h u) + (a_i + b_i u) + e``; each
+    factor's (a, b) normal with standard deviations (0.6, 0.3), (0.4, 0.2), (0.3, 0.2) and
+    correlation 0.4, ``e`` standard normal."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    u = rng.normal(size=n_rows)
+    y = 1.0 + 0.5 * u + rng.normal(size=n_rows)
+    out = {}
+    for name, levels, sds in (("g", max(n_rows // 30, 2), (0.6, 0.3)),
+                              ("h", max(n_rows // 100, 2), (0.4, 0.2)),
+                              ("i", max(n_rows // 100, 2), (0.3, 0.2))):
+        code = rng.integers(0, levels, size=n_rows)
+        cov = np.array([[sds[0] ** 2, 0.4 * sds[0] * sds[1]],
+                        [0.4 * sds[0] * sds[1], sds[1] ** 2]])
+        effects = rng.multivariate_normal(np.zeros(2), cov, size=levels)
+        y += effects[code, 0] + effects[code, 1] * u
+        out[name] = code.astype(np.int64)
+    return pd.DataFrame({**out, "u": u, "y": y})
+
+
 #: STAR's model: the covariates every student has (grade, sex, ethnicity, class type).
 STAR_FORMULA = "math ~ gr + sx + eth + cltype"
 
@@ -80,16 +115,31 @@ def star_frame(csv: Path):
 
 
 def _case(name: str) -> dict[str, Any]:
-    if name == "insteval":
-        return {"name": name, "formula": "y ~ service", "factors": ["s", "d"]}
-    if name == "star":
-        return {"name": name, "formula": STAR_FORMULA, "factors": ["id", "tch", "sch"]}
+    base, _, fit = name.partition(":")
+    if fit not in ("", "ml", "reml"):
+        raise ValueError(f"crossed case {name!r}: after ':' comes 'ml' or 'reml'")
+    case = _base_case(base, name)
+    return {**case, "name": name, "base": base, "reml": fit != "ml"}
+
+
+def _base_case(base: str, name: str) -> dict[str, Any]:
+    if base == "insteval":
+        return {"formula": "y ~ service", "factors": ["s", "d"]}
+    if base == "star":
+        return {"formula": STAR_FORMULA, "factors": ["id", "tch", "sch"]}
+    if base == "d3" or base.startswith("d3x"):
+        try:
+            rows = int(float(base[3:])) if base != "d3" else 60_000
+        except ValueError:
+            raise ValueError(f"crossed case {name!r}: write d3 or d3xROWS") from None
+        return {"formula": "y ~ u", "factors": ["g", "h", "i"], "rows": rows,
+                "lmer": D3_FORMULA, "kind": "d3"}
     try:
-        rows, users, items = (int(float(v)) for v in name.lower().split("x"))
+        rows, users, items = (int(float(v)) for v in base.lower().split("x"))
     except ValueError:
-        raise ValueError(f"crossed case {name!r} is neither 'insteval', 'star' nor "
+        raise ValueError(f"crossed case {name!r} is neither 'insteval', 'star', 'd3' nor "
                          "ROWSxUSERSxITEMS") from None
-    return {"name": name, "formula": "y ~ x", "factors": ["user", "item"], "rows": rows,
+    return {"formula": "y ~ x", "factors": ["user", "item"], "rows": rows,
             "users": users, "items": items}
 
 
@@ -100,7 +150,8 @@ def check_cases(cases: list[str]) -> None:
         raise ValueError("no crossed case given")
     for name in cases:
         case = _case(name)
-        if "rows" in case and min(case["rows"], case["users"], case["items"]) < 1:
+        if "rows" in case and min(case["rows"], case.get("users", 1),
+                                  case.get("items", 1)) < 1:
             raise ValueError(f"crossed case {name!r} needs positive ROWS, USERS and ITEMS")
 
 
@@ -108,16 +159,18 @@ def _write_data(case: dict, data_dir: Path, insteval: Path, partitions: int, see
     """The case's data as Parquet files in their own folder (written once)."""
     import pandas as pd
 
-    folder = data_dir / f"crossed_{case['name']}_p{partitions}_s{seed}"
+    folder = data_dir / f"crossed_{case['name'].partition(':')[0]}_p{partitions}_s{seed}"
     if (folder / "_done").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    if case["name"] == "insteval":
+    if case["base"] == "insteval":
         frame = pd.read_csv(insteval)[["s", "d", "service", "y"]]
-    elif case["name"] == "star":
+    elif case["base"] == "star":
         csv = folder.parent / f"{folder.name}.csv"  # beside the Parquet folder, not in it
         frame = star_frame(csv)
         csv.unlink()
+    elif case.get("kind") == "d3":
+        frame = d3_like(case["rows"], seed)
     else:
         frame = movielens_like(case["rows"], case["users"], case["items"], seed)
     for k, part in enumerate(np.array_split(np.arange(len(frame)), partitions)):
@@ -143,26 +196,44 @@ def _kind(insteval: Path) -> CaseKind:
         return _write_data(case, data_dir, insteval, partitions, seed)
 
     def skip(case, levels):
+        if case.get("lmer"):
+            return "slopes on crossed factors: statsmodels' one group would hold them dense"
         if sum(levels.values()) > STATSMODELS_MAX_LEVELS:
             return f"dense algebra on {sum(levels.values())} levels in one group"
         return None
 
-    return CaseKind("crossed", _case, write, _model,
-                    lambda case: case["formula"] + " + "
-                    + " + ".join(f"(1 | {f})" for f in case["factors"]), skip)
+    def lme4_formula(case):
+        return case.get("lmer") or (case["formula"] + " + "
+                                    + " + ".join(f"(1 | {f})" for f in case["factors"]))
+
+    def gpboost(case):
+        if case.get("lmer"):
+            return "gpboost has no correlated random slopes"
+        if case["reml"]:
+            return "gpboost fits ML only (name the case with ':ml')"
+        response, covariates = case["formula"].split("~")
+        if case["base"] == "star":
+            return "categorical covariates (gpboost takes a numeric design)"
+        return {"response": response.strip(),
+                "covariates": [c.strip() for c in covariates.split("+")],
+                "factors": case["factors"]}
+
+    return CaseKind("crossed", _case, write, _model, lme4_formula, skip, gpboost)
 
 
 def run_crossed_bench(cases: list[str], workers: int = 2, data_dir=None,
                       insteval: str | os.PathLike | None = None,
-                      peers: tuple[str, ...] = ("statsmodels", "lme4"),
+                      peers: tuple[str, ...] = ("statsmodels", "lme4", "gpboost"),
                       peer_budget: float = 1200.0, timeout: float = 1800.0, seed: int = 0,
-                      log=print) -> dict[str, Any]:
-    """Run the crossed benchmark (see the module docstring); its JSON document."""
+                      log=print, gpboost_python: str | None = None) -> dict[str, Any]:
+    """Run the crossed benchmark (see the module docstring); its JSON document.
+    ``gpboost_python``: a Python that has gpboost (else this one, if it has it; else
+    gpboost is skipped with a line in the log)."""
     check_cases(cases)
     kind = _kind(Path(insteval) if insteval else INSTEVAL_DEFAULT)
     return run_cases(kind, cases, workers=workers, data_dir=data_dir, peers=peers,
                      peer_budget=peer_budget, timeout=timeout, seed=seed, log=log,
-                     line=crossed_line)
+                     line=crossed_line, gpboost=gpboost_python)
 
 
 def crossed_line(row: dict) -> str:

@@ -66,9 +66,10 @@ def _run_crossed(args: argparse.Namespace) -> int:
         raise UsageError(f"--crossed: {exc}") from None
     doc = run_crossed_bench(
         args.crossed, workers=args.workers or 2, data_dir=args.data_dir,
-        peers=() if args.no_peers else ("statsmodels", "lme4"),
+        peers=() if args.no_peers else ("statsmodels", "lme4", "gpboost"),
         peer_budget=args.peer_budget, seed=args.seed,
         log=lambda line: event("bench", "%s", line),
+        gpboost_python=getattr(args, "gpboost_python", None),
     )
     sys.stdout.write(format_crossed_table(doc) + "\n")
     if args.output:

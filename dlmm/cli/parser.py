@@ -320,9 +320,14 @@ def _add_bench_options(bench: argparse.ArgumentParser) -> None:
                        type=lambda t: [c for c in t.split(",") if c.strip()],
                        metavar="CASE[,CASE...]",
                        help="crossed designs instead of --sizes: 'insteval', 'star' (mlmRev, "
-                            "through Rscript) and/or simulated "
-                            "ROWSxUSERSxITEMS (default with no value: "
-                            "insteval,1000000x50000x5000)")
+                            "through Rscript), 'd3' or 'd3xROWS' (three crossed factors "
+                            "with slopes) and/or simulated "
+                            "ROWSxUSERSxITEMS; ':ml' after a case fits ML (default with "
+                            "no value: insteval,1000000x50000x5000)")
+    bench.add_argument("--gpboost-python", metavar="PYTHON",
+                       help="with --crossed: a Python that has gpboost, which then fits the "
+                            "crossed-intercept cases as a peer (default: this Python if it "
+                            "has gpboost, else gpboost is skipped)")
     bench.add_argument("--nested", nargs="?", const="chem97,1310x18x13,10000x100x10",
                        type=lambda t: [c for c in t.split(",") if c.strip()],
                        metavar="CASE[,CASE...]",

@@ -232,46 +232,74 @@ class GradientHessian:
 
     For engines without Hessian pieces (the crossed engine): the optimizer's Newton
     polish and its convergence test use it, and the results' standard errors
-    (:func:`hessian_from_profiled`). The polish's last steps move the parameters by
-    ~1e-9 relative, where the Hessian does not change to the digits a Newton step
-    or the test needs (a chord method), so those steps cost one evaluation each.
+    (:func:`hessian_from_profiled`). The polish's steps keep one Hessian while they
+    converge (a chord method, :data:`differences` tells the optimizer so: each step
+    then costs one evaluation) and ask for a new one only where the point has moved
+    beyond ``reuse`` (:meth:`refresh` forces one where the chord steps stall).
 
     Steps are ``rel_step * max(1, |theta_j|)``. ``central=True`` (the default): ``2 m``
     more evaluations, error ~ ``rel_step^2`` relative (1e-10; standard errors then
-    match statsmodels' analytic Hessian to ~1e-8). ``central=False``: forward
-    differences from the gradient at the point, ``m`` evaluations, error ~1e-5
-    relative with ``rel_step = 1e-6`` (where a variance is small, ``H_v = H_sd / 4 sd^2``
-    magnifies it).
+    match statsmodels' analytic Hessian to ~1e-8), reused within ``reuse = 1e-6``
+    (the default for central differences: the Hessian at the optimum to the digits
+    of the standard errors). ``central=False``: forward differences from the
+    gradient at the point, ``m`` evaluations, error ~1e-5 relative with ``rel_step =
+    1e-6`` (where a variance is small, ``H_v = H_sd / 4 sd^2`` magnifies it), for the
+    polish and its convergence test only; reused within ``reuse = 1e-3`` (the
+    default for forward differences: over that distance the Hessian changes by about
+    1e-3 relative, which moves the Newton decrement of the convergence test by as
+    much, and the chord steps converge by about that factor each).
     """
 
-    def __init__(self, fun, rel_step: float = 1e-5, reuse: float = 1e-6,
+    #: The optimizer's signal that this Hessian costs ``m`` or ``2 m`` evaluations (so
+    #: its polish reuses it across steps: :func:`dlmm.optimize.driver.maximize`).
+    differences = True
+
+    def __init__(self, fun, rel_step: float = 1e-5, reuse: float | None = None,
                  central: bool = True):
         self.central = central
         self.fun = fun
         self.rel_step = rel_step
-        self.reuse = reuse
+        self.reuse = (1e-6 if central else 1e-3) if reuse is None else float(reuse)
         self.last: tuple[np.ndarray, np.ndarray] | None = None
+        #: Hessians taken so far (each ``m`` or ``2 m`` evaluations of ``fun``).
+        self.taken = 0
 
     def _close(self, x: np.ndarray) -> bool:
         if self.last is None or self.last[0].shape != x.shape:
             return False
         return bool(np.all(np.abs(x - self.last[0]) <= self.reuse * np.maximum(1.0, np.abs(x))))
 
+    def _take(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        m = x.shape[0]
+        hess = np.zeros((m, m))
+        for j in range(m):  # loop over parameters
+            e = np.zeros(m)
+            e[j] = self.rel_step * max(1.0, abs(x[j]))
+            low = np.asarray(self.fun(x - e)[1]) if self.central else grad
+            hess[:, j] = (np.asarray(self.fun(x + e)[1]) - low) \
+                / ((2 if self.central else 1) * e[j])
+        self.last = (x.copy(), 0.5 * (hess + hess.T))
+        self.taken += 1
+        return self.last[1]
+
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         x = np.asarray(x, dtype=float)
         llf, grad = self.fun(x)
         grad = np.asarray(grad, dtype=float)
         if not self._close(x):
-            m = x.shape[0]
-            hess = np.zeros((m, m))
-            for j in range(m):  # loop over parameters
-                e = np.zeros(m)
-                e[j] = self.rel_step * max(1.0, abs(x[j]))
-                low = np.asarray(self.fun(x - e)[1]) if self.central else grad
-                hess[:, j] = (np.asarray(self.fun(x + e)[1]) - low) \
-                    / ((2 if self.central else 1) * e[j])
-            self.last = (x.copy(), 0.5 * (hess + hess.T))
+            self._take(x, grad)
         return llf, grad, self.last[1]
+
+    def hessian(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        """The Hessian at ``x`` (whose gradient ``grad`` the caller has): the last one
+        where ``x`` is within ``reuse`` of it, else a new one; ``fun(x)`` is not called
+        again."""
+        x = np.asarray(x, dtype=float)
+        return self.last[1] if self._close(x) else self._take(x, np.asarray(grad, dtype=float))
+
+    def refresh(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        """A new Hessian at ``x`` (whose gradient is ``grad``), however close the last."""
+        return self._take(np.asarray(x, dtype=float), np.asarray(grad, dtype=float))
 
 
 def hessian_from_profiled(hess_theta: np.ndarray, pieces, xy_cross: np.ndarray,

@@ -11,6 +11,14 @@ gradient (``2 k`` evaluations for ``k`` parameters); they take the fit to the
 true maximum where quasi-Newton methods stop short (statsmodels' REML fits
 often do).
 
+Where the Hessian is one of gradient differences (``hess_fun.differences``, as
+:class:`~dlmm.objective.hessian.GradientHessian`: ``m`` or ``2 m`` evaluations), the
+polish keeps it across its steps (a chord method: each step one evaluation of value
+and gradient) while each step shrinks the next tenfold, takes a new one where they
+do not, and at the end asks for the Hessian at the final point, which is the kept
+one where the point is within its reuse (measured on kb07's maximal model, 20
+parameters: 84 factorizations before, 64 after, the same optimum).
+
 The Newton steps go on while they do not lower the llf (beyond rounding)
 and still move the parameters by more than 1e-11 relative, so that the
 estimates are determined to near machine precision, not just to the
@@ -207,6 +215,13 @@ def fd_hessian(obj: _Objective, x: np.ndarray) -> np.ndarray:
     return 0.5 * (hess + hess.T)
 
 
+def _chord_stale(hess_fun, x: np.ndarray) -> bool:
+    """Whether a Hessian by differences (:class:`~dlmm.objective.hessian.GradientHessian`)
+    was taken farther from ``x`` than its reuse allows."""
+    close = getattr(hess_fun, "_close", None)
+    return close is not None and not close(np.asarray(x, dtype=float))
+
+
 def _newton_decrement(grad: np.ndarray, hess: np.ndarray) -> tuple[float, np.ndarray | None]:
     """``g'(-H)^{-1}g / 2`` and the Newton step, or ``(inf, None)`` if -H is not PD
     (or either is not finite: a point where the likelihood is undefined)."""
@@ -398,6 +413,7 @@ def maximize(
         # Newton polish: the analytic Hessian when there is one, else central
         # differences of the analytic gradient.
         obj.stage = "newton"
+        chord = hess_fun is not None and bool(getattr(hess_fun, "differences", False))
 
         def at(z):
             if hess_fun is not None:
@@ -407,13 +423,23 @@ def maximize(
 
         llf, grad, hess = at(x)
         decrement, step = _newton_decrement(grad, hess)
+        size = np.inf
         for _ in range(newton_steps):
             if step is None or np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < 1e-11:
-                break
+                if not chord or not _chord_stale(hess_fun, x):
+                    break
+                # the chord steps have converged: the test and the results take the
+                # Hessian here (a new one where the point left the old one's reach)
+                hess = hess_fun.hessian(x, grad)
+                decrement, step = _newton_decrement(grad, hess)
+                size = np.inf
+                continue
             t = 1.0
             improved = False
             for _ in range(30):
-                if hess_fun is not None:  # the Hessian comes along for the next step
+                if chord:  # value and gradient: the Hessian is kept
+                    cand_llf, cand_grad = obj.llf_grad(x + t * step)
+                elif hess_fun is not None:  # the Hessian comes along for the next step
                     cand_llf, cand_grad, _ = obj.full(x + t * step)
                 else:
                     cand_llf, cand_grad = obj.llf_grad(x + t * step)
@@ -425,7 +451,22 @@ def maximize(
                 break
             x = x + t * step
             log.newton_steps += 1
-            llf, grad, hess = at(x)
+            if not chord:
+                llf, grad, hess = at(x)
+                decrement, step = _newton_decrement(grad, hess)
+                continue
+            llf, grad = cand_llf, cand_grad
+            moved = float(np.max(np.abs(t * step) / np.maximum(1.0, np.abs(x))))
+            decrement, step = _newton_decrement(grad, hess)
+            # A chord step that does not shrink the next one tenfold: the kept Hessian
+            # is too far off here; take a new one.
+            if step is None or float(np.max(np.abs(step) / np.maximum(1.0, np.abs(x)))) \
+                    > 0.1 * min(size, moved) or t < 1.0:
+                hess = hess_fun.refresh(x, grad)
+                decrement, step = _newton_decrement(grad, hess)
+            size = moved
+        if chord:  # the returned Hessian is the one at x (within its reuse)
+            hess = hess_fun.hessian(x, grad)
             decrement, step = _newton_decrement(grad, hess)
 
         if obj.best_llf > llf + 1e-12 * max(1.0, abs(llf)):  # never return worse than seen

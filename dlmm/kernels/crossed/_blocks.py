@@ -78,8 +78,23 @@ def apply_lambda_rows(
             block *= tri[0, 0]
             continue
         op = tri.T if transpose else tri
-        new = np.einsum("ab,lbm->lam", op, block.reshape(n_lev, t, -1))
-        dense[off : off + n_lev * t] = new.reshape(block.shape)
+        dense[off : off + n_lev * t] = _combine_rows(op, block.reshape(n_lev, t, -1)) \
+            .reshape(block.shape)
+
+
+def _combine_rows(op: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``out[:, a] = sum_b op[a, b] rows[:, b]`` for a small ``t x t`` ``op`` and ``rows``
+    ``(levels, t, m)``: ``t^2`` whole-array multiply-adds on strided views (an einsum
+    over a strided block of a ``Q2 x Q2`` Fortran array ran its scalar loops: 0.4 s
+    per evaluation at Q2 = 2,400 with ``t = 2``)."""
+    t = op.shape[0]
+    out = np.empty(rows.shape)
+    for a in range(t):
+        np.multiply(rows[:, 0], op[a, 0], out=out[:, a])
+        for b in range(1, t):
+            if op[a, b] != 0.0:
+                out[:, a] += op[a, b] * rows[:, b]
+    return out
 
 
 def apply_lambda_cols(
