@@ -162,8 +162,10 @@ class TermsMixedLM(MixedLM):
         Parameters
         ----------
         start_params : array_like, optional
-            θ in lme4's order (``result.theta``); default lme4's start (1 on the
-            diagonals, 0 off them).
+            θ in lme4's order (``result.theta``); default the engine's moment
+            estimates where it has them (the crossed terms engine:
+            :func:`~dlmm.kernels.crossed.theta.moment_covariances`), else lme4's start
+            (1 on the diagonals, 0 off them).
         reml : bool
         method : str or list of str, optional
             scipy methods to try in order (default ``["lbfgs", "bfgs", "nelder-mead"]``),
@@ -191,6 +193,11 @@ class TermsMixedLM(MixedLM):
         if start.shape != (self.layout.n_theta,):
             raise InputError(f"start_params has {start.size} values; θ has "
                              f"{self.layout.n_theta} ({', '.join(self.layout.names)})")
+        x0 = self.engine_theta(start)
+        proposal = getattr(stats, "start_theta", None)
+        if start_params is None and proposal is not None:
+            moments = proposal(self.engine_layout)
+            x0 = x0 if moments is None else moments
         before = stats.evaluations
         fun = self.objective(stats)
         methods = [method] if isinstance(method, str) else list(
@@ -200,7 +207,7 @@ class TermsMixedLM(MixedLM):
         # method needs it to a few digits, and no standard error is taken from it
         hess = fun.hessian_function(rel_step=1e-6, central=False)
         with optimizer_threads(stats.engine_name):  # nested: small per-node blocks
-            outcome = maximize(fun, self.engine_theta(start), stats.totals.n_rows,
+            outcome = maximize(fun, x0, stats.totals.n_rows,
                                methods=methods, maxiter=maxiter, callback=callback,
                                newton_steps=newton_steps, hess_fun=hess)
         seconds = time.perf_counter() - began

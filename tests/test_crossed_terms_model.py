@@ -144,3 +144,22 @@ def test_kb07_polish_takes_one_difference_hessian(fits):
     assert fit.converged
     np.testing.assert_allclose(fit.llf, ref["llf"], rtol=1e-10)
     assert fit.mle_retvals["evaluations"] <= 66
+
+
+def test_the_default_start_is_the_moment_estimates(fits):
+    """Issue 23, item 3: a crossed fit of terms starts from moment estimates of each
+    factor's covariance (kernels/crossed/theta.moment_covariances), not lme4's identity
+    start: kb07's maximal model reaches lme4's optimum in fewer evaluations (64 from
+    lme4's start)."""
+    ref = CASES["kb07_reml"]
+    fit = _fit(fits, "kb07", True)
+    np.testing.assert_allclose(fit.llf, ref["llf"], rtol=1e-10)
+    assert fit.mle_retvals["evaluations"] <= 56
+    model = fit.model
+    start = model.engine_theta(model.layout.start)
+    moments = model._stats.start_theta(model.engine_layout)
+    assert moments.shape == start.shape and not np.allclose(moments, start)
+    # the moment start is nearer lme4's optimum than lme4's own start
+    optimum = model.engine_theta(np.asarray(ref["theta"]))
+    assert model.objective()(moments)[0] > model.objective()(start)[0]
+    assert np.linalg.norm(moments - optimum) < np.linalg.norm(start - optimum)

@@ -46,6 +46,7 @@ from ..kernels.crossed import (
     crossed_pieces,
     crossed_sums,
     factorize,
+    moment_covariances,
     row_entry_count,
     schur_pair_count,
 )
@@ -284,6 +285,18 @@ class CrossedTermsStatistics(DriverSystemStatistics):
             self.theta_map.pieces(crossed_pieces(
                 self.system, self.theta_map.kernel_theta(theta), gradient=True)),
             self.totals.log_weights))
+
+    def start_theta(self, layout) -> np.ndarray | None:
+        """θ (``layout``'s order: the engine's) from moments of the OLS residuals
+        (:func:`~dlmm.kernels.crossed.theta.moment_covariances`), each term reading its
+        block of its factor's covariance; None where they are not available."""
+        covariances = moment_covariances(self.system)
+        if covariances is None:
+            return None
+        blocks = [covariances[level][cols, cols]
+                  for level, cols in zip(layout.term_level, layout.term_columns)]
+        theta = layout.theta_from_covariances(blocks, 1.0)
+        return theta if np.all(np.isfinite(theta)) else None
 
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
         raise NotImplementedError("the crossed engine has no moment start values "

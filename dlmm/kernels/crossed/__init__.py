@@ -55,6 +55,7 @@ from .system import (
     streams_pairs,
 )
 from .theta import (
+    moment_covariances,
     moment_theta,
     pack_theta,
     theta_from_covariances,
@@ -83,6 +84,7 @@ __all__ = [
     "factor_order",
     "factorize",
     "gradient_pieces",
+    "moment_covariances",
     "moment_theta",
     "pack_theta",
     "row_entry_count",

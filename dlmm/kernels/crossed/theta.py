@@ -126,3 +126,70 @@ def moment_theta(system, floor: float = 0.1) -> np.ndarray:
     residual = max(sigma2 - tau2.sum(), 0.1 * sigma2)
     theta = np.maximum(np.sqrt(tau2 / residual), floor)
     return theta if np.all(np.isfinite(theta)) else pack_theta(factors)
+
+
+def moment_covariances(system, floor: float = 0.1) -> list[np.ndarray] | None:
+    """Start values of every factor's relative covariance ``T_k T_k'`` (random effects
+    of any number of columns ``t_k``), from moments of the OLS residuals.
+
+    With ``c = [-beta_ols; 1]`` and ``sigma^2 = c'Kc / (n - p)``: per level ``l`` of factor
+    ``k``, ``M_l = (Z_k'Z_k)_l`` (t_k x t_k) and ``s_l = (Z_k'[X y])_l c``; on the levels
+    where ``M_l`` is well conditioned, the level's least-squares effects
+    ``b_l = M_l^{-1} s_l`` have ``E[b_l b_l'] ~ Sigma_k + sigma^2 M_l^{-1}`` (the other
+    factors taken as noise), so ``Sigma_k = mean(b_l b_l') - sigma^2 mean(M_l^{-1})``.
+    The residual variance is what is left, ``sigma_e^2 = sigma^2 - sum_k tr(Sigma_k
+    sum_l M_l) / n`` (at least ``sigma^2 / 10``), and each ``Sigma_k / sigma_e^2`` has its
+    eigenvalues raised to at least ``floor^2`` (a start away from the boundary, where
+    the gradient along a standard deviation vanishes). Whole-array arithmetic over the
+    levels. None where OLS cannot fit the design or a factor has no usable level.
+
+    Parameters
+    ----------
+    system : CrossedSystem
+        Per level of the first factor ``d`` and ``h1``; of the others, the diagonal
+        blocks of ``g22`` and the rows of ``h2`` (level-major); and ``[X y]'[X y]``.
+
+    Returns
+    -------
+    list of ndarray, or None
+        Per factor in the caller's order, ``(t_k, t_k)``.
+    """
+    n = float(system.n_rows)
+    xy = system.xy_cross
+    p = xy.shape[0] - 1
+    if n <= p + 1:
+        return None
+    try:
+        beta = np.linalg.solve(xy[:p, :p], xy[:p, p]) if p else np.zeros(0)
+    except np.linalg.LinAlgError:
+        return None
+    c = np.concatenate([-beta, [1.0]])
+    sigma2 = float(c @ xy @ c) / (n - p)
+    if not np.isfinite(sigma2) or sigma2 <= 0:
+        return None
+    blocks = {system.first: (np.asarray(system.d), np.asarray(system.h1) @ c)}
+    resid2 = np.asarray(system.h2) @ c
+    for k, off in zip(system.rest, system.rest_offsets):  # loop over the few factors
+        t = int(system.n_terms[k])
+        idx = off + np.arange(system.n_levels[k])[:, None] * t + np.arange(t)[None, :]
+        blocks[k] = (system.g22[idx[:, :, None], idx[:, None, :]], resid2[idx])
+    covariances: dict[int, np.ndarray] = {}
+    explained = 0.0
+    for k, (m, s) in blocks.items():  # loop over the few factors
+        t = m.shape[1]
+        vals = np.linalg.eigvalsh(m)
+        usable = vals[:, 0] > 1e-8 * np.maximum(vals[:, -1], 1e-300)
+        if not usable.any():
+            return None
+        m_ok, s_ok = m[usable], s[usable]
+        inv = np.linalg.inv(m_ok)
+        b = np.einsum("lij,lj->li", inv, s_ok)
+        sigma_k = (b.T @ b) / b.shape[0] - sigma2 * inv.mean(axis=0)
+        covariances[k] = 0.5 * (sigma_k + sigma_k.T)
+        explained += float(np.trace(covariances[k] @ m.sum(axis=0))) / n if t else 0.0
+    residual = max(sigma2 - explained, 0.1 * sigma2)
+    out = []
+    for k in range(len(system.n_terms)):  # caller's order
+        w, v = np.linalg.eigh(covariances[k] / residual)
+        out.append((v * np.maximum(w, floor**2)) @ v.T)
+    return out if all(np.all(np.isfinite(o)) for o in out) else None
