@@ -8,8 +8,8 @@ was called as a command (no arguments), :func:`finish` does what a normal exit d
 that anyone can see -- stops and waits for the threads that are not daemons, runs the
 ``atexit`` handlers (closing an embedded cluster still open, logging's flush,
 ``multiprocessing``'s and ``weakref.finalize``'s clean-ups), flushes stdout and
-stderr -- then ends the process with the run's exit code, skipping the finalization. A program that calls
-``main`` itself keeps the normal exit.
+stderr -- then ends the process with the run's exit code, skipping the finalization.
+A program that calls ``main`` itself keeps the normal exit.
 """
 
 from __future__ import annotations
