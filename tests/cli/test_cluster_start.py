@@ -18,7 +18,7 @@ from dlmm.cli.cluster import FORK_MIN_MEMORY, _start_method
 # A fresh process (not the suite's Dask client): the command's connect(), then what
 # its worker has. A module only the driver imports (dlmm.cli.cluster) is on a forked
 # worker, not on a spawned one; the worker's loading thread is waited for (joined), then
-# the pass's loop must have its one specialization loaded.
+# the pass's loop must have its one specialization loaded; its BLAS pools one thread.
 _PROBE = r"""
 import json, sys, threading
 from dlmm.cli.cluster import connected
@@ -28,9 +28,12 @@ def probe():
     for t in threading.enumerate():
         if t.name == "dlmm-load-pass":
             t.join()
+    import threadpoolctl
     loops = sys.modules.get("dlmm.kernels.crossprod_loops")
     return {"forked": "dlmm.cli.cluster" in sys.modules,
-            "pass_loop": None if loops is None else len(loops.fused_loop.signatures)}
+            "pass_loop": None if loops is None else len(loops.fused_loop.signatures),
+            "blas_threads": sorted({p["num_threads"]
+                                    for p in threadpoolctl.threadpool_info()})}
 
 with connected({"workers": 1, "threads_per_worker": 1}) as (client, info):
     print(json.dumps(list(client.run(probe).values())))
@@ -42,7 +45,9 @@ def test_command_workers_start_forked_with_the_pass_loop_loaded():
     proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == '[{"forked": true, "pass_loop": 1}]', proc.stdout
+    # one BLAS thread, as a spawned Dask worker (pre-spawn-environ), not the driver's pools
+    assert proc.stdout.strip() == '[{"forked": true, "pass_loop": 1, "blas_threads": [1]}]', \
+        proc.stdout
 
 
 @pytest.mark.parametrize("memory, workers, expected", [
