@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -132,7 +133,11 @@ def embedded_client(
                         stream.flush()
                     except (AttributeError, OSError, ValueError):
                         pass
-            with dask.config.set(config):
+            with dask.config.set(config), warnings.catch_warnings():
+                # Python 3.12+ warns at every fork of a process with threads (here Dask's
+                # own, whose state the workers do not use: they start their own loop).
+                warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                        message=r".*use of fork\(\) may lead to deadlocks")
                 cluster = LocalCluster(
                     n_workers=n_workers,
                     threads_per_worker=threads_per_worker,
