@@ -9,7 +9,8 @@ the case
    the files dealt round-robin to as many processes as the fit has workers (started,
    and pyarrow imported, before the clock starts);
 3. right after, runs ``dlmm fit`` on a local cluster of those workers as a user runs
-   it (a child process, JSON log), and reads from its ``result.json`` and log the data
+   it (a child process, JSON log; the largest resident memory of its worker processes
+   polled every 0.1 s), and reads from its ``result.json`` and log the data
    pass, the optimizer's steps (and seconds per step), the outputs (from the fit's
    result to the outputs written), the cluster's start, the command's own start (to
    its first log line) and end (from the outputs written: the cluster's close), and
@@ -91,6 +92,41 @@ def _event_times(stderr: str) -> dict[str, float]:
     return out
 
 
+class _PeakWatch:
+    """The largest resident memory of any child process of ``pid`` (the embedded
+    cluster's workers), polled every 0.1 s in a thread until :meth:`stop`."""
+
+    def __init__(self, pid: int):
+        import threading
+
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(pid,), daemon=True)
+        self._thread.start()
+
+    def _watch(self, pid: int) -> None:
+        import psutil
+
+        try:
+            parent = psutil.Process(pid)
+        except psutil.Error:
+            return
+        while not self._done.wait(0.1):
+            try:
+                children = parent.children(recursive=True)
+            except psutil.Error:
+                return
+            for child in children:
+                try:
+                    self.peak = max(self.peak, child.memory_info().rss)
+                except psutil.Error:
+                    pass
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def fit_command(path: Path, formula: str, re_formula: str, workers: int,
                 timeout: float = 3600.0) -> dict[str, Any]:
     """``dlmm fit`` of the data set in a child process: its timings, llf and estimates.
@@ -106,7 +142,17 @@ def fit_command(path: Path, formula: str, re_formula: str, workers: int,
             "--threads-per-worker", "1", "-o", str(out), "--log-format", "json"]
     try:
         start, started = time.perf_counter(), time.time()
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as proc:
+            peak = _PeakWatch(proc.pid)
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+            finally:
+                peak.stop()
+        done = subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
         command, ended = time.perf_counter() - start, time.time()
         if done.returncode not in (0, 3):
             raise RuntimeError(f"dlmm fit exited {done.returncode}: "
@@ -129,6 +175,7 @@ def fit_command(path: Path, formula: str, re_formula: str, workers: int,
         "start_seconds": events["first"] - started,
         "close_seconds": ended - events["output"],
         "cluster_seconds": timings.get("cluster"),
+        "worker_peak_bytes": peak.peak,
         "llf": result["estimates"]["llf"],
         "converged": bool(result["converged"]),
         "estimates": {k: result["estimates"][k] for k in ("fe_params", "cov_re", "scale")},
@@ -179,6 +226,7 @@ def io_line(row: dict) -> str:
             f"{row['step_seconds']:.2f} s; outputs {row['outputs_seconds']:.2f} s "
             f"({row['outputs_vs_floor']:.1f}x); start {row['start_seconds']:.2f} s, cluster "
             f"{row['cluster_seconds'] or 0:.2f} s, close {row['close_seconds']:.2f} s; "
+            f"worker peak {row.get('worker_peak_bytes', 0) / 2**30:.2f} GiB; "
             f"command {row['command_seconds']:.2f} s "
             f"({row['command_vs_floor']:.1f}x); load {row['load_before']:.1f}-"
             f"{row['load_after']:.1f}")

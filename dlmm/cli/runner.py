@@ -20,6 +20,7 @@ from .errors import (
     Terminated,
     UsageError,
 )
+from .fast_exit import finish, is_the_command
 from .log import configure_logging, report_error, show_warning
 from .parser import build_parser
 
@@ -39,8 +40,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        The exit code (0, 1, 2, 3, 130 or 143; see :mod:`dlmm.cli`).
+        The exit code (0, 1, 2, 3, 130 or 143; see :mod:`dlmm.cli`). Called without
+        ``argv`` by the process that is the command (the ``dlmm`` console script,
+        ``python -m dlmm.cli``), it does not return: the process ends with the code as
+        soon as the run is done (:func:`dlmm.cli.fast_exit.finish`).
     """
+    code = _run(argv)
+    if argv is None and is_the_command(main):
+        finish(code)
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv:  # bare ``dlmm``: the usage and the commands, as a usage error

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,7 @@ def embedded_client(
     n_workers: int | None = None,
     threads_per_worker: int | None = None,
     memory_limit: str | float | None = "auto",
+    start_method: str | None = None,
 ) -> Client:
     """The process-wide embedded local cluster, started on first use.
 
@@ -68,6 +70,16 @@ def embedded_client(
     worker processes (each would run the script again), so there the cluster
     runs one worker with a thread per core instead, and says so in the log.
     It is closed when the Python process exits.
+
+    ``start_method``: how the worker processes start (``multiprocessing``'s
+    ``"spawn"``, ``"fork"``, ``"forkserver"``; None: Dask's setting, ``"spawn"``). A
+    spawned worker imports dlmm when its first task arrives (1.5-4 s of a 2-core
+    machine's time before a fit's first chunk is read); a forked one starts with the
+    modules of this process, already imported. The command line forks on Linux
+    (:func:`dlmm.cli.cluster.connect`: a process of its own, whose threads at that
+    point are Dask's); a program that calls dlmm keeps Dask's setting, as its threads
+    are its own. Workers a nanny starts again later (after a worker died) start as
+    Dask's setting says.
     """
     with _LOCK:
         client = _EMBEDDED.get("client")
@@ -113,7 +125,20 @@ def embedded_client(
             # No work stealing: a step's task runs where its block is (a stolen one
             # would move the block, hundreds of MB, to save milliseconds), and the one
             # pass's reads are spread by dlmm itself (DaskBackend.map_chunks).
-            with dask.config.set({"distributed.scheduler.work-stealing": False}):
+            config: dict[str, Any] = {"distributed.scheduler.work-stealing": False}
+            if start_method is not None and processes:
+                config["distributed.worker.multiprocessing-method"] = start_method
+                # A forked worker would write again what this process's buffers hold.
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except (AttributeError, OSError, ValueError):
+                        pass
+            with dask.config.set(config), warnings.catch_warnings():
+                # Python 3.12+ warns at every fork of a process with threads (here Dask's
+                # own, whose state the workers do not use: they start their own loop).
+                warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                        message=r".*use of fork\(\) may lead to deadlocks")
                 cluster = RestartingLocalCluster(  # a killed worker is always replaced
                     n_workers=n_workers,
                     threads_per_worker=threads_per_worker,

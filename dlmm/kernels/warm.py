@@ -1,10 +1,13 @@
-"""Load the compiled loops of the steps and the effects before the first step needs them.
+"""Load the compiled loops of the one pass, the steps and the effects before they are needed.
 
 The first call of a compiled loop in a process pays numba's start and the load of its
 cached machine code (0.3-0.4 s of CPU). A worker of the one pass can pay it while it
 reads (:func:`warm_loops` on a few of the groups it has summed, in a thread of its
 own): the loops the optimizer's steps and the effects then run are those of the same
-layouts, already loaded. Numbers computed here are thrown away.
+layouts, already loaded. A worker process of the embedded cluster loads the one
+pass's loop as it starts (:func:`warm_pass_loop`, from
+:mod:`dlmm.distributed.worker_setup`), before its first chunk arrives. Numbers
+computed here are thrown away.
 """
 
 from __future__ import annotations
@@ -65,3 +68,17 @@ def _quietly(keyed: KeyedCrossProducts, slot_component: np.ndarray) -> None:
         warm_loops(keyed, slot_component)
     except Exception:  # noqa: BLE001 - a warm-up only: the step itself will say
         pass
+
+
+def warm_pass_loop() -> None:
+    """Run the one pass's compiled loop (:func:`.crossprod.fused_crossproducts`) once on
+    two groups of a plain model of a few columns (an intercept and a slope): the
+    specialization every such model's chunks use, loaded from numba's cache."""
+    from .crossprod import fused_crossproducts
+
+    values = np.linspace(0.0, 1.0, 8)
+    columns = tuple(values + j for j in range(4))
+    ones = np.ones(3)
+    fused_crossproducts(columns, np.array([-1, 0, 1]), np.array([-1, 0]),
+                        (np.zeros(3), ones, np.zeros(2), ones[:2]),
+                        np.array([0, 4, 8]), np.array([0, 1]), 2)

@@ -33,6 +33,8 @@ def test_a_tiny_io_limit_run_measures_each_part_beside_the_floor(tmp_path):
     for key in ("pass", "outputs", "command"):
         assert row[f"{key}_vs_floor"] == row[f"{key}_seconds"] / row["floor_seconds"]
     assert np.isclose(row["step_seconds"] * row["steps"], row["optimizer_seconds"])
+    # the worker process's peak resident memory: Python, Dask and dlmm's modules at least
+    assert 50 * 2**20 < row["worker_peak_bytes"] < 1.5 * 2**30
     assert "240" in proc.stdout  # the table is printed
     assert "240" in (tmp_path / "out" / "bench-io.txt").read_text()
 

@@ -1,0 +1,63 @@
+"""How the command's embedded cluster starts its workers (issue 27: the one pass's first
+chunk waited 1.5-4 s for each spawned worker to import dlmm, numba and pyarrow).
+
+The command forks its workers on Linux when each may use 1 GiB or more: they begin with
+the driver's modules. As it starts, a worker loads the one pass's compiled loop in a
+thread of its own, before its first chunk arrives.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from dlmm.cli.cluster import FORK_MIN_MEMORY, _start_method
+
+# A fresh process (not the suite's Dask client): the command's connect(), then what
+# its worker has. A module only the driver imports (dlmm.cli.cluster) is on a forked
+# worker, not on a spawned one; the worker's loading thread is waited for (joined), then
+# the pass's loop must have its one specialization loaded; its BLAS pools one thread.
+_PROBE = r"""
+import json, sys, threading
+from dlmm.cli.cluster import connected
+
+def probe():
+    import sys, threading
+    for t in threading.enumerate():
+        if t.name == "dlmm-load-pass":
+            t.join()
+    import threadpoolctl
+    loops = sys.modules.get("dlmm.kernels.crossprod_loops")
+    return {"forked": "dlmm.cli.cluster" in sys.modules,
+            "pass_loop": None if loops is None else len(loops.fused_loop.signatures),
+            "blas_threads": sorted({p["num_threads"]
+                                    for p in threadpoolctl.threadpool_info()})}
+
+with connected({"workers": 1, "threads_per_worker": 1}) as (client, info):
+    print(json.dumps(list(client.run(probe).values())))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked on Linux only")
+def test_command_workers_start_forked_with_the_pass_loop_loaded():
+    proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # one BLAS thread, as a spawned Dask worker (pre-spawn-environ), not the driver's pools
+    assert proc.stdout.strip() == '[{"forked": true, "pass_loop": 1, "blas_threads": [1]}]', \
+        proc.stdout
+
+
+@pytest.mark.parametrize("memory, workers, expected", [
+    ("auto", 2, "fork"),
+    (0, 2, "fork"),  # no limit
+    ("2GiB", 1, "fork"),
+    ("200MiB", 1, None),  # a forked worker would begin paused at its limit
+    (FORK_MIN_MEMORY - 1, 1, None),
+])
+def test_start_method_by_memory_limit(memory, workers, expected):
+    if not sys.platform.startswith("linux"):
+        expected = None
+    assert _start_method(memory, workers, 1) == expected
