@@ -214,11 +214,17 @@ def _start_method(memory: str | float, workers: int | None,
                   threads: int | None) -> str | None:
     """How the embedded cluster's workers start: forked on Linux when each may use
     :data:`FORK_MIN_MEMORY` or more (they begin with dlmm imported, 1.5-4 s sooner than
-    spawned ones that import it as their first task arrives), else Dask's setting."""
+    spawned ones that import it as their first task arrives), else Dask's setting; a
+    start method the user set for Dask (``DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD``
+    or Dask's configuration) is always kept."""
     import logging
     import sys
 
-    if not sys.platform.startswith("linux"):
+    import dask
+
+    if not sys.platform.startswith("linux") or \
+            "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD" in os.environ or \
+            dask.config.get("distributed.worker.multiprocessing-method", "spawn") != "spawn":
         return None
     from distributed.worker_memory import parse_memory_limit
 

@@ -61,3 +61,10 @@ def test_start_method_by_memory_limit(memory, workers, expected):
     if not sys.platform.startswith("linux"):
         expected = None
     assert _start_method(memory, workers, 1) == expected
+
+
+def test_a_start_method_the_user_set_is_kept(monkeypatch):
+    """``DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD=spawn``: the user's choice, not
+    the command's fork."""
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", "spawn")
+    assert _start_method("auto", 2, 1) is None
