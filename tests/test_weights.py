@@ -51,6 +51,8 @@ def check_lme4(result, ref: dict) -> None:
                                rtol=1e-4, atol=1e-4 * abs(ref["varcorr"][0]["vcov"]))
     assert list(vc["grp"]) == [r["grp"] for r in ref["varcorr"]]
     np.testing.assert_allclose(result.scale, ref["sigma"] ** 2, rtol=1e-4)
+    # lme4's theta, in lme4's order of the terms (statsmodels' spelling underneath)
+    np.testing.assert_allclose(result.theta.to_numpy(), ref["theta"], rtol=1e-4, atol=1e-5)
     table = result.satterthwaite()
     np.testing.assert_allclose(table["Std. Error"].to_numpy(), list(ref["se"].values()),
                                rtol=1e-3)
