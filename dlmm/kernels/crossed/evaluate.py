@@ -51,5 +51,5 @@ def crossed_pieces(
     fac = factorize(system, theta)
     if not gradient:
         return CrossedPieces(fac.logdet, fac.ctc)
-    grad = gradient_pieces(system, fac)
+    grad = gradient_pieces(system, fac, consume=True)  # fac is this evaluation's own
     return CrossedPieces(fac.logdet, fac.ctc, grad.dlogdet, grad.dctc)

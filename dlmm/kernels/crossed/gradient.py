@@ -204,21 +204,17 @@ def _logdet_blocks(system: CrossedSystem, factor: CrossedFactor, inv: SelectedIn
 
 
 def gradient_pieces(
-    system: CrossedSystem, factor: CrossedFactor, inverse: SelectedInverse | None = None
+    system: CrossedSystem, factor: CrossedFactor, inverse: SelectedInverse | None = None,
+    consume: bool = False,
 ) -> CrossedGradient:
     """``d log|C| / d theta`` and ``d (c'c) / d theta`` at the factor's theta.
 
-    See the module docstring for the formulas.
+    See the module docstring for the formulas. ``consume``: the caller is done with
+    ``factor``, whose dense Schur factor then holds the inverse (one ``Q2 x Q2`` array
+    less at the peak; ``factor.l22`` is None after).
     """
-    if inverse is None and system.intercepts_only and system.schur is not None \
-            and system.dense_size:
-        blocks = _logdet_blocks_intercepts(system, factor, schur_inverse_lower(factor.l22))
-    else:
-        inv = selected_inverse(system, factor) if inverse is None else inverse
-        blocks = _logdet_blocks(system, factor, inv)
-
     r = system.n_columns
-    sol = back_solve(system, factor, factor.c2, system.h1)
+    sol = back_solve(system, factor, factor.c2, system.h1)  # the last use of the factor
     r1 = system.h1 - block_apply(system.d, sol.bt1) - sol.g1
     l1, t1 = factor.l11.shape[:2]
     r2 = system.h2 - system.g21 @ sol.bt1.reshape(l1 * t1, r) - system.g22_sparse() @ sol.bt2
@@ -228,6 +224,15 @@ def gradient_pieces(
         sl = slice(off, off + lv * t)
         quad[k] = level_products(r2[sl].reshape(lv, t, r), sol.b2[sl].reshape(lv, t, r))
 
+    if inverse is None and system.intercepts_only and system.schur is not None \
+            and system.dense_size:
+        ainv = schur_inverse_lower(factor.l22, overwrite=consume)
+        if consume:
+            factor.l22 = None
+        blocks = _logdet_blocks_intercepts(system, factor, ainv)
+    else:
+        inv = selected_inverse(system, factor, consume) if inverse is None else inverse
+        blocks = _logdet_blocks(system, factor, inv)
     index = theta_index(system.n_terms)
     dlogdet = np.array([2.0 * blocks[k][a, b] for k, a, b in index])
     dctc = np.array([quad[k][a, b] + quad[k][a, b].T for k, a, b in index]).reshape(-1, r, r)

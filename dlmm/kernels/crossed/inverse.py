@@ -92,16 +92,17 @@ def symmetric_from_lower(lower: np.ndarray) -> np.ndarray:
     return full
 
 
-def schur_inverse_lower(l22) -> np.ndarray | PatternInverse:
+def schur_inverse_lower(l22, overwrite: bool = False) -> np.ndarray | PatternInverse:
     """``A^{-1} = (L22 L22')^{-1}`` from the Cholesky factor (LAPACK ``dpotri``), by its
     lower triangle (Fortran order; the upper triangle is not defined). From a
     :class:`~.sparse.SparseSchurFactor`: only the entries on the pattern of its factor
-    (all any caller reads), the rest zero."""
+    (all any caller reads), the rest zero. ``overwrite``: in the dense factor's own
+    memory (one ``Q2 x Q2`` array less; the factor is gone)."""
     if isinstance(l22, SparseSchurFactor):
         return l22.inverse_lower()
     if l22.shape[0] == 0:
         return np.zeros((0, 0), order="F")
-    inv, info = lapack.dpotri(l22, lower=1)
+    inv, info = lapack.dpotri(l22, lower=1, overwrite_c=int(bool(overwrite)))
     if info != 0:
         raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
     return np.asfortranarray(inv)
@@ -136,12 +137,16 @@ def _add_p11(p11: np.ndarray, entry_level: np.ndarray, n_e: np.ndarray,
                                         minlength=l1)
 
 
-def selected_inverse(system: CrossedSystem, factor: CrossedFactor) -> SelectedInverse:
+def selected_inverse(system: CrossedSystem, factor: CrossedFactor,
+                     consume: bool = False) -> SelectedInverse:
     """``A^{-1}``, ``N`` and ``Y = A^{-1} N`` on the pattern of ``G21``, diagonal blocks of P11.
 
-    ``P11_l = C11_l^{-1} + sum_{e at level l} outer(N_e, Y_e)``.
+    ``P11_l = C11_l^{-1} + sum_{e at level l} outer(N_e, Y_e)``. ``consume``: ``A^{-1}``
+    takes the dense factor's memory (``factor.l22`` is None after: no solve needs it).
     """
-    ainv = schur_inverse_lower(factor.l22)
+    ainv = schur_inverse_lower(factor.l22, overwrite=consume)
+    if consume:
+        factor.l22 = None
     n_e = entries_n(system, factor)
     l_inv = batched_inverse(factor.l11)
     p11 = np.einsum("lba,lbc->lac", l_inv, l_inv)
@@ -150,7 +155,13 @@ def selected_inverse(system: CrossedSystem, factor: CrossedFactor) -> SelectedIn
     elif system.dense_g21 is not None:
         # N as a dense (Q2, l_1 t_1) array, one product, read back on the pattern
         q2, l1, t1 = system.dense_g21.shape
-        full = symmetric_from_lower(ainv)
+        if consume:  # ainv is this evaluation's own: made symmetric in place
+            from .streamed import mirror_lower
+
+            mirror_lower(ainv)
+            full = ainv
+        else:
+            full = symmetric_from_lower(ainv)
         dense_n = np.zeros((q2, l1, t1))
         dense_n[system.entry_row, system.entry_level] = n_e
         y_e = (full @ dense_n.reshape(q2, -1)).reshape(q2, l1, t1)[
