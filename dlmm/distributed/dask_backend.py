@@ -323,8 +323,11 @@ class DaskBackend(Backend):
         else:  # the user's cluster: sent to one worker, as futures of that client;
             # the others fetch it once, as any dependency. Not broadcast: Dask's
             # replication can retry forever when a transfer fails (dask/distributed
-            # #4907, #5704; seen here once as a predict that never returned).
-            values = [self.client.scatter(obj) for obj in shared]
+            # #4907, #5704; seen here once as a predict that never returned). A key
+            # of its own (hash=False): equal tables scattered again (a second predict)
+            # would otherwise share the key of a previous future whose release is
+            # under way, and the computation fails on "lost dependencies" (seen once).
+            values = [self.client.scatter(obj, hash=False) for obj in shared]
         return self.frame.map_partitions(func, *values, meta=meta)
 
     def gather(self, handles: list[Any]) -> list[Any]:
