@@ -74,6 +74,26 @@ def theta_from_covariances(covariances: Sequence[np.ndarray], scale: float) -> n
     return pack_theta(factors)
 
 
+def ols_residual(system) -> tuple[np.ndarray, float] | None:
+    """``(c, sigma^2)`` of ordinary least squares on the system's ``[X y]'[X y]``:
+    ``c = [-beta_ols; 1]``, ``sigma^2 = c'Kc / (n - p)``; None where OLS cannot fit (too
+    few rows, a singular ``X'X``, a residual variance that is not positive)."""
+    n = float(system.n_rows)
+    xy = system.xy_cross
+    p = xy.shape[0] - 1
+    if n <= p + 1:
+        return None
+    try:
+        beta = np.linalg.solve(xy[:p, :p], xy[:p, p]) if p else np.zeros(0)
+    except np.linalg.LinAlgError:
+        return None
+    c = np.concatenate([-beta, [1.0]])
+    sigma2 = float(c @ xy @ c) / (n - p)
+    if not np.isfinite(sigma2) or sigma2 <= 0:
+        return None
+    return c, sigma2
+
+
 def moment_theta(system, floor: float = 0.1) -> np.ndarray:
     """Start values of theta from one-way moments of each factor (no optimization).
 
@@ -96,19 +116,12 @@ def moment_theta(system, floor: float = 0.1) -> np.ndarray:
     """
     n_terms = list(system.n_terms)
     factors = [np.eye(t) for t in n_terms]
+    ols = None if any(t != 1 for t in n_terms) else ols_residual(system)
+    if ols is None:
+        return pack_theta(factors)
+    c, sigma2 = ols
     n = float(system.n_rows)
-    xy = system.xy_cross
-    p = xy.shape[0] - 1
-    if n <= p + 1 or any(t != 1 for t in n_terms):
-        return pack_theta(factors)
-    try:
-        beta = np.linalg.solve(xy[:p, :p], xy[:p, p]) if p else np.zeros(0)
-    except np.linalg.LinAlgError:
-        return pack_theta(factors)
-    c = np.concatenate([-beta, [1.0]])
-    sigma2 = float(c @ xy @ c) / (n - p)
-    if not np.isfinite(sigma2) or sigma2 <= 0:
-        return pack_theta(factors)
+    p = system.xy_cross.shape[0] - 1
     per_level = {system.first: (system.d[:, 0, 0], system.h1[:, 0, :] @ c)}
     counts2 = np.diagonal(system.g22)
     resid2 = system.h2 @ c
@@ -154,19 +167,11 @@ def moment_covariances(system, floor: float = 0.1) -> list[np.ndarray] | None:
     list of ndarray, or None
         Per factor in the caller's order, ``(t_k, t_k)``.
     """
+    ols = ols_residual(system)
+    if ols is None:
+        return None
+    c, sigma2 = ols
     n = float(system.n_rows)
-    xy = system.xy_cross
-    p = xy.shape[0] - 1
-    if n <= p + 1:
-        return None
-    try:
-        beta = np.linalg.solve(xy[:p, :p], xy[:p, p]) if p else np.zeros(0)
-    except np.linalg.LinAlgError:
-        return None
-    c = np.concatenate([-beta, [1.0]])
-    sigma2 = float(c @ xy @ c) / (n - p)
-    if not np.isfinite(sigma2) or sigma2 <= 0:
-        return None
     blocks = {system.first: (np.asarray(system.d), np.asarray(system.h1) @ c)}
     resid2 = np.asarray(system.h2) @ c
     for k, off in zip(system.rest, system.rest_offsets):  # loop over the few factors
