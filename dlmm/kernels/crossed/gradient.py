@@ -54,7 +54,7 @@ import numpy as np
 
 from ._blocks import block_apply, level_products
 from .factor import CrossedFactor, dense_theta
-from .inverse import SelectedInverse, lower_at, schur_inverse_lower, selected_inverse
+from .inverse import SelectedInverse, factor_inverse_lower, lower_at, selected_inverse
 from .modes import back_solve
 from .system import CrossedSystem
 from .theta import theta_index
@@ -226,10 +226,7 @@ def gradient_pieces(
 
     if inverse is None and system.intercepts_only and system.schur is not None \
             and system.dense_size:
-        ainv = schur_inverse_lower(factor.l22, overwrite=consume)
-        if consume:
-            factor.l22 = None
-        blocks = _logdet_blocks_intercepts(system, factor, ainv)
+        blocks = _logdet_blocks_intercepts(system, factor, factor_inverse_lower(factor, consume))
     else:
         inv = selected_inverse(system, factor, consume) if inverse is None else inverse
         blocks = _logdet_blocks(system, factor, inv)

@@ -108,6 +108,16 @@ def schur_inverse_lower(l22, overwrite: bool = False) -> np.ndarray | PatternInv
     return np.asfortranarray(inv)
 
 
+def factor_inverse_lower(factor: CrossedFactor, consume: bool = False
+                         ) -> np.ndarray | PatternInverse:
+    """:func:`schur_inverse_lower` of ``factor``'s Schur factor; ``consume``: in the
+    factor's own memory, which the factor then gives up (``factor.l22`` is None)."""
+    ainv = schur_inverse_lower(factor.l22, overwrite=consume)
+    if consume:
+        factor.l22 = None
+    return ainv
+
+
 def schur_inverse(l22: np.ndarray) -> np.ndarray:
     """``A^{-1} = (L22 L22')^{-1}`` from the Cholesky factor (LAPACK ``dpotri``), symmetric."""
     return symmetric_from_lower(schur_inverse_lower(l22))
@@ -144,9 +154,7 @@ def selected_inverse(system: CrossedSystem, factor: CrossedFactor,
     ``P11_l = C11_l^{-1} + sum_{e at level l} outer(N_e, Y_e)``. ``consume``: ``A^{-1}``
     takes the dense factor's memory (``factor.l22`` is None after: no solve needs it).
     """
-    ainv = schur_inverse_lower(factor.l22, overwrite=consume)
-    if consume:
-        factor.l22 = None
+    ainv = factor_inverse_lower(factor, consume)
     n_e = entries_n(system, factor)
     l_inv = batched_inverse(factor.l11)
     p11 = np.einsum("lba,lbc->lac", l_inv, l_inv)
