@@ -34,6 +34,7 @@ from .objective.penalty import (
     pop_penalties,
 )
 from .objective.rank import check_full_rank, independent_columns
+from .objective.residual_map import fitted_statistics, with_residual_strata
 from .objective.start import (
     MOMENT_MIN_GROUPS,
     default_start,
@@ -42,6 +43,7 @@ from .objective.start import (
 )
 from .objective.totals import check_response_varies, check_rows, check_values, check_weights
 from .optimize.driver import maximize
+from .optimize.methods import default_methods
 from .spec.arrays import ArraySpec
 from .spec.eval_env import capture
 from .spec.formula import FormulaSpec
@@ -148,7 +150,7 @@ class MixedLM(StatsmodelsModel):
                      missing: str = "none", *args, groups: str | None = None,
                      client=None, drop_collinear: bool = False, use_sqrt: bool = True,
                      cache=None, eval_env=None, weights: str | None = None,
-                     **kwargs) -> MixedLM:
+                     residual_by: str | None = None, **kwargs) -> MixedLM:
         """Model from formulas (statsmodels' ``MixedLM.from_formula``).
 
         Parameters
@@ -188,6 +190,10 @@ class MixedLM(StatsmodelsModel):
             (see :mod:`dlmm.spec.eval_env`).
         weights : str, optional
             The column of precision weights, as :class:`MixedLM`'s ``weights``.
+        residual_by : str, optional
+            A column whose levels each have a residual variance of their own (nlme's
+            ``weights = varIdent(form = ~ 1 | column)``), estimated with the rest:
+            ``result.residual_strata`` (:mod:`dlmm.spec.residual`).
         """
         if args:
             raise InputError(f"from_formula takes no positional arguments after missing (got "
@@ -208,7 +214,8 @@ class MixedLM(StatsmodelsModel):
         texts = [formula, re_formula or "0", *(vc_formula or {}).values()]
         context = capture([t for t in texts if isinstance(t, str)], eval_env)
         spec = FormulaSpec(formula, groups, re_formula=re_formula, vc_formula=vc_formula,
-                           context=context, residual=ResidualModel(weights=weights))
+                           context=context, residual=ResidualModel(weights=weights,
+                                                                strata=residual_by))
         if group_label is not None:
             spec.group_name = group_label
         model = cls.__new__(cls)
@@ -502,6 +509,7 @@ class MixedLM(StatsmodelsModel):
         """
         from .results import MixedLMResults
         from .results.inference import log_diagnostics
+        from .results.residual_strata import strata_estimates
 
         disp = bool(kwargs.pop("disp", False))
         gtol = kwargs.pop("gtol", None)
@@ -541,10 +549,12 @@ class MixedLM(StatsmodelsModel):
         # the model's own coordinates, so it keeps them.
         engine, u = stats.centred() if free is None and cov_pen is None else (stats, None)
 
-        objective = self.objective(engine)
+        objective = with_residual_strata(self.objective(engine))  # δ too, by stratum
         fun = objective if cov_pen is None else penalized(objective, cov_pen)
-        x0 = self._start(start_params, engine, u)
-        mask = free_mask(free, self.k_fe, self.k_re, self.k_vc, self.param_names[self.k_fe:])
+        n_res = getattr(objective.theta_map, "n_res", 0)
+        x0 = np.concatenate([self._start(start_params, engine, u), np.zeros(n_res)])
+        mask = np.concatenate([free_mask(free, self.k_fe, self.k_re, self.k_vc,
+                                         self.param_names[self.k_fe:]), np.ones(n_res)])
         free_idx = np.flatnonzero(mask)
         fun_free = restricted(fun, x0, mask)
         # exact where the engine has Hessian pieces, else differences of the analytic
@@ -569,29 +579,17 @@ class MixedLM(StatsmodelsModel):
                 convergence_warning(), stacklevel=2,
             )
         value = objective.value(outcome.x)
-        chol, sd = objective.theta_map.engine_args(outcome.x)
+        chol, sd = objective.theta_map.engine_args(outcome.x)[:2]
+        stats, engine = fitted_statistics(objective, outcome.x, stats, engine)
         if cov_pen is not None:  # the penalized llf, as statsmodels reports it
             value = replace(value, llf=value.llf - covariance_penalty(cov_pen, chol)[0])
         freepat = None if free is None else np.concatenate([np.ones(self.k_fe), mask])
         result = MixedLMResults.from_fit(self, value, chol, sd, outcome, stats, engine, u,
                                          freepat=freepat, evaluations_before=before)
+        result.residual_strata = strata_estimates(objective, outcome, value.scale)
         result.timings["cluster_start"] = self.cluster_start
         # statsmodels' history: its last optimizer's report (every evaluation is in
         # result.optimization_log)
         result.hist = [result.mle_retvals] if full_output else None
         log_diagnostics(result.diagnostics)
         return result
-
-
-def default_methods(stats: RandomEffectsStatistics) -> list[str]:
-    """The methods ``fit`` tries in order when none is given: trust-region Newton
-    first where the engine has Hessian pieces (the grouped engine), else L-BFGS-B
-    on the analytic gradient, by measurement (crossed REML fits from the engine's
-    start, evaluations of value and gradient, the polish's included): InstEval
-    14 (two factors) and 19 (three), Penicillin 20, four simulated designs 18-23;
-    BFGS 14, 22, 22, 23-33; Newton on gradient differences 16 and 43; Nelder-Mead
-    48 and 96, Powell 38 and 56 (the data of ``tests/structure``; a value alone
-    costs about a quarter of one with its gradient)."""
-    if stats.has_newton_pieces:
-        return ["newton", "bfgs", "lbfgs", "nelder-mead"]
-    return ["lbfgs", "bfgs", "nelder-mead"]

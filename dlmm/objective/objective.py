@@ -66,9 +66,17 @@ class ProfiledObjective:
 
     # -- value and gradient ------------------------------------------------------------
 
+    def _engine(self, args) -> tuple[Any, tuple]:
+        """The statistics the engine arguments ``args`` evaluate and the arguments they
+        take: the statistics at the residual strata's weights where θ has them
+        (:class:`~dlmm.objective.residual_map.ResidualMap`)."""
+        split = getattr(self.theta_map, "statistics", None)
+        return (self.stats, args) if split is None else split(self.stats, args)
+
     def pieces(self, theta):
         """The engine's likelihood pieces at θ."""
-        return self.stats.pieces(*self.theta_map.engine_args(theta))
+        stats, args = self._engine(self.theta_map.engine_args(theta))
+        return stats.pieces(*args)
 
     def value(self, theta) -> ProfiledValue:
         """ℓ, β, σ², ``S_XX`` and the gradient at θ (``grad_theta``: along θ)."""
@@ -78,7 +86,8 @@ class ProfiledObjective:
         """:meth:`value` at the engine's own arguments (``theta_map.engine_args``);
         for a caller that moves them in a way θ does not (a profile in a rotated
         factor)."""
-        value = profiled_value(self.stats.pieces(*args), self.xy_cross, self.n_rows,
+        stats, engine_args = self._engine(args)
+        value = profiled_value(stats.pieces(*engine_args), stats.totals.xy_cross, self.n_rows,
                                self.reml, theta=self.theta_map.sqrt_point(args),
                                xy_scale=self.xy_scale)
         return replace(value, grad_theta=self.theta_map.along_theta(value, args))

@@ -61,6 +61,9 @@ class ProfiledValue:
     grad_theta : ndarray or None
         d llf / d theta in the packed square-root parameterization, when the
         pieces' directions are those (``"sqrt"``); :func:`grad_sqrt` returns it.
+    grad_res : ndarray or None
+        d llf / d w_s along the residual strata's weights, when the pieces carry
+        them (:class:`~dlmm.kernels.strata.ResidualPieces`).
     """
 
     llf: float
@@ -70,6 +73,7 @@ class ProfiledValue:
     scale: float
     xvx: np.ndarray
     grad_theta: np.ndarray | None = None
+    grad_res: np.ndarray | None = None
 
 
 def profiled_value(
@@ -122,20 +126,24 @@ def profiled_value(
         llf += log_jacobian(xy_scale, n_obs, reml)
         scale *= float(xy_scale[-1]) ** 2
     return ProfiledValue(float(llf), grad.grad_psi, grad.grad_vc, beta, scale, s_xx,
-                         grad.grad_theta)
+                         grad.grad_theta, grad.grad_res)
 
 
 def direction_derivatives(pieces) -> tuple[str, np.ndarray, np.ndarray]:
     """``(kind, dlogdet, dhmh)``: the derivatives of ``log|V|`` (m,) and of ``hmh``
-    (m, r, r) along the pieces' parameter directions (see the module docstring)."""
+    (m, r, r) along the pieces' parameter directions (see the module docstring); the
+    residual strata's weights (``p_res``, ``t_res``) last, where the pieces have them."""
     kind = getattr(pieces, "directions", "profile")
     if kind == "profile":
         if not isinstance(pieces, LikelihoodPieces):
             raise TypeError(f"pieces of type {type(pieces).__name__} name no directions")
         k_re = pieces.p_re.shape[0]
         r = pieces.t_re.shape[2]
-        dlogdet = np.concatenate([pieces.p_re.reshape(-1), pieces.p_vc])
-        dhmh = np.concatenate([pieces.t_re.reshape(k_re * k_re, r, r), pieces.t_vc])
+        p_res = getattr(pieces, "p_res", None)
+        extra = [] if p_res is None else [p_res]
+        dlogdet = np.concatenate([pieces.p_re.reshape(-1), pieces.p_vc, *extra])
+        dhmh = np.concatenate([pieces.t_re.reshape(k_re * k_re, r, r), pieces.t_vc,
+                               *([] if p_res is None else [pieces.t_res])])
         return kind, dlogdet, dhmh
     if kind != "sqrt":
         raise ValueError(f"unknown kind of directions {kind!r}")
@@ -160,6 +168,7 @@ class CovarianceGradient:
     grad_psi: np.ndarray
     grad_vc: np.ndarray
     grad_theta: np.ndarray | None = None
+    grad_res: np.ndarray | None = None
 
 
 def covariance_gradient(pieces, c: np.ndarray, weight: float,
@@ -179,8 +188,11 @@ def covariance_gradient(pieces, c: np.ndarray, weight: float,
     grad = direction_gradient(dlogdet, dhmh, c, weight, s_xx_inv)
     if kind == "profile":
         k_re = pieces.p_re.shape[0]
+        k_cov = k_re * k_re + pieces.p_vc.shape[0]
         grad_psi = grad[: k_re * k_re].reshape(k_re, k_re)
-        return CovarianceGradient(0.5 * (grad_psi + grad_psi.T), grad[k_re * k_re:])
+        grad_res = grad[k_cov:] if getattr(pieces, "p_res", None) is not None else None
+        return CovarianceGradient(0.5 * (grad_psi + grad_psi.T), grad[k_re * k_re: k_cov],
+                                  grad_res=grad_res)
     return CovarianceGradient(*profile_from_sqrt(grad, theta), grad_theta=grad)
 
 

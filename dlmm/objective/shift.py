@@ -26,6 +26,8 @@ the Hessian and moment sums indexed by packed parameters, with the matrix
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..kernels.hessian import HessianPieces, NewtonPieces
@@ -90,11 +92,11 @@ def packed_map(u: np.ndarray, k_vc: int) -> np.ndarray:
 
 
 def raw_pieces(pieces: LikelihoodPieces, u: np.ndarray) -> LikelihoodPieces:
-    """Value and gradient pieces of the centred statistics in the model's ``Psi``."""
-    return LikelihoodPieces(
-        logdet=pieces.logdet, hmh=pieces.hmh, p_re=u.T @ pieces.p_re @ u,
-        p_vc=pieces.p_vc, t_re=np.einsum("ca,db,cdij->abij", u, u, pieces.t_re),
-        t_vc=pieces.t_vc, n_groups=pieces.n_groups,
+    """Value and gradient pieces of the centred statistics in the model's ``Psi`` (any
+    further directions, such as the residual strata's weights, are the same in both)."""
+    return replace(
+        pieces, p_re=u.T @ pieces.p_re @ u,
+        t_re=np.einsum("ca,db,cdij->abij", u, u, pieces.t_re),
     )
 
 

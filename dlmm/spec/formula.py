@@ -320,7 +320,7 @@ class FormulaSpec(ModelNames):
             "levels": {c: [plain(v) for v in vals] for c, vals in self.levels.items()},
             "stateful": bool(self.stateful),
             "fe_keep": None if self._fe_keep is None else [bool(k) for k in self._fe_keep],
-            **({"residual": self.residual.to_dict()} if self.residual.weighted else {}),
+            **({"residual": self.residual.to_dict()} if not self.residual.plain else {}),
         }
 
     @classmethod

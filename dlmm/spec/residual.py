@@ -13,9 +13,17 @@ named as any model column's value is; a zero or negative weight is refused in on
 line naming the column and the count (lme4 accepts zero weights, and then reports
 a log-likelihood of −∞; leave those rows out instead).
 
-The dataclass is frozen and small so that a variance per stratum or AR(1)
-errors can join it as further fields without a flag in every layer: the layers
-that need it read ``spec.residual``.
+A residual variance per stratum (nlme's ``varIdent(form = ~ 1 | s)``): row i of
+stratum s has the residual variance σ² δ_s² (δ = 1 for the first stratum, the
+reference), i.e. the precision weight ``w_s = 1 / δ_s²``. The one pass keeps each
+group's cross-products per stratum (:mod:`dlmm.structure.stratified`), so that the
+weights are parameters of the fit: ``G_i(w) = Σ_s w_s G_{i,s}`` and the same for
+``H_i`` and ``K`` (:mod:`dlmm.kernels.strata`), still one pass and no row read twice.
+Both can be combined (precision weights within strata).
+
+The dataclass is frozen and small so that AR(1) errors can join it as a further
+field without a flag in every layer: the layers that need it read
+``spec.residual``.
 """
 
 from __future__ import annotations
@@ -37,15 +45,34 @@ class ResidualModel:
     weights : str or None
         The column of precision weights (row i's residual variance is
         ``scale / w_i``); None: every row has the residual variance ``scale``.
+    strata : str or None
+        The column whose levels have residual variances of their own
+        (``scale * delta_s**2``, delta 1 for the first level in sorted order);
+        None: one residual variance.
     """
 
     weights: str | None = None
+    strata: str | None = None
 
     def __post_init__(self):
-        if self.weights is not None and not isinstance(self.weights, str):
-            raise InputError(f"weights must be a column name, got {type(self.weights).__name__}")
-        if self.weights == "":
-            raise InputError("weights must be a column name, got ''")
+        for option, value in (("weights", self.weights), ("residual_by", self.strata)):
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"{option} must be a column name, got {type(value).__name__}")
+            if value == "":
+                raise InputError(f"{option} must be a column name, got ''")
+        if self.weights is not None and self.weights == self.strata:
+            raise InputError(f"column {self.weights!r} cannot be both the weights and "
+                             "residual_by")
+
+    @property
+    def stratified(self) -> bool:
+        """Whether the residual variance differs by stratum (its ratios are parameters)."""
+        return self.strata is not None
+
+    @property
+    def plain(self) -> bool:
+        """Whether every row has the residual variance ``scale`` (no weights, no strata)."""
+        return self.weights is None and self.strata is None
 
     @property
     def weighted(self) -> bool:
@@ -55,7 +82,7 @@ class ResidualModel:
     @property
     def columns(self) -> list[str]:
         """The data columns the residual model reads."""
-        return [self.weights] if self.weights is not None else []
+        return [c for c in (self.weights, self.strata) if c is not None]
 
     @property
     def display_name(self) -> str | None:
@@ -64,18 +91,25 @@ class ResidualModel:
 
     def to_dict(self) -> dict:
         """The JSON form (a saved result's ``state``; the statistics cache key)."""
-        return {"weights": self.weights}
+        out = {"weights": self.weights}
+        if self.strata is not None:
+            out["strata"] = self.strata
+        return out
 
     @classmethod
     def from_dict(cls, state: dict | None) -> ResidualModel:
         """Rebuild from :meth:`to_dict` (None or ``{}``: unweighted)."""
-        return cls(weights=(state or {}).get("weights"))
+        state = state or {}
+        return cls(weights=state.get("weights"), strata=state.get("strata"))
 
     def checked_columns(self, available) -> list[str]:
         """:attr:`columns`, each checked to be among the data's ``available`` columns
         (else one line naming it)."""
-        if self.weights is not None and self.weights not in list(available):
+        available = list(available)
+        if self.weights is not None and self.weights not in available:
             raise InputError(f"weights column {self.weights!r} is not in the data")
+        if self.strata is not None and self.strata not in available:
+            raise InputError(f"residual_by column {self.strata!r} is not in the data")
         return self.columns
 
     def row_weights(self, df: pd.DataFrame) -> np.ndarray | None:

@@ -135,7 +135,7 @@ def model_key(spec: FormulaSpec) -> dict[str, Any]:
     """What the cached sums depend on besides the data: the model as given."""
     key = {"formula": spec.formula, "groups": spec.groups, "re_formula": spec.re_formula,
            "vc_formula": dict(spec.vc_formula or {}), "group_name": spec.group_name}
-    if spec.residual.weighted:  # the weights column scales the sums (dlmm.spec.residual)
+    if not spec.residual.plain:  # weights and strata change the sums (dlmm.spec.residual)
         key["residual"] = spec.residual.to_dict()
     return key
 

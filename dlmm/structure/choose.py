@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..distributed.base import Backend
+from ..exceptions import InputError
 from ..objective.shift import random_effects_map
 from ..spec.crossed import CrossedLayout, crossed_layout
 from .base import RandomEffectsStatistics
@@ -12,6 +13,7 @@ from .crossed import crossed_pass
 from .grouped import one_pass
 from .nested_grouped import nested_component, nested_grouped_pass
 from .shifted import ShiftedStatistics
+from .stratified import stratified_pass
 
 
 def crossed_design(spec, backend: Backend) -> tuple[CrossedLayout | None, Any]:
@@ -38,17 +40,24 @@ def collect_statistics(spec, backend: Backend, progress=None) -> RandomEffectsSt
     to the crossed engine (:mod:`dlmm.structure.crossed`); a group with one
     component of a factor's indicators within it (``(1 | lea/school)``) to the nested
     engine (:mod:`dlmm.structure.nested_grouped`); every other model to the grouped
-    engine (:mod:`dlmm.structure.grouped`). When the specification
+    engine (:mod:`dlmm.structure.grouped`), kept by stratum where the residual
+    variance differs by stratum (:mod:`dlmm.structure.stratified`; the other engines
+    refuse it). When the specification
     shifts random-effect columns (``spec.centering``), the grouped statistics are
     seen through :class:`ShiftedStatistics`. ``progress(done, total)`` is called
     as chunks of rows are done.
     """
+    stratified = spec.residual.stratified
     layout, label = crossed_design(spec, backend)
-    if layout is not None:
+    if layout is not None or (stratified and nested_component(spec) is not None):
+        if stratified:
+            raise InputError("residual_by needs one grouping factor with random effects "
+                             "of its own (crossed or nested designs are not supported yet)")
         return crossed_pass(spec, layout, backend, label, progress)
     if nested_component(spec) is not None:
         return nested_grouped_pass(spec, backend, progress)
-    stats = one_pass(spec, backend, progress)
+    stats = stratified_pass(spec, backend, progress) if stratified else \
+        one_pass(spec, backend, progress)
     centering = spec.centering
     if centering.shifts_z:
         u = random_effects_map(centering.z_shift, centering.z_intercept, centering.z_scale)

@@ -56,6 +56,12 @@ class ShiftedStatistics(RandomEffectsStatistics):
         out.inner = inner
         return out
 
+    def at(self, weights) -> ShiftedStatistics:
+        """The inner statistics at other stratum weights (:mod:`.stratified`), shifted."""
+        out = copy.copy(self)
+        out.inner = self.inner.at(weights)
+        return out
+
     def centred(self) -> tuple[RandomEffectsStatistics, np.ndarray]:
         return self.inner, self.u
 
