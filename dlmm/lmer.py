@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from .results import MixedLMResults
 
 #: Options of the model (``MixedLM.from_formula``); every other option goes to ``fit``.
-_MODEL_OPTIONS = ("missing", "client", "drop_collinear", "subset", "use_sparse", "weights")
+_MODEL_OPTIONS = ("missing", "client", "drop_collinear", "subset", "use_sparse", "weights",
+                  "residual_by")
 
 
 def _columns(data) -> list[str]:
@@ -73,6 +74,9 @@ def _terms_model(formula: str, data, columns, options: dict):
 
     options = dict(options)
     options.pop("use_sparse", None)  # accepted either way, as from_formula does
+    if options.pop("residual_by", None) is not None:
+        raise InputError(f"residual_by needs random effects of one grouping factor; "
+                         f"{formula!r} has terms beyond that shape")
     subset = options.pop("subset", None)
     if subset is not None:
         if is_path_like(data):
@@ -102,7 +106,8 @@ def lmer(formula: str, data, REML: bool = True, fit: bool = True,  # noqa: N803
         False returns the unfitted :class:`~dlmm.model.MixedLM`.
     **kwargs
         ``missing``, ``client``, ``drop_collinear``, ``subset``, ``use_sparse``,
-        ``weights`` (lme4's precision weights: a column name) go to
+        ``weights`` (lme4's precision weights: a column name), ``residual_by`` (a
+        residual variance per level of a column, nlme's ``varIdent``) go to
         :meth:`MixedLM.from_formula`; the rest (``method``, ``maxiter``,
         ``start_params``...) to :meth:`MixedLM.fit`.
 

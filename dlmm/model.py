@@ -584,9 +584,9 @@ class MixedLM(StatsmodelsModel):
         if cov_pen is not None:  # the penalized llf, as statsmodels reports it
             value = replace(value, llf=value.llf - covariance_penalty(cov_pen, chol)[0])
         freepat = None if free is None else np.concatenate([np.ones(self.k_fe), mask])
-        result = MixedLMResults.from_fit(self, value, chol, sd, outcome, stats, engine, u,
-                                         freepat=freepat, evaluations_before=before)
-        result.residual_strata = strata_estimates(objective, outcome, value.scale)
+        result = MixedLMResults.from_fit(
+            self, value, chol, sd, outcome, stats, engine, u, freepat=freepat,
+            evaluations_before=before, strata=strata_estimates(objective, outcome, value.scale))
         result.timings["cluster_start"] = self.cluster_start
         # statsmodels' history: its last optimizer's report (every evaluation is in
         # result.optimization_log)

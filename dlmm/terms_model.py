@@ -49,9 +49,15 @@ class TermsMixedLM(MixedLM):
 
     @classmethod
     def from_lmer(cls, formula: str, data, columns=(), missing: str = "none", client=None,
-                  drop_collinear: bool = False, weights: str | None = None) -> TermsMixedLM:
+                  drop_collinear: bool = False, weights: str | None = None,
+                  residual_by: str | None = None) -> TermsMixedLM:
         """The model of lme4's ``formula`` on ``data`` (see :func:`dlmm.lmer`);
-        ``weights``: the column of precision weights (lme4's ``weights=``)."""
+        ``weights``: the column of precision weights (lme4's ``weights=``).
+        ``residual_by`` (a residual variance per stratum) is refused: it needs random
+        effects of one grouping factor (:func:`dlmm.mixedlm`)."""
+        if residual_by is not None:
+            raise InputError(f"residual_by needs random effects of one grouping factor; "
+                             f"{formula!r} has terms beyond that shape")
         fixed, terms = from_lmer(formula, columns)
         model = cls.__new__(cls)
         model._setup(TermsSpec(fixed, terms, ResidualModel(weights=weights)), data, True,

@@ -38,6 +38,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "re_formula": None,
     "vc": {},
     "weights": None,
+    "residual_by": None,
     "ml": False,
     "missing": "none",
     "drop_collinear": False,

@@ -165,14 +165,15 @@ def _model(opts: dict[str, Any], client):
         return TermsMixedLM.from_lmer(opts["formula"], opts["data"], columns,
                                       missing=opts["missing"], client=client,
                                       drop_collinear=opts["drop_collinear"],
-                                      weights=opts.get("weights"))
+                                      weights=opts.get("weights"),
+                                      residual_by=opts.get("residual_by"))
     import dlmm
 
     return dlmm.mixedlm(opts["formula"], opts["data"], groups=opts["groups"],
                         re_formula=opts["re_formula"], vc_formula=opts["vc"] or None,
                         missing=opts["missing"], client=client,
                         drop_collinear=opts["drop_collinear"], cache=opts["cache"],
-                        weights=opts.get("weights"))
+                        weights=opts.get("weights"), residual_by=opts.get("residual_by"))
 
 
 def _fit_from(model, opts: dict[str, Any], start, client) -> tuple[Any, str | None]:

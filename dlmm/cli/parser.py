@@ -194,6 +194,9 @@ def add_fit_options(fit: argparse.ArgumentParser) -> None:
     m.add_argument("--weights", metavar="COLUMN",
                    help="column of precision weights (lme4's weights=: row i's residual "
                         "variance is scale / w_i; positive values)")
+    m.add_argument("--residual-by", metavar="COLUMN",
+                   help="a residual variance per level of this column (nlme's varIdent(form "
+                        "= ~ 1 | COLUMN)), estimated with the fit")
     m.add_argument("--ml", dest="ml", action="store_true", help="maximum likelihood")
     m.add_argument("--reml", dest="ml", action="store_false", help="REML (the default)")
     m.add_argument("--missing", choices=("none", "drop", "raise"),

@@ -48,5 +48,6 @@ def model_columns(opts: dict[str, Any]) -> list[str]:
         return TermsSpec(fixed, terms).required_columns(columns)
     spec = FormulaSpec(opts["formula"], opts["groups"], re_formula=opts["re_formula"],
                        vc_formula=opts["vc"] or None,
-                       residual=ResidualModel(weights=opts.get("weights")))
+                       residual=ResidualModel(weights=opts.get("weights"),
+                                              strata=opts.get("residual_by")))
     return spec.required_columns(columns)

@@ -108,6 +108,9 @@ class FitFacts:
         ``"grouped"`` or ``"crossed"`` (see :mod:`dlmm.structure`).
     weights : str or None
         The column of precision weights the fit used (:mod:`dlmm.spec.residual`).
+    residual_strata : dict or None
+        The residual variance of each stratum (``residual_by``), as
+        :meth:`dlmm.results.residual_strata.StrataEstimates.to_dict` gives it.
     """
 
     group_name: str
@@ -125,3 +128,4 @@ class FitFacts:
     extra: dict = field(default_factory=dict)
     engine: str = "grouped"
     weights: str | None = None
+    residual_strata: dict | None = None

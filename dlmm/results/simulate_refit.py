@@ -66,10 +66,12 @@ def _label_hash(groups: np.ndarray) -> np.ndarray:
 
 def simulate_chunk(frame: pd.DataFrame, spec, fe: np.ndarray, chol_re: np.ndarray,
                    sd_vc_slot: np.ndarray, sigma: float, n_sim: int, seed: int,
-                   partition: int) -> pd.DataFrame:
+                   partition: int, strata: tuple[str, dict] | None = None) -> pd.DataFrame:
     """``n_sim`` simulated responses for the rows of a chunk used in the fit (see
     the module docstring); ``sd_vc_slot`` is ``sqrt(vcomp)`` of each global
-    variance-component column. Holds (rows, ``n_sim``) arrays: one chunk at a time."""
+    variance-component column; ``strata = (column, {level: δ})`` scales each row's
+    residual sd by its stratum's δ (``residual_by``). Holds (rows, ``n_sim``) arrays:
+    one chunk at a time."""
     design = spec.design(frame)
     n, p = design.xy.shape[0], fe.shape[0]
     fixed = design.xy[:, :p] @ fe
@@ -78,6 +80,9 @@ def simulate_chunk(frame: pd.DataFrame, spec, fe: np.ndarray, chol_re: np.ndarra
     rng = np.random.default_rng([seed, partition])
     sims = np.arange(n_sim)
     noise = sigma if design.weights is None else sigma / np.sqrt(design.weights)[:, None]
+    if strata is not None:
+        column, delta = strata
+        noise = noise * frame[column][design.kept].map(delta).to_numpy(dtype=float)[:, None]
     out = fixed[:, None] + noise * rng.standard_normal((n, n_sim))  # (rows, simulations)
     if k_re:
         z = hashed_normals(labels[:, None, None], seed, sims[None, :, None],
@@ -112,10 +117,12 @@ def simulate(result, n: int = 1, seed: int = 0):
         if slot_component.size else np.zeros(0)
     sigma = float(np.sqrt(result.scale))
     seed = int(seed)
+    by = getattr(result, "residual_strata", None)
+    strata = None if by is None else (by.column, dict(zip(by.levels, by.delta)))
 
     def run(frame, partition_info=None):
         number = 0 if partition_info is None else int(partition_info["number"])
-        return simulate_chunk(frame, spec, fe, chol, sd_slot, sigma, n, seed, number)
+        return simulate_chunk(frame, spec, fe, chol, sd_slot, sigma, n, seed, number, strata)
 
     meta = pd.DataFrame(np.zeros((0, n)), columns=[f"sim_{s + 1}" for s in range(n)])
     return stats.map_rows(run, meta)
@@ -142,7 +149,8 @@ def _refit(result, formula: str, data, re_formula, vc_formula, groups):
                                missing=model.missing, groups=groups, client=model._client,
                                drop_collinear=model.drop_collinear,
                                eval_env=dict(getattr(model.spec, "context", {})),
-                               weights=model.spec.residual.weights)
+                               weights=model.spec.residual.weights,
+                               residual_by=model.spec.residual.strata)
     return new.fit(reml=result.reml)
 
 

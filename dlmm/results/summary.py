@@ -82,6 +82,11 @@ class SummaryContent:
             right.append(("Rows dropped (NaN):", str(r.n_dropped)))
         if getattr(r, "weights", None):  # residual variance scale / w (dlmm.spec.residual)
             right.append(("Precision weights:", str(r.weights)))
+        strata = getattr(r, "residual_strata", None)
+        if strata is not None:  # nlme's varIdent (dlmm.results.residual_strata)
+            right.append(("Residual by:", str(strata.column)))
+            right += [(f"  Scale {level}:", f"{v:.4f}")
+                      for level, v in zip(strata.levels, strata.variances)]
         if len(right) > len(left):
             left.append(("", ""))
         return left, right

@@ -66,6 +66,10 @@ class ShiftedStatistics(RandomEffectsStatistics):
         return self.inner, self.u
 
     @property
+    def has_newton_pieces(self) -> bool:
+        return self.inner.has_newton_pieces
+
+    @property
     def backend_name(self) -> str:
         return self.inner.backend_name
 

@@ -259,7 +259,8 @@ def stratified_pass(spec, backend: Backend, progress=None) -> StratifiedStatisti
         group_size_min=float(min(b[1] for b in block_info)) if n_groups else 0.0,
         group_size_max=float(max(b[2] for b in block_info)) if n_groups else 0.0,
         seconds=0.0, shuffled=shuffled, block_bytes=int(sum(b[3] for b in block_info)),
-        levels=levels, residual_column=spec.residual.strata, totals_by_stratum=totals_by_stratum, weights=np.ones(len(levels)),
+        levels=levels, residual_column=spec.residual.strata,
+        totals_by_stratum=totals_by_stratum, weights=np.ones(len(levels)),
         n_missing=int(sum(s[2] for s in summary)),
         strata_column=list(spec.columns).index(spec.residual.strata)
         if spec.residual.strata in list(spec.columns) else -1,
