@@ -8,6 +8,11 @@
 # in three strata at random (residual sds 1, 0.5, 2). The CSVs are written beside this
 # script, the fits (REML and ML) to nlme_varident.json. The tests read the CSVs and the
 # JSON; they never run R.
+#
+# The standard error of log δ is given twice: nlme's `apVar` (numerical derivatives of
+# its own; about 1% off on the simulated design) and `se_log_delta_profile`, from the
+# curvature of nlme's profile log-likelihood in log δ (fits with the variance ratios
+# held, varFixed, central differences of step 1e-3), which the tests use.
 suppressMessages({library(nlme); library(jsonlite)})
 here <- "tests/reference/residual"
 
@@ -29,6 +34,30 @@ sd_s <- c(a = 1, b = 0.5, c = 2)[stratum]
 y <- round(2 + 0.7 * x + b0 + b1 * x + rnorm(n, 0, sd_s), 4)
 sim <- data.frame(y = y, x = x, g = g, s = stratum)
 write.csv(sim, file.path(here, "sim_strata.csv"), row.names = FALSE)
+
+profile_se <- function(cs, method, vs) {
+  levels_all <- names(coef(vs, unconstrained = FALSE, allCoef = TRUE))
+  e0 <- log(coef(vs, unconstrained = FALSE))
+  lp <- function(eta) {
+    dd <- cs$data
+    r <- setNames(c(1, exp(eta)), c(setdiff(levels_all, names(eta)), names(eta)))
+    dd$.v <- r[as.character(dd$.s)]^2
+    f <- lme(cs$formula, random = cs$random, data = dd, method = method,
+             weights = varFixed(~ .v),
+             control = lmeControl(msMaxIter = 500, tolerance = 1e-10, msTol = 1e-12))
+    as.numeric(logLik(f))
+  }
+  h <- 1e-3
+  k <- length(e0)
+  H <- matrix(0, k, k)
+  for (i in 1:k) for (j in 1:k) {
+    ei <- replace(numeric(k), i, h)
+    ej <- replace(numeric(k), j, h)
+    H[i, j] <- (lp(e0 + ei + ej) - lp(e0 + ei - ej) - lp(e0 - ei + ej) +
+                lp(e0 - ei - ej)) / (4 * h * h)
+  }
+  as.list(setNames(sqrt(diag(solve(-H))), names(e0)))
+}
 
 fit_case <- function(fit) {
   vs <- coef(fit$modelStruct$varStruct, unconstrained = FALSE, allCoef = TRUE)
@@ -61,6 +90,7 @@ out <- lapply(cases, function(cs) {
                weights = varIdent(form = ~ 1 | .s),
                control = lmeControl(msMaxIter = 500, tolerance = 1e-10, msTol = 1e-12))
     res[[method]] <- fit_case(fit)
+    res[[method]]$se_log_delta_profile <- profile_se(cs, method, fit$modelStruct$varStruct)
   }
   res
 })

@@ -1,0 +1,45 @@
+"""``dlmm fit --residual-by COLUMN``: nlme's varIdent fit from the command line, written
+to the result folder and its summary (nlme's numbers:
+``tests/reference/residual/nlme_varident.R``), and its one-line refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .helpers import _error_line, _no_output, run_dlmm
+
+HERE = Path(__file__).resolve().parents[1] / "reference" / "residual"
+REF = json.loads((HERE / "nlme_varident.json").read_text())["orthodont"]["ML"]
+
+
+def _parquet(tmp_path: Path) -> Path:
+    path = tmp_path / "orthodont.parquet"
+    pd.read_csv(HERE / "orthodont.csv").to_parquet(path, index=False)
+    return path
+
+
+def test_fit_by_stratum_is_nlmes(tmp_path):
+    proc = run_dlmm("fit", _parquet(tmp_path), "--formula", "distance ~ age + (age | Subject)",
+                    "--residual-by", "Sex", "--ml", "-o", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((tmp_path / "out" / "result.json").read_text())
+    estimates = saved["state"]["estimates"]
+    np.testing.assert_allclose(estimates["llf"], REF["logLik"], rtol=1e-6)
+    np.testing.assert_allclose(estimates["fe_params"], list(REF["fixef"].values()), rtol=1e-6)
+    strata = saved["state"]["fit"]["residual_strata"]
+    assert strata["column"] == "Sex" and strata["levels"] == ["Female", "Male"]
+    np.testing.assert_allclose(strata["delta"], [1.0, REF["delta"]["Male"]], rtol=1e-4)
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert "Residual by:" in summary and "Scale Male:" in summary
+
+
+def test_unknown_stratum_column(tmp_path):
+    proc = run_dlmm("fit", _parquet(tmp_path), "--formula", "distance ~ age + (age | Subject)",
+                    "--residual-by", "sex", "-o", tmp_path / "out")
+    assert proc.returncode == 2
+    assert "residual_by column 'sex' is not in the data" in _error_line(proc)
+    _no_output(tmp_path)
