@@ -5,8 +5,8 @@ r-cran-nlme): Orthodont with a residual variance per Sex, and a simulated design
 150 groups whose rows fall in three strata at random, REML and ML. Checked: the
 log-likelihood, fixed effects and their standard errors, the random effects'
 covariance and conditional modes, every stratum's residual variance, and the
-standard error of log δ against the curvature of nlme's profile log-likelihood. Then the saved result, the
-summary, the simulated responses and refit.
+standard error of log δ against the curvature of nlme's profile log-likelihood.
+Then the saved result, the summary, the simulated responses and refit.
 """
 
 from __future__ import annotations
