@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 #: Options of the model (``MixedLM.from_formula``); every other option goes to ``fit``.
 _MODEL_OPTIONS = ("missing", "client", "drop_collinear", "subset", "use_sparse", "weights",
-                  "residual_by")
+                  "residual_by", "residual_ar1")
 
 
 def _columns(data) -> list[str]:
@@ -74,9 +74,10 @@ def _terms_model(formula: str, data, columns, options: dict):
 
     options = dict(options)
     options.pop("use_sparse", None)  # accepted either way, as from_formula does
-    if options.pop("residual_by", None) is not None:
-        raise InputError(f"residual_by needs random effects of one grouping factor; "
-                         f"{formula!r} has terms beyond that shape")
+    if options.pop("residual_by", None) is not None or \
+            options.pop("residual_ar1", None) is not None:
+        raise InputError(f"residual_by and residual_ar1 need random effects of one grouping "
+                         f"factor; {formula!r} has terms beyond that shape")
     subset = options.pop("subset", None)
     if subset is not None:
         if is_path_like(data):
@@ -107,7 +108,8 @@ def lmer(formula: str, data, REML: bool = True, fit: bool = True,  # noqa: N803
     **kwargs
         ``missing``, ``client``, ``drop_collinear``, ``subset``, ``use_sparse``,
         ``weights`` (lme4's precision weights: a column name), ``residual_by`` (a
-        residual variance per level of a column, nlme's ``varIdent``) go to
+        residual variance per level of a column, nlme's ``varIdent``), ``residual_ar1``
+        (a time column: AR(1) errors within groups, nlme's ``corAR1``) go to
         :meth:`MixedLM.from_formula`; the rest (``method``, ``maxiter``,
         ``start_params``...) to :meth:`MixedLM.fit`.
 

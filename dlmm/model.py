@@ -34,7 +34,7 @@ from .objective.penalty import (
     pop_penalties,
 )
 from .objective.rank import check_full_rank, independent_columns
-from .objective.residual_map import fitted_statistics, with_residual_strata
+from .objective.residual_map import fitted_statistics, with_residual_model
 from .objective.start import (
     MOMENT_MIN_GROUPS,
     default_start,
@@ -150,7 +150,8 @@ class MixedLM(StatsmodelsModel):
                      missing: str = "none", *args, groups: str | None = None,
                      client=None, drop_collinear: bool = False, use_sqrt: bool = True,
                      cache=None, eval_env=None, weights: str | None = None,
-                     residual_by: str | None = None, **kwargs) -> MixedLM:
+                     residual_by: str | None = None, residual_ar1: str | None = None,
+                     **kwargs) -> MixedLM:
         """Model from formulas (statsmodels' ``MixedLM.from_formula``).
 
         Parameters
@@ -193,7 +194,11 @@ class MixedLM(StatsmodelsModel):
         residual_by : str, optional
             A column whose levels each have a residual variance of their own (nlme's
             ``weights = varIdent(form = ~ 1 | column)``), estimated with the rest:
-            ``result.residual_strata`` (:mod:`dlmm.spec.residual`).
+            ``result.residual`` (:mod:`dlmm.spec.residual`).
+        residual_ar1 : str, optional
+            A time column: AR(1) errors within each group (nlme's ``correlation =
+            corAR1(form = ~ time | groups)``), times consecutive integers within a
+            group; ρ in ``result.residual``.
         """
         if args:
             raise InputError(f"from_formula takes no positional arguments after missing (got "
@@ -214,8 +219,8 @@ class MixedLM(StatsmodelsModel):
         texts = [formula, re_formula or "0", *(vc_formula or {}).values()]
         context = capture([t for t in texts if isinstance(t, str)], eval_env)
         spec = FormulaSpec(formula, groups, re_formula=re_formula, vc_formula=vc_formula,
-                           context=context, residual=ResidualModel(weights=weights,
-                                                                strata=residual_by))
+                           context=context, residual=ResidualModel(
+                               weights=weights, strata=residual_by, ar1=residual_ar1))
         if group_label is not None:
             spec.group_name = group_label
         model = cls.__new__(cls)
@@ -509,7 +514,7 @@ class MixedLM(StatsmodelsModel):
         """
         from .results import MixedLMResults
         from .results.inference import log_diagnostics
-        from .results.residual_strata import strata_estimates
+        from .results.residual_estimates import residual_estimates
 
         disp = bool(kwargs.pop("disp", False))
         gtol = kwargs.pop("gtol", None)
@@ -549,7 +554,7 @@ class MixedLM(StatsmodelsModel):
         # the model's own coordinates, so it keeps them.
         engine, u = stats.centred() if free is None and cov_pen is None else (stats, None)
 
-        objective = with_residual_strata(self.objective(engine))  # δ too, by stratum
+        objective = with_residual_model(self.objective(engine))  # and φ, if any
         fun = objective if cov_pen is None else penalized(objective, cov_pen)
         n_res = getattr(objective.theta_map, "n_res", 0)
         x0 = np.concatenate([self._start(start_params, engine, u), np.zeros(n_res)])
@@ -586,7 +591,8 @@ class MixedLM(StatsmodelsModel):
         freepat = None if free is None else np.concatenate([np.ones(self.k_fe), mask])
         result = MixedLMResults.from_fit(
             self, value, chol, sd, outcome, stats, engine, u, freepat=freepat,
-            evaluations_before=before, strata=strata_estimates(objective, outcome, value.scale))
+            evaluations_before=before,
+            residual=residual_estimates(objective, outcome, value.scale))
         result.timings["cluster_start"] = self.cluster_start
         # statsmodels' history: its last optimizer's report (every evaluation is in
         # result.optimization_log)

@@ -50,14 +50,15 @@ class TermsMixedLM(MixedLM):
     @classmethod
     def from_lmer(cls, formula: str, data, columns=(), missing: str = "none", client=None,
                   drop_collinear: bool = False, weights: str | None = None,
-                  residual_by: str | None = None) -> TermsMixedLM:
+                  residual_by: str | None = None,
+                  residual_ar1: str | None = None) -> TermsMixedLM:
         """The model of lme4's ``formula`` on ``data`` (see :func:`dlmm.lmer`);
         ``weights``: the column of precision weights (lme4's ``weights=``).
-        ``residual_by`` (a residual variance per stratum) is refused: it needs random
-        effects of one grouping factor (:func:`dlmm.mixedlm`)."""
-        if residual_by is not None:
-            raise InputError(f"residual_by needs random effects of one grouping factor; "
-                             f"{formula!r} has terms beyond that shape")
+        ``residual_by`` and ``residual_ar1`` are refused: they need random effects of
+        one grouping factor (:func:`dlmm.mixedlm`)."""
+        if residual_by is not None or residual_ar1 is not None:
+            raise InputError(f"residual_by and residual_ar1 need random effects of one "
+                             f"grouping factor; {formula!r} has terms beyond that shape")
         fixed, terms = from_lmer(formula, columns)
         model = cls.__new__(cls)
         model._setup(TermsSpec(fixed, terms, ResidualModel(weights=weights)), data, True,

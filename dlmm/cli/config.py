@@ -39,6 +39,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "vc": {},
     "weights": None,
     "residual_by": None,
+    "residual_ar1": None,
     "ml": False,
     "missing": "none",
     "drop_collinear": False,

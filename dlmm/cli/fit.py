@@ -166,14 +166,16 @@ def _model(opts: dict[str, Any], client):
                                       missing=opts["missing"], client=client,
                                       drop_collinear=opts["drop_collinear"],
                                       weights=opts.get("weights"),
-                                      residual_by=opts.get("residual_by"))
+                                      residual_by=opts.get("residual_by"),
+                                      residual_ar1=opts.get("residual_ar1"))
     import dlmm
 
     return dlmm.mixedlm(opts["formula"], opts["data"], groups=opts["groups"],
                         re_formula=opts["re_formula"], vc_formula=opts["vc"] or None,
                         missing=opts["missing"], client=client,
                         drop_collinear=opts["drop_collinear"], cache=opts["cache"],
-                        weights=opts.get("weights"), residual_by=opts.get("residual_by"))
+                        weights=opts.get("weights"), residual_by=opts.get("residual_by"),
+                        residual_ar1=opts.get("residual_ar1"))
 
 
 def _fit_from(model, opts: dict[str, Any], start, client) -> tuple[Any, str | None]:

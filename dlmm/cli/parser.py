@@ -197,6 +197,9 @@ def add_fit_options(fit: argparse.ArgumentParser) -> None:
     m.add_argument("--residual-by", metavar="COLUMN",
                    help="a residual variance per level of this column (nlme's varIdent(form "
                         "= ~ 1 | COLUMN)), estimated with the fit")
+    m.add_argument("--residual-ar1", metavar="TIME",
+                   help="AR(1) errors within each group in the order of this column of "
+                        "consecutive integer times (nlme's corAR1(form = ~ TIME | groups))")
     m.add_argument("--ml", dest="ml", action="store_true", help="maximum likelihood")
     m.add_argument("--reml", dest="ml", action="store_false", help="REML (the default)")
     m.add_argument("--missing", choices=("none", "drop", "raise"),

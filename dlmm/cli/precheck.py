@@ -49,5 +49,6 @@ def model_columns(opts: dict[str, Any]) -> list[str]:
     spec = FormulaSpec(opts["formula"], opts["groups"], re_formula=opts["re_formula"],
                        vc_formula=opts["vc"] or None,
                        residual=ResidualModel(weights=opts.get("weights"),
-                                              strata=opts.get("residual_by")))
+                                              strata=opts.get("residual_by"),
+                                              ar1=opts.get("residual_ar1")))
     return spec.required_columns(columns)

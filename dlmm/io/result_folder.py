@@ -265,8 +265,7 @@ def result_state(result: Any) -> dict[str, Any]:
             "converged": f.converged, "mle_retvals": f.mle_retvals, "timings": f.timings,
             "backend": f.backend, "engine": f.engine,
             **({"weights": f.weights} if getattr(f, "weights", None) else {}),
-            **({"residual_strata": f.residual_strata}
-               if getattr(f, "residual_strata", None) else {}),
+            **({"residual": f.residual} if getattr(f, "residual", None) else {}),
         },
     })
 

@@ -108,9 +108,9 @@ class FitFacts:
         ``"grouped"`` or ``"crossed"`` (see :mod:`dlmm.structure`).
     weights : str or None
         The column of precision weights the fit used (:mod:`dlmm.spec.residual`).
-    residual_strata : dict or None
-        The residual variance of each stratum (``residual_by``), as
-        :meth:`dlmm.results.residual_strata.StrataEstimates.to_dict` gives it.
+    residual : dict or None
+        The residual parameters (``residual_by``, ``residual_ar1``), as
+        :meth:`dlmm.results.residual_estimates.ResidualEstimates.to_dict` gives them.
     """
 
     group_name: str
@@ -128,4 +128,4 @@ class FitFacts:
     extra: dict = field(default_factory=dict)
     engine: str = "grouped"
     weights: str | None = None
-    residual_strata: dict | None = None
+    residual: dict | None = None

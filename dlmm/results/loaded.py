@@ -95,7 +95,7 @@ def load_result(path: str | os.PathLike):
         group_size_max=float(fit["group_size_max"]), converged=fit["converged"],
         mle_retvals=fit["mle_retvals"], timings=fit["timings"], backend=fit["backend"],
         engine=fit.get("engine") or _engine_of(spec, fit["n_groups"]),
-        weights=fit.get("weights"), residual_strata=fit.get("residual_strata"),
+        weights=fit.get("weights"), residual=fit.get("residual"),
     )
     columns = [list(c) for c in names["vc_column_names"]]
     effect_names = EffectNames(

@@ -48,7 +48,7 @@ from .inference import (
     is_singular,
 )
 from .lme4_methods import Lme4Methods, check_ddf
-from .residual_strata import StrataEstimates
+from .residual_estimates import ResidualEstimates
 from .statsmodels_compat import StatsmodelsResults
 
 
@@ -190,15 +190,15 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         self.engine = f.engine
         self.groups_shuffled = f.groups_shuffled
         self.weights = f.weights  # the precision weights' column, or None
-        #: the residual variance of each stratum (``residual_by``; None without)
-        self.residual_strata = StrataEstimates.from_dict(f.residual_strata)
+        #: the residual parameters (``residual_by``, ``residual_ar1``; None without)
+        self.residual = ResidualEstimates.from_dict(f.residual)
 
     @classmethod
     def from_fit(cls, model, value: ProfiledValue, chol_re: np.ndarray, sd_vc: np.ndarray,
                  outcome: OptimizeResult, stats: RandomEffectsStatistics,
                  engine: RandomEffectsStatistics | None = None, u: np.ndarray | None = None,
                  freepat: np.ndarray | None = None,
-                 evaluations_before: int = 0, strata=None) -> MixedLMResults:
+                 evaluations_before: int = 0, residual=None) -> MixedLMResults:
         """The result of a fit: estimates at the optimum mapped to the model's own
         parameters, the Hessian there (the optimizer's last map-reduce, or one more)
         and the lme4-style checks.
@@ -209,9 +209,9 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         :func:`~dlmm.objective.shift.log_jacobian`), and shifted, scaled
         random-effect columns ``Z = Z_c U`` when ``u`` is given
         (:mod:`dlmm.objective.shift`). ``evaluations_before``: the engine's count of
-        evaluations when the fit started (the timings count this fit's). ``strata``: the
-        residual variance by stratum (:class:`~dlmm.results.residual_strata.
-        StrataEstimates`), whose weights ``stats`` and ``engine`` are at.
+        evaluations when the fit started (the timings count this fit's). ``residual``: the
+        residual parameters (:class:`~dlmm.results.residual_estimates.ResidualEstimates`),
+        which ``stats`` and ``engine`` are at.
         """
         spec = model.spec
         engine = stats if engine is None else engine
@@ -294,7 +294,7 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
             backend=stats.backend_name, groups_shuffled=stats.shuffled,
             engine=stats.engine_name,
             weights=getattr(getattr(spec, "residual", None), "display_name", None),
-            residual_strata=None if strata is None else strata.to_dict(),
+            residual=None if residual is None else residual.to_dict(),
         )
         coef = np.concatenate([-value.fe_params, [1.0]])  # centred, as the statistics
         effects = DistributedEffects(engine, chol_re, sd_vc, coef, estimates.scale,

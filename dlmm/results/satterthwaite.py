@@ -45,7 +45,7 @@ from scipy import stats as sps
 
 from ..exceptions import InputError
 from ..objective.params import MixedLMParams
-from ..objective.residual_map import with_residual_strata
+from ..objective.residual_map import ResidualMap, with_residual_model
 from ..objective.shift import fixed_effects_map
 
 #: relative step of the central differences (``h_j = STEP max(|theta_j|, 0.01)``)
@@ -129,11 +129,10 @@ def variance_derivatives(result) -> VarianceDerivatives:
         MixedLMParams.from_components(cov_re=u @ psi @ u.T).cov_re_sqrt
     theta0 = np.concatenate([np.asarray(chol0)[tri], np.asarray(result._sd)])
     # llf and scale in the units the pass summed
-    objective = with_residual_strata(replace(result.model.objective(stats, result.reml),
-                                             xy_scale=None))
-    strata = getattr(result, "residual_strata", None)
-    if strata is not None:  # the strata's log δ are variance parameters too
-        theta0 = np.concatenate([theta0, np.log(strata.delta[1:])])
+    objective = with_residual_model(replace(result.model.objective(stats, result.reml),
+                                            xy_scale=None))
+    if isinstance(objective.theta_map, ResidualMap):  # φ are variance parameters too
+        theta0 = np.concatenate([theta0, stats.phi])
     centering = result.model.spec.centering
     a_mat, _ = fixed_effects_map(centering.xy_shift, centering.x_intercept, centering.xy_scale)
     out = derivatives_at(objective, theta0, a_mat)

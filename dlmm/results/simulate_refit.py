@@ -117,8 +117,11 @@ def simulate(result, n: int = 1, seed: int = 0):
         if slot_component.size else np.zeros(0)
     sigma = float(np.sqrt(result.scale))
     seed = int(seed)
-    by = getattr(result, "residual_strata", None)
-    strata = None if by is None else (by.column, dict(zip(by.levels, by.delta)))
+    by = getattr(result, "residual", None)
+    if by is not None and by.time_column is not None:
+        raise InputError("simulate does not draw AR(1) errors (residual_ar1) yet")
+    strata = None if by is None or by.column is None else \
+        (by.column, dict(zip(by.levels, by.delta)))
 
     def run(frame, partition_info=None):
         number = 0 if partition_info is None else int(partition_info["number"])
@@ -150,7 +153,8 @@ def _refit(result, formula: str, data, re_formula, vc_formula, groups):
                                drop_collinear=model.drop_collinear,
                                eval_env=dict(getattr(model.spec, "context", {})),
                                weights=model.spec.residual.weights,
-                               residual_by=model.spec.residual.strata)
+                               residual_by=model.spec.residual.strata,
+                               residual_ar1=model.spec.residual.ar1)
     return new.fit(reml=result.reml)
 
 

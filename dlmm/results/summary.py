@@ -82,11 +82,13 @@ class SummaryContent:
             right.append(("Rows dropped (NaN):", str(r.n_dropped)))
         if getattr(r, "weights", None):  # residual variance scale / w (dlmm.spec.residual)
             right.append(("Precision weights:", str(r.weights)))
-        strata = getattr(r, "residual_strata", None)
-        if strata is not None:  # nlme's varIdent (dlmm.results.residual_strata)
-            right.append(("Residual by:", str(strata.column)))
+        res = getattr(r, "residual", None)  # dlmm.results.residual_estimates
+        if res is not None and res.column is not None:  # nlme's varIdent
+            right.append(("Residual by:", str(res.column)))
             right += [(f"  Scale {level}:", f"{v:.4f}")
-                      for level, v in zip(strata.levels, strata.variances)]
+                      for level, v in zip(res.levels, res.variances)]
+        if res is not None and res.time_column is not None:  # nlme's corAR1
+            right.append((f"AR(1) in {res.time_column}:", f"{res.rho:.4f} ({res.rho_se:.4f})"))
         if len(right) > len(left):
             left.append(("", ""))
         return left, right

@@ -13,16 +13,17 @@ named as any model column's value is; a zero or negative weight is refused in on
 line naming the column and the count (lme4 accepts zero weights, and then reports
 a log-likelihood of −∞; leave those rows out instead).
 
-A residual variance per stratum (nlme's ``varIdent(form = ~ 1 | s)``): row i of
-stratum s has the residual variance σ² δ_s² (δ = 1 for the first stratum, the
-reference), i.e. the precision weight ``w_s = 1 / δ_s²``. The one pass keeps each
-group's cross-products per stratum (:mod:`dlmm.structure.stratified`), so that the
-weights are parameters of the fit: ``G_i(w) = Σ_s w_s G_{i,s}`` and the same for
-``H_i`` and ``K`` (:mod:`dlmm.kernels.strata`), still one pass and no row read twice.
-Both can be combined (precision weights within strata).
+A residual variance per stratum (``strata``; nlme's ``varIdent(form = ~ 1 | s)``): row
+i of stratum s has the residual variance σ² δ_s² (δ = 1 for the first stratum in
+sorted order, the reference). AR(1) errors within groups (``ar1``, the time column;
+nlme's ``corAR1(form = ~ time | g)`` with g the model's grouping factor): rows of a
+group at consecutive integer times are correlated ρ^|t - t'|. Both make the
+residual covariance a function of parameters φ fitted with the rest; the one pass
+keeps each group's cross-products by component (:mod:`dlmm.structure.residual_pass`,
+:mod:`dlmm.objective.residual_structure`), still reading each row once. Precision
+weights combine with either.
 
-The dataclass is frozen and small so that AR(1) errors can join it as a further
-field without a flag in every layer: the layers that need it read
+The dataclass is frozen and small: the layers that need the residual model read
 ``spec.residual``.
 """
 
@@ -49,13 +50,18 @@ class ResidualModel:
         The column whose levels have residual variances of their own
         (``scale * delta_s**2``, delta 1 for the first level in sorted order);
         None: one residual variance.
+    ar1 : str or None
+        The time column of AR(1) errors within the model's groups (consecutive
+        integers within a group); None: independent errors.
     """
 
     weights: str | None = None
     strata: str | None = None
+    ar1: str | None = None
 
     def __post_init__(self):
-        for option, value in (("weights", self.weights), ("residual_by", self.strata)):
+        for option, value in (("weights", self.weights), ("residual_by", self.strata),
+                              ("residual_ar1", self.ar1)):
             if value is not None and not isinstance(value, str):
                 raise InputError(f"{option} must be a column name, got {type(value).__name__}")
             if value == "":
@@ -65,14 +71,14 @@ class ResidualModel:
                              "residual_by")
 
     @property
-    def stratified(self) -> bool:
-        """Whether the residual variance differs by stratum (its ratios are parameters)."""
-        return self.strata is not None
+    def parametric(self) -> bool:
+        """Whether the residual covariance has parameters of its own (strata, AR(1))."""
+        return self.strata is not None or self.ar1 is not None
 
     @property
     def plain(self) -> bool:
-        """Whether every row has the residual variance ``scale`` (no weights, no strata)."""
-        return self.weights is None and self.strata is None
+        """Whether every row has the residual variance ``scale``, independently."""
+        return self.weights is None and not self.parametric
 
     @property
     def weighted(self) -> bool:
@@ -82,7 +88,7 @@ class ResidualModel:
     @property
     def columns(self) -> list[str]:
         """The data columns the residual model reads."""
-        return [c for c in (self.weights, self.strata) if c is not None]
+        return [c for c in (self.weights, self.strata, self.ar1) if c is not None]
 
     @property
     def display_name(self) -> str | None:
@@ -94,13 +100,16 @@ class ResidualModel:
         out = {"weights": self.weights}
         if self.strata is not None:
             out["strata"] = self.strata
+        if self.ar1 is not None:
+            out["ar1"] = self.ar1
         return out
 
     @classmethod
     def from_dict(cls, state: dict | None) -> ResidualModel:
         """Rebuild from :meth:`to_dict` (None or ``{}``: unweighted)."""
         state = state or {}
-        return cls(weights=state.get("weights"), strata=state.get("strata"))
+        return cls(weights=state.get("weights"), strata=state.get("strata"),
+                   ar1=state.get("ar1"))
 
     def checked_columns(self, available) -> list[str]:
         """:attr:`columns`, each checked to be among the data's ``available`` columns
@@ -110,6 +119,8 @@ class ResidualModel:
             raise InputError(f"weights column {self.weights!r} is not in the data")
         if self.strata is not None and self.strata not in available:
             raise InputError(f"residual_by column {self.strata!r} is not in the data")
+        if self.ar1 is not None and self.ar1 not in available:
+            raise InputError(f"residual_ar1 time column {self.ar1!r} is not in the data")
         return self.columns
 
     def row_weights(self, df: pd.DataFrame) -> np.ndarray | None:

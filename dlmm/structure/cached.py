@@ -253,9 +253,9 @@ def _learn(run: _Pass, spec: FormulaSpec) -> tuple[list[dict], pd.DataFrame]:
     if spec.stateful:
         raise InputError("formula uses a stateful transform (such as center or scale) that "
                          "must see all the data; compute that column before fitting")
-    if spec.residual.stratified:
-        raise InputError("the statistics cache does not keep sums by stratum: fit a model "
-                         f"with residual_by={spec.residual.strata!r} without the cache")
+    if spec.residual.parametric:
+        raise InputError("the statistics cache does not keep sums by residual component: "
+                         "fit a model with residual_by or residual_ar1 without the cache")
     layout, _ = crossed_design(spec, run.over_files(list(spec.columns), meta))
     if layout is not None:
         raise InputError("the statistics cache keeps the grouped engine's sums; this model "

@@ -12,8 +12,8 @@ from .base import RandomEffectsStatistics
 from .crossed import crossed_pass
 from .grouped import one_pass
 from .nested_grouped import nested_component, nested_grouped_pass
+from .residual_pass import residual_pass
 from .shifted import ShiftedStatistics
-from .stratified import stratified_pass
 
 
 def crossed_design(spec, backend: Backend) -> tuple[CrossedLayout | None, Any]:
@@ -41,22 +41,23 @@ def collect_statistics(spec, backend: Backend, progress=None) -> RandomEffectsSt
     component of a factor's indicators within it (``(1 | lea/school)``) to the nested
     engine (:mod:`dlmm.structure.nested_grouped`); every other model to the grouped
     engine (:mod:`dlmm.structure.grouped`), kept by stratum where the residual
-    variance differs by stratum (:mod:`dlmm.structure.stratified`; the other engines
-    refuse it). When the specification
+    covariance has parameters (:mod:`dlmm.structure.residual_pass`: a variance per
+    stratum, AR(1) errors; the other engines refuse them). When the specification
     shifts random-effect columns (``spec.centering``), the grouped statistics are
     seen through :class:`ShiftedStatistics`. ``progress(done, total)`` is called
     as chunks of rows are done.
     """
-    stratified = spec.residual.stratified
+    parametric = spec.residual.parametric
     layout, label = crossed_design(spec, backend)
-    if layout is not None or (stratified and nested_component(spec) is not None):
-        if stratified:
-            raise InputError("residual_by needs one grouping factor with random effects "
-                             "of its own (crossed or nested designs are not supported yet)")
+    if layout is not None or (parametric and nested_component(spec) is not None):
+        if parametric:
+            raise InputError("residual_by and residual_ar1 need one grouping factor with "
+                             "random effects of its own (crossed or nested designs are not "
+                             "supported yet)")
         return crossed_pass(spec, layout, backend, label, progress)
     if nested_component(spec) is not None:
         return nested_grouped_pass(spec, backend, progress)
-    stats = stratified_pass(spec, backend, progress) if stratified else \
+    stats = residual_pass(spec, backend, progress) if parametric else \
         one_pass(spec, backend, progress)
     centering = spec.centering
     if centering.shifts_z:

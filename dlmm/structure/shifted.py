@@ -57,7 +57,8 @@ class ShiftedStatistics(RandomEffectsStatistics):
         return out
 
     def at(self, weights) -> ShiftedStatistics:
-        """The inner statistics at other stratum weights (:mod:`.stratified`), shifted."""
+        """The inner statistics at other residual parameters (:mod:`.residual_pass`),
+        shifted."""
         out = copy.copy(self)
         out.inner = self.inner.at(weights)
         return out

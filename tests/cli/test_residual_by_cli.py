@@ -1,6 +1,7 @@
-"""``dlmm fit --residual-by COLUMN``: nlme's varIdent fit from the command line, written
-to the result folder and its summary (nlme's numbers:
-``tests/reference/residual/nlme_varident.R``), and its one-line refusals."""
+"""``dlmm fit --residual-by COLUMN --residual-ar1 TIME``: nlme's varIdent and corAR1 fits
+from the command line, written to the result folder and its summary (nlme's numbers:
+``tests/reference/residual/nlme_varident.R``, ``nlme_ar1.R``), and the one-line
+refusals."""
 
 from __future__ import annotations
 
@@ -14,12 +15,26 @@ from .helpers import _error_line, _no_output, run_dlmm
 
 HERE = Path(__file__).resolve().parents[1] / "reference" / "residual"
 REF = json.loads((HERE / "nlme_varident.json").read_text())["orthodont"]["ML"]
+AR1 = json.loads((HERE / "nlme_ar1.json").read_text())["orthodont_ar1"]["REML"]
 
 
 def _parquet(tmp_path: Path) -> Path:
     path = tmp_path / "orthodont.parquet"
-    pd.read_csv(HERE / "orthodont.csv").to_parquet(path, index=False)
+    frame = pd.read_csv(HERE / "orthodont.csv")
+    frame.assign(t=frame["age"] // 2).to_parquet(path, index=False)
     return path
+
+
+def test_fit_by_stratum_with_ar1_is_nlmes(tmp_path):
+    proc = run_dlmm("fit", _parquet(tmp_path), "--formula", "distance ~ age + (1 | Subject)",
+                    "--residual-by", "Sex", "--residual-ar1", "t", "-o", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((tmp_path / "out" / "result.json").read_text())
+    np.testing.assert_allclose(saved["state"]["estimates"]["llf"], AR1["logLik"], rtol=1e-6)
+    residual = saved["state"]["fit"]["residual"]
+    assert residual["time_column"] == "t" and residual["column"] == "Sex"
+    np.testing.assert_allclose(residual["rho"], AR1["rho"], rtol=1e-4)
+    assert "AR(1) in t:" in (tmp_path / "out" / "summary.txt").read_text()
 
 
 def test_fit_by_stratum_is_nlmes(tmp_path):
@@ -30,7 +45,7 @@ def test_fit_by_stratum_is_nlmes(tmp_path):
     estimates = saved["state"]["estimates"]
     np.testing.assert_allclose(estimates["llf"], REF["logLik"], rtol=1e-6)
     np.testing.assert_allclose(estimates["fe_params"], list(REF["fixef"].values()), rtol=1e-6)
-    strata = saved["state"]["fit"]["residual_strata"]
+    strata = saved["state"]["fit"]["residual"]
     assert strata["column"] == "Sex" and strata["levels"] == ["Female", "Male"]
     np.testing.assert_allclose(strata["delta"], [1.0, REF["delta"]["Male"]], rtol=1e-4)
     summary = (tmp_path / "out" / "summary.txt").read_text()
