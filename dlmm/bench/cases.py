@@ -32,6 +32,7 @@ from .peers import (
     gpboost_python,
     lme4_available,
     lme4_fit,
+    nlme_fit,
     over_budget,
     statsmodels_fit_within,
 )
@@ -64,6 +65,9 @@ class CaseKind:
         ``case -> dict | str``: gpboost's spelling of the case (``response``,
         ``covariates``, ``factors``: crossed intercepts), or why gpboost does not fit
         it; None: the kind has no gpboost case.
+    nlme : callable, optional
+        ``case -> dict``: nlme's ``lme`` arguments (``fixed``, ``random``, ``weights``,
+        ``correlation``, as R code), for the peer ``"nlme"``; None: no nlme case.
 
     A case's ``reml`` (default True) says whether every fit is REML or ML; its
     ``lmer`` (optional) is lme4's formula, which dlmm then fits with :func:`dlmm.lmer`
@@ -77,6 +81,7 @@ class CaseKind:
     lme4_formula: Callable[[dict], str]
     statsmodels_skip: Callable[[dict, dict], str | None]
     gpboost: Callable[[dict], dict | str] | None = None
+    nlme: Callable[[dict], dict] | None = None
 
 
 def _import_on_worker() -> bool:
@@ -200,7 +205,7 @@ def rows_of(path: Path) -> int:
 
 
 #: The peers a row may have, in the order the log and the table show them.
-PEERS = ("lme4", "statsmodels", "gpboost")
+PEERS = ("lme4", "statsmodels", "gpboost", "nlme")
 
 
 def _ratios(row: dict) -> None:
@@ -243,6 +248,9 @@ def run_cases(kind: CaseKind, cases: list[str], workers: int = 2, data_dir=None,
     root = Path(data_dir) if data_dir else Path(tempfile.gettempdir()) / "dlmm-bench-data"
     root.mkdir(parents=True, exist_ok=True)
     have_lme4 = "lme4" in peers and lme4_available()
+    have_nlme = "nlme" in peers and kind.nlme is not None and lme4_available("nlme")
+    if "nlme" in peers and kind.nlme is not None and not have_nlme:
+        log("nlme: Rscript with nlme not found; skipped")
     if "lme4" in peers and not have_lme4:
         log("lme4: Rscript with lme4 not found; skipped")
     gpb_python = None
@@ -273,6 +281,9 @@ def run_cases(kind: CaseKind, cases: list[str], workers: int = 2, data_dir=None,
             row["statsmodels"] = {"skipped": why} if why else _peer(
                 peer_budget, statsmodels_fit_within, path, case["formula"], model["groups"],
                 peer_budget, model["re_formula"], model["vc_formula"], reml)
+        if have_nlme:
+            row["nlme"] = _peer(peer_budget, nlme_fit, path, timeout=peer_budget, reml=reml,
+                                **kind.nlme(case))
         if gpb_python is not None:
             spec = kind.gpboost(case)
             row["gpboost"] = {"skipped": spec} if isinstance(spec, str) else _peer(
@@ -329,6 +340,9 @@ def format_case_table(doc: dict) -> str:
     with_gpb = any("gpboost" in r for r in doc["results"])
     if with_gpb:
         head += f" {'gpboost':>8} {'x':>6}"
+    with_nlme = any("nlme" in r for r in doc["results"])
+    if with_nlme:
+        head += f" {'nlme':>8} {'x':>6}"
     lines = [head, "-" * len(head)]
     for r in doc["results"]:
         pdx, pq = r.get("dlmm_pandas", {}), r.get("dlmm_parquet", {})
@@ -345,6 +359,9 @@ def format_case_table(doc: dict) -> str:
         if with_gpb:
             gp = r.get("gpboost", {})
             lines[-1] += f" {secs(gp):>8} {gp.get('ratio', float('nan')):>6.1f}"
+        if with_nlme:
+            nl = r.get("nlme", {})
+            lines[-1] += f" {secs(nl):>8} {nl.get('ratio', float('nan')):>6.1f}"
     return "\n".join(lines)
 
 

@@ -67,12 +67,12 @@ def over_budget(budget: float) -> dict:
     return {"timed_out": f"stopped after {budget:.0f} s (the peer budget)", "budget": budget}
 
 
-def lme4_available() -> bool:
-    """Whether ``Rscript`` runs and has lme4."""
+def lme4_available(package: str = "lme4") -> bool:
+    """Whether ``Rscript`` runs and has lme4 (or another R ``package``)."""
     if shutil.which("Rscript") is None:
         return False
     try:
-        done = subprocess.run(["Rscript", "-e", "suppressMessages(library(lme4))"],
+        done = subprocess.run(["Rscript", "-e", f"suppressMessages(library({package}))"],
                               capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -114,6 +114,33 @@ def lme4_fit(path: Path, formula: str, timeout: float, reml: bool = True) -> dic
         raise RuntimeError(" ".join(done.stderr.split())[-300:])
     secs, llf, warned = done.stdout.split()[:3]
     return {"seconds": float(secs), "llf": float(llf), "converged": warned == "FALSE"}
+
+
+def nlme_fit(path: Path, fixed: str, random: str, timeout: float, reml: bool = True,
+             weights: str | None = None, correlation: str | None = None) -> dict:
+    """nlme's ``lme`` on the data at ``path`` (Parquet, read through a CSV copy), with a
+    variance function and a correlation structure (R code): seconds of the ``lme`` call
+    alone and llf."""
+    csv = csv_copy(Path(path))
+    extra = "".join(f", {name} = {code}" for name, code in
+                    (("weights", weights), ("correlation", correlation)) if code)
+    script = (
+        "suppressMessages(library(nlme));"
+        "read <- if (requireNamespace('data.table', quietly = TRUE)) "
+        "function(f) as.data.frame(data.table::fread(f)) else read.csv;"
+        f"d <- read({json.dumps(str(csv))});"
+        "t0 <- Sys.time();"
+        f"m <- lme({fixed}, random = {random}, data = d, "
+        f"method = '{'REML' if reml else 'ML'}'{extra});"
+        "secs <- as.numeric(difftime(Sys.time(), t0, units = 'secs'));"
+        "cat(sprintf('%.6f %.12g', secs, as.numeric(logLik(m))), '\n')"
+    )
+    done = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(" ".join(done.stderr.split())[-300:])
+    secs, llf = done.stdout.split()[:2]
+    return {"seconds": float(secs), "llf": float(llf), "converged": True}
 
 
 #: The gpboost child: reads the Parquet data, fits crossed random intercepts, prints

@@ -19,10 +19,12 @@ def run(args: argparse.Namespace) -> int:
     """
     from ..bench import format_table, run_bench, write_report
 
-    if getattr(args, "crossed", None) and getattr(args, "nested", None):
+    kinds = [k for k in ("crossed", "nested", "residual") if getattr(args, k, None)]
+    if len(kinds) > 1:
         from .errors import UsageError
 
-        raise UsageError("--crossed and --nested exclude each other: run them one at a time")
+        raise UsageError(f"--{kinds[0]} and --{kinds[1]} exclude each other: run them one at "
+                         "a time")
     if getattr(args, "io_limit", False) and (getattr(args, "crossed", None)
                                              or getattr(args, "nested", None)):
         from .errors import UsageError
@@ -35,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_crossed(args)
     if getattr(args, "nested", None):
         return _run_nested(args)
+    if getattr(args, "residual", None):
+        return _run_residual(args)
     doc = run_bench(
         args.sizes, per_group=args.per_group, k_fe=args.fe, re_formula=args.re_formula,
         partitions=args.partitions, workers=args.workers,
@@ -97,6 +101,29 @@ def _run_nested(args: argparse.Namespace) -> int:
     sys.stdout.write(format_case_table(doc) + "\n")
     if args.output:
         files = write_case_report(doc, args.output, "nested")
+        event("done", "wrote %s", ", ".join(files.values()), **files)
+    return EXIT_OK
+
+
+def _run_residual(args: argparse.Namespace) -> int:
+    """``dlmm bench --residual CASES``: residual models beside nlme (see
+    :mod:`dlmm.bench.residual`)."""
+    from ..bench.cases import format_case_table, write_case_report
+    from ..bench.residual import check_cases, run_residual_bench
+    from .errors import UsageError
+
+    try:
+        check_cases(args.residual)
+    except ValueError as exc:
+        raise UsageError(f"--residual: {exc}") from None
+    doc = run_residual_bench(
+        args.residual, workers=args.workers or 2, data_dir=args.data_dir,
+        peers=() if args.no_peers else ("nlme",), peer_budget=args.peer_budget,
+        seed=args.seed, log=lambda line: event("bench", "%s", line),
+    )
+    sys.stdout.write(format_case_table(doc) + "\n")
+    if args.output:
+        files = write_case_report(doc, args.output, "residual")
         event("done", "wrote %s", ", ".join(files.values()), **files)
     return EXIT_OK
 

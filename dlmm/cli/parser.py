@@ -340,6 +340,12 @@ def _add_bench_options(bench: argparse.ArgumentParser) -> None:
                        help="nested designs instead of --sizes: 'chem97' and/or simulated "
                             "OUTERxINNERxROWS, score ~ gcsecnt + gender + (1 | lea/school) "
                             "(default with no value: chem97,1310x18x13,10000x100x10)")
+    bench.add_argument("--residual", nargs="?", const="orthodont,10000x10",
+                       type=lambda t: [c for c in t.split(",") if c.strip()],
+                       metavar="CASE[,CASE...]",
+                       help="residual models instead of --sizes, beside nlme: 'orthodont' "
+                            "and/or simulated GROUPSxROWS, a variance per stratum and AR(1) "
+                            "errors (default with no value: orthodont,10000x10)")
     bench.add_argument("--io-limit", action="store_true",
                        help="the I/O limit instead of the peers: for each of --sizes, the "
                             "bare read of the model's columns with pyarrow (the floor), then "

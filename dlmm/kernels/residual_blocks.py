@@ -35,6 +35,10 @@ from .layout import GroupBatch
 from .moments import block_moment_pieces
 from .pieces import LikelihoodPieces
 
+#: Groups from which a block's derivatives along the components run the compiled loop
+#: (:mod:`dlmm.kernels.residual_loops`); below, batched NumPy (its load would cost more).
+COMPILED_MIN_GROUPS = 1_000
+
 
 @dataclass(eq=False)
 class ResidualPieces(LikelihoodPieces):
@@ -138,6 +142,21 @@ def component_directions(block: ComponentBlock, chol_re: np.ndarray,
         return np.zeros(n_comp), np.zeros((n_comp, r, r))
     c = np.asarray(coefficients, dtype=float)
     lam = np.asarray(chol_re, dtype=float)
+    if b >= COMPILED_MIN_GROUPS:  # one compiled sweep (dlmm.kernels.residual_loops)
+        from .residual_loops import group_solves_loop
+
+        m, nm = np.empty((b, q, q)), np.empty((b, q, r))
+        group_solves_loop(block.g, block.h, c, np.ascontiguousarray(lam), m, nm)
+    else:
+        m, nm = numpy_solves(block, lam, c)
+    return _contract(block, m, nm)
+
+
+def numpy_solves(block: ComponentBlock, lam: np.ndarray, c: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's ``M = Λ C⁻¹ Λ'`` and ``N = M H``, batched in NumPy (blocks of few
+    groups, and the reference of the compiled loop)."""
+    n_comp, b, q, _ = block.g.shape
     g = np.tensordot(c, block.g, axes=1)
     h = np.tensordot(c, block.h, axes=1)
     cm = lam.T @ g @ lam
@@ -145,11 +164,20 @@ def component_directions(block: ComponentBlock, chol_re: np.ndarray,
     t = np.linalg.cholesky(cm)
     x = np.linalg.solve(t, np.broadcast_to(lam.T, (b, q, q)))  # T⁻¹ Λ'
     m = np.swapaxes(x, 1, 2) @ x  # Λ C⁻¹ Λ'
-    nm = m @ h  # (b, q, r)
-    p_res = np.einsum("bij,kbji->k", m, block.g)
-    hn = np.einsum("kbia,bic->kac", block.h, nm)
-    t_res = hn + np.swapaxes(hn, 1, 2) - np.einsum("bia,kbij,bjc->kac", nm, block.g, nm)
-    return p_res, t_res
+    return m, m @ h
+
+
+def _contract(block: ComponentBlock, m: np.ndarray, nm: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The sums over the groups as BLAS products: ``tr(M G_k)`` of every component,
+    ``Σ_i H_k'N``, and ``Σ_i N'G_k N`` through the outer products ``N[a,u] N[b,v]``."""
+    n_comp, b, q, _ = block.g.shape
+    r = nm.shape[2]
+    p_res = block.g.reshape(n_comp, -1) @ np.swapaxes(m, 1, 2).reshape(-1)
+    hn = np.tensordot(block.h, nm, axes=([1, 2], [0, 1]))  # (K, r, r): Σ_i H_{i,k}' N_i
+    outer = (nm[:, :, None, :, None] * nm[:, None, :, None, :]).reshape(b * q * q, r * r)
+    ngn = (block.g.reshape(n_comp, b * q * q) @ outer).reshape(n_comp, r, r)
+    return p_res, hn + np.swapaxes(hn, 1, 2) - ngn
 
 
 def component_pieces(block: ComponentBlock, chol_re: np.ndarray, sd_vc: np.ndarray,

@@ -252,8 +252,18 @@ class ProfileLikelihood:
         return max(0.2 * est, 1e-3 * np.sqrt(ml.scale))
 
 
+def _no_residual_parameters(result) -> None:
+    """Profiles hold the residual parameters of ``residual_by``/``residual_ar1`` at their
+    estimates; refused rather than reported as the profile they are not."""
+    if getattr(result, "residual", None) is not None:
+        raise InputError("profile likelihoods of fits with residual_by or residual_ar1 are "
+                         "not available yet (they would hold δ and ρ at their estimates); "
+                         "use conf_int() (Wald intervals) instead")
+
+
 def profile_conf_int(result, alpha: float = 0.05) -> pd.DataFrame:
     """lme4-style profile intervals for every parameter (see the module docstring)."""
+    _no_residual_parameters(result)
     prof = ProfileLikelihood(result)
     rows = []
     for name, kind, index in prof.parameters():
@@ -286,6 +296,7 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
     """
     if vtype not in ("re", "vc"):
         raise InputError(f"vtype must be 're' or 'vc', got {vtype!r}")
+    _no_residual_parameters(result)
     if result._stats is None:
         raise InputError("profiling needs the fitted data; a loaded result cannot profile")
     objective = result.model.objective(result._stats.on_driver(), result.reml)

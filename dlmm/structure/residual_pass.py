@@ -157,41 +157,18 @@ def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
     g, labels = pd.factorize(pd.Series(design.groups), sort=True)
     labels = np.asarray(labels, dtype=object if np.asarray(labels).dtype.kind in "UO"
                         else None)
-    order = np.lexsort((t, g))
-    g, t, s, z, xy = g[order], t[order], s[order], z[order], xy[order]
     same = g[1:] == g[:-1]
+    if not (np.all(g[1:] >= g[:-1]) and np.all(t[1:][same] > t[:-1][same])):
+        order = np.lexsort((t, g))  # data not written group by group in time order
+        g, t, s, z, xy = g[order], t[order], s[order], z[order], xy[order]
+        same = g[1:] == g[:-1]
     step = t[1:] - t[:-1]
     if np.any(same & (step == 0)):
         j = int(np.flatnonzero(same & (step == 0))[0])
         raise InputError(f"residual_ar1: group {labels[g[j]]!r} has two rows at time "
                          f"{t[j]} in column {residual.ar1!r}")
     pair = same & (step == 1)
-    parts, k, rows = {}, {}, {}
-    for code in range(len(levels)):  # a handful of strata
-        rows_s = s == code
-        if not rows_s.any():
-            continue
-        zz = np.einsum("na,nb->nab", z[rows_s], z[rows_s])
-        zr = np.einsum("na,nb->nab", z[rows_s], xy[rows_s])
-        uniq, szz, szr, n = _by_key(g[rows_s], zz, zr)
-        parts["lag0", code, code] = _keyed(labels[uniq], n, szz, szr)
-        k["lag0", code, code] = xy[rows_s].T @ xy[rows_s]
-        rows[code] = float(rows_s.sum())
-    if pair.any():
-        a, b = np.flatnonzero(pair), np.flatnonzero(pair) + 1
-        lo, hi = np.minimum(s[a], s[b]), np.maximum(s[a], s[b])
-        zz = np.einsum("na,nb->nab", z[a], z[b])
-        zz = zz + np.swapaxes(zz, 1, 2)
-        zr = np.einsum("na,nb->nab", z[a], xy[b]) + np.einsum("na,nb->nab", z[b], xy[a])
-        n_levels = len(levels)
-        comp = lo * n_levels + hi
-        for key in np.unique(comp):
-            sel = comp == key
-            uniq, szz, szr, n = _by_key(g[a][sel], zz[sel], zr[sel])
-            st = (int(key // n_levels), int(key % n_levels))
-            parts[("lag1", *st)] = _keyed(labels[uniq], n, szz, szr)
-            kk = xy[a][sel].T @ xy[b][sel]
-            k[("lag1", *st)] = kk + kk.T
+    parts, k, rows = _ar1_sums(g, t, s, z, xy, labels, len(levels))
     head = np.concatenate([[True], ~pair])
     tail = np.concatenate([~pair, [True]])
     loose = head | tail
@@ -202,6 +179,38 @@ def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
         log_weights=design.log_weights, bad_weights=float(design.bad_weights))
     return ComponentChunk(levels, parts, k, rows, totals, 0, LooseRows(
         labels[g[loose]], t[loose], s[loose], head[loose], tail[loose], z[loose], xy[loose]))
+
+
+def _ar1_sums(g, t, s, z, xy, labels, n_levels: int) -> tuple[dict, dict, dict]:
+    """The ``lag0`` and ``lag1`` components of a chunk sorted by (group, time), by one
+    compiled loop (:func:`dlmm.kernels.residual_loops.ar1_sums_loop`): the parts, the
+    ``K`` parts and the rows of each stratum, keyed by the chunk's stratum codes."""
+    from ..kernels.residual_loops import ar1_sums_loop
+
+    keys = [("lag0", a, a) for a in range(n_levels)]
+    lag1_of = np.zeros((n_levels, n_levels), dtype=np.int64)
+    for a in range(n_levels):
+        for b in range(a, n_levels):
+            lag1_of[a, b] = lag1_of[b, a] = len(keys)
+            keys.append(("lag1", a, b))
+    q, r = z.shape[1], xy.shape[1]
+    n_groups = labels.shape[0]
+    gz = np.zeros((len(keys), n_groups, q, q))
+    hz = np.zeros((len(keys), n_groups, q, r))
+    n = np.zeros((len(keys), n_groups))
+    kk = np.zeros((len(keys), r, r))
+    ar1_sums_loop(g.astype(np.int64), t, s.astype(np.int64), np.ascontiguousarray(z),
+                  np.ascontiguousarray(xy), lag1_of, gz, hz, n, kk)
+    parts, k, rows = {}, {}, {}
+    for c, key in enumerate(keys):  # a handful of components
+        present = n[c] > 0
+        if not present.any():
+            continue
+        parts[key] = _keyed(labels[present], n[c][present], gz[c][present], hz[c][present])
+        k[key] = kk[c]
+        if key[0] == "lag0":
+            rows[key[1]] = float(n[c].sum())
+    return parts, k, rows
 
 
 def _summary(chunk: ComponentChunk):
