@@ -309,7 +309,8 @@ def hessian_from_profiled(hess_theta: np.ndarray, pieces, xy_cross: np.ndarray,
     """The Hessian of ``L`` in (fixed effects, profile covariance parameters ``psi``) at
     the GLS fixed effects, from the Hessian of the profiled llf in the sqrt parameters
     ``theta = (tril chol_re, sd_vc)`` (``hess_theta``, e.g. the optimizer's at its
-    optimum) and the sqrt-direction pieces there; None where a standard deviation
+    optimum) and the pieces there (along sqrt or profile directions; any further
+    directions, such as residual parameters', are not used); None where a standard deviation
     (``sd_vc``, or the diagonal of ``chol_re``) is below ``min_sd`` (use
     :func:`hessian_from_gradients`).
 
@@ -320,13 +321,12 @@ def hessian_from_profiled(hess_theta: np.ndarray, pieces, xy_cross: np.ndarray,
     ``L_bb = -fac S_XX / Q``, ``L_bk = -fac (D_k c)_X / Q`` and, the profiled Hessian
     being the Schur complement of the fixed effects, ``L_psi = H_psi + L_pb L_bb^{-1} L_bp``.
     """
-    from .profiled import covariance_gradient
+    from .profiled import covariance_gradient, direction_derivatives
 
     sd = np.asarray(sd_vc, dtype=float)
     chol = np.zeros((0, 0)) if chol_re is None else np.asarray(chol_re, dtype=float)
     sds = np.concatenate([np.abs(np.diag(chol)), np.abs(sd)])
-    if getattr(pieces, "directions", "profile") != "sqrt" or sds.size == 0 \
-            or np.min(sds) < min_sd:
+    if sds.size == 0 or np.min(sds) < min_sd:
         return None
     s = xy_cross - pieces.hmh
     p = s.shape[0] - 1
@@ -344,7 +344,14 @@ def hessian_from_profiled(hess_theta: np.ndarray, pieces, xy_cross: np.ndarray,
     jac_inv = np.linalg.inv(jac)
     h_psi = jac_inv.T @ (np.asarray(hess_theta, dtype=float)
                          - np.einsum("i,ijk->jk", g_psi, second)) @ jac_inv
-    d1 = np.einsum("ji,jrs->irs", jac_inv, np.asarray(pieces.dhmh, dtype=float))
+    kind, _, dhmh = direction_derivatives(pieces)
+    if kind == "sqrt":
+        d1 = np.einsum("ji,jrs->irs", jac_inv, dhmh[: jac.shape[0]])
+    else:  # along each entry of Psi (an off-diagonal packed entry moves two), then v
+        k = chol.shape[0]
+        full = dhmh[: k * k].reshape(k, k, *dhmh.shape[1:])
+        d1 = np.concatenate([full[rows, cols] + np.where(rows == cols, 0.0, 1.0)[:, None, None]
+                             * full[cols, rows], dhmh[k * k: k * k + sd.size]])
     l_bb = -fac * s_xx / q
     l_bv = -fac * np.einsum("krs,s->rk", d1, c)[:p] / q
     l_vv = h_psi + (l_bv.T @ np.linalg.solve(l_bb, l_bv) if p else 0.0)

@@ -53,6 +53,11 @@ class ResidualEstimates:
     rho_se: float = float("nan")
 
     @property
+    def n_params(self) -> int:
+        """The fit's residual parameters: log δ of every stratum but the first, atanh ρ."""
+        return len(self.levels) - 1 + int(self.time_column is not None)
+
+    @property
     def variances(self) -> np.ndarray:
         """Residual variance of each stratum, ``scale * delta**2``."""
         return self.scale * self.delta**2

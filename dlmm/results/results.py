@@ -236,12 +236,15 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         theta = objective.theta_map.pack(chol_re, sd_vc)
         hessian_c = None
         m = theta.size
+        # with residual parameters (last), the covariance block of the optimizer's
+        # Hessian over both is the Hessian at the fitted residual parameters
+        m_opt = m + (0 if residual is None else residual.n_params)
         if not objective.has_hessian and freepat is None and outcome.hessian is not None \
-                and outcome.hessian.shape == (m, m):
+                and outcome.hessian.shape == (m_opt, m_opt):
             # The optimizer's Hessian (differences of the analytic gradient at the
             # optimum) with the exact fixed-effects blocks: no more evaluations.
             hessian_c = hessian_from_profiled(
-                outcome.hessian, objective.pieces(theta), engine.totals.xy_cross,
+                outcome.hessian[:m, :m], objective.pieces(theta), engine.totals.xy_cross,
                 engine.totals.n_rows, estimates.reml, sd_vc, chol_re=chol_re)
         if hessian_c is None:  # exact pieces, or a variance near 0, or a free pattern
             hessian_c = objective.psi_hessian(theta, value.fe_params)

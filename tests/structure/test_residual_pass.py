@@ -209,3 +209,33 @@ def test_lmer_terms_beyond_one_factor_refused():
         dlmm.lmer("y ~ x + (x | g) + (1 | h)", frame, residual_by="s")
     result = dlmm.lmer("y ~ x + (x | g)", frame, residual_by="s")
     assert result.residual.levels == ["lo", "mid", "zz"]
+
+
+def test_one_read_of_each_file(reference, tmp_path, monkeypatch):
+    """Weights, strata and AR(1) on Parquet files on a local cluster (threads, so that
+    the reads can be counted here): every file is read once, by the one pass."""
+    from distributed import Client, LocalCluster
+
+    import dlmm.distributed.parquet_pieces as pieces
+
+    frame, _ = reference
+    for j, part in enumerate(np.array_split(np.arange(len(frame)), 4)):
+        frame.iloc[part].to_parquet(tmp_path / f"part-{j}.parquet", index=False)
+    reads: list[str] = []
+    read = pieces.read_piece
+
+    def counted(piece, columns, strings):
+        reads.append(str(piece.path))
+        assert piece.row_groups is None  # whole files
+        return read(piece, columns, strings)
+
+    monkeypatch.setattr(pieces, "read_piece", counted)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
+                      host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        result = dlmm.mixedlm("y ~ x", str(tmp_path), client=client, weights="w",
+                              **BOTH).fit()
+    assert result.converged and result.residual.time_column == "t"
+    assert sorted(reads) == sorted(str(p) for p in tmp_path.glob("*.parquet"))
+    plain = dlmm.mixedlm("y ~ x", frame, weights="w", **BOTH).fit()
+    np.testing.assert_allclose(result.llf, plain.llf, rtol=1e-8)
