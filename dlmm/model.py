@@ -191,14 +191,10 @@ class MixedLM(StatsmodelsModel):
             (see :mod:`dlmm.spec.eval_env`).
         weights : str, optional
             The column of precision weights, as :class:`MixedLM`'s ``weights``.
-        residual_by : str, optional
-            A column whose levels each have a residual variance of their own (nlme's
-            ``weights = varIdent(form = ~ 1 | column)``), estimated with the rest:
-            ``result.residual`` (:mod:`dlmm.spec.residual`).
-        residual_ar1 : str, optional
-            A time column: AR(1) errors within each group (nlme's ``correlation =
-            corAR1(form = ~ time | groups)``), times consecutive integers within a
-            group; ρ in ``result.residual``.
+        residual_by, residual_ar1 : str, optional
+            A column whose levels each have a residual variance (nlme's ``varIdent(form
+            = ~ 1 | column)``); a time column of AR(1) errors within groups (``corAR1(
+            form = ~ time | groups)``, consecutive integers): ``result.residual``.
         """
         if args:
             raise InputError(f"from_formula takes no positional arguments after missing (got "
