@@ -561,7 +561,7 @@ class MixedLM(StatsmodelsModel):
         # exact where the engine has Hessian pieces, else differences of the analytic
         # gradient, reused while the point barely moves
         hess_free = restricted(objective.with_hessian, x0, mask) if objective.has_hessian \
-            and cov_pen is None else GradientHessian(fun_free)
+            and cov_pen is None else GradientHessian(fun_free, central=not n_res)
         before = engine.evaluations
 
         tolerances = {} if gtol is None else {"tol_grad": float(gtol)}
