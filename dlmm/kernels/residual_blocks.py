@@ -94,10 +94,13 @@ class ComponentBlock:
         if b == 0:
             return StatsBlock(self.labels, np.zeros(0), [])
         c = np.asarray(coefficients, dtype=float)
-        g = np.tensordot(c, self.g, axes=1)
-        h = np.tensordot(c, self.h, axes=1)
-        batch = GroupBatch(np.arange(b), g, h, g.shape[1], np.zeros(0, dtype=np.int64),
-                           np.full((b, 0), -1, dtype=np.int64))
+        return self.combined(np.tensordot(c, self.g, axes=1), np.tensordot(c, self.h, axes=1))
+
+    def combined(self, g: np.ndarray, h: np.ndarray) -> StatsBlock:
+        """The grouped block of given combined cross-products ``g`` (b, q, q), ``h``."""
+        batch = GroupBatch(np.arange(self.n_groups), g, h, g.shape[1],
+                           np.zeros(0, dtype=np.int64),
+                           np.full((self.n_groups, 0), -1, dtype=np.int64))
         return StatsBlock(self.labels, self.n, [batch])
 
     def select_xy(self, keep: np.ndarray) -> ComponentBlock:
@@ -140,22 +143,30 @@ def component_directions(block: ComponentBlock, chol_re: np.ndarray,
     r = block.h.shape[3]
     if b == 0:
         return np.zeros(n_comp), np.zeros((n_comp, r, r))
+    return _contract(block, *group_solves(block, chol_re, coefficients)[2:])
+
+
+def group_solves(block: ComponentBlock, chol_re: np.ndarray, coefficients: np.ndarray):
+    """``(G, H, M, N)`` of every group: the combined ``G = Σ_k c_k G_k`` (b, q, q) and
+    ``H``, ``M = Λ C⁻¹ Λ'`` and ``N = M H``: one compiled sweep
+    (:func:`dlmm.kernels.residual_loops.group_solves_loop`) from
+    :data:`COMPILED_MIN_GROUPS` groups, else batched NumPy (:func:`numpy_solves`)."""
+    n_comp, b, q, _ = block.g.shape
+    r = block.h.shape[3]
     c = np.asarray(coefficients, dtype=float)
-    lam = np.asarray(chol_re, dtype=float)
-    if b >= COMPILED_MIN_GROUPS:  # one compiled sweep (dlmm.kernels.residual_loops)
-        from .residual_loops import group_solves_loop
+    lam = np.ascontiguousarray(chol_re, dtype=float)
+    if b < COMPILED_MIN_GROUPS:
+        return numpy_solves(block, lam, c)
+    from .residual_loops import group_solves_loop
 
-        m, nm = np.empty((b, q, q)), np.empty((b, q, r))
-        group_solves_loop(block.g, block.h, c, np.ascontiguousarray(lam), m, nm)
-    else:
-        m, nm = numpy_solves(block, lam, c)
-    return _contract(block, m, nm)
+    out = (np.empty((b, q, q)), np.empty((b, q, r)), np.empty((b, q, q)), np.empty((b, q, r)))
+    group_solves_loop(block.g, block.h, c, lam, *out)
+    return out
 
 
-def numpy_solves(block: ComponentBlock, lam: np.ndarray, c: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each group's ``M = Λ C⁻¹ Λ'`` and ``N = M H``, batched in NumPy (blocks of few
-    groups, and the reference of the compiled loop)."""
+def numpy_solves(block: ComponentBlock, lam: np.ndarray, c: np.ndarray):
+    """:func:`group_solves` batched in NumPy (blocks of few groups, and the reference of
+    the compiled loop)."""
     n_comp, b, q, _ = block.g.shape
     g = np.tensordot(c, block.g, axes=1)
     h = np.tensordot(c, block.h, axes=1)
@@ -164,7 +175,7 @@ def numpy_solves(block: ComponentBlock, lam: np.ndarray, c: np.ndarray
     t = np.linalg.cholesky(cm)
     x = np.linalg.solve(t, np.broadcast_to(lam.T, (b, q, q)))  # T⁻¹ Λ'
     m = np.swapaxes(x, 1, 2) @ x  # Λ C⁻¹ Λ'
-    return m, m @ h
+    return g, h, m, m @ h
 
 
 def _contract(block: ComponentBlock, m: np.ndarray, nm: np.ndarray
@@ -173,11 +184,14 @@ def _contract(block: ComponentBlock, m: np.ndarray, nm: np.ndarray
     ``Σ_i H_k'N``, and ``Σ_i N'G_k N`` through the outer products ``N[a,u] N[b,v]``."""
     n_comp, b, q, _ = block.g.shape
     r = nm.shape[2]
-    p_res = block.g.reshape(n_comp, -1) @ np.swapaxes(m, 1, 2).reshape(-1)
+    # one product reads every G_k once: [vec M' | N[a,u] N[b,v]] over (group, a, b)
+    right = np.empty((b, q, q, 1 + r * r))
+    right[..., 0] = np.swapaxes(m, 1, 2)
+    right[..., 1:] = (nm[:, :, None, :, None] * nm[:, None, :, None, :]).reshape(b, q, q, r * r)
+    both = block.g.reshape(n_comp, b * q * q) @ right.reshape(b * q * q, 1 + r * r)
     hn = np.tensordot(block.h, nm, axes=([1, 2], [0, 1]))  # (K, r, r): Σ_i H_{i,k}' N_i
-    outer = (nm[:, :, None, :, None] * nm[:, None, :, None, :]).reshape(b * q * q, r * r)
-    ngn = (block.g.reshape(n_comp, b * q * q) @ outer).reshape(n_comp, r, r)
-    return p_res, hn + np.swapaxes(hn, 1, 2) - ngn
+    ngn = both[:, 1:].reshape(n_comp, r, r)
+    return both[:, 0], hn + np.swapaxes(hn, 1, 2) - ngn
 
 
 def component_pieces(block: ComponentBlock, chol_re: np.ndarray, sd_vc: np.ndarray,
@@ -187,8 +201,9 @@ def component_pieces(block: ComponentBlock, chol_re: np.ndarray, sd_vc: np.ndarr
     (:func:`component_directions`); 0 for a block without groups."""
     if block.n_groups == 0:
         return 0
-    base = block_pieces(block.at(coefficients), chol_re, sd_vc)
-    p_res, t_res = component_directions(block, chol_re, coefficients)
+    g, h, m, nm = group_solves(block, chol_re, coefficients)
+    base = block_pieces(block.combined(g, h), chol_re, sd_vc)
+    p_res, t_res = _contract(block, m, nm)
     return ResidualPieces(base.logdet, base.hmh, base.p_re, base.p_vc, base.t_re, base.t_vc,
                           base.n_groups, p_res, t_res)
 

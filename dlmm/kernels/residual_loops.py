@@ -23,18 +23,18 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def group_solves_loop(g, h, c, lam, m, nn):  # pragma: no cover - compiled
-    """Each group's ``M = Λ C⁻¹ Λ'`` into ``m`` (b, q, q) and ``N = M H`` into ``nn``
-    (b, q, r), at ``G = Σ_k c_k G_k``, ``H = Σ_k c_k H_k``; ``g`` (K, b, q, q),
-    ``h`` (K, b, q, r)."""
+def group_solves_loop(g, h, c, lam, gg_out, hh_out, m, nn):  # pragma: no cover - compiled
+    """Each group's ``G = Σ_k c_k G_k`` into ``gg_out`` (b, q, q), ``H = Σ_k c_k H_k`` into
+    ``hh_out`` (b, q, r), ``M = Λ C⁻¹ Λ'`` into ``m`` (b, q, q) and ``N = M H`` into ``nn``
+    (b, q, r); ``g`` (K, b, q, q), ``h`` (K, b, q, r)."""
     n_comp, b, q, _ = g.shape
     r = h.shape[3]
-    gg = np.empty((q, q))
-    hh = np.empty((q, r))
     gl = np.empty((q, q))
     t = np.empty((q, q))
     x = np.empty((q, q))
     for i in range(b):
+        gg = gg_out[i]
+        hh = hh_out[i]
         gg[:, :] = 0.0
         hh[:, :] = 0.0
         for k in range(n_comp):
