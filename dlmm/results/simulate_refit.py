@@ -13,9 +13,14 @@ holds its rows, so they are not drawn from a stream but computed from the
 group label: ``z = Phi^{-1}(u)`` with ``u`` a 64-bit hash of (label, seed,
 simulation, effect or variance-component column) — a counter-based generator,
 vectorized over rows and independent of the partitioning. The residual noise
-(sd ``sqrt(scale / w)`` with precision weights ``w``) comes from NumPy's generator
-seeded with (seed, partition number): the same seed and partitioning give the same
-responses.
+(sd ``sqrt(scale / w)`` with precision weights ``w``, times δ of the row's stratum
+with ``residual_by``) comes from NumPy's generator seeded with (seed, partition
+number): the same seed and partitioning give the same responses. With AR(1) errors
+(``residual_ar1``) a group's errors must agree across partitions too, so they are
+hashed as well: the stationary AR(1) at integer time t is
+``e_t = sqrt(1 - ρ²) Σ_k ρ^k u_{t-k}`` with ``u`` hashed from (label, seed,
+simulation, time), summed while ``|ρ|^k`` exceeds 1e-12 (and scaled to unit
+variance), so that each row computes its own error from its time alone.
 
 :func:`refit` fits the same model to a new response (a column of the data, or
 values aligned with the fitted rows: a pandas Series for in-memory data, a
@@ -60,18 +65,44 @@ def hashed_normals(label_hash: np.ndarray, *keys) -> np.ndarray:
     return special.ndtri(u)
 
 
+#: The key that sets AR(1) innovations apart from the random effects' deviates.
+_AR1_KEY = 1 << 40
+#: Terms of the AR(1) sum beyond which simulate refuses (|ρ| above about 0.9986).
+AR1_MAX_TERMS = 20_000
+
+
+def ar1_normals(label_hash: np.ndarray, times: np.ndarray, seed: int, sims: np.ndarray,
+                rho: float) -> np.ndarray:
+    """Unit-variance stationary AR(1) deviates (rows, simulations) at the integer
+    ``times`` of each row's group (see the module docstring)."""
+    rho = float(rho)
+    terms = 1 if rho == 0 else int(np.ceil(np.log(1e-12) / np.log(abs(rho))))
+    if terms > AR1_MAX_TERMS:
+        raise InputError(f"simulate: the AR(1) correlation {rho:.6g} is too close to ±1 to "
+                         "draw its errors exactly")
+    out = np.zeros((times.shape[0], sims.shape[0]))
+    weight = 1.0
+    for k in range(terms):  # a loop over lags, each vectorized over rows
+        out += weight * hashed_normals(label_hash[:, None], seed, sims[None, :], _AR1_KEY,
+                                       (times - k)[:, None])
+        weight *= rho
+    return out * np.sqrt((1.0 - rho * rho) / (1.0 - rho ** (2 * terms)))
+
+
 def _label_hash(groups: np.ndarray) -> np.ndarray:
     return hash_array(np.asarray(groups, dtype=object).astype(str))
 
 
 def simulate_chunk(frame: pd.DataFrame, spec, fe: np.ndarray, chol_re: np.ndarray,
                    sd_vc_slot: np.ndarray, sigma: float, n_sim: int, seed: int,
-                   partition: int, strata: tuple[str, dict] | None = None) -> pd.DataFrame:
+                   partition: int, strata: tuple[str, dict] | None = None,
+                   ar1: tuple[str, float] | None = None) -> pd.DataFrame:
     """``n_sim`` simulated responses for the rows of a chunk used in the fit (see
     the module docstring); ``sd_vc_slot`` is ``sqrt(vcomp)`` of each global
     variance-component column; ``strata = (column, {level: δ})`` scales each row's
-    residual sd by its stratum's δ (``residual_by``). Holds (rows, ``n_sim``) arrays:
-    one chunk at a time."""
+    residual sd by its stratum's δ (``residual_by``); ``ar1 = (time column, ρ)`` draws
+    AR(1) errors within groups (``residual_ar1``). Holds (rows, ``n_sim``) arrays: one
+    chunk at a time."""
     design = spec.design(frame)
     n, p = design.xy.shape[0], fe.shape[0]
     fixed = design.xy[:, :p] @ fe
@@ -83,7 +114,12 @@ def simulate_chunk(frame: pd.DataFrame, spec, fe: np.ndarray, chol_re: np.ndarra
     if strata is not None:
         column, delta = strata
         noise = noise * frame[column][design.kept].map(delta).to_numpy(dtype=float)[:, None]
-    out = fixed[:, None] + noise * rng.standard_normal((n, n_sim))  # (rows, simulations)
+    if ar1 is None:
+        errors = rng.standard_normal((n, n_sim))
+    else:
+        times = frame[ar1[0]][design.kept].to_numpy().astype(np.int64)
+        errors = ar1_normals(labels, times, seed, sims, ar1[1])
+    out = fixed[:, None] + noise * errors  # (rows, simulations)
     if k_re:
         z = hashed_normals(labels[:, None, None], seed, sims[None, :, None],
                            np.arange(k_re)[None, None, :])
@@ -118,14 +154,14 @@ def simulate(result, n: int = 1, seed: int = 0):
     sigma = float(np.sqrt(result.scale))
     seed = int(seed)
     by = getattr(result, "residual", None)
-    if by is not None and by.time_column is not None:
-        raise InputError("simulate does not draw AR(1) errors (residual_ar1) yet")
     strata = None if by is None or by.column is None else \
         (by.column, dict(zip(by.levels, by.delta)))
+    ar1 = None if by is None or by.time_column is None else (by.time_column, by.rho)
 
     def run(frame, partition_info=None):
         number = 0 if partition_info is None else int(partition_info["number"])
-        return simulate_chunk(frame, spec, fe, chol, sd_slot, sigma, n, seed, number, strata)
+        return simulate_chunk(frame, spec, fe, chol, sd_slot, sigma, n, seed, number, strata,
+                              ar1)
 
     meta = pd.DataFrame(np.zeros((0, n)), columns=[f"sim_{s + 1}" for s in range(n)])
     return stats.map_rows(run, meta)

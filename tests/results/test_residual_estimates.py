@@ -154,8 +154,24 @@ def test_saved_ar1_result_and_summary(tmp_path):
     assert loaded.residual.rho == result.residual.rho
     assert loaded.residual.rho_se == result.residual.rho_se
     assert re.search(rf"AR\(1\) in t: +{result.residual.rho:.4f} \(", str(loaded.summary()))
-    with pytest.raises(dlmm.InputError, match="AR\\(1\\) errors"):
-        result.simulate()
+
+
+def test_simulated_ar1_errors():
+    """Rows of a mare k visits apart: correlation (τ + ρ^k σ²) / (τ + σ²) across draws."""
+    frame, formula, kw = AR1_CASES["ovary"]
+    data = frame()
+    result = dlmm.mixedlm(formula, data, **kw).fit()
+    sims = result.simulate(n=3000, seed=1).to_numpy()
+    tau, s2, rho = float(np.asarray(result.cov_re)[0, 0]), result.scale, result.residual.rho
+    assert np.allclose(sims.var(axis=1).mean() / (tau + s2), 1.0, atol=0.03)
+    order = data.sort_values(["Mare", "t"]).index.to_numpy()
+    mare = data["Mare"].to_numpy()[order]
+    centred = sims[order] - sims[order].mean(axis=1, keepdims=True)
+    unit = centred / centred.std(axis=1, keepdims=True)
+    for lag in (1, 2, 5):
+        same = mare[lag:] == mare[:-lag]
+        corr = (unit[lag:][same] * unit[:-lag][same]).mean()
+        np.testing.assert_allclose(corr, (tau + rho**lag * s2) / (tau + s2), atol=0.02)
 
 
 def test_simulated_residual_variance_by_stratum(fits):
