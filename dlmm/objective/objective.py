@@ -73,6 +73,10 @@ class ProfiledObjective:
         split = getattr(self.theta_map, "statistics", None)
         return (self.stats, args) if split is None else split(self.stats, args)
 
+    def statistics(self, theta):
+        """The statistics θ evaluates (at its residual parameters, where it has them)."""
+        return self._engine(self.theta_map.engine_args(theta))[0]
+
     def pieces(self, theta):
         """The engine's likelihood pieces at θ."""
         stats, args = self._engine(self.theta_map.engine_args(theta))

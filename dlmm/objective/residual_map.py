@@ -60,6 +60,11 @@ class ResidualMap:
         """θ of the engine arguments (φ last)."""
         return np.concatenate([self.inner.pack(*args[:-1]), np.asarray(args[-1], dtype=float)])
 
+    def from_profile(self, grad_psi, grad_vc, args) -> np.ndarray:
+        """d/dθ of a function of ``Psi`` and ``v`` only (none along φ)."""
+        return np.concatenate([self.inner.from_profile(grad_psi, grad_vc, args[:-1]),
+                               np.zeros(self.n_res)])
+
     def along_theta(self, gradient, args) -> np.ndarray:
         """The inner map's gradient, then ``∂ℓ/∂φ`` (see the module docstring)."""
         phi = np.asarray(args[-1], dtype=float)

@@ -25,6 +25,7 @@ from scipy import stats as sps
 from ..exceptions import InputError
 from ..objective.params import MixedLMParams
 from ..objective.profiled import constrained_gls
+from ..objective.residual_map import with_residual_model
 from ..objective.shift import fixed_effects_map, log_jacobian
 
 
@@ -40,13 +41,15 @@ class ProfileLikelihood:
         self.model = result.model
         # Hundreds of evaluations in a row: on the driver when the statistics fit.
         self.stats = result._stats.on_driver()
-        self.objective = self.model.objective(self.stats, reml=False)
+        # residual parameters (residual_by, residual_ar1), if any, are maximized over too
+        self.objective = with_residual_model(self.model.objective(self.stats, reml=False))
         self.n = float(self.stats.totals.n_rows)
         self.k_fe, self.k_re, self.k_vc = result.k_fe, result.k_re, result.k_vc
         self.k_re2 = self.k_re * (self.k_re + 1) // 2
         ml = result if not result.reml else self._ml_fit()
         self.ml = ml
-        self.theta_hat = np.concatenate([ml._chol[np.tril_indices(self.k_re)], ml._sd])
+        self.theta_hat = np.concatenate([ml._chol[np.tril_indices(self.k_re)], ml._sd,
+                                         [] if ml.residual is None else ml.residual.phi])
         centering = self.model.spec.centering
         self._a_mat, self._offset = fixed_effects_map(centering.xy_shift,
                                                       centering.x_intercept,
@@ -70,7 +73,7 @@ class ProfileLikelihood:
     def _terms(self, theta):
         """The pieces at θ and ``S = [X y]'V⁻¹[X y]``."""
         pieces = self.objective.pieces(theta)
-        return pieces, self.stats.totals.xy_cross - pieces.hmh
+        return pieces, self.objective.statistics(theta).totals.xy_cross - pieces.hmh
 
     def llf_profiled_scale(self, theta, constraint=None):
         """ML llf with the scale (and the fixed effects, under ``constraint`` on the
@@ -89,7 +92,8 @@ class ProfileLikelihood:
         """
         pieces, s = self._terms(theta)
         c, q = constrained_gls(s)
-        chol, sd = args = self.objective.theta_map.engine_args(theta)
+        args = self.objective.theta_map.engine_args(theta)
+        chol, sd = args[:2]
         s2, ds_psi, ds_vc = (x / self._scale_unit for x in scale_of(chol @ chol.T, sd**2))
         n = self.n
         grad = self.objective.gradient(theta, pieces, c, 0.5 / s2)
@@ -191,7 +195,7 @@ class ProfileLikelihood:
             i, j = index
 
             def corr(th):
-                chol, _ = self.objective.theta_map.engine_args(th)
+                chol = self.objective.theta_map.engine_args(th)[0]
                 psi = chol @ chol.T
                 return psi[i, j] / np.sqrt(psi[i, i] * psi[j, j]) - value
 
@@ -252,18 +256,8 @@ class ProfileLikelihood:
         return max(0.2 * est, 1e-3 * np.sqrt(ml.scale))
 
 
-def _no_residual_parameters(result) -> None:
-    """Profiles hold the residual parameters of ``residual_by``/``residual_ar1`` at their
-    estimates; refused rather than reported as the profile they are not."""
-    if getattr(result, "residual", None) is not None:
-        raise InputError("profile likelihoods of fits with residual_by or residual_ar1 are "
-                         "not available yet (they would hold δ and ρ at their estimates); "
-                         "use conf_int() (Wald intervals) instead")
-
-
 def profile_conf_int(result, alpha: float = 0.05) -> pd.DataFrame:
     """lme4-style profile intervals for every parameter (see the module docstring)."""
-    _no_residual_parameters(result)
     prof = ProfileLikelihood(result)
     rows = []
     for name, kind, index in prof.parameters():
@@ -296,10 +290,11 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
     """
     if vtype not in ("re", "vc"):
         raise InputError(f"vtype must be 're' or 'vc', got {vtype!r}")
-    _no_residual_parameters(result)
     if result._stats is None:
         raise InputError("profiling needs the fitted data; a loaded result cannot profile")
-    objective = result.model.objective(result._stats.on_driver(), result.reml)
+    objective = with_residual_model(result.model.objective(result._stats.on_driver(),
+                                                           result.reml))
+    phi = np.zeros(0) if result.residual is None else result.residual.phi
     k_re = result.k_re
     if vtype == "re":
         if not 0 <= int(re_ix) < k_re:
@@ -326,7 +321,7 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
     k_re2 = tri[0].shape[0]
     psi_perm = perm @ result.estimates.cov_re_unscaled @ perm.T
     start_l = np.linalg.cholesky(psi_perm + 1e-12 * np.eye(k_re)) if k_re else np.zeros((0, 0))
-    start = np.concatenate([start_l[tri], result._sd])
+    start = np.concatenate([start_l[tri], result._sd, phi])
     fixed_pos = 0 if vtype == "re" else k_re2 + k
     # Integer positions also when the profiled variance is the only one (none free).
     free_pos = np.array([i for i in range(start.shape[0]) if i != fixed_pos], dtype=np.int64)
@@ -340,17 +335,20 @@ def profile_re(result, re_ix, vtype: str, num_low: int = 5, dist_low: float = 1.
             theta[free_pos] = z
             l_perm = np.zeros((k_re, k_re))
             l_perm[tri] = theta[:k_re2]
-            sd = theta[k_re2:]
+            sd = theta[k_re2: theta.shape[0] - phi.shape[0]]
+            res = (theta[theta.shape[0] - phi.shape[0]:],) if phi.size else ()
             if not k_re:
                 value = objective.value(theta)
                 grad = value.grad_theta
             else:  # Psi = perm' L L' perm, through its own triangular factor
                 psi = perm.T @ l_perm @ l_perm.T @ perm
                 value = objective.value_at(
-                    (MixedLMParams.from_components(cov_re=psi).cov_re_sqrt, sd))
+                    (MixedLMParams.from_components(cov_re=psi).cov_re_sqrt, sd, *res))
                 g_perm = perm @ value.grad_psi @ perm.T
                 d_l = 2.0 * g_perm @ l_perm
-                grad = np.concatenate([d_l[tri], 2.0 * sd * value.grad_vc])
+                grad = np.concatenate([d_l[tri], 2.0 * sd * value.grad_vc,
+                                       value.grad_theta[value.grad_theta.shape[0]
+                                                        - phi.shape[0]:]])
             return value.llf, grad[free_pos], value.scale
 
         def neg(z):

@@ -58,6 +58,12 @@ class ResidualEstimates:
         return len(self.levels) - 1 + int(self.time_column is not None)
 
     @property
+    def phi(self) -> np.ndarray:
+        """The optimizer's parameters: log δ of every stratum but the first, atanh ρ."""
+        ar1 = [np.arctanh(self.rho)] if self.time_column is not None else []
+        return np.concatenate([np.log(self.delta[1:]), ar1])
+
+    @property
     def variances(self) -> np.ndarray:
         """Residual variance of each stratum, ``scale * delta**2``."""
         return self.scale * self.delta**2

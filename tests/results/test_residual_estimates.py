@@ -195,3 +195,21 @@ def test_refit_keeps_the_strata(fits):
     again = result.refit(frame["distance"].to_numpy())
     np.testing.assert_allclose(again.llf, result.llf, rtol=1e-10)
     assert again.residual.levels == result.residual.levels
+
+
+def test_profile_intervals_maximize_over_delta_and_rho():
+    """A profile interval's end for a fixed effect is where the model with that
+    coefficient held (the response less it, refitted: δ and ρ re-estimated) loses the
+    chi-square(1) quantile of deviance; statsmodels' profile_re peaks at the fit."""
+    frame = _orthodont_t()
+    kw = {"groups": "Subject", "re_formula": "1", "residual_by": "Sex", "residual_ar1": "t"}
+    result = dlmm.mixedlm("distance ~ age", frame, **kw).fit(reml=False)
+    intervals = result.profile_conf_int()
+    for end in ("lower", "upper"):
+        value = intervals.loc["age", end]
+        held = dlmm.mixedlm("y ~ 1", frame.assign(y=frame["distance"] - value * frame["age"]),
+                            **kw).fit(reml=False)
+        np.testing.assert_allclose(2 * (result.llf - held.llf), 3.841458820694124, rtol=1e-6)
+    curve = result.profile_re(0, "re", num_low=2, dist_low=1.0, num_high=2, dist_high=1.0)
+    assert np.argmax(curve[:, 1]) == 2
+    np.testing.assert_allclose(curve[2, 1], result.llf, rtol=1e-10)
