@@ -32,10 +32,12 @@ from ..io.fingerprint import FileIdentity, digest, fingerprint, input_files
 
 #: The options that make up a run's specification (what a fit's estimates depend on
 #: besides the data).
-SPEC_OPTIONS = ("formula", "groups", "re_formula", "vc", "ml", "missing", "drop_collinear",
-                "method", "max_iter", "newton_steps")
+SPEC_OPTIONS = ("formula", "groups", "re_formula", "vc", "weights", "residual_by",
+                "residual_ar1", "ml", "missing", "drop_collinear", "method", "max_iter",
+                "newton_steps")
 #: The options that make up the model (what ``--start-from`` checks).
-MODEL_OPTIONS = ("formula", "groups", "re_formula", "vc")
+MODEL_OPTIONS = ("formula", "groups", "re_formula", "vc", "weights", "residual_by",
+                 "residual_ar1")
 
 
 def specification(opts: dict[str, Any]) -> dict[str, Any]:
@@ -166,10 +168,10 @@ def start_params(path: str, opts: dict[str, Any], doc: dict[str, Any]):
     saved.update({k: recorded[k] for k in MODEL_OPTIONS if k in recorded})
     for key in MODEL_OPTIONS:
         mine = (opts.get(key) or {}) if key == "vc" else opts.get(key)
-        if saved[key] != mine:
+        if saved.get(key) != mine:
             flag = "--" + key.replace("_", "-")
             raise InputError(f"--start-from {path!r} fitted another model: its {flag} is "
-                             f"{saved[key]!r}, this run's {mine!r}")
+                             f"{saved.get(key)!r}, this run's {mine!r}")
     state = doc.get("state") if isinstance(doc.get("state"), dict) else {}
     est = state.get("estimates") if isinstance(state.get("estimates"), dict) else {}
     names = state.get("names") if isinstance(state.get("names"), dict) else {}

@@ -58,3 +58,23 @@ def test_unknown_stratum_column(tmp_path):
     assert proc.returncode == 2
     assert "residual_by column 'sex' is not in the data" in _error_line(proc)
     _no_output(tmp_path)
+
+
+def test_start_from_and_skip_unchanged_know_the_residual_model(tmp_path):
+    """A previous output of another residual model is no start point, and no reason to
+    skip a run."""
+    data = _parquet(tmp_path)
+    model = ["--formula", "distance ~ age + (1 | Subject)"]
+    first = run_dlmm("fit", data, *model, "--residual-by", "Sex", "-o", tmp_path / "night1")
+    assert first.returncode == 0, first.stderr
+    proc = run_dlmm("fit", data, *model, "--start-from", tmp_path / "night1",
+                    "-o", tmp_path / "out")
+    assert proc.returncode == 2
+    assert "fitted another model: its --residual-by is 'Sex', this run's None" in \
+        _error_line(proc)
+    _no_output(tmp_path)
+    again = run_dlmm("fit", data, *model, "--residual-by", "Sex", "--residual-ar1", "t",
+                     "-o", tmp_path / "night1", "--skip-unchanged", "--overwrite")
+    assert again.returncode == 0, again.stderr
+    saved = json.loads((tmp_path / "night1" / "result.json").read_text())
+    assert saved["state"]["fit"]["residual"]["time_column"] == "t"  # refitted, not skipped
