@@ -269,7 +269,11 @@ def test_installed_command_ends_when_a_partition_does_not_fit(one_big_partition,
     line = _error_line(proc)
     match = _memory_line("200.00 MiB").fullmatch(line)
     assert match, line
-    assert match["how"] == "workers were restarted 4 times for exceeding it", line
+    # Dask gives up on the task after its fourth worker; on a busy machine the nanny may
+    # have restarted the worker more often by the time the driver counts
+    restarts = re.fullmatch(r"workers were restarted (\d+) times for exceeding it",
+                            match["how"])
+    assert restarts and int(restarts[1]) >= 4, line
     _no_output(tmp_path)
     print(f"200 MiB, installed command: {elapsed:.1f} s")
 
