@@ -20,7 +20,10 @@ holding the file's per-group cross-products keyed by group label (``labels``,
 :class:`dlmm.kernels.crossprod.GroupCrossProducts`) and its row totals
 (``xy_cross``, ``n_rows``, ``n_dropped``, ``missing_by_column``,
 ``infinite_by_column``, ``z_cross``: :class:`dlmm.kernels.pieces.RowTotals`).
-Group labels are text, integers, floats or booleans.
+Group labels are text, integers, floats or booleans. With a residual model of
+parameters (``residual_by``, ``residual_ar1``) a stats file holds the file's
+residual components instead (:mod:`dlmm.structure.residual_cache` names its
+entries), and the manifest has no aggregate.
 
 A manifest is a JSON object: ``schema``; ``model_key`` and ``model_hash``;
 ``engine`` (``"grouped"``); ``spec`` (the learned specification,
@@ -221,6 +224,43 @@ def _totals_of(arrays: dict[str, np.ndarray]) -> RowTotals:
                      z_cross=arrays["z_cross"],
                      log_weights=float(arrays.get("log_weights", 0.0)),
                      bad_weights=float(arrays.get("bad_weights", 0.0)))
+
+
+def keyed_arrays(keyed: KeyedCrossProducts, prefix: str = "") -> dict[str, np.ndarray]:
+    """The archive entries of keyed cross-products, named ``prefix + field``."""
+    return {prefix + k: v for k, v in _keyed_arrays(keyed).items()}
+
+
+def keyed_of(arrays: dict[str, np.ndarray], prefix: str = "") -> KeyedCrossProducts:
+    """Keyed cross-products from the entries :func:`keyed_arrays` named."""
+    return _keyed_of({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+
+
+def totals_arrays(totals: RowTotals, prefix: str = "") -> dict[str, np.ndarray]:
+    """The archive entries of row totals, named ``prefix + field``."""
+    return {prefix + k: v for k, v in _totals_arrays(totals).items()}
+
+
+def totals_of(arrays: dict[str, np.ndarray], prefix: str = "") -> RowTotals:
+    """Row totals from the entries :func:`totals_arrays` named."""
+    return _totals_of({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+
+
+def label_array(labels: np.ndarray) -> tuple[np.ndarray, str]:
+    """Labels as an archive can keep them (text, integers, floats, booleans) and their
+    kind; an error naming the types of others."""
+    return _label_array(labels)
+
+
+def save_arrays(arrays: dict[str, np.ndarray], path: str) -> dict[str, Any]:
+    """Write an archive of ``arrays`` to ``path`` (atomically): its name, SHA-256, size."""
+    return _write_npz(arrays, path)
+
+
+def load_arrays(path: str, sha256: str, build):
+    """``build(arrays)`` of the archive at ``path``, or a sentence saying why it cannot be
+    trusted (missing, unreadable, or not the bytes the manifest names)."""
+    return _read_npz(path, sha256, build)
 
 
 def sums_counts(keyed: KeyedCrossProducts, totals: RowTotals) -> dict[str, int]:

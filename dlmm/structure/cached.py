@@ -37,7 +37,10 @@ next run decides again.
 
 Workers read and write the cache folder, so on a cluster it must be on
 storage they share with the driver. Crossed designs (the crossed engine) are
-not cached: they are refused with an error.
+not cached: they are refused with an error. A residual model of parameters
+(``residual_by``, ``residual_ar1``) keeps each file's components
+(:mod:`dlmm.structure.residual_cache`) and assembles them as the one pass does,
+without an aggregate.
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ from .grouped import (
     plan_blocks,
     split_by_hash,
 )
+from .residual_cache import FileComponents, cached_components, file_components
+from .residual_pass import check_residual_model, statistics_from_components
 from .shifted import ShiftedStatistics
 
 logger = logging.getLogger("dlmm")
@@ -147,7 +152,9 @@ def _file_levels(frame: pd.DataFrame, columns: list[str]) -> dict[str, list]:
             for c in columns}
 
 
-def _file_sums(frame: pd.DataFrame, spec: FormulaSpec) -> FileSums:
+def _file_sums(frame: pd.DataFrame, spec: FormulaSpec) -> FileSums | FileComponents:
+    if spec.residual.parametric:  # kept by residual component (dlmm.structure.residual_cache)
+        return file_components(frame, spec)
     path, target = frame_item(frame)
     chunk = chunk_crossproducts(read_file(path, list(spec.columns)), spec)
     saved = save_sums(chunk.keyed, chunk.totals, target)
@@ -254,8 +261,7 @@ def _learn(run: _Pass, spec: FormulaSpec) -> tuple[list[dict], pd.DataFrame]:
         raise InputError("formula uses a stateful transform (such as center or scale) that "
                          "must see all the data; compute that column before fitting")
     if spec.residual.parametric:
-        raise InputError("the statistics cache does not keep sums by residual component: "
-                         "fit a model with residual_by or residual_ar1 without the cache")
+        check_residual_model(spec)
     layout, _ = crossed_design(spec, run.over_files(list(spec.columns), meta))
     if layout is not None:
         raise InputError("the statistics cache keeps the grouped engine's sums; this model "
@@ -275,13 +281,16 @@ def _read(run: _Pass, spec: FormulaSpec, paths: list[str], progress) -> tuple[di
     return dict(zip(paths, read)), dict(zip(paths, infos))
 
 
-def _load(run: _Pass, paths: list[str], reuse: dict[str, dict]) -> dict[str, Any]:
-    """Handles of the cached sums of ``paths``, loaded on the workers (or an error)."""
+def _load(run: _Pass, paths: list[str], reuse: dict[str, dict],
+          parametric: bool = False) -> dict[str, Any]:
+    """Handles of the cached sums of ``paths``, loaded on the workers (or an error);
+    ``parametric``: a residual model's components."""
     if not paths:
         return {}
     loader = run.items([(run.cache.stats_path(reuse[p]["stats"]), reuse[p]["sha256"])
                         for p in paths])
-    return dict(zip(paths, loader.map_chunks(_cached_sums)))
+    return dict(zip(paths, loader.map_chunks(cached_components if parametric
+                                             else _cached_sums)))
 
 
 def _usable_aggregate(manifest: dict[str, Any], reuse: dict[str, dict]
@@ -341,6 +350,13 @@ def _assemble(spec: FormulaSpec, backend, chunks: list[Any], agg_totals, start: 
     (pieces named ``prefix-*.npz``). The statistics and the aggregate's manifest item
     (without ``files``). Raises :class:`_Mismatch` (before any block is built) when
     the sums do not count the ``expected`` rows (used, dropped)."""
+    if spec.residual.parametric:  # components: assembled as the one pass's, no aggregate
+        stats = statistics_from_components(spec, backend, chunks, start)
+        got = (int(round(stats.base_totals.n_rows)), int(round(stats.base_totals.n_dropped)))
+        if got != tuple(expected):
+            raise _Mismatch(f"the sums count {got[0]} rows used and {got[1]} dropped, the "
+                            f"files {expected[0]} and {expected[1]}")
+        return stats, None
     summary = backend.gather(backend.map(_piece_summary, chunks))  # one round trip
     totals = ordered_sum(([agg_totals] if agg_totals is not None else [])
                          + [t for t, _ in summary if t is not None])
@@ -500,6 +516,8 @@ def _cached(run: _Pass, spec: FormulaSpec, manifest: dict[str, Any] | None, rest
 
     backend = run.over_files(list(spec.columns), meta)
     use, agg_note = _usable_aggregate(manifest, reuse) if manifest else (None, None)
+    if spec.residual.parametric:
+        use, agg_note = None, "not kept for a residual model's components"
     agg_totals = None
     if use is not None:
         agg_totals = load_totals(cache.aggregate_path(use["totals"]["stats"]),
@@ -517,7 +535,7 @@ def _cached(run: _Pass, spec: FormulaSpec, manifest: dict[str, Any] | None, rest
                               for e in use["pieces"]], _aggregate_piece) if use else []
     covered = set(use["files"]) if use else set()
     cached = [p for p in now if p in reuse and p not in covered]
-    loaded = _load(run, cached, reuse)
+    loaded = _load(run, cached, reuse, spec.residual.parametric)
     handles, saved = _read(run, spec, [p for p in now if p not in reuse], progress)
     if pieces:
         error = next(filter(None, backend.gather(backend.map(_error_of, pieces))), None)
@@ -525,7 +543,7 @@ def _cached(run: _Pass, spec: FormulaSpec, manifest: dict[str, Any] | None, rest
             backend.release(pieces)
             use, pieces, agg_totals, agg_note = None, [], None, _fallback(error)
             more = [p for p in now if p in covered]
-            loaded.update(_load(run, more, reuse))
+            loaded.update(_load(run, more, reuse, spec.residual.parametric))
             cached = [p for p in now if p in loaded]
     recomputed: list[str] = []
     errors = backend.gather(backend.map(_error_of, [loaded[p] for p in cached])) \
@@ -553,13 +571,15 @@ def _cached(run: _Pass, spec: FormulaSpec, manifest: dict[str, Any] | None, rest
     prefix = cache.aggregate_path(f"{model_hash[:16]}-{uuid.uuid4().hex[:12]}")
     stats, aggregate = _assemble(spec, backend, chunks, agg_totals, start, prefix, expected)
     centering = spec.centering
-    aggregate["files"] = {p: e["stats"] for p, e in files_doc.items()}
-    aggregate["n_files"] = len(files_doc)
+    if aggregate is not None:
+        aggregate["files"] = {p: e["stats"] for p, e in files_doc.items()}
+        aggregate["n_files"] = len(files_doc)
     doc = {
         "model_key": model_key(spec), "engine": "grouped", "spec": spec.to_dict(),
         "centering": centering.to_dict(),
         "dtypes": {str(c): str(t) for c, t in meta.dtypes.items()},
-        "files": files_doc, "aggregate": aggregate, "shape": _shape(stats),
+        "files": files_doc, **({"aggregate": aggregate} if aggregate is not None else {}),
+        "shape": _shape(stats),
     }
     doc["dlmm"] = versions()["dlmm"]
     cache.write_manifest(model_hash, doc, manifest)

@@ -462,15 +462,28 @@ def _sort_key(value):
         else ("0", "", value)
 
 
-def residual_pass(spec, backend: Backend, progress=None) -> ResidualStatistics:
-    """Read the rows once; build and keep the blocks by residual component."""
-    start = time.perf_counter()
-    residual = spec.residual
+def check_residual_model(spec) -> None:
+    """Refuse, in one line, what the residual components do not take yet."""
     if spec.k_vc:
         raise InputError("residual_by and residual_ar1 are not supported with variance "
                          "components (vc_formula) yet; state them as random effects of the "
                          "grouping factor")
+
+
+def residual_pass(spec, backend: Backend, progress=None) -> ResidualStatistics:
+    """Read the rows once; build and keep the blocks by residual component."""
+    start = time.perf_counter()
+    check_residual_model(spec)
     chunks = backend.map_chunks(lambda frame: residual_chunk(frame, spec), progress)
+    return statistics_from_components(spec, backend, chunks, start)
+
+
+def statistics_from_components(spec, backend: Backend, chunks: list[Any],
+                               start: float) -> ResidualStatistics:
+    """Blocks of whole groups from handles of :class:`ComponentChunk` (the chunks of the
+    one pass, or one per input file for the statistics cache), and the row totals;
+    ``start`` is when the pass began (``time.perf_counter``)."""
+    residual = spec.residual
     summary = backend.gather(backend.map(_summary, chunks))
     if residual.strata is not None:
         levels = sorted({v for s in summary for v in s[0]}, key=_sort_key)
