@@ -242,9 +242,18 @@ def varcorr(result) -> pd.DataFrame:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     row[col] = term.cov[i, j] / (sd[i] * sd[j]) if j < i else np.nan
             rows.append(row)
-    rows.append({"Groups": "Residual", "Name": "", "Variance": result.scale,
-                 "Std.Dev.": np.sqrt(result.scale)})
+    rows += [{"Groups": "Residual", "Name": name, "Variance": v, "Std.Dev.": np.sqrt(v)}
+             for name, v in _residual_rows(result)]
     return pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", *corr_cols])
+
+
+def _residual_rows(result) -> list[tuple[str, float]]:
+    """The residual's rows: one variance, or one per stratum (``residual_by``: named
+    ``column=level``, nlme's strata of ``varIdent``)."""
+    res = getattr(result, "residual", None)
+    if res is None or res.column is None:
+        return [("", float(result.scale))]
+    return [(f"{res.column}={level}", float(v)) for level, v in zip(res.levels, res.variances)]
 
 
 def varcorr_long(result) -> pd.DataFrame:
@@ -266,7 +275,7 @@ def varcorr_long(result) -> pd.DataFrame:
                 denom = sd[i] * sd[j]
                 rows.append((groups, names[i], names[j], cov[i, j],
                              cov[i, j] / denom if denom > 0 else np.nan))
-    rows.append(("Residual", "", "", float(result.scale), np.sqrt(float(result.scale))))
+    rows += [("Residual", name, "", v, np.sqrt(v)) for name, v in _residual_rows(result)]
     return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
 

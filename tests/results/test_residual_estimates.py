@@ -72,6 +72,11 @@ def test_nlme_agreement(fits, case, reml):
                                rtol=1e-4)
     np.testing.assert_allclose(result.scale, ref["sigma"] ** 2, rtol=1e-4)
     np.testing.assert_allclose(strata.delta, [delta[k] for k in strata.levels], rtol=1e-4)
+    table = result.varcorr(long=True)  # the residual's rows: one per stratum
+    residual_rows = table[table["grp"] == "Residual"]
+    assert list(residual_rows["var1"]) == [f"{strata.column}={k}" for k in strata.levels]
+    np.testing.assert_allclose(residual_rows["vcov"], [variances[k] for k in strata.levels],
+                               rtol=1e-4)
     # standard error of log δ: the curvature of nlme's profile log-likelihood in log δ
     # (nlme's own apVar is about 1% off it on the simulated design)
     se_log = strata.delta_se[1:] / strata.delta[1:]
