@@ -91,8 +91,10 @@ def plain_layout(spec) -> PlainLayout | None:
     weights = getattr(getattr(spec, "residual", None), "weights", None)
     sources = tuple(dict.fromkeys(c for c in xy_cols + z_cols + [weights] if c is not None))
     factors = tuple((s.factor, s.levels) for s in spec._vc_specs)
+    strata = getattr(getattr(spec, "residual", None), "strata", None)
     roles = set(sources) | {f for f, _ in factors} | (
-        {spec.groups} if spec.groups is not None else set())
+        {spec.groups} if spec.groups is not None else set()) | (
+        {strata} if strata is not None else set())  # split off before the pass (residual_by)
     if any(c not in roles for c in spec.columns):
         return None
     where = {c: j for j, c in enumerate(sources)}
