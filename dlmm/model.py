@@ -533,15 +533,9 @@ class MixedLM(StatsmodelsModel):
         methods = [method] if isinstance(method, str) else list(
             method or default_methods(stats))
         if progress or disp:
-            import sys
+            from .progress import printing_evaluations
 
-            def _print(entry, _user=callback):
-                print(f"step {entry.evaluation:4d}  llf {entry.llf:.8g}  "
-                      f"|grad| {entry.grad_norm:.3g}  [{entry.stage}]", file=sys.stderr)
-                if _user is not None:
-                    _user(entry)
-
-            callback = _print
+            callback = printing_evaluations(callback)
 
         n = stats.totals.n_rows
         # The optimizer works in the coordinates the one pass summed (shifted

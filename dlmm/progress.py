@@ -96,3 +96,17 @@ def data_pass_progress(fallback: Progress | None = None) -> Iterator[Progress | 
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def printing_evaluations(callback=None):
+    """A callback that prints one line per optimizer evaluation on stderr (``step``,
+    ``llf``, ``|grad|``, the stage), then calls ``callback`` (if any) with the entry."""
+    import sys
+
+    def print_entry(entry):
+        print(f"step {entry.evaluation:4d}  llf {entry.llf:.8g}  "
+              f"|grad| {entry.grad_norm:.3g}  [{entry.stage}]", file=sys.stderr)
+        if callback is not None:
+            callback(entry)
+
+    return print_entry
