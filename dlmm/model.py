@@ -43,7 +43,7 @@ from .objective.start import (
 )
 from .objective.totals import check_response_varies, check_rows, check_values, check_weights
 from .optimize.driver import maximize
-from .optimize.methods import default_methods
+from .optimize.methods import default_methods, polish_differences
 from .spec.arrays import ArraySpec
 from .spec.eval_env import capture
 from .spec.formula import FormulaSpec
@@ -62,7 +62,7 @@ from .structure.threads import optimizer_threads
 logger = logging.getLogger("dlmm")
 
 _MISSING = ("none", "drop", "raise")
-_METHODS = {"newton", "bfgs", "lbfgs", "l-bfgs-b", "cg", "nelder-mead", "nm", "powell"}
+_METHODS = {"newton", "qnewton", "bfgs", "lbfgs", "l-bfgs-b", "cg", "nelder-mead", "nm", "powell"}
 _SAMPLE_ROWS = 2000
 
 
@@ -467,10 +467,12 @@ class MixedLM(StatsmodelsModel):
         method : str or list of str, optional
             methods to try in order until one succeeds: ``"newton"`` (trust-region
             Newton on the analytic Hessian, one map-reduce per iteration), scipy's
-            ``"bfgs"``, ``"lbfgs"``, ``"cg"``, ``"nelder-mead"``...; default
+            ``"bfgs"``, ``"lbfgs"``, ``"cg"``, ``"nelder-mead"``...; ``"qnewton"``
+            (crossed designs: Newton steps from a Hessian of values at the start,
+            :mod:`dlmm.optimize.qnewton`); default
             ``["newton", "bfgs", "lbfgs", "nelder-mead"]`` (crossed designs, whose
-            engine has no Hessian pieces: ``["lbfgs", "bfgs", "nelder-mead"]``; see
-            :func:`default_methods`), then Newton polishing.
+            engine has no Hessian pieces: ``["qnewton", "lbfgs", "bfgs",
+            "nelder-mead"]``; see :func:`default_methods`), then Newton polishing.
         client : distributed.Client, optional
             Cluster to use (see :func:`dlmm.distributed.dask_backend.resolve_client`).
         maxiter : int
@@ -555,14 +557,19 @@ class MixedLM(StatsmodelsModel):
         # exact where the engine has Hessian pieces, else differences of the analytic
         # gradient, reused while the point barely moves
         hess_free = restricted(objective.with_hessian, x0, mask) if objective.has_hessian \
-            and cov_pen is None else GradientHessian(fun_free, central=not n_res)
+            and cov_pen is None else GradientHessian(fun_free, **polish_differences(engine))
         before = engine.evaluations
 
         tolerances = {} if gtol is None else {"tol_grad": float(gtol)}
+        # the value alone where the engine makes it cheaper (the crossed engine's
+        # "qnewton"), of the free entries
+        values = restricted(lambda th: (objective.llf(th),), x0, mask) \
+            if objective.has_values and cov_pen is None else None
+        value_free = None if values is None else (lambda x: values(x)[0])
         with optimizer_threads(stats.engine_name):
             outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                                maxiter=maxiter, callback=callback, newton_steps=newton_steps,
-                               hess_fun=hess_free, **tolerances)
+                               hess_fun=hess_free, value_fun=value_free, **tolerances)
         theta = x0.copy()
         theta[free_idx] = outcome.x
         outcome.x = theta

@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from .hessian import GradientHessian, hessian_from_gradients, profiled_hessian, sqrt_hessian
-from .profiled import ProfiledValue, covariance_gradient, grad_profile, profiled_value
+from .profiled import (
+    ProfiledValue,
+    covariance_gradient,
+    grad_profile,
+    profiled_llf,
+    profiled_value,
+)
 
 
 @dataclass(eq=False)
@@ -95,6 +101,20 @@ class ProfiledObjective:
                                self.reml, theta=self.theta_map.sqrt_point(args),
                                xy_scale=self.xy_scale)
         return replace(value, grad_theta=self.theta_map.along_theta(value, args))
+
+    @property
+    def has_values(self) -> bool:
+        """Whether the engine gives the value alone for less than with its gradient
+        (``stats.value_pieces``: the crossed engine)."""
+        return self.theta_map.kind == "sqrt" and hasattr(self.stats, "value_pieces")
+
+    def llf(self, theta) -> float:
+        """ℓ at θ alone: the engine's value-only pieces where it has them
+        (:attr:`has_values`), else those with the gradient."""
+        args = self.theta_map.engine_args(theta)
+        pieces = self.stats.value_pieces(*args) if self.has_values \
+            else self.stats.pieces(*args)
+        return profiled_llf(pieces, self.xy_cross, self.n_rows, self.reml, self.xy_scale)
 
     def __call__(self, theta) -> tuple[float, np.ndarray]:
         """``(ℓ, ∂ℓ/∂θ)``: what an optimizer asks."""

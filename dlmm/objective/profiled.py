@@ -62,8 +62,8 @@ class ProfiledValue:
         d llf / d theta in the packed square-root parameterization, when the
         pieces' directions are those (``"sqrt"``); :func:`grad_sqrt` returns it.
     grad_res : ndarray or None
-        d llf / d w_s along the residual strata's weights, when the pieces carry
-        them (:class:`~dlmm.kernels.strata.ResidualPieces`).
+        d llf / d c_k along the residual components' coefficients, when the pieces
+        carry them (:class:`~dlmm.kernels.residual_blocks.ResidualPieces`).
     """
 
     llf: float
@@ -91,10 +91,35 @@ def profiled_value(
     (:func:`dlmm.objective.shift.log_jacobian`); the fixed effects and ``xvx`` stay
     those of the sums (``beta = A beta_c + a``), and the gradients are the same.
     """
+    llf, beta, chol, qf, s_xx = _profile(pieces, xy_cross, n_obs, reml, xy_scale)
+    p = beta.shape[0]
+    fac = n_obs - p if reml else n_obs
+    c = np.concatenate([-beta, [1.0]])
+    s_xx_inv = linalg.cho_solve((chol, True), np.eye(p)) if reml and p else None
+    grad = covariance_gradient(pieces, c, 0.5 * fac / qf, s_xx_inv, theta)
+    scale = qf / fac
+    if xy_scale is not None:
+        scale *= float(xy_scale[-1]) ** 2
+    return ProfiledValue(llf, grad.grad_psi, grad.grad_vc, beta, scale, s_xx,
+                         grad.grad_theta, grad.grad_res)
+
+
+def profiled_llf(pieces, xy_cross: np.ndarray, n_obs: float, reml: bool,
+                 xy_scale: np.ndarray | None = None) -> float:
+    """The profiled llf alone, as :func:`profiled_value` gives it (``pieces`` need no
+    derivatives)."""
+    return _profile(pieces, xy_cross, n_obs, reml, xy_scale)[0]
+
+
+def _profile(pieces, xy_cross: np.ndarray, n_obs: float, reml: bool,
+             xy_scale: np.ndarray | None):
+    """``(llf, beta, chol S_XX, qf, S_XX)`` from ``log|V|`` and ``hmh`` (the module
+    docstring's formulas); :class:`~dlmm.InfeasiblePoint` where they are undefined."""
     s = xy_cross - pieces.hmh
     p = s.shape[0] - 1
     s_xx = s[:p, :p]
     s_xy = s[:p, p]
+    chol = np.zeros((0, 0))
     if p:
         try:
             chol = np.linalg.cholesky(s_xx)
@@ -117,16 +142,9 @@ def profiled_value(
     )
     if reml:
         llf -= 0.5 * logdet_xx
-
-    c = np.concatenate([-beta, [1.0]])
-    s_xx_inv = linalg.cho_solve((chol, True), np.eye(p)) if reml and p else None
-    grad = covariance_gradient(pieces, c, 0.5 * fac / qf, s_xx_inv, theta)
-    scale = qf / fac
     if xy_scale is not None:
         llf += log_jacobian(xy_scale, n_obs, reml)
-        scale *= float(xy_scale[-1]) ** 2
-    return ProfiledValue(float(llf), grad.grad_psi, grad.grad_vc, beta, scale, s_xx,
-                         grad.grad_theta, grad.grad_res)
+    return float(llf), beta, chol, qf, s_xx
 
 
 def direction_derivatives(pieces) -> tuple[str, np.ndarray, np.ndarray]:

@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
+from .qnewton import quasi_newton
+
 #: Method names as users write them (any case; statsmodels' and scipy's spellings)
 #: to scipy's names, which decide the tolerances and whether a gradient is passed.
 SCIPY_NAMES = {"bfgs": "BFGS", "lbfgs": "L-BFGS-B", "l-bfgs-b": "L-BFGS-B", "cg": "CG",
@@ -124,6 +126,7 @@ class _Objective:
         self.log = log
         self.stage = "start"
         self.callback = callback
+        self.value_fun = None  # x -> llf alone, where it is cheaper (the crossed engine)
         self.best_x: np.ndarray | None = None
         self.best_llf = -np.inf
         self._start = time.perf_counter()
@@ -181,6 +184,23 @@ class _Objective:
         if llf > self.best_llf:
             self.best_llf, self.best_x = llf, x.copy()
         return llf, grad
+
+    def llf_only(self, x: np.ndarray) -> float:
+        """The value alone from ``value_fun`` (logged; its gradient norm is NaN), or
+        ``-inf`` where the likelihood is undefined."""
+        x = np.asarray(x, dtype=float)
+        try:
+            llf = float(self.value_fun(x))
+        except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
+            llf = -np.inf
+        if not np.isfinite(llf):
+            llf = -np.inf
+        entry = LogEntry(evaluation=len(self.log.entries) + 1, llf=llf, grad_norm=np.nan,
+                         seconds=time.perf_counter() - self._start, stage=self.stage)
+        self.log.entries.append(entry)
+        if self.callback is not None:
+            self.callback(entry)
+        return llf
 
     def _cached(self, x: np.ndarray) -> tuple | None:
         for entry in reversed(self._cache):
@@ -293,6 +313,7 @@ def maximize(
     newton_steps: int = 8,
     callback: Callable[[LogEntry], None] | None = None,
     hess_fun: ValueGradientHessian | None = None,
+    value_fun: Callable[[np.ndarray], float] | None = None,
 ) -> OptimizeResult:
     """Maximize ``llf`` given ``fun(x) -> (llf, grad)``.
 
@@ -314,9 +335,13 @@ def maximize(
     hess_fun : callable, optional
         ``hess_fun(x) -> (llf, grad, hess)`` in one evaluation; used by
         ``"newton"`` and, in place of finite differences, by the polish.
+    value_fun : callable, optional
+        ``value_fun(x) -> llf`` alone, for an engine where that costs much less than
+        ``fun``: ``"qnewton"`` (:mod:`dlmm.optimize.qnewton`) needs it.
     """
     log = OptimizationLog()
     obj = _Objective(fun, n_obs, log, callback, hess_fun)
+    obj.value_fun = value_fun
     t0 = time.perf_counter()
     x = np.asarray(x0, dtype=float).copy()
     names = SCIPY_NAMES
@@ -344,6 +369,18 @@ def maximize(
         """The methods in order, then the Newton polish, from ``x``."""
         used, message = "none", ""
         for method in methods:
+            if method.lower() == "qnewton":
+                if value_fun is None or x.size == 0:
+                    continue
+                obj.stage = "qnewton"
+                res = quasi_newton(obj.llf_grad, obj.llf_only, x)
+                x = res.x if res.success or obj.best_x is None else obj.best_x
+                used, message = "qnewton", res.message
+                log.methods.append({"method": "qnewton", "success": res.success,
+                                    "message": message, "nit": res.nit, "nfev": res.nfev})
+                if res.success:
+                    break
+                continue
             if method.lower() == "newton":
                 if hess_fun is None:
                     continue

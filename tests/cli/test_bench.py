@@ -59,7 +59,9 @@ def test_bench_crossed_runs_a_tiny_case_and_stops_peers_at_their_budget(tmp_path
     for mode in ("dlmm_pandas", "dlmm_parquet"):
         assert row[mode]["converged"] and row[mode]["evaluations"] > 0
         # the polish's gradient differences are factorizations the steps do not count
-        assert row[mode]["factorizations"] >= row[mode]["evaluations"] + 2
+        # (forward differences for the crossed engine: one per parameter, while the
+        # polish's first point, already factored, is logged again)
+        assert row[mode]["factorizations"] >= row[mode]["evaluations"] + 1
         assert row[mode]["seconds_per_factorization"] * row[mode]["factorizations"] == \
             pytest.approx(row[mode]["optimizer_seconds"], rel=1e-9)
         assert abs(row[mode]["llf"] - ref.llf) < 1e-6 * abs(ref.llf)

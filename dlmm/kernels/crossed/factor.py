@@ -67,6 +67,10 @@ class CrossedFactor:
         ``log|C| = log|V|``.
     ctc : ndarray (r, r)
         ``c'c = [X y]'Z Lambda C^{-1} Lambda'Z'[X y]`` (the grouped engine's ``hmh``).
+    schur_m1 : ndarray or None
+        ``B vec(M1)`` at the targets of the stored Schur operator ``B`` (intercepts
+        only), before the scaling by ``Lambda_2``: the gradient reuses it (``M1 =
+        theta_1 K1``), one sparse product fewer; None on the other paths.
     """
 
     theta: np.ndarray
@@ -79,6 +83,7 @@ class CrossedFactor:
     c2: np.ndarray
     logdet: float
     ctc: np.ndarray
+    schur_m1: np.ndarray | None = None
 
 
 def rest_factors(system: CrossedSystem, factors: list) -> list:
@@ -112,7 +117,8 @@ def tri_solve(l22: np.ndarray | SparseSchurFactor, b: np.ndarray, trans: bool) -
     return x
 
 
-def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray) -> np.ndarray:
+def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray,
+                     keep: dict | None = None) -> np.ndarray:
     """``I + Lambda_2' (G22 - G21 M1 G21') Lambda_2`` (dense, symmetric, Fortran order).
 
     With intercepts only in the dense part (``Lambda_2 = diag(s)``, one ``s`` per
@@ -156,6 +162,8 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray) -> np
         rows, cols, values, at = system.g22_entries()
         core = system.schur @ m1.reshape(-1)
         if intercepts:
+            if keep is not None:  # B vec(M1) for the gradient, before it is scaled
+                keep["schur_m1"] = core.copy()
             if len(rest) == 1:  # one factor: s_i s_j is one number
                 core *= -rest[0][0, 0] ** 2
             else:
@@ -291,6 +299,7 @@ def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
     ctc = c1_flat.T @ c1_flat
 
     q2 = system.dense_size
+    keep: dict = {}
     if q2:
         if system.sparse is not None:
             if all(t.shape[0] == 1 for t in rest_factors(system, factors)):
@@ -300,7 +309,7 @@ def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
             l22 = factorize_sparse(system.sparse, ax)
             logdet += 2.0 * l22.log_diagonal_sum()
         else:
-            x = schur_complement(system, factors, m1)
+            x = schur_complement(system, factors, m1, keep)
             l22, info = lapack.dpotrf(x, lower=1, clean=0, overwrite_a=1)
             if info != 0:
                 raise np.linalg.LinAlgError(
@@ -315,7 +324,8 @@ def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
         l22 = np.zeros((0, 0), order="F")
         c2 = np.zeros((0, r))
     ctc = 0.5 * (ctc + ctc.T)
-    return CrossedFactor(theta, factors, l11, k1, m1, l22, c1, c2, logdet, ctc)
+    return CrossedFactor(theta, factors, l11, k1, m1, l22, c1, c2, logdet, ctc,
+                         keep.get("schur_m1"))
 
 
 def explicit_l21(system: CrossedSystem, factor: CrossedFactor) -> sp.csr_matrix:

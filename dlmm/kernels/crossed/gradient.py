@@ -109,7 +109,11 @@ def _logdet_blocks_intercepts(system: CrossedSystem, factor: CrossedFactor,
     d = system.d[:, 0, 0]
     k1 = factor.k1[:, 0, 0]
     c11_inv = 1.0 / (1.0 + theta1 * theta1 * d)
-    k_pair, k_quad = (system.schur @ np.stack([k1, d * k1 * k1], axis=1)).T
+    if factor.schur_m1 is not None and theta1 != 0.0:  # B vec(M1) = theta_1 B K1
+        k_pair = factor.schur_m1 / theta1
+        k_quad = system.schur @ (d * k1 * k1)
+    else:
+        k_pair, k_quad = (system.schur @ np.stack([k1, d * k1 * k1], axis=1)).T
     a_t = lower_at(ainv_lower, system.schur_target)
     t_rows, t_cols, off_diag = system.target_rows_cols()
     both = system.target_multiplicity()  # a target off the diagonal stands for two entries

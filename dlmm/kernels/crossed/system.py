@@ -309,8 +309,10 @@ class CrossedSystem:
     def g22_sparse(self) -> sp.csr_matrix:
         """``G22`` as a sparse matrix (cached): diagonal blocks and the pairs among the
         factors of the dense part, often far from dense."""
-        if "g22_sparse" not in self._cache:
-            self._cache["g22_sparse"] = sp.csr_matrix(self.g22)
+        if "g22_sparse" not in self._cache:  # from the nonzeros: no second scan of Q2^2
+            rows, cols, values, _ = self.g22_entries()
+            q2 = self.dense_size
+            self._cache["g22_sparse"] = sp.csr_matrix((values, (rows, cols)), shape=(q2, q2))
         return self._cache["g22_sparse"]
 
     def g22_lower(self) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,136 @@
+"""A quasi-Newton method for engines whose value costs much less than value and gradient.
+
+Each evaluation of the crossed engine factors its dense part (``dpotrf``, ``Q2^3 / 3``);
+its gradient also inverts it (``dpotri``, ``2 Q2^3 / 3``), so a value alone costs about
+a third of a value with its gradient (the 10^6 ratings, ``Q2`` = 5,000: 0.45 s against
+1.3 s). With its few parameters (one per factor) a good Hessian at the start is cheap
+from values, and with it Newton's steps converge in a few gradients where L-BFGS-B,
+which starts from a unit step along the gradient, spends some on finding the scale:
+
+1. value and gradient at the start ``x0``;
+2. the Hessian there from values alone: ``f(x0 + h_j e_j)`` and ``f(x0 + h_i e_i + h_j
+   e_j)`` (``m (m + 1) / 2`` values) with the gradient at ``x0``,
+
+       H_jj = 2 (f_j - f_0 - h_j g_j) / h_j^2,   H_ij = (f_ij - f_i - f_j + f_0) / (h_i h_j),
+
+   ``h_j = rel_step max(|x_j|, 0.1)``, accurate to about ``h_j`` relative (enough for
+   steps; the standard errors never come from it);
+3. Newton steps ``-H^{-1} g`` from there, halved until the value rises enough
+   (Armijo), each accepted step updating ``H`` by BFGS on the change of the gradient,
+   until the next step is within ``tol_step`` (relative to ``max(1, |x|)``): the
+   optimizer's polish then takes the Hessian at that point (for its test and the
+   standard errors) and the last step.
+
+Measured on the 10^6 ratings (ML, two factors, from the one-way moment start): 4
+gradients and 3 values (the start's steps 1.2e-2, 7e-4, 5e-5, then 2e-7 left) where
+L-BFGS-B took 7 gradients to come within 1e-6.
+
+Where the Hessian from values is not negative definite, or a step finds no rise, the
+method reports failure and the optimizer's next method (L-BFGS-B) takes over from the
+best point seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Largest Newton step (relative to ``max(1, |x|)``) at which the method hands the
+#: point to the polish: the polish's Hessian, taken there, is then within its reuse
+#: (1e-6) of the optimum.
+TOL_STEP = 5e-7
+
+
+@dataclass
+class QuasiNewtonResult:
+    """Outcome of :func:`quasi_newton`."""
+
+    x: np.ndarray
+    success: bool
+    message: str
+    nit: int
+    nfev: int
+
+
+def value_hessian(value: Callable[[np.ndarray], float], x: np.ndarray, llf: float,
+                  grad: np.ndarray, rel_step: float = 1e-3) -> np.ndarray:
+    """The Hessian of ``value`` at ``x`` (whose value ``llf`` and gradient ``grad`` are
+    known) from ``m (m + 1) / 2`` more values (see the module docstring)."""
+    m = x.shape[0]
+    steps = rel_step * np.maximum(np.abs(x), 0.1)
+    ones = [value(x + steps[j] * np.eye(m)[j]) for j in range(m)]  # loop over parameters
+    hess = np.zeros((m, m))
+    for j in range(m):
+        hess[j, j] = 2.0 * (ones[j] - llf - steps[j] * grad[j]) / steps[j] ** 2
+        for i in range(j):
+            pair = value(x + steps[i] * np.eye(m)[i] + steps[j] * np.eye(m)[j])
+            hess[i, j] = hess[j, i] = (pair - ones[i] - ones[j] + llf) / (steps[i] * steps[j])
+    return hess
+
+
+def _positive_definite(b: np.ndarray) -> bool:
+    if not np.all(np.isfinite(b)):
+        return False
+    try:
+        np.linalg.cholesky(b)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
+def quasi_newton(llf_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
+                 value: Callable[[np.ndarray], float], x0: np.ndarray,
+                 max_iter: int = 30, rel_step: float = 1e-3,
+                 tol_step: float = TOL_STEP) -> QuasiNewtonResult:
+    """Maximize ``llf`` from ``x0`` by the method of the module docstring.
+
+    Parameters
+    ----------
+    llf_grad : callable
+        ``x -> (llf, gradient)``; ``-inf`` where the likelihood is undefined.
+    value : callable
+        ``x -> llf`` alone (cheaper).
+    x0 : ndarray
+    max_iter : int
+        Newton steps at most.
+    rel_step : float
+        Relative step of the Hessian's differences of values.
+    tol_step : float
+        Stop (successfully) when the next step is this small, relative to
+        ``max(1, |x|)``.
+    """
+    x = np.asarray(x0, dtype=float).copy()
+    nfev = 1
+    llf, grad = llf_grad(x)
+    if not (np.isfinite(llf) and np.all(np.isfinite(grad))):
+        return QuasiNewtonResult(x, False, "the likelihood is undefined at the start", 0, nfev)
+    b = -value_hessian(value, x, llf, grad, rel_step)  # minus the Hessian: PD at a maximum
+    nfev += x.size * (x.size + 1) // 2
+    if not _positive_definite(b):
+        return QuasiNewtonResult(x, False, "the Hessian at the start is not negative "
+                                 "definite", 0, nfev)
+    for it in range(max_iter):
+        step = np.linalg.solve(b, grad)
+        if np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) <= tol_step:
+            return QuasiNewtonResult(x, True, "the Newton step is within tolerance", it, nfev)
+        t = 1.0
+        for _ in range(20):
+            cand = x + t * step
+            cand_llf, cand_grad = llf_grad(cand)
+            nfev += 1
+            if np.isfinite(cand_llf) and np.all(np.isfinite(cand_grad)) \
+                    and cand_llf >= llf + 1e-4 * t * float(grad @ step):
+                break
+            t *= 0.5
+        else:
+            return QuasiNewtonResult(x, False, "no step raised the likelihood", it, nfev)
+        s = cand - x
+        y = grad - cand_grad  # the change of the gradient of -llf
+        sy = float(s @ y)
+        if sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(y)):
+            bs = b @ s
+            b = b - np.outer(bs, bs) / float(s @ bs) + np.outer(y, y) / sy
+        x, llf, grad = cand, cand_llf, cand_grad
+    return QuasiNewtonResult(x, False, f"no convergence in {max_iter} steps", max_iter, nfev)
