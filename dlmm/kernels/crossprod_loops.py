@@ -435,3 +435,20 @@ def component_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_sc
                 wz_key, wz_val, m_wz, ww_key, ww_val, m_ww, pair_w)
     return (wz_key[:m_wz], wz_val[:m_wz, :k], wz_val[:m_wz, k:], ww_key[:m_ww],
             ww_val[:m_ww])
+
+
+@numba.njit(cache=True, nogil=True)
+def number_runs(values, bad):  # pragma: no cover
+    """Starts of the runs of equal numbers in ``values`` (n,) and the end, ``n``: a row
+    starts a run where its value differs from the one before or either is flagged
+    ``bad`` (a left-out row is a run of its own), in one pass."""
+    n = values.shape[0]
+    starts = np.empty(n + 2, dtype=np.int64)
+    starts[0] = 0
+    m = 1
+    for i in range(1, n):
+        if values[i] != values[i - 1] or bad[i] or bad[i - 1]:
+            starts[m] = i
+            m += 1
+    starts[m] = n
+    return starts[: m + 1].copy()

@@ -139,3 +139,20 @@ def test_a_huge_value_on_a_row_left_out_is_not_a_peak():
                               (np.zeros(2), np.ones(2), np.zeros(2), np.ones(2)),
                               seg_start, seg_code, 2)
     assert got.peak.tolist() == [1e200, 7.0]
+
+
+def test_number_runs_are_those_of_the_comparison():
+    """Runs of equal numbers, a flagged row (missing, infinite) a run of its own: the
+    starts NumPy's ``values[1:] != values[:-1]`` gives, for integers and floats."""
+    from dlmm.kernels.crossprod_loops import number_runs
+
+    rng = np.random.default_rng(3)
+    ints = np.repeat(rng.integers(0, 5, 40), rng.integers(1, 4, 40))
+    floats = ints.astype(float)
+    floats[[3, 4, 10]] = [np.nan, np.nan, np.inf]
+    for values in (ints, floats):
+        bad = ~np.isfinite(values.astype(float))
+        change = (values[1:] != values[:-1]) | bad[1:] | bad[:-1]
+        want = np.concatenate([[0], np.flatnonzero(change) + 1, [len(values)]])
+        np.testing.assert_array_equal(number_runs(values, bad), want)
+    np.testing.assert_array_equal(number_runs(np.zeros(0), np.zeros(0, bool)), [0, 0])
