@@ -61,8 +61,8 @@ BLOCK_ROWS = 256
 
 
 #: Columns of the centred block whose products with a column of ``Z`` a group sums at a
-#: time (in as many local scalars, which the compiler keeps in registers); the block
-#: is padded with zero columns to a multiple of it.
+#: time (in as many local scalars, which the compiler keeps in registers); the centred
+#: block has rows of zeros after its design columns up to a multiple of it.
 LANES = 8
 
 
@@ -238,9 +238,8 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
     vals[n_src, :] = 1.0  # the intercept's source
     bits = vals.view(np.int64)
     top = np.zeros(n_src, dtype=np.int64)  # bits of the largest magnitude so far
-    width = -(-q // LANES) * LANES  # q, then zero columns to a multiple of LANES
+    width = -(-q // LANES) * LANES  # q rows, then rows of zeros to a multiple of LANES
     u = np.zeros((width, BLOCK_ROWS))
-    ut = np.empty((BLOCK_ROWS, width))
     acc = np.empty((k, width))
     ok = np.empty(BLOCK_ROWS, dtype=np.uint8)
     n_ok = np.zeros(BLOCK_ROWS + 1, dtype=np.int64)  # usable rows before each row
@@ -325,10 +324,6 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
                 for t in range(nb):
                     x = (vals[j, t] - sh) * iv
                     u[a, t] = x if ok[t] else 0.0
-        for t in range(nb):  # the block by rows, LANES columns at a time
-            for lane in range(0, width, LANES):
-                for a in range(LANES):
-                    ut[t, lane + a] = u[lane + a, t]
         _add_totals(u, nb, k, q, kk, zc)
         # the segments in this block
         while s < n_seg and seg_start[s] < b0 + nb:
@@ -343,15 +338,15 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
                     for lane in range(0, width, LANES):
                         sum0 = sum1 = sum2 = sum3 = sum4 = sum5 = sum6 = sum7 = 0.0
                         for t in range(p0, p1):
-                            ua = ut[t, a]
-                            sum0 += ua * ut[t, lane]
-                            sum1 += ua * ut[t, lane + 1]
-                            sum2 += ua * ut[t, lane + 2]
-                            sum3 += ua * ut[t, lane + 3]
-                            sum4 += ua * ut[t, lane + 4]
-                            sum5 += ua * ut[t, lane + 5]
-                            sum6 += ua * ut[t, lane + 6]
-                            sum7 += ua * ut[t, lane + 7]
+                            ua = u[a, t]
+                            sum0 += ua * u[lane, t]
+                            sum1 += ua * u[lane + 1, t]
+                            sum2 += ua * u[lane + 2, t]
+                            sum3 += ua * u[lane + 3, t]
+                            sum4 += ua * u[lane + 4, t]
+                            sum5 += ua * u[lane + 5, t]
+                            sum6 += ua * u[lane + 6, t]
+                            sum7 += ua * u[lane + 7, t]
                         acc[a, lane] = sum0
                         acc[a, lane + 1] = sum1
                         acc[a, lane + 2] = sum2
