@@ -60,33 +60,17 @@ def _grow1(a, size):  # pragma: no cover
 BLOCK_ROWS = 256
 
 
-@numba.njit(cache=True, nogil=True)
-def _add_products(ut, p0, p1, k, c, zz, zr, acc):  # pragma: no cover
-    """Add ``Z'Z`` (upper triangle) and ``Z'[X y]`` of rows ``p0:p1`` of the block ``ut``
-    (a row per data row: the centred ``Z`` then ``[X y]``; zeros for a row left out)
-    into group ``c``, summed in row order."""
-    q = ut.shape[1]
-    for a in range(k):
-        for b in range(q):
-            acc[a, b] = 0.0
-    for t in range(p0, p1):
-        for a in range(k):
-            ua = ut[t, a]
-            for b in range(q):
-                acc[a, b] += ua * ut[t, b]
-    for a in range(k):
-        for b in range(a, k):
-            zz[c, a, b] += acc[a, b]
-        for b in range(k, q):
-            zr[c, a, b - k] += acc[a, b]
+#: Columns of the centred block whose products with a column of ``Z`` a group sums at a
+#: time (in as many local scalars, which the compiler keeps in registers); the centred
+#: block has rows of zeros after its design columns up to a multiple of it.
+LANES = 8
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _add_totals(u, nb, k, kk, zc):  # pragma: no cover
+def _add_totals(u, nb, k, q, kk, zc):  # pragma: no cover
     """Add ``Z'Z`` and ``[X y]'[X y]`` (upper triangles) of the block's ``nb`` rows (``u``:
-    a row per design column) into the totals ``zc`` and ``kk``; each sum in any order
-    (vectorized)."""
-    q = u.shape[0]
+    a row per design column, the first ``q``) into the totals ``zc`` and ``kk``; each
+    sum in any order (vectorized)."""
     for a in range(k):
         for b in range(a, k):
             t = 0.0
@@ -200,29 +184,9 @@ def _emit_components(c, n_loc, pos, loc_slot, loc_sum, pairs, n_pairs, n_slots,
     return wz_key, wz_val, m_wz, ww_key, ww_val, m_ww
 
 
-@numba.njit(cache=True, nogil=True)
-def _check_block(vals, nb, n_src, ok, missing, infinite, peak):  # pragma: no cover
-    """Count the NaN and infinite values of the block's sources, clear ``ok`` of
-    their rows, then keep each source's largest magnitude over the usable rows."""
-    for j in range(n_src):
-        n_nan = 0
-        n_inf = 0
-        for t in range(nb):
-            x = vals[j, t]
-            is_nan = x != x
-            is_inf = abs(x) == np.inf
-            n_nan += is_nan
-            n_inf += is_inf
-            if is_nan or is_inf:
-                ok[t] = False
-        missing[j] += n_nan
-        infinite[j] += n_inf
-    for j in range(n_src):
-        top = peak[j]
-        for t in range(nb):
-            x = abs(vals[j, t]) if ok[t] else 0.0
-            top = max(top, x)
-        peak[j] = top
+#: The bits of a float64 but its sign: for numbers that are not NaN, the order of these
+#: bits as integers is the order of the magnitudes (a largest magnitude by integer max).
+ABS_BITS = 0x7FFFFFFFFFFFFFFF
 
 
 @numba.njit(cache=True, nogil=True)
@@ -246,13 +210,20 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
     :func:`component_loop`. With precision weights (source ``w_src`` >= 0) a usable
     row's centred values are times √w, a row with w <= 0 is left out, and ``wstats``
     adds (Σ log w over the usable rows, rows with w <= 0).
+
+    Written for the compiler's vectorizer: each step of a block is a loop over its rows
+    without branches (a row's flag ``ok`` is a byte, NaN and ±inf are found as
+    ``x - x != x - x``, the largest magnitude as the integer max of the bits), the
+    blocks are counted by index (a loop of stride :data:`BLOCK_ROWS` kept the inner
+    loops scalar); a group's products are summed in registers (:data:`LANES`).
     """
     r = xy_src.shape[0]
     k = z_src.shape[0]
     q = k + r
     n_vc = vc_codes.shape[0]
+    n_seg = seg_code.shape[0]
     identity = order[0] == -1
-    n_rows = seg_start[seg_start.shape[0] - 1]
+    n_rows = seg_start[n_seg]
     src = np.empty(q, dtype=np.int64)
     shift = np.empty(q)
     inv = np.empty(q)  # the scales are powers of two: times 1/scale is the quotient
@@ -265,40 +236,62 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
             src[a] = n_src
     vals = np.empty((n_src + 1, BLOCK_ROWS))
     vals[n_src, :] = 1.0  # the intercept's source
-    u = np.empty((q, BLOCK_ROWS))
-    ut = np.empty((BLOCK_ROWS, q))
-    acc = np.empty((k, q))
-    ok = np.empty(BLOCK_ROWS, dtype=np.bool_)
+    bits = vals.view(np.int64)
+    top = np.zeros(n_src, dtype=np.int64)  # bits of the largest magnitude so far
+    width = -(-q // LANES) * LANES  # q rows, then rows of zeros to a multiple of LANES
+    u = np.zeros((width, BLOCK_ROWS))
+    acc = np.empty((k, width))
+    ok = np.empty(BLOCK_ROWS, dtype=np.uint8)
+    n_ok = np.zeros(BLOCK_ROWS + 1, dtype=np.int64)  # usable rows before each row
     sw = np.ones(BLOCK_ROWS)  # sqrt of each row's weight (1 without weights)
     rows = np.empty(BLOCK_ROWS, dtype=np.int64)
     mark = used.shape[0] > 0
+    weighted = w_src >= 0
     s = 0
-    for b0 in range(0, n_rows, BLOCK_ROWS):
+    for block in range((n_rows + BLOCK_ROWS - 1) // BLOCK_ROWS):
+        b0 = block * BLOCK_ROWS
         nb = min(BLOCK_ROWS, n_rows - b0)
         for t in range(nb):
-            rows[t] = b0 + t if identity else order[b0 + t]
-            ok[t] = True
-        for j in range(n_src):
-            col = cols[j]
-            if identity:
-                for t in range(nb):
-                    vals[j, t] = col[b0 + t]
-            else:
-                for t in range(nb):
-                    vals[j, t] = col[rows[t]]
+            ok[t] = 1
+        if not identity:
+            for t in range(nb):
+                rows[t] = order[b0 + t]
         for e in range(n_vc):
             for t in range(nb):
-                if vc_codes[e, rows[t]] == -2:
-                    ok[t] = False
+                if vc_codes[e, b0 + t if identity else rows[t]] == -2:
+                    ok[t] = 0
         s2 = s  # rows of segments without a code are left out
-        while s2 < seg_code.shape[0] and seg_start[s2] < b0 + nb:
+        while s2 < n_seg and seg_start[s2] < b0 + nb:
             if seg_code[s2] < 0:
                 for t in range(max(seg_start[s2], b0) - b0,
                                min(seg_start[s2 + 1], b0 + nb) - b0):
-                    ok[t] = False
+                    ok[t] = 0
             s2 += 1
-        _check_block(vals, nb, n_src, ok, missing, infinite, peak)
-        if w_src >= 0:
+        for j in range(n_src):  # copy, count NaN and infinite values, flag their rows
+            col = cols[j]
+            n_nan = 0
+            n_finite = 0
+            if identity:
+                for t in range(nb):
+                    x = col[b0 + t]
+                    vals[j, t] = x
+                    d = x - x  # NaN for NaN and +-inf, else 0
+                    n_nan += np.int64(x != x)
+                    finite = np.uint8(d == d)
+                    n_finite += np.int64(finite)
+                    ok[t] &= finite
+            else:
+                for t in range(nb):
+                    x = col[rows[t]]
+                    vals[j, t] = x
+                    d = x - x
+                    n_nan += np.int64(x != x)
+                    finite = np.uint8(d == d)
+                    n_finite += np.int64(finite)
+                    ok[t] &= finite
+            missing[j] += n_nan
+            infinite[j] += nb - n_finite - n_nan
+        if weighted:
             for t in range(nb):
                 if ok[t]:
                     wv = vals[w_src, t]
@@ -306,35 +299,73 @@ def fused_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_scale,
                         sw[t] = np.sqrt(wv)
                         wstats[0] += np.log(wv)
                     else:
-                        ok[t] = False
+                        ok[t] = 0
                         wstats[1] += 1.0
+        for j in range(n_src):  # largest magnitude over the usable rows
+            tj = top[j]
+            for t in range(nb):
+                m = bits[j, t] & ABS_BITS if ok[t] else 0
+                tj = max(tj, m)
+            top[j] = tj
         if mark:
             for t in range(nb):
-                used[rows[t]] = ok[t]
+                used[b0 + t if identity else rows[t]] = ok[t] != 0
+        for t in range(nb):
+            n_ok[t + 1] = n_ok[t] + ok[t]
         for a in range(q):
             j = src[a]
             sh = shift[a]
             iv = inv[a]
-            for t in range(nb):
-                x = (vals[j, t] - sh) * iv * sw[t] if ok[t] else 0.0
-                u[a, t] = x
-                ut[t, a] = x
-        _add_totals(u, nb, k, kk, zc)
+            if weighted:
+                for t in range(nb):
+                    x = (vals[j, t] - sh) * iv * sw[t]
+                    u[a, t] = x if ok[t] else 0.0
+            else:
+                for t in range(nb):
+                    x = (vals[j, t] - sh) * iv
+                    u[a, t] = x if ok[t] else 0.0
+        _add_totals(u, nb, k, q, kk, zc)
         # the segments in this block
-        while s < seg_code.shape[0] and seg_start[s] < b0 + nb:
+        while s < n_seg and seg_start[s] < b0 + nb:
             p0 = max(seg_start[s], b0) - b0
             p1 = min(seg_start[s + 1], b0 + nb) - b0
             c = seg_code[s]
-            if c >= 0:
-                cnt = 0
-                for t in range(p0, p1):
-                    cnt += ok[t]
-                if cnt:
-                    n[c] += cnt
-                    _add_products(ut, p0, p1, k, c, zz, zr, acc)
+            cnt = n_ok[p1] - n_ok[p0]
+            if c >= 0 and cnt:
+                n[c] += cnt
+                # Z'Z (upper triangle) and Z'[X y] of the group's rows here, in row order
+                for a in range(k):
+                    for lane in range(0, width, LANES):
+                        sum0 = sum1 = sum2 = sum3 = sum4 = sum5 = sum6 = sum7 = 0.0
+                        for t in range(p0, p1):
+                            ua = u[a, t]
+                            sum0 += ua * u[lane, t]
+                            sum1 += ua * u[lane + 1, t]
+                            sum2 += ua * u[lane + 2, t]
+                            sum3 += ua * u[lane + 3, t]
+                            sum4 += ua * u[lane + 4, t]
+                            sum5 += ua * u[lane + 5, t]
+                            sum6 += ua * u[lane + 6, t]
+                            sum7 += ua * u[lane + 7, t]
+                        acc[a, lane] = sum0
+                        acc[a, lane + 1] = sum1
+                        acc[a, lane + 2] = sum2
+                        acc[a, lane + 3] = sum3
+                        acc[a, lane + 4] = sum4
+                        acc[a, lane + 5] = sum5
+                        acc[a, lane + 6] = sum6
+                        acc[a, lane + 7] = sum7
+                for a in range(k):
+                    for b in range(a, k):
+                        zz[c, a, b] += acc[a, b]
+                    for b in range(k, q):
+                        zr[c, a, b - k] += acc[a, b]
             if seg_start[s + 1] > b0 + nb:
                 break  # the segment goes on in the next block
             s += 1
+    magnitude = top.view(np.float64)
+    for j in range(n_src):
+        peak[j] = max(peak[j], magnitude[j])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -399,3 +430,20 @@ def component_loop(cols, n_src, xy_src, z_src, xy_shift, xy_scale, z_shift, z_sc
                 wz_key, wz_val, m_wz, ww_key, ww_val, m_ww, pair_w)
     return (wz_key[:m_wz], wz_val[:m_wz, :k], wz_val[:m_wz, k:], ww_key[:m_ww],
             ww_val[:m_ww])
+
+
+@numba.njit(cache=True, nogil=True)
+def number_runs(values, bad):  # pragma: no cover
+    """Starts of the runs of equal numbers in ``values`` (n,) and the end, ``n``: a row
+    starts a run where its value differs from the one before or either is flagged
+    ``bad`` (a left-out row is a run of its own), in one pass."""
+    n = values.shape[0]
+    starts = np.empty(n + 2, dtype=np.int64)
+    starts[0] = 0
+    m = 1
+    for i in range(1, n):
+        if values[i] != values[i - 1] or bad[i] or bad[i - 1]:
+            starts[m] = i
+            m += 1
+    starts[m] = n
+    return starts[: m + 1].copy()

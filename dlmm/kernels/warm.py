@@ -73,8 +73,10 @@ def _quietly(keyed: KeyedCrossProducts, slot_component: np.ndarray) -> None:
 def warm_pass_loop() -> None:
     """Run the one pass's compiled loop (:func:`.crossprod.fused_crossproducts`) once on
     two groups of a plain model of a few columns (an intercept and a slope): the
-    specialization every such model's chunks use, loaded from numba's cache."""
+    specialization every such model's chunks use, loaded from numba's cache; and the
+    runs of integer group labels (:func:`.crossprod_loops.number_runs`)."""
     from .crossprod import fused_crossproducts
+    from .crossprod_loops import number_runs
 
     values = np.linspace(0.0, 1.0, 8)
     columns = tuple(values + j for j in range(4))
@@ -82,3 +84,4 @@ def warm_pass_loop() -> None:
     fused_crossproducts(columns, np.array([-1, 0, 1]), np.array([-1, 0]),
                         (np.zeros(3), ones, np.zeros(2), ones[:2]),
                         np.array([0, 4, 8]), np.array([0, 1]), 2)
+    number_runs(np.array([0, 0, 1], dtype=np.int64), np.zeros(3, dtype=np.bool_))

@@ -163,6 +163,10 @@ def chunk_columns(frame: pd.DataFrame, layout: PlainLayout) -> ChunkColumns | No
     def bad_rows(column: str) -> np.ndarray:
         """Rows where ``column`` is missing or infinite (counted once per column)."""
         series = frame[column]
+        if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iub":
+            # plain NumPy integers hold neither: no row, nothing counted (no pass)
+            counted.add(column)
+            return np.zeros(n, dtype=bool)
         na = series.isna().to_numpy()
         inf = np.zeros(n, dtype=bool)
         if pd.api.types.is_float_dtype(series):

@@ -48,12 +48,17 @@ def group_runs(groups: np.ndarray | None, bad: np.ndarray | None, n: int):
     if n == 0:
         labels = np.asarray(pd.factorize(pd.Series(groups), sort=True)[1])
         return labels, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), True
-    try:
-        change = _changes(groups, bad)
-    except (TypeError, ValueError):  # labels that do not compare: by their codes
-        codes = pd.factorize(pd.Series(groups))[0]
-        change = _changes(codes, bad)
-    seg_start = np.concatenate([[0], np.flatnonzero(change) + 1, [n]]).astype(np.int64)
+    if groups.dtype.kind in "iuf":  # numbers: one compiled pass
+        from ..kernels.crossprod_loops import number_runs
+
+        seg_start = number_runs(groups, bad)
+    else:
+        try:
+            change = _changes(groups, bad)
+        except (TypeError, ValueError):  # labels that do not compare: by their codes
+            codes = pd.factorize(pd.Series(groups))[0]
+            change = _changes(codes, bad)
+        seg_start = np.concatenate([[0], np.flatnonzero(change) + 1, [n]]).astype(np.int64)
     first = seg_start[:-1]
     run_labels = groups[first]
     good = ~bad[first]
