@@ -322,12 +322,11 @@ def build_components(chunks: list[ComponentChunk], levels: list,
             if keyed.labels.shape[0]:
                 parts[_index(structure, key, where)].append(keyed)
     k_extra = np.zeros(n_comp, dtype=object)
-    loose = [c.loose for c in chunks if c.loose is not None and c.loose.labels.shape[0]]
+    # the loose rows with the chunks' stratum codes made the global ones
+    loose = [replace(c.loose, s=np.asarray([where_level[v] for v in c.levels],
+                                           dtype=np.int64)[c.loose.s])
+             for c in chunks if c.loose is not None and c.loose.labels.shape[0]]
     if loose:
-        for c in chunks:  # the chunks' stratum codes to the global ones
-            if c.loose is not None and c.loose.labels.shape[0]:
-                c.loose = replace(c.loose, s=np.asarray([where_level[v] for v in c.levels]
-                                                        )[c.loose.s])
         joined, k, pairs = _join_loose(loose, structure)
         identity = list(range(structure.n_strata))
         for key, keyed in joined.items():

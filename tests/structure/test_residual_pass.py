@@ -239,3 +239,25 @@ def test_one_read_of_each_file(reference, tmp_path, monkeypatch):
     assert sorted(reads) == sorted(str(p) for p in tmp_path.glob("*.parquet"))
     plain = dlmm.mixedlm("y ~ x", frame, weights="w", **BOTH).fit()
     np.testing.assert_allclose(result.llf, plain.llf, rtol=1e-8)
+
+
+def test_partitions_that_hold_different_strata(dask_client):
+    """A partition of males only beside one of both sexes (Orthodont written subject by
+    subject): each partition codes its own strata, and the AR(1) ends and pairs of every
+    group keep the strata they are in (nlme's numbers: tests/reference/residual/
+    nlme_ar1.R)."""
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1] / "reference" / "residual"
+    ref = json.loads((here / "nlme_ar1.json").read_text())["orthodont_ar1"]["REML"]
+    frame = pd.read_csv(here / "orthodont.csv").assign(t=lambda f: f["age"] // 2)
+    males = frame[frame["Subject"].isin(["M01", "M02"])]
+    rest = frame.drop(index=males.index).sample(frac=1.0, random_state=1)
+    ddf = dd.concat([dd.from_pandas(males, npartitions=1, sort=False),
+                     dd.from_pandas(rest, npartitions=1, sort=False)])
+    result = dlmm.mixedlm("distance ~ age", ddf, groups="Subject", re_formula="1",
+                          residual_by="Sex", residual_ar1="t").fit(client=dask_client)
+    assert result.converged
+    np.testing.assert_allclose(result.llf, ref["logLik"], rtol=1e-6)
+    np.testing.assert_allclose(result.residual.rho, ref["rho"], rtol=1e-4)
