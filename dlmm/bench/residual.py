@@ -83,6 +83,8 @@ def _write(case: dict, data_dir: Path, partitions: int, seed: int) -> Path:
     else:
         frame = strata_ar1_like(case["groups"], case["per_group"], seed)
     codes = pd.factorize(frame[case["group"]], sort=True)[0]
+    order = np.argsort(codes, kind="stable")  # group by group, each group's rows in order
+    frame, codes = frame.iloc[order].reset_index(drop=True), codes[order]
     cuts = np.linspace(0, codes.max() + 1, partitions + 1).astype(int)[1:-1]
     for k, part in enumerate(np.split(np.arange(len(frame)), np.searchsorted(codes, cuts))):
         frame.iloc[part].to_parquet(folder / f"part-{k:03d}.parquet", index=False)
