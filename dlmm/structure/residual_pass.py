@@ -130,8 +130,12 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _times(values: np.ndarray, column: str) -> np.ndarray:
-    t = np.asarray(values, dtype=float)
+def _times(values: pd.Series, column: str) -> np.ndarray:
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        raise InputError(f"residual_ar1 time column {column!r} is not numeric (dtype "
+                         f"{values.dtype}): AR(1) needs times that are consecutive integers "
+                         "within each group")
+    t = values.to_numpy(dtype=float)
     bad = t != np.round(t)
     if bad.any():
         raise InputError(
@@ -148,7 +152,7 @@ def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
     xy, z = spec.centering.apply(design.xy, design.z)
     xy, z, _ = design.weighted_arrays(xy, z)  # rows times √w (precision weights)
     kept = frame[design.kept]
-    t = _times(kept[residual.ar1].to_numpy(), residual.ar1)
+    t = _times(kept[residual.ar1], residual.ar1)
     if residual.strata is not None:
         s, levels = pd.factorize(kept[residual.strata], sort=True)
         levels = [_plain(v) for v in levels]
@@ -507,6 +511,11 @@ def statistics_from_components(spec, backend: Backend, chunks: list[Any],
             totals.append(chunk_totals)
     if component_k is None:
         raise InputError("the data have no usable rows")
+    if residual.strata is not None and len(levels) > 1 and rows.min() < 2:
+        j = int(np.argmin(rows))
+        raise InputError(f"residual_by column {residual.strata!r}: level {levels[j]!r} has "
+                         f"{int(rows[j])} usable row(s); a residual variance of its own needs "
+                         "at least 2 (merge it with another level, or leave its rows out)")
     spans = [s[5] for s in summary]
     n_blocks = plan_blocks(sum(s[0] for s in spans), backend.parallelism)
 

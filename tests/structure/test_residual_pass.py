@@ -261,3 +261,13 @@ def test_partitions_that_hold_different_strata(dask_client):
     assert result.converged
     np.testing.assert_allclose(result.llf, ref["logLik"], rtol=1e-6)
     np.testing.assert_allclose(result.residual.rho, ref["rho"], rtol=1e-4)
+
+
+def test_a_stratum_of_one_row_and_text_times_refused():
+    frame = _design()
+    lone = frame.assign(s=np.where(frame.index == 7, "lone", frame["s"]))
+    with pytest.raises(InputError, match="level 'lone' has 1 usable row"):
+        dlmm.mixedlm("y ~ x", lone, groups="g", re_formula="~x", residual_by="s").fit()
+    with pytest.raises(InputError, match="time column 't' is not numeric"):
+        dlmm.mixedlm("y ~ x", frame.assign(t=frame["t"].astype(str)), groups="g",
+                     re_formula="~x", residual_ar1="t").fit()
