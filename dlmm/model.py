@@ -34,7 +34,7 @@ from .objective.penalty import (
     pop_penalties,
 )
 from .objective.rank import check_full_rank, independent_columns
-from .objective.residual_map import fitted_statistics, with_residual_model
+from .objective.residual_map import fitted_statistics, residual_start, with_residual_model
 from .objective.start import (
     MOMENT_MIN_GROUPS,
     default_start,
@@ -549,7 +549,8 @@ class MixedLM(StatsmodelsModel):
         objective = with_residual_model(self.objective(engine))  # and φ, if any
         fun = objective if cov_pen is None else penalized(objective, cov_pen)
         n_res = getattr(objective.theta_map, "n_res", 0)
-        x0 = np.concatenate([self._start(start_params, engine, u), np.zeros(n_res)])
+        x0 = np.concatenate([self._start(start_params, engine, u),
+                             residual_start(start_params, n_res)])
         mask = np.concatenate([free_mask(free, self.k_fe, self.k_re, self.k_vc,
                                          self.param_names[self.k_fe:]), np.ones(n_res)])
         free_idx = np.flatnonzero(mask)

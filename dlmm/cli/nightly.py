@@ -202,9 +202,24 @@ def start_params(path: str, opts: dict[str, Any], doc: dict[str, Any]):
             raise InputError(f"{where}: {what} is not finite (NaN or infinity): not a "
                              "start point")
     try:
-        return MixedLMParams.from_components(cov_re=cov, vcomp=vcomp)
+        params = MixedLMParams.from_components(cov_re=cov, vcomp=vcomp)
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
         raise InputError(f"{where} has no usable estimates ({exc})") from None
+    params.residual = _start_phi(state)
+    return params
+
+
+def _start_phi(state: dict[str, Any]) -> np.ndarray | None:
+    """The previous fit's residual parameters φ (``residual_by``, ``residual_ar1``), a
+    start for this run's where it has as many (a new stratum: none); None without."""
+    from ..results.residual_estimates import ResidualEstimates
+
+    fit = state.get("fit") if isinstance(state.get("fit"), dict) else {}
+    try:
+        residual = ResidualEstimates.from_dict(fit.get("residual"))
+        return None if residual is None else residual.phi
+    except (KeyError, TypeError, ValueError):  # an edited file: a cold start of φ
+        return None
 
 
 def _start_theta(where: str, est: dict[str, Any]) -> np.ndarray:

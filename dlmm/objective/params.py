@@ -50,6 +50,10 @@ class MixedLMParams:
         self.fe_params = np.zeros(k_fe)
         self.cov_re = np.zeros((k_re, k_re))
         self.vcomp = np.zeros(k_vc)
+        #: a fit's residual parameters φ (``residual_by``, ``residual_ar1``), or None:
+        #: where ``start_params`` carries them, a fit starts there
+        #: (:func:`dlmm.objective.residual_map.residual_start`)
+        self.residual = None
         self.cov_re_sqrt = np.zeros((k_re, k_re))
 
     @classmethod

@@ -75,6 +75,15 @@ class ResidualMap:
                                jac.T @ grad_res - 0.5 * d_logdet])
 
 
+def residual_start(start_params, n_res: int) -> np.ndarray:
+    """φ's start: ``start_params.residual`` (a previous fit's ``params_object`` carries its
+    φ) when it has ``n_res`` entries, else 0 (one variance, no correlation)."""
+    phi = getattr(start_params, "residual", None)
+    if phi is not None and np.shape(phi) == (n_res,) and np.all(np.isfinite(phi)):
+        return np.asarray(phi, dtype=float)
+    return np.zeros(n_res)
+
+
 def with_residual_model(objective):
     """The objective over θ and φ where its statistics keep the residual components
     (:class:`~dlmm.structure.residual_pass.ResidualStatistics`), else the objective."""

@@ -89,10 +89,13 @@ class StatsmodelsResults:
         effects, ``cov_re / scale``, ``vcomp / scale``): ``model.loglike(params_object)``
         is ``llf``."""
         e = self.estimates
-        return MixedLMParams.from_components(
+        po = MixedLMParams.from_components(
             fe_params=np.asarray(e.fe_params, dtype=float),
             cov_re=np.asarray(e.cov_re_unscaled, dtype=float),
             vcomp=np.asarray(e.vcomp_unscaled, dtype=float))
+        residual = getattr(self, "residual", None)
+        po.residual = None if residual is None else residual.phi  # a refit starts φ there
+        return po
 
     @property
     def df_resid(self) -> float:
