@@ -92,55 +92,50 @@ def csv_copy(path: Path) -> Path:
     return target
 
 
-def lme4_fit(path: Path, formula: str, timeout: float, reml: bool = True) -> dict:
-    """lme4's ``lmer(formula)`` on the data at ``path`` (Parquet, read through a CSV
-    copy): seconds of the ``lmer`` call alone, llf, and whether lme4 warned about
-    convergence."""
+def _rscript_fit(path: Path, library: str, call: str, warned: str,
+                 timeout: float) -> tuple[float, float, bool]:
+    """``m <- CALL`` of R's ``library`` on the data at ``path`` (Parquet, read through a
+    CSV copy into ``d``): seconds of the call alone, llf, and ``warned`` (R code: whether
+    the peer warned about convergence)."""
     csv = csv_copy(Path(path))
     script = (
-        "suppressMessages(library(lme4));"
+        f"suppressMessages(library({library}));"
         "read <- if (requireNamespace('data.table', quietly = TRUE)) "
         "function(f) as.data.frame(data.table::fread(f)) else read.csv;"
         f"d <- read({json.dumps(str(csv))});"
-        "t0 <- Sys.time();"
-        f"m <- lmer({formula}, data = d, REML = {'TRUE' if reml else 'FALSE'});"
+        f"t0 <- Sys.time(); m <- {call};"
         "secs <- as.numeric(difftime(Sys.time(), t0, units = 'secs'));"
-        "warned <- length(m@optinfo$conv$lme4$messages) > 0;"
+        f"warned <- {warned};"
         "cat(sprintf('%.6f %.12g %s', secs, as.numeric(logLik(m)), warned), '\\n')"
     )
     done = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True,
                           timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(" ".join(done.stderr.split())[-300:])
-    secs, llf, warned = done.stdout.split()[:3]
-    return {"seconds": float(secs), "llf": float(llf), "converged": warned == "FALSE"}
+    secs, llf, flag = done.stdout.split()[:3]
+    return float(secs), float(llf), flag == "TRUE"
+
+
+def lme4_fit(path: Path, formula: str, timeout: float, reml: bool = True) -> dict:
+    """lme4's ``lmer(formula)`` on the data at ``path``: seconds of the ``lmer`` call
+    alone, llf, and whether lme4 warned about convergence."""
+    secs, llf, warned = _rscript_fit(
+        path, "lme4", f"lmer({formula}, data = d, REML = {'TRUE' if reml else 'FALSE'})",
+        "length(m@optinfo$conv$lme4$messages) > 0", timeout)
+    return {"seconds": secs, "llf": llf, "converged": not warned}
 
 
 def nlme_fit(path: Path, fixed: str, random: str, timeout: float, reml: bool = True,
              weights: str | None = None, correlation: str | None = None) -> dict:
-    """nlme's ``lme`` on the data at ``path`` (Parquet, read through a CSV copy), with a
-    variance function and a correlation structure (R code): seconds of the ``lme`` call
-    alone and llf."""
-    csv = csv_copy(Path(path))
+    """nlme's ``lme`` on the data at ``path``, with a variance function and a correlation
+    structure (R code): seconds of the ``lme`` call alone and llf (``lme`` stops with an
+    error where it does not converge)."""
     extra = "".join(f", {name} = {code}" for name, code in
                     (("weights", weights), ("correlation", correlation)) if code)
-    script = (
-        "suppressMessages(library(nlme));"
-        "read <- if (requireNamespace('data.table', quietly = TRUE)) "
-        "function(f) as.data.frame(data.table::fread(f)) else read.csv;"
-        f"d <- read({json.dumps(str(csv))});"
-        "t0 <- Sys.time();"
-        f"m <- lme({fixed}, random = {random}, data = d, "
-        f"method = '{'REML' if reml else 'ML'}'{extra});"
-        "secs <- as.numeric(difftime(Sys.time(), t0, units = 'secs'));"
-        "cat(sprintf('%.6f %.12g', secs, as.numeric(logLik(m))), '\n')"
-    )
-    done = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True,
-                          timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(" ".join(done.stderr.split())[-300:])
-    secs, llf = done.stdout.split()[:2]
-    return {"seconds": float(secs), "llf": float(llf), "converged": True}
+    secs, llf, _ = _rscript_fit(
+        path, "nlme", f"lme({fixed}, random = {random}, data = d, "
+        f"method = '{'REML' if reml else 'ML'}'{extra})", "FALSE", timeout)
+    return {"seconds": secs, "llf": llf, "converged": True}
 
 
 #: The gpboost child: reads the Parquet data, fits crossed random intercepts, prints

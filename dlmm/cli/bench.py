@@ -84,46 +84,36 @@ def _run_crossed(args: argparse.Namespace) -> int:
 
 def _run_nested(args: argparse.Namespace) -> int:
     """``dlmm bench --nested CASES``: the nested data sets (see :mod:`dlmm.bench.nested`)."""
-    from ..bench.cases import format_case_table, write_case_report
     from ..bench.nested import check_cases, run_nested_bench
-    from .errors import UsageError
 
-    try:
-        check_cases(args.nested)
-    except ValueError as exc:
-        raise UsageError(f"--nested: {exc}") from None
-    doc = run_nested_bench(
-        args.nested, workers=args.workers or 2, data_dir=args.data_dir,
-        peers=() if args.no_peers else ("statsmodels", "lme4"),
-        peer_budget=args.peer_budget, seed=args.seed,
-        log=lambda line: event("bench", "%s", line),
-    )
-    sys.stdout.write(format_case_table(doc) + "\n")
-    if args.output:
-        files = write_case_report(doc, args.output, "nested")
-        event("done", "wrote %s", ", ".join(files.values()), **files)
-    return EXIT_OK
+    return _run_cases(args, "nested", check_cases, run_nested_bench, ("statsmodels", "lme4"))
 
 
 def _run_residual(args: argparse.Namespace) -> int:
     """``dlmm bench --residual CASES``: residual models beside nlme (see
     :mod:`dlmm.bench.residual`)."""
-    from ..bench.cases import format_case_table, write_case_report
     from ..bench.residual import check_cases, run_residual_bench
+
+    return _run_cases(args, "residual", check_cases, run_residual_bench, ("nlme",))
+
+
+def _run_cases(args: argparse.Namespace, kind: str, check_cases, run, peers) -> int:
+    """A case benchmark (:mod:`dlmm.bench.cases`) of ``--KIND CASES``: the cases checked
+    before any work, ``run`` beside ``peers``, its table printed, its report written."""
+    from ..bench.cases import format_case_table, write_case_report
     from .errors import UsageError
 
+    cases = getattr(args, kind)
     try:
-        check_cases(args.residual)
+        check_cases(cases)
     except ValueError as exc:
-        raise UsageError(f"--residual: {exc}") from None
-    doc = run_residual_bench(
-        args.residual, workers=args.workers or 2, data_dir=args.data_dir,
-        peers=() if args.no_peers else ("nlme",), peer_budget=args.peer_budget,
-        seed=args.seed, log=lambda line: event("bench", "%s", line),
-    )
+        raise UsageError(f"--{kind}: {exc}") from None
+    doc = run(cases, workers=args.workers or 2, data_dir=args.data_dir,
+              peers=() if args.no_peers else peers, peer_budget=args.peer_budget,
+              seed=args.seed, log=lambda line: event("bench", "%s", line))
     sys.stdout.write(format_case_table(doc) + "\n")
     if args.output:
-        files = write_case_report(doc, args.output, "residual")
+        files = write_case_report(doc, args.output, kind)
         event("done", "wrote %s", ", ".join(files.values()), **files)
     return EXIT_OK
 

@@ -276,6 +276,24 @@ def pass_chunk(frame: pd.DataFrame, spec) -> ChunkResult:
     return result
 
 
+def whole_group_blocks(backend: Backend, chunks: list[Any], spans: list[tuple], split,
+                       build) -> tuple[list[Any], bool]:
+    """Blocks of whole groups from chunk handles, and whether keyed sums had to move.
+
+    ``spans[j] = (groups, first label, last label)`` of chunk ``j``. Where no group
+    spans two chunks (data written group by group) the chunks, in label order, are
+    cut into runs of about equal group counts and each run is ``build``-t where it is;
+    otherwise every chunk is ``split(handle, n)`` by a hash of the label and block ``j``
+    is ``build`` of every part ``j`` (:meth:`~dlmm.distributed.base.Backend.regroup`)."""
+    n_blocks = plan_blocks(sum(s[0] for s in spans), backend.parallelism)
+    if _disjoint([(s[1], s[2]) for s in spans]):
+        order = sorted((j for j, s in enumerate(spans) if s[0]), key=lambda j: spans[j][1])
+        runs = balanced_runs([spans[j][0] for j in order], n_blocks)
+        return backend.combine([[chunks[order[k]] for k in run] for run in runs], build), \
+            False
+    return backend.regroup(chunks, n_blocks, split, build), True
+
+
 def statistics_from_chunks(spec, backend: Backend, chunks: list[Any],
                            start: float) -> GroupedStatistics:
     """Blocks of whole groups from handles of :class:`ChunkResult` (in a fixed order:
@@ -283,23 +301,14 @@ def statistics_from_chunks(spec, backend: Backend, chunks: list[Any],
     the row totals; ``start`` is when the pass began (``time.perf_counter``)."""
     summary = backend.gather(backend.map(_chunk_summary, chunks))  # one round trip
     totals = ordered_sum([t for t, _ in summary])
-    infos = [i for _, i in summary]
     slot_component = spec.slot_component
-    n_blocks = plan_blocks(sum(i[0] for i in infos), backend.parallelism)
 
     def build(results):
         return build_block([r.keyed if isinstance(r, ChunkResult) else r for r in results],
                            slot_component)
 
-    shuffled = not _disjoint([(i[1], i[2]) for i in infos])
-    if not shuffled:
-        # Whole groups per chunk: chunks in label order, cut into runs of about
-        # equal group counts, one block per run.
-        order = sorted((j for j, i in enumerate(infos) if i[0]), key=lambda j: infos[j][1])
-        runs = balanced_runs([infos[j][0] for j in order], n_blocks)
-        blocks = backend.combine([[chunks[order[k]] for k in run] for run in runs], build)
-    else:
-        blocks = backend.regroup(chunks, n_blocks, split_by_hash, build)
+    blocks, shuffled = whole_group_blocks(backend, chunks, [i for _, i in summary],
+                                          split_by_hash, build)
     out = blocks_statistics(spec, backend, blocks, totals, shuffled, start)
     backend.release(chunks)
     return out

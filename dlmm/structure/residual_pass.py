@@ -49,13 +49,7 @@ from ..kernels.residual_blocks import (
 )
 from ..objective.residual_structure import ResidualStructure
 from ..spec.residual import residual_logdet
-from .grouped import (
-    GroupedStatistics,
-    _disjoint,
-    balanced_runs,
-    chunk_crossproducts,
-    plan_blocks,
-)
+from .grouped import GroupedStatistics, chunk_crossproducts, whole_group_blocks
 
 #: A component of a chunk: ``(kind, s, t)`` with the chunk's own stratum codes.
 Key = tuple
@@ -516,19 +510,11 @@ def statistics_from_components(spec, backend: Backend, chunks: list[Any],
         raise InputError(f"residual_by column {residual.strata!r}: level {levels[j]!r} has "
                          f"{int(rows[j])} usable row(s); a residual variance of its own needs "
                          "at least 2 (merge it with another level, or leave its rows out)")
-    spans = [s[5] for s in summary]
-    n_blocks = plan_blocks(sum(s[0] for s in spans), backend.parallelism)
-
     def build(parts):
         return build_components(parts, levels, structure)
 
-    shuffled = not _disjoint([(s[1], s[2]) for s in spans])
-    if not shuffled:
-        order = sorted((j for j, s in enumerate(spans) if s[0]), key=lambda j: spans[j][1])
-        runs = balanced_runs([spans[j][0] for j in order], n_blocks)
-        blocks = backend.combine([[chunks[order[k]] for k in run] for run in runs], build)
-    else:
-        blocks = backend.regroup(chunks, n_blocks, _split, build)
+    blocks, shuffled = whole_group_blocks(backend, chunks, [s[5] for s in summary], _split,
+                                          build)
     block_info = backend.gather(backend.map(_block_summary, blocks))
     backend.release(chunks)
     for info in block_info:  # joined pairs and ends, found in the blocks
