@@ -240,8 +240,8 @@ def _split(chunk: ComponentChunk, n_out: int) -> list[ComponentChunk]:
 
 def _join_loose(loose: list[LooseRows], structure: ResidualStructure):
     """The cross-chunk pairs and the first and last rows of every group of a block:
-    ``{component: (labels, n, zz, zr)}``, ``{component: K part}`` and, per group
-    label, the pairs found."""
+    ``{component: keyed sums}`` and ``{component: K part}``; a group whose runs do not
+    join into one of consecutive times is refused."""
     labels = np.concatenate([x.labels for x in loose])
     t = np.concatenate([x.t for x in loose])
     s = np.concatenate([x.s for x in loose])
@@ -293,8 +293,7 @@ def _join_loose(loose: list[LooseRows], structure: ResidualStructure):
         summed[comp] = _keyed(np.asarray(uniq, dtype=object)[keys]
                               if np.asarray(uniq).dtype.kind in "UO" else np.asarray(uniq)[keys],
                               n, szz, szr)
-    pairs = pd.Series(np.bincount(g[a], minlength=n_groups), index=np.asarray(uniq))
-    return summed, k, pairs
+    return summed, k
 
 
 def _index(structure: ResidualStructure, key: Key, where: list[int]) -> int:
@@ -325,7 +324,7 @@ def build_components(chunks: list[ComponentChunk], levels: list,
                                            dtype=np.int64)[c.loose.s])
              for c in chunks if c.loose is not None and c.loose.labels.shape[0]]
     if loose:
-        joined, k, pairs = _join_loose(loose, structure)
+        joined, k = _join_loose(loose, structure)
         identity = list(range(structure.n_strata))
         for key, keyed in joined.items():
             parts[_index(structure, key, identity)].append(keyed)
