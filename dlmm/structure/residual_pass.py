@@ -238,7 +238,7 @@ def _split(chunk: ComponentChunk, n_out: int) -> list[ComponentChunk]:
     return out
 
 
-def _join_loose(loose: list[LooseRows], structure: ResidualStructure):
+def _join_loose(loose: list[LooseRows]):
     """The cross-chunk pairs and the first and last rows of every group of a block:
     ``{component: keyed sums}`` and ``{component: K part}``; a group whose runs do not
     join into one of consecutive times is refused."""
@@ -324,7 +324,7 @@ def build_components(chunks: list[ComponentChunk], levels: list,
                                            dtype=np.int64)[c.loose.s])
              for c in chunks if c.loose is not None and c.loose.labels.shape[0]]
     if loose:
-        joined, k = _join_loose(loose, structure)
+        joined, k = _join_loose(loose)
         identity = list(range(structure.n_strata))
         for key, keyed in joined.items():
             parts[_index(structure, key, identity)].append(keyed)
