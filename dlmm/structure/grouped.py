@@ -114,13 +114,19 @@ def balanced_runs(sizes: list[int], n_runs: int) -> list[list[int]]:
     return [r for r in runs if r]
 
 
+def label_parts(labels: np.ndarray, n_out: int) -> list[np.ndarray]:
+    """For each of ``n_out`` parts, which of ``labels`` it gets, by a stable hash of the
+    label: equal labels always land in the same part, whatever they come with."""
+    bucket = pd.util.hash_array(labels) % np.uint64(n_out)
+    return [bucket == np.uint64(j) for j in range(n_out)]
+
+
 def split_by_hash(result: ChunkResult | KeyedCrossProducts,
                   n_out: int) -> list[KeyedCrossProducts]:
     """Cut keyed cross-products into ``n_out`` parts by a stable hash of the group
-    label: equal labels always land in the same part."""
+    label (:func:`label_parts`)."""
     keyed = result.keyed if isinstance(result, ChunkResult) else result
-    bucket = pd.util.hash_array(keyed.labels) % np.uint64(n_out)
-    return [keyed.select(bucket == np.uint64(j)) for j in range(n_out)]
+    return [keyed.select(keep) for keep in label_parts(keyed.labels, n_out)]
 
 
 def _disjoint(ranges: list) -> bool:

@@ -49,7 +49,13 @@ from ..kernels.residual_blocks import (
 )
 from ..objective.residual_structure import ResidualStructure
 from ..spec.residual import residual_logdet
-from .grouped import GroupedStatistics, chunk_crossproducts, whole_group_blocks
+from .grouped import (
+    GroupedStatistics,
+    chunk_crossproducts,
+    label_parts,
+    split_by_hash,
+    whole_group_blocks,
+)
 
 #: A component of a chunk: ``(kind, s, t)`` with the chunk's own stratum codes.
 Key = tuple
@@ -224,17 +230,16 @@ def _summary(chunk: ComponentChunk):
 
 
 def _split(chunk: ComponentChunk, n_out: int) -> list[ComponentChunk]:
-    """Each component's keyed sums and the loose rows cut by a stable hash of the group
-    label (the totals stay with the first part: they are gathered already)."""
+    """Each component's keyed sums and the loose rows cut by the grouped engine's hash of
+    the group label (:func:`.grouped.label_parts`: a group's loose rows go where its
+    sums go); the totals are gathered already."""
     out = [ComponentChunk(chunk.levels, {}, {}, {}, None) for _ in range(n_out)]
     for key, keyed in chunk.parts.items():
-        bucket = pd.util.hash_array(keyed.labels) % np.uint64(n_out)
-        for j in range(n_out):
-            out[j].parts[key] = keyed.select(bucket == np.uint64(j))
+        for part, piece in zip(out, split_by_hash(keyed, n_out)):
+            part.parts[key] = piece
     if chunk.loose is not None:
-        bucket = pd.util.hash_array(chunk.loose.labels) % np.uint64(n_out)
-        for j in range(n_out):
-            out[j].loose = chunk.loose.select(bucket == np.uint64(j))
+        for part, keep in zip(out, label_parts(chunk.loose.labels, n_out)):
+            part.loose = chunk.loose.select(keep)
     return out
 
 
