@@ -127,25 +127,6 @@ def component_block(labels: np.ndarray, n: np.ndarray, parts: list) -> Component
     return ComponentBlock(labels, n, g, h)
 
 
-def component_directions(block: ComponentBlock, chol_re: np.ndarray,
-                         coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(Σ_i tr(M_i G_{i,k}), Σ_i (H_{i,k}' N_i + N_i' H_{i,k} - N_i' G_{i,k} N_i))`` for
-    every component (see the module docstring), batched over the block's groups.
-
-    Parameters
-    ----------
-    block : ComponentBlock
-    chol_re : ndarray (q, q)
-        Lower-triangular ``Λ`` (may be singular).
-    coefficients : ndarray (K,)
-    """
-    n_comp, b, q, _ = block.g.shape
-    r = block.h.shape[3]
-    if b == 0:
-        return np.zeros(n_comp), np.zeros((n_comp, r, r))
-    return _contract(block, *group_solves(block, chol_re, coefficients)[2:])
-
-
 def group_solves(block: ComponentBlock, chol_re: np.ndarray, coefficients: np.ndarray):
     """``(G, H, M, N)`` of every group: the combined ``G = Σ_k c_k G_k`` (b, q, q) and
     ``H``, ``M = Λ C⁻¹ Λ'`` and ``N = M H``: one compiled sweep
@@ -197,8 +178,9 @@ def _contract(block: ComponentBlock, m: np.ndarray, nm: np.ndarray
 def component_pieces(block: ComponentBlock, chol_re: np.ndarray, sd_vc: np.ndarray,
                      coefficients: np.ndarray) -> ResidualPieces | int:
     """The block's likelihood pieces at the coefficients (:func:`~dlmm.kernels.block.
-    block_pieces` of :meth:`ComponentBlock.at`) with the derivatives along them
-    (:func:`component_directions`); 0 for a block without groups."""
+    block_pieces` of the combined block) with the derivatives along them (the module
+    docstring's sums: :func:`group_solves`, then BLAS products); 0 for a block without
+    groups."""
     if block.n_groups == 0:
         return 0
     g, h, m, nm = group_solves(block, chol_re, coefficients)

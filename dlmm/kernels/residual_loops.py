@@ -1,10 +1,10 @@
 """Compiled loops of the residual components (numba): a step's solves, a chunk's sums.
 
-:func:`directions_loop` is :func:`dlmm.kernels.residual_blocks.component_directions`
-as one sweep over a block's groups: for each group it forms ``G = Σ_k c_k G_k``,
-``H = Σ_k c_k H_k``, ``C = I + Λ'GΛ = T T'``, ``M = Λ C⁻¹ Λ' = X'X`` with ``X = T⁻¹Λ'``
-and ``N = M H``, then adds ``tr(M G_k)``, ``H_k'N`` and ``N'G_k N`` of every component,
-in scalars (nothing of size groups × ... is made).
+:func:`group_solves_loop` is the per-group part of
+:func:`dlmm.kernels.residual_blocks.group_solves`, one sweep over a block's groups: for
+each group it forms ``G = Σ_k c_k G_k``, ``H = Σ_k c_k H_k``, ``C = I + Λ'GΛ = T T'``,
+``M = Λ C⁻¹ Λ' = X'X`` with ``X = T⁻¹Λ'`` and ``N = M H`` in scalars; the sums over the
+groups that the derivatives need are then BLAS products.
 
 :func:`ar1_sums_loop` is the AR(1) part of the one pass over a chunk whose rows are
 sorted by (group, time): each row's ``z z'`` and ``z [x y]'`` into its group's ``lag0``
