@@ -220,16 +220,26 @@ class DaskBackend(Backend):
         (no task of Dask's reader, no copy of the rows between tasks). Piece ``j`` of
         ``n`` is asked of worker ``j * workers // n``: each worker reads a run of
         consecutive pieces, so that blocks built from runs of chunks find theirs where
-        they are (another worker may still take a piece, when the cluster steals work)."""
+        they are (another worker may still take a piece, when the cluster steals work).
+        Each worker's run goes to the scheduler as one message (``Client.map``): a
+        submit per piece took 3 ms of the driver each, and the last worker's first piece
+        waited for the runs before it."""
         workers = self._workers()
         n = len(pieces.pieces)
-        futures = []
-        for j, piece in enumerate(pieces.pieces):
-            hint = ({"workers": [workers[j * len(workers) // n]], "allow_other_workers": True}
-                    if len(workers) > 1 else {})
-            futures.append(self.client.submit(
-                _run_piece, func, piece, pieces.columns, pieces.strings, pure=False,
-                key=f"dlmm-chunk-{token}-{j}", **hint))
+        keys = [f"dlmm-chunk-{token}-{j}" for j in range(n)]
+        runs = [(w, [j for j in range(n) if j * len(workers) // n == i])
+                for i, w in enumerate(workers)] if len(workers) > 1 else [(None, list(range(n)))]
+        futures: list[Any] = [None] * n
+        for worker, run in runs:
+            if not run:
+                continue
+            hint = {"workers": [worker], "allow_other_workers": True} if worker else {}
+            mapped = self.client.map(
+                _run_piece, [func] * len(run), [pieces.pieces[j] for j in run],
+                [pieces.columns] * len(run), [pieces.strings] * len(run), pure=False,
+                key=[keys[j] for j in run], **hint)
+            for j, future in zip(run, mapped):
+                futures[j] = future
         self._chunks = {"token": token, "futures": {f.key: j for j, f in enumerate(futures)},
                         "parts": [], "pieces": pieces.pieces}
         return futures
