@@ -210,8 +210,8 @@ def _fit_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     """``MixedLM.fit`` arguments from the options (the optimizer's defaults where unset)."""
     kwargs: dict[str, Any] = {"reml": not opts["ml"]}
     for option, name in (("method", "method"), ("max_iter", "maxiter"),
-                         ("newton_steps", "newton_steps")):
-        if opts[option] is not None:
+                         ("newton_steps", "newton_steps"), ("driver_memory", "driver_memory")):
+        if opts.get(option) is not None:
             kwargs[name] = opts[option]
     return kwargs
 
