@@ -110,14 +110,14 @@ def worker_memory_limits(client) -> list[float]:
     return [float(w.get("memory_limit") or 0) for w in workers.values()]
 
 
-def plan_tiles(q2: int, driver_need: float, limit: float, backend) -> Any:
+def plan_tiles(q2: int, driver_need: float, limit: float, backend, factors: str = "") -> Any:
     """The client to factor a dense part of order ``q2`` on, when the driver would need
     ``driver_need`` bytes, more than its ``limit``; raises
     :class:`~dlmm.exceptions.InputError` with the sizes when no cluster can (before
-    any work)."""
-    what = (f"the crossed engine's dense part ({q2:,} x {q2:,} random effects: "
-            f"{_gb(8.0 * q2 * q2)}) would need about {_gb(driver_need)} on the driver, more "
-            f"than its limit of {_gb(limit)} (driver_memory)")
+    any work). ``factors`` names the dense part's factors in the message."""
+    what = (f"the crossed engine would need about {_gb(driver_need)} on the driver for its "
+            f"dense part{factors} ({q2:,} x {q2:,} random effects: {_gb(8.0 * q2 * q2)}), "
+            f"more than its limit of {_gb(limit)} (driver_memory)")
     if getattr(backend, "name", None) != "dask":
         raise InputError(f"{what}; it can be factored on a Dask cluster's workers instead: "
                          "fit with a client (or Dask input), or raise driver_memory")
@@ -319,7 +319,10 @@ def tiled_client(layout, backend) -> Any:
     limit = driver_limit(crossed.MAX_DRIVER_BYTES)
     if need <= limit:
         return None
-    return plan_tiles(q2, need, limit, backend)
+    order = sorted(zip(layout.n_levels, layout.factors), key=lambda p: -p[0])
+    factors = (f", the factors after {order[0][1]!r} ("
+               + ", ".join(f"{f!r}: {n:,} levels" for n, f in order[1:]) + ")")
+    return plan_tiles(q2, need, limit, backend, factors)
 
 
 def tiled_statistics(sums, totals, layout, backend, client, labels: np.ndarray,

@@ -106,7 +106,8 @@ def test_without_a_cluster_a_dense_part_beyond_the_limit_is_refused():
     """In process (pandas, no client) the limit refuses before the pass, naming the
     option and the way out."""
     frame = ratings(600, 60, 30)
-    with pytest.raises(InputError, match=r"30 x 30 random effects.*more than its limit "
+    with pytest.raises(InputError, match=r"the factors after .user. \(.item.: 30 levels\) "
+                                         r"\(30 x 30 random effects.*more than its limit "
                                          r"of 1e-05 GB \(driver_memory\).*Dask cluster"):
         model(frame).fit(driver_memory=10_000)
 
