@@ -119,8 +119,9 @@ def plan_tiles(q2: int, driver_need: float, limit: float, backend, factors: str 
             f"dense part{factors} ({q2:,} x {q2:,} random effects: {_gb(8.0 * q2 * q2)}), "
             f"more than its limit of {_gb(limit)} (driver_memory)")
     if getattr(backend, "name", None) != "dask":
-        raise InputError(f"{what}; it can be factored on a Dask cluster's workers instead: "
-                         "fit with a client (or Dask input), or raise driver_memory")
+        raise InputError(f"{what}; it can be factored on a Dask cluster's workers instead "
+                         "(fit with a client or Dask input; dlmm fit --workers or "
+                         "--scheduler), or with a larger driver_memory")
     client = backend.client
     need = cluster_need(q2, worker_memory_limits(client))
     if not need.fits:
