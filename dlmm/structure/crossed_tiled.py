@@ -110,14 +110,19 @@ def worker_memory_limits(client) -> list[float]:
     return [float(w.get("memory_limit") or 0) for w in workers.values()]
 
 
-def plan_tiles(q2: int, driver_need: float, limit: float, backend, factors: str = "") -> Any:
+def plan_tiles(q2: int, driver_need: float, limit: float, backend, factors: str = "",
+               cap: int | None = None) -> Any:
     """The client to factor a dense part of order ``q2`` on, when the driver would need
-    ``driver_need`` bytes, more than its ``limit``; raises
-    :class:`~dlmm.exceptions.InputError` with the sizes when no cluster can (before
-    any work). ``factors`` names the dense part's factors in the message."""
+    ``driver_need`` bytes, more than its ``limit`` (or, ``cap`` given, when ``q2`` is more
+    than the driver's cap on its order); raises :class:`~dlmm.exceptions.InputError`
+    with the sizes when no cluster can (before any work). ``factors`` names the dense
+    part's factors in the message."""
+    sizes = f"{factors} ({q2:,} x {q2:,} random effects: {_gb(8.0 * q2 * q2)})"
     what = (f"the crossed engine would need about {_gb(driver_need)} on the driver for its "
-            f"dense part{factors} ({q2:,} x {q2:,} random effects: {_gb(8.0 * q2 * q2)}), "
-            f"more than its limit of {_gb(limit)} (driver_memory)")
+            f"dense part{sizes}, more than its limit of {_gb(limit)} (driver_memory)")
+    if cap is not None:
+        what = (f"the crossed engine holds at most {cap:,} random effects in the dense part "
+                f"on the driver{sizes}")
     if getattr(backend, "name", None) != "dask":
         raise InputError(f"{what}; it can be factored on a Dask cluster's workers instead "
                          "(fit with a client or Dask input; dlmm fit --workers or "
@@ -318,12 +323,15 @@ def tiled_client(layout, backend) -> Any:
     q2 = crossed.dense_size(layout)
     need = crossed.driver_bytes(q2, 0, 0)  # the dense part's share of the driver's estimate
     limit = driver_limit(crossed.MAX_DRIVER_BYTES)
-    if need <= limit:
+    # beyond the driver's cap on Q2 (crossed.check_size) a cluster takes it too
+    capped = q2 > crossed.MAX_DENSE_EFFECTS and getattr(backend, "name", None) == "dask"
+    if need <= limit and not capped:
         return None
     order = sorted(zip(layout.n_levels, layout.factors), key=lambda p: -p[0])
     factors = (f", the factors after {order[0][1]!r} ("
                + ", ".join(f"{f!r}: {n:,} levels" for n, f in order[1:]) + ")")
-    return plan_tiles(q2, need, limit, backend, factors)
+    return plan_tiles(q2, need, limit, backend, factors,
+                      None if need > limit else crossed.MAX_DENSE_EFFECTS)
 
 
 def tiled_statistics(sums, totals, layout, backend, client, labels: np.ndarray,

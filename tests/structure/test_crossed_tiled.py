@@ -112,6 +112,27 @@ def test_without_a_cluster_a_dense_part_beyond_the_limit_is_refused():
         model(frame).fit(driver_memory=10_000)
 
 
+def test_beyond_the_drivers_cap_on_its_order_a_cluster_takes_the_dense_part(client,
+                                                                           monkeypatch):
+    """Within the driver's memory but over its cap on the dense part's order
+    (``MAX_DENSE_EFFECTS``, which refuses in process), a Dask backend's cluster takes
+    it; in process the driver's own refusal stands."""
+    from types import SimpleNamespace
+
+    from dlmm.structure.crossed_tiled import tiled_client
+
+    layout = SimpleNamespace(n_levels=[300, 96], factors=["user", "item"])
+    assert tiled_client(layout, SimpleNamespace(name="dask", client=client)) is None
+    monkeypatch.setattr(crossed, "MAX_DENSE_EFFECTS", 90)
+    assert tiled_client(layout, SimpleNamespace(name="dask", client=client)) is client
+    assert tiled_client(layout, SimpleNamespace(name="local")) is None
+    monkeypatch.setattr("dlmm.structure.crossed_tiled.TILE_COPIES", 1e4)  # 737 MB
+    with pytest.raises(InputError, match=r"holds at most 90 random effects in the dense part "
+                                         r"on the driver, the factors after 'user' \('item': "
+                                         r"96 levels\) \(96 x 96 .*cannot hold it either"):
+        tiled_client(layout, SimpleNamespace(name="dask", client=client))
+
+
 @pytest.mark.parametrize("value", ["lots", -1, "0GB"])
 def test_a_bad_driver_memory_is_refused(value):
     with pytest.raises(InputError, match="driver_memory must be"):
