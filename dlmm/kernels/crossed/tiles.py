@@ -216,14 +216,23 @@ def row_block(system: TiledSystem, lo: int, hi: int) -> RowBlock:
                     system.owner[lo:hi].copy())
 
 
-def tile_entries(system: TiledSystem, rows: slice, cols: slice
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``G22``'s off-diagonal nonzeros in the tile ``rows x cols`` (local rows,
-    columns, values), or None when it has none."""
+@dataclass(eq=False)
+class TileEntries:
+    """``G22``'s off-diagonal nonzeros in one tile: local rows, columns and values."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+
+
+def tile_entries(system: TiledSystem, rows: slice, cols: slice) -> TileEntries | None:
+    """``G22``'s off-diagonal nonzeros in the tile ``rows x cols``, or None when it has
+    none."""
     block = system.g22_off[rows][:, cols].tocoo()
     if block.nnz == 0:
         return None
-    return block.row.astype(np.int64), block.col.astype(np.int64), block.data.copy()
+    return TileEntries(block.row.astype(np.int64), block.col.astype(np.int64),
+                       block.data.copy())
 
 
 @dataclass(frozen=True)
@@ -286,18 +295,18 @@ def _pair_product(bi: RowBlock, bj: RowBlock, weights: np.ndarray) -> sp.csr_mat
     return (bi.g21 @ sp.diags(weights, format="csr")) @ bj.g21_t
 
 
-def _x_tile(bi: RowBlock, bj: RowBlock, g22: tuple | None, m: np.ndarray) -> np.ndarray:
+def _x_tile(bi: RowBlock, bj: RowBlock, g22: TileEntries | None, m: np.ndarray) -> np.ndarray:
     """``X[I, J] = G22[I, J] - G21_I diag(m) G21_J'`` (dense, Fortran order)."""
     x = np.asfortranarray(-_pair_product(bi, bj, m).toarray())
     if g22 is not None:
-        rows, cols, vals = g22
-        x[rows, cols] += vals
+        x[g22.rows, g22.cols] += g22.values
     if bi.start == bj.start:
         x[np.arange(bi.size), np.arange(bi.size)] += bi.g22_diag
     return x
 
 
-def schur_tile(bi: RowBlock, bj: RowBlock, g22: tuple | None, params: TileParams) -> np.ndarray:
+def schur_tile(bi: RowBlock, bj: RowBlock, g22: TileEntries | None,
+               params: TileParams) -> np.ndarray:
     """The tile ``A[I, J]`` (``I >= J``; a diagonal tile whole, symmetric)."""
     x = _x_tile(bi, bj, g22, params.m)
     x *= params.rest_theta[bi.owner][:, None]
@@ -307,7 +316,7 @@ def schur_tile(bi: RowBlock, bj: RowBlock, g22: tuple | None, params: TileParams
     return x
 
 
-def gradient_tile(ainv: np.ndarray, bi: RowBlock, bj: RowBlock, g22: tuple | None,
+def gradient_tile(ainv: np.ndarray, bi: RowBlock, bj: RowBlock, g22: TileEntries | None,
                   params: TileParams) -> np.ndarray:
     """A tile's share of the trace terms of ``d log|C|``: ``[t_1, r_1, ..., r_K]`` with
     ``t_1 = <A^{-1}, Theta G21 diag(dm) G21' Theta>`` and ``r_k = sum_{i in k} sum_j
