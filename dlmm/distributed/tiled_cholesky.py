@@ -99,7 +99,14 @@ def backward(runner, low: dict, n: int, c: list) -> list:
 
 def inverse(runner, low: dict, n: int) -> dict:
     """Handles of the tiles ``A^{-1}[i, j]`` (``i >= j``) from the factor's tiles; a
-    diagonal tile is whole (symmetric)."""
+    diagonal tile is whole (symmetric).
+
+    ``low`` is consumed (emptied once ``W = L^{-1}`` is submitted: submit the solves
+    that need the factor before), and the tiles of ``A^{-1}`` are submitted only once
+    ``W`` is done, so that the workers hold ``L`` and ``W``, then ``W`` and ``A^{-1}``,
+    never the three (measured: 2.6 dense parts at the peak of a gradient without
+    this wait, four tile rows).
+    """
     w: dict = {}
     for k in range(n):
         w[k, k] = runner.submit(kt.inverse_diagonal_tile, low[k, k])
@@ -109,6 +116,8 @@ def inverse(runner, low: dict, n: int) -> dict:
             for p in range(k, i):
                 acc = runner.submit(kt.plus_product, acc, low[i, p], w[p, k])
             w[i, k] = runner.submit(kt.inverse_below_tile, w[i, i], acc)
+    low.clear()  # the factor's tiles go once W (and the solves submitted before) are done
+    runner.gather([runner.submit(kt.tile_ready, tile) for tile in w.values()])
     out: dict = {}
     for i in range(n):
         for j in range(i + 1):

@@ -92,6 +92,12 @@ def inverse_below_tile(w_ii: np.ndarray, acc: np.ndarray) -> np.ndarray:
     return -(w_ii @ acc)
 
 
+def tile_ready(tile: np.ndarray) -> bool:
+    """True: a task that runs where ``tile`` is, once it is made (a wait on it that
+    moves nothing)."""
+    return tile is not None
+
+
 def tile_edges(n: int, tile: int) -> np.ndarray:
     """Edges ``0 = e_0 < ... < e_T = n`` of tiles of at most ``tile`` rows, as equal as
     possible."""
