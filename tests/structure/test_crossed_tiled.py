@@ -14,22 +14,24 @@ from dlmm.distributed.dask_backend import DaskBackend
 from dlmm.exceptions import InputError
 from dlmm.structure import crossed
 from dlmm.structure.crossed_tiled import TiledCrossedStatistics
+from dlmm.structure.driver_memory import driver_memory
 
 #: Workers' memory limits as Dask reports them; the memory manager does not act on
-#: them here (the workers share the test's process).
+#: them here.
 WORKER_MEMORY = "300MB"
 
 
 @pytest.fixture(scope="module")
 def client():
-    """Two in-process workers on 127.0.0.1 with a memory limit of 300 MB each."""
+    """Two worker processes on 127.0.0.1 with a memory limit of 300 MB each (reported,
+    not enforced)."""
     from distributed import Client, LocalCluster
 
     quiet = {f"distributed.worker.memory.{k}": False
              for k in ("target", "spill", "pause", "terminate")}
     with dask.config.set(quiet), LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
-            host="127.0.0.1", dashboard_address=None, memory_limit=WORKER_MEMORY,
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, memory_limit=WORKER_MEMORY,
     ) as cluster, Client(cluster) as c:
         yield c
 
@@ -82,6 +84,36 @@ def test_the_tiled_fit_gives_the_driver_fits_estimates(client, monkeypatch):
     (variances,), (expected,) = ([p.vc_var for p in r.effects._parts] for r in (tiled, driver))
     assert variances.shape == (396,)
     np.testing.assert_allclose(variances, expected, rtol=1e-7)
+
+
+def test_the_driver_holds_no_dense_part(client):
+    """3,000 users x 2,000 items (a dense part of 2,000: 32 MB): one evaluation with
+    its gradient allocates at most a quarter of that on the driver (the workers are
+    other processes; what it allocates, 0.08 of it measured, is mostly the client's
+    and scheduler's bookkeeping of its tasks), the same pieces as the driver's path."""
+    import tracemalloc
+
+    frame = ratings(10_000, 3000, 2000, seed=9)
+    tiled = model(frame)
+    tiled.prepare(client=client)  # the pass under the default limit: the driver's system
+    with driver_memory("1MB"):
+        model_tiled = model(frame).prepare(client=client)
+    stats = model_tiled._stats
+    assert isinstance(stats, TiledCrossedStatistics)
+    theta = np.array([0.7, 0.5])
+    stats.pieces(np.zeros((0, 0)), theta * 1.1)  # first use: imports, connections
+    tracemalloc.start()
+    try:
+        pieces = stats.pieces(np.zeros((0, 0)), theta)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.25 * 8 * 2000**2, peak / (8 * 2000**2)
+    expected = tiled._stats.pieces(np.zeros((0, 0)), theta)
+    np.testing.assert_allclose(pieces.logdet, expected.logdet, rtol=1e-12)
+    np.testing.assert_allclose(pieces.dlogdet, expected.dlogdet, rtol=1e-10)
+    np.testing.assert_allclose(pieces.dhmh, expected.dhmh, rtol=1e-9,
+                               atol=1e-12 * np.abs(expected.dhmh).max())
 
 
 def test_a_dense_part_beyond_the_cluster_is_refused_before_the_pass(client, monkeypatch):
