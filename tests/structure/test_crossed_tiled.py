@@ -56,12 +56,12 @@ def model(frame: pd.DataFrame) -> dlmm.MixedLM:
 
 
 def test_the_tiled_fit_gives_the_driver_fits_estimates(client, monkeypatch):
-    """300 users x 96 items (a dense part of 96, 74 kB) with a driver limit of
+    """400 users x 200 items (a dense part of 200: 320 kB) with a driver limit of
     50 kB: the dense part is built, factored and inverted by tiles on the two
     workers (the driver's system is never built) and llf, fixed effects, variances,
     scale, standard errors and conditional modes and variances are the driver's fit's
     to 1e-8."""
-    frame = ratings(2000, 300, 96)
+    frame = ratings(3000, 400, 200)
     driver = model(frame).fit()
     assert type(driver.model._stats) is crossed.CrossedStatistics
 
@@ -71,7 +71,7 @@ def test_the_tiled_fit_gives_the_driver_fits_estimates(client, monkeypatch):
     monkeypatch.setattr(crossed, "build_system", no_driver_system)
     tiled = model(frame).fit(client=client, driver_memory="50kB")
     stats = tiled.model._stats
-    assert isinstance(stats, TiledCrossedStatistics) and stats.schur.n == 3
+    assert isinstance(stats, TiledCrossedStatistics) and stats.schur.n == 4
     assert tiled.converged
     np.testing.assert_allclose(tiled.llf, driver.llf, rtol=1e-10)
     np.testing.assert_allclose(tiled.fe_params, driver.fe_params, rtol=1e-8)
@@ -82,7 +82,7 @@ def test_the_tiled_fit_gives_the_driver_fits_estimates(client, monkeypatch):
     np.testing.assert_allclose(effects.to_numpy(), reference.to_numpy(), rtol=1e-7,
                                atol=1e-10)
     (variances,), (expected,) = ([p.vc_var for p in r.effects._parts] for r in (tiled, driver))
-    assert variances.shape == (396,)
+    assert variances.shape == (600,)
     np.testing.assert_allclose(variances, expected, rtol=1e-7)
 
 
