@@ -72,10 +72,14 @@ def factor(runner, tiles: dict, n: int) -> dict:
     return low
 
 
+def logdet_parts(runner, low: dict, n: int) -> list:
+    """Handles of each diagonal tile's share of ``log|A|`` (add them in this order)."""
+    return [runner.submit(kt.tile_logdet, low[k, k]) for k in range(n)]
+
+
 def logdet(runner, low: dict, n: int) -> float:
     """``log|A| = 2 sum log diag L`` (one scalar per diagonal tile gathered)."""
-    parts = runner.gather([runner.submit(kt.tile_logdet, low[k, k]) for k in range(n)])
-    return float(np.sum(parts))
+    return float(np.sum(runner.gather(logdet_parts(runner, low, n))))
 
 
 def forward(runner, low: dict, n: int, u: list) -> list:

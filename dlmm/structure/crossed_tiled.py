@@ -202,17 +202,19 @@ def tiled_pieces(system: kt.TiledSystem, schur: TiledSchur, theta: np.ndarray,
     params = runner.scatter(first.params(system, theta))
     low = schur.factor(params)
     c = tc.forward(runner, low, schur.n, schur.split(first.u2))
-    logdet = first.logdet + tc.logdet(runner, low, schur.n)
+    parts = tc.logdet_parts(runner, low, schur.n)
     if not gradient:
         c2 = np.concatenate(runner.gather(c))
         ctc = first.ctc + c2.T @ c2
+        logdet = first.logdet + float(np.sum(runner.gather(parts)))
         return CrossedPieces(logdet, 0.5 * (ctc + ctc.T))
     b = tc.backward(runner, low, schur.n, c)
-    inv = tc.inverse(runner, low, schur.n)
+    inv = tc.inverse(runner, low, schur.n)  # waits for W = L^{-1}; the factor is released
     del low
     traces = [runner.submit(kt.gradient_tile, inv[i, j], schur.blocks[i], schur.blocks[j],
                             schur.g22[i, j], params) for (i, j) in inv]
     del inv
+    logdet = first.logdet + float(np.sum(runner.gather(parts)))
     c2 = np.concatenate(runner.gather(c))
     b2 = np.concatenate(runner.gather(b))
     traces = np.sum(runner.gather(traces), axis=0)  # in tile order: the same sum each time
