@@ -165,6 +165,17 @@ def test_beyond_the_drivers_cap_on_its_order_a_cluster_takes_the_dense_part(clie
         tiled_client(layout, SimpleNamespace(name="dask", client=client))
 
 
+def test_a_model_of_lme4s_terms_over_the_limit_is_refused_naming_why():
+    """A slope on a crossed factor (lme4's spelling only) goes to the terms engine,
+    which is not factored on the workers: over ``driver_memory`` it is refused in one
+    line saying so."""
+    frame = ratings(600, 60, 30)
+    model = dlmm.lmer("rating ~ x + (1 + x | user) + (1 | item)", frame, fit=False)
+    with pytest.raises(InputError, match=r"more than its limit of [\d.]+ GB \(a model of "
+                                         r"lme4's terms is not factored on the workers\)"):
+        model.fit(driver_memory=1000)
+
+
 @pytest.mark.parametrize("value", ["lots", -1, "0GB"])
 def test_a_bad_driver_memory_is_refused(value):
     with pytest.raises(InputError, match="driver_memory must be"):
