@@ -116,8 +116,8 @@ def inverse(runner, low: dict, n: int) -> dict:
         w[k, k] = runner.submit(kt.inverse_diagonal_tile, low[k, k])
     for k in range(n):
         for i in range(k + 1, n):
-            acc = None
-            for p in range(k, i):
+            acc = runner.submit(kt.plus_triangular, None, low[i, k], w[k, k])  # W[K, K]: lower
+            for p in range(k + 1, i):
                 acc = runner.submit(kt.plus_product, acc, low[i, p], w[p, k])
             w[i, k] = runner.submit(kt.inverse_below_tile, w[i, i], acc)
     low.clear()  # the factor's tiles go once W (and the solves submitted before) are done
@@ -125,8 +125,8 @@ def inverse(runner, low: dict, n: int) -> dict:
     out: dict = {}
     for i in range(n):
         for j in range(i + 1):
-            acc = None
-            for p in range(i, n):
+            acc = runner.submit(kt.plus_triangular, None, w[i, j], w[i, i], True)  # W[I, I]'
+            for p in range(i + 1, n):
                 acc = runner.submit(kt.plus_product, acc, w[p, i], w[p, j], True)
             out[i, j] = acc
     return out

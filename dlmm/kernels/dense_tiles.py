@@ -52,6 +52,15 @@ def plus_product(acc: np.ndarray | None, x: np.ndarray, y: np.ndarray,
     return blas.dgemm(1.0, x, y, beta=1.0, c=np.array(acc, order="F"), trans_a=int(trans_x))
 
 
+def plus_triangular(acc: np.ndarray | None, x: np.ndarray, tri: np.ndarray,
+                    tri_left: bool = False) -> np.ndarray:
+    """``acc + x tri`` (``tri_left``: ``acc + tri' x``) for a lower triangular ``tri``
+    (BLAS ``dtrmm``: half a full product's flops); ``acc`` None starts from zero."""
+    out = blas.dtrmm(1.0, tri, np.array(x, order="F"), side=0 if tri_left else 1, lower=1,
+                     trans_a=int(tri_left), overwrite_b=1)
+    return out if acc is None else out + acc
+
+
 def tile_logdet(l_kk: np.ndarray) -> float:
     """``2 sum log diag L_kk``: a diagonal tile's share of ``log|A|``."""
     return 2.0 * float(np.log(np.diagonal(l_kk)).sum())
@@ -88,8 +97,9 @@ def inverse_diagonal_tile(l_kk: np.ndarray) -> np.ndarray:
 
 
 def inverse_below_tile(w_ii: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """``W[I, K] = -W[I, I] acc`` with ``acc = sum_{K<=P<I} L[I, P] W[P, K]``."""
-    return -(w_ii @ acc)
+    """``W[I, K] = -W[I, I] acc`` with ``acc = sum_{K<=P<I} L[I, P] W[P, K]`` (``W[I, I]``
+    lower triangular: ``dtrmm``)."""
+    return blas.dtrmm(-1.0, w_ii, np.array(acc, order="F"), lower=1, overwrite_b=1)
 
 
 def tile_ready(tile: np.ndarray) -> bool:
