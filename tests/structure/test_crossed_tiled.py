@@ -32,7 +32,7 @@ def client():
     with dask.config.set(quiet), LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, memory_limit=WORKER_MEMORY,
-    ) as cluster, Client(cluster) as c:
+    ) as cluster, Client(cluster, set_as_default=False) as c:
         yield c
 
 
