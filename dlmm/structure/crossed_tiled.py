@@ -46,8 +46,9 @@ TILE_ROWS = 2048
 #: Fewest rows of a tile (a small dense part is still cut in about four tile rows).
 MIN_TILE_ROWS = 32
 #: Copies of the dense part the cluster holds at an evaluation's peak: the lower
-#: tiles of the factor ``L``, of ``W = L^{-1}`` and of ``A^{-1}`` (each half the dense
-#: part) and the last tiles of ``A`` not yet factored.
+#: tiles of ``L`` and ``W = L^{-1}``, then of ``W`` and ``A^{-1}`` (each about half the
+#: dense part), partial sums and copies of tiles on a second worker (measured: 1.87 with
+#: the gradient, 1.06 for a value, four tile rows on two workers; docs/SCALE_PLAN.md).
 TILE_COPIES = 2.0
 #: Tiles a worker holds beyond its share: a task's inputs and output, and copies in
 #: flight between workers.
