@@ -57,6 +57,7 @@ from .spec.statsmodels_inputs import (
     vcspec_to_dict,
 )
 from .structure import RandomEffectsStatistics, collect_statistics
+from .structure.driver_memory import driver_memory as driver_memory_limit
 from .structure.threads import optimizer_threads
 
 logger = logging.getLogger("dlmm")
@@ -454,7 +455,7 @@ class MixedLM(StatsmodelsModel):
 
     def fit(self, start_params=None, reml: bool = True, method=None, client=None,
             maxiter: int = 2000, callback=None, progress: bool = False,
-            newton_steps: int = 8, free=None, **kwargs):
+            newton_steps: int = 8, free=None, driver_memory=None, **kwargs):
         """Fit by maximizing the profiled REML (default) or ML log-likelihood.
 
         Parameters
@@ -486,6 +487,12 @@ class MixedLM(StatsmodelsModel):
             first). Entries marked 0 stay at their start values, in the square
             root parameterization; a diagonal ``cov_re`` pattern with the
             default start fits independent random effects.
+        driver_memory : int, float or str, optional
+            What the fit may hold on the driver (bytes, or a size such as ``"8GB"``;
+            default 8 GB). A crossed design whose dense part would need more is
+            factored by tiles on the Dask workers (:mod:`dlmm.structure.crossed_tiled`),
+            or refused with its sizes before any work when no cluster can hold it.
+            It applies to the pass this fit makes (not to one made before).
         callback : callable, optional
             Called with each :class:`~dlmm.optimize.driver.LogEntry`.
         progress : bool
@@ -523,12 +530,13 @@ class MixedLM(StatsmodelsModel):
             if str(name).lower() not in _METHODS:
                 raise InputError(f"unknown method {name!r}; choose from "
                                  f"{', '.join(sorted(_METHODS))}")
-        if progress and self._stats is None:
-            from .progress import data_pass_progress
+        with driver_memory_limit(driver_memory):  # checked here: no data read yet
+            if progress and self._stats is None:
+                from .progress import data_pass_progress
 
-            with data_pass_progress() as bar:
-                self._ensure_stats(client, bar)
-        stats = self._ensure_stats(client)
+                with data_pass_progress() as bar:
+                    self._ensure_stats(client, bar)
+            stats = self._ensure_stats(client)
         if cov_pen is not None:
             check_covariance_penalty(cov_pen, self.k_re)
         self.reml = bool(reml)

@@ -34,6 +34,7 @@ from .spec.residual import ResidualModel
 from .spec.terms import from_lmer
 from .spec.terms_spec import TermsSpec
 from .structure.crossed_terms import CrossedTermsDesign, crossed_terms_pass
+from .structure.driver_memory import driver_memory as driver_memory_limit
 from .structure.nested import NotNestedError
 from .structure.nested_terms import TermsNestedDesign, terms_pass
 from .structure.threads import optimizer_threads
@@ -163,7 +164,7 @@ class TermsMixedLM(MixedLM):
 
     def fit(self, start_params=None, reml: bool = True, method=None, client=None,
             maxiter: int = 2000, callback=None, progress: bool = False,
-            newton_steps: int = 8, **kwargs):
+            newton_steps: int = 8, driver_memory=None, **kwargs):
         """Maximize the profiled REML (default) or ML over θ.
 
         Parameters
@@ -177,8 +178,9 @@ class TermsMixedLM(MixedLM):
         method : str or list of str, optional
             scipy methods to try in order (default ``["lbfgs", "bfgs", "nelder-mead"]``),
             then the Newton polish on differences of the analytic gradient.
-        client, maxiter, callback, progress, newton_steps
-            As :meth:`dlmm.model.MixedLM.fit`.
+        client, maxiter, callback, progress, newton_steps, driver_memory
+            As :meth:`dlmm.model.MixedLM.fit` (a crossed dense part beyond
+            ``driver_memory`` is refused: lme4's terms are not factored on the workers).
 
         Returns
         -------
@@ -188,12 +190,13 @@ class TermsMixedLM(MixedLM):
 
         if kwargs:
             raise InputError(f"unknown option {next(iter(kwargs))!r} for fit")
-        if progress and self._stats is None:
-            from .progress import data_pass_progress
+        with driver_memory_limit(driver_memory):  # checked here: no data read yet
+            if progress and self._stats is None:
+                from .progress import data_pass_progress
 
-            with data_pass_progress() as bar:
-                self._ensure_stats(client, bar)
-        stats = self._ensure_stats(client)
+                with data_pass_progress() as bar:
+                    self._ensure_stats(client, bar)
+            stats = self._ensure_stats(client)
         self.reml = bool(reml)
         start = np.asarray(self.layout.start if start_params is None else start_params,
                            dtype=float)

@@ -57,6 +57,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "method": None,
     "max_iter": None,
     "newton_steps": None,
+    "driver_memory": None,
     "quiet": False,
     "verbose": False,
     "log_format": "text",

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..progress import data_pass_progress
+from ..structure.driver_memory import driver_memory
 from . import cluster, interrupts, nightly
 from .errors import EXIT_NOT_CONVERGED, EXIT_OK, one_line
 from .log import event
@@ -97,7 +98,8 @@ def run(opts: dict[str, Any]) -> int:
         event("data_pass", "data pass: reading %s", opts["data"], stage="start",
               data=opts["data"])
         t_pass = time.perf_counter()
-        with _pass_progress(opts) as progress, _cli_option_names():
+        with _pass_progress(opts) as progress, _cli_option_names(), \
+                driver_memory(opts.get("driver_memory")):  # the pass is made here
             model.prepare(client=client, progress=progress)
         interrupts.checkpoint()  # a Ctrl-C some library swallowed still stops the run
         nobs, n_groups = model.nobs, model.n_groups
@@ -214,8 +216,8 @@ def _fit_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     """``MixedLM.fit`` arguments from the options (the optimizer's defaults where unset)."""
     kwargs: dict[str, Any] = {"reml": not opts["ml"]}
     for option, name in (("method", "method"), ("max_iter", "maxiter"),
-                         ("newton_steps", "newton_steps")):
-        if opts[option] is not None:
+                         ("newton_steps", "newton_steps"), ("driver_memory", "driver_memory")):
+        if opts.get(option) is not None:
             kwargs[name] = opts[option]
     return kwargs
 
@@ -235,9 +237,10 @@ def _cli_option_names() -> Iterator[None]:
     try:
         yield
     except InputError as exc:
-        if MISSING_DROP_HINT not in str(exc):
+        if MISSING_DROP_HINT not in str(exc) and "driver_memory" not in str(exc):
             raise
-        raise InputError(str(exc).replace(MISSING_DROP_HINT, "--missing drop")) from None
+        raise InputError(str(exc).replace(MISSING_DROP_HINT, "--missing drop")
+                         .replace("driver_memory", "--driver-memory")) from None
 
 
 @contextlib.contextmanager

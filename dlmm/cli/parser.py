@@ -218,6 +218,11 @@ def add_fit_options(fit: argparse.ArgumentParser) -> None:
                    help="Newton polishing steps after the scipy methods (default 8)")
     o.add_argument("--no-newton", dest="newton_steps", action="store_const", const=0,
                    help="no Newton polishing (--newton-steps 0)")
+    o.add_argument("--driver-memory", type=_memory_limit, metavar="M",
+                   help="what the fit may hold on this machine (8GB by default; e.g. 2GB): "
+                        "a crossed design whose dense part needs more is factored on the "
+                        "cluster's workers, or refused with its sizes when they cannot "
+                        "hold it either")
     # No default timeout here: a --config value must win unless the flag is given.
     _add_cluster_options(fit, timeout_default=argparse.SUPPRESS)
     out = fit.add_argument_group("output")

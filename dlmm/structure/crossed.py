@@ -51,6 +51,7 @@ from ..kernels.pieces import RowTotals
 from ..objective.params import MixedLMParams
 from ..spec.crossed import CrossedLayout, crossed_design
 from ..spec.residual import residual_logdet
+from .driver_memory import driver_limit
 from .driver_system import DriverSystemStatistics
 from .threads import DenseThreads
 
@@ -106,7 +107,8 @@ def check_pairs(sums: CrossedSums, layout: CrossedLayout) -> None:
     pairs = schur_pair_count(sums)
     entries = row_entry_count(sums)
     need = driver_bytes(q2, pairs, entries)
-    if need <= MAX_DRIVER_BYTES:
+    limit = driver_limit(MAX_DRIVER_BYTES)  # the user's driver_memory, if set
+    if need <= limit:
         return
     first = layout.factors[int(np.argmax(layout.n_levels))]
     if streams_pairs(pairs):
@@ -117,7 +119,7 @@ def check_pairs(sums: CrossedSums, layout: CrossedLayout) -> None:
                 f"({PAIR_BYTES * pairs / 1e9:.1f} GB)")
     raise InputError(
         f"the crossed engine would need about {need / 1e9:.1f} GB on the driver, more than "
-        f"its limit of {MAX_DRIVER_BYTES / 1e9:.1f} GB: {held} and a dense "
+        f"its limit of {limit / 1e9:.1f} GB: {held} and a dense "
         f"{q2} x {q2} part ({48.0 * q2 * q2 / 1e9:.1f} GB)")
 
 
@@ -253,13 +255,20 @@ def crossed_pass(spec, layout: CrossedLayout, backend: Backend, label: Any = 0,
 
     ``progress(done, total)`` is called as chunks of rows are done.
     """
-    check_size(layout)
+    from .crossed_tiled import tiled_client, tiled_statistics
+
+    client = tiled_client(layout, backend)  # a dense part beyond the driver's limit
+    if client is None:
+        check_size(layout)
     start = time.perf_counter()
     chunks = backend.map_chunks(lambda frame: chunk_sums(frame, spec, layout), progress)
     parts = backend.gather(chunks)  # per level and level pair: small next to the rows
     backend.release(chunks)
     totals = ordered_sum([p.totals for p in parts])
     sums = combine_sums([p.sums for p in parts])
+    if client is not None:  # the dense part by tiles on the workers (.crossed_tiled)
+        return tiled_statistics(sums, totals, layout, backend, client, group_labels(label),
+                                start)
     check_pairs(sums, layout)
     system = build_system(sums)
     return CrossedStatistics(

@@ -55,6 +55,7 @@ from ..kernels.pieces import RowTotals
 from ..spec.residual import residual_logdet
 from ..spec.terms_spec import product_codes, product_values
 from .crossed import MAX_DENSE_EFFECTS, MAX_DRIVER_BYTES, driver_bytes
+from .driver_memory import driver_limit
 from .driver_system import DriverSystemStatistics
 from .threads import DenseThreads
 
@@ -333,10 +334,11 @@ def crossed_terms_pass(spec, layout, backend: Backend, progress=None) -> Crossed
         sizes = [n * t for n, t in zip(n_levels, sums.n_terms)]
         need = driver_bytes(sum(sizes) - max(sizes), schur_pair_count(sums),
                             row_entry_count(sums))
-        if need > MAX_DRIVER_BYTES:
+        limit = driver_limit(MAX_DRIVER_BYTES)  # the user's driver_memory, if set
+        if need > limit:
             raise InputError(f"the crossed engine would need about {need / 1e9:.1f} GB on "
-                             f"the driver, more than its limit of "
-                             f"{MAX_DRIVER_BYTES / 1e9:.1f} GB")
+                             f"the driver, more than its limit of {limit / 1e9:.1f} GB (a "
+                             "model of lme4's terms is not factored on the workers)")
     system = build_system(sums) if min(n_levels, default=0) else None
     return CrossedTermsStatistics(
         backend=backend, system=system, totals=totals, q=tuple(layout.q),

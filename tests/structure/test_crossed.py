@@ -358,7 +358,7 @@ def test_too_many_level_pairs_are_refused_before_the_system_is_built(monkeypatch
     after the pass and before anything of that size is allocated."""
     import dlmm.structure.crossed as crossed
 
-    monkeypatch.setattr(crossed, "MAX_DRIVER_BYTES", 1000.0)
+    monkeypatch.setattr(crossed, "MAX_DRIVER_BYTES", 20_000.0)  # the dense part: 17,328
     built = []
     monkeypatch.setattr(crossed, "build_system", lambda *a: built.append(a))
     with pytest.raises(InputError, match=r"would need about .* GB on the driver, more than "

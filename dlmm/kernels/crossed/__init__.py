@@ -17,6 +17,9 @@ under a fill-reducing order, sparse (:mod:`.sparse`, chosen once per system).
 ``modes``     conditional modes ``b_hat`` and their conditional covariance blocks.
 ``gradient``  ``d log|C| / d theta`` and ``d c'c / d theta``.
 ``evaluate``  the driver's one call: theta -> :class:`CrossedPieces`.
+``tiles``     the dense part by tiles (intercepts; :mod:`dlmm.structure.crossed_tiled`):
+              the system without it, its tiles from ``G21``'s row blocks, the
+              gradient's trace terms and the variances' sums per tile.
 ``theta``     packing of theta (lower triangles of the ``T_k``); moment start values.
 ``warm``      loads the compiled loops before a timed fit (benchmarks).
 
