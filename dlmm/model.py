@@ -488,11 +488,9 @@ class MixedLM(StatsmodelsModel):
             root parameterization; a diagonal ``cov_re`` pattern with the
             default start fits independent random effects.
         driver_memory : int, float or str, optional
-            What the fit may hold on the driver (bytes, or a size such as ``"8GB"``;
-            default 8 GB). A crossed design whose dense part would need more is
-            factored by tiles on the Dask workers (:mod:`dlmm.structure.crossed_tiled`),
-            or refused with its sizes before any work when no cluster can hold it.
-            It applies to the pass this fit makes (not to one made before).
+            The driver's limit for the pass this fit makes (bytes or ``"8GB"``; 8 GB):
+            a crossed dense part beyond it is factored by tiles on the Dask workers
+            (:mod:`dlmm.structure.crossed_tiled`), or refused before any work.
         callback : callable, optional
             Called with each :class:`~dlmm.optimize.driver.LogEntry`.
         progress : bool
@@ -548,10 +546,8 @@ class MixedLM(StatsmodelsModel):
             callback = printing_evaluations(callback)
 
         n = stats.totals.n_rows
-        # The optimizer works in the coordinates the one pass summed (shifted
-        # random-effect columns, dlmm.spec.centering), where a covariate far from zero
-        # does not make the parameters ill-conditioned; a free pattern is stated in
-        # the model's own coordinates, so it keeps them.
+        # The optimizer works in the coordinates the one pass summed (dlmm.spec.centering:
+        # well conditioned); a free pattern is stated in the model's own, so it keeps them.
         engine, u = stats.centred() if free is None and cov_pen is None else (stats, None)
 
         objective = with_residual_model(self.objective(engine))  # and φ, if any
@@ -563,15 +559,13 @@ class MixedLM(StatsmodelsModel):
                                          self.param_names[self.k_fe:]), np.ones(n_res)])
         free_idx = np.flatnonzero(mask)
         fun_free = restricted(fun, x0, mask)
-        # exact where the engine has Hessian pieces, else differences of the analytic
-        # gradient, reused while the point barely moves
+        # exact Hessian pieces, else differences of the gradient reused while x barely moves
         hess_free = restricted(objective.with_hessian, x0, mask) if objective.has_hessian \
             and cov_pen is None else GradientHessian(fun_free, **polish_differences(engine))
         before = engine.evaluations
 
         tolerances = {} if gtol is None else {"tol_grad": float(gtol)}
-        # the value alone where the engine makes it cheaper (the crossed engine's
-        # "qnewton"), of the free entries
+        # the value alone where the engine makes it cheaper (crossed "qnewton"), free entries
         values = restricted(lambda th: (objective.llf(th),), x0, mask) \
             if objective.has_values and cov_pen is None else None
         value_free = None if values is None else (lambda x: values(x)[0])
@@ -600,8 +594,7 @@ class MixedLM(StatsmodelsModel):
             evaluations_before=before,
             residual=residual_estimates(objective, outcome, value.scale))
         result.timings["cluster_start"] = self.cluster_start
-        # statsmodels' history: its last optimizer's report (every evaluation is in
-        # result.optimization_log)
+        # statsmodels' history: its last optimizer's report (all: result.optimization_log)
         result.hist = [result.mle_retvals] if full_output else None
         log_diagnostics(result.diagnostics)
         return result

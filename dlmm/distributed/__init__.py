@@ -3,8 +3,6 @@
 ``LocalBackend`` runs in process over a pandas frame; ``DaskBackend`` (imported
 lazily from ``dlmm.distributed.dask_backend``) runs on a ``distributed`` cluster:
 the user's, or dlmm's own embedded one (``dlmm.distributed.embedded``).
-``dlmm.distributed.tiled_cholesky`` schedules a tiled Cholesky factorization, its
-solves and inverse as tasks on tiles that stay where they are made.
 """
 
 from .base import Backend, ordered_sum

@@ -3,7 +3,7 @@
 A symmetric positive definite ``n x n`` matrix ``A`` is held by the tiles of its lower
 triangle, ``A[I, J]`` for tile rows ``I >= J`` (edges ``e_0 = 0 < e_1 < ... = n``).
 Each function here is the arithmetic of one task on one or a few tiles (LAPACK and
-BLAS through SciPy); a scheduler (:mod:`dlmm.distributed.tiled_cholesky`) runs
+BLAS through SciPy); a scheduler (:mod:`dlmm.structure.tiled_cholesky`) runs
 them where the tiles are and never forms ``A`` whole:
 
     L[K, K] = chol(A[K, K] - sum_{P<K} L[K, P] L[K, P]')                  potrf

@@ -10,6 +10,7 @@ from ..objective.shift import random_effects_map
 from ..spec.crossed import CrossedLayout, crossed_layout
 from .base import RandomEffectsStatistics
 from .crossed import crossed_pass
+from .crossed_tiled import tiled_client, tiled_pass
 from .grouped import one_pass
 from .nested_grouped import nested_component, nested_grouped_pass
 from .residual_pass import residual_pass
@@ -54,6 +55,9 @@ def collect_statistics(spec, backend: Backend, progress=None) -> RandomEffectsSt
             raise InputError("residual_by and residual_ar1 need one grouping factor with "
                              "random effects of its own (crossed or nested designs are not "
                              "supported yet)")
+        client = tiled_client(layout, backend)  # a dense part beyond the driver's limit
+        if client is not None:
+            return tiled_pass(spec, layout, backend, client, label, progress)
         return crossed_pass(spec, layout, backend, label, progress)
     if nested_component(spec) is not None:
         return nested_grouped_pass(spec, backend, progress)

@@ -248,27 +248,24 @@ class CrossedStatistics(DriverSystemStatistics):
         )]
 
 
-def crossed_pass(spec, layout: CrossedLayout, backend: Backend, label: Any = 0,
-                 progress=None) -> CrossedStatistics:
-    """Read the rows once: keyed sums per chunk on the workers, added on the driver
-    in chunk order, then the blocked system.
-
-    ``progress(done, total)`` is called as chunks of rows are done.
-    """
-    from .crossed_tiled import tiled_client, tiled_statistics
-
-    client = tiled_client(layout, backend)  # a dense part beyond the driver's limit
-    if client is None:
-        check_size(layout)
-    start = time.perf_counter()
+def pass_sums(spec, layout: CrossedLayout, backend: Backend,
+              progress=None) -> tuple[CrossedSums, RowTotals]:
+    """Read the rows once: keyed sums per chunk on the workers, added on the driver in
+    chunk order; ``progress(done, total)`` is called as chunks of rows are done."""
     chunks = backend.map_chunks(lambda frame: chunk_sums(frame, spec, layout), progress)
     parts = backend.gather(chunks)  # per level and level pair: small next to the rows
     backend.release(chunks)
-    totals = ordered_sum([p.totals for p in parts])
-    sums = combine_sums([p.sums for p in parts])
-    if client is not None:  # the dense part by tiles on the workers (.crossed_tiled)
-        return tiled_statistics(sums, totals, layout, backend, client, group_labels(label),
-                                start)
+    return combine_sums([p.sums for p in parts]), ordered_sum([p.totals for p in parts])
+
+
+def crossed_pass(spec, layout: CrossedLayout, backend: Backend, label: Any = 0,
+                 progress=None) -> CrossedStatistics:
+    """The one pass (:func:`pass_sums`), then the blocked system on the driver (a dense
+    part beyond the driver's limit goes to the workers instead: :mod:`.crossed_tiled`).
+    """
+    check_size(layout)
+    start = time.perf_counter()
+    sums, totals = pass_sums(spec, layout, backend, progress)
     check_pairs(sums, layout)
     system = build_system(sums)
     return CrossedStatistics(

@@ -8,7 +8,7 @@ kept without its dense part (:class:`~dlmm.kernels.crossed.tiles.TiledSystem`),
 and each evaluation builds ``A`` tile by tile on the Dask workers from the row
 blocks of ``G21`` scattered there once (:func:`~dlmm.kernels.crossed.tiles.schur_tile`),
 factors it, solves and (with the gradient) inverts it by tiles
-(:mod:`dlmm.distributed.tiled_cholesky`) and contracts the inverse's tiles where
+(:mod:`dlmm.structure.tiled_cholesky`) and contracts the inverse's tiles where
 they are (:func:`~dlmm.kernels.crossed.tiles.gradient_tile`). The driver receives
 per evaluation the solved vectors (``Q2 x r``), one scalar per diagonal tile and one
 short vector per tile; it never holds a ``Q2 x Q2`` array. The values and gradients
@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from ..distributed import tiled_cholesky as tc
 from ..exceptions import InputError
 from ..kernels.block import BlockEffects
 from ..kernels.crossed import CrossedPieces, moment_theta
@@ -37,7 +36,9 @@ from ..kernels.crossed import tiles as kt
 from ..kernels.dense_tiles import tile_edges
 from ..objective.params import MixedLMParams
 from ..spec.residual import residual_logdet
-from .crossed import CrossedStatistics
+from . import crossed
+from . import tiled_cholesky as tc
+from .crossed import CrossedStatistics, group_labels, pass_sums
 from .driver_memory import driver_limit
 from .threads import DenseThreads
 
@@ -321,8 +322,6 @@ def tiled_client(layout, backend) -> Any:
     """None when the driver can hold the dense part of ``layout`` within its limit
     (:mod:`.driver_memory`); else the client of the cluster that will hold it by tiles
     (:func:`plan_tiles`, which refuses, before any work, what no cluster can)."""
-    from . import crossed
-
     q2 = crossed.dense_size(layout)
     need = crossed.driver_bytes(q2, 0, 0)  # the dense part's share of the driver's estimate
     limit = driver_limit(crossed.MAX_DRIVER_BYTES)
@@ -335,6 +334,15 @@ def tiled_client(layout, backend) -> Any:
                + ", ".join(f"{f!r}: {n:,} levels" for n, f in order[1:]) + ")")
     return plan_tiles(q2, need, limit, backend, factors,
                       None if need > limit else crossed.MAX_DENSE_EFFECTS)
+
+
+def tiled_pass(spec, layout, backend, client, label: Any = 0,
+               progress=None) -> TiledCrossedStatistics:
+    """The one pass (:func:`~.crossed.pass_sums`), then the statistics whose dense part
+    goes to ``client``'s workers (:func:`tiled_client`)."""
+    start = time.perf_counter()
+    sums, totals = pass_sums(spec, layout, backend, progress)
+    return tiled_statistics(sums, totals, layout, backend, client, group_labels(label), start)
 
 
 def tiled_statistics(sums, totals, layout, backend, client, labels: np.ndarray,

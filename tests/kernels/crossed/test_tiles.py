@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlmm.distributed import tiled_cholesky as tc
 from dlmm.kernels.crossed import crossed_sums
 from dlmm.kernels.crossed import tiles as kt
+from dlmm.structure import tiled_cholesky as tc
 from dlmm.structure.crossed_tiled import scatter_tiles, tiled_effects, tiled_pieces
 
 LEVELS = [90, 40, 25]  # the first factor is the largest: Q2 = 65
