@@ -235,10 +235,9 @@ class FormulaSpec(ModelNames):
             A column of times used as a term (not in ``C()``), or an object column
             that mixes text and numbers.
         """
-        cols = [c for c in self.required_columns(sample.columns) if c != self.groups]
-        factors = self._factor_columns(cols)
-        terms = self._term_columns()
-        cats = set()
+        cols = self.residual.formula_columns([c for c in self.required_columns(sample.columns)
+                                              if c != self.groups], [t for _, t in self._texts()])
+        factors, terms, cats = self._factor_columns(cols), self._term_columns(), set()
         for c in cols:
             kind = sample[c].dtype
             if pd.api.types.is_bool_dtype(kind) or _is_time(kind):
