@@ -271,3 +271,18 @@ def test_a_stratum_of_one_row_and_text_times_refused():
     with pytest.raises(InputError, match="time column 't' is not numeric"):
         dlmm.mixedlm("y ~ x", frame.assign(t=frame["t"].astype(str)), groups="g",
                      re_formula="~x", residual_ar1="t").fit()
+
+
+def test_strata_levels_are_not_learned_by_a_pass_of_their_own():
+    """The columns only the residual model reads are not categorical columns of the
+    formula (whose levels a pass over the data learns before the one pass); a stratum
+    column the formula also names is."""
+    from dlmm.spec.formula import FormulaSpec
+    from dlmm.spec.residual import ResidualModel
+
+    frame = _design()
+    residual = ResidualModel(weights="w", strata="s", ar1="t")
+    assert FormulaSpec("y ~ x", "g", re_formula="~x",
+                       residual=residual).categorical_columns(frame) == []
+    assert FormulaSpec("y ~ x + s", "g", re_formula="~x",
+                       residual=residual).categorical_columns(frame) == ["s"]
