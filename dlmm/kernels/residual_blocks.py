@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .block import StatsBlock, block_effects, block_pieces
+from .block import StatsBlock, block_effects
 from .layout import GroupBatch
 from .moments import block_moment_pieces
-from .pieces import LikelihoodPieces
+from .pieces import LikelihoodPieces, _Additive
 
 #: Groups from which a block's derivatives along the components run the compiled loop
 #: (:mod:`dlmm.kernels.residual_loops`); below, batched NumPy (its load would cost more).
@@ -47,11 +47,12 @@ class ResidualPieces(LikelihoodPieces):
 
     Attributes
     ----------
-    p_res : ndarray (K,)
-        ``∂ log|V| / ∂c_k`` (the groups' part, ``Σ_i tr(M_i G_{i,k})``).
-    t_res : ndarray (K, r, r)
-        ``∂ hmh / ∂c_k - K_k`` (the block sums hold ``∂ hmh / ∂c_k``; the driver
-        subtracts ``K_k``).
+    p_res : ndarray (d,)
+        ``∂ log|V|`` along each direction ``v`` over the components' coefficients (the
+        groups' part, ``Σ_i tr(M_i G_{i,v})``, ``G_{i,v} = Σ_k v_k G_{i,k}``).
+    t_res : ndarray (d, r, r)
+        ``∂ hmh - Σ_k v_k K_k`` along each (the block sums hold ``∂ hmh``; the driver
+        subtracts the ``K`` part).
     """
 
     p_res: np.ndarray = None  # type: ignore[assignment]
@@ -127,67 +128,149 @@ def component_block(labels: np.ndarray, n: np.ndarray, parts: list) -> Component
     return ComponentBlock(labels, n, g, h)
 
 
-def group_solves(block: ComponentBlock, chol_re: np.ndarray, coefficients: np.ndarray):
-    """``(G, H, M, N)`` of every group: the combined ``G = Σ_k c_k G_k`` (b, q, q) and
-    ``H``, ``M = Λ C⁻¹ Λ'`` and ``N = M H``: one compiled sweep
-    (:func:`dlmm.kernels.residual_loops.group_solves_loop`) from
-    :data:`COMPILED_MIN_GROUPS` groups, else batched NumPy (:func:`numpy_solves`)."""
+@dataclass(eq=False)
+class ResidualNewtonPieces(_Additive):
+    """A block's :class:`ResidualPieces` and the second-derivative sums of a step.
+
+    Attributes
+    ----------
+    value : ResidualPieces
+    trace2 : ndarray (m, m)
+        ``-∂² Σ log|C_i|`` along the directions (the covariance's ``E_j``, then the
+        residual parameters' ``G_a = Σ_k dirs[a, k] G_k``; :func:`numpy_sweep`).
+    d2 : ndarray (m, m, r, r)
+        ``d2[j, l] + d2[l, j] = ∂² S`` along directions j and l (``S = K - hmh``, the
+        ``K`` part linear, so none of it here), ``d2[l, j] = d2[j, l]'``.
+    """
+
+    value: ResidualPieces
+    trace2: np.ndarray
+    d2: np.ndarray
+
+
+def _out(n_dir: int, q: int, r: int, m: int) -> tuple:
+    return (np.zeros(1), np.zeros((r, r)), np.zeros((q, q)), np.zeros((q, q, r, r)),
+            np.zeros(n_dir), np.zeros((n_dir, r, r)), np.zeros((m, m)),
+            np.zeros((m, m, r, r)))
+
+
+def sweep(block: ComponentBlock, lam: np.ndarray, coef: np.ndarray, e: np.ndarray,
+          n_hess: int = 0) -> tuple:
+    """``(logdet, hmh, Σ P, Σ outer(R[a], R[b]), p_dir, t_dir, trace2, d2)`` of a block
+    (:func:`numpy_sweep` states them) at the coefficients ``coef[0]`` along the
+    directions ``coef[1:]`` (each a vector over the components), the Hessian sums along
+    ``e`` and the first ``n_hess`` directions where ``n_hess``: the combined
+    cross-products by one BLAS product, then one compiled sweep over the groups
+    (:func:`dlmm.kernels.residual_loops.residual_sweep_loop`) from
+    :data:`COMPILED_MIN_GROUPS` groups, else batched NumPy."""
+    n_comp, b, q, _ = block.g.shape
+    if b < COMPILED_MIN_GROUPS:
+        return numpy_sweep(block, lam, coef, e, n_hess)
+    from .residual_loops import residual_sweep_loop
+
+    r = block.h.shape[3]
+    coef = np.asarray(coef, dtype=float)
+    gd = (coef @ block.g.reshape(n_comp, -1)).reshape(-1, b, q, q)
+    hd = (coef @ block.h.reshape(n_comp, -1)).reshape(-1, b, q, r)
+    out = _out(coef.shape[0] - 1, q, r, e.shape[0] + n_hess if n_hess else 0)
+    residual_sweep_loop(gd, hd, np.ascontiguousarray(lam, dtype=float),
+                        np.ascontiguousarray(e, dtype=float), int(n_hess), bool(n_hess), *out)
+    return (float(out[0][0]), *out[1:])
+
+
+def numpy_sweep(block: ComponentBlock, lam: np.ndarray, coef: np.ndarray, e: np.ndarray,
+                n_hess: int = 0) -> tuple:
+    """:func:`sweep` batched in NumPy (blocks of few groups, and the reference of the
+    compiled loop). With ``G = Σ_k coef[0, k] G_k``, ``H`` alike, ``M = Λ C⁻¹ Λ'``,
+    ``N = M H``, ``P = G - G M G``, ``R = H - G N`` and ``F = I - M G`` of each group, the
+    sums over the groups of ``log|C|``, ``H'N``, ``P``, ``outer(R[a], R[b])`` and along
+    each direction ``G_d = Σ_k coef[1 + d, k] G_k`` (``H_d`` alike, ``U_d = H_d - G_d N``)
+    ``tr(M G_d)`` and ``H_d'N + N'H_d - N'G_d N`` (the derivatives of ``log|C|`` and of
+    ``hmh``); with ``n_hess``, along the directions ``E_j`` (``e``) and the first
+    ``n_hess`` ``G_a``: ``trace2`` = ``tr(E_j P E_l P)``, ``-tr(E_j F'G_a F)`` and
+    ``tr(M G_a M G_b)`` (``-∂²`` of ``log|C|``) and ``d2`` = ``R'E_j P E_l R``,
+    ``-R'E_j F'U_a`` and ``-U_a'M U_b`` (halves of ``∂²S``: ``hmh`` is quadratic in
+    ``H``, so ``∂²hmh/∂a∂b = U_a'M U_b + U_b'M U_a``)."""
     n_comp, b, q, _ = block.g.shape
     r = block.h.shape[3]
-    c = np.asarray(coefficients, dtype=float)
-    lam = np.ascontiguousarray(chol_re, dtype=float)
-    if b < COMPILED_MIN_GROUPS:
-        return numpy_solves(block, lam, c)
-    from .residual_loops import group_solves_loop
-
-    out = (np.empty((b, q, q)), np.empty((b, q, r)), np.empty((b, q, q)), np.empty((b, q, r)))
-    group_solves_loop(block.g, block.h, c, lam, *out)
-    return out
-
-
-def numpy_solves(block: ComponentBlock, lam: np.ndarray, c: np.ndarray):
-    """:func:`group_solves` batched in NumPy (blocks of few groups, and the reference of
-    the compiled loop)."""
-    n_comp, b, q, _ = block.g.shape
-    g = np.tensordot(c, block.g, axes=1)
-    h = np.tensordot(c, block.h, axes=1)
+    coef = np.asarray(coef, dtype=float)
+    m_cov, n_dir = e.shape[0], coef.shape[0] - 1
+    mm = m_cov + n_hess if n_hess else 0
+    if b == 0:
+        return (0.0, *_out(n_dir, q, r, mm)[1:])
+    gd = np.tensordot(coef, block.g, axes=1)
+    hd = np.tensordot(coef, block.h, axes=1)
+    g, h = gd[0], hd[0]
     cm = lam.T @ g @ lam
     cm[:, np.arange(q), np.arange(q)] += 1.0
     t = np.linalg.cholesky(cm)
     x = np.linalg.solve(t, np.broadcast_to(lam.T, (b, q, q)))  # T⁻¹ Λ'
-    m = np.swapaxes(x, 1, 2) @ x  # Λ C⁻¹ Λ'
-    return g, h, m, m @ h
+    xt = np.swapaxes(x, 1, 2)
+    u, qm = x @ h, x @ g
+    m, nm = xt @ x, xt @ u
+    p = g - np.swapaxes(qm, 1, 2) @ qm
+    rr = h - np.swapaxes(qm, 1, 2) @ u
+    logdet = 2.0 * float(np.log(np.diagonal(t, axis1=1, axis2=2)).sum())
+    hmh = np.einsum("bze,bzf->ef", u, u)
+    t_sum = np.einsum("bae,bcf->acef", rr, rr)
+    p_dir = np.einsum("bxy,kbyx->k", m, gd[1:])
+    hn = np.einsum("kbxe,bxf->kef", hd[1:], nm)
+    t_dir = hn + np.swapaxes(hn, 1, 2) - np.einsum("bxe,kbxy,byf->kef", nm, gd[1:], nm)
+    trace2, d2 = np.zeros((mm, mm)), np.zeros((mm, mm, r, r))
+    if n_hess:
+        ga = gd[1: 1 + n_hess]  # (n_hess, b, q, q)
+        ua = hd[1: 1 + n_hess] - ga @ nm
+        ft = np.eye(q) - g @ m  # F'
+        qa = ft @ ga @ np.swapaxes(ft, 1, 2)
+        va = ft @ ua
+        mga, mua = m @ ga, m @ ua
+        er = np.einsum("jxy,byf->bjxf", e, rr)  # E_j R
+        ep = np.einsum("jxy,byz->bjxz", e, p)  # E_j P
+        cov, res = slice(0, m_cov), slice(m_cov, mm)
+        trace2[cov, cov] = np.einsum("bjxy,bkyx->jk", ep, ep)
+        d2[cov, cov] = np.einsum("bjxe,bxy,bkyf->jkef", er, p, er)
+        cross = -np.einsum("jxy,abyx->ja", e, qa)
+        trace2[cov, res], trace2[res, cov] = cross, cross.T
+        d2[cov, res] = -np.einsum("bjxe,abxf->jaef", er, va)
+        d2[res, cov] = np.swapaxes(np.swapaxes(d2[cov, res], 0, 1), 2, 3)
+        trace2[res, res] = np.einsum("abxy,cbyx->ac", mga, mga)
+        d2[res, res] = -np.einsum("abxe,cbxf->acef", ua, mua)
+    return logdet, hmh, p.sum(axis=0), t_sum, p_dir, t_dir, trace2, d2
 
 
-def _contract(block: ComponentBlock, m: np.ndarray, nm: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """The sums over the groups as BLAS products: ``tr(M G_k)`` of every component,
-    ``Σ_i H_k'N``, and ``Σ_i N'G_k N`` through the outer products ``N[a,u] N[b,v]``."""
-    n_comp, b, q, _ = block.g.shape
-    r = nm.shape[2]
-    # one product reads every G_k once: [vec M' | N[a,u] N[b,v]] over (group, a, b)
-    right = np.empty((b, q, q, 1 + r * r))
-    right[..., 0] = np.swapaxes(m, 1, 2)
-    right[..., 1:] = (nm[:, :, None, :, None] * nm[:, None, :, None, :]).reshape(b, q, q, r * r)
-    both = block.g.reshape(n_comp, b * q * q) @ right.reshape(b * q * q, 1 + r * r)
-    hn = np.tensordot(block.h, nm, axes=([1, 2], [0, 1]))  # (K, r, r): Σ_i H_{i,k}' N_i
-    ngn = both[:, 1:].reshape(n_comp, r, r)
-    return both[:, 0], hn + np.swapaxes(hn, 1, 2) - ngn
+def _value(block: ComponentBlock, sums: tuple) -> ResidualPieces:
+    logdet, hmh, p_sum, t_sum, p_dir, t_dir = sums[:6]
+    r = hmh.shape[0]
+    return ResidualPieces(logdet, hmh, p_sum, np.zeros(0), t_sum, np.zeros((0, r, r)),
+                          float(block.n_groups), p_dir, t_dir)
 
 
 def component_pieces(block: ComponentBlock, chol_re: np.ndarray, sd_vc: np.ndarray,
-                     coefficients: np.ndarray) -> ResidualPieces | int:
-    """The block's likelihood pieces at the coefficients (:func:`~dlmm.kernels.block.
-    block_pieces` of the combined block) with the derivatives along them (the module
-    docstring's sums: :func:`group_solves`, then BLAS products); 0 for a block without
-    groups."""
+                     coefficients: np.ndarray, dirs: np.ndarray) -> ResidualPieces | int:
+    """The block's likelihood pieces at the coefficients (those of
+    :func:`~dlmm.kernels.block.block_pieces` of the combined block, no variance
+    components) with the derivatives along the directions ``dirs`` (d, K) over the
+    components (the module docstring's sums), by one sweep (:func:`sweep`); 0 for a
+    block without groups."""
     if block.n_groups == 0:
         return 0
-    g, h, m, nm = group_solves(block, chol_re, coefficients)
-    base = block_pieces(block.combined(g, h), chol_re, sd_vc)
-    p_res, t_res = _contract(block, m, nm)
-    return ResidualPieces(base.logdet, base.hmh, base.p_re, base.p_vc, base.t_re, base.t_vc,
-                          base.n_groups, p_res, t_res)
+    q = block.g.shape[2]
+    coef = np.vstack([np.asarray(coefficients, dtype=float)[None], dirs])
+    return _value(block, sweep(block, np.asarray(chol_re, dtype=float), coef,
+                               np.zeros((0, q, q))))
+
+
+def component_newton_pieces(block: ComponentBlock, chol_re: np.ndarray, sd_vc: np.ndarray,
+                            coefficients: np.ndarray, dirs: np.ndarray, e: np.ndarray,
+                            n_hess: int) -> ResidualNewtonPieces | int:
+    """:func:`component_pieces` and the second-derivative sums along the covariance's
+    directions ``e`` (``E_j``, (m, q, q)) and the first ``n_hess`` of ``dirs``, in the
+    same sweep; 0 for a block without groups."""
+    if block.n_groups == 0:
+        return 0
+    coef = np.vstack([np.asarray(coefficients, dtype=float)[None], dirs])
+    sums = sweep(block, np.asarray(chol_re, dtype=float), coef, e, n_hess)
+    return ResidualNewtonPieces(_value(block, sums), sums[6], sums[7])
 
 
 def component_effects(block: ComponentBlock, chol_re: np.ndarray, sd_vc: np.ndarray,

@@ -1,10 +1,10 @@
-"""Compiled loops of the residual components (numba): a step's solves, a chunk's sums.
+"""Compiled loops of the residual components (numba): a step's sweep, a chunk's sums.
 
-:func:`group_solves_loop` is the per-group part of
-:func:`dlmm.kernels.residual_blocks.group_solves`, one sweep over a block's groups: for
-each group it forms ``G = Σ_k c_k G_k``, ``H = Σ_k c_k H_k``, ``C = I + Λ'GΛ = T T'``,
-``M = Λ C⁻¹ Λ' = X'X`` with ``X = T⁻¹Λ'`` and ``N = M H`` in scalars; the sums over the
-groups that the derivatives need are then BLAS products.
+:func:`residual_sweep_loop` is :func:`dlmm.kernels.residual_blocks.sweep` over a block's
+groups: for each group it forms ``G = Σ_k c_k G_k``, ``H = Σ_k c_k H_k``, ``C = I + Λ'GΛ
+= T T'``, ``X = T⁻¹Λ'``, ``M = X'X`` and ``N = X'XH`` in scalars and adds the group's
+value pieces, its derivatives along every component and, for a Newton step, its
+second-derivative sums, reading each component of the group once.
 
 :func:`ar1_sums_loop` is the AR(1) part of the one pass over a chunk whose rows are
 sorted by (group, time): each row's ``z z'`` and ``z [x y]'`` into its group's ``lag0``
@@ -20,71 +20,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-
-
-@numba.njit(cache=True, nogil=True)
-def group_solves_loop(g, h, c, lam, gg_out, hh_out, m, nn):  # pragma: no cover - compiled
-    """Each group's ``G = Σ_k c_k G_k`` into ``gg_out`` (b, q, q), ``H = Σ_k c_k H_k`` into
-    ``hh_out`` (b, q, r), ``M = Λ C⁻¹ Λ'`` into ``m`` (b, q, q) and ``N = M H`` into ``nn``
-    (b, q, r); ``g`` (K, b, q, q), ``h`` (K, b, q, r)."""
-    n_comp, b, q, _ = g.shape
-    r = h.shape[3]
-    gl = np.empty((q, q))
-    t = np.empty((q, q))
-    x = np.empty((q, q))
-    for i in range(b):
-        gg = gg_out[i]
-        hh = hh_out[i]
-        gg[:, :] = 0.0
-        hh[:, :] = 0.0
-        for k in range(n_comp):
-            ck = c[k]
-            if ck == 0.0:
-                continue
-            for a in range(q):
-                for e in range(q):
-                    gg[a, e] += ck * g[k, i, a, e]
-                for e in range(r):
-                    hh[a, e] += ck * h[k, i, a, e]
-        for a in range(q):  # G Λ
-            for e in range(q):
-                s = 0.0
-                for f in range(q):
-                    s += gg[a, f] * lam[f, e]
-                gl[a, e] = s
-        for a in range(q):  # C = I + Λ'GΛ
-            for e in range(q):
-                s = 1.0 if a == e else 0.0
-                for f in range(q):
-                    s += lam[f, a] * gl[f, e]
-                t[a, e] = s
-        for a in range(q):  # its Cholesky factor T, in place (lower)
-            for e in range(a + 1):
-                s = t[a, e]
-                for f in range(e):
-                    s -= t[a, f] * t[e, f]
-                if a == e:
-                    t[a, a] = np.sqrt(s)
-                else:
-                    t[a, e] = s / t[e, e]
-        for col in range(q):  # X = T⁻¹ Λ'
-            for a in range(q):
-                s = lam[col, a]
-                for f in range(a):
-                    s -= t[a, f] * x[f, col]
-                x[a, col] = s / t[a, a]
-        for a in range(q):  # M = X'X
-            for e in range(q):
-                s = 0.0
-                for f in range(q):
-                    s += x[f, a] * x[f, e]
-                m[i, a, e] = s
-        for a in range(q):  # N = M H
-            for e in range(r):
-                s = 0.0
-                for f in range(q):
-                    s += m[i, a, f] * hh[f, e]
-                nn[i, a, e] = s
 
 
 @numba.njit(cache=True, nogil=True)
@@ -118,3 +53,223 @@ def ar1_sums_loop(g, t, s, z, xy, lag1_of, gz, hz, n, kk):  # pragma: no cover -
             for a in range(r):
                 for e in range(r):
                     kk[k, a, e] += xy[j, a] * xy[j + 1, e] + xy[j + 1, a] * xy[j, e]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def residual_sweep_loop(gd, hd, lam, e, n_hess, hessian, logdet, hmh, p_sum, t_sum, p_dir,
+                        t_dir, trace2, d2):  # pragma: no cover - compiled
+    """One sweep over a block's groups for a step: ``gd[0]`` (b, q, q), ``hd[0]`` (b, q, r)
+    the combined cross-products ``G``, ``H`` of each group, ``gd[1 + d]``, ``hd[1 + d]``
+    those along direction d. Adds the value pieces (``logdet`` (1,), ``hmh``, ``p_sum`` =
+    Σ P, ``t_sum[a, b]`` = Σ outer(R[a], R[b])), the derivatives along every direction
+    (``p_dir``, ``t_dir``: of ``Σ log|C|`` and of ``hmh``) and, with ``hessian``, the
+    second-derivative sums (``trace2``, ``d2``) along the covariance's ``E_j`` of ``e``
+    and the first ``n_hess`` directions, as :func:`dlmm.kernels.residual_blocks.
+    numpy_sweep` states them."""
+    b, q, r = hd.shape[1], hd.shape[2], hd.shape[3]
+    n_dir = gd.shape[0] - 1
+    m_cov = e.shape[0]
+    gl = np.empty((q, q))
+    t = np.empty((q, q))
+    x = np.empty((q, q))
+    qm = np.empty((q, q))
+    u = np.empty((q, r))
+    mm = np.empty((q, q))
+    nn = np.empty((q, r))
+    pp = np.empty((q, q))
+    rr = np.empty((q, r))
+    gkn = np.empty((q, r))
+    ua = np.empty((n_hess, q, r))
+    qa = np.empty((n_hess, q, q))
+    va = np.empty((n_hess, q, r))
+    mga = np.empty((n_hess, q, q))
+    mua = np.empty((n_hess, q, r))
+    ft = np.empty((q, q))
+    tmp = np.empty((q, q))
+    tmr = np.empty((q, r))
+    ep = np.empty((m_cov, q, q))
+    er = np.empty((m_cov, q, r))
+    for i in range(b):
+        gg = gd[0, i]
+        hh = hd[0, i]
+        for a in range(q):  # G Λ
+            for f in range(q):
+                s = 0.0
+                for z in range(q):
+                    s += gg[a, z] * lam[z, f]
+                gl[a, f] = s
+        for a in range(q):  # C = I + Λ'GΛ
+            for f in range(q):
+                s = 1.0 if a == f else 0.0
+                for z in range(q):
+                    s += lam[z, a] * gl[z, f]
+                t[a, f] = s
+        for a in range(q):  # its Cholesky factor T, in place (lower)
+            for f in range(a + 1):
+                s = t[a, f]
+                for z in range(f):
+                    s -= t[a, z] * t[f, z]
+                if a == f:
+                    t[a, a] = np.sqrt(s)
+                else:
+                    t[a, f] = s / t[f, f]
+        for a in range(q):
+            logdet[0] += 2.0 * np.log(t[a, a])
+        for col in range(q):  # X = T⁻¹ Λ'
+            for a in range(q):
+                s = lam[col, a]
+                for z in range(a):
+                    s -= t[a, z] * x[z, col]
+                x[a, col] = s / t[a, a]
+        for a in range(q):  # Qm = X G, U = X H
+            for f in range(q):
+                s = 0.0
+                for z in range(q):
+                    s += x[a, z] * gg[z, f]
+                qm[a, f] = s
+            for f in range(r):
+                s = 0.0
+                for z in range(q):
+                    s += x[a, z] * hh[z, f]
+                u[a, f] = s
+        for a in range(q):  # M = X'X, N = X'U, P = G - Qm'Qm, R = H - Qm'U
+            for f in range(q):
+                s = 0.0
+                s2 = 0.0
+                for z in range(q):
+                    s += x[z, a] * x[z, f]
+                    s2 += qm[z, a] * qm[z, f]
+                mm[a, f] = s
+                pp[a, f] = gg[a, f] - s2
+            for f in range(r):
+                s = 0.0
+                s2 = 0.0
+                for z in range(q):
+                    s += x[z, a] * u[z, f]
+                    s2 += qm[z, a] * u[z, f]
+                nn[a, f] = s
+                rr[a, f] = hh[a, f] - s2
+        for e1 in range(r):  # hmh = U'U
+            for f in range(r):
+                s = 0.0
+                for z in range(q):
+                    s += u[z, e1] * u[z, f]
+                hmh[e1, f] += s
+        for a in range(q):
+            for f in range(q):
+                p_sum[a, f] += pp[a, f]
+                for e1 in range(r):
+                    for e2 in range(r):
+                        t_sum[a, f, e1, e2] += rr[a, e1] * rr[f, e2]
+        for d in range(n_dir):  # along each direction: tr(M G_d), H_d'N + N'H_d - N'G_dN
+            gk = gd[1 + d, i]
+            hk = hd[1 + d, i]
+            s = 0.0
+            for a in range(q):
+                for f in range(q):
+                    s += mm[a, f] * gk[f, a]
+                for f in range(r):
+                    s2 = 0.0
+                    for z in range(q):
+                        s2 += gk[a, z] * nn[z, f]
+                    gkn[a, f] = hk[a, f] - s2  # U_d = H_d - G_d N
+                    if d < n_hess:
+                        ua[d, a, f] = gkn[a, f]
+            p_dir[d] += s
+            for e1 in range(r):
+                for e2 in range(r):
+                    s = 0.0
+                    for a in range(q):
+                        s += hk[a, e1] * nn[a, e2] + nn[a, e1] * gkn[a, e2]
+                    t_dir[d, e1, e2] += s
+        if not hessian:
+            continue
+        for a in range(q):  # F' = I - G M
+            for f in range(q):
+                s = 1.0 if a == f else 0.0
+                for z in range(q):
+                    s -= gg[a, z] * mm[z, f]
+                ft[a, f] = s
+        for d in range(n_hess):
+            ga = gd[1 + d, i]
+            for a in range(q):  # M G_a, G_a F (into tmp)
+                for f in range(q):
+                    s = 0.0
+                    s2 = 0.0
+                    for z in range(q):
+                        s += mm[a, z] * ga[z, f]
+                        s2 += ga[a, z] * ft[f, z]
+                    mga[d, a, f] = s
+                    tmp[a, f] = s2
+            for a in range(q):  # Q_a = F' G_a F, V_a = F' U_a, M U_a
+                for f in range(q):
+                    s = 0.0
+                    for z in range(q):
+                        s += ft[a, z] * tmp[z, f]
+                    qa[d, a, f] = s
+                for f in range(r):
+                    s = 0.0
+                    s2 = 0.0
+                    for z in range(q):
+                        s += ft[a, z] * ua[d, z, f]
+                        s2 += mm[a, z] * ua[d, z, f]
+                    va[d, a, f] = s
+                    mua[d, a, f] = s2
+        for j in range(m_cov):  # E_j P and E_j R
+            for a in range(q):
+                for f in range(q):
+                    s = 0.0
+                    for z in range(q):
+                        s += e[j, a, z] * pp[z, f]
+                    ep[j, a, f] = s
+                for f in range(r):
+                    s = 0.0
+                    for z in range(q):
+                        s += e[j, a, z] * rr[z, f]
+                    er[j, a, f] = s
+        for j in range(m_cov):
+            for k in range(m_cov):  # tr(E_j P E_k P), R'E_j P E_k R
+                s = 0.0
+                for a in range(q):
+                    for f in range(q):
+                        s += ep[j, a, f] * ep[k, f, a]
+                trace2[j, k] += s
+                for a in range(q):
+                    for f in range(r):
+                        s = 0.0
+                        for z in range(q):
+                            s += pp[a, z] * er[k, z, f]
+                        tmr[a, f] = s
+                for e1 in range(r):
+                    for e2 in range(r):
+                        s = 0.0
+                        for a in range(q):
+                            s += er[j, a, e1] * tmr[a, e2]
+                        d2[j, k, e1, e2] += s
+            for d in range(n_hess):  # -tr(E_j Q_a), -R'E_j V_a
+                s = 0.0
+                for a in range(q):
+                    for f in range(q):
+                        s += e[j, a, f] * qa[d, f, a]
+                trace2[j, m_cov + d] -= s
+                trace2[m_cov + d, j] -= s
+                for e1 in range(r):
+                    for e2 in range(r):
+                        s = 0.0
+                        for a in range(q):
+                            s += er[j, a, e1] * va[d, a, e2]
+                        d2[j, m_cov + d, e1, e2] -= s
+                        d2[m_cov + d, j, e2, e1] -= s
+        for d in range(n_hess):  # tr(M G_a M G_b), -U_a'M U_b
+            for d3 in range(n_hess):
+                s = 0.0
+                for a in range(q):
+                    for f in range(q):
+                        s += mga[d, a, f] * mga[d3, f, a]
+                trace2[m_cov + d, m_cov + d3] += s
+                for e1 in range(r):
+                    for e2 in range(r):
+                        s = 0.0
+                        for a in range(q):
+                            s += ua[d, a, e1] * mua[d3, a, e2]
+                        d2[m_cov + d, m_cov + d3, e1, e2] -= s

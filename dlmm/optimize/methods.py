@@ -48,7 +48,8 @@ def default_methods(stats) -> list[str]:
     and 12 + 6 (three) against 12 and 18 gradients, and on the 10^6 ratings (ML)
     7 + 3 against 12 (L-BFGS-B's first step, a unit step along the gradient, was
     one gradient lost there)."""
-    if stats.has_newton_pieces:
+    if stats.has_newton_pieces or getattr(stats, "structure", None) is not None:
+        # (a residual model's φ: exact Hessian pieces over θ and φ, residual_newton_pieces)
         return ["newton", "bfgs", "lbfgs", "nelder-mead"]
     if hasattr(stats, "value_pieces"):
         return ["qnewton", "lbfgs", "bfgs", "nelder-mead"]

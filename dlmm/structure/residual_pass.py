@@ -35,7 +35,7 @@ from ..distributed.base import Backend, ordered_sum
 from ..exceptions import InputError
 from ..kernels.block import KeyedCrossProducts, combine_keyed
 from ..kernels.crossprod import GroupCrossProducts, _sum_by_key
-from ..kernels.hessian import NewtonPieces
+from ..kernels.hessian import HessianPieces, NewtonPieces, directions
 from ..kernels.moments import MomentPieces
 from ..kernels.pieces import RowTotals
 from ..kernels.residual_blocks import (
@@ -44,6 +44,7 @@ from ..kernels.residual_blocks import (
     component_block,
     component_effects,
     component_moments,
+    component_newton_pieces,
     component_pieces,
     component_select,
 )
@@ -426,16 +427,44 @@ class ResidualStatistics(GroupedStatistics):
                        root=self.root if self.root is not None else self)
 
     def pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> ResidualPieces:
-        """The pieces at :attr:`phi`, with ``p_res = ∂Σlog|C_i|/∂c`` and
-        ``t_res = ∂hmh/∂c - K`` along the components' coefficients."""
+        """The pieces at :attr:`phi`, with ``p_res = ∂Σlog|C_i|/∂φ`` and
+        ``t_res = ∂hmh/∂φ - ∂K/∂φ`` along φ (the components' coefficients ``c(φ)``
+        moved along ``∂c/∂φ_a``; the ``log|R|`` part is :meth:`residual_logdet`'s)."""
         (self.root if self.root is not None else self).evaluations += 1
-        c = self.structure.coefficients(self.phi)[0]
-        raw = self.backend.map_sum(component_pieces, self.blocks, chol_re, sd_vc, c)
-        raw = replace(raw, t_res=raw.t_res - self.component_k)
-        return residual_logdet(raw, self.totals.log_weights)
+        c, jac = self.structure.coefficients(self.phi)
+        return self._pieces(component_pieces, chol_re, sd_vc, c,
+                            np.ascontiguousarray(jac.T))[0]
+
+    def _pieces(self, func, chol_re, sd_vc, c, dirs, *more) -> tuple:
+        """``(value pieces, what func's sum is)``: ``func`` mapped over the blocks and
+        summed; of its value pieces (itself, or its ``value``) ``∂K`` along ``dirs``
+        subtracted from ``t_res`` and ``log|R|`` with ``Σ log w`` from ``logdet``."""
+        raw = self.backend.map_sum(func, self.blocks, chol_re, sd_vc, c, dirs, *more)
+        value = getattr(raw, "value", raw)
+        value = replace(value, t_res=value.t_res - np.tensordot(dirs, self.component_k, 1))
+        return residual_logdet(value, self.totals.log_weights), raw
 
     def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
-        raise NotImplementedError("a residual model of parameters has no Hessian pieces")
+        raise NotImplementedError("a residual model of parameters has Hessian pieces along "
+                                  "φ too: residual_newton_pieces")
+
+    def residual_newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
+        """:meth:`pieces` at :attr:`phi`, in the same sweep the Hessian pieces along the
+        covariance's directions (each entry of ``Psi``, as the grouped engine's) and then
+        φ's (``∂c/∂φ_a``; :func:`~dlmm.kernels.residual_blocks.numpy_sweep`), with
+        ``d1 = -∂S`` of each, and the value's ``p_res``, ``t_res`` along φ and then along
+        ``∂²c/∂φ_a∂φ_b`` (a <= b, row by row): the curvature of ``c(φ)``."""
+        (self.root if self.root is not None else self).evaluations += 1
+        c, jac = self.structure.coefficients(self.phi)
+        n = self.structure.n_params
+        rows, cols = np.triu_indices(n)
+        dirs = np.ascontiguousarray(np.vstack([jac.T, self.structure.second(self.phi)[
+            :, rows, cols].T]))
+        chol_re = np.asarray(chol_re, dtype=float)
+        e = directions(chol_re.shape[0], np.zeros(0, dtype=np.int64))
+        value, raw = self._pieces(component_newton_pieces, chol_re, sd_vc, c, dirs, e, n)
+        d1 = np.concatenate([np.einsum("jab,abrs->jrs", e, value.t_re), value.t_res[:n]])
+        return NewtonPieces(value, HessianPieces(value.hmh, raw.trace2, d1, raw.d2))
 
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
         c = self.structure.coefficients(self.phi)[0]
