@@ -7,10 +7,11 @@ value pieces, its derivatives along every component and, for a Newton step, its
 second-derivative sums, reading each component of the group once.
 
 :func:`ar1_sums_loop` is the AR(1) part of the one pass over a chunk whose rows are
-sorted by (group, time): each row's ``z z'`` and ``z [x y]'`` into its group's ``lag0``
-component of its stratum, and each pair of consecutive rows of a group (times ``t``
-and ``t + 1``) ``z_a z_b' + z_b z_a'`` and ``z_a [x y]_b' + z_b [x y]_a'`` into the
-``lag1`` component of its two strata; the same for ``[x y]`` into the components' ``K``.
+sorted by (group, time) (:func:`time_order` tells): each row centred and weighted as it
+is read, its ``z z'`` and ``z [x y]'`` into its group's ``lag0`` component of its
+stratum, and each pair of consecutive rows of a group (times ``t`` and ``t + 1``)
+``z_a z_b' + z_b z_a'`` and ``z_a [x y]_b' + z_b [x y]_a'`` into the ``lag1`` component
+of its two strata; the same for ``[x y]`` into the components' ``K``.
 
 Compiled once per machine (``cache=True``), imported only when first used; serial,
 the GIL released.
@@ -23,36 +24,71 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def ar1_sums_loop(g, t, s, z, xy, lag1_of, gz, hz, n, kk):  # pragma: no cover - compiled
-    """The sums of a chunk sorted by (group code ``g``, time ``t``): row ``j`` into
-    component ``s[j]`` (``lag0``), each pair ``j, j + 1`` of a group at consecutive
-    times into component ``lag1_of[s[j], s[j + 1]]``; ``gz`` (C, groups, q, q),
-    ``hz`` (C, groups, q, r), ``n`` (C, groups) counts (rows, pairs), ``kk`` (C, r, r)."""
-    rows, q = z.shape
-    r = xy.shape[1]
+def time_order(g, t):  # pragma: no cover - compiled
+    """``(sorted, first repeat)``: whether the rows are in (group code ``g``, time ``t``)
+    order with increasing times within a group, and else -1; in order, the first row
+    whose time repeats the one before in its group (-1: none)."""
+    for j in range(1, g.shape[0]):
+        if g[j] < g[j - 1] or (g[j] == g[j - 1] and t[j] < t[j - 1]):
+            return False, -1
+    for j in range(1, g.shape[0]):
+        if g[j] == g[j - 1] and t[j] == t[j - 1]:
+            return True, j - 1
+    return True, -1
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def ar1_sums_loop(g, t, s, z_raw, xy_raw, shifts, sw, lag1_of, gz, hz, n, kk,
+                  pair):  # pragma: no cover - compiled
+    """The sums of a chunk sorted by (group code ``g``, time ``t``), each row centred as
+    it is read (``shifts = (z_shift, z_scale, xy_shift, xy_scale)``: ``(value - shift) /
+    scale``) and times ``sw`` (√w): row ``j`` into component ``s[j]`` (``lag0``), each
+    pair ``j, j + 1`` of a group at consecutive times into component
+    ``lag1_of[s[j], s[j + 1]]`` (``pair[j]`` set); ``gz`` (C, groups, q, q), ``hz`` (C,
+    groups, q, r), ``n`` (C, groups) counts (rows, pairs), ``kk`` (C, r, r) (its upper
+    triangle; the caller mirrors it)."""
+    rows, q = z_raw.shape
+    r = xy_raw.shape[1]
+    z_shift, z_scale, xy_shift, xy_scale = shifts
+    z = np.empty((2, q))
+    xy = np.empty((2, r))
     for j in range(rows):
+        cur = j & 1
+        prev = 1 - cur
+        w = sw[j]
+        for a in range(q):
+            z[cur, a] = (z_raw[j, a] - z_shift[a]) / z_scale[a] * w
+        for a in range(r):
+            xy[cur, a] = (xy_raw[j, a] - xy_shift[a]) / xy_scale[a] * w
         k = s[j]
         i = g[j]
         n[k, i] += 1.0
         for a in range(q):
+            za = z[cur, a]
             for e in range(q):
-                gz[k, i, a, e] += z[j, a] * z[j, e]
+                gz[k, i, a, e] += za * z[cur, e]
             for e in range(r):
-                hz[k, i, a, e] += z[j, a] * xy[j, e]
+                hz[k, i, a, e] += za * xy[cur, e]
         for a in range(r):
-            for e in range(r):
-                kk[k, a, e] += xy[j, a] * xy[j, e]
-        if j + 1 < rows and g[j + 1] == i and t[j + 1] == t[j] + 1:
-            k = lag1_of[s[j], s[j + 1]]
+            xa = xy[cur, a]
+            for e in range(a, r):
+                kk[k, a, e] += xa * xy[cur, e]
+        if j > 0 and g[j - 1] == i and t[j] == t[j - 1] + 1:
+            pair[j - 1] = True
+            k = lag1_of[s[j - 1], s[j]]
             n[k, i] += 1.0
             for a in range(q):
+                zp = z[prev, a]
+                zc = z[cur, a]
                 for e in range(q):
-                    gz[k, i, a, e] += z[j, a] * z[j + 1, e] + z[j + 1, a] * z[j, e]
+                    gz[k, i, a, e] += zp * z[cur, e] + zc * z[prev, e]
                 for e in range(r):
-                    hz[k, i, a, e] += z[j, a] * xy[j + 1, e] + z[j + 1, a] * xy[j, e]
+                    hz[k, i, a, e] += zp * xy[cur, e] + zc * xy[prev, e]
             for a in range(r):
-                for e in range(r):
-                    kk[k, a, e] += xy[j, a] * xy[j + 1, e] + xy[j + 1, a] * xy[j, e]
+                xp = xy[prev, a]
+                xc = xy[cur, a]
+                for e in range(a, r):
+                    kk[k, a, e] += xp * xy[cur, e] + xc * xy[prev, e]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")

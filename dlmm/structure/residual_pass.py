@@ -50,6 +50,7 @@ from ..kernels.residual_blocks import (
 )
 from ..objective.residual_structure import ResidualStructure
 from ..spec.residual import residual_logdet
+from .fused import group_runs
 from .grouped import (
     GroupedStatistics,
     chunk_crossproducts,
@@ -147,49 +148,65 @@ def _times(values: pd.Series, column: str) -> np.ndarray:
     return t.astype(np.int64)
 
 
+def _kept(frame: pd.DataFrame, column: str, kept: np.ndarray, every: bool) -> pd.Series:
+    return frame[column] if every else frame[column][kept]
+
+
 def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
+    from ..kernels.residual_loops import time_order
+
     residual = spec.residual
     design = spec.design(frame)
-    xy, z = spec.centering.apply(design.xy, design.z)
-    xy, z, _ = design.weighted_arrays(xy, z)  # rows times √w (precision weights)
-    kept = frame[design.kept]
-    t = _times(kept[residual.ar1], residual.ar1)
+    every = bool(design.kept.all())
+    t = _times(_kept(frame, residual.ar1, design.kept, every), residual.ar1)
     if residual.strata is not None:
-        s, levels = pd.factorize(kept[residual.strata], sort=True)
+        s, levels = pd.factorize(_kept(frame, residual.strata, design.kept, every), sort=True)
         levels = [_plain(v) for v in levels]
     else:
         s, levels = np.zeros(t.shape[0], dtype=np.int64), [None]
-    g, labels = pd.factorize(pd.Series(design.groups), sort=True)
+    n_rows = t.shape[0]
+    labels, seg_start, seg_code, _ = group_runs(design.groups, np.zeros(n_rows, dtype=bool),
+                                                n_rows)
+    g = np.repeat(seg_code, np.diff(seg_start))
     labels = np.asarray(labels, dtype=object if np.asarray(labels).dtype.kind in "UO"
                         else None)
-    same = g[1:] == g[:-1]
-    if not (np.all(g[1:] >= g[:-1]) and np.all(t[1:][same] > t[:-1][same])):
+    z, xy = design.z, design.xy
+    sw = np.ones(n_rows) if design.weights is None else np.sqrt(design.weights)
+    s = s.astype(np.int64)
+    ordered, repeat = time_order(g, t)
+    if not ordered:
         order = np.lexsort((t, g))  # data not written group by group in time order
-        g, t, s, z, xy = g[order], t[order], s[order], z[order], xy[order]
-        same = g[1:] == g[:-1]
-    step = t[1:] - t[:-1]
-    if np.any(same & (step == 0)):
-        j = int(np.flatnonzero(same & (step == 0))[0])
-        raise InputError(f"residual_ar1: group {labels[g[j]]!r} has two rows at time "
-                         f"{t[j]} in column {residual.ar1!r}")
-    pair = same & (step == 1)
-    parts, k, rows = _ar1_sums(g, t, s, z, xy, labels, len(levels))
-    head = np.concatenate([[True], ~pair])
-    tail = np.concatenate([~pair, [True]])
-    loose = head | tail
+        g, t, s, z, xy, sw = g[order], t[order], s[order], z[order], xy[order], sw[order]
+        repeat = time_order(g, t)[1]
+    if repeat >= 0:
+        raise InputError(f"residual_ar1: group {labels[g[repeat]]!r} has two rows at time "
+                         f"{t[repeat]} in column {residual.ar1!r}")
+    parts, k, rows, pair = _ar1_sums(g, t, s, z, xy, sw, spec.centering, labels, len(levels))
+    head = np.concatenate([[True], ~pair])[:n_rows]
+    tail = np.concatenate([~pair, [True]])[:n_rows]
+    loose = np.flatnonzero(head | tail)
+    centering = spec.centering
+    xy_loose, z_loose = centering.apply(xy[loose], z[loose])
+    lag0 = [k[key] for key in k if key[0] == "lag0"]
+    z_cross = sum(parts[key].cp.zz.sum(axis=0) for key in parts if key[0] == "lag0")
     totals = RowTotals(
-        xy_cross=xy.T @ xy, n_rows=float(xy.shape[0]), n_dropped=float(design.n_dropped),
+        xy_cross=sum(lag0) if lag0 else np.zeros((xy.shape[1], xy.shape[1])),
+        n_rows=float(n_rows), n_dropped=float(design.n_dropped),
         missing_by_column=design.missing_by_column,
-        infinite_by_column=design.infinite_by_column, z_cross=z.T @ z,
+        infinite_by_column=design.infinite_by_column,
+        z_cross=z_cross if lag0 else np.zeros((z.shape[1], z.shape[1])),
         log_weights=design.log_weights, bad_weights=float(design.bad_weights))
     return ComponentChunk(levels, parts, k, rows, totals, 0, LooseRows(
-        labels[g[loose]], t[loose], s[loose], head[loose], tail[loose], z[loose], xy[loose]))
+        labels[g[loose]], t[loose], s[loose], head[loose], tail[loose],
+        z_loose * sw[loose, None], xy_loose * sw[loose, None]))
 
 
-def _ar1_sums(g, t, s, z, xy, labels, n_levels: int) -> tuple[dict, dict, dict]:
-    """The ``lag0`` and ``lag1`` components of a chunk sorted by (group, time), by one
-    compiled loop (:func:`dlmm.kernels.residual_loops.ar1_sums_loop`): the parts, the
-    ``K`` parts and the rows of each stratum, keyed by the chunk's stratum codes."""
+def _ar1_sums(g, t, s, z, xy, sw, centering, labels, n_levels: int) -> tuple:
+    """The ``lag0`` and ``lag1`` components of a chunk sorted by (group, time), its rows
+    centred and weighted as they are read, by one compiled loop
+    (:func:`dlmm.kernels.residual_loops.ar1_sums_loop`): the parts, the ``K`` parts and
+    the rows of each stratum, keyed by the chunk's stratum codes, and which rows pair
+    with the next."""
     from ..kernels.residual_loops import ar1_sums_loop
 
     keys = [("lag0", a, a) for a in range(n_levels)]
@@ -204,8 +221,13 @@ def _ar1_sums(g, t, s, z, xy, labels, n_levels: int) -> tuple[dict, dict, dict]:
     hz = np.zeros((len(keys), n_groups, q, r))
     n = np.zeros((len(keys), n_groups))
     kk = np.zeros((len(keys), r, r))
-    ar1_sums_loop(g.astype(np.int64), t, s.astype(np.int64), np.ascontiguousarray(z),
-                  np.ascontiguousarray(xy), lag1_of, gz, hz, n, kk)
+    pair = np.zeros(max(t.shape[0] - 1, 0), dtype=bool)
+    shifts = tuple(np.asarray(x, dtype=float) for x in (
+        centering.z_shift, centering.z_scale, centering.xy_shift, centering.xy_scale))
+    ar1_sums_loop(g.astype(np.int64), t, s, np.ascontiguousarray(z, dtype=float),
+                  np.ascontiguousarray(xy, dtype=float), shifts, sw, lag1_of, gz, hz, n, kk,
+                  pair)
+    kk = np.triu(kk) + np.swapaxes(np.triu(kk, 1), 1, 2)  # the loop sums the upper half
     parts, k, rows = {}, {}, {}
     for c, key in enumerate(keys):  # a handful of components
         present = n[c] > 0
@@ -215,7 +237,7 @@ def _ar1_sums(g, t, s, z, xy, labels, n_levels: int) -> tuple[dict, dict, dict]:
         k[key] = kk[c]
         if key[0] == "lag0":
             rows[key[1]] = float(n[c].sum())
-    return parts, k, rows
+    return parts, k, rows, pair
 
 
 def _summary(chunk: ComponentChunk):
