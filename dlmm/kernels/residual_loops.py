@@ -122,9 +122,9 @@ def residual_sweep_loop(gd, hd, lam, e, n_hess, hessian, logdet, hmh, p_sum, t_s
     mua = np.empty((n_hess, q, r))
     ft = np.empty((q, q))
     tmp = np.empty((q, q))
-    tmr = np.empty((q, r))
     ep = np.empty((m_cov, q, q))
     er = np.empty((m_cov, q, r))
+    yk = np.empty((m_cov, q, r))
     for i in range(b):
         gg = gd[0, i]
         hh = hd[0, i]
@@ -263,41 +263,40 @@ def residual_sweep_loop(gd, hd, lam, e, n_hess, hessian, logdet, hmh, p_sum, t_s
                     for z in range(q):
                         s += e[j, a, z] * rr[z, f]
                     er[j, a, f] = s
+        for k in range(m_cov):  # Y_k = P E_k R
+            for a in range(q):
+                for f in range(r):
+                    s = 0.0
+                    for z in range(q):
+                        s += pp[a, z] * er[k, z, f]
+                    yk[k, a, f] = s
         for j in range(m_cov):
-            for k in range(m_cov):  # tr(E_j P E_k P), R'E_j P E_k R
+            for k in range(j, m_cov):  # tr(E_j P E_k P), R'E_j P E_k R (one side)
                 s = 0.0
                 for a in range(q):
                     for f in range(q):
                         s += ep[j, a, f] * ep[k, f, a]
                 trace2[j, k] += s
-                for a in range(q):
-                    for f in range(r):
-                        s = 0.0
-                        for z in range(q):
-                            s += pp[a, z] * er[k, z, f]
-                        tmr[a, f] = s
                 for e1 in range(r):
                     for e2 in range(r):
                         s = 0.0
                         for a in range(q):
-                            s += er[j, a, e1] * tmr[a, e2]
+                            s += er[j, a, e1] * yk[k, a, e2]
                         d2[j, k, e1, e2] += s
-            for d in range(n_hess):  # -tr(E_j Q_a), -R'E_j V_a
+            for d in range(n_hess):  # -tr(E_j Q_a), -R'E_j V_a (one side)
                 s = 0.0
                 for a in range(q):
                     for f in range(q):
                         s += e[j, a, f] * qa[d, f, a]
                 trace2[j, m_cov + d] -= s
-                trace2[m_cov + d, j] -= s
                 for e1 in range(r):
                     for e2 in range(r):
                         s = 0.0
                         for a in range(q):
                             s += er[j, a, e1] * va[d, a, e2]
                         d2[j, m_cov + d, e1, e2] -= s
-                        d2[m_cov + d, j, e2, e1] -= s
-        for d in range(n_hess):  # tr(M G_a M G_b), -U_a'M U_b
-            for d3 in range(n_hess):
+        for d in range(n_hess):  # tr(M G_a M G_b), -U_a'M U_b (one side)
+            for d3 in range(d, n_hess):
                 s = 0.0
                 for a in range(q):
                     for f in range(q):
@@ -309,3 +308,10 @@ def residual_sweep_loop(gd, hd, lam, e, n_hess, hessian, logdet, hmh, p_sum, t_s
                         for a in range(q):
                             s += ua[d, a, e1] * mua[d3, a, e2]
                         d2[m_cov + d, m_cov + d3, e1, e2] -= s
+    m = trace2.shape[0]
+    for j in range(m):  # the other side: trace2 symmetric, d2[l, j] = d2[j, l]'
+        for k in range(j + 1, m):
+            trace2[k, j] = trace2[j, k]
+            for e1 in range(r):
+                for e2 in range(r):
+                    d2[k, j, e2, e1] = d2[j, k, e1, e2]
