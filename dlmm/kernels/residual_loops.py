@@ -42,14 +42,17 @@ def ar1_sums_loop(g, t, s, z_raw, xy_raw, shifts, sw, lag1_of, gz, hz, n, kk,
                   pair):  # pragma: no cover - compiled
     """The sums of a chunk sorted by (group code ``g``, time ``t``), each row centred as
     it is read (``shifts = (z_shift, z_scale, xy_shift, xy_scale)``: ``(value - shift) /
-    scale``) and times ``sw`` (√w): row ``j`` into component ``s[j]`` (``lag0``), each
-    pair ``j, j + 1`` of a group at consecutive times into component
-    ``lag1_of[s[j], s[j + 1]]`` (``pair[j]`` set); ``gz`` (C, groups, q, q), ``hz`` (C,
-    groups, q, r), ``n`` (C, groups) counts (rows, pairs), ``kk`` (C, r, r) (its upper
-    triangle; the caller mirrors it)."""
+    scale``, as a product with the scale's reciprocal: exact, the scales are powers of
+    two, :mod:`dlmm.spec.centering`) and times ``sw`` (√w): row ``j`` into component
+    ``s[j]`` (``lag0``), each pair ``j, j + 1`` of a group at consecutive times into
+    component ``lag1_of[s[j], s[j + 1]]`` (``pair[j]`` set); ``gz`` (C, groups, q, q),
+    ``hz`` (C, groups, q, r), ``n`` (C, groups) counts (rows, pairs), ``kk`` (C, r, r)
+    (its upper triangle; the caller mirrors it)."""
     rows, q = z_raw.shape
     r = xy_raw.shape[1]
     z_shift, z_scale, xy_shift, xy_scale = shifts
+    z_inv = 1.0 / z_scale
+    xy_inv = 1.0 / xy_scale
     z = np.empty((2, q))
     xy = np.empty((2, r))
     for j in range(rows):
@@ -57,9 +60,9 @@ def ar1_sums_loop(g, t, s, z_raw, xy_raw, shifts, sw, lag1_of, gz, hz, n, kk,
         prev = 1 - cur
         w = sw[j]
         for a in range(q):
-            z[cur, a] = (z_raw[j, a] - z_shift[a]) / z_scale[a] * w
+            z[cur, a] = (z_raw[j, a] - z_shift[a]) * z_inv[a] * w
         for a in range(r):
-            xy[cur, a] = (xy_raw[j, a] - xy_shift[a]) / xy_scale[a] * w
+            xy[cur, a] = (xy_raw[j, a] - xy_shift[a]) * xy_inv[a] * w
         k = s[j]
         i = g[j]
         n[k, i] += 1.0
