@@ -26,6 +26,7 @@ components mean.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,8 @@ from .pieces import LikelihoodPieces, _Additive
 #: Groups from which a block's derivatives along the components run the compiled loop
 #: (:mod:`dlmm.kernels.residual_loops`); below, batched NumPy (its load would cost more).
 COMPILED_MIN_GROUPS = 1_000
+
+_LOCK = threading.Lock()
 
 
 @dataclass(eq=False)
@@ -236,6 +239,44 @@ def numpy_sweep(block: ComponentBlock, lam: np.ndarray, coef: np.ndarray, e: np.
         trace2[res, res] = np.einsum("abxy,cbyx->ac", mga, mga)
         d2[res, res] = -np.einsum("abxe,cbxf->acef", ua, mua)
     return logdet, hmh, p.sum(axis=0), t_sum, p_dir, t_dir, trace2, d2
+
+
+def warm_sweep(q: int, r: int) -> None:
+    """Run the compiled sweep (:func:`dlmm.kernels.residual_loops.residual_sweep_loop`)
+    once on one group of ``q`` random-effect and ``r`` ``[X y]`` columns, with its
+    Hessian sums: the specialization every block's steps take, loaded from numba's
+    cache before the first step needs it (the numbers are thrown away)."""
+    from .residual_loops import residual_sweep_loop
+
+    gd = np.broadcast_to(np.eye(q), (2, 1, q, q)).copy()
+    hd = np.ones((2, 1, q, r))
+    e = np.broadcast_to(np.eye(q), (1, q, q)).copy()
+    residual_sweep_loop(gd, hd, np.eye(q), e, 1, True, *_out(1, q, r, 2))
+
+
+_WARMED: set = set()
+
+
+def warm_steps(keyed, slot_component: np.ndarray) -> None:
+    """In threads, once per process and layout: the grouped engine's compiled loops of
+    the effects (:func:`~dlmm.kernels.warm.warm_in_background`, on a chunk's ``keyed``
+    sums) and the residual components' sweep of the steps (:func:`warm_sweep`)."""
+    from .warm import warm_in_background
+
+    warm_in_background(keyed, slot_component)
+    shape = (int(keyed.cp.zr.shape[1]), int(keyed.cp.zr.shape[2]))
+    with _LOCK:
+        if shape in _WARMED:
+            return
+        _WARMED.add(shape)
+    threading.Thread(target=_quietly, args=shape, name="dlmm-warm-sweep", daemon=True).start()
+
+
+def _quietly(q: int, r: int) -> None:
+    try:
+        warm_sweep(q, r)
+    except Exception:  # noqa: BLE001 - a warm-up only: the step itself will say
+        pass
 
 
 def _value(block: ComponentBlock, sums: tuple) -> ResidualPieces:
