@@ -9,19 +9,20 @@ weighted sum of components the one pass keeps apart: with coefficients ``c_k``,
 ``G_{i,k} = Z_i' P_{i,k} Z_i``, ``H_{i,k} = Z_i' P_{i,k} [X y]_i`` and ``K_k`` the same sum
 of ``[X y]`` over the data (``P_{i,k}`` a component of the precision: the rows of a
 stratum, the first and last rows, pairs of consecutive rows). At given ``c`` a block
-is a grouped engine's block (:meth:`ComponentBlock.at`). The likelihood's
-derivatives along ``c_k`` take one more sweep over a block's groups: with
-``M_i = Λ C_i⁻¹ Λ'`` and ``N_i = M_i H_i``, since ``hmh = Σ_i H_i' M_i H_i`` and
-``dM_i = -M_i dG_i M_i``,
+is a grouped engine's block (:meth:`ComponentBlock.at`). A step is one sweep over a
+block's groups (:func:`sweep`): with ``M_i = Λ C_i⁻¹ Λ'`` and ``N_i = M_i H_i``, since
+``hmh = Σ_i H_i' M_i H_i`` and ``dM_i = -M_i dG_i M_i``, the derivatives along a
+direction ``v`` over the components (``G_{i,v} = Σ_k v_k G_{i,k}``, ``H_{i,v}`` alike) are
 
-    ∂ Σ_i log|C_i| / ∂c_k = Σ_i tr(M_i G_{i,k})
-    ∂ hmh / ∂c_k          = Σ_i (H_{i,k}' N_i + N_i' H_{i,k} - N_i' G_{i,k} N_i)
+    ∂ Σ_i log|C_i| / ∂v = Σ_i tr(M_i G_{i,v})
+    ∂ hmh / ∂v          = Σ_i (H_{i,v}' N_i + N_i' H_{i,v} - N_i' G_{i,v} N_i)
 
-and, with ``S = K - hmh``, the direction ``dhmh_k = ∂hmh/∂c_k - K_k`` enters the one
-gradient formula of every engine (:func:`dlmm.objective.profiled.direction_gradient`).
-This module gives the per-block sums; ``K_k`` and the derivative of ``log|R|`` are
-added on the driver. It knows nothing of where the blocks live, nor what the
-components mean.
+and, with ``S = K - hmh``, ``∂hmh/∂v - Σ_k v_k K_k`` enters the one gradient formula of
+every engine (:func:`dlmm.objective.profiled.direction_gradient`); a Newton step adds
+the second-derivative sums along the covariance's directions and the residual
+parameters' (:func:`numpy_sweep` states them). This module gives the per-block sums;
+``K`` and the derivatives of ``log|R|`` are added on the driver. It knows nothing of
+where the blocks live, nor what the components mean.
 """
 
 from __future__ import annotations
