@@ -243,34 +243,38 @@ def numpy_sweep(block: ComponentBlock, lam: np.ndarray, coef: np.ndarray, e: np.
 
 
 def warm_sweep(q: int, r: int) -> None:
-    """Run the compiled sweep (:func:`dlmm.kernels.residual_loops.residual_sweep_loop`)
-    once on one group of ``q`` random-effect and ``r`` ``[X y]`` columns, with its
-    Hessian sums: the specialization every block's steps take, loaded from numba's
-    cache before the first step needs it (the numbers are thrown away)."""
+    """Run the compiled loops a residual fit's steps and effects take once on one group
+    of ``q`` random-effect and ``r`` ``[X y]`` columns: the sweep
+    (:func:`dlmm.kernels.residual_loops.residual_sweep_loop`, with its Hessian sums) and
+    the grouped engine's conditional modes and their transform (the effects of a block
+    at the fitted coefficients), the specializations every block takes, loaded from
+    numba's cache before they are needed (the numbers are thrown away; the grouped
+    engine's own step loop is not loaded: these blocks step by the sweep)."""
+    from .effects_loop import transform_loop
+    from .likelihood import compiled_conditional_modes
     from .residual_loops import residual_sweep_loop
 
     gd = np.broadcast_to(np.eye(q), (2, 1, q, q)).copy()
     hd = np.ones((2, 1, q, r))
     e = np.broadcast_to(np.eye(q), (1, q, q)).copy()
     residual_sweep_loop(gd, hd, np.eye(q), e, 1, True, *_out(1, q, r, 2))
+    block = ComponentBlock(np.arange(1), np.ones(1), gd[:1], hd[:1]).at(np.ones(1))
+    coef = np.zeros(r)
+    coef[-1] = 1.0
+    _, cov = compiled_conditional_modes(block.batches[0], np.eye(q), np.zeros(0), coef)
+    transform_loop(np.ascontiguousarray(cov), q, np.eye(q), 1.0, np.empty_like(cov))
 
 
 _WARMED: set = set()
 
 
-def warm_steps(keyed, slot_component: np.ndarray) -> None:
-    """In threads, once per process and layout: the grouped engine's compiled loops of
-    the effects (:func:`~dlmm.kernels.warm.warm_in_background`, on a chunk's ``keyed``
-    sums) and the residual components' sweep of the steps (:func:`warm_sweep`)."""
-    from .warm import warm_in_background
-
-    warm_in_background(keyed, slot_component)
-    shape = (int(keyed.cp.zr.shape[1]), int(keyed.cp.zr.shape[2]))
+def warm_steps(q: int, r: int) -> None:
+    """:func:`warm_sweep` in a thread, once per process and shape."""
     with _LOCK:
-        if shape in _WARMED:
+        if (q, r) in _WARMED:
             return
-        _WARMED.add(shape)
-    threading.Thread(target=_quietly, args=shape, name="dlmm-warm-sweep", daemon=True).start()
+        _WARMED.add((q, r))
+    threading.Thread(target=_quietly, args=(q, r), name="dlmm-warm-sweep", daemon=True).start()
 
 
 def _quietly(q: int, r: int) -> None:

@@ -84,7 +84,7 @@ def residual_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
         else _strata_chunk(frame, spec)
     lag0 = chunk.parts.get(("lag0", 0, 0))
     if lag0 is not None and lag0.labels.shape[0] >= COMPILED_MIN_GROUPS:
-        warm_steps(lag0, spec.slot_component)
+        warm_steps(lag0.cp.zr.shape[1], lag0.cp.zr.shape[2])
     return chunk
 
 
