@@ -41,6 +41,11 @@ from .pieces import LikelihoodPieces, _Additive
 #: (:mod:`dlmm.kernels.residual_loops`); below, batched NumPy (its load would cost more).
 COMPILED_MIN_GROUPS = 1_000
 
+#: Groups of a block whose combined cross-products one BLAS product forms before the
+#: compiled sweep reads them (:func:`sweep`): a slice of some 1-2 MB, not arrays the
+#: size of the block made (and their pages faulted in) at every step.
+SWEEP_GROUPS = 2_048
+
 _LOCK = threading.Lock()
 
 
@@ -164,7 +169,8 @@ def sweep(block: ComponentBlock, lam: np.ndarray, coef: np.ndarray, e: np.ndarra
     (:func:`numpy_sweep` states them) at the coefficients ``coef[0]`` along the
     directions ``coef[1:]`` (each a vector over the components), the Hessian sums along
     ``e`` and the first ``n_hess`` directions where ``n_hess``: the combined
-    cross-products by one BLAS product, then one compiled sweep over the groups
+    cross-products of each slice of :data:`SWEEP_GROUPS` groups by one BLAS product,
+    then the compiled sweep over them
     (:func:`dlmm.kernels.residual_loops.residual_sweep_loop`) from
     :data:`COMPILED_MIN_GROUPS` groups, else batched NumPy."""
     n_comp, b, q, _ = block.g.shape
@@ -174,11 +180,21 @@ def sweep(block: ComponentBlock, lam: np.ndarray, coef: np.ndarray, e: np.ndarra
 
     r = block.h.shape[3]
     coef = np.asarray(coef, dtype=float)
-    gd = (coef @ block.g.reshape(n_comp, -1)).reshape(-1, b, q, q)
-    hd = (coef @ block.h.reshape(n_comp, -1)).reshape(-1, b, q, r)
-    out = _out(coef.shape[0] - 1, q, r, e.shape[0] + n_hess if n_hess else 0)
-    residual_sweep_loop(gd, hd, np.ascontiguousarray(lam, dtype=float),
-                        np.ascontiguousarray(e, dtype=float), int(n_hess), bool(n_hess), *out)
+    n_coef = coef.shape[0]
+    out = _out(n_coef - 1, q, r, e.shape[0] + n_hess if n_hess else 0)
+    lam = np.ascontiguousarray(lam, dtype=float)
+    e = np.ascontiguousarray(e, dtype=float)
+    step = min(b, SWEEP_GROUPS)
+    gd = np.empty((n_coef, step * q * q))
+    hd = np.empty((n_coef, step * q * r))
+    for lo in range(0, b, step):  # slices of groups: their combinations stay in cache
+        m = min(step, b - lo)
+        if m < step:  # the last slice: arrays of its own size (C order, as the others)
+            gd, hd = np.empty((n_coef, m * q * q)), np.empty((n_coef, m * q * r))
+        np.matmul(coef, block.g[:, lo: lo + m].reshape(n_comp, -1), out=gd)
+        np.matmul(coef, block.h[:, lo: lo + m].reshape(n_comp, -1), out=hd)
+        residual_sweep_loop(gd.reshape(n_coef, m, q, q), hd.reshape(n_coef, m, q, r), lam, e,
+                            int(n_hess), bool(n_hess), *out)
     return (float(out[0][0]), *out[1:])
 
 

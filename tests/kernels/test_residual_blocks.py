@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dlmm.kernels import residual_blocks
 from dlmm.kernels.block import block_pieces
 from dlmm.kernels.hessian import directions
 from dlmm.kernels.residual_blocks import (
@@ -47,6 +48,15 @@ def test_compiled_sweep_is_numpys():
                                  numpy_sweep(block, lam, coef, E, n_hess)):
                 np.testing.assert_allclose(ours, ref, rtol=1e-12,
                                            atol=1e-12 * max(1.0, np.abs(ref).max(initial=0.0)))
+
+
+def test_sweep_by_slices_of_groups_is_numpys(monkeypatch):
+    """A block swept in slices of groups (three of 400 and one of 300) sums as a whole."""
+    monkeypatch.setattr(residual_blocks, "SWEEP_GROUPS", 400)
+    block = _block(1500)
+    coef = np.vstack([C, DIRS])
+    for ours, ref in zip(sweep(block, LAM, coef, E, 2), numpy_sweep(block, LAM, coef, E, 2)):
+        np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("groups", [1500, 40])
