@@ -53,6 +53,7 @@ from .grouped import (
     whole_group_blocks,
 )
 from .residual_chunk import ComponentChunk, LooseRows, _keyed, residual_chunk
+from .threads import one_blas_thread
 
 #: A component of a chunk: ``(kind, s, t)`` with the chunk's own stratum codes.
 Key = tuple
@@ -288,7 +289,9 @@ class ResidualStatistics(GroupedStatistics):
         """``(value pieces, what func's sum is)``: ``func`` mapped over the blocks and
         summed; of its value pieces (itself, or its ``value``) ``∂K`` along ``dirs``
         subtracted from ``t_res`` and ``log|R|`` with ``Σ log w`` from ``logdet``."""
-        raw = self.backend.map_sum(func, self.blocks, chol_re, sd_vc, c, dirs, *more)
+        with one_blas_thread():  # blocks swept here (the local backend): the BLAS products
+            # of a slice of groups are too small for threads woken on a busy machine
+            raw = self.backend.map_sum(func, self.blocks, chol_re, sd_vc, c, dirs, *more)
         value = getattr(raw, "value", raw)
         value = replace(value, t_res=value.t_res - np.tensordot(dirs, self.component_k, 1))
         return residual_logdet(value, self.totals.log_weights), raw
