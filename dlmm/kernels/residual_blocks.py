@@ -122,18 +122,23 @@ class ComponentBlock:
 def component_block(labels: np.ndarray, n: np.ndarray, parts: list) -> ComponentBlock:
     """A :class:`ComponentBlock` of the groups ``labels`` (sorted, with ``n`` rows each)
     from each component's ``(labels_k, zz_k, zr_k)`` of whole groups (``labels_k``
-    sorted, a subset of ``labels``; None for a component without a part here)."""
+    sorted, distinct, a subset of ``labels``; None for a component without a part
+    here): a component with every group is taken as it is, others are placed by
+    label."""
     b = labels.shape[0]
     first = next(p for p in parts if p is not None)
     q, r = first[2].shape[1], first[2].shape[2]
-    g = np.zeros((len(parts), b, q, q))
-    h = np.zeros((len(parts), b, q, r))
+    g = np.empty((len(parts), b, q, q))
+    h = np.empty((len(parts), b, q, r))
     for k, part in enumerate(parts):  # a handful of components
-        if part is None:
+        if part is not None and part[0].shape[0] == b:  # every group (labels equal)
+            g[k], h[k] = part[1], part[2]
             continue
-        where = np.searchsorted(labels, part[0])
-        g[k, where] += part[1]
-        h[k, where] += part[2]
+        g[k], h[k] = 0.0, 0.0
+        if part is not None:
+            where = np.searchsorted(labels, part[0])
+            g[k, where] = part[1]
+            h[k, where] = part[2]
     return ComponentBlock(labels, n, g, h)
 
 
