@@ -181,7 +181,7 @@ def sweep(block: ComponentBlock, lam: np.ndarray, coef: np.ndarray, e: np.ndarra
     n_comp, b, q, _ = block.g.shape
     if b < COMPILED_MIN_GROUPS:
         return numpy_sweep(block, lam, coef, e, n_hess)
-    from .residual_loops import residual_sweep_loop
+    from .residual_loops import residual_sweep_loop, sizes
 
     r = block.h.shape[3]
     coef = np.asarray(coef, dtype=float)
@@ -199,7 +199,7 @@ def sweep(block: ComponentBlock, lam: np.ndarray, coef: np.ndarray, e: np.ndarra
         np.matmul(coef, block.g[:, lo: lo + m].reshape(n_comp, -1), out=gd)
         np.matmul(coef, block.h[:, lo: lo + m].reshape(n_comp, -1), out=hd)
         residual_sweep_loop(gd.reshape(n_coef, m, q, q), hd.reshape(n_coef, m, q, r), lam, e,
-                            int(n_hess), bool(n_hess), *out)
+                            int(n_hess), bool(n_hess), *out, *sizes(q, r))
     return (float(out[0][0]), *out[1:])
 
 
@@ -273,12 +273,12 @@ def warm_sweep(q: int, r: int) -> None:
     engine's own step loop is not loaded: these blocks step by the sweep)."""
     from .effects_loop import transform_loop
     from .likelihood import compiled_conditional_modes
-    from .residual_loops import residual_sweep_loop
+    from .residual_loops import residual_sweep_loop, sizes
 
     gd = np.broadcast_to(np.eye(q), (2, 1, q, q)).copy()
     hd = np.ones((2, 1, q, r))
     e = np.broadcast_to(np.eye(q), (1, q, q)).copy()
-    residual_sweep_loop(gd, hd, np.eye(q), e, 1, True, *_out(1, q, r, 2))
+    residual_sweep_loop(gd, hd, np.eye(q), e, 1, True, *_out(1, q, r, 2), *sizes(q, r))
     block = ComponentBlock(np.arange(1), np.ones(1), gd[:1], hd[:1]).at(np.ones(1))
     coef = np.zeros(r)
     coef[-1] = 1.0

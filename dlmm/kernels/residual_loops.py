@@ -23,6 +23,14 @@ import numba
 import numpy as np
 
 
+def sizes(q: int, r: int) -> tuple[tuple, tuple]:
+    """``q`` and ``r`` as the lengths of tuples, which numba knows when it compiles: the
+    loops below are compiled (and cached) for each model's sizes, their small loops
+    over ``q`` and ``r`` unrolled (the AR(1) sums of 5·10^5 rows of q = 2, r = 3: 19 →
+    9 ms), not for any size."""
+    return (0,) * int(q), (0,) * int(r)
+
+
 @numba.njit(cache=True, nogil=True)
 def time_order(g, t):  # pragma: no cover - compiled
     """``(sorted, first repeat)``: whether the rows are in (group code ``g``, time ``t``)
@@ -38,8 +46,8 @@ def time_order(g, t):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def ar1_sums_loop(g, t, s, z_raw, xy_raw, shifts, sw, lag1_of, gz, hz, n, kk,
-                  pair):  # pragma: no cover - compiled
+def ar1_sums_loop(g, t, s, z_raw, xy_raw, shifts, sw, lag1_of, gz, hz, n, kk, pair,
+                  q_len, r_len):  # pragma: no cover - compiled
     """The sums of a chunk sorted by (group code ``g``, time ``t``), each row centred as
     it is read (``shifts = (z_shift, z_scale, xy_shift, xy_scale)``: ``(value - shift) /
     scale``, as a product with the scale's reciprocal: exact, the scales are powers of
@@ -47,9 +55,11 @@ def ar1_sums_loop(g, t, s, z_raw, xy_raw, shifts, sw, lag1_of, gz, hz, n, kk,
     ``s[j]`` (``lag0``), each pair ``j, j + 1`` of a group at consecutive times into
     component ``lag1_of[s[j], s[j + 1]]`` (``pair[j]`` set); ``gz`` (C, groups, q, q),
     ``hz`` (C, groups, q, r), ``n`` (C, groups) counts (rows, pairs), ``kk`` (C, r, r)
-    (its upper triangle; the caller mirrors it)."""
-    rows, q = z_raw.shape
-    r = xy_raw.shape[1]
+    (its upper triangle; the caller mirrors it). ``q_len``, ``r_len``: tuples of ``q``
+    and ``r`` entries (:func:`sizes`)."""
+    rows = z_raw.shape[0]
+    q = len(q_len)
+    r = len(r_len)
     z_shift, z_scale, xy_shift, xy_scale = shifts
     z_inv = 1.0 / z_scale
     xy_inv = 1.0 / xy_scale
@@ -96,7 +106,7 @@ def ar1_sums_loop(g, t, s, z_raw, xy_raw, shifts, sw, lag1_of, gz, hz, n, kk,
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def residual_sweep_loop(gd, hd, lam, e, n_hess, hessian, logdet, hmh, p_sum, t_sum, p_dir,
-                        t_dir, trace2, d2):  # pragma: no cover - compiled
+                        t_dir, trace2, d2, q_len, r_len):  # pragma: no cover - compiled
     """One sweep over a block's groups for a step: ``gd[0]`` (b, q, q), ``hd[0]`` (b, q, r)
     the combined cross-products ``G``, ``H`` of each group, ``gd[1 + d]``, ``hd[1 + d]``
     those along direction d. Adds the value pieces (``logdet`` (1,), ``hmh``, ``p_sum`` =
@@ -104,8 +114,11 @@ def residual_sweep_loop(gd, hd, lam, e, n_hess, hessian, logdet, hmh, p_sum, t_s
     (``p_dir``, ``t_dir``: of ``Σ log|C|`` and of ``hmh``) and, with ``hessian``, the
     second-derivative sums (``trace2``, ``d2``) along the covariance's ``E_j`` of ``e``
     and the first ``n_hess`` directions, as :func:`dlmm.kernels.residual_blocks.
-    numpy_sweep` states them."""
-    b, q, r = hd.shape[1], hd.shape[2], hd.shape[3]
+    numpy_sweep` states them. ``q_len``, ``r_len``: tuples of ``q`` and ``r`` entries
+    (:func:`sizes`)."""
+    b = hd.shape[1]
+    q = len(q_len)
+    r = len(r_len)
     n_dir = gd.shape[0] - 1
     m_cov = e.shape[0]
     gl = np.empty((q, q))

@@ -180,7 +180,7 @@ def _ar1_sums(g, t, s, z, xy, sw, centering, labels, n_levels: int) -> tuple:
     (:func:`dlmm.kernels.residual_loops.ar1_sums_loop`): the parts, the ``K`` parts and
     the rows of each stratum, keyed by the chunk's stratum codes, and which rows pair
     with the next."""
-    from ..kernels.residual_loops import ar1_sums_loop
+    from ..kernels.residual_loops import ar1_sums_loop, sizes
 
     keys = [("lag0", a, a) for a in range(n_levels)]
     lag1_of = np.zeros((n_levels, n_levels), dtype=np.int64)
@@ -199,7 +199,7 @@ def _ar1_sums(g, t, s, z, xy, sw, centering, labels, n_levels: int) -> tuple:
         centering.z_shift, centering.z_scale, centering.xy_shift, centering.xy_scale))
     ar1_sums_loop(g.astype(np.int64), t, s, np.ascontiguousarray(z, dtype=float),
                   np.ascontiguousarray(xy, dtype=float), shifts, sw, lag1_of, gz, hz, n, kk,
-                  pair)
+                  pair, *sizes(q, r))
     kk = np.triu(kk) + np.swapaxes(np.triu(kk, 1), 1, 2)  # the loop sums the upper half
     parts, k, rows = {}, {}, {}
     for c, key in enumerate(keys):  # a handful of components
