@@ -110,6 +110,8 @@ def _times(values: pd.Series, column: str) -> np.ndarray:
         raise InputError(f"residual_ar1 time column {column!r} is not numeric (dtype "
                          f"{values.dtype}): AR(1) needs times that are consecutive integers "
                          "within each group")
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":  # integers as read
+        return values.to_numpy(dtype=np.int64, copy=False)
     t = values.to_numpy(dtype=float)
     bad = t != np.round(t)
     if bad.any():
@@ -145,7 +147,7 @@ def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
                         else None)
     z, xy = design.z, design.xy
     sw = np.ones(n_rows) if design.weights is None else np.sqrt(design.weights)
-    s = s.astype(np.int64)
+    s = s.astype(np.int64, copy=False)
     ordered, repeat = time_order(g, t)
     if not ordered:
         order = np.lexsort((t, g))  # data not written group by group in time order
@@ -197,7 +199,7 @@ def _ar1_sums(g, t, s, z, xy, sw, centering, labels, n_levels: int) -> tuple:
     pair = np.zeros(max(t.shape[0] - 1, 0), dtype=bool)
     shifts = tuple(np.asarray(x, dtype=float) for x in (
         centering.z_shift, centering.z_scale, centering.xy_shift, centering.xy_scale))
-    ar1_sums_loop(g.astype(np.int64), t, s, np.ascontiguousarray(z, dtype=float),
+    ar1_sums_loop(g.astype(np.int64, copy=False), t, s, np.ascontiguousarray(z, dtype=float),
                   np.ascontiguousarray(xy, dtype=float), shifts, sw, lag1_of, gz, hz, n, kk,
                   pair, *sizes(q, r))
     kk = np.triu(kk) + np.swapaxes(np.triu(kk, 1), 1, 2)  # the loop sums the upper half
@@ -206,7 +208,11 @@ def _ar1_sums(g, t, s, z, xy, sw, centering, labels, n_levels: int) -> tuple:
         present = n[c] > 0
         if not present.any():
             continue
-        parts[key] = _keyed(labels[present], n[c][present], gz[c][present], hz[c][present])
+        if present.all():  # every group of the chunk (views, no copies)
+            parts[key] = _keyed(labels, n[c], gz[c], hz[c])
+        else:
+            parts[key] = _keyed(labels[present], n[c][present], gz[c][present],
+                                hz[c][present])
         k[key] = kk[c]
         if key[0] == "lag0":
             rows[key[1]] = float(n[c].sum())
