@@ -9,35 +9,44 @@ weighted sum of components the one pass keeps apart: with coefficients ``c_k``,
 ``G_{i,k} = Z_i' P_{i,k} Z_i``, ``H_{i,k} = Z_i' P_{i,k} [X y]_i`` and ``K_k`` the same sum
 of ``[X y]`` over the data (``P_{i,k}`` a component of the precision: the rows of a
 stratum, the first and last rows, pairs of consecutive rows). At given ``c`` a block
-is a grouped engine's block (:meth:`ComponentBlock.at`). The likelihood's
-derivatives along ``c_k`` take one more sweep over a block's groups: with
-``M_i = Λ C_i⁻¹ Λ'`` and ``N_i = M_i H_i``, since ``hmh = Σ_i H_i' M_i H_i`` and
-``dM_i = -M_i dG_i M_i``,
+is a grouped engine's block (:meth:`ComponentBlock.at`). A step is one sweep over a
+block's groups (:func:`sweep`): with ``M_i = Λ C_i⁻¹ Λ'`` and ``N_i = M_i H_i``, since
+``hmh = Σ_i H_i' M_i H_i`` and ``dM_i = -M_i dG_i M_i``, the derivatives along a
+direction ``v`` over the components (``G_{i,v} = Σ_k v_k G_{i,k}``, ``H_{i,v}`` alike) are
 
-    ∂ Σ_i log|C_i| / ∂c_k = Σ_i tr(M_i G_{i,k})
-    ∂ hmh / ∂c_k          = Σ_i (H_{i,k}' N_i + N_i' H_{i,k} - N_i' G_{i,k} N_i)
+    ∂ Σ_i log|C_i| / ∂v = Σ_i tr(M_i G_{i,v})
+    ∂ hmh / ∂v          = Σ_i (H_{i,v}' N_i + N_i' H_{i,v} - N_i' G_{i,v} N_i)
 
-and, with ``S = K - hmh``, the direction ``dhmh_k = ∂hmh/∂c_k - K_k`` enters the one
-gradient formula of every engine (:func:`dlmm.objective.profiled.direction_gradient`).
-This module gives the per-block sums; ``K_k`` and the derivative of ``log|R|`` are
-added on the driver. It knows nothing of where the blocks live, nor what the
-components mean.
+and, with ``S = K - hmh``, ``∂hmh/∂v - Σ_k v_k K_k`` enters the one gradient formula of
+every engine (:func:`dlmm.objective.profiled.direction_gradient`); a Newton step adds
+the second-derivative sums along the covariance's directions and the residual
+parameters' (:func:`numpy_sweep` states them). This module gives the per-block sums;
+``K`` and the derivatives of ``log|R|`` are added on the driver. It knows nothing of
+where the blocks live, nor what the components mean.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from .block import StatsBlock, block_effects, block_pieces
+from .block import StatsBlock, block_effects
 from .layout import GroupBatch
 from .moments import block_moment_pieces
-from .pieces import LikelihoodPieces
+from .pieces import LikelihoodPieces, _Additive
 
 #: Groups from which a block's derivatives along the components run the compiled loop
 #: (:mod:`dlmm.kernels.residual_loops`); below, batched NumPy (its load would cost more).
 COMPILED_MIN_GROUPS = 1_000
+
+#: Groups of a block whose combined cross-products one BLAS product forms before the
+#: compiled sweep reads them (:func:`sweep`): a slice of some 1-2 MB, not arrays the
+#: size of the block made (and their pages faulted in) at every step.
+SWEEP_GROUPS = 2_048
+
+_LOCK = threading.Lock()
 
 
 @dataclass(eq=False)
@@ -47,11 +56,12 @@ class ResidualPieces(LikelihoodPieces):
 
     Attributes
     ----------
-    p_res : ndarray (K,)
-        ``∂ log|V| / ∂c_k`` (the groups' part, ``Σ_i tr(M_i G_{i,k})``).
-    t_res : ndarray (K, r, r)
-        ``∂ hmh / ∂c_k - K_k`` (the block sums hold ``∂ hmh / ∂c_k``; the driver
-        subtracts ``K_k``).
+    p_res : ndarray (d,)
+        ``∂ log|V|`` along each direction ``v`` over the components' coefficients (the
+        groups' part, ``Σ_i tr(M_i G_{i,v})``, ``G_{i,v} = Σ_k v_k G_{i,k}``).
+    t_res : ndarray (d, r, r)
+        ``∂ hmh - Σ_k v_k K_k`` along each (the block sums hold ``∂ hmh``; the driver
+        subtracts the ``K`` part).
     """
 
     p_res: np.ndarray = None  # type: ignore[assignment]
@@ -87,6 +97,12 @@ class ComponentBlock:
     def nbytes(self) -> int:
         return int(self.labels.nbytes + self.n.nbytes + self.g.nbytes + self.h.nbytes)
 
+    def __sizeof__(self) -> int:
+        """The block's bytes (``sys.getsizeof``, which Dask's ``sizeof`` falls back to):
+        a scheduler that knows them runs each step where its block is, rather than
+        moving tens of MB to a worker that looked less busy."""
+        return self.nbytes + object.__sizeof__(self)
+
     def at(self, coefficients: np.ndarray) -> StatsBlock:
         """The block of the combined cross-products ``G_i(c)``, ``H_i(c)`` (one batch,
         no variance components)."""
@@ -112,82 +128,222 @@ class ComponentBlock:
 def component_block(labels: np.ndarray, n: np.ndarray, parts: list) -> ComponentBlock:
     """A :class:`ComponentBlock` of the groups ``labels`` (sorted, with ``n`` rows each)
     from each component's ``(labels_k, zz_k, zr_k)`` of whole groups (``labels_k``
-    sorted, a subset of ``labels``; None for a component without a part here)."""
+    sorted, distinct, a subset of ``labels``; None for a component without a part
+    here): a component with every group is taken as it is, others are placed by
+    label."""
     b = labels.shape[0]
     first = next(p for p in parts if p is not None)
     q, r = first[2].shape[1], first[2].shape[2]
-    g = np.zeros((len(parts), b, q, q))
-    h = np.zeros((len(parts), b, q, r))
+    g = np.empty((len(parts), b, q, q))
+    h = np.empty((len(parts), b, q, r))
     for k, part in enumerate(parts):  # a handful of components
-        if part is None:
+        if part is not None and part[0].shape[0] == b:  # every group (labels equal)
+            g[k], h[k] = part[1], part[2]
             continue
-        where = np.searchsorted(labels, part[0])
-        g[k, where] += part[1]
-        h[k, where] += part[2]
+        g[k], h[k] = 0.0, 0.0
+        if part is not None:
+            where = np.searchsorted(labels, part[0])
+            g[k, where] = part[1]
+            h[k, where] = part[2]
     return ComponentBlock(labels, n, g, h)
 
 
-def group_solves(block: ComponentBlock, chol_re: np.ndarray, coefficients: np.ndarray):
-    """``(G, H, M, N)`` of every group: the combined ``G = Σ_k c_k G_k`` (b, q, q) and
-    ``H``, ``M = Λ C⁻¹ Λ'`` and ``N = M H``: one compiled sweep
-    (:func:`dlmm.kernels.residual_loops.group_solves_loop`) from
-    :data:`COMPILED_MIN_GROUPS` groups, else batched NumPy (:func:`numpy_solves`)."""
+@dataclass(eq=False)
+class ResidualNewtonPieces(_Additive):
+    """A block's :class:`ResidualPieces` and the second-derivative sums of a step.
+
+    Attributes
+    ----------
+    value : ResidualPieces
+    trace2 : ndarray (m, m)
+        ``-∂² Σ log|C_i|`` along the directions (the covariance's ``E_j``, then the
+        residual parameters' ``G_a = Σ_k dirs[a, k] G_k``; :func:`numpy_sweep`).
+    d2 : ndarray (m, m, r, r)
+        ``d2[j, l] + d2[l, j] = ∂² S`` along directions j and l (``S = K - hmh``, the
+        ``K`` part linear, so none of it here), ``d2[l, j] = d2[j, l]'``.
+    """
+
+    value: ResidualPieces
+    trace2: np.ndarray
+    d2: np.ndarray
+
+
+def _out(n_dir: int, q: int, r: int, m: int) -> tuple:
+    return (np.zeros(1), np.zeros((r, r)), np.zeros((q, q)), np.zeros((q, q, r, r)),
+            np.zeros(n_dir), np.zeros((n_dir, r, r)), np.zeros((m, m)),
+            np.zeros((m, m, r, r)))
+
+
+def sweep(block: ComponentBlock, lam: np.ndarray, coef: np.ndarray, e: np.ndarray,
+          n_hess: int = 0) -> tuple:
+    """``(logdet, hmh, Σ P, Σ outer(R[a], R[b]), p_dir, t_dir, trace2, d2)`` of a block
+    (:func:`numpy_sweep` states them) at the coefficients ``coef[0]`` along the
+    directions ``coef[1:]`` (each a vector over the components), the Hessian sums along
+    ``e`` and the first ``n_hess`` directions where ``n_hess``: the combined
+    cross-products of each slice of :data:`SWEEP_GROUPS` groups by one BLAS product,
+    then the compiled sweep over them
+    (:func:`dlmm.kernels.residual_loops.residual_sweep_loop`) from
+    :data:`COMPILED_MIN_GROUPS` groups, else batched NumPy."""
+    n_comp, b, q, _ = block.g.shape
+    if b < COMPILED_MIN_GROUPS:
+        return numpy_sweep(block, lam, coef, e, n_hess)
+    from .residual_loops import residual_sweep_loop, sizes
+
+    r = block.h.shape[3]
+    coef = np.asarray(coef, dtype=float)
+    n_coef = coef.shape[0]
+    out = _out(n_coef - 1, q, r, e.shape[0] + n_hess if n_hess else 0)
+    lam = np.ascontiguousarray(lam, dtype=float)
+    e = np.ascontiguousarray(e, dtype=float)
+    step = min(b, SWEEP_GROUPS)
+    gd = np.empty((n_coef, step * q * q))
+    hd = np.empty((n_coef, step * q * r))
+    for lo in range(0, b, step):  # slices of groups: their combinations stay in cache
+        m = min(step, b - lo)
+        if m < step:  # the last slice: arrays of its own size (C order, as the others)
+            gd, hd = np.empty((n_coef, m * q * q)), np.empty((n_coef, m * q * r))
+        np.matmul(coef, block.g[:, lo: lo + m].reshape(n_comp, -1), out=gd)
+        np.matmul(coef, block.h[:, lo: lo + m].reshape(n_comp, -1), out=hd)
+        residual_sweep_loop(gd.reshape(n_coef, m, q, q), hd.reshape(n_coef, m, q, r), lam, e,
+                            int(n_hess), bool(n_hess), *out, *sizes(q, r))
+    return (float(out[0][0]), *out[1:])
+
+
+def numpy_sweep(block: ComponentBlock, lam: np.ndarray, coef: np.ndarray, e: np.ndarray,
+                n_hess: int = 0) -> tuple:
+    """:func:`sweep` batched in NumPy (blocks of few groups, and the reference of the
+    compiled loop). With ``G = Σ_k coef[0, k] G_k``, ``H`` alike, ``M = Λ C⁻¹ Λ'``,
+    ``N = M H``, ``P = G - G M G``, ``R = H - G N`` and ``F = I - M G`` of each group, the
+    sums over the groups of ``log|C|``, ``H'N``, ``P``, ``outer(R[a], R[b])`` and along
+    each direction ``G_d = Σ_k coef[1 + d, k] G_k`` (``H_d`` alike, ``U_d = H_d - G_d N``)
+    ``tr(M G_d)`` and ``H_d'N + N'H_d - N'G_d N`` (the derivatives of ``log|C|`` and of
+    ``hmh``); with ``n_hess``, along the directions ``E_j`` (``e``) and the first
+    ``n_hess`` ``G_a``: ``trace2`` = ``tr(E_j P E_l P)``, ``-tr(E_j F'G_a F)`` and
+    ``tr(M G_a M G_b)`` (``-∂²`` of ``log|C|``) and ``d2`` = ``R'E_j P E_l R``,
+    ``-R'E_j F'U_a`` and ``-U_a'M U_b`` (halves of ``∂²S``: ``hmh`` is quadratic in
+    ``H``, so ``∂²hmh/∂a∂b = U_a'M U_b + U_b'M U_a``)."""
     n_comp, b, q, _ = block.g.shape
     r = block.h.shape[3]
-    c = np.asarray(coefficients, dtype=float)
-    lam = np.ascontiguousarray(chol_re, dtype=float)
-    if b < COMPILED_MIN_GROUPS:
-        return numpy_solves(block, lam, c)
-    from .residual_loops import group_solves_loop
-
-    out = (np.empty((b, q, q)), np.empty((b, q, r)), np.empty((b, q, q)), np.empty((b, q, r)))
-    group_solves_loop(block.g, block.h, c, lam, *out)
-    return out
-
-
-def numpy_solves(block: ComponentBlock, lam: np.ndarray, c: np.ndarray):
-    """:func:`group_solves` batched in NumPy (blocks of few groups, and the reference of
-    the compiled loop)."""
-    n_comp, b, q, _ = block.g.shape
-    g = np.tensordot(c, block.g, axes=1)
-    h = np.tensordot(c, block.h, axes=1)
+    coef = np.asarray(coef, dtype=float)
+    m_cov, n_dir = e.shape[0], coef.shape[0] - 1
+    mm = m_cov + n_hess if n_hess else 0
+    if b == 0:
+        return (0.0, *_out(n_dir, q, r, mm)[1:])
+    gd = np.tensordot(coef, block.g, axes=1)
+    hd = np.tensordot(coef, block.h, axes=1)
+    g, h = gd[0], hd[0]
     cm = lam.T @ g @ lam
     cm[:, np.arange(q), np.arange(q)] += 1.0
     t = np.linalg.cholesky(cm)
     x = np.linalg.solve(t, np.broadcast_to(lam.T, (b, q, q)))  # T⁻¹ Λ'
-    m = np.swapaxes(x, 1, 2) @ x  # Λ C⁻¹ Λ'
-    return g, h, m, m @ h
+    xt = np.swapaxes(x, 1, 2)
+    u, qm = x @ h, x @ g
+    m, nm = xt @ x, xt @ u
+    p = g - np.swapaxes(qm, 1, 2) @ qm
+    rr = h - np.swapaxes(qm, 1, 2) @ u
+    logdet = 2.0 * float(np.log(np.diagonal(t, axis1=1, axis2=2)).sum())
+    hmh = np.einsum("bze,bzf->ef", u, u)
+    t_sum = np.einsum("bae,bcf->acef", rr, rr)
+    p_dir = np.einsum("bxy,kbyx->k", m, gd[1:])
+    hn = np.einsum("kbxe,bxf->kef", hd[1:], nm)
+    t_dir = hn + np.swapaxes(hn, 1, 2) - np.einsum("bxe,kbxy,byf->kef", nm, gd[1:], nm)
+    trace2, d2 = np.zeros((mm, mm)), np.zeros((mm, mm, r, r))
+    if n_hess:
+        ga = gd[1: 1 + n_hess]  # (n_hess, b, q, q)
+        ua = hd[1: 1 + n_hess] - ga @ nm
+        ft = np.eye(q) - g @ m  # F'
+        qa = ft @ ga @ np.swapaxes(ft, 1, 2)
+        va = ft @ ua
+        mga, mua = m @ ga, m @ ua
+        er = np.einsum("jxy,byf->bjxf", e, rr)  # E_j R
+        ep = np.einsum("jxy,byz->bjxz", e, p)  # E_j P
+        cov, res = slice(0, m_cov), slice(m_cov, mm)
+        trace2[cov, cov] = np.einsum("bjxy,bkyx->jk", ep, ep)
+        d2[cov, cov] = np.einsum("bjxe,bxy,bkyf->jkef", er, p, er)
+        cross = -np.einsum("jxy,abyx->ja", e, qa)
+        trace2[cov, res], trace2[res, cov] = cross, cross.T
+        d2[cov, res] = -np.einsum("bjxe,abxf->jaef", er, va)
+        d2[res, cov] = np.swapaxes(np.swapaxes(d2[cov, res], 0, 1), 2, 3)
+        trace2[res, res] = np.einsum("abxy,cbyx->ac", mga, mga)
+        d2[res, res] = -np.einsum("abxe,cbxf->acef", ua, mua)
+    return logdet, hmh, p.sum(axis=0), t_sum, p_dir, t_dir, trace2, d2
 
 
-def _contract(block: ComponentBlock, m: np.ndarray, nm: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """The sums over the groups as BLAS products: ``tr(M G_k)`` of every component,
-    ``Σ_i H_k'N``, and ``Σ_i N'G_k N`` through the outer products ``N[a,u] N[b,v]``."""
-    n_comp, b, q, _ = block.g.shape
-    r = nm.shape[2]
-    # one product reads every G_k once: [vec M' | N[a,u] N[b,v]] over (group, a, b)
-    right = np.empty((b, q, q, 1 + r * r))
-    right[..., 0] = np.swapaxes(m, 1, 2)
-    right[..., 1:] = (nm[:, :, None, :, None] * nm[:, None, :, None, :]).reshape(b, q, q, r * r)
-    both = block.g.reshape(n_comp, b * q * q) @ right.reshape(b * q * q, 1 + r * r)
-    hn = np.tensordot(block.h, nm, axes=([1, 2], [0, 1]))  # (K, r, r): Σ_i H_{i,k}' N_i
-    ngn = both[:, 1:].reshape(n_comp, r, r)
-    return both[:, 0], hn + np.swapaxes(hn, 1, 2) - ngn
+def warm_sweep(q: int, r: int) -> None:
+    """Run the compiled loops a residual fit's steps and effects take once on one group
+    of ``q`` random-effect and ``r`` ``[X y]`` columns: the sweep
+    (:func:`dlmm.kernels.residual_loops.residual_sweep_loop`, with its Hessian sums) and
+    the grouped engine's conditional modes and their transform (the effects of a block
+    at the fitted coefficients), the specializations every block takes, loaded from
+    numba's cache before they are needed (the numbers are thrown away; the grouped
+    engine's own step loop is not loaded: these blocks step by the sweep)."""
+    from .effects_loop import transform_loop
+    from .likelihood import compiled_conditional_modes
+    from .residual_loops import residual_sweep_loop, sizes
+
+    gd = np.broadcast_to(np.eye(q), (2, 1, q, q)).copy()
+    hd = np.ones((2, 1, q, r))
+    e = np.broadcast_to(np.eye(q), (1, q, q)).copy()
+    residual_sweep_loop(gd, hd, np.eye(q), e, 1, True, *_out(1, q, r, 2), *sizes(q, r))
+    block = ComponentBlock(np.arange(1), np.ones(1), gd[:1], hd[:1]).at(np.ones(1))
+    coef = np.zeros(r)
+    coef[-1] = 1.0
+    _, cov = compiled_conditional_modes(block.batches[0], np.eye(q), np.zeros(0), coef)
+    transform_loop(np.ascontiguousarray(cov), q, np.eye(q), 1.0, np.empty_like(cov))
+
+
+_WARMED: set = set()
+
+
+def warm_steps(q: int, r: int) -> None:
+    """:func:`warm_sweep` in a thread, once per process and shape."""
+    with _LOCK:
+        if (q, r) in _WARMED:
+            return
+        _WARMED.add((q, r))
+    threading.Thread(target=_quietly, args=(q, r), name="dlmm-warm-sweep", daemon=True).start()
+
+
+def _quietly(q: int, r: int) -> None:
+    try:
+        warm_sweep(q, r)
+    except Exception:  # noqa: BLE001 - a warm-up only: the step itself will say
+        pass
+
+
+def _value(block: ComponentBlock, sums: tuple) -> ResidualPieces:
+    logdet, hmh, p_sum, t_sum, p_dir, t_dir = sums[:6]
+    r = hmh.shape[0]
+    return ResidualPieces(logdet, hmh, p_sum, np.zeros(0), t_sum, np.zeros((0, r, r)),
+                          float(block.n_groups), p_dir, t_dir)
 
 
 def component_pieces(block: ComponentBlock, chol_re: np.ndarray, sd_vc: np.ndarray,
-                     coefficients: np.ndarray) -> ResidualPieces | int:
-    """The block's likelihood pieces at the coefficients (:func:`~dlmm.kernels.block.
-    block_pieces` of the combined block) with the derivatives along them (the module
-    docstring's sums: :func:`group_solves`, then BLAS products); 0 for a block without
-    groups."""
+                     coefficients: np.ndarray, dirs: np.ndarray) -> ResidualPieces | int:
+    """The block's likelihood pieces at the coefficients (those of
+    :func:`~dlmm.kernels.block.block_pieces` of the combined block, no variance
+    components) with the derivatives along the directions ``dirs`` (d, K) over the
+    components (the module docstring's sums), by one sweep (:func:`sweep`); 0 for a
+    block without groups."""
     if block.n_groups == 0:
         return 0
-    g, h, m, nm = group_solves(block, chol_re, coefficients)
-    base = block_pieces(block.combined(g, h), chol_re, sd_vc)
-    p_res, t_res = _contract(block, m, nm)
-    return ResidualPieces(base.logdet, base.hmh, base.p_re, base.p_vc, base.t_re, base.t_vc,
-                          base.n_groups, p_res, t_res)
+    q = block.g.shape[2]
+    coef = np.vstack([np.asarray(coefficients, dtype=float)[None], dirs])
+    return _value(block, sweep(block, np.asarray(chol_re, dtype=float), coef,
+                               np.zeros((0, q, q))))
+
+
+def component_newton_pieces(block: ComponentBlock, chol_re: np.ndarray, sd_vc: np.ndarray,
+                            coefficients: np.ndarray, dirs: np.ndarray, e: np.ndarray,
+                            n_hess: int) -> ResidualNewtonPieces | int:
+    """:func:`component_pieces` and the second-derivative sums along the covariance's
+    directions ``e`` (``E_j``, (m, q, q)) and the first ``n_hess`` of ``dirs``, in the
+    same sweep; 0 for a block without groups."""
+    if block.n_groups == 0:
+        return 0
+    coef = np.vstack([np.asarray(coefficients, dtype=float)[None], dirs])
+    sums = sweep(block, np.asarray(chol_re, dtype=float), coef, e, n_hess)
+    return ResidualNewtonPieces(_value(block, sums), sums[6], sums[7])
 
 
 def component_effects(block: ComponentBlock, chol_re: np.ndarray, sd_vc: np.ndarray,

@@ -138,13 +138,16 @@ class ProfiledObjective:
         """Whether the engine gives exact second-derivative pieces (the grouped engine,
         θ statsmodels' sqrt vector); else the Hessian is differences of the gradient."""
         return self.theta_map.kind == "sqrt" and bool(
-            getattr(self.stats, "has_newton_pieces", False))
+            getattr(self.stats, "has_newton_pieces", False)
+            or getattr(self.theta_map, "has_hessian", False))  # θ and residual φ
 
     def with_hessian(self, theta) -> tuple[float, np.ndarray, np.ndarray]:
         """``(ℓ, ∂ℓ/∂θ, ∂²ℓ/∂θ²)`` from the engine's exact pieces (:attr:`has_hessian`):
         the Hessian in (fixed effects, Psi, v) (:func:`~dlmm.objective.hessian.
         profiled_hessian`), the fixed effects profiled out and the chain rule to θ
         (:func:`~dlmm.objective.hessian.sqrt_hessian`)."""
+        if getattr(self.theta_map, "has_hessian", False):  # over θ and φ
+            return self.theta_map.with_hessian(self, theta)
         chol, sd = args = self.theta_map.engine_args(theta)
         pieces = self.stats.newton_pieces(chol, sd)
         value = profiled_value(pieces.value, self.xy_cross, self.n_rows, self.reml,
@@ -173,7 +176,7 @@ class ProfiledObjective:
         if self.theta_map.kind != "sqrt":
             raise TypeError("the Hessian in statsmodels' parameters needs statsmodels' shape")
         chol, sd = self.theta_map.engine_args(theta)
-        if self.has_hessian:
+        if getattr(self.stats, "has_newton_pieces", False):
             pieces = self.stats.newton_pieces(chol, sd).hess
             return profiled_hessian(pieces, self.xy_cross, self.n_rows, self.reml, fe_params)
         return hessian_from_gradients(self.stats.pieces, self.xy_cross, self.n_rows,

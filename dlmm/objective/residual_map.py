@@ -2,13 +2,14 @@
 
 A variance per stratum and AR(1) errors (:mod:`dlmm.objective.residual_structure`) are
 parameters φ of the fit beside the random effects' covariance θ. The engine takes φ
-after θ's arguments; its pieces carry the derivatives along the residual components'
-coefficients ``c(φ)``, and
+after θ's arguments; its pieces carry the derivatives along φ of the groups' part
+(the components' coefficients ``c(φ)`` moved along ``J = ∂c/∂φ``), and
 
-    ∂ℓ/∂φ = J' ∂ℓ/∂c - ½ ∂log|R|/∂φ,      J = ∂c/∂φ,
+    ∂ℓ/∂φ = ∂ℓ_groups/∂φ - ½ ∂log|R|/∂φ,
 
 the second term from ``log|R|`` (the rows' part of ``log|V|``), which the engine adds
-to the value but not to the derivatives along ``c``.
+to the value but not to the derivatives. The Hessian over θ and φ is exact
+(:meth:`ResidualMap.with_hessian`).
 """
 
 from __future__ import annotations
@@ -68,11 +69,54 @@ class ResidualMap:
     def along_theta(self, gradient, args) -> np.ndarray:
         """The inner map's gradient, then ``∂ℓ/∂φ`` (see the module docstring)."""
         phi = np.asarray(args[-1], dtype=float)
-        jac = self.structure.coefficients(phi)[1]
         d_logdet = self.logdet(phi)[1]
-        grad_res = np.asarray(gradient.grad_res, dtype=float)
+        grad_res = np.asarray(gradient.grad_res, dtype=float)[: self.n_res]
         return np.concatenate([self.inner.along_theta(gradient, args[:-1]),
-                               jac.T @ grad_res - 0.5 * d_logdet])
+                               grad_res - 0.5 * d_logdet])
+
+
+    #: :meth:`with_hessian` gives the exact Hessian over θ and φ
+    #: (:attr:`dlmm.objective.objective.ProfiledObjective.has_hessian`).
+    has_hessian = True
+
+    def with_hessian(self, objective, theta) -> tuple[float, np.ndarray, np.ndarray]:
+        """``(ℓ, ∂ℓ/∂θ, ∂²ℓ/∂θ²)`` over θ and φ from one sweep's exact pieces
+        (:meth:`~dlmm.structure.residual_pass.ResidualStatistics.residual_newton_pieces`):
+        the Hessian in (fixed effects, ``Psi``, φ's directions ``∂c/∂φ_a``)
+        (:func:`~dlmm.objective.hessian.profiled_hessian`), the fixed effects profiled out
+        (a Schur complement at GLS), the chain rule to the sqrt parameters, and along φ
+        the curvature of ``c(φ)`` and of ``log|R|``:
+
+            ∂²ℓ/∂φ_a∂φ_b = Σ_kl J_ka J_lb ∂²ℓ/∂c_k∂c_l + Σ_k ∂ℓ/∂c_k ∂²c_k/∂φ_a∂φ_b
+                           - ½ ∂²log|R|/∂φ_a∂φ_b.
+        """
+        from .hessian import profiled_hessian, sqrt_jacobian
+        from .profiled import grad_profile, profiled_value
+
+        args = self.engine_args(theta)
+        chol, sd, phi = args
+        stats = objective.stats.at(phi)
+        pieces = stats.residual_newton_pieces(chol, sd)
+        xy_cross, n_rows = stats.totals.xy_cross, objective.n_rows
+        value = profiled_value(pieces.value, xy_cross, n_rows, objective.reml,
+                               xy_scale=objective.xy_scale)
+        full = profiled_hessian(pieces.hess, xy_cross, n_rows, objective.reml,
+                                value.fe_params)
+        k_fe = xy_cross.shape[0] - 1
+        h_bt, h_tt = full[:k_fe, k_fe:], full[k_fe:, k_fe:]
+        h_prof = h_tt - h_bt.T @ np.linalg.solve(full[:k_fe, :k_fe], h_bt) if k_fe else h_tt
+        jac, second = sqrt_jacobian(chol, sd)
+        m = jac.shape[0]
+        chain = np.eye(m + self.n_res)
+        chain[:m, :m] = jac
+        hess = chain.T @ h_prof @ chain
+        hess[:m, :m] += np.einsum("i,ijk->jk", grad_profile(value), second)
+        curvature = np.zeros((self.n_res, self.n_res))  # Σ_k ∂ℓ/∂c_k ∂²c_k/∂φ_a∂φ_b
+        rows, cols = np.triu_indices(self.n_res)
+        curvature[rows, cols] = curvature[cols, rows] = value.grad_res[self.n_res:]
+        hess[m:, m:] += curvature - 0.5 * self.structure.logdet_hessian(
+            phi, stats.rows_by_stratum, stats.n_groups)
+        return value.llf, self.along_theta(value, args), 0.5 * (hess + hess.T)
 
 
 def residual_start(start_params, n_res: int) -> np.ndarray:

@@ -99,6 +99,42 @@ class ResidualStructure:
                 jac[k, -1] = scale * df[kind]
         return c, jac
 
+    def second(self, phi) -> np.ndarray:
+        """``∂²c/∂φ²`` (components × parameters × parameters): with ``c_k = √(w_s w_t)
+        f(ρ)``, ``∂/∂η_j`` multiplies by ``-n_j`` (``n_j`` the appearances of stratum j in
+        ``s, t``) and ``f`` has ``∂²/∂a²`` ``4(1 + ρ²)/(1 - ρ²)`` (``lag0``),
+        ``-2(1 + ρ²)/(1 - ρ²)`` (``ends``), ``-4ρ/(1 - ρ²)`` (``lag1``)."""
+        eta, rho = self.split(phi)
+        w = np.exp(-2.0 * eta)
+        one = 1.0 - rho * rho
+        f = {"lag0": (1.0 + rho * rho) / one, "ends": -rho * rho / one, "lag1": -rho / one}
+        df = {"lag0": 4.0 * rho / one, "ends": -2.0 * rho / one,
+              "lag1": -(1.0 + rho * rho) / one}
+        d2f = {"lag0": 4.0 * (1.0 + rho * rho) / one, "ends": -2.0 * (1.0 + rho * rho) / one,
+               "lag1": -4.0 * rho / one}
+        n_eta = self.n_strata - 1
+        out = np.zeros((len(self.components), self.n_params, self.n_params))
+        for k, (kind, s, t) in enumerate(self.components):  # a handful of components
+            scale = np.sqrt(w[s] * w[t])
+            count = np.zeros(n_eta)
+            for j in (s, t):
+                if j > 0:
+                    count[j - 1] += 1.0
+            out[k, :n_eta, :n_eta] = np.outer(count, count) * scale * f[kind]
+            if self.ar1:
+                out[k, :n_eta, -1] = out[k, -1, :n_eta] = -count * scale * df[kind]
+                out[k, -1, -1] = scale * d2f[kind]
+        return out
+
+    def logdet_hessian(self, phi, rows_by_stratum: np.ndarray, n_groups: float) -> np.ndarray:
+        """``∂²log|R|/∂φ²``: ``-2 (1 - ρ²)(N - G)`` along atanh ρ, 0 elsewhere."""
+        out = np.zeros((self.n_params, self.n_params))
+        if self.ar1:
+            rho = self.split(phi)[1]
+            out[-1, -1] = -2.0 * (1.0 - rho * rho) * float(
+                np.sum(rows_by_stratum) - n_groups)
+        return out
+
     def logdet(self, phi, rows_by_stratum: np.ndarray, n_groups: float
                ) -> tuple[float, np.ndarray]:
         """``(log|R|, ∂log|R|/∂φ)`` over the data (see the module docstring)."""

@@ -13,10 +13,10 @@ from __future__ import annotations
 CROSSED_POLISH_DIFFERENCES = {"rel_step": 1e-7, "central": False, "reuse": 1e-6}
 
 #: The polish Hessian of a fit with residual parameters (``residual_by``,
-#: ``residual_ar1``): forward differences (``m`` evaluations of 12 residual
-#: components, not ``2 m``); their standard errors of δ and ρ agree with the curvature
-#: of nlme's profile log-likelihood to 1e-3 (``tests/results/test_residual_estimates.py``).
-#: Measured on 10^6 rows of 10^5 groups: 20 evaluations a fit, not 26.
+#: ``residual_ar1``) where the exact one is not used (a covariance penalty): forward
+#: differences (``m`` evaluations, not ``2 m``). An unpenalized fit has the exact
+#: Hessian over θ and φ (:meth:`dlmm.objective.residual_map.ResidualMap.with_hessian`)
+#: and starts with trust-region Newton steps (:func:`default_methods`).
 RESIDUAL_POLISH_DIFFERENCES = {"central": False}
 
 
@@ -48,7 +48,8 @@ def default_methods(stats) -> list[str]:
     and 12 + 6 (three) against 12 and 18 gradients, and on the 10^6 ratings (ML)
     7 + 3 against 12 (L-BFGS-B's first step, a unit step along the gradient, was
     one gradient lost there)."""
-    if stats.has_newton_pieces:
+    if stats.has_newton_pieces or getattr(stats, "structure", None) is not None:
+        # (a residual model's φ: exact Hessian pieces over θ and φ, residual_newton_pieces)
         return ["newton", "bfgs", "lbfgs", "nelder-mead"]
     if hasattr(stats, "value_pieces"):
         return ["qnewton", "lbfgs", "bfgs", "nelder-mead"]

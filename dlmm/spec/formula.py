@@ -37,7 +37,7 @@ from .checks import (
     mentioned,
     repeated_names,
 )
-from .design import ChunkDesign, ModelNames, scan_rows
+from .design import ChunkDesign, ModelNames, rows_all, scan_rows
 from .indicator_text import indicator_factor
 from .indicators import IndicatorSpec, indicator_spec
 from .keywords import quote_keyword_columns
@@ -235,10 +235,9 @@ class FormulaSpec(ModelNames):
             A column of times used as a term (not in ``C()``), or an object column
             that mixes text and numbers.
         """
-        cols = [c for c in self.required_columns(sample.columns) if c != self.groups]
-        factors = self._factor_columns(cols)
-        terms = self._term_columns()
-        cats = set()
+        cols = self.residual.formula_columns([c for c in self.required_columns(sample.columns)
+                                              if c != self.groups], [t for _, t in self._texts()])
+        factors, terms, cats = self._factor_columns(cols), self._term_columns(), set()
         for c in cols:
             kind = sample[c].dtype
             if pd.api.types.is_bool_dtype(kind) or _is_time(kind):
@@ -562,7 +561,7 @@ class FormulaSpec(ModelNames):
                 mats = [sp.csr_array(s.get_model_matrix(df, context=context), dtype=float)
                         for s in self._vc_specs]
                 w = sp.csr_array(sp.hstack(mats, format="csr"))
-        finite = np.isfinite(xy).all(axis=1) & np.isfinite(z).all(axis=1)
+        finite = rows_all(np.isfinite(xy)) & rows_all(np.isfinite(z))
         if w is not None and w.nnz:
             bad_rows = np.repeat(np.arange(n), np.diff(w.indptr))[~np.isfinite(w.data)]
             finite[bad_rows] = False

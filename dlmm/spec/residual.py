@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import InputError
+from .checks import mentioned
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,13 @@ class ResidualModel:
         state = state or {}
         return cls(weights=state.get("weights"), strata=state.get("strata"),
                    ar1=state.get("ar1"))
+
+    def formula_columns(self, columns, texts) -> list[str]:
+        """``columns`` without those only the residual model reads (no formula of
+        ``texts`` names them): their levels are not learned over the data, the residual
+        pass finds the strata itself (a string stratum column would cost a pass)."""
+        own = {c for c in self.columns if not any(mentioned(t, [c]) for t in texts)}
+        return [c for c in columns if c not in own]
 
     def checked_columns(self, available) -> list[str]:
         """:attr:`columns`, each checked to be among the data's ``available`` columns

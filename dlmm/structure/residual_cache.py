@@ -29,7 +29,7 @@ from ..io.stats_cache import (
     totals_arrays,
     totals_of,
 )
-from .residual_pass import ComponentChunk, LooseRows, residual_chunk
+from .residual_chunk import ComponentChunk, LooseRows, residual_chunk
 
 _LOOSE = ("t", "s", "head", "tail", "z", "xy")
 

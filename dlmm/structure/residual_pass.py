@@ -4,17 +4,13 @@ A variance per stratum (``residual_by``) and AR(1) errors within groups
 (``residual_ar1``) make each cross-product of a group a weighted sum of components
 (:mod:`dlmm.objective.residual_structure`). The one pass forms every component of
 every group and keeps them apart (:mod:`dlmm.kernels.residual_blocks`), still reading
-each row once:
-
-* a variance per stratum only: each chunk's rows split by stratum, each part summed
-  as the grouped engine sums a chunk (:func:`.grouped.chunk_crossproducts`: the fused
-  loop where the model is made of plain columns);
-* with AR(1): each chunk's design rows sorted by (group, time); pairs of consecutive
-  rows of a group within the chunk are summed there. The rows at the ends of each
-  group's runs in a chunk ("loose" rows: a handful per group and chunk where the
-  data are written group by group) travel with the group's sums to its block, where
-  runs from different chunks are joined into pairs and the first and last rows of
-  each group are found. Times must be consecutive integers within a group.
+each row once: each chunk's components (:mod:`.residual_chunk`: by stratum; with
+AR(1) the pairs of consecutive rows of a group within the chunk) travel to the
+group's block, and with AR(1) the rows at the ends of each group's runs in a chunk
+("loose" rows: a handful per group and chunk where the data are written group by
+group) with them, where runs from different chunks are joined into pairs and the
+first and last rows of each group are found. Times must be consecutive integers
+within a group.
 
 The statistics answer the engine interface at given parameters φ
 (:meth:`ResidualStatistics.at`); their pieces carry the derivatives along the
@@ -34,8 +30,8 @@ import pandas as pd
 from ..distributed.base import Backend, ordered_sum
 from ..exceptions import InputError
 from ..kernels.block import KeyedCrossProducts, combine_keyed
-from ..kernels.crossprod import GroupCrossProducts, _sum_by_key
-from ..kernels.hessian import NewtonPieces
+from ..kernels.crossprod import _sum_by_key
+from ..kernels.hessian import HessianPieces, NewtonPieces, directions
 from ..kernels.moments import MomentPieces
 from ..kernels.pieces import RowTotals
 from ..kernels.residual_blocks import (
@@ -44,6 +40,7 @@ from ..kernels.residual_blocks import (
     component_block,
     component_effects,
     component_moments,
+    component_newton_pieces,
     component_pieces,
     component_select,
 )
@@ -51,54 +48,15 @@ from ..objective.residual_structure import ResidualStructure
 from ..spec.residual import residual_logdet
 from .grouped import (
     GroupedStatistics,
-    chunk_crossproducts,
     label_parts,
     split_by_hash,
     whole_group_blocks,
 )
+from .residual_chunk import ComponentChunk, LooseRows, _keyed, residual_chunk
+from .threads import one_blas_thread
 
 #: A component of a chunk: ``(kind, s, t)`` with the chunk's own stratum codes.
 Key = tuple
-
-
-@dataclass(eq=False)
-class LooseRows:
-    """Rows at the ends of a chunk's runs of consecutive times (AR(1)), to be joined
-    with other chunks' runs in the group's block."""
-
-    labels: np.ndarray
-    t: np.ndarray
-    s: np.ndarray
-    head: np.ndarray
-    tail: np.ndarray
-    z: np.ndarray
-    xy: np.ndarray
-
-    def select(self, keep: np.ndarray) -> LooseRows:
-        return LooseRows(*(a[keep] for a in (self.labels, self.t, self.s, self.head,
-                                             self.tail, self.z, self.xy)))
-
-
-@dataclass(eq=False)
-class ComponentChunk:
-    """What the one pass keeps of a chunk: each component's keyed per-group sums, its
-    ``K_k``, the rows of each stratum, the row totals and, with AR(1), loose rows."""
-
-    levels: list
-    parts: dict
-    k: dict
-    rows: dict
-    totals: RowTotals
-    n_missing: int = 0
-    loose: LooseRows | None = None
-
-
-def _keyed(labels, n, zz, zr) -> KeyedCrossProducts:
-    q, r = zr.shape[1], zr.shape[2]
-    empty = np.zeros(0, dtype=np.int64)
-    return KeyedCrossProducts(labels, GroupCrossProducts(
-        np.asarray(n, dtype=float), zz, zr, empty, empty, np.zeros((0, q)), np.zeros((0, r)),
-        empty, empty, empty, np.zeros(0)))
 
 
 def _by_key(keys: np.ndarray, zz: np.ndarray, zr: np.ndarray):
@@ -108,113 +66,6 @@ def _by_key(keys: np.ndarray, zz: np.ndarray, zr: np.ndarray):
                                                    np.ones((m, 1))], axis=1))
     return (uniq, sums[:, : q * q].reshape(-1, q, q), sums[:, q * q: q * q + q * r]
             .reshape(-1, q, r), sums[:, -1])
-
-
-def residual_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
-    """A chunk's components (see the module docstring)."""
-    residual = spec.residual
-    if residual.ar1 is not None:
-        return _ar1_chunk(frame, spec)
-    codes, levels = pd.factorize(frame[residual.strata], sort=True)
-    results = [chunk_crossproducts(frame[codes == k], spec) for k in range(len(levels))]
-    return ComponentChunk(
-        [_plain(v) for v in levels],
-        {("lag0", s, s): r.keyed for s, r in enumerate(results)},
-        {("lag0", s, s): r.totals.xy_cross for s, r in enumerate(results)},
-        {s: r.totals.n_rows for s, r in enumerate(results)},
-        ordered_sum([r.totals for r in results]) if results else None,
-        int((codes < 0).sum()))
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
-
-
-def _times(values: pd.Series, column: str) -> np.ndarray:
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-        raise InputError(f"residual_ar1 time column {column!r} is not numeric (dtype "
-                         f"{values.dtype}): AR(1) needs times that are consecutive integers "
-                         "within each group")
-    t = values.to_numpy(dtype=float)
-    bad = t != np.round(t)
-    if bad.any():
-        raise InputError(
-            f"residual_ar1 time column {column!r} has a value that is not an integer "
-            f"({t[bad][0]!r}): AR(1) needs times that are consecutive integers within each "
-            "group (for unequal spacing, nlme's corCAR1, a continuous-time AR(1), would be "
-            "needed; dlmm does not fit it)")
-    return t.astype(np.int64)
-
-
-def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
-    residual = spec.residual
-    design = spec.design(frame)
-    xy, z = spec.centering.apply(design.xy, design.z)
-    xy, z, _ = design.weighted_arrays(xy, z)  # rows times √w (precision weights)
-    kept = frame[design.kept]
-    t = _times(kept[residual.ar1], residual.ar1)
-    if residual.strata is not None:
-        s, levels = pd.factorize(kept[residual.strata], sort=True)
-        levels = [_plain(v) for v in levels]
-    else:
-        s, levels = np.zeros(t.shape[0], dtype=np.int64), [None]
-    g, labels = pd.factorize(pd.Series(design.groups), sort=True)
-    labels = np.asarray(labels, dtype=object if np.asarray(labels).dtype.kind in "UO"
-                        else None)
-    same = g[1:] == g[:-1]
-    if not (np.all(g[1:] >= g[:-1]) and np.all(t[1:][same] > t[:-1][same])):
-        order = np.lexsort((t, g))  # data not written group by group in time order
-        g, t, s, z, xy = g[order], t[order], s[order], z[order], xy[order]
-        same = g[1:] == g[:-1]
-    step = t[1:] - t[:-1]
-    if np.any(same & (step == 0)):
-        j = int(np.flatnonzero(same & (step == 0))[0])
-        raise InputError(f"residual_ar1: group {labels[g[j]]!r} has two rows at time "
-                         f"{t[j]} in column {residual.ar1!r}")
-    pair = same & (step == 1)
-    parts, k, rows = _ar1_sums(g, t, s, z, xy, labels, len(levels))
-    head = np.concatenate([[True], ~pair])
-    tail = np.concatenate([~pair, [True]])
-    loose = head | tail
-    totals = RowTotals(
-        xy_cross=xy.T @ xy, n_rows=float(xy.shape[0]), n_dropped=float(design.n_dropped),
-        missing_by_column=design.missing_by_column,
-        infinite_by_column=design.infinite_by_column, z_cross=z.T @ z,
-        log_weights=design.log_weights, bad_weights=float(design.bad_weights))
-    return ComponentChunk(levels, parts, k, rows, totals, 0, LooseRows(
-        labels[g[loose]], t[loose], s[loose], head[loose], tail[loose], z[loose], xy[loose]))
-
-
-def _ar1_sums(g, t, s, z, xy, labels, n_levels: int) -> tuple[dict, dict, dict]:
-    """The ``lag0`` and ``lag1`` components of a chunk sorted by (group, time), by one
-    compiled loop (:func:`dlmm.kernels.residual_loops.ar1_sums_loop`): the parts, the
-    ``K`` parts and the rows of each stratum, keyed by the chunk's stratum codes."""
-    from ..kernels.residual_loops import ar1_sums_loop
-
-    keys = [("lag0", a, a) for a in range(n_levels)]
-    lag1_of = np.zeros((n_levels, n_levels), dtype=np.int64)
-    for a in range(n_levels):
-        for b in range(a, n_levels):
-            lag1_of[a, b] = lag1_of[b, a] = len(keys)
-            keys.append(("lag1", a, b))
-    q, r = z.shape[1], xy.shape[1]
-    n_groups = labels.shape[0]
-    gz = np.zeros((len(keys), n_groups, q, q))
-    hz = np.zeros((len(keys), n_groups, q, r))
-    n = np.zeros((len(keys), n_groups))
-    kk = np.zeros((len(keys), r, r))
-    ar1_sums_loop(g.astype(np.int64), t, s.astype(np.int64), np.ascontiguousarray(z),
-                  np.ascontiguousarray(xy), lag1_of, gz, hz, n, kk)
-    parts, k, rows = {}, {}, {}
-    for c, key in enumerate(keys):  # a handful of components
-        present = n[c] > 0
-        if not present.any():
-            continue
-        parts[key] = _keyed(labels[present], n[c][present], gz[c][present], hz[c][present])
-        k[key] = kk[c]
-        if key[0] == "lag0":
-            rows[key[1]] = float(n[c].sum())
-    return parts, k, rows
 
 
 def _summary(chunk: ComponentChunk):
@@ -426,16 +277,46 @@ class ResidualStatistics(GroupedStatistics):
                        root=self.root if self.root is not None else self)
 
     def pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> ResidualPieces:
-        """The pieces at :attr:`phi`, with ``p_res = ∂Σlog|C_i|/∂c`` and
-        ``t_res = ∂hmh/∂c - K`` along the components' coefficients."""
+        """The pieces at :attr:`phi`, with ``p_res = ∂Σlog|C_i|/∂φ`` and
+        ``t_res = ∂hmh/∂φ - ∂K/∂φ`` along φ (the components' coefficients ``c(φ)``
+        moved along ``∂c/∂φ_a``; the ``log|R|`` part is :meth:`residual_logdet`'s)."""
         (self.root if self.root is not None else self).evaluations += 1
-        c = self.structure.coefficients(self.phi)[0]
-        raw = self.backend.map_sum(component_pieces, self.blocks, chol_re, sd_vc, c)
-        raw = replace(raw, t_res=raw.t_res - self.component_k)
-        return residual_logdet(raw, self.totals.log_weights)
+        c, jac = self.structure.coefficients(self.phi)
+        return self._pieces(component_pieces, chol_re, sd_vc, c,
+                            np.ascontiguousarray(jac.T))[0]
+
+    def _pieces(self, func, chol_re, sd_vc, c, dirs, *more) -> tuple:
+        """``(value pieces, what func's sum is)``: ``func`` mapped over the blocks and
+        summed; of its value pieces (itself, or its ``value``) ``∂K`` along ``dirs``
+        subtracted from ``t_res`` and ``log|R|`` with ``Σ log w`` from ``logdet``."""
+        with one_blas_thread():  # blocks swept here (the local backend): the BLAS products
+            # of a slice of groups are too small for threads woken on a busy machine
+            raw = self.backend.map_sum(func, self.blocks, chol_re, sd_vc, c, dirs, *more)
+        value = getattr(raw, "value", raw)
+        value = replace(value, t_res=value.t_res - np.tensordot(dirs, self.component_k, 1))
+        return residual_logdet(value, self.totals.log_weights), raw
 
     def newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
-        raise NotImplementedError("a residual model of parameters has no Hessian pieces")
+        raise NotImplementedError("a residual model of parameters has Hessian pieces along "
+                                  "φ too: residual_newton_pieces")
+
+    def residual_newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
+        """:meth:`pieces` at :attr:`phi`, in the same sweep the Hessian pieces along the
+        covariance's directions (each entry of ``Psi``, as the grouped engine's) and then
+        φ's (``∂c/∂φ_a``; :func:`~dlmm.kernels.residual_blocks.numpy_sweep`), with
+        ``d1 = -∂S`` of each, and the value's ``p_res``, ``t_res`` along φ and then along
+        ``∂²c/∂φ_a∂φ_b`` (a <= b, row by row): the curvature of ``c(φ)``."""
+        (self.root if self.root is not None else self).evaluations += 1
+        c, jac = self.structure.coefficients(self.phi)
+        n = self.structure.n_params
+        rows, cols = np.triu_indices(n)
+        dirs = np.ascontiguousarray(np.vstack([jac.T, self.structure.second(self.phi)[
+            :, rows, cols].T]))
+        chol_re = np.asarray(chol_re, dtype=float)
+        e = directions(chol_re.shape[0], np.zeros(0, dtype=np.int64))
+        value, raw = self._pieces(component_newton_pieces, chol_re, sd_vc, c, dirs, e, n)
+        d1 = np.concatenate([np.einsum("jab,abrs->jrs", e, value.t_re), value.t_res[:n]])
+        return NewtonPieces(value, HessianPieces(value.hmh, raw.trace2, d1, raw.d2))
 
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
         c = self.structure.coefficients(self.phi)[0]

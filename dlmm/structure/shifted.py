@@ -81,6 +81,14 @@ class ShiftedStatistics(RandomEffectsStatistics):
         return raw_newton_pieces(self.inner.newton_pieces(self.u @ chol_re, sd_vc), self.u,
                                  self.m)
 
+    def residual_newton_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> NewtonPieces:
+        """The inner residual statistics' pieces along ``Psi`` and φ (:mod:`.residual_pass`),
+        ``Psi``'s mapped (φ's directions are the same in both)."""
+        pieces = self.inner.residual_newton_pieces(self.u @ chol_re, sd_vc)
+        m = np.eye(pieces.hess.d1.shape[0])
+        m[: self.m.shape[0], : self.m.shape[0]] = self.m
+        return raw_newton_pieces(pieces, self.u, m)
+
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
         return raw_moment_pieces(self.inner.moment_pieces(coef), self.m)
 

@@ -1,20 +1,24 @@
-"""Blocks kept by residual component: the compiled per-group solves equal the batched
-NumPy ones, and the derivatives along the components' coefficients equal central
-differences of the grouped engine's pieces of the combined block (a block of 1,500
-groups: the compiled path; and of 40: the NumPy one)."""
+"""Blocks kept by residual component: the compiled sweep equals the batched NumPy one,
+its value pieces those of the grouped engine on the combined block, its derivatives
+along directions over the components' coefficients central differences of those
+pieces, and its second-derivative sums central differences of its derivatives (a
+block of 1,500 groups: the compiled path; and of 40: the NumPy one)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from dlmm.kernels import residual_blocks
 from dlmm.kernels.block import block_pieces
+from dlmm.kernels.hessian import directions
 from dlmm.kernels.residual_blocks import (
     COMPILED_MIN_GROUPS,
     ComponentBlock,
+    component_newton_pieces,
     component_pieces,
-    group_solves,
-    numpy_solves,
+    numpy_sweep,
+    sweep,
 )
 
 
@@ -29,28 +33,84 @@ def _block(b: int, seed: int = 5) -> ComponentBlock:
 
 LAM = np.array([[0.9, 0.0], [-0.4, 0.6]])
 C = np.array([1.3, 0.4, 0.7, 0.2])
+#: two directions over the components with second-derivative sums, then one without
+DIRS = np.array([[0.5, -1.0, 0.2, 0.0], [0.1, 0.3, -0.7, 1.1], [1.0, 0.0, 0.5, -0.3]])
+E = directions(2, np.zeros(0, dtype=np.int64))  # each entry of Psi
 
 
-def test_compiled_solves_are_numpys():
+def test_compiled_sweep_is_numpys():
     block = _block(1500)
     assert block.n_groups >= COMPILED_MIN_GROUPS
+    coef = np.vstack([C, DIRS])
     for lam in (LAM, np.array([[0.8, 0.0], [0.5, 0.0]])):  # the second singular
-        for ours, ref in zip(group_solves(block, lam, C), numpy_solves(block, lam, C)):
-            np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+        for n_hess in (0, 2):
+            for ours, ref in zip(sweep(block, lam, coef, E, n_hess),
+                                 numpy_sweep(block, lam, coef, E, n_hess)):
+                np.testing.assert_allclose(ours, ref, rtol=1e-12,
+                                           atol=1e-12 * max(1.0, np.abs(ref).max(initial=0.0)))
+
+
+def test_sweep_by_slices_of_groups_is_numpys(monkeypatch):
+    """A block swept in slices of groups (three of 400 and one of 300) sums as a whole."""
+    monkeypatch.setattr(residual_blocks, "SWEEP_GROUPS", 400)
+    block = _block(1500)
+    coef = np.vstack([C, DIRS])
+    for ours, ref in zip(sweep(block, LAM, coef, E, 2), numpy_sweep(block, LAM, coef, E, 2)):
+        np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("groups", [1500, 40])
 def test_directions_are_differences_of_the_pieces(groups):
     block = _block(groups)
-    pieces = component_pieces(block, LAM, np.zeros(0), C)
+    pieces = component_pieces(block, LAM, np.zeros(0), C, DIRS)
+    plain = block_pieces(block.at(C), LAM, np.zeros(0))
+    for name in ("logdet", "hmh", "p_re", "t_re"):
+        np.testing.assert_allclose(getattr(pieces, name), getattr(plain, name), rtol=1e-12)
     h = 1e-6
-    for k in range(C.size):
-        up, down = C.copy(), C.copy()
-        up[k] += h
-        down[k] -= h
-        hi = block_pieces(block.at(up), LAM, np.zeros(0))
-        lo = block_pieces(block.at(down), LAM, np.zeros(0))
+    for k, v in enumerate(DIRS):
+        hi = block_pieces(block.at(C + h * v), LAM, np.zeros(0))
+        lo = block_pieces(block.at(C - h * v), LAM, np.zeros(0))
         np.testing.assert_allclose(pieces.p_res[k], (hi.logdet - lo.logdet) / (2 * h),
                                    rtol=1e-6)
         np.testing.assert_allclose(pieces.t_res[k], (hi.hmh - lo.hmh) / (2 * h),
                                    rtol=1e-5, atol=1e-6 * np.abs(hi.hmh).max())
+
+
+@pytest.mark.parametrize("groups", [1500, 40])
+def test_second_derivative_sums_are_differences_of_the_first(groups):
+    """``trace2 = -∂²Σlog|C|`` and ``d2[j, l] + d2[l, j] = -∂²hmh`` along the entries of
+    ``Psi`` (moved by ``Λ = chol(Psi)``) and the first two directions, against central
+    differences of the sweep's own first derivatives (the test above checks those)."""
+    block = _block(groups)
+    n_hess, m_cov = 2, E.shape[0]
+    newton = component_newton_pieces(block, LAM, np.zeros(0), C, DIRS, E, n_hess)
+    psi = LAM @ LAM.T
+
+    def first(psi_at, c):
+        """``(∂Σlog|C|, ∂hmh)`` along the entries of Psi, then along the directions."""
+        p = component_pieces(block, np.linalg.cholesky(psi_at), np.zeros(0), c, DIRS[:n_hess])
+        return (np.concatenate([np.einsum("jab,ab->j", E, p.p_re), p.p_res]),
+                np.concatenate([np.einsum("jab,abrs->jrs", E, p.t_re), p.t_res]))
+
+    h = 1e-6
+    steps = [(h * e, np.zeros(4)) for e in E] + [(np.zeros((2, 2)), h * v)
+                                               for v in DIRS[:n_hess]]
+    scale = np.abs(newton.d2).max()
+    for col, (d_psi, d_c) in enumerate(steps):
+        up, down = first(psi + d_psi, C + d_c), first(psi - d_psi, C - d_c)
+        np.testing.assert_allclose(newton.trace2[:, col], -(up[0] - down[0]) / (2 * h),
+                                   rtol=1e-6, atol=1e-7 * np.abs(newton.trace2).max())
+        d2 = newton.d2[:, col] + newton.d2[col]
+        np.testing.assert_allclose(d2, -(up[1] - down[1]) / (2 * h), rtol=1e-5,
+                                   atol=1e-7 * scale)
+    assert m_cov + n_hess == newton.trace2.shape[0]
+
+
+def test_a_block_tells_its_size():
+    """Dask's scheduler sizes a block by ``sys.getsizeof`` (its ``sizeof`` fallback): a
+    block of 1,500 groups of 4 components is 1,500 × 4 × (4 + 6) doubles and more, so
+    that each step runs where its block is rather than moving it."""
+    from dask.sizeof import sizeof
+
+    block = _block(1500)
+    assert sizeof(block) >= 1500 * 4 * 10 * 8 == block.g.nbytes + block.h.nbytes

@@ -78,6 +78,43 @@ def _dense_llf(frame, theta, reml, weighted, strata=True, ar1=False):
     return llf  # with precision weights, log|V| holds lme4's Σ log w
 
 
+def _dense_groups(frame):
+    """Each group's ``(Z, y, stratum codes, w, t)`` in time order, for :func:`_dense_sum`."""
+    levels = sorted(frame["s"].unique())
+    out = []
+    for _, part in frame.sort_values(["g", "t"]).groupby("g", sort=True):
+        z = np.column_stack([np.ones(len(part)), part["x"]])
+        out.append((z, part["y"].to_numpy(), part["s"].map(levels.index).to_numpy(),
+                    part["w"].to_numpy(), part["t"].to_numpy()))
+    return out
+
+
+def _dense_sum(groups, theta, reml):
+    """:func:`_dense_llf` of the model with weights, strata and AR(1) (θ of 6 entries),
+    summed group by group: each group's dense ``V_i``, ``log|V_i|``, ``X_i'V_i⁻¹X_i``..."""
+    chol = np.zeros((2, 2))
+    chol[np.tril_indices(2)] = theta[:3]
+    psi = chol @ chol.T
+    delta = np.exp(np.concatenate([[0.0], theta[3:5]]))
+    rho = np.tanh(theta[5])
+    logdet, xvx, xvy, yvy, n = 0.0, np.zeros((2, 2)), np.zeros(2), 0.0, 0
+    for z, y, s, w, t in groups:
+        d = delta[s] / np.sqrt(w)
+        v = z @ psi @ z.T + d[:, None] * rho ** np.abs(t[:, None] - t[None, :]) * d[None, :]
+        logdet += np.linalg.slogdet(v)[1]
+        vi_z, vi_y = np.linalg.solve(v, z), np.linalg.solve(v, y)
+        xvx += z.T @ vi_z
+        xvy += z.T @ vi_y
+        yvy += y @ vi_y
+        n += y.size
+    beta = np.linalg.solve(xvx, xvy)
+    qf = yvy - xvy @ beta
+    fac = n - 2 if reml else n
+    llf = -0.5 * logdet - 0.5 * fac * np.log(qf) - 0.5 * fac * (1 + np.log(2 * np.pi)
+                                                                   - np.log(fac))
+    return llf - 0.5 * np.linalg.slogdet(xvx)[1] if reml else llf
+
+
 MODELS = {  # name: (weights, residual_by, residual_ar1)
     "strata": (False, True, False),
     "strata-weights": (True, True, False),
@@ -109,6 +146,32 @@ def test_objective_equals_the_dense_likelihood(name, reml):
         numeric = [(dense(theta + h * e) - dense(theta - h * e)) / (2 * h)
                    for e in np.eye(theta.size)]
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6 * np.abs(numeric).max())
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+def test_hessian_equals_differences_of_the_dense_likelihood(reml):
+    """The exact Hessian over θ, log δ and atanh ρ (one sweep's pieces, what the
+    optimizer's Newton steps and the standard errors use) against second central
+    differences of the dense brute force (the model with weights, strata and AR(1))."""
+    frame = _design()
+    model = dlmm.mixedlm("y ~ x", frame, groups="g", re_formula="~x", residual_by="s",
+                         residual_ar1="t", weights="w")
+    objective = with_residual_model(model.objective(reml=reml))
+    assert objective.has_hessian
+    groups = _dense_groups(frame)
+    theta = np.array([0.8, -0.3, 0.5, -0.4, 0.6, 0.5])
+    llf, grad, hess = objective.with_hessian(theta)
+    np.testing.assert_allclose(llf, _dense_sum(groups, theta, reml), rtol=1e-10)
+    np.testing.assert_allclose((llf, *grad), (*objective(theta)[:1], *objective(theta)[1]),
+                               rtol=1e-12)
+    h, eye = 1e-4, np.eye(theta.size)
+    numeric = np.zeros((theta.size, theta.size))
+    for a in range(theta.size):
+        for b in range(a, theta.size):
+            numeric[a, b] = numeric[b, a] = sum(
+                sa * sb * _dense_sum(groups, theta + h * (sa * eye[a] + sb * eye[b]), reml)
+                for sa in (1, -1) for sb in (1, -1)) / (4 * h * h)
+    np.testing.assert_allclose(hess, numeric, rtol=1e-4, atol=1e-5 * np.abs(numeric).max())
 
 
 BOTH = {"groups": "g", "re_formula": "~x", "residual_by": "s", "residual_ar1": "t"}
@@ -271,3 +334,18 @@ def test_a_stratum_of_one_row_and_text_times_refused():
     with pytest.raises(InputError, match="time column 't' is not numeric"):
         dlmm.mixedlm("y ~ x", frame.assign(t=frame["t"].astype(str)), groups="g",
                      re_formula="~x", residual_ar1="t").fit()
+
+
+def test_strata_levels_are_not_learned_by_a_pass_of_their_own():
+    """The columns only the residual model reads are not categorical columns of the
+    formula (whose levels a pass over the data learns before the one pass); a stratum
+    column the formula also names is."""
+    from dlmm.spec.formula import FormulaSpec
+    from dlmm.spec.residual import ResidualModel
+
+    frame = _design()
+    residual = ResidualModel(weights="w", strata="s", ar1="t")
+    assert FormulaSpec("y ~ x", "g", re_formula="~x",
+                       residual=residual).categorical_columns(frame) == []
+    assert FormulaSpec("y ~ x + s", "g", re_formula="~x",
+                       residual=residual).categorical_columns(frame) == ["s"]
