@@ -154,6 +154,11 @@ class StatsBlock:
         return int(self.labels.nbytes + self.n.nbytes + sum(
             b.g.nbytes + b.h.nbytes + b.slots.nbytes + b.index.nbytes for b in self.batches))
 
+    def __sizeof__(self) -> int:
+        """The block's bytes (``sys.getsizeof``, which Dask's ``sizeof`` falls back to), so
+        that the scheduler runs each step where its block is instead of moving it."""
+        return self.nbytes + object.__sizeof__(self)
+
 
 def build_block(
     parts: list[KeyedCrossProducts], slot_component: np.ndarray

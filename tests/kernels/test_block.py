@@ -211,3 +211,17 @@ def test_padded_width():
     assert np.all(out[1:] <= np.maximum(2 * every[1:], 1))  # never more than doubles
     np.testing.assert_array_equal(padded_width(out), out)  # grid points are fixed points
     np.testing.assert_array_equal(padded_width(np.array([[3, 5], [7, 0]])), [[3, 6], [8, 0]])
+
+
+def test_a_block_tells_its_size():
+    """Dask's scheduler sizes a block by ``sys.getsizeof`` (its ``sizeof`` fallback): at
+    least its arrays' bytes, counted here from the arrays themselves, so that each step
+    runs where its block is rather than moving it to another worker."""
+    from dask.sizeof import sizeof
+
+    labels, z, xy, w = _rows()
+    block = build_block([_keyed(labels, z, xy, w)], SLOT_COMPONENT)
+    arrays = block.labels.nbytes + block.n.nbytes + sum(
+        b.g.nbytes + b.h.nbytes for b in block.batches)
+    assert arrays > 500  # an object of a few fields is some 50 bytes
+    assert sizeof(block) >= arrays
