@@ -190,10 +190,6 @@ def connect(opts: Mapping[str, Any]):
     memory = opts["memory_limit"] if opts["memory_limit"] is not None else "auto"
     _workers_skip_the_command_script()
     start_method = _start_method(memory, opts["workers"], opts["threads_per_worker"])
-    if start_method == "fork":
-        from .head_start import finish_in_driver
-
-        finish_in_driver()  # the workers begin with the one pass loaded
     with dask_worker_logging(), _sigterm_deferred():
         client = embedded_client(n_workers=opts["workers"],
                                  threads_per_worker=opts["threads_per_worker"],
@@ -212,16 +208,6 @@ def connect(opts: Mapping[str, Any]):
 #: with: a forked worker begins with this process's memory (about 220 MB of modules,
 #: counted in its own), which would pause a worker of a small limit before any task.
 FORK_MIN_MEMORY = 1 << 30
-
-
-def forks_workers(opts: Mapping[str, Any]) -> bool:
-    """Whether the run asks for an embedded cluster (``--workers``,
-    ``--threads-per-worker`` or ``--memory-limit``) whose workers are forked
-    (:func:`_start_method`)."""
-    if opts.get("scheduler") or all(opts.get(k) is None for k in SIZING):
-        return False
-    memory = opts["memory_limit"] if opts.get("memory_limit") is not None else "auto"
-    return _start_method(memory, opts.get("workers"), opts.get("threads_per_worker")) == "fork"
 
 
 def _start_method(memory: str | float, workers: int | None,

@@ -36,10 +36,6 @@ def run(opts: dict[str, Any]) -> int:
     from ..results.terms_saved import write_outputs as terms_outputs
 
     t0 = time.perf_counter()
-    if cluster.forks_workers(opts):  # loaded while the data's metadata are read
-        from .head_start import start_in_driver
-
-        start_in_driver()
     check_input_urls(opts["data"])  # an unknown scheme or a missing backend, in one line
     files = None
     if opts["skip_unchanged"]:

@@ -1,23 +1,14 @@
 """A head start for the command's forked workers: the one pass's modules and loop.
 
 The command forks the embedded cluster's workers (:func:`.cluster.connect`): they
-begin with what the command's process has loaded. That process loads what the one
-pass runs (Dask's DataFrame, pyarrow's Parquet reader, numba, the pass's compiled
-loop: :func:`load_the_pass`) once, before the fork, in a thread of its own started as
-the run begins (:func:`start_in_driver`) while the main thread reads the data's
-metadata and checks the model's columns; the fork waits for it
-(:func:`finish_in_driver`). Loaded in each worker instead, as they started, it took
-0.6-0.7 s of each worker's core, and the first chunk of the pass waited for it
-(measured at 10^8 rows on the 2-core machine: the pass's first chunk ended 0.9 s after
-the cluster's start).
-
-:class:`LoadThePass`, a Dask worker plugin, has each worker load the same (nothing
-left to do when the fork inherited it; a worker a nanny restarts, or one of a
-cluster started without the driver's head start, does it there), in a thread, while
-the driver plans the pass. A task that needs one of the modules meanwhile waits for
-its import, as any import in two threads. Spawned workers (a small memory limit, or
-not Linux) import dlmm as their first task arrives, not before (a worker of a small
-memory limit must not exceed it before any task: issue 21), and do not get the plugin.
+begin with dlmm imported. :class:`LoadThePass`, a Dask worker plugin, then has each
+worker import the rest of what the one pass runs (Dask's DataFrame, pyarrow's Parquet
+reader, numba) and load the pass's compiled loop, in a thread, while the driver plans
+the pass: the first chunk does not wait for them (0.5-2 s on the loaded 2-core
+machine). A task that needs one of the modules meanwhile waits for its import, as any
+import in two threads. Spawned workers (a small memory limit, or not Linux) import
+dlmm as their first task arrives, not before (a worker of a small memory limit must not
+exceed it before any task: issue 21), and do not get the plugin.
 
 A forked worker also inherits the driver's BLAS thread pools (OpenBLAS at one thread
 per core), where a spawned one starts with Dask's ``distributed.nanny.pre-spawn-environ``
@@ -49,28 +40,6 @@ def load_the_pass() -> None:
         warm_pass_loop()
     except Exception:  # noqa: BLE001 - a head start only
         pass
-
-
-_DRIVER: list[threading.Thread] = []
-_DRIVER_LOCK = threading.Lock()
-
-
-def start_in_driver() -> None:
-    """Start :func:`load_the_pass` in a daemon thread of this process (once)."""
-    with _DRIVER_LOCK:
-        if not _DRIVER:
-            thread = threading.Thread(target=load_the_pass, name="dlmm-load-pass", daemon=True)
-            thread.start()
-            _DRIVER.append(thread)
-
-
-def finish_in_driver() -> None:
-    """Wait for :func:`start_in_driver`'s thread, if it was started: no thread of this
-    process is importing when its workers are forked."""
-    with _DRIVER_LOCK:
-        started = list(_DRIVER)
-    for thread in started:
-        thread.join()
 
 
 def spawned_blas_threads() -> int:

@@ -8,13 +8,12 @@ thread of its own, before its first chunk arrives.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
-from dlmm.cli.cluster import FORK_MIN_MEMORY, _start_method, forks_workers
+from dlmm.cli.cluster import FORK_MIN_MEMORY, _start_method
 
 # A fresh process (not the suite's Dask client): the command's connect(), then what
 # its worker has. A module only the driver imports (dlmm.cli.cluster) is on a forked
@@ -49,51 +48,6 @@ def test_command_workers_start_forked_with_the_pass_loop_loaded():
     # one BLAS thread, as a spawned Dask worker (pre-spawn-environ), not the driver's pools
     assert proc.stdout.strip() == '[{"forked": true, "pass_loop": 1, "blas_threads": [1]}]', \
         proc.stdout
-
-
-# The command (`dlmm fit --workers 1`) loads the pass in its own process before the
-# fork: the worker's compiled loop is the very object the driver loaded (an object made
-# before a fork has the same address in the child), with its one specialization, and
-# the worker had nothing to load (no thread joined here).
-_DRIVER_PROBE = r"""
-import json, sys
-from dlmm.cli.cluster import connected, forks_workers
-from dlmm.cli.head_start import start_in_driver
-
-opts = {"workers": 1, "threads_per_worker": 1}
-assert forks_workers(opts)
-start_in_driver()
-
-def probe():
-    import sys
-    loops = sys.modules.get("dlmm.kernels.crossprod_loops")
-    return None if loops is None else [id(loops.fused_loop), len(loops.fused_loop.signatures)]
-
-with connected(opts) as (client, info):
-    from dlmm.kernels.crossprod_loops import fused_loop
-    print(json.dumps([[id(fused_loop), 1]] + list(client.run(probe).values())))
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked on Linux only")
-def test_command_loads_the_pass_once_before_forking_its_workers():
-    proc = subprocess.run([sys.executable, "-c", _DRIVER_PROBE], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    driver, worker = json.loads(proc.stdout)
-    assert worker == driver
-
-
-@pytest.mark.parametrize("opts, expected", [
-    ({"workers": 2, "threads_per_worker": 1, "memory_limit": None}, True),
-    ({"workers": None, "threads_per_worker": None, "memory_limit": "4GiB"}, True),
-    ({"workers": 1, "threads_per_worker": 1, "memory_limit": "200MiB"}, False),  # spawned
-    ({"workers": None, "threads_per_worker": None, "memory_limit": None}, False),  # maybe none
-    ({"scheduler": "tcp://127.0.0.1:8786", "workers": None, "threads_per_worker": None,
-      "memory_limit": None}, False),
-])
-def test_which_runs_load_the_pass_before_the_fork(opts, expected):
-    assert forks_workers(opts) is (expected and sys.platform.startswith("linux"))
 
 
 @pytest.mark.parametrize("memory, workers, expected", [
