@@ -53,6 +53,7 @@ from .system import (
     schur_pair_count,
     select_columns,
     streams_pairs,
+    uses_dense_g21,
 )
 from .theta import (
     moment_covariances,
@@ -92,6 +93,7 @@ __all__ = [
     "select_columns",
     "selected_inverse",
     "streams_pairs",
+    "uses_dense_g21",
     "theta_from_covariances",
     "theta_index",
     "theta_lower_bounds",

@@ -154,7 +154,8 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray,
         if intercepts:  # Lambda_2 folded into the entries: x is scaled as it is made
             s_e = scale[system.entry_row][:, None]
             w, v = s_e * w, s_e * v
-        schur_update(x, system.stream, system.entry_row, system.entry_level, w, v)
+        level_m = m1[:, 0, 0] if m1.shape[1] == 1 else None
+        schur_update(x, system.stream, system.entry_row, system.entry_level, w, v, level_m)
         if not intercepts:
             mirror_lower(x)
     else:

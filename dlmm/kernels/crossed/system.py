@@ -501,7 +501,7 @@ def build_system(sums: CrossedSums, streamed: bool | None = None,
     elif streamed:
         from .streamed import pair_stream
 
-        stream = pair_stream(entry_row, entry_level, l1, q2)
+        stream = pair_stream(entry_row, entry_level, l1, q2, t1)
         schur = target = pair_target = None
     else:
         stream = None

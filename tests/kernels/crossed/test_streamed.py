@@ -98,7 +98,7 @@ def test_pair_stream_counts_and_chunks():
     """Pairs ``e <= f`` per level, ``n (n + 1) / 2``; the chunks cover every column once."""
     level = np.array([0, 0, 0, 2, 2, 3])
     row = np.array([0, 2, 5, 1, 5, 3])
-    stream = pair_stream(row, level, n_first=4, dense_size=6)
+    stream = pair_stream(row, level, n_first=4, dense_size=6, dense_fraction=1.0)
     assert stream.pairs == 3 * 4 // 2 + 2 * 3 // 2 + 1
     np.testing.assert_array_equal(stream.level_ptr, [0, 3, 3, 5, 6])
     for chunks in (stream.update_chunks, stream.gather_chunks):
