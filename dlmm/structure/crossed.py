@@ -136,8 +136,8 @@ def check_pairs(sums: CrossedSums, layout: CrossedLayout) -> None:
         return
     first = layout.factors[int(np.argmax(layout.n_levels))]
     if g21:
-        held = (f"a dense {q2} x {l1} G21 with the levels of {first!r} "
-                f"({DENSE_G21_BYTES * g21 / 1e9:.1f} GB)")
+        held = (f"{pairs:,} pairs of level pairs sharing a level of {first!r}, made by "
+                f"products of a dense {q2} x {l1} G21 ({DENSE_G21_BYTES * g21 / 1e9:.1f} GB)")
     elif streams_pairs(pairs):
         held = (f"{pairs:,} pairs of level pairs sharing a level of {first!r}, walked each "
                 f"step over {entries:,} level pairs ({ENTRY_BYTES * entries / 1e9:.1f} GB)")

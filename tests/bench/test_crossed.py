@@ -46,7 +46,7 @@ def test_a_design_over_the_driver_limit_is_reported_as_refused(tmp_path, monkeyp
     from dlmm.bench.crossed import _case, _child, _write_data, crossed_line
 
     path = _write_data(_case("800x40x20"), tmp_path, tmp_path / "unused.csv", 2, 0)
-    monkeypatch.setattr(crossed, "MAX_DRIVER_BYTES", 100.0)
+    monkeypatch.setattr(crossed, "MAX_DRIVER_BYTES", 4000.0)  # the 20 x 20 dense part fits
     _child(json.dumps({"mode": "pandas", "path": str(path), "formula": "y ~ x",
                        "factors": ["user", "item"], "workers": 1}))
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("DLMM-BENCH ")]

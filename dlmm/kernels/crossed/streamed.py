@@ -50,7 +50,8 @@ N_CHUNKS = 64
 #: at BLAS speed (~0.02 ns): equal at ``n_l ~ Q2 sqrt(0.02 / 5) ~ Q2 / 16``.
 DENSE_LEVEL_FRACTION = 1.0 / 16.0
 
-#: Bytes of one block of dense levels' columns (``Q2 x b`` float64).
+#: Bytes of one block of dense levels' columns (``Q2 x b`` float64; ``b`` at most
+#: ``Q2 / 8``, an eighth of the dense part).
 DENSE_CHUNK_BYTES = 64e6
 
 
@@ -96,7 +97,8 @@ class PairStream:
         ``(Q2, b)`` Fortran array per ``values`` (per row entry, 1-D), entry ``e`` of
         the block's ``j``-th level at row ``entry_row[e]`` of column ``j``."""
         q2, levels = self.dense_size, self.dense_levels
-        per_block = max(1, int(DENSE_CHUNK_BYTES // (8 * max(q2, 1) * max(len(values), 1))))
+        per_block = max(1, min(int(DENSE_CHUNK_BYTES // (8 * max(q2, 1) * max(len(values), 1))),
+                               q2 // 8))  # at most an eighth of the dense part
         for start in range(0, levels.size, per_block):
             block = levels[start:start + per_block]
             lo, hi = self.level_ptr[block], self.level_ptr[block + 1]
