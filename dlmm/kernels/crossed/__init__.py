@@ -52,6 +52,7 @@ from .system import (
     row_entry_count,
     schur_pair_count,
     select_columns,
+    streamed_work,
     streams_pairs,
     uses_dense_g21,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "schur_pair_count",
     "select_columns",
     "selected_inverse",
+    "streamed_work",
     "streams_pairs",
     "uses_dense_g21",
     "theta_from_covariances",

@@ -339,13 +339,36 @@ def schur_pair_count(sums: CrossedSums) -> int:
     level ``l`` of the first factor (levels of the other factors seen with it, times
     their terms). Cheap (one ``bincount`` per factor pair), for checks before building.
     """
+    first = factor_order(sums.n_levels, sums.n_terms)[0]
+    nnz = _entries_per_level(sums)
+    return int(sums.n_terms[first] ** 2 * np.sum(nnz * (nnz + 1) / 2))
+
+
+def _entries_per_level(sums: CrossedSums) -> np.ndarray:
+    """Row entries (scalar rows of ``G21``) at each level of the first factor."""
     order = factor_order(sums.n_levels, sums.n_terms)
     first = order[0]
     nnz = np.zeros(sums.n_levels[first])
     for k in order[1:]:
         _, l_first, _ = _pair_blocks(sums, k, first)
         nnz += sums.n_terms[k] * np.bincount(l_first, minlength=nnz.size)
-    return int(sums.n_terms[first] ** 2 * np.sum(nnz * (nnz + 1) / 2))
+    return nnz
+
+
+def streamed_work(sums: CrossedSums) -> tuple[int, int, float]:
+    """What a step of streamed pairs (:mod:`.streamed`) costs, counted from the reduced
+    sums before anything is built: the pairs the compiled loops walk, the dense levels
+    (more than :data:`.streamed.DENSE_LEVEL_FRACTION` of ``Q2`` row entries, ``t_1 = 1``)
+    and the BLAS multiply-adds of their update (``Q2 (Q2 + 1) / 2`` a level)."""
+    from .streamed import DENSE_LEVEL_FRACTION
+
+    order = factor_order(sums.n_levels, sums.n_terms)
+    t1 = sums.n_terms[order[0]]
+    q2 = sum(sums.n_levels[k] * sums.n_terms[k] for k in order[1:])
+    nnz = _entries_per_level(sums)
+    dense = nnz > DENSE_LEVEL_FRACTION * q2 if t1 == 1 else np.zeros(nnz.size, bool)
+    walked = int(t1 * t1 * np.sum(np.where(dense, 0.0, nnz * (nnz + 1) / 2)))
+    return walked, int(dense.sum()), float(dense.sum()) * q2 * (q2 + 1) / 2
 
 
 def row_entry_count(sums: CrossedSums) -> int:
