@@ -35,7 +35,7 @@ work (``update_chunks``, ``gather_chunks``), computed once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -83,7 +83,7 @@ class PairStream:
     update_chunks: np.ndarray
     gather_chunks: np.ndarray
     pairs: int
-    dense_levels: np.ndarray = None  # type: ignore[assignment]
+    dense_levels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     dense_size: int = 0
 
     @property
@@ -249,7 +249,7 @@ def level_quadratic(ainv_lower: np.ndarray, stream: PairStream, entry_row: np.nd
     """
     w = np.ascontiguousarray(w, dtype=float)
     partial = np.zeros(w.size)
-    _lower_sums(ainv_lower, stream.gather_chunks, stream.by_row_ptr, stream.by_row,
+    _lower_sums(ainv_lower, stream.update_chunks, stream.by_row_ptr, stream.by_row,
                 entry_level, stream.level_ptr, entry_row, w, partial)
     flat = ainv_lower.reshape(-1, order="F")
     diag = flat[entry_row * (ainv_lower.shape[0] + 1)]
