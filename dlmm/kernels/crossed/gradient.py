@@ -17,7 +17,9 @@ blocks of ``P11``, ``P21`` on the pattern of ``G21`` and the dense ``P22``
 (``W_b``: block ``b`` of ``G21``; ``Y = A^{-1} N = -P21`` there). With intercepts
 only and stored pairs the pair sums are inner products of ``A^{-1}`` with
 ``Theta K(v) Theta`` at the targets of the Schur operator (one more product with
-``B``; :func:`_logdet_blocks_intercepts`), so ``Y`` and ``P11`` are not formed.
+``B``; :func:`_logdet_blocks_intercepts`), so ``Y`` and ``P11`` are not formed; with
+streamed pairs and one factor in the dense part the same sums come from ``g_l'A^{-1}g_l``
+per level of factor 1 (:func:`_logdet_blocks_streamed`).
 No ``T_k^{-1}`` appears, so the gradient is valid on the boundary (singular
 ``Lambda``). Cost: the
 factorization, ``dpotri`` on the Schur factor (``2 Q2^3 / 3``) and ``O(sum_l nnz_l^2 +
@@ -56,7 +58,7 @@ from ._blocks import block_apply, level_products
 from .factor import CrossedFactor, dense_theta
 from .inverse import SelectedInverse, factor_inverse_lower, lower_at, selected_inverse
 from .modes import back_solve
-from .streamed import dense_level_quadratic
+from .streamed import dense_level_quadratic, level_quadratic
 from .system import CrossedSystem
 from .theta import theta_index
 
@@ -146,8 +148,6 @@ def _logdet_blocks_streamed(system: CrossedSystem, factor: CrossedFactor,
     (:func:`.streamed.level_quadratic`, the update's pairs once each; the dense levels'
     from the factor, ``dense_q``), ``<K(v), A^{-1}> = sum_l v_l q_l``, so the pair sums
     need neither ``N``, ``Y`` nor the gather over all ordered pairs."""
-    from .streamed import level_quadratic
-
     theta1 = float(factor.factors[system.first][0, 0])
     theta = float(factor.factors[system.rest[0]][0, 0])
     d = system.d[:, 0, 0]
