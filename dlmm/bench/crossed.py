@@ -6,6 +6,8 @@ teachers nested in schools: ``math ~ gr + sx + eth + cltype + (1|id) + (1|tch) +
 (1|sch)`` on the rows with all of these; read through ``Rscript`` from Debian's
 ``r-cran-mlmrev``) or ``"ROWSxUSERSxITEMS"`` (:func:`movielens_like`: Zipf-like item
 popularity, gamma-distributed user activity, ``y ~ x + (1|user) + (1|item)``) or
+``"ROWSxUSERSxITEMSxheavy"`` (the same with lognormal user activity, a heavy tail
+like MovieLens': :func:`movielens_like` with ``users="lognormal"``) or
 ``"d3"`` / ``"d3xROWS"`` (:func:`d3_like`: three crossed factors with a correlated
 intercept and slope on each, the shape of MixedModels.jl's ``d3``, 60,000 rows by
 default; dlmm fits it with :func:`dlmm.lmer`). A name ending in ``:ml`` fits ML
@@ -37,26 +39,39 @@ INSTEVAL_DEFAULT = Path(__file__).resolve().parents[2] / "tests" / "kernels" / "
     "data" / "insteval.csv.gz"
 
 
-def movielens_like(n_rows: int, n_users: int, n_items: int, seed: int = 0):
+#: Standard deviation of the log of a user's activity weight in the heavy-tailed
+#: ratings (:func:`movielens_like` with ``users="lognormal"``): at 31.5M ratings of
+#: 200,000 users x 16,000 items, the shape of MovieLens-32M restricted to movies with
+#: at least 50 ratings, it gives a sum over users of (items seen)^2 of about 10^10.
+USER_LOG_SD = 1.6
+
+
+def movielens_like(n_rows: int, n_users: int, n_items: int, seed: int = 0,
+                   users: str = "gamma"):
     """Ratings-shaped crossed data: ``user``, ``item``, a covariate ``x`` and ``y``.
 
     Item popularity is Zipf-like (weight of the item of rank r proportional to
-    ``1 / r``), user activity gamma-distributed (shape 0.6), so a few items and
-    users hold most rows and many are seen once or never. The response is
+    ``1 / r``). User activity is gamma-distributed (shape 0.6; ``users="gamma"``) or
+    lognormal with log standard deviation :data:`USER_LOG_SD` (``users="lognormal"``:
+    heavy-tailed, a few users rate thousands of items, as in MovieLens), so a few
+    items and users hold most rows and many are seen once or never. The response is
     ``y = 3.5 + 0.3 x + u_user + v_item + e`` with standard deviations 0.5, 0.4
     and 1 for ``u``, ``v``, ``e``.
     """
     import pandas as pd
 
+    if users not in ("gamma", "lognormal"):
+        raise ValueError(f"users={users!r}: 'gamma' or 'lognormal'")
     rng = np.random.default_rng(seed)
     item_w = 1.0 / np.arange(1, n_items + 1)
-    user_w = rng.gamma(0.6, size=n_users)
-    users = rng.choice(n_users, size=n_rows, p=user_w / user_w.sum())
+    user_w = rng.gamma(0.6, size=n_users) if users == "gamma" else \
+        rng.lognormal(0.0, USER_LOG_SD, size=n_users)
+    users_of = rng.choice(n_users, size=n_rows, p=user_w / user_w.sum())
     items = rng.permutation(n_items)[rng.choice(n_items, size=n_rows, p=item_w / item_w.sum())]
     x = rng.normal(size=n_rows)
-    y = (3.5 + 0.3 * x + rng.normal(0, 0.5, n_users)[users] + rng.normal(0, 0.4, n_items)[items]
-         + rng.normal(size=n_rows))
-    return pd.DataFrame({"user": users.astype(np.int64), "item": items.astype(np.int64),
+    y = (3.5 + 0.3 * x + rng.normal(0, 0.5, n_users)[users_of]
+         + rng.normal(0, 0.4, n_items)[items] + rng.normal(size=n_rows))
+    return pd.DataFrame({"user": users_of.astype(np.int64), "item": items.astype(np.int64),
                          "x": x, "y": y})
 
 
@@ -134,18 +149,22 @@ def _base_case(base: str, name: str) -> dict[str, Any]:
             raise ValueError(f"crossed case {name!r}: write d3 or d3xROWS") from None
         return {"formula": "y ~ u", "factors": ["g", "h", "i"], "rows": rows,
                 "lmer": D3_FORMULA, "kind": "d3"}
+    fields = base.lower().split("x")
+    tail = "gamma"
+    if len(fields) == 4 and fields[3] == "heavy":
+        fields, tail = fields[:3], "lognormal"
     try:
-        rows, users, items = (int(float(v)) for v in base.lower().split("x"))
+        rows, users, items = (int(float(v)) for v in fields)
     except ValueError:
         raise ValueError(f"crossed case {name!r} is neither 'insteval', 'star', 'd3' nor "
-                         "ROWSxUSERSxITEMS") from None
+                         "ROWSxUSERSxITEMS[xheavy]") from None
     return {"formula": "y ~ x", "factors": ["user", "item"], "rows": rows,
-            "users": users, "items": items}
+            "users": users, "items": items, "users_tail": tail}
 
 
 def check_cases(cases: list[str]) -> None:
-    """Raise ``ValueError`` naming the first case that is neither ``insteval``, ``star``
-    nor ``ROWSxUSERSxITEMS`` with positive sizes (before any work)."""
+    """Raise ``ValueError`` naming the first case that is neither ``insteval``, ``star``,
+    ``d3[xROWS]`` nor ``ROWSxUSERSxITEMS[xheavy]`` with positive sizes (before any work)."""
     if not cases:
         raise ValueError("no crossed case given")
     for name in cases:
@@ -172,7 +191,8 @@ def _write_data(case: dict, data_dir: Path, insteval: Path, partitions: int, see
     elif case.get("kind") == "d3":
         frame = d3_like(case["rows"], seed)
     else:
-        frame = movielens_like(case["rows"], case["users"], case["items"], seed)
+        frame = movielens_like(case["rows"], case["users"], case["items"], seed,
+                               users=case["users_tail"])
     for k, part in enumerate(np.array_split(np.arange(len(frame)), partitions)):
         frame.iloc[part].to_parquet(folder / f"part-{k:03d}.parquet", index=False)
     (folder / "_done").write_text("")

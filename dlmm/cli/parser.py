@@ -333,7 +333,8 @@ def _add_bench_options(bench: argparse.ArgumentParser) -> None:
                        help="crossed designs instead of --sizes: 'insteval', 'star' (mlmRev, "
                             "through Rscript), 'd3' or 'd3xROWS' (three crossed factors "
                             "with slopes) and/or simulated "
-                            "ROWSxUSERSxITEMS; ':ml' after a case fits ML (default with "
+                            "ROWSxUSERSxITEMS ('xheavy' after it: heavy-tailed users); "
+                            "':ml' after a case fits ML (default with "
                             "no value: insteval,1000000x50000x5000)")
     bench.add_argument("--gpboost-python", metavar="PYTHON",
                        help="with --crossed: a Python that has gpboost, which then fits the "

@@ -20,6 +20,7 @@ pieces (:attr:`has_newton_pieces` is False).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ from ..kernels.crossed import (
     row_entry_count,
     schur_pair_count,
     streams_pairs,
+    uses_dense_g21,
 )
 from ..kernels.moments import MomentPieces
 from ..kernels.pieces import RowTotals
@@ -56,9 +58,31 @@ from .driver_system import DriverSystemStatistics
 from .threads import DenseThreads
 
 #: Largest dense part the driver will hold: the random effects of every factor but
-#: the largest (``Q2``). One evaluation keeps about six ``Q2 x Q2`` float64 arrays
-#: (``6 * 8 * Q2^2`` bytes: 7 GB at this limit) and costs ``~Q2^3`` flops.
-MAX_DENSE_EFFECTS = 12_000
+#: the largest (``Q2``), if its bytes fit :data:`MAX_DRIVER_BYTES` too. A step holds
+#: the dense part once (``8 Q2^2`` bytes: 7.2 GB at this limit; ``G22`` is kept by its
+#: nonzeros, the Schur complement is factored and inverted in place) and costs about
+#: ``Q2^3`` flops (at this limit about 4 minutes a step on two cores).
+MAX_DENSE_EFFECTS = 30_000
+
+#: Largest driver memory the crossed fit may need (bytes): the dense part is checked
+#: against it before the pass, the whole estimate (:func:`driver_bytes`) after the
+#: pass and before the blocked system is built.
+MAX_DRIVER_BYTES = 8e9
+#: Driver bytes per number of the dense part (``Q2^2`` float64, held once).
+DENSE_BYTES = 8.0
+#: Driver bytes per pair of the stored Schur operator at its peak, measured (build and
+#: fit of the 10^6-row ratings benchmark: 16 million pairs).
+PAIR_BYTES = 80.0
+#: Driver bytes per level pair with the largest factor when the pairs are streamed
+#: (the sums, ``G21`` and its transpose, the row entries and their index arrays,
+#: the per-entry vectors of a step). Measured with tracemalloc on the 10^7 ratings
+#: (6.8 million level pairs): the build peaks at 178 bytes a level pair (the sums
+#: included), the system holds 81, an evaluation with its gradient peaks at
+#: ``8 Q2^2`` + 124; ``tests/structure/test_crossed_memory.py`` checks the bound.
+ENTRY_BYTES = 200.0
+#: Driver bytes per number of a dense ``G21`` (``Q2 l_1 t_1``): the array, its product
+#: with ``M1`` in a step and ``N`` made dense for the gradient.
+DENSE_G21_BYTES = 24.0
 
 
 def dense_size(layout: CrossedLayout) -> int:
@@ -66,52 +90,62 @@ def dense_size(layout: CrossedLayout) -> int:
     return int(sum(layout.n_levels) - max(layout.n_levels))
 
 
+def dense_bytes(q2: int) -> float:
+    """Driver bytes of the dense part, held once: ``8 Q2^2``."""
+    return DENSE_BYTES * float(q2) * float(q2)
+
+
 def check_size(layout: CrossedLayout) -> None:
-    """Refuse, before any work, a design whose dense part the driver cannot hold."""
+    """Refuse, before any work, a design whose dense part the driver cannot hold: more
+    than :data:`MAX_DENSE_EFFECTS` effects, or more than :data:`MAX_DRIVER_BYTES`."""
     q2 = dense_size(layout)
-    if q2 > MAX_DENSE_EFFECTS:
+    limit = driver_limit(MAX_DRIVER_BYTES)  # the user's driver_memory, if set
+    if q2 > MAX_DENSE_EFFECTS or dense_bytes(q2) > limit:
         order = sorted(zip(layout.n_levels, layout.factors), reverse=True)
         rest = ", ".join(f"{f!r} ({n} levels)" for n, f in order[1:])
         raise InputError(
             f"the crossed engine keeps the factors after the largest one ({rest}) as a "
-            f"dense {q2} x {q2} matrix (the driver would need about "
-            f"{6 * 8 * q2**2 / 1e9:.2g} GB); at most {MAX_DENSE_EFFECTS} random effects "
-            "there are supported")
+            f"dense {q2} x {q2} matrix (the driver would need {dense_bytes(q2) / 1e9:.2g} GB "
+            f"for it, its limit is {limit / 1e9:.2g} GB); at most "
+            f"{min(MAX_DENSE_EFFECTS, max_dense_fitting())} random effects there are "
+            "supported")
 
 
-#: Largest driver memory the blocked system may need (bytes), checked after the pass
-#: and before the system is built: the dense part (:data:`MAX_DENSE_EFFECTS`) and what
-#: the Schur update keeps of the pairs of level pairs that share a level of the largest
-#: factor (stored: ``PAIR_BYTES`` per pair; streamed: ``ENTRY_BYTES`` per level pair).
-MAX_DRIVER_BYTES = 8e9
-#: Driver bytes per pair of the stored Schur operator at its peak, measured (build and
-#: fit of the 10^6-row ratings benchmark: 16 million pairs).
-PAIR_BYTES = 80.0
-#: Driver bytes per level pair with the largest factor when the pairs are streamed
-#: (the sums, ``G21`` and its transpose, the row entries and their index arrays,
-#: the per-entry vectors of a step).
-ENTRY_BYTES = 200.0
+def max_dense_fitting() -> int:
+    """Largest ``Q2`` whose dense part alone fits the driver's limit
+    (:data:`MAX_DRIVER_BYTES`, or the user's ``driver_memory``)."""
+    return int(math.isqrt(int(driver_limit(MAX_DRIVER_BYTES) / DENSE_BYTES)))
 
 
-def driver_bytes(q2: int, pairs: int, entries: int) -> float:
-    """Estimated peak driver bytes of the crossed fit: ``48 Q2^2`` plus the stored
-    pairs (``PAIR_BYTES`` each) or, streamed, the level pairs (``ENTRY_BYTES`` each)."""
-    held = ENTRY_BYTES * entries if streams_pairs(pairs) else PAIR_BYTES * pairs
-    return 6 * 8.0 * q2 * q2 + held
+def driver_bytes(q2: int, pairs: int, entries: int, dense_g21: int = 0) -> float:
+    """Estimated peak driver bytes of the crossed fit: the dense part once
+    (:func:`dense_bytes`) plus, with a dense ``G21`` of ``dense_g21`` numbers,
+    ``DENSE_G21_BYTES`` each; else the stored pairs (``PAIR_BYTES`` each) or,
+    streamed, the level pairs (``ENTRY_BYTES`` each)."""
+    if dense_g21:
+        held = DENSE_G21_BYTES * dense_g21
+    else:
+        held = ENTRY_BYTES * entries if streams_pairs(pairs) else PAIR_BYTES * pairs
+    return dense_bytes(q2) + held
 
 
 def check_pairs(sums: CrossedSums, layout: CrossedLayout) -> None:
-    """Refuse, before the blocked system is built, a design whose level pairs the
-    driver cannot hold (:data:`MAX_DRIVER_BYTES`)."""
+    """Refuse, before the blocked system is built, a design whose dense part and level
+    pairs the driver cannot hold together (:data:`MAX_DRIVER_BYTES`)."""
     q2 = dense_size(layout)
     pairs = schur_pair_count(sums)
     entries = row_entry_count(sums)
-    need = driver_bytes(q2, pairs, entries)
+    l1 = max(layout.n_levels)
+    g21 = q2 * l1 if uses_dense_g21(q2, l1, 1, pairs) else 0
+    need = driver_bytes(q2, pairs, entries, g21)
     limit = driver_limit(MAX_DRIVER_BYTES)  # the user's driver_memory, if set
     if need <= limit:
         return
     first = layout.factors[int(np.argmax(layout.n_levels))]
-    if streams_pairs(pairs):
+    if g21:
+        held = (f"{pairs:,} pairs of level pairs sharing a level of {first!r}, made by "
+                f"products of a dense {q2} x {l1} G21 ({DENSE_G21_BYTES * g21 / 1e9:.1f} GB)")
+    elif streams_pairs(pairs):
         held = (f"{pairs:,} pairs of level pairs sharing a level of {first!r}, walked each "
                 f"step over {entries:,} level pairs ({ENTRY_BYTES * entries / 1e9:.1f} GB)")
     else:
@@ -120,7 +154,7 @@ def check_pairs(sums: CrossedSums, layout: CrossedLayout) -> None:
     raise InputError(
         f"the crossed engine would need about {need / 1e9:.1f} GB on the driver, more than "
         f"its limit of {limit / 1e9:.1f} GB: {held} and a dense "
-        f"{q2} x {q2} part ({48.0 * q2 * q2 / 1e9:.1f} GB)")
+        f"{q2} x {q2} part ({dense_bytes(q2) / 1e9:.1f} GB)")
 
 
 @dataclass(eq=False)
@@ -236,7 +270,7 @@ class CrossedStatistics(DriverSystemStatistics):
             factor = factorize(self.system, theta)
             beta = -np.asarray(coef, dtype=float)[:-1]
             modes = conditional_modes(self.system, factor, beta)
-            variances = conditional_variances(self.system, factor, scale)
+            variances = conditional_variances(self.system, factor, scale, consume=True)
         vc_modes = np.concatenate([m[:, 0] for m in modes])
         vc_var = np.concatenate([v[:, 0, 0] for v in variances])
         n_slots = vc_modes.shape[0]
@@ -255,7 +289,10 @@ def pass_sums(spec, layout: CrossedLayout, backend: Backend,
     chunks = backend.map_chunks(lambda frame: chunk_sums(frame, spec, layout), progress)
     parts = backend.gather(chunks)  # per level and level pair: small next to the rows
     backend.release(chunks)
-    return combine_sums([p.sums for p in parts]), ordered_sum([p.totals for p in parts])
+    totals = ordered_sum([p.totals for p in parts])
+    sums = combine_sums([p.sums for p in parts])
+    del parts  # the chunks' sums, added: not held beside the system
+    return sums, totals
 
 
 def crossed_pass(spec, layout: CrossedLayout, backend: Backend, label: Any = 0,

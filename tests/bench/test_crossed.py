@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dlmm.bench.crossed import movielens_like, run_crossed_bench
 
@@ -24,6 +25,32 @@ def test_movielens_like_is_skewed_as_ratings_are():
     resid = frame["y"] - 3.5 - 0.3 * frame["x"]
     np.testing.assert_allclose(resid.var(), 1.41, rtol=0.1)
 
+
+
+def test_heavy_tailed_users_as_movielens_has_them():
+    """``users="lognormal"`` (the case ``ROWSxUSERSxITEMSxheavy``): a few users rate a
+    large share of the items, so the sum over users of (items seen)^2, the Schur
+    update's work, passes the gamma activity's on the same rows (2x at the ml-32m
+    shape); the response keeps its simulated variances."""
+    from dlmm.bench.crossed import _case
+
+    def square_sum(frame):
+        seen = frame[["user", "item"]].drop_duplicates()["user"].value_counts()
+        return float((seen.to_numpy(dtype=float) ** 2).sum()), int(seen.max())
+
+    gamma = movielens_like(300_000, 5_000, 2_000, seed=4)
+    heavy = movielens_like(300_000, 5_000, 2_000, seed=4, users="lognormal")
+    (sq_gamma, top_gamma), (sq_heavy, top_heavy) = square_sum(gamma), square_sum(heavy)
+    assert sq_heavy > 1.3 * sq_gamma and top_heavy > 2.5 * top_gamma, (
+        sq_heavy / sq_gamma, top_heavy, top_gamma)
+    resid = heavy["y"] - 3.5 - 0.3 * heavy["x"]
+    np.testing.assert_allclose(resid.var(), 1.41, rtol=0.1)
+    case = _case("31500000x200000x16000xheavy:ml")
+    assert (case["rows"], case["users"], case["items"], case["users_tail"], case["reml"]) \
+        == (31_500_000, 200_000, 16_000, "lognormal", False)
+    assert _case("1000x50x20")["users_tail"] == "gamma"
+    with pytest.raises(ValueError, match="users='pareto'"):
+        movielens_like(100, 10, 5, users="pareto")
 
 def test_a_tiny_crossed_run_matches_statsmodels(tmp_path):
     doc = run_crossed_bench(["1500x60x30"], workers=1, data_dir=tmp_path,
@@ -46,7 +73,7 @@ def test_a_design_over_the_driver_limit_is_reported_as_refused(tmp_path, monkeyp
     from dlmm.bench.crossed import _case, _child, _write_data, crossed_line
 
     path = _write_data(_case("800x40x20"), tmp_path, tmp_path / "unused.csv", 2, 0)
-    monkeypatch.setattr(crossed, "MAX_DRIVER_BYTES", 100.0)
+    monkeypatch.setattr(crossed, "MAX_DRIVER_BYTES", 4000.0)  # the 20 x 20 dense part fits
     _child(json.dumps({"mode": "pandas", "path": str(path), "formula": "y ~ x",
                        "factors": ["user", "item"], "workers": 1}))
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("DLMM-BENCH ")]
@@ -61,7 +88,6 @@ def test_a_design_over_the_driver_limit_is_reported_as_refused(tmp_path, monkeyp
 def test_star_is_a_crossed_case_with_lme4s_three_factors():
     """``star`` parses as mlmRev's STAR model (three intercept factors, lme4's spelling
     beside statsmodels'); an unknown name is refused naming the cases there are."""
-    import pytest
 
     from dlmm.bench.crossed import STAR_FORMULA, _case, _kind, check_cases
 

@@ -358,7 +358,7 @@ def test_too_many_level_pairs_are_refused_before_the_system_is_built(monkeypatch
     after the pass and before anything of that size is allocated."""
     import dlmm.structure.crossed as crossed
 
-    monkeypatch.setattr(crossed, "MAX_DRIVER_BYTES", 20_000.0)  # the dense part: 17,328
+    monkeypatch.setattr(crossed, "MAX_DRIVER_BYTES", 5000.0)  # the 19 x 19 dense part fits
     built = []
     monkeypatch.setattr(crossed, "build_system", lambda *a: built.append(a))
     with pytest.raises(InputError, match=r"would need about .* GB on the driver, more than "
@@ -366,3 +366,25 @@ def test_too_many_level_pairs_are_refused_before_the_system_is_built(monkeypatch
                                          r" sharing a level of 'user'"):
         dlmm.mixedlm(FORMULA, _data(), vc_formula=VC).fit()
     assert built == []
+
+
+def test_the_ml32m_shape_is_accepted_and_a_dense_part_over_the_limit_is_refused():
+    """MovieLens-32M restricted to movies with 50 ratings or more (200,000 users x 16,000
+    movies, 18.6 million user-movie pairs, 4.7e9 pairs of them sharing a user) fits the
+    8 GB driver: its dense part is held once (2.0 GB) beside ~200 bytes per user-movie
+    pair. A dense part whose 8 Q2^2 bytes alone pass the limit is refused with its sizes
+    before the pass."""
+    from dlmm.spec.crossed import CrossedLayout
+    from dlmm.structure.crossed import MAX_DRIVER_BYTES, check_size, driver_bytes
+
+    ml = CrossedLayout(factors=("movie", "user"), n_levels=(16_000, 200_000),
+                       slot_offsets=(0, 16_000))
+    check_size(ml)  # no refusal
+    need = driver_bytes(16_000, 4_700_000_000, 18_600_000)
+    assert 5.5e9 < need < MAX_DRIVER_BYTES, need
+    big = CrossedLayout(factors=("movie", "user"), n_levels=(32_000, 200_000),
+                        slot_offsets=(0, 32_000))
+    with pytest.raises(InputError, match=r"'movie' \(32000 levels\)\) as a dense 32000 x "
+                                         r"32000 matrix \(the driver would need 8\.2 GB for "
+                                         r"it, its limit is 8 GB\)"):
+        check_size(big)

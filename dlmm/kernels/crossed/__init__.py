@@ -55,7 +55,9 @@ from .system import (
     row_entry_count,
     schur_pair_count,
     select_columns,
+    streamed_work,
     streams_pairs,
+    uses_dense_g21,
 )
 from .theta import (
     moment_covariances,
@@ -94,7 +96,9 @@ __all__ = [
     "schur_pair_count",
     "select_columns",
     "selected_inverse",
+    "streamed_work",
     "streams_pairs",
+    "uses_dense_g21",
     "theta_from_covariances",
     "theta_index",
     "theta_lower_bounds",

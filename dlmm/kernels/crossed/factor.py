@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg.blas as blas
 import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
 
@@ -136,25 +137,26 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray,
     intercepts = all(t.shape[0] == 1 for t in rest)
     scale = dense_theta(system, factors) if intercepts else None
     if system.dense_g21 is not None:
-        x = np.array(system.g22, order="F", copy=True)
-        x -= dense_schur_update(system, m1)
+        x = dense_g22(system, None)
+        dense_schur_update(system, m1, x)
         if intercepts:
             x *= scale[:, None]
             x *= scale[None, :]
     elif system.streamed:
         from .streamed import mirror_lower, schur_update
 
-        x = np.array(system.g22, order="F", copy=True)
+        x = dense_g22(system, scale, lower=True)
+        w = system.entry_w
         if m1.shape[1] == 1:
-            v = m1[system.entry_level, 0, 0][:, None] * system.entry_w
+            v = m1[system.entry_level, 0, 0][:, None] * w
         else:
-            v = np.einsum("eab,eb->ea", m1[system.entry_level], system.entry_w)
-        schur_update(x, system.stream, system.entry_row, system.entry_level,
-                     system.entry_w, v)
-        if intercepts:
-            x *= scale[:, None]
-            x *= scale[None, :]
-        else:
+            v = np.einsum("eab,eb->ea", m1[system.entry_level], w)
+        if intercepts:  # Lambda_2 folded into the entries: x is scaled as it is made
+            s_e = scale[system.entry_row][:, None]
+            w, v = s_e * w, s_e * v
+        level_m = m1[:, 0, 0] if m1.shape[1] == 1 else None
+        schur_update(x, system.stream, system.entry_row, system.entry_level, w, v, level_m)
+        if not intercepts:
             mirror_lower(x)
     else:
         x = np.zeros((q2, q2), order="F")
@@ -183,15 +185,38 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray,
     return x
 
 
-def dense_schur_update(system: CrossedSystem, m1: np.ndarray) -> np.ndarray:
-    """``G21 M1 G21'`` (``Q2 x Q2``) from a dense ``G21`` (:attr:`.CrossedSystem.dense_g21`):
-    ``G21`` times the blocks of ``M1`` (batched over the levels of factor 1), then one
-    matrix product; symmetric up to rounding."""
+def dense_g22(system: CrossedSystem, scale: np.ndarray | None, lower: bool = False
+              ) -> np.ndarray:
+    """``G22`` as a new ``Q2 x Q2`` Fortran array from its nonzeros (the step's working
+    matrix: the only dense copy), times ``s_i s_j`` when ``scale`` is given, whole or
+    (``lower``) its lower triangle only."""
+    q2 = system.dense_size
+    x = np.zeros((q2, q2), order="F")
+    flat = x.reshape(-1, order="F")
+    rows, cols, values, _ = system.g22_entries()
+    if lower:
+        keep = rows >= cols
+        rows, cols, values = rows[keep], cols[keep], values[keep]
+    if scale is not None:
+        values = values * scale[rows] * scale[cols]
+    flat[rows + cols * q2] = values
+    return x
+
+
+def dense_schur_update(system: CrossedSystem, m1: np.ndarray, x: np.ndarray) -> None:
+    """In place ``x -= G21 M1 G21'`` (``Q2 x Q2``, Fortran order) from a dense ``G21``
+    (:attr:`.CrossedSystem.dense_g21`): ``G21`` times the blocks of ``M1`` (batched over
+    the levels of factor 1), then one BLAS ``dgemm`` into ``x`` (no second ``Q2 x Q2``
+    array); symmetric up to rounding."""
     g = system.dense_g21
     q2 = g.shape[0]
     gm = g * m1[:, 0, 0][None, :, None] if m1.shape[1] == 1 else np.einsum(
         "ila,lab->ilb", g, m1, optimize=True)
-    return gm.reshape(q2, -1) @ g.reshape(q2, -1).T
+    # C-ordered (Q2, k) arrays are Fortran (k, Q2) ones: op(a) = gm, op(b) = g'
+    out = blas.dgemm(-1.0, gm.reshape(q2, -1).T, g.reshape(q2, -1).T, beta=1.0, c=x,
+                     trans_a=1, overwrite_c=1)
+    if not np.shares_memory(out, x):  # not expected: x is Fortran-ordered float64
+        x[...] = out
 
 
 def sparse_schur_values(system: CrossedSystem, factors: list, m1: np.ndarray) -> np.ndarray:

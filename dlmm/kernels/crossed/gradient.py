@@ -17,7 +17,9 @@ blocks of ``P11``, ``P21`` on the pattern of ``G21`` and the dense ``P22``
 (``W_b``: block ``b`` of ``G21``; ``Y = A^{-1} N = -P21`` there). With intercepts
 only and stored pairs the pair sums are inner products of ``A^{-1}`` with
 ``Theta K(v) Theta`` at the targets of the Schur operator (one more product with
-``B``; :func:`_logdet_blocks_intercepts`), so ``Y`` and ``P11`` are not formed.
+``B``; :func:`_logdet_blocks_intercepts`), so ``Y`` and ``P11`` are not formed; with
+streamed pairs and one factor in the dense part the same sums come from ``g_l'A^{-1}g_l``
+per level of factor 1 (:func:`_logdet_blocks_streamed`).
 No ``T_k^{-1}`` appears, so the gradient is valid on the boundary (singular
 ``Lambda``). Cost: the
 factorization, ``dpotri`` on the Schur factor (``2 Q2^3 / 3``) and ``O(sum_l nnz_l^2 +
@@ -56,6 +58,7 @@ from ._blocks import block_apply, level_products
 from .factor import CrossedFactor, dense_theta
 from .inverse import SelectedInverse, factor_inverse_lower, lower_at, selected_inverse
 from .modes import back_solve
+from .streamed import dense_level_quadratic, level_quadratic
 from .system import CrossedSystem
 from .theta import theta_index
 
@@ -136,6 +139,28 @@ def _logdet_blocks_intercepts(system: CrossedSystem, factor: CrossedFactor,
     for j, k in enumerate(system.rest):
         out[k] = np.array([[g_k[j] - theta1 * r_k[j]]])
     return out
+
+
+def _logdet_blocks_streamed(system: CrossedSystem, factor: CrossedFactor,
+                            ainv_lower: np.ndarray, dense_q: np.ndarray | None) -> dict:
+    """:func:`_logdet_blocks_intercepts` with streamed pairs and one factor in the dense
+    part (``Theta = theta I``): with ``q_l = g_l' A^{-1} g_l`` per level of factor 1
+    (:func:`.streamed.level_quadratic`, the update's pairs once each; the dense levels'
+    from the factor, ``dense_q``), ``<K(v), A^{-1}> = sum_l v_l q_l``, so the pair sums
+    need neither ``N``, ``Y`` nor the gather over all ordered pairs."""
+    theta1 = float(factor.factors[system.first][0, 0])
+    theta = float(factor.factors[system.rest[0]][0, 0])
+    d = system.d[:, 0, 0]
+    k1 = factor.k1[:, 0, 0]
+    c11_inv = 1.0 / (1.0 + theta1 * theta1 * d)
+    q = level_quadratic(ainv_lower, system.stream, system.entry_row, system.entry_level,
+                        system.entry_w[:, 0], d.size, dense_q)
+    quad = theta * theta * float((d * k1 * k1) @ q)
+    r = theta * float(k1 @ q)
+    g_k = _g22_lambda_ainv(system, factor, ainv_lower)
+    k = system.rest[0]
+    return {system.first: np.array([[theta1 * (float(d @ c11_inv) + quad) - theta * r]]),
+            k: np.array([[g_k[0] - theta1 * r]])}
 
 
 def _g22_blocks_index(system: CrossedSystem) -> list:
@@ -231,6 +256,14 @@ def gradient_pieces(
     if inverse is None and system.intercepts_only and system.schur is not None \
             and system.dense_size:
         blocks = _logdet_blocks_intercepts(system, factor, factor_inverse_lower(factor, consume))
+    elif inverse is None and system.intercepts_only and system.streamed \
+            and len(system.rest) == 1 and system.dense_size:
+        dense_q = None
+        if system.stream.dense_levels.size:  # from the factor, before it is inverted
+            dense_q = dense_level_quadratic(factor.l22, system.stream, system.entry_row,
+                                            system.entry_w[:, 0])
+        blocks = _logdet_blocks_streamed(system, factor, factor_inverse_lower(factor, consume),
+                                         dense_q)
     else:
         inv = selected_inverse(system, factor, consume) if inverse is None else inverse
         blocks = _logdet_blocks(system, factor, inv)

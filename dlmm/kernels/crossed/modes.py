@@ -98,15 +98,20 @@ def conditional_variances(
     factor: CrossedFactor,
     scale: float,
     inverse: SelectedInverse | None = None,
+    consume: bool = False,
 ) -> list[np.ndarray]:
     """Diagonal blocks of ``cov(b | y) = scale * Lambda C^{-1} Lambda'``, per factor and level.
+
+    ``consume``: the caller is done with ``factor`` (its modes solved), whose dense
+    Schur factor then holds the inverse (the dense part held once; ``factor.l22`` is
+    None after).
 
     Returns
     -------
     list of ndarray (l_k, t_k, t_k)
         ``scale * T_k (C^{-1})_{kl,kl} T_k'``, in the caller's factor order.
     """
-    inv = selected_inverse(system, factor) if inverse is None else inverse
+    inv = selected_inverse(system, factor, consume) if inverse is None else inverse
     t_1 = factor.factors[system.first]
     out = {system.first: scale * np.einsum("ab,lbc,dc->lad", t_1, inv.p11, t_1)}
     for k, off in zip(system.rest, system.rest_offsets):

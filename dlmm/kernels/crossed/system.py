@@ -99,7 +99,8 @@ class CrossedCost:
         (dense ``G21``: its products, ``Q2^2 l_1 t_1``, in place of ``2 schur_pairs``)
         (sparse Schur factor: its flops and ``nnz(L)`` in place of ``Q2^3/3``, ``Q2^2``).
     memory_bytes : float
-        Rough bytes held: the dense ``G22`` and working copy, ``B``, ``G21``.
+        Rough bytes held: the dense part once (a step's working matrix, factored and
+        inverted in place), the nonzeros of ``G22``, ``B`` and ``G21``.
     """
 
     first_size: int
@@ -128,8 +129,9 @@ class CrossedSystem:
         ``Z_1'[X y]`` per level.
     h2 : ndarray (Q2, r)
         ``Z_2'[X y]``.
-    g22 : ndarray (Q2, Q2), Fortran order
-        ``Z_2'Z_2`` (dense, symmetric).
+    g22 : scipy.sparse.csr_matrix (Q2, Q2)
+        ``Z_2'Z_2`` (symmetric, both triangles; sparse: the driver holds the dense
+        part once, as the working matrix of a step, not a second time as ``G22``).
     g21 : scipy.sparse.csr_matrix (Q2, l_1 t_1)
         ``Z_2'Z_1``; ``g21_t`` is its transpose, also CSR.
     entry_row, entry_level : ndarray (n_e,) int64
@@ -165,7 +167,7 @@ class CrossedSystem:
     d: np.ndarray
     h1: np.ndarray
     h2: np.ndarray
-    g22: np.ndarray
+    g22: sp.csr_matrix
     g21: sp.csr_matrix
     g21_t: sp.csr_matrix
     entry_row: np.ndarray
@@ -228,10 +230,10 @@ class CrossedSystem:
         if self.sparse is not None:  # the factor's flops, no Q2 x Q2 working copy
             nnz_l = self.sparse.nnz
             flops = self.sparse.flops + step + nnz_l * (r + 2)
-            mem = 8.0 * q2 * q2 + held + 12.0 * self.g21.nnz * 2 + 24.0 * nnz_l
+            mem = 12.0 * self.g22.nnz + held + 12.0 * self.g21.nnz * 2 + 24.0 * nnz_l
         else:
             flops = q2**3 / 3.0 + step + q2 * q2 * (r + 2)
-            mem = 16.0 * q2 * q2 + held + 12.0 * self.g21.nnz * 2
+            mem = 8.0 * q2 * q2 + 12.0 * self.g22.nnz + held + 12.0 * self.g21.nnz * 2
         return CrossedCost(
             first_size=self.n_levels[self.first] * self.n_terms[self.first],
             dense_size=q2,
@@ -307,13 +309,9 @@ class CrossedSystem:
         return self._cache["dense_owner"]
 
     def g22_sparse(self) -> sp.csr_matrix:
-        """``G22`` as a sparse matrix (cached): diagonal blocks and the pairs among the
-        factors of the dense part, often far from dense."""
-        if "g22_sparse" not in self._cache:  # from the nonzeros: no second scan of Q2^2
-            rows, cols, values, _ = self.g22_entries()
-            q2 = self.dense_size
-            self._cache["g22_sparse"] = sp.csr_matrix((values, (rows, cols)), shape=(q2, q2))
-        return self._cache["g22_sparse"]
+        """``G22`` as a sparse matrix (it is held so: diagonal blocks and the pairs among
+        the factors of the dense part, often far from dense)."""
+        return self.g22
 
     def g22_lower(self) -> tuple[np.ndarray, np.ndarray]:
         """Which of :meth:`g22_entries` lie in the lower triangle, and their flat
@@ -328,8 +326,8 @@ class CrossedSystem:
         """The nonzeros of ``G22`` (cached): rows, columns, values and the flat index of
         each into the lower triangle of a ``Q2 x Q2`` Fortran-order matrix."""
         if "g22_entries" not in self._cache:
-            rows, cols = np.nonzero(self.g22)
-            values = self.g22[rows, cols]
+            coo = self.g22.tocoo()  # canonical CSR: row-major, as np.nonzero of the dense
+            rows, cols, values = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
             flat = np.maximum(rows, cols) + np.minimum(rows, cols) * self.dense_size
             self._cache["g22_entries"] = (rows, cols, values, flat)
         return self._cache["g22_entries"]
@@ -341,13 +339,36 @@ def schur_pair_count(sums: CrossedSums) -> int:
     level ``l`` of the first factor (levels of the other factors seen with it, times
     their terms). Cheap (one ``bincount`` per factor pair), for checks before building.
     """
+    first = factor_order(sums.n_levels, sums.n_terms)[0]
+    nnz = _entries_per_level(sums)
+    return int(sums.n_terms[first] ** 2 * np.sum(nnz * (nnz + 1) / 2))
+
+
+def _entries_per_level(sums: CrossedSums) -> np.ndarray:
+    """Row entries (scalar rows of ``G21``) at each level of the first factor."""
     order = factor_order(sums.n_levels, sums.n_terms)
     first = order[0]
     nnz = np.zeros(sums.n_levels[first])
     for k in order[1:]:
         _, l_first, _ = _pair_blocks(sums, k, first)
         nnz += sums.n_terms[k] * np.bincount(l_first, minlength=nnz.size)
-    return int(sums.n_terms[first] ** 2 * np.sum(nnz * (nnz + 1) / 2))
+    return nnz
+
+
+def streamed_work(sums: CrossedSums) -> tuple[int, int, float]:
+    """What a step of streamed pairs (:mod:`.streamed`) costs, counted from the reduced
+    sums before anything is built: the pairs the compiled loops walk, the dense levels
+    (more than :data:`.streamed.DENSE_LEVEL_FRACTION` of ``Q2`` row entries, ``t_1 = 1``)
+    and the BLAS multiply-adds of their update (``Q2 (Q2 + 1) / 2`` a level)."""
+    from .streamed import DENSE_LEVEL_FRACTION
+
+    order = factor_order(sums.n_levels, sums.n_terms)
+    t1 = sums.n_terms[order[0]]
+    q2 = sum(sums.n_levels[k] * sums.n_terms[k] for k in order[1:])
+    nnz = _entries_per_level(sums)
+    dense = nnz > DENSE_LEVEL_FRACTION * q2 if t1 == 1 else np.zeros(nnz.size, bool)
+    walked = int(t1 * t1 * np.sum(np.where(dense, 0.0, nnz * (nnz + 1) / 2)))
+    return walked, int(dense.sum()), float(dense.sum()) * q2 * (q2 + 1) / 2
 
 
 def row_entry_count(sums: CrossedSums) -> int:
@@ -460,21 +481,7 @@ def build_system(sums: CrossedSums, streamed: bool | None = None,
         streamed = not dense and streams_pairs(pairs)
     off_of = dict(zip(rest, offsets))
 
-    g22 = np.zeros((q2, q2), order="F")
-    for k in rest:
-        t = n_terms[k]
-        base = off_of[k] + np.arange(n_levels[k]) * t
-        for a in range(t):
-            for b in range(t):
-                g22[base + a, base + b] = sums.zz[k][:, a, b]
-    for j, k in combinations(rest, 2):
-        lj, lk, vals = _pair_blocks(sums, j, k)
-        for a in range(n_terms[j]):
-            for b in range(n_terms[k]):
-                ri = off_of[j] + lj * n_terms[j] + a
-                ci = off_of[k] + lk * n_terms[k] + b
-                g22[ri, ci] = vals[:, a, b]
-                g22[ci, ri] = vals[:, a, b]
+    g22 = _g22_matrix(sums, rest, off_of, q2)
     h2 = np.concatenate([sums.zxy[k].reshape(-1, r) for k in rest]) if rest else np.zeros((0, r))
 
     # Row entries of G21: per rest factor k and term a, one per level pair seen.
@@ -517,7 +524,7 @@ def build_system(sums: CrossedSums, streamed: bool | None = None,
     elif streamed:
         from .streamed import pair_stream
 
-        stream = pair_stream(entry_row, entry_level, l1, q2)
+        stream = pair_stream(entry_row, entry_level, l1, q2, t1)
         schur = target = pair_target = None
     else:
         stream = None
@@ -555,6 +562,39 @@ def build_system(sums: CrossedSums, streamed: bool | None = None,
     )
 
 
+def _g22_matrix(sums: CrossedSums, rest: list, off_of: dict, q2: int) -> sp.csr_matrix:
+    """``G22 = Z_2'Z_2`` as a symmetric sparse matrix (both triangles): each factor's
+    diagonal blocks and the level pairs among the factors of the dense part, without
+    the ``Q2 x Q2`` array (with two factors it is diagonal)."""
+    n_levels, n_terms = sums.n_levels, sums.n_terms
+    rows, cols, vals = [], [], []
+    for k in rest:
+        t = n_terms[k]
+        base = off_of[k] + np.arange(n_levels[k]) * t
+        for a in range(t):
+            for b in range(t):
+                rows.append(base + a)
+                cols.append(base + b)
+                vals.append(np.asarray(sums.zz[k][:, a, b], dtype=float))
+    for j, k in combinations(rest, 2):
+        lj, lk, values = _pair_blocks(sums, j, k)
+        for a in range(n_terms[j]):
+            for b in range(n_terms[k]):
+                ri = off_of[j] + lj * n_terms[j] + a
+                ci = off_of[k] + lk * n_terms[k] + b
+                rows += [ri, ci]
+                cols += [ci, ri]
+                vals += [values[:, a, b], values[:, a, b]]
+    if not rows:
+        return sp.csr_matrix((q2, q2))
+    out = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows).astype(np.int64),
+                                                 np.concatenate(cols).astype(np.int64))),
+                        shape=(q2, q2))
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
 def _sparse_pattern(sums, rest, off_of, g22, target, force):
     """:func:`.sparse.analyse` of the Schur complement's pattern: the targets of ``B``
     and the nonzeros of ``G22``, each level of a later factor one block."""
@@ -569,7 +609,8 @@ def _sparse_pattern(sums, rest, off_of, g22, target, force):
     starts = np.concatenate([off_of[k] + np.arange(sums.n_levels[k]) * sums.n_terms[k]
                              for k in rest]).astype(np.int64)
     row_block = np.repeat(np.arange(sizes.size), sizes)
-    g_rows, g_cols = np.nonzero(g22)
+    g_coo = g22.tocoo()
+    g_rows, g_cols = g_coo.row, g_coo.col
     t_cols, t_rows = np.divmod(target, q2)
     rows = np.concatenate([g_rows, t_rows]).astype(np.int64)
     cols = np.concatenate([g_cols, t_cols]).astype(np.int64)

@@ -123,7 +123,7 @@ def moment_theta(system, floor: float = 0.1) -> np.ndarray:
     n = float(system.n_rows)
     p = system.xy_cross.shape[0] - 1
     per_level = {system.first: (system.d[:, 0, 0], system.h1[:, 0, :] @ c)}
-    counts2 = np.diagonal(system.g22)
+    counts2 = system.g22.diagonal()
     resid2 = system.h2 @ c
     for k, off in zip(system.rest, system.rest_offsets):
         sl = slice(off, off + system.n_levels[k])
@@ -177,7 +177,11 @@ def moment_covariances(system, floor: float = 0.1) -> list[np.ndarray] | None:
     for k, off in zip(system.rest, system.rest_offsets):  # loop over the few factors
         t = int(system.n_terms[k])
         idx = off + np.arange(system.n_levels[k])[:, None] * t + np.arange(t)[None, :]
-        blocks[k] = (system.g22[idx[:, :, None], idx[:, None, :]], resid2[idx])
+        m = np.empty((idx.shape[0], t, t))
+        for a in range(t):  # G22 is sparse: its t x t blocks term by term
+            for b in range(t):
+                m[:, a, b] = np.asarray(system.g22[idx[:, a], idx[:, b]]).ravel()
+        blocks[k] = (m, resid2[idx])
     covariances: dict[int, np.ndarray] = {}
     explained = 0.0
     for k, (m, s) in blocks.items():  # loop over the few factors

@@ -40,3 +40,4 @@ def test_the_inverse_takes_the_factors_memory():
     assert pieces.logdet == kept.logdet
     np.testing.assert_array_equal(pieces.dlogdet, grad.dlogdet)
     np.testing.assert_array_equal(pieces.dhmh, grad.dctc)
+
