@@ -126,7 +126,7 @@ def test_a_dense_part_beyond_the_cluster_is_refused_before_the_pass(client, monk
     monkeypatch.setattr(crossed, "chunk_sums", lambda *a, **k: passes.append(1))
     frame = ratings(20_000, 9500, 9000)
     with pytest.raises(InputError) as info:
-        model(frame).fit(client=client, driver_memory="1GB")
+        model(frame).fit(client=client, driver_memory="500MB")
     message = str(info.value)
     assert "\n" not in message
     assert "9,000 x 9,000" in message and "0.648 GB" in message, message
@@ -140,8 +140,8 @@ def test_without_a_cluster_a_dense_part_beyond_the_limit_is_refused():
     frame = ratings(600, 60, 30)
     with pytest.raises(InputError, match=r"the factors after .user. \(.item.: 30 levels\) "
                                          r"\(30 x 30 random effects.*more than its limit "
-                                         r"of 1e-05 GB \(driver_memory\).*Dask cluster"):
-        model(frame).fit(driver_memory=10_000)
+                                         r"of 5e-06 GB \(driver_memory\).*Dask cluster"):
+        model(frame).fit(driver_memory=5_000)
 
 
 def test_beyond_the_drivers_cap_on_its_order_a_cluster_takes_the_dense_part(client,

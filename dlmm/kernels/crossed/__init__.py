@@ -41,24 +41,21 @@ Typical use::
     S = system.xy_cross - pieces.hmh       # then the profiled llf as for nested models
 """
 
+from .counts import (
+    factor_order,
+    row_entry_count,
+    schur_pair_count,
+    streamed_work,
+    streams_pairs,
+    uses_dense_g21,
+)
 from .evaluate import CrossedPieces, crossed_pieces
 from .factor import CrossedFactor, explicit_l21, factorize
 from .gradient import CrossedGradient, gradient_pieces
 from .inverse import SelectedInverse, selected_inverse
 from .modes import conditional_modes, conditional_variances
 from .sums import CrossedSums, PairSums, combine_sums, crossed_sums
-from .system import (
-    CrossedCost,
-    CrossedSystem,
-    build_system,
-    factor_order,
-    row_entry_count,
-    schur_pair_count,
-    select_columns,
-    streamed_work,
-    streams_pairs,
-    uses_dense_g21,
-)
+from .system import CrossedCost, CrossedSystem, build_system, select_columns
 from .theta import (
     moment_covariances,
     moment_theta,

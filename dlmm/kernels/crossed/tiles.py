@@ -37,8 +37,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
+from .counts import _pair_blocks, factor_order
 from .sums import CrossedSums
-from .system import _pair_blocks, factor_order
 
 #: Most levels of the first factor whose columns one step of :func:`variance_tile`
 #: holds dense (times the tile's rows).

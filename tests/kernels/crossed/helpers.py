@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlmm.kernels.crossed import system, unpack_theta
+from dlmm.kernels.crossed import counts, unpack_theta
 
 
 @dataclass
@@ -174,7 +174,7 @@ ALL_PATHS = ["stored", "streamed", "dense"]
 def set_pair_path(path: str, monkeypatch) -> str:
     """``build_system``'s default path: stored pairs, (limit -1) always streamed, or
     (ratio infinite) always a dense ``G21``; the first two never choose it."""
-    monkeypatch.setattr(system, "DENSE_G21_RATIO", float("inf") if path == "dense" else 0.0)
+    monkeypatch.setattr(counts, "DENSE_G21_RATIO", float("inf") if path == "dense" else 0.0)
     if path == "streamed":
-        monkeypatch.setattr(system, "STORED_PAIRS_MAX", -1)
+        monkeypatch.setattr(counts, "STORED_PAIRS_MAX", -1)
     return path

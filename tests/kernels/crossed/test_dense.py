@@ -14,7 +14,7 @@ from dlmm.kernels.crossed import (
     crossed_sums,
     factorize,
 )
-from dlmm.kernels.crossed import system as system_module
+from dlmm.kernels.crossed import counts as system_module
 
 from .cases import make_case, thetas
 from .helpers import brute_force, profiled_grad, profiled_llf, random_design

@@ -82,7 +82,7 @@ def test_schur_pair_count_is_the_operator_built(name):
 def test_default_path_follows_the_pair_count(name, monkeypatch):
     """Stored up to STORED_PAIRS_MAX pairs, streamed beyond; forcing either works
     (G21 not dense)."""
-    from dlmm.kernels.crossed import system as system_module
+    from dlmm.kernels.crossed import counts as system_module
 
     design = make_case(name)
     sums = crossed_sums(design.codes, design.terms, design.x, design.y, design.n_levels)
