@@ -105,7 +105,13 @@ def _send_again(signum: int, code: types.CodeType, timeout: float = 10.0) -> Non
         time.sleep(0.001)  # such code returns within microseconds
     with _sending:  # not once the handlers are restored: Python's would raise it anew
         if _installed[0]:
-            os.kill(os.getpid(), signum)  # handled in this thread before kill returns
+            # To the main thread itself: a wait it is blocked in (a lock, a sleep) ends
+            # at once; sent to the process, a signal that another thread took was
+            # raised only when that wait ended (30 s in the suite's test of a __del__)
+            if hasattr(signal, "pthread_kill") and main is not None:
+                signal.pthread_kill(main, signum)
+            else:
+                os.kill(os.getpid(), signum)
         _senders[0] -= 1
 
 
