@@ -238,7 +238,11 @@ class CrossedStatistics(DriverSystemStatistics):
         factorization on the driver; the last few are kept)."""
         theta = self._theta(chol_re, sd_vc)
         return self.recent_pieces(theta.tobytes(), lambda: residual_logdet(
-            crossed_pieces(self.system, theta, gradient=True), self.totals.log_weights))
+            self._evaluate(theta, True), self.totals.log_weights))
+
+    def _evaluate(self, theta: np.ndarray, gradient: bool) -> CrossedPieces:
+        """One blocked factorization at ``theta`` (with the derivatives if ``gradient``)."""
+        return crossed_pieces(self.system, theta, gradient=gradient)
 
     def value_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> CrossedPieces:
         """``log|V|`` and ``hmh`` alone (no derivatives: the factorization without the
@@ -250,7 +254,7 @@ class CrossedStatistics(DriverSystemStatistics):
             if seen == key:
                 return out
         return self.recent_pieces(key + b"value", lambda: residual_logdet(
-            crossed_pieces(self.system, theta, gradient=False), self.totals.log_weights))
+            self._evaluate(theta, False), self.totals.log_weights))
 
     def start_params(self) -> MixedLMParams:
         """One-way moment estimates per factor (:func:`~dlmm.kernels.crossed.moment_theta`)."""

@@ -35,7 +35,6 @@ from ..kernels.crossed import CrossedPieces, moment_theta
 from ..kernels.crossed import tiles as kt
 from ..kernels.dense_tiles import tile_edges
 from ..objective.params import MixedLMParams
-from ..spec.residual import residual_logdet
 from . import crossed
 from . import tiled_cholesky as tc
 from .crossed import CrossedStatistics, group_labels, pass_sums
@@ -277,21 +276,9 @@ class TiledCrossedStatistics(CrossedStatistics):
             self._threads = DenseThreads(0)
         return self._threads
 
-    def pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> CrossedPieces:
-        theta = self._theta(chol_re, sd_vc)
-        return self.recent_pieces(theta.tobytes(), lambda: residual_logdet(
-            tiled_pieces(self.system, self.schur, theta, gradient=True),
-            self.totals.log_weights))
-
-    def value_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> CrossedPieces:
-        theta = self._theta(chol_re, sd_vc)
-        key = theta.tobytes()
-        for seen, out in self._last:
-            if seen == key:
-                return out
-        return self.recent_pieces(key + b"value", lambda: residual_logdet(
-            tiled_pieces(self.system, self.schur, theta, gradient=False),
-            self.totals.log_weights))
+    def _evaluate(self, theta: np.ndarray, gradient: bool) -> CrossedPieces:
+        """One evaluation by tiles on the workers (:func:`tiled_pieces`)."""
+        return tiled_pieces(self.system, self.schur, theta, gradient=gradient)
 
     def start_params(self) -> MixedLMParams:
         theta = moment_theta(self.system)
