@@ -81,11 +81,7 @@ class ResidualStructure:
         (components × parameters)."""
         eta, rho = self.split(phi)
         w = np.exp(-2.0 * eta)
-        one = 1.0 - rho * rho
-        f = {"lag0": (1.0 + rho * rho) / one, "ends": -rho * rho / one, "lag1": -rho / one}
-        # d f / d a, with dρ/da = 1 - ρ²
-        df = {"lag0": 4.0 * rho / one, "ends": -2.0 * rho / one,
-              "lag1": -(1.0 + rho * rho) / one}
+        f, df, _ = _ar1_factors(rho)
         comps = self.components
         c = np.zeros(len(comps))
         jac = np.zeros((len(comps), self.n_params))
@@ -106,12 +102,7 @@ class ResidualStructure:
         ``-2(1 + ρ²)/(1 - ρ²)`` (``ends``), ``-4ρ/(1 - ρ²)`` (``lag1``)."""
         eta, rho = self.split(phi)
         w = np.exp(-2.0 * eta)
-        one = 1.0 - rho * rho
-        f = {"lag0": (1.0 + rho * rho) / one, "ends": -rho * rho / one, "lag1": -rho / one}
-        df = {"lag0": 4.0 * rho / one, "ends": -2.0 * rho / one,
-              "lag1": -(1.0 + rho * rho) / one}
-        d2f = {"lag0": 4.0 * (1.0 + rho * rho) / one, "ends": -2.0 * (1.0 + rho * rho) / one,
-               "lag1": -4.0 * rho / one}
+        f, df, d2f = _ar1_factors(rho)
         n_eta = self.n_strata - 1
         out = np.zeros((len(self.components), self.n_params, self.n_params))
         for k, (kind, s, t) in enumerate(self.components):  # a handful of components
@@ -148,3 +139,19 @@ class ResidualStructure:
             value += pairs * np.log1p(-rho * rho)
             grad[-1] = -2.0 * rho * pairs
         return value, grad
+
+
+def _ar1_factors(rho: float) -> tuple[dict, dict, dict]:
+    """The AR(1) factor ``f(ρ)`` of each kind of component and its first and second
+    derivatives along ``a = atanh ρ`` (``dρ/da = 1 - ρ²``):
+
+        lag0: (1 + ρ²)/(1 - ρ²),  4ρ/(1 - ρ²),          4(1 + ρ²)/(1 - ρ²)
+        ends: -ρ²/(1 - ρ²),       -2ρ/(1 - ρ²),         -2(1 + ρ²)/(1 - ρ²)
+        lag1: -ρ/(1 - ρ²),        -(1 + ρ²)/(1 - ρ²),   -4ρ/(1 - ρ²)
+    """
+    one = 1.0 - rho * rho
+    f = {"lag0": (1.0 + rho * rho) / one, "ends": -rho * rho / one, "lag1": -rho / one}
+    df = {"lag0": 4.0 * rho / one, "ends": -2.0 * rho / one, "lag1": -(1.0 + rho * rho) / one}
+    d2f = {"lag0": 4.0 * (1.0 + rho * rho) / one, "ends": -2.0 * (1.0 + rho * rho) / one,
+           "lag1": -4.0 * rho / one}
+    return f, df, d2f
