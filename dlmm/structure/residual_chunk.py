@@ -8,7 +8,9 @@ each row read once:
 * a variance per stratum only: the chunk's rows split by stratum, each part summed
   as the grouped engine sums a chunk (:func:`.grouped.chunk_crossproducts`: the fused
   loop where the model is made of plain columns);
-* with AR(1): the chunk's design rows in (group, time) order (no sort when written
+* with AR(1), a model made of plain columns: straight from the chunk's columns
+  (:mod:`.residual_columns`), the same sums as below;
+* with AR(1), any other model: the chunk's design rows in (group, time) order (no sort when written
   so; :func:`dlmm.kernels.residual_loops.time_order` tells), each centred and weighted
   as one compiled loop reads it (:func:`dlmm.kernels.residual_loops.ar1_sums_loop`),
   pairs of consecutive rows of a group summed there; the rows at the ends of each
@@ -90,19 +92,17 @@ def residual_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
 
 def _strata_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
     residual = spec.residual
-    codes, levels = pd.factorize(frame[residual.strata], sort=True)
+    from .residual_columns import strata_codes
+
+    codes, levels = strata_codes(frame[residual.strata])
     results = [chunk_crossproducts(frame[codes == k], spec) for k in range(len(levels))]
     return ComponentChunk(
-        [_plain(v) for v in levels],
+        levels,
         {("lag0", s, s): r.keyed for s, r in enumerate(results)},
         {("lag0", s, s): r.totals.xy_cross for s, r in enumerate(results)},
         {s: r.totals.n_rows for s, r in enumerate(results)},
         ordered_sum([r.totals for r in results]) if results else None,
         int((codes < 0).sum()))
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
 
 
 def _times(values: pd.Series, column: str) -> np.ndarray:
@@ -129,14 +129,17 @@ def _kept(frame: pd.DataFrame, column: str, kept: np.ndarray, every: bool) -> pd
 
 def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
     from ..kernels.residual_loops import time_order
+    from .residual_columns import columns_ar1_chunk, strata_codes
 
+    fused = columns_ar1_chunk(frame, spec)  # a plain model: from its columns
+    if fused is not None:
+        return fused
     residual = spec.residual
     design = spec.design(frame)
     every = bool(design.kept.all())
     t = _times(_kept(frame, residual.ar1, design.kept, every), residual.ar1)
     if residual.strata is not None:
-        s, levels = pd.factorize(_kept(frame, residual.strata, design.kept, every), sort=True)
-        levels = [_plain(v) for v in levels]
+        s, levels = strata_codes(_kept(frame, residual.strata, design.kept, every))
     else:
         s, levels = np.zeros(t.shape[0], dtype=np.int64), [None]
     n_rows = t.shape[0]
@@ -176,33 +179,23 @@ def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
         z_loose * sw[loose, None], xy_loose * sw[loose, None]))
 
 
-def _ar1_sums(g, t, s, z, xy, sw, centering, labels, n_levels: int) -> tuple:
-    """The ``lag0`` and ``lag1`` components of a chunk sorted by (group, time), its rows
-    centred and weighted as they are read, by one compiled loop
-    (:func:`dlmm.kernels.residual_loops.ar1_sums_loop`): the parts, the ``K`` parts and
-    the rows of each stratum, keyed by the chunk's stratum codes, and which rows pair
-    with the next."""
-    from ..kernels.residual_loops import ar1_sums_loop, sizes
-
+def component_keys(n_levels: int) -> tuple[list, np.ndarray]:
+    """The AR(1) components of a chunk of ``n_levels`` strata, ``lag0`` then ``lag1``
+    (keys with the chunk's stratum codes), and the index of the ``lag1`` component of
+    each pair of strata."""
     keys = [("lag0", a, a) for a in range(n_levels)]
     lag1_of = np.zeros((n_levels, n_levels), dtype=np.int64)
     for a in range(n_levels):
         for b in range(a, n_levels):
             lag1_of[a, b] = lag1_of[b, a] = len(keys)
             keys.append(("lag1", a, b))
-    q, r = z.shape[1], xy.shape[1]
-    n_groups = labels.shape[0]
-    gz = np.zeros((len(keys), n_groups, q, q))
-    hz = np.zeros((len(keys), n_groups, q, r))
-    n = np.zeros((len(keys), n_groups))
-    kk = np.zeros((len(keys), r, r))
-    pair = np.zeros(max(t.shape[0] - 1, 0), dtype=bool)
-    shifts = tuple(np.asarray(x, dtype=float) for x in (
-        centering.z_shift, centering.z_scale, centering.xy_shift, centering.xy_scale))
-    ar1_sums_loop(g.astype(np.int64, copy=False), t, s, np.ascontiguousarray(z, dtype=float),
-                  np.ascontiguousarray(xy, dtype=float), shifts, sw, lag1_of, gz, hz, n, kk,
-                  pair, *sizes(q, r))
-    kk = np.triu(kk) + np.swapaxes(np.triu(kk, 1), 1, 2)  # the loop sums the upper half
+    return keys, lag1_of
+
+
+def ar1_parts(keys: list, labels: np.ndarray, gz, hz, n, kk) -> tuple[dict, dict, dict]:
+    """The parts, the ``K`` parts and the rows of each stratum of the components
+    ``keys`` summed by a loop (``gz``, ``hz``, ``n``, ``kk`` by component; ``kk`` whole),
+    each over the groups with rows in it."""
     parts, k, rows = {}, {}, {}
     for c, key in enumerate(keys):  # a handful of components
         present = n[c] > 0
@@ -216,4 +209,29 @@ def _ar1_sums(g, t, s, z, xy, sw, centering, labels, n_levels: int) -> tuple:
         k[key] = kk[c]
         if key[0] == "lag0":
             rows[key[1]] = float(n[c].sum())
-    return parts, k, rows, pair
+    return parts, k, rows
+
+
+def _ar1_sums(g, t, s, z, xy, sw, centering, labels, n_levels: int) -> tuple:
+    """The ``lag0`` and ``lag1`` components of a chunk sorted by (group, time), its rows
+    centred and weighted as they are read, by one compiled loop
+    (:func:`dlmm.kernels.residual_loops.ar1_sums_loop`): the parts, the ``K`` parts and
+    the rows of each stratum, keyed by the chunk's stratum codes, and which rows pair
+    with the next."""
+    from ..kernels.residual_loops import ar1_sums_loop, sizes
+
+    keys, lag1_of = component_keys(n_levels)
+    q, r = z.shape[1], xy.shape[1]
+    n_groups = labels.shape[0]
+    gz = np.zeros((len(keys), n_groups, q, q))
+    hz = np.zeros((len(keys), n_groups, q, r))
+    n = np.zeros((len(keys), n_groups))
+    kk = np.zeros((len(keys), r, r))
+    pair = np.zeros(max(t.shape[0] - 1, 0), dtype=bool)
+    shifts = tuple(np.asarray(x, dtype=float) for x in (
+        centering.z_shift, centering.z_scale, centering.xy_shift, centering.xy_scale))
+    ar1_sums_loop(g.astype(np.int64, copy=False), t, s, np.ascontiguousarray(z, dtype=float),
+                  np.ascontiguousarray(xy, dtype=float), shifts, sw, lag1_of, gz, hz, n, kk,
+                  pair, *sizes(q, r))
+    kk = np.triu(kk) + np.swapaxes(np.triu(kk, 1), 1, 2)  # the loop sums the upper half
+    return (*ar1_parts(keys, labels, gz, hz, n, kk), pair)
