@@ -23,59 +23,17 @@ of the steps and effects (:func:`dlmm.kernels.residual_blocks.warm_steps`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from ..distributed.base import ordered_sum
 from ..exceptions import InputError
-from ..kernels.block import KeyedCrossProducts
-from ..kernels.crossprod import GroupCrossProducts
 from ..kernels.pieces import RowTotals
 from ..kernels.residual_blocks import COMPILED_MIN_GROUPS, warm_steps
 from .fused import group_runs
 from .grouped import chunk_crossproducts
-
-
-@dataclass(eq=False)
-class LooseRows:
-    """Rows at the ends of a chunk's runs of consecutive times (AR(1)), to be joined
-    with other chunks' runs in the group's block."""
-
-    labels: np.ndarray
-    t: np.ndarray
-    s: np.ndarray
-    head: np.ndarray
-    tail: np.ndarray
-    z: np.ndarray
-    xy: np.ndarray
-
-    def select(self, keep: np.ndarray) -> LooseRows:
-        return LooseRows(*(a[keep] for a in (self.labels, self.t, self.s, self.head,
-                                             self.tail, self.z, self.xy)))
-
-
-@dataclass(eq=False)
-class ComponentChunk:
-    """What the one pass keeps of a chunk: each component's keyed per-group sums, its
-    ``K_k``, the rows of each stratum, the row totals and, with AR(1), loose rows."""
-
-    levels: list
-    parts: dict
-    k: dict
-    rows: dict
-    totals: RowTotals
-    n_missing: int = 0
-    loose: LooseRows | None = None
-
-
-def _keyed(labels, n, zz, zr) -> KeyedCrossProducts:
-    q, r = zr.shape[1], zr.shape[2]
-    empty = np.zeros(0, dtype=np.int64)
-    return KeyedCrossProducts(labels, GroupCrossProducts(
-        np.asarray(n, dtype=float), zz, zr, empty, empty, np.zeros((0, q)), np.zeros((0, r)),
-        empty, empty, empty, np.zeros(0)))
+from .residual_columns import _plain, columns_ar1_chunk, strata_codes
+from .residual_parts import ComponentChunk, LooseRows, ar1_parts, component_keys
 
 
 def residual_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
@@ -92,8 +50,6 @@ def residual_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
 
 def _strata_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
     residual = spec.residual
-    from .residual_columns import strata_codes
-
     codes, levels = strata_codes(frame[residual.strata])
     results = [chunk_crossproducts(frame[codes == k], spec) for k in range(len(levels))]
     return ComponentChunk(
@@ -129,7 +85,6 @@ def _kept(frame: pd.DataFrame, column: str, kept: np.ndarray, every: bool) -> pd
 
 def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
     from ..kernels.residual_loops import time_order
-    from .residual_columns import columns_ar1_chunk, strata_codes
 
     fused = columns_ar1_chunk(frame, spec)  # a plain model: from its columns
     if fused is not None:
@@ -157,7 +112,7 @@ def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
         g, t, s, z, xy, sw = g[order], t[order], s[order], z[order], xy[order], sw[order]
         repeat = time_order(g, t)[1]
     if repeat >= 0:
-        raise InputError(f"residual_ar1: group {labels[g[repeat]]!r} has two rows at time "
+        raise InputError(f"residual_ar1: group {_plain(labels[g[repeat]])!r} has two rows at time "
                          f"{t[repeat]} in column {residual.ar1!r}")
     parts, k, rows, pair = _ar1_sums(g, t, s, z, xy, sw, spec.centering, labels, len(levels))
     head = np.concatenate([[True], ~pair])[:n_rows]
@@ -177,39 +132,6 @@ def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
     return ComponentChunk(levels, parts, k, rows, totals, 0, LooseRows(
         labels[g[loose]], t[loose], s[loose], head[loose], tail[loose],
         z_loose * sw[loose, None], xy_loose * sw[loose, None]))
-
-
-def component_keys(n_levels: int) -> tuple[list, np.ndarray]:
-    """The AR(1) components of a chunk of ``n_levels`` strata, ``lag0`` then ``lag1``
-    (keys with the chunk's stratum codes), and the index of the ``lag1`` component of
-    each pair of strata."""
-    keys = [("lag0", a, a) for a in range(n_levels)]
-    lag1_of = np.zeros((n_levels, n_levels), dtype=np.int64)
-    for a in range(n_levels):
-        for b in range(a, n_levels):
-            lag1_of[a, b] = lag1_of[b, a] = len(keys)
-            keys.append(("lag1", a, b))
-    return keys, lag1_of
-
-
-def ar1_parts(keys: list, labels: np.ndarray, gz, hz, n, kk) -> tuple[dict, dict, dict]:
-    """The parts, the ``K`` parts and the rows of each stratum of the components
-    ``keys`` summed by a loop (``gz``, ``hz``, ``n``, ``kk`` by component; ``kk`` whole),
-    each over the groups with rows in it."""
-    parts, k, rows = {}, {}, {}
-    for c, key in enumerate(keys):  # a handful of components
-        present = n[c] > 0
-        if not present.any():
-            continue
-        if present.all():  # every group of the chunk (views, no copies)
-            parts[key] = _keyed(labels, n[c], gz[c], hz[c])
-        else:
-            parts[key] = _keyed(labels[present], n[c][present], gz[c][present],
-                                hz[c][present])
-        k[key] = kk[c]
-        if key[0] == "lag0":
-            rows[key[1]] = float(n[c].sum())
-    return parts, k, rows
 
 
 def _ar1_sums(g, t, s, z, xy, sw, centering, labels, n_levels: int) -> tuple:

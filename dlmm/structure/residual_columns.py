@@ -27,6 +27,7 @@ from ..kernels.pieces import RowTotals
 from ..spec.checks import check_magnitude
 from ..spec.plain_columns import chunk_columns, plain_layout
 from .fused import group_runs
+from .residual_parts import ComponentChunk, LooseRows, ar1_parts, component_keys
 
 #: Distinct values of a text stratum column read by :func:`text_codes`; beyond it, a
 #: hash table (pandas' factorize).
@@ -107,12 +108,11 @@ def _int_times(values: pd.Series) -> np.ndarray | None:
 
 
 def columns_ar1_chunk(frame: pd.DataFrame, spec):
-    """The chunk's :class:`~.residual_chunk.ComponentChunk` of an AR(1) model straight
+    """The chunk's :class:`~.residual_parts.ComponentChunk` of an AR(1) model straight
     from its columns, or None where this path does not apply (the formula path then
     reads the chunk)."""
     from ..kernels.ar1_columns import ar1_columns_loop, ar1_read_loop
     from ..kernels.residual_loops import sizes, time_order
-    from .residual_chunk import ComponentChunk, LooseRows, ar1_parts, component_keys
 
     residual = spec.residual
     layout = plain_layout(spec)
@@ -178,7 +178,7 @@ def columns_ar1_chunk(frame: pd.DataFrame, spec):
         repeat = time_order(g[rows], t[rows])[1]
         repeat = rows[repeat] if repeat >= 0 else -1
     if repeat >= 0:
-        raise InputError(f"residual_ar1: group {labels[g[repeat]]!r} has two rows at time "
+        raise InputError(f"residual_ar1: group {_plain(labels[g[repeat]])!r} has two rows at time "
                          f"{t[repeat]} in column {residual.ar1!r}")
     if ordered:
         pair = paired[rows[1:]].astype(bool)

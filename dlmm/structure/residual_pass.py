@@ -52,7 +52,8 @@ from .grouped import (
     split_by_hash,
     whole_group_blocks,
 )
-from .residual_chunk import ComponentChunk, LooseRows, _keyed, residual_chunk
+from .residual_chunk import residual_chunk
+from .residual_parts import ComponentChunk, LooseRows, _keyed
 from .threads import one_blas_thread
 
 #: A component of a chunk: ``(kind, s, t)`` with the chunk's own stratum codes.
