@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..distributed.base import Backend, ordered_sum
 from ..exceptions import InputError
-from ..kernels.block import KeyedCrossProducts, combine_keyed
+from ..kernels.block import KeyedCrossProducts
 from ..kernels.crossprod import _sum_by_key
 from ..kernels.hessian import HessianPieces, NewtonPieces, directions
 from ..kernels.moments import MomentPieces
@@ -187,35 +187,33 @@ def build_components(chunks: list[ComponentChunk], levels: list,
             parts[_index(structure, key, identity)].append(keyed)
         for key, value in k.items():
             k_extra[_index(structure, key, identity)] = value
-    by_comp = []
-    for stratum in parts:
-        if not stratum:
-            by_comp.append(None)
-            continue
-        keyed = combine_keyed(stratum, 1)
-        by_comp.append((keyed.labels, keyed.cp.zz, keyed.cp.zr, keyed.cp.n))
-    present = [p for p in by_comp[: structure.n_strata] if p is not None]
+    pieces = [[(p.labels, p.cp.zz, p.cp.zr, p.cp.n) for p in comp] for comp in parts]
+    present = [p[0] for comp in pieces[: structure.n_strata] for p in comp]
     if not present:
         block = ComponentBlock(np.zeros(0), np.zeros(0), np.zeros((n_comp, 0, 0, 0)),
                                np.zeros((n_comp, 0, 0, 0)))
         block.k_extra = k_extra
         return block
-    labels = np.unique(np.concatenate([p[0] for p in present]))
-    n = np.zeros(labels.shape[0])
-    for p in present:
-        n[np.searchsorted(labels, p[0])] += p[3]
+    labels = np.concatenate(present)
+    if not _increasing(labels):  # groups in several strata or chunks
+        labels = np.unique(labels)
+    block, counts = component_block(labels, pieces)
+    block.n = counts[: structure.n_strata].sum(axis=0)
     if loose:
-        lag1 = np.zeros(labels.shape[0])
-        for p in by_comp[2 * structure.n_strata:]:
-            if p is not None:
-                lag1[np.searchsorted(labels, p[0])] += p[3]
-        bad = np.flatnonzero(lag1 != n - 1)
+        lag1 = counts[2 * structure.n_strata:].sum(axis=0)
+        bad = np.flatnonzero(lag1 != block.n - 1)
         if bad.size:
             raise InputError(f"residual_ar1: the times of group {labels[bad[0]]!r} are not "
                              "consecutive integers, each once (AR(1) needs them)")
-    block = component_block(labels, n, [None if p is None else p[:3] for p in by_comp])
     block.k_extra = k_extra
     return block
+
+
+def _increasing(labels: np.ndarray) -> bool:
+    try:
+        return bool(np.all(labels[1:] > labels[:-1]))
+    except TypeError:  # labels that do not order
+        return False
 
 
 def _block_summary(block: ComponentBlock):
