@@ -279,10 +279,20 @@ class ResidualStatistics(GroupedStatistics):
         """The pieces at :attr:`phi`, with ``p_res = ∂Σlog|C_i|/∂φ`` and
         ``t_res = ∂hmh/∂φ - ∂K/∂φ`` along φ (the components' coefficients ``c(φ)``
         moved along ``∂c/∂φ_a``; the ``log|R|`` part is :meth:`residual_logdet`'s)."""
-        (self.root if self.root is not None else self).evaluations += 1
+        root = self.root if self.root is not None else self
+        last = root._last_newton
+        if last is not None and last[0] == self._phi_key(chol_re, sd_vc):
+            n = self.structure.n_params  # the last step's, here (the optimum's, often)
+            value = last[1].value
+            return replace(value, p_res=value.p_res[:n], t_res=value.t_res[:n])
+        root.evaluations += 1
         c, jac = self.structure.coefficients(self.phi)
         return self._pieces(component_pieces, chol_re, sd_vc, c,
                             np.ascontiguousarray(jac.T))[0]
+
+    def _phi_key(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> bytes:
+        return self._key(chol_re, sd_vc) + b"|" + np.ascontiguousarray(
+            self.phi, dtype=float).tobytes()
 
     def _pieces(self, func, chol_re, sd_vc, c, dirs, *more) -> tuple:
         """``(value pieces, what func's sum is)``: ``func`` mapped over the blocks and
@@ -315,7 +325,10 @@ class ResidualStatistics(GroupedStatistics):
         e = directions(chol_re.shape[0], np.zeros(0, dtype=np.int64))
         value, raw = self._pieces(component_newton_pieces, chol_re, sd_vc, c, dirs, e, n)
         d1 = np.concatenate([np.einsum("jab,abrs->jrs", e, value.t_re), value.t_res[:n]])
-        return NewtonPieces(value, HessianPieces(value.hmh, raw.trace2, d1, raw.d2))
+        out = NewtonPieces(value, HessianPieces(value.hmh, raw.trace2, d1, raw.d2))
+        (self.root if self.root is not None else self)._last_newton = (
+            self._phi_key(chol_re, sd_vc), out)
+        return out
 
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
         c = self.structure.coefficients(self.phi)[0]
@@ -323,6 +336,7 @@ class ResidualStatistics(GroupedStatistics):
 
     def drop_fixed_columns(self, keep_xy: np.ndarray) -> None:
         keep_xy = np.asarray(keep_xy, dtype=bool)
+        self._last_newton = None
         self.component_k = np.ascontiguousarray(self.component_k[:, keep_xy][:, :, keep_xy])
         self.base_totals = replace(self.base_totals,
                                    xy_cross=self.base_totals.xy_cross[np.ix_(keep_xy, keep_xy)])
