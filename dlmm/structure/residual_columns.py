@@ -5,10 +5,11 @@ random effects ``~x``, weights a column) a chunk's AR(1) components are formed s
 from its columns (:func:`columns_ar1_chunk`), as the fused pass forms the grouped
 engine's sums (:mod:`.fused`): the group labels read in runs (:func:`.fused.group_runs`),
 the stratum column's codes taken from its Arrow buffers where it is text of few values
-(:func:`strata_codes`), then two compiled loops (:mod:`dlmm.kernels.ar1_columns`): one
-read of every row that counts and leaves out what the formula path would, and one walk
-of the usable rows in (group, time) order that centres, weights and sums them into the
-components. The numbers are those of the formula path
+(:func:`strata_codes`), then one compiled read of every row
+(:func:`dlmm.kernels.ar1_columns.ar1_read_loop`) that counts and leaves out what the
+formula path would and, while the usable rows come in (group, time) order (data written
+group by group), centres, weights and sums them into the components; rows that do not
+come in that order are sorted and summed by a second loop. The numbers are those of the formula path
 (:func:`.residual_chunk.residual_chunk` through the design) up to rounding: the same
 rows left out and counted, the same centring, the same components, loose rows and
 errors. A chunk or a model this path does not take (a time column that is not plain
