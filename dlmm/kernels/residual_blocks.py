@@ -125,27 +125,34 @@ class ComponentBlock:
         return ComponentBlock(self.labels, self.n, self.g, np.ascontiguousarray(self.h[..., keep]))
 
 
-def component_block(labels: np.ndarray, n: np.ndarray, parts: list) -> ComponentBlock:
-    """A :class:`ComponentBlock` of the groups ``labels`` (sorted, with ``n`` rows each)
-    from each component's ``(labels_k, zz_k, zr_k)`` of whole groups (``labels_k``
-    sorted, distinct, a subset of ``labels``; None for a component without a part
-    here): a component with every group is taken as it is, others are placed by
-    label."""
+def component_block(labels: np.ndarray, pieces: list) -> tuple[ComponentBlock, np.ndarray]:
+    """A :class:`ComponentBlock` of the groups ``labels`` (sorted, distinct) from each
+    component's list of pieces ``(labels_k, zz_k, zr_k, n_k)`` (each piece's labels sorted,
+    distinct, among ``labels``; pieces of one component may share groups: they add), and
+    the counts of every component's groups (K, b). A piece whose groups are a run of
+    ``labels`` (a chunk of data written group by group) is added as a slice: each
+    component's sums are written once, where the block keeps them, not concatenated
+    first. The block's ``n`` is left to the caller."""
     b = labels.shape[0]
-    first = next(p for p in parts if p is not None)
+    first = next(p for comp in pieces for p in comp)
     q, r = first[2].shape[1], first[2].shape[2]
-    g = np.empty((len(parts), b, q, q))
-    h = np.empty((len(parts), b, q, r))
-    for k, part in enumerate(parts):  # a handful of components
-        if part is not None and part[0].shape[0] == b:  # every group (labels equal)
-            g[k], h[k] = part[1], part[2]
-            continue
-        g[k], h[k] = 0.0, 0.0
-        if part is not None:
-            where = np.searchsorted(labels, part[0])
-            g[k, where] = part[1]
-            h[k, where] = part[2]
-    return ComponentBlock(labels, n, g, h)
+    g = np.zeros((len(pieces), b, q, q))
+    h = np.zeros((len(pieces), b, q, r))
+    counts = np.zeros((len(pieces), b))
+    for k, comp in enumerate(pieces):  # a handful of components, a piece per chunk
+        for piece_labels, zz, zr, n in comp:
+            m = piece_labels.shape[0]
+            if not m:
+                continue
+            lo = int(np.searchsorted(labels, piece_labels[0]))
+            if lo + m <= b and labels[lo + m - 1] == piece_labels[-1]:  # a run of labels
+                where = slice(lo, lo + m)
+            else:
+                where = np.searchsorted(labels, piece_labels)
+            g[k, where] += zz
+            h[k, where] += zr
+            counts[k, where] += n
+    return ComponentBlock(labels, np.zeros(b), g, h), counts
 
 
 @dataclass(eq=False)

@@ -91,10 +91,13 @@ def plain_layout(spec) -> PlainLayout | None:
     weights = getattr(getattr(spec, "residual", None), "weights", None)
     sources = tuple(dict.fromkeys(c for c in xy_cols + z_cols + [weights] if c is not None))
     factors = tuple((s.factor, s.levels) for s in spec._vc_specs)
-    strata = getattr(getattr(spec, "residual", None), "strata", None)
+    residual = getattr(spec, "residual", None)
+    # the stratum column is split off before the pass (residual_by); the AR(1) time
+    # column is read by the AR(1) pass (dlmm.structure.residual_columns)
+    own = {c for c in (getattr(residual, "strata", None), getattr(residual, "ar1", None))
+           if c is not None}
     roles = set(sources) | {f for f, _ in factors} | (
-        {spec.groups} if spec.groups is not None else set()) | (
-        {strata} if strata is not None else set())  # split off before the pass (residual_by)
+        {spec.groups} if spec.groups is not None else set()) | own
     if any(c not in roles for c in spec.columns):
         return None
     where = {c: j for j, c in enumerate(sources)}

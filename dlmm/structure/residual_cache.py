@@ -29,7 +29,8 @@ from ..io.stats_cache import (
     totals_arrays,
     totals_of,
 )
-from .residual_chunk import ComponentChunk, LooseRows, residual_chunk
+from .residual_chunk import residual_chunk
+from .residual_parts import ComponentChunk, LooseRows
 
 _LOOSE = ("t", "s", "head", "tail", "z", "xy")
 

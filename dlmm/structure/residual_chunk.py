@@ -8,7 +8,9 @@ each row read once:
 * a variance per stratum only: the chunk's rows split by stratum, each part summed
   as the grouped engine sums a chunk (:func:`.grouped.chunk_crossproducts`: the fused
   loop where the model is made of plain columns);
-* with AR(1): the chunk's design rows in (group, time) order (no sort when written
+* with AR(1), a model made of plain columns: straight from the chunk's columns
+  (:mod:`.residual_columns`), the same sums as below;
+* with AR(1), any other model: the chunk's design rows in (group, time) order (no sort when written
   so; :func:`dlmm.kernels.residual_loops.time_order` tells), each centred and weighted
   as one compiled loop reads it (:func:`dlmm.kernels.residual_loops.ar1_sums_loop`),
   pairs of consecutive rows of a group summed there; the rows at the ends of each
@@ -21,59 +23,17 @@ of the steps and effects (:func:`dlmm.kernels.residual_blocks.warm_steps`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from ..distributed.base import ordered_sum
 from ..exceptions import InputError
-from ..kernels.block import KeyedCrossProducts
-from ..kernels.crossprod import GroupCrossProducts
 from ..kernels.pieces import RowTotals
 from ..kernels.residual_blocks import COMPILED_MIN_GROUPS, warm_steps
 from .fused import group_runs
 from .grouped import chunk_crossproducts
-
-
-@dataclass(eq=False)
-class LooseRows:
-    """Rows at the ends of a chunk's runs of consecutive times (AR(1)), to be joined
-    with other chunks' runs in the group's block."""
-
-    labels: np.ndarray
-    t: np.ndarray
-    s: np.ndarray
-    head: np.ndarray
-    tail: np.ndarray
-    z: np.ndarray
-    xy: np.ndarray
-
-    def select(self, keep: np.ndarray) -> LooseRows:
-        return LooseRows(*(a[keep] for a in (self.labels, self.t, self.s, self.head,
-                                             self.tail, self.z, self.xy)))
-
-
-@dataclass(eq=False)
-class ComponentChunk:
-    """What the one pass keeps of a chunk: each component's keyed per-group sums, its
-    ``K_k``, the rows of each stratum, the row totals and, with AR(1), loose rows."""
-
-    levels: list
-    parts: dict
-    k: dict
-    rows: dict
-    totals: RowTotals
-    n_missing: int = 0
-    loose: LooseRows | None = None
-
-
-def _keyed(labels, n, zz, zr) -> KeyedCrossProducts:
-    q, r = zr.shape[1], zr.shape[2]
-    empty = np.zeros(0, dtype=np.int64)
-    return KeyedCrossProducts(labels, GroupCrossProducts(
-        np.asarray(n, dtype=float), zz, zr, empty, empty, np.zeros((0, q)), np.zeros((0, r)),
-        empty, empty, empty, np.zeros(0)))
+from .residual_columns import _plain, columns_ar1_chunk, strata_codes
+from .residual_parts import ComponentChunk, LooseRows, ar1_parts, component_keys
 
 
 def residual_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
@@ -90,19 +50,15 @@ def residual_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
 
 def _strata_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
     residual = spec.residual
-    codes, levels = pd.factorize(frame[residual.strata], sort=True)
+    codes, levels = strata_codes(frame[residual.strata])
     results = [chunk_crossproducts(frame[codes == k], spec) for k in range(len(levels))]
     return ComponentChunk(
-        [_plain(v) for v in levels],
+        levels,
         {("lag0", s, s): r.keyed for s, r in enumerate(results)},
         {("lag0", s, s): r.totals.xy_cross for s, r in enumerate(results)},
         {s: r.totals.n_rows for s, r in enumerate(results)},
         ordered_sum([r.totals for r in results]) if results else None,
         int((codes < 0).sum()))
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
 
 
 def _times(values: pd.Series, column: str) -> np.ndarray:
@@ -130,13 +86,15 @@ def _kept(frame: pd.DataFrame, column: str, kept: np.ndarray, every: bool) -> pd
 def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
     from ..kernels.residual_loops import time_order
 
+    fused = columns_ar1_chunk(frame, spec)  # a plain model: from its columns
+    if fused is not None:
+        return fused
     residual = spec.residual
     design = spec.design(frame)
     every = bool(design.kept.all())
     t = _times(_kept(frame, residual.ar1, design.kept, every), residual.ar1)
     if residual.strata is not None:
-        s, levels = pd.factorize(_kept(frame, residual.strata, design.kept, every), sort=True)
-        levels = [_plain(v) for v in levels]
+        s, levels = strata_codes(_kept(frame, residual.strata, design.kept, every))
     else:
         s, levels = np.zeros(t.shape[0], dtype=np.int64), [None]
     n_rows = t.shape[0]
@@ -154,7 +112,7 @@ def _ar1_chunk(frame: pd.DataFrame, spec) -> ComponentChunk:
         g, t, s, z, xy, sw = g[order], t[order], s[order], z[order], xy[order], sw[order]
         repeat = time_order(g, t)[1]
     if repeat >= 0:
-        raise InputError(f"residual_ar1: group {labels[g[repeat]]!r} has two rows at time "
+        raise InputError(f"residual_ar1: group {_plain(labels[g[repeat]])!r} has two rows at time "
                          f"{t[repeat]} in column {residual.ar1!r}")
     parts, k, rows, pair = _ar1_sums(g, t, s, z, xy, sw, spec.centering, labels, len(levels))
     head = np.concatenate([[True], ~pair])[:n_rows]
@@ -184,12 +142,7 @@ def _ar1_sums(g, t, s, z, xy, sw, centering, labels, n_levels: int) -> tuple:
     with the next."""
     from ..kernels.residual_loops import ar1_sums_loop, sizes
 
-    keys = [("lag0", a, a) for a in range(n_levels)]
-    lag1_of = np.zeros((n_levels, n_levels), dtype=np.int64)
-    for a in range(n_levels):
-        for b in range(a, n_levels):
-            lag1_of[a, b] = lag1_of[b, a] = len(keys)
-            keys.append(("lag1", a, b))
+    keys, lag1_of = component_keys(n_levels)
     q, r = z.shape[1], xy.shape[1]
     n_groups = labels.shape[0]
     gz = np.zeros((len(keys), n_groups, q, q))
@@ -203,17 +156,4 @@ def _ar1_sums(g, t, s, z, xy, sw, centering, labels, n_levels: int) -> tuple:
                   np.ascontiguousarray(xy, dtype=float), shifts, sw, lag1_of, gz, hz, n, kk,
                   pair, *sizes(q, r))
     kk = np.triu(kk) + np.swapaxes(np.triu(kk, 1), 1, 2)  # the loop sums the upper half
-    parts, k, rows = {}, {}, {}
-    for c, key in enumerate(keys):  # a handful of components
-        present = n[c] > 0
-        if not present.any():
-            continue
-        if present.all():  # every group of the chunk (views, no copies)
-            parts[key] = _keyed(labels, n[c], gz[c], hz[c])
-        else:
-            parts[key] = _keyed(labels[present], n[c][present], gz[c][present],
-                                hz[c][present])
-        k[key] = kk[c]
-        if key[0] == "lag0":
-            rows[key[1]] = float(n[c].sum())
-    return parts, k, rows, pair
+    return (*ar1_parts(keys, labels, gz, hz, n, kk), pair)

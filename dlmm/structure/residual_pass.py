@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..distributed.base import Backend, ordered_sum
 from ..exceptions import InputError
-from ..kernels.block import KeyedCrossProducts, combine_keyed
+from ..kernels.block import KeyedCrossProducts
 from ..kernels.crossprod import _sum_by_key
 from ..kernels.hessian import HessianPieces, NewtonPieces, directions
 from ..kernels.moments import MomentPieces
@@ -52,7 +52,8 @@ from .grouped import (
     split_by_hash,
     whole_group_blocks,
 )
-from .residual_chunk import ComponentChunk, LooseRows, _keyed, residual_chunk
+from .residual_chunk import residual_chunk
+from .residual_parts import ComponentChunk, LooseRows, _keyed
 from .threads import one_blas_thread
 
 #: A component of a chunk: ``(kind, s, t)`` with the chunk's own stratum codes.
@@ -186,35 +187,33 @@ def build_components(chunks: list[ComponentChunk], levels: list,
             parts[_index(structure, key, identity)].append(keyed)
         for key, value in k.items():
             k_extra[_index(structure, key, identity)] = value
-    by_comp = []
-    for stratum in parts:
-        if not stratum:
-            by_comp.append(None)
-            continue
-        keyed = combine_keyed(stratum, 1)
-        by_comp.append((keyed.labels, keyed.cp.zz, keyed.cp.zr, keyed.cp.n))
-    present = [p for p in by_comp[: structure.n_strata] if p is not None]
+    pieces = [[(p.labels, p.cp.zz, p.cp.zr, p.cp.n) for p in comp] for comp in parts]
+    present = [p[0] for comp in pieces[: structure.n_strata] for p in comp]
     if not present:
         block = ComponentBlock(np.zeros(0), np.zeros(0), np.zeros((n_comp, 0, 0, 0)),
                                np.zeros((n_comp, 0, 0, 0)))
         block.k_extra = k_extra
         return block
-    labels = np.unique(np.concatenate([p[0] for p in present]))
-    n = np.zeros(labels.shape[0])
-    for p in present:
-        n[np.searchsorted(labels, p[0])] += p[3]
+    labels = np.concatenate(present)
+    if not _increasing(labels):  # groups in several strata or chunks
+        labels = np.unique(labels)
+    block, counts = component_block(labels, pieces)
+    block.n = counts[: structure.n_strata].sum(axis=0)
     if loose:
-        lag1 = np.zeros(labels.shape[0])
-        for p in by_comp[2 * structure.n_strata:]:
-            if p is not None:
-                lag1[np.searchsorted(labels, p[0])] += p[3]
-        bad = np.flatnonzero(lag1 != n - 1)
+        lag1 = counts[2 * structure.n_strata:].sum(axis=0)
+        bad = np.flatnonzero(lag1 != block.n - 1)
         if bad.size:
             raise InputError(f"residual_ar1: the times of group {labels[bad[0]]!r} are not "
                              "consecutive integers, each once (AR(1) needs them)")
-    block = component_block(labels, n, [None if p is None else p[:3] for p in by_comp])
     block.k_extra = k_extra
     return block
+
+
+def _increasing(labels: np.ndarray) -> bool:
+    try:
+        return bool(np.all(labels[1:] > labels[:-1]))
+    except TypeError:  # labels that do not order
+        return False
 
 
 def _block_summary(block: ComponentBlock):
@@ -280,10 +279,20 @@ class ResidualStatistics(GroupedStatistics):
         """The pieces at :attr:`phi`, with ``p_res = ∂Σlog|C_i|/∂φ`` and
         ``t_res = ∂hmh/∂φ - ∂K/∂φ`` along φ (the components' coefficients ``c(φ)``
         moved along ``∂c/∂φ_a``; the ``log|R|`` part is :meth:`residual_logdet`'s)."""
-        (self.root if self.root is not None else self).evaluations += 1
+        root = self.root if self.root is not None else self
+        last = root._last_newton
+        if last is not None and last[0] == self._phi_key(chol_re, sd_vc):
+            n = self.structure.n_params  # the last step's, here (the optimum's, often)
+            value = last[1].value
+            return replace(value, p_res=value.p_res[:n], t_res=value.t_res[:n])
+        root.evaluations += 1
         c, jac = self.structure.coefficients(self.phi)
         return self._pieces(component_pieces, chol_re, sd_vc, c,
                             np.ascontiguousarray(jac.T))[0]
+
+    def _phi_key(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> bytes:
+        return self._key(chol_re, sd_vc) + b"|" + np.ascontiguousarray(
+            self.phi, dtype=float).tobytes()
 
     def _pieces(self, func, chol_re, sd_vc, c, dirs, *more) -> tuple:
         """``(value pieces, what func's sum is)``: ``func`` mapped over the blocks and
@@ -316,7 +325,10 @@ class ResidualStatistics(GroupedStatistics):
         e = directions(chol_re.shape[0], np.zeros(0, dtype=np.int64))
         value, raw = self._pieces(component_newton_pieces, chol_re, sd_vc, c, dirs, e, n)
         d1 = np.concatenate([np.einsum("jab,abrs->jrs", e, value.t_re), value.t_res[:n]])
-        return NewtonPieces(value, HessianPieces(value.hmh, raw.trace2, d1, raw.d2))
+        out = NewtonPieces(value, HessianPieces(value.hmh, raw.trace2, d1, raw.d2))
+        (self.root if self.root is not None else self)._last_newton = (
+            self._phi_key(chol_re, sd_vc), out)
+        return out
 
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:
         c = self.structure.coefficients(self.phi)[0]
@@ -324,6 +336,7 @@ class ResidualStatistics(GroupedStatistics):
 
     def drop_fixed_columns(self, keep_xy: np.ndarray) -> None:
         keep_xy = np.asarray(keep_xy, dtype=bool)
+        self._last_newton = None
         self.component_k = np.ascontiguousarray(self.component_k[:, keep_xy][:, :, keep_xy])
         self.base_totals = replace(self.base_totals,
                                    xy_cross=self.base_totals.xy_cross[np.ix_(keep_xy, keep_xy)])

@@ -114,3 +114,32 @@ def test_a_block_tells_its_size():
 
     block = _block(1500)
     assert sizeof(block) >= 1500 * 4 * 10 * 8 == block.g.nbytes + block.h.nbytes
+
+
+def test_component_block_adds_pieces_by_label():
+    """Pieces of runs of the block's groups (a chunk written group by group), of some
+    of its groups, and pieces sharing groups (pairs joined across chunks) add into the
+    block as a sum written out label by label."""
+    from dlmm.kernels.residual_blocks import component_block
+
+    rng = np.random.default_rng(3)
+    labels = np.array([f"g{j:03d}" for j in range(0, 60, 2)], dtype=object)
+    choices = [labels[:10], labels[10:30], labels[rng.random(30) < 0.5], labels[5:25:3]]
+    pieces = [[], [], []]
+    want_g, want_h, want_n = np.zeros((3, 30, 2, 2)), np.zeros((3, 30, 2, 3)), np.zeros((3, 30))
+    for k, picks in ((0, (0, 1)), (2, (2, 3, 0))):
+        for j in picks:
+            sub = choices[j]
+            zz, zr = rng.normal(size=(len(sub), 2, 2)), rng.normal(size=(len(sub), 2, 3))
+            n = rng.integers(1, 5, len(sub)).astype(float)
+            pieces[k].append((sub, zz, zr, n))
+            for i, label in enumerate(sub):
+                at = list(labels).index(label)
+                want_g[k, at] += zz[i]
+                want_h[k, at] += zr[i]
+                want_n[k, at] += n[i]
+    block, counts = component_block(labels, pieces)
+    np.testing.assert_allclose(block.g, want_g, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(block.h, want_h, rtol=1e-14, atol=1e-15)
+    np.testing.assert_array_equal(counts, want_n)
+    assert list(block.labels) == list(labels) and block.g.shape == (3, 30, 2, 2)

@@ -349,3 +349,19 @@ def test_strata_levels_are_not_learned_by_a_pass_of_their_own():
                        residual=residual).categorical_columns(frame) == []
     assert FormulaSpec("y ~ x + s", "g", re_formula="~x",
                        residual=residual).categorical_columns(frame) == ["s"]
+
+
+def test_the_optimum_value_is_the_last_steps_pieces():
+    """The fit's value at the optimum comes from the pieces of its last Newton step (no
+    sweep of its own): one engine evaluation per optimizer evaluation, and the dense
+    likelihood at the estimates."""
+    frame = _design()
+    result = dlmm.mixedlm("y ~ x", frame, groups="g", re_formula="~x", residual_by="s",
+                          residual_ar1="t", weights="w").fit()
+    assert result.converged
+    assert result.timings["engine_evaluations"] == result.timings["evaluations"]
+    chol = np.linalg.cholesky(np.asarray(result.cov_re) / result.scale)
+    theta = np.concatenate([chol[np.tril_indices(2)], np.log(result.residual.delta[1:]),
+                            [np.arctanh(result.residual.rho)]])
+    np.testing.assert_allclose(result.llf, _dense_llf(frame, theta, True, True, True, True),
+                               rtol=1e-10)
