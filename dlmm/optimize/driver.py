@@ -48,6 +48,7 @@ llf units must be at most ``tol_grad``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
-from .qnewton import quasi_newton
+from .qnewton import SINGLE_NOISE, quasi_newton
 
 #: Method names as users write them (any case; statsmodels' and scipy's spellings)
 #: to scipy's names, which decide the tolerances and whether a gradient is passed.
@@ -127,6 +128,7 @@ class _Objective:
         self.stage = "start"
         self.callback = callback
         self.value_fun = None  # x -> llf alone, where it is cheaper (the crossed engine)
+        self.coarse = False  # evaluations at reduced precision: never the best seen
         self.best_x: np.ndarray | None = None
         self.best_llf = -np.inf
         self._start = time.perf_counter()
@@ -181,7 +183,7 @@ class _Objective:
         self.log.entries.append(entry)
         if self.callback is not None:
             self.callback(entry)
-        if llf > self.best_llf:
+        if llf > self.best_llf and not self.coarse:
             self.best_llf, self.best_x = llf, x.copy()
         return llf, grad
 
@@ -314,6 +316,7 @@ def maximize(
     callback: Callable[[LogEntry], None] | None = None,
     hess_fun: ValueGradientHessian | None = None,
     value_fun: Callable[[np.ndarray], float] | None = None,
+    coarse: Callable[[], contextlib.AbstractContextManager] | None = None,
 ) -> OptimizeResult:
     """Maximize ``llf`` given ``fun(x) -> (llf, grad)``.
 
@@ -338,6 +341,13 @@ def maximize(
     value_fun : callable, optional
         ``value_fun(x) -> llf`` alone, for an engine where that costs much less than
         ``fun``: ``"qnewton"`` (:mod:`dlmm.optimize.qnewton`) needs it.
+    coarse : callable, optional
+        ``coarse()`` is a context within which ``fun`` and ``value_fun`` evaluate at
+        reduced precision for less (the crossed engine's Schur complement in float32):
+        ``"qnewton"`` runs within it (allowing for its error,
+        :data:`~dlmm.optimize.qnewton.SINGLE_NOISE`), and everything after it, the
+        polish, the convergence test and every number returned, without it (the
+        coarse evaluations never count as the best point seen).
     """
     log = OptimizationLog()
     obj = _Objective(fun, n_obs, log, callback, hess_fun)
@@ -373,8 +383,19 @@ def maximize(
                 if value_fun is None or x.size == 0:
                     continue
                 obj.stage = "qnewton"
-                res = quasi_newton(obj.llf_grad, obj.llf_only, x)
-                x = res.x if res.success or obj.best_x is None else obj.best_x
+                if coarse is None:
+                    res = quasi_newton(obj.llf_grad, obj.llf_only, x)
+                else:  # reduced precision: the polish (float64) takes the point on
+                    obj.stage, obj.coarse = "qnewton-single", True
+                    try:
+                        with coarse():
+                            res = quasi_newton(obj.llf_grad, obj.llf_only, x,
+                                               noise=SINGLE_NOISE)
+                    finally:
+                        obj.coarse = False
+                # (a coarse phase's last point, not a float64 one seen before it)
+                x = res.x if res.success or coarse is not None or obj.best_x is None \
+                    else obj.best_x
                 used, message = "qnewton", res.message
                 log.methods.append({"method": "qnewton", "success": res.success,
                                     "message": message, "nit": res.nit, "nfev": res.nfev})
