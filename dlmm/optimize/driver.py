@@ -63,6 +63,9 @@ from .qnewton import SINGLE_NOISE, quasi_newton
 SCIPY_NAMES = {"bfgs": "BFGS", "lbfgs": "L-BFGS-B", "l-bfgs-b": "L-BFGS-B", "cg": "CG",
                "nm": "Nelder-Mead", "nelder-mead": "Nelder-Mead", "powell": "Powell"}
 
+#: The stage of the log entries of a coarse phase (:func:`maximize`'s ``coarse``).
+COARSE_STAGE = "qnewton-single"
+
 ValueAndGradient = Callable[[np.ndarray], tuple[float, np.ndarray]]
 ValueGradientHessian = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 
@@ -90,6 +93,11 @@ class OptimizationLog:
     @property
     def evaluations(self) -> int:
         return len(self.entries)
+
+    @property
+    def coarse_evaluations(self) -> int:
+        """Evaluations of the coarse phase (reduced precision: ``maximize(coarse=...)``)."""
+        return sum(e.stage == COARSE_STAGE for e in self.entries)
 
     def to_frame(self):
         import pandas as pd
@@ -386,7 +394,7 @@ def maximize(
                 if coarse is None:
                     res = quasi_newton(obj.llf_grad, obj.llf_only, x)
                 else:  # reduced precision: the polish (float64) takes the point on
-                    obj.stage, obj.coarse = "qnewton-single", True
+                    obj.stage, obj.coarse = COARSE_STAGE, True
                     try:
                         with coarse():
                             res = quasi_newton(obj.llf_grad, obj.llf_only, x,
