@@ -28,6 +28,11 @@ L-BFGS-B took 7 gradients to come within 1e-6.
 Where the Hessian from values is not negative definite, or a step finds no rise, the
 method reports failure and the optimizer's next method (L-BFGS-B) takes over from the
 best point seen.
+
+With ``noise`` (the crossed engine's float32 evaluations, :data:`SINGLE_NOISE`) a step
+may lower the value by that much and still be taken, and steps that stop shrinking
+below :data:`NOISE_STEP` end the method as well: the float64 polish takes it from
+there (:mod:`dlmm.optimize.driver`).
 """
 
 from __future__ import annotations
