@@ -568,7 +568,7 @@ class MixedLM(StatsmodelsModel):
         values = restricted(lambda th: (objective.llf(th),), x0, mask) \
             if objective.has_values and cov_pen is None else None
         value_free = None if values is None else (lambda x: values(x)[0])
-        options["coarse"] = None if values is None else getattr(engine, "single_precision", None)
+        options["coarse"] = None if values is None else getattr(engine, "coarse_precision", None)
         with optimizer_threads(stats.engine_name):
             outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                                maxiter=maxiter, callback=callback, newton_steps=newton_steps,

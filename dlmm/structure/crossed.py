@@ -267,6 +267,15 @@ class CrossedStatistics(DriverSystemStatistics):
                 return out
         return crossed_pieces(self.system, theta, gradient=gradient)
 
+    @property
+    def coarse_precision(self):
+        """:meth:`single_precision` where it changes anything (a large dense Schur part:
+        :func:`~dlmm.kernels.crossed.single_supported`), else None: an optimizer's
+        ``coarse`` (:func:`dlmm.optimize.driver.maximize`)."""
+        if self.single_capable and single_supported(self.system):
+            return self.single_precision
+        return None
+
     @contextlib.contextmanager
     def single_precision(self) -> Iterator[None]:
         """Within the block, evaluations factor and invert a large dense Schur

@@ -89,3 +89,13 @@ def test_ends_at_the_float64_optimum(data, fitted):
     assert result.llf == pytest.approx(llf, rel=1e-12)
     assert list(result.fe_params.index) == ["Intercept", "C(k)[T.b]", "x1"]
     np.testing.assert_allclose(result.fe_params.to_numpy(), beta, rtol=1e-10)
+
+
+def test_small_dense_part_stays_float64(data):
+    """Below ``SINGLE_DENSE_MIN`` (110 items) no evaluation is float32, and the
+    quasi-Newton steps are not run as coarse ones (their noise allowance unused)."""
+    model = dlmm.mixedlm("y ~ x1 + C(k)", data, groups=None, re_formula="0", vc_formula=VC)
+    result = model.fit(reml=False)
+    assert result.converged
+    assert result.timings["coarse_evaluations"] == 0 and model._stats.single_evaluations == 0
+    assert result.mle_retvals["methods"][0]["method"] == "qnewton"
