@@ -281,12 +281,15 @@ class CrossedStatistics(DriverSystemStatistics):
         """Within the block, evaluations factor and invert a large dense Schur
         complement in float32 (:mod:`dlmm.kernels.crossed.single`: ``log|V|`` and its
         gradient to float32's accuracy, the rest to float64's): an optimizer's coarse
-        phase, never a reported number. Elsewhere (small or sparse Schur part) a no-op."""
+        phase, never a reported number. Elsewhere (small or sparse Schur part) a no-op.
+        The float32 path's index arrays (:func:`~dlmm.kernels.crossed.single.lower_pattern`,
+        ~75 MB on the 10^6 ratings) are let go at the end."""
         self._single = self.single_capable and single_supported(self.system)
         try:
             yield
         finally:
             self._single = False
+            getattr(self.system, "_cache", {}).pop("single_pattern", None)
 
     def value_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> CrossedPieces:
         """``log|V|`` and ``hmh`` alone (no derivatives: the factorization without the
