@@ -538,8 +538,7 @@ class MixedLM(StatsmodelsModel):
         if cov_pen is not None:
             check_covariance_penalty(cov_pen, self.k_re)
         self.reml = bool(reml)
-        methods = [method] if isinstance(method, str) else list(
-            method or default_methods(stats))
+        methods = [method] if isinstance(method, str) else list(method or default_methods(stats))
         if progress or disp:
             from .progress import printing_evaluations
 
@@ -563,16 +562,17 @@ class MixedLM(StatsmodelsModel):
         hess_free = restricted(objective.with_hessian, x0, mask) if objective.has_hessian \
             and cov_pen is None else GradientHessian(fun_free, **polish_differences(engine))
         before = engine.evaluations
-
-        tolerances = {} if gtol is None else {"tol_grad": float(gtol)}
-        # the value alone where the engine makes it cheaper (crossed "qnewton"), free entries
+        options = {} if gtol is None else {"tol_grad": float(gtol)}
+        # the value alone where the engine makes it cheaper (crossed "qnewton"), free entries,
+        # and its steps in float32 where the engine can (a large dense Schur part)
         values = restricted(lambda th: (objective.llf(th),), x0, mask) \
             if objective.has_values and cov_pen is None else None
         value_free = None if values is None else (lambda x: values(x)[0])
+        options["coarse"] = None if values is None else getattr(engine, "coarse_precision", None)
         with optimizer_threads(stats.engine_name):
             outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                                maxiter=maxiter, callback=callback, newton_steps=newton_steps,
-                               hess_fun=hess_free, value_fun=value_free, **tolerances)
+                               hess_fun=hess_free, value_fun=value_free, **options)
         theta = x0.copy()
         theta[free_idx] = outcome.x
         outcome.x = theta

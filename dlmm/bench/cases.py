@@ -165,6 +165,7 @@ def fit_child(spec: str) -> None:
         "evaluations": result.timings["evaluations"],
         # factorizations: the steps' plus the polish's gradient differences
         "factorizations": result.timings["engine_evaluations"],
+        "coarse_factorizations": result.timings["coarse_evaluations"],  # float32
         "data_pass_seconds": result.timings["data_pass"],
         "optimizer_seconds": result.timings["optimizer"],
         "vcomp": dict(zip(result.vc_names, map(float, result.vcomp))),

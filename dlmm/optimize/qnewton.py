@@ -28,6 +28,11 @@ L-BFGS-B took 7 gradients to come within 1e-6.
 Where the Hessian from values is not negative definite, or a step finds no rise, the
 method reports failure and the optimizer's next method (L-BFGS-B) takes over from the
 best point seen.
+
+With ``noise`` (the crossed engine's float32 evaluations, :data:`SINGLE_NOISE`) a step
+may lower the value by that much and still be taken, and steps that stop shrinking
+below :data:`NOISE_STEP` end the method as well: the float64 polish takes it from
+there (:mod:`dlmm.optimize.driver`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,17 @@ import numpy as np
 #: point to the polish: the polish's Hessian, taken there, is then within its reuse
 #: (1e-6) of the optimum.
 TOL_STEP = 5e-7
+
+#: Relative error of the llf the method allows for in the crossed engine's coarse
+#: phase (its Schur complement in float32, :mod:`dlmm.kernels.crossed.single`):
+#: measured on the 10^6 ratings, 1.5e-6 to 7.6e-6 in an llf of 1.46e6 (about 5e-12
+#: relative), the gradient within 6e-5 (its Hessian about 5e4): this allows 200
+#: times as much.
+SINGLE_NOISE = 1e-9
+
+#: Steps (relative to ``max(1, |x|)``) below which, with noisy values, a step that does
+#: not halve the one before means the values' precision is reached.
+NOISE_STEP = 1e-4
 
 
 @dataclass
@@ -83,7 +99,7 @@ def _positive_definite(b: np.ndarray) -> bool:
 def quasi_newton(llf_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
                  value: Callable[[np.ndarray], float], x0: np.ndarray,
                  max_iter: int = 30, rel_step: float = 1e-3,
-                 tol_step: float = TOL_STEP) -> QuasiNewtonResult:
+                 tol_step: float = TOL_STEP, noise: float = 0.0) -> QuasiNewtonResult:
     """Maximize ``llf`` from ``x0`` by the method of the module docstring.
 
     Parameters
@@ -100,6 +116,12 @@ def quasi_newton(llf_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
     tol_step : float
         Stop (successfully) when the next step is this small, relative to
         ``max(1, |x|)``.
+    noise : float
+        Relative error of the values and gradients (0: float64's rounding; the crossed
+        engine's coarse phase, :data:`SINGLE_NOISE`): a step is accepted if the value
+        falls by no more than ``noise max(1, |llf|)``, and once the steps no longer
+        shrink (at most :data:`NOISE_STEP`, not half the one before) the point is as
+        good as such values can tell, a success.
     """
     x = np.asarray(x0, dtype=float).copy()
     nfev = 1
@@ -111,17 +133,24 @@ def quasi_newton(llf_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
     if not _positive_definite(b):
         return QuasiNewtonResult(x, False, "the Hessian at the start is not negative "
                                  "definite", 0, nfev)
+    last = np.inf
     for it in range(max_iter):
         step = np.linalg.solve(b, grad)
-        if np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) <= tol_step:
+        size = float(np.max(np.abs(step) / np.maximum(1.0, np.abs(x))))
+        if size <= tol_step:
             return QuasiNewtonResult(x, True, "the Newton step is within tolerance", it, nfev)
+        if noise and size <= NOISE_STEP and size > 0.5 * last:
+            return QuasiNewtonResult(x, True, "the Newton steps no longer shrink at the "
+                                     "values' precision", it, nfev)
+        last = size
         t = 1.0
         for _ in range(20):
             cand = x + t * step
             cand_llf, cand_grad = llf_grad(cand)
             nfev += 1
+            slack = noise * max(1.0, abs(llf))
             if np.isfinite(cand_llf) and np.all(np.isfinite(cand_grad)) \
-                    and cand_llf >= llf + 1e-4 * t * float(grad @ step):
+                    and cand_llf >= llf + 1e-4 * t * float(grad @ step) - slack:
                 break
             t *= 0.5
         else:

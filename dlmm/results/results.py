@@ -122,7 +122,8 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
         Seconds in the data pass, the optimizer and the Hessian; ``evaluations``
         logged by the optimizer and ``engine_evaluations`` made by the engine (the
         same for the grouped engine; for the crossed engine also the gradients a
-        Hessian by differences took).
+        Hessian by differences took); ``coarse_evaluations``: those of the
+        optimizer's coarse phase (the crossed engine's Schur complement in float32).
     freepat : ndarray or None
         0/1 mask over ``params`` of the free parameters (``fit(free=...)``).
     singular : bool
@@ -293,7 +294,9 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
                      "hessian": hessian_seconds, "evaluations": outcome.log.evaluations,
                      # every evaluation the engine made (with the optimizer's, those of
                      # Hessians taken by differences of gradients)
-                     "engine_evaluations": int(engine.evaluations - evaluations_before)},
+                     "engine_evaluations": int(engine.evaluations - evaluations_before),
+                     # of them, asked at reduced precision (the crossed engine's float32)
+                     "coarse_evaluations": outcome.log.coarse_evaluations},
             backend=stats.backend_name, groups_shuffled=stats.shuffled,
             engine=stats.engine_name,
             weights=getattr(getattr(spec, "residual", None), "display_name", None),

@@ -20,8 +20,10 @@ pieces (:attr:`has_newton_pieces` is False).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,7 @@ from ..kernels.crossed import (
     moment_theta,
     row_entry_count,
     schur_pair_count,
+    single_supported,
     streams_pairs,
     uses_dense_g21,
 )
@@ -219,10 +222,15 @@ class CrossedStatistics(DriverSystemStatistics):
     seconds: float
     evaluations: int = 0
     shuffled: bool = False
+    single_evaluations: int = 0
     _last: list = field(default_factory=list, repr=False)
     _threads: DenseThreads | None = field(default=None, repr=False)
+    _single: bool = field(default=False, repr=False)
 
     engine_name = "crossed"
+    #: Whether :meth:`single_precision` may factor in float32 (not the tiled subclass,
+    #: whose dense part is on the workers).
+    single_capable = True
 
     def vc_effect_counts(self) -> np.ndarray:
         return np.asarray(self.layout.n_levels, dtype=np.int64)
@@ -233,23 +241,62 @@ class CrossedStatistics(DriverSystemStatistics):
             raise InputError("the crossed engine has no standard random effects")
         return np.asarray(sd_vc, dtype=float).ravel()
 
+    def _key(self, theta: np.ndarray) -> bytes:
+        """The cache key of ``theta``: single-precision pieces apart from float64 ones."""
+        return theta.tobytes() + (b"single" if self._single else b"")
+
     def pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> CrossedPieces:
         """``log|V|``, ``hmh`` and their derivatives along theta (one blocked
         factorization on the driver; the last few are kept)."""
         theta = self._theta(chol_re, sd_vc)
-        return self.recent_pieces(theta.tobytes(), lambda: residual_logdet(
+        return self.recent_pieces(self._key(theta), lambda: residual_logdet(
             self._evaluate(theta, True), self.totals.log_weights))
 
     def _evaluate(self, theta: np.ndarray, gradient: bool) -> CrossedPieces:
-        """One blocked factorization at ``theta`` (with the derivatives if ``gradient``)."""
+        """One blocked factorization at ``theta`` (with the derivatives if ``gradient``),
+        its Schur complement in float32 inside :meth:`single_precision` (in float64
+        where float32 fails: not positive definite, or its refinement does not
+        converge)."""
+        if self._single:
+            try:
+                out = crossed_pieces(self.system, theta, gradient=gradient, single=True)
+            except np.linalg.LinAlgError:
+                pass
+            else:
+                self.single_evaluations += 1
+                return out
         return crossed_pieces(self.system, theta, gradient=gradient)
+
+    @property
+    def coarse_precision(self):
+        """:meth:`single_precision` where it changes anything (a large dense Schur part:
+        :func:`~dlmm.kernels.crossed.single_supported`), else None: an optimizer's
+        ``coarse`` (:func:`dlmm.optimize.driver.maximize`)."""
+        if self.single_capable and single_supported(self.system):
+            return self.single_precision
+        return None
+
+    @contextlib.contextmanager
+    def single_precision(self) -> Iterator[None]:
+        """Within the block, evaluations factor and invert a large dense Schur
+        complement in float32 (:mod:`dlmm.kernels.crossed.single`: ``log|V|`` and its
+        gradient to float32's accuracy, the rest to float64's): an optimizer's coarse
+        phase, never a reported number. Elsewhere (small or sparse Schur part) a no-op.
+        The float32 path's index arrays (:func:`~dlmm.kernels.crossed.single.lower_pattern`,
+        ~75 MB on the 10^6 ratings) are let go at the end."""
+        self._single = self.single_capable and single_supported(self.system)
+        try:
+            yield
+        finally:
+            self._single = False
+            getattr(self.system, "_cache", {}).pop("single_pattern", None)
 
     def value_pieces(self, chol_re: np.ndarray, sd_vc: np.ndarray) -> CrossedPieces:
         """``log|V|`` and ``hmh`` alone (no derivatives: the factorization without the
         Schur part's inverse, about a third of :meth:`pieces` on a large dense part);
         the pieces with derivatives where the point was evaluated with them."""
         theta = self._theta(chol_re, sd_vc)
-        key = theta.tobytes()
+        key = self._key(theta)
         for seen, out in self._last:
             if seen == key:
                 return out

@@ -268,6 +268,7 @@ class TiledCrossedStatistics(CrossedStatistics):
     :class:`~dlmm.kernels.crossed.tiles.TiledSystem`."""
 
     schur: TiledSchur | None = field(default=None, repr=False)
+    single_capable = False  # its dense part is factored by tiles on the workers
 
     @property
     def threads(self) -> DenseThreads:

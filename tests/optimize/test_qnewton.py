@@ -65,3 +65,33 @@ def test_a_start_where_the_function_is_not_concave_is_refused():
 
     out = quasi_newton(llf_grad, lambda x: float(x @ x), np.array([0.5, 0.5]))
     assert not out.success and "not negative definite" in out.message
+
+
+def _noisy(rel: float, seed: int = 3):
+    """Value and gradient with float32-like errors: the value off by up to ``rel``
+    relative (plus 1e3, so that ``max(1, |llf|)`` is the llf), the gradient by 1e-9."""
+    rng = np.random.default_rng(seed)
+    shift = 1e3
+
+    def value(x):
+        f = _f(x) - shift
+        return f + rel * abs(f) * rng.uniform(-1, 1)
+
+    def llf_grad(x):
+        return value(x), _grad(x) + 1e-9 * rng.uniform(-1, 1, size=2)
+
+    return llf_grad, value
+
+
+def test_noisy_values_are_allowed_for_with_noise():
+    """Values off by 1e-12 relative (a thousand times float64's rounding): without
+    ``noise`` the Armijo test near the maximum compares rounding and fails; with it the
+    method ends at the maximum to the gradient's precision."""
+    llf_grad, value = _noisy(1e-12)
+    plain = quasi_newton(llf_grad, value, np.array([0.3, -0.2]), tol_step=1e-13)
+    assert not plain.success
+    llf_grad, value = _noisy(1e-12)
+    res = quasi_newton(llf_grad, value, np.array([0.3, -0.2]), tol_step=1e-13,
+                       noise=1e-11)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x, _maximum(), rtol=0, atol=1e-8)

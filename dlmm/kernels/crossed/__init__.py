@@ -17,6 +17,8 @@ under a fill-reducing order, sparse (:mod:`.sparse`, chosen once per system).
 ``modes``     conditional modes ``b_hat`` and their conditional covariance blocks.
 ``gradient``  ``d log|C| / d theta`` and ``d c'c / d theta``.
 ``evaluate``  the driver's one call: theta -> :class:`CrossedPieces`.
+``single``    the dense Schur complement factored and inverted in float32, solves
+              refined to float64 (an optimizer's coarse steps).
 ``tiles``     the dense part by tiles (intercepts; :mod:`dlmm.structure.crossed_tiled`):
               the system without it, its tiles from ``G21``'s row blocks, the
               gradient's trace terms and the variances' sums per tile.
@@ -54,6 +56,7 @@ from .factor import CrossedFactor, explicit_l21, factorize
 from .gradient import CrossedGradient, gradient_pieces
 from .inverse import SelectedInverse, selected_inverse
 from .modes import conditional_modes, conditional_variances
+from .single import SingleRefinementError, SingleSchurFactor, single_supported
 from .sums import CrossedSums, PairSums, combine_sums, crossed_sums
 from .system import CrossedCost, CrossedSystem, build_system, select_columns
 from .theta import (
@@ -76,6 +79,8 @@ __all__ = [
     "CrossedSystem",
     "PairSums",
     "SelectedInverse",
+    "SingleRefinementError",
+    "SingleSchurFactor",
     "build_system",
     "combine_sums",
     "conditional_modes",
@@ -93,6 +98,7 @@ __all__ = [
     "schur_pair_count",
     "select_columns",
     "selected_inverse",
+    "single_supported",
     "streamed_work",
     "streams_pairs",
     "uses_dense_g21",

@@ -45,10 +45,11 @@ class CrossedPieces:
 
 
 def crossed_pieces(
-    system: CrossedSystem, theta: np.ndarray, gradient: bool = False
+    system: CrossedSystem, theta: np.ndarray, gradient: bool = False, single: bool = False
 ) -> CrossedPieces:
-    """``log|C|`` and ``c'c`` at ``theta`` (and their derivatives if ``gradient``)."""
-    fac = factorize(system, theta)
+    """``log|C|`` and ``c'c`` at ``theta`` (and their derivatives if ``gradient``);
+    ``single``: the dense Schur complement in float32 (:mod:`.single`)."""
+    fac = factorize(system, theta, single)
     if not gradient:
         return CrossedPieces(fac.logdet, fac.ctc)
     grad = gradient_pieces(system, fac, consume=True)  # fac is this evaluation's own

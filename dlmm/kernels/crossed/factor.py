@@ -38,6 +38,7 @@ from ._blocks import (
     block_apply,
     sym_block_product,
 )
+from .single import SingleSchurFactor, lower_pattern
 from .sparse import SparseSchurFactor, factorize_sparse
 from .system import CrossedSystem
 from .theta import unpack_theta
@@ -72,6 +73,10 @@ class CrossedFactor:
         ``B vec(M1)`` at the targets of the stored Schur operator ``B`` (intercepts
         only), before the scaling by ``Lambda_2``: the gradient reuses it (``M1 =
         theta_1 K1``), one sparse product fewer; None on the other paths.
+    b2 : ndarray (Q2, r) or None
+        ``A^{-1} u2 = L22^{-T} c2``, refined to float64, where the Schur factor is in
+        single precision (:class:`~.single.SingleSchurFactor`; ``c2`` is then None: its
+        ``c2'c2 = u2'b2``); None on the float64 paths.
     """
 
     theta: np.ndarray
@@ -85,6 +90,7 @@ class CrossedFactor:
     logdet: float
     ctc: np.ndarray
     schur_m1: np.ndarray | None = None
+    b2: np.ndarray | None = None
 
 
 def rest_factors(system: CrossedSystem, factors: list) -> list:
@@ -105,10 +111,12 @@ def lambda2(system: CrossedSystem, factors: list, dense: np.ndarray, transpose: 
     )
 
 
-def tri_solve(l22: np.ndarray | SparseSchurFactor, b: np.ndarray, trans: bool) -> np.ndarray:
+def tri_solve(l22: np.ndarray | SparseSchurFactor | SingleSchurFactor, b: np.ndarray,
+              trans: bool) -> np.ndarray:
     """``L22^{-1} b`` or (``trans``) ``L22^{-T} b``: LAPACK ``dtrtrs`` on a dense factor,
-    the compiled sparse solves on a :class:`~.sparse.SparseSchurFactor`."""
-    if isinstance(l22, SparseSchurFactor):
+    the compiled sparse solves on a :class:`~.sparse.SparseSchurFactor` (``strtrs``
+    on a :class:`~.single.SingleSchurFactor`: float32's accuracy)."""
+    if isinstance(l22, (SparseSchurFactor, SingleSchurFactor)):
         return l22.solve(b, trans)
     if l22.shape[0] == 0:
         return np.array(b, dtype=float)
@@ -241,6 +249,29 @@ def sparse_schur_values(system: CrossedSystem, factors: list, m1: np.ndarray) ->
     return ax
 
 
+def single_schur_values(system: CrossedSystem, factors: list, m1: np.ndarray,
+                        keep: dict) -> np.ndarray:
+    """The entries of :func:`schur_complement` on its lower nonzeros
+    (:func:`.single.lower_pattern` order; stored pairs, intercepts only), without the
+    ``Q2 x Q2`` float64 array: for :class:`~.single.SingleSchurFactor`."""
+    flat, at_target, at_g22, at_diagonal, _, _ = lower_pattern(system)
+    rest = rest_factors(system, factors)
+    scale = dense_theta(system, factors)
+    rows, cols, values, _ = system.g22_entries()
+    lower, _ = system.g22_lower()
+    core = system.schur @ m1.reshape(-1)
+    keep["schur_m1"] = core.copy()  # B vec(M1) for the gradient, before it is scaled
+    if len(rest) == 1:
+        core *= -rest[0][0, 0] ** 2
+    else:
+        core *= -system.target_scale(scale)
+    data = np.zeros(flat.size)
+    data[at_target] = core
+    data[at_g22] += values[lower] * scale[rows[lower]] * scale[cols[lower]]
+    data[at_diagonal] += 1.0
+    return data
+
+
 def _block_groups(system: CrossedSystem) -> list:
     """Per pair of factors of the dense part, the pattern's block pairs between them as
     positions in ``A``'s sparse storage (``(m, t_a, t_b)``, entry ``(i, j)`` read from
@@ -289,7 +320,7 @@ def sparse_schur_values_blocks(system: CrossedSystem, factors: list,
     return ax
 
 
-def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
+def factorize(system: CrossedSystem, theta: np.ndarray, single: bool = False) -> CrossedFactor:
     """Blocked Cholesky factor of ``C``, ``log|C|`` and ``c'c`` at ``theta``.
 
     Parameters
@@ -298,6 +329,10 @@ def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
     theta : ndarray
         Packed lower triangles of the ``T_k`` in the caller's factor order
         (:func:`~.theta.unpack_theta`).
+    single : bool
+        Factor a dense Schur complement in float32 (:mod:`.single`: ``log|C|`` to
+        float32's accuracy, ``c'c`` refined to float64's; ``c2`` is None and ``b2``
+        given); a sparse one is factored in float64 either way.
 
     Returns
     -------
@@ -333,6 +368,9 @@ def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
                 ax = sparse_schur_values_blocks(system, factors, m1)
             l22 = factorize_sparse(system.sparse, ax)
             logdet += 2.0 * l22.log_diagonal_sum()
+        elif single:
+            l22 = SingleSchurFactor(system, single_schur_values(system, factors, m1, keep))
+            logdet += 2.0 * l22.log_diagonal_sum()
         else:
             x = schur_complement(system, factors, m1, keep)
             l22, info = lapack.dpotrf(x, lower=1, clean=0, overwrite_a=1)
@@ -343,14 +381,19 @@ def factorize(system: CrossedSystem, theta: np.ndarray) -> CrossedFactor:
         m1h1 = block_apply(m1, system.h1).reshape(-1, r)
         u2 = system.h2 - system.g21 @ m1h1
         lambda2(system, factors, u2, transpose=True)
-        c2 = tri_solve(l22, u2, trans=False)
-        ctc = ctc + c2.T @ c2
+        if isinstance(l22, SingleSchurFactor):  # c2'c2 = u2' A^{-1} u2, refined
+            keep["b2"] = l22.solve_refined(u2)
+            c2 = None
+            ctc = ctc + u2.T @ keep["b2"]
+        else:
+            c2 = tri_solve(l22, u2, trans=False)
+            ctc = ctc + c2.T @ c2
     else:
         l22 = np.zeros((0, 0), order="F")
         c2 = np.zeros((0, r))
     ctc = 0.5 * (ctc + ctc.T)
     return CrossedFactor(theta, factors, l11, k1, m1, l22, c1, c2, logdet, ctc,
-                         keep.get("schur_m1"))
+                         keep.get("schur_m1"), keep.get("b2"))
 
 
 def explicit_l21(system: CrossedSystem, factor: CrossedFactor) -> sp.csr_matrix:

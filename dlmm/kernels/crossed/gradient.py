@@ -243,7 +243,8 @@ def gradient_pieces(
     less at the peak; ``factor.l22`` is None after).
     """
     r = system.n_columns
-    sol = back_solve(system, factor, factor.c2, system.h1)  # the last use of the factor
+    # the last use of the factor (c2 None: its refined b2, single precision)
+    sol = back_solve(system, factor, factor.c2, system.h1)
     r1 = system.h1 - block_apply(system.d, sol.bt1) - sol.g1
     l1, t1 = factor.l11.shape[:2]
     r2 = system.h2 - system.g21 @ sol.bt1.reshape(l1 * t1, r) - system.g22_sparse() @ sol.bt2

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from ._blocks import batched_inverse
 from .factor import CrossedFactor, dense_theta
+from .single import SingleSchurFactor
 from .sparse import PatternInverse, SparseSchurFactor
 from .system import CrossedSystem
 
@@ -96,10 +97,11 @@ def schur_inverse_lower(l22, overwrite: bool = False) -> np.ndarray | PatternInv
     """``A^{-1} = (L22 L22')^{-1}`` from the Cholesky factor (LAPACK ``dpotri``), by its
     lower triangle (Fortran order; the upper triangle is not defined). From a
     :class:`~.sparse.SparseSchurFactor`: only the entries on the pattern of its factor
-    (all any caller reads), the rest zero. ``overwrite``: in the dense factor's own
-    memory (one ``Q2 x Q2`` array less; the factor is gone)."""
-    if isinstance(l22, SparseSchurFactor):
-        return l22.inverse_lower()
+    (all any caller reads), the rest zero; from a :class:`~.single.SingleSchurFactor`,
+    ``spotri``'s float32 in the factor's own memory. ``overwrite``: in the dense
+    factor's own memory (one ``Q2 x Q2`` array less; the factor is gone)."""
+    if isinstance(l22, (SparseSchurFactor, SingleSchurFactor)):
+        return l22.inverse_lower()  # float32 from a single-precision factor
     if l22.shape[0] == 0:
         return np.zeros((0, 0), order="F")
     inv, info = lapack.dpotri(l22, lower=1, overwrite_c=int(bool(overwrite)))

@@ -2,12 +2,15 @@
 
 Row entries sorted by ``(level, row)`` (:mod:`.system`) form one run per level of
 the first factor; the Schur update has a term for every pair ``(a, b)``, ``b <= a``,
-within a run. Index arithmetic only: how many pairs each entry has, and the pairs
-themselves in CSR order.
+within a run. Index arithmetic: how many pairs each entry has, and the pairs
+themselves in CSR order; with one term on the first factor, the Schur operator's
+targets and values by compiled loops over the runs (:func:`scalar_pairs`: the
+10^6 ratings' 15.8 million pairs in about a tenth of the time of the index arrays).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
@@ -31,3 +34,51 @@ def pairs_in_runs(level: np.ndarray, n_first: int) -> tuple[np.ndarray, np.ndarr
     first = np.cumsum(reps) - reps  # position of each a's first pair
     b_idx = np.repeat(np.arange(level.size) - (reps - 1) - first, reps) + np.arange(n_pairs)
     return b_idx, reps
+
+
+@numba.njit(cache=True, nogil=True)
+def _mark_targets(starts, row, q2, seen):  # pragma: no cover - compiled
+    for lev in range(starts.size - 1):
+        s, e = starts[lev], starts[lev + 1]
+        for a in range(s, e):
+            ra = row[a]
+            for b in range(s, a + 1):
+                seen[row[b] * q2 + ra] = True
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_pairs(starts, row, w, q2, slot, pair_target, values):  # pragma: no cover
+    p = 0
+    for lev in range(starts.size - 1):
+        s, e = starts[lev], starts[lev + 1]
+        for a in range(s, e):
+            ra = row[a]
+            wa = w[a]
+            for b in range(s, a + 1):
+                pair_target[p] = slot[row[b] * q2 + ra]
+                values[p] = wa * w[b]
+                p += 1
+
+
+def scalar_pairs(level: np.ndarray, row: np.ndarray, w: np.ndarray, n_first: int,
+                 q2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The Schur operator's pairs with one term on the first factor (``t_1 = 1``), in
+    :func:`pairs_in_runs` order, by two compiled passes over the runs (no index arrays
+    the size of the pairs but the outputs): the distinct targets ``row[b] q2 + row[a]``
+    (ascending), each pair's target (its position among them), the pairs' values
+    ``w[a] w[b]`` and the pairs per level."""
+    counts = np.bincount(level, minlength=n_first).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    row = np.ascontiguousarray(row, dtype=np.int64)
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    n_pairs = int((counts * (counts + 1) // 2).sum())
+    seen = np.zeros(q2 * q2, dtype=bool)  # mark the targets on the dense grid: no sort
+    _mark_targets(starts, row, q2, seen)
+    targets = np.flatnonzero(seen)
+    del seen
+    slot = np.zeros(q2 * q2, dtype=np.int32 if targets.size < 2**31 else np.int64)
+    slot[targets] = np.arange(targets.size, dtype=slot.dtype)
+    pair_target = np.empty(n_pairs, dtype=np.intp)
+    values = np.empty(n_pairs)
+    _fill_pairs(starts, row, w, q2, slot, pair_target, values)
+    return targets, pair_target, values, counts * (counts + 1) // 2

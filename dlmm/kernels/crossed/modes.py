@@ -48,11 +48,13 @@ def back_solve(
     """Solve ``C B = Lambda' H`` given ``c2`` (the dense part of ``L^{-1} Lambda'H``) and ``H1``.
 
     ``B2 = L22^{-T} c2``; ``B1 = K1 (H1 - G21' Lambda_2 B2)`` with ``K1_l = C11_l^{-1} T_1'``.
+    ``c2`` None: the factor's own right-hand side, whose ``B2`` a single-precision
+    factor holds refined (``factor.b2``).
     """
     t_1 = factor.factors[system.first]
     l1, t1 = factor.l11.shape[:2]
     s = h1.shape[2]
-    b2 = tri_solve(factor.l22, c2, trans=True)
+    b2 = factor.b2 if c2 is None else tri_solve(factor.l22, c2, trans=True)
     bt2 = np.array(b2)
     lambda2(system, factor.factors, bt2, transpose=False)
     g1 = np.asarray(system.g21_t @ bt2).reshape(l1, t1, s)
