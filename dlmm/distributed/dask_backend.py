@@ -215,6 +215,17 @@ class DaskBackend(Backend):
             self._await(futures, progress)
         return futures
 
+    def map_chunks_then(self, func: Callable[[pd.DataFrame], Any], then: Callable,
+                        progress: Callable[[int, int], None] | None = None
+                        ) -> tuple[list[Any], list[Any]]:
+        chunks = self.map_chunks(func)  # submitted, not waited for
+        # Ahead of the chunks still queued (a priority above theirs), each where its
+        # chunk is: done as the chunks are, so that the results wait for no round trip.
+        after = self.client.map(then, chunks, pure=False, priority=1)
+        if progress is not None:
+            self._await(chunks, progress)
+        return chunks, after
+
     def _map_pieces(self, func: Callable, pieces, token: str) -> list[Any]:
         """One task per piece of local Parquet input that reads it and applies ``func``
         (no task of Dask's reader, no copy of the rows between tasks). Piece ``j`` of

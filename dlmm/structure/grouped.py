@@ -261,8 +261,9 @@ def one_pass(spec, backend: Backend, progress=None) -> GroupedStatistics:
     ``progress(done, total)`` is called as chunks of rows are done.
     """
     start = time.perf_counter()
-    chunks = backend.map_chunks(lambda frame: pass_chunk(frame, spec), progress)
-    return statistics_from_chunks(spec, backend, chunks, start)
+    chunks, summaries = backend.map_chunks_then(lambda frame: pass_chunk(frame, spec),
+                                                _chunk_summary, progress)
+    return statistics_from_chunks(spec, backend, chunks, start, summaries)
 
 
 #: Groups in a chunk from which its worker loads the steps' compiled loops while it
@@ -300,12 +301,15 @@ def whole_group_blocks(backend: Backend, chunks: list[Any], spans: list[tuple], 
     return backend.regroup(chunks, n_blocks, split, build), True
 
 
-def statistics_from_chunks(spec, backend: Backend, chunks: list[Any],
-                           start: float) -> GroupedStatistics:
+def statistics_from_chunks(spec, backend: Backend, chunks: list[Any], start: float,
+                           summaries: list[Any] | None = None) -> GroupedStatistics:
     """Blocks of whole groups from handles of :class:`ChunkResult` (in a fixed order:
     the chunks of the one pass, or one per input file for the statistics cache), and
-    the row totals; ``start`` is when the pass began (``time.perf_counter``)."""
-    summary = backend.gather(backend.map(_chunk_summary, chunks))  # one round trip
+    the row totals; ``start`` is when the pass began (``time.perf_counter``);
+    ``summaries``: handles of each chunk's :func:`_chunk_summary`, if already asked."""
+    if summaries is None:
+        summaries = backend.map(_chunk_summary, chunks)
+    summary = backend.gather(summaries)  # one round trip
     totals = ordered_sum([t for t, _ in summary])
     slot_component = spec.slot_component
 
