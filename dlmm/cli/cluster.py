@@ -190,17 +190,17 @@ def connect(opts: Mapping[str, Any]):
     memory = opts["memory_limit"] if opts["memory_limit"] is not None else "auto"
     _workers_skip_the_command_script()
     start_method = _start_method(memory, opts["workers"], opts["threads_per_worker"])
-    with dask_worker_logging(), _sigterm_deferred():
-        client = embedded_client(n_workers=opts["workers"],
-                                 threads_per_worker=opts["threads_per_worker"],
-                                 memory_limit=memory, start_method=start_method)
-        if start_method == "fork":
-            from .head_start import LoadThePass
+    from . import head_start
 
-            try:
-                client.register_plugin(LoadThePass(), name=LoadThePass.name)
-            except Exception as exc:  # noqa: BLE001 - a head start only
-                logger.debug("the workers' head start failed: %s", exc)
+    with dask_worker_logging(), _sigterm_deferred():
+        # Forked workers load the one pass as they start (head_start, from their preload).
+        head_start.arm(start_method == "fork")
+        try:
+            client = embedded_client(n_workers=opts["workers"],
+                                     threads_per_worker=opts["threads_per_worker"],
+                                     memory_limit=memory, start_method=start_method)
+        finally:
+            head_start.arm(False)
     return client, cluster_info(client, "embedded", opts["scheduler_timeout"] or 30.0)
 
 

@@ -76,6 +76,18 @@ class Backend(ABC):
         ``progress(done, total)`` is called as chunks finish (then the call
         returns once all are done)."""
 
+    def map_chunks_then(self, func: Callable[[pd.DataFrame], Any], then: Callable,
+                        progress: Callable[[int, int], None] | None = None,
+                        merge: Callable[[list[Any]], Any] | None = None
+                        ) -> tuple[list[Any], list[Any]]:
+        """:meth:`map_chunks`, and ``then(h)`` for each of its handles: both lists of
+        handles. On a cluster each ``then`` runs as soon as its chunk is done, beside
+        the chunks still read (not after the last one: a round trip less at the end).
+        ``merge`` makes one result of the results of consecutive chunks: a backend may
+        then apply ``func`` to several chunks in one task, with one handle for them."""
+        chunks = self.map_chunks(func, progress)
+        return chunks, self.map(then, chunks)
+
     @abstractmethod
     def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
         """``func(h, *args)`` for every handle; new handles, kept where computed."""

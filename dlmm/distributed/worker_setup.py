@@ -1,5 +1,10 @@
 """Preloaded by the embedded cluster's worker processes (``dask_setup``, ``dask_teardown``).
 
+A worker the command forked begins with the driver's modules: when the driver armed its
+head start (``dlmm.cli.head_start.ARMED``), the worker starts loading the one pass as it
+starts, before it joins the scheduler. The module is looked up among those the process
+began with, not imported: a spawned worker imports nothing here.
+
 A Ctrl-C in a terminal reaches every process of the foreground group. The workers
 ignore it: the driver receives it too and closes the cluster, so that workers
 interrupted mid-task do not print tracebacks of their own.
@@ -20,9 +25,12 @@ import sys
 import threading
 
 
-def dask_setup(worker) -> None:  # noqa: ARG001 - Dask's preload hook
+def dask_setup(worker) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    head = sys.modules.get("dlmm.cli.head_start")
+    if head is not None and getattr(head, "ARMED", False):
+        head.LoadThePass().setup(worker)
 
 
 def _exit_now() -> None:

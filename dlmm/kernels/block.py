@@ -47,7 +47,7 @@ class KeyedCrossProducts:
         )
 
 
-def _in_order(parts: list[KeyedCrossProducts]) -> bool:
+def labels_in_order(parts: list[KeyedCrossProducts]) -> bool:
     """Whether the labels, part after part, are strictly increasing (the chunks of data
     written group by group, in order): then no label is in two parts."""
     try:
@@ -86,7 +86,7 @@ def combine_keyed(parts: list[KeyedCrossProducts], n_slots: int) -> KeyedCrossPr
         labels = parts[0].labels
         if labels.shape[0] < 2 or bool(np.all(labels[1:] > labels[:-1])):
             return parts[0]
-    elif _in_order(parts):
+    elif labels_in_order(parts):
         return _concatenate(parts)
     labels = np.concatenate([p.labels for p in parts])
     uniq, inverse = np.unique(labels, return_inverse=True)
@@ -169,7 +169,7 @@ def build_block(
     parts_in_use = [p for p in parts if p.labels.shape[0]]
     if slot_component.size == 0 and len(parts_in_use) > 1 and all(
             p.labels.shape[0] >= BATCH_MIN_GROUPS for p in parts_in_use) and \
-            _in_order(parts_in_use):
+            labels_in_order(parts_in_use):
         return _side_by_side(parts_in_use, slot_component)
     keyed = combine_keyed(parts, max(slot_component.shape[0], 1))
     batches = stack_groups(keyed.cp, keyed.labels.shape[0], slot_component)

@@ -25,7 +25,9 @@ from ..kernels.block import (
     block_effects,
     block_pieces,
     build_block,
+    combine_keyed,
     component_effect_counts,
+    labels_in_order,
     select_xy_columns,
 )
 from ..kernels.crossprod import group_crossproducts, row_crossproduct
@@ -45,6 +47,22 @@ class ChunkResult:
 
     keyed: KeyedCrossProducts
     totals: RowTotals
+
+
+@dataclass(eq=False)
+class ChunkRun(ChunkResult):
+    """Consecutive chunks read in one task (:func:`merge_chunks`): the first one's keyed
+    cross-products, then the others' (``rest``), labels increasing throughout; the
+    row totals of all."""
+
+    rest: tuple[KeyedCrossProducts, ...] = ()
+
+
+def _parts(result: ChunkResult | KeyedCrossProducts) -> list[KeyedCrossProducts]:
+    """The keyed cross-products a chunk's result holds, in order."""
+    if isinstance(result, ChunkRun):
+        return [result.keyed, *result.rest]
+    return [result.keyed if isinstance(result, ChunkResult) else result]
 
 
 def chunk_crossproducts(frame: pd.DataFrame, spec) -> ChunkResult:
@@ -83,10 +101,10 @@ def design_crossproducts(frame: pd.DataFrame, spec) -> ChunkResult:
 
 def _chunk_summary(result: ChunkResult):
     """The chunk's row totals and (groups in it, first label, last label)."""
-    labels = result.keyed.labels
-    if labels.shape[0] == 0:
+    parts = [p.labels for p in _parts(result) if p.labels.shape[0]]
+    if not parts:
         return result.totals, (0, None, None)
-    return result.totals, (labels.shape[0], labels[0], labels[-1])
+    return result.totals, (sum(p.shape[0] for p in parts), parts[0][0], parts[-1][-1])
 
 
 GROUPS_PER_BLOCK = 250_000
@@ -125,7 +143,10 @@ def split_by_hash(result: ChunkResult | KeyedCrossProducts,
                   n_out: int) -> list[KeyedCrossProducts]:
     """Cut keyed cross-products into ``n_out`` parts by a stable hash of the group
     label (:func:`label_parts`)."""
-    keyed = result.keyed if isinstance(result, ChunkResult) else result
+    parts = _parts(result)
+    # (a run's parts are in label order: one by concatenation)
+    keyed = parts[0] if len(parts) == 1 else combine_keyed(parts, 1) if any(
+        p.labels.shape[0] for p in parts) else parts[0]
     return [keyed.select(keep) for keep in label_parts(keyed.labels, n_out)]
 
 
@@ -261,8 +282,26 @@ def one_pass(spec, backend: Backend, progress=None) -> GroupedStatistics:
     ``progress(done, total)`` is called as chunks of rows are done.
     """
     start = time.perf_counter()
-    chunks = backend.map_chunks(lambda frame: pass_chunk(frame, spec), progress)
-    return statistics_from_chunks(spec, backend, chunks, start)
+    n_slots = max(spec.slot_component.shape[0], 1)
+    chunks, summaries = backend.map_chunks_then(
+        lambda frame: pass_chunk(frame, spec), _chunk_summary, progress,
+        lambda results: merge_chunks(results, n_slots))
+    return statistics_from_chunks(spec, backend, chunks, start, summaries)
+
+
+def merge_chunks(results: list[ChunkResult], n_slots: int) -> ChunkResult:
+    """Consecutive chunks' results as one chunk's (a :class:`ChunkRun`): their row
+    totals, in order, and their groups' cross-products as they are where the labels
+    increase from one to the next (data written group by group: nothing copied), else
+    added by label (:func:`~dlmm.kernels.block.combine_keyed`)."""
+    totals = ordered_sum([r.totals for r in results])
+    parts = [r.keyed for r in results]
+    used = [p for p in parts if p.labels.shape[0]]
+    if len(used) <= 1:
+        return ChunkResult(used[0] if used else parts[0], totals)
+    if labels_in_order(used):
+        return ChunkRun(used[0], totals, tuple(used[1:]))
+    return ChunkResult(combine_keyed(used, n_slots), totals)
 
 
 #: Groups in a chunk from which its worker loads the steps' compiled loops while it
@@ -300,17 +339,20 @@ def whole_group_blocks(backend: Backend, chunks: list[Any], spans: list[tuple], 
     return backend.regroup(chunks, n_blocks, split, build), True
 
 
-def statistics_from_chunks(spec, backend: Backend, chunks: list[Any],
-                           start: float) -> GroupedStatistics:
+def statistics_from_chunks(spec, backend: Backend, chunks: list[Any], start: float,
+                           summaries: list[Any] | None = None) -> GroupedStatistics:
     """Blocks of whole groups from handles of :class:`ChunkResult` (in a fixed order:
     the chunks of the one pass, or one per input file for the statistics cache), and
-    the row totals; ``start`` is when the pass began (``time.perf_counter``)."""
-    summary = backend.gather(backend.map(_chunk_summary, chunks))  # one round trip
+    the row totals; ``start`` is when the pass began (``time.perf_counter``);
+    ``summaries``: handles of each chunk's :func:`_chunk_summary`, if already asked."""
+    if summaries is None:
+        summaries = backend.map(_chunk_summary, chunks)
+    summary = backend.gather(summaries)  # one round trip
     totals = ordered_sum([t for t, _ in summary])
     slot_component = spec.slot_component
 
     def build(results):
-        return build_block([r.keyed if isinstance(r, ChunkResult) else r for r in results],
+        return build_block([p for r in results for p in _parts(r)],
                            slot_component)
 
     blocks, shuffled = whole_group_blocks(backend, chunks, [i for _, i in summary],

@@ -2,8 +2,9 @@
 chunk waited 1.5-4 s for each spawned worker to import dlmm, numba and pyarrow).
 
 The command forks its workers on Linux when each may use 1 GiB or more: they begin with
-the driver's modules. As it starts, a worker loads the one pass's compiled loop in a
-thread of its own, before its first chunk arrives.
+the driver's modules. As it starts (from its preload, before it joins the scheduler), a
+worker loads the one pass's compiled loop in a thread of its own, before its first chunk
+arrives.
 """
 
 from __future__ import annotations
@@ -37,6 +38,30 @@ def probe():
 
 with connected({"workers": 1, "threads_per_worker": 1}) as (client, info):
     print(json.dumps(list(client.run(probe).values())))
+from dlmm.cli import head_start
+assert not head_start.ARMED  # only while the cluster starts
+"""
+
+# The worker's preload (dask_setup) as a forked worker runs it: the head start's thread
+# starts there when the driver armed it before forking, and not otherwise (a spawned
+# worker, or a program's own cluster).
+_PRELOAD = r"""
+import json, threading, types
+from dlmm.cli import head_start
+from dlmm.distributed import worker_setup
+
+def started(armed):
+    head_start.arm(armed)
+    before = {t.ident for t in threading.enumerate()}
+    worker_setup.dask_setup(types.SimpleNamespace())
+    new = [t for t in threading.enumerate()
+           if t.ident not in before and t.name == "dlmm-load-pass"]
+    for t in new:
+        t.join()
+    loops = __import__("sys").modules.get("dlmm.kernels.crossprod_loops")
+    return [len(new), 0 if loops is None else len(loops.fused_loop.signatures)]
+
+print(json.dumps([started(False), started(True)]))
 """
 
 
@@ -48,6 +73,13 @@ def test_command_workers_start_forked_with_the_pass_loop_loaded():
     # one BLAS thread, as a spawned Dask worker (pre-spawn-environ), not the driver's pools
     assert proc.stdout.strip() == '[{"forked": true, "pass_loop": 1, "blas_threads": [1]}]', \
         proc.stdout
+
+
+def test_the_preload_starts_the_head_start_only_when_armed():
+    proc = subprocess.run([sys.executable, "-c", _PRELOAD], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[[0, 0], [1, 1]]", proc.stdout
 
 
 @pytest.mark.parametrize("memory, workers, expected", [
