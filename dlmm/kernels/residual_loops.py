@@ -23,12 +23,13 @@ import numba
 import numpy as np
 
 
-def sizes(q: int, r: int) -> tuple[tuple, tuple]:
-    """``q`` and ``r`` as the lengths of tuples, which numba knows when it compiles: the
-    loops below are compiled (and cached) for each model's sizes, their small loops
-    over ``q`` and ``r`` unrolled (the AR(1) sums of 5·10^5 rows of q = 2, r = 3: 19 →
-    9 ms), not for any size."""
-    return (0,) * int(q), (0,) * int(r)
+def sizes(*counts: int) -> tuple[tuple, ...]:
+    """Each count (``q``, ``r``, ...) as the length of a tuple of zeros, which numba
+    knows when it compiles: the loops below are compiled (and cached) for each model's
+    sizes, their small loops over ``q`` and ``r`` unrolled (the AR(1) sums of 5·10^5 rows
+    of q = 2, r = 3: 19 → 9 ms), not for any size; a loop that keeps a row in registers
+    starts its tuples from them (:mod:`dlmm.kernels.ar1_columns`)."""
+    return tuple((0.0,) * int(c) for c in counts)
 
 
 @numba.njit(cache=True, nogil=True)
