@@ -25,12 +25,58 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.tuple import tuple_setitem
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row(values, src, shift, inv, w, out):  # pragma: no cover - compiled
+    """``out`` (a tuple as long as the design) with a row's design columns: column ``a``
+    source ``src[a]`` of the tuple ``values`` (-1: the intercept, 1), centred
+    (``(value - shift[a]) * inv[a]``) and times ``w``; a tuple, held in registers."""
+    for a in range(len(out)):
+        c = src[a]
+        out = tuple_setitem(out, a, ((values[c] if c >= 0 else 1.0) - shift[a]) * inv[a] * w)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add(gz, hz, kk, n, ki, k, z, xy, zp, xyp, pair):  # pragma: no cover - compiled
+    """Into entry ``ki`` (component · groups + group) of the flat ``gz`` (C·groups·q·q),
+    ``hz`` (C·groups·q·r), ``n`` (C·groups) and component ``k`` of ``kk`` (C·r·r, its
+    upper half): the row ``z``, ``xy`` (``z z'``, ``z xy'``, ``xy xy'``) or, with
+    ``pair``, the pair of it and the row before, ``zp``, ``xyp`` (``zp z' + z zp'``, ...)."""
+    q = len(z)
+    r = len(xy)
+    n[ki] += 1.0
+    bg = ki * (q * q)
+    bh = ki * (q * r)
+    bk = k * (r * r)
+    if pair:
+        for a in range(q):
+            for e in range(q):
+                gz[bg + a * q + e] += zp[a] * z[e] + z[a] * zp[e]
+            for e in range(r):
+                hz[bh + a * r + e] += zp[a] * xy[e] + z[a] * xyp[e]
+        for a in range(r):
+            for e in range(a, r):
+                kk[bk + a * r + e] += xyp[a] * xy[e] + xy[a] * xyp[e]
+    else:
+        for a in range(q):
+            za = z[a]
+            for e in range(q):
+                gz[bg + a * q + e] += za * z[e]
+            for e in range(r):
+                hz[bh + a * r + e] += za * xy[e]
+        for a in range(r):
+            xa = xy[a]
+            for e in range(a, r):
+                kk[bk + a * r + e] += xa * xy[e]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def ar1_read_loop(cols, n_src, xy_src, z_src, shifts, w_src, g, t, s, ok, lag1_of, gz, hz,
-                  n, kk, paired, missing, infinite, peak, wstats, q_len,
-                  r_len):  # pragma: no cover - compiled
+def ar1_read_loop(cols, xy_src, z_src, shifts, w_src, g, t, s, ok, lag1_of, gz, hz, n, kk,
+                  paired, missing, infinite, peak, wstats, q_len, r_len,
+                  src_len):  # pragma: no cover - compiled
     """One read of every row. ``ok`` (n,) (uint8; 0 on entry for a row whose group,
     stratum or time is missing) is cleared where a source is NaN (``missing`` counted)
     or ±inf (``infinite``), and, with weights (source ``w_src`` >= 0), where the weight
@@ -41,39 +87,38 @@ def ar1_read_loop(cols, n_src, xy_src, z_src, shifts, w_src, g, t, s, ok, lag1_o
     where row ``j`` pairs with the usable row before it). Returns ``(ordered,
     repeat)``: whether the usable rows are in that order (if not, the sums are partial:
     the caller sums the rows sorted by :func:`ar1_columns_loop`) and, so, the first
-    usable row whose time repeats the usable row before in its group (-1: none)."""
+    usable row whose time repeats the usable row before in its group (-1: none).
+
+    ``cols``: the source columns, a tuple of exactly ``len(src_len)``; ``q_len``,
+    ``r_len``, ``src_len``: tuples of zeros as long as ``Z``, ``[X y]`` and the sources
+    (:func:`dlmm.kernels.residual_loops.sizes`). Compiled for each model's sizes: a
+    row's values, its design columns and the row before are tuples in registers, the
+    loops over them unrolled."""
     rows = g.shape[0]
-    q = len(q_len)
-    r = len(r_len)
+    n_src = len(cols)
+    n_groups = gz.shape[1]
+    gzf, hzf, nf, kkf = gz.reshape(-1), hz.reshape(-1), n.reshape(-1), kk.reshape(-1)
     z_shift, z_scale, xy_shift, xy_scale = shifts
     z_inv = 1.0 / z_scale
     xy_inv = 1.0 / xy_scale
-    z = np.empty((2, q))
-    xy = np.empty((2, r))
-    v = np.empty(n_src + 1)
-    v[n_src] = 1.0  # the intercept's source
-    zs = np.empty(q, dtype=np.int64)
-    xs = np.empty(r, dtype=np.int64)
-    for a in range(q):
-        zs[a] = z_src[a] if z_src[a] >= 0 else n_src
-    for a in range(r):
-        xs[a] = xy_src[a] if xy_src[a] >= 0 else n_src
+    z = zp = q_len
+    xy = xyp = r_len
+    v = src_len
     ordered = True
     repeat = -1
     prev = -1
-    cur = 0
     log_sum = 0.0
     log_comp = 0.0
     for j in range(rows):
         good = ok[j] == 1
         for c in range(n_src):
             x = cols[c][j]
-            v[c] = x
-            if x != x:
-                missing[c] += 1
-                good = False
-            elif x - x != x - x:
-                infinite[c] += 1
+            v = tuple_setitem(v, c, x)
+            if x - x != 0.0:  # NaN or ±inf
+                if x != x:
+                    missing[c] += 1
+                else:
+                    infinite[c] += 1
                 good = False
         if not good:
             ok[j] = 0
@@ -105,41 +150,16 @@ def ar1_read_loop(cols, n_src, xy_src, z_src, shifts, w_src, g, t, s, ok, lag1_o
         if not ordered:
             prev = j
             continue
-        cur = 1 - cur
-        for a in range(q):
-            z[cur, a] = (v[zs[a]] - z_shift[a]) * z_inv[a] * w
-        for a in range(r):
-            xy[cur, a] = (v[xs[a]] - xy_shift[a]) * xy_inv[a] * w
+        zp, xyp = z, xy
+        z = _row(v, z_src, z_shift, z_inv, w, z)
+        xy = _row(v, xy_src, xy_shift, xy_inv, w, xy)
         k = s[j]
         i = g[j]
-        n[k, i] += 1.0
-        for a in range(q):
-            za = z[cur, a]
-            for e in range(q):
-                gz[k, i, a, e] += za * z[cur, e]
-            for e in range(r):
-                hz[k, i, a, e] += za * xy[cur, e]
-        for a in range(r):
-            xa = xy[cur, a]
-            for e in range(a, r):
-                kk[k, a, e] += xa * xy[cur, e]
+        _add(gzf, hzf, kkf, nf, k * n_groups + i, k, z, xy, zp, xyp, False)
         if prev >= 0 and g[prev] == i and t[j] == t[prev] + 1:
-            pv = 1 - cur
             paired[j] = 1
             k = lag1_of[s[prev], s[j]]
-            n[k, i] += 1.0
-            for a in range(q):
-                zp = z[pv, a]
-                zc = z[cur, a]
-                for e in range(q):
-                    gz[k, i, a, e] += zp * z[cur, e] + zc * z[pv, e]
-                for e in range(r):
-                    hz[k, i, a, e] += zp * xy[cur, e] + zc * xy[pv, e]
-            for a in range(r):
-                xp = xy[pv, a]
-                xc = xy[cur, a]
-                for e in range(a, r):
-                    kk[k, a, e] += xp * xy[cur, e] + xc * xy[pv, e]
+            _add(gzf, hzf, kkf, nf, k * n_groups + i, k, z, xy, zp, xyp, True)
         prev = j
     wstats[0] += log_sum + log_comp
     return ordered, repeat
@@ -147,7 +167,7 @@ def ar1_read_loop(cols, n_src, xy_src, z_src, shifts, w_src, g, t, s, ok, lag1_o
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def ar1_columns_loop(cols, xy_src, z_src, shifts, w_src, rows, g, t, s, lag1_of, gz, hz,
-                     n, kk, pair, q_len, r_len):  # pragma: no cover - compiled
+                     n, kk, pair, q_len, r_len, src_len):  # pragma: no cover - compiled
     """The AR(1) components of the usable ``rows`` (in (group, time) order) read from the
     source columns: design column ``a`` of ``Z`` is source ``z_src[a]`` (-1: the
     intercept, 1), centred ``(value - shift) * (1 / scale)`` (``shifts = (z_shift,
@@ -155,58 +175,34 @@ def ar1_columns_loop(cols, xy_src, z_src, shifts, w_src, rows, g, t, s, lag1_of,
     ``w_src``, -1: none); so for ``[X y]``. Row ``rows[m]`` into component ``s`` of its
     stratum (``lag0``), each pair ``m, m + 1`` of a group at consecutive times into
     ``lag1_of[s_m, s_m+1]`` (``pair[m]`` set); ``gz`` (C, groups, q, q), ``hz`` (C,
-    groups, q, r), ``n`` (C, groups) counts, ``kk`` (C, r, r) (upper triangle). ``q_len``,
-    ``r_len``: tuples of ``q`` and ``r`` entries
-    (:func:`dlmm.kernels.residual_loops.sizes`)."""
-    q = len(q_len)
-    r = len(r_len)
+    groups, q, r), ``n`` (C, groups) counts, ``kk`` (C, r, r) (upper triangle). ``cols``,
+    ``q_len``, ``r_len``, ``src_len`` as :func:`ar1_read_loop` takes them."""
+    n_src = len(cols)
+    n_groups = gz.shape[1]
+    gzf, hzf, nf, kkf = gz.reshape(-1), hz.reshape(-1), n.reshape(-1), kk.reshape(-1)
     z_shift, z_scale, xy_shift, xy_scale = shifts
     z_inv = 1.0 / z_scale
     xy_inv = 1.0 / xy_scale
-    z = np.empty((2, q))
-    xy = np.empty((2, r))
+    z = zp = q_len
+    xy = xyp = r_len
+    v = src_len
     for m in range(rows.shape[0]):
         j = rows[m]
-        cur = m & 1
-        prev = 1 - cur
-        w = np.sqrt(cols[w_src][j]) if w_src >= 0 else 1.0
-        for a in range(q):
-            v = cols[z_src[a]][j] if z_src[a] >= 0 else 1.0
-            z[cur, a] = (v - z_shift[a]) * z_inv[a] * w
-        for a in range(r):
-            v = cols[xy_src[a]][j] if xy_src[a] >= 0 else 1.0
-            xy[cur, a] = (v - xy_shift[a]) * xy_inv[a] * w
+        for c in range(n_src):
+            v = tuple_setitem(v, c, cols[c][j])
+        w = np.sqrt(v[w_src]) if w_src >= 0 else 1.0
+        zp, xyp = z, xy
+        z = _row(v, z_src, z_shift, z_inv, w, z)
+        xy = _row(v, xy_src, xy_shift, xy_inv, w, xy)
         k = s[j]
         i = g[j]
-        n[k, i] += 1.0
-        for a in range(q):
-            za = z[cur, a]
-            for e in range(q):
-                gz[k, i, a, e] += za * z[cur, e]
-            for e in range(r):
-                hz[k, i, a, e] += za * xy[cur, e]
-        for a in range(r):
-            xa = xy[cur, a]
-            for e in range(a, r):
-                kk[k, a, e] += xa * xy[cur, e]
+        _add(gzf, hzf, kkf, nf, k * n_groups + i, k, z, xy, zp, xyp, False)
         if m > 0:
             jp = rows[m - 1]
             if g[jp] == i and t[j] == t[jp] + 1:
                 pair[m - 1] = True
                 k = lag1_of[s[jp], s[j]]
-                n[k, i] += 1.0
-                for a in range(q):
-                    zp = z[prev, a]
-                    zc = z[cur, a]
-                    for e in range(q):
-                        gz[k, i, a, e] += zp * z[cur, e] + zc * z[prev, e]
-                    for e in range(r):
-                        hz[k, i, a, e] += zp * xy[cur, e] + zc * xy[prev, e]
-                for a in range(r):
-                    xp = xy[prev, a]
-                    xc = xy[cur, a]
-                    for e in range(a, r):
-                        kk[k, a, e] += xp * xy[cur, e] + xc * xy[prev, e]
+                _add(gzf, hzf, kkf, nf, k * n_groups + i, k, z, xy, zp, xyp, True)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -212,7 +212,7 @@ def sweep(block: ComponentBlock, lam: np.ndarray, coef: np.ndarray, e: np.ndarra
         np.matmul(coef, block.g[:, lo: lo + m].reshape(n_comp, -1), out=gd)
         np.matmul(coef, block.h[:, lo: lo + m].reshape(n_comp, -1), out=hd)
         residual_sweep_loop(gd.reshape(n_coef, m, q, q), hd.reshape(n_coef, m, q, r), lam, e,
-                            int(n_hess), bool(n_hess), *out, *sizes(q, r))
+                            int(n_hess), bool(n_hess), *out, *sizes(q, r, q * r, q * q))
     return (float(out[0][0]), *out[1:])
 
 
@@ -291,7 +291,8 @@ def warm_sweep(q: int, r: int) -> None:
     gd = np.broadcast_to(np.eye(q), (2, 1, q, q)).copy()
     hd = np.ones((2, 1, q, r))
     e = np.broadcast_to(np.eye(q), (1, q, q)).copy()
-    residual_sweep_loop(gd, hd, np.eye(q), e, 1, True, *_out(1, q, r, 2), *sizes(q, r))
+    residual_sweep_loop(gd, hd, np.eye(q), e, 1, True, *_out(1, q, r, 2),
+                        *sizes(q, r, q * r, q * q))
     block = ComponentBlock(np.arange(1), np.ones(1), gd[:1], hd[:1]).at(np.ones(1))
     coef = np.zeros(r)
     coef[-1] = 1.0

@@ -142,8 +142,8 @@ def columns_ar1_chunk(frame: pd.DataFrame, spec):
     labels, seg_start, seg_code, _ = group_runs(cols.groups, cols.group_bad, n_all)
     g = np.repeat(seg_code, np.diff(seg_start))
     ok[g < 0] = 0
-    src = _padded(cols.values)
     n_src = len(layout.sources)
+    src = _padded(cols.values)[:n_src]  # exactly the sources: the loops compiled for them
     src_missing = np.zeros(n_src, dtype=np.int64)
     src_infinite = np.zeros(n_src, dtype=np.int64)
     peak = np.zeros(n_src)
@@ -161,10 +161,10 @@ def columns_ar1_chunk(frame: pd.DataFrame, spec):
     paired = np.zeros(n_all, dtype=np.uint8)
     shifts = tuple(np.asarray(x, dtype=float) for x in (
         centering.z_shift, centering.z_scale, centering.xy_shift, centering.xy_scale))
-    ordered, repeat = ar1_read_loop(src, n_src, layout.xy_src, layout.z_src, shifts,
+    ordered, repeat = ar1_read_loop(src, layout.xy_src, layout.z_src, shifts,
                                     int(layout.weights_src), g, t, s, ok, lag1_of, gz, hz, n,
                                     kk, paired, src_missing, src_infinite, peak, wstats,
-                                    *sizes(q, r))
+                                    *sizes(q, r, n_src))
     for j, column in enumerate(layout.sources):
         where = layout.columns.index(column)
         missing[where], infinite[where] = src_missing[j], src_infinite[j]
@@ -188,7 +188,7 @@ def columns_ar1_chunk(frame: pd.DataFrame, spec):
             a[...] = 0.0
         pair = np.zeros(max(rows.shape[0] - 1, 0), dtype=bool)
         ar1_columns_loop(src, layout.xy_src, layout.z_src, shifts, int(layout.weights_src),
-                         rows, g, t, s, lag1_of, gz, hz, n, kk, pair, *sizes(q, r))
+                         rows, g, t, s, lag1_of, gz, hz, n, kk, pair, *sizes(q, r, n_src))
     kk = np.triu(kk) + np.swapaxes(np.triu(kk, 1), 1, 2)  # the loop sums the upper half
     parts, k, by_stratum = ar1_parts(keys, labels, gz, hz, n, kk)
     n_used = rows.shape[0]

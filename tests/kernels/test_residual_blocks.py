@@ -143,3 +143,27 @@ def test_component_block_adds_pieces_by_label():
     np.testing.assert_allclose(block.h, want_h, rtol=1e-14, atol=1e-15)
     np.testing.assert_array_equal(counts, want_n)
     assert list(block.labels) == list(labels) and block.g.shape == (3, 30, 2, 2)
+
+
+@pytest.mark.parametrize("q, r, n_comp, n_hess", [(1, 2, 1, 2), (3, 5, 3, 3)])
+def test_compiled_sweep_for_each_size_is_numpys(q, r, n_comp, n_hess, monkeypatch):
+    """The sweep compiled for each model's sizes (q = 1 and 3 random effects, 1 and 4 fixed
+    columns and y, 1 and 3 components; q = 2, r = 3 above; its small matrices read into
+    tuples) against batched NumPy, on random components and a random Λ, along dense
+    random directions ``E``."""
+    monkeypatch.setattr(residual_blocks, "COMPILED_MIN_GROUPS", 1)
+    rng = np.random.default_rng(q * 10 + r)
+    b = 60
+    a = rng.normal(size=(n_comp, b, q + r + 1, q + r))
+    gram = np.swapaxes(a, 2, 3) @ a
+    block = ComponentBlock(np.arange(b), np.full(b, 5.0), np.ascontiguousarray(gram[..., :q, :q]),
+                           np.ascontiguousarray(gram[..., :q, q:]))
+    lam = np.tril(rng.normal(size=(q, q))) + np.eye(q)
+    coef = np.vstack([rng.uniform(0.5, 1.5, n_comp), rng.normal(size=(n_hess + 1, n_comp))])
+    e = rng.normal(size=(q + 1, q, q))
+    e = e + np.swapaxes(e, 1, 2)
+    for hess in (0, n_hess):
+        ours, ref = sweep(block, lam, coef, e, hess), numpy_sweep(block, lam, coef, e, hess)
+        for x, y in zip(ours, ref):
+            scale = max(1.0, np.abs(y).max(initial=0.0))
+            np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-11 * scale)
