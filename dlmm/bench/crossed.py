@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .cases import CaseKind, case_line, fit_child, format_case_table, run_cases, write_case_report
+from .cases import CaseKind, case_line, fit_child, run_cases
 
 #: statsmodels holds the one group's levels as dense squares (InstEval's 4,100
 #: levels: 6 GB resident): beyond this many it would exhaust the memory before its
@@ -260,12 +260,3 @@ def crossed_line(row: dict) -> str:
     """One line of the crossed benchmark's log and table."""
     return case_line(row)
 
-
-def format_crossed_table(doc: dict) -> str:
-    """The crossed benchmark as a fixed-width text table."""
-    return format_case_table(doc)
-
-
-def write_crossed_report(doc: dict, output) -> dict[str, str]:
-    """Write ``bench-crossed.json`` and ``bench-crossed.txt`` into ``output``."""
-    return write_case_report(doc, output, "crossed")

@@ -56,30 +56,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_crossed(args: argparse.Namespace) -> int:
     """``dlmm bench --crossed CASES``: the crossed data sets (see :mod:`dlmm.bench.crossed`)."""
-    from ..bench.crossed import (
-        check_cases,
-        format_crossed_table,
-        run_crossed_bench,
-        write_crossed_report,
-    )
-    from .errors import UsageError
+    from ..bench.crossed import check_cases, run_crossed_bench
 
-    try:
-        check_cases(args.crossed)
-    except ValueError as exc:
-        raise UsageError(f"--crossed: {exc}") from None
-    doc = run_crossed_bench(
-        args.crossed, workers=args.workers or 2, data_dir=args.data_dir,
-        peers=() if args.no_peers else ("statsmodels", "lme4", "gpboost"),
-        peer_budget=args.peer_budget, seed=args.seed,
-        log=lambda line: event("bench", "%s", line),
-        gpboost_python=getattr(args, "gpboost_python", None),
-    )
-    sys.stdout.write(format_crossed_table(doc) + "\n")
-    if args.output:
-        files = write_crossed_report(doc, args.output)
-        event("done", "wrote %s", ", ".join(files.values()), **files)
-    return EXIT_OK
+    return _run_cases(args, "crossed", check_cases, run_crossed_bench,
+                      ("statsmodels", "lme4", "gpboost"),
+                      gpboost_python=getattr(args, "gpboost_python", None))
 
 
 def _run_nested(args: argparse.Namespace) -> int:
@@ -97,9 +78,11 @@ def _run_residual(args: argparse.Namespace) -> int:
     return _run_cases(args, "residual", check_cases, run_residual_bench, ("nlme",))
 
 
-def _run_cases(args: argparse.Namespace, kind: str, check_cases, run, peers) -> int:
+def _run_cases(args: argparse.Namespace, kind: str, check_cases, run, peers,
+               **options) -> int:
     """A case benchmark (:mod:`dlmm.bench.cases`) of ``--KIND CASES``: the cases checked
-    before any work, ``run`` beside ``peers``, its table printed, its report written."""
+    before any work, ``run`` beside ``peers`` (and the ``options`` of its kind), its
+    table printed, its report written."""
     from ..bench.cases import format_case_table, write_case_report
     from .errors import UsageError
 
@@ -110,7 +93,7 @@ def _run_cases(args: argparse.Namespace, kind: str, check_cases, run, peers) -> 
         raise UsageError(f"--{kind}: {exc}") from None
     doc = run(cases, workers=args.workers or 2, data_dir=args.data_dir,
               peers=() if args.no_peers else peers, peer_budget=args.peer_budget,
-              seed=args.seed, log=lambda line: event("bench", "%s", line))
+              seed=args.seed, log=lambda line: event("bench", "%s", line), **options)
     sys.stdout.write(format_case_table(doc) + "\n")
     if args.output:
         files = write_case_report(doc, args.output, kind)
