@@ -27,6 +27,7 @@ from ..objective.params import MixedLMParams
 from ..objective.profiled import constrained_gls
 from ..objective.residual_map import with_residual_model
 from ..objective.shift import fixed_effects_map, log_jacobian
+from .llf_maximize import maximize_llf
 
 
 class ProfileLikelihood:
@@ -107,20 +108,7 @@ class ProfileLikelihood:
     # -- maximization -------------------------------------------------------------
 
     def _maximize(self, fun, start, constraint=None):
-        def neg(x):
-            llf, grad = fun(x)
-            if not np.isfinite(llf):
-                return 1e300, np.zeros_like(x)
-            return -llf / self.n, -grad / self.n
-
-        if constraint is None:
-            res = optimize.minimize(neg, start, jac=True, method="L-BFGS-B",
-                                    options={"maxiter": 500, "gtol": 1e-10, "ftol": 1e-14})
-        else:
-            res = optimize.minimize(neg, start, jac=True, method="SLSQP",
-                                    constraints=[constraint],
-                                    options={"maxiter": 500, "ftol": 1e-14})
-        return res.x, -res.fun * self.n
+        return maximize_llf(fun, start, self.n, constraint, maxiter=500)
 
     # -- one parameter ------------------------------------------------------------
 

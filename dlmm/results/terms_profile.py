@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
 from scipy import stats as sps
 
 from ..exceptions import InputError
 from ..objective.profiled import constrained_gls
 from ..objective.shift import fixed_effects_map
 from ..structure.threads import one_blas_thread
+from .llf_maximize import maximize_llf
 
 
 def _ml_fit(result):
@@ -110,25 +110,8 @@ class TermsProfile:
     # -- maximization --------------------------------------------------------------
 
     def _maximize(self, fun, start, constraint=None):
-        n = self.n
-
-        def neg(x):
-            try:
-                llf, grad = fun(x) if np.all(np.isfinite(x)) else (-np.inf, None)
-            except np.linalg.LinAlgError:  # a step far out (SLSQP's, near a boundary)
-                llf = -np.inf
-            if not np.isfinite(llf):
-                return 1e300, np.zeros_like(x)
-            return -llf / n, -grad / n
-
-        if constraint is None:
-            res = optimize.minimize(neg, start, jac=True, method="L-BFGS-B",
-                                    options={"maxiter": 1000, "gtol": 1e-9, "ftol": 1e-13})
-        else:
-            res = optimize.minimize(neg, start, jac=True, method="SLSQP",
-                                    constraints=[constraint],
-                                    options={"maxiter": 500, "ftol": 1e-15})
-        return res.x, -res.fun * n
+        return maximize_llf(fun, start, self.n, constraint, gtol=1e-9,
+                            ftol=1e-13 if constraint is None else 1e-15)
 
     # -- the parameters ------------------------------------------------------------
 
