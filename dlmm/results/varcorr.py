@@ -49,17 +49,13 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import InputError
+from ..spec.terms import lme4_group_names
 from ..spec.theta_layout import psd_cholesky
 
 INTERCEPT = "(Intercept)"
 FIXED_INTERCEPTS = ("Intercept", "const", INTERCEPT)
 
 #: R's reserved words, which ``make.names`` follows with a dot
-_R_RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE",
-               "FALSE", "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_",
-               "NA_character_", "NA_complex_", "in"}
-
-
 def is_random_intercept(result, index: int) -> bool:
     """Whether random effect ``index`` is the intercept (statsmodels names it
     after the group column, formulas may say ``Intercept``)."""
@@ -182,41 +178,6 @@ def _terms(result) -> list[_Term]:
         ascending = sorted(range(len(written)), key=lambda i: levels[i])  # stable, as R
         return [written[i] for i in ascending[::-1]]
     return written
-
-
-def _r_name(name: str) -> str:
-    """R's ``make.names`` of one name: other characters become ``.``, an ``X`` before a
-    name not starting with a letter (or a dot and no digit), a dot after a reserved word."""
-    out = "".join(ch if ch.isalnum() or ch in "._" else "." for ch in name)
-    if not out or not (out[0].isalpha() or (out[0] == "." and not out[1:2].isdigit())):
-        out = "X" + out
-    return out + "." if out in _R_RESERVED else out
-
-
-def lme4_group_names(factors: list[str]) -> list[str]:
-    """lme4's Groups of its terms: the factors as they are, unless one repeats; then R's
-    ``make.names(factors, unique = TRUE)`` (``Subject``, ``Subject.1``; ``cask:batch``
-    becomes ``cask.batch``), as lme4's ``mkVarCorr``."""
-    if len(set(factors)) == len(factors):
-        return list(factors)
-    names = [_r_name(f) for f in factors]
-    taken, counts, out = set(names), {}, []
-    seen: set = set()
-    for name in names:
-        if name not in seen:
-            seen.add(name)
-            out.append(name)
-            continue
-        k = counts.get(name, 0)
-        while True:
-            k += 1
-            candidate = f"{name}.{k}"
-            if candidate not in taken:
-                break
-        counts[name] = k
-        taken.add(candidate)
-        out.append(candidate)
-    return out
 
 
 def _labelled_terms(result) -> list[tuple[str, _Term]]:

@@ -31,7 +31,6 @@ as lme4 prints them. Text and specification only: no data, no Dask.
 
 from __future__ import annotations
 
-import keyword
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -144,18 +143,24 @@ def _key(factor) -> frozenset:
     return frozenset(factor)
 
 
+#: R's reserved words (``?Reserved``): ``make.names`` puts a dot after them
+R_RESERVED = frozenset({
+    "if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE",
+    "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_", "NA_character_", "NA_complex_",
+    "in"})
+
+
 def r_make_names(names: Sequence[str]) -> list[str]:
     """R's ``make.names(names, unique = TRUE)``: characters that are not letters,
-    digits, ``.`` or ``_`` become ``.``, ``X`` first where a name may not start,
-    then duplicates numbered ``.1``, ``.2`` (lme4's VarCorr names of repeated factors)."""
+    digits, ``.`` or ``_`` become ``.``, ``X`` first where a name may not start (not a
+    letter, nor a dot without a digit after it), a dot after a reserved word, then
+    duplicates numbered ``.1``, ``.2`` (``make.unique``: never a name already there)."""
     valid = []
     for name in names:
         out = "".join(ch if ch.isalnum() or ch in "._" else "." for ch in name)
         if not out or not (out[0].isalpha() or (out[0] == "." and not out[1:2].isdigit())):
             out = "X" + out
-        if keyword.iskeyword(out) or out in ("TRUE", "FALSE", "NULL", "NA", "Inf", "NaN"):
-            out += "."
-        valid.append(out)
+        valid.append(out + "." if out in R_RESERVED else out)
     taken, used, counter, unique = set(valid), set(), {}, []
     for name in valid:
         if name not in used:
@@ -172,6 +177,13 @@ def r_make_names(names: Sequence[str]) -> list[str]:
         unique.append(candidate)
         used.add(candidate)
     return unique
+
+
+def lme4_group_names(factors: Sequence[str]) -> list[str]:
+    """lme4's VarCorr group names of terms on ``factors`` (``mkVarCorr``): the names as
+    they are, unless one repeats; then :func:`r_make_names` of them all (``"Subject"``,
+    ``"Subject.1"`` for ``(Days || Subject)``; ``g:h`` becomes ``g.h``)."""
+    return list(factors) if len(set(factors)) == len(factors) else r_make_names(factors)
 
 
 @dataclass(frozen=True)
@@ -246,8 +258,7 @@ class RandomTerms:
         as R's ``make.names`` does when a factor has several terms (``"Subject"``,
         ``"Subject.1"`` for ``(Days || Subject)``; then every name is R-syntactic,
         ``g:h`` becomes ``g.h``)."""
-        names = [t.name for t in self.terms]
-        return tuple(r_make_names(names) if len(set(names)) < len(names) else names)
+        return tuple(lme4_group_names([t.name for t in self.terms]))
 
     def lme4_order(self, n_levels) -> RandomTerms:
         """The terms in lme4's order: by decreasing number of levels of their factor

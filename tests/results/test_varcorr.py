@@ -122,7 +122,7 @@ def test_varcorr_of_a_loaded_result(tmp_path):
     (["if", "if", "1g", "élève"], ["if.", "if..1", "X1g", "élève"]),
 ])
 def test_lme4_group_names_are_rs_make_names(factors, expected):
-    from dlmm.results.varcorr import lme4_group_names
+    from dlmm.spec.terms import lme4_group_names
 
     assert lme4_group_names(factors) == expected
 

@@ -253,6 +253,10 @@ def test_a_nesting_only_the_data_shows_is_a_candidate_ordered_by_levels():
 def test_r_make_names():
     assert r_make_names(["g:h", "g", "g"]) == ["g.h", "g", "g.1"]
     assert r_make_names(["1a", "_b", "if"]) == ["X1a", "X_b", "if."]
+    # R 4 (Debian): make.names(c("repeat", "None", "NA", "g:h", "g", "g", "g.1", "if",
+    # "1a", "_b"), unique = TRUE): R's reserved words, not Python's keywords
+    assert r_make_names(["repeat", "None", "NA", "g:h", "g", "g", "g.1", "if", "1a", "_b"]) == [
+        "repeat.", "None", "NA.", "g.h", "g", "g.2", "g.1", "if.", "X1a", "X_b"]
 
 
 # -- lme4's θ: layout, names, VarCorr --------------------------------------------------
