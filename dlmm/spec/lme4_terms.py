@@ -283,13 +283,16 @@ def _effects(text: str, source: str) -> tuple[bool, tuple, tuple]:
             tuple(formula_term_text(t) for t in rhs))
 
 
-def _split_outside_backticks(text: str, sep: str) -> list[str]:
-    """``text`` split at each ``sep`` that is not inside a backticked name."""
-    parts, current, quoted = [], [], False
+def split_outside(text: str, sep: str, parentheses: bool = False) -> list[str]:
+    """``text`` split at each ``sep`` that is not inside a backticked name (nor, with
+    ``parentheses``, inside parentheses): ``"C(h):x"`` into ``["C(h)", "x"]``."""
+    parts, current, quoted, depth = [], [], False, 0
     for ch in text:
         if ch == "`":
             quoted = not quoted
-        if ch == sep and not quoted:
+        elif parentheses and not quoted:
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == sep and not quoted and depth == 0:
             parts.append("".join(current))
             current = []
         else:
@@ -317,8 +320,8 @@ def _grouping(text: str, source: str) -> list[tuple[tuple, str, tuple]]:
     ``g1/g2`` is ``g1`` and ``g1:g2`` (lme4 names it ``g2:g1``), ``g1:g2`` one
     interaction factor. Columns are named as in the data (backticks removed)."""
     out, outer = [], []
-    for k, part in enumerate(_split_outside_backticks(text, "/")):
-        names = [_column(n, text, source) for n in _split_outside_backticks(part, ":")]
+    for k, part in enumerate(split_outside(text, "/")):
+        names = [_column(n, text, source) for n in split_outside(part, ":")]
         factors = tuple(outer + names)
         if len(set(factors)) != len(factors):
             raise InputError(f"random-effect term {source!r} repeats a grouping column")

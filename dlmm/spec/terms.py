@@ -38,7 +38,14 @@ from functools import lru_cache
 
 from ..exceptions import InputError
 from .indicator_text import indicator_factor
-from .lme4_terms import formula_term_text, parse_bar, r_arithmetic, refuse_offsets, split_formula
+from .lme4_terms import (
+    formula_term_text,
+    parse_bar,
+    r_arithmetic,
+    refuse_offsets,
+    split_formula,
+    split_outside,
+)
 
 #: the covariance structures a term may have
 STRUCTURES = ("unstructured", "diagonal", "scalar")
@@ -396,7 +403,7 @@ def _indicator_term(text: str, categorical) -> tuple[tuple, str] | None:
     if intercept or len(terms) != 1:
         return None
     factors, rest = [], []
-    for part in _split_interaction(terms[0]):
+    for part in split_outside(terms[0], ":", parentheses=True):
         column = indicator_factor(f"0 + {part}")
         if column is not None and ("C(" in part or column in categorical):
             factors.append(column)
@@ -405,23 +412,6 @@ def _indicator_term(text: str, categorical) -> tuple[tuple, str] | None:
     if not factors or len(rest) > 1:
         return None
     return tuple(factors), ("0 + " + rest[0]) if rest else "1"
-
-
-def _split_interaction(term: str) -> list[str]:
-    """``"C(h):x"`` into ``["C(h)", "x"]`` (``:`` inside parentheses or backticks kept)."""
-    parts, depth, quoted, current = [], 0, False, []
-    for ch in term:
-        if ch == "`":
-            quoted = not quoted
-        elif not quoted:
-            depth += {"(": 1, ")": -1}.get(ch, 0)
-        if ch == ":" and depth == 0 and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return parts
 
 
 def from_statsmodels(groups: str | None, re_formula: str | None = None,

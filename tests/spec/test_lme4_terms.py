@@ -15,6 +15,7 @@ from dlmm.spec.lme4_terms import (
     multi_column_terms,
     parse_bar,
     split_formula,
+    split_outside,
     translate,
 )
 
@@ -190,3 +191,16 @@ def test_refused_with_the_term_named(formula, words):
     assert "\n" not in message
     for word in words:
         assert word in message
+
+
+@pytest.mark.parametrize("text, sep, parentheses, parts", [
+    ("g/h:k", "/", False, ["g", "h:k"]),
+    ("`a/b`/c", "/", False, ["`a/b`", "c"]),
+    ("`a:b`:c", ":", False, ["`a:b`", "c"]),
+    ("C(h):x", ":", True, ["C(h)", "x"]),
+    ("C(h, Treatment(reference='a:b')):`x:y`:z", ":", True,
+     ["C(h, Treatment(reference='a:b'))", "`x:y`", "z"]),
+    ("f(a:b)", ":", False, ["f(a", "b)"]),
+])
+def test_split_outside_keeps_what_backticks_and_parentheses_hold(text, sep, parentheses, parts):
+    assert split_outside(text, sep, parentheses) == parts
