@@ -34,8 +34,17 @@ evaluations run on one thread without a trial. Thread counts change LAPACK's
 rounding in the last bits (4e-16 at most over a 3,000 x 3,000 Cholesky factor,
 measured), not the estimates to any digit a fit reports.
 
-threadpoolctl sets the limit for the duration of a ``with`` block only, so
-nothing outside the crossed engine changes.
+"One thread" holds numba's parallel loops (``prange``, the streamed Schur
+kernels) as well as BLAS, and the optimizer of a nested or crossed fit runs its own
+algebra (L-BFGS-B's, on a few dozen parameters) on one BLAS thread, each crossed
+evaluation then on the threads chosen for it (:func:`optimizer_threads`). On busy
+cores the pools' wake-ups were most of a small crossed fit: the kb07-shaped maximal
+model (56 x 32 levels, four effects on each) took 2.1 s at a load of 4 with the pools
+free, 0.25 s on one thread (``mirror_lower`` alone 16 ms an evaluation; L-BFGS-B 9 ms
+a step).
+
+threadpoolctl and numba set their limits for the duration of a ``with`` block only,
+so nothing outside the crossed engine changes.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 #: Order of the dense part (``Q2``) from which the thread count is measured in the
@@ -62,6 +72,12 @@ ONE_THREAD_MARGIN = 0.9
 _controller = None
 _numpy_own: list[str] | None = None
 
+#: The BLAS libraries' thread counts where the optimizer of a crossed fit began (the
+#: libraries' own setting, or a user's ``threadpool_limits``): the optimizer's own
+#: algebra runs on one thread (:func:`optimizer_threads`), and an evaluation on all
+#: threads (:func:`dense_blas_threads`) takes these counts back.
+_outside: ContextVar[dict[str, int] | None] = ContextVar("dlmm_blas_outside", default=None)
+
 
 def _blas_controller():
     global _controller
@@ -73,7 +89,12 @@ def _blas_controller():
 
 
 def blas_threads() -> int:
-    """The most threads any loaded BLAS library is set to use."""
+    """The most threads any loaded BLAS library is set to use (inside
+    :func:`optimizer_threads`, where the optimizer's own algebra runs on one, as set
+    where it began)."""
+    outside = _outside.get()
+    if outside is not None:
+        return max(outside.values(), default=1)
     info = _blas_controller().select(user_api="blas").info()
     return max((int(lib["num_threads"]) for lib in info), default=1)
 
@@ -83,6 +104,22 @@ def one_blas_thread() -> Iterator[None]:
     """Every loaded BLAS library on one thread for the block."""
     with _blas_controller().limit(limits=1, user_api="blas"):
         yield
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Every loaded BLAS library and numba's parallel loops (``prange``) on one thread
+    for the block: a small evaluation's kernels, whose thread pools' wake-ups cost more
+    than the work they share on busy cores."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with one_blas_thread():
+            yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def numpy_own_blas() -> list[str]:
@@ -107,19 +144,24 @@ def numpy_own_blas() -> list[str]:
 
 @contextlib.contextmanager
 def dense_blas_threads() -> Iterator[None]:
-    """The libraries' thread setting for SciPy's LAPACK, NumPy's own BLAS on one thread."""
+    """The libraries' thread setting for SciPy's LAPACK (the one in force where the
+    optimizer began, inside :func:`optimizer_threads`), NumPy's own BLAS on one thread."""
     own = numpy_own_blas()
-    if not own:
-        yield
-        return
-    with _blas_controller().select(filepath=own).limit(limits=1):
+    outside = _outside.get() or {}
+    controller = _blas_controller()
+    with contextlib.ExitStack() as stack:
+        if own:
+            stack.enter_context(controller.select(filepath=own).limit(limits=1))
+        for path, count in outside.items():
+            if path not in own:
+                stack.enter_context(controller.select(filepath=path).limit(limits=count))
         yield
 
 
 def _blas_setting(setting: str) -> contextlib.AbstractContextManager:
-    """The context of a setting: ``"one"`` BLAS thread, or ``"all"`` (the libraries' own
-    for the dense algebra, :func:`dense_blas_threads`)."""
-    return one_blas_thread() if setting == "one" else dense_blas_threads()
+    """The context of a setting: ``"one"`` thread (BLAS and numba's, :func:`one_thread`),
+    or ``"all"`` (the libraries' own for the dense algebra, :func:`dense_blas_threads`)."""
+    return one_thread() if setting == "one" else dense_blas_threads()
 
 
 def choose(seconds: dict[str, float]) -> str:
@@ -186,8 +228,22 @@ class DenseThreads:
             yield
 
 
-def optimizer_threads(engine_name: str):
-    """The driver's BLAS threads while the optimizer runs: one for the nested engine,
-    whose steps are small per-node blocks (scipy's L-BFGS-B then spent 4 ms a call
-    waking BLAS threads on two cores, more than the step), else as they are."""
-    return one_blas_thread() if engine_name == "nested" else contextlib.nullcontext()
+@contextlib.contextmanager
+def optimizer_threads(engine_name: str) -> Iterator[None]:
+    """The driver's BLAS threads while the optimizer runs: one for the nested and the
+    crossed engines, whose optimizer steps on a few dozen parameters (scipy's L-BFGS-B
+    spent 4 ms a call waking BLAS threads on two cores, more than the step; on busy
+    cores 9 ms, a third of a kb07-shaped crossed fit), with each crossed evaluation on
+    the threads :class:`DenseThreads` chose for it (all of them: the counts in force
+    here, kept in :data:`_outside`); the grouped engine's as they are (its local
+    backend sums the data in the optimizer's process)."""
+    if engine_name not in ("nested", "crossed"):
+        yield
+        return
+    libs = _blas_controller().select(user_api="blas").lib_controllers
+    token = _outside.set({lib.filepath: int(lib.num_threads) for lib in libs})
+    try:
+        with one_blas_thread():
+            yield
+    finally:
+        _outside.reset(token)

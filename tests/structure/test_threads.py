@@ -131,3 +131,48 @@ def test_one_thread_kept_only_when_clearly_faster():
     assert choose({"one": 0.050, "all": 0.050 / ONE_THREAD_MARGIN * 1.01}) == "one"
     assert choose({"one": 0.050, "all": 0.100}) == "one"
     assert choose({"one": 0.100, "all": 0.050}) == "all"
+
+
+def _numba_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
+def test_one_thread_holds_numbas_parallel_loops_too(two_threads):
+    """A small dense part's evaluation runs numba's ``prange`` loops on one thread, as
+    its BLAS: their pool's wake-ups cost more than the work on busy cores."""
+    import numba
+
+    numba.set_num_threads(2)
+    seen = []
+    choice = DenseThreads(MEASURED_DENSE_MIN - 1)
+    with choice.evaluation():
+        seen.append((_numba_threads(), max(_blas_threads())))
+    assert seen == [(1, 1)]
+    assert _numba_threads() == 2 and _blas_threads() == two_threads
+
+
+def test_crossed_optimizer_on_one_thread_its_evaluations_on_their_choice(two_threads):
+    """Inside the crossed engine's optimizer its own algebra (L-BFGS-B's) runs on one
+    BLAS thread; an evaluation that chose all threads takes back the counts in force
+    where the optimizer began (SciPy's LAPACK two here, NumPy's own BLAS one), a small
+    one runs on one; on leaving, the setting before."""
+    from dlmm.structure.threads import numpy_own_blas, optimizer_threads
+
+    own = numpy_own_blas()
+    large, small = DenseThreads(THREADED_WARMUP_MIN), DenseThreads(MEASURED_DENSE_MIN - 1)
+    with optimizer_threads("crossed"):
+        assert max(_blas_threads()) == 1
+        with large.evaluation():  # the untimed warm-up: the libraries' setting
+            inside = {p["filepath"]: p["num_threads"] for p in threadpool_info()
+                      if p["user_api"] == "blas"}
+        with small.evaluation():
+            small_seen = max(_blas_threads())
+        assert max(_blas_threads()) == 1
+    assert all(inside[path] == 1 for path in own)
+    assert [n for path, n in inside.items() if path not in own] == [2] * (len(inside) - len(own))
+    assert small_seen == 1
+    assert _blas_threads() == two_threads
+    with optimizer_threads("grouped"):  # the grouped engine sums data in its process
+        assert _blas_threads() == two_threads
