@@ -10,7 +10,10 @@ popularity, gamma-distributed user activity, ``y ~ x + (1|user) + (1|item)``) or
 like MovieLens': :func:`movielens_like` with ``users="lognormal"``) or
 ``"d3"`` / ``"d3xROWS"`` (:func:`d3_like`: three crossed factors with a correlated
 intercept and slope on each, the shape of MixedModels.jl's ``d3``, 60,000 rows by
-default; dlmm fits it with :func:`dlmm.lmer`). A name ending in ``:ml`` fits ML
+default) or ``"kb07"`` (the kb07-shaped maximal model of the lme4 reference fits,
+:data:`KB07_FORMULA` on ``tests/reference/crossed_terms/data/kb07sim.csv``: 56 subjects
+x 32 items, four correlated effects on each); dlmm fits these two with
+:func:`dlmm.lmer`. A name ending in ``:ml`` fits ML
 (every peer too), else REML.
 dlmm (from pandas and from Parquet), lme4, statsmodels and gpboost (crossed
 intercepts only, when a Python that has it is named) fit each case as
@@ -37,6 +40,13 @@ from .cases import CaseKind, case_line, fit_child, run_cases
 STATSMODELS_MAX_LEVELS = 5_000
 INSTEVAL_DEFAULT = Path(__file__).resolve().parents[2] / "tests" / "kernels" / "crossed" / \
     "data" / "insteval.csv.gz"
+#: The kb07-shaped data of the lme4 reference fits (simulated by its R script).
+KB07_DATA = Path(__file__).resolve().parents[2] / "tests" / "reference" / "crossed_terms" / \
+    "data" / "kb07sim.csv"
+#: The kb07 case's model: psycholinguistics' "maximal" model, a 2x2x2 design with four
+#: correlated effects on subjects and on items.
+KB07_FORMULA = ("rt ~ spkr * prec * load + (1 + spkr + prec + load | subj) "
+                "+ (1 + spkr + prec + load | item)")
 
 
 #: Standard deviation of the log of a user's activity weight in the heavy-tailed
@@ -149,6 +159,9 @@ def _base_case(base: str, name: str) -> dict[str, Any]:
             raise ValueError(f"crossed case {name!r}: write d3 or d3xROWS") from None
         return {"formula": "y ~ u", "factors": ["g", "h", "i"], "rows": rows,
                 "lmer": D3_FORMULA, "kind": "d3"}
+    if base == "kb07":
+        return {"formula": "rt ~ spkr * prec * load", "factors": ["subj", "item"],
+                "lmer": KB07_FORMULA, "kind": "kb07"}
     fields = base.lower().split("x")
     tail = "gamma"
     if len(fields) == 4 and fields[3] == "heavy":
@@ -156,15 +169,16 @@ def _base_case(base: str, name: str) -> dict[str, Any]:
     try:
         rows, users, items = (int(float(v)) for v in fields)
     except ValueError:
-        raise ValueError(f"crossed case {name!r} is neither 'insteval', 'star', 'd3' nor "
-                         "ROWSxUSERSxITEMS[xheavy]") from None
+        raise ValueError(f"crossed case {name!r} is neither 'insteval', 'star', 'd3', 'kb07' "
+                         "nor ROWSxUSERSxITEMS[xheavy]") from None
     return {"formula": "y ~ x", "factors": ["user", "item"], "rows": rows,
             "users": users, "items": items, "users_tail": tail}
 
 
 def check_cases(cases: list[str]) -> None:
     """Raise ``ValueError`` naming the first case that is neither ``insteval``, ``star``,
-    ``d3[xROWS]`` nor ``ROWSxUSERSxITEMS[xheavy]`` with positive sizes (before any work)."""
+    ``d3[xROWS]``, ``kb07`` nor ``ROWSxUSERSxITEMS[xheavy]`` with positive sizes (before
+    any work)."""
     if not cases:
         raise ValueError("no crossed case given")
     for name in cases:
@@ -175,7 +189,8 @@ def check_cases(cases: list[str]) -> None:
 
 
 def _write_data(case: dict, data_dir: Path, insteval: Path, partitions: int, seed: int) -> Path:
-    """The case's data as Parquet files in their own folder (written once)."""
+    """The case's data as Parquet files in their own folder (written once; ``seed``
+    draws the simulated cases, the data sets read from files are as they are)."""
     import pandas as pd
 
     folder = data_dir / f"crossed_{case['name'].partition(':')[0]}_p{partitions}_s{seed}"
@@ -190,6 +205,8 @@ def _write_data(case: dict, data_dir: Path, insteval: Path, partitions: int, see
         csv.unlink()
     elif case.get("kind") == "d3":
         frame = d3_like(case["rows"], seed)
+    elif case.get("kind") == "kb07":
+        frame = pd.read_csv(KB07_DATA)
     else:
         frame = movielens_like(case["rows"], case["users"], case["items"], seed,
                                users=case["users_tail"])

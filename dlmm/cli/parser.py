@@ -332,7 +332,8 @@ def _add_bench_options(bench: argparse.ArgumentParser) -> None:
                        metavar="CASE[,CASE...]",
                        help="crossed designs instead of --sizes: 'insteval', 'star' (mlmRev, "
                             "through Rscript), 'd3' or 'd3xROWS' (three crossed factors "
-                            "with slopes) and/or simulated "
+                            "with slopes), 'kb07' (a maximal model, four correlated "
+                            "effects on subjects and on items) and/or simulated "
                             "ROWSxUSERSxITEMS ('xheavy' after it: heavy-tailed users); "
                             "':ml' after a case fits ML (default with "
                             "no value: insteval,1000000x50000x5000)")

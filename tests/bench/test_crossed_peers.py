@@ -94,3 +94,32 @@ def test_d3_like_has_the_promised_shape_and_moments():
     near = resid[np.abs(frame["u"]) < 0.2]
     np.testing.assert_allclose(near.var(), 1.61, rtol=0.1)
     assert json.dumps(_case("d3x30000")["factors"]) == '["g", "h", "i"]'
+
+
+def test_kb07_is_the_maximal_model_on_the_reference_data(tmp_path, capsys):
+    """``kb07``: lme4's maximal model on the kb07-shaped data of the lme4 reference fits,
+    written to Parquet as it is; dlmm's fit of it in the benchmark's child is lme4's
+    (bobyqa's optimum, committed in tests/reference/crossed_terms)."""
+    import pandas as pd
+
+    from dlmm.bench.crossed import KB07_DATA, KB07_FORMULA, _child, _write_data
+
+    check_cases(["kb07", "kb07:ml"])
+    case = _case("kb07")
+    assert case["lmer"] == KB07_FORMULA == (
+        "rt ~ spkr * prec * load + (1 + spkr + prec + load | subj) "
+        "+ (1 + spkr + prec + load | item)")
+    assert _kind(Path("unused")).lme4_formula(case) == KB07_FORMULA
+    assert "no correlated random slopes" in _kind(Path("unused")).gpboost(case)
+    path = _write_data(case, tmp_path, tmp_path / "unused.csv", 2, 0)
+    written = pd.concat(pd.read_parquet(p) for p in sorted(path.glob("*.parquet")))
+    pd.testing.assert_frame_equal(written.reset_index(drop=True), pd.read_csv(KB07_DATA))
+    _child(json.dumps({"mode": "pandas", "path": str(path), "formula": case["formula"],
+                       "factors": case["factors"], "lmer": case["lmer"], "reml": True,
+                       "workers": 1}))
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("DLMM-BENCH ")]
+    out = json.loads(line[0][len("DLMM-BENCH "):])
+    reference = json.loads((Path(__file__).parents[1] / "reference" / "crossed_terms"
+                            / "lme4_crossed_terms.json").read_text())["cases"]["kb07_reml"]
+    assert out["converged"]
+    assert out["llf"] == pytest.approx(reference["llf"], rel=1e-8)
