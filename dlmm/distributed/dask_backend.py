@@ -61,7 +61,14 @@ from .embedded import (  # noqa: F401 - the embedded cluster's names, here as be
     resolve_client,
 )
 from .expr_race import close_singleton_race
-from .faults import SchedulerLost, WorkerMemoryError, WorkersLost, format_size
+from .faults import (
+    SchedulerLost,
+    WorkerMemoryError,
+    WorkersLost,
+    _held_sizes,
+    _task_nbytes,
+    format_size,
+)
 from .parquet_pieces import parquet_pieces, piece_facts, sample_pieces
 from .watch import _POLL_SECONDS, _ask, _scheduler_timeout, _Watch
 
@@ -111,34 +118,6 @@ def _run_pieces(func: Callable, merge: Callable, pieces: list, columns: list[str
 #: A worker's run of this many Parquet pieces or more is read two a task, given a ``merge``
 #: (a task cost its worker 2-10 ms between two pieces of 25-35 ms on the 2-core machine).
 PAIR_MIN_PIECES = 16
-
-
-def _held_sizes(keys: list | None, dask_worker=None) -> dict:
-    """Rows and bytes of the results of ``keys`` (default: of the largest object with a
-    length) held in this worker's memory."""
-    from dask.sizeof import sizeof
-
-    data = getattr(dask_worker, "data", {})
-    fast = getattr(data, "fast", data)  # in memory, not spilled
-    out = {}
-    for key in list(fast) if keys is None else keys:
-        if key in fast:
-            value = fast[key]
-            try:
-                out[key] = (len(value), float(sizeof(value)))
-            except TypeError:
-                continue
-    if keys is None and out:
-        key = max(out, key=lambda k: out[k][1])
-        return {key: out[key]}
-    return out
-
-
-def _task_nbytes(key, dask_scheduler=None) -> float | None:
-    """The bytes of a task's result as its worker reported them (run on the scheduler)."""
-    ts = dask_scheduler.tasks.get(key)
-    nbytes = getattr(ts, "nbytes", -1) if ts is not None else -1
-    return float(nbytes) if nbytes and nbytes > 0 else None
 
 
 def one_line(exc: BaseException) -> str:
@@ -328,18 +307,23 @@ class DaskBackend(Backend):
 
     def combine(self, groups, func):
         # Each output where most of its inputs are (none moves when a run of chunks was
-        # read on one worker), else spread evenly.
+        # read on one worker), else spread evenly; one message per worker (Client.map).
         workers = self._workers()
         holders = self._holders([h for g in groups for h in g])
-        out = []
+        where: dict[Any, list[int]] = {}
         for j, g in enumerate(groups):
             counts: dict[str, int] = {}
             for h in g:
                 for address in holders.get(getattr(h, "key", None), ()):
                     counts[address] = counts.get(address, 0) + 1
-            hint = ({"workers": [max(sorted(counts), key=counts.__getitem__)],
-                     "allow_other_workers": True} if counts else self._spread(j, workers))
-            out.append(self.client.submit(func, list(g), pure=False, **hint))
+            where.setdefault(max(sorted(counts), key=counts.__getitem__) if counts else
+                             workers[j % len(workers)] if workers else None, []).append(j)
+        out: list[Any] = [None] * len(groups)
+        for worker, js in where.items():
+            hint = {"workers": [worker], "allow_other_workers": True} if worker else {}
+            for j, f in zip(js, self.client.map(func, [list(groups[j]) for j in js],
+                                                pure=False, **hint)):
+                out[j] = f
         return out
 
     def regroup(self, handles, n_out, split, build):
