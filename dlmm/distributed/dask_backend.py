@@ -119,6 +119,10 @@ def _run_pieces(func: Callable, merge: Callable, pieces: list, columns: list[str
 #: (a task cost its worker 2-10 ms between two pieces of 25-35 ms on the 2-core machine).
 PAIR_MIN_PIECES = 16
 
+#: The part of each worker's run of Parquet pieces asked of no worker in particular
+#: (:meth:`DaskBackend._map_pieces`): the scheduler gives it to the first worker idle.
+FREE_TAIL = 0.2
+
 
 def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
@@ -228,7 +232,9 @@ class DaskBackend(Backend):
         (no task of Dask's reader, no copy of the rows between tasks). Piece ``j`` of
         ``n`` is asked of worker ``j * workers // n``: each worker reads a run of
         consecutive pieces, so that blocks built from runs of chunks find theirs where
-        they are (another worker may still take a piece, when the cluster steals work).
+        they are. The last :data:`FREE_TAIL` of each run is asked of no worker: the
+        scheduler hands those tasks, in order, to whichever worker has run out of its
+        own (a worker slower than the other, sharing the cores, left it idle 0.1-1 s).
         Each worker's run goes to the scheduler as one message (``Client.map``): a
         submit per piece took 3 ms of the driver each, and the last worker's first piece
         waited for the runs before it. With ``merge``, a run of :data:`PAIR_MIN_PIECES`
@@ -238,27 +244,31 @@ class DaskBackend(Backend):
         keys = [f"dlmm-chunk-{token}-{j}" for j in range(n)]
         runs = [(w, [j for j in range(n) if j * len(workers) // n == i])
                 for i, w in enumerate(workers)] if len(workers) > 1 else [(None, list(range(n)))]
+        asked: list[tuple[Any, list[list[int]]]] = []
+        free: list[list[int]] = []
+        for worker, run in runs:
+            tasks = [[j] for j in run] if merge is None or len(run) < PAIR_MIN_PIECES \
+                else [run[i:i + 2] for i in range(0, len(run), 2)]
+            own = len(tasks) - (int(len(tasks) * FREE_TAIL) if worker else 0)
+            asked.append((worker, tasks[:own]))
+            free += tasks[own:]
         futures: list[Any] = []
         sizes: dict = {}  # pieces per task
-        for worker, run in runs:
-            if not run:
-                continue
+        for worker, tasks in asked + [(None, free)]:
             hint = {"workers": [worker], "allow_other_workers": True} if worker else {}
-            if merge is None or len(run) < PAIR_MIN_PIECES:
-                mapped = self.client.map(
-                    _run_piece, [func] * len(run), [pieces.pieces[j] for j in run],
-                    [pieces.columns] * len(run), [pieces.strings] * len(run), pure=False,
-                    key=[keys[j] for j in run], **hint)
-                tasks = [[j] for j in run]
-            else:
-                tasks = [run[i:i + 2] for i in range(0, len(run), 2)]
-                mapped = self.client.map(
-                    _run_pieces, [func] * len(tasks), [merge] * len(tasks),
-                    [[pieces.pieces[j] for j in task] for task in tasks],
-                    [pieces.columns] * len(tasks), [pieces.strings] * len(tasks),
-                    pure=False, key=[keys[task[0]] for task in tasks], **hint)
-            futures += mapped
-            sizes.update({f.key: len(task) for task, f in zip(tasks, mapped)})
+            for size in (1, 2):
+                some = [t for t in tasks if len(t) == size]
+                if not some:
+                    continue
+                args = ([_run_piece, [func] * len(some)] if size == 1 else
+                        [_run_pieces, [func] * len(some), [merge] * len(some)]) + [
+                    [pieces.pieces[t[0]] if size == 1 else [pieces.pieces[j] for j in t]
+                     for t in some], [pieces.columns] * len(some), [pieces.strings] * len(some)]
+                mapped = self.client.map(*args, pure=False, key=[keys[t[0]] for t in some],
+                                         **hint)
+                futures += mapped
+                sizes.update({f.key: len(t) for t, f in zip(some, mapped)})
+        futures.sort(key=lambda f: int(f.key.rsplit("-", 1)[1]))  # in the pieces' order
         self._chunks = {"token": token, "futures": {f.key: int(f.key.rsplit("-", 1)[1])
                                                     for f in futures},
                         "parts": [], "pieces": pieces.pieces, "sizes": sizes}
