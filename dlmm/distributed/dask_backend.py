@@ -317,17 +317,20 @@ class DaskBackend(Backend):
 
     def combine(self, groups, func):
         # Each output where most of its inputs are (none moves when a run of chunks was
-        # read on one worker), else spread evenly; one message per worker (Client.map).
+        # read on one worker), at most its share of the outputs on a worker (the steps
+        # map over them), else spread evenly; one message per worker (Client.map).
         workers = self._workers()
         holders = self._holders([h for g in groups for h in g])
         where: dict[Any, list[int]] = {}
+        share = -(-len(groups) // max(len(workers), 1))
         for j, g in enumerate(groups):
-            counts: dict[str, int] = {}
+            counts: dict[str, int] = dict.fromkeys(workers, 0)
             for h in g:
                 for address in holders.get(getattr(h, "key", None), ()):
                     counts[address] = counts.get(address, 0) + 1
-            where.setdefault(max(sorted(counts), key=counts.__getitem__) if counts else
-                             workers[j % len(workers)] if workers else None, []).append(j)
+            room = [w for w in sorted(counts) if len(where.get(w, ())) < share]
+            where.setdefault(max(room, key=counts.__getitem__) if room and any(counts.values())
+                             else workers[j % len(workers)] if workers else None, []).append(j)
         out: list[Any] = [None] * len(groups)
         for worker, js in where.items():
             hint = {"workers": [worker], "allow_other_workers": True} if worker else {}

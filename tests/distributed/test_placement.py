@@ -67,3 +67,20 @@ def test_blocks_are_asked_in_one_message_per_worker(dask_client, monkeypatch):
     who = dask_client.who_has(blocks)
     assert [list(who[b.key]) for b in blocks] == [[workers[1]], [workers[0]], [workers[1]],
                                                   [workers[0]]]
+
+
+def test_a_worker_builds_at_most_its_share_of_the_blocks(dask_client):
+    """Chunks read by one worker (the free tail of the other's run taken while it was
+    slow) must not leave it more blocks than the other: every step maps over them."""
+    backend = DaskBackend(dd.from_pandas(pd.DataFrame({"a": [1.0]}), npartitions=1),
+                          dask_client)
+    workers = sorted(dask_client.scheduler_info(n_workers=-1)["workers"])
+    chunks = [dask_client.submit(np.arange, 10 + j, workers=[workers[0]],
+                                 allow_other_workers=False, pure=False) for j in range(4)]
+    wait(chunks)
+    blocks = backend.combine([[c] for c in chunks], _total)
+    wait(blocks)
+    assert [b.result() for b in blocks] == [sum(range(10 + j)) for j in range(4)]
+    who = dask_client.who_has(blocks)
+    assert sorted(w for b in blocks for w in who[b.key]) == [workers[0], workers[0],
+                                                            workers[1], workers[1]]
