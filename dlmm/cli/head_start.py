@@ -6,13 +6,14 @@ before it forks, and arming loads, in the driver, the rest of what the one pass 
 (Dask's DataFrame, pyarrow's Parquet reader, numba) and the pass's compiled loop
 (:func:`load_the_pass`): every forked worker begins with them in the memory it copies.
 Loaded by each worker instead (as it started, in a thread), the loop's load (0.3 s of
-CPU a worker, numba's start) was still under way when the first chunks arrived, and
-held them back on the 2-core machine (first chunk summed 0.45-0.7 s after the pass
-began, against 0.05-0.25 s). A forked worker finds the module armed in the modules it
+CPU a worker, numba's start) was still under way when the first chunks arrived on the
+shared 2-core machine (traced at loads 1.6-2.6: it ended 0.25-0.53 s into the pass, a
+worker took its first chunk up to 0.22 s after it was asked, and read it beside the
+load), and the driver loads it once. A forked worker finds the module armed in the modules it
 began with, and its preload (:mod:`dlmm.distributed.worker_setup`) runs
 :class:`LoadThePass` as the worker starts, before it joins the scheduler: in a thread,
 it touches the pages of pyarrow's memory pool that the first chunk's read will fill
-(:func:`touch_the_pool`; their first touch took 0.15-0.2 s of the kernel's time in that
+(:func:`touch_the_pool`; their first touch took 0.13-0.2 s of CPU, the kernel's, in that
 read when huge pages had to be found), while the driver plans the pass. A task that
 needs one of the modules meanwhile waits for its import, as any import in two threads.
 Spawned workers (a small memory limit, or not Linux; a worker a nanny starts again) import
