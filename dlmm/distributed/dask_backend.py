@@ -121,7 +121,8 @@ PAIR_MIN_PIECES = 16
 
 #: The part of each worker's run of Parquet pieces asked of no worker in particular
 #: (:meth:`DaskBackend._map_pieces`): the scheduler gives it to the first worker idle.
-FREE_TAIL = 0.2
+#: Small: a chunk read by the other worker moves to its block's worker at the end.
+FREE_TAIL = 0.1
 
 
 def one_line(exc: BaseException) -> str:
