@@ -1,14 +1,20 @@
-"""A head start for the command's forked workers: the one pass's modules and loop.
+"""A head start for the command's forked workers: the one pass's modules, loop and memory.
 
 The command forks the embedded cluster's workers (:func:`.cluster.connect`): they
-begin with dlmm imported. Each then imports the rest of what the one pass runs (Dask's
-DataFrame, pyarrow's Parquet reader, numba) and loads the pass's compiled loop, in a
-thread, while the driver plans the pass: the first chunk does not wait for them (0.5-2
-s on the loaded 2-core machine). The driver arms this module (:func:`arm`) before it
-forks: a forked worker finds it armed in the modules it began with, and its preload
-(:mod:`dlmm.distributed.worker_setup`) runs :class:`LoadThePass` as the worker starts,
-before it joins the scheduler -- not after the cluster is up and a plugin registered
-(0.1-0.2 s later, most of the pass's head start on the 2-core machine). A task that
+begin with what the driver has loaded. The driver arms this module (:func:`arm`) just
+before it forks, and arming loads, in the driver, the rest of what the one pass runs
+(Dask's DataFrame, pyarrow's Parquet reader, numba) and the pass's compiled loop
+(:func:`load_the_pass`): every forked worker begins with them in the memory it copies.
+Loaded by each worker instead (as it started, in a thread), the loop's load (0.3 s of
+CPU a worker, numba's start) was still under way when the first chunks arrived on the
+shared 2-core machine (traced at loads 1.6-2.6: it ended 0.25-0.53 s into the pass, a
+worker took its first chunk up to 0.22 s after it was asked, and read it beside the
+load), and the driver loads it once. A forked worker finds the module armed in the modules it
+began with, and its preload (:mod:`dlmm.distributed.worker_setup`) runs
+:class:`LoadThePass` as the worker starts, before it joins the scheduler: in a thread,
+it touches the pages of pyarrow's memory pool that the first chunk's read will fill
+(:func:`touch_the_pool`; their first touch took 0.13-0.2 s of CPU, the kernel's, in that
+read when huge pages had to be found), while the driver plans the pass. A task that
 needs one of the modules meanwhile waits for its import, as any import in two threads.
 Spawned workers (a small memory limit, or not Linux; a worker a nanny starts again) import
 dlmm as their first task arrives, not before (a worker of a small memory limit must not
@@ -37,9 +43,12 @@ ARMED = False
 
 
 def arm(armed: bool = True) -> None:
-    """Have the workers forked from now on (until ``arm(False)``) load the pass as they
-    start."""
+    """Have the workers forked from now on (until ``arm(False)``) begin with the pass
+    loaded: armed, this process loads it first (:func:`load_the_pass`, here, before any
+    fork), so that each forked worker begins with the loop in the memory it copies."""
     global ARMED
+    if armed and not ARMED:
+        load_the_pass()
     ARMED = armed
 
 
@@ -70,6 +79,34 @@ def load_the_pass() -> None:
         sys.setswitchinterval(interval)
 
 
+#: Bytes of pyarrow's memory pool a forked worker touches as it starts: what the read of
+#: a chunk of 10^6 rows of six float64 columns holds (48 MB) and its buffers, rounded up.
+POOL_BYTES = 96 << 20
+
+
+def touch_the_pool(nbytes: int = POOL_BYTES) -> None:
+    """Have pyarrow's memory pool hold ``nbytes`` of pages the kernel has given this
+    process: allocated in 8 MB buffers (a column of a chunk), a byte of each page
+    written, then freed to the pool, which keeps them for the reads that follow."""
+    import numpy as np
+    import pyarrow as pa
+
+    buffers = [pa.allocate_buffer(8 << 20) for _ in range(max(1, nbytes >> 23))]
+    for buffer in buffers:
+        np.frombuffer(buffer, dtype=np.uint8)[::4096] = 1
+    del buffers
+
+
+def head_start() -> None:
+    """A forked worker's start (in a thread): :func:`load_the_pass` (nothing left to do
+    when the driver loaded it before the fork), then :func:`touch_the_pool`."""
+    load_the_pass()
+    try:
+        touch_the_pool()
+    except Exception:  # noqa: BLE001 - a head start only
+        pass
+
+
 def spawned_blas_threads() -> int:
     """The BLAS threads of a spawned Dask worker (``distributed.nanny.pre-spawn-environ``'s
     ``OPENBLAS_NUM_THREADS``, else ``OMP_NUM_THREADS``; 1 if neither is set)."""
@@ -86,8 +123,8 @@ def spawned_blas_threads() -> int:
 
 class LoadThePass(WorkerPlugin):
     """Sets the worker's BLAS threads as a spawned worker's, then runs
-    :func:`load_the_pass` in a thread of its own, as a worker starts (from its preload,
-    when armed; or as the plugin is registered on a running worker)."""
+    :func:`head_start` in a thread of its own, as a forked worker starts (from its
+    preload, when armed)."""
 
     name = "dlmm-load-pass"
 
@@ -95,4 +132,4 @@ class LoadThePass(WorkerPlugin):
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=spawned_blas_threads())  # for the process's life
-        threading.Thread(target=load_the_pass, name=self.name, daemon=True).start()
+        threading.Thread(target=head_start, name=self.name, daemon=True).start()

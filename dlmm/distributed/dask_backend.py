@@ -61,7 +61,14 @@ from .embedded import (  # noqa: F401 - the embedded cluster's names, here as be
     resolve_client,
 )
 from .expr_race import close_singleton_race
-from .faults import SchedulerLost, WorkerMemoryError, WorkersLost, format_size
+from .faults import (
+    SchedulerLost,
+    WorkerMemoryError,
+    WorkersLost,
+    _held_sizes,
+    _task_nbytes,
+    format_size,
+)
 from .parquet_pieces import parquet_pieces, piece_facts, sample_pieces
 from .watch import _POLL_SECONDS, _ask, _scheduler_timeout, _Watch
 
@@ -112,33 +119,10 @@ def _run_pieces(func: Callable, merge: Callable, pieces: list, columns: list[str
 #: (a task cost its worker 2-10 ms between two pieces of 25-35 ms on the 2-core machine).
 PAIR_MIN_PIECES = 16
 
-
-def _held_sizes(keys: list | None, dask_worker=None) -> dict:
-    """Rows and bytes of the results of ``keys`` (default: of the largest object with a
-    length) held in this worker's memory."""
-    from dask.sizeof import sizeof
-
-    data = getattr(dask_worker, "data", {})
-    fast = getattr(data, "fast", data)  # in memory, not spilled
-    out = {}
-    for key in list(fast) if keys is None else keys:
-        if key in fast:
-            value = fast[key]
-            try:
-                out[key] = (len(value), float(sizeof(value)))
-            except TypeError:
-                continue
-    if keys is None and out:
-        key = max(out, key=lambda k: out[k][1])
-        return {key: out[key]}
-    return out
-
-
-def _task_nbytes(key, dask_scheduler=None) -> float | None:
-    """The bytes of a task's result as its worker reported them (run on the scheduler)."""
-    ts = dask_scheduler.tasks.get(key)
-    nbytes = getattr(ts, "nbytes", -1) if ts is not None else -1
-    return float(nbytes) if nbytes and nbytes > 0 else None
+#: The part of each worker's run of Parquet pieces asked of no worker in particular
+#: (:meth:`DaskBackend._map_pieces`): the scheduler gives it to the first worker idle.
+#: Small: a chunk read by the other worker moves to its block's worker at the end.
+FREE_TAIL = 0.1
 
 
 def one_line(exc: BaseException) -> str:
@@ -249,7 +233,9 @@ class DaskBackend(Backend):
         (no task of Dask's reader, no copy of the rows between tasks). Piece ``j`` of
         ``n`` is asked of worker ``j * workers // n``: each worker reads a run of
         consecutive pieces, so that blocks built from runs of chunks find theirs where
-        they are (another worker may still take a piece, when the cluster steals work).
+        they are. The last :data:`FREE_TAIL` of each run is asked of no worker: the
+        scheduler hands those tasks, in order, to whichever worker has run out of its
+        own (a worker slower than the other, sharing the cores, left it idle 0.1-1 s).
         Each worker's run goes to the scheduler as one message (``Client.map``): a
         submit per piece took 3 ms of the driver each, and the last worker's first piece
         waited for the runs before it. With ``merge``, a run of :data:`PAIR_MIN_PIECES`
@@ -259,27 +245,31 @@ class DaskBackend(Backend):
         keys = [f"dlmm-chunk-{token}-{j}" for j in range(n)]
         runs = [(w, [j for j in range(n) if j * len(workers) // n == i])
                 for i, w in enumerate(workers)] if len(workers) > 1 else [(None, list(range(n)))]
+        asked: list[tuple[Any, list[list[int]]]] = []
+        free: list[list[int]] = []
+        for worker, run in runs:
+            tasks = [[j] for j in run] if merge is None or len(run) < PAIR_MIN_PIECES \
+                else [run[i:i + 2] for i in range(0, len(run), 2)]
+            own = len(tasks) - (int(len(tasks) * FREE_TAIL) if worker else 0)
+            asked.append((worker, tasks[:own]))
+            free += tasks[own:]
         futures: list[Any] = []
         sizes: dict = {}  # pieces per task
-        for worker, run in runs:
-            if not run:
-                continue
+        for worker, tasks in asked + [(None, free)]:
             hint = {"workers": [worker], "allow_other_workers": True} if worker else {}
-            if merge is None or len(run) < PAIR_MIN_PIECES:
-                mapped = self.client.map(
-                    _run_piece, [func] * len(run), [pieces.pieces[j] for j in run],
-                    [pieces.columns] * len(run), [pieces.strings] * len(run), pure=False,
-                    key=[keys[j] for j in run], **hint)
-                tasks = [[j] for j in run]
-            else:
-                tasks = [run[i:i + 2] for i in range(0, len(run), 2)]
-                mapped = self.client.map(
-                    _run_pieces, [func] * len(tasks), [merge] * len(tasks),
-                    [[pieces.pieces[j] for j in task] for task in tasks],
-                    [pieces.columns] * len(tasks), [pieces.strings] * len(tasks),
-                    pure=False, key=[keys[task[0]] for task in tasks], **hint)
-            futures += mapped
-            sizes.update({f.key: len(task) for task, f in zip(tasks, mapped)})
+            for size in (1, 2):
+                some = [t for t in tasks if len(t) == size]
+                if not some:
+                    continue
+                args = ([_run_piece, [func] * len(some)] if size == 1 else
+                        [_run_pieces, [func] * len(some), [merge] * len(some)]) + [
+                    [pieces.pieces[t[0]] if size == 1 else [pieces.pieces[j] for j in t]
+                     for t in some], [pieces.columns] * len(some), [pieces.strings] * len(some)]
+                mapped = self.client.map(*args, pure=False, key=[keys[t[0]] for t in some],
+                                         **hint)
+                futures += mapped
+                sizes.update({f.key: len(t) for t, f in zip(some, mapped)})
+        futures.sort(key=lambda f: int(f.key.rsplit("-", 1)[1]))  # in the pieces' order
         self._chunks = {"token": token, "futures": {f.key: int(f.key.rsplit("-", 1)[1])
                                                     for f in futures},
                         "parts": [], "pieces": pieces.pieces, "sizes": sizes}
@@ -328,18 +318,26 @@ class DaskBackend(Backend):
 
     def combine(self, groups, func):
         # Each output where most of its inputs are (none moves when a run of chunks was
-        # read on one worker), else spread evenly.
+        # read on one worker), at most its share of the outputs on a worker (the steps
+        # map over them), else spread evenly; one message per worker (Client.map).
         workers = self._workers()
         holders = self._holders([h for g in groups for h in g])
-        out = []
+        where: dict[Any, list[int]] = {}
+        share = -(-len(groups) // max(len(workers), 1))
         for j, g in enumerate(groups):
-            counts: dict[str, int] = {}
+            counts: dict[str, int] = dict.fromkeys(workers, 0)
             for h in g:
                 for address in holders.get(getattr(h, "key", None), ()):
                     counts[address] = counts.get(address, 0) + 1
-            hint = ({"workers": [max(sorted(counts), key=counts.__getitem__)],
-                     "allow_other_workers": True} if counts else self._spread(j, workers))
-            out.append(self.client.submit(func, list(g), pure=False, **hint))
+            room = [w for w in sorted(counts) if len(where.get(w, ())) < share]
+            where.setdefault(max(room, key=counts.__getitem__) if room and any(counts.values())
+                             else workers[j % len(workers)] if workers else None, []).append(j)
+        out: list[Any] = [None] * len(groups)
+        for worker, js in where.items():
+            hint = {"workers": [worker], "allow_other_workers": True} if worker else {}
+            for j, f in zip(js, self.client.map(func, [list(groups[j]) for j in js],
+                                                pure=False, **hint)):
+                out[j] = f
         return out
 
     def regroup(self, handles, n_out, split, build):

@@ -3,7 +3,9 @@
 A backend turns Dask's own failures (``KilledWorker``, paused workers that never
 resume, ``FutureCancelledError`` after the scheduler went away) into these
 exceptions, each with a one-line message that says what happened and what to
-do. Nothing here knows about mixed models.
+do; and the probes run on the workers and the scheduler for the sizes a memory
+error names (:func:`_held_sizes`, :func:`_task_nbytes`). Nothing here knows about
+mixed models.
 """
 
 from __future__ import annotations
@@ -47,3 +49,31 @@ def format_size(n_bytes: float | None) -> str:
     from dask.utils import format_bytes
 
     return format_bytes(int(n_bytes))
+
+
+def _held_sizes(keys: list | None, dask_worker=None) -> dict:
+    """Rows and bytes of the results of ``keys`` (default: of the largest object with a
+    length) held in this worker's memory."""
+    from dask.sizeof import sizeof
+
+    data = getattr(dask_worker, "data", {})
+    fast = getattr(data, "fast", data)  # in memory, not spilled
+    out = {}
+    for key in list(fast) if keys is None else keys:
+        if key in fast:
+            value = fast[key]
+            try:
+                out[key] = (len(value), float(sizeof(value)))
+            except TypeError:
+                continue
+    if keys is None and out:
+        key = max(out, key=lambda k: out[k][1])
+        return {key: out[key]}
+    return out
+
+
+def _task_nbytes(key, dask_scheduler=None) -> float | None:
+    """The bytes of a task's result as its worker reported them (run on the scheduler)."""
+    ts = dask_scheduler.tasks.get(key)
+    nbytes = getattr(ts, "nbytes", -1) if ts is not None else -1
+    return float(nbytes) if nbytes and nbytes > 0 else None

@@ -2,13 +2,15 @@
 chunk waited 1.5-4 s for each spawned worker to import dlmm, numba and pyarrow).
 
 The command forks its workers on Linux when each may use 1 GiB or more: they begin with
-the driver's modules. As it starts (from its preload, before it joins the scheduler), a
-worker loads the one pass's compiled loop in a thread of its own, before its first chunk
-arrives.
+the driver's modules, and with the one pass's compiled loop, which the driver loads just
+before it forks. As it starts (from its preload, before it joins the scheduler), a
+worker touches the pages of pyarrow's memory pool its first chunk's read fills, in a
+thread of its own, before its first chunk arrives.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -18,8 +20,10 @@ from dlmm.cli.cluster import FORK_MIN_MEMORY, _start_method
 
 # A fresh process (not the suite's Dask client): the command's connect(), then what
 # its worker has. A module only the driver imports (dlmm.cli.cluster) is on a forked
-# worker, not on a spawned one; the worker's loading thread is waited for (joined), then
-# the pass's loop must have its one specialization loaded; its BLAS pools one thread.
+# worker, not on a spawned one; the worker's head-start thread is waited for (joined),
+# then the pass's loop must have its one specialization loaded, its BLAS pools one
+# thread, and pyarrow's pool must have held the pages it touched (and hold none now);
+# then what the driver has: the loop, loaded before it forked.
 _PROBE = r"""
 import json, sys, threading
 from dlmm.cli.cluster import connected
@@ -29,15 +33,21 @@ def probe():
     for t in threading.enumerate():
         if t.name == "dlmm-load-pass":
             t.join()
+    import pyarrow as pa
     import threadpoolctl
     loops = sys.modules.get("dlmm.kernels.crossprod_loops")
     return {"forked": "dlmm.cli.cluster" in sys.modules,
             "pass_loop": None if loops is None else len(loops.fused_loop.signatures),
             "blas_threads": sorted({p["num_threads"]
-                                    for p in threadpoolctl.threadpool_info()})}
+                                    for p in threadpoolctl.threadpool_info()}),
+            "pool_peak": pa.default_memory_pool().max_memory(),
+            "pool_held": pa.default_memory_pool().bytes_allocated()}
 
 with connected({"workers": 1, "threads_per_worker": 1}) as (client, info):
     print(json.dumps(list(client.run(probe).values())))
+    loops = sys.modules.get("dlmm.kernels.crossprod_loops")  # this process: the driver
+    print(json.dumps({"driver_pass_loop": None if loops is None
+                      else len(loops.fused_loop.signatures)}))
 from dlmm.cli import head_start
 assert not head_start.ARMED  # only while the cluster starts
 """
@@ -65,14 +75,42 @@ print(json.dumps([started(False), started(True)]))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked on Linux only")
-def test_command_workers_start_forked_with_the_pass_loop_loaded():
+@pytest.fixture(scope="module")
+def probed() -> tuple[dict, dict]:
+    """What the forked worker had (after its head start) and what the driver had."""
     proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
+    worker, driver = proc.stdout.strip().splitlines()[-2:]
+    (worker,) = json.loads(worker)
+    return worker, json.loads(driver)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked on Linux only")
+def test_command_workers_start_forked_with_the_pass_loop_loaded(probed):
+    worker, _ = probed
     # one BLAS thread, as a spawned Dask worker (pre-spawn-environ), not the driver's pools
-    assert proc.stdout.strip() == '[{"forked": true, "pass_loop": 1, "blas_threads": [1]}]', \
-        proc.stdout
+    assert {k: worker[k] for k in ("forked", "pass_loop", "blas_threads")} == \
+        {"forked": True, "pass_loop": 1, "blas_threads": [1]}, worker
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked on Linux only")
+def test_the_driver_loads_the_pass_loop_before_it_forks(probed):
+    """Loaded by each worker as it started, the loop's load (numba's start) still ran
+    when the first chunks arrived; the driver loads it once, before the fork."""
+    _, driver = probed
+    assert driver == {"driver_pass_loop": 1}, driver
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked on Linux only")
+def test_a_forked_worker_touches_the_pool_its_first_read_fills(probed):
+    """The head start allocated (and wrote) POOL_BYTES of pyarrow's pool, then freed it:
+    the first chunk's read finds pages the kernel has given the process already."""
+    from dlmm.cli.head_start import POOL_BYTES
+
+    worker, _ = probed
+    assert worker["pool_peak"] >= POOL_BYTES, worker
+    assert worker["pool_held"] < 1 << 20, worker
 
 
 def test_the_preload_starts_the_head_start_only_when_armed():
