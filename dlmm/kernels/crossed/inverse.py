@@ -127,6 +127,8 @@ def schur_inverse(l22: np.ndarray) -> np.ndarray:
 
 def entries_n(system: CrossedSystem, factor: CrossedFactor) -> np.ndarray:
     """``N = Lambda_2' G21 Lambda_1 C11^{-1}`` at the row entries: ``N_b = T_k' W_b K1_l'``."""
+    if factor.lambda_w is not None:  # Lambda_2'G21 at the entries, from the factor
+        return np.einsum("ed,ecd->ec", factor.lambda_w, factor.k1[system.entry_level])
     if system.intercepts_only:
         # intercepts: N_e = theta_k(e) w_e K1_l(e), one product per entry
         theta = dense_theta(system, factor.factors)
