@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from ._blocks import batched_inverse
 from .factor import CrossedFactor, dense_theta
+from .level_pairs import gather_runs2
 from .single import SingleSchurFactor
 from .sparse import PatternInverse, SparseSchurFactor
 from .system import CrossedSystem
@@ -182,7 +183,11 @@ def selected_inverse(system: CrossedSystem, factor: CrossedFactor,
         from .streamed import gather_products, mirror_lower
 
         mirror_lower(ainv)  # now full symmetric: the gather reads whole columns
-        y_e = gather_products(ainv, system.stream, system.entry_row, system.entry_level, n_e)
+        if n_e.shape[1] == 2 and not system.stream.dense_levels.size:
+            y_e = gather_runs2(ainv, system.stream, system.entry_row, system.entry_level, n_e)
+        else:
+            y_e = gather_products(ainv, system.stream, system.entry_row, system.entry_level,
+                                  n_e)
     else:
         pattern, diagonal = system.lower_pairs()
         # the distinct targets in address order, then spread to the pairs (~10 per
