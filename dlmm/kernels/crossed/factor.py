@@ -38,6 +38,7 @@ from ._blocks import (
     block_apply,
     sym_block_product,
 )
+from .level_pairs import schur_update2
 from .single import SingleSchurFactor, lower_pattern
 from .slopes import lambda_entries, lambda_g22_lower
 from .sparse import SparseSchurFactor, factorize_sparse
@@ -167,7 +168,10 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray,
         if keep is not None:
             keep["lambda_w"] = w
         v = np.einsum("eab,eb->ea", m1[system.entry_level], w)
-        schur_update(x, system.stream, system.entry_row, system.entry_level, w, v)
+        if w.shape[1] == 2:
+            schur_update2(x, system.stream, system.entry_row, system.entry_level, w, v)
+        else:
+            schur_update(x, system.stream, system.entry_row, system.entry_level, w, v)
         x[np.arange(q2), np.arange(q2)] += 1.0
         return x
     elif system.streamed:

@@ -117,3 +117,27 @@ def gather_runs2(ainv: np.ndarray, stream, entry_row: np.ndarray, entry_level: n
     _gather_runs2(ainv, stream.gather_chunks, stream.by_row_ptr, stream.by_row, entry_level,
                   stream.level_ptr, entry_row, np.ascontiguousarray(n, dtype=np.float64), y)
     return y
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _update_runs2(x, chunks, by_row_ptr, by_row, entry_level, level_ptr, entry_row, w,
+                  v):  # pragma: no cover - compiled
+    for k in numba.prange(chunks.size - 1):
+        for c in range(chunks[k], chunks[k + 1]):
+            col = x[:, c]
+            for p in range(by_row_ptr[c], by_row_ptr[c + 1]):
+                e = by_row[p]
+                v0 = v[e, 0]
+                v1 = v[e, 1]
+                for f in range(e, level_ptr[entry_level[e] + 1]):
+                    col[entry_row[f]] -= w[f, 0] * v0 + w[f, 1] * v1
+
+
+def schur_update2(x: np.ndarray, stream, entry_row: np.ndarray, entry_level: np.ndarray,
+                  w: np.ndarray, v: np.ndarray) -> None:
+    """:func:`.streamed.schur_update` with two terms on the first factor (no dense
+    levels): ``x[r_f, r_e] -= w_f' v_e`` for the pairs ``e <= f`` of a level, ``v_e`` in
+    registers (d3, one thread: 33-36 ms against 40)."""
+    _update_runs2(x, stream.update_chunks, stream.by_row_ptr, stream.by_row, entry_level,
+                  stream.level_ptr, entry_row, np.ascontiguousarray(w, dtype=np.float64),
+                  np.ascontiguousarray(v, dtype=np.float64))
