@@ -188,8 +188,10 @@ def _logdet_blocks(system: CrossedSystem, factor: CrossedFactor, inv: SelectedIn
             tky = np.matmul(tk, yk).reshape(m * t_k, t1)
             out[system.first] = out[system.first] - w.reshape(m * t_k, t1).T @ tky
         gk = np.array([[per_factor[j]]]) if intercepts else blocks[j]
-        wt = np.matmul(w, t_1)  # (m, t_k, t_1)
-        out[k] = gk - np.tensordot(wt, yk, axes=([0, 2], [0, 2]))
+        # sum_b W_b T_1 Y_b' = sum_{c,d} T_1[c, d] sum_b W_b[:, c] Y_b[:, d]': one product
+        # of (m, t_k t_1) arrays, not m tiny ones
+        q = (w.reshape(m, -1).T @ yk.reshape(m, -1)).reshape(t_k, t1, t_k, t1)
+        out[k] = gk - np.einsum("acbd,cd->ab", q, t_1)
     return out
 
 
