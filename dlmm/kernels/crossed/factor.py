@@ -143,9 +143,12 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray,
     mat-vec ``B @ vec(M1)`` scattered into its targets, into a zero matrix (what is
     not a target or a nonzero of ``G22`` is zero). Dense ``G21``: dense products
     (:func:`dense_schur_update`), the whole matrix. Streamed pairs (:mod:`.streamed`):
-    the compiled update of ``G22``'s lower triangle. When a factor of the dense part
-    has several terms (``Lambda_2`` then mixes rows and columns) the matrix is made
-    whole (both triangles) before ``Lambda_2`` is applied.
+    the compiled update of ``G22``'s lower triangle; with several terms on a factor of
+    the dense part, of ``Lambda_2'G22 Lambda_2``'s lower triangle by ``Lambda_2'G21``'s
+    entries (:mod:`.slopes`: ``Lambda_2`` applied to the blocks, not the matrix). On the
+    other paths, when a factor of the dense part has several terms (``Lambda_2`` then
+    mixes rows and columns) the matrix is made whole (both triangles) before
+    ``Lambda_2`` is applied.
     """
     q2 = system.dense_size
     rest = rest_factors(system, factors)
