@@ -13,6 +13,8 @@ under a fill-reducing order, sparse (:mod:`.sparse`, chosen once per system).
 ``sparse``    the Schur complement's fill-reducing order, symbolic pattern and sparse
               factor (``sparse_loops``: its compiled Cholesky, solves, selected inverse).
 ``factor``    theta -> blocked Cholesky factor, ``log|C|``, ``c'c``.
+``slopes``    a dense part with several terms per level (streamed pairs): ``Lambda_2``
+              applied to ``G22``'s block pairs and ``G21``'s entries, not the matrix.
 ``inverse``   selected entries of ``C^{-1}`` (Takahashi-style), for variances and gradient.
 ``modes``     conditional modes ``b_hat`` and their conditional covariance blocks.
 ``gradient``  ``d log|C| / d theta`` and ``d c'c / d theta``.

@@ -38,7 +38,9 @@ from ._blocks import (
     block_apply,
     sym_block_product,
 )
+from .level_pairs import schur_update2
 from .single import SingleSchurFactor, lower_pattern
+from .slopes import lambda_entries, lambda_g22_lower
 from .sparse import SparseSchurFactor, factorize_sparse
 from .system import CrossedSystem
 from .theta import unpack_theta
@@ -77,6 +79,10 @@ class CrossedFactor:
         ``A^{-1} u2 = L22^{-T} c2``, refined to float64, where the Schur factor is in
         single precision (:class:`~.single.SingleSchurFactor`; ``c2`` is then None: its
         ``c2'c2 = u2'b2``); None on the float64 paths.
+    lambda_w : ndarray (n_e, t_1) or None
+        ``Lambda_2'G21`` at the row entries (:func:`.slopes.lambda_entries`) where the
+        Schur complement was made from it (streamed pairs, slopes in the dense part);
+        the gradient's ``N`` reuses it. None on the other paths.
     """
 
     theta: np.ndarray
@@ -91,6 +97,7 @@ class CrossedFactor:
     ctc: np.ndarray
     schur_m1: np.ndarray | None = None
     b2: np.ndarray | None = None
+    lambda_w: np.ndarray | None = None
 
 
 def rest_factors(system: CrossedSystem, factors: list) -> list:
@@ -136,9 +143,12 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray,
     mat-vec ``B @ vec(M1)`` scattered into its targets, into a zero matrix (what is
     not a target or a nonzero of ``G22`` is zero). Dense ``G21``: dense products
     (:func:`dense_schur_update`), the whole matrix. Streamed pairs (:mod:`.streamed`):
-    the compiled update of ``G22``'s lower triangle. When a factor of the dense part
-    has several terms (``Lambda_2`` then mixes rows and columns) the matrix is made
-    whole (both triangles) before ``Lambda_2`` is applied.
+    the compiled update of ``G22``'s lower triangle; with several terms on a factor of
+    the dense part, of ``Lambda_2'G22 Lambda_2``'s lower triangle by ``Lambda_2'G21``'s
+    entries (:mod:`.slopes`: ``Lambda_2`` applied to the blocks, not the matrix). On the
+    other paths, when a factor of the dense part has several terms (``Lambda_2`` then
+    mixes rows and columns) the matrix is made whole (both triangles) before
+    ``Lambda_2`` is applied.
     """
     q2 = system.dense_size
     rest = rest_factors(system, factors)
@@ -150,6 +160,23 @@ def schur_complement(system: CrossedSystem, factors: list, m1: np.ndarray,
         if intercepts:
             x *= scale[:, None]
             x *= scale[None, :]
+    elif system.streamed and not intercepts:
+        # Lambda_2 folded into G22's blocks and G21's entries (:mod:`.slopes`): the
+        # update writes the final lower triangle, no pass over the whole matrix
+        from .streamed import schur_update
+
+        x = np.zeros((q2, q2), order="F")
+        lambda_g22_lower(system, factors, x.reshape(-1, order="F"))
+        w = lambda_entries(system, factors)
+        if keep is not None:
+            keep["lambda_w"] = w
+        v = np.einsum("eab,eb->ea", m1[system.entry_level], w)
+        if w.shape[1] == 2:
+            schur_update2(x, system.stream, system.entry_row, system.entry_level, w, v)
+        else:
+            schur_update(x, system.stream, system.entry_row, system.entry_level, w, v)
+        x[np.arange(q2), np.arange(q2)] += 1.0
+        return x
     elif system.streamed:
         from .streamed import mirror_lower, schur_update
 
@@ -393,7 +420,7 @@ def factorize(system: CrossedSystem, theta: np.ndarray, single: bool = False) ->
         c2 = np.zeros((0, r))
     ctc = 0.5 * (ctc + ctc.T)
     return CrossedFactor(theta, factors, l11, k1, m1, l22, c1, c2, logdet, ctc,
-                         keep.get("schur_m1"), keep.get("b2"))
+                         keep.get("schur_m1"), keep.get("b2"), keep.get("lambda_w"))
 
 
 def explicit_l21(system: CrossedSystem, factor: CrossedFactor) -> sp.csr_matrix:

@@ -58,6 +58,7 @@ from ._blocks import block_apply, level_products
 from .factor import CrossedFactor, dense_theta
 from .inverse import SelectedInverse, factor_inverse_lower, lower_at, selected_inverse
 from .modes import back_solve
+from .slopes import g22_lambda_ainv
 from .streamed import dense_level_quadratic, level_quadratic
 from .system import CrossedSystem
 from .theta import theta_index
@@ -163,50 +164,6 @@ def _logdet_blocks_streamed(system: CrossedSystem, factor: CrossedFactor,
             k: np.array([[g_k[0] - theta1 * r]])}
 
 
-def _g22_blocks_index(system: CrossedSystem) -> list:
-    """Per pair of factors ``(f_i, f_c)`` of the dense part, the nonzeros ``(i, c)`` of
-    ``G22`` between them: their values, the term ``a`` of ``i`` and ``x`` of ``c``, and
-    the flat lower index of ``A^{-1}[(l_i, b), (l_c, y)]`` for every term ``b`` of
-    ``i``'s level and ``y`` of ``c``'s (cached)."""
-    if "g22_blocks_index" not in system._cache:
-        rows, cols, values, _ = system.g22_entries()
-        q2 = system.dense_size
-        owner = system.dense_owner()
-        terms = np.array([system.n_terms[k] for k in system.rest])
-        local = (np.arange(q2) - np.asarray(system.rest_offsets)[owner]) % terms[owner]
-        start = np.arange(q2) - local
-        groups = []
-        for fi in range(terms.size):
-            for fc in range(terms.size):
-                sel = np.flatnonzero((owner[rows] == fi) & (owner[cols] == fc))
-                if not sel.size:
-                    continue
-                i, c = rows[sel], cols[sel]
-                j = start[i][:, None, None] + np.arange(terms[fi])[None, :, None]
-                m = start[c][:, None, None] + np.arange(terms[fc])[None, None, :]
-                j, m = np.broadcast_arrays(j, m)
-                flat = (np.maximum(j, m) + np.minimum(j, m) * q2).ravel()
-                groups.append((fi, fc, values[sel], local[i], local[c], flat, j.shape))
-        system._cache["g22_blocks_index"] = groups
-    return system._cache["g22_blocks_index"]
-
-
-def _g22_lambda_ainv_blocks(system: CrossedSystem, factor: CrossedFactor,
-                            ainv_lower) -> list:
-    """``sum_l (G22 Lambda_2 A^{-1})_{kl,kl}`` (``t_k x t_k``) per factor of the dense
-    part, over ``G22``'s nonzeros only: ``G22_ic T_k(c)[x_c, y] A^{-1}[(l_i, b), (l_c,
-    y)]`` added to entry ``(a_i, b)``; every ``A^{-1}`` entry read is on the pattern."""
-    rest = [factor.factors[k] for k in system.rest]
-    out = [np.zeros((t.shape[0], t.shape[0])) for t in rest]
-    for fi, fc, values, a_i, x_c, flat, shape in _g22_blocks_index(system):
-        ainv = lower_at(ainv_lower, flat).reshape(shape)  # (E, t_i, t_c)
-        lam = rest[fc][x_c]  # (E, t_c): Lambda_2[c, (l_c, y)] = T[x_c, y]
-        contrib = values[:, None] * np.einsum("eby,ey->eb", ainv, lam)
-        for b in range(shape[1]):
-            out[fi][:, b] += np.bincount(a_i, weights=contrib[:, b], minlength=shape[1])
-    return out
-
-
 def _logdet_blocks(system: CrossedSystem, factor: CrossedFactor, inv: SelectedInverse) -> dict:
     """``sum_l (G Lambda P)_{kl,kl}`` per factor (``t_k x t_k``)."""
     t_1 = factor.factors[system.first]
@@ -216,19 +173,25 @@ def _logdet_blocks(system: CrossedSystem, factor: CrossedFactor, inv: SelectedIn
     intercepts = all(system.n_terms[k] == 1 for k in system.rest)
     if intercepts:
         per_factor = _g22_lambda_ainv(system, factor, inv.ainv_lower)
-    else:  # G22's nonzeros only, not the Q2 x Q2 G22 Lambda_2 and A^{-1}
-        blocks = _g22_lambda_ainv_blocks(system, factor, inv.ainv_lower)
+    else:  # G22's block pairs only, not the Q2 x Q2 G22 Lambda_2 and A^{-1}
+        blocks = g22_lambda_ainv(system, factor.factors,
+                                 lambda flat: lower_at(inv.ainv_lower, flat))
+    if factor.lambda_w is not None:  # sum_b W_b' T_k Y_b = W~' Y over all entries
+        out[system.first] = out[system.first] - factor.lambda_w.T @ inv.y_e
     for j, (k, (idx, _lev, w)) in enumerate(zip(system.rest, system.blocks)):
         tk = factor.factors[k]
         yk = inv.y_e[idx]  # (m, t_k, t_1)
         m, t_k, t1 = w.shape
         # sum_b W_b' T_k Y_b and sum_b W_b T_1 Y_b' as matrix products (BLAS), not a
         # three-operand einsum's loops
-        tky = np.matmul(tk, yk).reshape(m * t_k, t1)
-        out[system.first] = out[system.first] - w.reshape(m * t_k, t1).T @ tky
+        if factor.lambda_w is None:
+            tky = np.matmul(tk, yk).reshape(m * t_k, t1)
+            out[system.first] = out[system.first] - w.reshape(m * t_k, t1).T @ tky
         gk = np.array([[per_factor[j]]]) if intercepts else blocks[j]
-        wt = np.matmul(w, t_1)  # (m, t_k, t_1)
-        out[k] = gk - np.tensordot(wt, yk, axes=([0, 2], [0, 2]))
+        # sum_b W_b T_1 Y_b' = sum_{c,d} T_1[c, d] sum_b W_b[:, c] Y_b[:, d]': one product
+        # of (m, t_k t_1) arrays, not m tiny ones
+        q = (w.reshape(m, -1).T @ yk.reshape(m, -1)).reshape(t_k, t1, t_k, t1)
+        out[k] = gk - np.einsum("acbd,cd->ab", q, t_1)
     return out
 
 

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from ._blocks import batched_inverse
 from .factor import CrossedFactor, dense_theta
+from .level_pairs import gather_runs2
 from .single import SingleSchurFactor
 from .sparse import PatternInverse, SparseSchurFactor
 from .system import CrossedSystem
@@ -127,6 +128,8 @@ def schur_inverse(l22: np.ndarray) -> np.ndarray:
 
 def entries_n(system: CrossedSystem, factor: CrossedFactor) -> np.ndarray:
     """``N = Lambda_2' G21 Lambda_1 C11^{-1}`` at the row entries: ``N_b = T_k' W_b K1_l'``."""
+    if factor.lambda_w is not None:  # Lambda_2'G21 at the entries, from the factor
+        return np.einsum("ed,ecd->ec", factor.lambda_w, factor.k1[system.entry_level])
     if system.intercepts_only:
         # intercepts: N_e = theta_k(e) w_e K1_l(e), one product per entry
         theta = dense_theta(system, factor.factors)
@@ -180,7 +183,11 @@ def selected_inverse(system: CrossedSystem, factor: CrossedFactor,
         from .streamed import gather_products, mirror_lower
 
         mirror_lower(ainv)  # now full symmetric: the gather reads whole columns
-        y_e = gather_products(ainv, system.stream, system.entry_row, system.entry_level, n_e)
+        if n_e.shape[1] == 2 and not system.stream.dense_levels.size:
+            y_e = gather_runs2(ainv, system.stream, system.entry_row, system.entry_level, n_e)
+        else:
+            y_e = gather_products(ainv, system.stream, system.entry_row, system.entry_level,
+                                  n_e)
     else:
         pattern, diagonal = system.lower_pairs()
         # the distinct targets in address order, then spread to the pairs (~10 per
