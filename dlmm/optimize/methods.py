@@ -12,6 +12,13 @@ from __future__ import annotations
 #: Measured on the 10^6 ratings (ML): 10 evaluations of value and gradient a fit, not 12.
 CROSSED_POLISH_DIFFERENCES = {"rel_step": 1e-7, "central": False, "reuse": 1e-6}
 
+#: The crossed engine's polish Hessian after its coarse phase (float32 Schur complement,
+#: :mod:`dlmm.kernels.crossed.single`): the same forward differences at that precision,
+#: with steps of 1e-4, where the float32 gradient's error (6e-5 in an llf whose Hessian
+#: is about 5e4 on the 10^6 ratings) moves an entry by about 1e-5 relative and the
+#: forward differences' own error is about 1e-4: standard errors within about 5e-5.
+CROSSED_COARSE_POLISH_DIFFERENCES = {"rel_step": 1e-4, "central": False, "reuse": 1e-6}
+
 #: The polish Hessian of a fit with residual parameters (``residual_by``,
 #: ``residual_ar1``) where the exact one is not used (a covariance penalty): forward
 #: differences (``m`` evaluations, not ``2 m``). An unpenalized fit has the exact
