@@ -43,11 +43,7 @@ from .objective.start import (
 )
 from .objective.totals import check_response_varies, check_rows, check_values, check_weights
 from .optimize.driver import maximize
-from .optimize.methods import (
-    CROSSED_COARSE_POLISH_DIFFERENCES,
-    default_methods,
-    polish_differences,
-)
+from .optimize.methods import default_methods, polish_differences
 from .spec.arrays import ArraySpec
 from .spec.eval_env import capture
 from .spec.formula import FormulaSpec
@@ -566,7 +562,6 @@ class MixedLM(StatsmodelsModel):
         hess_free = restricted(objective.with_hessian, x0, mask) if objective.has_hessian \
             and cov_pen is None else GradientHessian(fun_free, **polish_differences(engine))
         before = engine.evaluations
-        single_before = getattr(engine, "single_evaluations", 0)
         options = {} if gtol is None else {"tol_grad": float(gtol)}
         # the value alone where the engine makes it cheaper (crossed "qnewton"), free entries,
         # and its steps in float32 where the engine can (a large dense Schur part)
@@ -574,9 +569,6 @@ class MixedLM(StatsmodelsModel):
             if objective.has_values and cov_pen is None else None
         value_free = None if values is None else (lambda x: values(x)[0])
         options["coarse"] = None if values is None else getattr(engine, "coarse_precision", None)
-        if options["coarse"] is not None:  # the polish after it, at its precision
-            options["coarse_hessian"] = GradientHessian(fun_free,
-                                                        **CROSSED_COARSE_POLISH_DIFFERENCES)
         with optimizer_threads(stats.engine_name):
             outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                                maxiter=maxiter, callback=callback, newton_steps=newton_steps,
@@ -602,10 +594,6 @@ class MixedLM(StatsmodelsModel):
             evaluations_before=before,
             residual=residual_estimates(objective, outcome, value.scale))
         result.timings["cluster_start"] = self.cluster_start
-        # the engine's evaluations at reduced precision (the optimizer's coarse phase and
-        # its polish, the Hessian's differences there included)
-        result.timings["coarse_evaluations"] = int(
-            getattr(engine, "single_evaluations", 0) - single_before)
         # statsmodels' history: its last optimizer's report (all: result.optimization_log)
         result.hist = [result.mle_retvals] if full_output else None
         log_diagnostics(result.diagnostics)
