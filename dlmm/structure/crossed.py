@@ -51,6 +51,7 @@ from ..kernels.crossed import (
     streams_pairs,
     uses_dense_g21,
 )
+from ..kernels.crossed.weighted_start import weighted_theta
 from ..kernels.moments import MomentPieces
 from ..kernels.pieces import RowTotals
 from ..objective.params import MixedLMParams
@@ -328,8 +329,13 @@ class CrossedStatistics(DriverSystemStatistics):
             self._evaluate(theta, False), self.totals.log_weights))
 
     def start_params(self) -> MixedLMParams:
-        """One-way moment estimates per factor (:func:`~dlmm.kernels.crossed.moment_theta`)."""
+        """One-way moment estimates per factor (:func:`~dlmm.kernels.crossed.moment_theta`);
+        where the evaluations are large enough to factor in float32 (each a second or
+        more), two intercepts weighed by their levels' precision
+        (:func:`~dlmm.kernels.crossed.weighted_start.weighted_theta`: a gradient fewer)."""
         theta = moment_theta(self.system)
+        if self.coarse_precision is not None:
+            theta = weighted_theta(self.system, theta)
         return MixedLMParams.from_components(cov_re=np.zeros((0, 0)), vcomp=theta**2)
 
     def moment_pieces(self, coef: np.ndarray) -> MomentPieces:

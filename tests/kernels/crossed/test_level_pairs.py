@@ -12,6 +12,11 @@ from dlmm.kernels.crossed.level_pairs import pairs_in_runs, scalar_pairs
 from dlmm.kernels.crossed.system import _schur_operator
 
 
+@pytest.fixture(autouse=True)
+def pair_path():
+    """Once, not per pair path (the conftest's): nothing here depends on it."""
+    return "stored"
+
 def _runs(n_first, q2, n_entries, seed):
     """Row entries sorted by (level, row), distinct, with random weights."""
     rng = np.random.default_rng(seed)
