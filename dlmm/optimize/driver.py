@@ -31,9 +31,9 @@ allows, kept over the polish's one or two steps), and stops within
 llf and every number returned are full precision's, the convergence test is taken
 on it (the crossed engine makes it a float64 value alone, beside the float32
 derivatives: :meth:`dlmm.structure.crossed.CrossedStatistics.pieces`); the coarse
-evaluations never count as the best point seen. The 10^6 ratings (ML): 6 gradients
+evaluations never count as the best point seen. The 10^6 ratings (ML): 5 gradients
 (2 the Hessian's) and 3 values in float32, one float64 value, where it took 4 + 3 in
-float32 and 4 float64 gradients before; the same llf, the estimates within 1e-8.
+float32 and 4 float64 gradients before; the same llf, the estimates within 7e-8.
 
 The Newton steps go on while they do not lower the llf (beyond rounding)
 and still move the parameters by more than 1e-11 relative, so that the
