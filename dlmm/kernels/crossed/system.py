@@ -336,10 +336,11 @@ def _schur_operator(level, row, w, n_first, t1, q2):
     """
     if t1 == 1:  # compiled loops over the runs (rows sorted: row[b] <= row[a])
         targets, pair_target, vals, counts = scalar_pairs(level, row, w[:, 0], n_first, q2)
-        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(pair_target.dtype)
-        schur = sp.csc_matrix((vals, pair_target, indptr), shape=(targets.size, n_first),
-                              copy=False)  # pair_target: B's row indices, held once
-        return schur, targets, schur.indices
+        idx_t = np.int32 if max(targets.size, vals.size) < 2**31 else np.int64
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(idx_t)
+        schur = sp.csc_matrix((vals, pair_target.astype(idx_t), indptr),
+                              shape=(targets.size, n_first))
+        return schur, targets, pair_target
     b_idx, reps = pairs_in_runs(level, n_first)  # rows sorted: row[b] <= row[a]
     flat = row[b_idx] * q2 + np.repeat(row, reps)  # Fortran order: (ra, rb), ra >= rb
     # distinct targets without a sort: mark them on the dense Q2 x Q2 grid
