@@ -1,7 +1,6 @@
 """The Schur operator's pairs with one term on the first factor (:func:`scalar_pairs`)
 against a brute force over the pairs of each level's run (``np.unique`` of the flat
-targets), and the pairs' targets held once, as ``B``'s int32 row indices (issue 23:
-the 10^6 ratings' 15.8 million pairs held an int64 copy beside them)."""
+targets)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import numpy as np
 import pytest
 
 from dlmm.kernels.crossed.level_pairs import pairs_in_runs, scalar_pairs
-from dlmm.kernels.crossed.system import _schur_operator
 
 
 @pytest.fixture(autouse=True)
@@ -38,15 +36,3 @@ def test_scalar_pairs_is_the_brute_force(sizes):
     np.testing.assert_array_equal(pair_target, where)
     np.testing.assert_allclose(values, w[a_idx] * w[b_idx], rtol=1e-15)
     np.testing.assert_array_equal(per_level, np.bincount(level[a_idx], minlength=n_first))
-
-
-def test_pair_targets_are_the_operators_int32_row_indices():
-    level, row, w = _runs(300, 97, 3000, 2)
-    schur, targets, pair_target = _schur_operator(level, row, w[:, None], 300, 1, 97)
-    assert pair_target.dtype == np.int32
-    assert np.shares_memory(pair_target, schur.indices)  # one copy, not two
-    dense = np.zeros((targets.size, 300))
-    b_idx, reps = pairs_in_runs(level, 300)
-    a_idx = np.repeat(np.arange(level.size), reps)
-    np.add.at(dense, (pair_target, level[a_idx]), w[a_idx] * w[b_idx])
-    np.testing.assert_allclose(schur.toarray(), dense, rtol=1e-15, atol=0)
