@@ -22,14 +22,18 @@ parameters: 84 factorizations before, 64 after, the same optimum).
 An engine whose evaluations cost less at reduced precision (the crossed engine's
 dense Schur complement in float32, :mod:`dlmm.kernels.crossed.single`) passes
 ``coarse``: the quasi-Newton method (``"qnewton"``) then runs at that precision,
-allowing for its error (:data:`~dlmm.optimize.qnewton.SINGLE_NOISE`), and stops where
-its next step is within :data:`~dlmm.optimize.qnewton.TOL_STEP` (the float32
-gradient resolves the optimum to ~1e-9 on the 10^6 ratings); the polish, the
-convergence test, the Hessian and every number returned are float64 evaluations
-(the coarse ones never count as the best point seen). Measured on the 10^6 ratings
-(ML): 4 gradients and 3 values in float32, then 4 gradients in float64 (the point,
-the Hessian's two forward differences, the polished point), where all 7 + 3 were
-float64 before; the same optimum (llf equal, estimates within 1e-13).
+allowing for its error (:data:`~dlmm.optimize.qnewton.SINGLE_NOISE`), and hands its
+point over where its next step is within :data:`COARSE_HANDOVER`; the polish runs at the
+same precision too, on ``coarse_hessian`` (differences with steps its gradients' error
+allows, kept over the polish's one or two steps), and stops within
+:data:`COARSE_NEWTON_STEP` (the float32 gradient, refined, locates the optimum to
+~1e-9 on the 10^6 ratings). Then one evaluation at full precision ends the fit: the
+llf and every number returned are full precision's, the convergence test is taken
+on it (the crossed engine makes it a float64 value alone, beside the float32
+derivatives: :meth:`dlmm.structure.crossed.CrossedStatistics.pieces`); the coarse
+evaluations never count as the best point seen. The 10^6 ratings (ML): 5 gradients
+(2 the Hessian's) and 3 values in float32, one float64 value, where it took 4 + 3 in
+float32 and 4 float64 gradients before; the same llf, the estimates within 7e-8.
 
 The Newton steps go on while they do not lower the llf (beyond rounding)
 and still move the parameters by more than 1e-11 relative, so that the
@@ -68,7 +72,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
+from ..objective.hessian import GradientHessian
+from .methods import CROSSED_COARSE_POLISH_DIFFERENCES
 from .qnewton import SINGLE_NOISE, quasi_newton
+from .steps import ESCAPE_GAIN, ascent_direction, converged_test, escape_steps, newton_decrement
 
 #: Method names as users write them (any case; statsmodels' and scipy's spellings)
 #: to scipy's names, which decide the tolerances and whether a gradient is passed.
@@ -77,6 +84,23 @@ SCIPY_NAMES = {"bfgs": "BFGS", "lbfgs": "L-BFGS-B", "l-bfgs-b": "L-BFGS-B", "cg"
 
 #: The stage of the log entries of a coarse phase (:func:`maximize`'s ``coarse``).
 COARSE_STAGE = "qnewton-single"
+#: The stage of the Newton polish's evaluations after a coarse phase (the same precision).
+COARSE_POLISH_STAGE = "newton-single"
+#: The stage of the one full-precision evaluation that ends a fit polished coarsely.
+FINAL_STAGE = "final"
+
+#: The Newton polish stops where its next step is within this (relative to
+#: ``max(1, |x|)``): full precision, so that the estimates are determined to near
+#: machine precision.
+NEWTON_STEP = 1e-11
+#: The same after a coarse phase (its gradients locate the optimum to about 1e-9 on the
+#: 10^6 ratings, :mod:`dlmm.kernels.crossed.single`): a smaller step is noise.
+COARSE_NEWTON_STEP = 5e-8
+#: The step (relative) within which a coarse quasi-Newton phase hands its point to the
+#: polish (at the same precision), whose Hessian by differences, taken there, is kept for
+#: its one or two steps (``coarse_hessian``'s reuse: the Hessian changes by about
+#: 3e-4 relative over such a step on the 10^6 ratings, the standard errors by 1.5e-4).
+COARSE_HANDOVER = 1e-4
 
 ValueAndGradient = Callable[[np.ndarray], tuple[float, np.ndarray]]
 ValueGradientHessian = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
@@ -101,6 +125,9 @@ class OptimizationLog:
     methods: list[dict] = field(default_factory=list)
     newton_steps: int = 0
     seconds: float = 0.0
+    #: Evaluations of a coarse polish's Hessian by differences (not in ``entries``), less
+    #: its first point's (in ``entries`` twice).
+    coarse_differences: int = 0
 
     @property
     def evaluations(self) -> int:
@@ -108,8 +135,10 @@ class OptimizationLog:
 
     @property
     def coarse_evaluations(self) -> int:
-        """Evaluations of the coarse phase (reduced precision: ``maximize(coarse=...)``)."""
-        return sum(e.stage == COARSE_STAGE for e in self.entries)
+        """Evaluations at reduced precision (``maximize(coarse=...)``): the coarse phase's
+        and its polish's, the polish Hessian's differences included."""
+        return self.coarse_differences + sum(
+            e.stage in (COARSE_STAGE, COARSE_POLISH_STAGE) for e in self.entries)
 
     def to_frame(self):
         import pandas as pd
@@ -264,66 +293,6 @@ def _chord_stale(hess_fun, x: np.ndarray) -> bool:
     return close is not None and not close(np.asarray(x, dtype=float))
 
 
-def _newton_decrement(grad: np.ndarray, hess: np.ndarray) -> tuple[float, np.ndarray | None]:
-    """``g'(-H)^{-1}g / 2`` and the Newton step, or ``(inf, None)`` if -H is not PD
-    (or either is not finite: a point where the likelihood is undefined)."""
-    if not (np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))):
-        return np.inf, None
-    try:
-        chol = np.linalg.cholesky(-hess)
-    except np.linalg.LinAlgError:
-        return np.inf, None
-    step = np.linalg.solve(chol.T, np.linalg.solve(chol, grad))
-    return float(0.5 * grad @ step), step
-
-
-def _converged(grad: np.ndarray, hess: np.ndarray | None, tol_llf: float,
-               tol_grad: float) -> bool:
-    """The convergence test of the module docstring at one point."""
-    if hess is None or not np.all(np.isfinite(grad)) or not np.all(np.isfinite(hess)):
-        return False
-    decrement, _ = _newton_decrement(grad, hess)
-    if np.isfinite(decrement):
-        return decrement <= tol_llf
-    grad_max = float(np.max(np.abs(grad))) if grad.size else 0.0
-    return grad_max <= tol_grad and _ascent_direction(hess) is None
-
-
-def _ascent_direction(hess: np.ndarray | None) -> np.ndarray | None:
-    """Unit eigenvector of the largest clearly positive eigenvalue of the llf's
-    Hessian (a direction in which the llf curves up), or None."""
-    if hess is None or hess.size == 0 or not np.all(np.isfinite(hess)):
-        return None
-    w, v = np.linalg.eigh(0.5 * (hess + hess.T))
-    if w[-1] <= 1e-8 * max(1.0, float(np.max(np.abs(w)))):
-        return None
-    return v[:, -1]
-
-
-#: Gain of llf (relative to ``max(1, |llf|)``) that counts as leaving a saddle: above
-#: the rounding of the llf, so that an escape is never a step within noise.
-ESCAPE_GAIN = 1e-10
-
-
-def _escape_steps(x: np.ndarray, llf: float, hess: np.ndarray) -> list[float]:
-    """Step lengths to try along the ascent direction of ``hess`` from the stationary
-    point ``x``: 0.05, 0.2 and 1 times ``max(1, |x|)``, then shorter ones, each a
-    quarter of the one before, down to where the quadratic model's gain
-    ``lambda t^2 / 2`` (``lambda``: the positive curvature) falls to the rounding of
-    the llf. The likelihood of the interior is thus compared with the boundary's
-    however close to the boundary the maximum lies (a variance whose maximum is
-    1e-4 of the residual's: the first steps overshoot it and lose)."""
-    radius = max(1.0, float(np.linalg.norm(x)))
-    steps = [0.05 * radius, 0.2 * radius, radius]
-    curvature = float(np.linalg.eigvalsh(0.5 * (hess + hess.T))[-1])
-    shortest = np.sqrt(2 * ESCAPE_GAIN * max(1.0, abs(llf)) / curvature)
-    t = steps[0] / 4
-    while t >= shortest and len(steps) < 40:
-        steps.append(t)
-        t /= 4
-    return steps
-
-
 def maximize(
     fun: ValueAndGradient,
     x0: np.ndarray,
@@ -337,6 +306,7 @@ def maximize(
     hess_fun: ValueGradientHessian | None = None,
     value_fun: Callable[[np.ndarray], float] | None = None,
     coarse: Callable[[], contextlib.AbstractContextManager] | None = None,
+    coarse_hessian: ValueGradientHessian | None = None,
 ) -> OptimizeResult:
     """Maximize ``llf`` given ``fun(x) -> (llf, grad)``.
 
@@ -366,16 +336,25 @@ def maximize(
         reduced precision for less (the crossed engine's Schur complement in float32):
         ``"qnewton"`` runs within it (allowing for its error,
         :data:`~dlmm.optimize.qnewton.SINGLE_NOISE`), and everything after it, the
-        polish, the convergence test and every number returned, without it (the
-        coarse evaluations never count as the best point seen).
+        polish too when that phase succeeded (then on ``coarse_hessian``, if given),
+        and one evaluation without it ends the fit: the convergence test and every
+        number returned are full precision's (the coarse evaluations never count as
+        the best point seen).
+    coarse_hessian : callable, optional
+        The polish's Hessian (as ``hess_fun``) after a coarse phase; by default forward
+        differences of ``fun`` (:data:`~dlmm.optimize.methods.CROSSED_COARSE_POLISH_DIFFERENCES`).
     """
     log = OptimizationLog()
+    if coarse is not None and coarse_hessian is None:
+        coarse_hessian = GradientHessian(fun, **CROSSED_COARSE_POLISH_DIFFERENCES)
     obj = _Objective(fun, n_obs, log, callback, hess_fun)
     obj.value_fun = value_fun
     t0 = time.perf_counter()
     x = np.asarray(x0, dtype=float).copy()
     names = SCIPY_NAMES
     used = "none"
+    coarse_ok = [False]  # the coarse phase succeeded: the polish runs at its precision
+    polished_coarse = [False]  # the last polish did
     message = ""
     if x.size == 0:
         llf, grad = obj.llf_grad(x)
@@ -388,7 +367,7 @@ def maximize(
         """The convergence test at ``z`` (a point just evaluated with its Hessian,
         so no new evaluation)."""
         _, gradient, hessian = obj.full(z)
-        return _converged(gradient, hessian, tol_llf, tol_grad)
+        return converged_test(gradient, hessian, tol_llf, tol_grad)
 
     def stop_when_converged(intermediate_result):
         """scipy's callback after each accepted trust-region step."""
@@ -410,9 +389,10 @@ def maximize(
                     try:
                         with coarse():
                             res = quasi_newton(obj.llf_grad, obj.llf_only, x,
-                                               noise=SINGLE_NOISE)
+                                               noise=SINGLE_NOISE, tol_step=COARSE_HANDOVER)
                     finally:
                         obj.coarse = False
+                    coarse_ok[0] = bool(res.success)
                 # (a coarse phase's last point, not a float64 one seen before it)
                 x = res.x if res.success or coarse is not None or obj.best_x is None \
                     else obj.best_x
@@ -489,8 +469,31 @@ def maximize(
                 break
 
         # Newton polish: the analytic Hessian when there is one, else central
-        # differences of the analytic gradient.
-        obj.stage = "newton"
+        # differences of the analytic gradient; after a coarse phase that succeeded, at
+        # its precision (see the module docstring), else at full precision.
+        if coarse is not None and coarse_ok[0]:
+            obj.stage, obj.coarse = COARSE_POLISH_STAGE, True
+            try:
+                obj.hess_fun = coarse_hessian
+                taken = getattr(coarse_hessian, "taken", 0)
+                with coarse():
+                    out = polish(x, obj.hess_fun, COARSE_NEWTON_STEP, SINGLE_NOISE)
+                # the Hessian's differences (not logged: they call fun, not the objective),
+                # less the handover point (logged again, the engine's kept evaluation)
+                log.coarse_differences += (getattr(coarse_hessian, "taken", 0) - taken) \
+                    * x.size * (2 if getattr(coarse_hessian, "central", False) else 1) - 1
+            finally:  # (its evaluations are not full precision: not kept for later)
+                obj.coarse, obj.hess_fun, obj._cache = False, hess_fun, []
+            polished_coarse[0] = True
+        else:
+            obj.stage = "newton"
+            out = polish(x, hess_fun, NEWTON_STEP)
+            polished_coarse[0] = False
+        return (*out, used, message)
+
+    def polish(x, hess_fun, floor, slack=1e-12):
+        """Newton steps from ``x`` until the next is within ``floor`` (relative); a step
+        may lower the llf by ``slack`` (relative) and still be taken."""
         chord = hess_fun is not None and bool(getattr(hess_fun, "differences", False))
 
         def at(z):
@@ -500,16 +503,16 @@ def maximize(
             return value, gradient, fd_hessian(obj, z)
 
         llf, grad, hess = at(x)
-        decrement, step = _newton_decrement(grad, hess)
+        decrement, step = newton_decrement(grad, hess)
         size = np.inf
         for _ in range(newton_steps):
-            if step is None or np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < 1e-11:
+            if step is None or np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < floor:
                 if not chord or not _chord_stale(hess_fun, x):
                     break
                 # the chord steps have converged: the test and the results take the
                 # Hessian here (a new one where the point left the old one's reach)
                 hess = hess_fun.hessian(x, grad)
-                decrement, step = _newton_decrement(grad, hess)
+                decrement, step = newton_decrement(grad, hess)
                 size = np.inf
                 continue
             t = 1.0
@@ -521,7 +524,7 @@ def maximize(
                     cand_llf, cand_grad, _ = obj.full(x + t * step)
                 else:
                     cand_llf, cand_grad = obj.llf_grad(x + t * step)
-                if cand_llf >= llf - 1e-12 * max(1.0, abs(llf)):
+                if cand_llf >= llf - slack * max(1.0, abs(llf)):
                     improved = cand_llf > llf or t == 1.0
                     break
                 t *= 0.5
@@ -531,39 +534,40 @@ def maximize(
             log.newton_steps += 1
             if not chord:
                 llf, grad, hess = at(x)
-                decrement, step = _newton_decrement(grad, hess)
+                decrement, step = newton_decrement(grad, hess)
                 continue
             llf, grad = cand_llf, cand_grad
             moved = float(np.max(np.abs(t * step) / np.maximum(1.0, np.abs(x))))
-            decrement, step = _newton_decrement(grad, hess)
+            decrement, step = newton_decrement(grad, hess)
             # A chord step that does not shrink the next one tenfold: the kept Hessian
             # is too far off here; take a new one.
-            if step is None or float(np.max(np.abs(step) / np.maximum(1.0, np.abs(x)))) \
-                    > 0.1 * min(size, moved) or t < 1.0:
+            nxt = np.inf if step is None else \
+                float(np.max(np.abs(step) / np.maximum(1.0, np.abs(x))))
+            if (nxt > 0.1 * min(size, moved) and nxt >= floor) or t < 1.0:
                 hess = hess_fun.refresh(x, grad)
-                decrement, step = _newton_decrement(grad, hess)
+                decrement, step = newton_decrement(grad, hess)
             size = moved
         if chord:  # the returned Hessian is the one at x (within its reuse)
             hess = hess_fun.hessian(x, grad)
-            decrement, step = _newton_decrement(grad, hess)
+            decrement, step = newton_decrement(grad, hess)
 
         if obj.best_llf > llf + 1e-12 * max(1.0, abs(llf)):  # never return worse than seen
             x = obj.best_x
             llf, grad, hess = at(x)
-            decrement, step = _newton_decrement(grad, hess)
-        return x, llf, grad, hess, decrement, used, message
+            decrement, step = newton_decrement(grad, hess)
+        return x, llf, grad, hess, decrement
 
     x, llf, grad, hess, decrement, used, message = climb(x)
     # A stationary point with a direction of positive curvature is a saddle (in
     # the sqrt parameterization a zero variance is always stationary): step off
     # it along that direction and climb again.
     for _ in range(3):
-        direction = _ascent_direction(hess)
+        direction = ascent_direction(hess)
         if direction is None:
             break
         obj.stage = "escape"
         better = None
-        for step in _escape_steps(x, llf, hess):
+        for step in escape_steps(x, llf, hess):
             for sign in (1.0, -1.0):
                 cand = x + sign * step * direction
                 cand_llf, _ = obj.llf_grad(cand)
@@ -576,11 +580,18 @@ def maximize(
             break
         x, llf, grad, hess, decrement, used, message = climb(better[0])
 
+    if polished_coarse[0]:
+        # The one full-precision evaluation: the llf (and every number returned) at full
+        # precision; the engine may keep the coarse derivatives here (the crossed engine:
+        # a value alone, its float32 gradient refined). The test is taken again on it.
+        obj.stage = FINAL_STAGE
+        llf, grad = obj.llf_grad(x)
+        decrement, _ = newton_decrement(grad, hess)
     grad_max = float(np.max(np.abs(grad))) if grad.size else 0.0
     if np.isfinite(decrement):
         converged = decrement <= tol_llf
     else:
-        converged = grad_max <= tol_grad and _ascent_direction(hess) is None
+        converged = grad_max <= tol_grad and ascent_direction(hess) is None
     log.seconds = time.perf_counter() - t0
     return OptimizeResult(
         x=x, llf=llf, grad=grad, hessian=hess, converged=bool(converged),

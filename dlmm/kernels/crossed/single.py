@@ -22,9 +22,10 @@ optimum: ``log|C|`` within 3e-6 and 1.5e-5 (llf about 1.46e6: ~1e-11 relative), 
 within 1e-14 relative after one round of refinement, the llf's gradient within 6e-5
 (``d log|C|``; its Hessian is about 5e4, so the optimum's theta within ~1e-9).
 
-Never for a reported number: the optimizer asks for it only in its coarse phase
-(:func:`dlmm.optimize.driver.maximize`'s ``coarse``), whose point the float64 polish
-then finishes.
+The optimizer asks for it in its coarse phase and the polish after it
+(:func:`dlmm.optimize.driver.maximize`'s ``coarse``: the Hessian's differences too);
+the reported llf is a float64 factorization's at the optimum, beside these derivatives
+(:meth:`dlmm.structure.crossed.CrossedStatistics.pieces`).
 """
 
 from __future__ import annotations
