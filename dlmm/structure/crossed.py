@@ -258,18 +258,11 @@ class CrossedStatistics(DriverSystemStatistics):
         6e-5 in an llf gradient of scale 5e4 on the 10^6 ratings, theta within 1e-9)."""
         theta = self._theta(chol_re, sd_vc)
         key = self._key(theta)
-        coarse = None if self._single else self._seen(theta.tobytes() + b"single")
+        coarse = None if self._single else self.kept_pieces(theta.tobytes() + b"single")
         if coarse is not None and coarse.dlogdet is not None:
             return self.recent_pieces(key, lambda: replace(coarse, **self._value64(theta)))
         return self.recent_pieces(key, lambda: residual_logdet(
             self._evaluate(theta, True), self.totals.log_weights))
-
-    def _seen(self, key: bytes) -> CrossedPieces | None:
-        """The kept pieces at ``key``, or None."""
-        for seen, out in self._last:
-            if seen == key:
-                return out
-        return None
 
     def _value64(self, theta: np.ndarray) -> dict:
         """``logdet`` and ``hmh`` of a float64 factorization at ``theta`` (no inverse)."""
@@ -322,7 +315,7 @@ class CrossedStatistics(DriverSystemStatistics):
         the pieces with derivatives where the point was evaluated with them."""
         theta = self._theta(chol_re, sd_vc)
         key = self._key(theta)
-        out = self._seen(key)
+        out = self.kept_pieces(key)
         if out is not None:
             return out
         return self.recent_pieces(key + b"value", lambda: residual_logdet(

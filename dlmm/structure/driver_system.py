@@ -71,14 +71,21 @@ class DriverSystemStatistics(RandomEffectsStatistics):
         raise NotImplementedError("the crossed engine has no Hessian pieces "
                                   "(has_newton_pieces is False)")
 
+    def kept_pieces(self, key: bytes) -> CrossedPieces | None:
+        """The pieces kept from one of the last evaluations at ``key``, or None."""
+        for seen, out in self._last:
+            if seen == key:
+                return out
+        return None
+
     def recent_pieces(self, key: bytes,
                       evaluate: Callable[[], CrossedPieces]) -> CrossedPieces:
         """The pieces at the point ``key`` (its θ's bytes): one of the last
         :data:`RECENT_PIECES` evaluations, or ``evaluate()`` (one blocked
         factorization, counted, under the thread choice)."""
-        for seen, out in self._last:
-            if seen == key:
-                return out
+        out = self.kept_pieces(key)
+        if out is not None:
+            return out
         self.evaluations += 1
         with self.threads.evaluation():
             out = evaluate()

@@ -84,9 +84,6 @@ def scalar_pairs(level: np.ndarray, row: np.ndarray, w: np.ndarray, n_first: int
     return targets, pair_target, values, counts * (counts + 1) // 2
 
 
-
-
-
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _gather_runs2(ainv, chunks, by_row_ptr, by_row, entry_level, level_ptr, entry_row, n,
                   y):  # pragma: no cover - compiled
