@@ -71,7 +71,8 @@ def scalar_pairs(level: np.ndarray, row: np.ndarray, w: np.ndarray, n_first: int
     starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     row = np.ascontiguousarray(row, dtype=np.int64)
     w = np.ascontiguousarray(w, dtype=np.float64)
-    n_pairs = int((counts * (counts + 1) // 2).sum())
+    per_level = counts * (counts + 1) // 2
+    n_pairs = int(per_level.sum())
     seen = np.zeros(q2 * q2, dtype=bool)  # mark the targets on the dense grid: no sort
     _mark_targets(starts, row, q2, seen)
     targets = np.flatnonzero(seen)
@@ -81,7 +82,7 @@ def scalar_pairs(level: np.ndarray, row: np.ndarray, w: np.ndarray, n_first: int
     pair_target = np.empty(n_pairs, dtype=np.intp)
     values = np.empty(n_pairs)
     _fill_pairs(starts, row, w, q2, slot, pair_target, values)
-    return targets, pair_target, values, counts * (counts + 1) // 2
+    return targets, pair_target, values, per_level
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
