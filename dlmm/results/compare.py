@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from ..exceptions import InputError
+from .distributions import chi2_sf
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def lrtest(restricted, full) -> LRTestResult:
             f"the full model must have more parameters than the restricted one "
             f"({full.df_modelwc} vs {restricted.df_modelwc}); pass (restricted, full)")
     stat = 2.0 * (full.llf - restricted.llf)
-    return LRTestResult(float(stat), df, float(sps.chi2.sf(max(stat, 0.0), df)))
+    return LRTestResult(float(stat), df, float(chi2_sf(max(stat, 0.0), df)))
 
 
 class RefitWarning(UserWarning):
@@ -173,7 +173,7 @@ def anova(*results, refit: bool = True, names: list[str] | None = None) -> pd.Da
     chisq = np.concatenate([[np.nan], 2 * np.maximum(0.0, np.diff(llf))])
     df = np.concatenate([[np.nan], np.diff(npar)])
     with np.errstate(invalid="ignore"):
-        pvalue = np.where(df > 0, sps.chi2.sf(chisq, np.where(df > 0, df, 1)), np.nan)
+        pvalue = np.where(df > 0, chi2_sf(chisq, np.where(df > 0, df, 1)), np.nan)
     table = AnovaTable({
         "npar": npar.astype(int), "AIC": -2 * llf + 2 * npar, "BIC": -2 * llf + np.log(n) * npar,
         "logLik": llf, "deviance": -2 * llf, "Chisq": chisq, "Df": df, "Pr(>Chisq)": pvalue,

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from ..exceptions import InputError
+from .distributions import chi2_sf, f_sf, normal_quantile, normal_sf, t_quantile, t_sf
 
 
 def constraint_matrix(r_matrix, q, exog_names: list[str], n_params: int):
@@ -85,8 +85,8 @@ class ContrastResults:
 
     def _critical(self, alpha: float) -> float:
         if self.distribution == "t":
-            return float(sps.t.ppf(1 - alpha / 2, self.df_denom))
-        return float(sps.norm.ppf(1 - alpha / 2))
+            return float(t_quantile(1 - alpha / 2, self.df_denom))
+        return float(normal_quantile(1 - alpha / 2))
 
     def conf_int(self, alpha: float = 0.05) -> np.ndarray:
         """``effect -/+ crit * sd``, one row per constraint (t and z tests)."""
@@ -146,9 +146,9 @@ def t_test(fe_params: np.ndarray, cov_fe: np.ndarray, r: np.ndarray, q: np.ndarr
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = (effect - q) / sd
     if df_resid is None:
-        pvalue = 2 * sps.norm.sf(np.abs(stat))
+        pvalue = 2 * normal_sf(np.abs(stat))
         return ContrastResults("norm", stat, pvalue, effect=effect, sd=sd)
-    pvalue = 2 * sps.t.sf(np.abs(stat), df_resid)
+    pvalue = 2 * t_sf(np.abs(stat), df_resid)
     return ContrastResults("t", stat, pvalue, effect=effect, sd=sd, df_denom=df_resid)
 
 
@@ -161,10 +161,10 @@ def wald_test(fe_params: np.ndarray, cov_fe: np.ndarray, r: np.ndarray, q: np.nd
     df_num = int(np.linalg.matrix_rank(r))
     stat = float(d @ np.linalg.pinv(cov) @ d)
     if df_resid is None:
-        return ContrastResults("chi2", stat, float(sps.chi2.sf(stat, df_num)),
+        return ContrastResults("chi2", stat, float(chi2_sf(stat, df_num)),
                                df_num=df_num, df_denom=df_num)
     fvalue = stat / df_num
-    return ContrastResults("F", fvalue, float(sps.f.sf(fvalue, df_num, df_resid)),
+    return ContrastResults("F", fvalue, float(f_sf(fvalue, df_num, df_resid)),
                            df_num=df_num, df_denom=df_resid)
 
 

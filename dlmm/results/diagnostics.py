@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from ..exceptions import InputError
+from .distributions import normal_quantile
 from .plotting import component_sample, effects_sample, new_figure
 from .prediction import predict_chunk, response_of
 from .varcorr import lme4_re_names
@@ -87,7 +87,7 @@ def normal_quantiles(n: int) -> np.ndarray:
     """R's ``qnorm(ppoints(n))``: plotting positions ``(i - a) / (n + 1 - 2a)``,
     ``a = 3/8`` for ``n <= 10`` else ``1/2``."""
     a = 0.375 if n <= 10 else 0.5
-    return sps.norm.ppf((np.arange(1, n + 1) - a) / (n + 1 - 2 * a))
+    return normal_quantile((np.arange(1, n + 1) - a) / (n + 1 - 2 * a))
 
 
 def residual_qq(result, max_points: int = SAMPLE_ROWS, seed: int = 0, ax=None):
@@ -132,7 +132,7 @@ def random_effects_qq(result, max_groups: int = 2000, alpha: float = 0.05, seed:
     SDs); at most ``max_groups`` groups, a random sample. Returns the Figure."""
     panels = _effect_panels(result, max_groups, seed)
     fig, axes = new_figure(1, len(panels), figsize=(3.8 * len(panels), 4))
-    crit = sps.norm.ppf(1 - alpha / 2)
+    crit = normal_quantile(1 - alpha / 2)
     for ax, (title, effect, se, n_total) in zip(axes[0], panels):
         order = np.argsort(effect, kind="stable")
         q = normal_quantiles(effect.size)

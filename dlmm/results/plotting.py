@@ -35,9 +35,9 @@ import math
 import re
 
 import numpy as np
-from scipy import stats as sps
 
 from ..exceptions import InputError
+from .distributions import normal_quantile
 
 
 def pyplot():
@@ -154,7 +154,7 @@ def caterpillar(result, effect: str | None = None, max_groups: int = 200,
     height = max(3.0, (0.17 if show_labels else 0.03) * n_rows + 1.6)
     fig, axes = new_figure(1, len(panels), figsize=(3.4 * len(panels) + 0.8, height),
                            sharey=grouped)
-    z = sps.norm.ppf(1 - alpha / 2)
+    z = normal_quantile(1 - alpha / 2)
     for ax, (title, values, se, labels, order) in zip(axes[0], panels):
         y = np.arange(len(order))
         ax.errorbar(values[order], y, xerr=z * se[order], fmt="o", markersize=3,

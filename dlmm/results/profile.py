@@ -20,13 +20,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import optimize
-from scipy import stats as sps
 
 from ..exceptions import InputError
 from ..objective.params import MixedLMParams
 from ..objective.profiled import constrained_gls
 from ..objective.residual_map import with_residual_model
 from ..objective.shift import fixed_effects_map, log_jacobian
+from .distributions import chi2_quantile
 from .llf_maximize import maximize_llf
 
 
@@ -193,7 +193,7 @@ class ProfileLikelihood:
 
     def interval(self, kind: str, index: tuple, alpha: float = 0.05) -> tuple[float, float]:
         """Profile interval of one parameter (see the module docstring)."""
-        crit = sps.chi2.ppf(1 - alpha, 1)
+        crit = chi2_quantile(1 - alpha, 1)
         est = self.estimate(kind, index)
         bounds = {"re_sd": (0.0, np.inf), "vc_sd": (0.0, np.inf), "sigma": (0.0, np.inf),
                   "re_cor": (-1.0, 1.0), "fe": (-np.inf, np.inf)}[kind]

@@ -31,9 +31,9 @@ keeps its lme4 name when only some ``parameters`` are drawn.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as sps
 
 from ..exceptions import InputError
+from .distributions import normal_quantile
 from .plotting import grid_shape, new_figure
 from .varcorr import FIXED_INTERCEPTS, INTERCEPT, component_label, lme4_re_names
 
@@ -126,7 +126,7 @@ def profile_plot(result, parameters: list[str] | None = None, alpha: float = 0.0
             raise InputError(f"no parameter named {unknown[0]!r} to profile (have "
                              f"{', '.join(labels)})")
         every = [p for p in every if p[0] in parameters]
-    crit = sps.norm.ppf(1 - alpha / 2)
+    crit = normal_quantile(1 - alpha / 2)
     rows, columns = grid_shape(len(every))
     width, height = PANEL_SIZE
     fig, axes = new_figure(rows, columns, figsize=(width * columns + 0.3, height * rows + 0.5),

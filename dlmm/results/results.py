@@ -23,7 +23,6 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from ..exceptions import InputError, convergence_warning
 from ..objective.hessian import (
@@ -39,6 +38,7 @@ from ..objective.shift import (
 )
 from ..optimize.driver import OptimizeResult
 from ..structure.base import RandomEffectsStatistics
+from .distributions import normal_quantile, normal_sf
 from .effects import DistributedEffects, EffectNames, EffectsStore
 from .estimates import Estimates, FitFacts, Inference
 from .inference import (
@@ -403,12 +403,12 @@ class MixedLMResults(Lme4Methods, StatsmodelsResults):
     @property
     def pvalues(self) -> pd.Series:
         """Two-sided normal p-values of ``tvalues``."""
-        return self._shaped(pd.Series(2 * sps.norm.sf(np.abs(self._tvalues)),
+        return self._shaped(pd.Series(2 * normal_sf(np.abs(self._tvalues)),
                                       index=self.param_names))
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Wald confidence intervals ``params -/+ z_{1-alpha/2} bse``."""
-        z = sps.norm.ppf(1 - alpha / 2)
+        z = normal_quantile(1 - alpha / 2)
         params = self._params.to_numpy()
         return self._shaped(pd.DataFrame({0: params - z * self._bse, 1: params + z * self._bse},
                                          index=self.param_names))

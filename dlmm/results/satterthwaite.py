@@ -41,12 +41,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from ..exceptions import InputError
 from ..objective.params import MixedLMParams
 from ..objective.residual_map import ResidualMap, with_residual_model
 from ..objective.shift import fixed_effects_map
+from .distributions import t_sf
 
 #: relative step of the central differences (``h_j = STEP max(|theta_j|, 0.01)``)
 STEP = 1e-4
@@ -224,6 +224,6 @@ def satterthwaite_table(result, contrasts=None) -> pd.DataFrame:
         est = float(c @ beta)
         se = float(np.sqrt(var))
         t = est / se
-        rows.append((est, se, df, t, 2 * sps.t.sf(abs(t), df)))
+        rows.append((est, se, df, t, 2 * t_sf(abs(t), df)))
     return pd.DataFrame(rows, index=names,
                         columns=["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"])

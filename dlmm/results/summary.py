@@ -22,9 +22,9 @@ import importlib.util
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from ..exceptions import InputError
+from .distributions import normal_quantile, normal_sf
 from .lme4_summary import lme4_html, lme4_text
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#",
@@ -112,8 +112,8 @@ class SummaryContent:
         hi = np.full(coef.shape, np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
             z[:k] = coef[:k] / se[:k]
-        p[:k] = 2 * sps.norm.sf(np.abs(z[:k]))
-        crit = sps.norm.ppf(1 - a / 2)
+        p[:k] = 2 * normal_sf(np.abs(z[:k]))
+        crit = normal_quantile(1 - a / 2)
         lo[:k] = coef[:k] - crit * se[:k]
         hi[:k] = coef[:k] + crit * se[:k]
         frame = pd.DataFrame(

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from ..exceptions import InputError
 from ..objective.profiled import constrained_gls
 from ..objective.shift import fixed_effects_map
 from ..structure.threads import one_blas_thread
+from .distributions import chi2_quantile
 from .llf_maximize import maximize_llf
 
 
@@ -207,7 +207,7 @@ class TermsProfile:
         """The profile interval of one parameter (see the module docstring): each end
         where zeta is within ``tol`` of its target (1e-5: the end to about 5e-6 of the
         half-width, finer than lme4's spline of its profile)."""
-        target = float(np.sqrt(sps.chi2.ppf(1.0 - alpha, 1)))
+        target = float(np.sqrt(chi2_quantile(1.0 - alpha, 1)))
         est = self.estimate(kind, index)
         to_u, from_u = _transforms(kind)
         u_hat = to_u(est)

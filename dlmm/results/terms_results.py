@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from ..exceptions import InputError
 from ..objective.shift import fixed_effects_map
+from .distributions import t_sf
 
 
 @dataclass(eq=False)
@@ -322,7 +322,7 @@ class TermsResults:
         est, se = self.fe_params.to_numpy(), self.bse_fe.to_numpy()
         t = est / se
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "df": df, "t value": t,
-                             "Pr(>|t|)": 2.0 * sps.t.sf(np.abs(t), df)},
+                             "Pr(>|t|)": 2.0 * t_sf(np.abs(t), df)},
                             index=self.fe_params.index)
 
     # -- text ------------------------------------------------------------------------
