@@ -15,6 +15,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .small_pages import empty_small_pages
+
 
 def pairs_per_entry(level: np.ndarray, n_first: int) -> np.ndarray:
     """Pairs ``(a, b)``, ``b <= a``, in the same run of the sorted ``level``, per ``a``."""
@@ -137,8 +139,8 @@ def target_pairs(level: np.ndarray, row: np.ndarray, w: np.ndarray, n_first: int
     n_targets = int(column_ptr[-1])
     targets = np.empty(n_targets + 1, dtype=np.int64)  # and one place for the scan
     indptr = np.zeros(n_targets + 2, dtype=index)
-    users = np.empty(n_pairs, dtype=index)
-    values = np.empty(n_pairs)
+    users = empty_small_pages(n_pairs, index)  # written once, then read in order
+    values = empty_small_pages(n_pairs, np.float64)
     _fill_targets(row, w, by_ptr, by_row, by_end, by_level.astype(index), q2, column_ptr,
                   targets, indptr, users, values)
     return targets[:n_targets], indptr[:n_targets + 1], users, values

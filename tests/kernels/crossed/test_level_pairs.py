@@ -36,8 +36,15 @@ def _brute_force(level, row, w, n_first, q2):
 SIZES = [(7, 6, 20, 1), (300, 97, 3000, 2), (40, 300, 900, 3), (2000, 60, 2500, 4)]
 
 
+@pytest.mark.parametrize("small_pages", [False, True])
 @pytest.mark.parametrize("sizes", SIZES)
-def test_target_pairs_is_the_brute_force(sizes):
+def test_target_pairs_is_the_brute_force(sizes, small_pages, monkeypatch):
+    """With its outputs in small pages or not (as large ones would be: the advice
+    given to every array)."""
+    if small_pages:
+        from dlmm.kernels.crossed import small_pages as module
+
+        monkeypatch.setattr(module, "SMALL_PAGES_MIN_BYTES", 0)
     n_first, q2, n_entries, seed = sizes
     level, row, w = _runs(n_first, q2, n_entries, seed)
     targets, indptr, users, values = target_pairs(level, row, w, n_first, q2)
