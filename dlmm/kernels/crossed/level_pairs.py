@@ -54,62 +54,78 @@ def _by_row(level: np.ndarray, row: np.ndarray, n_first: int, q2: int) -> tuple:
     return ptr, by_row, starts[by_level + 1], by_level, starts
 
 
-@numba.njit(cache=True, nogil=True)
-def _count_targets(row, by_ptr, by_row, by_end, q2):  # pragma: no cover - compiled
+#: Chunks of columns per thread in :func:`target_pairs` (balanced by their pairs).
+CHUNKS_PER_THREAD = 4
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _count_targets(row, by_ptr, by_row, by_end, q2, chunks):  # pragma: no cover
     """Distinct targets ``(row[a], j)`` of each column ``j`` (one marker per row of
-    the dense part, ``q2`` of them: in cache whatever the pairs)."""
-    mark = np.full(q2, -1, np.int64)
+    the dense part, ``q2`` of them: in cache whatever the pairs); chunks of columns
+    in parallel."""
     per_column = np.zeros(q2, np.int64)
-    for j in range(q2):
-        n = 0
-        for k in range(by_ptr[j], by_ptr[j + 1]):
-            for a in range(by_row[k], by_end[k]):
-                i = row[a]
-                n += mark[i] != j
-                mark[i] = j
-        per_column[j] = n
+    for c in numba.prange(chunks.size - 1):
+        mark = np.full(q2, -1, np.int64)
+        for j in range(chunks[c], chunks[c + 1]):
+            n = 0
+            for k in range(by_ptr[j], by_ptr[j + 1]):
+                for a in range(by_row[k], by_end[k]):
+                    i = row[a]
+                    n += mark[i] != j
+                    mark[i] = j
+            per_column[j] = n
     return per_column
 
 
-@numba.njit(cache=True, nogil=True)
-def _fill_targets(row, w, by_ptr, by_row, by_end, by_level, q2, column_ptr, targets,
-                  indptr, users, values):  # pragma: no cover - compiled
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _fill_targets(row, w, by_ptr, by_row, by_end, by_level, q2, chunks, column_ptr,
+                  pair_ptr, targets, indptr, users, values):  # pragma: no cover
     """Each column's targets (ascending rows), their pairs' levels (ascending) and
     values: the pairs counted per row of the column, then placed (a column's pairs
-    are written in a span of the outputs that stays in cache). The scan over a
-    column's rows has no branch: every row is written at the next target's place,
-    which only a row with pairs takes."""
-    count = np.zeros(q2, np.int64)
-    place = np.zeros(q2, np.int64)
-    last = targets.size - 1  # one more than the targets: a place for the scan's writes
-    for j in range(q2):
-        t = column_ptr[j]
-        if t == last:  # no targets from here on
-            break
-        lo, hi = by_ptr[j], by_ptr[j + 1]
-        for k in range(lo, hi):
-            for a in range(by_row[k], by_end[k]):
-                count[row[a]] += 1
-        start = indptr[t]
-        for i in range(j, q2):  # rows ascending: the targets' order
-            c = count[i]
-            at = min(t, last)
-            targets[at] = j * q2 + i
-            place[i] = start
-            start += c
-            indptr[at + 1] = start
-            count[i] = 0
-            t += c != 0
-        for k in range(lo, hi):
-            b = by_row[k]
-            lev = by_level[k]
-            wb = w[b]
-            for a in range(b, by_end[k]):
-                i = row[a]
-                p = place[i]
-                users[p] = lev
-                values[p] = w[a] * wb
-                place[i] = p + 1
+    are written in a span of the outputs that stays in cache); chunks of columns in
+    parallel, each column writing only its own span. The scan over a column's rows
+    (up to its last with pairs) has no branch: every row is written at the next
+    target's place, which only a row with pairs takes."""
+    for c in numba.prange(chunks.size - 1):
+        count = np.zeros(q2, np.int64)
+        place = np.zeros(q2, np.int64)
+        for j in range(chunks[c], chunks[c + 1]):
+            lo, hi = by_ptr[j], by_ptr[j + 1]
+            top = -1
+            for k in range(lo, hi):
+                top = max(top, row[by_end[k] - 1])  # a run's rows ascend
+                for a in range(by_row[k], by_end[k]):
+                    count[row[a]] += 1
+            t = column_ptr[j]
+            start = pair_ptr[j]
+            for i in range(j, top + 1):  # rows ascending: the targets' order
+                n = count[i]
+                targets[t] = j * q2 + i
+                place[i] = start
+                start += n
+                indptr[t + 1] = start
+                count[i] = 0
+                t += n != 0
+            for k in range(lo, hi):
+                b = by_row[k]
+                lev = by_level[k]
+                wb = w[b]
+                for a in range(b, by_end[k]):
+                    i = row[a]
+                    p = place[i]
+                    users[p] = lev
+                    values[p] = w[a] * wb
+                    place[i] = p + 1
+
+
+def _column_chunks(pair_ptr: np.ndarray) -> np.ndarray:
+    """Bounds of chunks of columns with about equal pairs, :data:`CHUNKS_PER_THREAD`
+    per thread of numba's."""
+    n = max(1, CHUNKS_PER_THREAD * numba.get_num_threads())
+    q2 = pair_ptr.size - 1
+    bounds = np.searchsorted(pair_ptr, np.linspace(0, pair_ptr[-1], n + 1), side="left")
+    bounds[0], bounds[-1] = 0, q2
+    return np.unique(np.minimum(bounds, q2)).astype(np.int64)
 
 
 def target_pairs(level: np.ndarray, row: np.ndarray, w: np.ndarray, n_first: int,
@@ -117,7 +133,7 @@ def target_pairs(level: np.ndarray, row: np.ndarray, w: np.ndarray, n_first: int
     """The Schur operator ``B`` with one term on the first factor (``t_1 = 1``) by its
     rows, the distinct targets: compiled loops over the columns of the dense part,
     each with a marker per row (in cache), no ``Q2 x Q2`` table and nothing the size
-    of the pairs but ``B`` itself.
+    of the pairs but ``B`` itself (in small pages: :mod:`.small_pages`).
 
     Target ``(row[a], row[b])`` of a pair ``(a, b)``, ``b <= a`` at one level, has
     the flat index ``row[b] q2 + row[a]`` (Fortran order, lower triangle: the rows are
@@ -128,22 +144,25 @@ def target_pairs(level: np.ndarray, row: np.ndarray, w: np.ndarray, n_first: int
     """
     level = np.asarray(level, dtype=np.int64)
     by_ptr, by_row, by_end, by_level, starts = _by_row(level, row, n_first, q2)
-    sizes = np.diff(starts)
-    n_pairs = int(np.sum(sizes * (sizes + 1) // 2))
+    pairs_before = np.zeros(by_row.size + 1, dtype=np.int64)  # entry b: pairs (a, b)
+    np.cumsum(by_end - by_row, out=pairs_before[1:])
+    pair_ptr = pairs_before[by_ptr]  # pairs before each column
+    n_pairs = int(pair_ptr[-1])
     index = np.int32 if max(n_pairs, n_first, q2) < 2**31 else np.int64
     row = np.ascontiguousarray(row, dtype=index)  # half the bytes the loops read
     w = np.ascontiguousarray(w, dtype=np.float64)
-    per_column = _count_targets(row, by_ptr, by_row, by_end, q2)
+    chunks = _column_chunks(pair_ptr)
+    per_column = _count_targets(row, by_ptr, by_row, by_end, q2, chunks)
     column_ptr = np.zeros(q2 + 1, dtype=np.int64)
     np.cumsum(per_column, out=column_ptr[1:])
     n_targets = int(column_ptr[-1])
-    targets = np.empty(n_targets + 1, dtype=np.int64)  # and one place for the scan
-    indptr = np.zeros(n_targets + 2, dtype=index)
+    targets = np.empty(n_targets, dtype=np.int64)
+    indptr = np.zeros(n_targets + 1, dtype=index)
     users = empty_small_pages(n_pairs, index)  # written once, then read in order
     values = empty_small_pages(n_pairs, np.float64)
-    _fill_targets(row, w, by_ptr, by_row, by_end, by_level.astype(index), q2, column_ptr,
-                  targets, indptr, users, values)
-    return targets[:n_targets], indptr[:n_targets + 1], users, values
+    _fill_targets(row, w, by_ptr, by_row, by_end, by_level.astype(index), q2, chunks,
+                  column_ptr, pair_ptr, targets, indptr, users, values)
+    return targets, indptr, users, values
 
 
 @numba.njit(cache=True, nogil=True)

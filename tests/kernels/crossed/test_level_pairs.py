@@ -40,7 +40,11 @@ SIZES = [(7, 6, 20, 1), (300, 97, 3000, 2), (40, 300, 900, 3), (2000, 60, 2500, 
 @pytest.mark.parametrize("sizes", SIZES)
 def test_target_pairs_is_the_brute_force(sizes, small_pages, monkeypatch):
     """With its outputs in small pages or not (as large ones would be: the advice
-    given to every array)."""
+    given to every array), in one chunk of columns a thread or many (more than the
+    columns)."""
+    from dlmm.kernels.crossed import level_pairs
+
+    monkeypatch.setattr(level_pairs, "CHUNKS_PER_THREAD", 64 if small_pages else 1)
     if small_pages:
         from dlmm.kernels.crossed import small_pages as module
 
