@@ -81,6 +81,13 @@ def lower_pattern(system) -> tuple:
     return system._cache["single_pattern"]
 
 
+def load_loops() -> None:
+    """Run :func:`_merge_lower` once with the argument types a fit gives (its load
+    from numba's cache, where it is not waited for)."""
+    one = np.zeros(1, dtype=np.int64)
+    _merge_lower(one, one, one, 2, np.int32(0))
+
+
 @numba.njit(cache=True, nogil=True)
 def _merge_lower(a, b, c, q2, index_type):  # pragma: no cover - compiled
     """The union of three ascending arrays of flat indices (each without repeats), the
