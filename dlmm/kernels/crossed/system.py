@@ -21,11 +21,12 @@ pair of nonzeros of ``G21`` in the same level of factor 1, the same work as
 MixedModels.jl's rank update of ``L22`` by a sparse ``L21``). Two ways to do
 that work each step, chosen once here by the number of pairs:
 
-* stored (up to :data:`STORED_PAIRS_MAX` pairs): ``B`` is built once, by
-  column (a level of factor 1 owns consecutive pairs, so no sort), and each step
-  is one sparse mat-vec and a scatter into the lower triangle (fastest; measured
-  on InstEval, ~17 bytes per pair held and ~32 while built, and 12 more once the
-  pairs' pattern for the conditional variances is made);
+* stored (up to :data:`STORED_PAIRS_MAX` pairs): ``B`` is built once (with one
+  term on the first factor by its rows, the targets, column by column of the
+  dense part: :func:`.level_pairs.target_pairs`, 12 bytes per pair held and built;
+  else by column, a level of factor 1 owning consecutive pairs), and each step
+  is one sparse mat-vec and a scatter into the lower triangle (fastest; 8 more
+  bytes per pair once the pairs' targets for the conditional variances are made);
 * streamed (more pairs): only index arrays over the row entries are kept
   (:class:`~.streamed.PairStream`, ``O(nnz(G21))``) and compiled loops walk the
   pairs again each step (:mod:`.streamed`), so the driver's memory no longer
@@ -132,8 +133,9 @@ class CrossedSystem:
     blocks : list of (index (m_k, t_k), level (m_k,), w (m_k, t_k, t_1))
         Per factor ``order[1:]``: its nonzero blocks of ``G21``, with the row entries
         of each block, their level of factor 1 and values.
-    schur : scipy.sparse.csc_matrix (U, l_1 t_1^2) or None
-        ``B``: ``(G21 M1 G21')[targets] = B @ M1.ravel()`` (None when streamed).
+    schur : scipy.sparse.csr_matrix or csc_matrix (U, l_1 t_1^2) or None
+        ``B``: ``(G21 M1 G21')[targets] = B @ M1.ravel()`` (None when streamed); with
+        one term on the first factor by its rows (CSR), else by its columns (CSC).
     schur_target : ndarray (U,) or None
         Flat index (Fortran order) of each lower-triangle target of ``B``'s rows,
         ascending.
