@@ -79,3 +79,29 @@ def test_pair_targets_is_the_brute_force(sizes):
     np.testing.assert_array_equal(pair_targets(level, row, targets, n_first, q2),
                                   np.searchsorted(targets, flat))
     assert np.array_equal(targets[np.searchsorted(targets, flat)], flat)
+
+
+def test_build_holds_no_dense_table():
+    """3,000 items (the dense part) and 6,000 users of four ratings each: building the
+    system allocates about the pairs and the entries, never a table over the
+    ``Q2 x Q2`` grid (it marked the targets on a byte and then an int32 per cell: 5
+    bytes a cell: 40 MB here; now about 5 MB, the entries and the pairs' structures)."""
+    import tracemalloc
+
+    from dlmm.kernels.crossed import build_system, crossed_sums
+
+    rng = np.random.default_rng(7)
+    n, users, items = 24_000, 6_000, 3_000
+    codes = [np.repeat(np.arange(users), n // users), rng.integers(0, items, n)]
+    x = np.ones((n, 1))
+    sums = crossed_sums(codes, [None, None], x, rng.normal(size=n), [users, items])
+    build_system(sums, streamed=False, sparse=False, dense=False)  # compiled loops loaded
+    tracemalloc.start()
+    try:
+        system = build_system(sums, streamed=False, sparse=False, dense=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert system.dense_size == items and system.schur is not None
+    pairs = system.schur.nnz
+    assert peak < items * items, (peak, pairs)  # under a byte a cell of the grid
