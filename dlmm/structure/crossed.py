@@ -414,9 +414,11 @@ def crossed_pass(spec, layout: CrossedLayout, backend: Backend, label: Any = 0,
     """
     check_size(layout)
     start = time.perf_counter()
-    load_build_loops(layout)
+    loading = load_build_loops(layout)
     sums, totals = pass_sums(spec, layout, backend, progress)
     check_pairs(sums, layout)
+    if loading is not None:  # its parallel loops never run beside the build's own
+        loading.join()
     system = build_system(sums)
     return CrossedStatistics(
         backend=backend, system=system, totals=totals, layout=layout,

@@ -41,8 +41,8 @@ def pairs_in_runs(level: np.ndarray, n_first: int) -> tuple[np.ndarray, np.ndarr
 
 
 def _by_row(level: np.ndarray, row: np.ndarray, n_first: int, q2: int) -> tuple:
-    """The row entries grouped by their row of the dense part (a stable counting
-    sort: each row's entries by ascending level): the pointers ``(q2 + 1,)``, the
+    """The row entries grouped by their row of the dense part (a stable sort: each
+    row's entries by ascending level): the pointers ``(q2 + 1,)``, the
     entries, the end of each one's run (its level's last entry + 1) and its level;
     and the start of each level's run."""
     starts = np.zeros(n_first + 1, dtype=np.int64)
