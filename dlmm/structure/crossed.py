@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -369,6 +370,43 @@ def pass_sums(spec, layout: CrossedLayout, backend: Backend,
     return sums, totals
 
 
+#: From this order of the dense part on, the driver loads the compiled loops that build
+#: its system while the rows are read (:func:`load_build_loops`); smaller fits build in
+#: a few milliseconds and need no thread.
+LOAD_LOOPS_MIN = 2000
+_LOADING: list = []
+_LOADING_LOCK = threading.Lock()
+
+
+def load_build_loops(layout: CrossedLayout) -> threading.Thread | None:
+    """Load the compiled loops that build a large system (the Schur operator's pairs,
+    :func:`~dlmm.kernels.crossed.level_pairs.load_loops`, and the float32 path's
+    pattern) in a daemon thread, once per process: numba's start and its loads
+    (0.15-0.3 s of CPU) overlap the pass, when the driver waits for the workers,
+    instead of following it. The thread, or None (small dense part, or already
+    started)."""
+    if dense_size(layout) < LOAD_LOOPS_MIN:
+        return None
+    with _LOADING_LOCK:
+        if _LOADING:
+            return None
+        thread = threading.Thread(target=_load_quietly, name="dlmm-crossed-loops",
+                                  daemon=True)
+        _LOADING.append(thread)
+    thread.start()
+    return thread
+
+
+def _load_quietly() -> None:
+    from ..kernels.crossed import level_pairs, single
+
+    try:
+        level_pairs.load_loops()
+        single.load_loops()
+    except Exception:  # noqa: BLE001 - a load only: the build itself will say
+        pass
+
+
 def crossed_pass(spec, layout: CrossedLayout, backend: Backend, label: Any = 0,
                  progress=None) -> CrossedStatistics:
     """The one pass (:func:`pass_sums`), then the blocked system on the driver (a dense
@@ -376,8 +414,11 @@ def crossed_pass(spec, layout: CrossedLayout, backend: Backend, label: Any = 0,
     """
     check_size(layout)
     start = time.perf_counter()
+    loading = load_build_loops(layout)
     sums, totals = pass_sums(spec, layout, backend, progress)
     check_pairs(sums, layout)
+    if loading is not None:  # its parallel loops never run beside the build's own
+        loading.join()
     system = build_system(sums)
     return CrossedStatistics(
         backend=backend, system=system, totals=totals, layout=layout,

@@ -30,6 +30,7 @@ the reported llf is a float64 factorization's at the optimum, beside these deriv
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
@@ -58,23 +59,68 @@ def lower_pattern(system) -> tuple:
     """The nonzeros of the Schur complement's lower triangle on the stored-pairs path with
     intercepts only (cached on the system): their flat indices (Fortran order,
     ascending), the positions among them of the targets of ``B``, of ``G22``'s lower
-    nonzeros and of the diagonal, and their rows and column pointers (CSC)."""
+    nonzeros and of the diagonal, and their rows and column pointers (CSC): one
+    compiled merge of the three sorted index sets (:func:`_merge_lower`)."""
     if "single_pattern" not in system._cache:
         q2 = system.dense_size
         _, at_lower = system.g22_lower()
+        order = np.argsort(at_lower, kind="stable")
         diagonal = np.arange(q2, dtype=np.int64) * (q2 + 1)
-        seen = np.zeros(q2 * q2, dtype=bool)  # a byte per entry: faster than a sort
-        for at in (system.schur_target, at_lower, diagonal):
-            seen[at] = True
-        flat = np.flatnonzero(seen)
-        del seen
-        cols, rows = np.divmod(flat, q2)
-        index = np.int32 if flat.size < 2**31 else np.int64
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=q2))])
-        system._cache["single_pattern"] = (
-            flat, np.searchsorted(flat, system.schur_target), np.searchsorted(flat, at_lower),
-            np.searchsorted(flat, diagonal), rows.astype(index), indptr.astype(index))
+        index = np.int32 if system.schur_target.size + at_lower.size + q2 < 2**31 \
+            else np.int64
+        flat, rows, counts, at_target, at_sorted, at_diagonal = _merge_lower(
+            np.ascontiguousarray(system.schur_target, dtype=np.int64),
+            np.ascontiguousarray(at_lower[order], dtype=np.int64), diagonal, q2,
+            index(0))
+        at_g22 = np.empty_like(at_sorted)
+        at_g22[order] = at_sorted
+        indptr = np.zeros(q2 + 1, dtype=index)
+        np.cumsum(counts, out=indptr[1:])
+        system._cache["single_pattern"] = (flat, at_target, at_g22, at_diagonal, rows,
+                                           indptr)
     return system._cache["single_pattern"]
+
+
+def load_loops() -> None:
+    """Run :func:`_merge_lower` once with the argument types a fit gives (its load
+    from numba's cache, where it is not waited for)."""
+    one = np.zeros(1, dtype=np.int64)
+    _merge_lower(one, one, one, 2, np.int32(0))
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_lower(a, b, c, q2, index_type):  # pragma: no cover - compiled
+    """The union of three ascending arrays of flat indices (each without repeats), the
+    position in it of each of their entries, its rows and its count per column."""
+    n = a.size + b.size + c.size
+    flat = np.empty(n, np.int64)
+    rows = np.empty(n, type(index_type))
+    counts = np.zeros(q2, np.int64)
+    pa = np.empty(a.size, np.int64)
+    pb = np.empty(b.size, np.int64)
+    pc = np.empty(c.size, np.int64)
+    i = j = k = u = 0
+    big = np.iinfo(np.int64).max
+    while i < a.size or j < b.size or k < c.size:
+        va = a[i] if i < a.size else big
+        vb = b[j] if j < b.size else big
+        vc = c[k] if k < c.size else big
+        v = min(va, vb, vc)
+        flat[u] = v
+        col = v // q2
+        rows[u] = v - col * q2
+        counts[col] += 1
+        if va == v:
+            pa[i] = u
+            i += 1
+        if vb == v:
+            pb[j] = u
+            j += 1
+        if vc == v:
+            pc[k] = u
+            k += 1
+        u += 1
+    return flat[:u].copy(), rows[:u].copy(), counts, pa, pb, pc
 
 
 class SingleSchurFactor:

@@ -21,11 +21,12 @@ pair of nonzeros of ``G21`` in the same level of factor 1, the same work as
 MixedModels.jl's rank update of ``L22`` by a sparse ``L21``). Two ways to do
 that work each step, chosen once here by the number of pairs:
 
-* stored (up to :data:`STORED_PAIRS_MAX` pairs): ``B`` is built once, by
-  column (a level of factor 1 owns consecutive pairs, so no sort), and each step
-  is one sparse mat-vec and a scatter into the lower triangle (fastest; measured
-  on InstEval, ~17 bytes per pair held and ~32 while built, and 12 more once the
-  pairs' pattern for the conditional variances is made);
+* stored (up to :data:`STORED_PAIRS_MAX` pairs): ``B`` is built once (with one
+  term on the first factor by its rows, the targets, column by column of the
+  dense part: :func:`.level_pairs.target_pairs`, 12 bytes per pair held and built;
+  else by column, a level of factor 1 owning consecutive pairs), and each step
+  is one sparse mat-vec and a scatter into the lower triangle (fastest; 8 more
+  bytes per pair once the pairs' targets for the conditional variances are made);
 * streamed (more pairs): only index arrays over the row entries are kept
   (:class:`~.streamed.PairStream`, ``O(nnz(G21))``) and compiled loops walk the
   pairs again each step (:mod:`.streamed`), so the driver's memory no longer
@@ -64,7 +65,7 @@ from .counts import (
     streams_pairs,
     uses_dense_g21,
 )
-from .level_pairs import pairs_in_runs, pairs_per_entry, scalar_pairs
+from .level_pairs import pair_targets, pairs_in_runs, pairs_per_entry, target_pairs
 from .sums import CrossedSums
 
 if TYPE_CHECKING:
@@ -132,14 +133,16 @@ class CrossedSystem:
     blocks : list of (index (m_k, t_k), level (m_k,), w (m_k, t_k, t_1))
         Per factor ``order[1:]``: its nonzero blocks of ``G21``, with the row entries
         of each block, their level of factor 1 and values.
-    schur : scipy.sparse.csc_matrix (U, l_1 t_1^2) or None
-        ``B``: ``(G21 M1 G21')[targets] = B @ M1.ravel()`` (None when streamed).
+    schur : scipy.sparse.csr_matrix or csc_matrix (U, l_1 t_1^2) or None
+        ``B``: ``(G21 M1 G21')[targets] = B @ M1.ravel()`` (None when streamed); with
+        one term on the first factor by its rows (CSR), else by its columns (CSC).
     schur_target : ndarray (U,) or None
         Flat index (Fortran order) of each lower-triangle target of ``B``'s rows,
         ascending.
     pair_target : ndarray (n_pairs,) or None
         For each pair of :meth:`lower_pairs` (``e' <= e`` at one level), the row of
-        ``B`` (the target) it adds to.
+        ``B`` (the target) it adds to (a property: with one term on the first factor
+        made on first use, for the conditional variances; None unless stored).
     stream : PairStream or None
         The streamed path's index arrays (None when ``B`` is stored).
     dense_g21 : ndarray (Q2, l_1, t_1) or None
@@ -168,13 +171,24 @@ class CrossedSystem:
     blocks: list
     schur: sp.csc_matrix | None
     schur_target: np.ndarray | None
-    pair_target: np.ndarray | None
+    stored_pair_target: np.ndarray | None
     xy_cross: np.ndarray
     n_rows: float
     stream: PairStream | None = None
     sparse: SchurPattern | None = None
     dense_g21: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def pair_target(self) -> np.ndarray | None:
+        """Each stored pair's target (see the class docstring; cached)."""
+        if self.stored_pair_target is not None or self.schur is None:
+            return self.stored_pair_target
+        if "pair_target" not in self._cache:
+            self._cache["pair_target"] = pair_targets(
+                self.entry_level, self.entry_row, self.schur_target,
+                self.n_levels[self.first], self.dense_size)
+        return self._cache["pair_target"]
 
     @property
     def streamed(self) -> bool:
@@ -326,21 +340,19 @@ class CrossedSystem:
 
 
 def _schur_operator(level, row, w, n_first, t1, q2):
-    """``B`` (by column), its targets (ascending) and the target of each pair.
+    """``B``, its targets (ascending) and the target of each pair (None: made when
+    asked, :attr:`CrossedSystem.pair_target`).
 
     Pair ``p = (a, b)`` (``b <= a``, one level ``l``) adds ``w_a[c] w_b[d] M1_l[c, d]``
-    to target ``(row[a], row[b])``. The pairs of a level are consecutive and levels
-    ascend, so with ``t_1 = 1`` the pairs are already in column order: ``B`` is
-    assembled from its arrays without a sort (with ``t_1 > 1``, a stable sort of the
-    pairs' ``t_1^2`` columns).
+    to target ``(row[a], row[b])``. With ``t_1 = 1``, ``B`` is made by its rows
+    (:func:`.level_pairs.target_pairs`: CSR, a target's pairs by ascending level); with
+    ``t_1 > 1`` by column (CSC: the pairs of a level are consecutive and levels
+    ascend; a stable sort of the pairs' ``t_1^2`` columns).
     """
-    if t1 == 1:  # compiled loops over the runs (rows sorted: row[b] <= row[a])
-        targets, pair_target, vals, counts = scalar_pairs(level, row, w[:, 0], n_first, q2)
-        idx_t = np.int32 if max(targets.size, vals.size) < 2**31 else np.int64
-        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(idx_t)
-        schur = sp.csc_matrix((vals, pair_target.astype(idx_t), indptr),
-                              shape=(targets.size, n_first))
-        return schur, targets, pair_target
+    if t1 == 1:  # by its rows from compiled loops (rows sorted: row[b] <= row[a])
+        targets, indptr, users, vals = target_pairs(level, row, w[:, 0], n_first, q2)
+        schur = sp.csr_matrix((vals, users, indptr), shape=(targets.size, n_first))
+        return schur, targets, None  # each pair's target: made when asked
     b_idx, reps = pairs_in_runs(level, n_first)  # rows sorted: row[b] <= row[a]
     flat = row[b_idx] * q2 + np.repeat(row, reps)  # Fortran order: (ra, rb), ra >= rb
     # distinct targets without a sort: mark them on the dense Q2 x Q2 grid
@@ -355,17 +367,12 @@ def _schur_operator(level, row, w, n_first, t1, q2):
     del slot, flat
     n_cols = n_first * t1 * t1
     counts = np.bincount(level, weights=reps, minlength=n_first).astype(np.int64)  # per level
-    if t1 == 1:
-        w0 = np.ascontiguousarray(w[:, 0])
-        vals = np.repeat(w0, reps) * w0[b_idx]
-        rows_b = pair_target.astype(idx_t)
-    else:
-        cc, dd = np.divmod(np.arange(t1 * t1), t1)
-        vals = (np.repeat(w, reps, axis=0)[:, cc] * w[b_idx][:, dd]).ravel()
-        cols = (np.repeat(level, reps)[:, None] * (t1 * t1) + cc * t1 + dd).ravel()
-        order = np.argsort(cols, kind="stable")
-        vals, rows_b = vals[order], np.repeat(pair_target.astype(idx_t), t1 * t1)[order]
-        counts = np.repeat(counts, t1 * t1)
+    cc, dd = np.divmod(np.arange(t1 * t1), t1)
+    vals = (np.repeat(w, reps, axis=0)[:, cc] * w[b_idx][:, dd]).ravel()
+    cols = (np.repeat(level, reps)[:, None] * (t1 * t1) + cc * t1 + dd).ravel()
+    order = np.argsort(cols, kind="stable")
+    vals, rows_b = vals[order], np.repeat(pair_target.astype(idx_t), t1 * t1)[order]
+    counts = np.repeat(counts, t1 * t1)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(idx_t)
     schur = sp.csc_matrix((vals, rows_b, indptr), shape=(targets.size, n_cols))
     return schur, targets, pair_target
@@ -476,7 +483,7 @@ def build_system(sums: CrossedSums, streamed: bool | None = None,
         blocks=blocks,
         schur=schur,
         schur_target=target,
-        pair_target=pair_target,
+        stored_pair_target=pair_target,
         xy_cross=np.array(sums.xy_cross),
         n_rows=float(sums.n_rows),
         stream=stream,
