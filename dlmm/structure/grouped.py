@@ -344,10 +344,12 @@ def statistics_from_chunks(spec, backend: Backend, chunks: list[Any], start: flo
     """Blocks of whole groups from handles of :class:`ChunkResult` (in a fixed order:
     the chunks of the one pass, or one per input file for the statistics cache), and
     the row totals; ``start`` is when the pass began (``time.perf_counter``);
-    ``summaries``: handles of each chunk's :func:`_chunk_summary`, if already asked."""
+    ``summaries``: handles of lists of the chunks' :func:`_chunk_summary`, if already asked
+    (:meth:`~dlmm.distributed.base.Backend.map_chunks_then`)."""
     if summaries is None:
-        summaries = backend.map(_chunk_summary, chunks)
-    summary = backend.gather(summaries)  # one round trip
+        summary = backend.gather(backend.map(_chunk_summary, chunks))  # one round trip
+    else:  # lists of summaries of runs of chunks (Backend.map_chunks_then)
+        summary = [s for run in backend.gather(summaries) for s in run]
     totals = ordered_sum([t for t, _ in summary])
     slot_component = spec.slot_component
 

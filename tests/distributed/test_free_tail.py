@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from distributed import Client, LocalCluster, get_worker, wait
 
-from dlmm.distributed import dask_backend
+from dlmm.distributed import piece_tasks
 from dlmm.distributed.dask_backend import DaskBackend
 
 N_FILES = 20  # two workers: runs of ten pieces, the last of each free
@@ -36,7 +36,7 @@ def folder(tmp_path_factory):
 
 
 def test_a_busy_workers_tail_is_read_by_the_idle_one(folder):
-    assert dask_backend.FREE_TAIL == 0.1
+    assert piece_tasks.FREE_TAIL == 0.1
     with dask.config.set({"distributed.scheduler.work-stealing": False}), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                          dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
