@@ -122,6 +122,9 @@ class Backend(ABC):
         """Shuffle: ``split(h, n_out)`` each handle; block j = ``build`` of every piece j,
         the blocks spread evenly over the workers."""
 
+    def wait(self, handles: list[Any]) -> None:  # noqa: B027 - results here are values
+        """Return when every handle's result is computed (raising a task's error)."""
+
     @abstractmethod
     def gather(self, handles: list[Any]) -> list[Any]:
         """Bring results to the driver, in the order of ``handles``."""

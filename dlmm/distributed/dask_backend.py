@@ -370,6 +370,9 @@ class DaskBackend(Backend):
             values = [self.client.scatter(obj, hash=False) for obj in shared]
         return self.frame.map_partitions(func, *values, meta=meta)
 
+    def wait(self, handles: list[Any]) -> None:
+        self._await(handles)
+
     def gather(self, handles: list[Any]) -> list[Any]:
         self._await(handles)
         # From the embedded cluster's workers straight here: by default the scheduler

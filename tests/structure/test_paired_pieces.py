@@ -82,8 +82,8 @@ def test_two_chunks_merged_are_their_rows_sums(cut):
     assert isinstance(merged, ChunkRun) == (cut == 40)
     if cut == 40:
         assert merged.keyed is one.keyed and merged.rest == (two.keyed,)
-    totals, (n_groups, first, last) = _chunk_summary(merged)
-    assert (n_groups, first, last) == (10, 0, 9)
+    totals, (n_groups, first, last), (n_min, n_max, _) = _chunk_summary(merged)
+    assert (n_groups, first, last, n_min, n_max) == (10, 0, 9, 10.0, 10.0)
     np.testing.assert_allclose(totals.xy_cross, xy.T @ xy, rtol=1e-12)
     block = combine_keyed(_parts(merged), 1)  # the groups, whole
     np.testing.assert_array_equal(block.labels, np.arange(10))
