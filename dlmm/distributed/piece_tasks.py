@@ -13,6 +13,7 @@ one task per run rather than one per chunk (:func:`dlmm.distributed.base.then_li
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,11 +65,17 @@ def plan_pieces(n: int, workers: list[Any], merged: bool) -> PiecePlan:
     else:
         runs = [(None, list(range(n)))]
     own: list[tuple[Any, list[list[int]]]] = []
-    free: list[list[int]] = []
-    for worker, run in runs:
+    tails: list[list[int]] = []
+    for i, (worker, run) in enumerate(runs):
         tail = int(len(run) * FREE_TAIL) if worker is not None else 0
         mine = run[:len(run) - tail]
         size = TASK_PIECES if merged and len(run) >= PAIR_MIN_PIECES else 1
         own.append((worker, [mine[i:i + size] for i in range(0, len(mine), size)]))
-        free += [[j] for j in run[len(run) - tail:]]
+        tails.append(run[len(run) - tail:][::-1 if i % 2 else 1])
+    # Asked in turns, every other run's tail from its end: two workers done at once take
+    # their own tails (the first takes the first run's head, the second the second run's
+    # end, and so on), and one done early reads the other's tail from the end that does
+    # not meet the other's own pieces: a piece read by the other worker (to be moved to
+    # its block's worker at the end) is one of a run at one end of a tail, not any.
+    free = [[j] for turn in itertools.zip_longest(*tails) for j in turn if j is not None]
     return PiecePlan(own, free)
