@@ -217,12 +217,12 @@ class DaskBackend(Backend):
         chunks = self.map_chunks(func, merge=merge)  # submitted, not waited for
         runs = self._chunks.get("runs") or [(None, [j]) for j in range(len(chunks))]
         after: list[Any] = [None] * len(runs)
+        alone = [i for i, (worker, js) in enumerate(runs) if worker is None and len(js) == 1]
         for i, (worker, js) in enumerate(runs):
-            if worker is not None:
+            if i not in alone:  # a run (of one worker, or the only one): a task for all
+                hint = {"workers": [worker], "allow_other_workers": True} if worker else {}
                 after[i] = self.client.submit(then_list, then, *[chunks[j] for j in js],
-                                              pure=False, priority=1, workers=[worker],
-                                              allow_other_workers=True)
-        alone = [i for i, (worker, _) in enumerate(runs) if worker is None]
+                                              pure=False, priority=1, **hint)
         for i, f in zip(alone, self.client.map(then_list, [then] * len(alone),
                                                [chunks[runs[i][1][0]] for i in alone],
                                                pure=False, priority=1)):

@@ -71,3 +71,19 @@ def test_what_follows_a_workers_run_of_pieces_is_one_task(dask_client, tmp_path)
     rows = backend.gather(chunks)
     assert firsts == [r[0] for r in rows]  # then of each chunk, in the chunks' order
     assert [j for r in rows for j in r] == [j for j in range(n_files) for _ in range(2)]
+
+
+def test_a_single_workers_run_is_followed_whole(tmp_path):
+    """One worker: its whole run of pieces (no free tail) is followed in one task, every
+    chunk's then in it."""
+    from distributed import Client, LocalCluster
+
+    for j in range(20):
+        pd.DataFrame({"j": [j]}).to_parquet(tmp_path / f"part-{j:03d}.parquet", index=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        backend = DaskBackend(dd.read_parquet(str(tmp_path)), client)
+        chunks, after = backend.map_chunks_then(_rows, _first, merge=lambda runs: sum(runs, []))
+        assert len(chunks) == 20 // piece_tasks.TASK_PIECES and len(after) == 1
+        assert backend.gather(after) == [[r[0] for r in backend.gather(chunks)]]
+        assert [j for r in backend.gather(chunks) for j in r] == list(range(20))
