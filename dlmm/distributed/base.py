@@ -7,6 +7,7 @@ and block builders come from the caller, and results are combined only with
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +28,12 @@ def sorted_levels(column: str, values: list) -> list:
         shown = ", ".join(f"{examples[k]!r} ({k})" for k in kinds[:3])
         raise InputError(f"column {column!r} mixes values of types {', '.join(kinds)} "
                          f"(e.g. {shown}); make it one type") from None
+
+
+def then_list(then: Callable, *results: Any) -> list[Any]:
+    """``[then(r) for r in results]``: what follows several chunks, in one task
+    (:meth:`Backend.map_chunks_then`)."""
+    return [then(r) for r in results]
 
 
 def ordered_sum(values: Sequence[Any]) -> Any:
@@ -80,13 +87,15 @@ class Backend(ABC):
                         progress: Callable[[int, int], None] | None = None,
                         merge: Callable[[list[Any]], Any] | None = None
                         ) -> tuple[list[Any], list[Any]]:
-        """:meth:`map_chunks`, and ``then(h)`` for each of its handles: both lists of
-        handles. On a cluster each ``then`` runs as soon as its chunk is done, beside
-        the chunks still read (not after the last one: a round trip less at the end).
-        ``merge`` makes one result of the results of consecutive chunks: a backend may
-        then apply ``func`` to several chunks in one task, with one handle for them."""
+        """:meth:`map_chunks`, and ``then(h)`` for each of its handles: the chunks' handles,
+        and handles of lists whose concatenation, in order, is ``then`` of each chunk in
+        order (a backend may apply ``then`` to a run of chunks in one task). On a cluster
+        each ``then`` runs as soon as its chunks are done, beside the chunks still read
+        (not after the last one: a round trip less at the end). ``merge`` makes one
+        result of the results of consecutive chunks: a backend may then apply ``func``
+        to several chunks in one task, with one handle for them."""
         chunks = self.map_chunks(func, progress)
-        return chunks, self.map(then, chunks)
+        return chunks, self.map(functools.partial(then_list, then), chunks)
 
     @abstractmethod
     def map(self, func: Callable, handles: list[Any], *args) -> list[Any]:
@@ -112,6 +121,9 @@ class Backend(ABC):
     ) -> list[Any]:
         """Shuffle: ``split(h, n_out)`` each handle; block j = ``build`` of every piece j,
         the blocks spread evenly over the workers."""
+
+    def wait(self, handles: list[Any]) -> None:  # noqa: B027 - results here are values
+        """Return when every handle's result is computed (raising a task's error)."""
 
     @abstractmethod
     def gather(self, handles: list[Any]) -> list[Any]:

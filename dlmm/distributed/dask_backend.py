@@ -48,7 +48,7 @@ import dask.dataframe as dd
 import pandas as pd
 from distributed import Client
 
-from .base import Backend, sorted_levels
+from .base import Backend, sorted_levels, then_list
 from .embedded import (  # noqa: F401 - the embedded cluster's names, here as before
     _EMBEDDED,
     _quiet_logging,
@@ -70,6 +70,7 @@ from .faults import (
     format_size,
 )
 from .parquet_pieces import parquet_pieces, piece_facts, sample_pieces
+from .piece_tasks import plan_pieces
 from .watch import _POLL_SECONDS, _ask, _scheduler_timeout, _Watch
 
 close_singleton_race()  # a scheduler in this process rebuilds graphs beside the client
@@ -113,16 +114,6 @@ def _run_pieces(func: Callable, merge: Callable, pieces: list, columns: list[str
     from .parquet_pieces import read_piece
 
     return merge([func(read_piece(piece, columns, strings)) for piece in pieces])
-
-
-#: A worker's run of this many Parquet pieces or more is read two a task, given a ``merge``
-#: (a task cost its worker 2-10 ms between two pieces of 25-35 ms on the 2-core machine).
-PAIR_MIN_PIECES = 16
-
-#: The part of each worker's run of Parquet pieces asked of no worker in particular
-#: (:meth:`DaskBackend._map_pieces`): the scheduler gives it to the first worker idle.
-#: Small: a chunk read by the other worker moves to its block's worker at the end.
-FREE_TAIL = 0.1
 
 
 def one_line(exc: BaseException) -> str:
@@ -204,7 +195,7 @@ class DaskBackend(Backend):
                    progress: Callable[[int, int], None] | None = None,
                    merge: Callable[[list[Any]], Any] | None = None) -> list[Any]:
         """:meth:`Backend.map_chunks`; given ``merge`` (see :meth:`map_chunks_then`), long
-        runs of Parquet pieces two a task (:data:`PAIR_MIN_PIECES`); progress in pieces."""
+        runs of Parquet pieces several a task (:mod:`.piece_tasks`); progress in pieces."""
         token = uuid.uuid4().hex[:12]
         pieces = parquet_pieces(self.frame)
         if pieces is not None:
@@ -219,60 +210,60 @@ class DaskBackend(Backend):
                         progress: Callable[[int, int], None] | None = None,
                         merge: Callable[[list[Any]], Any] | None = None
                         ) -> tuple[list[Any], list[Any]]:
+        """:meth:`Backend.map_chunks_then`: ``then`` of a worker's own run of Parquet pieces
+        in one task, where the run is (:mod:`.piece_tasks`), of every other chunk in a
+        task of its own, ahead of the chunks still queued (a priority above theirs), so
+        that the results wait for no round trip."""
         chunks = self.map_chunks(func, merge=merge)  # submitted, not waited for
-        # Ahead of the chunks still queued (a priority above theirs), each where its
-        # chunk is: done as the chunks are, so that the results wait for no round trip.
-        after = self.client.map(then, chunks, pure=False, priority=1)
+        runs = self._chunks.get("runs") or [(None, [j]) for j in range(len(chunks))]
+        after: list[Any] = [None] * len(runs)
+        alone = [i for i, (worker, js) in enumerate(runs) if worker is None and len(js) == 1]
+        for i, (worker, js) in enumerate(runs):
+            if i not in alone:  # a run (of one worker, or the only one): a task for all
+                hint = {"workers": [worker], "allow_other_workers": True} if worker else {}
+                after[i] = self.client.submit(then_list, then, *[chunks[j] for j in js],
+                                              pure=False, priority=1, **hint)
+        for i, f in zip(alone, self.client.map(then_list, [then] * len(alone),
+                                               [chunks[runs[i][1][0]] for i in alone],
+                                               pure=False, priority=1)):
+            after[i] = f
         if progress is not None:
             self._await(chunks, progress, self._chunks.get("sizes"))
         return chunks, after
 
     def _map_pieces(self, func: Callable, pieces, token: str,
                     merge: Callable | None = None) -> list[Any]:
-        """One task per piece of local Parquet input that reads it and applies ``func``
-        (no task of Dask's reader, no copy of the rows between tasks). Piece ``j`` of
-        ``n`` is asked of worker ``j * workers // n``: each worker reads a run of
-        consecutive pieces, so that blocks built from runs of chunks find theirs where
-        they are. The last :data:`FREE_TAIL` of each run is asked of no worker: the
-        scheduler hands those tasks, in order, to whichever worker has run out of its
-        own (a worker slower than the other, sharing the cores, left it idle 0.1-1 s).
-        Each worker's run goes to the scheduler as one message (``Client.map``): a
-        submit per piece took 3 ms of the driver each, and the last worker's first piece
-        waited for the runs before it. With ``merge``, a run of :data:`PAIR_MIN_PIECES`
-        or more is read two consecutive pieces a task (its key names the first)."""
-        workers = self._workers()
-        n = len(pieces.pieces)
-        keys = [f"dlmm-chunk-{token}-{j}" for j in range(n)]
-        runs = [(w, [j for j in range(n) if j * len(workers) // n == i])
-                for i, w in enumerate(workers)] if len(workers) > 1 else [(None, list(range(n)))]
-        asked: list[tuple[Any, list[list[int]]]] = []
-        free: list[list[int]] = []
-        for worker, run in runs:
-            tasks = [[j] for j in run] if merge is None or len(run) < PAIR_MIN_PIECES \
-                else [run[i:i + 2] for i in range(0, len(run), 2)]
-            own = len(tasks) - (int(len(tasks) * FREE_TAIL) if worker else 0)
-            asked.append((worker, tasks[:own]))
-            free += tasks[own:]
+        """One task per piece (or, with ``merge``, a few consecutive pieces) of local
+        Parquet input that reads it and applies ``func`` (no task of Dask's reader, no
+        copy of the rows between tasks), spread as :func:`.piece_tasks.plan_pieces`
+        says: each worker reads a run of consecutive pieces, so that blocks built from
+        runs of chunks find theirs where they are; the run's tail goes to whichever
+        worker has run out of its own. Each worker's run goes to the scheduler as one
+        message (``Client.map``): a submit per piece took 3 ms of the driver each, and
+        the last worker's first piece waited for the runs before it. A task's key
+        names its first piece."""
+        plan = plan_pieces(len(pieces.pieces), self._workers(), merge is not None)
+        keys = {t[0]: f"dlmm-chunk-{token}-{t[0]}" for t in plan.tasks}
         futures: list[Any] = []
-        sizes: dict = {}  # pieces per task
-        for worker, tasks in asked + [(None, free)]:
+        for worker, tasks in plan.own + [(None, plan.free)]:
             hint = {"workers": [worker], "allow_other_workers": True} if worker else {}
-            for size in (1, 2):
+            for size in sorted({len(t) for t in tasks}):
                 some = [t for t in tasks if len(t) == size]
-                if not some:
-                    continue
                 args = ([_run_piece, [func] * len(some)] if size == 1 else
                         [_run_pieces, [func] * len(some), [merge] * len(some)]) + [
                     [pieces.pieces[t[0]] if size == 1 else [pieces.pieces[j] for j in t]
                      for t in some], [pieces.columns] * len(some), [pieces.strings] * len(some)]
-                mapped = self.client.map(*args, pure=False, key=[keys[t[0]] for t in some],
-                                         **hint)
-                futures += mapped
-                sizes.update({f.key: len(t) for t, f in zip(some, mapped)})
+                futures += self.client.map(*args, pure=False, key=[keys[t[0]] for t in some],
+                                           **hint)
         futures.sort(key=lambda f: int(f.key.rsplit("-", 1)[1]))  # in the pieces' order
+        position = {t[0]: j for j, t in enumerate(plan.tasks)}
+        runs = [(w, [position[t[0]] for t in tasks]) for w, tasks in plan.own if tasks] + \
+            [(None, [position[t[0]]]) for t in plan.free]
         self._chunks = {"token": token, "futures": {f.key: int(f.key.rsplit("-", 1)[1])
                                                     for f in futures},
-                        "parts": [], "pieces": pieces.pieces, "sizes": sizes}
+                        "parts": [], "pieces": pieces.pieces,
+                        "sizes": {keys[t[0]]: len(t) for t in plan.tasks},
+                        "runs": sorted(runs, key=lambda r: r[1][0])}
         return futures
 
     def _map_partitions(self, func: Callable, token: str) -> list[Any]:
@@ -378,6 +369,9 @@ class DaskBackend(Backend):
             # under way, and the computation fails on "lost dependencies" (seen once).
             values = [self.client.scatter(obj, hash=False) for obj in shared]
         return self.frame.map_partitions(func, *values, meta=meta)
+
+    def wait(self, handles: list[Any]) -> None:
+        self._await(handles)
 
     def gather(self, handles: list[Any]) -> list[Any]:
         self._await(handles)

@@ -125,7 +125,12 @@ def embedded_client(
             # No work stealing: a step's task runs where its block is (a stolen one
             # would move the block, hundreds of MB, to save milliseconds), and the one
             # pass's reads are spread by dlmm itself (DaskBackend.map_chunks).
-            config: dict[str, Any] = {"distributed.scheduler.work-stealing": False}
+            config: dict[str, Any] = {"distributed.scheduler.work-stealing": False,
+                                      # Dask's sampling of the task threads' stacks (every
+                                      # 10 ms, in the worker's event loop, for the
+                                      # dashboard's profile): CPU taken from the tasks
+                                      # on a busy machine (issue 27).
+                                      "distributed.worker.profile.enabled": False}
             if start_method is not None and processes:
                 config["distributed.worker.multiprocessing-method"] = start_method
                 # A forked worker would write again what this process's buffers hold.

@@ -100,11 +100,29 @@ def design_crossproducts(frame: pd.DataFrame, spec) -> ChunkResult:
 
 
 def _chunk_summary(result: ChunkResult):
-    """The chunk's row totals and (groups in it, first label, last label)."""
-    parts = [p.labels for p in _parts(result) if p.labels.shape[0]]
+    """The chunk's row totals, (groups in it, first label, last label) and (fewest and
+    most rows of a group, bytes of a block of its groups without variance components:
+    :func:`_derived_block_summaries`)."""
+    parts = [p for p in _parts(result) if p.labels.shape[0]]
     if not parts:
-        return result.totals, (0, None, None)
-    return result.totals, (sum(p.shape[0] for p in parts), parts[0][0], parts[-1][-1])
+        return result.totals, (0, None, None), (np.inf, -np.inf, 0)
+    n_min = min(float(p.cp.n.min()) for p in parts)
+    n_max = max(float(p.cp.n.max()) for p in parts)
+    # StatsBlock.nbytes of these groups: labels, sizes, g, h and the batch's index
+    nbytes = sum(p.labels.nbytes + p.cp.n.nbytes + 8 * p.cp.zz.size + 8 * p.cp.zr.size
+                 + 8 * p.labels.shape[0] for p in parts)
+    return (result.totals, (sum(p.labels.shape[0] for p in parts), parts[0].labels[0],
+                            parts[-1].labels[-1]), (n_min, n_max, int(nbytes)))
+
+
+def _derived_block_summaries(shapes: list[tuple], spans: list[tuple],
+                             runs: list[list[int]]) -> list[tuple]:
+    """:func:`_block_summary` of blocks without variance components built from whole
+    chunks (``runs[b]``: block ``b``'s chunks), from the chunks' summaries: no task
+    and no round trip for them."""
+    return [(sum(spans[j][0] for j in run), min(shapes[j][0] for j in run),
+             max(shapes[j][1] for j in run), np.zeros(0, dtype=np.int64),
+             sum(shapes[j][2] for j in run)) for run in runs]
 
 
 GROUPS_PER_BLOCK = 250_000
@@ -304,21 +322,41 @@ def merge_chunks(results: list[ChunkResult], n_slots: int) -> ChunkResult:
     return ChunkResult(combine_keyed(used, n_slots), totals)
 
 
-#: Groups in a chunk from which its worker loads the steps' compiled loops while it
-#: reads (:mod:`dlmm.kernels.warm`): a block of such a chunk steps by compiled loops
+#: Groups in a part of a block from which its worker loads the steps' compiled loops
+#: (:mod:`dlmm.kernels.warm`): a block of such a part steps by compiled loops
 #: (:data:`dlmm.kernels.likelihood.COMPILED_MIN_GROUPS`); below, the load would be
 #: wasted on NumPy steps (the 10,000-group benchmark's pass paid it).
 WARM_MIN_GROUPS = COMPILED_MIN_GROUPS
 
 
 def pass_chunk(frame: pd.DataFrame, spec) -> ChunkResult:
-    """:func:`chunk_crossproducts` of a chunk of the one pass; the first large chunk of a
-    process also starts loading the compiled loops of the steps and effects, in a
-    thread, so that the first step does not wait for them."""
-    result = chunk_crossproducts(frame, spec)
-    if result.keyed.labels.shape[0] >= WARM_MIN_GROUPS:
-        warm_in_background(result.keyed, spec.slot_component)
-    return result
+    """:func:`chunk_crossproducts` of a chunk of the one pass."""
+    return chunk_crossproducts(frame, spec)
+
+
+def build_and_warm(parts: list[KeyedCrossProducts], slot_component: np.ndarray) -> StatsBlock:
+    """:func:`~dlmm.kernels.block.build_block`; the first block of a process with a large
+    part also starts loading the compiled loops of the steps and effects, in a thread,
+    so that the first step does not wait for them. Not while the chunks are read: on
+    the busy 2-core machine the load (0.11-0.14 s of CPU a worker) was taken from the
+    reads, where the builds at the pass's end leave the cores waiting on round trips."""
+    block = build_block(parts, slot_component)
+    large = [p for p in parts if p.labels.shape[0] >= WARM_MIN_GROUPS]
+    if large:
+        warm_in_background(large[0], slot_component)
+    return block
+
+
+def disjoint_runs(spans: list[tuple], parallelism: int) -> list[list[int]] | None:
+    """Where no group spans two chunks (``spans[j] = (groups, first label, last
+    label)`` of chunk ``j``), the chunks of each block: in label order, runs of about
+    equal group counts (:func:`plan_blocks`); else None."""
+    if not _disjoint([(s[1], s[2]) for s in spans]):
+        return None
+    n_blocks = plan_blocks(sum(s[0] for s in spans), parallelism)
+    order = sorted((j for j, s in enumerate(spans) if s[0]), key=lambda j: spans[j][1])
+    return [[order[k] for k in run]
+            for run in balanced_runs([spans[j][0] for j in order], n_blocks)]
 
 
 def whole_group_blocks(backend: Backend, chunks: list[Any], spans: list[tuple], split,
@@ -327,15 +365,14 @@ def whole_group_blocks(backend: Backend, chunks: list[Any], spans: list[tuple], 
 
     ``spans[j] = (groups, first label, last label)`` of chunk ``j``. Where no group
     spans two chunks (data written group by group) the chunks, in label order, are
-    cut into runs of about equal group counts and each run is ``build``-t where it is;
-    otherwise every chunk is ``split(handle, n)`` by a hash of the label and block ``j``
-    is ``build`` of every part ``j`` (:meth:`~dlmm.distributed.base.Backend.regroup`)."""
+    cut into runs of about equal group counts (:func:`disjoint_runs`) and each run is
+    ``build``-t where it is; otherwise every chunk is ``split(handle, n)`` by a hash of
+    the label and block ``j`` is ``build`` of every part ``j``
+    (:meth:`~dlmm.distributed.base.Backend.regroup`)."""
+    runs = disjoint_runs(spans, backend.parallelism)
+    if runs is not None:
+        return backend.combine([[chunks[j] for j in run] for run in runs], build), False
     n_blocks = plan_blocks(sum(s[0] for s in spans), backend.parallelism)
-    if _disjoint([(s[1], s[2]) for s in spans]):
-        order = sorted((j for j, s in enumerate(spans) if s[0]), key=lambda j: spans[j][1])
-        runs = balanced_runs([spans[j][0] for j in order], n_blocks)
-        return backend.combine([[chunks[order[k]] for k in run] for run in runs], build), \
-            False
     return backend.regroup(chunks, n_blocks, split, build), True
 
 
@@ -344,29 +381,40 @@ def statistics_from_chunks(spec, backend: Backend, chunks: list[Any], start: flo
     """Blocks of whole groups from handles of :class:`ChunkResult` (in a fixed order:
     the chunks of the one pass, or one per input file for the statistics cache), and
     the row totals; ``start`` is when the pass began (``time.perf_counter``);
-    ``summaries``: handles of each chunk's :func:`_chunk_summary`, if already asked."""
+    ``summaries``: handles of lists of the chunks' :func:`_chunk_summary`, if already asked
+    (:meth:`~dlmm.distributed.base.Backend.map_chunks_then`)."""
     if summaries is None:
-        summaries = backend.map(_chunk_summary, chunks)
-    summary = backend.gather(summaries)  # one round trip
-    totals = ordered_sum([t for t, _ in summary])
+        summary = backend.gather(backend.map(_chunk_summary, chunks))  # one round trip
+    else:  # lists of summaries of runs of chunks (Backend.map_chunks_then)
+        summary = [s for run in backend.gather(summaries) for s in run]
+    totals = ordered_sum([s[0] for s in summary])
     slot_component = spec.slot_component
 
     def build(results):
-        return build_block([p for r in results for p in _parts(r)],
-                           slot_component)
+        return build_and_warm([p for r in results for p in _parts(r)], slot_component)
 
-    blocks, shuffled = whole_group_blocks(backend, chunks, [i for _, i in summary],
-                                          split_by_hash, build)
-    out = blocks_statistics(spec, backend, blocks, totals, shuffled, start)
+    spans = [s[1] for s in summary]
+    blocks, shuffled = whole_group_blocks(backend, chunks, spans, split_by_hash, build)
+    known = None
+    if not shuffled and slot_component.size == 0:  # blocks of whole chunks, as they are
+        known = _derived_block_summaries([s[2] for s in summary], spans,
+                                         disjoint_runs(spans, backend.parallelism))
+    out = blocks_statistics(spec, backend, blocks, totals, shuffled, start, known)
     backend.release(chunks)
     return out
 
 
 def blocks_statistics(spec, backend: Backend, blocks: list[Any], totals: RowTotals,
-                      shuffled: bool, start: float) -> GroupedStatistics:
+                      shuffled: bool, start: float,
+                      summaries: list[tuple] | None = None) -> GroupedStatistics:
     """The :class:`GroupedStatistics` of built blocks of whole groups (handles of
-    :class:`~dlmm.kernels.block.StatsBlock`) and the row totals of their rows."""
-    summaries = backend.gather(backend.map(_block_summary, blocks, spec.slot_component))
+    :class:`~dlmm.kernels.block.StatsBlock`) and the row totals of their rows;
+    ``summaries``: each block's :func:`_block_summary` where known without it (the
+    blocks are then waited for, not asked)."""
+    if summaries is None:
+        summaries = backend.gather(backend.map(_block_summary, blocks, spec.slot_component))
+    else:
+        backend.wait(blocks)
     n_groups = int(sum(s[0] for s in summaries))
     return GroupedStatistics(
         backend=backend,

@@ -28,7 +28,7 @@ _PROBE = r"""
 import json, sys, threading
 from dlmm.cli.cluster import connected
 
-def probe():
+def probe(dask_worker):
     import sys, threading
     for t in threading.enumerate():
         if t.name == "dlmm-load-pass":
@@ -41,7 +41,8 @@ def probe():
             "blas_threads": sorted({p["num_threads"]
                                     for p in threadpoolctl.threadpool_info()}),
             "pool_peak": pa.default_memory_pool().max_memory(),
-            "pool_held": pa.default_memory_pool().bytes_allocated()}
+            "pool_held": pa.default_memory_pool().bytes_allocated(),
+            "stack_sampling": "profile" in dask_worker.periodic_callbacks}
 
 with connected({"workers": 1, "threads_per_worker": 1}) as (client, info):
     print(json.dumps(list(client.run(probe).values())))
@@ -111,6 +112,13 @@ def test_a_forked_worker_touches_the_pool_its_first_read_fills(probed):
     worker, _ = probed
     assert worker["pool_peak"] >= POOL_BYTES, worker
     assert worker["pool_held"] < 1 << 20, worker
+
+
+def test_command_workers_do_not_sample_their_stacks(probed):
+    """Dask's profiler (every 10 ms in the worker's event loop, for the dashboard) took
+    CPU from the one pass's reads on the busy 2-core machine: off on dlmm's own cluster."""
+    worker, _ = probed
+    assert worker["stack_sampling"] is False, worker
 
 
 def test_the_preload_starts_the_head_start_only_when_armed():

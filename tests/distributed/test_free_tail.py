@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from distributed import Client, LocalCluster, get_worker, wait
 
-from dlmm.distributed import dask_backend
+from dlmm.distributed import piece_tasks
 from dlmm.distributed.dask_backend import DaskBackend
 
 N_FILES = 20  # two workers: runs of ten pieces, the last of each free
@@ -36,7 +36,7 @@ def folder(tmp_path_factory):
 
 
 def test_a_busy_workers_tail_is_read_by_the_idle_one(folder):
-    assert dask_backend.FREE_TAIL == 0.1
+    assert piece_tasks.FREE_TAIL == 0.1
     with dask.config.set({"distributed.scheduler.work-stealing": False}), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                          dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
@@ -55,3 +55,27 @@ def test_a_busy_workers_tail_is_read_by_the_idle_one(folder):
             STUCK.set()
         assert [f.result()[0] for f in futures] == list(range(N_FILES))
         assert {f.result()[1] for f in futures[:9]} == {first}
+
+
+def _taken(free: list[list[int]], early: int) -> tuple[list[int], list[int]]:
+    """The free pieces each of two workers reads when the first runs out of its own
+    pieces ``early`` free pieces before the second, then they take turns (the
+    scheduler hands the free tasks out in their order to whichever is idle)."""
+    first, second = [], []
+    for k, (j,) in enumerate(free):
+        (first if k < early or (k - early) % 2 == 0 else second).append(j)
+    return sorted(first), sorted(second)
+
+
+def test_free_tails_are_asked_so_that_few_pieces_change_worker():
+    """Two workers done at once read their own tails; one done early reads the other's
+    tail from its far end: the pieces read by the other worker (moved at the pass's end
+    to their block's worker) are a run at one end of a tail, not every other piece."""
+    plan = piece_tasks.plan_pieces(100, ["a", "b"], merged=True)
+    tail_a, tail_b = list(range(45, 50)), list(range(95, 100))
+    assert sorted(j for (j,) in plan.free) == tail_a + tail_b
+    assert _taken(plan.free, 0) == (tail_a, tail_b)
+    for early in range(1, len(plan.free) + 1):
+        first, second = _taken(plan.free, early)
+        moved = sorted(set(first) & set(tail_b))  # the second run's pieces the first read
+        assert moved == tail_b[len(tail_b) - len(moved):], (early, first, second)

@@ -1,4 +1,4 @@
-"""The one pass reads a worker's long run of Parquet pieces two pieces a task (issue 27:
+"""The one pass reads a worker's long run of Parquet pieces several pieces a task (issue 27:
 each task cost its worker 2-10 ms between pieces), one chunk of both; the fit is the
 same, groups that span the two pieces of a task included."""
 
@@ -10,7 +10,7 @@ import pytest
 import statsmodels.formula.api as smf
 
 import dlmm
-from dlmm.distributed import dask_backend
+from dlmm.distributed import piece_tasks
 from dlmm.kernels.block import KeyedCrossProducts, combine_keyed
 from dlmm.kernels.crossprod import group_crossproducts
 from dlmm.kernels.pieces import RowTotals
@@ -41,7 +41,8 @@ def fitted(data, dask_client, tmp_path_factory):
         data.iloc[rows].to_parquet(folder / f"part-{j:03d}.parquet", index=False)
     model = dlmm.mixedlm("y ~ x1", dd.read_parquet(str(folder)), **KW)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dask_backend, "PAIR_MIN_PIECES", PAIR_MIN_PIECES)
+        patch.setattr(piece_tasks, "PAIR_MIN_PIECES", PAIR_MIN_PIECES)
+        patch.setattr(piece_tasks, "TASK_PIECES", 2)
         return model.fit(reml=False, client=dask_client)
 
 
@@ -81,8 +82,8 @@ def test_two_chunks_merged_are_their_rows_sums(cut):
     assert isinstance(merged, ChunkRun) == (cut == 40)
     if cut == 40:
         assert merged.keyed is one.keyed and merged.rest == (two.keyed,)
-    totals, (n_groups, first, last) = _chunk_summary(merged)
-    assert (n_groups, first, last) == (10, 0, 9)
+    totals, (n_groups, first, last), (n_min, n_max, _) = _chunk_summary(merged)
+    assert (n_groups, first, last, n_min, n_max) == (10, 0, 9, 10.0, 10.0)
     np.testing.assert_allclose(totals.xy_cross, xy.T @ xy, rtol=1e-12)
     block = combine_keyed(_parts(merged), 1)  # the groups, whole
     np.testing.assert_array_equal(block.labels, np.arange(10))
