@@ -22,7 +22,7 @@ from .distributed.embedded import cluster_start_timer
 from .distributed.sources import check_parquet_columns, is_path_like, open_backend, reading_errors
 from .exceptions import CollinearityWarning, InputError, convergence_warning
 from .model_compat import StatsmodelsModel, as_params_object, statsmodels_fit_options
-from .objective.free import free_mask, restricted
+from .objective.free import free_information, free_mask, restricted
 from .objective.hessian import GradientHessian
 from .objective.identifiable import check_identifiable
 from .objective.objective import ProfiledObjective
@@ -563,12 +563,12 @@ class MixedLM(StatsmodelsModel):
             and cov_pen is None else GradientHessian(fun_free, **polish_differences(engine))
         before = engine.evaluations
         options = {} if gtol is None else {"tol_grad": float(gtol)}
-        # the value alone where the engine makes it cheaper (crossed "qnewton"), free entries,
-        # and its steps in float32 where the engine can (a large dense Schur part)
+        # crossed "qnewton": a value alone, float32 steps (a large dense Schur part), AI start
         values = restricted(lambda th: (objective.llf(th),), x0, mask) \
             if objective.has_values and cov_pen is None else None
         value_free = None if values is None else (lambda x: values(x)[0])
         options["coarse"] = None if values is None else getattr(engine, "coarse_precision", None)
+        options["information"] = None if values is None else free_information(objective, x0, mask)
         with optimizer_threads(stats.engine_name):
             outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                                maxiter=maxiter, callback=callback, newton_steps=newton_steps,

@@ -31,6 +31,8 @@ class CrossedPieces:
         ``d logdet / d theta``.
     dhmh : ndarray (n_theta, r, r) or None
         ``d hmh / d theta``.
+    information : tuple or None
+        ``(F, J)`` of :mod:`.information` where asked for (intercepts only).
     directions : str
         ``"sqrt"``: the derivatives are along the entries of packed theta (the
         square-root parameterization), for :mod:`dlmm.objective.profiled`.
@@ -42,15 +44,20 @@ class CrossedPieces:
     hmh: np.ndarray
     dlogdet: np.ndarray | None = None
     dhmh: np.ndarray | None = None
+    information: tuple | None = None
 
 
 def crossed_pieces(
-    system: CrossedSystem, theta: np.ndarray, gradient: bool = False, single: bool = False
+    system: CrossedSystem, theta: np.ndarray, gradient: bool = False, single: bool = False,
+    information: bool = False,
 ) -> CrossedPieces:
     """``log|C|`` and ``c'c`` at ``theta`` (and their derivatives if ``gradient``);
-    ``single``: the dense Schur complement in float32 (:mod:`.single`)."""
+    ``single``: the dense Schur complement in float32 (:mod:`.single`);
+    ``information``: with the gradient, the average-information pieces
+    (:mod:`.information`; intercepts only)."""
     fac = factorize(system, theta, single)
     if not gradient:
         return CrossedPieces(fac.logdet, fac.ctc)
-    grad = gradient_pieces(system, fac, consume=True)  # fac is this evaluation's own
-    return CrossedPieces(fac.logdet, fac.ctc, grad.dlogdet, grad.dctc)
+    # fac is this evaluation's own
+    grad = gradient_pieces(system, fac, consume=True, information=information)
+    return CrossedPieces(fac.logdet, fac.ctc, grad.dlogdet, grad.dctc, grad.information)
