@@ -22,7 +22,7 @@ from .distributed.embedded import cluster_start_timer
 from .distributed.sources import check_parquet_columns, is_path_like, open_backend, reading_errors
 from .exceptions import CollinearityWarning, InputError, convergence_warning
 from .model_compat import StatsmodelsModel, as_params_object, statsmodels_fit_options
-from .objective.free import free_information, free_mask, restricted
+from .objective.free import free_mask, restricted
 from .objective.hessian import GradientHessian
 from .objective.identifiable import check_identifiable
 from .objective.objective import ProfiledObjective
@@ -43,7 +43,7 @@ from .objective.start import (
 )
 from .objective.totals import check_response_varies, check_rows, check_values, check_weights
 from .optimize.driver import maximize
-from .optimize.methods import default_methods, polish_differences
+from .optimize.methods import default_methods, polish_differences, qnewton_options
 from .spec.arrays import ArraySpec
 from .spec.eval_env import capture
 from .spec.formula import FormulaSpec
@@ -567,8 +567,8 @@ class MixedLM(StatsmodelsModel):
         values = restricted(lambda th: (objective.llf(th),), x0, mask) \
             if objective.has_values and cov_pen is None else None
         value_free = None if values is None else (lambda x: values(x)[0])
-        options["coarse"] = None if values is None else getattr(engine, "coarse_precision", None)
-        options["information"] = None if values is None else free_information(objective, x0, mask)
+        if values is not None:
+            options.update(qnewton_options(objective, engine, fun_free, x0, mask))
         with optimizer_threads(stats.engine_name):
             outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                                maxiter=maxiter, callback=callback, newton_steps=newton_steps,

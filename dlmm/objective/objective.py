@@ -32,6 +32,7 @@ import numpy as np
 
 from .hessian import GradientHessian, hessian_from_gradients, profiled_hessian, sqrt_hessian
 from .information import information_hessian
+from .pair_hessian import profiled_pair_hessian
 from .profiled import (
     ProfiledValue,
     covariance_gradient,
@@ -133,6 +134,15 @@ class ProfiledObjective:
         return self.theta_map.along_theta(grad, args)
 
     # -- second derivatives ----------------------------------------------------------
+
+    def pair_hessian(self, theta) -> np.ndarray | None:
+        """The Hessian at θ where the evaluation there knows it exactly (the crossed
+        engine's float32 evaluations: its dense part's factor pairs), NaN elsewhere, or
+        None (:func:`~dlmm.objective.pair_hessian.profiled_pair_hessian`)."""
+        if self.theta_map.kind != "sqrt" or getattr(self.theta_map, "k_re", 0):
+            return None
+        return profiled_pair_hessian(self.pieces(theta), self.xy_cross, self.n_rows,
+                                     self.reml)
 
     def information(self, theta) -> np.ndarray | None:
         """The average-information Hessian at θ (:mod:`dlmm.objective.information`: for

@@ -438,13 +438,13 @@ def maximize(
             obj.stage, obj.coarse = COARSE_POLISH_STAGE, True
             try:
                 obj.hess_fun = coarse_hessian
-                taken = getattr(coarse_hessian, "taken", 0)
+                taken = getattr(coarse_hessian, "directions", 0)
                 with coarse():
                     out = polish(x, obj.hess_fun, COARSE_NEWTON_STEP, SINGLE_NOISE)
                 # the Hessian's differences (not logged: they call fun, not the objective),
                 # less the handover point (logged again, the engine's kept evaluation)
-                log.coarse_differences += (getattr(coarse_hessian, "taken", 0) - taken) \
-                    * x.size * (2 if getattr(coarse_hessian, "central", False) else 1) - 1
+                log.coarse_differences += (getattr(coarse_hessian, "directions", 0) - taken) \
+                    * (2 if getattr(coarse_hessian, "central", False) else 1) - 1
             finally:  # (its evaluations are not full precision: not kept for later)
                 obj.coarse, obj.hess_fun, obj._cache = False, hess_fun, []
             polished_coarse[0] = True

@@ -281,7 +281,7 @@ class CrossedStatistics(DriverSystemStatistics):
         if self._single:
             try:
                 out = crossed_pieces(self.system, theta, gradient=gradient, single=True,
-                                     information=self.information)
+                                     information=self.information, pair_hessian=True)
             except np.linalg.LinAlgError:
                 pass
             else:
