@@ -33,7 +33,12 @@ on it (the crossed engine makes it a float64 value alone, beside the float32
 derivatives: :meth:`dlmm.structure.crossed.CrossedStatistics.pieces`); the coarse
 evaluations never count as the best point seen. The 10^6 ratings (ML): 5 gradients
 (2 the Hessian's) and 3 values in float32, one float64 value, where it took 4 + 3 in
-float32 and 4 float64 gradients before; the same llf, the estimates within 7e-8.
+float32 and 4 float64 gradients before; the same llf, the estimates within 7e-8. Since
+then the start's Hessian is its own evaluation's average information (``information``,
+no values) and the polish's Hessian differences only the directions the evaluation
+does not know (:class:`~dlmm.objective.pair_hessian.PairGradientHessian`: two crossed
+intercepts, one): 4 float32 gradients (1 the Hessian's), one float64 value, theta
+within 6e-10 of the float64 optimum (within 6e-8 before).
 
 The Newton steps go on while they do not lower the llf (beyond rounding)
 and still move the parameters by more than 1e-11 relative, so that the

@@ -23,7 +23,11 @@ CROSSED_POLISH_DIFFERENCES = {"rel_step": 1e-7, "central": False, "reuse": 1e-6}
 #: (:data:`~dlmm.optimize.driver.COARSE_HANDOVER`), so that the polish's Newton step
 #: from there keeps it. Measured on the 10^6 ratings (ML) against the float64 polish's
 #: Hessian: entries within 3.4e-4, the standard errors within 1.7e-4 (the variances'),
-#: 2e-8 (the fixed effects'); the estimates within 6e-8, the llf equal.
+#: 2e-8 (the fixed effects'); the estimates within 6e-8, the llf equal. The entries
+#: along pairs of the dense part's factors are since then the evaluation's own, exact
+#: (:mod:`dlmm.kernels.crossed.dense_hessian`): the differences are the first factor's
+#: column alone (:func:`qnewton_options`), one gradient, not two; the standard errors
+#: within 1.7e-4 of the float64 polish's (the variances'), as before.
 CROSSED_COARSE_POLISH_DIFFERENCES = {"rel_step": 1e-4, "central": False, "reuse": 1e-4}
 
 #: The polish Hessian of a fit with residual parameters (``residual_by``,
