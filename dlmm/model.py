@@ -43,7 +43,7 @@ from .objective.start import (
 )
 from .objective.totals import check_response_varies, check_rows, check_values, check_weights
 from .optimize.driver import maximize
-from .optimize.methods import default_methods, polish_differences
+from .optimize.methods import default_methods, polish_differences, qnewton_options
 from .spec.arrays import ArraySpec
 from .spec.eval_env import capture
 from .spec.formula import FormulaSpec
@@ -563,12 +563,12 @@ class MixedLM(StatsmodelsModel):
             and cov_pen is None else GradientHessian(fun_free, **polish_differences(engine))
         before = engine.evaluations
         options = {} if gtol is None else {"tol_grad": float(gtol)}
-        # the value alone where the engine makes it cheaper (crossed "qnewton"), free entries,
-        # and its steps in float32 where the engine can (a large dense Schur part)
+        # crossed "qnewton": a value alone, float32 steps (a large dense Schur part), AI start
         values = restricted(lambda th: (objective.llf(th),), x0, mask) \
             if objective.has_values and cov_pen is None else None
         value_free = None if values is None else (lambda x: values(x)[0])
-        options["coarse"] = None if values is None else getattr(engine, "coarse_precision", None)
+        if values is not None:
+            options.update(qnewton_options(objective, engine, fun_free, x0, mask))
         with optimizer_threads(stats.engine_name):
             outcome = maximize(fun_free, x0[free_idx], n, methods=methods,
                                maxiter=maxiter, callback=callback, newton_steps=newton_steps,

@@ -55,3 +55,17 @@ def restricted(fun, x0: np.ndarray, mask: np.ndarray):
         return tuple(cut)
 
     return wrapped
+
+
+def free_information(objective, x0: np.ndarray, mask: np.ndarray):
+    """``objective.information`` (an approximate Hessian, or None) of the free entries:
+    ``x`` fills ``x0`` where ``mask`` is 1."""
+    idx = np.flatnonzero(mask)
+
+    def information(x):
+        theta = x0.copy()
+        theta[idx] = x
+        hess = objective.information(theta)
+        return None if hess is None else hess[np.ix_(idx, idx)]
+
+    return information

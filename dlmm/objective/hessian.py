@@ -263,6 +263,8 @@ class GradientHessian:
         self.last: tuple[np.ndarray, np.ndarray] | None = None
         #: Hessians taken so far (each ``m`` or ``2 m`` evaluations of ``fun``).
         self.taken = 0
+        #: Directions differenced so far (each one or two evaluations of ``fun``).
+        self.directions = 0
 
     def _close(self, x: np.ndarray) -> bool:
         if self.last is None or self.last[0].shape != x.shape:
@@ -280,6 +282,7 @@ class GradientHessian:
                 / ((2 if self.central else 1) * e[j])
         self.last = (x.copy(), 0.5 * (hess + hess.T))
         self.taken += 1
+        self.directions += m
         return self.last[1]
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

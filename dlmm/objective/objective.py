@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from .hessian import GradientHessian, hessian_from_gradients, profiled_hessian, sqrt_hessian
+from .information import information_hessian
+from .pair_hessian import profiled_pair_hessian
 from .profiled import (
     ProfiledValue,
     covariance_gradient,
@@ -132,6 +134,36 @@ class ProfiledObjective:
         return self.theta_map.along_theta(grad, args)
 
     # -- second derivatives ----------------------------------------------------------
+
+    def pair_hessian(self, theta) -> np.ndarray | None:
+        """The Hessian at θ where the evaluation there knows it exactly (the crossed
+        engine's float32 evaluations: its dense part's factor pairs), NaN elsewhere, or
+        None (:func:`~dlmm.objective.pair_hessian.profiled_pair_hessian`)."""
+        if self.theta_map.kind != "sqrt" or getattr(self.theta_map, "k_re", 0):
+            return None
+        return profiled_pair_hessian(self.pieces(theta), self.xy_cross, self.n_rows,
+                                     self.reml)
+
+    def information(self, theta) -> np.ndarray | None:
+        """The average-information Hessian at θ (:mod:`dlmm.objective.information`: for
+        Newton steps, not the Hessian) where the engine gives its pieces (the crossed
+        engine, intercepts only), else None. Its evaluation is the value and gradient at
+        θ (the engine keeps it for the optimizer's next ask)."""
+        stats = self.stats
+        if not hasattr(stats, "information") or self.theta_map.kind != "sqrt" \
+                or getattr(self.theta_map, "k_re", 0):
+            return None
+        stats.information = True
+        try:
+            value = self.value(theta)
+        finally:
+            stats.information = False
+        pieces = self.pieces(theta)
+        if getattr(pieces, "information", None) is None:
+            return None
+        return information_hessian(pieces.information, pieces.hmh, self.xy_cross,
+                                   self.n_rows, self.reml, np.asarray(theta, dtype=float),
+                                   value.grad_theta)
 
     @property
     def has_hessian(self) -> bool:

@@ -3,6 +3,8 @@ takes a Hessian where the engine has no Hessian pieces."""
 
 from __future__ import annotations
 
+import numpy as np
+
 #: The crossed engine's polish Hessian: forward differences of the analytic gradient with
 #: steps of 1e-7 (``m`` evaluations, not ``2 m``), kept within 1e-6 of where it was
 #: taken, as the central ones are. The crossed gradient is exact to about 1e-13
@@ -21,7 +23,11 @@ CROSSED_POLISH_DIFFERENCES = {"rel_step": 1e-7, "central": False, "reuse": 1e-6}
 #: (:data:`~dlmm.optimize.driver.COARSE_HANDOVER`), so that the polish's Newton step
 #: from there keeps it. Measured on the 10^6 ratings (ML) against the float64 polish's
 #: Hessian: entries within 3.4e-4, the standard errors within 1.7e-4 (the variances'),
-#: 2e-8 (the fixed effects'); the estimates within 6e-8, the llf equal.
+#: 2e-8 (the fixed effects'); the estimates within 6e-8, the llf equal. The entries
+#: along pairs of the dense part's factors are since then the evaluation's own, exact
+#: (:mod:`dlmm.kernels.crossed.dense_hessian`): the differences are the first factor's
+#: column alone (:func:`qnewton_options`), one gradient, not two; the standard errors
+#: within 1.7e-4 of the float64 polish's (the variances'), as before.
 CROSSED_COARSE_POLISH_DIFFERENCES = {"rel_step": 1e-4, "central": False, "reuse": 1e-4}
 
 #: The polish Hessian of a fit with residual parameters (``residual_by``,
@@ -66,3 +72,29 @@ def default_methods(stats) -> list[str]:
     if hasattr(stats, "value_pieces"):
         return ["qnewton", "lbfgs", "bfgs", "nelder-mead"]
     return ["lbfgs", "bfgs", "nelder-mead"]
+
+
+def qnewton_options(objective, engine, fun, x0: np.ndarray, mask: np.ndarray) -> dict:
+    """:func:`~dlmm.optimize.driver.maximize`'s options for an engine with values alone
+    (the crossed engine's ``"qnewton"``), over the free entries (``mask``) of ``x0``:
+    ``coarse`` where it factors a large dense part in float32, the start's average
+    information (:meth:`~dlmm.objective.objective.ProfiledObjective.information`) and a
+    coarse polish Hessian by differences of ``fun`` only where the evaluation does not
+    know it (:class:`~dlmm.objective.pair_hessian.PairGradientHessian`)."""
+    from ..objective.free import free_information
+    from ..objective.pair_hessian import PairGradientHessian
+
+    idx = np.flatnonzero(mask)
+
+    def known(x):
+        theta = x0.copy()
+        theta[idx] = x
+        hess = objective.pair_hessian(theta)
+        return None if hess is None else hess[np.ix_(idx, idx)]
+
+    coarse = getattr(engine, "coarse_precision", None)
+    out = {"coarse": coarse, "information": free_information(objective, x0, mask)}
+    if coarse is not None:
+        out["coarse_hessian"] = PairGradientHessian(fun, known,
+                                                    **CROSSED_COARSE_POLISH_DIFFERENCES)
+    return out

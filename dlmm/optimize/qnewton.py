@@ -21,6 +21,14 @@ which starts from a unit step along the gradient, spends some on finding the sca
    optimizer's polish then takes the Hessian at that point (for its test and the
    standard errors) and the last step.
 
+Where the engine gives the average information of its evaluation (``information``: the
+crossed engine with intercepts only, :mod:`dlmm.kernels.crossed.information`, from ``m
+r`` solves with the factor the start's gradient already has), step 2 takes that instead,
+no values: on the 10^6 ratings (ML, from the precision-weighted start) the first step
+then leaves a gradient of 0.35 where the Hessian of values left 2.9, and the fit takes 5
+gradients and no values where it took 5 and 3 (InstEval, REML: 7 gradients and no
+values, 7 and 3 before; three factors 10 and none, 12 and 6).
+
 Measured on the 10^6 ratings (ML, two factors, from the one-way moment start): 4
 gradients and 3 values (the start's steps 1.2e-2, 7e-4, 5e-5, then 2e-7 left) where
 L-BFGS-B took 7 gradients to come within 1e-6.
@@ -96,10 +104,24 @@ def _positive_definite(b: np.ndarray) -> bool:
     return True
 
 
+def start_hessian(information, value: Callable[[np.ndarray], float], x: np.ndarray,
+                  llf: float, grad: np.ndarray, rel_step: float) -> tuple[np.ndarray, int]:
+    """``-H`` at the start and the values it took: ``information(x)`` (an approximate
+    Hessian from the start's own evaluation, none) where it is given and negative
+    definite, else :func:`value_hessian`."""
+    if information is not None:
+        hess = information(x)
+        if hess is not None and _positive_definite(-hess):
+            return -hess, 0
+    return -value_hessian(value, x, llf, grad, rel_step), x.size * (x.size + 1) // 2
+
+
 def quasi_newton(llf_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
                  value: Callable[[np.ndarray], float], x0: np.ndarray,
                  max_iter: int = 30, rel_step: float = 1e-3,
-                 tol_step: float = TOL_STEP, noise: float = 0.0) -> QuasiNewtonResult:
+                 tol_step: float = TOL_STEP, noise: float = 0.0,
+                 information: Callable[[np.ndarray], np.ndarray | None] | None = None,
+                 ) -> QuasiNewtonResult:
     """Maximize ``llf`` from ``x0`` by the method of the module docstring.
 
     Parameters
@@ -122,14 +144,25 @@ def quasi_newton(llf_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
         falls by no more than ``noise max(1, |llf|)``, and once the steps no longer
         shrink (at most :data:`NOISE_STEP`, not half the one before) the point is as
         good as such values can tell, a success.
+    information : callable, optional
+        ``x -> H`` (or None), an approximate Hessian from the evaluation at ``x`` itself
+        (the crossed engine's average information,
+        :meth:`dlmm.objective.objective.ProfiledObjective.information`): the start's
+        Hessian, where it is negative definite, in place of the values'.
     """
     x = np.asarray(x0, dtype=float).copy()
     nfev = 1
+    try:  # (before llf_grad: its evaluation, kept by the engine, serves both)
+        first = information(x) if information is not None else None
+    except (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
+        first = None
     llf, grad = llf_grad(x)
     if not (np.isfinite(llf) and np.all(np.isfinite(grad))):
         return QuasiNewtonResult(x, False, "the likelihood is undefined at the start", 0, nfev)
-    b = -value_hessian(value, x, llf, grad, rel_step)  # minus the Hessian: PD at a maximum
-    nfev += x.size * (x.size + 1) // 2
+    # minus the Hessian: PD at a maximum
+    b, values = start_hessian(None if first is None else (lambda _: first), value, x, llf,
+                              grad, rel_step)
+    nfev += values
     if not _positive_definite(b):
         return QuasiNewtonResult(x, False, "the Hessian at the start is not negative "
                                  "definite", 0, nfev)

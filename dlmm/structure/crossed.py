@@ -228,6 +228,9 @@ class CrossedStatistics(DriverSystemStatistics):
     _last: list = field(default_factory=list, repr=False)
     _threads: DenseThreads | None = field(default=None, repr=False)
     _single: bool = field(default=False, repr=False)
+    #: Evaluations with the gradient give the average-information pieces too
+    #: (:meth:`dlmm.objective.objective.ProfiledObjective.information`).
+    information: bool = field(default=False, repr=False)
 
     engine_name = "crossed"
     #: Whether :meth:`single_precision` may factor in float32 (not the tiled subclass,
@@ -278,13 +281,15 @@ class CrossedStatistics(DriverSystemStatistics):
         converge)."""
         if self._single:
             try:
-                out = crossed_pieces(self.system, theta, gradient=gradient, single=True)
+                out = crossed_pieces(self.system, theta, gradient=gradient, single=True,
+                                     information=self.information, pair_hessian=True)
             except np.linalg.LinAlgError:
                 pass
             else:
                 self.single_evaluations += 1
                 return out
-        return crossed_pieces(self.system, theta, gradient=gradient)
+        return crossed_pieces(self.system, theta, gradient=gradient,
+                              information=self.information)
 
     @property
     def coarse_precision(self):

@@ -72,7 +72,14 @@ def test_float32_steps_were_taken(fitted):
     model, result = fitted
     assert result.converged and result.engine == "crossed"
     coarse = result.timings["coarse_evaluations"]
-    assert coarse >= 4  # the start's gradient, three values for its Hessian, steps
+    assert coarse >= 4  # the start's gradient, steps, the polish's differences
+    # the start's Hessian is its own evaluation's average information: no values
+    log = result.optimization_log.to_frame()
+    assert not log["grad_norm"].isna().any()
+    # the polish's Hessian differences one direction (the dense factor's entry is the
+    # evaluation's own, kernels/crossed/dense_hessian): the float32 evaluations are the
+    # logged ones (the handover point logged twice) and that one difference
+    assert model._stats.single_evaluations == int((log["stage"] != "final").sum())
     assert model._stats.single_evaluations == coarse  # all of them factored in float32
     # one evaluation in float64: the value at the optimum (with the float32 derivatives)
     assert result.timings["engine_evaluations"] == coarse + 1

@@ -31,6 +31,11 @@ class CrossedPieces:
         ``d logdet / d theta``.
     dhmh : ndarray (n_theta, r, r) or None
         ``d hmh / d theta``.
+    information : tuple or None
+        ``(F, J)`` of :mod:`.information` where asked for (intercepts only).
+    pair_hessian : tuple or None
+        ``(d2 logdet, d2 hmh)`` along the dense part's factor pairs, NaN elsewhere
+        (:mod:`.dense_hessian`), where asked for.
     directions : str
         ``"sqrt"``: the derivatives are along the entries of packed theta (the
         square-root parameterization), for :mod:`dlmm.objective.profiled`.
@@ -42,15 +47,24 @@ class CrossedPieces:
     hmh: np.ndarray
     dlogdet: np.ndarray | None = None
     dhmh: np.ndarray | None = None
+    information: tuple | None = None
+    pair_hessian: tuple | None = None
 
 
 def crossed_pieces(
-    system: CrossedSystem, theta: np.ndarray, gradient: bool = False, single: bool = False
+    system: CrossedSystem, theta: np.ndarray, gradient: bool = False, single: bool = False,
+    information: bool = False, pair_hessian: bool = False,
 ) -> CrossedPieces:
     """``log|C|`` and ``c'c`` at ``theta`` (and their derivatives if ``gradient``);
-    ``single``: the dense Schur complement in float32 (:mod:`.single`)."""
+    ``single``: the dense Schur complement in float32 (:mod:`.single`);
+    ``information``: with the gradient, the average-information pieces
+    (:mod:`.information`; intercepts only); ``pair_hessian``: with the gradient, the exact
+    second derivatives along the dense part's factors (:mod:`.dense_hessian`)."""
     fac = factorize(system, theta, single)
     if not gradient:
         return CrossedPieces(fac.logdet, fac.ctc)
-    grad = gradient_pieces(system, fac, consume=True)  # fac is this evaluation's own
-    return CrossedPieces(fac.logdet, fac.ctc, grad.dlogdet, grad.dctc)
+    # fac is this evaluation's own
+    grad = gradient_pieces(system, fac, consume=True, information=information,
+                           pair_hessian=pair_hessian)
+    return CrossedPieces(fac.logdet, fac.ctc, grad.dlogdet, grad.dctc, grad.information,
+                         grad.pair_hessian)

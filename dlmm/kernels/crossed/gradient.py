@@ -55,7 +55,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._blocks import block_apply, level_products
+from .dense_hessian import dense_pair_hessian
 from .factor import CrossedFactor, dense_theta
+from .information import information_pieces
 from .inverse import SelectedInverse, factor_inverse_lower, lower_at, selected_inverse
 from .modes import back_solve
 from .slopes import g22_lambda_ainv
@@ -78,6 +80,8 @@ class CrossedGradient:
 
     dlogdet: np.ndarray
     dctc: np.ndarray
+    information: tuple | None = None
+    pair_hessian: tuple | None = None
 
 
 def _g22_lambda_ainv(system: CrossedSystem, factor: CrossedFactor,
@@ -195,22 +199,36 @@ def _logdet_blocks(system: CrossedSystem, factor: CrossedFactor, inv: SelectedIn
     return out
 
 
+def residual_products(system: CrossedSystem, factor: CrossedFactor) -> tuple:
+    """``(B, R1, R2)``: the back solve ``B = C^{-1} Lambda'H`` and ``R = H - G Lambda B =
+    Z'V^{-1}[X y]`` on factor 1's levels ``(l_1, t_1, r)`` and on the dense part."""
+    r = system.n_columns
+    # (c2 None: the factor's refined b2, single precision)
+    sol = back_solve(system, factor, factor.c2, system.h1)
+    r1 = system.h1 - block_apply(system.d, sol.bt1) - sol.g1
+    l1, t1 = factor.l11.shape[:2]
+    r2 = system.h2 - system.g21 @ sol.bt1.reshape(l1 * t1, r) - system.g22_sparse() @ sol.bt2
+    return sol, r1, r2
+
+
 def gradient_pieces(
     system: CrossedSystem, factor: CrossedFactor, inverse: SelectedInverse | None = None,
-    consume: bool = False,
+    consume: bool = False, information: bool = False, pair_hessian: bool = False,
 ) -> CrossedGradient:
     """``d log|C| / d theta`` and ``d (c'c) / d theta`` at the factor's theta.
 
     See the module docstring for the formulas. ``consume``: the caller is done with
     ``factor``, whose dense Schur factor then holds the inverse (one ``Q2 x Q2`` array
-    less at the peak; ``factor.l22`` is None after).
+    less at the peak; ``factor.l22`` is None after). ``information`` (intercepts only):
+    the average-information pieces too (:func:`.information.information_pieces`),
+    from the factor before it is inverted. ``pair_hessian`` (intercepts only, a dense
+    inverse): the exact second derivatives along the dense part's factors too
+    (:func:`.dense_hessian.dense_pair_hessian`).
     """
+    sol, r1, r2 = residual_products(system, factor)
+    info = information_pieces(system, factor, r1, r2) \
+        if information and system.intercepts_only else None
     r = system.n_columns
-    # the last use of the factor (c2 None: its refined b2, single precision)
-    sol = back_solve(system, factor, factor.c2, system.h1)
-    r1 = system.h1 - block_apply(system.d, sol.bt1) - sol.g1
-    l1, t1 = factor.l11.shape[:2]
-    r2 = system.h2 - system.g21 @ sol.bt1.reshape(l1 * t1, r) - system.g22_sparse() @ sol.bt2
     quad = {system.first: level_products(r1, sol.b1)}
     for k, off in zip(system.rest, system.rest_offsets):
         t, lv = system.n_terms[k], system.n_levels[k]
@@ -219,19 +237,25 @@ def gradient_pieces(
 
     if inverse is None and system.intercepts_only and system.schur is not None \
             and system.dense_size:
-        blocks = _logdet_blocks_intercepts(system, factor, factor_inverse_lower(factor, consume))
+        ainv = factor_inverse_lower(factor, consume)
+        blocks = _logdet_blocks_intercepts(system, factor, ainv)
     elif inverse is None and system.intercepts_only and system.streamed \
             and len(system.rest) == 1 and system.dense_size:
         dense_q = None
         if system.stream.dense_levels.size:  # from the factor, before it is inverted
             dense_q = dense_level_quadratic(factor.l22, system.stream, system.entry_row,
                                             system.entry_w[:, 0])
-        blocks = _logdet_blocks_streamed(system, factor, factor_inverse_lower(factor, consume),
-                                         dense_q)
+        ainv = factor_inverse_lower(factor, consume)
+        blocks = _logdet_blocks_streamed(system, factor, ainv, dense_q)
     else:
         inv = selected_inverse(system, factor, consume) if inverse is None else inverse
         blocks = _logdet_blocks(system, factor, inv)
+        ainv = inv.ainv_lower
     index = theta_index(system.n_terms)
     dlogdet = np.array([2.0 * blocks[k][a, b] for k, a, b in index])
     dctc = np.array([quad[k][a, b] + quad[k][a, b].T for k, a, b in index]).reshape(-1, r, r)
-    return CrossedGradient(dlogdet, dctc)
+    pairs = None
+    if pair_hessian and system.intercepts_only and system.dense_size \
+            and isinstance(ainv, np.ndarray):
+        pairs = dense_pair_hessian(system, factor, ainv, sol.b1, sol.b2, r2)
+    return CrossedGradient(dlogdet, dctc, info, pairs)
