@@ -57,15 +57,16 @@ def restricted(fun, x0: np.ndarray, mask: np.ndarray):
     return wrapped
 
 
-def free_information(objective, x0: np.ndarray, mask: np.ndarray):
-    """``objective.information`` (an approximate Hessian, or None) of the free entries:
-    ``x`` fills ``x0`` where ``mask`` is 1."""
+def free_matrix(matrix_of, x0: np.ndarray, mask: np.ndarray):
+    """``matrix_of`` (a function of the packed parameters giving a square matrix over
+    them, or None) of the free entries: ``x`` fills ``x0`` where ``mask`` is 1, and the
+    matrix is cut to the free rows and columns."""
     idx = np.flatnonzero(mask)
 
-    def information(x):
+    def cut(x):
         theta = x0.copy()
         theta[idx] = x
-        hess = objective.information(theta)
-        return None if hess is None else hess[np.ix_(idx, idx)]
+        matrix = matrix_of(theta)
+        return None if matrix is None else matrix[np.ix_(idx, idx)]
 
-    return information
+    return cut

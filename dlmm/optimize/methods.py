@@ -81,20 +81,13 @@ def qnewton_options(objective, engine, fun, x0: np.ndarray, mask: np.ndarray) ->
     information (:meth:`~dlmm.objective.objective.ProfiledObjective.information`) and a
     coarse polish Hessian by differences of ``fun`` only where the evaluation does not
     know it (:class:`~dlmm.objective.pair_hessian.PairGradientHessian`)."""
-    from ..objective.free import free_information
+    from ..objective.free import free_matrix
     from ..objective.pair_hessian import PairGradientHessian
 
-    idx = np.flatnonzero(mask)
-
-    def known(x):
-        theta = x0.copy()
-        theta[idx] = x
-        hess = objective.pair_hessian(theta)
-        return None if hess is None else hess[np.ix_(idx, idx)]
-
     coarse = getattr(engine, "coarse_precision", None)
-    out = {"coarse": coarse, "information": free_information(objective, x0, mask)}
+    out = {"coarse": coarse, "information": free_matrix(objective.information, x0, mask)}
     if coarse is not None:
+        known = free_matrix(objective.pair_hessian, x0, mask)
         out["coarse_hessian"] = PairGradientHessian(fun, known,
                                                     **CROSSED_COARSE_POLISH_DIFFERENCES)
     return out

@@ -9,22 +9,13 @@ from dlmm.kernels.crossed import build_system, crossed_pieces, crossed_sums
 from dlmm.objective.pair_hessian import PairGradientHessian, profiled_pair_hessian
 
 from .cases import make_case, thetas
-from .helpers import ALL_PATHS, profiled_grad, profiled_llf, set_pair_path
+from .helpers import ALL_PATHS, central_derivative, profiled_grad, profiled_llf, set_pair_path
 
 
 @pytest.fixture(autouse=True, params=ALL_PATHS)
 def pair_path(request, monkeypatch):
     """Stored pairs, streamed pairs and a dense ``G21`` (:func:`.helpers.set_pair_path`)."""
     return set_pair_path(request.param, monkeypatch)
-
-
-def _derivative(fun, theta, h=1e-3):
-    """Five-point central differences (``O(h^4)``)."""
-    out = []
-    for e in np.eye(theta.size):
-        f = [np.asarray(fun(theta + m * h * e)) for m in (-2, -1, 1, 2)]
-        out.append((f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h))
-    return np.array(out)
 
 
 @pytest.mark.parametrize("name", ["two_intercepts", "three_intercepts"])
@@ -34,8 +25,11 @@ def test_dense_pairs_match_differences_of_the_gradient(name):
     system = build_system(
         crossed_sums(design.codes, design.terms, design.x, design.y, design.n_levels))
     d2logdet, d2ctc = crossed_pieces(system, theta, gradient=True, pair_hessian=True).pair_hessian
-    fd_logdet = _derivative(lambda t: crossed_pieces(system, t, gradient=True).dlogdet, theta)
-    fd_ctc = _derivative(lambda t: crossed_pieces(system, t, gradient=True).dhmh, theta)
+    def pieces(t):
+        return crossed_pieces(system, t, gradient=True)
+
+    fd_logdet = central_derivative(lambda t: pieces(t).dlogdet, theta)
+    fd_ctc = central_derivative(lambda t: pieces(t).dhmh, theta)
     dense = np.zeros(theta.size, dtype=bool)
     dense[system.rest] = True
     known = np.outer(dense, dense)
@@ -75,7 +69,7 @@ def test_profiled_pairs_match_differences_of_the_llf_gradient(name, reml):
 
     pieces = crossed_pieces(system, theta, gradient=True, pair_hessian=True)
     got = profiled_pair_hessian(pieces, system.xy_cross, n, reml)
-    expected = _derivative(grad, theta)
+    expected = central_derivative(grad, theta)
     known = ~np.isnan(got)
     assert known.sum() == len(system.rest) ** 2
     np.testing.assert_allclose(got[known], expected[known], rtol=1e-7,

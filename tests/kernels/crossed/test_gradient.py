@@ -8,22 +8,13 @@ import pytest
 from dlmm.kernels.crossed import build_system, crossed_pieces, crossed_sums, factorize
 
 from .cases import CASES, make_case, thetas
-from .helpers import ALL_PATHS, profiled_grad, profiled_llf, set_pair_path
+from .helpers import ALL_PATHS, central_derivative, profiled_grad, profiled_llf, set_pair_path
 
 
 @pytest.fixture(autouse=True, params=ALL_PATHS)
 def pair_path(request, monkeypatch):
     """Stored pairs, streamed pairs and a dense ``G21`` (:func:`.helpers.set_pair_path`)."""
     return set_pair_path(request.param, monkeypatch)
-
-
-def _derivative(fun, theta, h=1e-3):
-    """Five-point central differences (``O(h^4)``); smooth in theta, also at 0."""
-    out = []
-    for e in np.eye(theta.size):
-        f = [np.asarray(fun(theta + m * h * e)) for m in (-2, -1, 1, 2)]
-        out.append((f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h))
-    return np.array(out)
 
 
 def _system(design):
@@ -39,8 +30,8 @@ def test_pieces_gradient_matches_finite_differences(name, which):
     theta = thetas(design)[which]
     system = _system(design)
     pieces = crossed_pieces(system, theta, gradient=True)
-    fd_logdet = _derivative(lambda t: factorize(system, t).logdet, theta)
-    fd_ctc = _derivative(lambda t: factorize(system, t).ctc, theta)
+    fd_logdet = central_derivative(lambda t: factorize(system, t).logdet, theta)
+    fd_ctc = central_derivative(lambda t: factorize(system, t).ctc, theta)
     np.testing.assert_allclose(pieces.dlogdet, fd_logdet, rtol=1e-7, atol=1e-7)
     scale = np.abs(fd_ctc).max()
     np.testing.assert_allclose(pieces.dhmh, fd_ctc, rtol=1e-7, atol=1e-8 * scale)
@@ -61,4 +52,4 @@ def test_llf_gradient_matches_finite_differences(name, reml):
     pieces = crossed_pieces(system, theta, gradient=True)
     value = profiled_llf(pieces.logdet, system.xy_cross - pieces.hmh, n, reml)
     grad = profiled_grad(value, pieces.dlogdet, pieces.dhmh, n, reml)
-    np.testing.assert_allclose(grad, _derivative(llf, theta), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grad, central_derivative(llf, theta), rtol=1e-6, atol=1e-7)
