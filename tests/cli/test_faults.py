@@ -78,8 +78,11 @@ def _run_installed(*args, bound: float, env=None) -> subprocess.CompletedProcess
 @pytest.mark.parametrize("path, config, how", [
     # The nanny kills the worker at 95% of its limit, four times: Dask's KilledWorker (on a
     # busy machine the last restart may not be on record yet when the task is given up).
+    # The pass is several tasks a worker (its run of pieces, the free tail, the summary):
+    # a kill that fell while the task given up was not on the worker makes five (seen
+    # once, in a CI run beside other tests at a load of about 5).
     ("killed", {"DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "False"},
-     r"workers were restarted [34] times for exceeding it"),
+     r"workers were restarted [345] times for exceeding it"),
     # The worker pauses at 80% and never resumes: before, dlmm waited forever.
     ("paused", {"DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE": "False",
                 "DASK_DLMM__PAUSED_TIMEOUT": "5"},
