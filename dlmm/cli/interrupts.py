@@ -15,7 +15,10 @@ printed as "Exception ignored in ..." with a traceback and dropped; or in code t
 ``KeyboardInterrupt`` passing out makes CPython (3.11) end the process by SIGINT
 at exit even once it is caught (exit status -2, not 130). In either case the
 signal is sent again, from another thread, once the main thread has left that
-code (:func:`_send_again`), silently.
+code (:func:`_send_again`), silently, and again every :data:`RESEND_SECONDS` until the
+handler has run: a signal that lands just before the main thread blocks (in a lock's
+wait, after its last look at pending signals) does not end that wait, and would be
+raised only when the wait ends.
 
 A SIGINT ignored from the start (a shell's background job) stays ignored, as
 Python leaves it: such a run is stopped by SIGTERM, not by a terminal's Ctrl-C.
@@ -36,6 +39,11 @@ from .errors import Terminated
 
 _received: list[int] = []
 
+#: How long a thread of :func:`_send_again` waits for the handler to run before it sends
+#: the signal once more (the handler's runs are counted in ``_handled``).
+RESEND_SECONDS = 0.02
+_handled = [0]
+
 #: Held by a thread of :func:`_send_again` while it decides to send and sends, and by
 #: ``restore`` while it stops the sending; ``_senders`` counts those not yet done.
 _sending = _thread.allocate_lock()
@@ -46,6 +54,7 @@ _boundary: list = [None]
 
 
 def _on_signal(signum, frame):
+    _handled[0] += 1
     _received.append(signum)
     inside = _string_code(frame)
     if inside is not None:  # raised in there, it would end the process by SIGINT
@@ -103,8 +112,11 @@ def _send_again(signum: int, code: types.CodeType, timeout: float = 10.0) -> Non
         if frame is None:
             break
         time.sleep(0.001)  # such code returns within microseconds
-    with _sending:  # not once the handlers are restored: Python's would raise it anew
-        if _installed[0]:
+    handled = _handled[0]
+    while True:
+        with _sending:  # not once the handlers are restored: Python's would raise it anew
+            if not _installed[0] or _handled[0] != handled:
+                break
             # To the main thread itself: a wait it is blocked in (a lock, a sleep) ends
             # at once; sent to the process, a signal that another thread took was
             # raised only when that wait ended (30 s in the suite's test of a __del__)
@@ -112,6 +124,14 @@ def _send_again(signum: int, code: types.CodeType, timeout: float = 10.0) -> Non
                 signal.pthread_kill(main, signum)
             else:
                 os.kill(os.getpid(), signum)
+        # Until the handler has run (a signal the process has not handled yet is one,
+        # however often it is sent), or the time is up.
+        resend = time.monotonic() + RESEND_SECONDS
+        while _handled[0] == handled and time.monotonic() < min(resend, deadline):
+            time.sleep(0.001)
+        if time.monotonic() >= deadline:
+            break
+    with _sending:
         _senders[0] -= 1
 
 
