@@ -117,6 +117,18 @@ def _fixed_effect_gradient(s: np.ndarray, c: np.ndarray, fac: float) -> tuple[np
     return fac * sc[:p] / q, q
 
 
+def gls_at(pieces, xy_cross: np.ndarray, n_obs: float, reml: bool
+           ) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """``(S, c, Q, fac)`` at the GLS fixed effects: ``S = [X y]'V^-1[X y]`` (from
+    ``xy_cross`` and the pieces' ``hmh``), ``c = [-beta; 1]`` with ``beta = S_XX^-1
+    S_Xy``, ``Q = c'Sc`` and ``fac = n - p`` (REML) or ``n`` (ML)."""
+    s = xy_cross - pieces.hmh
+    p = s.shape[0] - 1
+    beta = np.linalg.solve(s[:p, :p], s[:p, p]) if p else np.zeros(0)
+    c = np.concatenate([-beta, [1.0]])
+    return s, c, float(c @ s @ c), n_obs - p if reml else n_obs
+
+
 def hessian_from_gradients(pieces_at, xy_cross: np.ndarray, n_obs: float, reml: bool,
                            sd_vc: np.ndarray, fe_params: np.ndarray | None = None,
                            rel_step: float = 1e-4, chol_re: np.ndarray | None = None
@@ -331,13 +343,9 @@ def hessian_from_profiled(hess_theta: np.ndarray, pieces, xy_cross: np.ndarray,
     sds = np.concatenate([np.abs(np.diag(chol)), np.abs(sd)])
     if sds.size == 0 or np.min(sds) < min_sd:
         return None
-    s = xy_cross - pieces.hmh
+    s, c, q, fac = gls_at(pieces, xy_cross, n_obs, reml)
     p = s.shape[0] - 1
     s_xx = s[:p, :p]
-    beta = np.linalg.solve(s_xx, s[:p, p]) if p else np.zeros(0)
-    c = np.concatenate([-beta, [1.0]])
-    q = float(c @ s @ c)
-    fac = n_obs - p if reml else n_obs
     s_inv = np.linalg.inv(s_xx) if reml and p else None
     g = covariance_gradient(pieces, c, 0.5 * fac / q, s_inv, (chol, sd))
     rows, cols = np.tril_indices(chol.shape[0])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .hessian import GradientHessian
+from .hessian import GradientHessian, gls_at
 
 
 def profiled_pair_hessian(pieces, xy_cross: np.ndarray, n_obs: float, reml: bool
@@ -32,13 +32,9 @@ def profiled_pair_hessian(pieces, xy_cross: np.ndarray, n_obs: float, reml: bool
     if pairs is None:
         return None
     d2logdet, d2hmh = pairs
-    s = xy_cross - pieces.hmh
+    s, c, qf, fac = gls_at(pieces, xy_cross, n_obs, reml)
     p = s.shape[0] - 1
     s_xx = s[:p, :p]
-    beta = np.linalg.solve(s_xx, s[:p, p]) if p else np.zeros(0)
-    c = np.concatenate([-beta, [1.0]])
-    qf = float(c @ s @ c)
-    fac = n_obs - p if reml else n_obs
     s_a = -np.asarray(pieces.dhmh, dtype=float)  # (m, r, r)
     s_ab = -np.asarray(d2hmh, dtype=float)  # (m, m, r, r), NaN off the known pairs
     dq = np.einsum("aij,i,j->a", s_a, c, c)
