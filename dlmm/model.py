@@ -442,9 +442,9 @@ class MixedLM(StatsmodelsModel):
             if moments and engine.n_groups >= MOMENT_MIN_GROUPS and \
                     getattr(engine, "has_moment_pieces", True):
                 try:
-                    coef, sigma2 = ols_coefficients(engine.totals.xy_cross,
-                                                    engine.totals.n_rows)
-                    po = moment_estimate(engine.moment_pieces(coef), sigma2, self.k_re)
+                    coef, sigma2 = ols_coefficients((t := engine.totals).xy_cross, t.n_rows)
+                    po = moment_estimate(engine.moment_pieces(coef), sigma2, self.k_re,
+                                         t.n_rows - coef.shape[0] + 1)  # n - p
                 except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):
                     po = None
             if po is None and moments:

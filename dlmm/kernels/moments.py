@@ -35,11 +35,53 @@ class MomentPieces(_Additive):
         ``sum_i G_i`` per equation.
     design : ndarray (e, m)
         ``sum_i (G_i E_j G_i)`` per equation and parameter.
+    explained : float
+        ``sum_i w_i' G_i^+ w_i``: the part of the OLS residuals' sum of squares in the
+        span of each group's random-effect columns (what a fit of a free effect per
+        group would remove).
+    rank : float
+        ``sum_i rank(G_i)``: the degrees of freedom those free effects would take.
     """
 
     lhs: np.ndarray
     g: np.ndarray
     design: np.ndarray
+    explained: float = 0.0
+    rank: float = 0.0
+
+
+#: A pivot of :func:`explained_squares` at most this times its column's squared norm
+#: is zero: the column is in the span of the ones before it (rounding leaves about
+#: 1e-16 of it).
+PIVOT_TOL = 1e-8
+
+
+def explained_squares(g: np.ndarray, w: np.ndarray) -> tuple[float, int]:
+    """``sum_i w_i' G_i^+ w_i`` and ``sum_i rank(G_i)`` over a stack of ``G`` (b, q, q)
+    (positive semidefinite) and ``w`` (b, q) in the range of each ``G_i``.
+
+    Symmetric elimination of all the groups at once, a column at a time: with the
+    pivots ``d_j`` of ``G_i = L D L'``, ``w'G^+w = sum_j (L^{-1} w)_j^2 / d_j`` over the
+    nonzero pivots (:data:`PIVOT_TOL`); a zero pivot is a column dependent on the ones
+    before it, left out of both sums (padded component columns, a slope constant
+    within its group, a group of one row).
+    """
+    b, q = w.shape
+    a = np.array(g, dtype=float)
+    v = np.array(w, dtype=float)
+    norms = np.diagonal(a, axis1=1, axis2=2).copy()
+    explained, rank = 0.0, 0
+    for j in range(q):  # loop over columns
+        d = a[:, j, j]
+        ok = d > PIVOT_TOL * norms[:, j]
+        d = np.where(ok, d, 1.0)
+        explained += float(np.sum(np.where(ok, v[:, j] ** 2 / d, 0.0)))
+        rank += int(np.count_nonzero(ok))
+        if j + 1 < q:
+            f = np.where(ok[:, None], a[:, j + 1:, j] / d[:, None], 0.0)
+            v[:, j + 1:] -= f * v[:, j:j + 1]
+            a[:, j + 1:, j + 1:] -= f[:, :, None] * a[:, None, j, j + 1:]
+    return explained, rank
 
 
 def batch_moment_pieces(batch: GroupBatch, coef: np.ndarray) -> MomentPieces:
@@ -80,7 +122,8 @@ def batch_moment_pieces(batch: GroupBatch, coef: np.ndarray) -> MomentPieces:
             design[e, j] = gejg[a, c]
         for k, idx in enumerate(blocks):
             design[rows.shape[0] + k, j] = np.trace(gejg[np.ix_(idx, idx)])
-    return MomentPieces(lhs, gsum, design)
+    explained, rank = explained_squares(g, w)
+    return MomentPieces(lhs, gsum, design, explained, float(rank))
 
 
 def block_moment_pieces(block, coef: np.ndarray):

@@ -112,7 +112,8 @@ def raw_newton_pieces(pieces: NewtonPieces, u: np.ndarray, m: np.ndarray) -> New
 
 def raw_moment_pieces(pieces: MomentPieces, m: np.ndarray) -> MomentPieces:
     """Moment equations in the model's packed parameters (``theta_c = M' theta``)."""
-    return MomentPieces(pieces.lhs, pieces.g, pieces.design @ m.T)
+    return MomentPieces(pieces.lhs, pieces.g, pieces.design @ m.T, pieces.explained,
+                        pieces.rank)
 
 
 def parameter_jacobian(a_mat: np.ndarray, u: np.ndarray | None, k_re: int,

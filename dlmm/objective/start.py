@@ -24,14 +24,39 @@ def ols_coefficients(xy_cross: np.ndarray, n_obs: float) -> tuple[np.ndarray, fl
     return coef, float(coef @ xy_cross @ coef) / max(n_obs - p, 1.0)
 
 
-def moment_estimate(pieces: MomentPieces, sigma2: float, k_re: int) -> MixedLMParams | None:
+def within_scale(pieces: MomentPieces, sigma2: float, dof: float) -> float:
+    """The residual variance of the moment equations: within groups where the data
+    allow it, else ``sigma2``.
+
+    The OLS residual variance ``sigma2`` (on ``dof = n - p`` degrees of freedom) holds
+    the random effects' variance too, and the equations' ``lhs / sigma2`` then
+    understate ``B = Psi / scale`` (by 2.3x for an intercept and a slope of variances
+    1 and 0.25 beside a scale of 1: six Newton steps from there). Without the part of
+    the residuals in each group's random-effect columns (``pieces.explained``, on
+    ``pieces.rank`` degrees of freedom) what is left estimates the scale:
+    ``(sigma2 dof - explained) / (dof - rank)``; used when at least a tenth of the
+    degrees of freedom are left and it is positive.
+    """
+    left = dof - pieces.rank
+    if pieces.rank <= 0 or left < 0.1 * dof:
+        return sigma2
+    within = (sigma2 * dof - pieces.explained) / left
+    return within if np.isfinite(within) and within > 0 else sigma2
+
+
+def moment_estimate(pieces: MomentPieces, sigma2: float, k_re: int,
+                    dof: float | None = None) -> MixedLMParams | None:
     """Method-of-moments profile parameters from the summed moment equations.
 
     Solves ``design theta = lhs / sigma2 - g`` by least squares (``theta``: the
     lower triangle of ``Psi``, then ``vcomp / scale``), then moves the result
     inside the parameter space: eigenvalues of ``Psi`` and the variances at
-    least 0.01. None when the equations do not identify the parameters.
+    least 0.01. ``sigma2`` is the OLS residual variance; given its degrees of
+    freedom ``dof``, the scale within groups is used instead (:func:`within_scale`).
+    None when the equations do not identify the parameters.
     """
+    if dof is not None:
+        sigma2 = within_scale(pieces, sigma2, dof)
     try:
         theta = np.linalg.lstsq(pieces.design, pieces.lhs / sigma2 - pieces.g, rcond=None)[0]
     except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):

@@ -76,3 +76,44 @@ def test_a_batch_without_groups_adds_nothing():
     batch = _batch(rng, 0, 2, [], 4)
     got = batch_moment_pieces(batch, rng.normal(size=4))
     assert got.lhs.shape == (3,) and not got.lhs.any() and not got.design.any()
+
+
+def _explained_brute(g, w):
+    total, rank = 0.0, 0
+    for gi, wi in zip(g, w):  # one group at a time
+        total += float(wi @ np.linalg.pinv(gi, rcond=1e-10, hermitian=True) @ wi)
+        rank += int(np.linalg.matrix_rank(gi, hermitian=True))
+    return total, rank
+
+
+def test_explained_squares_is_the_pseudo_inverse_form():
+    """``sum w'G^+w`` and ``sum rank G`` against ``numpy.linalg.pinv`` and ``matrix_rank``,
+    with groups of every rank: full, a padded (zero) column, a column equal to another,
+    a group of one row (rank 1), no rows at all."""
+    rng = np.random.default_rng(3)
+    q, n_groups = 4, 200
+    a = rng.normal(size=(n_groups, 6, q))
+    a[20:40, :, 3] = 0.0  # padding
+    a[40:60, :, 2] = a[40:60, :, 0]  # dependent column
+    a[60:80, 1:, :] = 0.0  # one row
+    a[80:90] = 0.0  # no rows
+    a[90:100, :, 1] *= 1e-3  # small but independent
+    resid = rng.normal(size=(n_groups, 6))
+    g = np.einsum("nix,niy->nxy", a, a)
+    w = np.einsum("nix,ni->nx", a, resid)  # in the range of G
+    from dlmm.kernels.moments import explained_squares
+
+    got, rank = explained_squares(g, w)
+    want, want_rank = _explained_brute(g, w)
+    assert rank == want_rank == 120 * 4 + 20 * 3 + 20 * 3 + 20 * 1 + 10 * 4
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_the_batch_sums_carry_the_explained_squares():
+    rng = np.random.default_rng(4)
+    batch = _batch(rng, 50, 2, [3], 4)
+    coef = rng.normal(size=4)
+    got = batch_moment_pieces(batch, coef)
+    want, rank = _explained_brute(batch.g, batch.h @ coef)
+    assert got.rank == rank == 50 * 5
+    np.testing.assert_allclose(got.explained, want, rtol=1e-10)

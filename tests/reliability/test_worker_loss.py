@@ -34,6 +34,9 @@ N_PARTITIONS = 12
 FORMULA = "y ~ x1 + x2"
 MODEL = {"groups": "g", "re_formula": "~x1"}
 KILL_AT_EVALUATION = 4  # of 7 evaluations (the same on every backend since issue 10, item 8)
+#: Every fit here starts from statsmodels' start (Psi = I, packed sqrt): 7 evaluations, so
+#: that the kill comes with evaluations after it (from the moment start, 3-4).
+START = [1.0, 0.0, 1.0]
 KILL_PARTITION = 7
 
 
@@ -132,7 +135,8 @@ def _frame(source: Path, log_dir: Path):
 def undisturbed(cluster, source, tmp_path_factory):
     _, client = cluster
     log_dir = tmp_path_factory.mktemp("reads_undisturbed")
-    result = dlmm.mixedlm(FORMULA, _frame(source, log_dir), client=client, **MODEL).fit()
+    model = dlmm.mixedlm(FORMULA, _frame(source, log_dir), client=client, **MODEL)
+    result = model.fit(start_params=START)
     assert result.converged and result.backend == "dask"
     assert result.mle_retvals["evaluations"] > KILL_AT_EVALUATION + 2
     snap = _snapshot(result)
@@ -181,7 +185,7 @@ def test_worker_killed_during_optimization(cluster, source, undisturbed, tmp_pat
 
     preexisting = set(client.who_has())  # keys of anything before this fit
     start = time.time()
-    result = model.fit(callback=callback)
+    result = model.fit(start_params=START, callback=callback)
     end = time.time()
 
     # The kill happened, from inside the fit, and the optimization went on after it.
@@ -224,7 +228,8 @@ def test_worker_killed_during_data_pass(cluster, source, undisturbed, tmp_path):
     evaluations: list[tuple[int, float]] = []
     (log_dir / "kill-armed").write_text("")
     start = time.time()
-    result = model.fit(callback=lambda e: evaluations.append((e.evaluation, time.time())))
+    result = model.fit(start_params=START,
+                       callback=lambda e: evaluations.append((e.evaluation, time.time())))
     end = time.time()
 
     killed = log_dir / "killed"
@@ -281,7 +286,7 @@ def test_worker_killed_with_parquet_read_in_the_pass(cluster, source, undisturbe
         kill.update(pid=pids_before[address], time=time.time(), evaluation=entry.evaluation)
         os.kill(kill["pid"], signal.SIGKILL)
 
-    result = model.fit(callback=callback)
+    result = model.fit(start_params=START, callback=callback)
     assert kill, "the callback never reached the kill"
     _wait_for_replacement(client, 3, kill["pid"])
     chunks = [k for k in client.run_on_scheduler(lambda dask_scheduler: list(
