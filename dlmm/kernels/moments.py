@@ -66,21 +66,21 @@ def explained_squares(g: np.ndarray, w: np.ndarray) -> tuple[float, int]:
     before it, left out of both sums (padded component columns, a slope constant
     within its group, a group of one row).
     """
-    b, q = w.shape
-    a = np.array(g, dtype=float)
-    v = np.array(w, dtype=float)
-    norms = np.diagonal(a, axis1=1, axis2=2).copy()
+    q = w.shape[1]
+    a = np.asarray(g, dtype=float)  # the trailing block still to eliminate
+    v = np.asarray(w, dtype=float)
+    norms = np.diagonal(a, axis1=1, axis2=2)
     explained, rank = 0.0, 0
     for j in range(q):  # loop over columns
-        d = a[:, j, j]
+        d = a[:, 0, 0]
         ok = d > PIVOT_TOL * norms[:, j]
-        d = np.where(ok, d, 1.0)
-        explained += float(np.sum(np.where(ok, v[:, j] ** 2 / d, 0.0)))
+        d = np.where(ok, d, np.inf)  # a zero pivot: its column and row drop out
+        explained += float(np.sum(v[:, 0] ** 2 / d))
         rank += int(np.count_nonzero(ok))
         if j + 1 < q:
-            f = np.where(ok[:, None], a[:, j + 1:, j] / d[:, None], 0.0)
-            v[:, j + 1:] -= f * v[:, j:j + 1]
-            a[:, j + 1:, j + 1:] -= f[:, :, None] * a[:, None, j, j + 1:]
+            f = a[:, 1:, 0] / d[:, None]
+            v = v[:, 1:] - f * v[:, :1]
+            a = a[:, 1:, 1:] - f[:, :, None] * a[:, None, 0, 1:]
     return explained, rank
 
 
