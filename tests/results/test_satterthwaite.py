@@ -102,5 +102,10 @@ def test_costs_two_evaluations_per_covariance_parameter():
     stats = result._stats
     before = stats.evaluations
     result.satterthwaite()
+    first = stats.evaluations - before
+    # theta has 3 entries: two evaluations each, and the optimum's own unless the fit's
+    # last evaluation was there (kept from the fit; by the rounding of the machine's BLAS
+    # the optimizer may end on a trial point beside it)
+    assert first in (2 * 3, 2 * 3 + 1)
     result.satterthwaite([[0.0, 1.0]])  # the pieces are kept: no more evaluations
-    assert stats.evaluations - before == 2 * 3 + 1  # theta has 3 entries
+    assert stats.evaluations - before == first
