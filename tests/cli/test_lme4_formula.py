@@ -47,8 +47,8 @@ def test_fit_takes_lme4s_spelling_and_gives_lme4s_fit(chem97, tmp_path):
 ])
 def test_lme4s_bars_beside_statsmodels_options_are_a_usage_error(chem97, tmp_path, extra,
                                                                  words):
-    proc = run_dlmm("fit", chem97, "-f", "score ~ gcsecnt + (1 | lea)", *extra,
-                    "-o", tmp_path / "out")
+    proc = run_dlmm_here("fit", chem97, "-f", "score ~ gcsecnt + (1 | lea)", *extra,
+                         "-o", tmp_path / "out")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], proc.stderr
