@@ -52,7 +52,7 @@ def test_heavy_tailed_users_as_movielens_has_them():
     with pytest.raises(ValueError, match="users='pareto'"):
         movielens_like(100, 10, 5, users="pareto")
 
-def test_a_tiny_crossed_run_matches_statsmodels(tmp_path):
+def test_a_tiny_crossed_run_matches_statsmodels(tmp_path, dlmm_children_in_process):
     doc = run_crossed_bench(["1500x60x30"], workers=1, data_dir=tmp_path,
                             peers=("statsmodels",), log=lambda line: None)
     row = doc["results"][0]

@@ -25,7 +25,8 @@ def test_chem97_like_nests_schools_in_authorities_with_the_stated_variances():
     np.testing.assert_allclose(school_means.var(), 0.09 + 0.5625 + 4.41 / 8, rtol=0.15)
 
 
-def test_a_tiny_nested_run_is_statsmodels_likelihood_at_its_estimates(tmp_path):
+def test_a_tiny_nested_run_is_statsmodels_likelihood_at_its_estimates(tmp_path,
+                                                                    dlmm_children_in_process):
     """On this seed statsmodels' own optimizer stops 0.875 below the optimum (lme4 1.1-31
     reaches -628.8461, dlmm's value); its likelihood function at dlmm's estimates is the
     check, and dlmm's llf may not be below statsmodels' fit."""

@@ -35,3 +35,20 @@ def _error_line(proc) -> str:
 def _no_output(tmp_path: Path, name: str = "out") -> None:
     assert not (tmp_path / name).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{name}.")]
+
+
+def run_dlmm_here(*args: str) -> subprocess.CompletedProcess:
+    """``dlmm ARGS`` run by :func:`dlmm.cli.main` in this process, its exit code, stdout
+    and stderr as :func:`run_dlmm` gives them. For runs refused before any work (exit 2),
+    where a new interpreter's start would be nearly all the time; the runs that do the
+    work, and the command's life as a process, go through :func:`run_dlmm`."""
+    import contextlib
+    import io
+
+    from dlmm import cli
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    return subprocess.CompletedProcess(["dlmm", *argv], code, out.getvalue(), err.getvalue())

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.cli.helpers import run_dlmm
+from tests.cli.helpers import run_dlmm, run_dlmm_here
 
 
 def test_bench_runs_at_a_tiny_size_and_writes_valid_json(tmp_path):
@@ -71,16 +71,14 @@ def test_bench_crossed_runs_a_tiny_case_and_stops_peers_at_their_budget(tmp_path
 
 
 def test_bench_crossed_refuses_an_unknown_case_before_any_work(tmp_path):
-    proc = run_dlmm("bench", "--crossed", "insteval,10x2", "--data-dir", tmp_path / "d",
-                    timeout=60)
+    proc = run_dlmm_here("bench", "--crossed", "insteval,10x2", "--data-dir", tmp_path / "d")
     assert proc.returncode == 2
     assert "--crossed" in proc.stderr and "'10x2'" in proc.stderr
     assert not (tmp_path / "d").exists()
 
 
 def test_bench_nested_refuses_an_unknown_case_before_any_work(tmp_path):
-    proc = run_dlmm("bench", "--nested", "chem97,10x2", "--data-dir", tmp_path / "d",
-                    timeout=60)
+    proc = run_dlmm_here("bench", "--nested", "chem97,10x2", "--data-dir", tmp_path / "d")
     assert proc.returncode == 2
     assert "--nested" in proc.stderr and "'10x2'" in proc.stderr
     assert not (tmp_path / "d").exists()

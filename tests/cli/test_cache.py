@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.cli.helpers import run_dlmm
+from tests.cli.helpers import run_dlmm, run_dlmm_here
 from tests.structure.test_cached import _write
 
 MODEL = ["--formula", "y ~ x1 + C(c)", "--groups", "g", "--re-formula", "~x1"]
@@ -57,8 +57,9 @@ def test_cached_refit_reads_the_new_files_only_and_a_warm_start_is_shorter(
     np.testing.assert_allclose(_params(warm), _params(doc), rtol=1e-6)
     assert warm["inputs"] == doc["inputs"]
 
-    proc = run_dlmm("fit", data, "--formula", "y ~ x1", "--groups", "g", "--re-formula",
-                    "~x1", "--scheduler", scheduler, "--start-from", tmp_path / "yesterday")
+    proc = run_dlmm_here("fit", data, "--formula", "y ~ x1", "--groups", "g", "--re-formula",
+                         "~x1", "--scheduler", scheduler, "--start-from",
+                         tmp_path / "yesterday")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         f"dlmm: error: --start-from {str(tmp_path / 'yesterday')!r} fitted another model: "

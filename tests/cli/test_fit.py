@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 import dlmm
-from tests.cli.helpers import FORMULA, _error_line, _fit_args, _no_output, run_dlmm
+from tests.cli.helpers import (
+    FORMULA,
+    _error_line,
+    _fit_args,
+    _no_output,
+    run_dlmm,
+    run_dlmm_here,
+)
 from tests.conftest import REFERENCE
 
 # -- real cluster -------------------------------------------------------------------
@@ -86,13 +93,13 @@ def test_existing_output_refused_without_overwrite(scheduler, simulated, tmp_pat
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("old")
-    proc = run_dlmm(*_fit_args(simulated, "--scheduler", scheduler, "--output", out))
+    proc = run_dlmm_here(*_fit_args(simulated, "--scheduler", scheduler, "--output", out))
     assert proc.returncode == 2
     assert "exists; pass --overwrite" in _error_line(proc)
     assert [p.name for p in out.iterdir()] == ["old.txt"]
     # Not a result folder: --overwrite does not delete it either.
-    proc = run_dlmm(*_fit_args(simulated, "--scheduler", scheduler, "--output", out,
-                               "--overwrite"))
+    proc = run_dlmm_here(*_fit_args(simulated, "--scheduler", scheduler, "--output", out,
+                                    "--overwrite"))
     assert proc.returncode == 2
     assert "--overwrite refused" in _error_line(proc)
     assert [p.name for p in out.iterdir()] == ["old.txt"]
@@ -136,7 +143,7 @@ def test_bad_input_exits_2_with_one_line(scheduler, simulated, tmp_path, case, f
         config = tmp_path / "fit.toml"
         config.write_text('formula = "y ~ x1"\ncolour = "blue"\n')
         args = ["fit", simulated, "--config", config, *common]
-    proc = run_dlmm(*args)
+    proc = run_dlmm_here(*args)
     assert proc.returncode == 2, proc.stderr
     assert fault in _error_line(proc)
     _no_output(tmp_path)

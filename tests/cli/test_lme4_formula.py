@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .helpers import run_dlmm
+from .helpers import run_dlmm, run_dlmm_here
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "nested"
 
@@ -47,8 +47,8 @@ def test_fit_takes_lme4s_spelling_and_gives_lme4s_fit(chem97, tmp_path):
 ])
 def test_lme4s_bars_beside_statsmodels_options_are_a_usage_error(chem97, tmp_path, extra,
                                                                  words):
-    proc = run_dlmm("fit", chem97, "-f", "score ~ gcsecnt + (1 | lea)", *extra,
-                    "-o", tmp_path / "out")
+    proc = run_dlmm_here("fit", chem97, "-f", "score ~ gcsecnt + (1 | lea)", *extra,
+                         "-o", tmp_path / "out")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], proc.stderr
@@ -56,8 +56,9 @@ def test_lme4s_bars_beside_statsmodels_options_are_a_usage_error(chem97, tmp_pat
 
 
 def test_a_crossed_interaction_factor_needs_its_own_column(chem97, tmp_path):
-    proc = run_dlmm("fit", chem97, "-f", "score ~ gcsecnt + (1 | lea:school) + (1 | gender)",
-                    "-o", tmp_path / "out")
+    proc = run_dlmm_here("fit", chem97, "-f",
+                         "score ~ gcsecnt + (1 | lea:school) + (1 | gender)",
+                         "-o", tmp_path / "out")
     assert proc.returncode == 2
     assert "'lea:school' needs a column of its own" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -73,7 +74,7 @@ def test_what_lme4_refuses_is_refused_in_one_line(tmp_path, formula, words):
     models beyond statsmodels' shape that lme4 fits: tests/cli/test_lme4_terms.py)."""
     path = tmp_path / "eg.parquet"
     pd.read_csv(REFERENCE / "data" / "egsingle.csv").to_parquet(path)
-    proc = run_dlmm("fit", path, "-f", formula, "-o", tmp_path / "out")
+    proc = run_dlmm_here("fit", path, "-f", formula, "-o", tmp_path / "out")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], proc.stderr

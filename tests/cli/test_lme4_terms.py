@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .helpers import TIMEOUT, _error_line, _no_output, run_dlmm
+from .helpers import TIMEOUT, _error_line, _no_output, run_dlmm, run_dlmm_here
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "nested"
 CASES = json.loads((REFERENCE / "lme4_nested.json").read_text())["cases"]
@@ -239,8 +239,8 @@ def test_bad_input_is_one_line_and_no_output(tmp_path, formula, extra, words):
     path = tmp_path / "d.parquet"
     _frame("sim_slopes2_reml").to_parquet(path)
     extra = [str(tmp_path / "cache") if e == "CACHE" else e for e in extra]
-    proc = run_dlmm("fit", path, "-f", formula, "-o", tmp_path / "out", "--workers", "2",
-                    *extra)
+    proc = run_dlmm_here("fit", path, "-f", formula, "-o", tmp_path / "out", "--workers",
+                         "2", *extra)
     assert proc.returncode == 2
     assert words in _error_line(proc)
     assert "cluster" not in proc.stderr.split("error:")[0]

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import dlmm
-from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm
+from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm, run_dlmm_here
 from tests.simulate import grouped_data
 
 NOWHERE = "tcp://127.0.0.1:9"  # a closed port: any attempt to connect would fail
@@ -58,7 +58,7 @@ def saved(tmp_path_factory):
 def test_fit_output_overlapping_the_data_is_refused(data, tmp_path, output, how):
     before = _snapshot(data)
     target = tmp_path / output
-    proc = run_dlmm(*_fit_args(data, "--scheduler", NOWHERE, "-o", target, "--overwrite"))
+    proc = run_dlmm_here(*_fit_args(data, "--scheduler", NOWHERE, "-o", target, "--overwrite"))
     assert proc.returncode == 2, proc.stderr
     assert _error_line(proc) == (
         f"dlmm: error: --output {str(target)!r} {how} the input DATA {str(data)!r}: refusing "
@@ -72,7 +72,7 @@ def test_fit_overwrite_of_a_folder_dlmm_did_not_write_is_refused(data, tmp_path)
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
-    proc = run_dlmm(*_fit_args(data, "--scheduler", NOWHERE, "-o", mine, "--overwrite"))
+    proc = run_dlmm_here(*_fit_args(data, "--scheduler", NOWHERE, "-o", mine, "--overwrite"))
     assert proc.returncode == 2, proc.stderr
     assert _error_line(proc) == (
         f"dlmm: error: --overwrite refused: --output {str(mine)!r} is not a dlmm result "
@@ -80,8 +80,8 @@ def test_fit_overwrite_of_a_folder_dlmm_did_not_write_is_refused(data, tmp_path)
     assert _snapshot(mine) == {"thesis.tex": b"years of work"}
     # A simulated data set is a dlmm output, but not a result folder: not replaced either.
     shutil.copytree(data, tmp_path / "sim2")
-    proc = run_dlmm(*_fit_args(data, "--scheduler", NOWHERE, "-o", tmp_path / "sim2",
-                               "--overwrite"))
+    proc = run_dlmm_here(*_fit_args(data, "--scheduler", NOWHERE, "-o", tmp_path / "sim2",
+                                    "--overwrite"))
     assert proc.returncode == 2 and "is not a dlmm result folder" in _error_line(proc)
     assert (tmp_path / "sim2" / "_truth.json").exists()
 
@@ -92,8 +92,8 @@ def test_predict_output_may_not_overlap_its_inputs(saved, tmp_path):
     cases = [(fit / "pred", "lies inside", "RESULT_DIR", fit), (fit, "is", "RESULT_DIR", fit),
              (new, "is", "DATA", new), (fit.parent, "contains", "DATA", new)]
     for output, how, name, path in cases:
-        proc = run_dlmm("predict", fit, new, "-o", output, "--overwrite", "--scheduler",
-                        NOWHERE)
+        proc = run_dlmm_here("predict", fit, new, "-o", output, "--overwrite", "--scheduler",
+                             NOWHERE)
         assert proc.returncode == 2, proc.stderr
         assert _error_line(proc).startswith(
             f"dlmm: error: --output {str(output)!r} {how} the input {name} {str(path)!r}")
@@ -101,7 +101,8 @@ def test_predict_output_may_not_overlap_its_inputs(saved, tmp_path):
     mine = tmp_path / "pred"
     mine.mkdir()
     (mine / "keep.parquet").write_bytes(b"PAR1")
-    proc = run_dlmm("predict", fit, new, "-o", mine, "--overwrite", "--scheduler", NOWHERE)
+    proc = run_dlmm_here("predict", fit, new, "-o", mine, "--overwrite", "--scheduler",
+                         NOWHERE)
     assert proc.returncode == 2
     assert "--overwrite refused: --output" in _error_line(proc)
     assert "is not predictions written by dlmm predict (no _predictions.json" in proc.stderr
@@ -133,7 +134,8 @@ def test_predict_refuses_a_saved_formula_that_runs_code(saved, tmp_path):
     doc["state"]["spec"]["formula"] = (
         f"y ~ x1 + I(np.__builtins__['exec'](\"open({str(marker)!r}, 'w').close()\"))")
     (edited / "result.json").write_text(json.dumps(doc))
-    proc = run_dlmm("predict", edited, new, "-o", tmp_path / "out", "--scheduler", NOWHERE)
+    proc = run_dlmm_here("predict", edited, new, "-o", tmp_path / "out", "--scheduler",
+                         NOWHERE)
     assert proc.returncode == 2, proc.stderr
     line = _error_line(proc)
     assert line.startswith(f"dlmm: error: {str(edited / 'result.json')!r}: refusing to "
@@ -148,7 +150,7 @@ def test_simulate_overwrite_only_of_a_simulated_data_set(tmp_path):
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
     args = ["simulate", "--groups", "4", "--per-group", "3", "--partitions", "1", "--seed", "0"]
-    proc = run_dlmm(*args, "-o", mine, "--overwrite")
+    proc = run_dlmm_here(*args, "-o", mine, "--overwrite")
     assert proc.returncode == 2
     assert _error_line(proc) == (
         f"dlmm: error: --overwrite refused: --output {str(mine)!r} is not a data set written "

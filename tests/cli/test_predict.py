@@ -12,7 +12,7 @@ import pytest
 
 import dlmm
 from dlmm import cli
-from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm
+from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm, run_dlmm_here
 from tests.conftest import reference_data
 
 
@@ -40,10 +40,10 @@ def test_predict_writes_what_the_python_api_predicts(scheduler, simulated, tmp_p
     fixed = fe["Intercept"] + fe["x1"] * tail["x1"] + fe["x2"] * tail["x2"]
     np.testing.assert_allclose(tail["predicted"].to_numpy(), fixed.to_numpy(), rtol=1e-13)
 
-    again = run_dlmm("predict", out, new, "--output", pred, "--scheduler", scheduler)
+    again = run_dlmm_here("predict", out, new, "--output", pred, "--scheduler", scheduler)
     assert again.returncode == 2 and "exists" in _error_line(again)
-    gone = run_dlmm("predict", out, tmp_path / "missing.parquet", "--output",
-                    tmp_path / "p2", "--scheduler", scheduler)
+    gone = run_dlmm_here("predict", out, tmp_path / "missing.parquet", "--output",
+                         tmp_path / "p2", "--scheduler", scheduler)
     assert gone.returncode == 2 and "does not exist" in _error_line(gone)
     _no_output(tmp_path, "p2")
 

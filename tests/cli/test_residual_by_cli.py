@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .helpers import _error_line, _no_output, run_dlmm
+from .helpers import _error_line, _no_output, run_dlmm, run_dlmm_here
 
 HERE = Path(__file__).resolve().parents[1] / "reference" / "residual"
 REF = json.loads((HERE / "nlme_varident.json").read_text())["orthodont"]["ML"]
@@ -53,8 +53,9 @@ def test_fit_by_stratum_is_nlmes(tmp_path):
 
 
 def test_unknown_stratum_column(tmp_path):
-    proc = run_dlmm("fit", _parquet(tmp_path), "--formula", "distance ~ age + (age | Subject)",
-                    "--residual-by", "sex", "-o", tmp_path / "out")
+    proc = run_dlmm_here("fit", _parquet(tmp_path), "--formula",
+                         "distance ~ age + (age | Subject)", "--residual-by", "sex",
+                         "-o", tmp_path / "out")
     assert proc.returncode == 2
     assert "residual_by column 'sex' is not in the data" in _error_line(proc)
     _no_output(tmp_path)
@@ -67,8 +68,8 @@ def test_start_from_and_skip_unchanged_know_the_residual_model(tmp_path):
     model = ["--formula", "distance ~ age + (1 | Subject)"]
     first = run_dlmm("fit", data, *model, "--residual-by", "Sex", "-o", tmp_path / "night1")
     assert first.returncode == 0, first.stderr
-    proc = run_dlmm("fit", data, *model, "--start-from", tmp_path / "night1",
-                    "-o", tmp_path / "out")
+    proc = run_dlmm_here("fit", data, *model, "--start-from", tmp_path / "night1",
+                         "-o", tmp_path / "out")
     assert proc.returncode == 2
     assert "fitted another model: its --residual-by is 'Sex', this run's None" in \
         _error_line(proc)

@@ -17,7 +17,7 @@ import textwrap
 import pytest
 
 from tests.cli.conftest import dask_processes
-from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm
+from tests.cli.helpers import _error_line, _fit_args, _no_output, run_dlmm, run_dlmm_here
 from tests.reliability.helpers import self_signed_certificate
 
 
@@ -115,7 +115,7 @@ def test_tls_option_mistakes(simulated, tmp_path, args, message):
     cert, _ = self_signed_certificate(tmp_path, "c")
     missing = str(tmp_path / "missing.pem")
     args = [a.format(cert=cert, missing=missing) for a in args]
-    proc = run_dlmm(*_fit_args(simulated, *args))
+    proc = run_dlmm_here(*_fit_args(simulated, *args))
     assert proc.returncode == 2, proc.stderr
     assert _error_line(proc) == "dlmm: error: " + message.format(missing=missing)
 

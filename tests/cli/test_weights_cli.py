@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .helpers import _error_line, _no_output, run_dlmm
+from .helpers import _error_line, _no_output, run_dlmm, run_dlmm_here
 
 HERE = Path(__file__).resolve().parents[1] / "reference" / "weights"
 REF = json.loads((HERE / "lme4_weights.json").read_text())["sleep_slope"]
@@ -41,7 +41,7 @@ def test_fit_with_weights_is_lme4s(tmp_path):
 
 def test_zero_weights_refused_in_one_line(tmp_path):
     data = _parquet(tmp_path, zero=([0, 5], 0.0))
-    proc = run_dlmm("fit", data, *MODEL, "--quiet", "-o", tmp_path / "out")
+    proc = run_dlmm_here("fit", data, *MODEL, "--quiet", "-o", tmp_path / "out")
     assert proc.returncode == 2, proc.stderr
     line = _error_line(proc)
     assert "weights column 'w' has 2 zero or negative value(s)" in line
