@@ -14,14 +14,11 @@ from dlmm.objective.start import ols_coefficients, within_scale
 from tests.simulate import grouped_data
 
 
-def _rows(rng, n_groups, per, slope=True):
-    g = np.repeat(np.arange(n_groups), per)
-    n = g.size
-    x = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
-    z = x[:, :2] if slope else x[:, :1]
-    u = rng.normal(size=(n_groups, z.shape[1])) * [1.0, 0.5][:z.shape[1]]
-    y = x @ [1.0, 0.8, 0.5] + np.einsum("nk,nk->n", z, u[g]) + rng.normal(size=n)
-    return g, x, z, y
+def _rows(seed, n_groups, per, slope=True):
+    frame = grouped_data(n_groups, per, k_fe=3, seed=seed,
+                         re_cov=np.diag([1.0, 0.25]) if slope else np.eye(1))
+    x = np.column_stack([np.ones(len(frame)), frame[["x1", "x2"]].to_numpy()])
+    return frame["g"].to_numpy(), x, x[:, :2] if slope else x[:, :1], frame["y"].to_numpy()
 
 
 def _pieces(g, x, z, y):
@@ -41,8 +38,7 @@ def _pieces(g, x, z, y):
 def test_the_scale_within_groups_is_a_free_fit_per_group(per, slope):
     """``(sigma2 dof - explained) / (dof - rank)``: the OLS residuals left after a dense
     least-squares fit of a free random-effect design per group, over n - p - rank."""
-    rng = np.random.default_rng(per)
-    g, x, z, y = _rows(rng, 300, per, slope)
+    g, x, z, y = _rows(per, 300, per, slope)
     pieces, sigma2 = _pieces(g, x, z, y)
     p = x.shape[1]
     resid = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
@@ -58,8 +54,7 @@ def test_the_scale_within_groups_is_a_free_fit_per_group(per, slope):
 
 
 def test_too_few_rows_within_groups_keep_the_ols_scale():
-    rng = np.random.default_rng(0)
-    g, x, z, y = _rows(rng, 300, 2, slope=True)  # two rows, two effects: nothing left
+    g, x, z, y = _rows(0, 300, 2, slope=True)  # two rows, two effects: nothing left
     pieces, sigma2 = _pieces(g, x, z, y)
     assert within_scale(pieces, sigma2, len(y) - x.shape[1]) == sigma2
 
