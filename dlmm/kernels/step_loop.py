@@ -222,6 +222,102 @@ def step_loop(g, h, k_re, chol, col_sd, col_comp, dir_ptr, dir_a, dir_b, hessian
 #: (small enough that OpenBLAS keeps the product on one thread).
 TILE = 256
 
+# Rows of :func:`small_step_loop`'s scratch, each ``TILE`` long: the tile's ``G``
+# entries, ``det C``, ``P``'s entries, the coefficients of each output row on the
+# rows of ``H`` (two per row: on ``H_0`` and ``H_1``), then the tile's ``H`` rows.
+_G00, _G10, _G11, _DET, _P00, _P10, _P11, _CO = 0, 1, 2, 3, 4, 5, 6, 7
+#: Output rows of a group: ``U_0 U_1 R_0 R_1 Y_0[0] Y_0[1] Y_1[0] Y_1[1] Y_2[0] Y_2[1]``
+#: (``k = 2``), ``U_0 R_0 Y_0[0]`` (``k = 1``).
+_N_OUT = 10
+_H_ROWS = _CO + 2 * _N_OUT
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _tile_coefficients_two(s, n, l00, l01, l10, l11):  # pragma: no cover - compiled
+    """Each group's factor for ``k = 2``, in the scratch rows of :func:`small_step_loop`.
+
+    With ``A = G Lambda``, ``C = Lambda'A + I = T T'``, ``Q = T^{-1} A'`` and
+    ``P = G - Q'Q``, the group's output rows are linear in its rows of ``H``:
+    ``U = T^{-1} Lambda'H = W H``, ``R = H - Q'U = (I - Q'W) H`` and ``Y_j = P E_j R``;
+    their coefficients (2 x 2 each) are written to the scratch, with ``det C`` and ``P``.
+    One loop over the groups of a flat scratch at fixed offsets: the compiler runs it
+    four groups at a time (SIMD).
+    """
+    for e in range(n):
+        g00 = s[_G00 * TILE + e]
+        g10 = s[_G10 * TILE + e]
+        g11 = s[_G11 * TILE + e]
+        a00 = g00 * l00 + g10 * l10
+        a01 = g00 * l01 + g10 * l11
+        a10 = g10 * l00 + g11 * l10
+        a11 = g10 * l01 + g11 * l11
+        c00 = l00 * a00 + l10 * a10 + 1.0
+        c10 = l01 * a00 + l11 * a10
+        c11 = l01 * a01 + l11 * a11 + 1.0
+        i00 = 1.0 / np.sqrt(c00)  # 1 / T_00; NaN where C is not positive definite
+        t10 = c10 * i00
+        d11 = c11 - t10 * t10  # T_11^2
+        s[_DET * TILE + e] = c00 * d11
+        i11 = 1.0 / np.sqrt(d11)
+        q00 = a00 * i00
+        q01 = a10 * i00
+        q10 = (a01 - t10 * q00) * i11
+        q11 = (a11 - t10 * q01) * i11
+        p00 = g00 - (q00 * q00 + q10 * q10)
+        p10 = g10 - (q00 * q01 + q10 * q11)
+        p11 = g11 - (q01 * q01 + q11 * q11)
+        s[_P00 * TILE + e] = p00
+        s[_P10 * TILE + e] = p10
+        s[_P11 * TILE + e] = p11
+        w00 = l00 * i00  # W = T^{-1} Lambda'
+        w01 = l10 * i00
+        w10 = (l01 - t10 * w00) * i11
+        w11 = (l11 - t10 * w01) * i11
+        x00 = 1.0 - (q00 * w00 + q10 * w10)  # I - Q'W
+        x01 = -(q00 * w01 + q10 * w11)
+        x10 = -(q01 * w00 + q11 * w10)
+        x11 = 1.0 - (q01 * w01 + q11 * w11)
+        s[(_CO + 0) * TILE + e] = w00
+        s[(_CO + 1) * TILE + e] = w01
+        s[(_CO + 2) * TILE + e] = w10
+        s[(_CO + 3) * TILE + e] = w11
+        s[(_CO + 4) * TILE + e] = x00
+        s[(_CO + 5) * TILE + e] = x01
+        s[(_CO + 6) * TILE + e] = x10
+        s[(_CO + 7) * TILE + e] = x11
+        # Y_0 = P E_00 R, Y_1 = P (E_10 + E_01) R, Y_2 = P E_11 R
+        s[(_CO + 8) * TILE + e] = p00 * x00
+        s[(_CO + 9) * TILE + e] = p00 * x01
+        s[(_CO + 10) * TILE + e] = p10 * x00
+        s[(_CO + 11) * TILE + e] = p10 * x01
+        s[(_CO + 12) * TILE + e] = p10 * x00 + p00 * x10
+        s[(_CO + 13) * TILE + e] = p10 * x01 + p00 * x11
+        s[(_CO + 14) * TILE + e] = p11 * x00 + p10 * x10
+        s[(_CO + 15) * TILE + e] = p11 * x01 + p10 * x11
+        s[(_CO + 16) * TILE + e] = p10 * x10
+        s[(_CO + 17) * TILE + e] = p10 * x11
+        s[(_CO + 18) * TILE + e] = p11 * x10
+        s[(_CO + 19) * TILE + e] = p11 * x11
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _tile_coefficients_one(s, n, l00):  # pragma: no cover - compiled
+    """:func:`_tile_coefficients_two` for ``k = 1`` (a random intercept)."""
+    for e in range(n):
+        g00 = s[_G00 * TILE + e]
+        a00 = g00 * l00
+        c00 = l00 * a00 + 1.0
+        s[_DET * TILE + e] = c00
+        i00 = 1.0 / np.sqrt(c00)
+        q00 = a00 * i00
+        p00 = g00 - q00 * q00
+        s[_P00 * TILE + e] = p00
+        w00 = l00 * i00
+        x00 = 1.0 - q00 * w00
+        s[(_CO + 0) * TILE + e] = w00
+        s[(_CO + 2) * TILE + e] = x00
+        s[(_CO + 4) * TILE + e] = p00 * x00
+
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
@@ -229,15 +325,18 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
     """The step of a batch of ``k = 1`` or ``2`` standard random effects and no
     component (a random intercept; an intercept and a slope): most fits.
 
-    Each group's factor is written out in scalars; its rows ``U_a`` (``k`` of length
-    r), ``R_a`` and ``Y_j[b] = (P E_j R)[b]`` go to tiles of ``TILE`` groups, and the
-    sums over groups of their outer products are matrix products of the tiles (BLAS):
-    ``uu += sum_a U_a U_a'`` (r, r) (= ``H'MH``), ``rr_sum += R~'R~`` (k r, k r) and
-    ``ry_sum += R~'Y~`` (k r, m k r), with ``R~`` the rows ``[R_0 .. R_{k-1}]`` of the
-    groups and ``Y~`` their ``[Y_0[0] .. Y_0[k-1] Y_1[0] ..]`` (``m = k (k + 1) / 2``
-    directions, ordered as :func:`dlmm.kernels.hessian.direction_pairs`). ``p_re``
-    (k, k) and ``trace2`` (m, m) are added in scalars; ``ry_sum`` and ``trace2`` only
-    when ``hessian``.
+    The groups go by tiles of ``TILE``. For a tile, one vectorized loop writes each
+    group's factor as coefficients (:func:`_tile_coefficients_two`); its output rows
+    ``U_a`` (``k`` of length r), ``R_a`` and ``Y_j[b] = (P E_j R)[b]`` are then formed
+    from its rows of ``H`` row by row, each a loop over the tile's groups, into tiles
+    laid out (row, group); the sums over groups of their outer products are matrix
+    products of the tiles (BLAS): ``uu += sum_a U_a U_a'`` (r, r) (= ``H'MH``),
+    ``rr_sum += R~'R~`` (k r, k r) and ``ry_sum += R~'Y~`` (k r, m k r), with ``R~``
+    the rows ``[R_0 .. R_{k-1}]`` of the groups and ``Y~`` their
+    ``[Y_0[0] .. Y_0[k-1] Y_1[0] ..]`` (``m = k (k + 1) / 2`` directions, ordered as
+    :func:`dlmm.kernels.hessian.direction_pairs`); ``R~'R~`` and ``R~'Y~`` are one
+    product. ``p_re`` (k, k) and ``trace2`` (m, m) are added in scalars; ``ry_sum``
+    and ``trace2`` only when ``hessian``.
 
     Returns
     -------
@@ -246,12 +345,12 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
     """
     nb, k, r = h.shape[0], h.shape[1], h.shape[2]
     m = k * (k + 1) // 2
-    ut = np.zeros((TILE * k, r))
-    rt = np.zeros((TILE, k * r))
-    yt = np.zeros((TILE, m * k * r) if hessian else (1, 1))
-    uu_t = np.empty((r, r))
-    rr_t = np.empty((k * r, k * r))
-    ry_t = np.empty((k * r, m * k * r) if hessian else (1, 1))
+    kr = k * r
+    s = np.zeros((_H_ROWS + kr) * TILE)  # see _G00 .. _H_ROWS
+    ut = np.zeros((kr, TILE))
+    rt = np.zeros((kr + (m * kr if hessian else 0), TILE))  # R~ rows, then Y~ rows
+    uu_t = np.empty((kr, kr))
+    rr_t = np.empty((kr, rt.shape[0]))
     l00 = chol[0, 0]  # L: any square matrix (a shifted factor U L is not triangular)
     l01 = chol[0, 1] if k == 2 else 0.0
     l10 = chol[1, 0] if k == 2 else 0.0
@@ -259,91 +358,83 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
     logdet = 0.0
     for i0 in range(0, nb, TILE):
         n = min(TILE, nb - i0)
+        if n < TILE:  # the last tile: columns of no group add nothing
+            s[:] = 0.0
+        for e in range(n):
+            s[_G00 * TILE + e] = g[i0 + e, 0, 0]
+        if k == 2:
+            for e in range(n):
+                s[_G10 * TILE + e] = g[i0 + e, 1, 0]
+                s[_G11 * TILE + e] = g[i0 + e, 1, 1]
+            _tile_coefficients_two(s, n, l00, l01, l10, l11)
+        else:
+            _tile_coefficients_one(s, n, l00)
+        for e in range(n):
+            for a in range(k):
+                for c in range(r):
+                    s[(_H_ROWS + a * r + c) * TILE + e] = h[i0 + e, a, c]
         ld = 0.0
+        for e in range(n):
+            ld += np.log(s[_DET * TILE + e])
+        logdet += ld
         s00 = s10 = s11 = 0.0  # sums of P
         w00 = w01 = w02 = w11 = w12 = w22 = 0.0  # sums of tr(E_j P E_k P), j <= k
         for e in range(n):
-            i = i0 + e
+            p00 = s[_P00 * TILE + e]
+            p10 = s[_P10 * TILE + e]
+            p11 = s[_P11 * TILE + e]
+            s00 += p00
+            s10 += p10
+            s11 += p11
+            w00 += p00 * p00
+            w01 += 2.0 * p00 * p10
+            w02 += p10 * p10
+            w11 += 2.0 * (p00 * p11 + p10 * p10)
+            w12 += 2.0 * p10 * p11
+            w22 += p11 * p11
+        # the output rows of column c: U_a to ut[a r + c], R_a to rt[a r + c], then the
+        # Y rows after R~, each from its coefficients on H_0 (and H_1) in the scratch
+        for c in range(r):
+            h0 = (_H_ROWS + c) * TILE
             if k == 1:
-                g00 = g[i, 0, 0]
-                a00 = g00 * l00  # G Lambda
-                t00 = np.sqrt(l00 * a00 + 1.0)
-                ld += np.log(t00)
-                q00 = a00 / t00  # T^{-1} Lambda'G
-                p00 = g00 - q00 * q00
-                s00 += p00
-                for c in range(r):
-                    h0 = h[i, 0, c]
-                    v0 = l00 * h0 / t00
-                    x0 = h0 - q00 * v0
-                    ut[e, c] = v0
-                    rt[e, c] = x0
-                    if hessian:
-                        yt[e, c] = p00 * x0
+                for e in range(TILE):
+                    ut[c, e] = s[_CO * TILE + e] * s[h0 + e]
+                for e in range(TILE):
+                    rt[c, e] = s[(_CO + 2) * TILE + e] * s[h0 + e]
                 if hessian:
-                    w00 += p00 * p00
+                    for e in range(TILE):
+                        rt[r + c, e] = s[(_CO + 4) * TILE + e] * s[h0 + e]
             else:
-                g00, g10, g11 = g[i, 0, 0], g[i, 1, 0], g[i, 1, 1]
-                a00 = g00 * l00 + g10 * l10  # G Lambda
-                a01 = g00 * l01 + g10 * l11
-                a10 = g10 * l00 + g11 * l10
-                a11 = g10 * l01 + g11 * l11
-                t00 = np.sqrt(l00 * a00 + l10 * a10 + 1.0)  # C = T T'
-                t10 = (l01 * a00 + l11 * a10) / t00
-                t11 = np.sqrt(l01 * a01 + l11 * a11 + 1.0 - t10 * t10)
-                ld += np.log(t00) + np.log(t11)
-                q00 = a00 / t00  # Q = T^{-1} Lambda'G, (Lambda'G)[a, x] = (G Lambda)[x, a]
-                q01 = a10 / t00
-                q10 = (a01 - t10 * q00) / t11
-                q11 = (a11 - t10 * q01) / t11
-                p00 = g00 - (q00 * q00 + q10 * q10)  # P = G - Q'Q
-                p10 = g10 - (q00 * q01 + q10 * q11)
-                p11 = g11 - (q01 * q01 + q11 * q11)
-                s00 += p00
-                s10 += p10
-                s11 += p11
-                for c in range(r):
-                    h0, h1 = h[i, 0, c], h[i, 1, c]
-                    v0 = (l00 * h0 + l10 * h1) / t00  # U = T^{-1} Lambda'H
-                    v1 = (l01 * h0 + l11 * h1 - t10 * v0) / t11
-                    x0 = h0 - (q00 * v0 + q10 * v1)  # R = H - Q'U
-                    x1 = h1 - (q01 * v0 + q11 * v1)
-                    ut[2 * e, c] = v0
-                    ut[2 * e + 1, c] = v1
-                    rt[e, c] = x0
-                    rt[e, r + c] = x1
-                    if hessian:  # Y_0 = P E_00 R, Y_1 = P (E_10 + E_01) R, Y_2 = P E_11 R
-                        yt[e, c] = p00 * x0
-                        yt[e, r + c] = p10 * x0
-                        yt[e, 2 * r + c] = p10 * x0 + p00 * x1
-                        yt[e, 3 * r + c] = p11 * x0 + p10 * x1
-                        yt[e, 4 * r + c] = p10 * x1
-                        yt[e, 5 * r + c] = p11 * x1
-                if hessian:
-                    w00 += p00 * p00
-                    w01 += 2.0 * p00 * p10
-                    w02 += p10 * p10
-                    w11 += 2.0 * (p00 * p11 + p10 * p10)
-                    w12 += 2.0 * p10 * p11
-                    w22 += p11 * p11
-        if n < TILE:  # the last tile: rows of no group add nothing
-            ut[n * k:] = 0.0
-            rt[n:] = 0.0
+                h1 = (_H_ROWS + r + c) * TILE
+                for o in range(4 + (6 if hessian else 0)):
+                    c0 = (_CO + 2 * o) * TILE
+                    c1 = c0 + TILE
+                    if o < 2:
+                        row = o * r + c
+                        for e in range(TILE):
+                            ut[row, e] = s[c0 + e] * s[h0 + e] + s[c1 + e] * s[h1 + e]
+                    else:
+                        row = (o - 2) * r + c
+                        for e in range(TILE):
+                            rt[row, e] = s[c0 + e] * s[h0 + e] + s[c1 + e] * s[h1 + e]
+        np.dot(ut, ut.T, uu_t)
+        for a in range(k):
+            for c1 in range(r):
+                for c2 in range(r):
+                    uu[c1, c2] += uu_t[a * r + c1, a * r + c2]
+        np.dot(rt[:kr], rt.T, rr_t)
+        for x in range(kr):
+            for y in range(kr):
+                rr_sum[x, y] += rr_t[x, y]
             if hessian:
-                yt[n:] = 0.0
-        logdet += 2.0 * ld
-        np.dot(ut.T, ut, uu_t)
-        uu += uu_t
-        np.dot(rt.T, rt, rr_t)
-        rr_sum += rr_t
+                for y in range(m * kr):
+                    ry_sum[x, y] += rr_t[x, kr + y]
         p_re[0, 0] += s00
         if k == 2:
             p_re[1, 0] += s10
             p_re[0, 1] += s10
             p_re[1, 1] += s11
         if hessian:
-            np.dot(rt.T, yt, ry_t)
-            ry_sum += ry_t
             trace2[0, 0] += w00
             if k == 2:
                 trace2[0, 1] += w01
