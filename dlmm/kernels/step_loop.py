@@ -223,13 +223,11 @@ def step_loop(g, h, k_re, chol, col_sd, col_comp, dir_ptr, dir_a, dir_b, hessian
 TILE = 256
 
 # Rows of :func:`small_step_loop`'s scratch, each ``TILE`` long: the tile's ``G``
-# entries, ``det C``, ``P``'s entries, the coefficients of each output row on the
-# rows of ``H`` (two per row: on ``H_0`` and ``H_1``), then the tile's ``H`` rows.
+# entries, ``det C``, ``P``'s entries, then the coefficients of a group's rows ``U_a``
+# and ``R_a`` on its rows of ``H`` (``k = 2``: ``U = W H``, ``R = X H``, the 2 x 2
+# ``W`` and ``X`` by rows; ``k = 1``: ``w``, ``x`` and ``p x`` of ``Y_0 = P R``).
 _G00, _G10, _G11, _DET, _P00, _P10, _P11, _CO = 0, 1, 2, 3, 4, 5, 6, 7
-#: Output rows of a group: ``U_0 U_1 R_0 R_1 Y_0[0] Y_0[1] Y_1[0] Y_1[1] Y_2[0] Y_2[1]``
-#: (``k = 2``), ``U_0 R_0 Y_0[0]`` (``k = 1``).
-_N_OUT = 10
-_H_ROWS = _CO + 2 * _N_OUT
+_ROWS = _CO + 8
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -237,11 +235,11 @@ def _tile_coefficients_two(s, n, l00, l01, l10, l11):  # pragma: no cover - comp
     """Each group's factor for ``k = 2``, in the scratch rows of :func:`small_step_loop`.
 
     With ``A = G Lambda``, ``C = Lambda'A + I = T T'``, ``Q = T^{-1} A'`` and
-    ``P = G - Q'Q``, the group's output rows are linear in its rows of ``H``:
-    ``U = T^{-1} Lambda'H = W H``, ``R = H - Q'U = (I - Q'W) H`` and ``Y_j = P E_j R``;
-    their coefficients (2 x 2 each) are written to the scratch, with ``det C`` and ``P``.
-    One loop over the groups of a flat scratch at fixed offsets: the compiler runs it
-    four groups at a time (SIMD).
+    ``P = G - Q'Q``, a group's rows ``U = T^{-1} Lambda'H = W H`` and
+    ``R = H - Q'U = (I - Q'W) H`` are linear in its rows of ``H``: ``W`` and
+    ``X = I - Q'W`` go to the scratch, with ``det C`` and ``P``. One loop over the
+    groups of a flat scratch at fixed offsets: the compiler runs it four groups at a
+    time (SIMD).
     """
     for e in range(n):
         g00 = s[_G00 * TILE + e]
@@ -263,46 +261,27 @@ def _tile_coefficients_two(s, n, l00, l01, l10, l11):  # pragma: no cover - comp
         q01 = a10 * i00
         q10 = (a01 - t10 * q00) * i11
         q11 = (a11 - t10 * q01) * i11
-        p00 = g00 - (q00 * q00 + q10 * q10)
-        p10 = g10 - (q00 * q01 + q10 * q11)
-        p11 = g11 - (q01 * q01 + q11 * q11)
-        s[_P00 * TILE + e] = p00
-        s[_P10 * TILE + e] = p10
-        s[_P11 * TILE + e] = p11
+        s[_P00 * TILE + e] = g00 - (q00 * q00 + q10 * q10)
+        s[_P10 * TILE + e] = g10 - (q00 * q01 + q10 * q11)
+        s[_P11 * TILE + e] = g11 - (q01 * q01 + q11 * q11)
         w00 = l00 * i00  # W = T^{-1} Lambda'
         w01 = l10 * i00
         w10 = (l01 - t10 * w00) * i11
         w11 = (l11 - t10 * w01) * i11
-        x00 = 1.0 - (q00 * w00 + q10 * w10)  # I - Q'W
-        x01 = -(q00 * w01 + q10 * w11)
-        x10 = -(q01 * w00 + q11 * w10)
-        x11 = 1.0 - (q01 * w01 + q11 * w11)
         s[(_CO + 0) * TILE + e] = w00
         s[(_CO + 1) * TILE + e] = w01
         s[(_CO + 2) * TILE + e] = w10
         s[(_CO + 3) * TILE + e] = w11
-        s[(_CO + 4) * TILE + e] = x00
-        s[(_CO + 5) * TILE + e] = x01
-        s[(_CO + 6) * TILE + e] = x10
-        s[(_CO + 7) * TILE + e] = x11
-        # Y_0 = P E_00 R, Y_1 = P (E_10 + E_01) R, Y_2 = P E_11 R
-        s[(_CO + 8) * TILE + e] = p00 * x00
-        s[(_CO + 9) * TILE + e] = p00 * x01
-        s[(_CO + 10) * TILE + e] = p10 * x00
-        s[(_CO + 11) * TILE + e] = p10 * x01
-        s[(_CO + 12) * TILE + e] = p10 * x00 + p00 * x10
-        s[(_CO + 13) * TILE + e] = p10 * x01 + p00 * x11
-        s[(_CO + 14) * TILE + e] = p11 * x00 + p10 * x10
-        s[(_CO + 15) * TILE + e] = p11 * x01 + p10 * x11
-        s[(_CO + 16) * TILE + e] = p10 * x10
-        s[(_CO + 17) * TILE + e] = p10 * x11
-        s[(_CO + 18) * TILE + e] = p11 * x10
-        s[(_CO + 19) * TILE + e] = p11 * x11
+        s[(_CO + 4) * TILE + e] = 1.0 - (q00 * w00 + q10 * w10)  # X = I - Q'W
+        s[(_CO + 5) * TILE + e] = -(q00 * w01 + q10 * w11)
+        s[(_CO + 6) * TILE + e] = -(q01 * w00 + q11 * w10)
+        s[(_CO + 7) * TILE + e] = 1.0 - (q01 * w01 + q11 * w11)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _tile_coefficients_one(s, n, l00):  # pragma: no cover - compiled
-    """:func:`_tile_coefficients_two` for ``k = 1`` (a random intercept)."""
+    """:func:`_tile_coefficients_two` for ``k = 1`` (a random intercept), with the
+    coefficient of ``Y_0 = P R`` too."""
     for e in range(n):
         g00 = s[_G00 * TILE + e]
         a00 = g00 * l00
@@ -315,8 +294,8 @@ def _tile_coefficients_one(s, n, l00):  # pragma: no cover - compiled
         w00 = l00 * i00
         x00 = 1.0 - q00 * w00
         s[(_CO + 0) * TILE + e] = w00
-        s[(_CO + 2) * TILE + e] = x00
-        s[(_CO + 4) * TILE + e] = p00 * x00
+        s[(_CO + 1) * TILE + e] = x00
+        s[(_CO + 2) * TILE + e] = p00 * x00
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -326,17 +305,17 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
     component (a random intercept; an intercept and a slope): most fits.
 
     The groups go by tiles of ``TILE``. For a tile, one vectorized loop writes each
-    group's factor as coefficients (:func:`_tile_coefficients_two`); its output rows
-    ``U_a`` (``k`` of length r), ``R_a`` and ``Y_j[b] = (P E_j R)[b]`` are then formed
-    from its rows of ``H`` row by row, each a loop over the tile's groups, into tiles
-    laid out (row, group); the sums over groups of their outer products are matrix
-    products of the tiles (BLAS): ``uu += sum_a U_a U_a'`` (r, r) (= ``H'MH``),
-    ``rr_sum += R~'R~`` (k r, k r) and ``ry_sum += R~'Y~`` (k r, m k r), with ``R~``
-    the rows ``[R_0 .. R_{k-1}]`` of the groups and ``Y~`` their
-    ``[Y_0[0] .. Y_0[k-1] Y_1[0] ..]`` (``m = k (k + 1) / 2`` directions, ordered as
-    :func:`dlmm.kernels.hessian.direction_pairs`); ``R~'R~`` and ``R~'Y~`` are one
-    product. ``p_re`` (k, k) and ``trace2`` (m, m) are added in scalars; ``ry_sum``
-    and ``trace2`` only when ``hessian``.
+    group's factor as the coefficients of its rows ``U_a`` and ``R_a`` (``k`` of each,
+    of length r) on its rows of ``H`` (:func:`_tile_coefficients_two`); loops over the
+    tile's groups, one per column of ``H``, then form those rows and
+    ``Y_j[b] = (P E_j R)[b]`` into tiles laid out (row, group), and the sums over
+    groups of their outer products are matrix products of the tiles (BLAS):
+    ``uu += sum_a U_a U_a'`` (r, r) (= ``H'MH``), ``rr_sum += R~'R~`` (k r, k r) and
+    ``ry_sum += R~'Y~`` (k r, m k r), with ``R~`` the rows ``[R_0 .. R_{k-1}]`` of the
+    groups and ``Y~`` their ``[Y_0[0] .. Y_0[k-1] Y_1[0] ..]`` (``m = k (k + 1) / 2``
+    directions, ordered as :func:`dlmm.kernels.hessian.direction_pairs`); ``R~'R~``
+    and ``R~'Y~`` are one product. ``p_re`` (k, k) and ``trace2`` (m, m) are added in
+    scalars; ``ry_sum`` and ``trace2`` only when ``hessian``.
 
     Returns
     -------
@@ -346,7 +325,7 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
     nb, k, r = h.shape[0], h.shape[1], h.shape[2]
     m = k * (k + 1) // 2
     kr = k * r
-    s = np.zeros((_H_ROWS + kr) * TILE)  # see _G00 .. _H_ROWS
+    s = np.zeros(_ROWS * TILE)  # see _G00 .. _ROWS
     ut = np.zeros((kr, TILE))
     rt = np.zeros((kr + (m * kr if hessian else 0), TILE))  # R~ rows, then Y~ rows
     uu_t = np.empty((kr, kr))
@@ -360,6 +339,8 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
         n = min(TILE, nb - i0)
         if n < TILE:  # the last tile: columns of no group add nothing
             s[:] = 0.0
+            ut[:] = 0.0
+            rt[:] = 0.0
         for e in range(n):
             s[_G00 * TILE + e] = g[i0 + e, 0, 0]
         if k == 2:
@@ -369,10 +350,6 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
             _tile_coefficients_two(s, n, l00, l01, l10, l11)
         else:
             _tile_coefficients_one(s, n, l00)
-        for e in range(n):
-            for a in range(k):
-                for c in range(r):
-                    s[(_H_ROWS + a * r + c) * TILE + e] = h[i0 + e, a, c]
         ld = 0.0
         for e in range(n):
             ld += np.log(s[_DET * TILE + e])
@@ -392,31 +369,47 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
             w11 += 2.0 * (p00 * p11 + p10 * p10)
             w12 += 2.0 * p10 * p11
             w22 += p11 * p11
-        # the output rows of column c: U_a to ut[a r + c], R_a to rt[a r + c], then the
-        # Y rows after R~, each from its coefficients on H_0 (and H_1) in the scratch
+        # column c of the rows: U_a to ut[a r + c], R_a to rt[a r + c], Y_j[b] to
+        # rt[k r + (j k + b) r + c]
         for c in range(r):
-            h0 = (_H_ROWS + c) * TILE
             if k == 1:
+                for e in range(n):
+                    h0 = h[i0 + e, 0, c]
+                    ut[c, e] = s[_CO * TILE + e] * h0
+                    rt[c, e] = s[(_CO + 1) * TILE + e] * h0
+                    if hessian:
+                        rt[r + c, e] = s[(_CO + 2) * TILE + e] * h0
+                continue
+            u0 = ut[c]
+            u1 = ut[r + c]
+            x0 = rt[c]
+            x1 = rt[r + c]
+            for e in range(n):
+                h0 = h[i0 + e, 0, c]
+                h1 = h[i0 + e, 1, c]
+                u0[e] = s[_CO * TILE + e] * h0 + s[(_CO + 1) * TILE + e] * h1
+                u1[e] = s[(_CO + 2) * TILE + e] * h0 + s[(_CO + 3) * TILE + e] * h1
+                x0[e] = s[(_CO + 4) * TILE + e] * h0 + s[(_CO + 5) * TILE + e] * h1
+                x1[e] = s[(_CO + 6) * TILE + e] * h0 + s[(_CO + 7) * TILE + e] * h1
+            if hessian:  # Y_0 = P E_00 R, Y_1 = P (E_10 + E_01) R, Y_2 = P E_11 R
+                y00 = rt[kr + c]
+                y01 = rt[kr + r + c]
+                y10 = rt[kr + 2 * r + c]
+                y11 = rt[kr + 3 * r + c]
+                y20 = rt[kr + 4 * r + c]
+                y21 = rt[kr + 5 * r + c]
                 for e in range(TILE):
-                    ut[c, e] = s[_CO * TILE + e] * s[h0 + e]
-                for e in range(TILE):
-                    rt[c, e] = s[(_CO + 2) * TILE + e] * s[h0 + e]
-                if hessian:
-                    for e in range(TILE):
-                        rt[r + c, e] = s[(_CO + 4) * TILE + e] * s[h0 + e]
-            else:
-                h1 = (_H_ROWS + r + c) * TILE
-                for o in range(4 + (6 if hessian else 0)):
-                    c0 = (_CO + 2 * o) * TILE
-                    c1 = c0 + TILE
-                    if o < 2:
-                        row = o * r + c
-                        for e in range(TILE):
-                            ut[row, e] = s[c0 + e] * s[h0 + e] + s[c1 + e] * s[h1 + e]
-                    else:
-                        row = (o - 2) * r + c
-                        for e in range(TILE):
-                            rt[row, e] = s[c0 + e] * s[h0 + e] + s[c1 + e] * s[h1 + e]
+                    p00 = s[_P00 * TILE + e]
+                    p10 = s[_P10 * TILE + e]
+                    p11 = s[_P11 * TILE + e]
+                    r0 = x0[e]
+                    r1 = x1[e]
+                    y00[e] = p00 * r0
+                    y01[e] = p10 * r0
+                    y10[e] = p10 * r0 + p00 * r1
+                    y11[e] = p11 * r0 + p10 * r1
+                    y20[e] = p10 * r1
+                    y21[e] = p11 * r1
         np.dot(ut, ut.T, uu_t)
         for a in range(k):
             for c1 in range(r):
