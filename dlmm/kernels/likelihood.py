@@ -242,7 +242,7 @@ def _small_sweep(batch: GroupBatch, chol_re: np.ndarray,
         raise ValueError("directions do not match the batch's layout")
     uu = np.zeros((r, r))
     rr_sum = np.zeros((k * r, k * r))
-    ry_sum = np.zeros((k * r, m * k * r) if pairs is not None else (1, 1))
+    ry_sum = np.zeros((k * r, (2 * m - 1) * r) if pairs is not None else (1, 1))
     p_re = np.zeros((k, k))
     tr = np.zeros((m, m))
     chol = np.ascontiguousarray(chol_re, dtype=float).reshape(k, k)
@@ -253,14 +253,18 @@ def _small_sweep(batch: GroupBatch, chol_re: np.ndarray,
     zeros_vc = np.zeros((k_vc, r, r))
     if pairs is None:
         return SweepSums(logdet, uu, p_re, np.zeros(k_vc), t_re, zeros_vc, None, None)
-    ry = ry_sum.reshape(k, r, m, k, r)
+    # R~'Y~ by the loop's blocks: Y_kk[b] for every (kk, b) but (0, 1) (see its docstring)
+    ry = ry_sum.reshape(k, r, 2 * m - 1, r)
+    block = {kb: i for i, kb in enumerate(
+        (kk, b) for kk in range(m) for b in range(k) if (kk, b) != (0, 1))}
     m_all = m + k_vc  # components of no column in this batch: zero rows and columns
     d2 = np.zeros((m_all, m_all, r, r))
     trace2 = np.zeros((m_all, m_all))
-    for j in range(m):  # loop over parameters
-        for kk in range(m):
-            d2[j, kk] = sum(ry[a, :, kk, b, :] for a, b in pairs[j])
-            trace2[j, kk] = tr[min(j, kk), max(j, kk)]
+    for j in range(m):  # loop over parameters; E_j symmetric: d2[kk, j] = d2[j, kk]'
+        for kk in range(j, m):
+            d2[j, kk] = sum(ry[a, :, block[kk, b], :] for a, b in pairs[j])
+            d2[kk, j] = d2[j, kk].T
+            trace2[j, kk] = trace2[kk, j] = tr[j, kk]
     return SweepSums(logdet, uu, p_re, np.zeros(k_vc), t_re, zeros_vc, trace2, d2)
 
 

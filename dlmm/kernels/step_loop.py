@@ -311,11 +311,13 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
     ``Y_j[b] = (P E_j R)[b]`` into tiles laid out (row, group), and the sums over
     groups of their outer products are matrix products of the tiles (BLAS):
     ``uu += sum_a U_a U_a'`` (r, r) (= ``H'MH``), ``rr_sum += R~'R~`` (k r, k r) and
-    ``ry_sum += R~'Y~`` (k r, m k r), with ``R~`` the rows ``[R_0 .. R_{k-1}]`` of the
-    groups and ``Y~`` their ``[Y_0[0] .. Y_0[k-1] Y_1[0] ..]`` (``m = k (k + 1) / 2``
-    directions, ordered as :func:`dlmm.kernels.hessian.direction_pairs`); ``R~'R~``
-    and ``R~'Y~`` are one product. ``p_re`` (k, k) and ``trace2`` (m, m) are added in
-    scalars; ``ry_sum`` and ``trace2`` only when ``hessian``.
+    ``ry_sum += R~'Y~`` (k r, (2 m - 1) r), with ``R~`` the rows
+    ``[R_0 .. R_{k-1}]`` of the groups and ``Y~`` their ``Y_0[0]`` (``k = 1``), or
+    ``Y_0[0] Y_1[0] Y_1[1] Y_2[0] Y_2[1]`` (``k = 2``: ``m = 3`` directions, ordered
+    as :func:`dlmm.kernels.hessian.direction_pairs`; ``Y_0[1]`` enters only the
+    sums ``R'E_j P E_0 R`` of ``j > 0``, the transposes of ``R'E_0 P E_j R``);
+    ``R~'R~`` and ``R~'Y~`` are one product. ``p_re`` (k, k) and ``trace2`` (m, m)
+    are added in scalars; ``ry_sum`` and ``trace2`` only when ``hessian``.
 
     Returns
     -------
@@ -327,7 +329,7 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
     kr = k * r
     s = np.zeros(_ROWS * TILE)  # see _G00 .. _ROWS
     ut = np.zeros((kr, TILE))
-    rt = np.zeros((kr + (m * kr if hessian else 0), TILE))  # R~ rows, then Y~ rows
+    rt = np.zeros((kr + ((2 * m - 1) * r if hessian else 0), TILE))  # R~ rows, then Y~
     uu_t = np.empty((kr, kr))
     rr_t = np.empty((kr, rt.shape[0]))
     l00 = chol[0, 0]  # L: any square matrix (a shifted factor U L is not triangular)
@@ -369,8 +371,7 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
             w11 += 2.0 * (p00 * p11 + p10 * p10)
             w12 += 2.0 * p10 * p11
             w22 += p11 * p11
-        # column c of the rows: U_a to ut[a r + c], R_a to rt[a r + c], Y_j[b] to
-        # rt[k r + (j k + b) r + c]
+        # column c of the rows: U_a to ut[a r + c], R_a to rt[a r + c], then the Y rows
         for c in range(r):
             if k == 1:
                 for e in range(n):
@@ -393,11 +394,10 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
                 x1[e] = s[(_CO + 6) * TILE + e] * h0 + s[(_CO + 7) * TILE + e] * h1
             if hessian:  # Y_0 = P E_00 R, Y_1 = P (E_10 + E_01) R, Y_2 = P E_11 R
                 y00 = rt[kr + c]
-                y01 = rt[kr + r + c]
-                y10 = rt[kr + 2 * r + c]
-                y11 = rt[kr + 3 * r + c]
-                y20 = rt[kr + 4 * r + c]
-                y21 = rt[kr + 5 * r + c]
+                y10 = rt[kr + r + c]
+                y11 = rt[kr + 2 * r + c]
+                y20 = rt[kr + 3 * r + c]
+                y21 = rt[kr + 4 * r + c]
                 for e in range(TILE):
                     p00 = s[_P00 * TILE + e]
                     p10 = s[_P10 * TILE + e]
@@ -405,7 +405,6 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
                     r0 = x0[e]
                     r1 = x1[e]
                     y00[e] = p00 * r0
-                    y01[e] = p10 * r0
                     y10[e] = p10 * r0 + p00 * r1
                     y11[e] = p11 * r0 + p10 * r1
                     y20[e] = p10 * r1
@@ -420,7 +419,7 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
             for y in range(kr):
                 rr_sum[x, y] += rr_t[x, y]
             if hessian:
-                for y in range(m * kr):
+                for y in range((2 * m - 1) * r):
                     ry_sum[x, y] += rr_t[x, kr + y]
         p_re[0, 0] += s00
         if k == 2:
