@@ -48,3 +48,27 @@ def test_a_tiny_io_limit_run_measures_each_part_beside_the_floor(tmp_path):
         cov_re=np.array(est["cov_re"]["matrix"]) / est["scale"])
     model.reml, model.cov_pen = True, None  # what statsmodels' fit sets first
     np.testing.assert_allclose(row["llf"], model.loglike(params, profile_fe=True), rtol=1e-9)
+
+
+def test_a_workers_peak_is_its_high_water_mark_not_its_memory_at_the_read():
+    """The peak watch reads the kernel's high-water mark of a child: a child that held
+    300 MB and gave them back still shows them (its resident size no longer does)."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from dlmm.bench.io_limit import _PeakWatch
+
+    code = ("import sys\nb = b'x' * (300 * 2**20)\ndel b\nprint('freed', flush=True)\n"
+            "sys.stdin.readline()\n")
+    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout.readline().strip() == "freed"  # waits for the child
+            proc = psutil.Process(child.pid)
+            assert proc.memory_info().rss < 150 * 2**20
+            assert _PeakWatch._high_water(proc) >= 300 * 2**20
+        finally:
+            child.stdin.write("\n")
+            child.stdin.flush()
