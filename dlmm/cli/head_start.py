@@ -20,11 +20,8 @@ Spawned workers (a small memory limit, or not Linux; a worker a nanny starts aga
 dlmm as their first task arrives, not before (a worker of a small memory limit must not
 exceed it before any task: issue 21), and do not get the head start.
 
-A forked worker also inherits the driver's BLAS thread pools (OpenBLAS at one thread
-per core), where a spawned one starts with Dask's ``distributed.nanny.pre-spawn-environ``
-(``OPENBLAS_NUM_THREADS=1``): the plugin sets its pools to that count, so that two
-workers' BLAS calls (the steps' tile products, the effects) do not share the two cores
-among four threads (measured at 10^8 rows: outputs 3.6-8.0 s against 2.6-4.5 s).
+A forked worker also inherits the driver's BLAS thread pools; its preload sets them as
+a spawned worker's (:func:`dlmm.distributed.worker_setup.blas_as_spawned`).
 """
 
 from __future__ import annotations
@@ -107,29 +104,11 @@ def head_start() -> None:
         pass
 
 
-def spawned_blas_threads() -> int:
-    """The BLAS threads of a spawned Dask worker (``distributed.nanny.pre-spawn-environ``'s
-    ``OPENBLAS_NUM_THREADS``, else ``OMP_NUM_THREADS``; 1 if neither is set)."""
-    import dask
-
-    environ = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
-    for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        try:
-            return max(1, int(environ[key]))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return 1
-
-
 class LoadThePass(WorkerPlugin):
-    """Sets the worker's BLAS threads as a spawned worker's, then runs
-    :func:`head_start` in a thread of its own, as a forked worker starts (from its
-    preload, when armed)."""
+    """Runs :func:`head_start` in a thread of its own, as a forked worker starts (from
+    its preload, when armed)."""
 
     name = "dlmm-load-pass"
 
     def setup(self, worker) -> None:  # noqa: ARG002 - Dask's plugin hook
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=spawned_blas_threads())  # for the process's life
         threading.Thread(target=head_start, name=self.name, daemon=True).start()

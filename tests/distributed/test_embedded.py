@@ -264,3 +264,33 @@ def test_results_of_a_closed_client_say_so(sleepstudy, tmp_path):
         with pytest.raises(SchedulerLost, match="the Dask client this fit ran on is closed"):
             ask()
     assert list(tmp_path.iterdir()) == []
+
+
+# A program's own embedded cluster with Dask's start method set to fork: its workers
+# begin with this process's BLAS pools (a thread per core); their preload sets them as
+# a spawned worker's (one thread), as the command's forked workers are.
+_FORKED_BLAS = r"""
+import json
+import numpy, scipy.linalg  # the pools a forked worker inherits
+from dlmm.distributed.embedded import close_embedded, embedded_client
+
+def pools():
+    import sys, threadpoolctl
+    return {"forked": "scipy.linalg" in sys.modules,
+            "blas_threads": sorted({p["num_threads"] for p in threadpoolctl.threadpool_info()})}
+
+client = embedded_client(n_workers=1, threads_per_worker=1, start_method="fork")
+try:
+    print(json.dumps(list(client.run(pools).values())))
+finally:
+    close_embedded()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork: Linux only here")
+def test_forked_workers_of_a_programs_cluster_run_one_blas_thread():
+    proc = subprocess.run([sys.executable, "-c", _FORKED_BLAS], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (worker,) = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert worker == {"forked": True, "blas_threads": [1]}, worker
