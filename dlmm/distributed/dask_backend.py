@@ -7,8 +7,8 @@ built from them is built where they are (:meth:`DaskBackend.combine`).
 
 Every result stays on the worker that computed it, as a ``distributed``
 future; what the driver receives per optimizer step is one small object per
-block, from one task per worker (:mod:`.by_worker`). Futures keep their lineage,
-so a lost worker's results are recomputed from the source data by the scheduler.
+block. Futures keep their lineage, so a lost worker's results are recomputed
+from the source data by the scheduler.
 
 Which cluster: the ``client`` given, else the current ``distributed`` client
 (``distributed.get_client()``), else an embedded local cluster started once per
@@ -48,8 +48,7 @@ import dask.dataframe as dd
 import pandas as pd
 from distributed import Client
 
-from .base import Backend, ordered_sum, sorted_levels, then_list
-from .by_worker import group_by_holder, in_handle_order, submit_by_worker, who_holds
+from .base import Backend, sorted_levels, then_list
 from .embedded import (  # noqa: F401 - the embedded cluster's names, here as before
     _EMBEDDED,
     _quiet_logging,
@@ -129,7 +128,6 @@ class DaskBackend(Backend):
     def __init__(self, frame: dd.DataFrame, client: Client | None = None):
         self.frame = frame
         self._client = client
-        self._groups = None  # the last map_sum's handles (keys) and their holders
 
     @property
     def client(self) -> Client:
@@ -284,16 +282,6 @@ class DaskBackend(Backend):
         # One message for all tasks; each runs where its input is.
         return self.client.map(func, handles, *[[a] * len(handles) for a in args], pure=False)
 
-    def map_sum(self, func: Callable, handles: list[Any], *args) -> Any:
-        # One task per worker holding the handles (dlmm.distributed.by_worker).
-        keys = tuple(getattr(h, "key", None) for h in handles)
-        if not handles or None in keys:
-            return super().map_sum(func, handles, *args)
-        if self._groups is None or self._groups[0] != keys:
-            self._groups = (keys, group_by_holder(keys, who_holds(self.client, handles)))
-        futures = submit_by_worker(self.client, func, handles, self._groups[1], args)
-        return ordered_sum(in_handle_order(self._groups[1], self.gather(futures), len(handles)))
-
     def _workers(self) -> list[str]:
         return sorted(self.client.scheduler_info(n_workers=-1)["workers"])
 
@@ -308,12 +296,23 @@ class DaskBackend(Backend):
             return {}
         return {"workers": [workers[j % len(workers)]], "allow_other_workers": True}
 
+    def _holders(self, handles: list[Any]) -> dict:
+        """Where each handle's result is (one question to the scheduler; empty if it
+        does not answer)."""
+        keys = [h.key for h in handles if hasattr(h, "key")]
+        if not keys:
+            return {}
+        try:
+            return dict(_ask(self.client, "who_has", keys=keys))
+        except Exception:  # noqa: BLE001 - a placement hint only
+            return {}
+
     def combine(self, groups, func):
         # Each output where most of its inputs are (none moves when a run of chunks was
         # read on one worker), at most its share of the outputs on a worker (the steps
         # map over them), else spread evenly; one message per worker (Client.map).
         workers = self._workers()
-        holders = who_holds(self.client, [h for g in groups for h in g])
+        holders = self._holders([h for g in groups for h in g])
         where: dict[Any, list[int]] = {}
         share = -(-len(groups) // max(len(workers), 1))
         for j, g in enumerate(groups):
