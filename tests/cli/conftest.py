@@ -41,6 +41,12 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
+#: Seconds a test's scheduler and workers may take to start: an upper bound on waiting for
+#: them, not a wait (60 s was exceeded once on the 2-core machine at a load of 7-8, in a
+#: run whose processes were also stopped for a while by another job).
+START_BOUND = 240
+
+
 @contextlib.contextmanager
 def dask_processes(folder: Path, n_workers: int = 2, extra: tuple[str, ...] = (),
                    security=None):
@@ -64,7 +70,7 @@ def dask_processes(folder: Path, n_workers: int = 2, extra: tuple[str, ...] = ()
         start(_dask_command("scheduler", "--host", "127.0.0.1", "--port", "0",
                             "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
                             "--scheduler-file", str(info), *extra), "scheduler")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + START_BOUND
         while not info.exists() or not info.read_text().strip():
             if procs[0].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("dask scheduler did not start: "
@@ -78,7 +84,7 @@ def dask_processes(folder: Path, n_workers: int = 2, extra: tuple[str, ...] = ()
                                 "--memory-limit", "2GiB",
                                 "--death-timeout", "60", *extra), f"worker{k}")
         with Client(address, timeout=30, security=security) as client:
-            client.wait_for_workers(n_workers, timeout=60)
+            client.wait_for_workers(n_workers, timeout=START_BOUND)
         yield address
     finally:
         for proc in reversed(procs):
