@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Bytecode files for the suite's processes. Where the environment forbids them
 # (PYTHONDONTWRITEBYTECODE, as on this machine), every process the tests start (each
 # ``dlmm`` command, Dask worker, ``python -c`` example) compiled dlmm's 40,000 lines of
-# source again as it imported them (about 0.4 s of CPU a process). They are written
+# source again as it imported them (about 0.6 s of CPU a process). They are written
 # instead, in ``__pycache__`` beside the sources (ignored by git, where numba's cache
 # is too), as a user's Python writes them; what the processes run is the same code.
 if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
