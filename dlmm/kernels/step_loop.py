@@ -218,16 +218,21 @@ def step_loop(g, h, k_re, chol, col_sd, col_comp, dir_ptr, dir_a, dir_b, hessian
     return logdet
 
 
-#: Groups per tile of :func:`small_step_loop`: their rows go to BLAS in one product
-#: (small enough that OpenBLAS keeps the product on one thread).
+#: Groups per tile of :func:`small_step_loop`: each sum over a tile's groups is one
+#: loop over a row of the scratch (small enough that the tile's rows stay in cache).
 TILE = 256
 
 # Rows of :func:`small_step_loop`'s scratch, each ``TILE`` long: the tile's ``G``
 # entries, ``det C``, ``P``'s entries, then the coefficients of a group's rows ``U_a``
 # and ``R_a`` on its rows of ``H`` (``k = 2``: ``U = W H``, ``R = X H``, the 2 x 2
-# ``W`` and ``X`` by rows; ``k = 1``: ``w``, ``x`` and ``p x`` of ``Y_0 = P R``).
+# ``W`` and ``X`` by rows; ``k = 1``: ``w`` and ``x``), then the ``k r`` rows of
+# ``U`` and the ``k r`` rows of ``R`` (row ``a r + c``: ``U_a`` or ``R_a`` at column c).
 _G00, _G10, _G11, _DET, _P00, _P10, _P11, _CO = 0, 1, 2, 3, 4, 5, 6, 7
 _ROWS = _CO + 8
+
+#: The sums over a tile: what reassociating them changes is the order of additions
+#: (four groups a time, SIMD), the same in every run of the same machine code.
+_SUMS_MATH = {"reassoc", "contract"}
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -280,8 +285,7 @@ def _tile_coefficients_two(s, n, l00, l01, l10, l11):  # pragma: no cover - comp
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _tile_coefficients_one(s, n, l00):  # pragma: no cover - compiled
-    """:func:`_tile_coefficients_two` for ``k = 1`` (a random intercept), with the
-    coefficient of ``Y_0 = P R`` too."""
+    """:func:`_tile_coefficients_two` for ``k = 1`` (a random intercept)."""
     for e in range(n):
         g00 = s[_G00 * TILE + e]
         a00 = g00 * l00
@@ -295,7 +299,70 @@ def _tile_coefficients_one(s, n, l00):  # pragma: no cover - compiled
         x00 = 1.0 - q00 * w00
         s[(_CO + 0) * TILE + e] = w00
         s[(_CO + 1) * TILE + e] = x00
-        s[(_CO + 2) * TILE + e] = p00 * x00
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_SUMS_MATH)
+def _tile_gram(s, first, n_rows, n, out):  # pragma: no cover - compiled
+    """``out[i, j] += sum_e x_i[e] x_j[e]`` for ``i <= j`` over the scratch rows
+    ``x_i = s[(first + i) TILE : ... + n]`` (one side of a symmetric sum)."""
+    for i in range(n_rows):
+        xi = (first + i) * TILE
+        for j in range(i, n_rows):
+            xj = (first + j) * TILE
+            acc = 0.0
+            for e in range(n):
+                acc += s[xi + e] * s[xj + e]
+            out[i, j] += acc
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_SUMS_MATH)
+def _tile_gram_by_p_one(s, first, n_rows, n, out, out_p):  # pragma: no cover - compiled
+    """:func:`_tile_gram` into ``out`` and, weighted by each group's ``P`` (``k = 1``),
+    into ``out_p``: ``out_p[0, i, j] += sum_e p_e x_i[e] x_j[e]``."""
+    for i in range(n_rows):
+        xi = (first + i) * TILE
+        for j in range(i, n_rows):
+            xj = (first + j) * TILE
+            acc = 0.0
+            acc0 = 0.0
+            for e in range(n):
+                x = s[xi + e] * s[xj + e]
+                acc += x
+                acc0 += x * s[_P00 * TILE + e]
+            out[i, j] += acc
+            out_p[0, i, j] += acc0
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_SUMS_MATH)
+def _tile_gram_by_p_two(s, first, n_rows, n, out, out_p):  # pragma: no cover - compiled
+    """:func:`_tile_gram_by_p_one` for ``k = 2``: weighted by each of ``P``'s entries
+    ``P_00``, ``P_10``, ``P_11`` into ``out_p[0]``, ``out_p[1]``, ``out_p[2]``."""
+    for i in range(n_rows):
+        xi = (first + i) * TILE
+        for j in range(i, n_rows):
+            xj = (first + j) * TILE
+            acc = 0.0
+            acc0 = 0.0
+            acc1 = 0.0
+            acc2 = 0.0
+            for e in range(n):
+                x = s[xi + e] * s[xj + e]
+                acc += x
+                acc0 += x * s[_P00 * TILE + e]
+                acc1 += x * s[_P10 * TILE + e]
+                acc2 += x * s[_P11 * TILE + e]
+            out[i, j] += acc
+            out_p[0, i, j] += acc0
+            out_p[1, i, j] += acc1
+            out_p[2, i, j] += acc2
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _mirror(x):  # pragma: no cover - compiled
+    """The lower triangle of the square ``x`` from its upper one."""
+    for i in range(x.shape[0]):
+        for j in range(i):
+            x[i, j] = x[j, i]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -307,17 +374,28 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
     The groups go by tiles of ``TILE``. For a tile, one vectorized loop writes each
     group's factor as the coefficients of its rows ``U_a`` and ``R_a`` (``k`` of each,
     of length r) on its rows of ``H`` (:func:`_tile_coefficients_two`); loops over the
-    tile's groups, one per column of ``H``, then form those rows and
-    ``Y_j[b] = (P E_j R)[b]`` into tiles laid out (row, group), and the sums over
-    groups of their outer products are matrix products of the tiles (BLAS):
-    ``uu += sum_a U_a U_a'`` (r, r) (= ``H'MH``), ``rr_sum += R~'R~`` (k r, k r) and
-    ``ry_sum += R~'Y~`` (k r, (2 m - 1) r), with ``R~`` the rows
-    ``[R_0 .. R_{k-1}]`` of the groups and ``Y~`` their ``Y_0[0]`` (``k = 1``), or
-    ``Y_0[0] Y_1[0] Y_1[1] Y_2[0] Y_2[1]`` (``k = 2``: ``m = 3`` directions, ordered
-    as :func:`dlmm.kernels.hessian.direction_pairs`; ``Y_0[1]`` enters only the
-    sums ``R'E_j P E_0 R`` of ``j > 0``, the transposes of ``R'E_0 P E_j R``);
-    ``R~'R~`` and ``R~'Y~`` are one product. ``p_re`` (k, k) and ``trace2`` (m, m)
-    are added in scalars; ``ry_sum`` and ``trace2`` only when ``hessian``.
+    tile's groups, one per column of ``H``, form those rows into the scratch, laid out
+    (row, group); then every sum over the tile's groups is one loop over two rows:
+
+        uu     += sum_a U_a U_a'                      (r, r) (= H'MH)
+        rr_sum += R~'R~                               (k r, k r)
+        S_w    += sum_i P_i[w] R~_i R~_i'  for P's entries w = 00 (10, 11)
+
+    with ``R~`` a group's rows ``[R_0 .. R_{k-1}]`` as one row of length k r, each
+    symmetric sum on one side (mirrored at the end). ``ry_sum`` (k r, (2 m - 1) r) is
+    ``R~'Y~`` with ``Y~`` the rows ``Y_0[0]`` (``k = 1``), or ``Y_0[0] Y_1[0] Y_1[1]
+    Y_2[0] Y_2[1]`` (``k = 2``; ``m = 3`` directions ordered as
+    :func:`dlmm.kernels.hessian.direction_pairs`) of ``Y_j = P E_j R``; each is linear
+    in ``R`` with coefficients from ``P``, so its sums come from the ``S_w`` at the end:
+
+        Y_0[0] = P_00 R_0             Y_1[0] = P_00 R_1 + P_10 R_0
+        Y_1[1] = P_10 R_1 + P_11 R_0  Y_2[0] = P_10 R_1,  Y_2[1] = P_11 R_1
+
+    (``Y_0[1]`` enters only the sums ``R'E_j P E_0 R`` of ``j > 0``, the transposes
+    of ``R'E_0 P E_j R``). This is about half the multiplications of products of the
+    rows with the ``Y`` rows formed, as the symmetric sums are made on one side.
+    ``p_re`` (k, k) and ``trace2`` (m, m) are added in scalars; ``ry_sum`` and
+    ``trace2`` only when ``hessian``.
 
     Returns
     -------
@@ -325,13 +403,13 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
         ``sum log|C|`` over the groups.
     """
     nb, k, r = h.shape[0], h.shape[1], h.shape[2]
-    m = k * (k + 1) // 2
     kr = k * r
-    s = np.zeros(_ROWS * TILE)  # see _G00 .. _ROWS
-    ut = np.zeros((kr, TILE))
-    rt = np.zeros((kr + ((2 * m - 1) * r if hessian else 0), TILE))  # R~ rows, then Y~
-    uu_t = np.empty((kr, kr))
-    rr_t = np.empty((kr, rt.shape[0]))
+    u_rows = _ROWS  # first row of U in the scratch, then R
+    r_rows = _ROWS + kr
+    s = np.zeros((_ROWS + 2 * kr) * TILE)  # see _G00 .. _ROWS
+    uu_k = np.zeros((k, r, r))
+    rr_up = np.zeros((kr, kr))
+    by_p = np.zeros((2 * k - 1, kr, kr))  # S_w: one side
     l00 = chol[0, 0]  # L: any square matrix (a shifted factor U L is not triangular)
     l01 = chol[0, 1] if k == 2 else 0.0
     l10 = chol[1, 0] if k == 2 else 0.0
@@ -339,10 +417,6 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
     logdet = 0.0
     for i0 in range(0, nb, TILE):
         n = min(TILE, nb - i0)
-        if n < TILE:  # the last tile: columns of no group add nothing
-            s[:] = 0.0
-            ut[:] = 0.0
-            rt[:] = 0.0
         for e in range(n):
             s[_G00 * TILE + e] = g[i0 + e, 0, 0]
         if k == 2:
@@ -371,56 +445,33 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
             w11 += 2.0 * (p00 * p11 + p10 * p10)
             w12 += 2.0 * p10 * p11
             w22 += p11 * p11
-        # column c of the rows: U_a to ut[a r + c], R_a to rt[a r + c], then the Y rows
+        # column c of the rows: U_a to row u_rows + a r + c, R_a to r_rows + a r + c
         for c in range(r):
+            u0 = (u_rows + c) * TILE
+            x0 = (r_rows + c) * TILE
             if k == 1:
                 for e in range(n):
                     h0 = h[i0 + e, 0, c]
-                    ut[c, e] = s[_CO * TILE + e] * h0
-                    rt[c, e] = s[(_CO + 1) * TILE + e] * h0
-                    if hessian:
-                        rt[r + c, e] = s[(_CO + 2) * TILE + e] * h0
+                    s[u0 + e] = s[_CO * TILE + e] * h0
+                    s[x0 + e] = s[(_CO + 1) * TILE + e] * h0
                 continue
-            u0 = ut[c]
-            u1 = ut[r + c]
-            x0 = rt[c]
-            x1 = rt[r + c]
+            u1 = u0 + r * TILE
+            x1 = x0 + r * TILE
             for e in range(n):
                 h0 = h[i0 + e, 0, c]
                 h1 = h[i0 + e, 1, c]
-                u0[e] = s[_CO * TILE + e] * h0 + s[(_CO + 1) * TILE + e] * h1
-                u1[e] = s[(_CO + 2) * TILE + e] * h0 + s[(_CO + 3) * TILE + e] * h1
-                x0[e] = s[(_CO + 4) * TILE + e] * h0 + s[(_CO + 5) * TILE + e] * h1
-                x1[e] = s[(_CO + 6) * TILE + e] * h0 + s[(_CO + 7) * TILE + e] * h1
-            if hessian:  # Y_0 = P E_00 R, Y_1 = P (E_10 + E_01) R, Y_2 = P E_11 R
-                y00 = rt[kr + c]
-                y10 = rt[kr + r + c]
-                y11 = rt[kr + 2 * r + c]
-                y20 = rt[kr + 3 * r + c]
-                y21 = rt[kr + 4 * r + c]
-                for e in range(TILE):
-                    p00 = s[_P00 * TILE + e]
-                    p10 = s[_P10 * TILE + e]
-                    p11 = s[_P11 * TILE + e]
-                    r0 = x0[e]
-                    r1 = x1[e]
-                    y00[e] = p00 * r0
-                    y10[e] = p10 * r0 + p00 * r1
-                    y11[e] = p11 * r0 + p10 * r1
-                    y20[e] = p10 * r1
-                    y21[e] = p11 * r1
-        np.dot(ut, ut.T, uu_t)
+                s[u0 + e] = s[_CO * TILE + e] * h0 + s[(_CO + 1) * TILE + e] * h1
+                s[u1 + e] = s[(_CO + 2) * TILE + e] * h0 + s[(_CO + 3) * TILE + e] * h1
+                s[x0 + e] = s[(_CO + 4) * TILE + e] * h0 + s[(_CO + 5) * TILE + e] * h1
+                s[x1 + e] = s[(_CO + 6) * TILE + e] * h0 + s[(_CO + 7) * TILE + e] * h1
         for a in range(k):
-            for c1 in range(r):
-                for c2 in range(r):
-                    uu[c1, c2] += uu_t[a * r + c1, a * r + c2]
-        np.dot(rt[:kr], rt.T, rr_t)
-        for x in range(kr):
-            for y in range(kr):
-                rr_sum[x, y] += rr_t[x, y]
-            if hessian:
-                for y in range((2 * m - 1) * r):
-                    ry_sum[x, y] += rr_t[x, kr + y]
+            _tile_gram(s, u_rows + a * r, r, n, uu_k[a])
+        if not hessian:
+            _tile_gram(s, r_rows, kr, n, rr_up)
+        elif k == 1:
+            _tile_gram_by_p_one(s, r_rows, kr, n, rr_up, by_p)
+        else:
+            _tile_gram_by_p_two(s, r_rows, kr, n, rr_up, by_p)
         p_re[0, 0] += s00
         if k == 2:
             p_re[1, 0] += s10
@@ -434,4 +485,20 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
                 trace2[1, 1] += w11
                 trace2[1, 2] += w12
                 trace2[2, 2] += w22
+    for a in range(k):
+        _mirror(uu_k[a])
+        uu += uu_k[a]
+    _mirror(rr_up)
+    rr_sum += rr_up
+    if hessian:
+        for w in range(2 * k - 1):
+            _mirror(by_p[w])
+        if k == 1:
+            ry_sum += by_p[0]
+        else:  # blocks of Y~ (see above) from S_00, S_10, S_11 by R_0's and R_1's columns
+            ry_sum[:, 0:r] += by_p[0][:, 0:r]
+            ry_sum[:, r:2 * r] += by_p[0][:, r:kr] + by_p[1][:, 0:r]
+            ry_sum[:, 2 * r:3 * r] += by_p[1][:, r:kr] + by_p[2][:, 0:r]
+            ry_sum[:, 3 * r:4 * r] += by_p[1][:, r:kr]
+            ry_sum[:, 4 * r:5 * r] += by_p[2][:, r:kr]
     return logdet
