@@ -68,6 +68,27 @@ SCRIPT = textwrap.dedent('''
         atexit.register(lambda: open(f"{out}/exit-{os.getpid()}", "w").close())
 
 
+    def certificate_probes(client):
+        """Connections to the embedded scheduler with its own certificate and with
+        another self-signed one (Dask's ``Security.temporary()``)."""
+        from distributed.comm import connect
+        from distributed.security import Security
+
+        async def attempt(**kwargs):
+            comm = await connect(client.scheduler.address, timeout=3, **kwargs)
+            await comm.close()
+
+        out = {}
+        for name, security in [("own_certificate", client.security),
+                               ("other_certificate", Security.temporary())]:
+            try:
+                client.sync(attempt, **security.get_connection_args("client"))
+                out[name] = "connected"
+            except Exception as exc:  # noqa: BLE001 - the outcome is the fact
+                out[name] = type(exc).__name__
+        return out
+
+
     def main(data, out):
         log = Messages()
         logging.getLogger("dlmm").addHandler(log)
@@ -81,6 +102,7 @@ SCRIPT = textwrap.dedent('''
                  "default_client": dask_backend.current_client() is not None,
                  "stealing": dask_backend._EMBEDDED["client"].run_on_scheduler(
                      lambda dask_scheduler: "stealing" in dask_scheduler.extensions)}
+        certificates = certificate_probes(dask_backend._EMBEDDED["client"])
         local = dlmm.mixedlm("Reaction ~ Days", data, groups="Subject",
                              re_formula="~Days").fit()  # small input: in this process
         paths = {"backends": [r.backend, local.backend], "llf": [r.llf, local.llf],
@@ -111,7 +133,8 @@ SCRIPT = textwrap.dedent('''
         # A stand-in for a worker's slow exit (numba's teardown, its blocks): an exit
         # handler of each worker process, which writes a file if it runs at all.
         dask_backend._EMBEDDED["client"].run(exit_marker, out)
-        json.dump({"facts": facts, "paths": paths, "runs": runs, "saved": table(saved),
+        json.dump({"facts": facts, "certificates": certificates, "paths": paths,
+                   "runs": runs, "saved": table(saved),
                    "written": table(written), "caterpillar": points,
                    "resid_plot": sorted(float(v) for v in offsets[:, 1])}, sys.stdout)
 
@@ -180,6 +203,16 @@ def test_workers_end_at_once_when_the_cluster_closes(run):
     then the nanny's kill at 4 s: the end of every CLI run; issue 27)."""
     _, folder = run
     assert not list(folder.glob("exit-*"))
+
+
+def test_the_embedded_cluster_admits_its_own_certificate_only(run):
+    """Its certificate and key are made at its start (an elliptic-curve key,
+    :func:`dlmm.distributed.embedded.embedded_security`): a client holding them
+    connects, one with another self-signed certificate (RSA, as Dask makes) is
+    refused."""
+    probes = run[0]["certificates"]
+    assert probes["own_certificate"] == "connected", probes
+    assert probes["other_certificate"] != "connected", probes
 
 
 def test_the_embedded_cluster_steals_no_work(run):
@@ -294,3 +327,26 @@ def test_forked_workers_of_a_programs_cluster_run_one_blas_thread():
     assert proc.returncode == 0, proc.stderr
     (worker,) = json.loads(proc.stdout.strip().splitlines()[-1])
     assert worker == {"forked": True, "blas_threads": [1]}, worker
+
+
+def test_embedded_security_is_one_elliptic_curve_certificate_valid_now():
+    """Every role holds the same self-signed certificate, valid now, of a P-256 key,
+    and TLS is required."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from dlmm.distributed.embedded import embedded_security
+
+    security = embedded_security()
+    assert security.require_encryption
+    pems = {security.tls_ca_file, security.tls_client_cert, security.tls_scheduler_cert,
+            security.tls_worker_cert}
+    assert len(pems) == 1
+    cert = x509.load_pem_x509_certificate(pems.pop().encode())
+    assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+    assert cert.public_key().curve.name == "secp256r1"
+    now = datetime.datetime.now(tz=datetime.timezone.utc)
+    assert cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+    assert cert.issuer == cert.subject
