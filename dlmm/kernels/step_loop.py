@@ -358,14 +358,6 @@ def _tile_gram_by_p_two(s, first, n_rows, n, out, out_p):  # pragma: no cover - 
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _mirror(x):  # pragma: no cover - compiled
-    """The lower triangle of the square ``x`` from its upper one."""
-    for i in range(x.shape[0]):
-        for j in range(i):
-            x[i, j] = x[j, i]
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
 def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
                     trace2):  # pragma: no cover - compiled
     """The step of a batch of ``k = 1`` or ``2`` standard random effects and no
@@ -485,20 +477,29 @@ def small_step_loop(g, h, chol, hessian, uu, rr_sum, ry_sum, p_re,
                 trace2[1, 1] += w11
                 trace2[1, 2] += w12
                 trace2[2, 2] += w22
-    for a in range(k):
-        _mirror(uu_k[a])
-        uu += uu_k[a]
-    _mirror(rr_up)
-    rr_sum += rr_up
-    if hessian:
-        for w in range(2 * k - 1):
-            _mirror(by_p[w])
-        if k == 1:
-            ry_sum += by_p[0]
-        else:  # blocks of Y~ (see above) from S_00, S_10, S_11 by R_0's and R_1's columns
-            ry_sum[:, 0:r] += by_p[0][:, 0:r]
-            ry_sum[:, r:2 * r] += by_p[0][:, r:kr] + by_p[1][:, 0:r]
-            ry_sum[:, 2 * r:3 * r] += by_p[1][:, r:kr] + by_p[2][:, 0:r]
-            ry_sum[:, 3 * r:4 * r] += by_p[1][:, r:kr]
-            ry_sum[:, 4 * r:5 * r] += by_p[2][:, r:kr]
+    for a in range(k):  # the sums' lower triangles from their upper ones
+        for c1 in range(r):
+            for c2 in range(r):
+                uu[c1, c2] += uu_k[a, min(c1, c2), max(c1, c2)]
+    for x in range(kr):
+        for y in range(kr):
+            rr_sum[x, y] += rr_up[min(x, y), max(x, y)]
+    if hessian:  # S_w[x, y] is by_p[w] at (min, max); k = 2: Y~'s blocks (see above)
+        for x in range(kr):
+            for c in range(r):
+                if k == 1:
+                    ry_sum[x, c] += by_p[0, min(x, c), max(x, c)]
+                    continue
+                y0, y1 = c, r + c  # S_w's columns of R_0 and R_1 at column c
+                s00 = by_p[0, min(x, y0), max(x, y0)]
+                s01 = by_p[0, min(x, y1), max(x, y1)]
+                s10 = by_p[1, min(x, y0), max(x, y0)]
+                s11 = by_p[1, min(x, y1), max(x, y1)]
+                s20 = by_p[2, min(x, y0), max(x, y0)]
+                s21 = by_p[2, min(x, y1), max(x, y1)]
+                ry_sum[x, c] += s00
+                ry_sum[x, r + c] += s01 + s10
+                ry_sum[x, 2 * r + c] += s11 + s20
+                ry_sum[x, 3 * r + c] += s11
+                ry_sum[x, 4 * r + c] += s21
     return logdet
