@@ -50,14 +50,14 @@ SCRIPT = textwrap.dedent('''
         def on_the_cluster(context, vc=False):  # the tables as the cluster computed them
             table = (context.result.vc_effects_table() if vc
                      else context.result.random_effects_table(with_se=True))
-            return client.compute(table).result()
+            return [client.compute(table).result()]  # the whole table, one part
 
-        today = result_folder.effects_table
-        result_folder.effects_table = on_the_cluster
+        today = result_folder.effects_parts
+        result_folder.effects_parts = on_the_cluster
         try:
             result_folder.write_outputs(result, f"{out}/before", client=client)
         finally:
-            result_folder.effects_table = today
+            result_folder.effects_parts = today
         return sorted({key_split(t["key"]) for t in stream.data})
 
 
