@@ -8,7 +8,11 @@ table's would be cut (a part's rows wait, as Arrow chunks without a copy, until 
 group is full). ``pd.read_parquet`` gives the concatenation back: values, dtypes,
 index, column order (``tests/io/test_parquet_parts.py``). The writer holds at most a
 row group and the part being written; the whole table, a copy of it and the file are
-never in memory.
+never in memory. (Measured, ``dlmm fit`` of 5,000,000 groups on two workers, six runs
+alternating with the writer of the concatenation at a load of 7-15: the driver's CPU
+in writing ``random_effects.parquet`` 1.8-2.4 s, mean 2.0, against 2.3-3.8 s, mean 3.0;
+its peak resident memory 462-527 MB against 773 MB. On this machine a process's fresh
+pages cost about 3 s a GB: each copy of the whole table made there cost ~0.5 s.)
 
 Only columns that are not floating point get dictionary pages: effects and variances
 are distinct numbers, whose dictionary pyarrow would build and then drop (half the
