@@ -136,6 +136,9 @@ def _write(parts: Iterable[Any], where: Any, index: bool | None) -> None:
         for part in parts:
             writer.write(part)
     except BaseException:
+        close = getattr(parts, "close", None)
+        if close is not None:  # a generator of parts lets go of what it holds and fetches
+            close()
         if writer._writer is not None:  # let go of the file (its removal is the caller's)
             try:
                 writer._writer.close()

@@ -150,6 +150,22 @@ def test_a_failed_local_write_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_write_closes_the_parts_it_was_given(tmp_path):
+    """When writing fails (here: no such folder), the generator of parts is closed at
+    once (its fetches stopped, what it holds let go), not left to the garbage collector."""
+    closed = []
+
+    def parts():
+        try:
+            yield from _re_parts("int", True, [9, 9])
+        finally:
+            closed.append(True)
+
+    with pytest.raises(OSError) as failure:  # its traceback holds the writer's frames
+        write_parts(parts(), tmp_path / "no" / "new.parquet")
+    assert closed == [True], failure
+
+
 def test_a_url_gets_the_same_file_whole_or_nothing(tmp_path, monkeypatch, s3_bucket):
     """At a URL (a file of a run, :class:`dlmm.io.publish.StoreFile`) the file goes up
     through fsspec once complete; a failure leaves no object and no temporary file."""
