@@ -114,10 +114,9 @@ key                    value
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -127,6 +126,7 @@ import numpy as np
 from ..exceptions import InputError
 from .folders import RESULT_FOLDER
 from .jsonable import jsonable, versions
+from .parquet_parts import fetched_ahead, write_parts
 from .publish import staged_output
 from .store import PublishedOutput, is_url, read_published
 
@@ -309,51 +309,67 @@ def _compute(obj: Any, client: Any) -> Any:
     return client.compute(obj).result() if client is not None else obj.compute()
 
 
-def effects_table(context: OutputContext, vc: bool = False) -> Any:
-    """A fit's random-effects table (with SEs) or variance-component table as pandas.
+def computed_parts(table: Any, client: Any) -> Iterator[Any]:
+    """The pandas parts of a pandas or lazy Dask table, in order, whose concatenation is
+    what computing it gives: a lazy table's partitions computed on ``client`` and
+    fetched a few at a time (:func:`~dlmm.io.parquet_parts.fetched_ahead`), the empty
+    ones left out as Dask's concatenation leaves them out (the first when all are)."""
+    if not hasattr(table, "compute"):
+        yield table
+        return
+    if client is None or not hasattr(table, "partitions"):
+        yield table.compute()
+        return
+    futures = client.compute([table.partitions[i] for i in range(table.npartitions)])
+    first, rows = None, False
+    try:
+        for part in fetched_ahead(client.gather, futures):
+            first = part if first is None else first
+            if len(part):
+                rows = True
+                yield part
+        if not rows:
+            yield first
+    finally:
+        for future in futures:
+            future.release()
 
-    For a fit on the embedded cluster the effects store makes it in this process from
-    the gathered parts (``gathered_table``, ``gathered_vc_table``: the table the lazy one
-    computes to, its dtypes Dask's); handing the lazy table to the cluster would send
-    all of it there and back (measured on the 2-core machine at a load of 20, the
-    outputs of 500,000 groups: 4.8 and 6.7 s with that round trip, 3.7 and 4.2 s
-    without). Otherwise the lazy table is computed on ``context.client``.
+
+def effects_parts(context: OutputContext, vc: bool = False) -> Iterator[Any]:
+    """A fit's random-effects table (with SEs) or variance-component table as pandas
+    parts, in order, a few at a time (their concatenation is the table; never made).
+
+    For a fit on the embedded cluster the effects store makes them in this process from
+    the gathered parts (``gathered_parts``, ``gathered_vc_parts``: the parts of the table
+    the lazy one computes to, their dtypes Dask's); handing the lazy table to the cluster
+    would send all of it there and back (measured on the 2-core machine at a load of
+    20, the outputs of 500,000 groups: 4.8 and 6.7 s with that round trip, 3.7 and 4.2 s
+    without). Otherwise the lazy table's partitions are computed on ``context.client``.
     """
     result, client = context.result, context.client
     here = getattr(getattr(result, "effects", None),
-                   "gathered_vc_table" if vc else "gathered_table", None)
+                   "gathered_vc_parts" if vc else "gathered_parts", None)
     if here is not None and client is not None:
         from ..distributed.embedded import is_embedded
 
         if is_embedded(client):
             return here() if vc else here(with_se=True)
     table = result.vc_effects_table() if vc else result.random_effects_table(with_se=True)
-    return _compute(table, client)
+    return computed_parts(table, client)
 
 
 def write_table(table: Any, target: Path, index: bool | None = None) -> None:
     """A pandas table to the Parquet file ``target`` (a local path or a file of a run at
-    a URL), as ``table.to_parquet(target, index=index)`` writes it: a local file
-    directly; at a URL through ``target.write_bytes``, the one file-system layer of every
-    other file (fsspec), never the store client pandas would choose for a URL string
-    (pyarrow's own S3, which knows nothing of fsspec's endpoint settings).
+    a URL), as ``table.to_parquet(target, index=index)`` writes it, through
+    :func:`~dlmm.io.parquet_parts.write_parts` (at a URL: fsspec, the one file-system
+    layer of every other file, never the store client pandas would choose for a URL
+    string: pyarrow's own S3, which knows nothing of fsspec's endpoint settings).
 
     Only columns that are not floating point get dictionary pages: effects and variances
     are distinct numbers, whose dictionary pyarrow would build and then drop (half the
     time of writing the effects of 10^6 groups).
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    arrow = pa.Table.from_pandas(table, preserve_index=index)
-    dictionary = [f.name for f in arrow.schema if not pa.types.is_floating(f.type)]
-    options = {"use_dictionary": dictionary or False}
-    if isinstance(target, Path):
-        pq.write_table(arrow, str(target), **options)
-        return
-    buffer = io.BytesIO()
-    pq.write_table(arrow, buffer, **options)
-    target.write_bytes(buffer.getvalue())
+    write_parts([table], target, index=index)
 
 
 def write_summary(context: OutputContext, folder: Path) -> str:
@@ -366,8 +382,7 @@ def write_random_effects(context: OutputContext, folder: Path) -> str | None:
     """``random_effects.parquet``: one row per group (index: the group label), the
     predicted random effects and their conditional standard deviations (``<name> SE``);
     only the labels when the model has no standard random effects."""
-    table = effects_table(context)
-    write_table(table, folder / RANDOM_EFFECTS_FILE)
+    write_parts(effects_parts(context), folder / RANDOM_EFFECTS_FILE)
     return RANDOM_EFFECTS_FILE
 
 
@@ -377,8 +392,7 @@ def write_vc_effects(context: OutputContext, folder: Path) -> str | None:
     result = context.result
     if not result.k_vc:
         return None
-    table = effects_table(context, vc=True)
-    write_table(table, folder / VC_EFFECTS_FILE, index=False)
+    write_parts(effects_parts(context, vc=True), folder / VC_EFFECTS_FILE, index=False)
     return VC_EFFECTS_FILE
 
 

@@ -199,3 +199,43 @@ def test_effects_tables_have_dictionaries_only_for_labels(tmp_path, result):
         assert with_dictionary == set(chunks) - floats, (name, with_dictionary)
     effects = pd.read_parquet(out / "random_effects.parquet")
     pd.testing.assert_frame_equal(effects, result.random_effects_table(with_se=True))
+
+
+@pytest.mark.parametrize("labels", ["int", "str"])
+def test_effects_files_on_a_users_cluster_are_the_tables_it_computes(labels, dask_client,
+                                                                    tmp_path):
+    """On a client of the user's the lazy tables' partitions are computed there and
+    written as they arrive (``computed_parts``): the files read back as the tables
+    computed whole on that client (values, dtypes, index), the effects as statsmodels
+    predicts them at the same optimum."""
+    import warnings
+
+    import dask.dataframe as dd
+    import statsmodels.formula.api as smf
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    data = grouped_data(n_groups=40, per_group=8, re_cov=np.diag([0.6, 0.3]),
+                        vc_sd={"c": 0.5}, seed=5)
+    if labels == "str":
+        data["g"] = "grp" + data["g"].astype(str)
+    kwargs = dict(groups="g", re_formula="~x1", vc_formula={"c": "0 + C(c)"})
+    result = dlmm.mixedlm("y ~ x1 + x2", dd.from_pandas(data, npartitions=4, sort=False),
+                          **kwargs).fit(client=dask_client)
+    out = tmp_path / "fit"
+    write_outputs(result, out, options={"data": "x"}, client=dask_client)
+    lazy_re, lazy_vc = result.random_effects_table(with_se=True), result.vc_effects_table()
+    assert lazy_re.npartitions > 1 and lazy_vc.npartitions > 1
+    effects = pd.read_parquet(out / "random_effects.parquet")
+    pd.testing.assert_frame_equal(effects, dask_client.compute(lazy_re).result(),
+                                  check_exact=True)
+    vc = pd.read_parquet(out / "vc_effects.parquet")
+    pd.testing.assert_frame_equal(
+        vc, dask_client.compute(lazy_vc).result().reset_index(drop=True), check_exact=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # gtol, for the methods that take it
+        sm = smf.mixedlm("y ~ x1 + x2", data, **kwargs).fit(reml=True, gtol=1e-10)
+    assert sm.llf == pytest.approx(result.llf, rel=1e-8)  # the same optimum
+    expected = np.array([sm.random_effects[g].iloc[:2].to_numpy() for g in effects.index])
+    np.testing.assert_allclose(effects[["g", "x1"]].to_numpy(), expected,
+                               rtol=1e-4, atol=1e-6)
