@@ -2,6 +2,10 @@
 # every nice-19 process (the helper's) stopped for each run (paused.sh here)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# Correction (2026-12-08): run from a checkout, the bench's `python -m dlmm.cli fit`
+# child imports the checkout, not PYTHONPATH's tree: this script's "base" fits ran main's
+# code. Run from elsewhere (../night-1208/alternate.sh does `cd /tmp`).
+cd /tmp
 OUT=${OUT:-/tmp/io3}
 mkdir -p "$OUT"
 N=${N:-3}
