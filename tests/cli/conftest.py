@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.helpers import run_dlmm
+from tests.conftest import cluster_monitoring_env
 
 
 def _dask_command(*args: str) -> list[str]:
@@ -60,11 +61,13 @@ def dask_processes(folder: Path, n_workers: int = 2, extra: tuple[str, ...] = ()
     procs: list[subprocess.Popen] = []
     logs = []
 
+    env = {**os.environ, **cluster_monitoring_env()}  # Dask's monitoring, slower
+
     def start(args: list[str], name: str) -> None:
         log = open(folder / f"{name}.log", "w")  # noqa: SIM115 - closed in finally
         logs.append(log)
         procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+                                      start_new_session=True, env=env))
 
     try:
         start(_dask_command("scheduler", "--host", "127.0.0.1", "--port", "0",

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.cli.helpers import _error_line, _no_output, run_dlmm
+from tests.cli.helpers import _error_line, _no_output, run_dlmm, run_dlmm_here
 from tests.reliability.helpers import statsmodels_fit, tree_state
 from tests.simulate import grouped_data
 
@@ -66,6 +66,12 @@ def _bad_data(case: str, frame: pd.DataFrame, folder: Path) -> tuple[list[str], 
     raise AssertionError(case)
 
 
+#: Faults refused from the files' names, footers and the formula, before the scheduler is
+#: reached: these run in this process (:func:`run_dlmm_here`, no interpreter's start); the
+#: others are found by the data pass on the workers, and run as the command users run.
+BEFORE_ANY_WORK = {"type differs", "vc missing column", "no parquet files"}
+
+
 @pytest.mark.parametrize("case", ["type differs", "n/a in numbers", "huge values",
                                   "vc missing column", "too many levels", "no parquet files",
                                   "one row per group"])
@@ -75,7 +81,7 @@ def test_bad_parquet_input_exits_2_with_one_line(scheduler, frame, tmp_path, cas
     before = tree_state(data)
     args = ["fit", data, "--formula", "y ~ x1", "--groups", "g", *extra,
             "--scheduler", scheduler, "--output", tmp_path / "out", "--quiet"]
-    proc = run_dlmm(*args)
+    proc = (run_dlmm_here if case in BEFORE_ANY_WORK else run_dlmm)(*args)
     assert proc.returncode == 2, proc.stderr
     line = _error_line(proc)
     assert fault in line, line

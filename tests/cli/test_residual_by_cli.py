@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from .helpers import _error_line, _no_output, run_dlmm, run_dlmm_here
 
@@ -25,16 +26,34 @@ def _parquet(tmp_path: Path) -> Path:
     return path
 
 
-def test_fit_by_stratum_with_ar1_is_nlmes(tmp_path):
-    proc = run_dlmm("fit", _parquet(tmp_path), "--formula", "distance ~ age + (1 | Subject)",
-                    "--residual-by", "Sex", "--residual-ar1", "t", "-o", tmp_path / "out")
-    assert proc.returncode == 0, proc.stderr
-    saved = json.loads((tmp_path / "out" / "result.json").read_text())
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory) -> dict:
+    """Two nights into one output folder, with a refused run between them: ``--residual-by
+    Sex`` (REML) into ``night1``; ``--start-from night1`` without ``--residual-by`` (in
+    this process: refused before any work); the model with ``--residual-ar1 t`` too,
+    ``--skip-unchanged --overwrite`` into ``night1`` again, which is nlme's corAR1 fit.
+    One run of each serves the tests below."""
+    root = tmp_path_factory.mktemp("nights")
+    data = _parquet(root)
+    model = ["--formula", "distance ~ age + (1 | Subject)"]
+    first = run_dlmm("fit", data, *model, "--residual-by", "Sex", "-o", root / "night1")
+    assert first.returncode == 0, first.stderr
+    refused = run_dlmm_here("fit", data, *model, "--start-from", root / "night1",
+                            "-o", root / "out")
+    again = run_dlmm("fit", data, *model, "--residual-by", "Sex", "--residual-ar1", "t",
+                     "-o", root / "night1", "--skip-unchanged", "--overwrite")
+    return {"root": root, "refused": refused, "again": again}
+
+
+def test_fit_by_stratum_with_ar1_is_nlmes(nights):
+    out = nights["root"] / "night1"
+    assert nights["again"].returncode == 0, nights["again"].stderr
+    saved = json.loads((out / "result.json").read_text())
     np.testing.assert_allclose(saved["state"]["estimates"]["llf"], AR1["logLik"], rtol=1e-6)
     residual = saved["state"]["fit"]["residual"]
     assert residual["time_column"] == "t" and residual["column"] == "Sex"
     np.testing.assert_allclose(residual["rho"], AR1["rho"], rtol=1e-4)
-    assert "AR(1) in t:" in (tmp_path / "out" / "summary.txt").read_text()
+    assert "AR(1) in t:" in (out / "summary.txt").read_text()
 
 
 def test_fit_by_stratum_is_nlmes(tmp_path):
@@ -61,23 +80,17 @@ def test_unknown_stratum_column(tmp_path):
     _no_output(tmp_path)
 
 
-def test_start_from_and_skip_unchanged_know_the_residual_model(tmp_path):
+def test_start_from_and_skip_unchanged_know_the_residual_model(nights):
     """A previous output of another residual model is no start point, and no reason to
-    skip a run."""
-    data = _parquet(tmp_path)
-    model = ["--formula", "distance ~ age + (1 | Subject)"]
-    first = run_dlmm("fit", data, *model, "--residual-by", "Sex", "-o", tmp_path / "night1")
-    assert first.returncode == 0, first.stderr
-    proc = run_dlmm_here("fit", data, *model, "--start-from", tmp_path / "night1",
-                         "-o", tmp_path / "out")
+    skip a run (the runs of :func:`nights`)."""
+    proc = nights["refused"]
     assert proc.returncode == 2
     assert "fitted another model: its --residual-by is 'Sex', this run's None" in \
         _error_line(proc)
-    _no_output(tmp_path)
-    again = run_dlmm("fit", data, *model, "--residual-by", "Sex", "--residual-ar1", "t",
-                     "-o", tmp_path / "night1", "--skip-unchanged", "--overwrite")
+    _no_output(nights["root"])
+    again = nights["again"]
     assert again.returncode == 0, again.stderr
-    saved = json.loads((tmp_path / "night1" / "result.json").read_text())
+    saved = json.loads((nights["root"] / "night1" / "result.json").read_text())
     assert saved["state"]["fit"]["residual"]["time_column"] == "t"  # refitted, not skipped
 
 

@@ -132,14 +132,18 @@ def local_cluster(n_workers: int, **kwargs):
     timeout longer than the cluster lives: the tests kill workers of one name within
     seconds of each other, and Dask closes a nanny that is restarting its worker when a
     previous removal's timer fires then (dlmm's embedded cluster does not:
-    dlmm.distributed.restarting_cluster)."""
+    dlmm.distributed.restarting_cluster); and Dask's dashboard monitoring off or slower
+    (``tests.conftest.CLUSTER_MONITORING``, as distributed's own tests have it)."""
     import dask
     from distributed import Client, LocalCluster
 
     options = {"threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
                "dashboard_address": None, "memory_limit": "2GiB"}
     options.update(kwargs)
-    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1 day"}):
+    from tests.conftest import CLUSTER_MONITORING  # Dask's monitoring, slower
+
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1 day",
+                          **CLUSTER_MONITORING}):
         with warnings.catch_warnings():
             # Another cluster of the session may hold the default HTTP port: a free one.
             warnings.filterwarnings("ignore", message="Port .* is already in use")
