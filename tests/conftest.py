@@ -108,26 +108,3 @@ def s3_bucket(s3_endpoint) -> str:
     s3fs.S3FileSystem().mkdir(name)
     return name
 
-
-def pytest_configure(config):
-    """Before a parallel run's processes start (pytest-xdist's controller, which runs no
-    test): every family of compiled loops into numba's cache, once, in two processes
-    (``python -m dlmm.kernels.precompile``). Otherwise each of the run's processes, and
-    the workers of the commands they start, compiled the same loops at once on a new
-    clone: five kernel test files took 98 s of CPU with an empty cache in four
-    processes, 57 s with the loops compiled first (its 45 s included)."""
-    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
-        return
-    import subprocess
-
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-    procs = [subprocess.Popen([sys.executable, "-m", "dlmm.kernels.precompile", *names],
-                              cwd=root, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-             for names in (["grouped", "nested"], ["crossed", "residual"])]
-    for proc in procs:
-        out, err = proc.communicate(timeout=900)
-        if proc.returncode:
-            raise pytest.UsageError(f"python -m dlmm.kernels.precompile failed: {err[-2000:]}")
