@@ -336,7 +336,9 @@ def _tile_gram_by_p_one(s, first, n_rows, n, out, out_p):  # pragma: no cover - 
 @numba.njit(cache=True, nogil=True, fastmath=_SUMS_MATH)
 def _tile_gram_by_p_two(s, first, n_rows, n, out, out_p):  # pragma: no cover - compiled
     """:func:`_tile_gram_by_p_one` for ``k = 2``: weighted by each of ``P``'s entries
-    ``P_00``, ``P_10``, ``P_11`` into ``out_p[0]``, ``out_p[1]``, ``out_p[2]``."""
+    ``P_00``, ``P_10``, ``P_11`` into ``out_p[0]``, ``out_p[1]``, ``out_p[2]``. (Two
+    functions, not one with a loop over P's entries: with a fixed number of sums the
+    compiler keeps them in registers and runs the loop four groups a time.)"""
     for i in range(n_rows):
         xi = (first + i) * TILE
         for j in range(i, n_rows):
