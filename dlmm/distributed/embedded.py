@@ -130,7 +130,15 @@ def embedded_client(
                                       # 10 ms, in the worker's event loop, for the
                                       # dashboard's profile): CPU taken from the tasks
                                       # on a busy machine (issue 27).
-                                      "distributed.worker.profile.enabled": False}
+                                      "distributed.worker.profile.enabled": False,
+                                      # The dashboard's monitoring, slower or off as in
+                                      # distributed's own tests: an idle two-worker
+                                      # cluster took 2.7-3.6 s of CPU in 30 s, 0.7 s so.
+                                      # (A worker's memory watch has its own interval.)
+                                      "distributed.admin.tick.interval": "500ms",
+                                      "distributed.admin.system-monitor.interval": "2s",
+                                      "distributed.admin.system-monitor.gil.enabled":
+                                          False}
             if start_method is not None and processes:
                 config["distributed.worker.multiprocessing-method"] = start_method
                 # A forked worker would write again what this process's buffers hold.

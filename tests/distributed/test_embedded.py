@@ -103,6 +103,10 @@ SCRIPT = textwrap.dedent('''
                  "stealing": dask_backend._EMBEDDED["client"].run_on_scheduler(
                      lambda dask_scheduler: "stealing" in dask_scheduler.extensions)}
         certificates = certificate_probes(dask_backend._EMBEDDED["client"])
+        monitoring = dask_backend._EMBEDDED["client"].run(
+            lambda: [dask.config.get(k) for k in ("distributed.admin.tick.interval",
+                                                  "distributed.admin.system-monitor.interval",
+                                                  "distributed.worker.profile.enabled")])
         local = dlmm.mixedlm("Reaction ~ Days", data, groups="Subject",
                              re_formula="~Days").fit()  # small input: in this process
         paths = {"backends": [r.backend, local.backend], "llf": [r.llf, local.llf],
@@ -134,6 +138,7 @@ SCRIPT = textwrap.dedent('''
         # handler of each worker process, which writes a file if it runs at all.
         dask_backend._EMBEDDED["client"].run(exit_marker, out)
         json.dump({"facts": facts, "certificates": certificates, "paths": paths,
+                   "monitoring": list(monitoring.values()),
                    "runs": runs, "saved": table(saved),
                    "written": table(written), "caterpillar": points,
                    "resid_plot": sorted(float(v) for v in offsets[:, 1])}, sys.stdout)
@@ -213,6 +218,14 @@ def test_the_embedded_cluster_admits_its_own_certificate_only(run):
     probes = run[0]["certificates"]
     assert probes["own_certificate"] == "connected", probes
     assert probes["other_certificate"] != "connected", probes
+
+
+def test_the_embedded_clusters_workers_run_the_dashboards_monitoring_slower(run):
+    """Every worker of the embedded cluster has the monitoring settings it was started
+    with (distributed's defaults: a 20 ms tick, the system monitor every 0.5 s, the
+    profiler on), as distributed's own tests run theirs."""
+    monitoring = run[0]["monitoring"]
+    assert monitoring and all(m == ["500ms", "2s", False] for m in monitoring), monitoring
 
 
 def test_the_embedded_cluster_steals_no_work(run):
