@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dlmm.distributed.embedded import QUIET_MONITORING
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Bytecode files for the suite's processes. Where the environment forbids them
@@ -41,19 +43,10 @@ def reference_data(name: str) -> pd.DataFrame:
 
 
 #: Dask's monitoring for a dashboard, off or slower in the suite's own long-lived clusters,
-#: as distributed's own tests have it (``distributed.utils_test.config_for_cluster_tests``:
-#: no statistical profiler sampling every 10 ms, no GIL monitor, the event-loop tick every
-#: 500 ms, not 20 ms; and the system monitor's samples every 2 s, not 0.5 s). What the
-#: workers compute, and their memory limits, are as they were. Measured with a two-worker
-#: LocalCluster idle for 30 s (psutil, all its processes): 2.7-3.6 s of CPU by default,
-#: 0.7 s with these, i.e. about 10% of a core less for as long as such a cluster lives (the
-#: session's ``dask_client`` lives as long as the session).
-CLUSTER_MONITORING = {
-    "distributed.worker.profile.enabled": False,
-    "distributed.admin.system-monitor.gil.enabled": False,
-    "distributed.admin.tick.interval": "500ms",
-    "distributed.admin.system-monitor.interval": "2s",
-}
+#: as in dlmm's embedded cluster (:data:`dlmm.distributed.embedded.QUIET_MONITORING`). What
+#: the workers compute, and their memory limits, are as they were; the session's
+#: ``dask_client`` lives as long as the session.
+CLUSTER_MONITORING = QUIET_MONITORING
 
 
 def cluster_monitoring_env() -> dict[str, str]:

@@ -55,6 +55,20 @@ def _main_is_guarded() -> bool:
     return re.search(r"__name__\s*==\s*['\"]__main__['\"]", source) is not None
 
 
+#: Dask's monitoring for a dashboard, off or slower, as distributed's own tests have it
+#: (``distributed.utils_test.config_for_cluster_tests``): no sampling of the task threads'
+#: stacks every 10 ms in the worker's event loop (CPU taken from the tasks on a busy
+#: machine, issue 27), no GIL monitor, the event-loop tick every 500 ms (not 20 ms), the
+#: system monitor every 2 s (not 0.5 s). An idle two-worker cluster took 2.7-3.6 s of CPU
+#: in 30 s, 0.7 s so. A worker's memory watch has its own interval, unchanged.
+QUIET_MONITORING: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2s",
+}
+
+
 def embedded_client(
     n_workers: int | None = None,
     threads_per_worker: int | None = None,
@@ -126,19 +140,7 @@ def embedded_client(
             # would move the block, hundreds of MB, to save milliseconds), and the one
             # pass's reads are spread by dlmm itself (DaskBackend.map_chunks).
             config: dict[str, Any] = {"distributed.scheduler.work-stealing": False,
-                                      # Dask's sampling of the task threads' stacks (every
-                                      # 10 ms, in the worker's event loop, for the
-                                      # dashboard's profile): CPU taken from the tasks
-                                      # on a busy machine (issue 27).
-                                      "distributed.worker.profile.enabled": False,
-                                      # The dashboard's monitoring, slower or off as in
-                                      # distributed's own tests: an idle two-worker
-                                      # cluster took 2.7-3.6 s of CPU in 30 s, 0.7 s so.
-                                      # (A worker's memory watch has its own interval.)
-                                      "distributed.admin.tick.interval": "500ms",
-                                      "distributed.admin.system-monitor.interval": "2s",
-                                      "distributed.admin.system-monitor.gil.enabled":
-                                          False}
+                                      **QUIET_MONITORING}
             if start_method is not None and processes:
                 config["distributed.worker.multiprocessing-method"] = start_method
                 # A forked worker would write again what this process's buffers hold.
